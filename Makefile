@@ -1,0 +1,44 @@
+# modelshelf: `make serve` serves the bundled example; `make test` runs the suite.
+# Both create .venv on first use (Python 3.11: seldon-core 1.18.2 installs on nothing newer).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+IRIS   := examples/iris/model.joblib
+PORT   ?= 9000
+
+.PHONY: install serve test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip 'setuptools<81' wheel
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(IRIS): $(STAMP) examples/train_iris.py
+	$(BIN)/python examples/train_iris.py examples/iris
+
+serve: $(IRIS)
+	@echo
+	@echo "Serving the iris example on http://localhost:$(PORT). Try, from another terminal:"
+	@echo
+	@echo "  curl -s http://localhost:$(PORT)/api/v1.0/predictions -H 'Content-Type: application/json' \\"
+	@echo "       -d '{\"data\": {\"ndarray\": [[5.1, 3.5, 1.4, 0.2]]}}'"
+	@echo
+	cd servers/sklearnserver && PATH="$(CURDIR)/$(BIN):$$PATH" exec seldon-core-microservice SKLearnServer \
+	    --service-type MODEL --http-port $(PORT) \
+	    --parameters '[{"name":"model_uri","value":"$(CURDIR)/examples/iris","type":"STRING"}]'
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) examples/iris .pytest_cache

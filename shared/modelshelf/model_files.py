@@ -1,0 +1,60 @@
+"""Which file in a model folder is the model.
+
+Rules every server shares: an explicit ``model_file`` parameter wins; then the conventional names
+in order (``model.joblib``…); then the single file with a known suffix. Zero or several candidates
+is an error that lists what the folder holds, so the user can set ``model_file``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from modelshelf.errors import ModelNotFoundError
+
+
+def find_model_file(
+    location: Path,
+    preferred_names: Sequence[str],
+    suffixes: Sequence[str],
+    model_file: str = "",
+    uri: str | None = None,
+) -> Path:
+    """The model file in ``location`` (a folder, or the file itself)."""
+    uri = uri or str(location)
+    if location.is_file():
+        return location
+    if model_file:
+        chosen = location / model_file
+        if not chosen.is_file():
+            raise ModelNotFoundError(
+                uri, f"model_file {model_file!r} not found; the folder holds {_listing(location)}"
+            )
+        return chosen
+    for name in preferred_names:
+        if (location / name).is_file():
+            return location / name
+    candidates = sorted(
+        p for p in location.iterdir() if p.is_file() and p.name.lower().endswith(tuple(suffixes))
+    )
+    if len(candidates) == 1:
+        return candidates[0]
+    wanted = ", ".join(preferred_names)
+    if not candidates:
+        raise ModelNotFoundError(
+            uri,
+            f"no model file: expected {wanted} or one file ending {', '.join(suffixes)}; "
+            f"the folder holds {_listing(location)}",
+        )
+    raise ModelNotFoundError(
+        uri,
+        f"several model files ({', '.join(p.name for p in candidates)}): "
+        "set the parameter model_file to the one to serve",
+    )
+
+
+def _listing(folder: Path) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    return (
+        "[" + ", ".join(names[:20]) + (", …]" if len(names) > 20 else "]") if names else "nothing"
+    )

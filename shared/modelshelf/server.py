@@ -1,0 +1,241 @@
+"""The life cycle every modelshelf server shares, written once.
+
+``seldon-core-microservice`` builds the object in its parent process, calls ``init_metadata()``
+there (and again in the gRPC child), then forks gunicorn workers that call ``load()``. So:
+
+* ``__init__`` only records typed parameters: nothing is downloaded or unpickled there.
+* ``load()`` downloads and loads once per process and is a no-op afterwards; a worker forked from a
+  parent that already loaded (to derive metadata) shares that copy of the model.
+* ``init_metadata()`` prefers ``metadata.yaml`` from the *downloaded* folder; without one it loads
+  the model and asks the framework to describe it.
+* A load failure raises ``ModelLoadError`` -- never an ``AttributeError``, which seldon-core would
+  mistake for "no load method" and ignore -- so the process stops with the cause in its log.
+* Request errors become ``BadRequestError`` (400) or ``ServerFaultError`` (500); nothing is
+  swallowed into a ``None`` prediction.
+
+A framework module subclasses ``ModelServer`` and fills in ``load_model`` and ``describe_model``,
+and sets ``self.model`` / the ``Method`` callables it serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from seldon_core.user_model import SeldonComponent, SeldonNotImplementedError
+
+from modelshelf import metadata as md
+from modelshelf import storage
+from modelshelf.errors import (
+    BadRequestError,
+    ModelLoadError,
+    ModelNotReadyError,
+    ModelshelfError,
+    ServerFaultError,
+)
+
+logger = logging.getLogger(__name__)
+
+# Exceptions a framework raises when the *input* is wrong (shape, dtype, NaN, unknown category).
+INPUT_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, IndexError)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One callable a server serves (``predict_proba``, ``transform``…) and its output's names."""
+
+    name: str
+    call: Callable[[Any], Any]
+    output_names: Sequence[str] | None = None
+
+
+def _request_error_blueprint() -> Any:
+    """Flask blueprint seldon-core registers (``model_error_handler``): payloads its own parsing
+    rejects (ragged arrays, bad tensors) are the client's fault, so 400 rather than its 500."""
+    from flask import Blueprint, jsonify
+
+    blueprint = Blueprint("modelshelf_request_errors", __name__)
+
+    @blueprint.app_errorhandler(ValueError)
+    def bad_payload(exc: ValueError) -> Any:
+        error = BadRequestError(f"the request's data could not be read: {exc}")
+        response = jsonify(error.to_dict())
+        response.status_code = error.status_code
+        return response
+
+    return blueprint
+
+
+class ModelServer(SeldonComponent):
+    """Base of every modelshelf server: download, load once, metadata, health, errors."""
+
+    #: Distributions whose versions the start-up log and the metadata report.
+    framework_packages: ClassVar[tuple[str, ...]] = ("numpy",)
+
+    #: Registered by seldon-core's Flask app: maps payload parsing errors to 400.
+    model_error_handler = _request_error_blueprint()
+
+    def __init__(self, model_uri: str) -> None:
+        super().__init__()
+        if not model_uri:
+            raise ModelLoadError("<empty>", "parameter model_uri is required (a folder or URI)")
+        self.model_uri = str(model_uri)
+        self.model: Any = None
+        self.load_warnings: list[str] = []
+        self.load_seconds: float | None = None
+        self._model_dir: Path | None = None
+        self._ready = False
+        self._load_lock = threading.Lock()
+        self._call_state = threading.local()
+
+    # ---------------------------------------------------------------- life cycle
+
+    @property
+    def model_dir(self) -> Path:
+        """The local folder (or file) holding the model; downloaded on first use, once."""
+        if self._model_dir is None:
+            self._model_dir = storage.download(self.model_uri)
+        return self._model_dir
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def load(self) -> None:
+        """Download and load the model, once per process; later calls do nothing."""
+        if self._ready:
+            return
+        with self._load_lock:
+            if self._ready:
+                return
+            started = time.perf_counter()
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    self.load_model(self.model_dir)
+            except ModelshelfError:
+                raise
+            except Exception as exc:  # unpickling raises anything, AttributeError included
+                raise ModelLoadError(self.model_uri, f"{type(exc).__name__}: {exc}") from exc
+            self.load_warnings = _unique(f"{w.category.__name__}: {w.message}" for w in caught)
+            for text in self.load_warnings:
+                logger.warning("while loading %s: %s", self.model_uri, text)
+            self.load_seconds = time.perf_counter() - started
+            self._ready = True
+            versions = ", ".join(f"{k} {v}" for k, v in self.versions().items())
+            logger.info(
+                "%s loaded %s in %.2f s (%s)",
+                type(self).__name__,
+                self.model_dir,
+                self.load_seconds,
+                versions,
+            )
+
+    def health_status(self) -> dict[str, Any]:
+        """Healthy only once the model is in memory (seldon's default says healthy at once)."""
+        if not self._ready:
+            raise ModelNotReadyError()
+        return {"status": "ready", "model_uri": self.model_uri}
+
+    # ---------------------------------------------------------------- framework hooks
+
+    def load_model(self, model_dir: Path) -> None:
+        """Load the framework's model from ``model_dir`` into ``self.model``."""
+        raise NotImplementedError  # pragma: no cover - every server overrides it
+
+    def describe_model(self) -> dict[str, Any]:
+        """Metadata derived from the loaded model (inputs/outputs, platform…)."""
+        return {}
+
+    # ---------------------------------------------------------------- metadata
+
+    def versions(self) -> dict[str, str]:
+        """Versions of modelshelf and the framework packages in this image."""
+        return md.package_versions(("modelshelf", *self.framework_packages))
+
+    def init_metadata(self) -> dict[str, Any]:
+        """``metadata.yaml`` from the downloaded folder, else what the model says of itself."""
+        from_file = md.read_metadata_file(self.model_dir)
+        if from_file is not None:
+            found = from_file
+        else:
+            self.load()
+            found = self.describe_model()
+        custom = {f"{name} version": version for name, version in self.versions().items()}
+        if self.load_warnings:
+            custom["load warnings"] = " | ".join(self.load_warnings)
+        return md.with_custom(found, custom)
+
+    # ---------------------------------------------------------------- requests
+
+    def class_names(self) -> Sequence[str]:
+        """Names of the columns of the output this thread produced last (e.g. ``classes_``)."""
+        names = getattr(self._call_state, "output_names", None)
+        if not names:
+            raise SeldonNotImplementedError("no names for this output")
+        return names
+
+    def serve(self, method: Method, model_input: Any) -> Any:
+        """Call ``method`` on a validated input, turning framework errors into 400 / 500."""
+        if not self._ready:
+            raise ModelNotReadyError()
+        try:
+            result = method.call(model_input)
+        except BadRequestError:
+            raise
+        except INPUT_ERRORS as exc:
+            raise BadRequestError(f"{method.name} rejected the input: {exc}") from exc
+        except Exception as exc:
+            logger.exception("%s failed", method.name)
+            raise ServerFaultError(f"{method.name} failed: {type(exc).__name__}: {exc}") from exc
+        self._call_state.output_names = method.output_names
+        return result
+
+
+def _unique(texts: Any) -> list[str]:
+    return list(dict.fromkeys(texts))
+
+
+def as_2d_numbers(X: Any, n_features: int | None, what: str = "the input") -> np.ndarray:
+    """``X`` as a 2-D float array with ``n_features`` columns, or a 400 that says what was wrong."""
+    if isinstance(X, dict | str | bytes):
+        raise BadRequestError(
+            f"{what} must be an array of rows of numbers (ndarray or tensor), "
+            f"got {type(X).__name__}"
+        )
+    try:
+        arr = np.asarray(X)
+    except ValueError as exc:  # ragged nested lists
+        raise BadRequestError(f"{what} must be a rectangular array of rows: {exc}") from exc
+    if arr.dtype.kind not in "biuf":
+        try:
+            arr = arr.astype(np.float64)
+        except (ValueError, TypeError) as exc:
+            raise BadRequestError(
+                f"{what} must hold numbers only; could not read {_sample(arr)} as a number"
+            ) from exc
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1) if n_features is not None and arr.size == n_features else arr
+    if arr.ndim != 2:
+        raise BadRequestError(f"{what} must be 2-D (rows x features), got shape {list(arr.shape)}")
+    if arr.shape[0] == 0:
+        raise BadRequestError(f"{what} is empty: expected at least one row")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise BadRequestError(f"expected {n_features} features per row, got {arr.shape[1]}")
+    return arr
+
+
+def _sample(arr: np.ndarray) -> str:
+    for value in arr.ravel()[:1000]:
+        try:
+            float(value)
+        except (ValueError, TypeError):
+            return repr(value.item() if hasattr(value, "item") else value)
+    return "a value"

@@ -1,0 +1,26 @@
+"""Fixtures shared by the whole suite: small models on disk, started once per session."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import models
+
+
+@pytest.fixture(scope="session")
+def sklearn_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Folders holding one saved scikit-learn model each, by role."""
+    root = tmp_path_factory.mktemp("sklearn-models")
+    return {
+        "iris": models.save(models.iris_classifier(), root / "iris"),
+        "iris_frame": models.save(models.iris_frame_pipeline(), root / "iris_frame"),
+        "regressor": models.save(models.diabetes_regressor(), root / "regressor"),
+        "text": models.save(models.text_pipeline(), root / "text", "model.pkl"),
+        "scaler": models.save(models.iris_scaler(), root / "scaler"),
+        "svc": models.save(models.svc_without_proba(), root / "svc"),
+    }

@@ -1,0 +1,94 @@
+"""Small real models the tests serve, trained in a few milliseconds on bundled data sets."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.datasets import load_diabetes, load_iris
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+IRIS = load_iris()
+IRIS_X = IRIS.data
+IRIS_Y = IRIS.target_names[IRIS.target]
+IRIS_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+TEXTS = [
+    "great product, works well",
+    "terrible, broke after a day",
+    "really love it",
+    "awful support and bad quality",
+    "excellent value, very good",
+    "worst purchase ever, bad",
+]
+TEXT_LABELS = ["pos", "neg", "pos", "neg", "pos", "neg"]
+
+
+def save(model: object, folder: Path, name: str = "model.joblib") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, folder / name)
+    return folder
+
+
+def iris_classifier() -> LogisticRegression:
+    return LogisticRegression(max_iter=1000).fit(IRIS_X, IRIS_Y)
+
+
+def iris_frame_pipeline():
+    """A pipeline fitted on a DataFrame: it knows its columns' names (feature_names_in_)."""
+    frame = pd.DataFrame(IRIS_X, columns=IRIS_COLUMNS)
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(frame, IRIS_Y)
+
+
+def diabetes_regressor() -> LinearRegression:
+    data = load_diabetes()
+    return LinearRegression().fit(data.data, data.target)
+
+
+def text_pipeline():
+    return make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(TEXTS, TEXT_LABELS)
+
+
+def iris_scaler() -> StandardScaler:
+    return StandardScaler().fit(IRIS_X)
+
+
+def svc_without_proba() -> SVC:
+    return SVC().fit(IRIS_X, IRIS_Y)
+
+
+def pickle_from_other_version(model: object, folder: Path) -> Path:
+    """Save ``model`` so that it claims another scikit-learn version (warns when unpickled)."""
+    save(model, folder)
+    path = folder / "model.joblib"
+    current = sklearn.__version__.encode()
+    other = re.sub(rb"\d", b"0", current)
+    data = path.read_bytes()
+    assert current in data
+    path.write_bytes(data.replace(current, other))
+    return folder
+
+
+def unimportable_pickle(folder: Path) -> Path:
+    """A pickle naming a class its module lacks: what a model from another scikit-learn version
+    raises when unpickled (``AttributeError: Can't get attribute ...``)."""
+    import pickle
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = pickle.dumps(iris_classifier())
+    assert b"LogisticRegression" in data
+    data = data.replace(b"LogisticRegression", b"LogisticRegressioX")
+    (folder / "model.pkl").write_bytes(data)
+    return folder
+
+
+def rows(n: int = 3) -> np.ndarray:
+    return IRIS_X[:: max(1, len(IRIS_X) // n)][:n]
