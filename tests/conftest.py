@@ -24,3 +24,12 @@ def sklearn_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "scaler": models.save(models.iris_scaler(), root / "scaler"),
         "svc": models.save(models.svc_without_proba(), root / "svc"),
     }
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One real S3 endpoint (moto_server) for the whole session; tests use their own buckets."""
+    from s3server import running_s3_server
+
+    with running_s3_server() as server:
+        yield server
