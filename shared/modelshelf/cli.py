@@ -1,0 +1,39 @@
+"""The ``modelshelf`` command: one subcommand per module in ``modelshelf.commands``.
+
+Each command module defines ``register(subparsers)``, which adds its parser and sets ``run`` (a
+function of the parsed arguments returning an exit code) as the parser's default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+#: Command modules, in the order ``modelshelf --help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = ("modelshelf.commands.version",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelshelf", description="Off-the-shelf model servers for Seldon Core and KServe."
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

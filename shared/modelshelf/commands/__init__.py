@@ -1,0 +1,1 @@
+"""Subcommands of the ``modelshelf`` command line (see ``modelshelf.cli``)."""
