@@ -72,20 +72,29 @@ class Microservice:
 
 
 def wait_until_healthy(service: Microservice, timeout: float, path: str = "/health/status") -> None:
+    """Until REST answers ``path`` with 200 and, if there is one, the gRPC port accepts
+    connections (seldon's gRPC child loads its own model and only then listens)."""
     deadline = time.monotonic() + timeout
+    rest_ready = False
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
             raise RuntimeError(
                 f"server exited with {service.process.returncode} before it was ready:\n"
                 + service.log()[-4000:]
             )
-        try:
-            if service.client.get(path, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if not rest_ready:
+            with contextlib.suppress(httpx.HTTPError):
+                rest_ready = service.client.get(path, timeout=2).status_code == 200
+        if rest_ready and (not service.grpc_port or _accepts(service.grpc_port)):
+            return
         time.sleep(0.1)
     raise TimeoutError(f"server not healthy after {timeout} s:\n{service.log()[-4000:]}")
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def stop(process: subprocess.Popen, timeout: float = 10) -> int:
