@@ -13,7 +13,10 @@ import sys
 from collections.abc import Sequence
 
 #: Command modules, in the order ``modelshelf --help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("modelshelf.commands.version",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "modelshelf.commands.version",
+    "modelshelf.commands.fetch",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

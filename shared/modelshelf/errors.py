@@ -48,6 +48,22 @@ class StorageError(ModelshelfError):
         super().__init__(f"cannot download {uri}: {reason}")
 
 
+class StorageNotFoundError(StorageError):
+    """The bucket, object or prefix a URI names does not exist."""
+
+
+class StorageAccessError(StorageError):
+    """The storage refused the credentials (or their absence): access denied, bad signature."""
+
+
+class StorageUnreachableError(StorageError):
+    """The storage endpoint did not answer (after bounded retries) or its TLS failed."""
+
+
+class UnsafeArchiveError(StorageError):
+    """An archive entry would land outside the destination (absolute path, ``..``, link)."""
+
+
 class BadRequestError(SeldonMicroserviceException):
     """The request's payload does not fit the model: HTTP 400 with what was expected."""
 

@@ -1,22 +1,109 @@
 """Fetch a model from wherever it lives into a local folder: ``download(uri, dest=None) -> Path``.
 
-One public function; one private module per scheme. Local paths and ``file://`` are used in place
-(no copy) unless ``dest`` is given.
+One public function; one private module per storage. Local paths and ``file://`` are used in place
+(no copy) unless ``dest`` is given. Remote URIs (``s3://``, ``gs://``, ``http(s)://``, rclone-style
+``s3:bucket/key``) download into ``dest``, or, without one, into a cache folder keyed by the URI
+(``MODELSHELF_MODEL_CACHE``), so every process that asks for the same URI -- the MLflow
+``before-run`` step, the REST workers, the gRPC child -- shares one download, and asking again
+transfers only objects that changed. A URI naming one ``.tar.gz`` / ``.tgz`` / ``.tar`` / ``.zip``
+object is unpacked.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import tempfile
 from pathlib import Path
 
 from modelshelf.errors import StorageError
 from modelshelf.storage import _local
+from modelshelf.storage._location import Location, parse, redact
+from modelshelf.storage._sync import Source, synchronise
 
-__all__ = ["download"]
+__all__ = ["cache_root", "download", "redact"]
+
+#: Inside an explicit ``dest``: what the last download wrote (for incremental updates).
+DEST_MANIFEST = ".modelshelf-manifest.json"
+DEST_LOCK = ".modelshelf.lock"
 
 
 def download(uri: str, dest: str | Path | None = None) -> Path:
     """Return a local path holding the model named by ``uri`` (a folder, or a single file)."""
-    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
-    if scheme in ("", "file"):
-        return _local.download(uri, Path(dest) if dest is not None else None)
-    raise StorageError(uri, f"unsupported scheme {scheme!r}: expected a local path or file://")
+    location = parse(uri)
+    if location.kind == "local":
+        return _local.download(location.uri, Path(dest) if dest is not None else None)
+    source = _source(location)
+    if dest is not None:
+        target = Path(dest)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                location.display, f"cannot create the destination {target}: {exc.strerror}"
+            ) from exc
+        return synchronise(source, target, target / DEST_MANIFEST, target / DEST_LOCK, unpack=True)
+    root = cache_root()
+    name = _cache_name(location)
+    return synchronise(
+        source, root / name, root / f"{name}.manifest.json", root / f"{name}.lock", unpack=True
+    )
+
+
+def cache_root() -> Path:
+    """Where remote models download when no ``dest`` is given.
+
+    ``MODELSHELF_MODEL_CACHE`` if set; else ``$XDG_CACHE_HOME/modelshelf/models`` (or
+    ``~/.cache/…``) if writable; else a per-user folder under the system temporary directory
+    (containers often run as a user without a home).
+    """
+    configured = os.environ.get("MODELSHELF_MODEL_CACHE")
+    if configured:
+        root = Path(configured)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from modelshelf.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "MODELSHELF_MODEL_CACHE", configured, f"a writable folder ({exc.strerror})"
+            ) from exc
+        return root
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    for root in (
+        Path(base) / "modelshelf" / "models",
+        Path(tempfile.gettempdir()) / f"modelshelf-{os.getuid()}" / "models",
+    ):
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(root, os.W_OK | os.X_OK):
+            return root
+    raise StorageError(
+        "<cache>", "no writable cache folder: set MODELSHELF_MODEL_CACHE to a writable folder"
+    )
+
+
+def _cache_name(location: Location) -> str:
+    """``<readable name>-<hash of the full URI>``: stable per URI, never the URI's secrets."""
+    digest = hashlib.sha256(location.uri.encode()).hexdigest()[:16]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", location.name)[:48].strip("._") or "model"
+    return f"{readable}-{digest}"
+
+
+def _source(location: Location) -> Source:
+    if location.kind == "s3":
+        from modelshelf.storage._s3 import S3Source
+
+        return S3Source(location)
+    if location.kind == "gs":
+        from modelshelf.storage._gcs import GCSSource
+
+        return GCSSource(location)
+    if location.kind == "http":
+        from modelshelf.storage._http import HTTPSource
+
+        return HTTPSource(location)
+    raise StorageError(location.display, f"unsupported storage {location.kind!r}")

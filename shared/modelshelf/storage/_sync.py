@@ -1,0 +1,328 @@
+"""Bring a local folder up to date with what a remote source lists: atomic, incremental, locked.
+
+Every remote backend (S3, GCS, HTTP) only lists objects and fetches files; this module decides
+what to transfer and how the folder changes:
+
+* One download of a target at a time, across processes: an exclusive ``flock`` on a lock file.
+  (seldon-core-microservice's gRPC child is forked before the parent downloads, so both may ask
+  for the same URI at once; the second waits, then finds everything up to date.)
+* Incremental: a manifest records each object's size and tag (ETag, generation, HTTP validator);
+  objects whose tag and size are unchanged, and whose files are still there, are not transferred.
+* Atomic: files are fetched into a temporary folder first. A new target is that folder renamed;
+  an existing one gets each finished file by ``os.replace``. A killed download leaves no half file
+  under a final name, and its leftovers are removed by the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+from modelshelf.errors import StorageError
+from modelshelf.storage import _archive
+
+logger = logging.getLogger("modelshelf.storage")
+
+MANIFEST_VERSION = 1
+PROGRESS_EVERY_SECONDS = 5.0
+IN_PLACE_PARTIAL = ".modelshelf-partial-"
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    """One object a source lists: where it goes under the target, and how to tell it changed."""
+
+    relpath: str
+    size: int | None
+    #: ETag / generation; ``None`` means "ask the server" (an HTTP conditional request).
+    tag: str | None
+    #: Whatever the backend needs to fetch it (a key, a blob, a URL).
+    ref: Any = None
+
+
+@dataclass
+class Job:
+    """One file to fetch into ``path``; the backend fills in ``tag`` or ``not_modified``."""
+
+    obj: RemoteObject
+    path: Path
+    previous_tag: str | None = None
+    tag: str | None = None
+    size: int = 0
+    not_modified: bool = False
+
+
+class Source(Protocol):
+    display: str
+
+    def list(self) -> list[RemoteObject]: ...
+
+    def fetch(self, jobs: Sequence[Job], progress: Progress) -> None: ...
+
+
+@dataclass
+class Progress:
+    """Files and bytes done so far; logged every few seconds while a download runs."""
+
+    display: str
+    files: int
+    total_bytes: int
+    done_files: int = 0
+    done_bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_bytes(self, count: int) -> None:
+        with self._lock:
+            self.done_bytes += count
+
+    def file_done(self) -> None:
+        with self._lock:
+            self.done_files += 1
+
+    def rate(self) -> float:
+        return self.done_bytes / max(time.monotonic() - self.started, 1e-6)
+
+    def line(self) -> str:
+        total = f" of {_size(self.total_bytes)}" if self.total_bytes else ""
+        return (
+            f"{self.display}: {self.done_files}/{self.files} files, "
+            f"{_size(self.done_bytes)}{total} at {_size(self.rate())}/s"
+        )
+
+    @contextlib.contextmanager
+    def reporting(self) -> Iterator[Progress]:
+        stop = threading.Event()
+
+        def report() -> None:
+            while not stop.wait(PROGRESS_EVERY_SECONDS):
+                logger.info("downloading %s", self.line())
+
+        thread = threading.Thread(target=report, name="modelshelf-progress", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
+
+
+def concurrency() -> int:
+    """How many files (or parts of a big file) download at once."""
+    value = os.environ.get("MODELSHELF_DOWNLOAD_CONCURRENCY", "16")
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        from modelshelf.errors import ConfigurationError
+
+        raise ConfigurationError("MODELSHELF_DOWNLOAD_CONCURRENCY", value, "a positive integer")
+    return count
+
+
+def safe_relpath(display: str, relpath: str) -> str:
+    """``relpath`` if it stays inside the target folder; an error otherwise."""
+    path = PurePosixPath(relpath)
+    if not relpath or path.is_absolute() or ".." in path.parts or "\\" in relpath:
+        raise StorageError(
+            display, f"object name {relpath!r} would land outside the destination folder"
+        )
+    return path.as_posix()
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path, display: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` (released by the kernel if the process dies)."""
+    with open(lock_path, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("waiting for another process downloading %s", display)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def synchronise(
+    source: Source,
+    target: Path,
+    manifest_path: Path,
+    lock_path: Path,
+    unpack: bool,
+) -> Path:
+    """Make ``target`` hold what ``source`` lists, transferring only what changed."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(lock_path, source.display):
+        _remove_leftovers(target)
+        manifest = _read_manifest(manifest_path) if target.exists() else {}
+        objects = source.list()
+        for obj in objects:
+            safe_relpath(source.display, obj.relpath)
+        jobs, kept = _plan(objects, manifest, target)
+        if not jobs and kept.keys() == manifest.keys() and target.exists():
+            logger.info("%s is up to date in %s (%d files)", source.display, target, len(kept))
+            return target
+        entries = _transfer(source, target, jobs, unpack)
+        entries.update(kept)
+        _remove_stale(target, manifest, entries)
+        _write_manifest(manifest_path, source.display, entries)
+    return target
+
+
+def _plan(
+    objects: Sequence[RemoteObject], manifest: dict[str, dict], target: Path
+) -> tuple[list[Job], dict[str, dict]]:
+    jobs: list[Job] = []
+    kept: dict[str, dict] = {}
+    for obj in objects:
+        entry = manifest.get(obj.relpath)
+        present = entry is not None and all((target / f).is_file() for f in entry["files"])
+        if (
+            present
+            and obj.tag is not None
+            and entry["tag"] == obj.tag
+            and (obj.size is None or entry["size"] == obj.size)
+        ):
+            kept[obj.relpath] = entry
+            continue
+        previous = entry["tag"] if present and obj.tag is None else None
+        jobs.append(Job(obj, Path(), previous_tag=previous))
+    return jobs, kept
+
+
+def _transfer(source: Source, target: Path, jobs: list[Job], unpack: bool) -> dict[str, dict]:
+    """Fetch ``jobs`` into a temporary folder and move the results into ``target``."""
+    in_place = target.exists()
+    staging = (
+        target / f"{IN_PLACE_PARTIAL}{os.getpid()}"
+        if in_place
+        else target.parent / f".{target.name}.partial-{os.getpid()}"
+    )
+    staging.mkdir(parents=True)
+    try:
+        for number, job in enumerate(jobs):
+            job.path = staging / ".fetch" / str(number) / PurePosixPath(job.obj.relpath).name
+            job.path.parent.mkdir(parents=True, exist_ok=True)
+        progress = Progress(source.display, len(jobs), sum(job.obj.size or 0 for job in jobs))
+        with progress.reporting():
+            source.fetch(jobs, progress)
+        entries = _arrange(source.display, staging, jobs, unpack)
+        shutil.rmtree(staging / ".fetch")
+        transferred = sum(1 for job in jobs if not job.not_modified)
+        logger.info(
+            "downloaded %s: %d files, %s in %.2f s (%s/s)%s",
+            source.display,
+            transferred,
+            _size(progress.done_bytes),
+            time.monotonic() - progress.started,
+            _size(progress.rate()),
+            f", {len(jobs) - transferred} unchanged" if len(jobs) != transferred else "",
+        )
+        if in_place:
+            for entry in entries.values():
+                for relpath in entry.get("new", ()):
+                    destination = target / relpath
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staging / relpath, destination)
+        else:
+            os.rename(staging, target)
+        for entry in entries.values():
+            entry.pop("new", None)
+        return entries
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _arrange(display: str, staging: Path, jobs: list[Job], unpack: bool) -> dict[str, dict]:
+    """Put each fetched file (or an archive's contents) at its final place inside ``staging``."""
+    entries: dict[str, dict] = {}
+    for job in jobs:
+        if job.not_modified:
+            continue
+        relpath = job.obj.relpath
+        if unpack and _archive.is_archive(relpath):
+            files = _archive.extract(display, job.path, staging)
+            entries[relpath] = {"tag": job.tag, "size": job.size, "files": files, "new": files}
+            continue
+        destination = staging / relpath
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(job.path, destination)
+        entries[relpath] = {"tag": job.tag, "size": job.size, "files": [relpath], "new": [relpath]}
+    for job in jobs:  # an HTTP 304: the file we have is current
+        if job.not_modified:
+            entries[job.obj.relpath] = {"tag": job.previous_tag, "size": job.obj.size or 0}
+    return entries
+
+
+def _remove_stale(target: Path, old: dict[str, dict], new: dict[str, dict]) -> None:
+    """Delete files an earlier download wrote that the source no longer lists."""
+    for relpath, entry in list(new.items()):
+        if "files" not in entry:  # not modified: keep the old entry's file list
+            entry["files"] = old[relpath]["files"]
+    current = {f for entry in new.values() for f in entry["files"]}
+    for entry in old.values():
+        for relpath in entry["files"]:
+            if relpath not in current:
+                with contextlib.suppress(FileNotFoundError):
+                    (target / relpath).unlink()
+                _prune_empty_parents(target, target / relpath)
+
+
+def _prune_empty_parents(root: Path, path: Path) -> None:
+    parent = path.parent
+    while parent != root and root in parent.parents:
+        try:
+            parent.rmdir()
+        except OSError:
+            return
+        parent = parent.parent
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Temporary folders of downloads that died (we hold the lock: nobody else is writing)."""
+    leftovers = (
+        list(target.parent.glob(f".{target.name}.partial-*")) if target.parent.exists() else []
+    )
+    if target.is_dir():
+        leftovers += target.glob(f"{IN_PLACE_PARTIAL}*")
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _read_manifest(path: Path) -> dict[str, dict]:
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION:
+        return {}
+    return data.get("objects", {})
+
+
+def _write_manifest(path: Path, display: str, entries: dict[str, dict]) -> None:
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(
+        json.dumps({"version": MANIFEST_VERSION, "uri": display, "objects": entries}, indent=1)
+    )
+    os.replace(temporary, path)
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GB"  # pragma: no cover
