@@ -41,6 +41,10 @@ class SKLearnServer(ModelServer):
         self.model_file = model_file
         self.method: Method | None = None
         self.transform_method: Method | None = None
+        # Set by load_model; defined here so a request before load gets a 503, not a crash.
+        self.feature_names: list[str] | None = None
+        self.n_features: int | None = None
+        self.takes_text = False
 
     # ---------------------------------------------------------------- loading
 
@@ -56,8 +60,8 @@ class SKLearnServer(ModelServer):
             )
         self.model = model
         self.model_path = path
-        self.feature_names: list[str] | None = _feature_names(model)
-        self.n_features: int | None = getattr(model, "n_features_in_", None)
+        self.feature_names = _feature_names(model)
+        self.n_features = getattr(model, "n_features_in_", None)
         self.takes_text = _takes_text(model)
         self.method = Method(name, getattr(model, name), _output_names(model, name))
         if callable(getattr(model, "transform", None)):
