@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "modelshelf.commands.version",
     "modelshelf.commands.fetch",
+    "modelshelf.commands.run",
 )
 
 
