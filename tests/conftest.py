@@ -33,3 +33,12 @@ def s3_server():
 
     with running_s3_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """One real GCS endpoint (gcp-storage-emulator, in memory) for the whole session."""
+    from gcsserver import running_gcs_server
+
+    with running_gcs_server() as server:
+        yield server

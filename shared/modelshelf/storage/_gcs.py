@@ -1,0 +1,140 @@
+"""``gs://bucket/key`` (and rclone ``gs:bucket/key``) with google-cloud-storage.
+
+Credentials: rclone's ``RCLONE_CONFIG_<R>_SERVICE_ACCOUNT_FILE`` / ``_SERVICE_ACCOUNT_CREDENTIALS``
+/ ``_ANONYMOUS`` when the URI names that remote; otherwise the library's own resolution
+(``GOOGLE_APPLICATION_CREDENTIALS``, workload identity, ``STORAGE_EMULATOR_HOST``); with no
+credentials anywhere, anonymous requests (public buckets). Retries are bounded in time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import PurePosixPath
+from typing import Any
+
+import google.api_core.exceptions as gex
+import google.auth.exceptions as gauth
+import requests
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from modelshelf.errors import (
+    StorageAccessError,
+    StorageError,
+    StorageNotFoundError,
+    StorageUnreachableError,
+)
+from modelshelf.storage._location import Location
+from modelshelf.storage._sync import Job, Progress, RemoteObject, concurrency
+
+RETRY_SECONDS = 20.0
+TIMEOUT = (10, 60)  # connect, read
+_UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, gex.RetryError)
+
+
+def _retry() -> Any:
+    if hasattr(DEFAULT_RETRY, "with_timeout"):
+        return DEFAULT_RETRY.with_timeout(RETRY_SECONDS)
+    return DEFAULT_RETRY.with_deadline(RETRY_SECONDS)  # pragma: no cover - older api-core
+
+
+def make_client(location: Location) -> tuple[Any, bool]:
+    """A storage client, and whether it is anonymous."""
+    rclone = location.rclone if location.rclone_remote else {}
+    if str(rclone.get("anonymous", "")).lower() in ("1", "true"):
+        return storage.Client.create_anonymous_client(), True
+    if rclone.get("service_account_file"):
+        return storage.Client.from_service_account_json(rclone["service_account_file"]), False
+    if rclone.get("service_account_credentials"):
+        info = json.loads(rclone["service_account_credentials"])
+        return storage.Client.from_service_account_info(info), False
+    try:
+        client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT"))
+    except gauth.DefaultCredentialsError:
+        return storage.Client.create_anonymous_client(), True
+    return client, False
+
+
+class GCSSource:
+    """Lists and fetches the objects a GCS location names."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self.display = location.display
+        self.workers = concurrency()
+        self.client, self.anonymous = make_client(location)
+        self.retry = _retry()
+
+    def list(self) -> list[RemoteObject]:
+        bucket_name, key = self.location.bucket, self.location.key
+        folder = f"{key}/" if key else ""
+        try:
+            blobs = self.client.list_blobs(
+                bucket_name, prefix=folder or None, retry=self.retry, timeout=TIMEOUT
+            )
+            objects = [
+                RemoteObject(blob.name[len(folder) :], blob.size, str(blob.generation), blob)
+                for blob in blobs
+                if not blob.name.endswith("/")
+            ]
+            if objects:
+                return objects
+            if not key:
+                raise StorageNotFoundError(self.display, f"bucket {bucket_name!r} holds no objects")
+            blob = self.client.bucket(bucket_name).get_blob(key, retry=self.retry, timeout=TIMEOUT)
+        except gex.NotFound as exc:
+            raise StorageNotFoundError(
+                self.display,
+                f"bucket {bucket_name!r} does not exist ({self._where()}): check the name",
+            ) from exc
+        except (gex.GoogleAPICallError, *_UNREACHABLE) as exc:
+            raise self._error(exc) from None
+        if blob is None:
+            raise StorageNotFoundError(
+                self.display,
+                f"no object {key!r} and no objects under {folder!r} in bucket {bucket_name!r} "
+                f"({self._where()}): check the path",
+            )
+        return [RemoteObject(PurePosixPath(key).name, blob.size, str(blob.generation), blob)]
+
+    def fetch(self, jobs: Sequence[Job], progress: Progress) -> None:
+        def fetch_one(job: Job) -> None:
+            job.obj.ref.download_to_filename(str(job.path), retry=self.retry, timeout=TIMEOUT)
+            job.tag, job.size = job.obj.tag, job.path.stat().st_size
+            progress.add_bytes(job.size)
+            progress.file_done()
+
+        try:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="modelshelf-gcs") as pool:
+                for future in [pool.submit(fetch_one, job) for job in jobs]:
+                    future.result()
+        except gex.NotFound as exc:
+            raise StorageNotFoundError(
+                self.display, f"object not found ({self._where()}): was it deleted meanwhile?"
+            ) from exc
+        except (gex.GoogleAPICallError, *_UNREACHABLE) as exc:
+            raise self._error(exc) from None
+
+    def _where(self) -> str:
+        endpoint = os.environ.get("STORAGE_EMULATOR_HOST") or "Google Cloud Storage"
+        return f"{endpoint}, {'anonymous' if self.anonymous else 'signed'} requests"
+
+    def _error(self, exc: Exception) -> StorageError:
+        if isinstance(exc, gex.Forbidden | gex.Unauthorized):
+            return StorageAccessError(
+                self.display,
+                f"access denied (HTTP {exc.code}; {self._where()}): check "
+                "GOOGLE_APPLICATION_CREDENTIALS (or RCLONE_CONFIG_*_SERVICE_ACCOUNT_FILE), the "
+                "service account's roles, and the bucket's permissions",
+            )
+        if isinstance(exc, _UNREACHABLE):
+            return StorageUnreachableError(
+                self.display,
+                f"the endpoint did not answer within {RETRY_SECONDS:.0f} s of retries "
+                f"({self._where()}): check the network (or STORAGE_EMULATOR_HOST)",
+            )
+        code = getattr(exc, "code", "?")
+        return StorageError(self.display, f"GCS answered HTTP {code} ({self._where()})")

@@ -1,0 +1,102 @@
+"""``download()`` of single files from a local ``http.server``: plain, archive, 304, errors."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import io
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+from modelshelf.errors import StorageNotFoundError, UnsafeArchiveError
+from modelshelf.storage import download
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder; records each request's path and status (to prove 304s)."""
+
+    log: list[tuple[str, int]]
+    authorizations: list[str | None]
+
+    def log_request(self, code="-", size="-"):
+        self.log.append((self.path, int(code)))
+        self.authorizations.append(self.headers.get("Authorization"))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    (root / "model.joblib").write_bytes(b"pretend pickle" * 1000)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in {"model.joblib": b"in a tarball", "sub/x.txt": b"x"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("up")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "../../.."
+    (root / "model.tar.gz").write_bytes(buffer.getvalue())
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w:gz") as tar:
+        tar.addfile(link)
+    (root / "evil.tgz").write_bytes(evil.getvalue())
+    handler = type("Recording", (Handler,), {"log": [], "authorizations": []})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root, handler.log, handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_single_file_then_not_modified(site, env, tree):
+    url, root, log, _ = site
+    env({})
+    folder = download(f"{url}/model.joblib")
+    assert tree(folder) == {"model.joblib": (root / "model.joblib").read_bytes()}
+    log.clear()
+    assert download(f"{url}/model.joblib") == folder
+    assert log == [("/model.joblib", 304)]
+    assert tree(folder) == {"model.joblib": (root / "model.joblib").read_bytes()}
+
+
+def test_tarball_is_unpacked_and_a_link_is_refused(site, env, tree, tmp_path):
+    url, _, _, _ = site
+    env({})
+    dest = tmp_path / "dest"
+    download(f"{url}/model.tar.gz", dest)
+    found = {k: v for k, v in tree(dest).items() if not k.startswith(".modelshelf")}
+    assert found == {"model.joblib": b"in a tarball", "sub/x.txt": b"x"}
+    with pytest.raises(UnsafeArchiveError, match="'up' is a link"):
+        download(f"{url}/evil.tgz")
+
+
+def test_missing_file_error_hides_the_signature(site, env):
+    url, _, _, _ = site
+    env({})
+    signed = f"{url}/absent.joblib?X-Amz-Signature=deadbeefsecret&X-Amz-Credential=AKIAXXX"
+    with pytest.raises(StorageNotFoundError) as caught:
+        download(signed)
+    message = str(caught.value)
+    assert f"{url}/absent.joblib" in message and "HTTP 404" in message
+    assert "deadbeefsecret" not in message and "AKIAXXX" not in message
+
+
+def test_user_info_is_sent_as_basic_auth_and_never_shown(site, env):
+    url, _, _, handler = site
+    env({})
+    with_user = url.replace("http://", "http://alice:s3cret@")
+    handler.authorizations.clear()
+    with pytest.raises(StorageNotFoundError) as caught:
+        download(f"{with_user}/nothing.bin")
+    assert "s3cret" not in str(caught.value) and "alice" not in str(caught.value)
+    assert Path(caught.value.uri).name == "nothing.bin"
+    assert handler.authorizations[0] == "Basic " + base64.b64encode(b"alice:s3cret").decode()
