@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
 from microservice import BIN, free_port, stop
 
 

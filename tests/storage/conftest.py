@@ -12,6 +12,7 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
+
 from microservice import BIN, free_port, stop
 
 

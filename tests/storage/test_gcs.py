@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from modelshelf.errors import StorageNotFoundError, StorageUnreachableError
 from modelshelf.storage import download
 

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from modelshelf.errors import StorageNotFoundError, UnsafeArchiveError
 from modelshelf.storage import download
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import joblib
 import numpy as np
 from google.protobuf import json_format
+from seldon_core.seldon_client import SeldonClient
+
 from microservice import running_microservice, seldon_parameters
 from models import rows
-from seldon_core.seldon_client import SeldonClient
 
 
 def test_sklearn_server_loads_a_model_from_s3(s3_server, sklearn_models, tmp_path):

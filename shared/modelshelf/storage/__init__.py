@@ -94,14 +94,21 @@ def _cache_name(location: Location) -> str:
 
 
 def _source(location: Location) -> Source:
-    if location.kind == "s3":
-        from modelshelf.storage._s3 import S3Source
+    extra = {"s3": "s3", "gs": "gcs"}.get(location.kind, "")
+    try:
+        if location.kind == "s3":
+            from modelshelf.storage._s3 import S3Source
 
-        return S3Source(location)
-    if location.kind == "gs":
-        from modelshelf.storage._gcs import GCSSource
+            return S3Source(location)
+        if location.kind == "gs":
+            from modelshelf.storage._gcs import GCSSource
 
-        return GCSSource(location)
+            return GCSSource(location)
+    except ImportError as exc:
+        raise StorageError(
+            location.display,
+            f"{exc.name} is not installed: install modelshelf[{extra}] for {location.kind} URIs",
+        ) from exc
     if location.kind == "http":
         from modelshelf.storage._http import HTTPSource
 

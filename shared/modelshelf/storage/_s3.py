@@ -111,6 +111,8 @@ def settings(location: Location) -> S3Settings:
         secret_key = rclone.get("secret_access_key", "")
         token = rclone.get("session_token")
     anonymous = bool(_flag(env.get("awsAnonymousCredential")))
+    if own and not access_key and _flag(rclone.get("env_auth")) is False:
+        anonymous = True  # rclone: no keys and env_auth=false means anonymous access
     return S3Settings(
         endpoint=endpoint,
         region=region or "us-east-1",
