@@ -33,6 +33,7 @@ serve: $(IRIS)
 	    --parameters '[{"name":"model_uri","value":"$(CURDIR)/examples/iris","type":"STRING"}]'
 
 test: $(STAMP)
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

@@ -1,0 +1,220 @@
+"""Each template under a real seldon-core-microservice, as its .s2i/environment says to run it."""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from microservice import (
+    BIN,
+    REPO,
+    free_port,
+    run_to_exit,
+    running_command,
+    seldon_parameters,
+)
+from modelshelf.persistence import launcher_interface_name
+from redisserver import running_redis
+
+TEMPLATES = REPO / "templates"
+#: The environment the Seldon operator gives a graph container (metrics path included).
+OPERATOR_ENV = {
+    "PREDICTIVE_UNIT_METRICS_ENDPOINT": "/prometheus",
+    "SELDON_DEPLOYMENT_ID": "templates-test",
+    "PREDICTOR_ID": "default",
+    "GRPC_WORKERS": "0",  # REST is what these tests speak; one process fewer to start
+}
+
+
+def s2i_environment(folder: Path) -> dict[str, str]:
+    lines = (folder / ".s2i" / "environment").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def microservice_command(folder: Path, parameters: str, interface: str | None = None) -> list:
+    environment = s2i_environment(folder)
+    return [
+        str(BIN / "seldon-core-microservice"),
+        interface or environment["MODEL_NAME"],
+        "--service-type",
+        environment["SERVICE_TYPE"],
+        "--parameters",
+        parameters,
+        "--http-port",
+        str(free_port()),
+        "--metrics-port",
+        str(free_port()),
+    ]
+
+
+@contextlib.contextmanager
+def running_template(
+    name: str, parameters: str = "[]", env: dict | None = None, interface: str | None = None
+) -> Iterator:
+    folder = TEMPLATES / name
+    command = microservice_command(folder, parameters, interface)
+    http_port = int(command[command.index("--http-port") + 1])
+    metrics_port = int(command[command.index("--metrics-port") + 1])
+    full_env = {**OPERATOR_ENV, "PREDICTIVE_UNIT_ID": name, **(env or {})}
+    with running_command(
+        command,
+        folder,
+        full_env,
+        http_port,
+        None,
+        metrics_port,
+        ready_timeout=120,
+        health_path="/health/ping",
+    ) as service:
+        yield service
+
+
+def ndarray(body: dict) -> np.ndarray:
+    return np.array(body["data"]["ndarray"])
+
+
+def prometheus_sample(service, name: str, **labels: str) -> float | None:
+    text = service.client.get(f"http://127.0.0.1:{service.metrics_port}/prometheus").text
+    for line in text.splitlines():
+        match = re.match(rf"{name}\{{(.*)\}} (\S+)$", line)
+        if match and all(f'{k}="{v}"' in match.group(1) for k, v in labels.items()):
+            return float(match.group(2))
+    return None
+
+
+def test_model_predicts_with_its_parameters_tags_and_metrics():
+    with running_template("model", seldon_parameters(weight=2.0)) as svc:
+        X = [[1.0, 2.0], [3.0, 4.0]]
+        for path in ("/predict", "/api/v1.0/predictions"):
+            response = svc.post(path, {"data": {"ndarray": X}})
+            assert response.status_code == 200, response.text
+            body = response.json()
+            np.testing.assert_array_equal(ndarray(body), [[6.0], [14.0]])
+            assert body["data"]["names"] == ["score"]
+            assert body["meta"]["tags"] == {"model": "MyModel"}
+        assert prometheus_sample(svc, "mymodel_rows_scored") == 4
+
+
+def test_transformer_answers_transform_input_and_output():
+    with running_template("transformer", seldon_parameters(offset=1.0, scale=2.0)) as svc:
+        body = svc.post("/transform-input", {"data": {"ndarray": [[1.0, 3.0]]}}).json()
+        np.testing.assert_array_equal(ndarray(body), [[0.0, 1.0]])
+        body = svc.post("/transform-output", {"data": {"ndarray": [[0.12345]]}}).json()
+        np.testing.assert_array_equal(ndarray(body), [[0.123]])
+
+
+def test_combiner_averages_its_childrens_outputs():
+    with running_template("combiner") as svc:
+        messages = [{"data": {"ndarray": [[1.0, 2.0]]}}, {"data": {"ndarray": [[3.0, 6.0]]}}]
+        response = svc.post("/aggregate", {"seldonMessages": messages})
+        assert response.status_code == 200, response.text
+        np.testing.assert_array_equal(ndarray(response.json()), [[2.0, 4.0]])
+
+
+def test_outlier_detector_passes_the_request_on_and_tags_scores():
+    with running_template("outlier-detector", seldon_parameters(threshold=3.0)) as svc:
+        X = [[0.5, -1.0], [10.0, 0.0]]
+        body = svc.post("/transform-input", {"data": {"ndarray": X}}).json()
+        np.testing.assert_array_equal(ndarray(body), X)
+        assert body["meta"]["tags"]["outlierScore"] == [1.0, 10.0]
+        assert prometheus_sample(svc, "outliers_detected_total") == 1
+
+
+def feedback(branch: int, reward: float) -> dict:
+    return {
+        "request": {"data": {"ndarray": [[1.0, 2.0]]}},
+        "response": {"meta": {"routing": {"router": branch}}, "data": {"ndarray": [[0.0]]}},
+        "reward": reward,
+    }
+
+
+def route(svc) -> int:
+    response = svc.post("/route", {"data": {"ndarray": [[1.0, 2.0]]}})
+    assert response.status_code == 200, response.text
+    return int(ndarray(response.json()).ravel()[0])
+
+
+def test_bandit_router_learns_from_feedback_and_remembers_it_in_redis():
+    """PERSISTENCE=1 (the router template's setting) through the launcher's hook."""
+    assert s2i_environment(TEMPLATES / "router")["PERSISTENCE"] == "1"
+    params = seldon_parameters(n_branches=2, epsilon=0.0)
+    interface = launcher_interface_name(s2i_environment(TEMPLATES / "router")["MODEL_NAME"])
+    with running_redis() as redis_server:
+        env = {**redis_server.env, "PERSISTENCE_PERIOD": "0.2"}
+        key = "modelshelf:state:templates-test:default:router"
+        with running_template("router", params, env, interface) as svc:
+            assert route(svc) == 0  # nothing learned: the first branch
+            response = svc.post("/send-feedback", feedback(branch=1, reward=1.0))
+            assert response.status_code == 200, response.text
+            assert route(svc) == 1  # the only branch with a reward
+            assert prometheus_sample(svc, "myrouter_feedback", branch="1") == 1
+            deadline = time.monotonic() + 10
+            saved = None
+            while time.monotonic() < deadline:
+                blob = redis_server.client().get(key)
+                saved = pickle.loads(blob) if blob else None
+                if saved and saved["pulls"] == [0, 1]:
+                    break
+                time.sleep(0.1)
+            assert saved == {"pulls": [0, 1], "rewards": [0.0, 1.0]}
+
+        with running_template("router", params, env, interface) as svc:
+            assert route(svc) == 1  # restored from Redis, before any new feedback
+            svc.post("/send-feedback", feedback(branch=1, reward=0.0))
+            svc.post("/send-feedback", feedback(branch=1, reward=0.0))
+            svc.post("/send-feedback", feedback(branch=0, reward=1.0))
+            assert route(svc) == 0  # mean 1.0 beats 1/3
+
+
+def test_persistent_router_stops_at_start_when_redis_is_unreachable():
+    folder = TEMPLATES / "router"
+    interface = launcher_interface_name("MyRouter")
+    port = free_port()  # nothing listens there
+    env = {
+        **OPERATOR_ENV,
+        "PREDICTIVE_UNIT_ID": "router",
+        "REDIS_SERVICE_HOST": "127.0.0.1",
+        "REDIS_SERVICE_PORT": str(port),
+    }
+    result = run_to_exit(microservice_command(folder, "[]", interface), folder, 120, env)
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert f"Redis at 127.0.0.1:{port}" in result.stdout
+    assert "REDIS_SERVICE_HOST" in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in TEMPLATES.iterdir() if p.is_dir()))
+def test_template_files_agree_with_each_other(name):
+    """Class = file name = MODEL_NAME; Dockerfile ENV = .s2i/environment; a valid manifest."""
+    folder = TEMPLATES / name
+    environment = s2i_environment(folder)
+    model_name = environment["MODEL_NAME"]
+    source = (folder / f"{model_name}.py").read_text()
+    assert f"class {model_name}" in source
+    assert set(environment) == {"MODEL_NAME", "API_TYPE", "SERVICE_TYPE", "PERSISTENCE"}
+    dockerfile = (folder / "Dockerfile").read_text()
+    env_line = next(line for line in dockerfile.splitlines() if line.startswith("ENV "))
+    assert dict(pair.split("=", 1) for pair in env_line.split()[1:]) == environment
+    assert f"COPY {model_name}.py" in dockerfile
+    assert "requirements.txt" in dockerfile
+    assert (folder / "requirements.txt").is_file()
+
+    crd = pytest.importorskip("modelshelf.graph.crd", reason="the CRD validator")
+    manifest = pytest.importorskip("modelshelf.graph.manifest", reason="the graph checks")
+    (deployment,) = crd.load_file(folder / "seldondeployment.yaml")
+    assert crd.validate_object(deployment) == []
+    assert manifest.deployment_problems(deployment) == []
+    graph = deployment["spec"]["predictors"][0]["graph"]
+    graph_type = {"OUTLIER_DETECTOR": "TRANSFORMER"}.get(environment["SERVICE_TYPE"])
+    nodes = _nodes(graph)
+    assert (graph_type or environment["SERVICE_TYPE"]) in {node["type"] for node in nodes}
+
+
+def _nodes(node: dict) -> list[dict]:
+    return [node, *(n for child in node.get("children", []) for n in _nodes(child))]
