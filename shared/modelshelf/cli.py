@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "modelshelf.commands.version",
     "modelshelf.commands.fetch",
     "modelshelf.commands.run",
+    "modelshelf.commands.serve",
 )
 
 

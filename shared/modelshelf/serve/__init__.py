@@ -1,0 +1,16 @@
+"""``modelshelf serve``: a drop-in for ``seldon-core-microservice`` on uvicorn and orjson.
+
+Same command line, environment, ports, endpoints, bodies and status codes as seldon-core 1.18.2's
+wrapper; the difference is the front end. The hot REST paths (predict, transform, route,
+aggregate with a JSON body) skip Flask and gunicorn and seldon-core's per-request
+``multiprocessing.Manager`` round trips; everything else is answered by seldon-core's own Flask
+app, called in-process, so the rare paths behave exactly like the reference.
+
+Modules: ``options`` (arguments, environment, the user's class), ``metrics`` (custom metrics
+without a Manager), ``rest`` (the ASGI app), ``grpc_worker`` (seldon-core's gRPC services),
+``supervisor`` (processes, ports, signals).
+"""
+
+from modelshelf.serve.supervisor import main
+
+__all__ = ["main"]

@@ -1,0 +1,100 @@
+"""Custom metrics as seldon-core exposes them, without a ``multiprocessing.Manager``.
+
+seldon-core's ``SeldonMetrics.update`` makes six round trips to a Manager process on every
+request, even when the model reports no metrics. Here a worker only sends the metrics a request
+actually produced, one message on a ``multiprocessing.Queue`` (pickled by the queue's feeder
+thread, off the request path); the metrics process folds them in with seldon-core's own
+bookkeeping and serves them in seldon-core's exposition format, per worker as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from seldon_core.metrics import SeldonMetrics
+
+logger = logging.getLogger(__name__)
+
+
+class QueueMetrics(SeldonMetrics):
+    """The ``SeldonMetrics`` a worker hands to seldon-core's protocol functions."""
+
+    def __init__(self, queue: Any) -> None:
+        # No Manager: deliberately not calling SeldonMetrics.__init__.
+        self.queue = queue
+        self.worker_id_func = os.getpid
+        self._extra_default_labels: dict[str, str] = {}
+
+    def __del__(self) -> None:
+        pass
+
+    def update(self, custom_metrics: list[dict], method: str) -> None:
+        if not custom_metrics:
+            return  # seldon-core would still write an empty entry: nothing to expose
+        for metric in custom_metrics:
+            # seldon-core tags the metric in place; the response's meta.metrics shows it.
+            tags = metric.get("tags", {})
+            tags["method"] = method
+        self.queue.put((os.getpid(), [dict(m) for m in custom_metrics], method))
+
+    def generate_metrics(self) -> tuple[str, str]:
+        raise RuntimeError("workers do not serve metrics; the metrics process does")
+
+
+class MetricsAggregator(SeldonMetrics):
+    """Holds every worker's metrics in the metrics process; exposes them like seldon-core."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.data: dict[Any, dict] = {}
+        self._current_worker: int = 0
+        self.worker_id_func = lambda: self._current_worker
+        self._extra_default_labels = {}
+
+    def __del__(self) -> None:
+        pass
+
+    def add(self, worker: int, custom_metrics: list[dict], method: str) -> None:
+        """Fold one request's metrics from ``worker`` in (one consumer thread calls this)."""
+        self._current_worker = worker
+        SeldonMetrics.update(self, custom_metrics, method)
+
+    def consume(self, queue: Any) -> None:
+        """Read the workers' queue until ``None`` arrives."""
+        while True:
+            item = queue.get()
+            if item is None:
+                return
+            try:
+                self.add(*item)
+            except Exception:  # a bad metric must not stop the metrics process
+                logger.exception("could not record metrics %r", item)
+
+
+def metrics_app(aggregator: MetricsAggregator, endpoint: str) -> Any:
+    """The ASGI app of the metrics port: ``GET endpoint`` in Prometheus' text format."""
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == endpoint and scope["method"] in ("GET", "HEAD"):
+            text, content_type = aggregator.generate_metrics()
+            status, body = 200, text.encode()
+        else:
+            status, body, content_type = 404, b"not found\n", "text/plain; charset=utf-8"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app

@@ -1,0 +1,99 @@
+"""The command line and environment of ``seldon-core-microservice`` 1.18.2, and its class import.
+
+The flags, their environment variables and defaults are seldon-core's (so the operator's
+containers and any launcher keep working); ``--service-type`` also takes ``OUTPUT_TRANSFORMER``.
+Flags that only tune gunicorn (``--threads``, ``--max-requests``…) are accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from seldon_core.utils import getenv_as_bool
+
+SERVICE_TYPES = (
+    "MODEL",
+    "ROUTER",
+    "TRANSFORMER",
+    "OUTPUT_TRANSFORMER",
+    "COMBINER",
+    "OUTLIER_DETECTOR",
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, str(default)))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add seldon-core-microservice's arguments (defaults read from the environment now)."""
+    env = os.environ.get
+    parser.add_argument("interface_name", help="the user's class: ClassName or module.ClassName")
+    parser.add_argument("--service-type", choices=SERVICE_TYPES, default="MODEL")
+    parser.add_argument("--persistence", nargs="?", default=0, const=1, type=int)
+    parser.add_argument("--parameters", default=env("PREDICTIVE_UNIT_PARAMETERS", "[]"))
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="INFO")
+    parser.add_argument(
+        "--debug", nargs="?", type=bool, const=True, default=getenv_as_bool("SELDON_DEBUG")
+    )
+    parser.add_argument("--tracing", nargs="?", default=_env_int("TRACING", 0), const=1, type=int)
+    parser.add_argument("--workers", type=int, default=_env_int("GUNICORN_WORKERS", 1))
+    parser.add_argument("--threads", type=int, default=_env_int("GUNICORN_THREADS", 1))
+    parser.add_argument("--max-requests", type=int, default=_env_int("GUNICORN_MAX_REQUESTS", 0))
+    parser.add_argument(
+        "--max-requests-jitter", type=int, default=_env_int("GUNICORN_MAX_REQUESTS_JITTER", 0)
+    )
+    parser.add_argument("--keepalive", type=int, default=_env_int("GUNICORN_KEEPALIVE", 2))
+    parser.add_argument("--single-threaded", type=int, default=_env_int("FLASK_SINGLE_THREADED", 0))
+    parser.add_argument(
+        "--http-port", type=int, default=_env_int("PREDICTIVE_UNIT_HTTP_SERVICE_PORT", 9000)
+    )
+    parser.add_argument(
+        "--grpc-port", type=int, default=_env_int("PREDICTIVE_UNIT_GRPC_SERVICE_PORT", 5000)
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=_env_int("PREDICTIVE_UNIT_METRICS_SERVICE_PORT", 6000)
+    )
+    parser.add_argument("--pidfile", default=None)
+    parser.add_argument(
+        "--access-log",
+        nargs="?",
+        type=bool,
+        const=True,
+        default=getenv_as_bool("GUNICORN_ACCESS_LOG", default=False),
+    )
+    parser.add_argument("--grpc-threads", type=int, default=_env_int("GRPC_THREADS", 1))
+    parser.add_argument("--grpc-workers", type=int, default=_env_int("GRPC_WORKERS", 1))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="modelshelf serve",
+        description="Serve a SeldonComponent class over the Seldon protocol (REST, gRPC, metrics).",
+    )
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def user_parameters(parameters_json: str) -> dict[str, Any]:
+    """``--parameters`` as keyword arguments, typed the way seldon-core types them."""
+    from seldon_core.microservice import parse_parameters
+
+    return parse_parameters(json.loads(parameters_json))
+
+
+def import_user_class(interface_name: str) -> type:
+    """The class named like seldon-core does: ``Name`` from module ``Name``, or ``module.Name``;
+    the working directory is importable."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    module_name, _, class_name = interface_name.rpartition(".")
+    module = importlib.import_module(module_name or interface_name)
+    return getattr(module, class_name)

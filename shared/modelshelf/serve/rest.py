@@ -1,0 +1,249 @@
+"""The REST front end: an ASGI app with fast paths, and seldon-core's Flask app behind it.
+
+Fast paths (measured: the Flask/gunicorn stack, stdlib JSON and the Manager-backed metrics cost
+more than the model): ``POST`` with a JSON body to the predict, transform-input,
+transform-output, route and aggregate endpoints. They decode with orjson, call seldon-core's own
+protocol functions (``seldon_core.seldon_methods``) with Manager-free metrics, and encode with
+orjson, keys sorted like Flask's ``jsonify``. An exception goes through the Flask app's own error
+handlers (the wrapper's and the class's ``model_error_handler`` blueprint), so statuses and
+bodies are the wrapper's.
+
+Every other request -- form-encoded or multipart bodies, ``?json=``, feedback, health status,
+metadata, ``/seldon.json``, unknown paths, CORS preflights, bodies orjson cannot read -- is handed
+unchanged to seldon-core's Flask app, called in-process through a small WSGI bridge.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from seldon_core import seldon_methods
+from seldon_core.metrics import SeldonMetrics
+from seldon_core.utils import getenv_as_bool
+
+JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+JSON_HEADERS = [(b"content-type", b"application/json")]
+PING_PATH = "/health/ping"
+
+Headers = list[tuple[bytes, bytes]]
+Reply = tuple[int, Headers, bytes]
+
+
+def _fast_methods() -> dict[str, Callable[..., Any]]:
+    predict = seldon_methods.predict
+    return {
+        "/predict": predict,
+        "/api/v1.0/predictions": predict,
+        "/api/v0.1/predictions": predict,
+        "/transform-input": seldon_methods.transform_input,
+        "/transform-output": seldon_methods.transform_output,
+        "/route": seldon_methods.route,
+        "/aggregate": seldon_methods.aggregate,
+    }
+
+
+def _is_json(content_type: bytes) -> bool:
+    """Flask's ``request.is_json``, for UTF-8 bodies (other charsets take the Flask path)."""
+    mimetype, _, params = content_type.partition(b";")
+    mimetype = mimetype.strip().lower()
+    if params and b"charset" in params.lower() and b"utf-8" not in params.lower():
+        return False
+    return mimetype == b"application/json" or (
+        mimetype.startswith(b"application/") and mimetype.endswith(b"+json")
+    )
+
+
+class SeldonRestApp:
+    """The ASGI app of one user object; ``flask_app`` is seldon-core's ``get_rest_microservice``."""
+
+    def __init__(self, user_model: Any, metrics: SeldonMetrics, flask_app: Any) -> None:
+        self.user_model = user_model
+        self.metrics = metrics
+        self.flask_app = flask_app
+        self.fast = _fast_methods()
+        if getenv_as_bool("PAYLOAD_PASSTHROUGH", default=False):
+            # predict then takes the raw body: seldon-core's path does that.
+            for path in ("/predict", "/api/v1.0/predictions", "/api/v0.1/predictions"):
+                del self.fast[path]
+        self.predict = seldon_methods.predict
+        self.json_headers = [*JSON_HEADERS, *_cors_headers(flask_app)]
+        self.ping_reply = (
+            [(b"content-type", b"text/html; charset=utf-8"), *_cors_headers(flask_app)],
+            b"pong",
+        )
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = await _read_body(receive)
+        status, headers, payload = self.handle(scope, body)
+        headers.append((b"content-length", str(len(payload)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    def handle(self, scope: dict, body: bytes) -> Reply:
+        path = scope["path"]
+        method = scope["method"]
+        if method == "POST":
+            function = self.fast.get(path)
+            if function is not None and self._plain_json(scope):
+                reply = self.call(function, path, body)
+                if reply is not None:
+                    return reply
+        elif path == PING_PATH and method == "GET":
+            return 200, list(self.ping_reply[0]), self.ping_reply[1]
+        return self.call_flask(scope, body)
+
+    @staticmethod
+    def _plain_json(scope: dict) -> bool:
+        """A JSON body and nothing Flask would read differently (``?json=``, CORS)."""
+        if b"json" in scope.get("query_string", b""):
+            return False
+        json_body = False
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                json_body = _is_json(value)
+            elif name == b"origin":
+                return False
+        return json_body
+
+    def call(self, function: Callable[..., Any], path: str, body: bytes) -> Reply | None:
+        """One fast-path request; ``None`` when the body is for Flask to judge."""
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None  # NaN, other encodings, or not JSON: Flask answers as the wrapper does
+        if request is None:
+            return None
+        try:
+            response = function(self.user_model, request, self.metrics)
+        except Exception as exc:
+            return self.flask_error(exc, path)
+        status = 200
+        if function is self.predict and isinstance(response, dict):
+            found = response.get("status")
+            if found is not None and "code" in found:
+                status = found["code"]
+        try:
+            payload = orjson.dumps(response, option=JSON_OPTIONS) + b"\n"
+        except TypeError:
+            return self.flask_jsonify(response, path, status)
+        return status, list(self.json_headers), payload
+
+    # ------------------------------------------------------------------ Flask
+    def flask_error(self, exc: Exception, path: str) -> Reply:
+        """The wrapper's answer to ``exc``: its handlers, the class's blueprint, its logging."""
+        app = self.flask_app
+        with app.test_request_context(path, method="POST"):
+            response = app.process_response(app.make_response(app.handle_user_exception(exc)))
+            return _from_flask(response)
+
+    def flask_jsonify(self, value: Any, path: str, status: int) -> Reply:
+        """What orjson cannot encode, encoded (or refused) by Flask's ``jsonify``."""
+        from flask import jsonify
+
+        app = self.flask_app
+        with app.test_request_context(path, method="POST"):
+            try:
+                response = jsonify(value)
+                response.status_code = status
+            except Exception as exc:
+                response = app.make_response(app.handle_user_exception(exc))
+            return _from_flask(app.process_response(response))
+
+    def call_flask(self, scope: dict, body: bytes) -> Reply:
+        """Run seldon-core's Flask app on this request (the WSGI interface, in-process)."""
+        started: list[Any] = []
+
+        def start_response(status: str, headers: list, exc_info: Any = None) -> Any:
+            started[:] = [status, headers]
+            return lambda chunk: None
+
+        result = self.flask_app(_environ(scope, body), start_response)
+        try:
+            payload = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status_line, headers = started
+        return (
+            int(status_line.split(" ", 1)[0]),
+            [
+                (k.lower().encode("latin-1"), v.encode("latin-1"))
+                for k, v in headers
+                if k.lower() != "content-length"
+            ],
+            payload,
+        )
+
+
+def _cors_headers(flask_app: Any) -> Headers:
+    """The CORS headers the Flask app (flask-cors) adds to a request without ``Origin``."""
+    probe = flask_app.test_client().get(PING_PATH)
+    return [
+        (k.lower().encode("latin-1"), v.encode("latin-1"))
+        for k, v in probe.headers.items()
+        if k.lower().startswith("access-control-")
+    ]
+
+
+def _from_flask(response: Any) -> Reply:
+    headers = [
+        (k.lower().encode("latin-1"), v.encode("latin-1"))
+        for k, v in response.headers.items()
+        if k.lower() != "content-length"
+    ]
+    return response.status_code, headers, response.get_data()
+
+
+async def _read_body(receive: Any) -> bytes:
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    while message.get("more_body", False):
+        message = await receive()
+        chunks.append(message.get("body", b""))
+    return b"".join(chunks)
+
+
+def _environ(scope: dict, body: bytes) -> dict[str, Any]:
+    """A WSGI environ (PEP 3333) for an ASGI HTTP scope and its whole body."""
+    server = scope.get("server") or ("localhost", 80)
+    client = scope.get("client") or ("", 0)
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": "",
+        "PATH_INFO": scope["path"].encode("utf-8").decode("latin-1"),
+        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
+        "SERVER_NAME": str(server[0]),
+        "SERVER_PORT": str(server[1]),
+        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+        "REMOTE_ADDR": str(client[0]),
+        "REMOTE_PORT": str(client[1]),
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").upper().replace("-", "_")
+        value = raw_value.decode("latin-1")
+        if name == "CONTENT_TYPE":
+            environ["CONTENT_TYPE"] = value
+        elif name == "CONTENT_LENGTH":
+            continue
+        else:
+            key = "HTTP_" + name
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ

@@ -1,0 +1,236 @@
+"""Processes, ports and signals: what gunicorn and seldon-core's launcher did, in one place.
+
+The parent builds the user's object, derives its metadata (seldon-core's Flask app does, at
+construction) and binds the REST port; then it forks REST workers (each loads the model once and
+runs uvicorn on the shared socket), gRPC workers (SO_REUSEPORT on the gRPC port), one metrics
+process, and the class's ``custom_service`` if it has one. On SIGTERM or SIGINT it forwards
+SIGTERM: uvicorn stops accepting and lets in-flight requests finish, gRPC gets a grace period,
+and the parent exits 0 once they are gone (SIGKILL for anything left after ``STOP_SECONDS``).
+If a worker dies on its own, the parent stops the rest and exits 1, so the pod restarts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from modelshelf.serve import options
+
+logger = logging.getLogger("modelshelf.serve")
+
+LOG_FORMAT = "%(asctime)s - %(name)s:%(funcName)s:%(lineno)s - %(levelname)s:  %(message)s"
+#: After SIGTERM: uvicorn's wait for in-flight requests, then the parent's hard limit.
+GRACEFUL_SECONDS = 7
+STOP_SECONDS = 9.0
+FRONTEND_ENV = "MODELSHELF_FRONTEND"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``modelshelf serve`` / ``python -m modelshelf.serve``: parse, then serve until stopped."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = options.parse_args(argv)
+    return run(args, argv)
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    _setup_logging(args.log_level)
+    if os.environ.get(FRONTEND_ENV, "").lower() == "seldon" or args.tracing:
+        reason = f"{FRONTEND_ENV}=seldon" if not args.tracing else "--tracing (Jaeger)"
+        _exec_seldon(argv, reason)
+    try:
+        return serve(args)
+    except Exception:
+        logger.exception("modelshelf serve could not start %s", args.interface_name)
+        return 1
+
+
+def load_user_model(user_model: Any) -> None:
+    """``load()`` as seldon-core calls it after the fork: optional, idempotent in our servers."""
+    with contextlib.suppress(NotImplementedError, AttributeError):
+        user_model.load()
+
+
+def serve(args: argparse.Namespace) -> int:
+    from seldon_core.microservice import load_annotations
+    from seldon_core.wrapper import METRICS_ENDPOINT, get_rest_microservice
+
+    from modelshelf.serve.grpc_worker import run_grpc_worker
+    from modelshelf.serve.metrics import QueueMetrics
+
+    user_class = options.import_user_class(args.interface_name)
+    user_model = user_class(**options.user_parameters(args.parameters))
+    if args.persistence:
+        logger.error("--persistence is deprecated and ignored")
+    annotations = load_annotations()
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    metrics = QueueMetrics(queue)
+    flask_app = get_rest_microservice(user_model, metrics)  # derives the metadata, once
+    http_socket = _listen(args.http_port)
+    if args.pidfile:
+        with open(args.pidfile, "w") as out:
+            out.write(f"{os.getpid()}\n")
+
+    processes = [
+        context.Process(
+            target=_metrics_process,
+            args=(queue, args.metrics_port, METRICS_ENDPOINT, args),
+            name="metrics",
+        )
+    ]
+    processes += [
+        context.Process(
+            target=run_grpc_worker, args=(user_model, metrics, args, annotations), name="grpc"
+        )
+        for _ in range(max(args.grpc_workers, 0))
+    ]
+    processes += [
+        context.Process(
+            target=_rest_worker,
+            args=(user_model, metrics, flask_app, http_socket, args),
+            name="rest",
+        )
+        for _ in range(max(args.workers, 1))
+    ]
+    extras = []
+    if callable(getattr(user_model, "custom_service", None)):
+        extras.append(context.Process(target=user_model.custom_service, daemon=True))
+    for process in processes + extras:
+        process.start()
+    http_socket.close()
+    logger.info(
+        "%s (%s): REST on %d (%d workers), gRPC on %d (%d workers), metrics on %d",
+        args.interface_name,
+        args.service_type,
+        args.http_port,
+        max(args.workers, 1),
+        args.grpc_port,
+        max(args.grpc_workers, 0),
+        args.metrics_port,
+    )
+    return _supervise(processes, extras)
+
+
+def _supervise(processes: list[Any], extras: list[Any]) -> int:
+    stopping_since: list[float] = []
+    failed = False
+
+    def stop(*_: Any) -> None:
+        if not stopping_since:
+            stopping_since.append(time.monotonic())
+        for process in processes + extras:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        alive = [p for p in processes if p.is_alive()]
+        if not alive:
+            break
+        if not stopping_since and len(alive) < len(processes):
+            for process in processes:
+                if not process.is_alive():
+                    logger.error(
+                        "%s worker %d exited with %s", process.name, process.pid, process.exitcode
+                    )
+            failed = True
+            stop()
+        elif stopping_since and time.monotonic() - stopping_since[0] > STOP_SECONDS:
+            for process in alive:
+                logger.error("%s worker %d still running: killing it", process.name, process.pid)
+                process.kill()
+        multiprocessing.connection.wait([p.sentinel for p in alive], timeout=0.5)
+    for process in extras:
+        if process.is_alive():
+            process.kill()
+    logger.info("stopped")
+    return 1 if failed else 0
+
+
+def _rest_worker(
+    user_model: Any, metrics: Any, flask_app: Any, sock: socket.socket, args: argparse.Namespace
+) -> None:
+    import uvicorn
+
+    from modelshelf.serve.rest import SeldonRestApp
+
+    # uvicorn re-raises the signal it caught once it has shut down; this makes that a no-op.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    load_user_model(user_model)
+    app = SeldonRestApp(user_model, metrics, flask_app)
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=bool(args.access_log),
+        log_config=None,
+        log_level=args.log_level.lower(),
+        timeout_keep_alive=max(args.keepalive, 1),
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        server_header=False,
+        date_header=False,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _metrics_process(queue: Any, port: int, endpoint: str, args: argparse.Namespace) -> None:
+    import threading
+
+    import uvicorn
+
+    from modelshelf.serve.metrics import MetricsAggregator, metrics_app
+
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    aggregator = MetricsAggregator()
+    threading.Thread(target=aggregator.consume, args=(queue,), daemon=True).start()
+    config = uvicorn.Config(
+        metrics_app(aggregator, endpoint),
+        host="0.0.0.0",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        log_level=args.log_level.lower(),
+        timeout_graceful_shutdown=2,
+    )
+    uvicorn.Server(config).run()
+
+
+def _listen(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _setup_logging(level: str) -> None:
+    level = os.environ.get("SELDON_LOG_LEVEL", level).upper()
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    logging.getLogger().setLevel(level)
+
+
+def _exec_seldon(argv: Sequence[str], reason: str) -> None:
+    """Hand the process over to seldon-core-microservice (same arguments)."""
+    command = shutil.which("seldon-core-microservice") or "seldon-core-microservice"
+    args = ["TRANSFORMER" if a == "OUTPUT_TRANSFORMER" else a for a in argv]
+    logger.info("%s: running seldon-core-microservice instead", reason)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command, [command, *args])

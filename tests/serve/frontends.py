@@ -1,0 +1,102 @@
+"""Start the same class under ``seldon-core-microservice`` and under ``modelshelf serve``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from microservice import BIN, Microservice, free_port, stop, wait_until_healthy
+
+COMPONENTS = Path(__file__).resolve().parent / "components"
+SELDON = (str(BIN / "seldon-core-microservice"),)
+MODELSHELF = (str(BIN / "modelshelf"), "serve")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start one class: its name, folder, parameters, service type, gRPC or not."""
+
+    name: str
+    cwd: Path
+    parameters: str = "[]"
+    service_type: str = "MODEL"
+    grpc: bool = False
+    extra_args: tuple[str, ...] = ()
+
+    def command(self, front_end: Sequence[str], ports: tuple[int, int, int]) -> list[str]:
+        service_type = self.service_type
+        if front_end == SELDON and service_type == "OUTPUT_TRANSFORMER":
+            service_type = "TRANSFORMER"  # seldon-core-microservice's choices lack it
+        http, grpc, metrics = ports
+        return [
+            *front_end,
+            self.name,
+            "--service-type",
+            service_type,
+            "--parameters",
+            self.parameters,
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+            "--grpc-workers",
+            "1" if self.grpc else "0",
+            *self.extra_args,
+        ]
+
+
+def start(
+    launch: Launch, front_end: Sequence[str], env: dict[str, str] | None = None
+) -> Microservice:
+    """Start the server (own process group, log in a temp file); not yet waited for."""
+    ports = (free_port(), free_port(), free_port())
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the server writes it until stopped
+        prefix="modelshelf-serve-test-", suffix=".log", delete=False
+    )
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    full_env.update(env or {})
+    process = subprocess.Popen(
+        launch.command(front_end, ports),
+        cwd=launch.cwd,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    return Microservice(process, ports[0], ports[1] if launch.grpc else 0, ports[2], Path(log.name))
+
+
+def finish(service: Microservice) -> int:
+    service.client.close()
+    code = stop(service.process)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(service.log_path)
+    return code
+
+
+@contextlib.contextmanager
+def running(
+    launch: Launch,
+    front_ends: Sequence[Sequence[str]],
+    env: dict[str, str] | None = None,
+    timeout: float = 90,
+) -> Iterator[list[Microservice]]:
+    """All ``front_ends`` serving ``launch`` at once (started together, healthy, then stopped)."""
+    services: list[Microservice] = []
+    try:
+        for front_end in front_ends:
+            services.append(start(launch, front_end, env))
+        for service in services:
+            wait_until_healthy(service, timeout, "/health/ping")
+        yield services
+    finally:
+        for service in services:
+            finish(service)

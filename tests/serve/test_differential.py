@@ -1,0 +1,214 @@
+"""The same requests to ``seldon-core-microservice`` and to ``modelshelf serve``: same answers.
+
+For each class (our SKLearnServer as a model and as a transformer, and a small user class of
+every service type) both front ends run side by side; every case below goes to both and the
+status, the content type and the body (parsed JSON: same keys, equal numbers) must match.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import httpx
+import numpy as np
+import pytest
+from frontends import COMPONENTS, MODELSHELF, SELDON, Launch, running
+from prometheus_client.parser import text_string_to_metric_families
+
+from microservice import SERVERS, seldon_parameters
+
+ND = {"data": {"ndarray": [[5.1, 3.5, 1.4, 0.2]]}}
+ND2 = {"data": {"names": ["a", "b", "c", "d"], "ndarray": [[5.1, 3.5, 1.4, 0.2], [6, 3, 4.8, 1]]}}
+TENSOR = {"data": {"tensor": {"shape": [2, 4], "values": [5.1, 3.5, 1.4, 0.2, 6.0, 3.0, 4.8, 1.8]}}}
+META = {
+    "meta": {"puid": "abc123", "tags": {"caller": "test"}, "requestPath": {"up": "img:1"}},
+    "data": {"ndarray": [[1, 2, 3, 4]]},
+}
+FEEDBACK = {
+    "request": ND,
+    "response": {"data": {"ndarray": [[0.1, 0.9]]}, "meta": {"routing": {"router": 1}}},
+    "reward": 1.0,
+}
+JSON = {"content-type": "application/json"}
+
+
+def post(path: str, payload: object, **kwargs: object) -> tuple:
+    return ("POST", path, {"json": payload, **kwargs})
+
+
+def raw(path: str, content: str | bytes, content_type: str = "application/json") -> tuple:
+    return ("POST", path, {"content": content, "headers": {"content-type": content_type}})
+
+
+CASES: dict[str, tuple] = {
+    "ndarray": post("/api/v1.0/predictions", ND),
+    "ndarray names 2 rows": post("/api/v1.0/predictions", ND2),
+    "tensor": post("/api/v1.0/predictions", TENSOR),
+    "ints": post("/api/v0.1/predictions", {"data": {"ndarray": [[1, 2, 3, 4]]}}),
+    "strings ndarray": post("/predict", {"data": {"ndarray": [["a", "b", "c", "d"]]}}),
+    "strData": post("/api/v1.0/predictions", {"strData": "hello world"}),
+    "jsonData": post("/api/v1.0/predictions", {"jsonData": {"x": [1, 2], "y": "z"}}),
+    "jsonData raising ValueError": post("/api/v1.0/predictions", {"jsonData": {"fail": 3}}),
+    "binData": post("/api/v1.0/predictions", {"binData": base64.b64encode(b"\x00bin").decode()}),
+    "meta tags puid requestPath": post("/api/v1.0/predictions", META),
+    "empty data": post("/api/v1.0/predictions", {"data": {}}),
+    "no data": post("/api/v1.0/predictions", {"something": 1}),
+    "ragged ndarray": post("/api/v1.0/predictions", {"data": {"ndarray": [[1, 2], [3]]}}),
+    "bad tensor shape": post(
+        "/api/v1.0/predictions", {"data": {"tensor": {"shape": [3, 4], "values": [1, 2]}}}
+    ),
+    "wrong feature count": post("/api/v1.0/predictions", {"data": {"ndarray": [[1.0, 2.0]]}}),
+    "not json": raw("/api/v1.0/predictions", "this is not json"),
+    "json null": raw("/api/v1.0/predictions", "null"),
+    "json list": raw("/api/v1.0/predictions", "[1, 2]"),
+    "empty body": raw("/api/v1.0/predictions", ""),
+    "NaN": raw("/api/v1.0/predictions", '{"data": {"ndarray": [[NaN, 1, 2, 3]]}}'),
+    "text/plain json": raw("/api/v1.0/predictions", json.dumps(ND), "text/plain"),
+    "charset json": raw("/api/v1.0/predictions", json.dumps(ND), "application/json; charset=utf-8"),
+    "vendor +json": raw("/api/v1.0/predictions", json.dumps(ND), "application/vnd.x+json"),
+    "form json=": ("POST", "/predict", {"data": {"json": json.dumps(ND)}}),
+    "form without json": ("POST", "/predict", {"data": {"other": "1"}}),
+    "query json=": ("GET", "/predict?json=" + json.dumps(ND), {}),
+    "multipart strData": ("POST", "/predict", {"files": {"strData": ("s.txt", b"from a file")}}),
+    "cors origin": post("/api/v1.0/predictions", ND, headers={"origin": "http://x.example"}),
+    "transform-input": post("/transform-input", ND2),
+    "transform-input strData": post("/transform-input", {"strData": "text"}),
+    "transform-output": post("/transform-output", TENSOR),
+    "transform-output meta": post("/transform-output", META),
+    "route": post("/route", ND),
+    "route odd": post("/route", {"data": {"ndarray": [[3, 0, 0, 0]]}}),
+    "aggregate": post(
+        "/aggregate", {"seldonMessages": [ND, {"data": {"ndarray": [[1, 1, 1, 1]]}}]}
+    ),
+    "aggregate tensors": post("/aggregate", {"seldonMessages": [TENSOR, TENSOR]}),
+    "aggregate bad": post("/aggregate", ND),
+    "send-feedback": post("/send-feedback", FEEDBACK),
+    "feedback v1": post("/api/v1.0/feedback", FEEDBACK),
+    "feedback bad": post("/api/v1.0/feedback", {"reward": "x"}),
+    "ping": ("GET", "/health/ping", {}),
+    "status": ("GET", "/health/status", {}),
+    "status v1": ("GET", "/api/v1.0/health/status", {}),
+    "metadata": ("GET", "/metadata", {}),
+    "metadata v1": ("GET", "/api/v1.0/metadata", {}),
+    "seldon.json": ("GET", "/seldon.json", {}),
+    "unknown path": ("GET", "/no/such/path", {}),
+    "GET on POST-only": ("GET", "/api/v1.0/predictions", {}),
+    "PUT predict": ("PUT", "/predict", {"json": ND}),
+}
+
+IRIS = SERVERS / "sklearnserver"
+LAUNCHES = {
+    "SKLearnServer": lambda m: Launch(
+        "SKLearnServer", IRIS, seldon_parameters(model_uri=m["iris"]), "MODEL", grpc=True
+    ),
+    "ScoringModel": lambda m: Launch(
+        "ScoringModel", COMPONENTS, seldon_parameters(factor=3.0), "MODEL", grpc=True
+    ),
+    "EvenOddRouter": lambda m: Launch("EvenOddRouter", COMPONENTS, service_type="ROUTER"),
+    "ShiftTransformer": lambda m: Launch(
+        "ShiftTransformer", COMPONENTS, service_type="TRANSFORMER"
+    ),
+    "ScaleOutputTransformer": lambda m: Launch(
+        "ScaleOutputTransformer", COMPONENTS, service_type="OUTPUT_TRANSFORMER"
+    ),
+    "MeanCombiner": lambda m: Launch("MeanCombiner", COMPONENTS, service_type="COMBINER"),
+    "DistanceOutlierDetector": lambda m: Launch(
+        "DistanceOutlierDetector", COMPONENTS, seldon_parameters(threshold=4.0), "OUTLIER_DETECTOR"
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=list(LAUNCHES))
+def pair(request, sklearn_models):
+    launch = LAUNCHES[request.param](sklearn_models)
+    with running(launch, [SELDON, MODELSHELF]) as (seldon, ours):
+        yield seldon, ours
+
+
+def _without_timings(value: object) -> object:
+    """Without what depends on timing: our servers' own metrics (``modelshelf_*``: handed over
+    at most once a second, whichever request comes next) and anything timed (``*_seconds``)."""
+    if isinstance(value, dict):
+        if str(value.get("key", "")).endswith("_seconds") and "value" in value:
+            return {**value, "value": "<timing>"}
+        kept = {k: _without_timings(v) for k, v in value.items()}
+        if kept.get("metrics") == [] and value["metrics"] != []:
+            del kept["metrics"]
+        return kept
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value if not _is_own_metric(v)]
+    return value
+
+
+def _is_own_metric(value: object) -> bool:
+    return isinstance(value, dict) and str(value.get("key", "")).startswith("modelshelf_")
+
+
+def _answer(response: httpx.Response) -> tuple:
+    content_type = response.headers.get("content-type", "").split(";")[0]
+    if content_type == "application/json":
+        body: object = _without_timings(json.loads(response.content))
+    else:
+        body = response.content
+    return response.status_code, content_type, body
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_same_answer(pair, case):
+    method, path, kwargs = CASES[case]
+    seldon, ours = pair
+    expected = seldon.client.request(method, path, **kwargs)
+    found = ours.client.request(method, path, **kwargs)
+    assert _answer(found) == _answer(expected), (expected.text[:500], found.text[:500])
+    for header in ("access-control-allow-origin",):
+        assert found.headers.get(header) == expected.headers.get(header)
+
+
+def _samples(text: str) -> dict:
+    """Custom metrics by (name, labels but the worker's pid) -> value."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("modelshelf_"):
+                continue
+            labels = {k: v for k, v in sample.labels.items() if k != "worker_id"}
+            timing = "_seconds" in sample.name
+            found[(sample.name, tuple(sorted(labels.items())))] = None if timing else sample.value
+    return found
+
+
+def test_same_metrics(pair):
+    """After the same requests, the metrics ports expose the same custom metrics."""
+    seldon, ours = pair
+    for service in pair:
+        for _ in range(3):
+            service.post("/api/v1.0/predictions", ND)
+        service.post("/send-feedback", FEEDBACK)
+    expected = _samples(httpx.get(f"http://127.0.0.1:{seldon.metrics_port}/metrics").text)
+    deadline = time.monotonic() + 10
+    while True:  # the metrics process folds workers' updates in as they arrive
+        found = _samples(httpx.get(f"http://127.0.0.1:{ours.metrics_port}/metrics").text)
+        if found == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert found == expected
+
+
+def test_same_grpc_answers(pair):
+    """seldon-core's own gRPC services, through SeldonClient, on both (where gRPC runs)."""
+    from google.protobuf import json_format
+    from seldon_core.seldon_client import SeldonClient
+
+    seldon, _ = pair
+    if not seldon.grpc_port:
+        pytest.skip("this class runs without gRPC in the differential suite")
+    answers = []
+    for service in pair:
+        client = SeldonClient(microservice_endpoint=f"127.0.0.1:{service.grpc_port}")
+        X = np.array([[5.1, 3.5, 1.4, 0.2], [6.0, 3.0, 4.8, 1.8]])
+        result = client.microservice(data=X, method="predict", transport="grpc")
+        assert result.success, result.msg
+        answers.append(json_format.MessageToDict(result.response))
+    assert _without_timings(answers[0]) == _without_timings(answers[1])
