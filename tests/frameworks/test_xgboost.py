@@ -1,0 +1,308 @@
+"""XGBoostServer in this process: every format x method against XGBoost's own results, inputs,
+names, thread defaults, and the start-up errors (no server process needed for these)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import xgboost as xgb
+from scipy.special import softmax
+
+import xgboost_models as xm
+from models import IRIS_COLUMNS, IRIS_X, iris_classifier
+from modelshelf.errors import (
+    BadRequestError,
+    ConfigurationError,
+    ModelLoadError,
+    ModelNotFoundError,
+)
+from modelshelf.frameworks import xgboost as xgbserver
+from modelshelf.frameworks.xgboost import XGBoostServer
+
+X = xm.with_missing(IRIS_X[::15], 9)  # 10 rows, some values missing
+DIABETES_X = xm.load_diabetes().data[:7]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("xgboost-models")
+    softprob = xm.iris_softprob()
+    return {
+        "json": xm.save_booster(softprob, root / "json", "model.json"),
+        "ubj": xm.save_booster(softprob, root / "ubj", "model.ubj"),
+        "bst": xm.save_booster(xm.binary_logistic(), root / "bst", "model.bst"),
+        "softmax": xm.save_booster(xm.iris_softmax(), root / "softmax", "model.json"),
+        "regressor": xm.save_booster(xm.diabetes_regressor(), root / "regressor", "model.ubj"),
+        "joblib": xm.save_pickle(xm.iris_classifier(), root / "joblib", "model.joblib"),
+        "pkl": xm.save_pickle(xm.diabetes_xgb_regressor(), root / "pkl", "model.pkl"),
+    }
+
+
+def loaded(folder: Path, method: str = "predict", **params: object) -> XGBoostServer:
+    server = XGBoostServer(str(folder), method=method, **params)  # type: ignore[arg-type]
+    server.load()
+    return server
+
+
+def reference_booster(folder: Path) -> tuple[xgb.Booster, object]:
+    """The model as a user would load it in their own process."""
+    (path,) = [p for p in folder.iterdir() if p.is_file()]
+    if path.suffix in (".joblib", ".pkl"):
+        estimator = joblib.load(path)
+        return estimator.get_booster(), estimator
+    return xgb.Booster(model_file=str(path)), None
+
+
+def expected(folder: Path, method: str, rows: np.ndarray) -> np.ndarray:
+    booster, estimator = reference_booster(folder)
+    if method == "predict":
+        return estimator.predict(rows) if estimator is not None else booster.inplace_predict(rows)
+    if method == "predict_proba":  # the scikit-learn API's own
+        return estimator.predict_proba(rows)
+    if method == "predict_margin":
+        return booster.inplace_predict(rows, predict_type="margin")
+    data = xgb.DMatrix(rows, feature_names=booster.feature_names)
+    return booster.predict(data, **{f"pred_{method.split('_')[1]}": True})
+
+
+CASES = [
+    (fmt, method)
+    for fmt in ("json", "ubj", "bst", "regressor", "joblib", "pkl")
+    for method in ("predict", "predict_margin", "predict_contribs", "predict_leaf")
+] + [("joblib", "predict_proba")]
+
+
+@pytest.mark.parametrize(("fmt", "method"), CASES, ids=[f"{f}-{m}" for f, m in CASES])
+def test_every_format_and_method_equals_xgboost_in_process(folders, fmt, method):
+    rows = DIABETES_X if fmt in ("regressor", "pkl") else X
+    server = loaded(folders[fmt], method)
+    got = server.predict(rows.tolist(), [])
+    want = expected(folders[fmt], method, rows)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+def test_binary_predict_proba_gives_two_columns_for_two_class_names(folders):
+    server = loaded(folders["bst"], "predict_proba")
+    booster, _ = reference_booster(folders["bst"])
+    p = booster.inplace_predict(X)
+    got = server.predict(X, [])
+    np.testing.assert_array_equal(got, np.column_stack((1 - p, p)))
+    assert list(server.class_names()) == ["class_0", "class_1"]
+
+
+def test_multiclass_predict_proba_and_names(folders):
+    server = loaded(folders["json"], "predict_proba")
+    np.testing.assert_array_equal(server.predict(X, []), expected(folders["json"], "predict", X))
+    assert list(server.class_names()) == ["class_0", "class_1", "class_2"]
+
+
+def test_softmax_predict_proba_is_the_softmax_of_the_margins(folders):
+    server = loaded(folders["softmax"], "predict_proba")
+    booster, _ = reference_booster(folders["softmax"])
+    want = softmax(booster.inplace_predict(X, predict_type="margin"), axis=1)
+    np.testing.assert_array_equal(server.predict(X, []), want)
+    assert np.allclose(server.predict(X, []).sum(axis=1), 1, atol=1e-6)
+
+
+def test_classifier_predict_returns_labels_and_names_come_from_classes(folders):
+    server = loaded(folders["joblib"], "predict_proba")
+    server.predict(X, [])
+    assert list(server.class_names()) == ["0", "1", "2"]
+    labels = loaded(folders["joblib"], "predict").predict(X, [])
+    np.testing.assert_array_equal(
+        labels, joblib.load(folders["joblib"] / "model.joblib").predict(X)
+    )
+
+
+def test_class_names_from_metadata_yaml(folders, tmp_path):
+    folder = tmp_path / "named"
+    xm.save_booster(xm.binary_logistic(), folder)
+    (folder / "metadata.yaml").write_text(
+        "name: virginica\noutputs:\n- messagetype: ndarray\n  schema: {names: [other, virginica]}\n"
+    )
+    server = loaded(folder, "predict_proba")
+    server.predict(X[:1], [])
+    assert list(server.class_names()) == ["other", "virginica"]
+
+
+def test_contribs_name_features_and_bias(folders):
+    server = loaded(folders["pkl"], "predict_contribs")
+    server.predict(DIABETES_X, [])
+    assert list(server.class_names()) == [f"f{i}" for i in range(10)] + ["bias"]
+    server = loaded(folders["json"], "predict_contribs")
+    server.predict(X, [])
+    assert list(server.class_names()) == [*IRIS_COLUMNS, "bias"]
+
+
+def test_nan_and_null_are_missing_values(folders):
+    server = loaded(folders["json"])
+    booster, _ = reference_booster(folders["json"])
+    with_none = [[None, 3.0, 1.4, 0.2], [6.0, None, None, 2.0]]
+    as_nan = np.array([[np.nan, 3.0, 1.4, 0.2], [6.0, np.nan, np.nan, 2.0]])
+    np.testing.assert_array_equal(server.predict(with_none, []), booster.inplace_predict(as_nan))
+    np.testing.assert_array_equal(server.predict(as_nan, []), booster.inplace_predict(as_nan))
+    # missing values matter to this model: a NaN row differs from the same row with zeros
+    assert not np.array_equal(server.predict(as_nan, []), server.predict(np.nan_to_num(as_nan), []))
+
+
+def test_request_names_are_reordered_to_the_booster_features(folders):
+    server = loaded(folders["json"])
+    order = [3, 1, 0, 2]
+    got = server.predict(X[:, order], [IRIS_COLUMNS[i] for i in order])
+    np.testing.assert_array_equal(got, server.predict(X, IRIS_COLUMNS))
+    records = [dict(zip(IRIS_COLUMNS, row, strict=True)) for row in X.tolist()]
+    np.testing.assert_array_equal(server.predict(records, []), server.predict(X, []))
+    columns = {name: X[:, i].tolist() for i, name in enumerate(IRIS_COLUMNS)}
+    np.testing.assert_array_equal(server.predict(columns, []), server.predict(X, []))
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["a", "b", "c", "d"], "missing ['sepal_length'"),
+        (["sepal_length", "sepal_width", "petal_length"], "names has 3 entries"),
+        (["sepal_length", "sepal_length", "petal_length", "petal_width"], "sepal_width"),
+    ],
+)
+def test_wrong_names_are_rejected(folders, names, message):
+    server = loaded(folders["json"])
+    with pytest.raises(BadRequestError, match=message.replace("[", r"\[")):
+        server.predict(X, names)
+
+
+def test_bad_rows_are_rejected(folders):
+    server = loaded(folders["bst"])
+    with pytest.raises(BadRequestError, match="expected 4 features per row, got 3"):
+        server.predict([[1.0, 2.0, 3.0]], [])
+    with pytest.raises(BadRequestError, match="numbers"):
+        server.predict([["a", "b", "c", "d"]], [])
+    with pytest.raises(BadRequestError, match="feature names"):
+        server.predict([{"a": 1}], [])
+
+
+def test_metadata_describes_the_model(folders):
+    meta = XGBoostServer(str(folders["json"]), method="predict_proba").init_metadata()
+    assert meta["platform"] == "xgboost"
+    assert meta["inputs"] == [
+        {"messagetype": "ndarray", "schema": {"names": IRIS_COLUMNS, "shape": [-1, 4]}}
+    ]
+    assert meta["outputs"][0]["schema"] == {
+        "names": ["class_0", "class_1", "class_2"],
+        "shape": [-1, 3],
+    }
+    custom = meta["custom"]
+    assert custom["objective"] == "multi:softprob"
+    assert custom["number of classes"] == "3"
+    assert custom["saved by xgboost"] == xgb.__version__
+    meta = XGBoostServer(str(folders["json"]), method="predict_contribs").init_metadata()
+    assert meta["outputs"][0]["schema"]["shape"] == [-1, 3, 5]
+
+
+def test_saved_version_is_read_from_json_and_ubj(folders, tmp_path):
+    version = xgbserver.xgboost_version()
+    assert xgbserver.saved_version(folders["json"] / "model.json") == version
+    assert xgbserver.saved_version(folders["ubj"] / "model.ubj") == version
+    assert xgbserver.saved_version(xm.from_future_version(tmp_path) / "model.json") == (99, 0, 0)
+
+
+# ------------------------------------------------------------------------ start-up errors
+
+
+def test_unknown_method_fails_before_loading(folders):
+    with pytest.raises(ConfigurationError, match=r"method='explain'.*predict_contribs"):
+        XGBoostServer(str(folders["json"]), method="explain")
+
+
+def test_predict_proba_on_a_regressor_fails_at_load(folders):
+    with pytest.raises(ConfigurationError, match="reg:squarederror"):
+        loaded(folders["regressor"], "predict_proba")
+
+
+@pytest.mark.parametrize("nthread", [-1, "many"])
+def test_bad_nthread_is_refused(folders, nthread):
+    with pytest.raises(ConfigurationError, match="nthread"):
+        XGBoostServer(str(folders["json"]), nthread=nthread)
+
+
+def test_model_from_a_newer_xgboost_is_refused(tmp_path):
+    with pytest.raises(ModelLoadError, match=r"saved by XGBoost 99\.0\.0, newer than"):
+        loaded(xm.from_future_version(tmp_path))
+
+
+def test_corrupt_ubj_says_xgboost_cannot_read_it(tmp_path):
+    with pytest.raises(ModelLoadError, match=r"cannot read model\.ubj") as info:
+        loaded(xm.corrupt_ubj(tmp_path))
+    assert "Stack trace" not in str(info.value)
+
+
+def test_legacy_binary_format_says_so(tmp_path):
+    with pytest.raises(ModelLoadError, match="binary format has been deprecated"):
+        loaded(xm.legacy_binary(tmp_path))
+
+
+def test_two_model_files_are_listed(folders, tmp_path):
+    xm.save_booster(xm.iris_softprob(), tmp_path, "model.json")
+    xm.save_booster(xm.iris_softprob(), tmp_path, "model.ubj")
+    with pytest.raises(ModelNotFoundError, match=r"model\.json, model\.ubj"):
+        loaded(tmp_path)
+    server = loaded(tmp_path, model_file="model.ubj")
+    assert server.model_path.name == "model.ubj"
+
+
+def test_a_scikit_learn_pickle_is_pointed_to_sklearnserver(tmp_path):
+    xm.save_pickle(iris_classifier(), tmp_path)
+    with pytest.raises(ModelLoadError, match=r"LogisticRegression.*SKLearnServer"):
+        loaded(tmp_path)
+
+
+# ------------------------------------------------------------------------ threads
+
+
+def test_default_threads_follow_workers_and_cores(folders, monkeypatch):
+    cores = xgbserver.available_cores()
+    monkeypatch.setenv("GUNICORN_WORKERS", "1")
+    assert xgbserver.default_threads() == cores
+    monkeypatch.setenv("GUNICORN_WORKERS", str(cores))
+    assert xgbserver.default_threads() == 1
+    monkeypatch.setattr(sys, "argv", ["seldon-core-microservice", "M", "--workers", "64"])
+    assert xgbserver.gunicorn_workers() == 64
+    assert xgbserver.default_threads() == 1
+    monkeypatch.setattr(sys, "argv", ["x"])
+    monkeypatch.setenv("GUNICORN_WORKERS", "1")
+    server = loaded(folders["json"])
+    assert server.nthread == cores
+    assert json.loads(server.booster.save_config())["learner"]["generic_param"]["nthread"] == str(
+        cores
+    )
+    assert loaded(folders["json"], nthread=3).nthread == 3
+
+
+def test_loading_in_the_parent_starts_no_openmp_threads(folders):
+    """seldon forks its workers after init_metadata(): no OpenMP pool may exist by then."""
+    script = (
+        "import os, sys\n"
+        "from modelshelf.frameworks.xgboost import XGBoostServer\n"
+        "threads = lambda: len(os.listdir('/proc/self/task'))\n"
+        "before = threads()\n"
+        "for folder in sys.argv[1:]:\n"
+        "    XGBoostServer(folder, method='predict').init_metadata()\n"
+        "print(before, threads())\n"
+    )
+    paths = [str(folders[k]) for k in ("json", "ubj", "bst", "joblib")]
+    out = subprocess.run(
+        [sys.executable, "-c", script, *paths],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"OMP_NUM_THREADS": "4", "PATH": "/usr/bin:/bin"},
+        check=True,
+    ).stdout.split()
+    before, after = (int(n) for n in out)
+    assert after == before, f"threads went from {before} to {after} while loading"
