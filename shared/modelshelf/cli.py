@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "modelshelf.commands.fetch",
     "modelshelf.commands.run",
     "modelshelf.commands.serve",
+    "modelshelf.commands.env",
 )
 
 

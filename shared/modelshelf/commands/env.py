@@ -1,0 +1,79 @@
+"""``modelshelf env [MODEL]``: install what an MLflow model needs before its server starts.
+
+The MLflow server's ``before-run`` runs this with no argument: like the server, it then takes
+``model_uri`` from ``PREDICTIVE_UNIT_PARAMETERS`` and downloads it into the shared cache, so the
+server does not download it again. Exit status 1, with the cause, when the environment cannot be
+built; the report goes to standard output either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from modelshelf.errors import ConfigurationError, ModelshelfError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "env",
+        help="install an MLflow model's requirements into the server's environment folder",
+        description=__doc__,
+    )
+    parser.add_argument(
+        "model",
+        nargs="?",
+        help="model folder or URI (default: model_uri from PREDICTIVE_UNIT_PARAMETERS)",
+    )
+    parser.add_argument("--env-dir", type=Path, help="overrides MODELSHELF_ENV_DIR")
+    parser.add_argument("--wheels-dir", type=Path, help="overrides MODELSHELF_WHEELS_DIR")
+    parser.add_argument("--strict", action="store_true", help="as MODELSHELF_ENV_STRICT=1")
+    parser.add_argument("--offline", action="store_true", help="as MODELSHELF_ENV_OFFLINE=1")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from modelshelf.environment import Settings, build
+    from modelshelf.environment.model_location import model_folder
+
+    try:
+        settings = Settings.from_environ()
+        settings = replace(
+            settings,
+            env_dir=args.env_dir or settings.env_dir,
+            wheels_dir=args.wheels_dir or settings.wheels_dir,
+            strict=args.strict or settings.strict,
+            offline=args.offline or settings.offline,
+        )
+        uri = args.model or model_uri_from_parameters()
+        report = build(model_folder(uri), settings)
+    except ModelshelfError as exc:
+        print(f"modelshelf env: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(report.lines()), flush=True)
+    return 0
+
+
+def model_uri_from_parameters(environ: dict[str, str] | None = None) -> str:
+    """``model_uri`` from Seldon's ``PREDICTIVE_UNIT_PARAMETERS`` (a JSON list of
+    ``{name, value, type}``), exactly as the server receives it."""
+    env = os.environ if environ is None else environ
+    text = env.get("PREDICTIVE_UNIT_PARAMETERS", "")
+    if not text:
+        raise ConfigurationError(
+            "PREDICTIVE_UNIT_PARAMETERS", "", "a model argument, or the server's parameters"
+        )
+    try:
+        parameters = json.loads(text)
+        values = {p["name"]: p["value"] for p in parameters}
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigurationError(
+            "PREDICTIVE_UNIT_PARAMETERS", text, 'a JSON list of {"name", "value", "type"}'
+        ) from exc
+    if not values.get("model_uri"):
+        raise ConfigurationError("PREDICTIVE_UNIT_PARAMETERS", text, "a model_uri parameter")
+    return str(values["model_uri"])

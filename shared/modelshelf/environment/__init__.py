@@ -1,0 +1,159 @@
+"""The environment builder run before an MLflow server starts (``before-run``,
+``modelshelf env``).
+
+It reads what the model needs (``modelshelf.environment.sources``), decides what is missing
+(``plan``), installs only that into a separate writable folder (``installers``; or builds a conda
+environment, ``conda``), and prints a short report. The server then calls ``activate()`` to put
+that folder first on its import path. The server's own packages are never changed, so the image can
+stay read-only and run as non-root.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelshelf.environment.errors import EnvironmentBuildError, EnvironmentSpecError
+from modelshelf.environment.installers import Resolved, install, installer_options, resolve
+from modelshelf.environment.plan import (
+    CONFLICT,
+    IGNORED,
+    INSTALL,
+    SATISFIED,
+    InstallPlan,
+    make_plan,
+)
+from modelshelf.environment.sources import ModelRequirements, read_model_requirements
+
+__all__ = [
+    "EnvironmentBuildError",
+    "EnvironmentSpecError",
+    "Report",
+    "Settings",
+    "activate",
+    "build",
+]
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The builder's knobs, from the container's environment variables."""
+
+    env_dir: Path
+    wheels_dir: Path
+    strict: bool = False
+    offline: bool = False
+    installer: str = "auto"  #: auto (uv when present), pip, uv
+    manager: str = "pip"  #: pip, or conda for the conda variant
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        manager = env.get("MODELSHELF_ENV_MANAGER", "pip").strip().lower() or "pip"
+        if manager not in ("pip", "conda"):
+            raise EnvironmentBuildError(
+                [], f"MODELSHELF_ENV_MANAGER={manager!r}: expected pip or conda"
+            )
+        return cls(
+            env_dir=default_env_dir(env),
+            wheels_dir=Path(env.get("MODELSHELF_WHEELS_DIR", "/whl")),
+            strict=env.get("MODELSHELF_ENV_STRICT", "").strip().lower() in _TRUE,
+            offline=env.get("MODELSHELF_ENV_OFFLINE", "").strip().lower() in _TRUE,
+            installer=env.get("MODELSHELF_ENV_INSTALLER", "auto").strip().lower() or "auto",
+            manager=manager,
+        )
+
+
+def default_env_dir(environ: dict[str, str] | os._Environ[str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    configured = env.get("MODELSHELF_ENV_DIR")
+    return Path(configured) if configured else Path(tempfile.gettempdir()) / "modelshelf-env"
+
+
+@dataclass
+class Report:
+    """What the builder found and did; ``lines()`` is what ``before-run`` prints."""
+
+    model_dir: Path
+    requirements: ModelRequirements
+    plan: InstallPlan
+    env_dir: Path
+    installer: str = ""
+    installed: list[Resolved] = field(default_factory=list)
+    seconds: float = 0.0
+    conda_prefix: Path | None = None
+
+    def lines(self) -> list[str]:
+        req = self.requirements
+        out = [f"model environment of {self.model_dir} (from {req.source})"]
+        if self.plan.python_warning:
+            out.append(f"  WARNING: {self.plan.python_warning}")
+        for decision in self.plan.of(SATISFIED):
+            out.append(f"  satisfied  {decision.requirement}  ({decision.detail})")
+        for item in self.installed:
+            out.append(f"  installed  {item.pin}  (into {self.env_dir}, by {self.installer})")
+        for decision in self.plan.of(CONFLICT):
+            out.append(f"  conflict   {decision.requirement}  ({decision.detail})")
+        for decision in self.plan.of(IGNORED):
+            out.append(f"  ignored    {decision.requirement}  ({decision.detail})")
+        for package in req.conda_only:
+            out.append(f"  ignored    {package}  (conda package with no pip counterpart)")
+        if self.conda_prefix is not None:
+            out.append(f"  conda environment {self.conda_prefix}")
+        counts = {a: len(self.plan.of(a)) for a in (SATISFIED, CONFLICT, IGNORED)}
+        out.append(
+            f"  {counts[SATISFIED]} satisfied, {len(self.installed)} installed, "
+            f"{counts[CONFLICT]} conflicts, {counts[IGNORED] + len(req.conda_only)} ignored "
+            f"in {self.seconds:.2f} s"
+        )
+        return out
+
+
+def build(model_dir: Path, settings: Settings | None = None) -> Report:
+    """Make the model's requirements importable by the server; the report of what was done."""
+    settings = settings or Settings.from_environ()
+    started = time.perf_counter()
+    if settings.manager == "conda":
+        from modelshelf.environment import conda
+
+        return conda.build(model_dir, settings, started)
+    requirements = read_model_requirements(model_dir, prefer="pip")
+    plan = make_plan(requirements.requirements, requirements.python_version, settings.env_dir)
+    report = Report(model_dir, requirements, plan, settings.env_dir)
+    conflicts = plan.of(CONFLICT)
+    if conflicts and settings.strict:
+        raise EnvironmentBuildError(
+            [d.requirement for d in conflicts],
+            "the server's own packages would have to change (MODELSHELF_ENV_STRICT=1): "
+            + "; ".join(d.detail.split(";")[0] for d in conflicts),
+        )
+    if plan.of(INSTALL):
+        options = installer_options(
+            requirements.pip_options, settings.wheels_dir, settings.offline, settings.installer
+        )
+        report.installer = options.installer
+        report.installed = resolve(plan.to_install, plan.protected, settings.env_dir, options)
+        install(report.installed, settings.env_dir, options, plan.to_install)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def activate(env_dir: str | Path | None = None) -> Path | None:
+    """Put the environment folder first on ``sys.path`` (and on ``PYTHONPATH`` for child
+    processes) when it exists; the folder, or ``None``."""
+    folder = Path(env_dir) if env_dir else default_env_dir()
+    if not folder.is_dir():
+        return None
+    text = str(folder)
+    if text not in sys.path:
+        sys.path.insert(0, text)
+    current = os.environ.get("PYTHONPATH", "")
+    if text not in current.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (text, current) if p)
+    return folder
