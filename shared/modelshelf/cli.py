@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "modelshelf.commands.run",
     "modelshelf.commands.serve",
     "modelshelf.commands.env",
+    "modelshelf.commands.graph",
 )
 
 

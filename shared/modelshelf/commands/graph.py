@@ -1,0 +1,209 @@
+"""``modelshelf graph validate FILE…`` and ``modelshelf graph run MANIFEST``.
+
+``validate`` checks SeldonDeployment / InferenceService / ServingRuntime manifests against the
+CRD schemas (as the API server would) and SeldonDeployments against the operator's rules.
+``run`` starts one server per node of a SeldonDeployment's predictor graph and serves the graph
+on ``http://HOST:PORT/api/v1.0/predictions``; Ctrl-C or SIGTERM stops every process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from modelshelf.errors import ModelshelfError
+
+DEFAULT_PORT = 8000  # Seldon's executor listens on 8000
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("graph", help="validate or run SeldonDeployment graphs")
+    commands = parser.add_subparsers(dest="graph_command", required=True, metavar="ACTION")
+
+    check = commands.add_parser("validate", help="check manifests against the CRD schemas")
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.set_defaults(run=run_validate)
+
+    run = commands.add_parser("run", help="run a SeldonDeployment's predictor graph locally")
+    run.add_argument("manifest", type=Path, metavar="MANIFEST")
+    run.add_argument("--predictor", help="the predictor to run (default: the first)")
+    run.add_argument("--host", default="127.0.0.1", help="front door address (127.0.0.1)")
+    run.add_argument("--port", type=int, default=DEFAULT_PORT, help="front door port (8000)")
+    run.add_argument(
+        "--secret",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a Secret manifest that envSecretRefName/envFrom name (repeatable)",
+    )
+    run.add_argument(
+        "--model-uri",
+        action="append",
+        default=[],
+        metavar="NODE=URI",
+        help="serve NODE's model from URI instead of the manifest's (repeatable)",
+    )
+    run.add_argument("--servers-dir", type=Path, help="the project's servers/ folder")
+    run.add_argument(
+        "--ready-timeout", type=float, default=180, help="seconds for every node to load (180)"
+    )
+    run.set_defaults(run=run_graph)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from modelshelf.graph import crd
+    from modelshelf.graph.manifest import deployment_problems
+
+    failed = 0
+    for path in args.files:
+        try:
+            documents = crd.load_file(path)
+        except (OSError, yaml.YAMLError) as exc:
+            print(f"{path}: cannot read: {exc}")
+            failed += 1
+            continue
+        problems = []
+        for index, doc in enumerate(documents):
+            found = crd.validate_object(doc)
+            if not found and doc.get("kind") == "SeldonDeployment":
+                found = deployment_problems(doc)
+            prefix = f"document {index + 1}: " if len(documents) > 1 else ""
+            problems.extend(prefix + p for p in found)
+        if problems:
+            failed += 1
+            print(f"{path}: INVALID")
+            for problem in problems:
+                print(f"  {problem}")
+        else:
+            kinds = ", ".join(str(d.get("kind")) for d in documents)
+            print(f"{path}: valid ({kinds})")
+    return 1 if failed else 0
+
+
+def run_graph(args: argparse.Namespace) -> int:
+    import yaml
+
+    from modelshelf.graph import crd
+    from modelshelf.graph.frontdoor import (
+        Endpoint,
+        FrontDoor,
+        GraphExecutor,
+        NodeClient,
+        make_handler,
+    )
+    from modelshelf.graph.manifest import read_predictor
+    from modelshelf.graph.supervisor import GraphSupervisor, secrets_from_documents
+
+    try:
+        documents = crd.load_file(args.manifest)
+        predictor = read_predictor(documents, str(args.manifest), args.predictor)
+        secrets = secrets_from_documents(documents)
+        for path in args.secret:
+            secrets.update(secrets_from_documents(crd.load_file(path)))
+        model_uris = dict(_pair(text) for text in args.model_uri)
+    except (ModelshelfError, OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="modelshelf-graph-") as workdir:
+        try:
+            supervisor = GraphSupervisor(
+                predictor, Path(workdir), args.servers_dir, secrets, model_uris
+            )
+        except ModelshelfError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        stop = threading.Event()
+        previous = {
+            sig: signal.signal(sig, lambda *_: stop.set())
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        server: FrontDoor | None = None
+        try:
+            supervisor.fetch_models()
+            supervisor.start()
+            _wait(supervisor, args.ready_timeout, stop)
+            if stop.is_set():
+                return 130
+            endpoints = {
+                launch.node.name: Endpoint("127.0.0.1", launch.http_port)
+                for launch in supervisor.launches
+            }
+            client = NodeClient(endpoints)
+            executor = GraphExecutor(predictor.graph, client)
+            handler = make_handler(
+                executor,
+                ready=lambda: supervisor.exited() is None,
+                metadata=lambda: _metadata(predictor, client),
+            )
+            server = FrontDoor((args.host, args.port), handler)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            print(
+                f"graph {predictor.deployment}/{predictor.name} ready: "
+                f"POST http://{args.host}:{server.server_port}/api/v1.0/predictions",
+                flush=True,
+            )
+            while not stop.wait(0.5):
+                gone = supervisor.exited()
+                if gone is not None:
+                    print(
+                        f"error: node {gone.node.name!r} stopped "
+                        f"(exit code {gone.process.returncode}); stopping the graph",  # type: ignore[union-attr]
+                        file=sys.stderr,
+                    )
+                    return 1
+            return 0
+        except ModelshelfError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+            supervisor.stop()
+            for sig, handler_before in previous.items():
+                signal.signal(sig, handler_before)
+
+
+def _wait(supervisor: Any, timeout: float, stop: threading.Event) -> None:
+    """``wait_ready`` that still lets Ctrl-C through while models load."""
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            supervisor.wait_ready(timeout)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    while not done.wait(0.2):
+        if stop.is_set():
+            return
+    if failure:
+        raise failure[0]
+
+
+def _metadata(predictor: Any, client: Any) -> dict[str, Any]:
+    models = {}
+    for node in predictor.nodes():
+        status, body = client.get(node.name, "/api/v1.0/metadata")
+        models[node.name] = body if status == 200 else {"error": body}
+    return {"name": predictor.name, "models": models}
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, uri = text.partition("=")
+    if not sep or not name or not uri:
+        raise ValueError(f"--model-uri {text!r}: expected NODE=URI")
+    return name, uri

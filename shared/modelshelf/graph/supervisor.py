@@ -1,0 +1,441 @@
+"""One server process per graph node, set up as the Seldon operator sets up the node's container.
+
+For each node the operator would run a container with our image; here it is what the image runs:
+its entry point ``modelshelf run`` in the server's folder under ``servers/`` (``MODEL_NAME`` the
+server class, ``SERVICE_TYPE`` the node's type), with the environment the operator injects:
+``PREDICTIVE_UNIT_PARAMETERS`` (for a prepackaged server, the graph's parameters plus
+``model_uri`` pointing at the downloaded model), ``PREDICTIVE_UNIT_ID``, ``PREDICTIVE_UNIT_IMAGE``,
+``PREDICTOR_ID``, ``SELDON_DEPLOYMENT_ID`` and the HTTP/gRPC/metrics ports (free loopback ports
+instead of 9000+/9500+/6000+).
+
+A ``modelUri`` is fetched first, as the storage-initializer init container does: in a separate
+process (``python -m modelshelf.graph.fetch``) whose environment holds the ``envSecretRefName``
+secret, so credentials reach the download and not the server. Local paths are used in place.
+
+``stop`` asks each node's entry point to stop (SIGTERM, as the kubelet does), which stops its
+front end gracefully; whatever is left after the grace period is killed.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from modelshelf.errors import ModelshelfError
+from modelshelf.graph.manifest import (
+    MODEL_MOUNT,
+    MODELSHELF_IMAGES,
+    MODELSHELF_SERVERS,
+    GraphNode,
+    ManifestError,
+    Predictor,
+    parameters_json,
+)
+
+logger = logging.getLogger(__name__)
+
+#: SERVICE_TYPE for a node's entry point (``modelshelf run`` maps it for seldon-core-microservice).
+SERVICE_TYPES = {
+    "MODEL": "MODEL",
+    "TRANSFORMER": "TRANSFORMER",
+    "OUTPUT_TRANSFORMER": "OUTPUT_TRANSFORMER",
+    "ROUTER": "ROUTER",
+    "COMBINER": "COMBINER",
+    "UNKNOWN_TYPE": "MODEL",
+}
+LOG_TAIL_LINES = 60
+
+
+class NodeFailedError(ModelshelfError):
+    """A node's server stopped, or never became healthy; carries the end of its log."""
+
+    def __init__(self, node: str, reason: str, log_tail: str) -> None:
+        self.node = node
+        self.reason = reason
+        self.log_tail = log_tail
+        super().__init__(f"node {node!r} {reason}; its last log lines:\n{log_tail}")
+
+
+def default_servers_dir() -> Path:
+    """``servers/`` of the source tree this package runs from, else of the working directory."""
+    for base in (Path(__file__).resolve().parents[3], Path.cwd()):
+        if (base / "servers").is_dir():
+            return base / "servers"
+    return Path.cwd() / "servers"
+
+
+def secrets_from_documents(documents: list[Any]) -> dict[str, dict[str, str]]:
+    """Secrets (``data`` base64-decoded, ``stringData`` as is) by name, from manifest documents."""
+    found: dict[str, dict[str, str]] = {}
+    for doc in documents:
+        if not isinstance(doc, dict) or doc.get("kind") != "Secret":
+            continue
+        values = {
+            k: base64.b64decode(v).decode("utf-8") for k, v in (doc.get("data") or {}).items()
+        }
+        values.update({k: str(v) for k, v in (doc.get("stringData") or {}).items()})
+        found[doc["metadata"]["name"]] = values
+    return found
+
+
+@dataclass
+class NodeLaunch:
+    """How one node runs: which server, from where, with which environment and ports."""
+
+    node: GraphNode
+    server_dir: Path
+    server_class: str
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+    log_tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=60))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def command(self) -> list[str]:
+        """The image's entry point, ``modelshelf run``, from this Python."""
+        return [sys.executable, "-m", "modelshelf.cli", "run", "--server-dir", str(self.server_dir)]
+
+
+class GraphSupervisor:
+    """Plans, starts, watches and stops the processes of one predictor graph."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        workdir: Path,
+        servers_dir: Path | None = None,
+        secrets: dict[str, dict[str, str]] | None = None,
+        model_uris: dict[str, str] | None = None,
+        log_stream: TextIO | None = None,
+    ) -> None:
+        self.predictor = predictor
+        self.workdir = workdir
+        self.servers_dir = servers_dir or default_servers_dir()
+        self.secrets = secrets or {}
+        self.model_uris = model_uris or {}
+        self.log_stream = log_stream or sys.stderr
+        self._log_lock = threading.Lock()
+        self._stopping = False  # once set, node output is no longer echoed (shutdown noise)
+        unknown = sorted(set(self.model_uris) - {n.name for n in predictor.nodes()})
+        if unknown:
+            raise ManifestError(
+                "--model-uri",
+                [f"no graph node named {name!r} (nodes: {self._node_names()})" for name in unknown],
+            )
+        self.launches = [self._plan(node) for node in predictor.nodes()]
+
+    def _node_names(self) -> list[str]:
+        return [n.name for n in self.predictor.nodes()]
+
+    # ---------------------------------------------------------------- planning
+
+    def _plan(self, node: GraphNode) -> NodeLaunch:
+        folder_name = self._server_folder(node)
+        server_dir = self.servers_dir / folder_name
+        classes = (
+            sorted(p.stem for p in server_dir.glob("[A-Z]*.py")) if server_dir.is_dir() else []
+        )
+        if len(classes) != 1:
+            raise ManifestError(
+                node.path,
+                [
+                    f"{node.path}: node {node.name!r} needs the server in {server_dir} "
+                    f"(one <ClassName>.py), found {classes or 'no such folder'}; "
+                    "set --servers-dir to the project's servers/ folder"
+                ],
+            )
+        return NodeLaunch(node, server_dir, classes[0], *_free_ports(3))
+
+    def _server_folder(self, node: GraphNode) -> str:
+        if node.implementation in MODELSHELF_SERVERS:
+            return MODELSHELF_SERVERS[node.implementation][0]
+        runnable = ", ".join(MODELSHELF_SERVERS)
+        if node.implementation != "UNKNOWN_IMPLEMENTATION":
+            raise ManifestError(
+                node.path,
+                [
+                    f"{node.path}.implementation: {node.implementation!r} cannot run here: "
+                    f"modelshelf runs {runnable}, or a container with a modelshelf image "
+                    f"({', '.join(f'modelshelf/{i}' for i in MODELSHELF_IMAGES)})"
+                ],
+            )
+        repository = _image_repository(node.image)
+        if repository not in MODELSHELF_IMAGES:
+            raise ManifestError(
+                node.path,
+                [
+                    f"{node.path}.name: container {node.name!r} has image {node.image!r}, which "
+                    f"is not a modelshelf server image "
+                    f"({', '.join(f'modelshelf/{i}' for i in MODELSHELF_IMAGES)}); "
+                    f"modelshelf can run only those, or implementation {runnable}"
+                ],
+            )
+        return MODELSHELF_IMAGES[repository]
+
+    # ---------------------------------------------------------------- models
+
+    def fetch_models(self) -> None:
+        """Download each node's ``modelUri`` the way its storage initializer would."""
+        for launch in self.launches:
+            node = launch.node
+            uri = node.model_uri
+            if node.name in self.model_uris and (node.model_uri or node.is_prepackaged):
+                uri = self.model_uris[node.name]
+            model_dir = self._fetch(node, uri) if uri else None
+            launch.env = self._environment(launch, model_dir)
+
+    def _fetch(self, node: GraphNode, uri: str) -> str:
+        if uri.lower().startswith("file://") or Path(uri).exists():
+            from modelshelf.storage import download
+
+            return str(download(uri))
+        dest = self.workdir / node.name / "models"
+        env = {**os.environ, **self._secret(node.env_secret_ref_name, f"{node.path}")}
+        self._log(node.name, f"fetching {uri} into {dest}")
+        result = subprocess.run(
+            [sys.executable, "-m", "modelshelf.graph.fetch", uri, str(dest)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise NodeFailedError(
+                node.name,
+                f"could not fetch modelUri {uri} (as its storage initializer would)",
+                (result.stdout + result.stderr)[-4000:],
+            )
+        return str(dest)
+
+    def _secret(self, name: str | None, path: str) -> dict[str, str]:
+        if not name:
+            return {}
+        if name not in self.secrets:
+            logger.warning(
+                "%s names secret %r, which was not given (--secret FILE or a Secret document in "
+                "the manifest); using this shell's environment instead",
+                path,
+                name,
+            )
+            return {}
+        return self.secrets[name]
+
+    def _environment(self, launch: NodeLaunch, model_dir: str | None) -> dict[str, str]:
+        node = launch.node
+        env = dict(os.environ)
+        container = node.container or {}
+        for source in container.get("envFrom") or []:
+            secret = (source.get("secretRef") or {}).get("name")
+            env.update(self._secret(secret, f"{node.path} container envFrom"))
+        for variable in container.get("env") or []:
+            if "value" in variable:
+                env[variable["name"]] = str(variable["value"])
+            else:
+                logger.warning(
+                    "%s: env %s uses valueFrom, not supported here; left out",
+                    node.path,
+                    variable["name"],
+                )
+        parameters = [dict(p) for p in node.parameters]
+        for parameter in parameters:
+            value = parameter["value"]
+            if model_dir and (value == MODEL_MOUNT or value.startswith(MODEL_MOUNT + "/")):
+                parameter["value"] = model_dir + value[len(MODEL_MOUNT) :]
+        if node.is_prepackaged:
+            parameters = [p for p in parameters if p["name"] != "model_uri"]
+            parameters.append({"name": "model_uri", "value": model_dir or "", "type": "STRING"})
+        elif node.name in self.model_uris and not node.model_uri:
+            parameters = [p for p in parameters if p["name"] != "model_uri"]
+            parameters.append(
+                {"name": "model_uri", "value": self.model_uris[node.name], "type": "STRING"}
+            )
+        operator_env = {
+            "PREDICTIVE_UNIT_PARAMETERS": parameters_json(parameters),
+            "PREDICTIVE_UNIT_ID": node.name,
+            "PREDICTIVE_UNIT_IMAGE": node.image,
+            "PREDICTOR_ID": self.predictor.name,
+            "PREDICTOR_LABELS": json.dumps(self.predictor.labels),
+            "SELDON_DEPLOYMENT_ID": self.predictor.deployment,
+            "PREDICTIVE_UNIT_SERVICE_PORT": str(launch.http_port),
+            "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": str(launch.http_port),
+            "PREDICTIVE_UNIT_GRPC_SERVICE_PORT": str(launch.grpc_port),
+            "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(launch.metrics_port),
+            "PREDICTIVE_UNIT_METRICS_ENDPOINT": "/prometheus",
+            "SELDON_EXECUTOR_ENABLED": "true",
+            "MODEL_NAME": launch.server_class,  # the image's ENV
+            "SERVICE_TYPE": SERVICE_TYPES[node.type],
+        }
+        user_parameters = any(
+            v["name"] == "PREDICTIVE_UNIT_PARAMETERS" for v in container.get("env") or []
+        )
+        if user_parameters and not node.is_prepackaged and node.name not in self.model_uris:
+            operator_env.pop("PREDICTIVE_UNIT_PARAMETERS")  # the operator keeps the user's
+        env.update(operator_env)
+        path = env.get("PATH", "")
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{path}"
+        return env
+
+    # ---------------------------------------------------------------- processes
+
+    def start(self) -> None:
+        """Start every node's server (all at once: they load their models in parallel)."""
+        for launch in self.launches:
+            if not launch.env:
+                launch.env = self._environment(launch, None)
+            launch.process = subprocess.Popen(
+                launch.command(),
+                cwd=launch.server_dir,
+                env=launch.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+            )
+            threading.Thread(target=self._pump, args=(launch,), daemon=True).start()
+            self._log(
+                launch.node.name,
+                f"started {launch.server_class} as {launch.node.type} on http {launch.http_port}, "
+                f"grpc {launch.grpc_port}, metrics {launch.metrics_port}, pid {launch.process.pid}",
+            )
+
+    def _pump(self, launch: NodeLaunch) -> None:
+        assert launch.process is not None and launch.process.stdout is not None
+        for line in launch.process.stdout:
+            launch.log_tail.append(line.rstrip("\n"))
+            if not self._stopping:
+                self._log(launch.node.name, line.rstrip("\n"))
+
+    def _log(self, name: str, line: str) -> None:
+        with self._log_lock, contextlib.suppress(ValueError, OSError):
+            self.log_stream.write(f"[{name}] {line}\n")
+            self.log_stream.flush()
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until every node answers ``/health/status`` with 200 and accepts gRPC connections."""
+        deadline = time.monotonic() + timeout
+        pending = list(self.launches)
+        while pending:
+            for launch in list(pending):
+                self._raise_if_exited(launch, "exited before it was ready")
+                if _healthy(launch.url) and _accepts(launch.grpc_port):
+                    pending.remove(launch)
+            if pending and time.monotonic() > deadline:
+                launch = pending[0]
+                raise NodeFailedError(
+                    launch.node.name, f"not healthy after {timeout:.0f} s", self.tail(launch)
+                )
+            if pending:
+                time.sleep(0.1)
+
+    def _raise_if_exited(self, launch: NodeLaunch, reason: str) -> None:
+        assert launch.process is not None
+        code = launch.process.poll()
+        if code is not None:
+            time.sleep(0.2)  # let the pump thread read the last lines
+            raise NodeFailedError(
+                launch.node.name, f"{reason} (exit code {code})", self.tail(launch)
+            )
+
+    def exited(self) -> NodeLaunch | None:
+        """The first node whose process has stopped, if any."""
+        for launch in self.launches:
+            if launch.process is not None and launch.process.poll() is not None:
+                return launch
+        return None
+
+    def tail(self, launch: NodeLaunch) -> str:
+        return "\n".join(launch.log_tail)
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM each node's entry point (it stops its front end gracefully); SIGKILL every
+        process of the node still running after ``timeout``."""
+        self._stopping = True
+        running = [launch.process for launch in self.launches if launch.process is not None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in running:
+            leftovers = descendants(process.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.0, deadline - time.monotonic()))
+            for pid in [process.pid, *leftovers, *descendants(process.pid)]:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (from /proc; empty where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def _image_repository(image: str) -> str:
+    """``registry:5000/modelshelf/sklearnserver:0.1.0@sha256:…`` -> ``sklearnserver``."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return re.sub(r":[^:]*$", "", last)
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health/status", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -1,0 +1,286 @@
+"""``modelshelf graph run`` on the manifests in manifests/seldon/: real server processes per node,
+a real front door, real HTTP requests; models on disk or on the session's S3 server."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from microservice import BIN, REPO, SERVERS, free_port, run_to_exit, running_command
+from models import IRIS_X, IRIS_Y, rows, save
+from modelshelf.graph.supervisor import descendants
+
+SELDON = REPO / "manifests" / "seldon"
+READY_TIMEOUT = 150
+
+
+def graph_command(manifest: Path, port: int, *extra: str) -> list[str]:
+    return [str(BIN / "modelshelf"), "graph", "run", str(manifest), "--port", str(port), *extra]
+
+
+@contextlib.contextmanager
+def running_graph(manifest: Path, *extra: str, env: dict | None = None) -> Iterator:
+    """``modelshelf graph run`` until its front door is ready; afterwards, check that SIGTERM
+    ended it cleanly and left none of the node processes (and their children) running."""
+    port = free_port()
+    with running_command(
+        graph_command(manifest, port, *extra),
+        REPO,
+        env=env,
+        http_port=port,
+        ready_timeout=READY_TIMEOUT,
+        health_path="/ready",
+    ) as door:
+        nodes = descendants(door.process.pid)
+        assert len(nodes) >= 3 * len(re.findall(r"\bpid \d+", door.log())), door.log()[-3000:]
+        yield door
+        door.process.send_signal(signal.SIGTERM)
+        assert door.process.wait(60) == 0, door.log()[-3000:]
+    left = [pid for pid in nodes if _alive(pid)]
+    assert not left, f"still running after graph run stopped: {left}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def predict(door, payload: dict):
+    return door.post("/api/v1.0/predictions", payload)
+
+
+def ndarray(values) -> dict:
+    return {"data": {"ndarray": np.asarray(values).tolist()}}
+
+
+def answer_array(body: dict) -> np.ndarray:
+    data = body["data"]
+    if "ndarray" in data:
+        return np.array(data["ndarray"])
+    return np.array(data["tensor"]["values"]).reshape(data["tensor"]["shape"])
+
+
+# ---------------------------------------------------------------- scaler -> model -> scaler
+
+
+@pytest.fixture(scope="module")
+def chain_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("graph-models")
+    scaler_in = StandardScaler().fit(IRIS_X)
+    scaled = scaler_in.transform(IRIS_X)
+    classifier = LogisticRegression(max_iter=1000).fit(scaled, IRIS_Y)
+    scaler_out = StandardScaler().fit(classifier.predict_proba(scaled))
+    return {
+        "scaler-in": save(scaler_in, root / "scaler-in"),
+        "classifier": save(classifier, root / "classifier"),
+        "scaler-out": save(scaler_out, root / "scaler-out"),
+    }
+
+
+@pytest.fixture(scope="module")
+def scaler_graph(chain_models):
+    uris = [f"--model-uri={name}={path}" for name, path in chain_models.items()]
+    with running_graph(SELDON / "scaler-graph.yaml", *uris) as door:
+        yield door
+
+
+def test_scaler_graph_equals_the_estimators_chained_in_process(scaler_graph, chain_models):
+    scaler_in, classifier, scaler_out = (
+        joblib.load(chain_models[name] / "model.joblib")
+        for name in ("scaler-in", "classifier", "scaler-out")
+    )
+    X = rows(5)
+    response = predict(scaler_graph, ndarray(X))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = scaler_out.transform(classifier.predict_proba(scaler_in.transform(X)))
+    np.testing.assert_array_equal(answer_array(body), expected)
+    assert body["meta"]["requestPath"] == {
+        "scaler-in": "modelshelf/sklearnserver:0.1.0",
+        "scaler-out": "modelshelf/sklearnserver:0.1.0",
+        "classifier": "modelshelf/sklearnserver:0.1.0",
+    }
+    assert body["meta"]["puid"]
+
+
+def test_a_nodes_error_comes_back_with_its_status_and_message(scaler_graph):
+    response = predict(scaler_graph, ndarray([[1.0, 2.0, 3.0]]))
+    assert response.status_code == 400, response.text
+    info = response.json()["status"]["info"]
+    assert info == "node 'scaler-in': expected 4 features per row, got 3"
+    assert predict(scaler_graph, {"data": {"ndarray": "x"}}).status_code == 400
+    not_json = scaler_graph.client.post(
+        "/api/v1.0/predictions", content=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert not_json.status_code == 400
+    assert predict(scaler_graph, ndarray(rows(1))).status_code == 200
+
+
+def test_metadata_of_every_node(scaler_graph):
+    meta = scaler_graph.get("/api/v1.0/metadata").json()
+    assert set(meta["models"]) == {"scaler-in", "scaler-out", "classifier"}
+    assert meta["models"]["classifier"]["platform"] == "sklearn"
+
+
+# ---------------------------------------------------------------- one manifest per server
+
+
+@pytest.fixture
+def s3_secret(s3_server, tmp_path) -> Path:
+    """The manifests' Secret, holding the local S3 server's endpoint and keys."""
+    wanted = {k: v for k, v in s3_server.env.items() if k != "AWS_DEFAULT_REGION"}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "models-s3-credentials"},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in wanted.items()},
+    }
+    path = tmp_path / "secret.yaml"
+    path.write_text(json.dumps(secret))
+    return path
+
+
+def without_aws_env() -> dict[str, str]:
+    """The test's environment minus AWS settings: the credentials must come from the secret."""
+    return {k: "" for k in os.environ if k.startswith("AWS_")} | {"AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def test_sklearn_manifest_with_the_model_on_s3(s3_server, s3_secret, sklearn_models):
+    uri = s3_server.upload_folder(sklearn_models["iris"], "graph-sklearn", "iris")
+    model = joblib.load(sklearn_models["iris"] / "model.joblib")
+    X = rows(3)
+    with running_graph(
+        SELDON / "sklearn-iris.yaml",
+        f"--model-uri=classifier={uri}",
+        f"--secret={s3_secret}",
+        env=without_aws_env(),
+    ) as door:
+        body = predict(door, ndarray(X)).json()
+        np.testing.assert_array_equal(answer_array(body), model.predict_proba(X))
+        assert body["data"]["names"] == ["setosa", "versicolor", "virginica"]
+        assert body["meta"]["requestPath"] == {"classifier": "modelshelf/sklearnserver:0.1.0"}
+
+
+def test_a_model_uri_that_is_not_there_stops_the_run_at_the_fetch(s3_server, s3_secret):
+    s3_server.client().create_bucket(Bucket="graph-empty")
+    result = run_to_exit(
+        graph_command(
+            SELDON / "sklearn-iris.yaml",
+            free_port(),
+            "--model-uri=classifier=s3://graph-empty/no-such-model",
+            f"--secret={s3_secret}",
+        ),
+        REPO,
+        env=without_aws_env(),
+    )
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "node 'classifier' could not fetch modelUri s3://graph-empty/no-such-model" in (
+        result.stdout
+    )
+
+
+def needs_server(folder: str):
+    return pytest.mark.skipif(
+        not (SERVERS / folder).is_dir(), reason=f"servers/{folder} does not exist yet"
+    )
+
+
+@needs_server("xgboostserver")
+def test_xgboost_manifest(tmp_path):
+    import xgboost
+
+    booster = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(IRIS_X, IRIS_Y == "setosa")
+    folder = tmp_path / "xgb"
+    folder.mkdir()
+    booster.save_model(folder / "model.json")
+    with running_graph(SELDON / "xgboost-iris.yaml", f"--model-uri=classifier={folder}") as door:
+        response = predict(door, ndarray(rows(2)))
+        assert response.status_code == 200, response.text
+        assert answer_array(response.json()).shape[0] == 2
+
+
+@needs_server("mlflowserver")
+def test_mlflow_manifest_with_the_secret_and_the_model_on_s3(s3_server, s3_secret, tmp_path):
+    import mlflow.sklearn
+
+    model = LogisticRegression(max_iter=1000).fit(IRIS_X, IRIS_Y)
+    folder = tmp_path / "mlflow-model"
+    mlflow.sklearn.save_model(model, folder)
+    uri = s3_server.upload_folder(folder, "graph-mlflow", "iris")
+    with running_graph(
+        SELDON / "mlflow-s3.yaml",
+        f"--model-uri=classifier={uri}",
+        f"--secret={s3_secret}",
+        env=without_aws_env(),
+    ) as door:
+        response = predict(door, ndarray(rows(2)))
+        assert response.status_code == 200, response.text
+        assert answer_array(response.json()).shape[0] == 2
+
+
+# ---------------------------------------------------------------- refused before anything starts
+
+
+def refused(manifest_text: str, tmp_path: Path, *extra: str) -> str:
+    manifest = tmp_path / "graph.yaml"
+    manifest.write_text(manifest_text)
+    result = subprocess.run(
+        graph_command(manifest, free_port(), *extra), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    return result.stderr
+
+
+def test_implementation_modelshelf_cannot_run_points_at_the_field(tmp_path):
+    text = (SELDON / "scaler-graph.yaml").read_text()
+    text = text.replace("implementation: SKLEARN_SERVER", "implementation: TENSORFLOW_SERVER")
+    error = refused(text, tmp_path)
+    assert (
+        "spec.predictors[0].graph.children[0].children[0].implementation: 'TENSORFLOW_SERVER' "
+        "cannot run here" in error
+    )
+
+
+def test_unknown_implementation_points_at_the_field(tmp_path):
+    text = (SELDON / "sklearn-iris.yaml").read_text()
+    error = refused(text.replace("SKLEARN_SERVER", "SKLEARN_SEVER"), tmp_path)
+    assert "spec.predictors[0].graph.implementation: 'SKLEARN_SEVER' is not one of" in error
+
+
+def test_foreign_image_points_at_the_node(tmp_path):
+    text = (SELDON / "scaler-graph.yaml").read_text()
+    text = text.replace(
+        "- name: scaler-out\n                image: modelshelf/sklearnserver:0.1.0",
+        "- name: scaler-out\n                image: example/custom-transformer:1.0",
+    )
+    error = refused(text, tmp_path)
+    assert "spec.predictors[0].graph.children[0].name: container 'scaler-out' has image" in error
+
+
+def test_schema_error_stops_graph_run(tmp_path):
+    text = (SELDON / "sklearn-iris.yaml").read_text().replace("modelUri:", "modelUrl:")
+    error = refused(text, tmp_path)
+    assert "spec.predictors[0].graph: Additional properties are not allowed ('modelUrl'" in error
+
+
+def test_model_uri_for_a_node_that_does_not_exist(tmp_path):
+    text = (SELDON / "sklearn-iris.yaml").read_text()
+    error = refused(text, tmp_path, "--model-uri=clasifier=/tmp")
+    assert "no graph node named 'clasifier'" in error
