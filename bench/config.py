@@ -1,0 +1,74 @@
+"""The harness's knobs, read once from the environment (documented in the README's table)."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+VENV_BIN = Path(sys.executable).parent
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r}: expected a whole number") from None
+    if value < minimum:
+        raise SystemExit(f"{name}={raw!r}: expected at least {minimum}")
+    return value
+
+
+def _list(name: str, default: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
+
+
+PARTS = ("inprocess", "rest", "storage", "images")
+
+
+@dataclass(frozen=True)
+class Config:
+    duration: int = 3
+    rounds: int = 3
+    connections: int = 4
+    batch_rows: int = 1000
+    systems: list[str] = field(default_factory=lambda: ["*"])
+    parts: list[str] = field(default_factory=lambda: list(PARTS))
+    peers: bool = True
+    s3_big_mb: int = 500
+    s3_small_files: int = 2000
+    results: Path = BENCH / "results"
+    work: Path = BENCH / "work"
+    peers_dir: Path = BENCH / "peers"
+
+    @classmethod
+    def from_env(cls) -> Config:
+        parts = _list("BENCH_PARTS", ",".join(PARTS))
+        unknown = sorted(set(parts) - set(PARTS))
+        if unknown:
+            raise SystemExit(f"BENCH_PARTS: unknown {unknown}; expected some of {list(PARTS)}")
+        return cls(
+            duration=_int("BENCH_DURATION", 3, 1),
+            rounds=_int("BENCH_ROUNDS", 3, 1),
+            connections=_int("BENCH_CONNECTIONS", 4, 1),
+            batch_rows=_int("BENCH_BATCH_ROWS", 1000, 2),
+            systems=_list("BENCH_SYSTEMS", "*"),
+            parts=parts,
+            peers=os.environ.get("BENCH_PEERS", "1") not in ("0", "false", "no"),
+            s3_big_mb=_int("BENCH_S3_BIG_MB", 500, 1),
+            s3_small_files=_int("BENCH_S3_FILES", 2000, 1),
+            results=Path(os.environ.get("BENCH_RESULTS", BENCH / "results")),
+            work=Path(os.environ.get("BENCH_WORK", BENCH / "work")),
+            peers_dir=Path(os.environ.get("BENCH_PEERS_DIR", BENCH / "peers")),
+        )
+
+    def selects(self, name: str) -> bool:
+        """Whether BENCH_SYSTEMS (glob patterns, comma-separated) selects the system ``name``."""
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.systems)

@@ -1,0 +1,120 @@
+"""Load from wrk, a separate process over loopback, bounded in time.
+
+A Lua script POSTs one JSON body on every request and, when wrk is done, prints one line of JSON
+(requests, duration, errors, latency percentiles) that ``run_wrk`` parses.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+MARKER = "BENCHRESULT "
+
+_SCRIPT = """\
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(%(body)s, "rb"))
+wrk.body = f:read("*a")
+f:close()
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '%(marker)s{"requests":%%d,"duration_us":%%d,"connect":%%d,"read":%%d,"write":%%d,'
+    .. '"status":%%d,"timeout":%%d,"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"max_us":%%d,'
+    .. '"mean_us":%%.1f}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    latency.mean))
+end
+"""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests: int
+    seconds: float
+    errors: int  # non-2xx/3xx answers plus socket errors (connect, read, write, timeout)
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    rows_per_request: int
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.requests_per_s * self.rows_per_request
+
+    def to_dict(self) -> dict:
+        return {
+            **asdict(self),
+            "requests_per_s": round(self.requests_per_s, 1),
+            "rows_per_s": round(self.rows_per_s, 1),
+        }
+
+
+def wrk_path() -> str:
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk (make bench does this)")
+    return found
+
+
+def write_script(body: Path, scripts: Path) -> Path:
+    """The Lua script that POSTs ``body``; one per payload file."""
+    scripts.mkdir(parents=True, exist_ok=True)
+    script = scripts / f"{body.stem}.lua"
+    script.write_text(_SCRIPT % {"body": json.dumps(str(body.resolve())), "marker": MARKER})
+    return script
+
+
+def wrk_command(url: str, script: Path, duration: int, connections: int) -> list[str]:
+    return [
+        wrk_path(),
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+    ]
+
+
+def run_wrk(
+    url: str, script: Path, duration: int, connections: int, rows_per_request: int
+) -> LoadResult:
+    """Run wrk against ``url`` for ``duration`` seconds and return what its done() hook says."""
+    command = wrk_command(url, script, duration, connections)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=duration + 60, check=False
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith(MARKER):
+            raw = json.loads(line[len(MARKER) :])
+            break
+    else:
+        raise RuntimeError(
+            f"wrk gave no result (exit {done.returncode}): "
+            f"{done.stdout[-800:]} {done.stderr[-800:]}"
+        )
+    errors = sum(raw[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return LoadResult(
+        requests=raw["requests"],
+        seconds=raw["duration_us"] / 1e6,
+        errors=errors,
+        p50_ms=raw["p50_us"] / 1000,
+        p90_ms=raw["p90_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        max_ms=raw["max_us"] / 1000,
+        rows_per_request=rows_per_request,
+    )

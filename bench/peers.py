@@ -1,0 +1,157 @@
+"""The peers' own virtual environments under ``bench/peers/``, made by pip and kept between runs.
+
+Each environment is rebuilt only when its requirements change (a stamp file records them). The
+frameworks are pinned to the versions in our own venv, so every system loads the same pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+
+def _ours(distribution: str) -> str:
+    return version(distribution)
+
+
+@dataclass(frozen=True)
+class PeerEnv:
+    """One venv: pip runs once per step (a step is one ``pip install`` argument list)."""
+
+    name: str
+    steps: tuple[tuple[str, ...], ...]
+    note: str = ""
+
+    def folder(self, root: Path) -> Path:
+        return root / self.name
+
+    def python(self, root: Path) -> Path:
+        return self.folder(root) / "bin" / "python"
+
+    def bin(self, root: Path) -> Path:
+        return self.folder(root) / "bin"
+
+
+@dataclass
+class PeerStatus:
+    name: str
+    ok: bool
+    cached: bool
+    seconds: float
+    versions: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+
+
+def peer_envs() -> tuple[PeerEnv, ...]:
+    sklearn, xgboost, mlflow = _ours("scikit-learn"), _ours("xgboost-cpu"), _ours("mlflow")
+    return (
+        PeerEnv(
+            "mlserver",
+            (
+                (
+                    "mlserver==1.7.1",
+                    "mlserver-sklearn==1.7.1",
+                    # uvloop 0.22+ kills every MLServer 1.7.1 inference worker ("no current
+                    # event loop").
+                    "uvloop==0.21.0",
+                    f"scikit-learn=={sklearn}",
+                    f"xgboost-cpu=={xgboost}",
+                ),
+                # Without deps: it requires "xgboost", whose wheel drags in ~470 MB of CUDA NCCL;
+                # xgboost-cpu (installed above) provides the same module.
+                ("--no-deps", "mlserver-xgboost==1.7.1"),
+            ),
+        ),
+        PeerEnv(
+            "kserve",
+            (("kserve==0.21.0", f"scikit-learn=={sklearn}", "joblib"),),
+            note="the kserve package only: KServe's sklearnserver is not on PyPI",
+        ),
+        PeerEnv(
+            "mlflow",
+            # mlflow 3.2's scoring server breaks on fastapi 0.120+ (FastAPI.route removed).
+            ((f"mlflow-skinny=={mlflow}", f"scikit-learn=={sklearn}", "fastapi<0.120", "uvicorn"),),
+        ),
+        PeerEnv("awscli", (("awscli",),)),
+    )
+
+
+PACKAGES_REPORTED = (
+    "mlserver",
+    "mlserver-sklearn",
+    "mlserver-xgboost",
+    "uvloop",
+    "kserve",
+    "mlflow-skinny",
+    "fastapi",
+    "uvicorn",
+    "scikit-learn",
+    "xgboost-cpu",
+    "numpy",
+    "awscli",
+    "botocore",
+)
+
+
+def ensure(env: PeerEnv, root: Path) -> PeerStatus:
+    """Create or reuse the venv; never raises: a failure is reported in the status."""
+    folder = env.folder(root)
+    stamp = folder / ".bench-stamp"
+    wanted = json.dumps(env.steps)
+    started = time.monotonic()
+    log = root / f"{env.name}.install.log"
+    if env.python(root).exists() and stamp.exists() and stamp.read_text() == wanted:
+        return PeerStatus(env.name, True, True, 0.0, _versions(env, root))
+    root.mkdir(parents=True, exist_ok=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    with open(log, "w") as out:
+        try:
+            subprocess.run(
+                [base, "-m", "venv", "--clear", str(folder)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=True,
+            )
+            for step in env.steps:
+                subprocess.run(
+                    [str(env.python(root)), "-m", "pip", "install", "--quiet", *step],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    check=True,
+                    timeout=900,
+                )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            tail = log.read_text(errors="replace")[-1500:]
+            return PeerStatus(
+                env.name, False, False, time.monotonic() - started, error=f"{exc}\n{tail}"
+            )
+    stamp.write_text(wanted)
+    return PeerStatus(env.name, True, False, time.monotonic() - started, _versions(env, root))
+
+
+def ensure_all(envs: tuple[PeerEnv, ...], root: Path) -> dict[str, PeerStatus]:
+    """Install the venvs side by side (downloads dominate, so threads are enough)."""
+    with ThreadPoolExecutor(max_workers=len(envs) or 1) as pool:
+        statuses = list(pool.map(lambda e: ensure(e, root), envs))
+    return {status.name: status for status in statuses}
+
+
+def _versions(env: PeerEnv, root: Path) -> dict[str, str]:
+    code = (
+        "import json, importlib.metadata as m\n"
+        "found = {}\n"
+        f"for name in {list(PACKAGES_REPORTED)!r}:\n"
+        "    try: found[name] = m.version(name)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "print(json.dumps(found))"
+    )
+    done = subprocess.run(
+        [str(env.python(root)), "-c", code], capture_output=True, text=True, check=False
+    )
+    return json.loads(done.stdout) if done.returncode == 0 else {}

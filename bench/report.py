@@ -1,0 +1,391 @@
+"""Medians, same-round ratios, the issues' targets, and the Markdown report, all computed from
+the raw figures of this run (nothing is carried over from an earlier one)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from typing import Any
+
+LOADS = ("single", "batch")
+XGB_DMATRIX = "xgboost Booster.predict(DMatrix(X)) (a DMatrix per request)"
+XGB_OURS = "ours: XGBoostServer.predict"
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    found = [v for v in values if v is not None]
+    return statistics.median(found) if found else None
+
+
+def _by_round(runs: list[dict]) -> dict[int, dict]:
+    return {run["round"]: run for run in runs if "error" not in run}
+
+
+def same_round_ratio(rest: dict, name: str, other: str, load: str, key: str = "requests_per_s"):
+    """Median over rounds of ``name``'s figure divided by ``other``'s in the same round."""
+    mine = _by_round(rest["runs"].get(name, []))
+    theirs = _by_round(rest["runs"].get(other, []))
+    ratios = [
+        mine[r][load][key] / theirs[r][load][key]
+        for r in mine
+        if r in theirs and theirs[r][load][key]
+    ]
+    return round(statistics.median(ratios), 2) if ratios else None
+
+
+def summarize(raw: dict) -> dict:
+    rest = raw.get("rest")
+    systems: dict[str, dict] = {}
+    if rest:
+        for name, runs in rest["runs"].items():
+            meta = rest["systems"][name]
+            ok = [r for r in runs if "error" not in r]
+            entry: dict[str, Any] = {
+                "runs_ok": len(ok),
+                "runs_failed": len(runs) - len(ok),
+                "first_error": next((r["error"] for r in runs if "error" in r), None),
+                "cold_start_s": _median(r["cold_start_s"] for r in ok),
+                "cold_start_runs": [r["cold_start_s"] for r in ok],
+                "rss_mb": _median(r["memory"]["rss_mb"] for r in ok),
+                "pss_mb": _median(r["memory"]["pss_mb"] for r in ok),
+                "processes": _median(r["memory"]["processes"] for r in ok),
+            }
+            ceiling = f"identity-w{meta['workers']}"
+            for load in LOADS:
+                entry[load] = {
+                    "requests_per_s": _median(r[load]["requests_per_s"] for r in ok),
+                    "runs": [r[load]["requests_per_s"] for r in ok],
+                    "rows_per_s": _median(r[load]["rows_per_s"] for r in ok),
+                    "p50_ms": _median(r[load]["p50_ms"] for r in ok),
+                    "p99_ms": _median(r[load]["p99_ms"] for r in ok),
+                    "errors": sum(r[load]["errors"] for r in ok),
+                    "vs_ours": same_round_ratio(rest, name, meta["reference"], load)
+                    if meta["reference"] != name
+                    else (1.0 if ok else None),
+                    "vs_ceiling": same_round_ratio(rest, name, ceiling, load),
+                }
+            systems[name] = entry
+    return {"systems": systems, "targets": targets(raw, systems)}
+
+
+def _best_peer(raw: dict, systems: dict, family: str, workers: int, load: str) -> str | None:
+    meta = raw["rest"]["systems"]
+    peers = [
+        n
+        for n, m in meta.items()
+        if m["role"] == "peer"
+        and m["family"] == family
+        and m["workers"] == workers
+        and systems[n][load]["requests_per_s"]
+    ]
+    return max(peers, key=lambda n: systems[n][load]["requests_per_s"], default=None)
+
+
+def targets(raw: dict, systems: dict) -> list[dict]:
+    """Each issue's speed target, as measured in this run (None: could not be measured)."""
+    found: list[dict] = []
+
+    def add(issue: int, what: str, measured: float | None, op: str, goal: float) -> None:
+        met = None if measured is None else (measured >= goal if op == "≥" else measured <= goal)
+        found.append(
+            {"issue": issue, "what": what, "measured": measured, "target": f"{op} {goal:g}",
+             "met": met}
+        )  # fmt: skip
+
+    rest = raw.get("rest")
+
+    def ratio(name: str, other: str | None, load: str = "single") -> float | None:
+        return same_round_ratio(rest, name, other, load) if rest and other else None
+
+    def quotient(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a and b else None
+
+    workers = sorted({m["workers"] for m in rest["systems"].values()}) if rest else [1]
+    for w in workers:
+        for issue, family, cls, goal in (
+            (2, "sklearn", "SKLearnServer", 0.9),
+            (4, "xgboost", "XGBoostServer", 0.9),
+            (5, "mlflow", "MLFlowServer", 0.8),
+        ):
+            what = f"{cls} ÷ identity ceiling, single row, {w} worker(s)"
+            add(issue, what, ratio(f"{family}-w{w}", f"identity-w{w}"), "≥", goal)
+
+    cold = [systems.get(n, {}).get("cold_start_s") for n in ("mlflow-w1", "sklearn-w1")]
+    add(5, "MLFlowServer cold start ÷ SKLearnServer cold start (medians, 1 worker)",
+        quotient(*cold), "≤", 1.5)  # fmt: skip
+    add(5, "MLFlowServer cold start with one package to install from the wheels folder, minus "
+        "without (s)", None, "≤", 5)  # fmt: skip
+
+    inproc = raw.get("inprocess") or {}
+    dmatrix = inproc.get(XGB_DMATRIX, {}).get("1_rows_us")
+    ours_xgb = inproc.get(XGB_OURS, {}).get("1_rows_us")
+    add(4, "in-process single row: DMatrix-per-request time ÷ XGBoostServer.predict time",
+        quotient(dmatrix, ours_xgb), "≥", 2)  # fmt: skip
+
+    if rest:
+        serve = "serve-sklearn-w1"
+        for load, goal in (("single", 3.0), ("batch", 2.0)):
+            best = _best_peer(raw, systems, "sklearn", 1, load)
+            what = (
+                f"`modelshelf serve` SKLearnServer ÷ best sklearn peer ({best}), {load}, 1 worker"
+            )
+            add(10, what, ratio(serve, best, load), "≥", goal)
+        what = (
+            "`modelshelf serve` SKLearnServer ÷ SKLearnServer on seldon-core-microservice, single"
+        )
+        add(10, what + " row, 1 worker", ratio(serve, "sklearn-w1"), "≥", 3)
+        best = _best_peer(raw, systems, "sklearn", 1, "single")
+        mine = systems.get(serve, {}).get("single", {}).get("p99_ms")
+        theirs = systems[best]["single"]["p99_ms"] if best else None
+        what = f"`modelshelf serve` p99 ÷ best sklearn peer's p99 ({best}), single row, 1 worker"
+        add(10, what, quotient(mine, theirs), "≤", 1)
+
+    store = (raw.get("storage") or {}).get("results") or {}
+    for name, what in (("big", "one big object"), ("small", "many small files")):
+        measured = (store.get(name) or {}).get("ratio")
+        add(3, f"`modelshelf fetch` ÷ `aws s3 sync` throughput, {what}", measured, "≥", 1)
+    return found
+
+
+# ----------------------------------------------------------------------------- Markdown
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float | int):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _ratio(value: Any) -> str:
+    return "—" if value is None else f"{value:.2f}×"  # noqa: RUF001 - a ratio
+
+
+def render(raw: dict) -> str:
+    summary = raw["summary"]
+    settings = raw["settings"]
+    m = raw["machine"]
+    lines = [
+        "# modelshelf benchmark: ours beside the peers",
+        "",
+        f"Run {raw['started']} on commit `{raw['git']}`, {raw['seconds']:.0f} s. Written by "
+        "`make bench` (`python -m bench`); every figure below was measured in this run. Raw "
+        "figures, versions and commands: [`latest.json`](latest.json).",
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu'] or 'unknown CPU'}), {m['memory_gb']} GiB, "
+        f"Linux {m['kernel']}, Python {m['python']}. Load average at start "
+        f"{m['load_average_at_start']}, at end {m['load_average_at_end']}. **wrk runs on the "
+        "same cores as the server**, and on a shared machine other work competes too: read "
+        "absolute numbers as orders of magnitude, and the same-round ratios as the comparison.",
+        "",
+        f"Method: {settings['rounds']} rounds; in each round every system is started afresh "
+        "(cold start = process start to the first correct prediction), warmed up, its memory read "
+        f"(whole process tree), then loaded by `{settings['wrk']}` with a single-row body and "
+        f"with a {settings['batch_rows']:,}-row body, and stopped. The order rotates each round. "
+        "Cells are medians over rounds; *÷ ours* divides by our server for the same model and "
+        "worker count **in the same round** (then the median), *÷ ceiling* by the identity model "
+        "on seldon-core-microservice with as many workers.",
+        "",
+    ]
+    lines += _where_we_stand(raw, summary)
+    lines += _rest_tables(raw, summary)
+    lines += _targets(summary)
+    lines += _inprocess(raw)
+    lines += _storage(raw)
+    lines += _images(raw)
+    lines += _versions(raw)
+    return "\n".join(lines) + "\n"
+
+
+def _where_we_stand(raw: dict, summary: dict) -> list[str]:
+    rest = raw.get("rest")
+    systems = summary["systems"]
+    if not rest or "sklearn-w1" not in systems:
+        return []
+    ours = systems["sklearn-w1"]["single"]
+    text = (
+        f"**Where we stand** (single row, 1 worker): our SKLearnServer on seldon-core-microservice "
+        f"{_num(ours['requests_per_s'])} req/s, {_ratio(ours['vs_ceiling'])} the framework's "
+        "ceiling"
+    )
+    best = _best_peer(raw, systems, "sklearn", 1, "single")
+    if best:
+        text += (
+            f"; the best scikit-learn peer, {rest['systems'][best]['label']}, "
+            f"{_num(systems[best]['single']['requests_per_s'])} req/s "
+            f"({_ratio(systems[best]['single']['vs_ours'])} ours)"
+        )
+    serve = systems.get("serve-sklearn-w1")
+    if serve and serve["single"]["requests_per_s"]:
+        text += (
+            f"; with `modelshelf serve`, {_num(serve['single']['requests_per_s'])} req/s "
+            f"({_ratio(serve['single']['vs_ours'])} ours on seldon-core-microservice)"
+        )
+    return [text + ".", ""]
+
+
+def _rest_tables(raw: dict, summary: dict) -> list[str]:
+    rest = raw.get("rest")
+    lines: list[str] = []
+    if rest:
+        for load, title in (
+            ("single", "Single row"),
+            ("batch", f"{raw['settings']['batch_rows']:,} rows"),
+        ):
+            rows_label = "rows/s" if load == "batch" else ""
+            lines += [
+                f"## REST, {title} per request, {raw['settings']['connections']} connections",
+                "",
+                "| system | req/s | runs | " + (f"{rows_label} | " if rows_label else "")
+                + "p50 ms | p99 ms | ÷ ours | ÷ ceiling | errors |",
+                "|---|---:|---|" + ("---:|" if rows_label else "") + "---:|---:|---:|---:|---:|",
+            ]  # fmt: skip
+            for name, meta in rest["systems"].items():
+                entry = summary["systems"][name]
+                cell = entry[load]
+                label = f"{meta['label']} `{name}`"
+                if not entry["runs_ok"]:
+                    lines.append(f"| {label} | failed: {_short(entry['first_error'])} |")
+                    continue
+                runs = "/".join(f"{v:.0f}" for v in cell["runs"])
+                lines.append(
+                    f"| {label} | {_num(cell['requests_per_s'])} | {runs} | "
+                    + (f"{_num(cell['rows_per_s'])} | " if rows_label else "")
+                    + f"{_num(cell['p50_ms'], 1)} | {_num(cell['p99_ms'], 1)} | "
+                    f"{_ratio(cell['vs_ours'])} | {_ratio(cell['vs_ceiling'])} | {cell['errors']} |"
+                )
+            lines.append("")
+        lines += [
+            "## Cold start and memory",
+            "",
+            "| system | cold start s (median) | runs | RSS MB (tree) | PSS MB (tree) | processes |",
+            "|---|---:|---|---:|---:|---:|",
+        ]
+        for name, meta in rest["systems"].items():
+            entry = summary["systems"][name]
+            if not entry["runs_ok"]:
+                continue
+            runs = "/".join(f"{v:.2f}" for v in entry["cold_start_runs"])
+            lines.append(
+                f"| {meta['label']} `{name}` | {_num(entry['cold_start_s'], 2)} | {runs} | "
+                f"{_num(entry['rss_mb'])} | {_num(entry['pss_mb'])} | {_num(entry['processes'])} |"
+            )
+        lines += [
+            "",
+            "RSS counts pages that forked workers share once per process; PSS splits them, so it "
+            "is the fairer figure for servers that fork (seldon-core-microservice forks its "
+            "workers, gRPC and metrics servers from one parent).",
+            "",
+        ]
+        failed = {n: e for n, e in summary["systems"].items() if e["runs_failed"]}
+        for name, entry in failed.items():
+            lines.append(
+                f"- `{name}` failed in {entry['runs_failed']} round(s): "
+                f"{_short(entry['first_error'])}"
+            )
+        if failed:
+            lines.append("")
+    if raw.get("unavailable"):
+        lines += ["## Not measured in this run", ""]
+        lines += [f"- `{name}`: {reason}" for name, reason in raw["unavailable"].items()]
+        lines.append("")
+    return lines
+
+
+def _short(text: str | None, limit: int = 200) -> str:
+    text = (text or "").replace("\n", " ").replace("|", "/")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _targets(summary: dict) -> list[str]:
+    lines = [
+        "## The issues' speed targets",
+        "",
+        "| issue | what | measured | target | met |",
+        "|---:|---|---:|---|---|",
+    ]
+    for t in summary["targets"]:
+        met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
+        lines.append(
+            f"| {t['issue']} | {t['what']} | {_num(t['measured'], 2)} | {t['target']} | {met} |"
+        )
+    return [*lines, ""]
+
+
+def _inprocess(raw: dict) -> list[str]:
+    inproc = raw.get("inprocess")
+    if not inproc:
+        return []
+    if "error" in inproc:
+        return ["## In-process predict cost", "", f"failed: {_short(inproc['error'], 600)}", ""]
+    keys = list(next(iter(inproc.values())).keys())
+    header = " | ".join(k.replace("_rows_us", " row(s), µs") for k in keys)
+    lines = [
+        "## In-process cost of one call (the floor no server goes below)",
+        "",
+        f"| call | {header} |",
+        "|---|" + "---:|" * len(keys),
+    ]
+    for name, cells in inproc.items():
+        values = " | ".join(
+            _num(cells.get(k), 1) if cells.get(k) is not None else "not available" for k in keys
+        )
+        lines.append(f"| {name} | {values} |")
+    return [*lines, ""]
+
+
+def _storage(raw: dict) -> list[str]:
+    store = raw.get("storage")
+    if store is None:
+        return []
+    lines = ["## Download throughput from a local S3 server (moto_server)", ""]
+    if "results" not in store:
+        return [*lines, f"Not measured: {store.get('unavailable') or store.get('error')}", ""]
+    lines += [
+        "| data | tool | MB/s (median) | runs | peak RSS MB | ÷ aws s3 sync |",
+        "|---|---|---:|---|---:|---:|",
+    ]
+    for name, by_tool in store["results"].items():
+        data = store["data"][name]
+        what = f"{data['files']:,} file(s), {data['bytes'] / 2**20:,.0f} MB"
+        for tool in ("modelshelf fetch", "aws s3 sync"):
+            if tool not in by_tool:
+                continue
+            cell = by_tool[tool]
+            runs = "/".join(f"{r['mb_per_s']:.0f}" for r in cell["runs"])
+            ratio = _ratio(by_tool.get("ratio")) if tool == "modelshelf fetch" else ""
+            lines.append(
+                f"| {what} | `{tool}` | {_num(cell['mb_per_s'], 1)} | {runs} | "
+                f"{_num(cell['peak_rss_mb'])} | {ratio} |"
+            )
+    return [*lines, "", "Times include each tool's process start.", ""]
+
+
+def _images(raw: dict) -> list[str]:
+    found = raw.get("images")
+    if found is None:
+        return []
+    lines = ["## Image sizes", ""]
+    if not found["images"]:
+        reason = found.get("error") or f"no modelshelf images in {found['tool']}'s store"
+        return [*lines, f"Not measured: {reason} (`make images` builds them).", ""]
+    lines += ["| image | id | size MB |", "|---|---|---:|"]
+    lines += [
+        f"| `{i['name']}` | {i.get('id', '')} | {_num(i['size_mb'])} |" for i in found["images"]
+    ]
+    return [*lines, ""]
+
+
+def _versions(raw: dict) -> list[str]:
+    lines = ["## Versions", "", "| environment | packages |", "|---|---|"]
+    ours = ", ".join(f"{k} {v}" for k, v in raw["versions"]["ours"].items())
+    lines.append(f"| ours (.venv) | {ours} |")
+    for name, env in (raw.get("peer_envs") or {}).items():
+        packages = ", ".join(f"{k} {v}" for k, v in env["versions"].items()) or "—"
+        state = "cached venv" if env["cached"] else f"installed in {env['install_seconds']:.0f} s"
+        if not env["ok"]:
+            state = f"install failed: {_short(env['error'], 300)}"
+        note = f" ({env['note']})" if env.get("note") else ""
+        lines.append(f"| bench/peers/{name}{note}, {state} | {packages} |")
+    return [*lines, ""]

@@ -1,0 +1,307 @@
+"""``python -m bench``: install the peers, make the models, measure everything, write the report.
+
+REST systems are measured in rounds; every round starts each system afresh (its cold start is one
+sample), warms it up, reads its memory, then loads it with wrk, single-row and batch, and stops
+it, so only one server runs at a time. The order rotates between rounds (A B C, B C A, …) and
+ratios are taken between systems of the same round, which is what stays meaningful on a shared,
+noisy machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import httpx
+
+from bench import images, load, peers, procs, report, storage
+from bench.config import REPO, VENV_BIN, Config
+from bench.models import SINGLE_ROW, Models, make_models
+from bench.systems import PEERS_DIR, Ports, System, all_systems, answer_check
+
+OUR_PACKAGES = (
+    "modelshelf", "seldon-core", "scikit-learn", "xgboost-cpu", "mlflow", "numpy", "flask",
+    "gunicorn", "starlette", "uvicorn", "orjson", "boto3",
+)  # fmt: skip
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def machine() -> dict:
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import psutil
+
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu_model,
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def our_versions() -> dict[str, str]:
+    found = {}
+    for name in OUR_PACKAGES:
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = version(name)
+    wrk = subprocess.run([load.wrk_path(), "--version"], capture_output=True, text=True)
+    first = (wrk.stdout or wrk.stderr or "?").splitlines()[0]
+    found["wrk"] = first.split(" Copyright")[0].removeprefix("wrk ")
+    return found
+
+
+def git_commit() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
+    )
+    return done.stdout.strip() or "unknown"
+
+
+# ----------------------------------------------------------------------------- REST
+
+
+def warm_up(url: str, body: bytes, requests: int = 30) -> None:
+    with httpx.Client(timeout=30) as client:
+        for _ in range(requests):
+            client.post(url, content=body, headers={"Content-Type": "application/json"})
+
+
+def measure_once(system: System, models: Models, cfg: Config, scripts: dict) -> dict:
+    """Start ``system``, time its first prediction, warm it, read its memory, load it, stop it."""
+    ports = Ports(procs.free_port(), procs.free_port(), procs.free_port())
+    url = f"http://127.0.0.1:{ports.http}{system.path}"
+    command = system.command(ports, models, cfg.work)
+    single = models.payload(system.payload, 1)
+    batch = models.payload(system.payload, cfg.batch_rows)
+    server = procs.start(
+        command, system.cwd, system.process_env(), cfg.work / "logs" / f"{system.name}.log"
+    )
+    try:
+        cold, _ = procs.first_prediction(
+            server, url, single.read_bytes(), answer_check(system.payload, len(SINGLE_ROW))
+        )
+        warm_up(url, single.read_bytes())
+        warm_up(url, batch.read_bytes(), 10)
+        with httpx.Client(timeout=30) as client:
+            answer = client.post(
+                url, content=batch.read_bytes(), headers={"Content-Type": "application/json"}
+            )
+        problem = answer_check(system.payload, cfg.batch_rows)(answer.json())
+        if answer.status_code != 200 or problem:
+            raise RuntimeError(f"batch answer wrong: HTTP {answer.status_code} {problem}")
+        memory = procs.tree_memory(server.process.pid)
+        results = {"cold_start_s": round(cold, 3), "memory": memory}
+        for key, body, rows in (("single", single, 1), ("batch", batch, cfg.batch_rows)):
+            outcome = load.run_wrk(url, scripts[body], cfg.duration, cfg.connections, rows)
+            results[key] = outcome.to_dict()
+        results["command"] = command
+        return results
+    finally:
+        procs.stop(server, timeout=3)
+
+
+def measure_rest(systems: list[System], models: Models, cfg: Config) -> dict[str, list[dict]]:
+    scripts = {}
+    for path in sorted(models.payloads.glob("*.json")):
+        scripts[path] = load.write_script(path, cfg.work / "lua")
+    runs: dict[str, list[dict]] = {s.name: [] for s in systems}
+    for round_index in range(cfg.rounds):
+        shift = round_index % len(systems)
+        order = systems[shift:] + systems[:shift]
+        for system in order:
+            started = time.monotonic()
+            try:
+                result = measure_once(system, models, cfg, scripts)
+            except Exception as exc:  # one broken system must not stop the others
+                result = {"error": f"{type(exc).__name__}: {exc}"[-2000:]}
+                say(f"round {round_index + 1}: {system.name} FAILED: {result['error'][:300]}")
+            else:
+                say(
+                    f"round {round_index + 1}: {system.name}: cold {result['cold_start_s']} s, "
+                    f"single {result['single']['requests_per_s']} req/s, "
+                    f"batch {result['batch']['requests_per_s']} req/s "
+                    f"({time.monotonic() - started:.0f} s)"
+                )
+            result["round"] = round_index + 1
+            runs[system.name].append(result)
+    return runs
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    cfg = Config.from_env()
+    started = time.monotonic()
+    cfg.work.mkdir(parents=True, exist_ok=True)
+    cfg.results.mkdir(parents=True, exist_ok=True)
+    load.wrk_path()
+    raw: dict = {
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "git": git_commit(),
+        "machine": machine(),
+        "settings": {
+            "duration_s": cfg.duration,
+            "rounds": cfg.rounds,
+            "connections": cfg.connections,
+            "batch_rows": cfg.batch_rows,
+            "systems": cfg.systems,
+            "parts": cfg.parts,
+            "wrk": " ".join(
+                load.wrk_command("URL", Path("PAYLOAD.lua"), cfg.duration, cfg.connections)
+            ),
+        },
+        "versions": {"ours": our_versions()},
+    }
+    selected = [s for s in all_systems() if cfg.selects(s.name)]
+    unavailable: dict[str, str] = {}
+    wanted_envs = {s.peer_env for s in selected if s.peer_env and "rest" in cfg.parts}
+    if "storage" in cfg.parts:
+        wanted_envs.add("awscli")
+    envs = tuple(e for e in peers.peer_envs() if e.name in wanted_envs)
+    statuses: dict[str, peers.PeerStatus] = {}
+    if cfg.peers and envs:
+        say(
+            f"peer venvs under {PEERS_DIR}: {', '.join(e.name for e in envs)} "
+            "(reused when unchanged)"
+        )
+        statuses = peers.ensure_all(envs, PEERS_DIR)
+        for status in statuses.values():
+            say(
+                f"  {status.name}: "
+                + ("cached" if status.cached else f"installed in {status.seconds:.0f} s")
+                if status.ok
+                else f"  {status.name}: FAILED: {status.error[-300:]}"
+            )
+    raw["peer_envs"] = {
+        name: {
+            "ok": s.ok, "cached": s.cached, "install_seconds": round(s.seconds, 1),
+            "versions": s.versions, "error": s.error[-1500:],
+            "requirements": [list(step) for step in next(e for e in envs if e.name == name).steps],
+            "note": next(e for e in envs if e.name == name).note,
+        }
+        for name, s in statuses.items()
+    }  # fmt: skip
+
+    runnable = []
+    for system in selected:
+        reason = system.available()
+        if not reason and system.peer_env:
+            status = statuses.get(system.peer_env)
+            if not cfg.peers:
+                reason = "BENCH_PEERS=0"
+            elif status is None or not status.ok:
+                reason = f"its venv ({system.peer_env}) did not install"
+        if reason:
+            unavailable[system.name] = reason
+        else:
+            runnable.append(system)
+
+    say("training the models and writing the payloads")
+    families = {s.family for s in runnable} | (
+        {"xgboost", "mlflow"} if "inprocess" in cfg.parts else set()
+    )
+    models = make_models(cfg.work / "models", cfg.batch_rows, frozenset(families))
+
+    if "inprocess" in cfg.parts:
+        say("in-process predict cost")
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.inprocess",
+                str(models.sklearn.parent),
+                str(cfg.batch_rows),
+            ],
+            cwd=cfg.work,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(REPO),
+                "MLFLOW_TRACKING_URI": (cfg.work / "mlruns").as_uri(),
+            },
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        raw["inprocess"] = (
+            json.loads(done.stdout.strip().splitlines()[-1])
+            if done.returncode == 0
+            else {"error": done.stderr[-2000:]}
+        )
+
+    if "rest" in cfg.parts and runnable:
+        say(f"REST: {len(runnable)} systems x {cfg.rounds} rounds, wrk {cfg.duration} s per load")
+        raw["rest"] = {
+            "systems": {
+                s.name: {
+                    "label": s.label, "family": s.family, "role": s.role, "workers": s.workers,
+                    "payload": s.payload, "path": s.path, "reference": s.reference,
+                    "env": s.env, "cwd": _shown(s.cwd),
+                }
+                for s in runnable
+            },
+            "runs": measure_rest(runnable, models, cfg),
+        }  # fmt: skip
+    raw["unavailable"] = unavailable
+
+    if "storage" in cfg.parts:
+        reason = _fetch_missing()
+        if reason:
+            raw["storage"] = {"unavailable": reason}
+        else:
+            say("storage: modelshelf fetch vs aws s3 sync")
+            aws = statuses.get("awscli")
+            aws_bin = PEERS_DIR / "awscli" / "bin" if aws and aws.ok else None
+            try:
+                raw["storage"] = storage.measure(
+                    cfg.work / "storage", aws_bin, cfg.s3_big_mb, cfg.s3_small_files, cfg.rounds
+                )
+            except Exception as exc:  # reported, not fatal: REST figures still stand
+                raw["storage"] = {"error": f"{type(exc).__name__}: {exc}"}
+            finally:
+                shutil.rmtree(cfg.work / "storage", ignore_errors=True)
+
+    if "images" in cfg.parts:
+        raw["images"] = images.measure()
+
+    raw["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    raw["seconds"] = round(time.monotonic() - started, 1)
+    summary = report.summarize(raw)
+    raw["summary"] = summary
+    (cfg.results / "latest.json").write_text(json.dumps(raw, indent=1) + "\n")
+    text = report.render(raw)
+    (cfg.results / "latest.md").write_text(text)
+    print(text)
+    say(f"done in {raw['seconds']:.0f} s: {cfg.results / 'latest.md'}")
+    return 0
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def _fetch_missing() -> str | None:
+    done = subprocess.run(
+        [str(VENV_BIN / "modelshelf"), "fetch", "--help"], capture_output=True, text=True
+    )
+    return None if done.returncode == 0 else "`modelshelf fetch` does not exist yet"
