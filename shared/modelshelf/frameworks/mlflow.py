@@ -1,0 +1,329 @@
+"""MLflow models: any flavor through ``mlflow.pyfunc``, plus the flavor's own model object for the
+methods pyfunc does not offer (``predict_proba``, ``decision_function``, ``transform``).
+
+The MLmodel signature decides the input form (``xtype=auto``: a DataFrame in the signature's
+column order when it names columns, else an array) and names the outputs; metadata comes from the
+MLmodel file without loading the model. The model's own packages are installed beforehand by the
+environment builder (``before-run``); ``servers/mlflowserver/MLFlowServer.py`` activates that
+folder before this module is imported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from modelshelf import metadata as md
+from modelshelf.environment.model_location import model_folder, registered_model
+from modelshelf.errors import BadRequestError, ConfigurationError, ModelLoadError, ServerFaultError
+from modelshelf.server import Method, ModelServer
+
+XTYPES = ("auto", "ndarray", "DataFrame")
+METHODS = ("predict", "predict_proba", "decision_function", "transform", "predict_log_proba")
+_CLASS_OUTPUTS = ("predict_proba", "predict_log_proba", "decision_function")
+_MLFLOW_TO_TENSOR_TYPE = {
+    "boolean": "BOOL",
+    "integer": "INT32",
+    "long": "INT64",
+    "float": "FP32",
+    "double": "FP64",
+    "string": "BYTES",
+    "binary": "BYTES",
+    "datetime": "BYTES",
+}
+_MAX_MESSAGE = 2000
+
+
+class MLFlowServer(ModelServer):
+    """Serves an MLflow model (``MLmodel`` folder, ``s3://``/``gs://``, ``models:/``, ``runs:/``).
+
+    Parameters: ``model_uri``; ``xtype`` (``auto``, ``ndarray`` or ``DataFrame``); ``method``
+    (alias ``predict_method``): ``predict`` through pyfunc, or a method of the flavor's model.
+    """
+
+    framework_packages = ("mlflow", "mlflow-skinny", "numpy", "pandas", "scikit-learn", "xgboost")
+
+    def __init__(
+        self, model_uri: str, xtype: str = "auto", method: str = "", predict_method: str = ""
+    ) -> None:
+        super().__init__(model_uri)
+        if xtype not in XTYPES:
+            raise ConfigurationError("xtype", xtype, "one of " + ", ".join(XTYPES))
+        if method and predict_method and method != predict_method:
+            raise ConfigurationError(
+                "predict_method", predict_method, f"the same as method ({method!r}), or unset"
+            )
+        chosen = method or predict_method or "predict"
+        if chosen not in METHODS:
+            raise ConfigurationError("method", chosen, "one of " + ", ".join(METHODS))
+        self.xtype = xtype
+        self.method_name = chosen
+        self.method: Method | None = None
+        self.transform_method: Method | None = None
+        self.columns: list[str] | None = None
+        self.as_frame = xtype == "DataFrame"
+
+    @property
+    def model_dir(self) -> Path:
+        """Local, storage URIs and MLflow registry/run URIs, fetched once into the shared cache."""
+        if self._model_dir is None:
+            self._model_dir = model_folder(self.model_uri)
+        return self._model_dir
+
+    # ---------------------------------------------------------------- loading
+
+    def load_model(self, model_dir: Path) -> None:
+        from mlflow.models import Model
+
+        if not (model_dir / "MLmodel").is_file():
+            raise ModelLoadError(self.model_uri, f"no MLmodel file in {model_dir}")
+        info = Model.load(str(model_dir))
+        pyfunc, raw = _load_pyfunc_and_raw(info, model_dir, self.model_uri)
+        schema = info.get_input_schema()
+        if schema is not None and not schema.is_tensor_spec() and schema.has_input_names():
+            self.columns = [str(n) for n in schema.input_names()]
+        self.as_frame = self.xtype == "DataFrame" or (self.xtype == "auto" and bool(self.columns))
+        self.model = pyfunc if pyfunc is not None else raw
+        self.raw_model = raw
+        name = self.method_name
+        if name == "predict" and pyfunc is not None:
+            output_names = _schema_names(info.get_output_schema())
+            self.method = Method("predict", self._pyfunc_predict, output_names)
+        else:
+            if name == "predict" and not callable(getattr(raw, "predict", None)):
+                name = "transform"  # a flavor without pyfunc, e.g. a scaler: serve what it does
+            call = getattr(raw, name, None)
+            if not callable(call):
+                kind = type(raw).__name__ if raw is not None else "this flavor's pyfunc model"
+                raise ConfigurationError("method", name, f"predict, or a method {kind} has")
+            output_names = _class_names(raw, name) if name != "transform" else _transform_names(raw)
+            self.method = Method(name, call, output_names)
+        transform = getattr(raw, "transform", None)
+        if callable(transform):
+            self.transform_method = Method("transform", transform, _transform_names(raw))
+
+    def _pyfunc_predict(self, model_input: Any) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.model.predict(model_input)
+        except MlflowException as exc:
+            message = exc.message[:_MAX_MESSAGE]
+            if exc.error_code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
+                raise BadRequestError(message) from exc
+            raise ServerFaultError(f"predict failed: {message}") from exc
+
+    # ---------------------------------------------------------------- metadata
+
+    def init_metadata(self) -> dict[str, Any]:
+        """``metadata.yaml`` if the folder has one, else the MLmodel file: no model load needed."""
+        from_file = md.read_metadata_file(self.model_dir)
+        found = from_file if from_file is not None else self.describe_mlmodel()
+        custom = {f"{name} version": version for name, version in self.versions().items()}
+        return md.with_custom(found, custom)
+
+    def describe_mlmodel(self) -> dict[str, Any]:
+        """Name, version, inputs and outputs (names, types, shapes) from the MLmodel file."""
+        path = self.model_dir / "MLmodel"
+        try:
+            mlmodel = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ModelLoadError(self.model_uri, f"cannot read {path}: {exc}") from exc
+        signature = mlmodel.get("signature") or {}
+        flavors = [f for f in mlmodel.get("flavors") or {} if f != "python_function"]
+        registered = registered_model(self.model_dir)
+        found: dict[str, Any] = {
+            "name": registered.name if registered else str(mlmodel.get("artifact_path") or "model"),
+            "platform": "mlflow" + (f"-{flavors[0]}" if flavors else ""),
+            "inputs": _tensor_specs(signature.get("inputs"), "input"),
+            "outputs": _tensor_specs(signature.get("outputs"), "output"),
+        }
+        if registered:
+            found["versions"] = [registered.version]
+        custom = {
+            "run id": mlmodel.get("run_id"),
+            "model id": mlmodel.get("model_id"),
+            "model uuid": mlmodel.get("model_uuid"),
+            "logged with mlflow": mlmodel.get("mlflow_version"),
+            "flavors": ", ".join(flavors) or None,
+            "method": self.method_name,
+        }
+        found["custom"] = {k: str(v) for k, v in custom.items() if v}
+        return found
+
+    # ---------------------------------------------------------------- requests
+
+    def predict(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
+        return self._serve(self.method, X, features_names)
+
+    def transform_input(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
+        return self._transform(X, features_names)
+
+    def transform_output(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
+        return self._transform(X, features_names)
+
+    def _transform(self, X: Any, features_names: Any) -> Any:
+        if self.ready and self.transform_method is None:
+            kind = type(self.raw_model).__name__ if self.raw_model is not None else "this model"
+            raise ServerFaultError(
+                f"{kind} has no transform method, so it cannot serve as a TRANSFORMER or "
+                "OUTPUT_TRANSFORMER; deploy it as a MODEL"
+            )
+        return self._serve(self.transform_method, X, features_names)
+
+    def _serve(self, method: Method | None, X: Any, names: Any) -> Any:
+        result = self.serve(method, self._model_input(X, names))  # type: ignore[arg-type]
+        return self._plain_output(result)
+
+    def _plain_output(self, result: Any) -> Any:
+        """Arrays for seldon-core; a DataFrame's columns become this response's names."""
+        import pandas as pd
+
+        if isinstance(result, pd.DataFrame):
+            self._call_state.output_names = [str(c) for c in result.columns]
+            return result.to_numpy()
+        if isinstance(result, pd.Series):
+            return result.to_numpy()
+        if isinstance(result, list | tuple):
+            return np.asarray(result)
+        return result
+
+    def _model_input(self, X: Any, names: Any) -> Any:
+        """The request's payload as the signature wants it: DataFrame or array."""
+        if isinstance(X, bytes):
+            X = X.decode("utf-8", errors="replace")
+        if isinstance(X, str):
+            return [X] if not self.as_frame else _frame([[X]], names, self.columns)
+        if self.as_frame:
+            return _frame(X, names, self.columns)
+        if isinstance(X, dict):
+            raise BadRequestError(
+                "this model takes an array (its signature names no columns), got jsonData; send "
+                "data.ndarray or data.tensor, or set xtype=DataFrame"
+            )
+        try:
+            arr = np.asarray(X)
+        except ValueError as exc:
+            raise BadRequestError(f"the input must be a rectangular array: {exc}") from exc
+        if arr.size == 0:
+            raise BadRequestError(f"the input is empty (shape {list(arr.shape)})")
+        return arr
+
+
+def _load_pyfunc_and_raw(info: Any, model_dir: Path, uri: str) -> tuple[Any, Any]:
+    """The pyfunc model (``None`` without a ``python_function`` flavor, as for a scaler) and the
+    flavor's own model object (``None`` when the flavor does not expose one)."""
+    import importlib
+
+    import mlflow.pyfunc
+
+    if "python_function" in info.flavors:
+        pyfunc = mlflow.pyfunc.load_model(str(model_dir))
+        try:
+            return pyfunc, pyfunc.get_raw_model()
+        except (NotImplementedError, AttributeError):
+            return pyfunc, None
+    for flavor in info.flavors:
+        try:
+            module = importlib.import_module(f"mlflow.{flavor}")
+        except ImportError:
+            continue
+        if callable(getattr(module, "load_model", None)):
+            return None, module.load_model(str(model_dir))
+    raise ModelLoadError(
+        uri, f"no flavor of {sorted(info.flavors)} can be loaded by this server's mlflow"
+    )
+
+
+def _frame(X: Any, names: Any, columns: list[str] | None) -> Any:
+    """A DataFrame from ``names`` + rows or from ``jsonData``, in the signature's column order."""
+    import pandas as pd
+
+    if isinstance(X, dict) or (isinstance(X, list) and X and all(isinstance(r, dict) for r in X)):
+        frame = pd.DataFrame(X)
+    else:
+        arr = np.asarray(X, dtype=object) if not isinstance(X, np.ndarray) else X
+        if arr.ndim == 1 and columns and arr.size == len(columns):
+            arr = arr.reshape(1, -1)
+        if arr.ndim != 2 or arr.shape[0] == 0:
+            raise BadRequestError(
+                f"expected rows of values for the columns {columns} (ndarray with names, or "
+                f"jsonData records), got shape {list(arr.shape)}"
+            )
+        given = [str(n) for n in names] if names is not None and len(names) else columns
+        if given is None:
+            given = [str(i) for i in range(arr.shape[1])]
+        if len(given) != arr.shape[1]:
+            raise BadRequestError(
+                f"expected {len(given)} values per row ({given}), got {arr.shape[1]}"
+            )
+        frame = pd.DataFrame(arr, columns=given)
+        if arr.dtype.kind == "O":
+            frame = frame.apply(_numbers_where_possible)
+    if columns:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise BadRequestError(
+                f"names do not match the model's signature {columns}: missing {missing}, "
+                f"unexpected {[c for c in frame.columns if c not in columns]}"
+            )
+        frame = frame[columns]
+    return frame
+
+
+def _numbers_where_possible(column: Any) -> Any:
+    import pandas as pd
+
+    try:
+        return pd.to_numeric(column)
+    except (ValueError, TypeError):
+        return column
+
+
+def _schema_names(schema: Any) -> list[str] | None:
+    if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
+        return None
+    return [str(n) for n in schema.input_names()]
+
+
+def _class_names(model: Any, method: str) -> list[str] | None:
+    if method not in _CLASS_OUTPUTS:
+        return None
+    classes = getattr(model, "classes_", None)
+    if classes is None or np.ndim(classes) != 1:
+        return None
+    if method == "decision_function" and len(classes) == 2:
+        return None
+    return [str(c) for c in classes]
+
+
+def _transform_names(model: Any) -> list[str] | None:
+    try:
+        return [str(n) for n in model.get_feature_names_out()]
+    except Exception:  # many transformers cannot name their outputs
+        return None
+
+
+def _tensor_specs(text: str | None, prefix: str) -> list[dict[str, Any]]:
+    """MLflow's signature JSON as Seldon/V2 metadata tensors: name, datatype, shape."""
+    if not text:
+        return []
+    specs = json.loads(text) if isinstance(text, str) else text
+    found = []
+    for i, spec in enumerate(specs):
+        name = str(spec.get("name") or f"{prefix}-{i}")
+        if spec.get("type") == "tensor":
+            tensor = spec.get("tensor-spec") or {}
+            try:
+                datatype = md.tensor_type(tensor.get("dtype", "float64"))
+            except TypeError:
+                datatype = "BYTES"
+            found.append({"name": name, "datatype": datatype, "shape": tensor.get("shape", [-1])})
+        else:
+            datatype = _MLFLOW_TO_TENSOR_TYPE.get(str(spec.get("type")), "BYTES")
+            found.append({"name": name, "datatype": datatype, "shape": [-1]})
+    return found

@@ -1,0 +1,159 @@
+"""MLFlowServer in process on models saved with MLflow's own flavors: inputs by signature, flavor
+methods, transformers, MLflow's schema errors, metadata from the MLmodel file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import IRIS_COLUMNS, IRIS_X, iris_frame_pipeline, iris_scaler, rows, svc_without_proba
+from modelshelf.errors import BadRequestError, ConfigurationError, ServerFaultError
+from modelshelf.frameworks.mlflow import MLFlowServer
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """MLflow model folders (save_model, explicit requirements: no inference subprocess)."""
+    import mlflow
+    import xgboost
+    from mlflow.models import infer_signature
+
+    root = tmp_path_factory.mktemp("mlflow-models")
+    reqs = ["scikit-learn", "numpy"]
+    frame = pd.DataFrame(IRIS_X, columns=IRIS_COLUMNS)
+    classifier = iris_frame_pipeline()
+    mlflow.sklearn.save_model(
+        classifier,
+        root / "classifier",
+        signature=infer_signature(frame, classifier.predict(frame)),
+        pip_requirements=reqs,
+    )
+    scaler = iris_scaler()
+    mlflow.sklearn.save_model(
+        scaler,
+        root / "scaler",
+        signature=infer_signature(IRIS_X, scaler.transform(IRIS_X)),
+        pip_requirements=reqs,
+    )
+    mlflow.sklearn.save_model(svc_without_proba(), root / "svc", pip_requirements=reqs)
+    booster = xgboost.XGBClassifier(n_estimators=4, max_depth=2, n_jobs=1)
+    booster.fit(IRIS_X, np.arange(len(IRIS_X)) % 3)
+    mlflow.xgboost.save_model(booster, root / "xgboost", pip_requirements=["xgboost"])
+    return {"root": root, "classifier": classifier, "scaler": scaler, "xgboost": booster}
+
+
+def loaded(path, **params) -> MLFlowServer:
+    server = MLFlowServer(str(path), **params)
+    server.load()
+    return server
+
+
+@pytest.fixture(scope="module")
+def classifier(saved):
+    return loaded(saved["root"] / "classifier")
+
+
+def test_signature_columns_make_a_frame_in_the_signatures_order(saved, classifier):
+    X = rows(3)
+    expected = saved["classifier"].predict(pd.DataFrame(X, columns=IRIS_COLUMNS))
+    order = [3, 1, 0, 2]
+    got = classifier.predict(X[:, order], [IRIS_COLUMNS[i] for i in order])
+    np.testing.assert_array_equal(got, expected)
+    records = [dict(zip(IRIS_COLUMNS, row, strict=True)) for row in X.tolist()]
+    np.testing.assert_array_equal(classifier.predict(records), expected)
+    np.testing.assert_array_equal(classifier.predict(X), expected)  # no names: signature order
+
+
+def test_predict_proba_through_the_flavors_model_names_the_classes(saved):
+    server = loaded(saved["root"] / "classifier", predict_method="predict_proba")
+    X = rows(2)
+    got = server.predict(X, IRIS_COLUMNS)
+    expected = saved["classifier"].predict_proba(pd.DataFrame(X, columns=IRIS_COLUMNS))
+    np.testing.assert_array_equal(got, expected)
+    assert list(server.class_names()) == ["setosa", "versicolor", "virginica"]
+
+
+def test_decision_function_and_xgboost_predict_proba(saved):
+    svc = loaded(saved["root"] / "svc", method="decision_function")
+    assert svc.predict(rows(2)).shape == (2, 3)
+    booster = loaded(saved["root"] / "xgboost", method="predict_proba")
+    np.testing.assert_allclose(booster.predict(rows(2)), saved["xgboost"].predict_proba(rows(2)))
+    assert list(booster.class_names()) == ["0", "1", "2"]
+    plain = loaded(saved["root"] / "xgboost")
+    np.testing.assert_array_equal(plain.predict(rows(2)), saved["xgboost"].predict(rows(2)))
+
+
+def test_scaler_serves_as_input_and_output_transformer(saved):
+    server = loaded(saved["root"] / "scaler")
+    X = rows(2)
+    for call in (server.transform_input, server.transform_output):
+        np.testing.assert_array_equal(call(X), saved["scaler"].transform(X))
+        assert list(server.class_names()) == ["x0", "x1", "x2", "x3"]
+
+
+def test_a_model_without_transform_cannot_be_a_transformer(classifier):
+    with pytest.raises(ServerFaultError, match="no transform method"):
+        classifier.transform_input(rows(1))
+
+
+@pytest.mark.parametrize(
+    ("X", "names", "message"),
+    [
+        (rows(1), ["a", "b", "c", "d"], "missing ['sepal_length'"),
+        ([[1.0, 2.0, 3.0]], None, "expected 4 values per row"),
+        ([["x", "y", "z", "w"]], None, "Failed to enforce schema"),  # MLflow's own message
+        ({"sepal_length": [1.0]}, None, "missing"),
+    ],
+)
+def test_bad_input_and_signature_violations_are_400s(classifier, X, names, message):
+    with pytest.raises(BadRequestError) as info:
+        classifier.predict(X, names)
+    assert message in str(info.value)
+    assert info.value.status_code == 400
+
+
+def test_metadata_from_the_mlmodel_without_loading(saved):
+    server = MLFlowServer(str(saved["root"] / "classifier"))
+    meta = server.init_metadata()
+    assert not server.ready
+    assert meta["platform"] == "mlflow-sklearn"
+    assert meta["inputs"] == [
+        {"name": name, "datatype": "FP64", "shape": [-1]} for name in IRIS_COLUMNS
+    ]
+    assert meta["outputs"] == [{"name": "output-0", "datatype": "BYTES", "shape": [-1]}]
+    assert meta["custom"]["flavors"] == "sklearn"
+    assert meta["custom"]["mlflow version"]
+    from seldon_core.metadata import validate_model_metadata
+
+    validate_model_metadata(meta)
+
+
+def test_metadata_yaml_wins(saved, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(saved["root"] / "scaler", tmp_path / "scaler")
+    (folder / "metadata.yaml").write_text("name: my-scaler\nversions: [v3]\n")
+    meta = MLFlowServer(str(folder)).init_metadata()
+    assert (meta["name"], meta["versions"]) == ("my-scaler", ["v3"])
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"xtype": "json"}, "xtype"),
+        ({"method": "explain"}, "method"),
+        ({"method": "predict", "predict_method": "predict_proba"}, "predict_method"),
+    ],
+)
+def test_bad_parameters_are_rejected_at_once(params, parameter):
+    with pytest.raises(ConfigurationError) as info:
+        MLFlowServer("/nowhere", **params)
+    assert info.value.parameter == parameter
+
+
+def test_a_method_the_model_lacks_stops_loading(saved):
+    with pytest.raises(ConfigurationError, match="StandardScaler"):
+        loaded(saved["root"] / "scaler", method="predict_proba")
