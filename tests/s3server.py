@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
 from microservice import BIN, free_port, stop
 
 ACCESS_KEY = "modelshelf-test-key"

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from google.protobuf import json_format
+from seldon_core.seldon_client import SeldonClient
+
 from microservice import (
     BIN,
     SERVERS,
@@ -19,7 +21,6 @@ from microservice import (
     seldon_parameters,
 )
 from models import IRIS_COLUMNS, rows
-from seldon_core.seldon_client import SeldonClient
 
 SERVER = "SKLearnServer"
 
