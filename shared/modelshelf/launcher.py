@@ -37,6 +37,7 @@ from enum import Enum
 from pathlib import Path
 
 from modelshelf.errors import ConfigurationError
+from modelshelf.persistence import launcher_interface_name
 
 logger = logging.getLogger(__name__)
 
@@ -152,18 +153,23 @@ class LaunchSettings:
         steps.append(self.frontend_step())
         return steps
 
-    def frontend_step(self) -> Step:
+    def frontend_step(self, environment_prefix: Path | None = None) -> Step:
+        """The front end's command; inside ``environment_prefix`` (a conda environment that
+        before-run made, holding its own seldon-core and modelshelf) when one is given."""
+        bin_dir = environment_prefix / "bin" if environment_prefix else None
         if self.frontend == "seldon":
-            program = _seldon_microservice()
+            program = _seldon_microservice(bin_dir)
             service_type = SELDON_SERVICE_TYPE.get(self.service_type, self.service_type)
             policy = StopPolicy.SERVING
         else:
-            program = (sys.executable, "-m", "modelshelf.serve")
+            python = str(bin_dir / "python") if bin_dir else sys.executable
+            program = (python, "-m", "modelshelf.serve")
             service_type = self.service_type
             policy = StopPolicy.LEADER
         command = (
             *program,
-            self.model_name,
+            # PERSISTENCE=1: a subclass of the user's class whose load() also starts persistence.
+            launcher_interface_name(self.model_name) if self.persistence else self.model_name,
             "--service-type",
             service_type,
             "--parameters",
@@ -196,6 +202,11 @@ def launch(settings: LaunchSettings, environ: Mapping[str, str] | None = None) -
     with _signals_to_pipe() as wakeups:
         _become_subreaper()
         for step in steps:
+            if step.stop_policy is not StopPolicy.GROUP:  # the front end, after before-run
+                prefix = conda_environment(env)
+                if prefix is not None:
+                    logger.info("front end runs in the conda environment %s", prefix)
+                    step = settings.frontend_step(prefix)
             code, stopped = Supervisor(step, settings.server_dir, env, wakeups).run(
                 settings.stop_seconds
             )
@@ -521,7 +532,31 @@ def modelshelf_serve_available() -> bool:
     return importlib.util.find_spec("modelshelf.serve") is not None
 
 
-def _seldon_microservice() -> tuple[str, ...]:
+def conda_environment(environ: Mapping[str, str]) -> Path | None:
+    """With ``MODELSHELF_ENV_MANAGER=conda``, the environment before-run created for the model
+    (its path is in ``MODELSHELF_ENV_DIR/conda-prefix``); otherwise ``None``."""
+    if environ.get("MODELSHELF_ENV_MANAGER", "").strip().lower() != "conda":
+        return None
+    from modelshelf.environment import default_env_dir
+    from modelshelf.environment.conda import PREFIX_FILE
+
+    record = default_env_dir(environ) / PREFIX_FILE
+    if not record.is_file():
+        return None
+    prefix = Path(record.read_text().strip())
+    if not (prefix / "bin" / "python").exists():
+        raise ConfigurationError(
+            "MODELSHELF_ENV_MANAGER",
+            "conda",
+            f"a conda environment at {prefix} (named by "
+            f"{record}) with bin/python: run before-run again",
+        )
+    return prefix
+
+
+def _seldon_microservice(bin_dir: Path | None = None) -> tuple[str, ...]:
+    if bin_dir is not None:
+        return (str(bin_dir / "seldon-core-microservice"),)
     beside = Path(sys.executable).parent / "seldon-core-microservice"
     found = str(beside) if beside.exists() else shutil.which("seldon-core-microservice")
     if not found:

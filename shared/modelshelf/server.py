@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 # Exceptions a framework raises when the *input* is wrong (shape, dtype, NaN, unknown category).
 INPUT_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, IndexError)
 
+#: Seconds between two hand-overs of the servers' own custom metrics to seldon-core.
+METRICS_INTERVAL = 1.0
+
 
 @dataclass(frozen=True)
 class Method:
@@ -94,6 +97,9 @@ class ModelServer(SeldonComponent):
         self._ready = False
         self._load_lock = threading.Lock()
         self._call_state = threading.local()
+        self._served: dict[str, int] = {}
+        self._metrics_lock = threading.Lock()
+        self._metrics_sent_at = -METRICS_INTERVAL
 
     # ---------------------------------------------------------------- life cycle
 
@@ -196,7 +202,58 @@ class ModelServer(SeldonComponent):
             logger.exception("%s failed", method.name)
             raise ServerFaultError(f"{method.name} failed: {type(exc).__name__}: {exc}") from exc
         self._call_state.output_names = method.output_names
+        with self._metrics_lock:
+            self._served[method.name] = self._served.get(method.name, 0) + 1
         return result
+
+    # ---------------------------------------------------------------- custom metrics
+
+    def server_metrics(self) -> list[dict[str, Any]]:
+        """modelshelf's own custom metrics that are due; ``[]`` most of the time under load.
+
+        ``modelshelf_predictions`` counts served requests per model method (label
+        ``model_method``: ``predict_proba``, ``transform``…) and ``modelshelf_model_load_seconds``
+        is how long ``load()`` took. Counts are handed to seldon-core at most once per
+        ``METRICS_INTERVAL`` seconds (with the request after that), because each hand-over costs
+        seldon-core a round trip to its metrics process -- about a millisecond.
+        """
+        now = time.monotonic()
+        if now - self._metrics_sent_at < METRICS_INTERVAL or not self._served:
+            return []
+        with self._metrics_lock:
+            if not self._served:  # another thread handed them over first
+                return []
+            served, self._served = self._served, {}
+            self._metrics_sent_at = now
+        found: list[dict[str, Any]] = [
+            {
+                "type": "COUNTER",
+                "key": "modelshelf_predictions",
+                "value": count,
+                "tags": {"model_method": name},
+            }
+            for name, count in served.items()
+        ]
+        if self.load_seconds is not None:
+            found.append(
+                {
+                    "type": "GAUGE",
+                    "key": "modelshelf_model_load_seconds",
+                    "value": self.load_seconds,
+                }
+            )
+        return found
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """What seldon-core publishes on the metrics port after a request (``/prometheus``).
+
+        A subclass adding its own returns ``self.server_metrics() + [...]``. When nothing is due
+        this raises seldon's "not implemented", which spares seldon-core a needless update.
+        """
+        found = self.server_metrics()
+        if not found:
+            raise SeldonNotImplementedError("no modelshelf metrics due")
+        return found
 
 
 def _unique(texts: Any) -> list[str]:

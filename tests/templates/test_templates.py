@@ -7,6 +7,7 @@ import pickle
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,6 @@ from microservice import (
     running_command,
     seldon_parameters,
 )
-from modelshelf.persistence import launcher_interface_name
 from redisserver import running_redis
 
 TEMPLATES = REPO / "templates"
@@ -31,6 +31,10 @@ OPERATOR_ENV = {
     "PREDICTOR_ID": "default",
     "GRPC_WORKERS": "0",  # REST is what these tests speak; one process fewer to start
 }
+#: The router runs under seldon-core-microservice; the stateless templates under the default
+#: front end (modelshelf serve): both take the same class, and both call its load().
+SELDON_FRONTEND = {"MODELSHELF_FRONTEND": "seldon"}
+LAUNCHER = [str(BIN / "modelshelf"), "run"]
 
 
 def s2i_environment(folder: Path) -> dict[str, str]:
@@ -38,38 +42,31 @@ def s2i_environment(folder: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
-def microservice_command(folder: Path, parameters: str, interface: str | None = None) -> list:
-    environment = s2i_environment(folder)
-    return [
-        str(BIN / "seldon-core-microservice"),
-        interface or environment["MODEL_NAME"],
-        "--service-type",
-        environment["SERVICE_TYPE"],
-        "--parameters",
-        parameters,
-        "--http-port",
-        str(free_port()),
-        "--metrics-port",
-        str(free_port()),
-    ]
+def launcher_env(name: str, parameters: str, extra: dict | None = None) -> dict[str, str]:
+    """The container's environment: the template's .s2i/environment, what the operator adds."""
+    return {
+        **s2i_environment(TEMPLATES / name),
+        **OPERATOR_ENV,
+        "PREDICTIVE_UNIT_ID": name,
+        "PREDICTIVE_UNIT_PARAMETERS": parameters,
+        "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": str(free_port()),
+        "PREDICTIVE_UNIT_GRPC_SERVICE_PORT": str(free_port()),
+        "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(free_port()),
+        **(extra or {}),
+    }
 
 
 @contextlib.contextmanager
-def running_template(
-    name: str, parameters: str = "[]", env: dict | None = None, interface: str | None = None
-) -> Iterator:
-    folder = TEMPLATES / name
-    command = microservice_command(folder, parameters, interface)
-    http_port = int(command[command.index("--http-port") + 1])
-    metrics_port = int(command[command.index("--metrics-port") + 1])
-    full_env = {**OPERATOR_ENV, "PREDICTIVE_UNIT_ID": name, **(env or {})}
+def running_template(name: str, parameters: str = "[]", env: dict | None = None) -> Iterator:
+    """``modelshelf run`` (the images' entry point) in the template's folder."""
+    full_env = launcher_env(name, parameters, env)
     with running_command(
-        command,
-        folder,
+        LAUNCHER,
+        TEMPLATES / name,
         full_env,
-        http_port,
+        int(full_env["PREDICTIVE_UNIT_HTTP_SERVICE_PORT"]),
         None,
-        metrics_port,
+        int(full_env["PREDICTIVE_UNIT_METRICS_SERVICE_PORT"]),
         ready_timeout=120,
         health_path="/health/ping",
     ) as service:
@@ -89,42 +86,68 @@ def prometheus_sample(service, name: str, **labels: str) -> float | None:
     return None
 
 
-def test_model_predicts_with_its_parameters_tags_and_metrics():
-    with running_template("model", seldon_parameters(weight=2.0)) as svc:
-        X = [[1.0, 2.0], [3.0, 4.0]]
-        for path in ("/predict", "/api/v1.0/predictions"):
-            response = svc.post(path, {"data": {"ndarray": X}})
-            assert response.status_code == 200, response.text
-            body = response.json()
-            np.testing.assert_array_equal(ndarray(body), [[6.0], [14.0]])
-            assert body["data"]["names"] == ["score"]
-            assert body["meta"]["tags"] == {"model": "MyModel"}
-        assert prometheus_sample(svc, "mymodel_rows_scored") == 4
+#: The stateless templates and their parameters, started side by side once for the module.
+STATELESS = {
+    "model": seldon_parameters(weight=2.0),
+    "transformer": seldon_parameters(offset=1.0, scale=2.0),
+    "combiner": "[]",
+    "outlier-detector": seldon_parameters(threshold=3.0),
+}
 
 
-def test_transformer_answers_transform_input_and_output():
-    with running_template("transformer", seldon_parameters(offset=1.0, scale=2.0)) as svc:
-        body = svc.post("/transform-input", {"data": {"ndarray": [[1.0, 3.0]]}}).json()
-        np.testing.assert_array_equal(ndarray(body), [[0.0, 1.0]])
-        body = svc.post("/transform-output", {"data": {"ndarray": [[0.12345]]}}).json()
-        np.testing.assert_array_equal(ndarray(body), [[0.123]])
+@pytest.fixture(scope="module")
+def templates() -> Iterator[dict]:
+    """Start them concurrently and stop them concurrently: both are mostly waiting."""
+    managers = {name: running_template(name, params) for name, params in STATELESS.items()}
+    with ThreadPoolExecutor(len(managers)) as pool:
+        futures = {name: pool.submit(cm.__enter__) for name, cm in managers.items()}
+        started = [name for name, future in futures.items() if future.exception() is None]
+        try:
+            for future in futures.values():
+                future.result()  # the first start-up failure, if any
+            yield {name: futures[name].result() for name in started}
+        finally:
+            stops = [pool.submit(managers[name].__exit__, None, None, None) for name in started]
+            for stop in stops:
+                stop.result()
 
 
-def test_combiner_averages_its_childrens_outputs():
-    with running_template("combiner") as svc:
-        messages = [{"data": {"ndarray": [[1.0, 2.0]]}}, {"data": {"ndarray": [[3.0, 6.0]]}}]
-        response = svc.post("/aggregate", {"seldonMessages": messages})
+def test_model_predicts_with_its_parameters_tags_and_metrics(templates):
+    svc = templates["model"]
+    X = [[1.0, 2.0], [3.0, 4.0]]
+    for path in ("/predict", "/api/v1.0/predictions"):
+        response = svc.post(path, {"data": {"ndarray": X}})
         assert response.status_code == 200, response.text
-        np.testing.assert_array_equal(ndarray(response.json()), [[2.0, 4.0]])
+        body = response.json()
+        np.testing.assert_array_equal(ndarray(body), [[6.0], [14.0]])
+        assert body["data"]["names"] == ["score"]
+        assert body["meta"]["tags"] == {"model": "MyModel"}
+    assert prometheus_sample(svc, "mymodel_rows_scored") == 4
 
 
-def test_outlier_detector_passes_the_request_on_and_tags_scores():
-    with running_template("outlier-detector", seldon_parameters(threshold=3.0)) as svc:
-        X = [[0.5, -1.0], [10.0, 0.0]]
-        body = svc.post("/transform-input", {"data": {"ndarray": X}}).json()
-        np.testing.assert_array_equal(ndarray(body), X)
-        assert body["meta"]["tags"]["outlierScore"] == [1.0, 10.0]
-        assert prometheus_sample(svc, "outliers_detected_total") == 1
+def test_transformer_answers_transform_input_and_output(templates):
+    svc = templates["transformer"]
+    body = svc.post("/transform-input", {"data": {"ndarray": [[1.0, 3.0]]}}).json()
+    np.testing.assert_array_equal(ndarray(body), [[0.0, 1.0]])
+    body = svc.post("/transform-output", {"data": {"ndarray": [[0.12345]]}}).json()
+    np.testing.assert_array_equal(ndarray(body), [[0.123]])
+
+
+def test_combiner_averages_its_childrens_outputs(templates):
+    svc = templates["combiner"]
+    messages = [{"data": {"ndarray": [[1.0, 2.0]]}}, {"data": {"ndarray": [[3.0, 6.0]]}}]
+    response = svc.post("/aggregate", {"seldonMessages": messages})
+    assert response.status_code == 200, response.text
+    np.testing.assert_array_equal(ndarray(response.json()), [[2.0, 4.0]])
+
+
+def test_outlier_detector_passes_the_request_on_and_tags_scores(templates):
+    svc = templates["outlier-detector"]
+    X = [[0.5, -1.0], [10.0, 0.0]]
+    body = svc.post("/transform-input", {"data": {"ndarray": X}}).json()
+    np.testing.assert_array_equal(ndarray(body), X)
+    assert body["meta"]["tags"]["outlierScore"] == [1.0, 10.0]
+    assert prometheus_sample(svc, "outliers_detected_total") == 1
 
 
 def feedback(branch: int, reward: float) -> dict:
@@ -142,14 +165,13 @@ def route(svc) -> int:
 
 
 def test_bandit_router_learns_from_feedback_and_remembers_it_in_redis():
-    """PERSISTENCE=1 (the router template's setting) through the launcher's hook."""
+    """PERSISTENCE=1 is the router template's setting: ``modelshelf run`` turns it on."""
     assert s2i_environment(TEMPLATES / "router")["PERSISTENCE"] == "1"
     params = seldon_parameters(n_branches=2, epsilon=0.0)
-    interface = launcher_interface_name(s2i_environment(TEMPLATES / "router")["MODEL_NAME"])
     with running_redis() as redis_server:
-        env = {**redis_server.env, "PERSISTENCE_PERIOD": "0.2"}
+        env = {**redis_server.env, **SELDON_FRONTEND, "PERSISTENCE_PERIOD": "0.2"}
         key = "modelshelf:state:templates-test:default:router"
-        with running_template("router", params, env, interface) as svc:
+        with running_template("router", params, env) as svc:
             assert route(svc) == 0  # nothing learned: the first branch
             response = svc.post("/send-feedback", feedback(branch=1, reward=1.0))
             assert response.status_code == 200, response.text
@@ -165,7 +187,7 @@ def test_bandit_router_learns_from_feedback_and_remembers_it_in_redis():
                 time.sleep(0.1)
             assert saved == {"pulls": [0, 1], "rewards": [0.0, 1.0]}
 
-        with running_template("router", params, env, interface) as svc:
+        with running_template("router", params, env) as svc:
             assert route(svc) == 1  # restored from Redis, before any new feedback
             svc.post("/send-feedback", feedback(branch=1, reward=0.0))
             svc.post("/send-feedback", feedback(branch=1, reward=0.0))
@@ -174,16 +196,14 @@ def test_bandit_router_learns_from_feedback_and_remembers_it_in_redis():
 
 
 def test_persistent_router_stops_at_start_when_redis_is_unreachable():
-    folder = TEMPLATES / "router"
-    interface = launcher_interface_name("MyRouter")
     port = free_port()  # nothing listens there
-    env = {
-        **OPERATOR_ENV,
-        "PREDICTIVE_UNIT_ID": "router",
+    redis_env = {
         "REDIS_SERVICE_HOST": "127.0.0.1",
         "REDIS_SERVICE_PORT": str(port),
+        **SELDON_FRONTEND,
     }
-    result = run_to_exit(microservice_command(folder, "[]", interface), folder, 120, env)
+    env = launcher_env("router", "[]", redis_env)
+    result = run_to_exit(LAUNCHER, TEMPLATES / "router", 120, env)
     assert result.returncode != 0, result.stdout[-3000:]
     assert f"Redis at 127.0.0.1:{port}" in result.stdout
     assert "REDIS_SERVICE_HOST" in result.stdout
@@ -218,3 +238,14 @@ def test_template_files_agree_with_each_other(name):
 
 def _nodes(node: dict) -> list[dict]:
     return [node, *(n for child in node.get("children", []) for n in _nodes(child))]
+
+
+@pytest.mark.parametrize("frontend", ["seldon", "modelshelf"])
+def test_launcher_serves_a_persistent_subclass_only_when_persistence_is_1(frontend):
+    from modelshelf.launcher import LaunchSettings
+
+    folder = TEMPLATES / "router"
+    for flag, served in (("1", "modelshelf.persistence.MyRouter"), ("0", "MyRouter")):
+        env = {**s2i_environment(folder), "PERSISTENCE": flag, "MODELSHELF_FRONTEND": frontend}
+        command = LaunchSettings.from_environ(env, folder).frontend_step().command
+        assert command[command.index("--service-type") - 1] == served

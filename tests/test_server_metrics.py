@@ -1,0 +1,65 @@
+"""Our servers' own custom metrics reach seldon-core's metrics port (``/prometheus``)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from microservice import running_microservice, seldon_parameters
+from models import rows
+from modelshelf.server import METRICS_INTERVAL
+
+#: The path the Seldon operator sets (seldon-core's own default is /metrics).
+METRICS_ENV = {"PREDICTIVE_UNIT_METRICS_ENDPOINT": "/prometheus"}
+
+
+def prometheus(service) -> str:
+    response = service.client.get(f"http://127.0.0.1:{service.metrics_port}/prometheus")
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of the first sample of ``name`` whose labels include ``labels``."""
+    for line in text.splitlines():
+        match = re.match(rf"{name}\{{(.*)\}} (\S+)$", line)
+        if match and all(f'{k}="{v}"' in match.group(1) for k, v in labels.items()):
+            return float(match.group(2))
+    return None
+
+
+@pytest.fixture(scope="module")
+def iris(sklearn_models):
+    params = seldon_parameters(model_uri=sklearn_models["iris"])
+    with running_microservice("SKLearnServer", params, env=METRICS_ENV) as service:
+        yield service
+
+
+def test_predictions_per_model_method_and_load_time(iris):
+    payload = {"data": {"ndarray": rows(2).tolist()}}
+    assert iris.post("/api/v1.0/predictions", payload).status_code == 200
+    text = prometheus(iris)
+    assert sample(text, "modelshelf_predictions_total", model_method="predict_proba") == 1
+    load_seconds = sample(text, "modelshelf_model_load_seconds")
+    assert load_seconds is not None and 0 < load_seconds < 60
+
+    for _ in range(3):  # within the interval: counted, handed over with a later request
+        assert iris.post("/api/v1.0/predictions", payload).status_code == 200
+    time.sleep(METRICS_INTERVAL + 0.1)
+    assert iris.post("/api/v1.0/predictions", payload).status_code == 200
+    text = prometheus(iris)
+    assert sample(text, "modelshelf_predictions_total", model_method="predict_proba") == 5
+
+
+def test_failed_requests_are_not_counted_as_predictions(iris):
+    before = sample(prometheus(iris), "modelshelf_predictions_total", model_method="predict_proba")
+    bad = {"data": {"ndarray": [[1.0, 2.0]]}}
+    for _ in range(3):
+        assert iris.post("/api/v1.0/predictions", bad).status_code == 400
+    time.sleep(METRICS_INTERVAL + 0.1)
+    good = {"data": {"ndarray": rows(1).tolist()}}
+    assert iris.post("/api/v1.0/predictions", good).status_code == 200
+    after = sample(prometheus(iris), "modelshelf_predictions_total", model_method="predict_proba")
+    assert after == before + 1
