@@ -19,6 +19,7 @@ from pathlib import Path
 
 from modelshelf.errors import StorageError
 from modelshelf.storage import _local
+from modelshelf.storage._archive import is_archive
 from modelshelf.storage._location import Location, parse, redact
 from modelshelf.storage._sync import Source, synchronise
 
@@ -35,6 +36,7 @@ def download(uri: str, dest: str | Path | None = None) -> Path:
     if location.kind == "local":
         return _local.download(location.uri, Path(dest) if dest is not None else None)
     source = _source(location)
+    unpack = is_archive(location.name)
     if dest is not None:
         target = Path(dest)
         try:
@@ -47,7 +49,7 @@ def download(uri: str, dest: str | Path | None = None) -> Path:
     root = cache_root()
     name = _cache_name(location)
     return synchronise(
-        source, root / name, root / f"{name}.manifest.json", root / f"{name}.lock", unpack=True
+        source, root / name, root / f"{name}.manifest.json", root / f"{name}.lock", unpack=unpack
     )
 
 

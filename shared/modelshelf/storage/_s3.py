@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -41,6 +42,13 @@ MAX_ATTEMPTS = 3
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
 PART_SIZE = 8 * 1024 * 1024
+STREAM_CHUNK = 1024 * 1024
+_STREAM_ERRORS = (
+    bex.ReadTimeoutError,
+    bex.ResponseStreamingError,
+    bex.IncompleteReadError,
+    bex.ConnectionClosedError,
+)
 
 _DENIED = {
     "AccessDenied",
@@ -175,7 +183,7 @@ class S3Source:
         self.display = location.display
         self.settings = settings(location)
         self.workers = concurrency()
-        self.client, self.unsigned = make_client(self.settings, self.workers + 4)
+        self.client, self.unsigned = make_client(self.settings, 2 * self.workers + 4)
 
     def list(self) -> list[RemoteObject]:
         bucket, key = self.location.bucket, self.location.key
@@ -211,27 +219,17 @@ class S3Source:
         return [RemoteObject(name, head["ContentLength"], head.get("ETag", "").strip('"'), key)]
 
     def fetch(self, jobs: Sequence[Job], progress: Progress) -> None:
-        if not jobs:
-            return
-        config = TransferConfig(
-            max_concurrency=self.workers,
-            multipart_threshold=PART_SIZE,
-            multipart_chunksize=PART_SIZE,
-            num_download_attempts=MAX_ATTEMPTS,
-        )
+        """Small objects: one GET each from a thread pool (cheapest per file). Big ones:
+        s3transfer's ranged parts, streamed to disk, at the same time."""
+        small = [job for job in jobs if (job.obj.size or 0) < PART_SIZE]
+        big = [job for job in jobs if (job.obj.size or 0) >= PART_SIZE]
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="modelshelf-s3")
         try:
-            with create_transfer_manager(self.client, config) as manager:
-                futures = [
-                    manager.download(
-                        self.location.bucket,
-                        job.obj.ref,
-                        str(job.path),
-                        subscribers=[_Tracker(job.obj.size or 0, progress)],
-                    )
-                    for job in jobs
-                ]
-                for future in futures:
-                    future.result()
+            futures = [pool.submit(self._fetch_small, job, progress) for job in small]
+            if big:
+                self._fetch_big(big, progress)
+            for future in futures:
+                future.result()
         except (bex.ClientError, bex.BotoCoreError) as exc:
             raise self._error(exc) from None
         except Exception as exc:  # s3transfer wraps some failures (e.g. retries exhausted)
@@ -239,8 +237,46 @@ class S3Source:
             if isinstance(cause, bex.ClientError | bex.BotoCoreError):
                 raise self._error(cause) from None
             raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         for job in jobs:
             job.tag, job.size = job.obj.tag, job.obj.size or 0
+
+    def _fetch_small(self, job: Job, progress: Progress) -> None:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            written = 0
+            try:
+                response = self.client.get_object(Bucket=self.location.bucket, Key=job.obj.ref)
+                with open(job.path, "wb") as out:
+                    for chunk in response["Body"].iter_chunks(STREAM_CHUNK):
+                        out.write(chunk)
+                        written += len(chunk)
+                progress.add_bytes(written)
+                progress.file_done()
+                return
+            except _STREAM_ERRORS:  # the connection broke mid-body: botocore does not retry
+                if attempt == MAX_ATTEMPTS:
+                    raise
+
+    def _fetch_big(self, jobs: Sequence[Job], progress: Progress) -> None:
+        config = TransferConfig(
+            max_concurrency=self.workers,
+            multipart_threshold=PART_SIZE,
+            multipart_chunksize=PART_SIZE,
+            num_download_attempts=MAX_ATTEMPTS,
+        )
+        with create_transfer_manager(self.client, config) as manager:
+            futures = [
+                manager.download(
+                    self.location.bucket,
+                    job.obj.ref,
+                    str(job.path),
+                    subscribers=[_Tracker(job.obj.size or 0, progress)],
+                )
+                for job in jobs
+            ]
+            for future in futures:
+                future.result()
 
     def _error(self, exc: Exception) -> StorageError:
         """A typed error that says what to check; never the credentials."""

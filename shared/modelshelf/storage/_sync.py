@@ -36,6 +36,7 @@ logger = logging.getLogger("modelshelf.storage")
 MANIFEST_VERSION = 1
 PROGRESS_EVERY_SECONDS = 5.0
 IN_PLACE_PARTIAL = ".modelshelf-partial-"
+ARCHIVES = ".modelshelf-archives"  # inside the staging folder: archives before unpacking
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,10 @@ def synchronise(
     lock_path: Path,
     unpack: bool,
 ) -> Path:
-    """Make ``target`` hold what ``source`` lists, transferring only what changed."""
+    """Make ``target`` hold what ``source`` lists, transferring only what changed.
+
+    ``unpack``: the URI names an archive; if the source lists that one object, unpack it.
+    """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(lock_path, source.display):
         _remove_leftovers(target)
@@ -171,6 +175,7 @@ def synchronise(
         objects = source.list()
         for obj in objects:
             safe_relpath(source.display, obj.relpath)
+        unpack = unpack and len(objects) == 1
         jobs, kept = _plan(objects, manifest, target)
         if not jobs and kept.keys() == manifest.keys() and target.exists():
             logger.info("%s is up to date in %s (%d files)", source.display, target, len(kept))
@@ -213,14 +218,17 @@ def _transfer(source: Source, target: Path, jobs: list[Job], unpack: bool) -> di
     )
     staging.mkdir(parents=True)
     try:
-        for number, job in enumerate(jobs):
-            job.path = staging / ".fetch" / str(number) / PurePosixPath(job.obj.relpath).name
-            job.path.parent.mkdir(parents=True, exist_ok=True)
+        folders: set[Path] = {staging}
+        for job in jobs:
+            if unpack:  # the archive itself goes aside; its entries land in staging
+                job.path = staging / ARCHIVES / PurePosixPath(job.obj.relpath).name
+            else:
+                job.path = staging / job.obj.relpath
+            _make_folder(job.path.parent, folders)
         progress = Progress(source.display, len(jobs), sum(job.obj.size or 0 for job in jobs))
         with progress.reporting():
             source.fetch(jobs, progress)
-        entries = _arrange(source.display, staging, jobs, unpack)
-        shutil.rmtree(staging / ".fetch")
+        entries = _entries(source.display, staging, jobs, unpack)
         transferred = sum(1 for job in jobs if not job.not_modified)
         logger.info(
             "downloaded %s: %d files, %s in %.2f s (%s/s)%s",
@@ -231,11 +239,14 @@ def _transfer(source: Source, target: Path, jobs: list[Job], unpack: bool) -> di
             _size(progress.rate()),
             f", {len(jobs) - transferred} unchanged" if len(jobs) != transferred else "",
         )
+        if unpack:
+            shutil.rmtree(staging / ARCHIVES)
         if in_place:
+            made: set[Path] = {target}
             for entry in entries.values():
                 for relpath in entry.get("new", ()):
                     destination = target / relpath
-                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    _make_folder(destination.parent, made)
                     os.replace(staging / relpath, destination)
         else:
             os.rename(staging, target)
@@ -246,32 +257,38 @@ def _transfer(source: Source, target: Path, jobs: list[Job], unpack: bool) -> di
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _arrange(display: str, staging: Path, jobs: list[Job], unpack: bool) -> dict[str, dict]:
-    """Put each fetched file (or an archive's contents) at its final place inside ``staging``."""
+def _make_folder(folder: Path, made: set[Path]) -> None:
+    if folder not in made:
+        folder.mkdir(parents=True, exist_ok=True)
+        made.add(folder)
+
+
+def _entries(display: str, staging: Path, jobs: list[Job], unpack: bool) -> dict[str, dict]:
+    """Manifest entries for what was fetched, unpacking the archive if the URI named one."""
     entries: dict[str, dict] = {}
     for job in jobs:
-        if job.not_modified:
-            continue
         relpath = job.obj.relpath
-        if unpack and _archive.is_archive(relpath):
+        if job.not_modified:  # an HTTP 304: the files we have are current
+            entries[relpath] = {"tag": job.previous_tag, "size": job.obj.size or 0}
+        elif unpack:
             files = _archive.extract(display, job.path, staging)
             entries[relpath] = {"tag": job.tag, "size": job.size, "files": files, "new": files}
-            continue
-        destination = staging / relpath
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(job.path, destination)
-        entries[relpath] = {"tag": job.tag, "size": job.size, "files": [relpath], "new": [relpath]}
-    for job in jobs:  # an HTTP 304: the file we have is current
-        if job.not_modified:
-            entries[job.obj.relpath] = {"tag": job.previous_tag, "size": job.obj.size or 0}
+        else:
+            entries[relpath] = {
+                "tag": job.tag,
+                "size": job.size,
+                "files": [relpath],
+                "new": [relpath],
+            }
     return entries
 
 
 def _remove_stale(target: Path, old: dict[str, dict], new: dict[str, dict]) -> None:
     """Delete files an earlier download wrote that the source no longer lists."""
     for relpath, entry in list(new.items()):
-        if "files" not in entry:  # not modified: keep the old entry's file list
+        if "files" not in entry:  # not modified: keep the old entry's file list and size
             entry["files"] = old[relpath]["files"]
+            entry["size"] = old[relpath].get("size", entry["size"])
     current = {f for entry in new.values() for f in entry["files"]}
     for entry in old.values():
         for relpath in entry["files"]:
