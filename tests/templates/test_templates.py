@@ -150,12 +150,13 @@ def test_outlier_detector_passes_the_request_on_and_tags_scores(templates):
     assert prometheus_sample(svc, "outliers_detected_total") == 1
 
 
-def feedback(branch: int, reward: float) -> dict:
-    return {
-        "request": {"data": {"ndarray": [[1.0, 2.0]]}},
-        "response": {"meta": {"routing": {"router": branch}}, "data": {"ndarray": [[0.0]]}},
-        "reward": reward,
-    }
+def feedback(branch: int, reward: float, full: bool = True) -> dict:
+    """Seldon's Feedback message; ``full=False``: only the routing and the reward (README)."""
+    message = {"response": {"meta": {"routing": {"router": branch}}}, "reward": reward}
+    if full:
+        message["request"] = {"data": {"ndarray": [[1.0, 2.0]]}}
+        message["response"]["data"] = {"ndarray": [[0.0]]}
+    return message
 
 
 def route(svc) -> int:
@@ -189,9 +190,9 @@ def test_bandit_router_learns_from_feedback_and_remembers_it_in_redis():
 
         with running_template("router", params, env) as svc:
             assert route(svc) == 1  # restored from Redis, before any new feedback
-            svc.post("/send-feedback", feedback(branch=1, reward=0.0))
-            svc.post("/send-feedback", feedback(branch=1, reward=0.0))
-            svc.post("/send-feedback", feedback(branch=0, reward=1.0))
+            for branch, reward in ((1, 0.0), (1, 0.0), (0, 1.0)):
+                response = svc.post("/send-feedback", feedback(branch, reward, full=False))
+                assert response.status_code == 200, response.text
             assert route(svc) == 0  # mean 1.0 beats 1/3
 
 
