@@ -42,3 +42,21 @@ def gcs_server():
 
     with running_gcs_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking(s3_server, tmp_path_factory: pytest.TempPathFactory):
+    """One real ``mlflow server`` (sqlite, artifacts in S3 on ``s3_server``) for the session."""
+    from mlflow_tracking import running_tracking_server
+
+    with running_tracking_server(s3_server, tmp_path_factory.mktemp("mlflow-tracking")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mlflow_models(mlflow_tracking, tmp_path_factory: pytest.TempPathFactory):
+    """The MLflow tests' models, logged and registered once; ``wheels`` is their wheels folder."""
+    from mlflow_tracking import log_test_models
+
+    wheels = tmp_path_factory.mktemp("wheels")
+    return {"wheels": wheels, **log_test_models(mlflow_tracking, wheels)}

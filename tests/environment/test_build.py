@@ -43,7 +43,9 @@ def shared_env(tmp_path_factory):
 def frozen_before():
     before = pip_freeze()
     yield before
-    assert pip_freeze() == before, "the test's own virtualenv changed"
+    after = pip_freeze()
+    changed = set(before.splitlines()) ^ set(after.splitlines())
+    assert after == before, f"the test's own virtualenv changed: {sorted(changed)}"
 
 
 def model(folder, requirements: str, python: str = "3.11"):

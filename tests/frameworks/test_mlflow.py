@@ -104,7 +104,11 @@ def test_a_model_without_transform_cannot_be_a_transformer(classifier):
     [
         (rows(1), ["a", "b", "c", "d"], "missing ['sepal_length'"),
         ([[1.0, 2.0, 3.0]], None, "expected 4 values per row"),
-        ([["x", "y", "z", "w"]], None, "Failed to enforce schema"),  # MLflow's own message
+        (
+            [["x", "y", "z", "w"]],
+            None,
+            "from type object to DataType.double",
+        ),  # MLflow's own message
         ({"sepal_length": [1.0]}, None, "missing"),
     ],
 )

@@ -101,10 +101,12 @@ class MLFlowServer(ModelServer):
                 kind = type(raw).__name__ if raw is not None else "this flavor's pyfunc model"
                 raise ConfigurationError("method", name, f"predict, or a method {kind} has")
             output_names = _class_names(raw, name) if name != "transform" else _transform_names(raw)
-            self.method = Method(name, call, output_names)
+            self.method = Method(name, _signature_checked(call, schema), output_names)
         transform = getattr(raw, "transform", None)
         if callable(transform):
-            self.transform_method = Method("transform", transform, _transform_names(raw))
+            self.transform_method = Method(
+                "transform", _signature_checked(transform, schema), _transform_names(raw)
+            )
 
     def _pyfunc_predict(self, model_input: Any) -> Any:
         from mlflow.exceptions import MlflowException
@@ -212,6 +214,26 @@ class MLFlowServer(ModelServer):
         if arr.size == 0:
             raise BadRequestError(f"the input is empty (shape {list(arr.shape)})")
         return arr
+
+
+def _signature_checked(call: Any, schema: Any) -> Any:
+    """``call`` behind MLflow's own signature check, as pyfunc's ``predict`` has it: the flavor's
+    methods then reject (and convert) inputs exactly as ``predict`` does."""
+    if schema is None:
+        return call
+    from mlflow.exceptions import MlflowException
+    from mlflow.models.utils import _enforce_schema  # MLflow's checker, which pyfunc uses
+
+    def checked(model_input: Any) -> Any:
+        try:
+            model_input = _enforce_schema(model_input, schema)
+        except MlflowException as exc:
+            raise BadRequestError(
+                f"the input does not match the model's signature: {exc.message[:_MAX_MESSAGE]}"
+            ) from exc
+        return call(model_input)
+
+    return checked
 
 
 def _load_pyfunc_and_raw(info: Any, model_dir: Path, uri: str) -> tuple[Any, Any]:
