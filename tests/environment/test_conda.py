@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 
 import pytest
 import yaml
 
+from microservice import BIN, SERVERS, seldon_parameters
 from modelshelf.environment import EnvironmentBuildError, Settings, build
 from modelshelf.environment.conda import COMPLETE_MARK, PREFIX_FILE, server_requirements
 
@@ -17,7 +19,11 @@ FAKE_CONDA = """#!/bin/sh
 echo "$@" >> "{record}"
 if [ -n "$FAKE_CONDA_FAIL" ]; then echo "ResolvePackageNotFound: - $FAKE_CONDA_FAIL" >&2; exit 1; fi
 while [ $# -gt 0 ]; do
-  if [ "$1" = "--prefix" ]; then mkdir -p "$2/conda-meta" "$2/bin"; fi
+  if [ "$1" = "--prefix" ]; then
+    mkdir -p "$2/conda-meta" "$2/bin"
+    printf '#!/bin/sh\necho "inside $2: $@"\n' > "$2/bin/seldon-core-microservice"
+    chmod +x "$2/bin/seldon-core-microservice"
+  fi
   shift
 done
 """
@@ -108,3 +114,22 @@ def test_no_conda_executable_is_a_clear_error(tmp_path, monkeypatch):
     settings = Settings(env_dir=tmp_path / "env", wheels_dir=tmp_path / "none", manager="conda")
     with pytest.raises(EnvironmentBuildError, match="no micromamba, mamba or conda on PATH"):
         build(model(tmp_path / "m"), settings)
+
+
+def test_the_variants_run_script_starts_the_server_from_the_environment(tmp_path, fake_conda):
+    folder = model(tmp_path / "m")
+    env = {
+        **os.environ,
+        "PATH": f"{os.environ['PATH']}{os.pathsep}{BIN}",  # the fake conda first, then modelshelf
+        "PREDICTIVE_UNIT_PARAMETERS": seldon_parameters(model_uri=folder),
+        "MODELSHELF_ENV_DIR": str(tmp_path / "env"),
+        "MODELSHELF_WHEELS_DIR": str(tmp_path / "none"),
+    }
+    command = [str(SERVERS / "mlflowserver-conda" / "run"), "--service-type", "MODEL"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    prefix = (tmp_path / "env" / "conda-prefix").read_text()
+    assert "conda environment " + prefix in result.stdout  # before-run's report
+    assert f"inside {prefix}/bin/seldon-core-microservice: MLFlowServer --service-type MODEL" in (
+        result.stdout
+    )
