@@ -277,23 +277,31 @@ def test_default_threads_follow_workers_and_cores(folders, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["x"])
     monkeypatch.setenv("GUNICORN_WORKERS", "1")
     server = loaded(folders["json"])
+    server.predict(X, [])  # threads are set on a process's first request
     assert server.nthread == cores
     assert json.loads(server.booster.save_config())["learner"]["generic_param"]["nthread"] == str(
         cores
     )
-    assert loaded(folders["json"], nthread=3).nthread == 3
+    server = loaded(folders["json"], nthread=3)
+    server.predict(X, [])
+    assert server.nthread == 3
 
 
-def test_loading_in_the_parent_starts_no_openmp_threads(folders):
-    """seldon forks its workers after init_metadata(): no OpenMP pool may exist by then."""
+def test_loading_in_the_parent_starts_no_openmp_threads_and_serving_uses_them(folders):
+    """seldon forks its workers after init_metadata(): no OpenMP pool may exist by then; the
+    process that serves must still predict with the threads it was given."""
     script = (
         "import os, sys\n"
+        "import numpy as np\n"
         "from modelshelf.frameworks.xgboost import XGBoostServer\n"
         "threads = lambda: len(os.listdir('/proc/self/task'))\n"
         "before = threads()\n"
-        "for folder in sys.argv[1:]:\n"
-        "    XGBoostServer(folder, method='predict').init_metadata()\n"
-        "print(before, threads())\n"
+        "servers = [XGBoostServer(f, nthread=2) for f in sys.argv[1:]]\n"
+        "for server in servers:\n"
+        "    server.init_metadata()\n"
+        "loaded = threads()\n"
+        "servers[0].predict(np.ones((1000, 4)), [])\n"
+        "print(before, loaded, threads())\n"
     )
     paths = [str(folders[k]) for k in ("json", "ubj", "bst", "joblib")]
     out = subprocess.run(
@@ -304,5 +312,6 @@ def test_loading_in_the_parent_starts_no_openmp_threads(folders):
         env={"OMP_NUM_THREADS": "4", "PATH": "/usr/bin:/bin"},
         check=True,
     ).stdout.split()
-    before, after = (int(n) for n in out)
-    assert after == before, f"threads went from {before} to {after} while loading"
+    before, loaded, served = (int(n) for n in out)
+    assert loaded == before, f"threads went from {before} to {loaded} while loading"
+    assert served > loaded, "a 1000-row prediction with nthread=2 started no OpenMP thread"

@@ -6,7 +6,7 @@ Two things shape this module:
 * **Fork safety.** seldon-core-microservice loads the model in its parent (to derive metadata)
   and then forks gunicorn workers and the gRPC process. GNU OpenMP's thread pool does not survive
   a fork, so the parent loads with one thread (no pool is ever started there) and each process
-  sets its own thread count on its first ``load()``.
+  sets its own thread count on its first request.
 * **Per-request cost.** A single-row prediction through ``Booster.predict(DMatrix(X))`` spends
   most of its time building the ``DMatrix`` and in Python argument handling, not in the trees.
   Values and margins go through XGBoost's in-place prediction C entry point with its JSON
@@ -24,6 +24,7 @@ import math
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -98,12 +99,15 @@ class XGBoostServer(ModelServer):
         self.method: Method | None = None
         self.nthread: int | None = None
         self._threads_pid: int | None = None
+        self._threads_lock = threading.Lock()
+        self._thread_config = threading.local()
 
     # ---------------------------------------------------------------- loading
 
     def load_model(self, model_dir: Path) -> None:
         path = _model_path(model_dir, self.model_file, self.model_uri)
-        # One thread while loading: this may run in seldon's parent process, which forks later.
+        # One thread while loading and describing: this runs in seldon's parent process, which
+        # forks the workers later, and anything that configures the booster may start OpenMP.
         with xgb.config_context(nthread=1):
             if path.name.lower().endswith(PICKLE_SUFFIXES):
                 estimator, booster = _load_estimator(path, self.model_uri)
@@ -114,14 +118,14 @@ class XGBoostServer(ModelServer):
                 booster = _load_booster(path, self.model_uri)
             # A copy for small batches: always single-threaded (see SINGLE_THREAD_MAX_ROWS).
             small_batch_booster = booster.copy()
+            self.description = _describe_booster(booster)
+            self.feature_names: list[str] | None = booster.feature_names
+            self.n_features: int = booster.num_features()
         self.model = estimator if estimator is not None else booster
         self.model_path = path
         self.booster = booster
         self.small_batch_booster = small_batch_booster
         self.estimator = estimator
-        self.description = _describe_booster(booster)
-        self.feature_names: list[str] | None = booster.feature_names
-        self.n_features: int = booster.num_features()
         self._feature_positions = (
             {name: i for i, name in enumerate(self.feature_names)} if self.feature_names else None
         )
@@ -131,17 +135,25 @@ class XGBoostServer(ModelServer):
         )
         self.method = self._build_method(self.method_name)
 
-    def load(self) -> None:
-        """Load once per process (see ``ModelServer.load``), then give *this* process's booster
-        its thread count: forked workers must not inherit the parent's."""
-        super().load()
-        if self._threads_pid != os.getpid():
-            threads = self.requested_threads or default_threads()
-            self.booster.set_param({"nthread": threads})
-            self.small_batch_booster.set_param({"nthread": 1})
-            self.nthread = threads
-            self._threads_pid = os.getpid()
-            logger.info("XGBoost uses %d thread(s) per request in process %d", threads, os.getpid())
+    def _use_threads(self) -> None:
+        """Give this process's boosters their threads, on its first request: seldon's parent
+        loads the model but never predicts, so it never starts an OpenMP pool before forking.
+
+        XGBoost's global ``nthread`` is per calling thread and caps every booster; loading set it
+        to 1 here and ``config_context`` cannot restore the default, so each serving thread sets
+        it too.
+        """
+        pid = os.getpid()
+        with self._threads_lock:
+            if self._threads_pid != pid:
+                threads = self.requested_threads or default_threads()
+                self.booster.set_param({"nthread": threads})
+                self.small_batch_booster.set_param({"nthread": 1})
+                self.nthread = threads
+                self._threads_pid = pid
+                logger.info("XGBoost uses %d thread(s) per request in process %d", threads, pid)
+        xgb.set_config(nthread=self.nthread)
+        self._thread_config.pid = pid
 
     def _build_method(self, name: str) -> Method:
         objective = self.description["objective"]
@@ -193,10 +205,10 @@ class XGBoostServer(ModelServer):
             "number of classes": str(desc["num_class"]),
             "number of features": str(self.n_features),
             "booster": desc["booster"],
-            "boosted rounds": str(self.booster.num_boosted_rounds()),
+            "boosted rounds": str(desc["rounds"]),
         }
-        if self.booster.feature_types:
-            custom["feature types"] = ",".join(self.booster.feature_types)
+        if desc["feature_types"]:
+            custom["feature types"] = ",".join(desc["feature_types"])
         if self.saved_version:
             custom["saved by xgboost"] = self.saved_version
         if self.estimator is not None:
@@ -222,6 +234,8 @@ class XGBoostServer(ModelServer):
     # ---------------------------------------------------------------- requests
 
     def predict(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
+        if self.ready and getattr(self._thread_config, "pid", None) != os.getpid():
+            self._use_threads()
         return self.serve(self.method, self._model_input(X, features_names))  # type: ignore[arg-type]
 
     def _model_input(self, X: Any, names: Any) -> np.ndarray:
@@ -589,6 +603,8 @@ def _describe_booster(booster: xgb.Booster) -> dict[str, Any]:
         "num_class": int(params.get("num_class", 0) or 0),
         "num_target": int(params.get("num_target", 1) or 1),
         "booster": learner.get("gradient_booster", {}).get("name", "unknown"),
+        "rounds": booster.num_boosted_rounds(),
+        "feature_types": booster.feature_types,
     }
 
 
