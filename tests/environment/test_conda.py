@@ -21,7 +21,7 @@ if [ -n "$FAKE_CONDA_FAIL" ]; then echo "ResolvePackageNotFound: - $FAKE_CONDA_F
 while [ $# -gt 0 ]; do
   if [ "$1" = "--prefix" ]; then
     mkdir -p "$2/conda-meta" "$2/bin"
-    printf '#!/bin/sh\necho "inside $2: $@"\n' > "$2/bin/seldon-core-microservice"
+    printf '#!/bin/sh\necho "inside $0: $@"\n' > "$2/bin/seldon-core-microservice"
     chmod +x "$2/bin/seldon-core-microservice"
   fi
   shift
