@@ -61,6 +61,7 @@ def model(folder, requirements: str, python: str = "3.11"):
 
 
 def settings(tmp_path, wheels, **kwargs) -> Settings:
+    kwargs.setdefault("installer", "pip")
     return Settings(env_dir=tmp_path / "env", wheels_dir=wheels, offline=True, **kwargs)
 
 
@@ -146,3 +147,13 @@ def test_markers_and_other_python_versions(tmp_path, wheels):
     ]
     text = "\n".join(report.lines())
     assert "WARNING: the model was built with Python 3.8.10" in text
+
+
+def test_uv_installs_when_asked(tmp_path, wheels, frozen_before):
+    report = build(
+        model(tmp_path / "m", "shelfdep==1.0.0\n"), settings(tmp_path, wheels, installer="uv")
+    )
+    assert report.installer == "uv"
+    assert [r.pin for r in report.installed] == ["shelfdep==1.0.0"]
+    ran = imported_in_env(report.env_dir, "import shelfdep; print(shelfdep.VERSION)")
+    assert ran.stdout.strip() == "1", ran.stderr
