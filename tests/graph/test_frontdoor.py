@@ -3,7 +3,6 @@ microservices (a small test component; modelshelf ships no router or combiner se
 
 from __future__ import annotations
 
-import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,24 +25,32 @@ UNITS = {
 @pytest.fixture(scope="module")
 def client():
     """One real microservice per unit, started in parallel."""
-    with contextlib.ExitStack() as stack:
-        contexts = {
-            name: running_microservice(
-                "GraphUnit",
-                seldon_parameters(factor=factor),
-                service_type=service_type,
-                cwd=COMPONENTS,
-                env={"PREDICTIVE_UNIT_ID": name, "PREDICTIVE_UNIT_IMAGE": f"test/{name}:1"},
-            )
-            for name, (service_type, factor) in UNITS.items()
-        }
-        with ThreadPoolExecutor(len(contexts)) as pool:
-            futures = {name: pool.submit(cm.__enter__) for name, cm in contexts.items()}
-            services = {}
-            for name, future in futures.items():
+    contexts = {
+        name: running_microservice(
+            "GraphUnit",
+            seldon_parameters(factor=factor),
+            service_type=service_type,
+            cwd=COMPONENTS,
+            env={"PREDICTIVE_UNIT_ID": name, "PREDICTIVE_UNIT_IMAGE": f"test/{name}:1"},
+        )
+        for name, (service_type, factor) in UNITS.items()
+    }
+    with ThreadPoolExecutor(len(contexts)) as pool:
+        futures = {name: pool.submit(cm.__enter__) for name, cm in contexts.items()}
+        services, failures = {}, []
+        for name, future in futures.items():
+            try:
                 services[name] = future.result()
-                stack.push(contexts[name].__exit__)
-        yield NodeClient({n: Endpoint("127.0.0.1", s.http_port) for n, s in services.items()})
+            except Exception as exc:  # the others still have to be stopped
+                failures.append(exc)
+        try:
+            if failures:
+                raise failures[0]
+            yield NodeClient({n: Endpoint("127.0.0.1", s.http_port) for n, s in services.items()})
+        finally:
+            stops = [pool.submit(contexts[n].__exit__, None, None, None) for n in services]
+            for stopped in stops:
+                stopped.result()
 
 
 def node(name: str, node_type: str, *children: GraphNode) -> GraphNode:

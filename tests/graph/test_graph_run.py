@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import json
 import os
 import re
 import signal
-import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import joblib
@@ -21,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from microservice import BIN, REPO, SERVERS, free_port, run_to_exit, running_command
 from models import IRIS_X, IRIS_Y, rows, save
+from modelshelf import cli
 from modelshelf.graph.supervisor import descendants
 
 SELDON = REPO / "manifests" / "seldon"
@@ -76,11 +78,16 @@ def answer_array(body: dict) -> np.ndarray:
     return np.array(data["tensor"]["values"]).reshape(data["tensor"]["shape"])
 
 
-# ---------------------------------------------------------------- scaler -> model -> scaler
+# ---------------------------------------------------------------- every manifest, started at once
+
+
+def needs_server(folder: str) -> bool:
+    return (SERVERS / folder).is_dir()
 
 
 @pytest.fixture(scope="module")
 def chain_models(tmp_path_factory) -> dict[str, Path]:
+    """scaler -> classifier -> scaler, the output scaler fitted on the classifier's outputs."""
     root = tmp_path_factory.mktemp("graph-models")
     scaler_in = StandardScaler().fit(IRIS_X)
     scaled = scaler_in.transform(IRIS_X)
@@ -94,19 +101,110 @@ def chain_models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def scaler_graph(chain_models):
-    uris = [f"--model-uri={name}={path}" for name, path in chain_models.items()]
-    with running_graph(SELDON / "scaler-graph.yaml", *uris) as door:
-        yield door
+def s3_secret(s3_server, tmp_path_factory) -> Path:
+    """The manifests' Secret, holding the local S3 server's endpoint and keys."""
+    wanted = {k: v for k, v in s3_server.env.items() if k != "AWS_DEFAULT_REGION"}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "models-s3-credentials"},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in wanted.items()},
+    }
+    path = tmp_path_factory.mktemp("secret") / "secret.yaml"
+    path.write_text(json.dumps(secret))
+    return path
 
 
-def test_scaler_graph_equals_the_estimators_chained_in_process(scaler_graph, chain_models):
+def without_aws_env() -> dict[str, str]:
+    """The test's environment minus AWS settings: the credentials must come from the secret."""
+    return {k: "" for k in os.environ if k.startswith("AWS_")} | {"AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def served_models(tmp_path_factory, sklearn_models, s3_server) -> dict[str, tuple[str, object]]:
+    """Per manifest: the model URI to serve and the in-process model to compare with."""
+    root = tmp_path_factory.mktemp("served")
+    served = {
+        "sklearn": (
+            s3_server.upload_folder(sklearn_models["iris"], "graph-sklearn", "iris"),
+            joblib.load(sklearn_models["iris"] / "model.joblib"),
+        )
+    }
+    if needs_server("xgboostserver"):
+        import xgboost
+
+        booster = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(IRIS_X, IRIS_Y == "setosa")
+        (root / "xgb").mkdir()
+        booster.save_model(root / "xgb" / "model.json")
+        served["xgboost"] = (str(root / "xgb"), booster)
+    if needs_server("mlflowserver"):
+        import mlflow.sklearn
+
+        model = LogisticRegression(max_iter=1000).fit(IRIS_X, IRIS_Y)
+        mlflow.sklearn.save_model(model, root / "mlflow")
+        served["mlflow"] = (s3_server.upload_folder(root / "mlflow", "graph-mlflow", "iris"), model)
+    return served
+
+
+@pytest.fixture(scope="module")
+def graphs(chain_models, served_models, s3_secret):
+    """Every manifest under ``modelshelf graph run``, all started at once (they load in parallel).
+    The S3 ones get their credentials only from the secret file, as the init container would."""
+    secret = f"--secret={s3_secret}"
+    runs = {
+        "scaler": (
+            "scaler-graph.yaml",
+            [f"--model-uri={name}={path}" for name, path in chain_models.items()],
+            None,
+        ),
+        "sklearn": (
+            "sklearn-iris.yaml",
+            [f"--model-uri=classifier={served_models['sklearn'][0]}", secret],
+            without_aws_env(),
+        ),
+    }
+    if "xgboost" in served_models:
+        runs["xgboost"] = (
+            "xgboost-iris.yaml",
+            [f"--model-uri=classifier={served_models['xgboost'][0]}"],
+            None,
+        )
+    if "mlflow" in served_models:
+        runs["mlflow"] = (
+            "mlflow-s3.yaml",
+            [f"--model-uri=classifier={served_models['mlflow'][0]}", secret],
+            without_aws_env(),
+        )
+    contexts = {
+        name: running_graph(SELDON / manifest, *extra, env=env)
+        for name, (manifest, extra, env) in runs.items()
+    }
+    with ThreadPoolExecutor(len(contexts)) as pool:
+        futures = {name: pool.submit(cm.__enter__) for name, cm in contexts.items()}
+        doors, failures = {}, []
+        for name, future in futures.items():
+            try:
+                doors[name] = future.result()
+            except Exception as exc:  # the others still have to be stopped
+                failures.append(exc)
+        try:
+            if failures:
+                raise failures[0]
+            yield doors
+        finally:  # stop them all at once too, each checking that nothing is left behind
+            stops = [pool.submit(contexts[name].__exit__, None, None, None) for name in doors]
+            for stopped in stops:
+                stopped.result()
+
+
+def test_scaler_graph_equals_the_estimators_chained_in_process(graphs, chain_models):
     scaler_in, classifier, scaler_out = (
         joblib.load(chain_models[name] / "model.joblib")
         for name in ("scaler-in", "classifier", "scaler-out")
     )
     X = rows(5)
-    response = predict(scaler_graph, ndarray(X))
+    response = predict(graphs["scaler"], ndarray(X))
     assert response.status_code == 200, response.text
     body = response.json()
     expected = scaler_out.transform(classifier.predict_proba(scaler_in.transform(X)))
@@ -119,63 +217,56 @@ def test_scaler_graph_equals_the_estimators_chained_in_process(scaler_graph, cha
     assert body["meta"]["puid"]
 
 
-def test_a_nodes_error_comes_back_with_its_status_and_message(scaler_graph):
-    response = predict(scaler_graph, ndarray([[1.0, 2.0, 3.0]]))
+def test_a_nodes_error_comes_back_with_its_status_and_message(graphs):
+    door = graphs["scaler"]
+    response = predict(door, ndarray([[1.0, 2.0, 3.0]]))
     assert response.status_code == 400, response.text
     info = response.json()["status"]["info"]
     assert info == "node 'scaler-in': expected 4 features per row, got 3"
-    assert predict(scaler_graph, {"data": {"ndarray": "x"}}).status_code == 400
-    not_json = scaler_graph.client.post(
+    assert predict(door, {"data": {"ndarray": "x"}}).status_code == 400
+    not_json = door.client.post(
         "/api/v1.0/predictions", content=b"{", headers={"Content-Type": "application/json"}
     )
     assert not_json.status_code == 400
-    assert predict(scaler_graph, ndarray(rows(1))).status_code == 200
+    assert predict(door, ndarray(rows(1))).status_code == 200
 
 
-def test_metadata_of_every_node(scaler_graph):
-    meta = scaler_graph.get("/api/v1.0/metadata").json()
+def test_metadata_of_every_node(graphs):
+    meta = graphs["scaler"].get("/api/v1.0/metadata").json()
     assert set(meta["models"]) == {"scaler-in", "scaler-out", "classifier"}
     assert meta["models"]["classifier"]["platform"] == "sklearn"
 
 
-# ---------------------------------------------------------------- one manifest per server
-
-
-@pytest.fixture
-def s3_secret(s3_server, tmp_path) -> Path:
-    """The manifests' Secret, holding the local S3 server's endpoint and keys."""
-    wanted = {k: v for k, v in s3_server.env.items() if k != "AWS_DEFAULT_REGION"}
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "models-s3-credentials"},
-        "type": "Opaque",
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in wanted.items()},
-    }
-    path = tmp_path / "secret.yaml"
-    path.write_text(json.dumps(secret))
-    return path
-
-
-def without_aws_env() -> dict[str, str]:
-    """The test's environment minus AWS settings: the credentials must come from the secret."""
-    return {k: "" for k in os.environ if k.startswith("AWS_")} | {"AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def test_sklearn_manifest_with_the_model_on_s3(s3_server, s3_secret, sklearn_models):
-    uri = s3_server.upload_folder(sklearn_models["iris"], "graph-sklearn", "iris")
-    model = joblib.load(sklearn_models["iris"] / "model.joblib")
+def test_sklearn_manifest_with_the_model_on_s3(graphs, served_models):
     X = rows(3)
-    with running_graph(
-        SELDON / "sklearn-iris.yaml",
-        f"--model-uri=classifier={uri}",
-        f"--secret={s3_secret}",
-        env=without_aws_env(),
-    ) as door:
-        body = predict(door, ndarray(X)).json()
-        np.testing.assert_array_equal(answer_array(body), model.predict_proba(X))
-        assert body["data"]["names"] == ["setosa", "versicolor", "virginica"]
-        assert body["meta"]["requestPath"] == {"classifier": "modelshelf/sklearnserver:0.1.0"}
+    body = predict(graphs["sklearn"], ndarray(X)).json()
+    np.testing.assert_array_equal(answer_array(body), served_models["sklearn"][1].predict_proba(X))
+    assert body["data"]["names"] == ["setosa", "versicolor", "virginica"]
+    assert body["meta"]["requestPath"] == {"classifier": "modelshelf/sklearnserver:0.1.0"}
+
+
+def test_xgboost_manifest(graphs, served_models):
+    if "xgboost" not in graphs:
+        pytest.skip("servers/xgboostserver does not exist yet")
+    X = rows(3)
+    response = predict(graphs["xgboost"], ndarray(X))
+    assert response.status_code == 200, response.text
+    expected = served_models["xgboost"][1].predict_proba(X)
+    np.testing.assert_allclose(answer_array(response.json()).reshape(3, -1)[:, -1], expected[:, -1])
+    assert response.json()["meta"]["requestPath"] == {
+        "classifier": "modelshelf/xgboostserver:0.1.0"
+    }
+
+
+def test_mlflow_manifest_with_the_secret_and_the_model_on_s3(graphs, served_models):
+    if "mlflow" not in graphs:
+        pytest.skip("servers/mlflowserver does not exist yet")
+    X = rows(3)
+    response = predict(graphs["mlflow"], ndarray(X))
+    assert response.status_code == 200, response.text
+    expected = served_models["mlflow"][1].predict(X)
+    assert np.ravel(answer_array(response.json())).tolist() == expected.tolist()
+    assert response.json()["meta"]["requestPath"] == {"classifier": "modelshelf/mlflowserver:0.1.0"}
 
 
 def test_a_model_uri_that_is_not_there_stops_the_run_at_the_fetch(s3_server, s3_secret):
@@ -196,56 +287,19 @@ def test_a_model_uri_that_is_not_there_stops_the_run_at_the_fetch(s3_server, s3_
     )
 
 
-def needs_server(folder: str):
-    return pytest.mark.skipif(
-        not (SERVERS / folder).is_dir(), reason=f"servers/{folder} does not exist yet"
-    )
-
-
-@needs_server("xgboostserver")
-def test_xgboost_manifest(tmp_path):
-    import xgboost
-
-    booster = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(IRIS_X, IRIS_Y == "setosa")
-    folder = tmp_path / "xgb"
-    folder.mkdir()
-    booster.save_model(folder / "model.json")
-    with running_graph(SELDON / "xgboost-iris.yaml", f"--model-uri=classifier={folder}") as door:
-        response = predict(door, ndarray(rows(2)))
-        assert response.status_code == 200, response.text
-        assert answer_array(response.json()).shape[0] == 2
-
-
-@needs_server("mlflowserver")
-def test_mlflow_manifest_with_the_secret_and_the_model_on_s3(s3_server, s3_secret, tmp_path):
-    import mlflow.sklearn
-
-    model = LogisticRegression(max_iter=1000).fit(IRIS_X, IRIS_Y)
-    folder = tmp_path / "mlflow-model"
-    mlflow.sklearn.save_model(model, folder)
-    uri = s3_server.upload_folder(folder, "graph-mlflow", "iris")
-    with running_graph(
-        SELDON / "mlflow-s3.yaml",
-        f"--model-uri=classifier={uri}",
-        f"--secret={s3_secret}",
-        env=without_aws_env(),
-    ) as door:
-        response = predict(door, ndarray(rows(2)))
-        assert response.status_code == 200, response.text
-        assert answer_array(response.json()).shape[0] == 2
-
-
 # ---------------------------------------------------------------- refused before anything starts
 
 
 def refused(manifest_text: str, tmp_path: Path, *extra: str) -> str:
+    """``modelshelf graph run``'s error output, run in-process: it must refuse before it starts
+    anything."""
     manifest = tmp_path / "graph.yaml"
     manifest.write_text(manifest_text)
-    result = subprocess.run(
-        graph_command(manifest, free_port(), *extra), capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 2, result.stdout + result.stderr
-    return result.stderr
+    error = io.StringIO()
+    with contextlib.redirect_stderr(error):
+        code = cli.main(["graph", "run", str(manifest), "--port", str(free_port()), *extra])
+    assert code == 2, error.getvalue()
+    return error.getvalue()
 
 
 def test_implementation_modelshelf_cannot_run_points_at_the_field(tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -113,64 +112,60 @@ def run_graph(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    with tempfile.TemporaryDirectory(prefix="modelshelf-graph-") as workdir:
-        try:
-            supervisor = GraphSupervisor(
-                predictor, Path(workdir), args.servers_dir, secrets, model_uris
-            )
-        except ModelshelfError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        stop = threading.Event()
-        previous = {
-            sig: signal.signal(sig, lambda *_: stop.set())
-            for sig in (signal.SIGINT, signal.SIGTERM)
+    try:
+        supervisor = GraphSupervisor(predictor, args.servers_dir, secrets, model_uris)
+    except ModelshelfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    server: FrontDoor | None = None
+    try:
+        supervisor.fetch_models()
+        supervisor.start()
+        _wait(supervisor, args.ready_timeout, stop)
+        if stop.is_set():
+            return 130
+        endpoints = {
+            launch.node.name: Endpoint("127.0.0.1", launch.http_port)
+            for launch in supervisor.launches
         }
-        server: FrontDoor | None = None
-        try:
-            supervisor.fetch_models()
-            supervisor.start()
-            _wait(supervisor, args.ready_timeout, stop)
-            if stop.is_set():
-                return 130
-            endpoints = {
-                launch.node.name: Endpoint("127.0.0.1", launch.http_port)
-                for launch in supervisor.launches
-            }
-            client = NodeClient(endpoints)
-            executor = GraphExecutor(predictor.graph, client)
-            handler = make_handler(
-                executor,
-                ready=lambda: supervisor.exited() is None,
-                metadata=lambda: _metadata(predictor, client),
-            )
-            server = FrontDoor((args.host, args.port), handler)
-            threading.Thread(target=server.serve_forever, daemon=True).start()
-            print(
-                f"graph {predictor.deployment}/{predictor.name} ready: "
-                f"POST http://{args.host}:{server.server_port}/api/v1.0/predictions",
-                flush=True,
-            )
-            while not stop.wait(0.5):
-                gone = supervisor.exited()
-                if gone is not None:
-                    print(
-                        f"error: node {gone.node.name!r} stopped "
-                        f"(exit code {gone.process.returncode}); stopping the graph",  # type: ignore[union-attr]
-                        file=sys.stderr,
-                    )
-                    return 1
-            return 0
-        except ModelshelfError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            if server is not None:
-                server.shutdown()
-                server.server_close()
-            supervisor.stop()
-            for sig, handler_before in previous.items():
-                signal.signal(sig, handler_before)
+        client = NodeClient(endpoints)
+        executor = GraphExecutor(predictor.graph, client)
+        handler = make_handler(
+            executor,
+            ready=lambda: supervisor.exited() is None,
+            metadata=lambda: _metadata(predictor, client),
+        )
+        server = FrontDoor((args.host, args.port), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        print(
+            f"graph {predictor.deployment}/{predictor.name} ready: "
+            f"POST http://{args.host}:{server.server_port}/api/v1.0/predictions",
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            gone = supervisor.exited()
+            if gone is not None:
+                print(
+                    f"error: node {gone.node.name!r} stopped "
+                    f"(exit code {gone.process.returncode}); stopping the graph",  # type: ignore[union-attr]
+                    file=sys.stderr,
+                )
+                return 1
+        return 0
+    except ModelshelfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        supervisor.stop()
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
 
 
 def _wait(supervisor: Any, timeout: float, stop: threading.Event) -> None:

@@ -9,8 +9,9 @@ server class, ``SERVICE_TYPE`` the node's type), with the environment the operat
 instead of 9000+/9500+/6000+).
 
 A ``modelUri`` is fetched first, as the storage-initializer init container does: in a separate
-process (``python -m modelshelf.graph.fetch``) whose environment holds the ``envSecretRefName``
-secret, so credentials reach the download and not the server. Local paths are used in place.
+process (``python -m modelshelf.graph.fetch``, into modelshelf's download cache) whose environment
+holds the ``envSecretRefName`` secret, so credentials reach the download and not the server.
+Local paths are used in place.
 
 ``stop`` asks each node's entry point to stop (SIGTERM, as the kubelet does), which stops its
 front end gracefully; whatever is left after the grace period is killed.
@@ -123,14 +124,12 @@ class GraphSupervisor:
     def __init__(
         self,
         predictor: Predictor,
-        workdir: Path,
         servers_dir: Path | None = None,
         secrets: dict[str, dict[str, str]] | None = None,
         model_uris: dict[str, str] | None = None,
         log_stream: TextIO | None = None,
     ) -> None:
         self.predictor = predictor
-        self.workdir = workdir
         self.servers_dir = servers_dir or default_servers_dir()
         self.secrets = secrets or {}
         self.model_uris = model_uris or {}
@@ -210,23 +209,24 @@ class GraphSupervisor:
             from modelshelf.storage import download
 
             return str(download(uri))
-        dest = self.workdir / node.name / "models"
         env = {**os.environ, **self._secret(node.env_secret_ref_name, f"{node.path}")}
-        self._log(node.name, f"fetching {uri} into {dest}")
+        self._log(node.name, f"fetching {uri}")
         result = subprocess.run(
-            [sys.executable, "-m", "modelshelf.graph.fetch", uri, str(dest)],
+            [sys.executable, "-m", "modelshelf.graph.fetch", uri],
             env=env,
             capture_output=True,
             text=True,
             check=False,
         )
-        if result.returncode != 0:
+        lines = result.stdout.strip().splitlines()
+        if result.returncode != 0 or not lines:
             raise NodeFailedError(
                 node.name,
                 f"could not fetch modelUri {uri} (as its storage initializer would)",
                 (result.stdout + result.stderr)[-4000:],
             )
-        return str(dest)
+        self._log(node.name, f"fetched {uri} into {lines[-1]}")
+        return lines[-1]
 
     def _secret(self, name: str | None, path: str) -> dict[str, str]:
         if not name:
