@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from microservice import running_microservice, seldon_parameters
+from microservice import BIN, SERVERS, free_port, running_command, seldon_parameters
 from models import rows
 from modelshelf.server import METRICS_INTERVAL
 
@@ -32,8 +32,21 @@ def sample(text: str, name: str, **labels: str) -> float | None:
 
 @pytest.fixture(scope="module")
 def iris(sklearn_models):
-    params = seldon_parameters(model_uri=sklearn_models["iris"])
-    with running_microservice("SKLearnServer", params, env=METRICS_ENV) as service:
+    """SKLearnServer, REST only (GRPC_WORKERS=0): the metrics do not depend on the transport."""
+    http_port, metrics_port = free_port(), free_port()
+    command = [
+        str(BIN / "seldon-core-microservice"),
+        "SKLearnServer",
+        "--parameters",
+        seldon_parameters(model_uri=sklearn_models["iris"]),
+        "--http-port",
+        str(http_port),
+        "--metrics-port",
+        str(metrics_port),
+    ]
+    env = {**METRICS_ENV, "GRPC_WORKERS": "0"}
+    cwd = SERVERS / "sklearnserver"
+    with running_command(command, cwd, env, http_port, None, metrics_port, 120) as service:
         yield service
 
 

@@ -1,4 +1,5 @@
-"""examples/extend: SKLearnServer subclassed with pre/post-processing, metrics and tags."""
+"""examples/extend: SKLearnServer and MLFlowServer subclassed with pre/post-processing, metrics
+and tags (one mixin, ``iris_steps.IrisSteps``, on either)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import pytest
 from google.protobuf import json_format
 from seldon_core.seldon_client import SeldonClient
 
-from microservice import REPO, running_microservice, seldon_parameters
+from microservice import (
+    BIN,
+    REPO,
+    free_port,
+    running_command,
+    running_microservice,
+    seldon_parameters,
+)
 from models import rows
 
 EXAMPLE = REPO / "examples" / "extend"
@@ -96,3 +104,59 @@ def test_packaging_files_name_the_class():
     crd = pytest.importorskip("modelshelf.graph.crd", reason="the CRD validator")
     (deployment,) = crd.load_file(EXAMPLE / "seldondeployment.yaml")
     assert crd.validate_object(deployment) == []
+
+
+@pytest.fixture(scope="module")
+def mlflow_iris(iris_model, tmp_path_factory):
+    """The same classifier as an MLflow model folder (sklearn flavor with pyfunc), written as
+    ``mlflow.sklearn.save_model`` writes it: importing mlflow here would cost seconds."""
+    import importlib.metadata
+    import pickle
+    import platform
+
+    import sklearn
+
+    folder = tmp_path_factory.mktemp("mlflow-iris")
+    (folder / "model.pkl").write_bytes(pickle.dumps(iris_model))
+    (folder / "MLmodel").write_text(
+        "flavors:\n"
+        "  python_function:\n"
+        "    loader_module: mlflow.sklearn\n"
+        "    model_path: model.pkl\n"
+        "    predict_fn: predict\n"
+        f"    python_version: {platform.python_version()}\n"
+        "  sklearn:\n"
+        "    code: null\n"
+        "    pickled_model: model.pkl\n"
+        "    serialization_format: pickle\n"
+        f"    sklearn_version: {sklearn.__version__}\n"
+        f"mlflow_version: {importlib.metadata.version('mlflow')}\n"
+    )
+    return folder
+
+
+def test_mlflow_server_subclass_runs_the_same_steps(mlflow_iris, iris_model):
+    http_port, metrics_port = free_port(), free_port()
+    command = [
+        str(BIN / "seldon-core-microservice"),
+        "MyMLflowIrisServer",
+        "--parameters",
+        seldon_parameters(model_uri=mlflow_iris, input_unit="mm"),
+        "--http-port",
+        str(http_port),
+        "--metrics-port",
+        str(metrics_port),
+    ]
+    env = {"GRPC_WORKERS": "0"}
+    with running_command(command, EXAMPLE, env, http_port, None, metrics_port, 120) as server:
+        X_cm = rows(3)
+        payload = {"data": {"ndarray": (X_cm * 10).tolist()}}
+        response = server.post("/api/v1.0/predictions", payload)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        labels, probability = expected(iris_model, X_cm)
+        assert body["data"]["names"] == ["label"]
+        assert body["data"]["ndarray"] == labels
+        assert body["meta"]["tags"]["probability"] == probability
+        bad = server.post("/api/v1.0/predictions", {"data": {"ndarray": [[1.0, 2.0]]}})
+        assert bad.status_code == 400, bad.text
