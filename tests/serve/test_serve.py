@@ -40,6 +40,7 @@ def test_workers_share_the_port_and_each_loads_the_model_once(two_workers):
         pids.add(tags["pid"])
     assert len(pids) == 2
     assert two_workers.process.pid not in pids
+    assert "server" not in httpx.get(f"{two_workers.url}/health/ping").headers  # uvicorn's
 
 
 def test_bounded_load_has_no_failures(two_workers):
@@ -77,27 +78,28 @@ def test_seldon_client(two_workers, transport):
     np.testing.assert_array_equal(np.array(found["values"]).reshape(2, 2), X)
 
 
-def test_sigterm_lets_in_flight_requests_finish_and_exits_0():
-    """SIGTERM to the parent alone, as a launcher (PID 1) forwards it."""
-    launch = Launch("SleepyModel", COMPONENTS, seldon_parameters(delay=2.0))
-    with running(launch, [MODELSHELF]) as (service,):
-        answers: list[httpx.Response] = []
-        request = threading.Thread(
-            target=lambda: answers.append(service.post("/api/v1.0/predictions", ND))
+def test_sigterm_lets_in_flight_requests_finish_and_exits_0(two_workers):
+    """SIGTERM to the parent alone, as a launcher (PID 1) forwards it. Runs last on the fixture."""
+    service = two_workers
+    answers: list[httpx.Response] = []
+    request = threading.Thread(
+        target=lambda: answers.append(
+            service.post("/api/v1.0/predictions", {"jsonData": {"sleep": 2.0}})
         )
-        request.start()
-        time.sleep(0.7)  # the request is in the model now
-        started = time.monotonic()
-        os.kill(service.process.pid, signal.SIGTERM)
-        request.join(15)
-        code = service.process.wait(15)
-        elapsed = time.monotonic() - started
-        assert answers and answers[0].status_code == 200, answers
-        assert answers[0].json()["data"]["ndarray"] == ND["data"]["ndarray"]
-        assert code == 0, service.log()[-3000:]
-        assert elapsed < 10
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{service.url}/health/ping", timeout=2)
+    )
+    request.start()
+    time.sleep(0.7)  # the request is in the model now
+    started = time.monotonic()
+    os.kill(service.process.pid, signal.SIGTERM)
+    request.join(15)
+    code = service.process.wait(15)
+    elapsed = time.monotonic() - started
+    assert answers and answers[0].status_code == 200, answers
+    assert answers[0].json()["jsonData"] == {"sleep": 2.0}
+    assert code == 0, service.log()[-3000:]
+    assert elapsed < 10
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{service.url}/health/ping", timeout=2)
 
 
 def test_a_class_that_cannot_be_imported_stops_start_up_with_the_cause():
@@ -140,5 +142,3 @@ def test_modelshelf_frontend_seldon_runs_seldon_core_microservice():
         response = service.post("/api/v1.0/predictions", ND)
         assert response.status_code == 200
         assert response.headers.get("server", "").startswith("gunicorn")
-    with running(launch, [MODELSHELF]) as (service,):
-        assert "server" not in service.post("/api/v1.0/predictions", ND).headers

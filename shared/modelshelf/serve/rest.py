@@ -25,7 +25,12 @@ from seldon_core import seldon_methods
 from seldon_core.metrics import SeldonMetrics
 from seldon_core.utils import getenv_as_bool
 
-JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+# Keys sorted like Flask's jsonify; what orjson would write differently from Flask (datetimes,
+# dataclasses) or not at all (numpy scalars: Flask fails on them) raises TypeError, and Flask
+# answers instead.
+JSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 JSON_HEADERS = [(b"content-type", b"application/json")]
 PING_PATH = "/health/ping"
 
@@ -131,6 +136,10 @@ class SeldonRestApp:
         try:
             payload = orjson.dumps(response, option=JSON_OPTIONS) + b"\n"
         except TypeError:
+            return self.flask_jsonify(response, path, status)
+        if b"null" in payload:
+            # orjson writes NaN and infinities as null, Flask as NaN / Infinity: let Flask
+            # encode any response that may hold one (a bytes search; true nulls are rare).
             return self.flask_jsonify(response, path, status)
         return status, list(self.json_headers), payload
 

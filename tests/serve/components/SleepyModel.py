@@ -1,20 +1,20 @@
-"""MODEL for process tests: sleeps ``delay`` seconds per request and says which worker answered."""
+"""MODEL for process tests: ``{"jsonData": {"sleep": s}}`` sleeps s seconds; every answer says
+which worker gave it and how often that worker's ``load()`` ran."""
 
 import os
 import time
 
 
 class SleepyModel:
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
+    def __init__(self) -> None:
         self.loads = 0
 
     def load(self):
         self.loads += 1
 
     def predict(self, X, features_names=None, meta=None):
-        if self.delay:
-            time.sleep(self.delay)
+        if isinstance(X, dict) and "sleep" in X:
+            time.sleep(X["sleep"])
         return X
 
     def tags(self):
