@@ -124,6 +124,8 @@ def run_graph(args: argparse.Namespace) -> int:
     server: FrontDoor | None = None
     try:
         supervisor.fetch_models()
+        if stop.is_set():
+            return 130
         supervisor.start()
         _wait(supervisor, args.ready_timeout, stop)
         if stop.is_set():

@@ -71,20 +71,18 @@ class NodeClient:
                 connection.close()
                 if attempt == 2:
                     raise NodeError(
-                        node, 503, _status(503, f"node {node!r} unreachable: {exc}", "UNREACHABLE")
+                        node, 503, _status(f"node {node!r} unreachable: {exc}", "UNREACHABLE")
                     ) from exc
         try:
             answer = json.loads(data)
         except ValueError:
             text = data.decode("utf-8", errors="replace")[:500]
-            answer = _status(status if status != 200 else 500, text, "MICROSERVICE_BAD_ANSWER")
+            answer = _status(text, "MICROSERVICE_BAD_ANSWER")
             status = status if status != 200 else 500
         if status != 200:
             raise NodeError(node, status, answer if isinstance(answer, dict) else {"raw": answer})
         if not isinstance(answer, dict):
-            raise NodeError(
-                node, 500, _status(500, f"answered {answer!r}, not a message", "BAD_ANSWER")
-            )
+            raise NodeError(node, 500, _status(f"answered {answer!r}, not a message", "BAD_ANSWER"))
         return answer
 
     def get(self, node: str, path: str) -> tuple[int, Any]:
@@ -110,7 +108,7 @@ class NodeClient:
         return connections[node]
 
 
-def _status(code: int, info: str, reason: str) -> dict[str, Any]:
+def _status(info: str, reason: str) -> dict[str, Any]:
     return {"status": {"code": -1, "info": info, "reason": reason, "status": "FAILURE"}}
 
 
@@ -202,7 +200,7 @@ def _branch(node: GraphNode, answer: dict[str, Any]) -> int:
         info = f"router {node.name!r} chose child {branch}, but it has {len(node.children)}"
     else:
         info = f"router {node.name!r} answered {data!r}: expected one child index, e.g. [[0]]"
-    raise NodeError(node.name, 500, _status(500, info, "ROUTER_BAD_ANSWER"))
+    raise NodeError(node.name, 500, _status(info, "ROUTER_BAD_ANSWER"))
 
 
 def error_body(error: NodeError) -> dict[str, Any]:
@@ -228,12 +226,12 @@ def make_handler(
         def do_POST(self) -> None:
             path = self.path.split("?", 1)[0]
             if path not in PREDICTION_PATHS:
-                self._send(404, _status(404, f"no such endpoint {path}", "NOT_FOUND"))
+                self._send(404, _status(f"no such endpoint {path}", "NOT_FOUND"))
                 return
             try:
                 message = self._message()
             except ValueError as exc:
-                self._send(400, _status(400, f"the request is not JSON: {exc}", "BAD_REQUEST"))
+                self._send(400, _status(f"the request is not JSON: {exc}", "BAD_REQUEST"))
                 return
             try:
                 self._send(200, executor.predict(message))
@@ -241,7 +239,7 @@ def make_handler(
                 self._send(exc.status, error_body(exc))
             except Exception as exc:  # a bug here must still answer, and be logged
                 logger.exception("front door failed")
-                self._send(500, _status(500, f"{type(exc).__name__}: {exc}", "GRAPH_ERROR"))
+                self._send(500, _status(f"{type(exc).__name__}: {exc}", "GRAPH_ERROR"))
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -253,7 +251,7 @@ def make_handler(
             elif path == "/api/v1.0/metadata":
                 self._send(200, metadata())
             else:
-                self._send(404, _status(404, f"no such endpoint {path}", "NOT_FOUND"))
+                self._send(404, _status(f"no such endpoint {path}", "NOT_FOUND"))
 
         def _message(self) -> Any:
             length = int(self.headers.get("Content-Length") or 0)
