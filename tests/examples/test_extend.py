@@ -135,7 +135,7 @@ def mlflow_iris(iris_model, tmp_path_factory):
     return folder
 
 
-def test_mlflow_server_subclass_runs_the_same_steps(mlflow_iris, iris_model):
+def test_mlflow_server_subclass_runs_the_same_steps(mlflow_iris, iris_model, tmp_path):
     http_port, metrics_port = free_port(), free_port()
     command = [
         str(BIN / "seldon-core-microservice"),
@@ -147,7 +147,8 @@ def test_mlflow_server_subclass_runs_the_same_steps(mlflow_iris, iris_model):
         "--metrics-port",
         str(metrics_port),
     ]
-    env = {"GRPC_WORKERS": "0"}
+    # MLflow's default tracking store is ./mlruns: keep it out of the example's folder.
+    env = {"GRPC_WORKERS": "0", "MLFLOW_TRACKING_URI": (tmp_path / "mlruns").as_uri()}
     with running_command(command, EXAMPLE, env, http_port, None, metrics_port, 120) as server:
         X_cm = rows(3)
         payload = {"data": {"ndarray": (X_cm * 10).tolist()}}
