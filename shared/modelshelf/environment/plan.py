@@ -51,10 +51,12 @@ class InstallPlan:
 
 
 def distributions(paths: Sequence[str]) -> dict[str, importlib.metadata.Distribution]:
-    """Canonical name -> distribution on ``paths``; the first wins, as it would on ``sys.path``."""
+    """Canonical name -> distribution on ``paths``; the first wins, as it would on ``sys.path``.
+    Names come from the ``.dist-info`` folder names where possible: parsing every METADATA file
+    would cost most of an idempotent run."""
     found: dict[str, importlib.metadata.Distribution] = {}
     for dist in importlib.metadata.distributions(path=list(paths)):
-        name = dist.metadata["Name"]
+        name = getattr(dist, "_normalized_name", None) or dist.metadata["Name"]
         if name:
             found.setdefault(canonicalize_name(name), dist)
     return found
@@ -72,8 +74,9 @@ def server_packages(dists: dict[str, importlib.metadata.Distribution]) -> dict[s
         dist = dists.get(key)
         if dist is None or (key in protected and not extras):
             continue
-        protected[key] = dist.version
-        for line in dist.requires or []:
+        metadata = dist.metadata  # parsed once: version and requirements
+        protected[key] = metadata["Version"]
+        for line in metadata.get_all("Requires-Dist") or []:
             try:
                 req = Requirement(line)
             except InvalidRequirement:
@@ -100,8 +103,7 @@ def make_plan(
     base = list(base_paths if base_paths is not None else sys.path)
     base = [p for p in base if Path(p) != env_dir]
     server_dists = distributions(base)
-    installed = {name: d.version for name, d in server_dists.items()}
-    installed.update({name: d.version for name, d in distributions([str(env_dir)]).items()})
+    installed = {**server_dists, **distributions([str(env_dir)])}
     plan = InstallPlan(
         protected=server_packages(server_dists), python_warning=_python_warning(python_version)
     )
@@ -114,7 +116,9 @@ def make_plan(
     return plan
 
 
-def _decide(line: str, installed: dict[str, str], protected: dict[str, str]) -> Decision:
+def _decide(
+    line: str, installed: dict[str, importlib.metadata.Distribution], protected: dict[str, str]
+) -> Decision:
     try:
         req = Requirement(line)
     except InvalidRequirement:
@@ -122,7 +126,8 @@ def _decide(line: str, installed: dict[str, str], protected: dict[str, str]) -> 
     if req.marker is not None and not req.marker.evaluate():
         return Decision(line, IGNORED, f"marker {req.marker} does not apply here")
     key = canonicalize_name(req.name)
-    have = installed.get(key)
+    dist = installed.get(key)
+    have = dist.version if dist is not None else None
     if have is not None and req.url is None and _contains(req, have):
         return Decision(line, SATISFIED, f"{req.name} {have} installed")
     if have is not None and req.url is not None:
