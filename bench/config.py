@@ -46,7 +46,6 @@ class Config:
     s3_small_files: int = 2000
     results: Path = BENCH / "results"
     work: Path = BENCH / "work"
-    peers_dir: Path = BENCH / "peers"
 
     @classmethod
     def from_env(cls) -> Config:
@@ -66,7 +65,6 @@ class Config:
             s3_small_files=_int("BENCH_S3_FILES", 2000, 1),
             results=Path(os.environ.get("BENCH_RESULTS", BENCH / "results")),
             work=Path(os.environ.get("BENCH_WORK", BENCH / "work")),
-            peers_dir=Path(os.environ.get("BENCH_PEERS_DIR", BENCH / "peers")),
         )
 
     def selects(self, name: str) -> bool:

@@ -19,6 +19,7 @@ SINGLE_ROW = [[5.1, 3.5, 1.4, 0.2]]
 #: default output, KServe V1 and MLflow's scoring server.
 PAYLOAD_KINDS = ("seldon", "v2-proba", "v2", "kserve-v1", "mlflow")
 FAMILIES = ("sklearn", "xgboost", "mlflow")
+EXTRA_PACKAGE = ("modelshelf-bench-extra", "0.1")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class Models:
     sklearn: Path  # folder with model.joblib (iris LogisticRegression, class names as labels)
     xgboost: Path  # folder with model.json (3-class multi:softprob booster)
     mlflow: Path  # an MLflow model folder (mlflow.sklearn flavor of the same estimator)
+    mlflow_extra: Path  # the same, also requiring EXTRA_PACKAGE, which only ``wheels`` holds
+    wheels: Path  # a local wheels folder (MODELSHELF_WHEELS_DIR) with EXTRA_PACKAGE's wheel
     payloads: Path  # <kind>-<rows>.json
     families: frozenset[str]  # which of the three folders were made
 
@@ -93,18 +96,59 @@ def make_models(
         booster.save_model(xgboost_dir / "model.json")
 
     mlflow_dir = root / "mlflow"
+    mlflow_extra_dir = root / "mlflow-extra"
+    wheels_dir = root / "wheels"
     if "mlflow" in families:
         import mlflow.sklearn
         import sklearn
 
         # Named requirements: inferring them would load the model again in a subprocess.
+        pinned = f"scikit-learn=={sklearn.__version__}"
+        mlflow.sklearn.save_model(classifier, mlflow_dir, pip_requirements=[pinned])
+        name, version = EXTRA_PACKAGE
         mlflow.sklearn.save_model(
-            classifier, mlflow_dir, pip_requirements=[f"scikit-learn=={sklearn.__version__}"]
+            classifier, mlflow_extra_dir, pip_requirements=[pinned, f"{name}=={version}"]
         )
+        write_wheel(wheels_dir, name, version)
 
     payloads = root / "payloads"
     payloads.mkdir()
     for rows in (SINGLE_ROW, batch_rows(rows_per_batch)):
         for kind in PAYLOAD_KINDS:
             (payloads / f"{kind}-{len(rows)}.json").write_text(json.dumps(body(kind, rows)))
-    return Models(sklearn_dir, xgboost_dir, mlflow_dir, payloads, frozenset(families))
+    return Models(
+        sklearn_dir,
+        xgboost_dir,
+        mlflow_dir,
+        mlflow_extra_dir,
+        wheels_dir,
+        payloads,
+        frozenset(families),
+    )
+
+
+def write_wheel(folder: Path, name: str, version: str) -> Path:
+    """A minimal pure-Python wheel of one empty module (what a private package looks like)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    module = name.replace("-", "_")
+    info = f"{module}-{version}.dist-info"
+    files = {
+        f"{module}/__init__.py": b'"""Installed by make bench\'s cold-start measurement."""\n',
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n",
+    }
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{module}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return wheel

@@ -124,7 +124,7 @@ def ensure(env: PeerEnv, root: Path) -> PeerStatus:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     check=True,
-                    timeout=900,
+                    timeout=1800,
                 )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             tail = log.read_text(errors="replace")[-1500:]

@@ -130,7 +130,14 @@ def measure(work: Path, aws_bin: Path | None, big_mb: int, small_files: int, rou
             "USE_SSL": "false",
         }
         tools = {
-            "modelshelf fetch": lambda uri, dest: [str(VENV_BIN / "modelshelf"), "fetch", uri, dest]
+            "modelshelf fetch": lambda uri, dest: [
+                str(VENV_BIN / "modelshelf"),
+                "--log-level",
+                "WARNING",
+                "fetch",
+                uri,
+                dest,
+            ]
         }
         if aws_bin is not None:
             tools["aws s3 sync"] = lambda uri, dest: [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -205,6 +206,28 @@ def _mlflow_serve(workers: int) -> Callable[[Ports, Models, Path], list[str]]:
     return command
 
 
+def _before_run_then_seldon(attribute: str) -> Callable[[Ports, Models, Path], list[str]]:
+    """``./before-run`` (the environment builder, offline, into a new empty environment folder,
+    with the models' wheels folder) and then the MLflow server: start-up as a pod does it."""
+
+    def command(ports: Ports, models: Models, work: Path) -> list[str]:
+        params = _uri(attribute)(models)
+        seldon = _seldon(
+            [str(VENV_BIN / "seldon-core-microservice")], "MLFlowServer", _uri(attribute), 1
+        )
+        script = (
+            f"export PREDICTIVE_UNIT_PARAMETERS={shlex.quote(json.dumps(params))}\n"
+            f'export MODELSHELF_ENV_DIR="$(mktemp -d {shlex.quote(str(work))}/env-XXXXXX)"\n'
+            f"export MODELSHELF_WHEELS_DIR={shlex.quote(str(models.wheels))}\n"
+            "export MODELSHELF_ENV_OFFLINE=1\n"
+            "./before-run\n"
+            "exec " + " ".join(map(shlex.quote, seldon(ports, models, work)))
+        )
+        return ["sh", "-e", "-c", script]
+
+    return command
+
+
 PEERS_DIR = BENCH / "peers"
 
 
@@ -261,6 +284,30 @@ def all_systems() -> list[System]:
                     reference=f"{family}-w{w}",
                 )
             )
+        if w == 1:
+            for name, attribute, what in (
+                ("mlflow-env-w1", "mlflow", "everything installed"),
+                ("mlflow-env-extra-w1", "mlflow_extra", "one package from the wheels folder"),
+            ):
+                found.append(
+                    System(
+                        name,
+                        f"**ours: `before-run` ({what}) + MLFlowServer**, seldon-core-microservice,"
+                        " 1 worker",
+                        "mlflow",
+                        "ours",
+                        1,
+                        "seldon",
+                        "/api/v1.0/predictions",
+                        _before_run_then_seldon(attribute),
+                        cwd=REPO / "servers" / "mlflowserver",
+                        available=_all_of(
+                            _server_module("mlflowserver", "MLFlowServer"),
+                            lambda: _modelshelf_has("env"),
+                        ),
+                        reference="mlflow-w1",
+                    )
+                )
         for family, (folder, cls) in ours.items():
             found.append(
                 System(
