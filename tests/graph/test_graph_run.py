@@ -217,6 +217,28 @@ def test_scaler_graph_equals_the_estimators_chained_in_process(graphs, chain_mod
     assert body["meta"]["puid"]
 
 
+def test_seldon_client_through_the_front_door(graphs, chain_models):
+    from google.protobuf import json_format
+    from seldon_core.seldon_client import SeldonClient
+
+    scaler_in, classifier, scaler_out = (
+        joblib.load(chain_models[name] / "model.joblib")
+        for name in ("scaler-in", "classifier", "scaler-out")
+    )
+    X = rows(2)
+    client = SeldonClient(
+        gateway="istio",
+        gateway_endpoint=f"127.0.0.1:{graphs['scaler'].http_port}",
+        client_return_type="proto",  # the answer must parse as a SeldonMessage
+    )
+    result = client.predict(data=X, gateway_prefix="", transport="rest")
+    assert result.success, result.msg
+    body = json_format.MessageToDict(result.response)
+    expected = scaler_out.transform(classifier.predict_proba(scaler_in.transform(X)))
+    np.testing.assert_array_equal(answer_array(body), expected)
+    assert set(body["meta"]["requestPath"]) == {"scaler-in", "scaler-out", "classifier"}
+
+
 def test_a_nodes_error_comes_back_with_its_status_and_message(graphs):
     door = graphs["scaler"]
     response = predict(door, ndarray([[1.0, 2.0, 3.0]]))

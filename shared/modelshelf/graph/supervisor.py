@@ -107,7 +107,9 @@ class NodeLaunch:
     metrics_port: int
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
-    log_tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=60))
+    log_tail: collections.deque = field(
+        default_factory=lambda: collections.deque(maxlen=LOG_TAIL_LINES)
+    )
 
     @property
     def url(self) -> str:
@@ -142,14 +144,16 @@ class GraphSupervisor:
                 "--model-uri",
                 [f"no graph node named {name!r} (nodes: {self._node_names()})" for name in unknown],
             )
-        self.launches = [self._plan(node) for node in predictor.nodes()]
+        nodes = predictor.nodes()
+        ports = _free_ports(3 * len(nodes))  # all at once, so no two nodes get the same one
+        self.launches = [self._plan(node, ports[3 * i : 3 * i + 3]) for i, node in enumerate(nodes)]
 
     def _node_names(self) -> list[str]:
         return [n.name for n in self.predictor.nodes()]
 
     # ---------------------------------------------------------------- planning
 
-    def _plan(self, node: GraphNode) -> NodeLaunch:
+    def _plan(self, node: GraphNode, ports: list[int]) -> NodeLaunch:
         folder_name = self._server_folder(node)
         server_dir = self.servers_dir / folder_name
         classes = (
@@ -164,7 +168,7 @@ class GraphSupervisor:
                     "set --servers-dir to the project's servers/ folder"
                 ],
             )
-        return NodeLaunch(node, server_dir, classes[0], *_free_ports(3))
+        return NodeLaunch(node, server_dir, classes[0], *ports)
 
     def _server_folder(self, node: GraphNode) -> str:
         if node.implementation in MODELSHELF_SERVERS:
@@ -208,7 +212,7 @@ class GraphSupervisor:
         if uri.lower().startswith("file://") or Path(uri).exists():
             from modelshelf.storage import download
 
-            return str(download(uri))
+            return str(download(uri).resolve())  # the node runs in its server's folder
         env = {**os.environ, **self._secret(node.env_secret_ref_name, f"{node.path}")}
         self._log(node.name, f"fetching {uri}")
         result = subprocess.run(
