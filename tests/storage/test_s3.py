@@ -97,6 +97,9 @@ def test_explicit_dest_keeps_other_files_and_needs_no_cache(bucket, env, tree, t
     inode = (dest / "model.joblib").stat().st_ino
     assert download(f"s3://{BUCKET}/iris", dest) == dest  # again: nothing rewritten
     assert (dest / "model.joblib").stat().st_ino == inode
+    single = tmp_path / "single"
+    download(f"s3://{BUCKET}/iris/model.joblib", single)  # one object, not an archive
+    assert (single / "model.joblib").read_bytes() == MODEL["model.joblib"]
 
 
 def test_missing_bucket_and_missing_key_name_the_uri(bucket, env):

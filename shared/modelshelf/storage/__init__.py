@@ -45,7 +45,9 @@ def download(uri: str, dest: str | Path | None = None) -> Path:
             raise StorageError(
                 location.display, f"cannot create the destination {target}: {exc.strerror}"
             ) from exc
-        return synchronise(source, target, target / DEST_MANIFEST, target / DEST_LOCK, unpack=True)
+        return synchronise(
+            source, target, target / DEST_MANIFEST, target / DEST_LOCK, unpack=unpack
+        )
     root = cache_root()
     name = _cache_name(location)
     return synchronise(
