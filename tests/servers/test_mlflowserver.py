@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -76,33 +77,37 @@ def model_uri(logged, kind: str) -> str:
 
 @pytest.fixture(scope="module")
 def deployed(mlflow_models, server_env, frozen_venv):
-    """Each deployment's before-run output and its running server (started side by side)."""
-    reports, contexts = {}, {}
-    for key, (model, kind, extra) in DEPLOYMENTS.items():
+    """Each deployment's before-run output and its running server; deployments side by side."""
+    reports, inodes, entered = {}, {}, {}
+    lock = threading.Lock()
+    cache = Path(server_env["MODELSHELF_MODEL_CACHE"])
+
+    def deploy(key: str) -> None:
+        model, kind, extra = DEPLOYMENTS[key]
         uri = model_uri(mlflow_models[model], kind)
         result = before_run(server_env, model_uri=uri, **extra)
         assert result.returncode == 0, result.stdout[-3000:]
-        reports[key] = result.stdout
-        contexts[key] = running_microservice(
+        with lock:
+            reports[key] = result.stdout
+            for path in cache.rglob("MLmodel"):  # as before-run left them
+                inodes.setdefault(path, path.stat().st_ino)
+        context = running_microservice(
             SERVER, seldon_parameters(model_uri=uri, **extra), env=server_env, ready_timeout=400
         )
-    cache = server_env["MODELSHELF_MODEL_CACHE"]
-    inodes = {p: p.stat().st_ino for p in Path(cache).rglob("MLmodel")}
-    entered = {}
+        service = context.__enter__()
+        with lock:
+            entered[key] = (context, service)
+
     try:
-        with ThreadPoolExecutor(len(contexts)) as pool:
-            futures = {key: pool.submit(cm.__enter__) for key, cm in contexts.items()}
-            errors = []
-            for key, future in futures.items():
-                try:
-                    entered[key] = future.result()
-                except Exception as exc:  # the others still get stopped below
-                    errors.append(f"{key}: {exc}")
-            assert not errors, "\n".join(errors)
-        yield {"reports": reports, "services": entered, "cache_inodes": inodes}
+        with ThreadPoolExecutor(len(DEPLOYMENTS)) as pool:
+            futures = {key: pool.submit(deploy, key) for key in DEPLOYMENTS}
+        errors = [f"{key}: {f.exception()}" for key, f in futures.items() if f.exception()]
+        assert not errors, "\n".join(errors)
+        services = {key: service for key, (_, service) in entered.items()}
+        yield {"reports": reports, "services": services, "cache_inodes": inodes}
     finally:
-        for key in entered:
-            contexts[key].__exit__(None, None, None)
+        for context, _ in entered.values():
+            context.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
