@@ -34,9 +34,12 @@ def graph_command(manifest: Path, port: int, *extra: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def running_graph(manifest: Path, *extra: str, env: dict | None = None) -> Iterator:
-    """``modelshelf graph run`` until its front door is ready; afterwards, check that SIGTERM
-    ended it cleanly and left none of the node processes (and their children) running."""
+def running_graph(
+    manifest: Path, *extra: str, env: dict | None = None, crash_a_node: bool = False
+) -> Iterator:
+    """``modelshelf graph run`` until its front door is ready. Afterwards, check that SIGTERM
+    ended it cleanly -- or, with ``crash_a_node``, that a node's server dying stopped the run --
+    and that none of the node processes (and their children) is left running."""
     port = free_port()
     with running_command(
         graph_command(manifest, port, *extra),
@@ -46,11 +49,19 @@ def running_graph(manifest: Path, *extra: str, env: dict | None = None) -> Itera
         ready_timeout=READY_TIMEOUT,
         health_path="/ready",
     ) as door:
+        launchers = [int(pid) for pid in re.findall(r"\bpid (\d+)", door.log())]
         nodes = descendants(door.process.pid)
-        assert len(nodes) >= 3 * len(re.findall(r"\bpid \d+", door.log())), door.log()[-3000:]
+        assert len(nodes) >= 3 * len(launchers), door.log()[-3000:]
         yield door
-        door.process.send_signal(signal.SIGTERM)
-        assert door.process.wait(60) == 0, door.log()[-3000:]
+        if crash_a_node:  # the server under the node's entry point dies, as on a crash
+            for pid in descendants(launchers[0]):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            assert door.process.wait(60) == 1, door.log()[-3000:]
+            assert "stopping the graph" in door.log()
+        else:
+            door.process.send_signal(signal.SIGTERM)
+            assert door.process.wait(60) == 0, door.log()[-3000:]
     left = [pid for pid in nodes if _alive(pid)]
     assert not left, f"still running after graph run stopped: {left}"
 
@@ -150,7 +161,8 @@ def served_models(tmp_path_factory, sklearn_models, s3_server) -> dict[str, tupl
 @pytest.fixture(scope="module")
 def graphs(chain_models, served_models, s3_secret):
     """Every manifest under ``modelshelf graph run``, all started at once (they load in parallel).
-    The S3 ones get their credentials only from the secret file, as the init container would."""
+    The S3 ones get their credentials only from the secret file, as the init container would.
+    The sklearn one ends with its server killed: the run must stop by itself, leaving nothing."""
     secret = f"--secret={s3_secret}"
     runs = {
         "scaler": (
@@ -177,7 +189,7 @@ def graphs(chain_models, served_models, s3_secret):
             without_aws_env(),
         )
     contexts = {
-        name: running_graph(SELDON / manifest, *extra, env=env)
+        name: running_graph(SELDON / manifest, *extra, env=env, crash_a_node=name == "sklearn")
         for name, (manifest, extra, env) in runs.items()
     }
     with ThreadPoolExecutor(len(contexts)) as pool:
