@@ -11,6 +11,7 @@ import base64
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -106,7 +107,7 @@ CASES: dict[str, tuple] = {
 IRIS = SERVERS / "sklearnserver"
 LAUNCHES = {
     "SKLearnServer": lambda m: Launch(
-        "SKLearnServer", IRIS, seldon_parameters(model_uri=m["iris"]), "MODEL", grpc=True
+        "SKLearnServer", IRIS, seldon_parameters(model_uri=m["iris"]), "MODEL"
     ),
     "XGBoostServer": lambda m: Launch(
         "XGBoostServer", SERVERS / "xgboostserver", seldon_parameters(model_uri=m["xgboost"])
@@ -135,14 +136,15 @@ class Pairs:
     """Each class under both front ends, started one class ahead of the tests that use it
     (start-up is most of this suite's time), at most two classes' servers alive at once."""
 
-    def __init__(self, launches: dict[str, Launch]) -> None:
-        self.launches = launches
-        self.order = list(launches)
+    def __init__(self, folders: dict[str, Path]) -> None:
+        self.folders = folders
+        self.order = list(LAUNCHES)
         self.started: dict[str, list[Microservice]] = {}
 
     def _start(self, name: str) -> None:
         if name not in self.started:
-            self.started[name] = [start(self.launches[name], f) for f in (SELDON, MODELSHELF)]
+            launch = LAUNCHES[name](self.folders)
+            self.started[name] = [start(launch, f) for f in (SELDON, MODELSHELF)]
 
     def get(self, name: str) -> list[Microservice]:
         self._start(name)
@@ -158,22 +160,36 @@ class Pairs:
             finish(service)
 
 
+class ModelFolders(dict):
+    """The sklearn fixture's folders, plus XGBoost and MLflow models saved on first use (so
+    MLflow's slow import overlaps the first servers' start-up)."""
+
+    def __init__(self, sklearn_models: dict[str, Path], root: Path) -> None:
+        super().__init__(sklearn_models)
+        self.root = root
+
+    def __missing__(self, key: str) -> Path:
+        if key == "xgboost":
+            import xgboost_models
+
+            booster = xgboost_models.iris_softprob()
+            self[key] = xgboost_models.save_booster(booster, self.root / "xgboost")
+        elif key == "mlflow":
+            import mlflow.sklearn
+
+            self[key] = self.root / "mlflow"
+            requirements = ["scikit-learn", "numpy"]
+            mlflow.sklearn.save_model(
+                models.iris_classifier(), self[key], pip_requirements=requirements
+            )
+        else:
+            raise KeyError(key)
+        return self[key]
+
+
 @pytest.fixture(scope="module")
 def pairs(sklearn_models, tmp_path_factory):
-    import mlflow.sklearn
-
-    import xgboost_models
-
-    root = tmp_path_factory.mktemp("serve-differential")
-    mlflow.sklearn.save_model(
-        models.iris_classifier(), root / "mlflow", pip_requirements=["scikit-learn", "numpy"]
-    )
-    folders = {
-        **sklearn_models,
-        "xgboost": xgboost_models.save_booster(xgboost_models.iris_softprob(), root / "xgboost"),
-        "mlflow": root / "mlflow",
-    }
-    found = Pairs({name: make(folders) for name, make in LAUNCHES.items()})
+    found = Pairs(ModelFolders(sklearn_models, tmp_path_factory.mktemp("serve-differential")))
     try:
         yield found
     finally:

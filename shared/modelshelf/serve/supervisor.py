@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -34,6 +35,8 @@ LOG_FORMAT = "%(asctime)s - %(name)s:%(funcName)s:%(lineno)s - %(levelname)s:  %
 GRACEFUL_SECONDS = 7
 STOP_SECONDS = 9.0
 FRONTEND_ENV = "MODELSHELF_FRONTEND"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_parent_pid = os.getpid()  # set again by serve(), before the forks
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,30 +87,39 @@ def serve(args: argparse.Namespace) -> int:
 
     processes = [
         context.Process(
-            target=_metrics_process,
-            args=(queue, args.metrics_port, METRICS_ENDPOINT, args),
+            target=_child,
+            args=(_metrics_process, queue, args.metrics_port, METRICS_ENDPOINT, args),
             name="metrics",
         )
     ]
     processes += [
         context.Process(
-            target=run_grpc_worker, args=(user_model, metrics, args, annotations), name="grpc"
+            target=_child,
+            args=(run_grpc_worker, user_model, metrics, args, annotations),
+            name="grpc",
         )
         for _ in range(max(args.grpc_workers, 0))
     ]
     processes += [
         context.Process(
-            target=_rest_worker,
-            args=(user_model, metrics, flask_app, http_socket, args),
+            target=_child,
+            args=(_rest_worker, user_model, metrics, flask_app, http_socket, args),
             name="rest",
         )
         for _ in range(max(args.workers, 1))
     ]
     extras = []
     if callable(getattr(user_model, "custom_service", None)):
-        extras.append(context.Process(target=user_model.custom_service, daemon=True))
+        extras.append(
+            context.Process(target=_child, args=(user_model.custom_service,), daemon=True)
+        )
+    global _parent_pid
+    _parent_pid = os.getpid()
+    supervisor = Supervisor(processes, extras)
+    supervisor.install()  # before the forks: a SIGTERM now still stops every child
     for process in processes + extras:
-        process.start()
+        if supervisor.stopping_since is None:
+            process.start()
     http_socket.close()
     logger.info(
         "%s (%s): REST on %d (%d workers), gRPC on %d (%d workers), metrics on %d",
@@ -119,44 +131,75 @@ def serve(args: argparse.Namespace) -> int:
         max(args.grpc_workers, 0),
         args.metrics_port,
     )
-    return _supervise(processes, extras)
+    return supervisor.run()
 
 
-def _supervise(processes: list[Any], extras: list[Any]) -> int:
-    stopping_since: list[float] = []
-    failed = False
+class Supervisor:
+    """Forwards SIGTERM/SIGINT to the workers, waits for them, and says how the server ended."""
 
-    def stop(*_: Any) -> None:
-        if not stopping_since:
-            stopping_since.append(time.monotonic())
-        for process in processes + extras:
+    def __init__(self, processes: list[Any], extras: list[Any]) -> None:
+        self.processes = processes  # all must run; one ending on its own stops the server
+        self.extras = extras  # the class's custom_service: killed at the end
+        self.stopping_since: float | None = None
+        self.failed = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def stop(self, *_: Any) -> None:
+        if self.stopping_since is None:
+            self.stopping_since = time.monotonic()
+        for process in self.processes + self.extras:
             if process.is_alive():
                 os.kill(process.pid, signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while True:
-        alive = [p for p in processes if p.is_alive()]
-        if not alive:
-            break
-        if not stopping_since and len(alive) < len(processes):
-            for process in processes:
-                if not process.is_alive():
+    def run(self) -> int:
+        """Until every worker has ended: 0 after a requested stop, 1 if a worker died."""
+        started = [p for p in self.processes if p.pid is not None]
+        while True:
+            alive = [p for p in started if p.is_alive()]
+            if not alive:
+                break
+            if self.stopping_since is None and len(alive) < len(self.processes):
+                for process in started:
+                    if not process.is_alive():
+                        logger.error(
+                            "%s worker %d exited with %s",
+                            process.name,
+                            process.pid,
+                            process.exitcode,
+                        )
+                self.failed = True
+                self.stop()
+            elif (
+                self.stopping_since is not None
+                and time.monotonic() - self.stopping_since > STOP_SECONDS
+            ):
+                for process in alive:
                     logger.error(
-                        "%s worker %d exited with %s", process.name, process.pid, process.exitcode
+                        "%s worker %d still running: killing it", process.name, process.pid
                     )
-            failed = True
-            stop()
-        elif stopping_since and time.monotonic() - stopping_since[0] > STOP_SECONDS:
-            for process in alive:
-                logger.error("%s worker %d still running: killing it", process.name, process.pid)
+                    process.kill()
+            multiprocessing.connection.wait([p.sentinel for p in alive], timeout=0.5)
+        for process in self.extras:
+            if process.is_alive():
                 process.kill()
-        multiprocessing.connection.wait([p.sentinel for p in alive], timeout=0.5)
-    for process in extras:
-        if process.is_alive():
-            process.kill()
-    logger.info("stopped")
-    return 1 if failed else 0
+        logger.info("stopped")
+        return 1 if self.failed else 0
+
+
+def _child(target: Any, *args: Any) -> None:
+    """Start of every forked process: default signal handling (not the parent's), and SIGTERM
+    when the parent dies, so no worker outlives it."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != _parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    target(*args)
 
 
 def _rest_worker(
