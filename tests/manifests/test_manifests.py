@@ -16,7 +16,7 @@ from modelshelf.graph import crd
 from modelshelf.graph.manifest import (
     MODELSHELF_SERVERS,
     ManifestError,
-    deployment_problems,
+    document_problems,
     read_predictor,
 )
 
@@ -25,19 +25,12 @@ SELDON_FILES = sorted((MANIFESTS / "seldon").glob("*.yaml"))
 KSERVE_FILES = sorted((MANIFESTS / "kserve").glob("*.yaml"))
 
 
-def problems_of(doc: dict) -> list[str]:
-    found = crd.validate_object(doc)
-    if not found and doc.get("kind") == "SeldonDeployment":
-        found = deployment_problems(doc)
-    return found
-
-
 @pytest.mark.parametrize("path", SELDON_FILES + KSERVE_FILES, ids=lambda p: p.name)
 def test_every_manifest_validates(path: Path):
     documents = crd.load_file(path)
     assert documents, path
     for doc in documents:
-        assert problems_of(doc) == [], path
+        assert document_problems(doc) == [], path
 
 
 def test_manifests_cover_every_server_and_the_graph():
@@ -210,7 +203,7 @@ OPERATOR_BREAKS = [
 )
 def test_broken_manifest_is_refused_at_the_field(iris_deployment, case, change, message):
     change(iris_deployment)
-    found = problems_of(iris_deployment)
+    found = document_problems(iris_deployment)
     assert any(message in p for p in found), found
     with pytest.raises(ManifestError) as raised:
         read_predictor([iris_deployment], "broken.yaml")
@@ -234,7 +227,7 @@ spec:
 """
     )
     assert doc["metadata"]["annotations"]["released"] == "2024-01-01"
-    assert problems_of(doc) == []
+    assert document_problems(doc) == []
 
 
 def test_cli_validate_reports_the_field_and_fails(tmp_path, iris_deployment):

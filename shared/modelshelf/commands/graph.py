@@ -59,7 +59,7 @@ def run_validate(args: argparse.Namespace) -> int:
     import yaml
 
     from modelshelf.graph import crd
-    from modelshelf.graph.manifest import deployment_problems
+    from modelshelf.graph.manifest import document_problems
 
     failed = 0
     for path in args.files:
@@ -71,9 +71,7 @@ def run_validate(args: argparse.Namespace) -> int:
             continue
         problems = []
         for index, doc in enumerate(documents):
-            found = crd.validate_object(doc)
-            if not found and doc.get("kind") == "SeldonDeployment":
-                found = deployment_problems(doc)
+            found = document_problems(doc)
             prefix = f"document {index + 1}: " if len(documents) > 1 else ""
             problems.extend(prefix + p for p in found)
         if problems:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from modelshelf.errors import ModelshelfError
@@ -120,7 +119,7 @@ def read_predictor(
             source, [f"expected one SeldonDeployment document, found {len(deployments)}"]
         )
     _index, deployment = deployments[0]
-    problems = crd.validate_object(deployment) or deployment_problems(deployment)
+    problems = document_problems(deployment)
     if problems:
         raise ManifestError(source, problems)
     predictors = deployment["spec"]["predictors"]
@@ -143,6 +142,15 @@ def read_predictor(
         labels={str(k): str(v) for k, v in (spec.get("labels") or {}).items()},
         graph=_node(spec["graph"], f"{path}.graph", containers),
     )
+
+
+def document_problems(doc: Any) -> list[str]:
+    """Everything the API server would refuse in one document; for a SeldonDeployment that
+    passes the schema, also what the operator's admission webhook would refuse."""
+    problems = crd.validate_object(doc)
+    if not problems and doc.get("kind") == "SeldonDeployment":
+        problems = deployment_problems(doc)
+    return problems
 
 
 def deployment_problems(deployment: dict[str, Any]) -> list[str]:
@@ -255,11 +263,6 @@ def _node(unit: dict[str, Any], path: str, containers: dict[str, dict]) -> Graph
             for i, child in enumerate(unit.get("children") or [])
         ],
     )
-
-
-def read_file(path: str | Path, predictor_name: str | None = None) -> Predictor:
-    """``read_predictor`` for a manifest file."""
-    return read_predictor(crd.load_file(path), str(path), predictor_name)
 
 
 def parameters_json(parameters: list[dict[str, str]]) -> str:
