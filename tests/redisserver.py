@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 import redis
+
 from microservice import free_port, stop
 
 

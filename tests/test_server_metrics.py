@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
@@ -10,24 +9,10 @@ import pytest
 from microservice import BIN, SERVERS, free_port, running_command, seldon_parameters
 from models import rows
 from modelshelf.server import METRICS_INTERVAL
+from prometheus import sample, scrape
 
 #: The path the Seldon operator sets (seldon-core's own default is /metrics).
 METRICS_ENV = {"PREDICTIVE_UNIT_METRICS_ENDPOINT": "/prometheus"}
-
-
-def prometheus(service) -> str:
-    response = service.client.get(f"http://127.0.0.1:{service.metrics_port}/prometheus")
-    assert response.status_code == 200, response.text
-    return response.text
-
-
-def sample(text: str, name: str, **labels: str) -> float | None:
-    """The value of the first sample of ``name`` whose labels include ``labels``."""
-    for line in text.splitlines():
-        match = re.match(rf"{name}\{{(.*)\}} (\S+)$", line)
-        if match and all(f'{k}="{v}"' in match.group(1) for k, v in labels.items()):
-            return float(match.group(2))
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +38,7 @@ def iris(sklearn_models):
 def test_predictions_per_model_method_and_load_time(iris):
     payload = {"data": {"ndarray": rows(2).tolist()}}
     assert iris.post("/api/v1.0/predictions", payload).status_code == 200
-    text = prometheus(iris)
+    text = scrape(iris)
     assert sample(text, "modelshelf_predictions_total", model_method="predict_proba") == 1
     load_seconds = sample(text, "modelshelf_model_load_seconds")
     assert load_seconds is not None and 0 < load_seconds < 60
@@ -62,17 +47,17 @@ def test_predictions_per_model_method_and_load_time(iris):
         assert iris.post("/api/v1.0/predictions", payload).status_code == 200
     time.sleep(METRICS_INTERVAL + 0.1)
     assert iris.post("/api/v1.0/predictions", payload).status_code == 200
-    text = prometheus(iris)
+    text = scrape(iris)
     assert sample(text, "modelshelf_predictions_total", model_method="predict_proba") == 5
 
 
 def test_failed_requests_are_not_counted_as_predictions(iris):
-    before = sample(prometheus(iris), "modelshelf_predictions_total", model_method="predict_proba")
+    before = sample(scrape(iris), "modelshelf_predictions_total", model_method="predict_proba")
     bad = {"data": {"ndarray": [[1.0, 2.0]]}}
     for _ in range(3):
         assert iris.post("/api/v1.0/predictions", bad).status_code == 400
     time.sleep(METRICS_INTERVAL + 0.1)
     good = {"data": {"ndarray": rows(1).tolist()}}
     assert iris.post("/api/v1.0/predictions", good).status_code == 200
-    after = sample(prometheus(iris), "modelshelf_predictions_total", model_method="predict_proba")
+    after = sample(scrape(iris), "modelshelf_predictions_total", model_method="predict_proba")
     assert after == before + 1

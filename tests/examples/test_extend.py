@@ -20,6 +20,7 @@ from microservice import (
     seldon_parameters,
 )
 from models import rows
+from prometheus import scrape
 
 EXAMPLE = REPO / "examples" / "extend"
 SERVER = "MyIrisServer"
@@ -88,7 +89,7 @@ def test_inherited_input_checks_still_answer_400(server):
 def test_own_and_inherited_metrics_reach_prometheus(server):
     X_mm = [[51.0, 35.0, 14.0, 2.0]] * 2  # two setosa rows
     assert server.post("/api/v1.0/predictions", {"data": {"ndarray": X_mm}}).status_code == 200
-    text = server.client.get(f"http://127.0.0.1:{server.metrics_port}/prometheus").text
+    text = scrape(server)
     setosa = re.search(r'iris_predictions_by_label_total\{[^}]*label="setosa"[^}]*\} (\S+)', text)
     assert setosa and float(setosa.group(1)) >= 2
     assert re.search(r'modelshelf_predictions_total\{[^}]*model_method="predict_proba"', text)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from microservice import (
     running_command,
     seldon_parameters,
 )
+from prometheus import sample, scrape
 from redisserver import running_redis
 
 TEMPLATES = REPO / "templates"
@@ -78,12 +78,7 @@ def ndarray(body: dict) -> np.ndarray:
 
 
 def prometheus_sample(service, name: str, **labels: str) -> float | None:
-    text = service.client.get(f"http://127.0.0.1:{service.metrics_port}/prometheus").text
-    for line in text.splitlines():
-        match = re.match(rf"{name}\{{(.*)\}} (\S+)$", line)
-        if match and all(f'{k}="{v}"' in match.group(1) for k, v in labels.items()):
-            return float(match.group(2))
-    return None
+    return sample(scrape(service), name, **labels)
 
 
 #: The stateless templates and their parameters, started side by side once for the module.
