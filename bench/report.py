@@ -353,8 +353,8 @@ def _storage(raw: dict) -> list[str]:
     if "results" not in store:
         return [*lines, f"Not measured: {store.get('unavailable') or store.get('error')}", ""]
     lines += [
-        "| data | tool | MB/s (median) | runs | peak RSS MB | ÷ aws s3 sync |",
-        "|---|---|---:|---|---:|---:|",
+        "| data | tool | MB/s (median) | files/s | runs (MB/s) | peak RSS MB | ÷ aws s3 sync |",
+        "|---|---|---:|---:|---|---:|---:|",
     ]
     for name, by_tool in store["results"].items():
         data = store["data"][name]
@@ -363,13 +363,20 @@ def _storage(raw: dict) -> list[str]:
             if tool not in by_tool:
                 continue
             cell = by_tool[tool]
-            runs = "/".join(f"{r['mb_per_s']:.0f}" for r in cell["runs"])
+            runs = "/".join(f"{r['mb_per_s']:.1f}" for r in cell["runs"])
             ratio = _ratio(by_tool.get("ratio")) if tool == "modelshelf fetch" else ""
             lines.append(
-                f"| {what} | `{tool}` | {_num(cell['mb_per_s'], 1)} | {runs} | "
+                f"| {what} | `{tool}` | {_num(cell['mb_per_s'], 1)} | "
+                f"{_num(cell['files_per_s'], 1)} | {runs} | "
                 f"{_num(cell['peak_rss_mb'])} | {ratio} |"
             )
-    return [*lines, "", "Times include each tool's process start.", ""]
+    return [
+        *lines,
+        "",
+        "Times include each tool's process start; the ratio is the other tool's time ÷ ours, same "
+        "round. Peak RSS: the tool's process tree, sampled every 20 ms.",
+        "",
+    ]
 
 
 def _images(raw: dict) -> list[str]:

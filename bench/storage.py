@@ -86,9 +86,16 @@ def upload_data(endpoint: str, work: Path, big_mb: int, small_files: int) -> dic
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(put, range(small_files)))
+    # The big object is named by its key for fetch (a prefix holding a single non-archive object
+    # is taken for an archive by modelshelf fetch at the time of writing); sync takes prefixes.
     return {
-        "big": {"files": 1, "bytes": big_mb * 2**20},
-        "small": {"files": small_files, "bytes": small_files * 4096},
+        "big": {"files": 1, "bytes": big_mb * 2**20, "fetch": "big/model.bin", "sync": "big"},
+        "small": {
+            "files": small_files,
+            "bytes": small_files * 4096,
+            "fetch": "small",
+            "sync": "small",
+        },
     }
 
 
@@ -115,6 +122,15 @@ def _timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
             f"{command[0]} exited {process.returncode}: {process.stderr.read()[-800:]}"
         )
     return seconds, peak / 2**20
+
+
+def _model_bytes(folder: Path) -> int:
+    """Bytes of the downloaded files, leaving out fetch's own bookkeeping (``.modelshelf*``)."""
+    return sum(
+        p.stat().st_size
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".modelshelf")
+    )
 
 
 def measure(work: Path, aws_bin: Path | None, big_mb: int, small_files: int, rounds: int) -> dict:
@@ -149,8 +165,9 @@ def measure(work: Path, aws_bin: Path | None, big_mb: int, small_files: int, rou
             for name in data:
                 for tool, command in tools.items():
                     dest = Path(tempfile.mkdtemp(prefix="dest-", dir=work))
-                    seconds, peak = _timed(command(f"s3://{BUCKET}/{name}", str(dest)), env)
-                    got = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+                    key = data[name]["fetch" if tool == "modelshelf fetch" else "sync"]
+                    seconds, peak = _timed(command(f"s3://{BUCKET}/{key}", str(dest)), env)
+                    got = _model_bytes(dest)
                     shutil.rmtree(dest)
                     if got != data[name]["bytes"]:
                         raise RuntimeError(
@@ -160,7 +177,8 @@ def measure(work: Path, aws_bin: Path | None, big_mb: int, small_files: int, rou
                     runs[name][tool].append(
                         {
                             "seconds": round(seconds, 3),
-                            "mb_per_s": round(data[name]["bytes"] / 2**20 / seconds, 1),
+                            "mb_per_s": round(data[name]["bytes"] / 2**20 / seconds, 2),
+                            "files_per_s": round(data[name]["files"] / seconds, 1),
                             "peak_rss_mb": round(peak, 1),
                         }
                     )
@@ -169,6 +187,7 @@ def measure(work: Path, aws_bin: Path | None, big_mb: int, small_files: int, rou
         summary[name] = {
             tool: {
                 "mb_per_s": statistics.median(r["mb_per_s"] for r in results),
+                "files_per_s": statistics.median(r["files_per_s"] for r in results),
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
                 "runs": results,
             }
@@ -176,7 +195,7 @@ def measure(work: Path, aws_bin: Path | None, big_mb: int, small_files: int, rou
         }
         if "aws s3 sync" in by_tool:
             ratios = [
-                ours["mb_per_s"] / theirs["mb_per_s"]
+                theirs["seconds"] / ours["seconds"]
                 for ours, theirs in zip(
                     by_tool["modelshelf fetch"], by_tool["aws s3 sync"], strict=True
                 )
