@@ -105,9 +105,10 @@ def deployed(mlflow_models, server_env, frozen_venv):
         assert not errors, "\n".join(errors)
         services = {key: service for key, (_, service) in entered.items()}
         yield {"reports": reports, "services": services, "cache_inodes": inodes}
-    finally:
-        for context, _ in entered.values():
-            context.__exit__(None, None, None)
+    finally:  # stopped side by side too: each may take its SIGTERM grace period
+        with ThreadPoolExecutor(max(1, len(entered))) as pool:
+            for context, _ in entered.values():
+                pool.submit(context.__exit__, None, None, None)
 
 
 @pytest.fixture(scope="module")
