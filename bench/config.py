@@ -35,7 +35,7 @@ PARTS = ("inprocess", "rest", "storage", "images")
 
 @dataclass(frozen=True)
 class Config:
-    duration: int = 3
+    duration: int = 2
     rounds: int = 3
     connections: int = 4
     batch_rows: int = 1000
@@ -54,7 +54,7 @@ class Config:
         if unknown:
             raise SystemExit(f"BENCH_PARTS: unknown {unknown}; expected some of {list(PARTS)}")
         return cls(
-            duration=_int("BENCH_DURATION", 3, 1),
+            duration=_int("BENCH_DURATION", 2, 1),
             rounds=_int("BENCH_ROUNDS", 3, 1),
             connections=_int("BENCH_CONNECTIONS", 4, 1),
             batch_rows=_int("BENCH_BATCH_ROWS", 1000, 2),
