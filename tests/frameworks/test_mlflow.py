@@ -51,6 +51,13 @@ def loaded(path, **params) -> MLFlowServer:
     return server
 
 
+def test_loading_leaves_no_mlruns_in_the_working_directory(saved, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    loaded(saved["root"] / "classifier").predict(rows(1))
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.fixture(scope="module")
 def classifier(saved):
     return loaded(saved["root"] / "classifier")

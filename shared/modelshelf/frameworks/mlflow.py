@@ -79,6 +79,7 @@ class MLFlowServer(ModelServer):
     def load_model(self, model_dir: Path) -> None:
         from mlflow.models import Model
 
+        _keep_mlflow_out_of_the_working_directory()
         if not (model_dir / "MLmodel").is_file():
             raise ModelLoadError(self.model_uri, f"no MLmodel file in {model_dir}")
         info = Model.load(str(model_dir))
@@ -214,6 +215,19 @@ class MLFlowServer(ModelServer):
         if arr.size == 0:
             raise BadRequestError(f"the input is empty (shape {list(arr.shape)})")
         return arr
+
+
+def _keep_mlflow_out_of_the_working_directory() -> None:
+    """Loading a model makes MLflow open its tracking store, by default ``./mlruns``: in a
+    read-only image that fails, elsewhere it litters. Without ``MLFLOW_TRACKING_URI`` it goes
+    under the temporary directory instead."""
+    import os
+    import tempfile
+
+    import mlflow
+
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        mlflow.set_tracking_uri((Path(tempfile.gettempdir()) / "modelshelf-mlruns").as_uri())
 
 
 def _signature_checked(call: Any, schema: Any) -> Any:
