@@ -120,7 +120,7 @@ class Progress:
 
 def concurrency() -> int:
     """How many files (or parts of a big file) download at once."""
-    value = os.environ.get("MODELSHELF_DOWNLOAD_CONCURRENCY", "16")
+    value = os.environ.get("MODELSHELF_DOWNLOAD_CONCURRENCY", "10")
     try:
         count = int(value)
     except ValueError:
