@@ -23,7 +23,7 @@ import pytest
 
 from containers import engine, image, image_exists, parameters, running_container
 from microservice import SERVERS, free_port
-from models import rows
+from models import IRIS_COLUMNS, rows
 
 if os.environ.get("MODELSHELF_TEST_IMAGES") != "1":
     pytest.skip("image tests run with make test-images", allow_module_level=True)
@@ -251,7 +251,9 @@ def test_xgboostserver_serves_a_booster(tmp_path):
     X = rows(2)
     body, metadata = serve_and_stop("xgboostserver", folder, {"data": {"ndarray": X.tolist()}})
     np.testing.assert_allclose(
-        np.array(body["data"]["ndarray"]), booster.predict(xgb.DMatrix(X)), rtol=1e-6
+        np.array(body["data"]["ndarray"]),
+        booster.predict(xgb.DMatrix(X, feature_names=IRIS_COLUMNS)),
+        rtol=1e-6,
     )
     assert metadata["platform"] == "xgboost"
 
@@ -278,6 +280,11 @@ def test_mlflowserver_runs_before_run_and_serves_a_pyfunc_model(tmp_path):
     code.write_text(MLFLOW_MODEL_CODE)
     saved = tmp_path / "doubler"
     mlflow.pyfunc.save_model(path=str(saved), python_model=str(code))
+    # As logged where only mlflow-skinny is installed (the image's case): the environment
+    # builder counts the image's mlflow-skinny as the server's own and installs nothing.
+    for name in ("requirements.txt", "conda.yaml"):
+        text = (saved / name).read_text()
+        (saved / name).write_text(text.replace("mlflow==", "mlflow-skinny=="))
     folder = readable_copy(saved, tmp_path / "mounted")
     body, metadata = serve_and_stop(
         "mlflowserver", folder, {"data": {"ndarray": [[1.0, 2.0], [3.0, 4.0]]}}
