@@ -76,7 +76,15 @@ def peer_envs() -> tuple[PeerEnv, ...]:
         PeerEnv(
             "mlflow",
             # mlflow 3.2's scoring server breaks on fastapi 0.120+ (FastAPI.route removed).
-            ((f"mlflow-skinny=={mlflow}", f"scikit-learn=={sklearn}", "fastapi<0.120", "uvicorn"),),
+            (
+                (
+                    f"mlflow-skinny=={mlflow}",
+                    f"scikit-learn=={sklearn}",
+                    "fastapi<0.120",
+                    "uvicorn",
+                ),
+                ("pandas<3",),  # mlflow-skinny lacks it, yet loading any model's MLmodel needs it
+            ),
         ),
         PeerEnv("awscli", (("awscli",),)),
     )
@@ -106,19 +114,21 @@ def ensure(env: PeerEnv, root: Path) -> PeerStatus:
     wanted = json.dumps(env.steps)
     started = time.monotonic()
     log = root / f"{env.name}.install.log"
-    if env.python(root).exists() and stamp.exists() and stamp.read_text() == wanted:
+    done_steps = _done_steps(env, root, stamp)
+    if done_steps == list(env.steps):
         return PeerStatus(env.name, True, True, 0.0, _versions(env, root))
     root.mkdir(parents=True, exist_ok=True)
     base = getattr(sys, "_base_executable", sys.executable)
     with open(log, "w") as out:
         try:
-            subprocess.run(
-                [base, "-m", "venv", "--clear", str(folder)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=True,
-            )
-            for step in env.steps:
+            if not done_steps:
+                subprocess.run(
+                    [base, "-m", "venv", "--clear", str(folder)],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    check=True,
+                )
+            for step in env.steps[len(done_steps) :]:
                 subprocess.run(
                     [str(env.python(root)), "-m", "pip", "install", "--quiet", *step],
                     stdout=out,
@@ -133,6 +143,17 @@ def ensure(env: PeerEnv, root: Path) -> PeerStatus:
             )
     stamp.write_text(wanted)
     return PeerStatus(env.name, True, False, time.monotonic() - started, _versions(env, root))
+
+
+def _done_steps(env: PeerEnv, root: Path, stamp: Path) -> list[tuple[str, ...]]:
+    """The steps an earlier run completed, when they begin the wanted ones (only the rest run)."""
+    if not env.python(root).exists() or not stamp.exists():
+        return []
+    try:
+        done = [tuple(step) for step in json.loads(stamp.read_text())]
+    except (ValueError, TypeError):
+        return []
+    return done if list(env.steps[: len(done)]) == done else []
 
 
 def ensure_all(envs: tuple[PeerEnv, ...], root: Path) -> dict[str, PeerStatus]:
