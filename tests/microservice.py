@@ -142,7 +142,9 @@ def running_command(
         yield service
     finally:
         service.client.close()
-        stop(process)
+        # Tests of graceful shutdown signal the server themselves; here we only clean up, and
+        # gunicorn's sync workers take up to their 5 s timeout to notice SIGTERM.
+        stop(process, timeout=2)
         log_file.close()
         os.unlink(log_file.name)
 
