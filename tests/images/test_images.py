@@ -206,16 +206,14 @@ def test_storage_initializer_fetches_from_s3_into_mnt_models(s3_server, sklearn_
     assert "iris-nope" in missing.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage.download(uri, dest) unpacks a prefix holding one object as an archive "
-    "(unpack=True whenever dest is given): model.joblib is not a readable archive",
-)
 def test_storage_initializer_fetches_a_folder_holding_one_file(s3_server, sklearn_models, tmp_path):
+    """The commonest model folder (one model.joblib) is a folder, not an archive to unpack."""
     require("storage-initializer")
     uri = s3_server.upload_folder(sklearn_models["iris"], "images", "initializer/single")
     result = fetch_in_container(s3_server, uri, tmp_path / "provision-location")
     assert result.returncode == 0, result.stdout + result.stderr
+    expected = (sklearn_models["iris"] / "model.joblib").read_bytes()
+    assert (tmp_path / "provision-location" / "model.joblib").read_bytes() == expected
 
 
 def serve_and_stop(name: str, model_folder: Path, payload: dict) -> tuple[dict, dict]:
