@@ -1,4 +1,4 @@
-"""Print modelshelf's dependencies (and those of the extras named) from pyproject.toml, one per line.
+"""Print modelshelf's dependencies and those of the extras named, from pyproject.toml, one a line.
 
 The images install these in a layer of their own, before modelshelf's source is copied, so a
 change to the source rebuilds only the small layer that installs modelshelf itself (--no-deps).
