@@ -25,6 +25,11 @@ SERVER_EXTRAS = ("mlflow", "s3", "gcs")
 
 SATISFIED, INSTALL, CONFLICT, IGNORED = "satisfied", "install", "conflict", "ignored"
 
+#: A model's requirement on the key is met by the value when only the value is installed: the
+#: MLflow image ships mlflow-skinny (same package and versions, without the tracking server's
+#: dependencies), while every model logged with full mlflow lists ``mlflow==X``.
+SERVED_BY = {"mlflow": "mlflow-skinny"}
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -126,6 +131,8 @@ def _decide(
     if req.marker is not None and not req.marker.evaluate():
         return Decision(line, IGNORED, f"marker {req.marker} does not apply here")
     key = canonicalize_name(req.name)
+    if key not in installed and SERVED_BY.get(key) in installed:
+        key = SERVED_BY[key]
     dist = installed.get(key)
     have = dist.version if dist is not None else None
     if have is not None and req.url is None and _contains(req, have):
