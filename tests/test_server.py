@@ -14,7 +14,8 @@ from modelshelf.errors import (
     ModelNotReadyError,
     ServerFaultError,
 )
-from modelshelf.server import Method, ModelServer, as_2d_numbers
+from modelshelf.inputs import as_2d_numbers
+from modelshelf.server import Method, ModelServer
 
 
 class CountingServer(ModelServer):

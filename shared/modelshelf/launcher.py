@@ -38,17 +38,10 @@ from pathlib import Path
 
 from modelshelf.errors import ConfigurationError
 from modelshelf.persistence import launcher_interface_name
+from modelshelf.serve.options import SERVICE_TYPES
 
 logger = logging.getLogger(__name__)
 
-SERVICE_TYPES = (
-    "MODEL",
-    "ROUTER",
-    "TRANSFORMER",
-    "OUTPUT_TRANSFORMER",
-    "COMBINER",
-    "OUTLIER_DETECTOR",
-)
 #: seldon-core-microservice's --service-type has no OUTPUT_TRANSFORMER. It serves every endpoint
 #: whatever the type (1.18 only validates the value), so the closest type it accepts stands in.
 SELDON_SERVICE_TYPE = {"OUTPUT_TRANSFORMER": "TRANSFORMER"}

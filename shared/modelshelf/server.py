@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 from seldon_core.user_model import SeldonComponent, SeldonNotImplementedError
 
 from modelshelf import metadata as md
@@ -258,41 +257,3 @@ class ModelServer(SeldonComponent):
 
 def _unique(texts: Any) -> list[str]:
     return list(dict.fromkeys(texts))
-
-
-def as_2d_numbers(X: Any, n_features: int | None, what: str = "the input") -> np.ndarray:
-    """``X`` as a 2-D float array with ``n_features`` columns, or a 400 that says what was wrong."""
-    if isinstance(X, dict | str | bytes):
-        raise BadRequestError(
-            f"{what} must be an array of rows of numbers (ndarray or tensor), "
-            f"got {type(X).__name__}"
-        )
-    try:
-        arr = np.asarray(X)
-    except ValueError as exc:  # ragged nested lists
-        raise BadRequestError(f"{what} must be a rectangular array of rows: {exc}") from exc
-    if arr.dtype.kind not in "biuf":
-        try:
-            arr = arr.astype(np.float64)
-        except (ValueError, TypeError) as exc:
-            raise BadRequestError(
-                f"{what} must hold numbers only; could not read {_sample(arr)} as a number"
-            ) from exc
-    if arr.ndim == 1:
-        arr = arr.reshape(1, -1) if n_features is not None and arr.size == n_features else arr
-    if arr.ndim != 2:
-        raise BadRequestError(f"{what} must be 2-D (rows x features), got shape {list(arr.shape)}")
-    if arr.shape[0] == 0:
-        raise BadRequestError(f"{what} is empty: expected at least one row")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise BadRequestError(f"expected {n_features} features per row, got {arr.shape[1]}")
-    return arr
-
-
-def _sample(arr: np.ndarray) -> str:
-    for value in arr.ravel()[:1000]:
-        try:
-            float(value)
-        except (ValueError, TypeError):
-            return repr(value.item() if hasattr(value, "item") else value)
-    return "a value"

@@ -110,7 +110,7 @@ def test_a_model_without_transform_cannot_be_a_transformer(classifier):
     ("X", "names", "message"),
     [
         (rows(1), ["a", "b", "c", "d"], "missing ['sepal_length'"),
-        ([[1.0, 2.0, 3.0]], None, "expected 4 values per row"),
+        ([[1.0, 2.0, 3.0]], None, "expected 4 features per row"),
         (
             [["x", "y", "z", "w"]],
             None,

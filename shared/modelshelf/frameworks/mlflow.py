@@ -20,9 +20,11 @@ import yaml
 from modelshelf import metadata as md
 from modelshelf.environment.model_location import model_folder, registered_model
 from modelshelf.errors import BadRequestError, ConfigurationError, ModelLoadError, ServerFaultError
+from modelshelf.inputs import as_frame
 from modelshelf.server import Method, ModelServer
 
 XTYPES = ("auto", "ndarray", "DataFrame")
+SIGNATURE = "the model's signature"  # how input errors name the columns' source
 METHODS = ("predict", "predict_proba", "decision_function", "transform", "predict_log_proba")
 _CLASS_OUTPUTS = ("predict_proba", "predict_log_proba", "decision_function")
 _MLFLOW_TO_TENSOR_TYPE = {
@@ -200,9 +202,9 @@ class MLFlowServer(ModelServer):
         if isinstance(X, bytes):
             X = X.decode("utf-8", errors="replace")
         if isinstance(X, str):
-            return [X] if not self.as_frame else _frame([[X]], names, self.columns)
+            return [X] if not self.as_frame else as_frame([[X]], names, self.columns, SIGNATURE)
         if self.as_frame:
-            return _frame(X, names, self.columns)
+            return as_frame(X, names, self.columns, SIGNATURE)
         if isinstance(X, dict):
             raise BadRequestError(
                 "this model takes an array (its signature names no columns), got jsonData; send "
@@ -273,51 +275,6 @@ def _load_pyfunc_and_raw(info: Any, model_dir: Path, uri: str) -> tuple[Any, Any
     raise ModelLoadError(
         uri, f"no flavor of {sorted(info.flavors)} can be loaded by this server's mlflow"
     )
-
-
-def _frame(X: Any, names: Any, columns: list[str] | None) -> Any:
-    """A DataFrame from ``names`` + rows or from ``jsonData``, in the signature's column order."""
-    import pandas as pd
-
-    if isinstance(X, dict) or (isinstance(X, list) and X and all(isinstance(r, dict) for r in X)):
-        frame = pd.DataFrame(X)
-    else:
-        arr = np.asarray(X, dtype=object) if not isinstance(X, np.ndarray) else X
-        if arr.ndim == 1 and columns and arr.size == len(columns):
-            arr = arr.reshape(1, -1)
-        if arr.ndim != 2 or arr.shape[0] == 0:
-            raise BadRequestError(
-                f"expected rows of values for the columns {columns} (ndarray with names, or "
-                f"jsonData records), got shape {list(arr.shape)}"
-            )
-        given = [str(n) for n in names] if names is not None and len(names) else columns
-        if given is None:
-            given = [str(i) for i in range(arr.shape[1])]
-        if len(given) != arr.shape[1]:
-            raise BadRequestError(
-                f"expected {len(given)} values per row ({given}), got {arr.shape[1]}"
-            )
-        frame = pd.DataFrame(arr, columns=given)
-        if arr.dtype.kind == "O":
-            frame = frame.apply(_numbers_where_possible)
-    if columns:
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise BadRequestError(
-                f"names do not match the model's signature {columns}: missing {missing}, "
-                f"unexpected {[c for c in frame.columns if c not in columns]}"
-            )
-        frame = frame[columns]
-    return frame
-
-
-def _numbers_where_possible(column: Any) -> Any:
-    import pandas as pd
-
-    try:
-        return pd.to_numeric(column)
-    except (ValueError, TypeError):
-        return column
 
 
 def _schema_names(schema: Any) -> list[str] | None:

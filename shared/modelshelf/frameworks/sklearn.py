@@ -13,9 +13,10 @@ import joblib
 import numpy as np
 
 from modelshelf.errors import BadRequestError, ConfigurationError, ServerFaultError
+from modelshelf.inputs import as_2d_numbers, as_frame
 from modelshelf.metadata import array_spec
 from modelshelf.model_files import find_model_file
-from modelshelf.server import Method, ModelServer, as_2d_numbers
+from modelshelf.server import Method, ModelServer
 
 MODEL_NAMES = ("model.joblib", "model.pkl", "model.pickle")
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
@@ -110,7 +111,7 @@ class SKLearnServer(ModelServer):
         if self.takes_text:
             return _texts(X)
         if self.feature_names is not None:
-            return _frame(X, names, self.feature_names)
+            return as_frame(X, names, self.feature_names, "the model's features")
         arr = as_2d_numbers(X, self.n_features)
         if names is not None and len(names) and len(names) != arr.shape[1]:
             raise BadRequestError(
@@ -184,49 +185,3 @@ def _texts(X: Any) -> list[str]:
         if not isinstance(value, str):
             raise BadRequestError(f"expected texts (strings), got {value!r}")
     return texts
-
-
-def _frame(X: Any, names: Any, columns: list[str]) -> Any:
-    """A DataFrame in the estimator's column order, from ``names`` + rows or from ``jsonData``."""
-    import pandas as pd
-
-    if isinstance(X, dict | list) and _is_records(X):
-        frame = pd.DataFrame(X)
-    else:
-        arr = np.asarray(X) if not isinstance(X, np.ndarray) else X
-        if isinstance(X, str | bytes) or arr.ndim != 2:
-            raise BadRequestError(
-                f"expected rows of {len(columns)} values {columns} (ndarray with names, or "
-                f"jsonData records), got {type(X).__name__} of shape {list(np.shape(arr))}"
-            )
-        if arr.shape[0] == 0:
-            raise BadRequestError("the input is empty: expected at least one row")
-        given = [str(n) for n in names] if names is not None and len(names) else columns
-        if len(given) != arr.shape[1]:
-            raise BadRequestError(f"expected {len(columns)} features per row, got {arr.shape[1]}")
-        frame = pd.DataFrame(arr, columns=given)
-        if arr.dtype.kind in "OUS":
-            frame = frame.apply(_numbers_where_possible)
-    missing = [c for c in columns if c not in frame.columns]
-    extra = [c for c in frame.columns if c not in columns]
-    if missing or extra:
-        raise BadRequestError(
-            f"names do not match the model's features {columns}: "
-            f"missing {missing}, unexpected {extra}"
-        )
-    return frame[columns]
-
-
-def _is_records(X: Any) -> bool:
-    if isinstance(X, dict):
-        return True
-    return bool(X) and all(isinstance(row, dict) for row in X)
-
-
-def _numbers_where_possible(column: Any) -> Any:
-    import pandas as pd
-
-    try:
-        return pd.to_numeric(column)
-    except (ValueError, TypeError):
-        return column

@@ -39,9 +39,10 @@ from modelshelf.errors import (
     ModelLoadError,
     ModelNotFoundError,
 )
+from modelshelf.inputs import as_2d_numbers
 from modelshelf.metadata import array_spec, read_metadata_file
 from modelshelf.model_files import find_model_file
-from modelshelf.server import Method, ModelServer, as_2d_numbers
+from modelshelf.server import Method, ModelServer
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,106 @@
+"""Request payloads in the shapes frameworks take: 2-D numbers, or a DataFrame in a model's
+column order. Shared by every server so that the same bad payload gets the same 400 everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modelshelf.errors import BadRequestError
+
+
+def as_2d_numbers(X: Any, n_features: int | None, what: str = "the input") -> np.ndarray:
+    """``X`` as a 2-D float array with ``n_features`` columns, or a 400 that says what was wrong."""
+    if isinstance(X, dict | str | bytes):
+        raise BadRequestError(
+            f"{what} must be an array of rows of numbers (ndarray or tensor), "
+            f"got {type(X).__name__}"
+        )
+    try:
+        arr = np.asarray(X)
+    except ValueError as exc:  # ragged nested lists
+        raise BadRequestError(f"{what} must be a rectangular array of rows: {exc}") from exc
+    if arr.dtype.kind not in "biuf":
+        try:
+            arr = arr.astype(np.float64)
+        except (ValueError, TypeError) as exc:
+            raise BadRequestError(
+                f"{what} must hold numbers only; could not read {_sample(arr)} as a number"
+            ) from exc
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1) if n_features is not None and arr.size == n_features else arr
+    if arr.ndim != 2:
+        raise BadRequestError(f"{what} must be 2-D (rows x features), got shape {list(arr.shape)}")
+    if arr.shape[0] == 0:
+        raise BadRequestError(f"{what} is empty: expected at least one row")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise BadRequestError(f"expected {n_features} features per row, got {arr.shape[1]}")
+    return arr
+
+
+def _sample(arr: np.ndarray) -> str:
+    for value in arr.ravel()[:1000]:
+        try:
+            float(value)
+        except (ValueError, TypeError):
+            return repr(value.item() if hasattr(value, "item") else value)
+    return "a value"
+
+
+def as_frame(
+    X: Any, names: Any, columns: list[str] | None, what: str = "the model's columns"
+) -> Any:
+    """A DataFrame in ``columns``' order, from rows plus ``names`` or from ``jsonData`` (records
+    or a mapping of columns); names that do not match ``columns`` get a 400 naming both."""
+    import pandas as pd
+
+    if _is_records(X):
+        frame = pd.DataFrame(X)
+    else:
+        if isinstance(X, str | bytes):
+            raise BadRequestError(
+                f"expected rows of values for {what} {columns} (ndarray with names, or jsonData "
+                f"records), got {type(X).__name__}"
+            )
+        arr = X if isinstance(X, np.ndarray) else np.asarray(X, dtype=object)
+        if arr.ndim == 1 and columns and arr.size == len(columns):
+            arr = arr.reshape(1, -1)
+        if arr.ndim != 2 or arr.shape[0] == 0:
+            raise BadRequestError(
+                f"expected rows of values for {what} {columns} (ndarray with names, or jsonData "
+                f"records), got shape {list(arr.shape)}"
+            )
+        given = [str(n) for n in names] if names is not None and len(names) else columns
+        if given is None:
+            given = [str(i) for i in range(arr.shape[1])]
+        if len(given) != arr.shape[1]:
+            raise BadRequestError(f"expected {len(given)} features per row, got {arr.shape[1]}")
+        frame = pd.DataFrame(arr, columns=given)
+        if arr.dtype.kind in "OUS":
+            frame = frame.apply(_numbers_where_possible)
+    if not columns:
+        return frame
+    missing = [c for c in columns if c not in frame.columns]
+    extra = [str(c) for c in frame.columns if c not in columns]
+    if missing or extra:
+        raise BadRequestError(
+            f"names do not match {what} {columns}: missing {missing}, unexpected {extra}"
+        )
+    return frame[columns]
+
+
+def _is_records(X: Any) -> bool:
+    if isinstance(X, dict):
+        return True
+    return isinstance(X, list) and bool(X) and all(isinstance(row, dict) for row in X)
+
+
+def _numbers_where_possible(column: Any) -> Any:
+    import pandas as pd
+
+    try:
+        return pd.to_numeric(column)
+    except (ValueError, TypeError):
+        return column
