@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 from modelshelf.errors import ConfigurationError
-from modelshelf.server import as_2d_numbers
+from modelshelf.inputs import as_2d_numbers
 
 #: Millimetres or centimetres per centimetre: the model was trained on centimetres.
 UNITS = {"cm": 1.0, "mm": 10.0}
