@@ -180,34 +180,28 @@ class SeldonRestApp:
             if close is not None:
                 close()
         status_line, headers = started
-        return (
-            int(status_line.split(" ", 1)[0]),
-            [
-                (k.lower().encode("latin-1"), v.encode("latin-1"))
-                for k, v in headers
-                if k.lower() != "content-length"
-            ],
-            payload,
-        )
+        return int(status_line.split(" ", 1)[0]), _asgi_headers(headers), payload
 
 
 def _cors_headers(flask_app: Any) -> Headers:
     """The CORS headers the Flask app (flask-cors) adds to a request without ``Origin``."""
     probe = flask_app.test_client().get(PING_PATH)
-    return [
-        (k.lower().encode("latin-1"), v.encode("latin-1"))
-        for k, v in probe.headers.items()
-        if k.lower().startswith("access-control-")
-    ]
+    found = [(k, v) for k, v in probe.headers.items() if k.lower().startswith("access-control-")]
+    return _asgi_headers(found)
 
 
 def _from_flask(response: Any) -> Reply:
-    headers = [
+    return response.status_code, _asgi_headers(response.headers.items()), response.get_data()
+
+
+def _asgi_headers(pairs: Any) -> Headers:
+    """WSGI/Flask ``(name, value)`` strings as ASGI byte pairs, without ``content-length``
+    (the ASGI app sets it from the body it sends)."""
+    return [
         (k.lower().encode("latin-1"), v.encode("latin-1"))
-        for k, v in response.headers.items()
+        for k, v in pairs
         if k.lower() != "content-length"
     ]
-    return response.status_code, headers, response.get_data()
 
 
 async def _read_body(receive: Any) -> bytes:
