@@ -77,8 +77,17 @@ def ndarray(body: dict) -> np.ndarray:
     return np.array(body["data"]["ndarray"])
 
 
-def prometheus_sample(service, name: str, **labels: str) -> float | None:
-    return sample(scrape(service), name, **labels)
+def prometheus_sample(
+    service, name: str, expected: float, timeout: float = 10, **labels: str
+) -> float | None:
+    """The sample once it equals ``expected`` (or the last one read after ``timeout``): custom
+    metrics reach the metrics process asynchronously (a queue under ``modelshelf serve``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = sample(scrape(service), name, **labels)
+        if found == expected or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 #: The stateless templates and their parameters, started side by side once for the module.
@@ -117,7 +126,7 @@ def test_model_predicts_with_its_parameters_tags_and_metrics(templates):
         np.testing.assert_array_equal(ndarray(body), [[6.0], [14.0]])
         assert body["data"]["names"] == ["score"]
         assert body["meta"]["tags"] == {"model": "MyModel"}
-    assert prometheus_sample(svc, "mymodel_rows_scored") == 4
+    assert prometheus_sample(svc, "mymodel_rows_scored", 4) == 4
 
 
 def test_transformer_answers_transform_input_and_output(templates):
@@ -142,7 +151,7 @@ def test_outlier_detector_passes_the_request_on_and_tags_scores(templates):
     body = svc.post("/transform-input", {"data": {"ndarray": X}}).json()
     np.testing.assert_array_equal(ndarray(body), X)
     assert body["meta"]["tags"]["outlierScore"] == [1.0, 10.0]
-    assert prometheus_sample(svc, "outliers_detected_total") == 1
+    assert prometheus_sample(svc, "outliers_detected_total", 1) == 1
 
 
 def feedback(branch: int, reward: float, full: bool = True) -> dict:
@@ -172,7 +181,7 @@ def test_bandit_router_learns_from_feedback_and_remembers_it_in_redis():
             response = svc.post("/send-feedback", feedback(branch=1, reward=1.0))
             assert response.status_code == 200, response.text
             assert route(svc) == 1  # the only branch with a reward
-            assert prometheus_sample(svc, "myrouter_feedback", branch="1") == 1
+            assert prometheus_sample(svc, "myrouter_feedback", 1, branch="1") == 1
             deadline = time.monotonic() + 10
             saved = None
             while time.monotonic() < deadline:
