@@ -109,16 +109,23 @@ def make_plan(
     base = [p for p in base if Path(p) != env_dir]
     server_dists = distributions(base)
     installed = {**server_dists, **distributions([str(env_dir)])}
-    plan = InstallPlan(
-        protected=server_packages(server_dists), python_warning=_python_warning(python_version)
-    )
-    seen: set[str] = set()
-    for line in requirements:
-        if line in seen:
-            continue
-        seen.add(line)
-        plan.decisions.append(_decide(line, installed, plan.protected))
+    plan = InstallPlan(python_warning=_python_warning(python_version))
+    lines = list(dict.fromkeys(requirements))
+    satisfied = [_satisfied(line, installed) for line in lines]
+    if not all(satisfied):
+        # The server's own packages matter only for what is not met already; walking their
+        # dependency closure is most of an idempotent run's time, so it is skipped then.
+        plan.protected = server_packages(server_dists)
+    for line, decision in zip(lines, satisfied, strict=True):
+        plan.decisions.append(decision or _decide(line, installed, plan.protected))
     return plan
+
+
+def _satisfied(line: str, installed: dict[str, importlib.metadata.Distribution]) -> Decision | None:
+    """The decision for a requirement that needs nothing (met, or a marker that does not apply);
+    ``None`` when it must be installed or is a conflict."""
+    decision = _decide(line, installed, {})
+    return decision if decision.action in (SATISFIED, IGNORED) else None
 
 
 def _decide(
