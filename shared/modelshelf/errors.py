@@ -1,15 +1,46 @@
 """Typed errors: each names what was wrong (URI, parameter, field, value) and what was expected.
 
-Request errors subclass seldon-core's ``SeldonMicroserviceException`` so that the Seldon
-wrapper (and our own front end) turn them into an HTTP status and a ``{"status": {...}}`` body
-without help.
 Start-up errors deliberately do *not* derive from ``AttributeError`` or ``NotImplementedError``:
 seldon-core's wrapper mistakes those for "this component has no load method" and carries on.
+
+The request errors (``BadRequestError``, ``ServerFaultError``, ``ModelNotReadyError``) live in
+``modelshelf.request_errors``, on seldon-core's exception class, which brings Flask with it
+(~0.3 s of CPU). They can be imported from here all the same, but are loaded only on first use,
+so the storage initializer (``modelshelf fetch``) and the command line never load seldon-core.
 """
 
 from __future__ import annotations
 
-from seldon_core.flask_utils import SeldonMicroserviceException
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modelshelf.request_errors import BadRequestError, ModelNotReadyError, ServerFaultError
+
+__all__ = [
+    "BadRequestError",
+    "ConfigurationError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "ModelNotReadyError",
+    "ModelshelfError",
+    "ServerFaultError",
+    "StorageAccessError",
+    "StorageError",
+    "StorageNotFoundError",
+    "StorageUnreachableError",
+    "UnsafeArchiveError",
+]
+
+_REQUEST_ERRORS = frozenset({"BadRequestError", "ServerFaultError", "ModelNotReadyError"})
+
+
+def __getattr__(name: str) -> type[Exception]:
+    """The request errors, imported from ``modelshelf.request_errors`` when first asked for."""
+    if name in _REQUEST_ERRORS:
+        from modelshelf import request_errors
+
+        return getattr(request_errors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ModelshelfError(Exception):
@@ -62,33 +93,3 @@ class StorageUnreachableError(StorageError):
 
 class UnsafeArchiveError(StorageError):
     """An archive entry would land outside the destination (absolute path, ``..``, link)."""
-
-
-class BadRequestError(SeldonMicroserviceException):
-    """The request's payload does not fit the model: HTTP 400 with what was expected."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, status_code=400, reason="MICROSERVICE_BAD_DATA")
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class ServerFaultError(SeldonMicroserviceException):
-    """The model failed on a valid request (a bug or a broken model): HTTP 500 with the cause."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, status_code=500, reason="MICROSERVICE_INTERNAL_ERROR")
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class ModelNotReadyError(SeldonMicroserviceException):
-    """A request reached a worker whose model is not loaded (yet): HTTP 503."""
-
-    def __init__(self, message: str = "the model is not loaded yet") -> None:
-        super().__init__(message, status_code=503, reason="MICROSERVICE_NOT_READY")
-
-    def __str__(self) -> str:
-        return self.message

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
+from microservice import BIN
 from modelshelf.errors import StorageNotFoundError, StorageUnreachableError
 from modelshelf.storage import download
 
@@ -63,3 +66,25 @@ def test_endpoint_down(env):
     env({"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"})
     with pytest.raises(StorageUnreachableError, match="STORAGE_EMULATOR_HOST"):
         download(f"gs://{BUCKET}/xgb")
+
+
+def test_fetch_command_prints_no_warning_and_loads_no_seldon_core(bucket, tmp_path, tree):
+    """The init container's output is its own (google-api-core's Python-version notice is
+    filtered) and it starts fast: neither seldon-core nor Flask is imported on the way."""
+    dest = tmp_path / "mnt" / "models"
+    command = [str(BIN / "python"), "-X", "importtime", "-m", "modelshelf", "fetch"]
+    environment = {**bucket.env, "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [*command, f"gs://{BUCKET}/xgb", str(dest)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert {k: v for k, v in tree(dest).items() if not k.startswith(".modelshelf")} == MODEL
+    imported = [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if "|" in line]
+    assert "google.cloud.storage" in imported  # the importtime report is complete
+    assert not [name for name in imported if name.startswith(("seldon_core", "flask"))]
+    output = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert not [line for line in output if "Warning" in line], output

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from modelshelf.metadata import package_versions
-
 PACKAGES = ("modelshelf", "seldon-core", "scikit-learn", "xgboost", "xgboost-cpu", "mlflow-skinny")
 
 
@@ -15,6 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from modelshelf.metadata import package_versions  # importlib.metadata: only when asked
+
     for name, version in package_versions(PACKAGES).items():
         print(f"{name} {version}")
     return 0

@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 from modelshelf.errors import StorageError
@@ -105,6 +106,7 @@ def _source(location: Location) -> Source:
 
             return S3Source(location)
         if location.kind == "gs":
+            _ignore_google_python_version_notice()
             from modelshelf.storage._gcs import GCSSource
 
             return GCSSource(location)
@@ -118,3 +120,16 @@ def _source(location: Location) -> Source:
 
         return HTTPSource(location)
     raise StorageError(location.display, f"unsupported storage {location.kind!r}")
+
+
+def _ignore_google_python_version_notice() -> None:
+    """google-api-core warns on import (a FutureWarning) that Google's next releases will drop
+    this Python version. modelshelf is held to Python 3.11 by seldon-core 1.18.2, so nobody who
+    reads the notice can act on it, and every gs:// download and init container printed it. Only
+    that notice is ignored: that category, from that one module, with that text."""
+    warnings.filterwarnings(
+        "ignore",
+        message=r"You are using a .*Python version",
+        category=FutureWarning,
+        module=r"google\.api_core\._python_version_support",
+    )
