@@ -36,7 +36,7 @@ PARTS = ("inprocess", "rest", "storage", "images")
 @dataclass(frozen=True)
 class Config:
     duration: int = 2
-    rounds: int = 3
+    rounds: int = 2
     connections: int = 4
     batch_rows: int = 1000
     systems: list[str] = field(default_factory=lambda: ["*"])
@@ -44,6 +44,7 @@ class Config:
     peers: bool = True
     s3_big_mb: int = 500
     s3_small_files: int = 2000
+    storage_rounds: int = 2
     results: Path = BENCH / "results"
     work: Path = BENCH / "work"
 
@@ -55,7 +56,7 @@ class Config:
             raise SystemExit(f"BENCH_PARTS: unknown {unknown}; expected some of {list(PARTS)}")
         return cls(
             duration=_int("BENCH_DURATION", 2, 1),
-            rounds=_int("BENCH_ROUNDS", 3, 1),
+            rounds=_int("BENCH_ROUNDS", 2, 1),
             connections=_int("BENCH_CONNECTIONS", 4, 1),
             batch_rows=_int("BENCH_BATCH_ROWS", 1000, 2),
             systems=_list("BENCH_SYSTEMS", "*"),
@@ -63,6 +64,7 @@ class Config:
             peers=os.environ.get("BENCH_PEERS", "1") not in ("0", "false", "no"),
             s3_big_mb=_int("BENCH_S3_BIG_MB", 500, 1),
             s3_small_files=_int("BENCH_S3_FILES", 2000, 1),
+            storage_rounds=_int("BENCH_S3_ROUNDS", 2, 1),
             results=Path(os.environ.get("BENCH_RESULTS", BENCH / "results")),
             work=Path(os.environ.get("BENCH_WORK", BENCH / "work")),
         )

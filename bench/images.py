@@ -1,60 +1,90 @@
-"""Image sizes, read from the local image store (podman or buildah), for images built by
-``make images``: any image whose name mentions modelshelf, plus the local Python base image."""
+"""Image sizes of the images ``make images`` builds, read from the local image store.
+
+Building every image takes ~20 minutes on 2 cores, more than the whole of ``make bench`` may
+take on a fresh machine, so the bench never builds: it reports the size of each image already
+built and says "not built — run `make images`" for the others. The image names, the tag and the
+builder are the ones ``images/build.sh`` uses (IMAGE_PREFIX, IMAGE_TAG, IMAGE_BUILDER).
+"""
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
 import subprocess
 
-NAME_PARTS = ("modelshelf", "python:3.11-slim")
+from bench.config import REPO
+
+# What images/build.sh builds by default, in its order (mlflowserver-conda is opt-in).
+IMAGES = ("base", "storage-initializer", "sklearnserver", "xgboostserver", "mlflowserver")
+NOT_BUILT = "not built — run `make images`"
+
+# The inspect command per builder, as images/build.sh reads sizes (bytes).
+INSPECT = {
+    "docker": ["image", "inspect", "--format", "{{.Size}}"],
+    "podman": ["image", "inspect", "--format", "{{.Size}}"],
+    "buildah": ["inspect", "--type", "image", "--format", "{{.ImageSize}}"],
+}
+
+
+def builder() -> tuple[str | None, str]:
+    """The image tool images/build.sh would use here, and why none when there is none."""
+    wanted = os.environ.get("IMAGE_BUILDER", "")
+    if wanted:
+        if wanted not in INSPECT:
+            return None, f"IMAGE_BUILDER={wanted}: expected one of {sorted(INSPECT)}"
+        return (wanted, "") if shutil.which(wanted) else (None, f"{wanted} is not installed")
+    if shutil.which("docker") and _answers(["docker", "info"]):
+        return "docker", ""
+    for tool in ("podman", "buildah"):
+        if shutil.which(tool):
+            return tool, ""
+    return None, "no docker engine, podman or buildah here"
+
+
+def _answers(command: list[str]) -> bool:
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def image_names() -> list[str]:
+    prefix = os.environ.get("IMAGE_PREFIX", "localhost/modelshelf")
+    tag = os.environ.get("IMAGE_TAG", "dev")
+    names = [f"{prefix}/{name}:{tag}" for name in IMAGES]
+    if (REPO / "images" / "mlflowserver-conda.Dockerfile").exists():
+        names.append(f"{prefix}/mlflowserver-conda:{tag}")  # listed only when it was built
+    return names
+
+
+def size_of(tool: str, name: str) -> float | None:
+    """The image's size in MB (10^6 bytes, as build.sh prints), or None when it is not built."""
+    try:
+        done = subprocess.run(
+            [tool, *INSPECT[tool], name], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    try:
+        return round(int(done.stdout.strip().splitlines()[0]) / 1e6, 1)
+    except (ValueError, IndexError):
+        return None
 
 
 def measure() -> dict:
-    """``{"tool": ..., "images": [{"name", "size_mb", "created"}]}`` or why there is none."""
-    for tool in ("podman", "buildah"):
-        path = shutil.which(tool)
-        if not path:
-            continue
-        done = subprocess.run(
-            [path, "images", "--format", "json"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+    """``{"tool", "images": [{"name", "size_mb" | None, "state"}], "error"?}``."""
+    tool, reason = builder()
+    if tool is None:
+        return {"tool": None, "images": [], "error": reason}
+    found = []
+    for name in image_names():
+        size = size_of(tool, name)
+        if size is None and "mlflowserver-conda" in name:
+            continue  # opt-in (MICROMAMBA_IMAGE): absent is normal
+        found.append(
+            {"name": name, "size_mb": size, "state": "built" if size is not None else NOT_BUILT}
         )
-        if done.returncode != 0:
-            return {"tool": tool, "error": done.stderr.strip()[-500:], "images": []}
-        images = []
-        seen: set[str] = set()
-        for image in json.loads(done.stdout or "[]"):
-            image_id = str(image.get("Id") or image.get("id") or "")
-            if image_id in seen:
-                continue
-            seen.add(image_id)
-            names = image.get("Names") or image.get("names") or []
-            wanted = [n for n in names if any(part in n for part in NAME_PARTS)]
-            if not wanted:
-                continue
-            images.append(
-                {
-                    "name": ", ".join(sorted(wanted)),
-                    "id": image_id[:12],
-                    "size_mb": _megabytes(image.get("Size") or image.get("size") or 0),
-                    "created": image.get("CreatedAt") or image.get("created") or "",
-                }
-            )
-        return {"tool": tool, "images": sorted(images, key=lambda i: i["name"])}
-    return {"tool": None, "images": [], "error": "neither podman nor buildah is installed"}
-
-
-def _megabytes(size: object) -> float | None:
-    """podman gives bytes; buildah a text such as ``"201 MB"``."""
-    if isinstance(size, int | float):
-        return round(size / 1e6, 1)
-    number, _, unit = str(size).partition(" ")
-    scale = {"B": 1e-6, "kB": 1e-3, "KB": 1e-3, "MB": 1, "GB": 1e3}.get(unit.strip())
-    try:
-        return round(float(number) * scale, 1) if scale else None
-    except ValueError:
-        return None
+    return {"tool": tool, "images": found}

@@ -111,7 +111,12 @@ def tree_memory(pid: int) -> dict[str, float]:
 
 
 def stop(server: Server, timeout: float = 10) -> None:
+    """SIGTERM to the group, ``timeout`` seconds, then SIGKILL to the group and to any descendant
+    that left it (a figure is never read after this, so a short grace costs nothing)."""
     process = server.process
+    descendants: list[psutil.Process] = []
+    with contextlib.suppress(psutil.Error):
+        descendants = psutil.Process(process.pid).children(recursive=True)
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
@@ -119,4 +124,7 @@ def stop(server: Server, timeout: float = 10) -> None:
             process.wait(timeout)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+    for child in descendants:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
     process.wait()

@@ -198,6 +198,7 @@ def render(raw: dict) -> str:
         "on seldon-core-microservice with as many workers.",
         "",
     ]
+    lines += _phases(raw)
     lines += _where_we_stand(raw, summary)
     lines += _rest_tables(raw, summary)
     lines += _targets(summary)
@@ -370,6 +371,8 @@ def _storage(raw: dict) -> list[str]:
                 f"{_num(cell['files_per_s'], 1)} | {runs} | "
                 f"{_num(cell['peak_rss_mb'])} | {ratio} |"
             )
+    if store.get("aws_unavailable"):
+        lines += ["", f"`aws s3 sync` not measured: {store['aws_unavailable']}."]
     return [
         *lines,
         "",
@@ -385,13 +388,33 @@ def _images(raw: dict) -> list[str]:
         return []
     lines = ["## Image sizes", ""]
     if not found["images"]:
-        reason = found.get("error") or f"no modelshelf images in {found['tool']}'s store"
+        reason = found.get("error") or "no image tool"
         return [*lines, f"Not measured: {reason} (`make images` builds them).", ""]
-    lines += ["| image | id | size MB |", "|---|---|---:|"]
     lines += [
-        f"| `{i['name']}` | {i.get('id', '')} | {_num(i['size_mb'])} |" for i in found["images"]
+        f"Read from {found['tool']}'s local store; `make bench` never builds images (building "
+        "them all takes longer than the whole bench): `make images` does.",
+        "",
+        "| image | size MB |",
+        "|---|---:|",
+    ]
+    lines += [
+        f"| `{i['name']}` | {_num(i['size_mb']) if i['size_mb'] is not None else i['state']} |"
+        for i in found["images"]
     ]
     return [*lines, ""]
+
+
+def _phases(raw: dict) -> list[str]:
+    phases = raw.get("phases")
+    if not phases:
+        return []
+    cells = ", ".join(f"{name.replace('_', ' ')} {sec:,.0f} s" for name, sec in phases.items())
+    return [
+        f"Time spent: {raw['seconds']:,.0f} s in all; {cells} (the peer venvs install while the "
+        "models train, so those two overlap; creating our own .venv and installing wrk happen "
+        "before the harness starts and are not counted here).",
+        "",
+    ]
 
 
 def _versions(raw: dict) -> list[str]:
@@ -400,7 +423,10 @@ def _versions(raw: dict) -> list[str]:
     lines.append(f"| ours (.venv) | {ours} |")
     for name, env in (raw.get("peer_envs") or {}).items():
         packages = ", ".join(f"{k} {v}" for k, v in env["versions"].items()) or "—"
-        state = "cached venv" if env["cached"] else f"installed in {env['install_seconds']:.0f} s"
+        by = f" by {env['installer']}" if env.get("installer") else ""
+        state = (
+            "cached venv" if env["cached"] else f"installed{by} in {env['install_seconds']:.0f} s"
+        )
         if not env["ok"]:
             state = f"install failed: {_short(env['error'], 300)}"
         note = f" ({env['note']})" if env.get("note") else ""

@@ -18,6 +18,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -36,6 +38,23 @@ OUR_PACKAGES = (
 
 def say(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+class Phases:
+    """Wall-clock seconds of each phase of the run, logged as each ends and kept for the report
+    (what a fresh machine spends where: installs, models, REST, storage, images)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - started, 1)
+            say(f"phase {name}: {self.seconds[name]:.0f} s")
 
 
 def machine() -> dict:
@@ -117,7 +136,7 @@ def measure_once(system: System, models: Models, cfg: Config, scripts: dict) -> 
         results["command"] = command
         return results
     finally:
-        procs.stop(server, timeout=3)
+        procs.stop(server, timeout=1)
 
 
 def measure_rest(systems: list[System], models: Models, cfg: Config) -> dict[str, list[dict]]:
@@ -153,6 +172,7 @@ def measure_rest(systems: list[System], models: Models, cfg: Config) -> dict[str
 def main() -> int:
     cfg = Config.from_env()
     started = time.monotonic()
+    phases = Phases()
     cfg.work.mkdir(parents=True, exist_ok=True)
     cfg.results.mkdir(parents=True, exist_ok=True)
     load.wrk_path()
@@ -163,6 +183,7 @@ def main() -> int:
         "settings": {
             "duration_s": cfg.duration,
             "rounds": cfg.rounds,
+            "storage_rounds": cfg.storage_rounds,
             "connections": cfg.connections,
             "batch_rows": cfg.batch_rows,
             "systems": cfg.systems,
@@ -180,23 +201,29 @@ def main() -> int:
         wanted_envs.add("awscli")
     envs = tuple(e for e in peers.peer_envs() if e.name in wanted_envs)
     statuses: dict[str, peers.PeerStatus] = {}
-    if cfg.peers and envs:
-        say(
-            f"peer venvs under {PEERS_DIR}: {', '.join(e.name for e in envs)} "
-            "(reused when unchanged)"
-        )
-        statuses = peers.ensure_all(envs, PEERS_DIR)
-        for status in statuses.values():
+
+    # The peers install (network and disk) while the models train (CPU); nothing is timed yet.
+    with ThreadPoolExecutor(1) as background:
+        installing = None
+        if cfg.peers and envs:
+            uv = peers.uv_path()
             say(
-                f"  {status.name}: "
-                + ("cached" if status.cached else f"installed in {status.seconds:.0f} s")
-                if status.ok
-                else f"  {status.name}: FAILED: {status.error[-300:]}"
+                f"peer venvs under {PEERS_DIR} with {'uv' if uv else 'pip (no uv found)'}: "
+                f"{', '.join(e.name for e in envs)} (reused when unchanged)"
             )
+            installing = background.submit(_install_peers, envs, uv, phases)
+        with phases("models"):
+            say("training the models and writing the payloads")
+            families = {s.family for s in selected if s.family != "identity"} | (
+                {"sklearn", "xgboost", "mlflow"} if "inprocess" in cfg.parts else set()
+            )
+            models = make_models(cfg.work / "models", cfg.batch_rows, frozenset(families))
+        if installing is not None:
+            statuses = installing.result()
     raw["peer_envs"] = {
         name: {
             "ok": s.ok, "cached": s.cached, "install_seconds": round(s.seconds, 1),
-            "versions": s.versions, "error": s.error[-1500:],
+            "installer": s.installer, "versions": s.versions, "error": s.error[-1500:],
             "requirements": [list(step) for step in next(e for e in envs if e.name == name).steps],
             "note": next(e for e in envs if e.name == name).note,
         }
@@ -217,51 +244,28 @@ def main() -> int:
         else:
             runnable.append(system)
 
-    say("training the models and writing the payloads")
-    families = {s.family for s in runnable} | (
-        {"xgboost", "mlflow"} if "inprocess" in cfg.parts else set()
-    )
-    models = make_models(cfg.work / "models", cfg.batch_rows, frozenset(families))
-
     if "inprocess" in cfg.parts:
-        say("in-process predict cost")
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.inprocess",
-                str(models.sklearn.parent),
-                str(cfg.batch_rows),
-            ],
-            cwd=cfg.work,
-            env={
-                **os.environ,
-                "PYTHONPATH": str(REPO),
-                "MLFLOW_TRACKING_URI": (cfg.work / "mlruns").as_uri(),
-            },
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        raw["inprocess"] = (
-            json.loads(done.stdout.strip().splitlines()[-1])
-            if done.returncode == 0
-            else {"error": done.stderr[-2000:]}
-        )
+        with phases("inprocess"):
+            say("in-process predict cost")
+            raw["inprocess"] = _inprocess(models, cfg)
 
     if "rest" in cfg.parts and runnable:
-        say(f"REST: {len(runnable)} systems x {cfg.rounds} rounds, wrk {cfg.duration} s per load")
-        raw["rest"] = {
-            "systems": {
-                s.name: {
-                    "label": s.label, "family": s.family, "role": s.role, "workers": s.workers,
-                    "payload": s.payload, "path": s.path, "reference": s.reference,
-                    "env": s.env, "cwd": _shown(s.cwd),
-                }
-                for s in runnable
-            },
-            "runs": measure_rest(runnable, models, cfg),
-        }  # fmt: skip
+        with phases("rest"):
+            say(
+                f"REST: {len(runnable)} systems x {cfg.rounds} rounds, "
+                f"wrk {cfg.duration} s per load"
+            )
+            raw["rest"] = {
+                "systems": {
+                    s.name: {
+                        "label": s.label, "family": s.family, "role": s.role,
+                        "workers": s.workers, "payload": s.payload, "path": s.path,
+                        "reference": s.reference, "env": s.env, "cwd": _shown(s.cwd),
+                    }
+                    for s in runnable
+                },
+                "runs": measure_rest(runnable, models, cfg),
+            }  # fmt: skip
     raw["unavailable"] = unavailable
 
     if "storage" in cfg.parts:
@@ -269,31 +273,82 @@ def main() -> int:
         if reason:
             raw["storage"] = {"unavailable": reason}
         else:
-            say("storage: modelshelf fetch vs aws s3 sync")
-            aws = statuses.get("awscli")
-            aws_bin = PEERS_DIR / "awscli" / "bin" if aws and aws.ok else None
-            try:
-                raw["storage"] = storage.measure(
-                    cfg.work / "storage", aws_bin, cfg.s3_big_mb, cfg.s3_small_files, cfg.rounds
+            with phases("storage"):
+                say(
+                    f"storage: modelshelf fetch vs aws s3 sync, {cfg.s3_big_mb} MB object and "
+                    f"{cfg.s3_small_files:,} small files, {cfg.storage_rounds} rounds"
                 )
-            except Exception as exc:  # reported, not fatal: REST figures still stand
-                raw["storage"] = {"error": f"{type(exc).__name__}: {exc}"}
-            finally:
-                shutil.rmtree(cfg.work / "storage", ignore_errors=True)
+                aws = statuses.get("awscli")
+                aws_bin = PEERS_DIR / "awscli" / "bin" if aws and aws.ok else None
+                try:
+                    raw["storage"] = storage.measure(
+                        cfg.work / "storage",
+                        aws_bin,
+                        cfg.s3_big_mb,
+                        cfg.s3_small_files,
+                        cfg.storage_rounds,
+                    )
+                except Exception as exc:  # reported, not fatal: REST figures still stand
+                    raw["storage"] = {"error": f"{type(exc).__name__}: {exc}"}
+                finally:
+                    shutil.rmtree(cfg.work / "storage", ignore_errors=True)
+            if aws_bin is None:
+                raw["storage"]["aws_unavailable"] = (
+                    "BENCH_PEERS=0" if not cfg.peers else "its venv (awscli) did not install"
+                )
 
     if "images" in cfg.parts:
-        raw["images"] = images.measure()
+        with phases("images"):
+            raw["images"] = images.measure()
 
     raw["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     raw["seconds"] = round(time.monotonic() - started, 1)
+    raw["phases"] = phases.seconds
     summary = report.summarize(raw)
     raw["summary"] = summary
     (cfg.results / "latest.json").write_text(json.dumps(raw, indent=1) + "\n")
     text = report.render(raw)
     (cfg.results / "latest.md").write_text(text)
     print(text)
-    say(f"done in {raw['seconds']:.0f} s: {cfg.results / 'latest.md'}")
+    say(
+        f"done in {raw['seconds']:.0f} s ("
+        + ", ".join(f"{name} {sec:.0f} s" for name, sec in phases.seconds.items())
+        + f"): {cfg.results / 'latest.md'}"
+    )
     return 0
+
+
+def _install_peers(
+    envs: tuple[peers.PeerEnv, ...], uv: str | None, phases: Phases
+) -> dict[str, peers.PeerStatus]:
+    with phases("peer_venvs"):
+        statuses = peers.ensure_all(envs, PEERS_DIR, uv)
+    for status in statuses.values():
+        if not status.ok:
+            say(f"  {status.name}: FAILED: {status.error[-300:]}")
+        elif status.cached:
+            say(f"  {status.name}: cached")
+        else:
+            say(f"  {status.name}: installed by {status.installer} in {status.seconds:.0f} s")
+    return statuses
+
+
+def _inprocess(models: Models, cfg: Config) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", str(models.sklearn.parent), str(cfg.batch_rows)],
+        cwd=cfg.work,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "MLFLOW_TRACKING_URI": (cfg.work / "mlruns").as_uri(),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        return {"error": done.stderr[-2000:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _shown(path: Path) -> str:
