@@ -376,8 +376,14 @@ def _storage(raw: dict) -> list[str]:
     return [
         *lines,
         "",
-        "Times include each tool's process start; the ratio is the other tool's time ÷ ours, same "
-        "round. Peak RSS: the tool's process tree, sampled every 20 ms.",
+        f"{store.get('rounds', '?')} rounds, interleaved; each download goes to a new empty "
+        "folder. Times include each tool's process start; the ratio is the other tool's time ÷ "
+        "ours, same round. Peak RSS: the tool's process tree, sampled every 20 ms."
+        + (
+            f" Starting moto and uploading the data took {store['setup_s']:.0f} s (not measured)."
+            if "setup_s" in store
+            else ""
+        ),
         "",
     ]
 

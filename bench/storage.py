@@ -136,8 +136,10 @@ def _model_bytes(folder: Path) -> int:
 def measure(work: Path, aws_bin: Path | None, big_mb: int, small_files: int, rounds: int) -> dict:
     """Interleaved runs (fetch, aws, fetch, aws …); medians and the same-round ratios."""
     work.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     with moto(work) as endpoint:
         data = upload_data(endpoint, work, big_mb, small_files)
+        setup_s = round(time.monotonic() - started, 1)  # moto up, data uploaded: not measured
         env = {
             **os.environ,
             **ACCESS,
@@ -201,4 +203,4 @@ def measure(work: Path, aws_bin: Path | None, big_mb: int, small_files: int, rou
                 )
             ]
             summary[name]["ratio"] = round(statistics.median(ratios), 2)
-    return {"data": data, "results": summary}
+    return {"data": data, "results": summary, "rounds": rounds, "setup_s": setup_s}

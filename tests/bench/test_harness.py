@@ -97,3 +97,14 @@ def test_bad_knob_stops_with_a_message(tmp_path: Path) -> None:
     done = run_bench(tmp_path, BENCH_DURATION="soon")
     assert done.returncode != 0
     assert "BENCH_DURATION='soon': expected a whole number" in done.stderr
+
+
+def test_each_phase_is_timed_in_the_raw_figures_and_the_report(
+    identity_run: tuple[dict, str],
+) -> None:
+    raw, report = identity_run
+    phases = raw["phases"]
+    assert set(phases) == {"models", "rest"}  # BENCH_PARTS=rest, no peers
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert phases["rest"] <= raw["seconds"]
+    assert f"rest {phases['rest']:,.0f} s" in report
