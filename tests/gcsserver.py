@@ -6,16 +6,12 @@ google-cloud-storage reaches it through ``STORAGE_EMULATOR_HOST`` (no credential
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from microservice import BIN, free_port, stop
+from microservice import BIN, free_port, http_answers, running_process
 
 
 @dataclass(frozen=True)
@@ -58,38 +54,11 @@ class GCSServer:
 @contextlib.contextmanager
 def running_gcs_server(timeout: float = 30) -> Iterator[GCSServer]:
     port = free_port()
-    log = open(os.devnull, "wb")  # noqa: SIM115 - the server writes it until stopped
-    process = subprocess.Popen(
-        [
-            str(BIN / "gcp-storage-emulator"),
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--in-memory",
-            "--quiet",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"gcp-storage-emulator exited with {process.returncode}")
-            try:
-                httpx.get(f"{endpoint}/storage/v1/b", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"gcp-storage-emulator not answering on {endpoint}"
-                    ) from None
-                time.sleep(0.1)
+    command = [
+        str(BIN / "gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port),
+        "--in-memory", "--quiet",
+    ]  # fmt: skip
+    ready = http_answers(f"{endpoint}/storage/v1/b")
+    with running_process(command, ready, timeout=timeout) as process:
         yield GCSServer(endpoint, process)
-    finally:
-        stop(process)
-        log.close()

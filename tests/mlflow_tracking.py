@@ -7,14 +7,11 @@ import contextlib
 import os
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from microservice import BIN, free_port, stop
+from microservice import BIN, free_port, http_answers, running_process
 from s3server import S3Server
 
 ARTIFACT_BUCKET = "mlflow-artifacts"
@@ -84,31 +81,17 @@ def running_tracking_server(
         "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
         "--default-artifact-root", f"s3://{ARTIFACT_BUCKET}", "--no-serve-artifacts",
     ]  # fmt: skip
-    env = {**os.environ, **s3.env, "MLFLOW_S3_ENDPOINT_URL": s3.endpoint}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    log = open(workdir / "mlflow-server.log", "wb")  # noqa: SIM115 - written until stopped
-    process = subprocess.Popen(
-        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir
-    )
+    env = {**s3.env, "MLFLOW_S3_ENDPOINT_URL": s3.endpoint}
     uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"mlflow server exited with {process.returncode}:\n"
-                    + (workdir / "mlflow-server.log").read_text()[-3000:]
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"mlflow server not healthy on {uri} after {timeout} s")
-            time.sleep(0.25)
+    with running_process(
+        command,
+        http_answers(f"{uri}/health", status=200),
+        cwd=workdir,
+        env=env,
+        log_path=workdir / "mlflow-server.log",
+        timeout=timeout,
+    ) as process:
         yield TrackingServer(uri, s3, process)
-    finally:
-        stop(process)
-        log.close()
 
 
 @dataclass(frozen=True)

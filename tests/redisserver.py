@@ -6,14 +6,13 @@ import contextlib
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import redis
 
-from microservice import free_port, stop
+from microservice import free_port, running_process
 
 
 @dataclass(frozen=True)
@@ -38,36 +37,18 @@ def running_redis(timeout: float = 20) -> Iterator[RedisServer]:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="modelshelf-redis-") as workdir:
-        process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-                "--logfile",
-                "",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        server = RedisServer(port, process)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                with contextlib.suppress(redis.ConnectionError):
-                    if server.client().ping():
-                        break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start on port {port}")
-                time.sleep(0.05)
-            yield server
-        finally:
-            stop(process)
+        command = [
+            binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", workdir, "--logfile", "",
+        ]  # fmt: skip
+
+        def answers_ping() -> bool:
+            with (
+                contextlib.suppress(redis.ConnectionError),
+                redis.Redis(host="127.0.0.1", port=port, socket_timeout=2) as client,
+            ):
+                return bool(client.ping())
+            return False
+
+        with running_process(command, answers_ping, timeout=timeout) as process:
+            yield RedisServer(port, process)

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from microservice import BIN, free_port, stop
+from microservice import BIN, free_port, http_answers, running_process
 
 ACCESS_KEY = "modelshelf-test-key"
 SECRET_KEY = "modelshelf-test-secret"
@@ -58,27 +54,7 @@ class S3Server:
 @contextlib.contextmanager
 def running_s3_server(timeout: float = 30) -> Iterator[S3Server]:
     port = free_port()
-    log = open(os.devnull, "wb")  # noqa: SIM115 - the server writes it until stopped
-    process = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {process.returncode}")
-            try:
-                httpx.get(endpoint, timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"moto_server not answering on {endpoint}") from None
-                time.sleep(0.1)
+    command = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    with running_process(command, http_answers(endpoint), timeout=timeout) as process:
         yield S3Server(endpoint, process)
-    finally:
-        stop(process)
-        log.close()

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
-import httpx
 import pytest
 
-from microservice import BIN, free_port, stop
+from microservice import BIN, free_port, http_answers, running_process
 
 
 @dataclass
@@ -58,26 +55,13 @@ class AuditedS3:
 def audited_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditedS3]:
     port = free_port()
     log_path = tmp_path_factory.mktemp("audited-s3") / "moto.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - written by the server until it stops
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}  # create user, key, policy
-    process = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
     endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
+    with running_process(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        http_answers(f"{endpoint}/moto-api/"),
+        env={"INITIAL_NO_AUTH_ACTION_COUNT": "3"},  # create user, key, policy
+        log_path=log_path,
+    ):
         iam = boto3.client(
             "iam",
             endpoint_url=endpoint,
@@ -91,9 +75,6 @@ def audited_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditedS3]:
             UserName="modelshelf", PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess"
         )
         yield AuditedS3(endpoint, key["AccessKeyId"], key["SecretAccessKey"], log_path)
-    finally:
-        stop(process)
-        log.close()
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ from modelshelf.graph.manifest import (
     Predictor,
     parameters_json,
 )
+from modelshelf.graph.ports import free_ports
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class GraphSupervisor:
                 [f"no graph node named {name!r} (nodes: {self._node_names()})" for name in unknown],
             )
         nodes = predictor.nodes()
-        ports = _free_ports(3 * len(nodes))  # all at once, so no two nodes get the same one
+        ports = free_ports(3 * len(nodes))  # outside the ephemeral range: see graph.ports
         self.launches = [self._plan(node, ports[3 * i : 3 * i + 3]) for i, node in enumerate(nodes)]
 
     def _node_names(self) -> list[str]:
@@ -416,19 +417,6 @@ def _image_repository(image: str) -> str:
     name = image.split("@", 1)[0]
     last = name.rsplit("/", 1)[-1]
     return re.sub(r":[^:]*$", "", last)
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _healthy(url: str) -> bool:
