@@ -1,0 +1,49 @@
+"""What a booster says of itself (objective, classes, rounds) and the names of its outputs.
+
+Read from the booster's JSON configuration, never by predicting: this runs in seldon's parent
+process, which must not start OpenMP before it forks its workers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import xgboost as xgb
+
+
+def describe_booster(booster: xgb.Booster) -> dict[str, Any]:
+    """Objective, number of classes and targets, booster type, rounds and feature types."""
+    learner = json.loads(booster.save_config())["learner"]
+    params = learner.get("learner_model_param", {})
+    return {
+        "objective": learner.get("objective", {}).get("name", "unknown"),
+        "num_class": int(params.get("num_class", 0) or 0),
+        "num_target": int(params.get("num_target", 1) or 1),
+        "booster": learner.get("gradient_booster", {}).get("name", "unknown"),
+        "rounds": booster.num_boosted_rounds(),
+        "feature_types": booster.feature_types,
+    }
+
+
+def class_labels(
+    estimator: Any, description: dict[str, Any], metadata: dict[str, Any] | None
+) -> list[str]:
+    """The ``XGBClassifier``'s ``classes_``, else names from ``metadata.yaml``'s first output,
+    else ``class_0…``."""
+    count = description["num_class"] or (2 if description["objective"].startswith("binary:") else 0)
+    classes = getattr(estimator, "classes_", None)
+    if classes is not None:
+        return [str(c) for c in classes]
+    try:
+        names = metadata["outputs"][0]["schema"]["names"]  # type: ignore[index]
+    except (TypeError, KeyError, IndexError):
+        names = None
+    if isinstance(names, list) and len(names) == count:
+        return [str(n) for n in names]
+    return [f"class_{i}" for i in range(count)]
+
+
+def default_feature_names(n_features: int) -> list[str]:
+    """XGBoost's own names for unnamed features: ``f0, f1…``."""
+    return [f"f{i}" for i in range(n_features)]

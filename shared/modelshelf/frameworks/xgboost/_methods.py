@@ -1,0 +1,137 @@
+"""The callables a server's ``method`` parameter chooses, built once at load time.
+
+``predict`` and ``predict_margin`` (and ``predict_proba``, made of them) predict in place from the
+request's array, with no ``DMatrix``: building one costs more than the trees for a single row.
+SHAP contributions and leaf indices need a ``DMatrix``; XGBoost computes them from nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+
+from modelshelf.errors import ConfigurationError
+from modelshelf.frameworks.xgboost._native import dense_predictor
+from modelshelf.frameworks.xgboost._threads import SINGLE_THREAD_MAX_ROWS, Boosters
+from modelshelf.server import Method
+
+METHODS = ("predict", "predict_proba", "predict_margin", "predict_contribs", "predict_leaf")
+
+#: Objectives whose outputs are class probabilities (``predict_proba`` needs one of these).
+PROBABILITY_OBJECTIVES = ("binary:logistic", "multi:softprob", "multi:softmax")
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What choosing a method needs to know of the model."""
+
+    boosters: Boosters
+    objective: str
+    num_class: int
+    missing: float
+    classes: Any  # an XGBClassifier's classes_, else None
+    class_names: Sequence[str]
+    feature_names: Sequence[str]
+
+
+def build_method(name: str, model: LoadedModel) -> Method:
+    """The ``Method`` that serves ``name``; a ``ConfigurationError`` if this model cannot."""
+    objective = model.objective
+    if name == "predict_proba" and objective not in PROBABILITY_OBJECTIVES:
+        raise ConfigurationError(
+            "method",
+            name,
+            "a method this model supports: predict_proba needs a classification objective "
+            f"({', '.join(PROBABILITY_OBJECTIVES)}); this model's objective is {objective}",
+        )
+    value = InplacePredictor(model.boosters, "value", model.missing)
+    margin = InplacePredictor(model.boosters, "margin", model.missing)
+    class_names = model.class_names
+    if name == "predict" and model.classes is not None:
+        return Method(name, _labels(value, objective, model.classes), None)
+    if name == "predict":
+        return Method(name, value, class_names if objective == "multi:softprob" else None)
+    if name == "predict_proba":
+        if objective == "multi:softmax":
+            return Method(name, _softmax(margin), class_names)
+        if objective == "binary:logistic":
+            return Method(name, _two_columns(value), class_names)
+        return Method(name, value, class_names)
+    if name == "predict_margin":
+        return Method(name, margin, class_names if model.num_class > 1 else None)
+    contribs = name == "predict_contribs"
+    call = DMatrixPredictor(model.boosters, model.missing, contribs=contribs, leaf=not contribs)
+    return Method(name, call, [*model.feature_names, "bias"] if contribs else None)
+
+
+class InplacePredictor:
+    """Values or margins of dense rows, on the single-threaded booster for small batches."""
+
+    def __init__(self, boosters: Boosters, predict_type: str, missing: float) -> None:
+        self.boosters = boosters
+        self.predict_dense = dense_predictor(predict_type, missing)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        if X.dtype != np.float32 and X.dtype != np.float64:
+            X = X.astype(np.float64)
+        if not X.flags.c_contiguous:
+            X = np.ascontiguousarray(X)
+        return self.predict_dense(self.boosters.for_rows(X.shape[0]), X)
+
+
+class DMatrixPredictor:
+    """SHAP contributions or leaf indices, through a ``DMatrix`` of the rows."""
+
+    def __init__(self, boosters: Boosters, missing: float, contribs: bool, leaf: bool) -> None:
+        self.boosters = boosters
+        self.missing = missing
+        self.options = {"pred_contribs": contribs, "pred_leaf": leaf}
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        small = X.shape[0] <= SINGLE_THREAD_MAX_ROWS
+        data = xgb.DMatrix(X, missing=self.missing, nthread=1 if small else -1)
+        booster = self.boosters.for_rows(X.shape[0])
+        return booster.predict(data, validate_features=False, **self.options)
+
+
+def _two_columns(value: Predict) -> Predict:
+    """A binary model's P(class 1) as ``[1 - p, p]``, one column per class name."""
+
+    def predict_proba(X: np.ndarray) -> np.ndarray:
+        p = value(X)
+        return np.column_stack((1.0 - p, p))
+
+    return predict_proba
+
+
+def _softmax(margin: Predict) -> Predict:
+    """``multi:softmax`` predicts labels; its probabilities are the softmax of the margins."""
+    from scipy.special import softmax
+
+    def predict_proba(X: np.ndarray) -> np.ndarray:
+        return softmax(margin(X), axis=1)
+
+    return predict_proba
+
+
+def _labels(value: Predict, objective: str, classes: Any) -> Predict:
+    """An ``XGBClassifier``'s ``predict``: the label of the most probable class."""
+    labels = np.asarray(classes)
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        out = value(X)
+        if objective == "multi:softmax":
+            index = out.astype(np.int64)
+        elif out.ndim > 1:
+            index = np.argmax(out, axis=1)
+        else:
+            index = (out > 0.5).astype(np.int64)
+        return labels[index]
+
+    return predict
