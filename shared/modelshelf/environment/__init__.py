@@ -36,6 +36,7 @@ __all__ = [
     "Settings",
     "activate",
     "build",
+    "unmet_requirements",
 ]
 
 _TRUE = ("1", "true", "yes", "on")
@@ -142,6 +143,22 @@ def build(model_dir: Path, settings: Settings | None = None) -> Report:
         install(report.installed, settings.env_dir, options, plan.to_install)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def unmet_requirements(model_dir: Path, env_dir: Path | None = None) -> list[str]:
+    """What this process lacks of the model's requirements (and a Python version warning), one
+    line each; ``[]`` when everything is met. The server logs these at load: MLflow's own check
+    maps every installed file to its package, which costs a worker about 0.4 s CPU."""
+    requirements = read_model_requirements(model_dir, prefer="pip")
+    folder = env_dir if env_dir is not None else default_env_dir()
+    plan = make_plan(requirements.requirements, requirements.python_version, folder)
+    lines = [plan.python_warning] if plan.python_warning else []
+    lines.extend(
+        f"the model requires {d.requirement}: {d.detail}"
+        for d in plan.decisions
+        if d.action in (INSTALL, CONFLICT)
+    )
+    return lines
 
 
 def activate(env_dir: str | Path | None = None) -> Path | None:

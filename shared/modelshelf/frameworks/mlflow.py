@@ -5,12 +5,20 @@ The MLmodel signature decides the input form (``xtype=auto``: a DataFrame in the
 column order when it names columns, else an array) and names the outputs; metadata comes from the
 MLmodel file without loading the model. The model's own packages are installed beforehand by the
 environment builder (``before-run``); ``servers/mlflowserver/MLFlowServer.py`` activates that
-folder before this module is imported.
+folder before this module is imported, and calls ``import_mlflow_before_fork()``.
+
+Per request, an sklearn-flavor model is called directly (its pyfunc ``predict_fn``), behind MLflow's
+own signature check when the model has a signature; other flavors go through ``pyfunc.predict``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
+import os
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +46,26 @@ _MLFLOW_TO_TENSOR_TYPE = {
     "datetime": "BYTES",
 }
 _MAX_MESSAGE = 2000
+#: Flavors whose framework is imported in seldon's parent process (``__init__``), so the REST
+#: workers and the gRPC child share one import; their import starts no threads and no GPU.
+_FORK_SAFE_FRAMEWORKS = {"sklearn": "sklearn", "xgboost": "xgboost"}
+#: MLflow column types whose pandas dtype, when the request already has it, MLflow's schema
+#: enforcement leaves unchanged (so it can be skipped for such a frame).
+_EXACT_DTYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32"}
+
+
+class ModelEnvironmentWarning(UserWarning):
+    """The model asks for a package (or Python) this server process does not have."""
+
+
+def import_mlflow_before_fork() -> None:
+    """Import ``mlflow.pyfunc`` once in seldon-core's parent process, before it forks the REST
+    workers and the gRPC child: the ~2 s CPU import is then shared copy-on-write instead of
+    repeated in each. MLflow's telemetry (a thread fetching a config over the network at import)
+    is off unless ``MLFLOW_DISABLE_TELEMETRY`` is set: a model server makes no calls home, and
+    no thread runs across the fork."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow.pyfunc  # noqa: F401
 
 
 class MLFlowServer(ModelServer):
@@ -68,6 +96,23 @@ class MLFlowServer(ModelServer):
         self.transform_method: Method | None = None
         self.columns: list[str] | None = None
         self.as_frame = xtype == "DataFrame"
+        self._import_framework_of_local_model()
+
+    def _import_framework_of_local_model(self) -> None:
+        """In seldon-core's parent process (before it forks), import the framework of a local
+        model's fork-safe flavor, so that the workers and the gRPC child do not each import it.
+        Only reads the MLmodel file of a local folder; remote models are not fetched here."""
+        path = Path(self.model_uri.removeprefix("file://"))
+        try:
+            flavors = (yaml.safe_load((path / "MLmodel").read_text()) or {}).get("flavors") or {}
+        except (OSError, yaml.YAMLError, AttributeError):
+            return  # not a local MLmodel folder: load() reports what is wrong
+        for flavor in flavors:
+            package = _FORK_SAFE_FRAMEWORKS.get(flavor)
+            if package and package not in sys.modules:
+                # A missing framework: load() gives MLflow's own error.
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(package)
 
     @property
     def model_dir(self) -> Path:
@@ -93,9 +138,15 @@ class MLFlowServer(ModelServer):
         self.model = pyfunc if pyfunc is not None else raw
         self.raw_model = raw
         name = self.method_name
+        flavor = info.flavors.get("python_function", {}).get("loader_module")
         if name == "predict" and pyfunc is not None:
             output_names = _schema_names(info.get_output_schema())
-            self.method = Method("predict", self._pyfunc_predict, output_names)
+            direct = _direct_predict(info, raw)
+            if direct is None:
+                self.method = Method("predict", self._pyfunc_predict, output_names)
+            else:
+                checked = _signature_checked(direct, schema, flavor)
+                self.method = Method("predict", checked, output_names)
         else:
             if name == "predict" and not callable(getattr(raw, "predict", None)):
                 name = "transform"  # a flavor without pyfunc, e.g. a scaler: serve what it does
@@ -104,19 +155,19 @@ class MLFlowServer(ModelServer):
                 kind = type(raw).__name__ if raw is not None else "this flavor's pyfunc model"
                 raise ConfigurationError("method", name, f"predict, or a method {kind} has")
             output_names = _class_names(raw, name) if name != "transform" else _transform_names(raw)
-            self.method = Method(name, _signature_checked(call, schema), output_names)
+            self.method = Method(name, _signature_checked(call, schema, flavor), output_names)
         transform = getattr(raw, "transform", None)
         if callable(transform):
             self.transform_method = Method(
-                "transform", _signature_checked(transform, schema), _transform_names(raw)
+                "transform", _signature_checked(transform, schema, flavor), _transform_names(raw)
             )
+        for text in _unmet_requirements(model_dir):
+            warnings.warn(text, ModelEnvironmentWarning, stacklevel=1)
 
     def _pyfunc_predict(self, model_input: Any) -> Any:
-        from mlflow.exceptions import MlflowException
-
         try:
             return self.model.predict(model_input)
-        except MlflowException as exc:
+        except _mlflow_exception() as exc:
             message = exc.message[:_MAX_MESSAGE]
             if exc.error_code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
                 raise BadRequestError(message) from exc
@@ -186,15 +237,16 @@ class MLFlowServer(ModelServer):
 
     def _plain_output(self, result: Any) -> Any:
         """Arrays for seldon-core; a DataFrame's columns become this response's names."""
-        import pandas as pd
-
-        if isinstance(result, pd.DataFrame):
-            self._call_state.output_names = [str(c) for c in result.columns]
-            return result.to_numpy()
-        if isinstance(result, pd.Series):
-            return result.to_numpy()
+        if isinstance(result, np.ndarray):
+            return result
         if isinstance(result, list | tuple):
             return np.asarray(result)
+        pd = sys.modules.get("pandas")  # a pandas result means pandas is imported
+        if pd is not None and isinstance(result, pd.DataFrame):
+            self._call_state.output_names = [str(c) for c in result.columns]
+            return result.to_numpy()
+        if pd is not None and isinstance(result, pd.Series):
+            return result.to_numpy()
         return result
 
     def _model_input(self, X: Any, names: Any) -> Any:
@@ -222,7 +274,9 @@ class MLFlowServer(ModelServer):
 def _keep_mlflow_out_of_the_working_directory() -> None:
     """Loading a model makes MLflow open its tracking store, by default ``./mlruns``: in a
     read-only image that fails, elsewhere it litters. Without ``MLFLOW_TRACKING_URI`` it goes
-    under the temporary directory instead."""
+    under the temporary directory instead, and MLflow tracing is turned off: its traces would
+    land in that folder, which nobody reads, and re-enabling it after ``load_model`` (which
+    MLflow does) costs each process about 0.4 s CPU."""
     import os
     import tempfile
 
@@ -230,37 +284,94 @@ def _keep_mlflow_out_of_the_working_directory() -> None:
 
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         mlflow.set_tracking_uri((Path(tempfile.gettempdir()) / "modelshelf-mlruns").as_uri())
+        mlflow.tracing.disable()
 
 
-def _signature_checked(call: Any, schema: Any) -> Any:
-    """``call`` behind MLflow's own signature check, as pyfunc's ``predict`` has it: the flavor's
-    methods then reject (and convert) inputs exactly as ``predict`` does."""
+def _signature_checked(call: Any, schema: Any, flavor: str | None = None) -> Any:
+    """``call`` behind MLflow's own signature check, as pyfunc's ``predict`` has it: inputs are
+    rejected (and converted) exactly as ``predict`` does. A DataFrame that already has the
+    signature's columns, in order, with the dtypes MLflow would convert them to, passes
+    unchanged without the check (it is most of the time of a one-row request)."""
     if schema is None:
         return call
     from mlflow.exceptions import MlflowException
     from mlflow.models.utils import _enforce_schema  # MLflow's checker, which pyfunc uses
 
+    already_conforms = _conforming_frame_test(schema)
+
     def checked(model_input: Any) -> Any:
-        try:
-            model_input = _enforce_schema(model_input, schema)
-        except MlflowException as exc:
-            raise BadRequestError(
-                f"the input does not match the model's signature: {exc.message[:_MAX_MESSAGE]}"
-            ) from exc
+        if not already_conforms(model_input):
+            try:
+                model_input = _enforce_schema(model_input, schema, flavor)
+            except MlflowException as exc:
+                raise BadRequestError(
+                    "the input does not match the model's signature: " + exc.message[:_MAX_MESSAGE]
+                ) from exc
         return call(model_input)
 
     return checked
 
 
+def _conforming_frame_test(schema: Any) -> Any:
+    """A test of whether an input is a DataFrame that MLflow's schema enforcement would return
+    as it is: exactly the schema's columns, all required, in order, each of the numeric dtype
+    the schema names. Any other schema gets a test that is always false."""
+    names: list[str] = []
+    dtypes: list[np.dtype] = []
+    if schema.is_tensor_spec() or not schema.has_input_names():
+        return lambda model_input: False
+    for spec in schema.inputs:
+        dtype = _EXACT_DTYPES.get(str(getattr(spec.type, "name", "")))
+        if dtype is None or not getattr(spec, "required", True) or spec.name is None:
+            return lambda model_input: False
+        names.append(str(spec.name))
+        dtypes.append(np.dtype(dtype))
+    import pandas as pd
+
+    def conforms(model_input: Any) -> bool:
+        return (
+            type(model_input) is pd.DataFrame
+            and list(model_input.columns) == names
+            and list(model_input.dtypes) == dtypes
+        )
+
+    return conforms
+
+
+def _direct_predict(info: Any, raw: Any) -> Any:
+    """The sklearn flavor's own ``predict_fn`` (what its pyfunc wrapper calls after the schema
+    check), or ``None`` for other flavors, which go through ``pyfunc.predict``."""
+    conf = info.flavors.get("python_function") or {}
+    if conf.get("loader_module") != "mlflow.sklearn" or raw is None:
+        return None
+    call = getattr(raw, conf.get("predict_fn") or "predict", None)
+    return call if callable(call) else None
+
+
+def _mlflow_exception() -> type[Exception]:
+    """MLflow's exception class (imported with the model, so a module lookup here)."""
+    return sys.modules["mlflow.exceptions"].MlflowException
+
+
+def _unmet_requirements(model_dir: Path) -> list[str]:
+    """The model's requirements this process lacks (logged at load, as MLflow does)."""
+    from modelshelf.environment import unmet_requirements
+    from modelshelf.environment.errors import EnvironmentSpecError
+
+    try:
+        return unmet_requirements(model_dir)
+    except EnvironmentSpecError as exc:
+        return [f"could not check the model's requirements: {exc}"]
+
+
 def _load_pyfunc_and_raw(info: Any, model_dir: Path, uri: str) -> tuple[Any, Any]:
     """The pyfunc model (``None`` without a ``python_function`` flavor, as for a scaler) and the
     flavor's own model object (``None`` when the flavor does not expose one)."""
-    import importlib
-
     import mlflow.pyfunc
 
     if "python_function" in info.flavors:
-        pyfunc = mlflow.pyfunc.load_model(str(model_dir))
+        # Our own requirements check (_unmet_requirements) replaces MLflow's slower one.
+        pyfunc = mlflow.pyfunc.load_model(str(model_dir), suppress_warnings=True)
         try:
             return pyfunc, pyfunc.get_raw_model()
         except (NotImplementedError, AttributeError):
