@@ -73,7 +73,10 @@ def install_commands(
             # --seed: pip inside too, so a later run without uv can still add steps.
             commands.append([uv, "venv", "--quiet", "--seed", "--python", base_python, str(folder)])
         for step in env.steps[first_step:]:
-            commands.append([uv, "pip", "install", "--quiet", "--python", str(python), *step])
+            # --compile-bytecode: as pip does; else each peer's first cold start compiles its
+            # imports, and round 1's cold starts would count that.
+            install = [uv, "pip", "install", "--quiet", "--compile-bytecode"]
+            commands.append([*install, "--python", str(python), *step])
     else:
         if first_step == 0:
             commands.append([base_python, "-m", "venv", "--clear", str(folder)])

@@ -61,8 +61,9 @@ def test_uv_creates_the_venv_then_installs_each_step(
     made, first, second = read_calls(calls)
     assert made[0] == "venv" and made[-1] == str(root / "demo") and "--seed" in made
     python = str(root / "demo" / "bin" / "python")
-    assert first == ["pip", "install", "--quiet", "--python", python, "alpha==1.0", "beta<2"]
-    assert second == ["pip", "install", "--quiet", "--python", python, "--no-deps", "gamma==3"]
+    flags = ["pip", "install", "--quiet", "--compile-bytecode", "--python", python]
+    assert first == [*flags, "alpha==1.0", "beta<2"]
+    assert second == [*flags, "--no-deps", "gamma==3"]
     assert "+ " + str(uv) in (root / "demo.install.log").read_text()
 
 
