@@ -6,6 +6,7 @@ metadata files, health and error mapping live in ``modelshelf.server``.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import joblib
 import numpy as np
 
 from modelshelf.errors import BadRequestError, ConfigurationError, ServerFaultError
+from modelshelf.frameworks.sklearn_closed_form import verified_closed_form
 from modelshelf.inputs import as_2d_numbers, as_frame
 from modelshelf.metadata import array_spec
 from modelshelf.model_files import find_model_file
@@ -22,6 +24,13 @@ MODEL_NAMES = ("model.joblib", "model.pkl", "model.pickle")
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
 METHODS = ("predict_proba", "predict", "decision_function", "predict_log_proba", "transform")
 _CLASS_OUTPUTS = ("predict_proba", "predict_log_proba", "decision_function")
+_TRUE_WORDS = ("true", "1", "yes", "on", "y", "t")
+_FALSE_WORDS = ("false", "0", "no", "off", "n", "f")
+#: What ``custom["prediction path"]`` in the metadata says.
+NUMPY_PATH = "numpy closed form (verified at load)"
+SKLEARN_PATH = "scikit-learn"
+
+logger = logging.getLogger(__name__)
 
 
 class SKLearnServer(ModelServer):
@@ -29,17 +38,27 @@ class SKLearnServer(ModelServer):
 
     Parameters (SeldonDeployment ``parameters``): ``model_uri``; ``method`` (default
     ``predict_proba`` when the estimator has it, else ``predict``, else ``transform``);
-    ``model_file`` when the folder holds several pickles.
+    ``model_file`` when the folder holds several pickles; ``fast_path`` (default true): serve
+    linear models, scalers and pipelines of those with their closed form in numpy, verified
+    against scikit-learn at load (see ``sklearn_closed_form``).
     """
 
     framework_packages = ("scikit-learn", "numpy", "joblib")
 
-    def __init__(self, model_uri: str, method: str = "", model_file: str = "") -> None:
+    def __init__(
+        self,
+        model_uri: str,
+        method: str = "",
+        model_file: str = "",
+        fast_path: bool | str = True,
+    ) -> None:
         super().__init__(model_uri)
         if method and method not in METHODS:
             raise ConfigurationError("method", method, "one of " + ", ".join(METHODS))
         self.requested_method = method
         self.model_file = model_file
+        self.fast_path = _as_bool("fast_path", fast_path)
+        self.prediction_path = SKLEARN_PATH
         self.method: Method | None = None
         self.transform_method: Method | None = None
         # Set by load_model; defined here so a request before load gets a 503, not a crash.
@@ -64,11 +83,27 @@ class SKLearnServer(ModelServer):
         self.feature_names = _feature_names(model)
         self.n_features = getattr(model, "n_features_in_", None)
         self.takes_text = _takes_text(model)
-        self.method = Method(name, getattr(model, name), _output_names(model, name))
+        call, fast = self._callable(name)
+        self.prediction_path = NUMPY_PATH if fast else SKLEARN_PATH
+        self.method = Method(name, call, _output_names(model, name))
         if callable(getattr(model, "transform", None)):
-            self.transform_method = Method(
-                "transform", model.transform, _output_names(model, "transform")
-            )
+            call = call if name == "transform" else self._callable("transform")[0]
+            self.transform_method = Method("transform", call, _output_names(model, "transform"))
+
+    def _callable(self, name: str) -> tuple[Any, bool]:
+        """The estimator's method, or its verified numpy closed form when ``fast_path`` is on
+        (and whether it is that)."""
+        kind = type(self.model).__name__
+        if not self.fast_path:
+            logger.info("%s.%s: scikit-learn's own call (fast_path=false)", kind, name)
+            return getattr(self.model, name), False
+        found = verified_closed_form(self.model, name, self.n_features, self.feature_names)
+        if found.call is None:
+            log = logger.warning if found.refused else logger.info
+            log("%s.%s: scikit-learn's own call (fast path: %s)", kind, name, found.note)
+            return getattr(self.model, name), False
+        logger.info("%s.%s: %s", kind, name, found.note)
+        return found.call, True
 
     def describe_model(self) -> dict[str, Any]:
         assert self.method is not None
@@ -84,6 +119,7 @@ class SKLearnServer(ModelServer):
                 "estimator": type(self.model).__name__,
                 "method": self.method.name,
                 "model file": self.model_path.name,
+                "prediction path": self.prediction_path,
             },
         }
 
@@ -118,6 +154,16 @@ class SKLearnServer(ModelServer):
                 f"names has {len(names)} entries but each row has {arr.shape[1]} values"
             )
         return arr
+
+
+def _as_bool(parameter: str, value: bool | str) -> bool:
+    """A BOOL parameter; also accepts the words a STRING-typed parameter would carry."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _TRUE_WORDS or word in _FALSE_WORDS:
+        return word in _TRUE_WORDS
+    raise ConfigurationError(parameter, value, "true or false")
 
 
 def _default_method(model: Any) -> str:
