@@ -7,7 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import IRIS_COLUMNS, IRIS_X, iris_frame_pipeline, iris_scaler, rows, svc_without_proba
+from models import (
+    IRIS_COLUMNS,
+    IRIS_X,
+    iris_classifier,
+    iris_frame_pipeline,
+    iris_scaler,
+    rows,
+    svc_without_proba,
+)
 from modelshelf.errors import BadRequestError, ConfigurationError, ServerFaultError
 from modelshelf.frameworks.mlflow import MLFlowServer
 
@@ -39,6 +47,9 @@ def saved(tmp_path_factory):
         pip_requirements=reqs,
     )
     mlflow.sklearn.save_model(svc_without_proba(), root / "svc", pip_requirements=reqs)
+    mlflow.sklearn.save_model(
+        iris_classifier(), root / "proba", pip_requirements=reqs, pyfunc_predict_fn="predict_proba"
+    )
     booster = xgboost.XGBClassifier(n_estimators=4, max_depth=2, n_jobs=1)
     booster.fit(IRIS_X, np.arange(len(IRIS_X)) % 3)
     mlflow.xgboost.save_model(booster, root / "xgboost", pip_requirements=["xgboost"])
@@ -168,3 +179,31 @@ def test_bad_parameters_are_rejected_at_once(params, parameter):
 def test_a_method_the_model_lacks_stops_loading(saved):
     with pytest.raises(ConfigurationError, match="StandardScaler"):
         loaded(saved["root"] / "scaler", method="predict_proba")
+
+
+@pytest.mark.parametrize("name", ["svc", "proba"])
+def test_an_sklearn_model_without_signature_is_served_without_importing_mlflow(saved, name):
+    """Nothing for MLflow to enforce: the pickle is loaded and its pyfunc ``predict_fn`` called,
+    in a process that never imports mlflow, with pyfunc's own result."""
+    import json
+    import subprocess
+    import sys
+
+    import mlflow.pyfunc
+
+    folder = saved["root"] / name
+    X = rows(4)
+    code = (
+        "import json, sys\n"
+        "from modelshelf.frameworks.mlflow import MLFlowServer\n"
+        f"server = MLFlowServer({str(folder)!r})\n"
+        "server.load()\n"
+        f"got = server.predict({X.tolist()!r})\n"
+        "print(json.dumps({'mlflow': 'mlflow' in sys.modules, 'got': got.tolist()}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["mlflow"] is False
+    expected = mlflow.pyfunc.load_model(str(folder)).predict(X)
+    np.testing.assert_array_equal(np.asarray(found["got"]), expected)

@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import json
 import os
+import pickle
 import sys
 import warnings
 from pathlib import Path
@@ -59,7 +60,7 @@ class ModelEnvironmentWarning(UserWarning):
 
 
 def import_mlflow_before_fork() -> None:
-    """Import ``mlflow.pyfunc`` once in seldon-core's parent process, before it forks the REST
+    """Import ``mlflow.pyfunc``, e.g. in seldon-core's parent process before it forks the REST
     workers and the gRPC child: the ~2 s CPU import is then shared copy-on-write instead of
     repeated in each. MLflow's telemetry (a thread fetching a config over the network at import)
     is off unless ``MLFLOW_DISABLE_TELEMETRY`` is set: a model server makes no calls home, and
@@ -99,20 +100,25 @@ class MLFlowServer(ModelServer):
         self._import_framework_of_local_model()
 
     def _import_framework_of_local_model(self) -> None:
-        """In seldon-core's parent process (before it forks), import the framework of a local
-        model's fork-safe flavor, so that the workers and the gRPC child do not each import it.
-        Only reads the MLmodel file of a local folder; remote models are not fetched here."""
+        """Import what loading will need, here in seldon-core's parent process (before it forks)
+        so that the REST workers and the gRPC child share one import: the framework of a local
+        model's fork-safe flavor, and MLflow unless the model is served without it
+        (``_plain_sklearn_pickle``). Only reads the MLmodel file of a local folder; a remote
+        model is not fetched here (MLflow is imported for it)."""
         path = Path(self.model_uri.removeprefix("file://"))
         try:
-            flavors = (yaml.safe_load((path / "MLmodel").read_text()) or {}).get("flavors") or {}
+            mlmodel = yaml.safe_load((path / "MLmodel").read_text()) or {}
+            flavors = mlmodel.get("flavors") or {}
         except (OSError, yaml.YAMLError, AttributeError):
-            return  # not a local MLmodel folder: load() reports what is wrong
+            mlmodel, flavors = None, {}
         for flavor in flavors:
             package = _FORK_SAFE_FRAMEWORKS.get(flavor)
             if package and package not in sys.modules:
-                # A missing framework: load() gives MLflow's own error.
+                # A missing framework: load() gives the import error.
                 with contextlib.suppress(ImportError):
                     importlib.import_module(package)
+        if mlmodel is None or _plain_sklearn_pickle(mlmodel, path) is None:
+            import_mlflow_before_fork()
 
     @property
     def model_dir(self) -> Path:
@@ -124,24 +130,41 @@ class MLFlowServer(ModelServer):
     # ---------------------------------------------------------------- loading
 
     def load_model(self, model_dir: Path) -> None:
-        from mlflow.models import Model
-
-        _keep_mlflow_out_of_the_working_directory()
         if not (model_dir / "MLmodel").is_file():
             raise ModelLoadError(self.model_uri, f"no MLmodel file in {model_dir}")
-        info = Model.load(str(model_dir))
-        pyfunc, raw = _load_pyfunc_and_raw(info, model_dir, self.model_uri)
-        schema = info.get_input_schema()
+        try:
+            mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            path = model_dir / "MLmodel"
+            raise ModelLoadError(self.model_uri, f"cannot read {path}: {exc}") from exc
+        pickled = _plain_sklearn_pickle(mlmodel, model_dir)
+        if pickled is not None:  # what pyfunc.load_model would do for this model, without MLflow
+            with pickled.open("rb") as handle:
+                raw = pickle.load(handle)
+            pyfunc, schema, output_schema = None, None, None
+            conf = mlmodel["flavors"]["python_function"]
+        else:
+            from mlflow.models import Model
+
+            import_mlflow_before_fork()  # a no-op when the parent process did it
+            _keep_mlflow_out_of_the_working_directory()
+            info = Model.load(str(model_dir))
+            pyfunc, raw = _load_pyfunc_and_raw(info, model_dir, self.model_uri)
+            schema, output_schema = info.get_input_schema(), info.get_output_schema()
+            conf = info.flavors.get("python_function") or {}
+        flavor = conf.get("loader_module")
         if schema is not None and not schema.is_tensor_spec() and schema.has_input_names():
             self.columns = [str(n) for n in schema.input_names()]
         self.as_frame = self.xtype == "DataFrame" or (self.xtype == "auto" and bool(self.columns))
         self.model = pyfunc if pyfunc is not None else raw
         self.raw_model = raw
         name = self.method_name
-        flavor = info.flavors.get("python_function", {}).get("loader_module")
-        if name == "predict" and pyfunc is not None:
-            output_names = _schema_names(info.get_output_schema())
-            direct = _direct_predict(info, raw)
+        direct = _direct_predict(conf, raw)
+        if name == "predict" and pickled is not None and direct is None:
+            wanted = conf.get("predict_fn") or "predict"
+            raise ModelLoadError(self.model_uri, f"{type(raw).__name__} has no {wanted} method")
+        if name == "predict" and (pyfunc is not None or direct is not None):
+            output_names = _schema_names(output_schema)
             if direct is None:
                 self.method = Method("predict", self._pyfunc_predict, output_names)
             else:
@@ -338,14 +361,38 @@ def _conforming_frame_test(schema: Any) -> Any:
     return conforms
 
 
-def _direct_predict(info: Any, raw: Any) -> Any:
+def _direct_predict(conf: dict[str, Any], raw: Any) -> Any:
     """The sklearn flavor's own ``predict_fn`` (what its pyfunc wrapper calls after the schema
-    check), or ``None`` for other flavors, which go through ``pyfunc.predict``."""
-    conf = info.flavors.get("python_function") or {}
+    check), given the ``python_function`` flavor's configuration; ``None`` for other flavors,
+    which go through ``pyfunc.predict``."""
     if conf.get("loader_module") != "mlflow.sklearn" or raw is None:
         return None
     call = getattr(raw, conf.get("predict_fn") or "predict", None)
     return call if callable(call) else None
+
+
+def _plain_sklearn_pickle(mlmodel: dict[str, Any], model_dir: Path) -> Path | None:
+    """The pickle file of an sklearn-flavor model that needs nothing of MLflow to serve, else
+    ``None``. Such a model has no signature (nothing for MLflow to enforce), a ``pickle`` or
+    ``cloudpickle`` file (both read by ``pickle.load``), no ``code`` folder to put on the path
+    and no external artifacts: pyfunc would unpickle it and call its ``predict_fn``, which is
+    what the server does, without MLflow's ~2 s CPU import."""
+    flavors = mlmodel.get("flavors") or {}
+    pyfunc = flavors.get("python_function") or {}
+    sklearn = flavors.get("sklearn") or {}
+    if (
+        pyfunc.get("loader_module") != "mlflow.sklearn"
+        or (mlmodel.get("signature") or {}).get("inputs")
+        or mlmodel.get("metadata")
+        or pyfunc.get("code")
+        or sklearn.get("code")
+        or "data" in pyfunc
+        or sklearn.get("serialization_format", "pickle") not in ("pickle", "cloudpickle")
+        or not sklearn.get("pickled_model")
+    ):
+        return None
+    path = model_dir / str(sklearn["pickled_model"])
+    return path if path.is_file() else None
 
 
 def _mlflow_exception() -> type[Exception]:
