@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 LOADS = ("single", "batch")
+LOAD_NAMES = {"single": "single row", "batch": "batch"}
 XGB_DMATRIX = "xgboost Booster.predict(DMatrix(X)) (a DMatrix per request)"
 XGB_OURS = "ours: XGBoostServer.predict"
 
@@ -199,12 +200,19 @@ def render(raw: dict) -> str:
         "",
     ]
     lines += _phases(raw)
+    if raw.get("profile"):
+        lines += [
+            f"Where one request's time goes in `modelshelf serve`: [per-request profile]"
+            f"({raw['profile']}).",
+            "",
+        ]
     lines += _where_we_stand(raw, summary)
     lines += _rest_tables(raw, summary)
     lines += _targets(summary)
     lines += _inprocess(raw)
     lines += _storage(raw)
     lines += _images(raw)
+    lines += _not_measurable(raw, summary)
     lines += _versions(raw)
     return "\n".join(lines) + "\n"
 
@@ -233,7 +241,24 @@ def _where_we_stand(raw: dict, summary: dict) -> list[str]:
             f"; with `modelshelf serve`, {_num(serve['single']['requests_per_s'])} req/s "
             f"({_ratio(serve['single']['vs_ours'])} ours on seldon-core-microservice)"
         )
-    return [text + ".", ""]
+    lines = [text + ".", ""]
+    worth = [
+        f"{_ratio(systems[name][load]['vs_ours'])} on {where} ({LOAD_NAMES[load]})"
+        for name, where in (
+            ("sklearn-nofast-w1", "seldon-core-microservice"),
+            ("serve-sklearn-nofast-w1", "`modelshelf serve`"),
+        )
+        for load in LOADS
+        if systems.get(name, {}).get("runs_ok") and systems[name][load]["vs_ours"] is not None
+    ]
+    if worth:
+        lines += [
+            "**The fast path** (SKLearnServer's numpy closed form): with `fast_path=false` the "
+            "same server answers " + ", ".join(worth) + " of its requests/s with the fast path, "
+            "same round.",
+            "",
+        ]
+    return lines
 
 
 def _rest_tables(raw: dict, summary: dict) -> list[str]:
@@ -421,6 +446,48 @@ def _phases(raw: dict) -> list[str]:
         "before the harness starts and are not counted here).",
         "",
     ]
+
+
+# Peers or rows the issue asks for that no run here can measure, and what stands in for them.
+NEVER_MEASURABLE = (
+    "Seldon Core's own prepackaged SKLearnServer, XGBoostServer and MLFlowServer: their code is "
+    "not on PyPI; the identity model on `seldon-core-microservice` (its ceiling) stands in.",
+    "KServe's sklearnserver: not on PyPI (only the `kserve` package is); a minimal scikit-learn "
+    "model class on KServe's `ModelServer` stands in (`bench/peercode/kserve_sklearn.py`).",
+    "KServe's xgbserver: not on PyPI either, so KServe has no XGBoost row; `mlflow models serve` "
+    "serves the MLflow model only.",
+)
+
+
+def _not_measurable(raw: dict, summary: dict) -> list[str]:
+    """Everything the issue asks for that this run has no figure for, said plainly."""
+    lines = ["## What this run could not measure", ""]
+    lines += [f"- {item}" for item in NEVER_MEASURABLE]
+    for name, reason in (raw.get("unavailable") or {}).items():
+        lines.append(f"- `{name}`: {reason}.")
+    for name, entry in summary["systems"].items():
+        if not entry["runs_ok"]:
+            lines.append(f"- `{name}`: failed in every round: {_short(entry['first_error'])}")
+    for t in summary["targets"]:
+        if t["met"] is None:
+            lines.append(f'- issue {t["issue"]} target "{t["what"]}": no figure in this run.')
+    store = raw.get("storage")
+    if store and "results" not in store:
+        lines.append(f"- Download throughput: {store.get('unavailable') or store.get('error')}.")
+    elif store and store.get("aws_unavailable"):
+        lines.append(f"- `aws s3 sync`: {store['aws_unavailable']}.")
+    found = raw.get("images")
+    if found is not None:
+        missing = [i["name"] for i in found["images"] if i["size_mb"] is None]
+        if not found["images"]:
+            lines.append(f"- Image sizes: {found.get('error') or 'no image tool'}.")
+        elif missing:
+            names = ", ".join(f"`{n}`" for n in missing)
+            lines.append(f"- Image sizes of {names}: not built — run `make images`.")
+    for name, env in (raw.get("peer_envs") or {}).items():
+        if not env["ok"]:
+            lines.append(f"- bench/peers/{name}: did not install: {_short(env['error'], 300)}")
+    return [*lines, ""]
 
 
 def _versions(raw: dict) -> list[str]:

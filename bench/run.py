@@ -304,6 +304,9 @@ def main() -> int:
     raw["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     raw["seconds"] = round(time.monotonic() - started, 1)
     raw["phases"] = phases.seconds
+    profile = REPO / "bench" / "profiles" / "serve.md"  # written by hand with py-spy, not by us
+    if profile.exists():
+        raw["profile"] = os.path.relpath(profile, cfg.results)
     summary = report.summarize(raw)
     raw["summary"] = summary
     (cfg.results / "latest.json").write_text(json.dumps(raw, indent=1) + "\n")

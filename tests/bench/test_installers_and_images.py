@@ -172,3 +172,64 @@ def test_the_fast_path_is_measured_against_the_same_server_without_it(tmp_path: 
         assert {"name": "model_uri", "value": str(tmp_path / "sklearn"), "type": "STRING"} in (
             parameters
         )
+
+
+def _run(round_index: int, single: float, batch: float) -> dict:
+    def load(rate: float, rows: int) -> dict:
+        return {"requests_per_s": rate, "rows_per_s": rate * rows, "p50_ms": 1.0, "p99_ms": 2.0,
+                "errors": 0}  # fmt: skip
+
+    return {"round": round_index, "cold_start_s": 1.0,
+            "memory": {"rss_mb": 100.0, "pss_mb": 50.0, "processes": 2},
+            "single": load(single, 1), "batch": load(batch, 10)}  # fmt: skip
+
+
+def _raw_report(runs: dict[str, list[dict]], **extra: object) -> dict:
+    meta = {
+        name: {"label": name, "family": "sklearn", "role": "ours", "workers": 1,
+               "reference": "sklearn-w1" if "nofast" in name else name}
+        for name in runs
+    }  # fmt: skip
+    return {
+        "started": "now", "git": "abc", "seconds": 10.0, "phases": {"rest": 8.0},
+        "machine": {"cores": 2, "cpu": "", "memory_gb": 1, "kernel": "k", "python": "3.11",
+                    "load_average_at_start": [0], "load_average_at_end": [0]},
+        "settings": {"rounds": 2, "wrk": "wrk", "batch_rows": 10, "connections": 4},
+        "versions": {"ours": {}}, "rest": {"systems": meta, "runs": runs}, **extra,
+    }  # fmt: skip
+
+
+def test_the_report_says_what_the_fast_path_is_worth_within_each_round() -> None:
+    # Round 1: 100 vs 50 req/s (0.5x), round 2: 200 vs 160 (0.8x): median 0.65x, not 210/400.
+    raw = _raw_report(
+        {
+            "sklearn-w1": [_run(1, 100, 10), _run(2, 200, 20)],
+            "sklearn-nofast-w1": [_run(1, 50, 10), _run(2, 160, 10)],
+        }
+    )
+    raw["summary"] = report.summarize(raw)
+    assert raw["summary"]["systems"]["sklearn-nofast-w1"]["single"]["vs_ours"] == 0.65
+    text = report.render(raw)
+    sentence = "with `fast_path=false` the same server answers 0.65\N{MULTIPLICATION SIGN} on "
+    assert sentence + "seldon-core-microservice" in text
+
+
+def test_what_could_not_be_measured_is_listed() -> None:
+    raw = _raw_report(
+        {"sklearn-w1": [_run(1, 100, 10)], "xgboost-w1": [{"round": 1, "error": "boom"}]},
+        unavailable={"mlserver-sklearn-pw1": "BENCH_PEERS=0"},
+        images={"tool": "podman", "images": [
+            {"name": "x/base:dev", "size_mb": 400.0, "state": "built"},
+            {"name": "x/sklearnserver:dev", "size_mb": None, "state": images.NOT_BUILT},
+        ]},
+        storage={"unavailable": "`modelshelf fetch` does not exist yet"},
+    )  # fmt: skip
+    raw["summary"] = report.summarize(raw)
+    text = report.render(raw)
+    section = text.split("## What this run could not measure")[1].split("## ")[0]
+    assert "KServe's sklearnserver: not on PyPI" in section
+    assert "- `mlserver-sklearn-pw1`: BENCH_PEERS=0." in section
+    assert "- `xgboost-w1`: failed in every round: boom" in section
+    assert "- Image sizes of `x/sklearnserver:dev`: not built — run `make images`." in section
+    assert "`x/base:dev`" not in section
+    assert "- Download throughput: `modelshelf fetch` does not exist yet." in section
