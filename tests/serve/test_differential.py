@@ -35,6 +35,14 @@ FEEDBACK = {
     "reward": 1.0,
 }
 BOTH = ThreadPoolExecutor(1, thread_name_prefix="seldon-request")
+# Enough rows for modelshelf's C conversions (modelshelf.serve.ndarray.MIN_ROWS) to apply.
+ROWS = [[5.1 + i / 7, 3.5 - i / 3, 1.4 * i, 0.2 + i] for i in range(24)]
+INT_ROWS = [[i, 2 * i, 3, 4] for i in range(12)]
+
+
+def rows_then(last: list) -> dict:
+    """Eleven good rows, then ``last``: the odd one is found after the first rows passed."""
+    return {"data": {"ndarray": [*ROWS[:11], last]}}
 
 
 def post(path: str, payload: object, **kwargs: object) -> tuple:
@@ -56,12 +64,35 @@ CASES: dict[str, tuple] = {
     "jsonData raising ValueError": post("/api/v1.0/predictions", {"jsonData": {"fail": 3}}),
     "jsonData numpy scalar out": post("/api/v1.0/predictions", {"jsonData": {"numpy": 3}}),
     "jsonData null": post("/api/v1.0/predictions", {"jsonData": {"x": None}}),
+    "jsonData integers beyond 64 bits": post(
+        "/api/v1.0/predictions", {"jsonData": {"x": [2**64, -(2**63) - 1, 2**63]}}
+    ),
     "infinite output": post("/api/v1.0/predictions", {"data": {"ndarray": [[1e308, 1, 2, 3]]}}),
     "binData": post("/api/v1.0/predictions", {"binData": base64.b64encode(b"\x00bin").decode()}),
     "meta tags puid requestPath": post("/api/v1.0/predictions", META),
     "empty data": post("/api/v1.0/predictions", {"data": {}}),
     "no data": post("/api/v1.0/predictions", {"something": 1}),
     "ragged ndarray": post("/api/v1.0/predictions", {"data": {"ndarray": [[1, 2], [3]]}}),
+    # Many rows: what modelshelf converts in C must read and answer as seldon-core does.
+    "rows": post("/api/v1.0/predictions", {"data": {"names": list("abcd"), "ndarray": ROWS}}),
+    "rows of ints": post("/api/v1.0/predictions", {"data": {"ndarray": INT_ROWS}}),
+    "rows ints and floats": post("/predict", {"data": {"ndarray": INT_ROWS[:6] + ROWS[:6]}}),
+    "rows of booleans": post("/predict", {"data": {"ndarray": [[True, False, True, True]] * 9}}),
+    "rows ragged": post("/api/v1.0/predictions", rows_then([1, 2, 3])),
+    "rows a list among numbers": post("/api/v1.0/predictions", rows_then([1.0, [2.0], 3.0, 4.0])),
+    "rows of strings": post("/api/v1.0/predictions", {"data": {"ndarray": [list("abcd")] * 9}}),
+    "rows a string among numbers": post("/api/v1.0/predictions", rows_then([1.0, "2", 3.0, 4.0])),
+    "rows with a null": post("/api/v1.0/predictions", rows_then([1.0, None, 3.0, 4.0])),
+    "rows too big for int64": post(
+        "/api/v1.0/predictions", {"data": {"ndarray": [[2**64, 1.5, 1, 2]] * 9}}
+    ),
+    "rows nested deeper": post("/api/v1.0/predictions", {"data": {"ndarray": [ROWS[:2]] * 9}}),
+    "rows that are strings": post("/api/v1.0/predictions", {"data": {"ndarray": ["abcd"] * 9}}),
+    "rows empty": post("/api/v1.0/predictions", {"data": {"ndarray": [[]] * 9}}),
+    "ndarray empty": post("/api/v1.0/predictions", {"data": {"ndarray": []}}),
+    "rows infinite output": post("/api/v1.0/predictions", rows_then([1e308, 1, 2, 3])),
+    "rows NaN": raw("/api/v1.0/predictions", json.dumps(rows_then([float("nan")] * 4))),
+    "rows with meta": post("/api/v1.0/predictions", {**META, "data": {"ndarray": INT_ROWS}}),
     "bad tensor shape": post(
         "/api/v1.0/predictions", {"data": {"tensor": {"shape": [3, 4], "values": [1, 2]}}}
     ),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -213,6 +214,7 @@ def _rest_worker(
     signal.signal(signal.SIGTERM, lambda *_: None)
     load_user_model(user_model)
     app = SeldonRestApp(user_model, metrics, flask_app)
+    _freeze_loaded_objects()
     config = uvicorn.Config(
         app,
         loop="uvloop",
@@ -227,6 +229,19 @@ def _rest_worker(
         date_header=False,
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _freeze_loaded_objects() -> None:
+    """Keep the loaded model, libraries and app out of the garbage collector's full passes.
+
+    A full collection walks every tracked object -- about 160,000 once scikit-learn, Flask and
+    seldon-core are imported, tens of milliseconds -- and requests that build many lists (a
+    1,000-row ndarray is 1,000 of them) set one off every few dozen requests: measured, that was
+    the p99 of 1,000-row requests. What exists once the model is loaded lives as long as the
+    worker, so it is collected once and then frozen (``gc.freeze``).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _metrics_process(queue: Any, port: int, endpoint: str, args: argparse.Namespace) -> None:
