@@ -4,9 +4,11 @@
 Why: ``Booster.inplace_predict`` calls the same entry point, but on every call it first rebuilds
 that configuration, tests the input against each data type it accepts (pandas, Arrow, polars,
 cuDF, SciPy…) and wraps the output. For the one-row requests a model server mostly gets, that
-costs more than the trees. In process, one row, xgboost-cpu 3.2, medians of interleaved rounds:
-104 µs here against 250 µs for ``inplace_predict`` (iris, 3 classes x 100 rounds) and 301 against
-625 µs (300 trees of depth 6, 50 features); through ``XGBoostServer.predict``, 188 against 559 µs.
+costs more than the trees. Timed in process on one row with xgboost-cpu 3.2 (``dense_predictor``
+against ``public_dense_predictor``, medians of 21 interleaved rounds of 2,000 calls): 104 against
+250 µs (iris, 3 classes x 100 rounds), 301 against 625 µs (300 trees of depth 6, 50 features),
+and through ``XGBoostServer.predict`` 188 against 559 µs; 2.2 to 3.7 times faster again on a
+heavily loaded machine.
 
 What it relies on: the entry point and its arguments belong to XGBoost's C API, but the handle to
 the loaded library, ``xgboost.core._LIB``, is private. Where it is missing or lacks the entry

@@ -96,7 +96,7 @@ class XGBoostServer(ModelServer):
             objective=self.description["objective"],
             num_class=self.description["num_class"],
             missing=self.missing,
-            classes=getattr(estimator, "classes_", None) if estimator is not None else None,
+            classes=getattr(estimator, "classes_", None),
             class_names=self.class_labels,
             feature_names=self.feature_names or default_feature_names(self.n_features),
         )
