@@ -207,3 +207,20 @@ def test_an_sklearn_model_without_signature_is_served_without_importing_mlflow(s
     assert found["mlflow"] is False
     expected = mlflow.pyfunc.load_model(str(folder)).predict(X)
     np.testing.assert_array_equal(np.asarray(found["got"]), expected)
+
+
+def test_sklearn_flavor_methods_use_the_verified_numpy_closed_form(saved):
+    """A logistic regression's predict_fn (predict_proba here) is served by the closed form,
+    equal to pyfunc's result; NaN gets scikit-learn's 400, not a number."""
+    import mlflow.pyfunc
+
+    folder = saved["root"] / "proba"
+    server = loaded(folder)
+    own = server.raw_model.predict_proba
+    assert server.method.call != own  # not scikit-learn's bound method: the closed form
+    X = np.vstack([rows(50), rows(1) * 1e3])
+    np.testing.assert_array_equal(
+        server.predict(X), mlflow.pyfunc.load_model(str(folder)).predict(X)
+    )
+    with pytest.raises(BadRequestError, match="NaN"):
+        server.predict([[1.0, float("nan"), 2.0, 3.0]])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
 import os
 import pickle
 import sys
@@ -31,6 +32,8 @@ from modelshelf.environment.model_location import model_folder, registered_model
 from modelshelf.errors import BadRequestError, ConfigurationError, ModelLoadError, ServerFaultError
 from modelshelf.inputs import as_frame
 from modelshelf.server import Method, ModelServer
+
+logger = logging.getLogger(__name__)
 
 XTYPES = ("auto", "ndarray", "DataFrame")
 SIGNATURE = "the model's signature"  # how input errors name the columns' source
@@ -49,7 +52,10 @@ _MLFLOW_TO_TENSOR_TYPE = {
 _MAX_MESSAGE = 2000
 #: Flavors whose framework is imported in seldon's parent process (``__init__``), so the REST
 #: workers and the gRPC child share one import; their import starts no threads and no GPU.
-_FORK_SAFE_FRAMEWORKS = {"sklearn": "sklearn", "xgboost": "xgboost"}
+_FORK_SAFE_FRAMEWORKS = {
+    "sklearn": "modelshelf.frameworks.sklearn_closed_form",  # scikit-learn and its fast path
+    "xgboost": "xgboost",
+}
 #: MLflow column types whose pandas dtype, when the request already has it, MLflow's schema
 #: enforcement leaves unchanged (so it can be skipped for such a frame).
 _EXACT_DTYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32"}
@@ -159,6 +165,13 @@ class MLFlowServer(ModelServer):
         self.model = pyfunc if pyfunc is not None else raw
         self.raw_model = raw
         name = self.method_name
+        columns = self.columns if self.as_frame else None
+
+        def served(method: str, own: Any) -> Any:
+            if flavor != "mlflow.sklearn":
+                return own
+            return _closed_form_or(own, raw, method, columns)
+
         direct = _direct_predict(conf, raw)
         if name == "predict" and pickled is not None and direct is None:
             wanted = conf.get("predict_fn") or "predict"
@@ -168,6 +181,7 @@ class MLFlowServer(ModelServer):
             if direct is None:
                 self.method = Method("predict", self._pyfunc_predict, output_names)
             else:
+                direct = served(conf.get("predict_fn") or "predict", direct)
                 checked = _signature_checked(direct, schema, flavor)
                 self.method = Method("predict", checked, output_names)
         else:
@@ -178,9 +192,11 @@ class MLFlowServer(ModelServer):
                 kind = type(raw).__name__ if raw is not None else "this flavor's pyfunc model"
                 raise ConfigurationError("method", name, f"predict, or a method {kind} has")
             output_names = _class_names(raw, name) if name != "transform" else _transform_names(raw)
+            call = served(name, call)
             self.method = Method(name, _signature_checked(call, schema, flavor), output_names)
         transform = getattr(raw, "transform", None)
         if callable(transform):
+            transform = served("transform", transform)
             self.transform_method = Method(
                 "transform", _signature_checked(transform, schema, flavor), _transform_names(raw)
             )
@@ -359,6 +375,27 @@ def _conforming_frame_test(schema: Any) -> Any:
         )
 
     return conforms
+
+
+def _closed_form_or(own: Any, model: Any, method: str, columns: list[str] | None) -> Any:
+    """An sklearn-flavor model's ``method`` as a numpy closed form, when ``verified_closed_form``
+    finds one equal to scikit-learn's on its probe rows (a one-row request then skips
+    scikit-learn's ~200 µs of input validation; the server validated the input already); else
+    scikit-learn's own ``own``. ``columns``: the DataFrame columns requests arrive with."""
+    from modelshelf.frameworks.sklearn_closed_form import verified_closed_form
+
+    kind = type(model).__name__
+    fitted = getattr(model, "feature_names_in_", None)
+    if columns is not None and fitted is not None and [str(n) for n in fitted] != columns:
+        logger.info("%s.%s: scikit-learn's own call (fitted on other columns)", kind, method)
+        return own
+    found = verified_closed_form(model, method, getattr(model, "n_features_in_", None), columns)
+    if found.call is None:
+        log = logger.warning if found.refused else logger.info
+        log("%s.%s: scikit-learn's own call (fast path: %s)", kind, method, found.note)
+        return own
+    logger.info("%s.%s: %s", kind, method, found.note)
+    return found.call
 
 
 def _direct_predict(conf: dict[str, Any], raw: Any) -> Any:
