@@ -5,10 +5,16 @@ The MLmodel signature decides the input form (``xtype=auto``: a DataFrame in the
 column order when it names columns, else an array) and names the outputs; metadata comes from the
 MLmodel file without loading the model. The model's own packages are installed beforehand by the
 environment builder (``before-run``); ``servers/mlflowserver/MLFlowServer.py`` activates that
-folder before this module is imported, and calls ``import_mlflow_before_fork()``.
+folder before this module is imported.
 
-Per request, an sklearn-flavor model is called directly (its pyfunc ``predict_fn``), behind MLflow's
-own signature check when the model has a signature; other flavors go through ``pyfunc.predict``.
+Start-up: ``MLFlowServer()`` runs in seldon-core's parent process, before it forks the REST
+workers and the gRPC child, and imports there what loading will need (MLflow, a local model's
+scikit-learn), once for all of them. An sklearn-flavor pickle without signature needs nothing of
+MLflow and is served without importing it.
+
+Per request: an sklearn-flavor model's methods are called directly (pyfunc's ``predict_fn``), as
+verified numpy closed forms where scikit-learn has one, behind MLflow's own signature check when
+the model has a signature; other flavors go through ``pyfunc.predict``.
 """
 
 from __future__ import annotations
