@@ -22,19 +22,17 @@ One module a concern: ``_settings`` (what the environment asks for, and the comm
 ``_signals`` (signals delivered through a pipe).
 """
 
-from modelshelf.launcher._processes import group_members, serving_processes
+from modelshelf.launcher._processes import group_members
 from modelshelf.launcher._programs import conda_environment, modelshelf_serve_available
 from modelshelf.launcher._settings import LaunchSettings, Step, StopPolicy
-from modelshelf.launcher._supervisor import Supervisor, launch
+from modelshelf.launcher._supervisor import launch
 
 __all__ = [
     "LaunchSettings",
     "Step",
     "StopPolicy",
-    "Supervisor",
     "conda_environment",
     "group_members",
     "launch",
     "modelshelf_serve_available",
-    "serving_processes",
 ]

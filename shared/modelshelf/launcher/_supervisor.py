@@ -21,7 +21,7 @@ from modelshelf.launcher._programs import conda_environment
 from modelshelf.launcher._settings import LaunchSettings, Step, StopPolicy
 from modelshelf.launcher._signals import drain, signals_to_pipe, wait_for_signals
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("modelshelf.launcher")  # the public name, as before the split
 
 #: After the front end has exited: how long its leftover processes get before SIGKILL.
 LEFTOVER_SECONDS = 2.0

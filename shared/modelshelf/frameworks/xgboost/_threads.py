@@ -20,7 +20,7 @@ import xgboost as xgb
 
 from modelshelf.errors import ConfigurationError
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("modelshelf.frameworks.xgboost")  # the public name
 
 #: Up to this many rows a request runs on one thread: XGBoost predicts in blocks of 64 rows, so
 #: more threads cannot share the work and only add a wake-up (or a spin against busy cores).
