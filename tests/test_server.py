@@ -142,3 +142,52 @@ def test_as_2d_numbers_reads_numeric_strings_nulls_and_a_single_row():
     np.testing.assert_array_equal(as_2d_numbers([["1", "2.5"]], 2), [[1.0, 2.5]])
     assert np.isnan(as_2d_numbers([[None, 1]], 2)[0, 0])
     assert as_2d_numbers([1, 2], 2).shape == (1, 2)
+
+
+class DoublingTransformer(CountingServer):
+    """A server whose model transforms: ``transform_input`` / ``transform_output`` come from the
+    base, through its ``model_input`` and ``model_output`` hooks."""
+
+    serves_transform = True
+
+    def load_model(self, model_dir: Path) -> None:
+        super().load_model(model_dir)
+        if self.model:  # an empty weight list: a model without transform
+            self.transform_method = Method("transform", lambda X: X * 2, ["a", "b"])
+
+    def model_input(self, X, names):
+        return as_2d_numbers(X, 2)
+
+    def model_output(self, result):
+        return result.tolist()
+
+
+def test_transform_goes_through_the_hooks(weights):
+    server = DoublingTransformer(str(weights))
+    with pytest.raises(ModelNotReadyError):
+        server.transform_input([[1, 2]])
+    server.load()
+    assert server.transform_input([[1, 2]]) == [[2, 4]]
+    assert server.transform_output(np.array([[3.0, 4.0]])) == [[6.0, 8.0]]
+    assert server.class_names() == ["a", "b"]
+    with pytest.raises(BadRequestError, match="expected 2 features per row, got 3"):
+        server.transform_input([[1, 2, 3]])
+
+
+def test_a_model_without_transform_is_a_server_fault_naming_it(tmp_path):
+    (tmp_path / "weights.json").write_text("[]")
+    server = DoublingTransformer(str(tmp_path))
+    server.load()
+    with pytest.raises(ServerFaultError, match="list has no transform method"):
+        server.transform_output([[1, 2]])
+
+
+def test_a_server_that_does_not_transform_keeps_seldons_pass_through(weights):
+    from seldon_core.user_model import SeldonNotImplementedError, client_transform_input
+
+    server = CountingServer(str(weights))
+    server.load()
+    with pytest.raises(SeldonNotImplementedError):
+        server.transform_input([[1, 2]])
+    X = np.array([[1.0, 2.0]])
+    assert client_transform_input(server, X, []).data is X

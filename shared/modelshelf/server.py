@@ -14,7 +14,10 @@ there (and again in the gRPC child), then forks gunicorn workers that call ``loa
   swallowed into a ``None`` prediction.
 
 A framework module subclasses ``ModelServer`` and fills in ``load_model`` and ``describe_model``,
-and sets ``self.model`` / the ``Method`` callables it serves.
+and sets ``self.model`` / the ``Method`` callables it serves. A server whose models can
+``transform`` sets ``serves_transform`` and ``self.transform_method``, and overrides
+``model_input`` (and ``model_output`` if needed): ``transform_input`` / ``transform_output``
+are written here once.
 """
 
 from __future__ import annotations
@@ -84,12 +87,19 @@ class ModelServer(SeldonComponent):
     #: Registered by seldon-core's Flask app: maps payload parsing errors to 400.
     model_error_handler = _request_error_blueprint()
 
+    #: Whether ``/transform-input`` and ``/transform-output`` call the model's ``transform``
+    #: (``self.transform_method``). A server that leaves it False keeps seldon-core's default
+    #: for them: the request's data comes back unchanged.
+    serves_transform: ClassVar[bool] = False
+
     def __init__(self, model_uri: str) -> None:
         super().__init__()
         if not model_uri:
             raise ModelLoadError("<empty>", "parameter model_uri is required (a folder or URI)")
         self.model_uri = str(model_uri)
         self.model: Any = None
+        #: Set by ``load_model`` when the model has a ``transform`` (see ``serves_transform``).
+        self.transform_method: Method | None = None
         self.load_warnings: list[str] = []
         self.load_seconds: float | None = None
         self._model_dir: Path | None = None
@@ -204,6 +214,40 @@ class ModelServer(SeldonComponent):
         with self._metrics_lock:
             self._served[method.name] = self._served.get(method.name, 0) + 1
         return result
+
+    def model_input(self, X: Any, names: Any) -> Any:
+        """The request's payload in the form the model takes (a 400 when it cannot be)."""
+        return X
+
+    def model_output(self, result: Any) -> Any:
+        """What the model returned, in a form seldon-core can send back."""
+        return result
+
+    def model_kind(self) -> str:
+        """What the model is, for messages (its class name)."""
+        return type(self.model).__name__ if self.model is not None else "this model"
+
+    def transform_input(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
+        """The model's ``transform`` of the request, as a ``TRANSFORMER``."""
+        return self.serve_transform(X, features_names)
+
+    def transform_output(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
+        """The model's ``transform`` of the request, as an ``OUTPUT_TRANSFORMER``."""
+        return self.serve_transform(X, features_names)
+
+    def serve_transform(self, X: Any, names: Any) -> Any:
+        """``transform_method`` on the request; a model without one is a deployment mistake
+        (500 saying so), not the client's."""
+        if not self.serves_transform:
+            raise SeldonNotImplementedError(f"{type(self).__name__} does not transform")
+        if not self._ready:
+            raise ModelNotReadyError()
+        if self.transform_method is None:
+            raise ServerFaultError(
+                f"{self.model_kind()} has no transform method, so it cannot serve as a "
+                "TRANSFORMER or OUTPUT_TRANSFORMER; deploy it as a MODEL"
+            )
+        return self.model_output(self.serve(self.transform_method, self.model_input(X, names)))
 
     # ---------------------------------------------------------------- custom metrics
 

@@ -259,6 +259,13 @@ def test_fast_path_false_serves_scikit_learn(sklearn_models, iris_model):
         assert "fast_path=false" in svc.log()
 
 
+def test_transform_on_a_model_without_transform_says_so(iris):
+    response = iris.post("/transform-input", ndarray(rows(1)))
+    assert response.status_code == 500, response.text
+    assert "LogisticRegression has no transform method" in response.json()["status"]["info"]
+    assert iris.post("/api/v1.0/predictions", ndarray(rows(1))).status_code == 200
+
+
 def test_metadata_yaml_in_the_model_folder_wins(sklearn_models, tmp_path):
     folder = tmp_path / "with-metadata"
     folder.mkdir()

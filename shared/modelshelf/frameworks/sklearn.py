@@ -13,7 +13,7 @@ from typing import Any
 import joblib
 import numpy as np
 
-from modelshelf.errors import BadRequestError, ConfigurationError, ServerFaultError
+from modelshelf.errors import BadRequestError, ConfigurationError
 from modelshelf.frameworks.sklearn_closed_form import verified_closed_form
 from modelshelf.inputs import as_2d_numbers, as_frame
 from modelshelf.metadata import array_spec
@@ -44,6 +44,7 @@ class SKLearnServer(ModelServer):
     """
 
     framework_packages = ("scikit-learn", "numpy", "joblib")
+    serves_transform = True
 
     def __init__(
         self,
@@ -60,7 +61,6 @@ class SKLearnServer(ModelServer):
         self.fast_path = _as_bool("fast_path", fast_path)
         self.prediction_path = SKLEARN_PATH
         self.method: Method | None = None
-        self.transform_method: Method | None = None
         # Set by load_model; defined here so a request before load gets a 503, not a crash.
         self.feature_names: list[str] | None = None
         self.n_features: int | None = None
@@ -126,23 +126,9 @@ class SKLearnServer(ModelServer):
     # ---------------------------------------------------------------- requests
 
     def predict(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
-        return self.serve(self.method, self._model_input(X, features_names))  # type: ignore[arg-type]
+        return self.serve(self.method, self.model_input(X, features_names))  # type: ignore[arg-type]
 
-    def transform_input(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
-        return self._transform(X, features_names)
-
-    def transform_output(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
-        return self._transform(X, features_names)
-
-    def _transform(self, X: Any, features_names: Any) -> Any:
-        if self.ready and self.transform_method is None:
-            raise ServerFaultError(
-                f"{type(self.model).__name__} has no transform method, so it cannot serve as a "
-                "TRANSFORMER or OUTPUT_TRANSFORMER; deploy it as a MODEL"
-            )
-        return self.serve(self.transform_method, self._model_input(X, features_names))  # type: ignore[arg-type]
-
-    def _model_input(self, X: Any, names: Any) -> Any:
+    def model_input(self, X: Any, names: Any) -> Any:
         """The request's payload in the form the estimator was fitted on."""
         if self.takes_text:
             return _texts(X)
