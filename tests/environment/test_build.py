@@ -149,11 +149,23 @@ def test_markers_and_other_python_versions(tmp_path, wheels):
     assert "WARNING: the model was built with Python 3.8.10" in text
 
 
-def test_uv_installs_when_asked(tmp_path, wheels, frozen_before):
+def test_uv_resolves_and_installs_when_asked(tmp_path, wheels, frozen_before):
+    """uv resolves too: the missing package and its missing dependency, not the server's numpy."""
     report = build(
-        model(tmp_path / "m", "shelfdep==1.0.0\n"), settings(tmp_path, wheels, installer="uv")
+        model(tmp_path / "m", "shelftiny==0.1.0\n"), settings(tmp_path, wheels, installer="uv")
     )
     assert report.installer == "uv"
-    assert [r.pin for r in report.installed] == ["shelfdep==1.0.0"]
-    ran = imported_in_env(report.env_dir, "import shelfdep; print(shelfdep.VERSION)")
+    assert sorted(r.pin for r in report.installed) == ["shelfdep==1.0.0", "shelftiny==0.1.0"]
+    ran = imported_in_env(report.env_dir, "import shelftiny, shelfdep; print(shelfdep.VERSION)")
     assert ran.stdout.strip() == "1", ran.stderr
+    assert not (report.env_dir / "numpy").exists()
+
+
+def test_uv_failures_name_the_requirement_with_uvs_message(tmp_path, wheels, frozen_before):
+    with pytest.raises(EnvironmentBuildError) as info:
+        build(
+            model(tmp_path / "m", "shelfold==1.0.0\n"), settings(tmp_path, wheels, installer="uv")
+        )
+    message = str(info.value)
+    assert "cannot install shelfold==1.0.0" in message and "uv failed" in message
+    assert "numpy" in message  # uv names the conflict with the server's numpy

@@ -4,7 +4,10 @@ Two steps, so that the server's own packages can never be touched:
 
 1. ``pip install --dry-run --report`` resolves the missing requirements *against the running
    interpreter* (the environment folder on its path, the server's packages pinned by a constraints
-   file): pip keeps what is installed and lists only what has to be added.
+   file): pip keeps what is installed and lists only what has to be added. With uv, ``uv pip
+   install --dry-run`` does the same in tens of milliseconds instead of pip's 1-3 s (it sees the
+   interpreter's site-packages, not the environment folder: a dependency already there is
+   installed again, at the version the resolver picks).
 2. Exactly those files are installed with ``--target ENV_DIR --no-deps`` (by uv when present).
 """
 
@@ -84,25 +87,48 @@ def resolve(
     with tempfile.TemporaryDirectory(prefix="modelshelf-resolve-") as tmp:
         constraints = Path(tmp) / "server-constraints.txt"
         constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(protected.items())))
-        report = Path(tmp) / "report.json"
-        command = [
-            sys.executable, "-m", "pip", "install", "--dry-run",
-            "--disable-pip-version-check", "--report", str(report),
-            "--constraint", str(constraints), *options.index_options, *requirements,
-        ]  # fmt: skip
-        _run(command, requirements, env_dir)
-        data = json.loads(report.read_text())
-    added = []
-    for item in data.get("install", []):
-        meta = item["metadata"]
-        name, version = meta["name"], meta["version"]
-        if canonicalize_name(name) in protected:
+        if options.installer == "uv":
+            command = [
+                _uv() or "uv", "pip", "install", "--dry-run", "--python", sys.executable,
+                "--constraint", str(constraints), *options.index_options, *requirements,
+            ]  # fmt: skip
+            found = _uv_additions(_run(command, requirements, env_dir))
+        else:
+            report = Path(tmp) / "report.json"
+            command = [
+                sys.executable, "-m", "pip", "install", "--dry-run",
+                "--disable-pip-version-check", "--report", str(report),
+                "--constraint", str(constraints), *options.index_options, *requirements,
+            ]  # fmt: skip
+            _run(command, requirements, env_dir)
+            found = _pip_additions(json.loads(report.read_text()))
+    for item in found:
+        if canonicalize_name(item.name) in protected:
             raise EnvironmentBuildError(
                 list(requirements),
-                f"resolving would replace the server's {name} with {version}",
+                f"resolving would replace the server's {item.name} with {item.version}",
             )
+    return found
+
+
+def _pip_additions(report: dict) -> list[Resolved]:
+    """The distributions pip's ``--report`` would install (with the file it chose)."""
+    added = []
+    for item in report.get("install", []):
+        meta = item["metadata"]
+        name, version = meta["name"], meta["version"]
         url = (item.get("download_info") or {}).get("url") or f"{name}=={version}"
         added.append(Resolved(name, version, url))
+    return added
+
+
+def _uv_additions(output: str) -> list[Resolved]:
+    """The `` + NAME==VERSION`` lines of ``uv pip install --dry-run``: what it would install."""
+    added = []
+    for line in output.splitlines():
+        if line.startswith(" + ") and "==" in line:
+            name, _, version = line[3:].strip().partition("==")
+            added.append(Resolved(name, version, f"{name}=={version}"))
     return added
 
 
@@ -137,7 +163,8 @@ def _remove_older_metadata(env_dir: Path, names: set[str]) -> None:
             shutil.rmtree(info)
 
 
-def _run(command: Sequence[str], asked: Sequence[str], env_dir: Path) -> None:
+def _run(command: Sequence[str], asked: Sequence[str], env_dir: Path) -> str:
+    """Run the installer; its standard output and error (uv reports on standard error)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(env_dir), env.get("PYTHONPATH", "")) if p)
     env.setdefault("PIP_NO_INPUT", "1")
@@ -150,6 +177,7 @@ def _run(command: Sequence[str], asked: Sequence[str], env_dir: Path) -> None:
         raise EnvironmentBuildError(
             list(asked), f"{tool} failed (exit {result.returncode}):\n{message}"
         )
+    return result.stdout + result.stderr
 
 
 def _without_progress(lines: list[str]) -> list[str]:
