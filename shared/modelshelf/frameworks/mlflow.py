@@ -89,6 +89,9 @@ class MLFlowServer(ModelServer):
     """
 
     framework_packages = ("mlflow", "mlflow-skinny", "numpy", "pandas", "scikit-learn", "xgboost")
+    #: transform_input / transform_output (the base's) call the flavor's ``transform``, so a
+    #: scaler logged with ``mlflow.sklearn`` serves as (OUTPUT_)TRANSFORMER.
+    serves_transform = True
 
     def __init__(
         self, model_uri: str, xtype: str = "auto", method: str = "", predict_method: str = ""
@@ -106,7 +109,7 @@ class MLFlowServer(ModelServer):
         self.xtype = xtype
         self.method_name = chosen
         self.method: Method | None = None
-        self.transform_method: Method | None = None
+        self.raw_model: Any = None  # the flavor's own model object (pyfunc's is self.model)
         self.columns: list[str] | None = None
         self.as_frame = xtype == "DataFrame"
         self._import_framework_of_local_model()
@@ -259,28 +262,14 @@ class MLFlowServer(ModelServer):
     # ---------------------------------------------------------------- requests
 
     def predict(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
-        return self._serve(self.method, X, features_names)
+        model_input = self.model_input(X, features_names)
+        return self.model_output(self.serve(self.method, model_input))  # type: ignore[arg-type]
 
-    def transform_input(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
-        return self._transform(X, features_names)
+    def model_kind(self) -> str:
+        """The flavor's model class (``StandardScaler``…), not pyfunc's wrapper."""
+        return type(self.raw_model).__name__ if self.raw_model is not None else "this model"
 
-    def transform_output(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
-        return self._transform(X, features_names)
-
-    def _transform(self, X: Any, features_names: Any) -> Any:
-        if self.ready and self.transform_method is None:
-            kind = type(self.raw_model).__name__ if self.raw_model is not None else "this model"
-            raise ServerFaultError(
-                f"{kind} has no transform method, so it cannot serve as a TRANSFORMER or "
-                "OUTPUT_TRANSFORMER; deploy it as a MODEL"
-            )
-        return self._serve(self.transform_method, X, features_names)
-
-    def _serve(self, method: Method | None, X: Any, names: Any) -> Any:
-        result = self.serve(method, self._model_input(X, names))  # type: ignore[arg-type]
-        return self._plain_output(result)
-
-    def _plain_output(self, result: Any) -> Any:
+    def model_output(self, result: Any) -> Any:
         """Arrays for seldon-core; a DataFrame's columns become this response's names."""
         if isinstance(result, np.ndarray):
             return result
@@ -294,7 +283,7 @@ class MLFlowServer(ModelServer):
             return result.to_numpy()
         return result
 
-    def _model_input(self, X: Any, names: Any) -> Any:
+    def model_input(self, X: Any, names: Any) -> Any:
         """The request's payload as the signature wants it: DataFrame or array."""
         if isinstance(X, bytes):
             X = X.decode("utf-8", errors="replace")
