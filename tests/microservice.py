@@ -40,6 +40,10 @@ BIN = Path(sys.executable).parent
 PORT_IN_USE_MARKERS = (b"Connection in use", b"Address already in use", b"Failed to bind")
 #: Starts of ``running_microservice`` when its ports turn out to be taken.
 START_ATTEMPTS = 2
+#: Seconds a server gets to become healthy. A server that fails exits (or says a port was taken)
+#: and is reported at once; this only bounds a slow start, which on a 2-core machine running
+#: other suites and benchmarks (load average 10-19 seen) has taken 35 s for one model server.
+READY_TIMEOUT = 120
 
 
 class PortInUseError(RuntimeError):
@@ -260,7 +264,7 @@ def running_command(
     http_port: int | None = None,
     grpc_port: int | None = None,
     metrics_port: int | None = None,
-    ready_timeout: float = 60,
+    ready_timeout: float = READY_TIMEOUT,
     health_path: str = "/health/status",
 ) -> Iterator[Microservice]:
     """Start ``command`` (its ports already chosen) and yield it once healthy."""
@@ -282,7 +286,7 @@ def running_microservice(
     service_type: str = "MODEL",
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
-    ready_timeout: float = 60,
+    ready_timeout: float = READY_TIMEOUT,
     extra_args: Sequence[str] = (),
 ) -> Iterator[Microservice]:
     """``seldon-core-microservice SERVER`` from ``servers/<server lowercased>`` on free ports
