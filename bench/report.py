@@ -441,9 +441,10 @@ def _phases(raw: dict) -> list[str]:
         return []
     cells = ", ".join(f"{name.replace('_', ' ')} {sec:,.0f} s" for name, sec in phases.items())
     return [
-        f"Time spent: {raw['seconds']:,.0f} s in all; {cells} (the peer venvs install while the "
-        "models train, so those two overlap; creating our own .venv and installing wrk happen "
-        "before the harness starts and are not counted here).",
+        f"Time spent: {raw['seconds']:,.0f} s in all; {cells} (the peer venvs install and our "
+        "servers' modules are imported once while the models train, so those overlap; creating "
+        "our own .venv and installing wrk happen before the harness starts and are not counted "
+        "here).",
         "",
     ]
 

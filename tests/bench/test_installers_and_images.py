@@ -61,10 +61,22 @@ def test_uv_creates_the_venv_then_installs_each_step(
     made, first, second = read_calls(calls)
     assert made[0] == "venv" and made[-1] == str(root / "demo") and "--seed" in made
     python = str(root / "demo" / "bin" / "python")
-    flags = ["pip", "install", "--quiet", "--compile-bytecode", "--python", python]
+    flags = ["pip", "install", "--quiet", "--python", python]
     assert first == [*flags, "alpha==1.0", "beta<2"]
     assert second == [*flags, "--no-deps", "gamma==3"]
     assert "+ " + str(uv) in (root / "demo.install.log").read_text()
+
+
+def test_after_the_install_the_servers_modules_are_imported_once(
+    tmp_path: Path, fake_uv: tuple[Path, Path]
+) -> None:
+    uv, _ = fake_uv
+    env = peers.PeerEnv("demo", (("alpha",),), warm=("json", "no_such_module_here"))
+    status = peers.ensure(env, tmp_path / "peers", str(uv))
+    assert status.ok, status.error  # a module that does not import costs a line, not the venv
+    log = (tmp_path / "peers" / "demo.install.log").read_text()
+    assert "+ warm imports ['json', 'no_such_module_here']: exit 0" in log
+    assert "warm import no_such_module_here: ModuleNotFoundError" in log
 
 
 def test_an_unchanged_venv_is_reused_and_a_new_step_is_added_alone(
