@@ -36,30 +36,27 @@ VENV_BIN = Path(sys.executable).parent
 PATH = "/api/v1.0/predictions"
 TICKS = os.sysconf("SC_CLK_TCK")
 
-#: (stage, markers): a sample belongs to the first stage one of whose markers is in its stack
-#: (``function (file`` fragments as py-spy prints them), most specific first.
+#: (stage, markers): a sample belongs to the stage of the innermost frame of its stack that holds
+#: one of the markers (``function (file`` fragments as py-spy prints them); within a frame the
+#: first stage listed wins. py-spy does not see into C, so a garbage collection counts for the
+#: line that set it off.
+DECODE = "request JSON decode (orjson.loads)"
+ENCODE = "response -> JSON (encode_array / tolist, orjson.dumps)"
 STAGES: list[tuple[str, tuple[str, ...]]] = [
     (
         "model: SKLearnServer.predict (input checks + predict_proba)",
         ("client_predict (seldon_core",),
     ),
-    (
-        "ndarray -> numpy array",
-        ("array_from_rows (", "extract_request_parts_json ("),
-    ),
-    (
-        "response -> JSON (encode_array / tolist, orjson.dumps)",
-        # utils.py:415 is construct_response_json's tolist() in seldon-core 1.18.2
-        ("encode_array (", "#dumps", "seldon_core/utils.py:415)"),
-    ),
-    ("request JSON decode (orjson.loads)", ("#loads",)),
+    ("ndarray -> numpy array", ("array_from_rows (", "extract_request_parts_json (")),
+    # utils.py:415 is construct_response_json's tolist() in seldon-core 1.18.2
+    (ENCODE, ("encode_array (", "seldon_core/utils.py:415)")),
     (
         "seldon-core protocol (metrics, tags, names, response dict)",
         ("seldon_core/", "modelshelf/serve/protocol.py"),
     ),
-    ("front end glue (SeldonRestApp)", ("modelshelf/serve/rest.py",)),
     ("HTTP: uvicorn + httptools (parse, send, socket writes)", ("uvicorn/",)),
     ("event loop: uvloop/asyncio (epoll, reads, task switches)", ("asyncio/", "uvloop")),
+    ("front end glue (SeldonRestApp: routing, checks, GC it sets off)", ("serve/rest.py",)),
 ]
 
 
@@ -107,12 +104,13 @@ def stage_of(stack: str, loads: set[int], dumps: set[int]) -> str | None:
     if "modelshelf/serve/rest.py:" in leaf:
         line = int(leaf.rsplit(":", 1)[1].rstrip(")"))
         if line in loads:
-            stack += ";#loads"
-        elif line in dumps:
-            stack += ";#dumps"
-    for stage, markers in STAGES:
-        if any(marker in stack for marker in markers):
-            return stage
+            return DECODE
+        if line in dumps:
+            return ENCODE
+    for frame in reversed(frames):
+        for stage, markers in STAGES:
+            if any(marker in frame for marker in markers):
+                return stage
     return "other"
 
 
@@ -161,7 +159,7 @@ def profile(payload: str, seconds: int, source: Path, keep: Path | None = None) 
             subprocess.run(
                 [
                     str(VENV_BIN / "py-spy"), "record", "-p", str(worker), "-r", "500",
-                    "-d", str(seconds), "-f", "raw", "-o", raw.name, "--nonblocking",
+                    "-d", str(seconds), "-f", "raw", "-o", raw.name,
                 ],
                 check=True,
                 capture_output=True,
