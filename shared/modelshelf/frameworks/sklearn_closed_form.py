@@ -15,6 +15,7 @@ cover (float32, sparse, strings, object columns) go to scikit-learn's call at re
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -129,7 +130,9 @@ def _linear_scores(model: Any) -> Step:
     intercept = model.intercept_
 
     def scores(X: Array) -> Array:
-        return X @ coef_t + intercept
+        found = X @ coef_t
+        found += intercept
+        return found
 
     return scores
 
@@ -173,9 +176,10 @@ def _binary_proba(scores: Array) -> Array:
 
 
 def _softmax(scores: Array) -> Array:
-    scores -= scores.max(axis=1).reshape(-1, 1)
+    # ndarray.max / .sum call these same reductions, through a Python wrapper.
+    scores -= np.maximum.reduce(scores, axis=1, keepdims=True)
     np.exp(scores, out=scores)
-    scores /= scores.sum(axis=1).reshape(-1, 1)
+    scores /= np.add.reduce(scores, axis=1, keepdims=True)
     return scores
 
 
@@ -196,17 +200,21 @@ def fast_method(model: Any, method: str, step: Step) -> Callable[[Any], Any]:
         rows = _float64_rows(X)
         if rows is None:
             return fallback(X)
-        if nan_ok:
-            if np.isinf(rows).any():
-                raise ValueError(f"Input X contains infinity: {kind} takes finite numbers or NaN")
-        elif not np.isfinite(rows).all():
-            found = "NaN" if np.isnan(rows).any() else "infinity"
-            raise ValueError(
-                f"Input X contains {found}: {kind} takes finite numbers only (no missing values)"
-            )
+        # One reduction for the common case: a finite sum means every value is finite.
+        if not math.isfinite(np.add.reduce(rows, axis=None)):
+            _refuse_non_finite(rows, nan_ok, kind)
         return step(rows)
 
     return call
+
+
+def _refuse_non_finite(rows: Array, nan_ok: bool, kind: str) -> None:
+    """The ``ValueError`` scikit-learn would raise for NaN / infinity (none if the sum of finite
+    values only overflowed, or the NaN are allowed)."""
+    if np.isinf(rows).any():
+        raise ValueError(f"Input X contains infinity: {kind} takes finite numbers only")
+    if not nan_ok and np.isnan(rows).any():
+        raise ValueError(f"Input X contains NaN: {kind} takes no missing values (NaN)")
 
 
 def _float64_rows(X: Any) -> Array | None:
