@@ -61,6 +61,7 @@ def test_array_from_rows_is_np_array(case):
     if expected is None:
         return
     assert (found.dtype, found.shape) == (expected.dtype, expected.shape)
+    assert (found.flags.owndata, found.flags.c_contiguous) == (True, True)
     if expected.dtype.kind == "f":
         assert np.array_equal(found, expected, equal_nan=True)
         assert np.array_equal(np.signbit(found), np.signbit(expected))

@@ -48,7 +48,8 @@ def array_from_rows(rows: Any) -> np.ndarray:
     # an object array) and numpy found the dtype np.array(rows) finds: the same values.
     if flat.ndim != 1 or flat.dtype.kind not in "biuf":
         return np.array(rows)
-    return flat.reshape(len(rows), width)
+    flat.resize((len(rows), width))  # in place: it owns its data, as np.array's result does
+    return flat
 
 
 def encodes_as_tolist(array: Any) -> bool:
