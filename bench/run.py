@@ -164,7 +164,9 @@ def measure_rest(systems: list[System], models: Models, cfg: Config) -> dict[str
             try:
                 result = measure_once(system, models, cfg, scripts)
             except Exception as exc:  # one broken system must not stop the others
-                result = {"error": f"{type(exc).__name__}: {exc}"[-2000:]}
+                text = f"{type(exc).__name__}: {exc}"
+                # What went wrong comes first, then the end of the server's log.
+                result = {"error": text if len(text) <= 2000 else f"{text[:400]} … {text[-1600:]}"}
                 say(f"round {round_index + 1}: {system.name} FAILED: {result['error'][:300]}")
             else:
                 say(
