@@ -32,6 +32,12 @@ def _list(name: str, default: str) -> list[str]:
 
 PARTS = ("inprocess", "rest", "storage", "images")
 
+#: Left out unless BENCH_SYSTEMS names them exactly, to keep a fresh-machine run under 15 min:
+#: peers' 2-worker sklearn/mlflow rows (the issue asks one worker per core of *our* servers; the
+#: 2-worker xgboost peers stay, they show the OMP_NUM_THREADS effect). KServe's 2-worker server
+#: also restarts its workers over and over here and often never becomes ready.
+SKIPPED_BY_DEFAULT = "kserve-sklearn-w2,mlserver-sklearn-pw2,mlflow-serve-w2"
+
 
 @dataclass(frozen=True)
 class Config:
@@ -40,6 +46,7 @@ class Config:
     connections: int = 4
     batch_rows: int = 1000
     systems: list[str] = field(default_factory=lambda: ["*"])
+    skipped: list[str] = field(default_factory=lambda: SKIPPED_BY_DEFAULT.split(","))
     parts: list[str] = field(default_factory=lambda: list(PARTS))
     peers: bool = True
     s3_big_mb: int = 500
@@ -60,6 +67,7 @@ class Config:
             connections=_int("BENCH_CONNECTIONS", 4, 1),
             batch_rows=_int("BENCH_BATCH_ROWS", 1000, 2),
             systems=_list("BENCH_SYSTEMS", "*"),
+            skipped=_list("BENCH_SKIP", SKIPPED_BY_DEFAULT),
             parts=parts,
             peers=os.environ.get("BENCH_PEERS", "1") not in ("0", "false", "no"),
             s3_big_mb=_int("BENCH_S3_BIG_MB", 500, 1),
@@ -70,5 +78,12 @@ class Config:
         )
 
     def selects(self, name: str) -> bool:
-        """Whether BENCH_SYSTEMS (glob patterns, comma-separated) selects the system ``name``."""
+        """Whether BENCH_SYSTEMS (glob patterns, comma-separated) selects the system ``name``.
+
+        BENCH_SKIP (glob patterns) leaves systems out, unless BENCH_SYSTEMS names one exactly.
+        """
+        if name in self.systems:
+            return True
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.skipped):
+            return False
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.systems)

@@ -108,3 +108,16 @@ def test_each_phase_is_timed_in_the_raw_figures_and_the_report(
     assert all(seconds >= 0 for seconds in phases.values())
     assert phases["rest"] <= raw["seconds"]
     assert f"rest {phases['rest']:,.0f} s" in report
+
+
+def test_skipped_systems_run_only_when_named_exactly():
+    from bench.config import Config
+
+    config = Config(systems=["*"], skipped=["kserve-sklearn-w2"])
+    assert config.selects("kserve-sklearn-w1")
+    assert not config.selects("kserve-sklearn-w2")
+    named = Config(systems=["kserve-sklearn-w2"], skipped=["kserve-sklearn-w2"])
+    assert named.selects("kserve-sklearn-w2")
+    assert not Config(systems=["kserve-*"], skipped=["kserve-sklearn-w2"]).selects(
+        "kserve-sklearn-w2"
+    )
