@@ -53,8 +53,11 @@ def launch(settings: LaunchSettings, environ: Mapping[str, str] | None = None) -
             code, stopped = Supervisor(step, settings.server_dir, env, wakeups).run(
                 settings.stop_seconds
             )
+            if stopped and code == 0 and step.stop_policy is StopPolicy.GROUP:
+                # before-run was cut short, however its shell chose to exit: not a success.
+                code = 128 + signal.SIGTERM
             if code != 0 or stopped:
-                if code != 0:
+                if code != 0 and not stopped:
                     logger.error("%s exited with %d", step.name, code)
                 return code
     return 0
