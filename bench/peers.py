@@ -218,9 +218,12 @@ def warm_imports(python: Path | str, modules: tuple[str, ...], log: Path | None 
         "    try: importlib.import_module(name)\n"
         "    except Exception as exc: print(f'warm import {name}: {exc!r}', file=sys.stderr)\n"
     )
+    # PYTHONDONTWRITEBYTECODE=1 (set on some machines, this one included) would make this a no-op
+    # and every cold start would compile its imports from source.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     started = time.monotonic()
     done = subprocess.run(
-        [str(python), "-c", code], capture_output=True, text=True, timeout=600, check=False
+        [str(python), "-c", code], capture_output=True, text=True, timeout=600, check=False, env=env
     )
     if log is not None:
         with open(log, "a") as out:
