@@ -92,3 +92,16 @@ def unimportable_pickle(folder: Path) -> Path:
 
 def rows(n: int = 3) -> np.ndarray:
     return IRIS_X[:: max(1, len(IRIS_X) // n)][:n]
+
+
+def assert_same_predictions(ours: object, theirs: object) -> None:
+    """A served answer equals scikit-learn's in this process: labels exactly, numbers within
+    rounding (1e-12 relative). Requests of a few rows are computed in plain Python (see
+    ``sklearn_row_form``), whose last bits may differ from BLAS's -- as scikit-learn's own do
+    between a row alone and the same row in a batch."""
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    assert ours.shape == theirs.shape
+    if theirs.dtype.kind in "fc":
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
+    else:
+        np.testing.assert_array_equal(ours, theirs)

@@ -13,6 +13,14 @@ from modelshelf.errors import BadRequestError
 
 def as_2d_numbers(X: Any, n_features: int | None, what: str = "the input") -> np.ndarray:
     """``X`` as a 2-D float array with ``n_features`` columns, or a 400 that says what was wrong."""
+    if (  # what seldon-core hands over for an ``ndarray`` of numbers: nothing to convert
+        type(X) is np.ndarray
+        and X.ndim == 2
+        and X.dtype.kind in "biuf"
+        and X.shape[0]
+        and (n_features is None or X.shape[1] == n_features)
+    ):
+        return X
     if isinstance(X, dict | str | bytes):
         raise BadRequestError(
             f"{what} must be an array of rows of numbers (ndarray or tensor), "

@@ -54,7 +54,7 @@ def test_predict_runs_pre_model_post_in_one_server(server, iris_model):
     labels, probability = expected(iris_model, X_cm)
     assert body["data"]["names"] == ["label"]
     assert body["data"]["ndarray"] == labels
-    assert body["meta"]["tags"]["probability"] == probability
+    assert body["meta"]["tags"]["probability"] == pytest.approx(probability, rel=1e-12)
     assert body["meta"]["tags"]["input_unit"] == "mm"
 
 
@@ -77,7 +77,7 @@ def test_grpc_answers_the_same(server, iris_model):
     body = json_format.MessageToDict(result.response)
     labels, probability = expected(iris_model, X_cm)
     assert body["data"]["ndarray"] == labels
-    assert body["meta"]["tags"]["probability"] == probability
+    assert body["meta"]["tags"]["probability"] == pytest.approx(probability, rel=1e-12)
 
 
 def test_inherited_input_checks_still_answer_400(server):

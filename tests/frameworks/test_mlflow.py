@@ -10,6 +10,7 @@ import pytest
 from models import (
     IRIS_COLUMNS,
     IRIS_X,
+    assert_same_predictions,
     iris_classifier,
     iris_frame_pipeline,
     iris_scaler,
@@ -79,10 +80,10 @@ def test_signature_columns_make_a_frame_in_the_signatures_order(saved, classifie
     expected = saved["classifier"].predict(pd.DataFrame(X, columns=IRIS_COLUMNS))
     order = [3, 1, 0, 2]
     got = classifier.predict(X[:, order], [IRIS_COLUMNS[i] for i in order])
-    np.testing.assert_array_equal(got, expected)
+    assert_same_predictions(got, expected)
     records = [dict(zip(IRIS_COLUMNS, row, strict=True)) for row in X.tolist()]
-    np.testing.assert_array_equal(classifier.predict(records), expected)
-    np.testing.assert_array_equal(classifier.predict(X), expected)  # no names: signature order
+    assert_same_predictions(classifier.predict(records), expected)
+    assert_same_predictions(classifier.predict(X), expected)  # no names: signature order
 
 
 def test_predict_proba_through_the_flavors_model_names_the_classes(saved):
@@ -90,7 +91,7 @@ def test_predict_proba_through_the_flavors_model_names_the_classes(saved):
     X = rows(2)
     got = server.predict(X, IRIS_COLUMNS)
     expected = saved["classifier"].predict_proba(pd.DataFrame(X, columns=IRIS_COLUMNS))
-    np.testing.assert_array_equal(got, expected)
+    assert_same_predictions(got, expected)
     assert list(server.class_names()) == ["setosa", "versicolor", "virginica"]
 
 
@@ -101,14 +102,14 @@ def test_decision_function_and_xgboost_predict_proba(saved):
     np.testing.assert_allclose(booster.predict(rows(2)), saved["xgboost"].predict_proba(rows(2)))
     assert list(booster.class_names()) == ["0", "1", "2"]
     plain = loaded(saved["root"] / "xgboost")
-    np.testing.assert_array_equal(plain.predict(rows(2)), saved["xgboost"].predict(rows(2)))
+    assert_same_predictions(plain.predict(rows(2)), saved["xgboost"].predict(rows(2)))
 
 
 def test_scaler_serves_as_input_and_output_transformer(saved):
     server = loaded(saved["root"] / "scaler")
     X = rows(2)
     for call in (server.transform_input, server.transform_output):
-        np.testing.assert_array_equal(call(X), saved["scaler"].transform(X))
+        assert_same_predictions(call(X), saved["scaler"].transform(X))
         assert list(server.class_names()) == ["x0", "x1", "x2", "x3"]
 
 
@@ -206,7 +207,7 @@ def test_an_sklearn_model_without_signature_is_served_without_importing_mlflow(s
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["mlflow"] is False
     expected = mlflow.pyfunc.load_model(str(folder)).predict(X)
-    np.testing.assert_array_equal(np.asarray(found["got"]), expected)
+    assert_same_predictions(np.asarray(found["got"]), expected)
 
 
 def test_sklearn_flavor_methods_use_the_verified_numpy_closed_form(saved):
@@ -219,8 +220,6 @@ def test_sklearn_flavor_methods_use_the_verified_numpy_closed_form(saved):
     own = server.raw_model.predict_proba
     assert server.method.call != own  # not scikit-learn's bound method: the closed form
     X = np.vstack([rows(50), rows(1) * 1e3])
-    np.testing.assert_array_equal(
-        server.predict(X), mlflow.pyfunc.load_model(str(folder)).predict(X)
-    )
+    assert_same_predictions(server.predict(X), mlflow.pyfunc.load_model(str(folder)).predict(X))
     with pytest.raises(BadRequestError, match="NaN"):
         server.predict([[1.0, float("nan"), 2.0, 3.0]])

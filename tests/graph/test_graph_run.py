@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from microservice import BIN, REPO, SERVERS, free_port, run_to_exit, running_command
-from models import IRIS_X, IRIS_Y, rows, save
+from models import IRIS_X, IRIS_Y, assert_same_predictions, rows, save
 from modelshelf import cli
 from modelshelf.graph.supervisor import descendants
 
@@ -220,7 +220,7 @@ def test_scaler_graph_equals_the_estimators_chained_in_process(graphs, chain_mod
     assert response.status_code == 200, response.text
     body = response.json()
     expected = scaler_out.transform(classifier.predict_proba(scaler_in.transform(X)))
-    np.testing.assert_array_equal(answer_array(body), expected)
+    assert_same_predictions(answer_array(body), expected)
     assert body["meta"]["requestPath"] == {
         "scaler-in": "modelshelf/sklearnserver:0.1.0",
         "scaler-out": "modelshelf/sklearnserver:0.1.0",
@@ -247,7 +247,7 @@ def test_seldon_client_through_the_front_door(graphs, chain_models):
     assert result.success, result.msg
     body = json_format.MessageToDict(result.response)
     expected = scaler_out.transform(classifier.predict_proba(scaler_in.transform(X)))
-    np.testing.assert_array_equal(answer_array(body), expected)
+    assert_same_predictions(answer_array(body), expected)
     assert set(body["meta"]["requestPath"]) == {"scaler-in", "scaler-out", "classifier"}
 
 
@@ -274,7 +274,7 @@ def test_metadata_of_every_node(graphs):
 def test_sklearn_manifest_with_the_model_on_s3(graphs, served_models):
     X = rows(3)
     body = predict(graphs["sklearn"], ndarray(X)).json()
-    np.testing.assert_array_equal(answer_array(body), served_models["sklearn"][1].predict_proba(X))
+    assert_same_predictions(answer_array(body), served_models["sklearn"][1].predict_proba(X))
     assert body["data"]["names"] == ["setosa", "versicolor", "virginica"]
     assert body["meta"]["requestPath"] == {"classifier": "modelshelf/sklearnserver:0.1.0"}
 

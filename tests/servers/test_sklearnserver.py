@@ -20,7 +20,7 @@ from microservice import (
     running_microservice,
     seldon_parameters,
 )
-from models import IRIS_COLUMNS, rows
+from models import IRIS_COLUMNS, assert_same_predictions, rows
 from modelshelf.frameworks.sklearn import NUMPY_PATH, SKLEARN_PATH
 
 SERVER = "SKLearnServer"
@@ -52,7 +52,7 @@ def test_ndarray_prediction_equals_in_process_and_names_classes(iris, iris_model
     response = iris.post("/api/v1.0/predictions", ndarray(X))
     assert response.status_code == 200, response.text
     data = response.json()["data"]
-    np.testing.assert_array_equal(np.array(data["ndarray"]), iris_model.predict_proba(X))
+    assert_same_predictions(np.array(data["ndarray"]), iris_model.predict_proba(X))
     assert data["names"] == ["setosa", "versicolor", "virginica"]
 
 
@@ -61,7 +61,7 @@ def test_tensor_prediction(iris, iris_model):
     payload = {"data": {"tensor": {"shape": list(X.shape), "values": X.ravel().tolist()}}}
     data = iris.post("/api/v1.0/predictions", payload).json()["data"]
     assert data["tensor"]["shape"] == [2, 3]
-    np.testing.assert_array_equal(
+    assert_same_predictions(
         np.array(data["tensor"]["values"]).reshape(2, 3), iris_model.predict_proba(X)
     )
 
@@ -70,7 +70,7 @@ def test_predict_endpoint_takes_the_form_encoded_json_field(iris, iris_model):
     X = rows(1)
     response = iris.client.post("/predict", data={"json": json.dumps(ndarray(X))})
     assert response.status_code == 200, response.text
-    np.testing.assert_array_equal(
+    assert_same_predictions(
         np.array(response.json()["data"]["ndarray"]), iris_model.predict_proba(X)
     )
 
@@ -97,7 +97,7 @@ def test_seldon_client(iris, iris_model, transport):
     assert result.success, result.msg
     body = json_format.MessageToDict(result.response)
     assert body["data"]["names"] == ["setosa", "versicolor", "virginica"]
-    np.testing.assert_array_equal(
+    assert_same_predictions(
         np.array(body["data"]["tensor"]["values"]).reshape(2, 3), iris_model.predict_proba(X)
     )
 
@@ -143,14 +143,14 @@ def test_dataframe_model_reorders_named_columns(sklearn_models):
         payload = {"data": {"names": names, "ndarray": X[:, order].tolist()}}
         body = svc.post("/api/v1.0/predictions", payload).json()
         expected = model.predict_proba(pd.DataFrame(X, columns=IRIS_COLUMNS))
-        np.testing.assert_array_equal(np.array(body["data"]["ndarray"]), expected)
+        assert_same_predictions(np.array(body["data"]["ndarray"]), expected)
 
         records = [dict(zip(IRIS_COLUMNS, row, strict=True)) for row in X.tolist()]
         body = svc.post("/api/v1.0/predictions", {"jsonData": records}).json()
-        np.testing.assert_array_equal(tensor(body), expected)
+        assert_same_predictions(tensor(body), expected)
         columns = {name: X[:, i].tolist() for i, name in enumerate(IRIS_COLUMNS)}
         body = svc.post("/api/v1.0/predictions", {"jsonData": columns}).json()
-        np.testing.assert_array_equal(tensor(body), expected)
+        assert_same_predictions(tensor(body), expected)
 
         wrong = {"data": {"names": ["a", "b", "c", "d"], "ndarray": X.tolist()}}
         response = svc.post("/api/v1.0/predictions", wrong)
@@ -165,10 +165,10 @@ def test_text_pipeline_takes_strings(sklearn_models):
     texts = ["really great", "bad and awful"]
     with running_microservice(SERVER, seldon_parameters(model_uri=sklearn_models["text"])) as svc:
         body = svc.post("/api/v1.0/predictions", {"data": {"ndarray": texts}}).json()
-        np.testing.assert_array_equal(np.array(body["data"]["ndarray"]), model.predict_proba(texts))
+        assert_same_predictions(np.array(body["data"]["ndarray"]), model.predict_proba(texts))
         assert body["data"]["names"] == ["neg", "pos"]
         body = svc.post("/api/v1.0/predictions", {"strData": texts[0]}).json()
-        np.testing.assert_array_equal(tensor(body), model.predict_proba(texts[:1]))
+        assert_same_predictions(tensor(body), model.predict_proba(texts[:1]))
         response = svc.post("/api/v1.0/predictions", {"data": {"ndarray": [[1, 2], [3, 4]]}})
         assert response.status_code == 400, response.text
 
@@ -179,7 +179,7 @@ def test_regressor_with_method_predict(sklearn_models):
     params = seldon_parameters(model_uri=sklearn_models["regressor"], method="predict")
     with running_microservice(SERVER, params) as svc:
         body = svc.post("/api/v1.0/predictions", ndarray(X)).json()
-        np.testing.assert_array_equal(np.array(body["data"]["ndarray"]), model.predict(X))
+        assert_same_predictions(np.array(body["data"]["ndarray"]), model.predict(X))
 
 
 def test_decision_function(sklearn_models):
@@ -188,7 +188,7 @@ def test_decision_function(sklearn_models):
     params = seldon_parameters(model_uri=sklearn_models["svc"], method="decision_function")
     with running_microservice(SERVER, params) as svc:
         body = svc.post("/api/v1.0/predictions", ndarray(X)).json()
-        np.testing.assert_array_equal(np.array(body["data"]["ndarray"]), model.decision_function(X))
+        assert_same_predictions(np.array(body["data"]["ndarray"]), model.decision_function(X))
         assert body["data"]["names"] == ["setosa", "versicolor", "virginica"]
 
 
@@ -202,7 +202,7 @@ def test_scaler_serves_as_a_transformer(sklearn_models, service_type):
     cli_type = "TRANSFORMER" if service_type == "TRANSFORMER" else "MODEL"
     with running_microservice(SERVER, params, service_type=cli_type) as svc:
         body = svc.post(path, ndarray(X)).json()
-        np.testing.assert_array_equal(np.array(body["data"]["ndarray"]), scaler.transform(X))
+        assert_same_predictions(np.array(body["data"]["ndarray"]), scaler.transform(X))
         assert body["data"]["names"] == ["x0", "x1", "x2", "x3"]
 
 
@@ -231,9 +231,7 @@ def test_fast_path_predictions_equal_scikit_learn_end_to_end(tmp_path):
             SERVER, seldon_parameters(model_uri=folder, method=method)
         ) as svc:
             body = svc.post("/api/v1.0/predictions", ndarray(X)).json()
-            np.testing.assert_array_equal(
-                np.array(body["data"]["ndarray"]), getattr(model, method)(X)
-            )
+            assert_same_predictions(np.array(body["data"]["ndarray"]), getattr(model, method)(X))
             meta = svc.get("/api/v1.0/metadata").json()
             assert meta["custom"]["prediction path"] == NUMPY_PATH
             assert "numpy closed form" in svc.log()
@@ -244,9 +242,7 @@ def test_fast_path_false_serves_scikit_learn(sklearn_models, iris_model):
     with running_microservice(SERVER, params) as svc:
         X = rows(3)
         body = svc.post("/api/v1.0/predictions", ndarray(X)).json()
-        np.testing.assert_array_equal(
-            np.array(body["data"]["ndarray"]), iris_model.predict_proba(X)
-        )
+        assert_same_predictions(np.array(body["data"]["ndarray"]), iris_model.predict_proba(X))
         meta = svc.get("/api/v1.0/metadata").json()
         assert meta["custom"]["prediction path"] == SKLEARN_PATH
         response = svc.client.post(

@@ -8,7 +8,7 @@ from google.protobuf import json_format
 from seldon_core.seldon_client import SeldonClient
 
 from microservice import running_microservice, seldon_parameters
-from models import rows
+from models import assert_same_predictions, rows
 
 
 def test_sklearn_server_loads_a_model_from_s3(s3_server, sklearn_models, tmp_path):
@@ -19,13 +19,13 @@ def test_sklearn_server_loads_a_model_from_s3(s3_server, sklearn_models, tmp_pat
     X = rows(2)
     with running_microservice("SKLearnServer", seldon_parameters(model_uri=uri), env=env) as svc:
         body = svc.post("/api/v1.0/predictions", {"data": {"ndarray": X.tolist()}}).json()
-        np.testing.assert_array_equal(np.array(body["data"]["ndarray"]), model.predict_proba(X))
+        assert_same_predictions(body["data"]["ndarray"], model.predict_proba(X))
         assert body["data"]["names"] == ["setosa", "versicolor", "virginica"]
         client = SeldonClient(microservice_endpoint=f"127.0.0.1:{svc.grpc_port}")
         result = client.microservice(data=X, method="predict", transport="grpc")
         assert result.success, result.msg
         values = json_format.MessageToDict(result.response)["data"]["tensor"]["values"]
-        np.testing.assert_array_equal(np.array(values).reshape(2, 3), model.predict_proba(X))
+        assert_same_predictions(np.array(values).reshape(2, 3), model.predict_proba(X))
         log = svc.log()
     # One shared download in the cache (parent and gRPC child both asked for it).
     folders = [p for p in cache.iterdir() if p.is_dir()]

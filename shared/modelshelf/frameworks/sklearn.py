@@ -27,7 +27,7 @@ _CLASS_OUTPUTS = ("predict_proba", "predict_log_proba", "decision_function")
 _TRUE_WORDS = ("true", "1", "yes", "on", "y", "t")
 _FALSE_WORDS = ("false", "0", "no", "off", "n", "f")
 #: What ``custom["prediction path"]`` in the metadata says.
-NUMPY_PATH = "numpy closed form (verified at load)"
+NUMPY_PATH = "closed form (verified at load)"
 SKLEARN_PATH = "scikit-learn"
 
 logger = logging.getLogger(__name__)
