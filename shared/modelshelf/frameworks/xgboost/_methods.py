@@ -7,6 +7,7 @@ SHAP contributions and leaf indices need a ``DMatrix``; XGBoost computes them fr
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ import xgboost as xgb
 from modelshelf.errors import ConfigurationError
 from modelshelf.frameworks.xgboost._native import dense_predictor
 from modelshelf.frameworks.xgboost._threads import SINGLE_THREAD_MAX_ROWS, Boosters
+from modelshelf.frameworks.xgboost._tree_walk import MAX_VISITS, TreeWalk, verified_tree_walk
 from modelshelf.server import Method
 
 METHODS = ("predict", "predict_proba", "predict_margin", "predict_contribs", "predict_leaf")
@@ -25,6 +27,8 @@ METHODS = ("predict", "predict_proba", "predict_margin", "predict_contribs", "pr
 PROBABILITY_OBJECTIVES = ("binary:logistic", "multi:softprob", "multi:softmax")
 
 Predict = Callable[[np.ndarray], np.ndarray]
+
+logger = logging.getLogger("modelshelf.frameworks.xgboost")  # the public name
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,14 @@ def build_method(name: str, model: LoadedModel) -> Method:
             "a method this model supports: predict_proba needs a classification objective "
             f"({', '.join(PROBABILITY_OBJECTIVES)}); this model's objective is {objective}",
         )
-    value = InplacePredictor(model.boosters, "value", model.missing)
-    margin = InplacePredictor(model.boosters, "margin", model.missing)
+    walk = None
+    if name in ("predict", "predict_proba", "predict_margin"):
+        walk, note = verified_tree_walk(
+            model.boosters.full, objective, model.missing, model.boosters.full.num_features()
+        )
+        logger.info("XGBoost %s: %s", name, note)
+    value = InplacePredictor(model.boosters, "value", model.missing, walk)
+    margin = InplacePredictor(model.boosters, "margin", model.missing, walk)
     class_names = model.class_names
     if name == "predict" and model.classes is not None:
         return Method(name, _labels(value, objective, model.classes), None)
@@ -71,13 +81,20 @@ def build_method(name: str, model: LoadedModel) -> Method:
 
 
 class InplacePredictor:
-    """Values or margins of dense rows, on the single-threaded booster for small batches."""
+    """Values or margins of dense rows: walked in Python for small requests where the walk
+    equals XGBoost (``_tree_walk``), else on the single-threaded booster for small batches."""
 
-    def __init__(self, boosters: Boosters, predict_type: str, missing: float) -> None:
+    def __init__(
+        self, boosters: Boosters, predict_type: str, missing: float, walk: TreeWalk | None = None
+    ) -> None:
         self.boosters = boosters
         self.predict_dense = dense_predictor(predict_type, missing)
+        self.walk = walk.predictor(predict_type) if walk is not None else None
+        self.walk_rows = MAX_VISITS / walk.visits_per_row if walk is not None else 0
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
+        if self.walk is not None and X.shape[0] <= self.walk_rows:
+            return self.walk(X)
         if X.dtype != np.float32 and X.dtype != np.float64:
             X = X.astype(np.float64)
         if not X.flags.c_contiguous:
