@@ -336,7 +336,8 @@ def verified_closed_form(
         return FastPath(fast_method(model, method, step), f"{note}; {why_not}")
     call = fast_method(model, method, step, rows, ROW_FORM_MAX_WORK)
     most = ROW_FORM_MAX_WORK // max(rows.work, 1)
-    return FastPath(call, f"{note}; requests of up to {most} rows in plain Python (equal too)")
+    python = f"requests of up to {most} rows in plain Python (equal within 1e-12)"
+    return FastPath(call, f"{note}; {python}")
 
 
 def _verified_row_form(
