@@ -30,7 +30,7 @@ def _list(name: str, default: str) -> list[str]:
     return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
 
 
-PARTS = ("inprocess", "rest", "storage", "images")
+PARTS = ("inprocess", "rest", "paired", "storage", "images")
 
 #: Left out unless BENCH_SYSTEMS names them exactly, to keep a fresh-machine run under 15 min:
 #: peers' 2-worker sklearn/mlflow rows (the issue asks one worker per core of *our* servers; the
@@ -43,6 +43,8 @@ SKIPPED_BY_DEFAULT = "kserve-sklearn-w2,mlserver-sklearn-pw2,mlflow-serve-w2"
 class Config:
     duration: int = 2
     rounds: int = 2
+    paired_cycles: int = 8
+    paired_seconds: int = 2
     connections: int = 4
     batch_rows: int = 1000
     systems: list[str] = field(default_factory=lambda: ["*"])
@@ -64,6 +66,8 @@ class Config:
         return cls(
             duration=_int("BENCH_DURATION", 2, 1),
             rounds=_int("BENCH_ROUNDS", 2, 1),
+            paired_cycles=_int("BENCH_PAIRED_CYCLES", 8, 1),
+            paired_seconds=_int("BENCH_PAIRED_SECONDS", 2, 1),
             connections=_int("BENCH_CONNECTIONS", 4, 1),
             batch_rows=_int("BENCH_BATCH_ROWS", 1000, 2),
             systems=_list("BENCH_SYSTEMS", "*"),

@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import httpx
+
 MARKER = "BENCHRESULT "
 
 _SCRIPT = """\
@@ -118,3 +120,10 @@ def run_wrk(
         max_ms=raw["max_us"] / 1000,
         rows_per_request=rows_per_request,
     )
+
+
+def warm_up(url: str, body: bytes, requests: int = 30) -> None:
+    """Send ``body`` ``requests`` times, so the figures after it are the server's steady state."""
+    with httpx.Client(timeout=30) as client:
+        for _ in range(requests):
+            client.post(url, content=body, headers={"Content-Type": "application/json"})

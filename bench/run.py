@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import images, load, peers, procs, report, storage
+from bench import images, load, paired, peers, procs, report, storage
 from bench.config import REPO, VENV_BIN, Config
 from bench.models import SINGLE_ROW, Models, make_models
 from bench.systems import PEERS_DIR, Ports, System, all_systems, answer_check
@@ -111,12 +111,6 @@ def git_commit() -> str:
 # ----------------------------------------------------------------------------- REST
 
 
-def warm_up(url: str, body: bytes, requests: int = 30) -> None:
-    with httpx.Client(timeout=30) as client:
-        for _ in range(requests):
-            client.post(url, content=body, headers={"Content-Type": "application/json"})
-
-
 def measure_once(system: System, models: Models, cfg: Config, scripts: dict) -> dict:
     """Start ``system``, time its first prediction, warm it, read its memory, load it, stop it."""
     ports = Ports(procs.free_port(), procs.free_port(), procs.free_port())
@@ -131,8 +125,8 @@ def measure_once(system: System, models: Models, cfg: Config, scripts: dict) -> 
         cold, _ = procs.first_prediction(
             server, url, single.read_bytes(), answer_check(system.payload, len(SINGLE_ROW))
         )
-        warm_up(url, single.read_bytes())
-        warm_up(url, batch.read_bytes(), 10)
+        load.warm_up(url, single.read_bytes())
+        load.warm_up(url, batch.read_bytes(), 10)
         with httpx.Client(timeout=30) as client:
             answer = client.post(
                 url, content=batch.read_bytes(), headers={"Content-Type": "application/json"}
@@ -197,6 +191,8 @@ def main() -> int:
         "settings": {
             "duration_s": cfg.duration,
             "rounds": cfg.rounds,
+            "paired_cycles": cfg.paired_cycles,
+            "paired_seconds": cfg.paired_seconds,
             "storage_rounds": cfg.storage_rounds,
             "connections": cfg.connections,
             "batch_rows": cfg.batch_rows,
@@ -283,6 +279,14 @@ def main() -> int:
                 "runs": measure_rest(runnable, models, cfg),
             }  # fmt: skip
     raw["unavailable"] = unavailable
+
+    if "paired" in cfg.parts and runnable:
+        with phases("paired"):
+            say(
+                f"paired ceiling: {cfg.paired_cycles} cycles of {cfg.paired_seconds} s per side, "
+                "ours and the identity model up at once"
+            )
+            raw["paired"] = paired.measure_pairs({s.name: s for s in runnable}, models, cfg, say)
 
     if "storage" in cfg.parts:
         reason = _fetch_missing()

@@ -7,38 +7,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from benchrun import run_bench
 
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(
     shutil.which("wrk") is None, reason="wrk is not installed (make test and make bench install it)"
 )
-
-
-def run_bench(tmp: Path, **env: str) -> subprocess.CompletedProcess:
-    settings = {
-        "BENCH_PEERS": "0",
-        "BENCH_DURATION": "1",
-        "BENCH_ROUNDS": "1",
-        "BENCH_BATCH_ROWS": "50",
-        "BENCH_RESULTS": str(tmp / "results"),
-        "BENCH_WORK": str(tmp / "work"),
-        **env,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "bench"],
-        cwd=REPO,
-        env={**os.environ, **settings},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
