@@ -5,13 +5,16 @@ row (it is ~70 µs in a tight loop: its code and buffers have left the CPU cache
 stack ran), while walking 60 small trees in Python takes ~30 µs. So requests with few rows
 through few, shallow trees are walked here, and everything else goes to XGBoost.
 
-Exactness: XGBoost adds each tree's leaf to a float32 margin, in tree order, and transforms in
-float32. Each step here is the same operation in double, rounded to float32 by storing it in an
-``array('f')`` -- which gives the correctly rounded float32 result, because a double holds more
-than twice float32's precision. The walk is still only used where it equals XGBoost's own
-prediction, bit for bit, on probe rows at load (thresholds, ties, missing values); anything else
-(categorical splits, multi-output trees, DART, a ``missing`` other than NaN, an objective not
-listed in ``_TRANSFORMS``) keeps XGBoost's call.
+Exactness: the walk adds each tree's leaf to a float32 margin, in tree order, and transforms in
+float32; each step is the same operation in double, rounded to float32 by storing it in an
+``array('f')`` -- the correctly rounded float32 result, since a double holds more than twice
+float32's precision. That reproduces XGBoost bit for bit on the multi-class boosters and the
+``XGBRegressor`` / ``XGBClassifier`` models of the tests, but not on every model (a regression
+booster from ``xgb.train`` differs in the last bit: XGBoost must sum its leaves in another order
+there). So the walk is only used where it equals XGBoost's own prediction, bit for bit, on probe
+rows at load (thresholds, ties, missing values); anything else, and categorical splits,
+multi-output trees, DART, a ``missing`` other than NaN or an objective not in ``_TRANSFORMS``,
+keeps XGBoost's call.
 """
 
 from __future__ import annotations
