@@ -93,7 +93,13 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_0(two_workers):
         )
     )
     request.start()
-    time.sleep(0.7)  # the request is in the model now
+    # Signal only once the request is inside the model: a request still queued in a socket
+    # when the worker stops is closed unanswered by any server (the orchestrator stops
+    # routing to a pod before it sends SIGTERM).
+    deadline = time.monotonic() + 30
+    while "SleepyModel" not in service.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "SleepyModel" in service.log(), service.log()[-3000:]
     started = time.monotonic()
     os.kill(service.process.pid, signal.SIGTERM)
     request.join(15)

@@ -14,6 +14,8 @@ class SleepyModel:
 
     def predict(self, X, features_names=None, meta=None):
         if isinstance(X, dict) and "sleep" in X:
+            # The log line tells a test the request is inside the model (not queued in a socket).
+            print(f"SleepyModel {os.getpid()}: sleeping {X['sleep']}s", flush=True)
             time.sleep(X["sleep"])
         return X
 
