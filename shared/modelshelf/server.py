@@ -38,6 +38,7 @@ from modelshelf import metadata as md
 from modelshelf import storage
 from modelshelf.errors import (
     BadRequestError,
+    ConfigurationError,
     ModelLoadError,
     ModelNotReadyError,
     ModelshelfError,
@@ -51,6 +52,8 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, In
 
 #: Seconds between two hand-overs of the servers' own custom metrics to seldon-core.
 METRICS_INTERVAL = 1.0
+_TRUE_WORDS = ("true", "1", "yes", "on", "y", "t")
+_FALSE_WORDS = ("false", "0", "no", "off", "n", "f")
 
 
 @dataclass(frozen=True)
@@ -333,3 +336,13 @@ class ModelServer(SeldonComponent):
 
 def _unique(texts: Any) -> list[str]:
     return list(dict.fromkeys(texts))
+
+
+def bool_parameter(parameter: str, value: bool | str) -> bool:
+    """A BOOL parameter; also accepts the words a STRING-typed parameter would carry."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _TRUE_WORDS or word in _FALSE_WORDS:
+        return word in _TRUE_WORDS
+    raise ConfigurationError(parameter, value, "true or false")

@@ -223,3 +223,23 @@ def test_sklearn_flavor_methods_use_the_verified_numpy_closed_form(saved):
     assert_same_predictions(server.predict(X), mlflow.pyfunc.load_model(str(folder)).predict(X))
     with pytest.raises(BadRequestError, match="NaN"):
         server.predict([[1.0, float("nan"), 2.0, 3.0]])
+
+
+@pytest.mark.parametrize("fast_path", [False, "false"])
+def test_fast_path_false_serves_an_sklearn_flavor_model_by_scikit_learn(saved, fast_path):
+    """``fast_path=false`` (a BOOL or the word a STRING parameter carries): the logistic
+    regression's predict_fn is scikit-learn's own bound method, not the closed form, with
+    pyfunc's predictions."""
+    import mlflow.pyfunc
+
+    folder = saved["root"] / "proba"
+    server = loaded(folder, fast_path=fast_path)
+    assert server.fast_path is False
+    assert server.method.call == server.raw_model.predict_proba
+    X = rows(20)
+    assert_same_predictions(server.predict(X), mlflow.pyfunc.load_model(str(folder)).predict(X))
+
+
+def test_fast_path_takes_only_true_or_false():
+    with pytest.raises(ConfigurationError, match="fast_path"):
+        MLFlowServer("/nonexistent", fast_path="sometimes")

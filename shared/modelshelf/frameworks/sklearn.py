@@ -18,14 +18,12 @@ from modelshelf.frameworks.sklearn_closed_form import verified_closed_form
 from modelshelf.inputs import as_2d_numbers, as_frame
 from modelshelf.metadata import array_spec
 from modelshelf.model_files import find_model_file
-from modelshelf.server import Method, ModelServer
+from modelshelf.server import Method, ModelServer, bool_parameter
 
 MODEL_NAMES = ("model.joblib", "model.pkl", "model.pickle")
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
 METHODS = ("predict_proba", "predict", "decision_function", "predict_log_proba", "transform")
 _CLASS_OUTPUTS = ("predict_proba", "predict_log_proba", "decision_function")
-_TRUE_WORDS = ("true", "1", "yes", "on", "y", "t")
-_FALSE_WORDS = ("false", "0", "no", "off", "n", "f")
 #: What ``custom["prediction path"]`` in the metadata says.
 NUMPY_PATH = "closed form (verified at load)"
 SKLEARN_PATH = "scikit-learn"
@@ -58,7 +56,7 @@ class SKLearnServer(ModelServer):
             raise ConfigurationError("method", method, "one of " + ", ".join(METHODS))
         self.requested_method = method
         self.model_file = model_file
-        self.fast_path = _as_bool("fast_path", fast_path)
+        self.fast_path = bool_parameter("fast_path", fast_path)
         self.prediction_path = SKLEARN_PATH
         self.method: Method | None = None
         # Set by load_model; defined here so a request before load gets a 503, not a crash.
@@ -140,16 +138,6 @@ class SKLearnServer(ModelServer):
                 f"names has {len(names)} entries but each row has {arr.shape[1]} values"
             )
         return arr
-
-
-def _as_bool(parameter: str, value: bool | str) -> bool:
-    """A BOOL parameter; also accepts the words a STRING-typed parameter would carry."""
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in _TRUE_WORDS or word in _FALSE_WORDS:
-        return word in _TRUE_WORDS
-    raise ConfigurationError(parameter, value, "true or false")
 
 
 def _default_method(model: Any) -> str:

@@ -1,0 +1,113 @@
+"""Loading an MLflow model: its pyfunc model and the flavor's own model object, or, for a plain
+sklearn-flavor pickle, the unpickled estimator alone without MLflow."""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelshelf.errors import ModelLoadError
+from modelshelf.frameworks.mlflow._startup import import_mlflow_before_fork, plain_sklearn_pickle
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What loading found: pyfunc's model (``None`` without MLflow or without a
+    ``python_function`` flavor), the flavor's own model object, the signature's schemas, the
+    ``python_function`` flavor's configuration, and whether it was a plain pickle."""
+
+    pyfunc: Any
+    raw: Any
+    schema: Any
+    output_schema: Any
+    conf: dict[str, Any]
+    plain_pickle: bool
+
+
+def load_mlflow_model(model_dir: Path, uri: str) -> LoadedModel:
+    """The model in ``model_dir`` (``uri`` names it in errors), through MLflow unless
+    ``plain_sklearn_pickle`` finds it needs nothing of it."""
+    if not (model_dir / "MLmodel").is_file():
+        raise ModelLoadError(uri, f"no MLmodel file in {model_dir}")
+    try:
+        mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        path = model_dir / "MLmodel"
+        raise ModelLoadError(uri, f"cannot read {path}: {exc}") from exc
+    pickled = plain_sklearn_pickle(mlmodel, model_dir)
+    if pickled is not None:  # what pyfunc.load_model would do for this model, without MLflow
+        with pickled.open("rb") as handle:
+            raw = pickle.load(handle)
+        conf = mlmodel["flavors"]["python_function"]
+        return LoadedModel(None, raw, None, None, conf, plain_pickle=True)
+    from mlflow.models import Model
+
+    import_mlflow_before_fork()  # a no-op when the parent process did it
+    _keep_mlflow_out_of_the_working_directory()
+    info = Model.load(str(model_dir))
+    pyfunc, raw = _load_pyfunc_and_raw(info, model_dir, uri)
+    conf = info.flavors.get("python_function") or {}
+    return LoadedModel(
+        pyfunc, raw, info.get_input_schema(), info.get_output_schema(), conf, plain_pickle=False
+    )
+
+
+def direct_predict(conf: dict[str, Any], raw: Any) -> Any:
+    """The sklearn flavor's own ``predict_fn`` (what its pyfunc wrapper calls after the schema
+    check), given the ``python_function`` flavor's configuration; ``None`` for other flavors,
+    which go through ``pyfunc.predict``."""
+    if conf.get("loader_module") != "mlflow.sklearn" or raw is None:
+        return None
+    call = getattr(raw, conf.get("predict_fn") or "predict", None)
+    return call if callable(call) else None
+
+
+def mlflow_exception() -> type[Exception]:
+    """MLflow's exception class (imported with the model, so a module lookup here)."""
+    return sys.modules["mlflow.exceptions"].MlflowException
+
+
+def _keep_mlflow_out_of_the_working_directory() -> None:
+    """Loading a model makes MLflow open its tracking store, by default ``./mlruns``: in a
+    read-only image that fails, elsewhere it litters. Without ``MLFLOW_TRACKING_URI`` it goes
+    under the temporary directory instead, and MLflow tracing is turned off: its traces would
+    land in that folder, which nobody reads, and re-enabling it after ``load_model`` (which
+    MLflow does) costs each process about 0.4 s CPU."""
+    import os
+    import tempfile
+
+    import mlflow
+
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        mlflow.set_tracking_uri((Path(tempfile.gettempdir()) / "modelshelf-mlruns").as_uri())
+        mlflow.tracing.disable()
+
+
+def _load_pyfunc_and_raw(info: Any, model_dir: Path, uri: str) -> tuple[Any, Any]:
+    """The pyfunc model (``None`` without a ``python_function`` flavor, as for a scaler) and the
+    flavor's own model object (``None`` when the flavor does not expose one)."""
+    import mlflow.pyfunc
+
+    if "python_function" in info.flavors:
+        # Our own requirements check (unmet_requirements) replaces MLflow's slower one.
+        pyfunc = mlflow.pyfunc.load_model(str(model_dir), suppress_warnings=True)
+        try:
+            return pyfunc, pyfunc.get_raw_model()
+        except (NotImplementedError, AttributeError):
+            return pyfunc, None
+    for flavor in info.flavors:
+        try:
+            module = importlib.import_module(f"mlflow.{flavor}")
+        except ImportError:
+            continue
+        if callable(getattr(module, "load_model", None)):
+            return None, module.load_model(str(model_dir))
+    raise ModelLoadError(
+        uri, f"no flavor of {sorted(info.flavors)} can be loaded by this server's mlflow"
+    )

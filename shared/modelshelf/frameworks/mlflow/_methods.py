@@ -1,0 +1,74 @@
+"""The callables that serve a loaded MLflow model: its ``method`` (``predict`` through pyfunc or
+the sklearn flavor's ``predict_fn``, else a method of the flavor's own model) and its
+``transform``, each behind the signature check, sklearn-flavor ones as closed forms where
+``fast_path`` allows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelshelf.errors import BadRequestError, ConfigurationError, ModelLoadError, ServerFaultError
+from modelshelf.frameworks.mlflow._loading import LoadedModel, direct_predict, mlflow_exception
+from modelshelf.frameworks.mlflow._signature import MAX_MESSAGE, schema_names, signature_checked
+from modelshelf.frameworks.mlflow._sklearn_fast_path import (
+    class_names,
+    closed_form_or,
+    transform_names,
+)
+from modelshelf.server import Method
+
+
+def served_methods(
+    loaded: LoadedModel, name: str, columns: list[str] | None, fast_path: bool, uri: str
+) -> tuple[Method, Method | None]:
+    """The ``name`` method and the ``transform`` method (``None`` when the model has none);
+    ``columns``: the DataFrame columns requests arrive with (``None`` for arrays)."""
+    raw, schema, conf = loaded.raw, loaded.schema, loaded.conf
+    flavor = conf.get("loader_module")
+
+    def served(method: str, own: Any) -> Any:
+        if flavor != "mlflow.sklearn":
+            return own
+        return closed_form_or(own, raw, method, columns, fast_path)
+
+    direct = direct_predict(conf, raw)
+    if name == "predict" and loaded.plain_pickle and direct is None:
+        wanted = conf.get("predict_fn") or "predict"
+        raise ModelLoadError(uri, f"{type(raw).__name__} has no {wanted} method")
+    if name == "predict" and (loaded.pyfunc is not None or direct is not None):
+        output_names = schema_names(loaded.output_schema)
+        if direct is None:
+            method = Method("predict", _pyfunc_predict(loaded.pyfunc), output_names)
+        else:
+            direct = served(conf.get("predict_fn") or "predict", direct)
+            method = Method("predict", signature_checked(direct, schema, flavor), output_names)
+    else:
+        if name == "predict" and not callable(getattr(raw, "predict", None)):
+            name = "transform"  # a flavor without pyfunc, e.g. a scaler: serve what it does
+        call = getattr(raw, name, None)
+        if not callable(call):
+            kind = type(raw).__name__ if raw is not None else "this flavor's pyfunc model"
+            raise ConfigurationError("method", name, f"predict, or a method {kind} has")
+        output_names = class_names(raw, name) if name != "transform" else transform_names(raw)
+        call = served(name, call)
+        method = Method(name, signature_checked(call, schema, flavor), output_names)
+    transform = getattr(raw, "transform", None)
+    if not callable(transform):
+        return method, None
+    transform = signature_checked(served("transform", transform), schema, flavor)
+    return method, Method("transform", transform, transform_names(raw))
+
+
+def _pyfunc_predict(pyfunc: Any) -> Any:
+    """pyfunc's ``predict``, its MLflow errors as 400 (the input) or 500 (the model)."""
+
+    def predict(model_input: Any) -> Any:
+        try:
+            return pyfunc.predict(model_input)
+        except mlflow_exception() as exc:
+            message = exc.message[:MAX_MESSAGE]
+            if exc.error_code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
+                raise BadRequestError(message) from exc
+            raise ServerFaultError(f"predict failed: {message}") from exc
+
+    return predict

@@ -1,0 +1,126 @@
+"""``MLFlowServer``: the component. Parameters, load and metadata hand-over; the work is in the
+package's private modules."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from modelshelf import metadata as md
+from modelshelf.environment.model_location import model_folder
+from modelshelf.errors import ConfigurationError
+from modelshelf.frameworks.mlflow._description import describe_mlmodel
+from modelshelf.frameworks.mlflow._loading import load_mlflow_model
+from modelshelf.frameworks.mlflow._methods import served_methods
+from modelshelf.frameworks.mlflow._rows import as_array, model_input
+from modelshelf.frameworks.mlflow._signature import schema_names
+from modelshelf.frameworks.mlflow._startup import (
+    ModelEnvironmentWarning,
+    import_framework_of_local_model,
+    unmet_requirements,
+)
+from modelshelf.server import Method, ModelServer, bool_parameter
+
+XTYPES = ("auto", "ndarray", "DataFrame")
+METHODS = ("predict", "predict_proba", "decision_function", "transform", "predict_log_proba")
+
+
+class MLFlowServer(ModelServer):
+    """Serves an MLflow model (``MLmodel`` folder, ``s3://``/``gs://``, ``models:/``, ``runs:/``).
+
+    Parameters: ``model_uri``; ``xtype`` (``auto``, ``ndarray`` or ``DataFrame``); ``method``
+    (alias ``predict_method``): ``predict`` through pyfunc, or a method of the flavor's model;
+    ``fast_path`` (default true): an sklearn-flavor model's methods as their numpy closed form,
+    verified against scikit-learn at load; false: always scikit-learn's own call.
+    """
+
+    framework_packages = ("mlflow", "mlflow-skinny", "numpy", "pandas", "scikit-learn", "xgboost")
+    #: transform_input / transform_output (the base's) call the flavor's ``transform``, so a
+    #: scaler logged with ``mlflow.sklearn`` serves as (OUTPUT_)TRANSFORMER.
+    serves_transform = True
+
+    def __init__(
+        self,
+        model_uri: str,
+        xtype: str = "auto",
+        method: str = "",
+        predict_method: str = "",
+        fast_path: bool | str = True,
+    ) -> None:
+        super().__init__(model_uri)
+        if xtype not in XTYPES:
+            raise ConfigurationError("xtype", xtype, "one of " + ", ".join(XTYPES))
+        if method and predict_method and method != predict_method:
+            raise ConfigurationError(
+                "predict_method", predict_method, f"the same as method ({method!r}), or unset"
+            )
+        chosen = method or predict_method or "predict"
+        if chosen not in METHODS:
+            raise ConfigurationError("method", chosen, "one of " + ", ".join(METHODS))
+        self.xtype = xtype
+        self.method_name = chosen
+        self.fast_path = bool_parameter("fast_path", fast_path)
+        self.method: Method | None = None
+        self.raw_model: Any = None  # the flavor's own model object (pyfunc's is self.model)
+        self.columns: list[str] | None = None
+        self.as_frame = xtype == "DataFrame"
+        import_framework_of_local_model(self.model_uri)
+
+    @property
+    def model_dir(self) -> Path:
+        """Local, storage URIs and MLflow registry/run URIs, fetched once into the shared cache."""
+        if self._model_dir is None:
+            self._model_dir = model_folder(self.model_uri)
+        return self._model_dir
+
+    # ---------------------------------------------------------------- loading
+
+    def load_model(self, model_dir: Path) -> None:
+        loaded = load_mlflow_model(model_dir, self.model_uri)
+        self.columns = schema_names(loaded.schema)
+        self.as_frame = self.xtype == "DataFrame" or (self.xtype == "auto" and bool(self.columns))
+        self.model = loaded.pyfunc if loaded.pyfunc is not None else loaded.raw
+        self.raw_model = loaded.raw
+        columns = self.columns if self.as_frame else None
+        self.method, transform = served_methods(
+            loaded, self.method_name, columns, self.fast_path, self.model_uri
+        )
+        if transform is not None:
+            self.transform_method = transform
+        for text in unmet_requirements(model_dir):
+            warnings.warn(text, ModelEnvironmentWarning, stacklevel=1)
+
+    # ---------------------------------------------------------------- metadata
+
+    def init_metadata(self) -> dict[str, Any]:
+        """``metadata.yaml`` if the folder has one, else the MLmodel file: no model load needed."""
+        from_file = md.read_metadata_file(self.model_dir)
+        found = from_file if from_file is not None else self.describe_mlmodel()
+        custom = {f"{name} version": version for name, version in self.versions().items()}
+        return md.with_custom(found, custom)
+
+    def describe_mlmodel(self) -> dict[str, Any]:
+        """Name, version, inputs and outputs (names, types, shapes) from the MLmodel file."""
+        return describe_mlmodel(self.model_dir, self.model_uri, self.method_name)
+
+    # ---------------------------------------------------------------- requests
+
+    def predict(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
+        model_input = self.model_input(X, features_names)
+        return self.model_output(self.serve(self.method, model_input))  # type: ignore[arg-type]
+
+    def model_kind(self) -> str:
+        """The flavor's model class (``StandardScaler``…), not pyfunc's wrapper."""
+        return type(self.raw_model).__name__ if self.raw_model is not None else "this model"
+
+    def model_output(self, result: Any) -> Any:
+        """Arrays for seldon-core; a DataFrame's columns become this response's names."""
+        array, names = as_array(result)
+        if names is not None:
+            self._call_state.output_names = names
+        return array
+
+    def model_input(self, X: Any, names: Any) -> Any:
+        """The request's payload as the signature wants it: DataFrame or array."""
+        return model_input(X, names, self.as_frame, self.columns)

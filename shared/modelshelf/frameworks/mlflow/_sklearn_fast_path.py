@@ -1,0 +1,60 @@
+"""An sklearn-flavor model's methods: their verified numpy closed form when ``fast_path`` allows
+and one is found, and the names of their outputs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger("modelshelf.frameworks.mlflow")
+
+_CLASS_OUTPUTS = ("predict_proba", "predict_log_proba", "decision_function")
+
+
+def closed_form_or(
+    own: Any, model: Any, method: str, columns: list[str] | None, fast_path: bool = True
+) -> Any:
+    """An sklearn-flavor model's ``method`` as a numpy closed form, when ``fast_path`` is on and
+    ``verified_closed_form`` finds one equal to scikit-learn's on its probe rows (a one-row
+    request then skips scikit-learn's ~200 µs of input validation; the server validated the
+    input already); else scikit-learn's own ``own``. ``columns``: the DataFrame columns
+    requests arrive with."""
+    kind = type(model).__name__
+    if not fast_path:
+        logger.info("%s.%s: scikit-learn's own call (fast_path=false)", kind, method)
+        return own
+    from modelshelf.frameworks.sklearn_closed_form import verified_closed_form
+
+    fitted = getattr(model, "feature_names_in_", None)
+    if columns is not None and fitted is not None and [str(n) for n in fitted] != columns:
+        logger.info("%s.%s: scikit-learn's own call (fitted on other columns)", kind, method)
+        return own
+    found = verified_closed_form(model, method, getattr(model, "n_features_in_", None), columns)
+    if found.call is None:
+        log = logger.warning if found.refused else logger.info
+        log("%s.%s: scikit-learn's own call (fast path: %s)", kind, method, found.note)
+        return own
+    logger.info("%s.%s: %s", kind, method, found.note)
+    return found.call
+
+
+def class_names(model: Any, method: str) -> list[str] | None:
+    """The classes a per-class method's columns stand for, else ``None``."""
+    if method not in _CLASS_OUTPUTS:
+        return None
+    classes = getattr(model, "classes_", None)
+    if classes is None or np.ndim(classes) != 1:
+        return None
+    if method == "decision_function" and len(classes) == 2:
+        return None
+    return [str(c) for c in classes]
+
+
+def transform_names(model: Any) -> list[str] | None:
+    """The names of a transformer's outputs, when it can give them."""
+    try:
+        return [str(n) for n in model.get_feature_names_out()]
+    except Exception:  # many transformers cannot name their outputs
+        return None
