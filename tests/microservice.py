@@ -153,6 +153,16 @@ def wait_until_ready(
         time.sleep(interval)
 
 
+def wait_for_text(read: Callable[[], str], text: str, timeout: float = 30) -> None:
+    """Until ``read()`` (a log) contains ``text``: how a test knows a request is inside the model
+    before it signals the server, where a fixed sleep loses the race on a loaded host."""
+    deadline = time.monotonic() + timeout
+    while text not in (found := read()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{text!r} not in the log after {timeout} s:\n{found[-3000:]}")
+        time.sleep(0.05)
+
+
 def wait_until_healthy(service: Microservice, timeout: float, path: str = "/health/status") -> None:
     """Until REST answers ``path`` with 200 and, if there is one, the gRPC port accepts
     connections (seldon's gRPC child loads its own model and only then listens)."""

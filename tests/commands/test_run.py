@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from microservice import BIN, Microservice, free_port, stop, wait_until_healthy
+from microservice import BIN, Microservice, free_port, stop, wait_for_text, wait_until_healthy
 from modelshelf.errors import ConfigurationError
 from modelshelf.launcher import (
     LaunchSettings,
@@ -37,6 +37,7 @@ class SlowModel:
         self.delay = float(delay)
 
     def predict(self, X, names=None, meta=None):
+        print("SlowModel: in predict", flush=True)  # tests signal the server after this line
         time.sleep(self.delay)
         return X
 '''
@@ -219,7 +220,7 @@ def test_sigterm_lets_the_in_flight_request_finish_and_exits_0(tmp_path, fronten
             )
         )
         request.start()
-        time.sleep(0.8)  # the request is now sleeping inside predict
+        wait_for_text(log.read_text, "SlowModel: in predict")
         started = time.monotonic()
         launcher.send_signal(signal.SIGTERM)
         code = launcher.wait(timeout=15)

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 
 from containers import engine, image, image_exists, parameters, running_container
-from microservice import SERVERS, free_port
+from microservice import SERVERS, free_port, wait_for_text
 from models import IRIS_COLUMNS, rows
 
 if os.environ.get("MODELSHELF_TEST_IMAGES") != "1":
@@ -34,6 +33,7 @@ import time
 
 class SlowModel:
     def predict(self, X, names=None, meta=None):
+        print("SlowModel: in predict", flush=True)  # tests stop the container after this line
         time.sleep(2)
         return X
 """
@@ -143,7 +143,7 @@ def test_stop_answers_the_in_flight_request_then_exits_0(tmp_path, frontend):
             )
         )
         request.start()
-        time.sleep(0.8)
+        wait_for_text(server.logs, "SlowModel: in predict")
         code, seconds = server.stop()
         request.join(timeout=15)
         logs = server.logs()

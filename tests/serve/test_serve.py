@@ -19,7 +19,7 @@ from frontends import COMPONENTS, MODELSHELF, Launch, running
 from google.protobuf import json_format
 from seldon_core.seldon_client import SeldonClient
 
-from microservice import BIN, SERVERS, run_to_exit, seldon_parameters
+from microservice import BIN, SERVERS, run_to_exit, seldon_parameters, wait_for_text
 
 ND = {"data": {"ndarray": [[1.0, 2.0, 3.0, 4.0]]}}
 
@@ -96,10 +96,7 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_0(two_workers):
     # Signal only once the request is inside the model: a request still queued in a socket
     # when the worker stops is closed unanswered by any server (the orchestrator stops
     # routing to a pod before it sends SIGTERM).
-    deadline = time.monotonic() + 30
-    while "SleepyModel" not in service.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "SleepyModel" in service.log(), service.log()[-3000:]
+    wait_for_text(service.log, "SleepyModel")
     started = time.monotonic()
     os.kill(service.process.pid, signal.SIGTERM)
     request.join(15)

@@ -8,9 +8,8 @@ app, called in-process, so the rare paths behave exactly like the reference.
 
 Modules: ``options`` (arguments, environment, the user's class), ``metrics`` (custom metrics
 without a Manager), ``rest`` (the ASGI app), ``grpc_worker`` (seldon-core's gRPC services),
-``supervisor`` (processes, ports, signals).
+``supervisor`` (processes, ports, signals; its ``main`` is the command).
+
+Nothing is imported here: the launcher reads ``options`` without loading seldon-core and the
+web stack.
 """
-
-from modelshelf.serve.supervisor import main
-
-__all__ = ["main"]

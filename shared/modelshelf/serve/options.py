@@ -15,8 +15,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from seldon_core.utils import getenv_as_bool
-
 SERVICE_TYPES = (
     "MODEL",
     "ROUTER",
@@ -32,6 +30,12 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, str(default)))
 
 
+def env_flag(name: str) -> bool:
+    """A flag from the environment as seldon-core reads one: ``1``, ``true`` or ``t`` (any case)
+    is true, anything else false. Written here so reading options does not import seldon-core."""
+    return os.environ.get(name, "").lower() in ("1", "true", "t")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add seldon-core-microservice's arguments (defaults read from the environment now)."""
     env = os.environ.get
@@ -41,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parameters", default=env("PREDICTIVE_UNIT_PARAMETERS", "[]"))
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="INFO")
     parser.add_argument(
-        "--debug", nargs="?", type=bool, const=True, default=getenv_as_bool("SELDON_DEBUG")
+        "--debug", nargs="?", type=bool, const=True, default=env_flag("SELDON_DEBUG")
     )
     parser.add_argument("--tracing", nargs="?", default=_env_int("TRACING", 0), const=1, type=int)
     parser.add_argument("--workers", type=int, default=_env_int("GUNICORN_WORKERS", 1))
@@ -67,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         type=bool,
         const=True,
-        default=getenv_as_bool("GUNICORN_ACCESS_LOG", default=False),
+        default=env_flag("GUNICORN_ACCESS_LOG"),
     )
     parser.add_argument("--grpc-threads", type=int, default=_env_int("GRPC_THREADS", 1))
     parser.add_argument("--grpc-workers", type=int, default=_env_int("GRPC_WORKERS", 1))
