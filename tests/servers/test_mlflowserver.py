@@ -153,6 +153,46 @@ def test_the_server_does_not_download_again(deployed):
     assert len(deployed["cache_inodes"]) == len(DEPLOYMENTS)
 
 
+def test_resolving_and_loading_a_registry_model_leaves_mlflow_telemetry_off(
+    mlflow_models, server_env, tmp_path
+):
+    """MLflow >= 3.2 starts telemetry when imported (a thread fetching its config, which
+    gives up quietly here, offline), unless told not to or it sees CI or pytest: in a clean
+    environment, resolving an alias and loading the model start no such thread."""
+    uri = model_uri(mlflow_models["classifier"], "alias")
+    code = (
+        "import sys, threading\n"
+        "started = []\n"
+        "start = threading.Thread.start\n"
+        "threading.Thread.start = lambda thread: (started.append(thread.name), start(thread))[1]\n"
+        "from modelshelf.environment.model_location import model_folder\n"
+        "from modelshelf.frameworks.mlflow import MLFlowServer\n"
+        "folder = model_folder(sys.argv[1])\n"
+        "server = MLFlowServer(str(folder))\n"
+        "server.load()\n"
+        "print(sorted(set(started)))\n"
+    )
+    env = {
+        **server_env,
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "MODELSHELF_MODEL_CACHE": str(tmp_path / "cache"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code, uri],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    threads = done.stdout.strip().splitlines()[-1]
+    assert threads.startswith("["), done.stdout
+    assert "Telemetry" not in threads
+
+
 def test_classifier_from_an_alias_predicts_probabilities_by_column_name(deployed, in_process):
     svc = deployed["services"]["classifier"]
     X = rows(3)

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -67,12 +68,21 @@ def registered_model(folder: Path) -> RegisteredModel | None:
     return None
 
 
+def turn_off_mlflow_telemetry() -> None:
+    """Call before importing MLflow: from 3.2 its import starts a thread that fetches a
+    telemetry config over the network and later sends usage records. A model server or storage
+    initializer makes no calls home, and no thread should run across seldon-core's fork.
+    ``MLFLOW_DISABLE_TELEMETRY=false`` in the environment keeps MLflow's default."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
 def _resolve(uri: str) -> str:
     """``uri`` with a fixed version: ``models:/NAME@ALIAS`` (or ``/latest``) becomes
     ``models:/NAME/VERSION``; fixed URIs are returned as they are without asking the server."""
     if uri.startswith("runs:") or _VERSIONED.match(uri):
         return uri
     name_and_ref = uri[len("models:/") :].strip("/")
+    turn_off_mlflow_telemetry()
     try:
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
@@ -94,6 +104,7 @@ def _resolve(uri: str) -> str:
 
 
 def _download(uri: str, resolved: str, target: Path) -> None:
+    turn_off_mlflow_telemetry()
     try:
         import mlflow.artifacts
         from mlflow.exceptions import MlflowException

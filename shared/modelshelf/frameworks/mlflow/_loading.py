@@ -46,9 +46,9 @@ def load_mlflow_model(model_dir: Path, uri: str) -> LoadedModel:
             raw = pickle.load(handle)
         conf = mlmodel["flavors"]["python_function"]
         return LoadedModel(None, raw, None, None, conf, plain_pickle=True)
+    import_mlflow_before_fork()  # a no-op when the parent process did it; MLflow's first import
     from mlflow.models import Model
 
-    import_mlflow_before_fork()  # a no-op when the parent process did it
     _keep_mlflow_out_of_the_working_directory()
     info = Model.load(str(model_dir))
     pyfunc, raw = _load_pyfunc_and_raw(info, model_dir, uri)

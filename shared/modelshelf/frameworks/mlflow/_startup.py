@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from modelshelf.environment.model_location import turn_off_mlflow_telemetry
 
 #: Flavors whose framework is imported in seldon's parent process (``__init__``), so the REST
 #: workers and the gRPC child share one import; their import starts no threads and no GPU.
@@ -28,10 +29,8 @@ class ModelEnvironmentWarning(UserWarning):
 def import_mlflow_before_fork() -> None:
     """Import ``mlflow.pyfunc``, e.g. in seldon-core's parent process before it forks the REST
     workers and the gRPC child: the ~2 s CPU import is then shared copy-on-write instead of
-    repeated in each. MLflow's telemetry (a thread fetching a config over the network at import)
-    is off unless ``MLFLOW_DISABLE_TELEMETRY`` is set: a model server makes no calls home, and
-    no thread runs across the fork."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    repeated in each; MLflow's telemetry stays off (``turn_off_mlflow_telemetry``)."""
+    turn_off_mlflow_telemetry()
     import mlflow.pyfunc  # noqa: F401
 
 
