@@ -17,7 +17,12 @@ from models import (
     rows,
     svc_without_proba,
 )
-from modelshelf.errors import BadRequestError, ConfigurationError, ServerFaultError
+from modelshelf.errors import (
+    BadRequestError,
+    ConfigurationError,
+    ModelLoadError,
+    ServerFaultError,
+)
 from modelshelf.frameworks.mlflow import MLFlowServer
 
 pytestmark = pytest.mark.timeout(240)
@@ -243,3 +248,11 @@ def test_fast_path_false_serves_an_sklearn_flavor_model_by_scikit_learn(saved, f
 def test_fast_path_takes_only_true_or_false():
     with pytest.raises(ConfigurationError, match="fast_path"):
         MLFlowServer("/nonexistent", fast_path="sometimes")
+
+
+@pytest.mark.parametrize("text", ["- a list\n- not fields\n", "flavors: [unclosed\n"])
+def test_a_broken_mlmodel_file_stops_loading_naming_the_file(tmp_path, text):
+    (tmp_path / "MLmodel").write_text(text)
+    server = MLFlowServer(str(tmp_path))
+    with pytest.raises(ModelLoadError, match="MLmodel"):
+        server.load()

@@ -7,11 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from modelshelf import metadata as md
 from modelshelf.environment.model_location import registered_model
-from modelshelf.errors import ModelLoadError
+from modelshelf.frameworks.mlflow._startup import read_mlmodel
 
 _MLFLOW_TO_TENSOR_TYPE = {
     "boolean": "BOOL",
@@ -27,11 +25,7 @@ _MLFLOW_TO_TENSOR_TYPE = {
 
 def describe_mlmodel(model_dir: Path, uri: str, method_name: str) -> dict[str, Any]:
     """Name, version, inputs and outputs (names, types, shapes) from the MLmodel file."""
-    path = model_dir / "MLmodel"
-    try:
-        mlmodel = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ModelLoadError(uri, f"cannot read {path}: {exc}") from exc
+    mlmodel = read_mlmodel(model_dir, uri)
     signature = mlmodel.get("signature") or {}
     flavors = [f for f in mlmodel.get("flavors") or {} if f != "python_function"]
     registered = registered_model(model_dir)

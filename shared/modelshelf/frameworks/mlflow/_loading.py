@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from modelshelf.errors import ModelLoadError
-from modelshelf.frameworks.mlflow._startup import import_mlflow_before_fork, plain_sklearn_pickle
+from modelshelf.frameworks.mlflow._startup import (
+    import_mlflow_before_fork,
+    plain_sklearn_pickle,
+    read_mlmodel,
+)
 
 
 @dataclass(frozen=True)
@@ -35,11 +37,7 @@ def load_mlflow_model(model_dir: Path, uri: str) -> LoadedModel:
     ``plain_sklearn_pickle`` finds it needs nothing of it."""
     if not (model_dir / "MLmodel").is_file():
         raise ModelLoadError(uri, f"no MLmodel file in {model_dir}")
-    try:
-        mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        path = model_dir / "MLmodel"
-        raise ModelLoadError(uri, f"cannot read {path}: {exc}") from exc
+    mlmodel = read_mlmodel(model_dir, uri)
     pickled = plain_sklearn_pickle(mlmodel, model_dir)
     if pickled is not None:  # what pyfunc.load_model would do for this model, without MLflow
         with pickled.open("rb") as handle:

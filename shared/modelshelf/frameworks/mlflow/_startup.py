@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from modelshelf.environment.model_location import turn_off_mlflow_telemetry
+from modelshelf.errors import ModelLoadError
 
 #: Flavors whose framework is imported in seldon's parent process (``__init__``), so the REST
 #: workers and the gRPC child share one import; their import starts no threads and no GPU.
@@ -42,10 +43,10 @@ def import_framework_of_local_model(model_uri: str) -> None:
     model is not fetched here (MLflow is imported for it)."""
     path = Path(model_uri.removeprefix("file://"))
     try:
-        mlmodel = yaml.safe_load((path / "MLmodel").read_text()) or {}
-        flavors = mlmodel.get("flavors") or {}
-    except (OSError, yaml.YAMLError, AttributeError):
-        mlmodel, flavors = None, {}
+        mlmodel: dict[str, Any] | None = read_mlmodel(path, model_uri)
+    except ModelLoadError:  # not a local model folder (or a broken one: load() says why)
+        mlmodel = None
+    flavors = (mlmodel or {}).get("flavors") or {}
     for flavor in flavors:
         package = _FORK_SAFE_FRAMEWORKS.get(flavor)
         if package and package not in sys.modules:
@@ -54,6 +55,19 @@ def import_framework_of_local_model(model_uri: str) -> None:
                 importlib.import_module(package)
     if mlmodel is None or plain_sklearn_pickle(mlmodel, path) is None:
         import_mlflow_before_fork()
+
+
+def read_mlmodel(model_dir: Path, uri: str) -> dict[str, Any]:
+    """The fields of ``model_dir``'s MLmodel file (``uri`` names it in errors), read without
+    MLflow: start-up, loading and metadata each need them before MLflow is imported, if ever."""
+    path = model_dir / "MLmodel"
+    try:
+        mlmodel = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelLoadError(uri, f"cannot read {path}: {exc}") from exc
+    if not isinstance(mlmodel, dict):
+        raise ModelLoadError(uri, f"{path} is not a YAML mapping of MLmodel fields")
+    return mlmodel
 
 
 def plain_sklearn_pickle(mlmodel: dict[str, Any], model_dir: Path) -> Path | None:
