@@ -14,7 +14,7 @@ import joblib
 import numpy as np
 
 from modelshelf.errors import BadRequestError, ConfigurationError
-from modelshelf.frameworks.sklearn_closed_form import verified_closed_form
+from modelshelf.frameworks.sklearn_closed_form import served_call
 from modelshelf.inputs import as_2d_numbers, as_frame
 from modelshelf.metadata import array_spec
 from modelshelf.model_files import find_model_file
@@ -91,17 +91,9 @@ class SKLearnServer(ModelServer):
     def _callable(self, name: str) -> tuple[Any, bool]:
         """The estimator's method, or its verified numpy closed form when ``fast_path`` is on
         (and whether it is that)."""
-        kind = type(self.model).__name__
-        if not self.fast_path:
-            logger.info("%s.%s: scikit-learn's own call (fast_path=false)", kind, name)
-            return getattr(self.model, name), False
-        found = verified_closed_form(self.model, name, self.n_features, self.feature_names)
-        if found.call is None:
-            log = logger.warning if found.refused else logger.info
-            log("%s.%s: scikit-learn's own call (fast path: %s)", kind, name, found.note)
-            return getattr(self.model, name), False
-        logger.info("%s.%s: %s", kind, name, found.note)
-        return found.call, True
+        return served_call(
+            self.model, name, self.fast_path, self.n_features, self.feature_names, logger
+        )
 
     def describe_model(self) -> dict[str, Any]:
         assert self.method is not None

@@ -17,6 +17,7 @@ cover (float32, sparse, strings, object columns) go to scikit-learn's call at re
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Callable
@@ -338,6 +339,31 @@ def verified_closed_form(
     most = ROW_FORM_MAX_WORK // max(rows.work, 1)
     python = f"requests of up to {most} rows in plain Python (equal within 1e-12)"
     return FastPath(call, f"{note}; {python}")
+
+
+def served_call(
+    model: Any,
+    method: str,
+    fast_path: bool,
+    n_features: int | None,
+    feature_names: list[str] | None,
+    log: logging.Logger,
+) -> tuple[Callable[[Any], Any], bool]:
+    """What serves ``model.method``, chosen once at load: its verified closed form when
+    ``fast_path`` is on and ``verified_closed_form`` finds one, else scikit-learn's own method;
+    and whether it is the closed form. The choice goes to ``log`` (a WARNING when a closed form
+    was built but refused), so each server says in its own log which path serves."""
+    kind = type(model).__name__
+    if not fast_path:
+        log.info("%s.%s: scikit-learn's own call (fast_path=false)", kind, method)
+        return getattr(model, method), False
+    found = verified_closed_form(model, method, n_features, feature_names)
+    if found.call is None:
+        say = log.warning if found.refused else log.info
+        say("%s.%s: scikit-learn's own call (fast path: %s)", kind, method, found.note)
+        return getattr(model, method), False
+    log.info("%s.%s: %s", kind, method, found.note)
+    return found.call, True
 
 
 def _verified_row_form(

@@ -16,28 +16,25 @@ _CLASS_OUTPUTS = ("predict_proba", "predict_log_proba", "decision_function")
 def closed_form_or(
     own: Any, model: Any, method: str, columns: list[str] | None, fast_path: bool = True
 ) -> Any:
-    """An sklearn-flavor model's ``method`` as a numpy closed form, when ``fast_path`` is on and
-    ``verified_closed_form`` finds one equal to scikit-learn's on its probe rows (a one-row
-    request then skips scikit-learn's ~200 µs of input validation; the server validated the
-    input already); else scikit-learn's own ``own``. ``columns``: the DataFrame columns
-    requests arrive with."""
-    kind = type(model).__name__
-    if not fast_path:
-        logger.info("%s.%s: scikit-learn's own call (fast_path=false)", kind, method)
-        return own
-    from modelshelf.frameworks.sklearn_closed_form import verified_closed_form
-
+    """An sklearn-flavor model's ``method`` (``own``, the bound method) as a numpy closed form
+    when ``fast_path`` is on and one equal to scikit-learn's is found (a one-row request then
+    skips scikit-learn's ~200 µs of input validation; the server validated the input already);
+    else ``own``. ``columns``: the DataFrame columns requests arrive with."""
     fitted = getattr(model, "feature_names_in_", None)
-    if columns is not None and fitted is not None and [str(n) for n in fitted] != columns:
+    if (
+        fast_path
+        and columns is not None
+        and fitted is not None
+        and [str(n) for n in fitted] != columns
+    ):
+        kind = type(model).__name__
         logger.info("%s.%s: scikit-learn's own call (fitted on other columns)", kind, method)
         return own
-    found = verified_closed_form(model, method, getattr(model, "n_features_in_", None), columns)
-    if found.call is None:
-        log = logger.warning if found.refused else logger.info
-        log("%s.%s: scikit-learn's own call (fast path: %s)", kind, method, found.note)
-        return own
-    logger.info("%s.%s: %s", kind, method, found.note)
-    return found.call
+    from modelshelf.frameworks.sklearn_closed_form import served_call
+
+    n_features = getattr(model, "n_features_in_", None)
+    call, fast = served_call(model, method, fast_path, n_features, columns, logger)
+    return call if fast else own
 
 
 def class_names(model: Any, method: str) -> list[str] | None:
