@@ -52,6 +52,8 @@ class Settings:
     offline: bool = False
     installer: str = "auto"  #: auto (uv when present), pip, uv
     manager: str = "pip"  #: pip, or conda for the conda variant
+    model_indexes: bool = True  #: the index options a model's requirement files carry are used
+    allow_sdist: bool = False  #: source distributions may be built (else wheels only)
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -68,6 +70,8 @@ class Settings:
             offline=env.get("MODELSHELF_ENV_OFFLINE", "").strip().lower() in _TRUE,
             installer=env.get("MODELSHELF_ENV_INSTALLER", "auto").strip().lower() or "auto",
             manager=manager,
+            model_indexes=env.get("MODELSHELF_ENV_MODEL_INDEXES", "1").strip().lower() in _TRUE,
+            allow_sdist=env.get("MODELSHELF_ENV_ALLOW_SDIST", "").strip().lower() in _TRUE,
         )
 
 
@@ -89,6 +93,7 @@ class Report:
     installed: list[Resolved] = field(default_factory=list)
     seconds: float = 0.0
     conda_prefix: Path | None = None
+    dropped_options: tuple[str, ...] = ()  #: the model's index options left out
 
     def lines(self) -> list[str]:
         req = self.requirements
@@ -105,6 +110,11 @@ class Report:
             out.append(f"  ignored    {decision.requirement}  ({decision.detail})")
         for package in req.conda_only:
             out.append(f"  ignored    {package}  (conda package with no pip counterpart)")
+        if self.dropped_options:
+            out.append(
+                f"  ignored    {' '.join(self.dropped_options)}  (the model's index options; "
+                "MODELSHELF_ENV_MODEL_INDEXES=0)"
+            )
         if self.conda_prefix is not None:
             out.append(f"  conda environment {self.conda_prefix}")
         counts = {a: len(self.plan.of(a)) for a in (SATISFIED, CONFLICT, IGNORED)}
@@ -125,7 +135,12 @@ def build(model_dir: Path, settings: Settings | None = None) -> Report:
 
         return conda.build(model_dir, settings, started)
     requirements = read_model_requirements(model_dir, prefer="pip")
-    plan = make_plan(requirements.requirements, requirements.python_version, settings.env_dir)
+    plan = make_plan(
+        requirements.requirements,
+        requirements.python_version,
+        settings.env_dir,
+        conda_unmapped=requirements.conda_unmapped,
+    )
     report = Report(model_dir, requirements, plan, settings.env_dir)
     conflicts = plan.of(CONFLICT)
     if conflicts and settings.strict:
@@ -134,15 +149,34 @@ def build(model_dir: Path, settings: Settings | None = None) -> Report:
             "the server's own packages would have to change (MODELSHELF_ENV_STRICT=1): "
             + "; ".join(d.detail.split(";")[0] for d in conflicts),
         )
+    options = installer_options(
+        requirements.pip_options,
+        settings.wheels_dir,
+        settings.offline,
+        settings.installer if plan.of(INSTALL) else "pip",  # no installer to look for then
+        model_indexes=settings.model_indexes,
+        allow_sdist=settings.allow_sdist,
+    )
+    report.dropped_options = options.dropped
     if plan.of(INSTALL):
-        options = installer_options(
-            requirements.pip_options, settings.wheels_dir, settings.offline, settings.installer
-        )
+        if not settings.model_indexes:
+            _refuse_direct_urls(plan.to_install)
         report.installer = options.installer
-        report.installed = resolve(plan.to_install, plan.protected, settings.env_dir, options)
+        report.installed = resolve(plan.to_install, plan.server, settings.env_dir, options)
         install(report.installed, settings.env_dir, options, plan.to_install)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _refuse_direct_urls(requirements: list[str]) -> None:
+    """With the model's own indexes turned off, a ``NAME @ URL`` line is one too."""
+    direct = [line for line in requirements if " @ " in line or "://" in line]
+    if direct:
+        raise EnvironmentBuildError(
+            direct,
+            "a direct URL is the model's own package source, and MODELSHELF_ENV_MODEL_INDEXES=0 "
+            "allows only the indexes the server is given (PIP_INDEX_URL…, the wheels folder)",
+        )
 
 
 def unmet_requirements(model_dir: Path, env_dir: Path | None = None) -> list[str]:
