@@ -30,14 +30,22 @@ from modelshelf.environment.plan import (
 from modelshelf.environment.sources import ModelRequirements, read_model_requirements
 
 __all__ = [
+    "FAILURE_MARK",
     "EnvironmentBuildError",
     "EnvironmentSpecError",
     "Report",
     "Settings",
     "activate",
     "build",
+    "check_before_run",
+    "record_before_run",
     "unmet_requirements",
 ]
+
+#: The file in the environment folder that says ``before-run`` did not succeed (its error), so
+#: that a server started anyway refuses to load instead of reporting ready and failing each
+#: prediction with an import error.
+FAILURE_MARK = "before-run-failed"
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -193,6 +201,33 @@ def unmet_requirements(model_dir: Path, env_dir: Path | None = None) -> list[str
         if d.action in (INSTALL, CONFLICT)
     )
     return lines
+
+
+def record_before_run(env_dir: Path, failure: str | None) -> None:
+    """Leave ``FAILURE_MARK`` in ``env_dir`` with ``failure`` (``before-run`` starting, or its
+    error), or remove it (``None``: it succeeded)."""
+    mark = env_dir / FAILURE_MARK
+    if failure is None:
+        mark.unlink(missing_ok=True)
+        return
+    env_dir.mkdir(parents=True, exist_ok=True)
+    mark.write_text(failure if failure.endswith("\n") else failure + "\n")
+
+
+def check_before_run(model_uri: str, env_dir: Path | None = None) -> None:
+    """Raise ``ModelLoadError`` for ``model_uri`` when ``before-run`` left its failure mark."""
+    from modelshelf.errors import ModelLoadError
+
+    mark = (env_dir if env_dir is not None else default_env_dir()) / FAILURE_MARK
+    try:
+        failure = mark.read_text().strip()
+    except FileNotFoundError:
+        return
+    raise ModelLoadError(
+        model_uri,
+        f"before-run (modelshelf env) did not succeed, so the model's packages are not all "
+        f"installed: {failure} (from {mark}; it goes when before-run succeeds)",
+    )
 
 
 def activate(env_dir: str | Path | None = None) -> Path | None:
