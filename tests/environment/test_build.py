@@ -259,6 +259,22 @@ def test_pip_find_links_and_trusted_host_become_uv_options():
     assert "http://idx.local/simple" not in uv_options_from_pip_variables(environ, ["-i", "x"])
 
 
+def test_pip_options_uv_spells_differently_or_lacks():
+    from modelshelf.environment.installers import installer_options
+
+    model_options = ["--trusted-host", "idx.local", "--prefer-binary", "--pre"]
+    options = installer_options(model_options, None, False, "uv", environ={}).index_options
+    assert options == ("--allow-insecure-host", "idx.local", "--pre", "--no-build")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, True), ("", True), ("1", True), ("0", False), ("false", False)]
+)
+def test_model_indexes_setting(tmp_path, value, expected):
+    environ = {} if value is None else {"MODELSHELF_ENV_MODEL_INDEXES": value}
+    assert Settings.from_environ(environ).model_indexes is expected
+
+
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_pip_find_links_reaches_either_installer(
     tmp_path, monkeypatch, pip_settings_only_from_variables, installer

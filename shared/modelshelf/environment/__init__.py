@@ -48,6 +48,7 @@ __all__ = [
 FAILURE_MARK = "before-run-failed"
 
 _TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Settings:
             offline=env.get("MODELSHELF_ENV_OFFLINE", "").strip().lower() in _TRUE,
             installer=env.get("MODELSHELF_ENV_INSTALLER", "auto").strip().lower() or "auto",
             manager=manager,
-            model_indexes=env.get("MODELSHELF_ENV_MODEL_INDEXES", "1").strip().lower() in _TRUE,
+            model_indexes=env.get("MODELSHELF_ENV_MODEL_INDEXES", "").strip().lower() not in _FALSE,
             allow_sdist=env.get("MODELSHELF_ENV_ALLOW_SDIST", "").strip().lower() in _TRUE,
         )
 

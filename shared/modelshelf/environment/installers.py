@@ -148,8 +148,10 @@ def uv_options_from_pip_variables(
 
 
 def _uv_spelling(options: Sequence[str]) -> list[str]:
-    """pip's option names that uv spells differently."""
-    return ["--allow-insecure-host" if o == "--trusted-host" else o for o in options]
+    """pip's options as uv spells them; ``--prefer-binary``, which uv lacks, is left out (uv
+    is held to wheels unless sdists are allowed)."""
+    spelled = {"--trusted-host": "--allow-insecure-host"}
+    return [spelled.get(o, o) for o in options if o != "--prefer-binary"]
 
 
 def choose_installer(wanted: str) -> str:
