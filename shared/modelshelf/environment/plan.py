@@ -145,7 +145,7 @@ def make_plan(
         # The server's own packages matter only for what is not met already; walking their
         # dependency closure is most of an idempotent run's time, so it is skipped then.
         plan.protected = server_packages(server_dists)
-        plan.server = {name: dist.version for name, dist in server_dists.items()}
+        plan.server = {name: d.version for name, d in server_dists.items() if d.version}
         decisions = [
             _decide(line, installed, server_dists, plan.protected, pypi) for line, pypi in asked
         ]
