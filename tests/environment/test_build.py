@@ -418,3 +418,24 @@ def test_conda_names_unknown_on_pypi_are_ignored_never_installed(tmp_path, wheel
     assert "  ignored    mkl=2023.1  (conda package with no pip counterpart)" in lines
     assert "2 satisfied, 0 installed, 0 conflicts, 2 ignored" in lines[-1]
     assert not report.env_dir.exists()  # nothing was installed anywhere
+
+
+def test_two_names_of_one_package_missing_only_the_preferred_one_is_installed(
+    tmp_path, frozen_before
+):
+    """As MLflow's ``xgboost==X`` + ``xgboost-cpu==X`` in an image without xgboost: one
+    distribution, never two over the same package folder (here psycopg2's two builds, as
+    stand-in wheels, since the suite's virtualenv has xgboost-cpu)."""
+    links = tmp_path / "links"
+    build_wheel(links, "psycopg2", "2.9.9", "BUILD = 'source'\n")
+    build_wheel(links, "psycopg2-binary", "2.9.9", "BUILD = 'binary'\n")
+    folder = model(tmp_path / "m", "psycopg2==2.9.9\npsycopg2-binary==2.9.9\n")
+    report = build(folder, settings(tmp_path, links, installer="uv"))
+    assert [r.pin for r in report.installed] == ["psycopg2-binary==2.9.9"]
+    assert (
+        "  satisfied  psycopg2==2.9.9  (by psycopg2-binary==2.9.9, installed instead (the same "
+        "package))"
+    ) in report.lines()
+    assert [p.name for p in report.env_dir.glob("psycopg2*.dist-info")] == [
+        "psycopg2_binary-2.9.9.dist-info"
+    ]
