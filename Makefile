@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 IRIS   := examples/iris/model.joblib
 PORT   ?= 9000
 
-.PHONY: install serve test lint bench clean images test-images
+.PHONY: install serve test lint bench clean images test-images constraints
 
 install: $(STAMP)
 
@@ -47,6 +47,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench
+
+# images/constraints.txt: the versions of everything the images install, as tested here.
+constraints: $(STAMP)
+	$(BIN)/python images/constraints.py
 
 # One image per server + base + storage initializer, with IMAGE_BUILDER=docker|podman|buildah
 # (default: whichever works here); prints their sizes. See images/build.sh.

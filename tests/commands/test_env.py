@@ -5,6 +5,15 @@ from __future__ import annotations
 import pytest
 
 from modelshelf.cli import main
+from modelshelf.environment import FAILURE_MARK
+
+
+@pytest.fixture(autouse=True)
+def env_dir(tmp_path, monkeypatch):
+    """Every test's own environment folder: a failure mark must not reach /tmp/modelshelf-env."""
+    folder = tmp_path / "env-dir"
+    monkeypatch.setenv("MODELSHELF_ENV_DIR", str(folder))
+    return folder
 
 
 def satisfied_model(folder):
@@ -51,3 +60,12 @@ def test_missing_or_bad_parameters_exit_1_with_the_cause(monkeypatch, capsys, pa
 def test_missing_model_folder_exits_1(tmp_path, capsys):
     assert main(["env", str(tmp_path / "nothing-here")]) == 1
     assert "nothing-here" in capsys.readouterr().err
+
+
+def test_a_failure_leaves_its_mark_until_a_run_succeeds(tmp_path, capsys, env_dir):
+    assert main(["env", str(tmp_path / "nothing-here")]) == 1
+    error = capsys.readouterr().err
+    assert (env_dir / FAILURE_MARK).read_text().strip() in error
+    assert "nothing-here" in (env_dir / FAILURE_MARK).read_text()
+    assert main(["env", str(satisfied_model(tmp_path / "m"))]) == 0
+    assert not (env_dir / FAILURE_MARK).exists()

@@ -74,6 +74,33 @@ def test_conda_pip_section_anywhere_and_conda_packages_mapped(tmp_path):
     assert found.conda_only == ["cudatoolkit=11.8", "libgomp"]
 
 
+def test_a_requirements_file_included_from_a_subfolder_of_the_model_is_read(tmp_path):
+    folder = write(tmp_path / "m", requirements_txt="-r extra/more.txt\n-c extra/pins.txt\n")
+    write(folder / "extra", more_txt="-r ../base.txt\nshelftiny\n", pins_txt="")
+    write(folder, base_txt="numpy\n")
+    assert read_model_requirements(folder).requirements == ["numpy", "shelftiny"]
+
+
+def test_outside_file_is_refused_even_through_a_symlink(tmp_path):
+    (tmp_path / "secret.txt").write_text("numpy\n")
+    folder = write(tmp_path / "m", requirements_txt="-r link.txt\n")
+    (folder / "link.txt").symlink_to(tmp_path / "secret.txt")
+    with pytest.raises(EnvironmentSpecError, match="outside the model's folder"):
+        read_model_requirements(folder)
+
+
+def test_conda_names_map_to_pypi_only_when_known(tmp_path):
+    path = tmp_path / "conda.yaml"
+    path.write_text(
+        "dependencies:\n- conda-forge::py-xgboost-cpu=3.2.0\n- py-xgboost-gpu\n- nomkl\n"
+        "- scikit-learn>=1.3\n- shelf-conda-only=2.1\n- _py-xgboost-mutex=2.0\n- librosa\n"
+    )
+    found = read_conda_file(path)
+    assert found.requirements == ["xgboost-cpu==3.2.0", "xgboost", "scikit-learn>=1.3", "librosa"]
+    assert found.conda_unmapped == ["nomkl", "shelf-conda-only==2.1.*"]
+    assert found.conda_only == ["_py-xgboost-mutex=2.0"]
+
+
 def test_only_conda_yaml_is_used_for_pip_when_nothing_else_exists(tmp_path):
     folder = write(tmp_path, conda_yaml="dependencies:\n- python=3.11.2\n- pip:\n  - attrs\n")
     found = read_model_requirements(folder)
@@ -91,6 +118,14 @@ def test_only_conda_yaml_is_used_for_pip_when_nothing_else_exists(tmp_path):
         ({"MLmodel": "flavors:\n  python_function:\n    env: [a]\n"}, "a file name or a mapping"),
         ({"requirements_txt": "-r other.txt\n"}, "other.txt"),
         ({"requirements_txt": "--editable .\n"}, "unsupported pip option"),
+        ({"requirements_txt": "-r ../outside.txt\n"}, "outside the model's folder"),
+        ({"requirements_txt": "-c /etc/passwd\n"}, "outside the model's folder"),
+        ({"requirements_txt": "--constraint=../../c.txt\n"}, "outside the model's folder"),
+        (
+            {"python_env_yaml": "dependencies: [-r /etc/hostname]\n"},
+            "'-r /etc/hostname' names a file outside the model's folder",
+        ),
+        ({"conda_yaml": "dependencies: ['=1.0']\n"}, "not a conda package spec"),
         ({"conda_yaml": "dependencies: [\n"}, "not valid YAML"),
     ],
 )

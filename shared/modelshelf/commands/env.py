@@ -2,8 +2,9 @@
 
 The MLflow server's ``before-run`` runs this with no argument: like the server, it then takes
 ``model_uri`` from ``PREDICTIVE_UNIT_PARAMETERS`` and downloads it into the shared cache, so the
-server does not download it again. Exit status 1, with the cause, when the environment cannot be
-built; the report goes to standard output either way.
+server does not download it again. Exit status 1, with the cause on one line, when the environment
+cannot be built; the report goes to standard output. Until it succeeds, the environment folder
+holds a failure mark (``before-run-failed``) that stops the MLflow server from loading.
 """
 
 from __future__ import annotations
@@ -37,25 +38,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelshelf.environment import Settings, build
+    from modelshelf.environment import Settings, build, default_env_dir, record_before_run
     from modelshelf.environment.model_location import model_folder
 
+    env_dir = args.env_dir or default_env_dir()
     try:
+        record_before_run(env_dir, "before-run started and did not finish")
         settings = Settings.from_environ()
         settings = replace(
             settings,
-            env_dir=args.env_dir or settings.env_dir,
+            env_dir=env_dir,
             wheels_dir=args.wheels_dir or settings.wheels_dir,
             strict=args.strict or settings.strict,
             offline=args.offline or settings.offline,
         )
         uri = args.model or model_uri_from_parameters()
         report = build(model_folder(uri), settings)
-    except ModelshelfError as exc:
+    except (ModelshelfError, OSError) as exc:  # OSError: e.g. an unwritable env folder
         print(f"modelshelf env: {exc}", file=sys.stderr)
+        _record_failure(env_dir, str(exc))
         return 1
+    record_before_run(env_dir, None)
     print("\n".join(report.lines()), flush=True)
     return 0
+
+
+def _record_failure(env_dir: Path, message: str) -> None:
+    from modelshelf.environment import record_before_run
+
+    try:
+        record_before_run(env_dir, message)
+    except OSError as exc:
+        print(f"modelshelf env: cannot leave the failure mark in {env_dir}: {exc}", file=sys.stderr)
 
 
 def model_uri_from_parameters(environ: dict[str, str] | None = None) -> str:

@@ -30,16 +30,25 @@ from modelshelf.environment.plan import (
 from modelshelf.environment.sources import ModelRequirements, read_model_requirements
 
 __all__ = [
+    "FAILURE_MARK",
     "EnvironmentBuildError",
     "EnvironmentSpecError",
     "Report",
     "Settings",
     "activate",
     "build",
+    "check_before_run",
+    "record_before_run",
     "unmet_requirements",
 ]
 
+#: The file in the environment folder that says ``before-run`` did not succeed (its error), so
+#: that a server started anyway refuses to load instead of reporting ready and failing each
+#: prediction with an import error.
+FAILURE_MARK = "before-run-failed"
+
 _TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,8 @@ class Settings:
     offline: bool = False
     installer: str = "auto"  #: auto (uv when present), pip, uv
     manager: str = "pip"  #: pip, or conda for the conda variant
+    model_indexes: bool = True  #: the index options a model's requirement files carry are used
+    allow_sdist: bool = False  #: source distributions may be built (else wheels only)
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -68,6 +79,8 @@ class Settings:
             offline=env.get("MODELSHELF_ENV_OFFLINE", "").strip().lower() in _TRUE,
             installer=env.get("MODELSHELF_ENV_INSTALLER", "auto").strip().lower() or "auto",
             manager=manager,
+            model_indexes=env.get("MODELSHELF_ENV_MODEL_INDEXES", "").strip().lower() not in _FALSE,
+            allow_sdist=env.get("MODELSHELF_ENV_ALLOW_SDIST", "").strip().lower() in _TRUE,
         )
 
 
@@ -89,6 +102,7 @@ class Report:
     installed: list[Resolved] = field(default_factory=list)
     seconds: float = 0.0
     conda_prefix: Path | None = None
+    dropped_options: tuple[str, ...] = ()  #: the model's index options left out
 
     def lines(self) -> list[str]:
         req = self.requirements
@@ -105,6 +119,11 @@ class Report:
             out.append(f"  ignored    {decision.requirement}  ({decision.detail})")
         for package in req.conda_only:
             out.append(f"  ignored    {package}  (conda package with no pip counterpart)")
+        if self.dropped_options:
+            out.append(
+                f"  ignored    {' '.join(self.dropped_options)}  (the model's index options; "
+                "MODELSHELF_ENV_MODEL_INDEXES=0)"
+            )
         if self.conda_prefix is not None:
             out.append(f"  conda environment {self.conda_prefix}")
         counts = {a: len(self.plan.of(a)) for a in (SATISFIED, CONFLICT, IGNORED)}
@@ -125,7 +144,12 @@ def build(model_dir: Path, settings: Settings | None = None) -> Report:
 
         return conda.build(model_dir, settings, started)
     requirements = read_model_requirements(model_dir, prefer="pip")
-    plan = make_plan(requirements.requirements, requirements.python_version, settings.env_dir)
+    plan = make_plan(
+        requirements.requirements,
+        requirements.python_version,
+        settings.env_dir,
+        conda_unmapped=requirements.conda_unmapped,
+    )
     report = Report(model_dir, requirements, plan, settings.env_dir)
     conflicts = plan.of(CONFLICT)
     if conflicts and settings.strict:
@@ -134,15 +158,34 @@ def build(model_dir: Path, settings: Settings | None = None) -> Report:
             "the server's own packages would have to change (MODELSHELF_ENV_STRICT=1): "
             + "; ".join(d.detail.split(";")[0] for d in conflicts),
         )
+    options = installer_options(
+        requirements.pip_options,
+        settings.wheels_dir,
+        settings.offline,
+        settings.installer if plan.of(INSTALL) else "pip",  # no installer to look for then
+        model_indexes=settings.model_indexes,
+        allow_sdist=settings.allow_sdist,
+    )
+    report.dropped_options = options.dropped
     if plan.of(INSTALL):
-        options = installer_options(
-            requirements.pip_options, settings.wheels_dir, settings.offline, settings.installer
-        )
+        if not settings.model_indexes:
+            _refuse_direct_urls(plan.to_install)
         report.installer = options.installer
-        report.installed = resolve(plan.to_install, plan.protected, settings.env_dir, options)
+        report.installed = resolve(plan.to_install, plan.server, settings.env_dir, options)
         install(report.installed, settings.env_dir, options, plan.to_install)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _refuse_direct_urls(requirements: list[str]) -> None:
+    """With the model's own indexes turned off, a ``NAME @ URL`` line is one too."""
+    direct = [line for line in requirements if " @ " in line or "://" in line]
+    if direct:
+        raise EnvironmentBuildError(
+            direct,
+            "a direct URL is the model's own package source, and MODELSHELF_ENV_MODEL_INDEXES=0 "
+            "allows only the indexes the server is given (PIP_INDEX_URL…, the wheels folder)",
+        )
 
 
 def unmet_requirements(model_dir: Path, env_dir: Path | None = None) -> list[str]:
@@ -159,6 +202,33 @@ def unmet_requirements(model_dir: Path, env_dir: Path | None = None) -> list[str
         if d.action in (INSTALL, CONFLICT)
     )
     return lines
+
+
+def record_before_run(env_dir: Path, failure: str | None) -> None:
+    """Leave ``FAILURE_MARK`` in ``env_dir`` with ``failure`` (``before-run`` starting, or its
+    error), or remove it (``None``: it succeeded)."""
+    mark = env_dir / FAILURE_MARK
+    if failure is None:
+        mark.unlink(missing_ok=True)
+        return
+    env_dir.mkdir(parents=True, exist_ok=True)
+    mark.write_text(failure if failure.endswith("\n") else failure + "\n")
+
+
+def check_before_run(model_uri: str, env_dir: Path | None = None) -> None:
+    """Raise ``ModelLoadError`` for ``model_uri`` when ``before-run`` left its failure mark."""
+    from modelshelf.errors import ModelLoadError
+
+    mark = (env_dir if env_dir is not None else default_env_dir()) / FAILURE_MARK
+    try:
+        failure = mark.read_text().strip()
+    except FileNotFoundError:
+        return
+    raise ModelLoadError(
+        model_uri,
+        f"before-run (modelshelf env) did not succeed, so the model's packages are not all "
+        f"installed: {failure} (from {mark}; it goes when before-run succeeds)",
+    )
 
 
 def activate(env_dir: str | Path | None = None) -> Path | None:

@@ -22,7 +22,11 @@ import yaml
 
 from modelshelf.environment.errors import EnvironmentBuildError
 from modelshelf.environment.plan import InstallPlan
-from modelshelf.environment.sources import ModelRequirements, read_model_requirements
+from modelshelf.environment.sources import (
+    ModelRequirements,
+    conda_package_name,
+    read_model_requirements,
+)
 
 if TYPE_CHECKING:
     from modelshelf.environment import Report, Settings
@@ -37,7 +41,12 @@ def find_executable() -> str:
     """``MODELSHELF_CONDA_EXE``, else the first of micromamba, mamba, conda on ``PATH``."""
     configured = os.environ.get("MODELSHELF_CONDA_EXE")
     if configured:
-        return configured
+        found = shutil.which(configured)
+        if found is None:
+            raise EnvironmentBuildError(
+                [], f"MODELSHELF_CONDA_EXE={configured}: no such executable"
+            )
+        return found
     for name in EXECUTABLES:
         found = shutil.which(name)
         if found:
@@ -79,8 +88,8 @@ def environment_spec(requirements: ModelRequirements, wheels_dir: Path) -> dict[
         pip_lines.insert(0, f"--find-links {wheels_dir}")
     pip_lines += [line for line in server_requirements() if line not in pip_lines]
     pip_section["pip"] = pip_lines
-    if not any(isinstance(d, str) and d.split("=")[0].strip() == "pip" for d in dependencies):
-        dependencies.insert(0, "pip")
+    if not any(isinstance(d, str) and conda_package_name(d) == "pip" for d in dependencies):
+        dependencies.insert(0, "pip")  # conda's pip, which installs the pip: list
     spec["dependencies"] = dependencies
     spec.pop("prefix", None)
     spec.pop("name", None)
@@ -111,7 +120,13 @@ def build(model_dir: Path, settings: Settings, started: float) -> Report:
         spec_file = prefix.parent / f"{digest}.yaml"
         spec_file.write_text(text)
         command = create_command(executable, prefix, spec_file)
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+        except OSError as exc:  # not executable, or gone since it was found
+            raise EnvironmentBuildError(
+                [str(requirements.conda_file or requirements.source)],
+                f"cannot run {executable}: {exc.strerror or exc}",
+            ) from exc
         if result.returncode != 0:
             shutil.rmtree(prefix, ignore_errors=True)
             output = (result.stderr.strip() or result.stdout.strip()).splitlines()[-25:]

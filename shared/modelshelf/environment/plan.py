@@ -15,6 +15,7 @@ from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -25,10 +26,27 @@ SERVER_EXTRAS = ("mlflow", "s3", "gcs")
 
 SATISFIED, INSTALL, CONFLICT, IGNORED = "satisfied", "install", "conflict", "ignored"
 
-#: A model's requirement on the key is met by the value when only the value is installed: the
-#: MLflow image ships mlflow-skinny (same package and versions, without the tracking server's
-#: dependencies), while every model logged with full mlflow lists ``mlflow==X``.
-SERVED_BY = {"mlflow": "mlflow-skinny"}
+#: Distributions that install the same importable package under different names: a requirement
+#: on one is met by another that is installed, and one of a group is never installed beside
+#: another (both would write the same folder). When a model asks for several of a group, the
+#: first listed here is the one installed (``xgboost-cpu``: no 300 MB of CUDA libraries).
+EQUIVALENTS = (
+    ("xgboost-cpu", "xgboost"),
+    ("mlflow-skinny", "mlflow"),
+    ("scikit-learn", "sklearn"),
+    ("tensorflow-cpu", "tensorflow"),
+    ("psycopg2-binary", "psycopg2"),
+    (
+        "opencv-python-headless",
+        "opencv-python",
+        "opencv-contrib-python-headless",
+        "opencv-contrib-python",
+    ),
+)
+_GROUP = {name: group for group in EQUIVALENTS for name in group}
+#: PyPI names that are placeholders for another distribution (``pip install sklearn`` fails): a
+#: requirement on the key is a requirement on the value, at any version.
+PLACEHOLDERS = {"sklearn": "scikit-learn"}
 
 
 @dataclass(frozen=True)
@@ -38,21 +56,27 @@ class Decision:
     requirement: str
     action: str
     detail: str
+    #: the line given to the installer when it is not ``requirement`` (a placeholder's real
+    #: name, or the name of the equivalent already in the env folder)
+    install: str | None = None
 
 
 @dataclass
 class InstallPlan:
     decisions: list[Decision] = field(default_factory=list)
     python_warning: str | None = None
-    #: protected distribution (canonical name) -> installed version, pinned while resolving.
+    #: protected distribution (canonical name) -> installed version.
     protected: dict[str, str] = field(default_factory=dict)
+    #: every distribution of the server (canonical name) -> version, pinned while resolving:
+    #: none of them is ever installed again into the env folder.
+    server: dict[str, str] = field(default_factory=dict)
 
     def of(self, action: str) -> list[Decision]:
         return [d for d in self.decisions if d.action == action]
 
     @property
     def to_install(self) -> list[str]:
-        return [d.requirement for d in self.of(INSTALL)]
+        return [d.install or d.requirement for d in self.of(INSTALL)]
 
 
 def distributions(paths: Sequence[str]) -> dict[str, importlib.metadata.Distribution]:
@@ -103,33 +127,38 @@ def make_plan(
     python_version: str | None,
     env_dir: Path,
     base_paths: Sequence[str] | None = None,
+    conda_unmapped: Sequence[str] = (),
 ) -> InstallPlan:
-    """Decide, for each requirement, whether it is satisfied, to install, a conflict, or ignored."""
+    """Decide, for each requirement, whether it is satisfied, to install, a conflict, or ignored.
+    ``conda_unmapped`` are conda packages not known to be on PyPI: met by what is installed,
+    else ignored, never installed."""
     base = list(base_paths if base_paths is not None else sys.path)
     base = [p for p in base if Path(p) != env_dir]
     server_dists = distributions(base)
     installed = {**server_dists, **distributions([str(env_dir)])}
     plan = InstallPlan(python_warning=_python_warning(python_version))
     lines = list(dict.fromkeys(requirements))
-    satisfied = [_satisfied(line, installed) for line in lines]
-    if not all(satisfied):
+    unmapped = [line for line in dict.fromkeys(conda_unmapped) if line not in lines]
+    asked = [(line, True) for line in lines] + [(line, False) for line in unmapped]
+    decisions = [_decide(line, installed, server_dists, {}, pypi) for line, pypi in asked]
+    if any(d.action in (INSTALL, CONFLICT) for d in decisions):
         # The server's own packages matter only for what is not met already; walking their
         # dependency closure is most of an idempotent run's time, so it is skipped then.
         plan.protected = server_packages(server_dists)
-    for line, decision in zip(lines, satisfied, strict=True):
-        plan.decisions.append(decision or _decide(line, installed, plan.protected))
+        plan.server = {name: d.version for name, d in server_dists.items() if d.version}
+        decisions = [
+            _decide(line, installed, server_dists, plan.protected, pypi) for line, pypi in asked
+        ]
+    plan.decisions = _one_of_each_group(decisions)
     return plan
 
 
-def _satisfied(line: str, installed: dict[str, importlib.metadata.Distribution]) -> Decision | None:
-    """The decision for a requirement that needs nothing (met, or a marker that does not apply);
-    ``None`` when it must be installed or is a conflict."""
-    decision = _decide(line, installed, {})
-    return decision if decision.action in (SATISFIED, IGNORED) else None
-
-
 def _decide(
-    line: str, installed: dict[str, importlib.metadata.Distribution], protected: dict[str, str]
+    line: str,
+    installed: dict[str, importlib.metadata.Distribution],
+    server: dict[str, importlib.metadata.Distribution],
+    protected: dict[str, str],
+    pypi: bool = True,
 ) -> Decision:
     try:
         req = Requirement(line)
@@ -137,29 +166,117 @@ def _decide(
         return Decision(line, INSTALL, "not a name and version (passed to the installer as is)")
     if req.marker is not None and not req.marker.evaluate():
         return Decision(line, IGNORED, f"marker {req.marker} does not apply here")
-    key = canonicalize_name(req.name)
-    if key not in installed and SERVED_BY.get(key) in installed:
-        key = SERVED_BY[key]
-    dist = installed.get(key)
-    have = dist.version if dist is not None else None
-    if have is not None and req.url is None and _contains(req, have):
-        return Decision(line, SATISFIED, f"{req.name} {have} installed")
-    if have is not None and req.url is not None:
-        return Decision(line, SATISFIED, f"{req.name} {have} installed (URL not fetched)")
+    asked = canonicalize_name(req.name)
+    placeholder = PLACEHOLDERS.get(asked)
+    if placeholder is not None:
+        req = _renamed(req, placeholder, keep_version=False)
+    key = _installed_as(canonicalize_name(req.name), installed)
+    if key is None:
+        if not pypi:
+            return Decision(
+                line,
+                IGNORED,
+                "conda package not known to be on PyPI under this name: not installed from "
+                "PyPI (a placeholder or someone else's package there)",
+            )
+        if placeholder is not None:
+            return Decision(line, INSTALL, f"not installed; {asked} is {placeholder}", str(req))
+        return Decision(line, INSTALL, "not installed")
+    dist = installed[key]
+    have = dist.version
+    label = f"{_name(dist, key)} {have}"
+    if key != asked:
+        label += f" (the same package as {asked})"
+    if req.url is None and _contains(req, have):
+        return Decision(line, SATISFIED, f"{label} installed")
+    if req.url is not None:
+        return Decision(line, SATISFIED, f"{label} installed (URL not fetched)")
     if key in protected:
         return Decision(
             line,
             CONFLICT,
-            f"the server runs on {req.name} {protected[key]}; kept (MODELSHELF_ENV_STRICT=1 "
-            "makes this fatal)",
+            f"the server runs on {label}; kept (MODELSHELF_ENV_STRICT=1 makes this fatal)",
         )
-    if have is not None:
+    if key in server:
         return Decision(
             line,
-            INSTALL,
-            f"{req.name} {have} installed; the model's version goes in the env folder",
+            CONFLICT,
+            f"the server has {label}; kept: what the server has is never installed again into "
+            "the env folder (MODELSHELF_ENV_STRICT=1 makes this fatal)",
         )
-    return Decision(line, INSTALL, "not installed")
+    install = str(_renamed(req, key)) if key != canonicalize_name(req.name) else None
+    if placeholder is not None and install is None:
+        install = str(req)
+    return Decision(
+        line, INSTALL, f"{label} in the env folder; the model's version replaces it", install
+    )
+
+
+def same_package(name: str) -> tuple[str, ...]:
+    """The canonical names of the distributions that install the same package as ``name``
+    (``name`` first)."""
+    key = canonicalize_name(name)
+    return (key, *(other for other in _GROUP.get(key, ()) if other != key))
+
+
+def _installed_as(key: str, installed: dict[str, importlib.metadata.Distribution]) -> str | None:
+    """``key`` when installed, else the first installed distribution of the same package."""
+    if key in installed:
+        return key
+    return next((other for other in _GROUP.get(key, ()) if other in installed), None)
+
+
+def _name(dist: importlib.metadata.Distribution, key: str) -> str:
+    return key if getattr(dist, "_normalized_name", None) else (dist.metadata["Name"] or key)
+
+
+def _renamed(req: Requirement, name: str, keep_version: bool = True) -> Requirement:
+    """``req`` asking for distribution ``name`` instead (extras and marker kept)."""
+    renamed = Requirement(str(req))
+    renamed.name = name
+    if not keep_version:
+        renamed.specifier = SpecifierSet()
+        renamed.url = None
+    return renamed
+
+
+def _one_of_each_group(decisions: list[Decision]) -> list[Decision]:
+    """Of several equivalent distributions to install, only the group's preferred one is: the
+    others are met by it (both would write the same package folder)."""
+    chosen: dict[tuple[str, ...], Decision] = {}
+    for decision in decisions:
+        group = _group_of(decision)
+        if decision.action != INSTALL or group is None:
+            continue
+        best = chosen.get(group)
+        if best is None or _rank(decision, group) < _rank(best, group):
+            chosen[group] = decision
+    out = []
+    for decision in decisions:
+        group = _group_of(decision)
+        best = chosen.get(group) if group is not None else None
+        if decision.action == INSTALL and best is not None and best is not decision:
+            shown = best.install or best.requirement
+            decision = Decision(
+                decision.requirement, SATISFIED, f"by {shown}, installed instead (the same package)"
+            )
+        out.append(decision)
+    return out
+
+
+def _installed_name(decision: Decision) -> str | None:
+    try:
+        return canonicalize_name(Requirement(decision.install or decision.requirement).name)
+    except InvalidRequirement:
+        return None
+
+
+def _group_of(decision: Decision) -> tuple[str, ...] | None:
+    return _GROUP.get(_installed_name(decision) or "")
+
+
+def _rank(decision: Decision, group: tuple[str, ...]) -> int:
+    return group.index(_installed_name(decision) or "")
 
 
 def _contains(req: Requirement, version: str) -> bool:

@@ -4,7 +4,9 @@
 Read without importing MLflow (the before-run step must be quick). The result is a flat list of
 pip requirement lines plus the pip options found among them (``--index-url`` in a ``conda.yaml``
 pip section is kept, not dropped), the Python version the model was built with, and the conda
-packages that have no pip counterpart (reported, not installed).
+packages that have no pip counterpart (reported, not installed). A conda package is taken to be
+the PyPI distribution of the same name only when it is known to be: a conda-only name can be a
+placeholder on PyPI (``nomkl``), or anybody's package (dependency confusion).
 """
 
 from __future__ import annotations
@@ -39,7 +41,12 @@ PIP_OPTIONS = {
 #: Conda package names whose PyPI distribution is called differently.
 CONDA_TO_PIP = {
     "py-xgboost": "xgboost",
-    "py-xgboost-cpu": "xgboost",
+    "py-xgboost-cpu": "xgboost-cpu",
+    "py-xgboost-gpu": "xgboost",
+    "pytables": "tables",
+    "python-graphviz": "graphviz",
+    "py-lightgbm": "lightgbm",
+    "py-catboost": "catboost",
     "pytorch": "torch",
     "pytorch-cpu": "torch",
     "tensorflow-cpu": "tensorflow",
@@ -83,6 +90,25 @@ CONDA_ONLY = {
     "ld_impl_linux-64",
 }
 
+#: Conda packages known to be the PyPI distribution of the same name. Any other conda name is
+#: never looked up on PyPI: the plan reports it as ignored unless the server already has it.
+CONDA_SAME_ON_PYPI = frozenset(
+    """
+    absl-py accelerate aiohttp altair anyio attrs azure-storage-blob bokeh boto3 botocore
+    bottleneck catboost category_encoders click cloudpickle colorama cryptography cython dask
+    databricks-sdk datasets dill distributed einops emoji fastapi filelock flask fsspec gcsfs
+    gensim google-cloud-storage gunicorn h5py holidays httpx huggingface_hub hyperopt
+    idna imbalanced-learn importlib-metadata jinja2 joblib jsonschema keras librosa lightgbm
+    llvmlite lxml markupsafe matplotlib mlflow mlflow-skinny networkx nltk numba numexpr
+    numpy onnx onnxruntime openpyxl optuna packaging pandas pandas-gbq patsy pillow plotly pmdarima
+    polars prophet protobuf psutil psycopg2 pyarrow pydantic pyod pyspark python-dateutil
+    python-json-logger pytz pyyaml regex requests s3fs safetensors scikit-image scikit-learn scipy
+    seaborn sentencepiece shap six sktime spacy sqlalchemy statsmodels sympy tabulate tensorboard
+    tensorflow threadpoolctl tokenizers toolz torchvision tqdm transformers typing-extensions
+    typing_extensions umap-learn urllib3 xarray xgboost xlrd
+    """.split()  # noqa: SIM905 - a word list: 115 names, one a line, would hide the rest
+)
+
 _CONDA_SPEC = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)\s*(?P<rest>.*)$")
 
 
@@ -95,6 +121,9 @@ class ModelRequirements:
     pip_options: list[str] = field(default_factory=list)
     python_version: str | None = None
     conda_only: list[str] = field(default_factory=list)  #: conda packages not installed by pip
+    #: conda packages not known to be on PyPI under their name, as requirement lines: met by
+    #: what the server has, never installed from PyPI
+    conda_unmapped: list[str] = field(default_factory=list)
     conda_file: Path | None = None  #: the conda.yaml, for the conda variant
 
 
@@ -109,14 +138,14 @@ def read_model_requirements(model_dir: Path, prefer: str = "pip") -> ModelRequir
     requirements = _existing(model_dir / REQUIREMENTS)
 
     if prefer == "conda" and conda_file is not None:
-        found = read_conda_file(conda_file)
+        found = read_conda_file(conda_file, model_dir)
     elif python_env is not None:
-        found = read_python_env(python_env)
+        found = read_python_env(python_env, model_dir)
     elif requirements is not None:
         found = ModelRequirements(source=requirements.name)
-        _read_requirement_lines(requirements, found)
+        _read_requirement_lines(requirements, found, model_dir)
     elif conda_file is not None:
-        found = read_conda_file(conda_file)
+        found = read_conda_file(conda_file, model_dir)
     else:
         found = ModelRequirements(
             source="none (no MLmodel env, python_env.yaml, conda.yaml or requirements.txt)"
@@ -156,21 +185,23 @@ def _files_named_by_mlmodel(model_dir: Path) -> dict[str, Path]:
     return found
 
 
-def read_python_env(path: Path) -> ModelRequirements:
+def read_python_env(path: Path, model_dir: Path | None = None) -> ModelRequirements:
     """``python_env.yaml``: ``python``, ``build_dependencies`` (not installed), ``dependencies``
-    (requirement lines, ``-r requirements.txt`` included)."""
+    (requirement lines, ``-r requirements.txt`` included; ``model_dir`` bounds what ``-r`` and
+    ``-c`` may name, by default the file's folder)."""
     data = _load_yaml(path)
     found = ModelRequirements(source=path.name)
     if data.get("python") is not None:
         found.python_version = str(data["python"])
     for line in data.get("dependencies") or []:
-        _add_line(str(line), path, found)
+        _add_line(str(line), path, found, model_dir or path.parent)
     return found
 
 
-def read_conda_file(path: Path) -> ModelRequirements:
+def read_conda_file(path: Path, model_dir: Path | None = None) -> ModelRequirements:
     """``conda.yaml``: the ``pip:`` list wherever it sits in ``dependencies``; conda packages
-    mapped to pip names where that is sound, the rest reported as conda-only."""
+    mapped to pip names where that is known, system libraries reported as conda-only, other
+    names kept apart (``conda_unmapped``: never installed from PyPI)."""
     data = _load_yaml(path)
     found = ModelRequirements(source=path.name, conda_file=path)
     dependencies = data.get("dependencies") or []
@@ -184,35 +215,45 @@ def read_conda_file(path: Path) -> ModelRequirements:
                     str(path), f"unexpected mapping in dependencies: {sorted(item)}"
                 )
             for line in pip_lines:
-                _add_line(str(line), path, found)
+                _add_line(str(line), path, found, model_dir or path.parent)
             continue
-        name, spec = _conda_package(str(item))
-        if name.lower() == "python":
+        name, spec = _conda_package(str(item), path)
+        key = name.lower()
+        if key == "python":
             found.python_version = spec.lstrip("=") or None
-            continue
-        if name.lower() in CONDA_ONLY or name.lower().startswith("lib"):
-            if name.lower() not in ("pip", "setuptools", "wheel"):
+        elif key in CONDA_TO_PIP:
+            found.requirements.append(CONDA_TO_PIP[key] + spec)
+        elif key in CONDA_SAME_ON_PYPI:
+            found.requirements.append(name + spec)
+        elif key in CONDA_ONLY or key.startswith(("lib", "_")):
+            if key not in ("pip", "setuptools", "wheel"):
                 found.conda_only.append(str(item))
-            continue
-        found.requirements.append(CONDA_TO_PIP.get(name.lower(), name) + spec)
+        else:
+            found.conda_unmapped.append(name + spec)
     return found
 
 
 def _conda_python(path: Path) -> str | None:
     for item in _load_yaml(path).get("dependencies") or []:
         if isinstance(item, str):
-            name, spec = _conda_package(item)
+            name, spec = _conda_package(item, path)
             if name.lower() == "python":
                 return spec.lstrip("=") or None
     return None
 
 
-def _conda_package(item: str) -> tuple[str, str]:
+def conda_package_name(item: str) -> str:
+    """The package name of a conda spec (``conda-forge::pip<24`` → ``pip``)."""
+    match = _CONDA_SPEC.match(item.split("::", 1)[-1].strip())
+    return match.group("name") if match else item
+
+
+def _conda_package(item: str, path: Path) -> tuple[str, str]:
     """``conda-forge::numpy=1.24`` → (``numpy``, ``==1.24.*``); a build string is dropped."""
     item = item.split("::", 1)[-1].strip()
     match = _CONDA_SPEC.match(item)
     if match is None:
-        raise ValueError(f"not a conda package spec: {item!r}")
+        raise EnvironmentSpecError(str(path), f"not a conda package spec: {item!r}")
     name, rest = match.group("name"), match.group("rest").replace(" ", "")
     if not rest:
         return name, ""
@@ -226,14 +267,29 @@ def _conda_package(item: str) -> tuple[str, str]:
     return name, rest
 
 
-def _read_requirement_lines(path: Path, found: ModelRequirements, depth: int = 0) -> None:
+def _read_requirement_lines(
+    path: Path, found: ModelRequirements, model_dir: Path, depth: int = 0
+) -> None:
     if depth > 5:
         raise EnvironmentSpecError(str(path), "-r includes nest deeper than 5 files")
     for raw in path.read_text().splitlines():
-        _add_line(raw, path, found, depth)
+        _add_line(raw, path, found, model_dir, depth)
 
 
-def _add_line(raw: str, origin: Path, found: ModelRequirements, depth: int = 0) -> None:
+def _inside_model(origin: Path, line: str, value: str, model_dir: Path) -> Path:
+    """The file a ``-r`` / ``-c`` line names, which must be in the model's folder: a model
+    must not make the builder read the server's files (or another model's)."""
+    named = (origin.parent / value).resolve()
+    if not named.is_relative_to(model_dir.resolve()):
+        raise EnvironmentSpecError(
+            str(origin), f"{line!r} names a file outside the model's folder {model_dir}"
+        )
+    return named
+
+
+def _add_line(
+    raw: str, origin: Path, found: ModelRequirements, model_dir: Path, depth: int = 0
+) -> None:
     line = raw.split(" #", 1)[0].strip()
     if not line or line.startswith("#"):
         return
@@ -242,12 +298,13 @@ def _add_line(raw: str, origin: Path, found: ModelRequirements, depth: int = 0) 
         option, value = option.split("=", 1)
     value = value.strip()
     if option in ("-r", "--requirement"):
-        included = origin.parent / value
+        included = _inside_model(origin, line, value, model_dir)
         if not included.is_file():
             raise EnvironmentSpecError(str(origin), f"{line!r} names a file the folder lacks")
-        _read_requirement_lines(included, found, depth + 1)
+        _read_requirement_lines(included, found, model_dir, depth + 1)
     elif option in ("-c", "--constraint"):
-        return  # constraints narrow versions only; the plan checks what is installed
+        # constraints narrow versions only; the plan checks what is installed
+        _inside_model(origin, line, value, model_dir)
     elif option in PIP_OPTIONS:
         found.pip_options.extend([option, value] if PIP_OPTIONS[option] else [option])
     elif line.startswith("-"):

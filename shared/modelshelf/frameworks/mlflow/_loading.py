@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelshelf.environment import check_before_run
 from modelshelf.errors import ModelLoadError
 from modelshelf.frameworks.mlflow._startup import (
     import_mlflow_before_fork,
@@ -35,6 +36,7 @@ class LoadedModel:
 def load_mlflow_model(model_dir: Path, uri: str) -> LoadedModel:
     """The model in ``model_dir`` (``uri`` names it in errors), through MLflow unless
     ``plain_sklearn_pickle`` finds it needs nothing of it."""
+    check_before_run(uri)  # a failed before-run: not ready, rather than a 500 per prediction
     if not (model_dir / "MLmodel").is_file():
         raise ModelLoadError(uri, f"no MLmodel file in {model_dir}")
     mlmodel = read_mlmodel(model_dir, uri)
