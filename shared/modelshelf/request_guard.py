@@ -238,11 +238,20 @@ def seldon_request_blueprint(component: Any) -> Any:
 
 
 def _method_not_allowed(method: str, path: str) -> RequestRefusedError:
+    """405 naming the methods ``path`` takes; 404 when no endpoint has that path (Flask says 405
+    for any path there: the static files rule takes every path, for GET)."""
     from flask import current_app
 
     allowed = sorted(
-        {m for rule in current_app.url_map.iter_rules() if rule.rule == path for m in rule.methods}
+        {
+            found
+            for rule in current_app.url_map.iter_rules()
+            if rule.rule == path and rule.endpoint != "static"
+            for found in rule.methods or ()
+        }
     )
+    if not allowed:
+        return RequestRefusedError(f"{method} {path}: Not Found", 404, _REASONS[404])
     return RequestRefusedError(
         f"{method} {path}: Method Not Allowed (this path takes {', '.join(allowed)})",
         405,
