@@ -435,5 +435,11 @@ def test_both_still_answer_good_requests(both, front_end):
     response = service.post(PREDICT, ND)
     assert response.status_code == 200
     assert response.json()["data"]["names"] == ["setosa", "versicolor", "virginica"]
+    # A null among the tags: modelshelf serve's fast path hands the answer to Flask's encoder.
+    with_null = {**ND, "meta": {"tags": {"caller": None}}}
+    response = service.post(PREDICT, with_null)
+    assert response.status_code == 200, response.text
+    assert response.json()["meta"]["tags"] == {"caller": None}
+    assert len(response.json()["data"]["ndarray"][0]) == 3
     assert service.process.poll() is None
     assert "Traceback" not in service.log()
