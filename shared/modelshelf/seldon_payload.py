@@ -134,7 +134,9 @@ def check_tensor(tensor: Any, where: str) -> None:
     count = len(values)
     fits = (known > 0 and count % known == 0) if unknown else known == count
     if not fits:
-        raise BadRequestError(f"{where}.shape {shape} does not hold its {count} values")
+        raise BadRequestError(
+            f"{where}.shape {shape} does not hold its {count} values (cannot reshape them)"
+        )
 
 
 def check_meta(meta: Any, where: str) -> None:
