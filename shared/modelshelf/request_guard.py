@@ -222,6 +222,8 @@ def seldon_request_blueprint(component: Any) -> Any:
         else:
             reason = _REASONS.get(code, "MICROSERVICE_BAD_DATA")
             text = f"{request.method} {request.path}: {exc.name}"
+            if code != 404 and exc.description:
+                text += f": {exc.description}"
             error = RequestRefusedError(text, code, reason)
         return refused(error)
 
