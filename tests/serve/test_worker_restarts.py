@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from frontends import COMPONENTS, MODELSHELF, Launch, running
@@ -53,3 +55,35 @@ def test_a_worker_that_cannot_load_stops_the_server_without_retrying():
     assert "CrashingModel cannot load (fail_load)" in result.stdout
     assert "the rest worker died before it served" in result.stdout
     assert "replaced by" not in result.stdout
+
+
+def test_a_grpc_worker_that_dies_is_replaced():
+    import grpc
+    from google.protobuf import json_format
+    from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
+
+    def predict(port: int, body: dict) -> dict:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = prediction_pb2_grpc.ModelStub(channel)
+            message = json_format.ParseDict(body, prediction_pb2.SeldonMessage())
+            answer = stub.Predict(message, timeout=30)
+        return json_format.MessageToDict(answer)
+
+    launch = Launch("CrashingModel", COMPONENTS, grpc=True)
+    with running(launch, [MODELSHELF]) as (service,):
+        first = predict(service.grpc_port, HELLO)["jsonData"]["pid"]
+        with pytest.raises(grpc.RpcError):
+            predict(service.grpc_port, CRASH)
+        wait_for_text(service.log, "grpc worker replaced by")
+        deadline = time.monotonic() + 60  # the new worker binds the port once it has loaded
+        while True:
+            try:
+                second = predict(service.grpc_port, HELLO)["jsonData"]["pid"]
+                break
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert second != first
+        _pid(service)  # REST answers throughout
+        assert service.process.poll() is None
