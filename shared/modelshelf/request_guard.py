@@ -123,6 +123,31 @@ class ClientErrorLog:
 CLIENT_ERRORS = ClientErrorLog()
 
 
+class SeldonClientErrorFilter(logging.Filter):
+    """On seldon-core's wrapper logger: its per-request ERROR line for an error it answers as bad
+    data (``MICROSERVICE_BAD_DATA``, a 400) becomes a count in ``CLIENT_ERRORS`` (which warns at
+    most once a minute). ``modelshelf serve`` installs it in its workers; for a guarded class the
+    guard's own after-request hook has counted the error already (``count=False``)."""
+
+    def __init__(self, count: bool) -> None:
+        super().__init__()
+        self.count = count
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR or record.funcName != "handle_invalid_usage":
+            return True
+        found = record.args if isinstance(record.args, dict) else None
+        status = found.get("status") if found else None
+        if type(status) is not dict or status.get("reason") != "MICROSERVICE_BAD_DATA":
+            return True
+        if self.count:
+            from flask import has_request_context, request
+
+            path = request.path if has_request_context() else "?"
+            CLIENT_ERRORS.record(400, path, str(status.get("info")))
+        return False
+
+
 class RequestGuard:
     """``model_error_handler``: on a component, the blueprint guarding its requests."""
 

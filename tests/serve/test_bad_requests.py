@@ -443,3 +443,27 @@ def test_both_still_answer_good_requests(both, front_end):
     assert len(response.json()["data"]["ndarray"][0]) == 3
     assert service.process.poll() is None
     assert "Traceback" not in service.log()
+
+
+def test_a_plain_class_keeps_seldon_s_answers_but_not_an_error_line_per_client_error():
+    """A class that is not guarded answers as under seldon-core (its 400 for a body without a
+    payload), and ``modelshelf serve`` counts it instead of logging an ERROR per request."""
+    from frontends import COMPONENTS
+
+    with running(Launch("ScoringModel", COMPONENTS), [MODELSHELF]) as (service,):
+        for _ in range(20):
+            response = service.post(PREDICT, {"something": 1})
+            assert response.status_code == 400
+            assert response.json()["status"]["info"].startswith("Invalid request data type")
+        deadline = time.monotonic() + 30
+        while (found := _client_errors_counted(service)) < 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert found == 20
+        log = service.log()
+        assert "MICROSERVICE_BAD_DATA" not in log
+        warnings = re.findall(r"WARNING.*client error\(s\) \(4xx\).*", log)
+        assert len(warnings) == 1 and "Invalid request data type" in warnings[0], warnings
+        # Server faults are still logged at ERROR, once each.
+        assert service.post(PREDICT, {"jsonData": {"fail": 1}}).status_code == 500
+        errors = [line for line in service.log().splitlines() if "ERROR" in line]
+        assert len([line for line in errors if "cannot score 1" in line]) == 1, errors

@@ -312,11 +312,14 @@ def _rest_worker(
 ) -> None:
     import uvicorn
 
-    from modelshelf.request_guard import CLIENT_ERRORS
+    from modelshelf.request_guard import CLIENT_ERRORS, SeldonClientErrorFilter, guarded
     from modelshelf.serve.metrics import client_error_counter
     from modelshelf.serve.rest import SeldonRestApp
 
+    # Client errors: counted (a metric) and warned about once a minute, not an ERROR each.
     CLIENT_ERRORS.sink = client_error_counter(metrics)
+    wrapper_log = logging.getLogger("seldon_core.wrapper")
+    wrapper_log.addFilter(SeldonClientErrorFilter(count=not guarded(user_model)))
     # uvicorn re-raises the signal it caught once it has shut down; this makes that a no-op.
     signal.signal(signal.SIGTERM, lambda *_: None)
     load_user_model(user_model)
