@@ -75,6 +75,7 @@ def max_body_bytes() -> int:
 
 
 def too_large(size: int | None, limit: int) -> RequestRefusedError:
+    """The 413 for a body of ``size`` bytes (``None``: a chunked body, size unknown)."""
     told = f"{size:,} bytes" if size is not None else "a body"
     return RequestRefusedError(
         f"{told} is over the limit of {limit:,} bytes ({MAX_BODY_ENV})", 413, _REASONS[413]
@@ -82,6 +83,7 @@ def too_large(size: int | None, limit: int) -> RequestRefusedError:
 
 
 def too_deep(where: str) -> BadRequestError:
+    """The 400 for JSON nested beyond what Python's reader (its recursion limit) can read."""
     return BadRequestError(
         f"{where} nests arrays or objects too deeply to be read (about 1,000 levels at most)"
     )
@@ -93,16 +95,15 @@ class ClientErrorLog:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.count = 0
         self._unreported = 0
         self._warned_at = -float("inf")
         #: Called with the status of each client error (``modelshelf serve``: a counter metric).
         self.sink: Callable[[int, str], None] | None = None
 
     def record(self, status: int, path: str, cause: str) -> None:
+        """One client error: counted by the sink, and warned about if none was this minute."""
         now = time.monotonic()
         with self._lock:
-            self.count += 1
             self._unreported += 1
             due = now - self._warned_at >= WARNING_INTERVAL
             if due:
@@ -195,8 +196,8 @@ def seldon_request_blueprint(component: Any) -> Any:
             if request.path in SELDON_PATHS:  # the static files rule took a wrong method
                 raise _method_not_allowed(request.method, request.path)
             return
-        if request.path not in checks.by_path:
-            return
+        if request.method not in ("GET", "POST") or request.path not in checks.by_path:
+            return  # OPTIONS: a CORS preflight, answered by Flask and flask-cors
         content_type = request.content_type or ""
         if "multipart/form-data" in content_type:
             return  # seldon-core reads each form field as JSON: its errors are ValueErrors
@@ -304,10 +305,13 @@ class _CappedStream:
         return b"".join(chunks)
 
     def readline(self, size: int | None = -1) -> bytes:
-        return self.read(size)
+        want = self.left + 1 if size is None or size < 0 else min(size, self.left + 1)
+        return self._counted(self.stream.readline(want))
 
     def _read_some(self, size: int) -> bytes:
-        data = self.stream.read(min(size, self.left + 1))
+        return self._counted(self.stream.read(min(size, self.left + 1)))
+
+    def _counted(self, data: bytes) -> bytes:
         self.left -= len(data)
         if self.left < 0:
             raise too_large(None, self.limit)

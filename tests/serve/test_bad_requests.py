@@ -430,6 +430,16 @@ def test_modelshelf_serve_counts_client_errors(both):
 
 
 @pytest.mark.parametrize("front_end", ["seldon", "modelshelf"])
+def test_a_cors_preflight_is_not_a_bad_request(both, front_end):
+    response = both[front_end].client.options(
+        PREDICT,
+        headers={"origin": "http://ui.example", "access-control-request-method": "POST"},
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "http://ui.example"
+
+
+@pytest.mark.parametrize("front_end", ["seldon", "modelshelf"])
 def test_both_still_answer_good_requests(both, front_end):
     service = both[front_end]
     response = service.post(PREDICT, ND)
