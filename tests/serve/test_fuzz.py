@@ -23,6 +23,8 @@ from microservice import SERVERS, seldon_parameters
 
 #: Bodies per front end (each is sent to both).
 EXAMPLES = 500
+#: Bodies for the unguarded class (modelshelf serve against seldon-core-microservice).
+UNGUARDED_EXAMPLES = 300
 #: The Seldon paths a MODEL answers (``/transform-*`` on a classifier is a deployment mistake,
 #: a 500 by design).
 PATHS = (
@@ -218,3 +220,46 @@ def test_no_generated_body_gets_a_5xx_and_the_servers_keep_serving(both):
     for service in both:
         assert service.post("/api/v1.0/predictions", ND).status_code == 200
         assert service.process.poll() is None
+        assert "Traceback" not in service.log()
+
+
+def _parsed(response) -> object:
+    if "json" not in response.headers.get("content-type", ""):
+        return response.content
+    return json.loads(response.content, parse_constant=lambda name: f"<{name}>")
+
+
+def test_an_unguarded_class_gets_seldon_core_s_answers_from_modelshelf_serve():
+    """A user class that does not opt into the guard: ``modelshelf serve`` stays a drop-in, the
+    same status and body as ``seldon-core-microservice`` for every generated request (its 500s
+    included: they are seldon-core's)."""
+    from frontends import COMPONENTS
+
+    statuses: Counter = Counter()
+    differences: list[str] = []
+    with running(Launch("ScoringModel", COMPONENTS), [SELDON, MODELSHELF]) as (seldon, ours):
+
+        @settings(
+            max_examples=UNGUARDED_EXAMPLES,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(requests)
+        def post_to_both(request: tuple[str, bytes]) -> None:
+            path, content = request
+            kwargs = {"content": content, "headers": {"content-type": "application/json"}}
+            expected = seldon.client.post(path, **kwargs)
+            found = ours.client.post(path, **kwargs)
+            statuses[found.status_code] += 1
+            if (found.status_code, _parsed(found)) != (expected.status_code, _parsed(expected)):
+                differences.append(
+                    f"{path} {content[:200]!r}: seldon {expected.status_code} "
+                    f"{expected.text[:200]} / ours {found.status_code} {found.text[:200]}"
+                )
+
+        post_to_both()
+        print("unguarded statuses:", dict(sorted(statuses.items())))
+        assert not differences, "\n".join(differences[:10])
+        assert "Traceback" not in ours.log()
