@@ -125,7 +125,7 @@ def serve(args: argparse.Namespace) -> int:
         )
     global _parent_pid
     _parent_pid = os.getpid()
-    supervisor = Supervisor(workers, extras, max_worker_restarts())
+    supervisor = Supervisor(workers, extras, max_worker_restarts(), listening=[http_socket])
     supervisor.install()  # before the forks: a SIGTERM now still stops every child
     for worker in workers:
         if supervisor.stopping_since is None:
@@ -195,8 +195,17 @@ class Supervisor:
     """Forwards SIGTERM/SIGINT to the workers, replaces workers that die, waits for them, and
     says how the server ended."""
 
-    def __init__(self, workers: list[Worker], extras: list[Any], max_restarts: int) -> None:
+    def __init__(
+        self,
+        workers: list[Worker],
+        extras: list[Any],
+        max_restarts: int,
+        listening: Sequence[socket.socket] = (),
+    ) -> None:
         self.workers = workers
+        #: The parent's copy of the REST socket, kept for replacements; closed on stop, so new
+        #: connections are refused rather than queued where no worker will take them.
+        self.listening = list(listening)
         self.extras = extras  # the class's custom_service: killed at the end
         self.max_restarts = max_restarts
         self.restarts: deque[float] = deque()
@@ -213,6 +222,8 @@ class Supervisor:
     def stop(self, *_: Any) -> None:
         if self.stopping_since is None:
             self.stopping_since = time.monotonic()
+            for sock in self.listening:
+                sock.close()
         for process in self._processes():
             if process.pid is not None and process.is_alive():
                 os.kill(process.pid, signal.SIGTERM)
