@@ -7,6 +7,8 @@ which is why ``modelshelf.errors`` loads this module only when one of these is f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from seldon_core.flask_utils import SeldonMicroserviceException
 
 
@@ -35,6 +37,21 @@ class ModelNotReadyError(SeldonMicroserviceException):
 
     def __init__(self, message: str = "the model is not loaded yet") -> None:
         super().__init__(message, status_code=503, reason="MICROSERVICE_NOT_READY")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class RequestRefusedError(SeldonMicroserviceException):
+    """A request refused before any model code runs: an unknown path (404), a method the path
+    does not take (405), a body over ``MODELSHELF_MAX_BODY_BYTES`` (413)."""
+
+    def __init__(
+        self, message: str, status_code: int, reason: str, allow: Sequence[str] = ()
+    ) -> None:
+        super().__init__(message, status_code=status_code, reason=reason)
+        #: For a 405: the methods the path takes (the ``Allow`` header).
+        self.allow = tuple(allow)
 
     def __str__(self) -> str:
         return self.message

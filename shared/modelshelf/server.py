@@ -82,20 +82,13 @@ class _HiddenStub:
 
 
 def _request_error_blueprint() -> Any:
-    """Flask blueprint seldon-core registers (``model_error_handler``): payloads its own parsing
-    rejects (ragged arrays, bad tensors) are the client's fault, so 400 rather than its 500."""
-    from flask import Blueprint, jsonify
+    """What seldon-core registers as ``model_error_handler``: on a server object, a Flask
+    blueprint guarding its requests (``modelshelf.request_guard``): bodies over the size limit
+    413, malformed Seldon bodies and payloads its own parsing rejects (ragged arrays) 400 rather
+    than seldon-core's 500, unknown paths 404, wrong methods 405."""
+    from modelshelf.request_guard import RequestGuard
 
-    blueprint = Blueprint("modelshelf_request_errors", __name__)
-
-    @blueprint.app_errorhandler(ValueError)
-    def bad_payload(exc: ValueError) -> Any:
-        error = BadRequestError(f"the request's data could not be read: {exc}")
-        response = jsonify(error.to_dict())
-        response.status_code = error.status_code
-        return response
-
-    return blueprint
+    return RequestGuard()
 
 
 class ModelServer(SeldonComponent):
@@ -104,7 +97,7 @@ class ModelServer(SeldonComponent):
     #: Distributions whose versions the start-up log and the metadata report.
     framework_packages: ClassVar[tuple[str, ...]] = ("numpy",)
 
-    #: Registered by seldon-core's Flask app: maps payload parsing errors to 400.
+    #: Registered by seldon-core's Flask app: checks bodies, maps payload errors to 400.
     model_error_handler = _request_error_blueprint()
 
     #: Whether ``/transform-input`` and ``/transform-output`` call the model's ``transform``

@@ -5,6 +5,11 @@ request, even when the model reports no metrics. Here a worker only sends the me
 actually produced, one message on a ``multiprocessing.Queue`` (pickled by the queue's feeder
 thread, off the request path); the metrics process folds them in with seldon-core's own
 bookkeeping and serves them in seldon-core's exposition format, per worker as before.
+
+A scrape reads a snapshot taken under the lock the consumer holds while it folds a request in:
+seldon-core's ``collect`` walks each worker's dictionary, and a model that adds a series (a new
+tag value) per request used to change that dictionary under the walk (``dictionary changed size
+during iteration``, a 500 for most scrapes).
 """
 
 from __future__ import annotations
@@ -12,11 +17,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from seldon_core.metrics import SeldonMetrics
 
 logger = logging.getLogger(__name__)
+
+#: The counter of client errors (4xx) ``modelshelf serve`` answered, by ``status``.
+CLIENT_ERRORS_KEY = "modelshelf_client_errors"
 
 
 class QueueMetrics(SeldonMetrics):
@@ -48,7 +57,8 @@ class MetricsAggregator(SeldonMetrics):
     """Holds every worker's metrics in the metrics process; exposes them like seldon-core."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: SeldonMetrics.update takes it again inside add().
+        self._lock = threading.RLock()
         self.data: dict[Any, dict] = {}
         self._current_worker: int = 0
         self.worker_id_func = lambda: self._current_worker
@@ -59,8 +69,15 @@ class MetricsAggregator(SeldonMetrics):
 
     def add(self, worker: int, custom_metrics: list[dict], method: str) -> None:
         """Fold one request's metrics from ``worker`` in (one consumer thread calls this)."""
-        self._current_worker = worker
-        SeldonMetrics.update(self, custom_metrics, method)
+        with self._lock:
+            self._current_worker = worker
+            SeldonMetrics.update(self, custom_metrics, method)
+
+    def generate_metrics(self) -> tuple[str, str]:
+        """seldon-core's exposition of a snapshot (the series as they were at one instant)."""
+        with self._lock:
+            snapshot = {worker: dict(series) for worker, series in self.data.items()}
+        return SeldonMetrics.generate_metrics(MetricsSnapshot(snapshot, self._extra_default_labels))
 
     def consume(self, queue: Any) -> None:
         """Read the workers' queue until ``None`` arrives."""
@@ -72,6 +89,30 @@ class MetricsAggregator(SeldonMetrics):
                 self.add(*item)
             except Exception:  # a bad metric must not stop the metrics process
                 logger.exception("could not record metrics %r", item)
+
+
+class MetricsSnapshot(SeldonMetrics):
+    """Every worker's series at one instant, exposed by seldon-core's own ``collect``."""
+
+    def __init__(self, data: dict[Any, dict], extra_default_labels: dict[str, str]) -> None:
+        self._lock = threading.Lock()
+        self.data = data
+        self.worker_id_func = os.getpid
+        self._extra_default_labels = extra_default_labels
+
+    def __del__(self) -> None:
+        pass
+
+
+def client_error_counter(metrics: SeldonMetrics) -> Callable[[int, str], None]:
+    """What ``request_guard.CLIENT_ERRORS`` calls per client error in a worker: one count of
+    ``modelshelf_client_errors`` (label ``status``) to the metrics process."""
+
+    def count(status: int, path: str) -> None:
+        metric = {"type": "COUNTER", "key": CLIENT_ERRORS_KEY, "value": 1}
+        metrics.update([{**metric, "tags": {"status": str(status)}}], "request")
+
+    return count
 
 
 def metrics_app(aggregator: MetricsAggregator, endpoint: str) -> Any:

@@ -69,5 +69,6 @@ def without_fragments(response: Any) -> Any:
     if type(response) is dict:
         data = response.get("data")
         if type(data) is dict and type(data.get("ndarray")) is orjson.Fragment:
-            data["ndarray"] = orjson.loads(data["ndarray"].contents)
+            # A Fragment exposes no contents; orjson writes it back out as they are.
+            data["ndarray"] = orjson.loads(orjson.dumps(data["ndarray"]))
     return response

@@ -26,6 +26,7 @@ from seldon_core import seldon_methods
 from seldon_core.metrics import SeldonMetrics
 from seldon_core.utils import getenv_as_bool
 
+from modelshelf.request_guard import CLIENT_ERRORS, body_checks, max_body_bytes, too_large
 from modelshelf.serve import protocol
 from modelshelf.serve.protocol import without_fragments
 
@@ -84,6 +85,9 @@ class SeldonRestApp:
             for path in ("/predict", "/api/v1.0/predictions", "/api/v0.1/predictions"):
                 del self.fast[path]
         self.predict = protocol.predict
+        # Guarded classes (ours): Seldon bodies checked before seldon-core reads them.
+        self.check_body = body_checks(user_model)
+        self.max_body = max_body_bytes()
         self.json_headers = [*JSON_HEADERS, *_cors_headers(flask_app)]
         self.ping_reply = (
             [(b"content-type", b"text/html; charset=utf-8"), *_cors_headers(flask_app)],
@@ -93,8 +97,11 @@ class SeldonRestApp:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = await _read_body(receive)
-        status, headers, payload = self.handle(scope, body)
+        body = await _read_body(receive, _content_length(scope), self.max_body)
+        if body is None:  # over the limit: refused before it is read whole
+            status, headers, payload = self.too_large(scope)
+        else:
+            status, headers, payload = self.handle(scope, body)
         headers.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
@@ -136,6 +143,8 @@ class SeldonRestApp:
         if request is None:
             return None
         try:
+            if self.check_body is not None:
+                self.check_body(path, request)
             response = function(self.user_model, request, self.metrics)
         except Exception as exc:
             return self.flask_error(exc, path)
@@ -153,6 +162,14 @@ class SeldonRestApp:
             # encode any response that may hold one (a bytes search; true nulls are rare).
             return self.flask_jsonify(without_fragments(response), path, status)
         return status, list(self.json_headers), payload
+
+    def too_large(self, scope: dict) -> Reply:
+        """413 for a body over ``MODELSHELF_MAX_BODY_BYTES``; the connection is closed, so the
+        rest of the body is never read."""
+        error = too_large(_content_length(scope), self.max_body)
+        CLIENT_ERRORS.record(413, scope["path"], error.message)
+        payload = orjson.dumps(error.to_dict()) + b"\n"
+        return 413, [*self.json_headers, (b"connection", b"close")], payload
 
     # ------------------------------------------------------------------ Flask
     def flask_error(self, exc: Exception, path: str) -> Reply:
@@ -215,15 +232,31 @@ def _asgi_headers(pairs: Any) -> Headers:
     ]
 
 
-async def _read_body(receive: Any) -> bytes:
+def _content_length(scope: dict) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+async def _read_body(receive: Any, declared: int | None, limit: int) -> bytes | None:
+    """The whole body, or ``None`` once it is known to be over ``limit`` bytes (declared, or
+    read so far: a chunked body), without reading further."""
+    if declared is not None and declared > limit:
+        return None
     message = await receive()
     body = message.get("body", b"")
     if not message.get("more_body", False):
         return body
     chunks = [body]
+    size = len(body)
     while message.get("more_body", False):
         message = await receive()
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
     return b"".join(chunks)
 
 

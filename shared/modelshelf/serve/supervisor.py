@@ -6,7 +6,13 @@ runs uvicorn on the shared socket), gRPC workers (SO_REUSEPORT on the gRPC port)
 process, and the class's ``custom_service`` if it has one. On SIGTERM or SIGINT it forwards
 SIGTERM: uvicorn stops accepting and lets in-flight requests finish, gRPC gets a grace period,
 and the parent exits 0 once they are gone (SIGKILL for anything left after ``STOP_SECONDS``).
-If a worker dies on its own, the parent stops the rest and exits 1, so the pod restarts.
+
+A REST or gRPC worker that dies on its own (a model calling ``os._exit``, a segfault on one
+input) is replaced by a new fork, as gunicorn's arbiter does: one bad request no longer ends the
+server and resets every connection. The parent still stops the rest and exits 1, so the pod
+restarts, when a REST worker dies before it ever served (it could not load: a new one would not
+either), when the metrics process dies, or when workers keep dying: more than
+``MODELSHELF_MAX_WORKER_RESTARTS`` replacements within a minute.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +44,10 @@ GRACEFUL_SECONDS = 7
 STOP_SECONDS = 9.0
 FRONTEND_ENV = "MODELSHELF_FRONTEND"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+MAX_RESTARTS_ENV = "MODELSHELF_MAX_WORKER_RESTARTS"
+#: Worker replacements allowed within ``RESTART_WINDOW`` seconds before the server gives up.
+DEFAULT_MAX_RESTARTS = 10
+RESTART_WINDOW = 60.0
 _parent_pid = os.getpid()  # set again by serve(), before the forks
 
 
@@ -86,26 +97,24 @@ def serve(args: argparse.Namespace) -> int:
         with open(args.pidfile, "w") as out:
             out.write(f"{os.getpid()}\n")
 
-    processes = [
-        context.Process(
-            target=_child,
-            args=(_metrics_process, queue, args.metrics_port, METRICS_ENDPOINT, args),
-            name="metrics",
+    workers = [
+        Worker(
+            context,
+            "metrics",
+            (_metrics_process, queue, args.metrics_port, METRICS_ENDPOINT, args),
+            respawn=False,
         )
     ]
-    processes += [
-        context.Process(
-            target=_child,
-            args=(run_grpc_worker, user_model, metrics, args, annotations),
-            name="grpc",
-        )
+    workers += [
+        Worker(context, "grpc", (run_grpc_worker, user_model, metrics, args, annotations))
         for _ in range(max(args.grpc_workers, 0))
     ]
-    processes += [
-        context.Process(
-            target=_child,
-            args=(_rest_worker, user_model, metrics, flask_app, http_socket, args),
-            name="rest",
+    workers += [
+        Worker(
+            context,
+            "rest",
+            (_rest_worker, user_model, metrics, flask_app, http_socket, args),
+            signals_ready=True,
         )
         for _ in range(max(args.workers, 1))
     ]
@@ -116,12 +125,15 @@ def serve(args: argparse.Namespace) -> int:
         )
     global _parent_pid
     _parent_pid = os.getpid()
-    supervisor = Supervisor(processes, extras)
+    supervisor = Supervisor(workers, extras, max_worker_restarts(), listening=[http_socket])
     supervisor.install()  # before the forks: a SIGTERM now still stops every child
-    for process in processes + extras:
+    for worker in workers:
+        if supervisor.stopping_since is None:
+            worker.start()
+    for process in extras:
         if supervisor.stopping_since is None:
             process.start()
-    http_socket.close()
+    # The parent keeps the REST socket open: a replacement worker is forked with it.
     logger.info(
         "%s (%s): REST on %d (%d workers), gRPC on %d (%d workers), metrics on %d",
         args.interface_name,
@@ -135,12 +147,68 @@ def serve(args: argparse.Namespace) -> int:
     return supervisor.run()
 
 
-class Supervisor:
-    """Forwards SIGTERM/SIGINT to the workers, waits for them, and says how the server ended."""
+def max_worker_restarts() -> int:
+    """``MODELSHELF_MAX_WORKER_RESTARTS``: replacements allowed within a minute."""
+    from modelshelf.errors import ConfigurationError
 
-    def __init__(self, processes: list[Any], extras: list[Any]) -> None:
-        self.processes = processes  # all must run; one ending on its own stops the server
+    text = os.environ.get(MAX_RESTARTS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_RESTARTS
+    if not text.isdigit():
+        raise ConfigurationError(MAX_RESTARTS_ENV, text, "a number of restarts (0 or more)")
+    return int(text)
+
+
+class Worker:
+    """One worker slot: how to fork its process, and the process now in it."""
+
+    def __init__(
+        self,
+        context: Any,
+        name: str,
+        target_and_args: tuple,
+        respawn: bool = True,
+        signals_ready: bool = False,
+    ) -> None:
+        self.context = context
+        self.name = name
+        self.target_and_args = target_and_args
+        self.respawn = respawn
+        self.signals_ready = signals_ready
+        self.process: Any = None
+        self.ready: Any = None  # set by the worker once it serves (signals_ready)
+
+    def start(self) -> None:
+        args = self.target_and_args
+        if self.signals_ready:
+            self.ready = self.context.Event()
+            args = (*args, self.ready)
+        self.process = self.context.Process(target=_child, args=args, name=self.name)
+        self.process.start()
+
+    def served(self) -> bool:
+        """Whether the process got as far as serving (a worker that cannot load never does)."""
+        return self.ready is None or self.ready.is_set()
+
+
+class Supervisor:
+    """Forwards SIGTERM/SIGINT to the workers, replaces workers that die, waits for them, and
+    says how the server ended."""
+
+    def __init__(
+        self,
+        workers: list[Worker],
+        extras: list[Any],
+        max_restarts: int,
+        listening: Sequence[socket.socket] = (),
+    ) -> None:
+        self.workers = workers
+        #: The parent's copy of the REST socket, kept for replacements; closed on stop, so new
+        #: connections are refused rather than queued where no worker will take them.
+        self.listening = list(listening)
         self.extras = extras  # the class's custom_service: killed at the end
+        self.max_restarts = max_restarts
+        self.restarts: deque[float] = deque()
         self.stopping_since: float | None = None
         self.failed = False
 
@@ -148,32 +216,31 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
 
+    def _processes(self) -> list[Any]:
+        return [w.process for w in self.workers if w.process is not None] + self.extras
+
     def stop(self, *_: Any) -> None:
         if self.stopping_since is None:
             self.stopping_since = time.monotonic()
-        for process in self.processes + self.extras:
-            if process.is_alive():
+            for sock in self.listening:
+                sock.close()
+        for process in self._processes():
+            if process.pid is not None and process.is_alive():
                 os.kill(process.pid, signal.SIGTERM)
 
     def run(self) -> int:
-        """Until every worker has ended: 0 after a requested stop, 1 if a worker died."""
-        started = [p for p in self.processes if p.pid is not None]
+        """Until every worker has ended: 0 after a requested stop, 1 if workers died."""
         while True:
-            alive = [p for p in started if p.is_alive()]
+            if self.stopping_since is None:
+                for worker in self.workers:
+                    if worker.process is not None and not worker.process.is_alive():
+                        self._ended(worker)
+            alive = [
+                w.process for w in self.workers if w.process is not None and w.process.is_alive()
+            ]
             if not alive:
                 break
-            if self.stopping_since is None and len(alive) < len(self.processes):
-                for process in started:
-                    if not process.is_alive():
-                        logger.error(
-                            "%s worker %d exited with %s",
-                            process.name,
-                            process.pid,
-                            process.exitcode,
-                        )
-                self.failed = True
-                self.stop()
-            elif (
+            if (
                 self.stopping_since is not None
                 and time.monotonic() - self.stopping_since > STOP_SECONDS
             ):
@@ -188,6 +255,49 @@ class Supervisor:
                 process.kill()
         logger.info("stopped")
         return 1 if self.failed else 0
+
+    def _ended(self, worker: Worker) -> None:
+        """A worker died on its own: replace it, or stop the server saying why not."""
+        process = worker.process
+        logger.error("%s worker %d exited with %s", worker.name, process.pid, _how(process))
+        worker.process = None  # handled
+        if not worker.respawn:
+            return self._give_up(f"the {worker.name} process cannot be replaced")
+        if not worker.served():
+            return self._give_up(f"the {worker.name} worker died before it served")
+        now = time.monotonic()
+        while self.restarts and now - self.restarts[0] > RESTART_WINDOW:
+            self.restarts.popleft()
+        if len(self.restarts) >= self.max_restarts:
+            return self._give_up(
+                f"workers keep dying: {len(self.restarts)} replaced in the last "
+                f"{RESTART_WINDOW:.0f} s ({MAX_RESTARTS_ENV}={self.max_restarts})"
+            )
+        self.restarts.append(now)
+        worker.start()
+        logger.warning(
+            "%s worker replaced by %d (%d replacement(s) in the last %.0f s; at most %d)",
+            worker.name,
+            worker.process.pid,
+            len(self.restarts),
+            RESTART_WINDOW,
+            self.max_restarts,
+        )
+        if self.stopping_since is not None:  # a SIGTERM came in meanwhile
+            os.kill(worker.process.pid, signal.SIGTERM)
+
+    def _give_up(self, reason: str) -> None:
+        logger.error("stopping the server: %s", reason)
+        self.failed = True
+        self.stop()
+
+
+def _how(process: Any) -> str:
+    code = process.exitcode
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+    return f"code {code}"
 
 
 def _child(target: Any, *args: Any) -> None:
@@ -204,12 +314,23 @@ def _child(target: Any, *args: Any) -> None:
 
 
 def _rest_worker(
-    user_model: Any, metrics: Any, flask_app: Any, sock: socket.socket, args: argparse.Namespace
+    user_model: Any,
+    metrics: Any,
+    flask_app: Any,
+    sock: socket.socket,
+    args: argparse.Namespace,
+    ready: Any,
 ) -> None:
     import uvicorn
 
+    from modelshelf.request_guard import CLIENT_ERRORS, SeldonClientErrorFilter, guarded
+    from modelshelf.serve.metrics import client_error_counter
     from modelshelf.serve.rest import SeldonRestApp
 
+    # Client errors: counted (a metric) and warned about once a minute, not an ERROR each.
+    CLIENT_ERRORS.sink = client_error_counter(metrics)
+    wrapper_log = logging.getLogger("seldon_core.wrapper")
+    wrapper_log.addFilter(SeldonClientErrorFilter(count=not guarded(user_model)))
     # uvicorn re-raises the signal it caught once it has shut down; this makes that a no-op.
     signal.signal(signal.SIGTERM, lambda *_: None)
     load_user_model(user_model)
@@ -228,6 +349,7 @@ def _rest_worker(
         server_header=False,
         date_header=False,
     )
+    ready.set()  # loaded: from now on a death is replaced, not a reason to stop
     uvicorn.Server(config).run(sockets=[sock])
 
 

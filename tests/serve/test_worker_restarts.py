@@ -1,0 +1,89 @@
+"""``modelshelf serve`` replaces a REST worker that dies, and stops only when workers keep dying."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from frontends import COMPONENTS, MODELSHELF, Launch, running
+
+from microservice import free_port, run_to_exit, seldon_parameters, wait_for_text
+
+CRASH = {"jsonData": {"exit": 3}}
+HELLO = {"jsonData": {"hello": 1}}
+
+
+def _pid(service) -> int:
+    response = service.post("/api/v1.0/predictions", HELLO)
+    assert response.status_code == 200, response.text
+    return response.json()["jsonData"]["pid"]
+
+
+def test_a_request_that_kills_the_worker_does_not_end_the_server():
+    launch = Launch("CrashingModel", COMPONENTS)
+    env = {"MODELSHELF_MAX_WORKER_RESTARTS": "3"}
+    with running(launch, [MODELSHELF], env=env) as (service,):
+        first = _pid(service)
+        for crash in range(1, 4):
+            with pytest.raises(httpx.HTTPError):  # the connection dies with the worker
+                service.post("/api/v1.0/predictions", CRASH)
+            wait_for_text(service.log, f"{crash} replacement(s) in the last 60 s")
+            # The next requests are answered by the new worker (queued on the kept socket).
+            answers = {_pid(service) for _ in range(3)}
+            assert len(answers) == 1 and first not in answers
+            assert service.process.poll() is None
+        # A fourth death within the minute: workers keep dying, the server stops (exit 1).
+        with pytest.raises(httpx.HTTPError):
+            service.post("/api/v1.0/predictions", CRASH)
+        assert service.process.wait(30) == 1
+        log = service.log()
+        assert "workers keep dying: 3 replaced in the last 60 s" in log
+        assert "MODELSHELF_MAX_WORKER_RESTARTS=3" in log
+        assert "rest worker" in log and "exited with code 3" in log
+
+
+def test_a_worker_that_cannot_load_stops_the_server_without_retrying():
+    params = seldon_parameters(fail_load=True)
+    ports = ["--http-port", str(free_port()), "--metrics-port", str(free_port())]
+    result = run_to_exit(
+        [*MODELSHELF, "CrashingModel", "--parameters", params, "--grpc-workers", "0", *ports],
+        COMPONENTS,
+        timeout=90,
+    )
+    assert result.returncode == 1, result.stdout
+    assert "CrashingModel cannot load (fail_load)" in result.stdout
+    assert "the rest worker died before it served" in result.stdout
+    assert "replaced by" not in result.stdout
+
+
+def test_a_grpc_worker_that_dies_is_replaced():
+    import grpc
+    from google.protobuf import json_format
+    from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
+
+    def predict(port: int, body: dict) -> dict:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = prediction_pb2_grpc.ModelStub(channel)
+            message = json_format.ParseDict(body, prediction_pb2.SeldonMessage())
+            answer = stub.Predict(message, timeout=30)
+        return json_format.MessageToDict(answer)
+
+    launch = Launch("CrashingModel", COMPONENTS, grpc=True)
+    with running(launch, [MODELSHELF]) as (service,):
+        first = predict(service.grpc_port, HELLO)["jsonData"]["pid"]
+        with pytest.raises(grpc.RpcError):
+            predict(service.grpc_port, CRASH)
+        wait_for_text(service.log, "grpc worker replaced by")
+        deadline = time.monotonic() + 60  # the new worker binds the port once it has loaded
+        while True:
+            try:
+                second = predict(service.grpc_port, HELLO)["jsonData"]["pid"]
+                break
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert second != first
+        _pid(service)  # REST answers throughout
+        assert service.process.poll() is None
