@@ -44,6 +44,7 @@ from modelshelf.errors import (
     ModelshelfError,
     ServerFaultError,
 )
+from modelshelf.redaction import redact_uri
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class ModelServer(SeldonComponent):
                 raise ModelLoadError(self.model_uri, f"{type(exc).__name__}: {exc}") from exc
             self.load_warnings = _unique(f"{w.category.__name__}: {w.message}" for w in caught)
             for text in self.load_warnings:
-                logger.warning("while loading %s: %s", self.model_uri, text)
+                logger.warning("while loading %s: %s", redact_uri(self.model_uri), text)
             self.load_seconds = time.perf_counter() - started
             self._ready = True
             # The model and the libraries live as long as the process: keep them out of the
@@ -188,7 +189,7 @@ class ModelServer(SeldonComponent):
         """Healthy only once the model is in memory (seldon's default says healthy at once)."""
         if not self._ready:
             raise ModelNotReadyError()
-        return {"status": "ready", "model_uri": self.model_uri}
+        return {"status": "ready", "model_uri": redact_uri(self.model_uri)}
 
     # ---------------------------------------------------------------- framework hooks
 

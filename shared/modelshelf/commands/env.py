@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from modelshelf.errors import ConfigurationError, ModelshelfError
+from modelshelf.redaction import redact_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     except ModelshelfError as exc:
         print(f"modelshelf env: {exc}", file=sys.stderr)
         return 1
-    print("\n".join(report.lines()), flush=True)
+    print(redact_text("\n".join(report.lines())), flush=True)
     return 0
 
 
