@@ -4,6 +4,8 @@ Credentials: rclone's ``RCLONE_CONFIG_<R>_SERVICE_ACCOUNT_FILE`` / ``_SERVICE_AC
 / ``_ANONYMOUS`` when the URI names that remote; otherwise the library's own resolution
 (``GOOGLE_APPLICATION_CREDENTIALS``, workload identity, ``STORAGE_EMULATOR_HOST``); with no
 credentials anywhere, anonymous requests (public buckets). Retries are bounded in time.
+Every file is checked by the library against the object's CRC32C / MD5 and here against its
+size; a short or corrupt one is fetched again, then refused with one line.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ import requests
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
+try:
+    from google.cloud.storage.exceptions import DataCorruption
+except ImportError:  # pragma: no cover - google-cloud-storage < 3
+    from google.resumable_media.common import DataCorruption
+
 from modelshelf.errors import (
     StorageAccessError,
     StorageError,
@@ -29,9 +36,10 @@ from modelshelf.errors import (
 )
 from modelshelf.storage._location import Location
 from modelshelf.storage._sync import Job, Progress, RemoteObject, concurrency
+from modelshelf.storage._transfer import Limits
 
 RETRY_SECONDS = 20.0
-TIMEOUT = (10, 60)  # connect, read
+MAX_ATTEMPTS = 3
 _UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, gex.RetryError)
 
 
@@ -67,13 +75,15 @@ class GCSSource:
         self.workers = concurrency()
         self.client, self.anonymous = make_client(location)
         self.retry = _retry()
+        limits = Limits.from_environ()
+        self.timeout = (limits.connect_timeout, limits.speed_window)
 
     def list(self) -> list[RemoteObject]:
         bucket_name, key = self.location.bucket, self.location.key
         folder = f"{key}/" if key else ""
         try:
             blobs = self.client.list_blobs(
-                bucket_name, prefix=folder or None, retry=self.retry, timeout=TIMEOUT
+                bucket_name, prefix=folder or None, retry=self.retry, timeout=self.timeout
             )
             objects = [
                 RemoteObject(blob.name[len(folder) :], blob.size, str(blob.generation), blob)
@@ -84,7 +94,9 @@ class GCSSource:
                 return objects
             if not key:
                 raise StorageNotFoundError(self.display, f"bucket {bucket_name!r} holds no objects")
-            blob = self.client.bucket(bucket_name).get_blob(key, retry=self.retry, timeout=TIMEOUT)
+            blob = self.client.bucket(bucket_name).get_blob(
+                key, retry=self.retry, timeout=self.timeout
+            )
         except gex.NotFound as exc:
             raise StorageNotFoundError(
                 self.display,
@@ -102,7 +114,27 @@ class GCSSource:
 
     def fetch(self, jobs: Sequence[Job], progress: Progress) -> None:
         def fetch_one(job: Job) -> None:
-            job.obj.ref.download_to_filename(str(job.path), retry=self.retry, timeout=TIMEOUT)
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                if progress.budget is not None:
+                    progress.budget.check()
+                try:
+                    job.obj.ref.download_to_filename(
+                        str(job.path), retry=self.retry, timeout=self.timeout
+                    )
+                    size = job.path.stat().st_size
+                    if job.obj.size is not None and size != job.obj.size:
+                        raise DataCorruption(
+                            None, f"received {size} of {job.obj.size} bytes (the transfer was cut)"
+                        )
+                    break
+                except DataCorruption as exc:
+                    if attempt == MAX_ATTEMPTS:
+                        detail = exc.args[1] if len(exc.args) > 1 else "checksum mismatch"
+                        raise StorageError(
+                            self.display,
+                            f"{job.obj.relpath}: {detail}, in each of {MAX_ATTEMPTS} attempts: "
+                            f"check the endpoint and any proxy in front of it ({self._where()})",
+                        ) from None
             job.tag, job.size = job.obj.tag, job.path.stat().st_size
             progress.add_bytes(job.size)
             progress.file_done()
