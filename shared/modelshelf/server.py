@@ -161,9 +161,11 @@ class ModelServer(SeldonComponent):
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     self.load_model(self.model_dir)
-            except ModelshelfError:
-                raise
             except Exception as exc:  # unpickling raises anything, AttributeError included
+                if self._model_dir is not None:  # downloaded, then failed: fetch anew next time
+                    storage.invalidate(self.model_uri)
+                if isinstance(exc, ModelshelfError):
+                    raise
                 raise ModelLoadError(self.model_uri, f"{type(exc).__name__}: {exc}") from exc
             self.load_warnings = _unique(f"{w.category.__name__}: {w.message}" for w in caught)
             for text in self.load_warnings:
