@@ -1,4 +1,4 @@
-"""Small misbehaving servers for the storage tests, on loopback ports from ``modelshelf.graph.ports``.
+"""Misbehaving servers for the storage tests, on loopback ports from ``modelshelf.graph.ports``.
 
 * ``LyingHTTPServer``: serves files, but per path can announce a ``Content-Length`` and then send
   less and close, send a wrong ``Content-MD5``, trickle one byte every few seconds, or accept and
@@ -57,7 +57,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # quiet: the test reads ``requests``
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         state = self.state
         parts = urlsplit(self.path)
         state.requests[parts.path] += 1

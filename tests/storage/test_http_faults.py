@@ -71,7 +71,7 @@ def test_a_cut_that_happens_once_is_retried_and_the_file_verified(env, tree):
 def test_a_wrong_md5_is_refused(env, tmp_path):
     env({})
     with lying_http_server({"/model.joblib": Route(MODEL, "bad-md5")}) as server:
-        with pytest.raises(StorageError, match="MD5 is .* the store says"):
+        with pytest.raises(StorageError, match=r"MD5 is .* the store says"):
             download(f"{server.url}/model.joblib")
         assert server.requests["/model.joblib"] == 3
     assert not list((tmp_path / "cache").glob("*.manifest.json"))
@@ -137,7 +137,7 @@ def test_a_process_that_waited_for_a_failed_download_reports_that_failure(tmp_pa
         try:
             wait_until(lambda: server.requests["/model.joblib"] >= 1)
             second = fetch(url, dest, env)
-            _, first_err = first.communicate(timeout=60)
+            first.communicate(timeout=60)
         finally:
             first.kill()
             first.wait()

@@ -44,6 +44,7 @@ from modelshelf.storage._transfer import (
     TransferMismatchError,
     chunk_reader,
     copy_verified,
+    finish,
 )
 
 MAX_ATTEMPTS = 3
@@ -292,8 +293,10 @@ class S3Source:
                 progress.add_bytes(n)
 
             response = get()
+            body = response["Body"]
             try:
                 write(response, count)
+                finish(body)
                 return
             except TransferMismatchError as exc:
                 progress.add_bytes(-written[0])
@@ -313,7 +316,7 @@ class S3Source:
                         f"each of {MAX_ATTEMPTS} attempts: check the network and the endpoint",
                     ) from None
             finally:
-                response["Body"].close()
+                body.close()  # a no-op once ``finish`` released the connection
 
     def _check_whole(self, job: Job) -> None:
         """A big object stored in one part has an MD5 ETag: compare the assembled file."""

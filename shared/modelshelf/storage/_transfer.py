@@ -168,6 +168,21 @@ def chunk_reader(body: Any) -> Callable[[int], bytes]:
     return body.read
 
 
+def finish(body: Any) -> None:
+    """After a complete read through ``chunk_reader``: hand the connection back to its pool.
+
+    http.client's ``read1`` does not mark a response finished when its last byte is read (its
+    ``read`` does); without this the pooled connection could not be reused and every object
+    would open a new one."""
+    raw = getattr(body, "_raw_stream", body)
+    fp = getattr(raw, "_fp", None)
+    if fp is not None and hasattr(fp, "isclosed") and not fp.isclosed():
+        fp.read()  # nothing left: marks the response complete
+    release = getattr(raw, "release_conn", None)
+    if release is not None:
+        release()
+
+
 def copy_verified(
     read: Callable[[int], bytes],
     out: IO[bytes],
