@@ -167,7 +167,7 @@ def test_a_zip_that_understates_its_size_is_stopped_at_the_cap(tmp_path, monkeyp
     bomb.write_bytes(bytes(data))
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(StorageError, match="cannot download s3://bucket/liar.zip: "):
+    with pytest.raises(StorageError, match=r"cannot download s3://bucket/liar\.zip: "):
         _archive.extract("s3://bucket/liar.zip", bomb, out)  # the cap, or zipfile's CRC check
     assert disk_bytes(out) <= 2 * MIB
 
