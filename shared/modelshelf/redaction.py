@@ -31,11 +31,14 @@ _SECRET_PARAMETER = re.compile(
 # Environment variables whose values are secrets (matched on the upper-cased name).
 _SECRET_VARIABLE = re.compile(
     r"SECRET|TOKEN|PASSWORD|PASSWD|_PASS$|CREDENTIALS$|PRIVATE_KEY|ACCOUNT_KEY|"
-    r"CONNECTION_STRING|SAS_URL|_SAS$|API_KEY|_AUTH$"
+    r"CONNECTION_STRING|SAS_URL|_SAS$|API_KEY"
 )
+#: Variables that match but name a file, not a secret (their paths help a reader).
+_PATH_VARIABLE = re.compile(r"_FILE$|^GOOGLE_APPLICATION_CREDENTIALS$")
 #: A value shorter than this is not treated as a secret: replacing every "1" or "true" in a
 #: message would make it unreadable, and such values are flags, not credentials.
-MIN_SECRET_LENGTH = 4
+MIN_SECRET_LENGTH = 6
+_NOT_SECRETS = frozenset({"true", "false", "none", "null", "disabled", "enabled"})
 
 
 def redact_uri(uri: str) -> str:
@@ -81,7 +84,13 @@ def credential_values(environ: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if environ is None else environ
     found: set[str] = set()
     for name, value in env.items():
-        if len(value) < MIN_SECRET_LENGTH or not _SECRET_VARIABLE.search(name.upper()):
+        upper = name.upper()
+        if (
+            len(value) < MIN_SECRET_LENGTH
+            or value.strip().lower() in _NOT_SECRETS
+            or not _SECRET_VARIABLE.search(upper)
+            or _PATH_VARIABLE.search(upper)
+        ):
             continue
         found.add(value)
         if value.lstrip().startswith("{"):
