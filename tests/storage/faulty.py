@@ -92,11 +92,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if mode == "trickle":
-            for byte in route.body:
-                self.wfile.write(bytes([byte]))
-                self.wfile.flush()
-                if state.closing.wait(route.interval):
-                    break
+            with contextlib.suppress(ConnectionError):  # the client gave up: that is the point
+                for byte in route.body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    if state.closing.wait(route.interval):
+                        break
             self.close_connection = True
             return
         self.wfile.write(route.body)
@@ -167,6 +168,10 @@ class CuttingProxy:
             threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
 
     def _pipe(self, client: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # either side gave up: that ends the connection
+            self._forward(client)
+
+    def _forward(self, client: socket.socket) -> None:
         try:
             upstream = socket.create_connection(self.upstream, timeout=10)
         except OSError:
