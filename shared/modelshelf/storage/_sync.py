@@ -22,6 +22,7 @@ what to transfer and how the folder changes:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -199,12 +200,8 @@ def synchronise(
             except StorageError as exc:
                 _record_failure(failure_path, exc)
                 raise
-            except OSError as exc:  # the local disk: full, read-only, permissions
-                error = StorageError(
-                    source.display,
-                    f"cannot write under {target.parent}: {exc.strerror or exc}: check its free "
-                    "space and permissions (MODELSHELF_MODEL_CACHE)",
-                )
+            except OSError as exc:
+                error = _os_error(source.display, target, exc)
                 _record_failure(failure_path, error)
                 raise error from None
             _record_failure(failure_path, None)
@@ -236,6 +233,23 @@ def _synchronise(
     entries.update(kept)
     _remove_stale(target, manifest, entries)
     _write_manifest(manifest_path, source.display, entries)
+
+
+_LOCAL_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _os_error(display: str, target: Path, exc: OSError) -> StorageError:
+    """The one line for an ``OSError`` no backend mapped: the local disk (full, read-only,
+    permissions), or else a connection that failed in a way the backend did not expect."""
+    if exc.filename is not None or exc.errno in _LOCAL_DISK_ERRORS:
+        return StorageError(
+            display,
+            f"cannot write under {target.parent}: {exc.strerror or exc}: check its free space "
+            "and permissions (MODELSHELF_MODEL_CACHE, or the destination folder)",
+        )
+    return errors.StorageUnreachableError(
+        display, f"the transfer failed ({type(exc).__name__}): check the network and the endpoint"
+    )
 
 
 def _record_failure(path: Path, error: StorageError | None) -> None:
