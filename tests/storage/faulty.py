@@ -234,3 +234,45 @@ def wait_until(condition: object, timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+@dataclass
+class SilentEndpoint:
+    """Accepts connections and never answers; counts them."""
+
+    port: int
+    connections: int = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def silent_endpoint() -> Iterator[SilentEndpoint]:
+    state = SilentEndpoint(free_port())
+    listener = socket.create_server(("127.0.0.1", state.port))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            state.connections += 1
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+        for connection in accepted:
+            connection.close()

@@ -12,7 +12,7 @@ import os
 import subprocess
 
 import pytest
-from faulty import cutting_proxy
+from faulty import cutting_proxy, silent_endpoint
 
 from microservice import BIN
 from modelshelf.errors import StorageError, StorageUnreachableError
@@ -89,3 +89,20 @@ def test_a_trickling_endpoint_ends_at_the_low_speed_limit(objects, env):
         )
         with pytest.raises(StorageUnreachableError, match="below 1000 bytes/s"):
             download(f"s3://{BUCKET}/small")
+
+
+def test_an_endpoint_that_never_answers_is_given_three_attempts(env):
+    """Three attempts in all (botocore's ``max_attempts`` would have been four), each ended
+    by the read timeout (the low-speed window)."""
+    with silent_endpoint() as silent:
+        env(
+            {
+                "AWS_ENDPOINT_URL": silent.endpoint,
+                "AWS_ACCESS_KEY_ID": "a",
+                "AWS_SECRET_ACCESS_KEY": "b",
+                "MODELSHELF_DOWNLOAD_SPEED_WINDOW": "1",
+            }
+        )
+        with pytest.raises(StorageUnreachableError, match="did not answer after 3 attempts"):
+            download(f"s3://{BUCKET}/small")
+        assert silent.connections == 3

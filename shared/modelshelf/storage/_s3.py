@@ -155,7 +155,7 @@ def make_client(
     limits = limits or Limits()
     options: dict[str, Any] = {
         "region_name": config.region,
-        "retries": {"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        "retries": {"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
         "connect_timeout": limits.connect_timeout,
         "read_timeout": limits.speed_window,
         "max_pool_connections": pool_size,
