@@ -31,8 +31,10 @@ class Route:
 
     body: bytes
     #: "ok", "truncate" (send ``cut_at`` bytes of the announced length, close), "bad-md5",
-    #: "trickle" (one byte every ``interval`` s), "hang" (headers never come).
+    #: "trickle" (one byte every ``interval`` s), "hang" (headers never come), "redirect"
+    #: (302 to ``location``).
     mode: str = "ok"
+    location: str = ""
     cut_at: int = 0
     interval: float = 1.0
     #: The first ``faults`` requests misbehave; later ones are answered properly (-1: all).
@@ -44,6 +46,8 @@ class LyingHTTPServer:
     url: str
     routes: dict[str, Route]
     requests: Counter = field(default_factory=Counter)
+    #: Each request's Authorization header (None when absent), in order.
+    authorizations: list = field(default_factory=list)
     #: If set, requests need this Basic password and ``?X-Amz-Signature=`` this value.
     password: str | None = None
     #: Set when the test ends: trickling and hanging handlers stop.
@@ -61,6 +65,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         state = self.state
         parts = urlsplit(self.path)
         state.requests[parts.path] += 1
+        state.authorizations.append(self.headers.get("Authorization"))
         if state.password is not None:
             expected = "Basic " + base64.b64encode(f"reader:{state.password}".encode()).decode()
             signature = parse_qs(parts.query).get("X-Amz-Signature", [""])[0]
@@ -73,6 +78,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         faulty = route.faults < 0 or state.requests[parts.path] <= route.faults
         mode = route.mode if faulty else "ok"
+        if mode == "redirect":
+            self.send_response(302)
+            self.send_header("Location", route.location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if mode == "hang":
             state.closing.wait(60)
             return

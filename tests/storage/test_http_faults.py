@@ -169,3 +169,18 @@ def test_a_cached_model_that_fails_to_load_is_downloaded_again(env, sklearn_mode
         assert server.requests["/iris/model.joblib"] == 2
     model = joblib.load(sklearn_models["iris"] / "model.joblib")
     assert type(server_.model) is type(model)
+
+
+def test_a_redirect_to_another_host_does_not_carry_the_password(env, tree):
+    """The URL's user info becomes a Basic header for its own host only (a redirect to a CDN
+    or a signed URL elsewhere never sees it)."""
+    env({})
+    with lying_http_server({"/model.joblib": Route(MODEL)}) as elsewhere:
+        target = f"{elsewhere.url}/model.joblib".replace("127.0.0.1", "localhost")
+        routes = {"/m/model.joblib": Route(b"", "redirect", location=target)}
+        with lying_http_server(routes, password="pa55word") as origin:
+            url = origin.url.replace("http://", "http://reader:pa55word@")
+            folder = download(f"{url}/m/model.joblib?X-Amz-Signature=pa55word")
+            assert origin.authorizations and origin.authorizations[0].startswith("Basic ")
+        assert elsewhere.authorizations == [None]
+    assert tree(folder) == {"model.joblib": MODEL}

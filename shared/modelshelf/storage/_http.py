@@ -103,11 +103,12 @@ class HTTPSource:
         self.display = location.display
         parts = urlsplit(location.url)
         self.headers: dict[str, str] = {"User-Agent": "modelshelf"}
+        #: Sent to this URL's host only: a redirect elsewhere (a CDN, a signed URL) never
+        #: gets the user's password.
+        self.authorization = ""
         if parts.username is not None:
             credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            self.headers["Authorization"] = (
-                "Basic " + base64.b64encode(credentials.encode()).decode()
-            )
+            self.authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host
         self.url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
@@ -146,6 +147,8 @@ class HTTPSource:
 
             try:
                 request = urllib.request.Request(self.url, headers=headers)
+                if self.authorization:
+                    request.add_unredirected_header("Authorization", self.authorization)
                 with opener.open(request, timeout=limits.connect_timeout) as response:
                     with open(job.path, "wb") as out:
                         copy_verified(
