@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -169,7 +170,32 @@ def _extract_tar(display: str, archive: Path, destination: Path, tally: _Tally) 
     return files
 
 
+def _declared_zip_entries(archive: Path) -> int | None:
+    """The entry count a zip's end record declares, read before its directory is parsed (a
+    directory of 200,000 entries takes seconds to parse); ``None`` if it cannot be read."""
+    with open(archive, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - (1 << 16) - 22))
+        tail = handle.read()
+    end = tail.rfind(b"PK\x05\x06")
+    if end < 0 or len(tail) < end + 22:
+        return None
+    (count,) = struct.unpack_from("<H", tail, end + 10)
+    locator = tail.rfind(b"PK\x06\x07", 0, end)
+    if count == 0xFFFF and locator >= 0:  # zip64: the count is in the zip64 end record
+        (offset,) = struct.unpack_from("<Q", tail, locator + 8)
+        with open(archive, "rb") as handle:
+            handle.seek(offset)
+            record = handle.read(56)
+        if len(record) == 56 and record[:4] == b"PK\x06\x06":
+            (count,) = struct.unpack_from("<Q", record, 32)
+    return count
+
+
 def _extract_zip(display: str, archive: Path, destination: Path, tally: _Tally) -> list[str]:
+    declared = _declared_zip_entries(archive)
+    if declared is not None:
+        tally.check_count(declared)
     with zipfile.ZipFile(archive) as bundle:
         infos = bundle.infolist()
         tally.check_count(len(infos))  # the central directory lists them all: refuse at once
