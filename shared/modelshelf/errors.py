@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from modelshelf.redaction import redact_text, redact_uri
+
 if TYPE_CHECKING:
     from modelshelf.request_errors import BadRequestError, ModelNotReadyError, ServerFaultError
 
@@ -44,7 +46,14 @@ def __getattr__(name: str) -> type[Exception]:
 
 
 class ModelshelfError(Exception):
-    """Base of every error modelshelf raises on purpose."""
+    """Base of every error modelshelf raises on purpose.
+
+    Its message is redacted (``modelshelf.redaction.redact_text``) when the error is made: a URI
+    or a credential value in it never reaches a log, a response or a traceback.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact_text(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class ConfigurationError(ModelshelfError):
@@ -52,18 +61,18 @@ class ConfigurationError(ModelshelfError):
 
     def __init__(self, parameter: str, value: object, expected: str) -> None:
         self.parameter = parameter
-        self.value = value
+        self.value = redact_text(value) if isinstance(value, str) else value
         self.expected = expected
-        super().__init__(f"parameter {parameter}={value!r} is not valid: expected {expected}")
+        super().__init__(f"parameter {parameter}={self.value!r} is not valid: expected {expected}")
 
 
 class ModelLoadError(ModelshelfError):
     """The model could not be found or loaded; the process must stop with this cause."""
 
     def __init__(self, uri: str, reason: str) -> None:
-        self.uri = uri
-        self.reason = reason
-        super().__init__(f"cannot load the model from {uri}: {reason}")
+        self.uri = redact_uri(uri)
+        self.reason = redact_text(reason)
+        super().__init__(f"cannot load the model from {self.uri}: {self.reason}")
 
 
 class ModelNotFoundError(ModelLoadError):
@@ -74,9 +83,9 @@ class StorageError(ModelshelfError):
     """A model URI could not be downloaded: says which URI and what to check."""
 
     def __init__(self, uri: str, reason: str) -> None:
-        self.uri = uri
-        self.reason = reason
-        super().__init__(f"cannot download {uri}: {reason}")
+        self.uri = redact_uri(uri)
+        self.reason = redact_text(reason)
+        super().__init__(f"cannot download {self.uri}: {self.reason}")
 
 
 class StorageNotFoundError(StorageError):

@@ -44,6 +44,7 @@ from modelshelf.errors import (
     ModelshelfError,
     ServerFaultError,
 )
+from modelshelf.redaction import redact_uri
 
 logger = logging.getLogger(__name__)
 
@@ -153,13 +154,15 @@ class ModelServer(SeldonComponent):
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     self.load_model(self.model_dir)
-            except ModelshelfError:
-                raise
             except Exception as exc:  # unpickling raises anything, AttributeError included
+                if self._model_dir is not None:  # downloaded, then failed: fetch anew next time
+                    storage.invalidate(self.model_uri)
+                if isinstance(exc, ModelshelfError):
+                    raise
                 raise ModelLoadError(self.model_uri, f"{type(exc).__name__}: {exc}") from exc
             self.load_warnings = _unique(f"{w.category.__name__}: {w.message}" for w in caught)
             for text in self.load_warnings:
-                logger.warning("while loading %s: %s", self.model_uri, text)
+                logger.warning("while loading %s: %s", redact_uri(self.model_uri), text)
             self.load_seconds = time.perf_counter() - started
             self._ready = True
             # The model and the libraries live as long as the process: keep them out of the
@@ -181,7 +184,7 @@ class ModelServer(SeldonComponent):
         """Healthy only once the model is in memory (seldon's default says healthy at once)."""
         if not self._ready:
             raise ModelNotReadyError()
-        return {"status": "ready", "model_uri": self.model_uri}
+        return {"status": "ready", "model_uri": redact_uri(self.model_uri)}
 
     # ---------------------------------------------------------------- framework hooks
 

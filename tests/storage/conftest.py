@@ -1,8 +1,10 @@
-"""Fixtures for the storage tests: an S3 endpoint that checks signatures and logs every request."""
+"""Fixtures for the storage tests: an S3 endpoint that checks signatures and logs every request.
+The misbehaving servers (``faulty``) are importable from here."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +13,8 @@ import boto3
 import pytest
 
 from microservice import BIN, free_port, http_answers, running_process
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from modelshelf.errors import ConfigurationError, ModelshelfError
+from modelshelf.redaction import redact_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         _record_failure(env_dir, str(exc))
         return 1
     record_before_run(env_dir, None)
-    print("\n".join(report.lines()), flush=True)
+    print(redact_text("\n".join(report.lines())), flush=True)
     return 0
 
 

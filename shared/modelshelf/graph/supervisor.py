@@ -49,6 +49,7 @@ from modelshelf.graph.manifest import (
     parameters_json,
 )
 from modelshelf.graph.ports import free_ports
+from modelshelf.redaction import redact_uri
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ class GraphSupervisor:
                 f"could not fetch modelUri {uri} (as its storage initializer would)",
                 (result.stdout + result.stderr)[-4000:],
             )
-        self._log(node.name, f"fetched {uri} into {lines[-1]}")
+        self._log(node.name, f"fetched {redact_uri(uri)} into {lines[-1]}")
         return lines[-1]
 
     def _secret(self, name: str | None, path: str) -> dict[str, str]:

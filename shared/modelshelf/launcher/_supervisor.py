@@ -20,6 +20,7 @@ from modelshelf.launcher._processes import (
 from modelshelf.launcher._programs import conda_environment
 from modelshelf.launcher._settings import LaunchSettings, Step, StopPolicy
 from modelshelf.launcher._signals import drain, signals_to_pipe, wait_for_signals
+from modelshelf.redaction import redact_text
 
 logger = logging.getLogger("modelshelf.launcher")  # the public name, as before the split
 
@@ -83,7 +84,7 @@ class Supervisor:
         whether it ended because a stop was requested."""
         if drain(self.wakeups) & {signal.SIGTERM, signal.SIGINT}:
             return 128 + signal.SIGTERM, True  # asked to stop before this step started
-        logger.info("starting %s: %s", self.step.name, " ".join(self.step.command))
+        logger.info("starting %s: %s", self.step.name, redact_text(" ".join(self.step.command)))
         process = subprocess.Popen(
             self.step.command, cwd=self.cwd, env=self.env, start_new_session=True
         )

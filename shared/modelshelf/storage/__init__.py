@@ -6,14 +6,18 @@ One public function; one private module per storage. Local paths and ``file://``
 (``MODELSHELF_MODEL_CACHE``), so every process that asks for the same URI -- the MLflow
 ``before-run`` step, the REST workers, the gRPC child -- shares one download, and asking again
 transfers only objects that changed. A URI naming one ``.tar.gz`` / ``.tgz`` / ``.tar`` / ``.zip``
-object is unpacked.
+object is unpacked. ``invalidate(uri)`` forgets a cached download whose model failed to load, so
+the next start fetches it again instead of failing on the same files forever.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -22,9 +26,11 @@ from modelshelf.errors import StorageError
 from modelshelf.storage import _local
 from modelshelf.storage._archive import is_archive
 from modelshelf.storage._location import Location, parse, redact
-from modelshelf.storage._sync import Source, synchronise
+from modelshelf.storage._sync import Source, exclusive, synchronise
 
-__all__ = ["cache_root", "download", "redact"]
+__all__ = ["cache_root", "download", "invalidate", "redact"]
+
+logger = logging.getLogger("modelshelf.storage")
 
 #: Inside an explicit ``dest``: what the last download wrote (for incremental updates).
 DEST_MANIFEST = ".modelshelf-manifest.json"
@@ -54,6 +60,32 @@ def download(uri: str, dest: str | Path | None = None) -> Path:
     return synchronise(
         source, root / name, root / f"{name}.manifest.json", root / f"{name}.lock", unpack=unpack
     )
+
+
+def invalidate(uri: str) -> None:
+    """Forget the cached download of ``uri`` (its folder and manifest): a model that fails to
+    load from it is fetched anew by the next ``download(uri)``. Local URIs are left alone.
+    Never raises: it runs while another error is being reported."""
+    try:
+        location = parse(uri)
+        if location.kind == "local":
+            return
+        root = cache_root()
+        name = _cache_name(location)
+        folder = root / name
+        if not folder.exists():
+            return
+        with exclusive(root / f"{name}.lock", location.display):
+            with contextlib.suppress(FileNotFoundError):
+                (root / f"{name}.manifest.json").unlink()
+            shutil.rmtree(folder, ignore_errors=True)
+        logger.warning(
+            "removed the cached download of %s: its model did not load; the next start "
+            "downloads it again",
+            location.display,
+        )
+    except (OSError, StorageError) as exc:
+        logger.warning("could not remove the cached download of %s: %s", redact(uri), exc)
 
 
 def cache_root() -> Path:

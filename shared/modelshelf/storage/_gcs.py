@@ -4,10 +4,14 @@ Credentials: rclone's ``RCLONE_CONFIG_<R>_SERVICE_ACCOUNT_FILE`` / ``_SERVICE_AC
 / ``_ANONYMOUS`` when the URI names that remote; otherwise the library's own resolution
 (``GOOGLE_APPLICATION_CREDENTIALS``, workload identity, ``STORAGE_EMULATOR_HOST``); with no
 credentials anywhere, anonymous requests (public buckets). Retries are bounded in time.
+Files stream from each object's media URL on the client's session through ``_transfer``
+(low-speed limit, deadline), checked against the listing's size and MD5; a short or corrupt one
+is fetched again, then refused with one line.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Sequence
@@ -21,6 +25,11 @@ import requests
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
+try:
+    from google.cloud.storage.exceptions import DataCorruption
+except ImportError:  # pragma: no cover - google-cloud-storage < 3
+    from google.resumable_media.common import DataCorruption
+
 from modelshelf.errors import (
     StorageAccessError,
     StorageError,
@@ -29,9 +38,16 @@ from modelshelf.errors import (
 )
 from modelshelf.storage._location import Location
 from modelshelf.storage._sync import Job, Progress, RemoteObject, concurrency
+from modelshelf.storage._transfer import (
+    Limits,
+    TransferMismatchError,
+    chunk_reader,
+    copy_verified,
+    finish,
+)
 
 RETRY_SECONDS = 20.0
-TIMEOUT = (10, 60)  # connect, read
+MAX_ATTEMPTS = 3
 _UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, gex.RetryError)
 
 
@@ -67,13 +83,21 @@ class GCSSource:
         self.workers = concurrency()
         self.client, self.anonymous = make_client(location)
         self.retry = _retry()
+        limits = Limits.from_environ()
+        self.timeout = (limits.connect_timeout, limits.speed_window)
+        #: The client's authorised requests session (private in google-cloud-storage; without
+        #: it, downloads go through the library).
+        self._session: Any = getattr(self.client, "_http", None)
+        #: Where the listing went (``STORAGE_EMULATOR_HOST`` or a custom endpoint included):
+        #: media downloads go there too, as the library builds them without a media link.
+        self._endpoint: str = getattr(self.client, "api_endpoint", "") or ""
 
     def list(self) -> list[RemoteObject]:
         bucket_name, key = self.location.bucket, self.location.key
         folder = f"{key}/" if key else ""
         try:
             blobs = self.client.list_blobs(
-                bucket_name, prefix=folder or None, retry=self.retry, timeout=TIMEOUT
+                bucket_name, prefix=folder or None, retry=self.retry, timeout=self.timeout
             )
             objects = [
                 RemoteObject(blob.name[len(folder) :], blob.size, str(blob.generation), blob)
@@ -84,7 +108,9 @@ class GCSSource:
                 return objects
             if not key:
                 raise StorageNotFoundError(self.display, f"bucket {bucket_name!r} holds no objects")
-            blob = self.client.bucket(bucket_name).get_blob(key, retry=self.retry, timeout=TIMEOUT)
+            blob = self.client.bucket(bucket_name).get_blob(
+                key, retry=self.retry, timeout=self.timeout
+            )
         except gex.NotFound as exc:
             raise StorageNotFoundError(
                 self.display,
@@ -102,9 +128,11 @@ class GCSSource:
 
     def fetch(self, jobs: Sequence[Job], progress: Progress) -> None:
         def fetch_one(job: Job) -> None:
-            job.obj.ref.download_to_filename(str(job.path), retry=self.retry, timeout=TIMEOUT)
+            if self._session is not None and self._endpoint:
+                self._fetch_streamed(job, progress)
+            else:
+                self._fetch_with_library(job, progress)
             job.tag, job.size = job.obj.tag, job.path.stat().st_size
-            progress.add_bytes(job.size)
             progress.file_done()
 
         try:
@@ -117,6 +145,97 @@ class GCSSource:
             ) from exc
         except (gex.GoogleAPICallError, *_UNREACHABLE) as exc:
             raise self._error(exc) from None
+
+    def _fetch_streamed(self, job: Job, progress: Progress) -> None:
+        """GET the object's media URL on the client's (authorised) session, read through
+        ``_transfer`` (low-speed limit, deadline) and checked against the size and MD5 the
+        listing gave. An object stored gzip-encoded is served decompressed: only its own
+        check (none) applies then."""
+        blob = job.obj.ref
+        md5 = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if progress.budget is not None:
+                progress.budget.check()
+            written = [0]
+
+            def count(n: int, written: list[int] = written) -> None:
+                written[0] += n
+                progress.add_bytes(n)
+
+            try:
+                with self._session.get(
+                    f"{self._endpoint}/download/storage/v1{blob.path}",
+                    params={"alt": "media", "generation": blob.generation},
+                    stream=True,
+                    timeout=self.timeout,
+                    headers={"Accept-Encoding": "identity"},
+                ) as response:
+                    if response.status_code != 200:
+                        if response.status_code >= 500 and attempt < MAX_ATTEMPTS:
+                            continue
+                        raise self._status_error(response.status_code)
+                    transcoded = bool(response.headers.get("x-goog-stored-content-encoding"))
+                    with open(job.path, "wb") as out:
+                        copy_verified(
+                            chunk_reader(response.raw),
+                            out,
+                            count,
+                            None if transcoded else job.obj.size,
+                            None if transcoded else md5,
+                        )
+                    finish(response.raw)
+                    return
+            except TransferMismatchError as exc:
+                progress.add_bytes(-written[0])
+                if attempt == MAX_ATTEMPTS:
+                    raise StorageError(
+                        self.display,
+                        f"{job.obj.relpath}: {exc}, in each of {MAX_ATTEMPTS} attempts: check "
+                        f"the endpoint and any proxy in front of it ({self._where()})",
+                    ) from None
+            except (requests.exceptions.RequestException, TimeoutError, ConnectionError):
+                progress.add_bytes(-written[0])
+                if attempt == MAX_ATTEMPTS:
+                    raise StorageUnreachableError(
+                        self.display,
+                        f"{job.obj.relpath}: the connection broke or stalled (no data for "
+                        f"{self.timeout[1]:g} s, MODELSHELF_DOWNLOAD_SPEED_WINDOW) in each of "
+                        f"{MAX_ATTEMPTS} attempts ({self._where()}): check the network",
+                    ) from None
+
+    def _fetch_with_library(self, job: Job, progress: Progress) -> None:
+        """Without a session or endpoint: the library's download (it checks CRC32C / MD5)."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if progress.budget is not None:
+                progress.budget.check()
+            try:
+                job.obj.ref.download_to_filename(
+                    str(job.path), retry=self.retry, timeout=self.timeout
+                )
+                size = job.path.stat().st_size
+                if job.obj.size is not None and size != job.obj.size:
+                    raise DataCorruption(
+                        None, f"received {size} of {job.obj.size} bytes (the transfer was cut)"
+                    )
+                progress.add_bytes(size)
+                return
+            except DataCorruption as exc:
+                if attempt == MAX_ATTEMPTS:
+                    detail = exc.args[1] if len(exc.args) > 1 else "checksum mismatch"
+                    raise StorageError(
+                        self.display,
+                        f"{job.obj.relpath}: {detail}, in each of {MAX_ATTEMPTS} attempts: "
+                        f"check the endpoint and any proxy in front of it ({self._where()})",
+                    ) from None
+
+    def _status_error(self, code: int) -> StorageError:
+        if code == 404:
+            return StorageNotFoundError(
+                self.display, f"object not found ({self._where()}): was it deleted meanwhile?"
+            )
+        if code in (401, 403):
+            return self._error(gex.from_http_status(code, "denied"))
+        return StorageError(self.display, f"GCS answered HTTP {code} ({self._where()})")
 
     def _where(self) -> str:
         endpoint = os.environ.get("STORAGE_EMULATOR_HOST") or "Google Cloud Storage"

@@ -2,20 +2,26 @@
 
 A repeat download sends ``If-None-Match`` / ``If-Modified-Since`` with the validators of the
 last one, so an unchanged file answers 304 and nothing is transferred. The body streams to disk
-in fixed-size chunks. The query string (where signed URLs keep their signature) and any user
-info never reach a log line or an error message.
+and is checked against ``Content-Length`` and, where the server states one, the content's MD5
+(``Content-MD5``, ``x-goog-hash``, an S3 single-part ETag): a short or altered body is fetched
+again, then refused. Connections time out after ``MODELSHELF_DOWNLOAD_CONNECT_TIMEOUT``; reads
+after the low-speed window. The query string (where signed URLs keep their signature) and any
+user info never reach a log line or an error message.
 """
 
 from __future__ import annotations
 
 import base64
-import shutil
+import functools
+import http.client
+import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from email.utils import formatdate
 from pathlib import PurePosixPath
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from modelshelf.errors import (
@@ -26,23 +32,67 @@ from modelshelf.errors import (
 )
 from modelshelf.storage._location import Location
 from modelshelf.storage._sync import Job, Progress, RemoteObject
+from modelshelf.storage._transfer import (
+    Limits,
+    TransferMismatchError,
+    chunk_reader,
+    copy_verified,
+)
 
 MAX_ATTEMPTS = 3
-TIMEOUT = 30
-CHUNK = 1 << 20
+_NETWORK_ERRORS = (
+    urllib.error.URLError,
+    TimeoutError,
+    ConnectionError,
+    http.client.HTTPException,
+    socket.timeout,
+)
 
 
-class _Counting:
-    """A response body that reports bytes read to the progress."""
+class _TimedConnection(http.client.HTTPConnection):
+    """Connects within the connect timeout, then reads with the low-speed window as timeout."""
 
-    def __init__(self, response: object, progress: Progress) -> None:
-        self._response = response
-        self._progress = progress
+    def __init__(self, *args: Any, read_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_timeout = read_timeout
 
-    def read(self, size: int = -1) -> bytes:
-        data = self._response.read(size)  # type: ignore[attr-defined]
-        self._progress.add_bytes(len(data))
-        return data
+    def connect(self) -> None:
+        super().connect()
+        self.sock.settimeout(self.read_timeout)
+
+
+class _TimedTLSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, read_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_timeout = read_timeout
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.settimeout(self.read_timeout)
+
+
+class _TimedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, read_timeout: float) -> None:
+        super().__init__()
+        self.read_timeout = read_timeout
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(
+            functools.partial(_TimedConnection, read_timeout=self.read_timeout), req
+        )
+
+
+class _TimedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, read_timeout: float) -> None:
+        super().__init__()
+        self.read_timeout = read_timeout
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(
+            functools.partial(_TimedTLSConnection, read_timeout=self.read_timeout),
+            req,
+            context=self._context,  # type: ignore[attr-defined]
+        )
 
 
 class HTTPSource:
@@ -53,11 +103,12 @@ class HTTPSource:
         self.display = location.display
         parts = urlsplit(location.url)
         self.headers: dict[str, str] = {"User-Agent": "modelshelf"}
+        #: Sent to this URL's host only: a redirect elsewhere (a CDN, a signed URL) never
+        #: gets the user's password.
+        self.authorization = ""
         if parts.username is not None:
             credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            self.headers["Authorization"] = (
-                "Basic " + base64.b64encode(credentials.encode()).decode()
-            )
+            self.authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host
         self.url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
@@ -80,12 +131,33 @@ class HTTPSource:
         if job.previous_tag:
             kind, _, value = job.previous_tag.partition(":")
             headers["If-None-Match" if kind == "etag" else "If-Modified-Since"] = value
+        budget = progress.budget
+        limits = budget.limits if budget is not None else Limits()
+        opener = urllib.request.build_opener(
+            _TimedHTTPHandler(limits.speed_window), _TimedHTTPSHandler(limits.speed_window)
+        )
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            request = urllib.request.Request(self.url, headers=headers)
+            if budget is not None:
+                budget.check()
+            written = [0]
+
+            def count(n: int, written: list[int] = written) -> None:
+                written[0] += n
+                progress.add_bytes(n)
+
             try:
-                with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+                request = urllib.request.Request(self.url, headers=headers)
+                if self.authorization:
+                    request.add_unredirected_header("Authorization", self.authorization)
+                with opener.open(request, timeout=limits.connect_timeout) as response:
                     with open(job.path, "wb") as out:
-                        shutil.copyfileobj(_Counting(response, progress), out, CHUNK)
+                        copy_verified(
+                            chunk_reader(response),
+                            out,
+                            count,
+                            _announced_size(response.headers),
+                            _announced_md5(response.headers),
+                        )
                     job.size = job.path.stat().st_size
                     job.tag = _validator(response.headers)
                     return
@@ -97,16 +169,38 @@ class HTTPSource:
                     time.sleep(0.5 * attempt)
                     continue
                 raise self._status_error(exc.code) from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            except TransferMismatchError as exc:
+                progress.add_bytes(-written[0])
+                if attempt < MAX_ATTEMPTS:
+                    continue
+                raise StorageError(
+                    self.display,
+                    f"{exc}, in each of {MAX_ATTEMPTS} attempts: the server or a proxy cuts or "
+                    "alters the transfer; check the server and its logs",
+                ) from None
+            except _NETWORK_ERRORS as exc:
+                progress.add_bytes(-written[0])
                 if attempt < MAX_ATTEMPTS:
                     time.sleep(0.5 * attempt)
                     continue
-                reason = getattr(exc, "reason", exc)
-                raise StorageUnreachableError(
-                    self.display,
-                    f"no answer after {MAX_ATTEMPTS} attempts ({type(reason).__name__}): check "
-                    "the host name, the network, and for https the certificate (SSL_CERT_FILE)",
-                ) from None
+                raise self._network_error(exc, limits, bool(written[0])) from None
+
+    def _network_error(
+        self, exc: Exception, limits: Limits, started: bool
+    ) -> StorageUnreachableError:
+        reason = getattr(exc, "reason", exc)
+        if started and isinstance(reason, TimeoutError | socket.timeout):
+            return StorageUnreachableError(
+                self.display,
+                f"no data for {limits.speed_window:g} s (MODELSHELF_DOWNLOAD_SPEED_WINDOW) in "
+                f"each of {MAX_ATTEMPTS} attempts: check the network, a proxy, and the server",
+            )
+        return StorageUnreachableError(
+            self.display,
+            f"no answer after {MAX_ATTEMPTS} attempts ({type(reason).__name__}; connect timeout "
+            f"{limits.connect_timeout:g} s, read timeout {limits.speed_window:g} s): check the "
+            "host name, the network, and for https the certificate (SSL_CERT_FILE)",
+        )
 
     def _status_error(self, code: int) -> StorageError:
         if code == 404:
@@ -119,12 +213,52 @@ class HTTPSource:
         return StorageError(self.display, f"HTTP {code}")
 
 
-def _validator(headers: object) -> str:
+def _announced_size(headers: Any) -> int | None:
+    """The body's size, when the server gave one that applies to the bytes we read."""
+    if headers.get("Content-Encoding") or "chunked" in (headers.get("Transfer-Encoding") or ""):
+        return None
+    try:
+        return int(headers.get("Content-Length", ""))
+    except ValueError:
+        return None
+
+
+def _announced_md5(headers: Any) -> str | None:
+    """The content's MD5 (hex) where the server states it: ``Content-MD5``, Google's
+    ``x-goog-hash: md5=…``, or an S3 ETag of a single-part object stored without KMS or
+    customer keys (the only ETags that are an MD5)."""
+    if headers.get("Content-Encoding"):
+        return None
+    values = [headers.get("Content-MD5") or ""]
+    values += [
+        part.strip()[4:]
+        for part in (headers.get("x-goog-hash") or "").split(",")
+        if part.strip().startswith("md5=")
+    ]
+    for value in values:
+        if value:
+            try:
+                return base64.b64decode(value, validate=True).hex()
+            except ValueError:
+                continue
+    etag = (headers.get("ETag") or "").strip('"')
+    if (
+        headers.get("x-amz-request-id")
+        and len(etag) == 32
+        and all(c in "0123456789abcdefABCDEF" for c in etag)
+        and headers.get("x-amz-server-side-encryption", "AES256") == "AES256"
+        and not headers.get("x-amz-server-side-encryption-customer-algorithm")
+    ):
+        return etag
+    return None
+
+
+def _validator(headers: Any) -> str:
     """What to send next time to ask "changed since?": the ETag, else Last-Modified."""
-    etag = headers.get("ETag")  # type: ignore[attr-defined]
+    etag = headers.get("ETag")
     if etag:
         return f"etag:{etag}"
-    modified = headers.get("Last-Modified")  # type: ignore[attr-defined]
+    modified = headers.get("Last-Modified")
     if modified:
         return f"modified:{modified}"
     return f"fetched:{formatdate(usegmt=True)}"  # no validator: next time downloads again

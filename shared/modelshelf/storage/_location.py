@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from modelshelf.errors import StorageError
+from modelshelf.redaction import redact_uri as redact
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
 # rclone: "remote:path"; a single letter is left alone (it could be a Windows drive).
@@ -49,19 +50,6 @@ class Location:
         """The last path segment (file or folder name), for cache folder names."""
         path = urlsplit(self.url).path if self.kind == "http" else self.key
         return path.rstrip("/").rsplit("/", 1)[-1] or self.bucket
-
-
-def redact(uri: str) -> str:
-    """``uri`` without user info and query string: signed URLs carry their secret there."""
-    match = _URL.match(uri)
-    if not match:
-        return uri
-    parts = urlsplit(uri)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    query = "<redacted>" if parts.query else ""
-    return urlunsplit((parts.scheme, host, parts.path, query, ""))
 
 
 def rclone_config(remote: str) -> dict[str, str]:

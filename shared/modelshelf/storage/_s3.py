@@ -9,14 +9,18 @@ Settings come from the variables users already have in their secrets:
   chain (environment, profile, web identity, instance role); with none at all, or with
   ``awsAnonymousCredential=true``, requests go unsigned (public buckets).
 
-Transfers use s3transfer, the engine of the AWS CLI: many files at once, big files in ranged
-parts straight to disk, with the sizes from the listing so no extra HEAD per file.
+Transfers: many files at once from a thread pool, big files (``PART_SIZE`` and up) in ranged
+parts written at their offsets, with the sizes from the listing so no extra HEAD per file. Every
+object and part is checked against the size it should have, a single-part object also against
+its ETag (an MD5 unless KMS or customer keys encrypt it); a short or corrupt one is fetched again,
+then refused with one line. Reads go through ``_transfer`` (low-speed limit, deadline).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -24,10 +28,8 @@ from typing import Any
 
 import boto3
 import botocore.exceptions as bex
-from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore import UNSIGNED
 from botocore.config import Config
-from s3transfer.subscribers import BaseSubscriber
 
 from modelshelf.errors import (
     StorageAccessError,
@@ -37,17 +39,23 @@ from modelshelf.errors import (
 )
 from modelshelf.storage._location import Location
 from modelshelf.storage._sync import Job, Progress, RemoteObject, concurrency
+from modelshelf.storage._transfer import (
+    Limits,
+    TransferMismatchError,
+    chunk_reader,
+    copy_verified,
+    finish,
+)
 
 MAX_ATTEMPTS = 3
-CONNECT_TIMEOUT = 10
-READ_TIMEOUT = 60
 PART_SIZE = 8 * 1024 * 1024
-STREAM_CHUNK = 1024 * 1024
 _STREAM_ERRORS = (
     bex.ReadTimeoutError,
     bex.ResponseStreamingError,
     bex.IncompleteReadError,
     bex.ConnectionClosedError,
+    TimeoutError,
+    ConnectionError,
 )
 
 _DENIED = {
@@ -133,7 +141,9 @@ def settings(location: Location) -> S3Settings:
     )
 
 
-def make_client(config: S3Settings, pool_size: int) -> tuple[Any, bool]:
+def make_client(
+    config: S3Settings, pool_size: int, limits: Limits | None = None
+) -> tuple[Any, bool]:
     """A boto3 S3 client, and whether it is unsigned (anonymous, or no credentials found)."""
     session = boto3.session.Session(
         aws_access_key_id=config.access_key,
@@ -142,11 +152,12 @@ def make_client(config: S3Settings, pool_size: int) -> tuple[Any, bool]:
         region_name=config.region,
     )
     unsigned = config.anonymous or session.get_credentials() is None
+    limits = limits or Limits()
     options: dict[str, Any] = {
         "region_name": config.region,
-        "retries": {"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
-        "connect_timeout": CONNECT_TIMEOUT,
-        "read_timeout": READ_TIMEOUT,
+        "retries": {"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        "connect_timeout": limits.connect_timeout,
+        "read_timeout": limits.speed_window,
         "max_pool_connections": pool_size,
         "s3": {"addressing_style": "path" if config.path_style else "auto"},
     }
@@ -158,23 +169,6 @@ def make_client(config: S3Settings, pool_size: int) -> tuple[Any, bool]:
     return client, unsigned
 
 
-class _Tracker(BaseSubscriber):
-    """Feeds s3transfer the size we already know (no HEAD per file) and counts bytes."""
-
-    def __init__(self, size: int, progress: Progress) -> None:
-        self._size = size
-        self._progress = progress
-
-    def on_queued(self, future: Any, **kwargs: Any) -> None:
-        future.meta.provide_transfer_size(self._size)
-
-    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
-        self._progress.add_bytes(bytes_transferred)
-
-    def on_done(self, future: Any, **kwargs: Any) -> None:
-        self._progress.file_done()
-
-
 class S3Source:
     """Lists and fetches the objects an S3 location names."""
 
@@ -183,7 +177,10 @@ class S3Source:
         self.display = location.display
         self.settings = settings(location)
         self.workers = concurrency()
-        self.client, self.unsigned = make_client(self.settings, 2 * self.workers + 4)
+        self.limits = Limits.from_environ()
+        #: Big objects whose ETag is not an MD5 (their parts said KMS or customer keys).
+        self._etag_not_md5: set[str] = set()
+        self.client, self.unsigned = make_client(self.settings, 2 * self.workers + 4, self.limits)
 
     def list(self) -> list[RemoteObject]:
         bucket, key = self.location.bucket, self.location.key
@@ -219,64 +216,123 @@ class S3Source:
         return [RemoteObject(name, head["ContentLength"], head.get("ETag", "").strip('"'), key)]
 
     def fetch(self, jobs: Sequence[Job], progress: Progress) -> None:
-        """Small objects: one GET each from a thread pool (cheapest per file). Big ones:
-        s3transfer's ranged parts, streamed to disk, at the same time."""
-        small = [job for job in jobs if (job.obj.size or 0) < PART_SIZE]
-        big = [job for job in jobs if (job.obj.size or 0) >= PART_SIZE]
+        """Small objects: one GET each; big ones: ranged parts at their offsets. All from one
+        thread pool, so a folder of small files and one big file both keep it busy."""
+        tasks: list[Callable[[], None]] = []
+        for job in jobs:
+            size = job.obj.size or 0
+            if size < PART_SIZE:
+                tasks.append(lambda job=job: self._fetch_small(job, progress))
+                continue
+            with open(job.path, "wb") as out:
+                out.truncate(size)
+            for start in range(0, size, PART_SIZE):
+                end = min(start + PART_SIZE, size) - 1
+                tasks.append(lambda job=job, s=start, e=end: self._fetch_part(job, s, e, progress))
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="modelshelf-s3")
         try:
-            futures = [pool.submit(self._fetch_small, job, progress) for job in small]
-            if big:
-                self._fetch_big(big, progress)
-            for future in futures:
+            for future in [pool.submit(task) for task in tasks]:
                 future.result()
+            for job in jobs:
+                if (job.obj.size or 0) >= PART_SIZE:
+                    self._check_whole(job)
+                    progress.file_done()
         except (bex.ClientError, bex.BotoCoreError) as exc:
             raise self._error(exc) from None
-        except Exception as exc:  # s3transfer wraps some failures (e.g. retries exhausted)
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, bex.ClientError | bex.BotoCoreError):
-                raise self._error(cause) from None
-            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         for job in jobs:
             job.tag, job.size = job.obj.tag, job.obj.size or 0
 
     def _fetch_small(self, job: Job, progress: Progress) -> None:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            written = 0
-            try:
-                response = self.client.get_object(Bucket=self.location.bucket, Key=job.obj.ref)
-                with open(job.path, "wb") as out:
-                    for chunk in response["Body"].iter_chunks(STREAM_CHUNK):
-                        out.write(chunk)
-                        written += len(chunk)
-                progress.add_bytes(written)
-                progress.file_done()
-                return
-            except _STREAM_ERRORS:  # the connection broke mid-body: botocore does not retry
-                if attempt == MAX_ATTEMPTS:
-                    raise
+        def get() -> Any:
+            return self.client.get_object(Bucket=self.location.bucket, Key=job.obj.ref)
 
-    def _fetch_big(self, jobs: Sequence[Job], progress: Progress) -> None:
-        config = TransferConfig(
-            max_concurrency=self.workers,
-            multipart_threshold=PART_SIZE,
-            multipart_chunksize=PART_SIZE,
-            num_download_attempts=MAX_ATTEMPTS,
-        )
-        with create_transfer_manager(self.client, config) as manager:
-            futures = [
-                manager.download(
-                    self.location.bucket,
-                    job.obj.ref,
-                    str(job.path),
-                    subscribers=[_Tracker(job.obj.size or 0, progress)],
+        def write(response: Any, count: Callable[[int], None]) -> None:
+            with open(job.path, "wb") as out:
+                copy_verified(
+                    chunk_reader(response["Body"]),
+                    out,
+                    count,
+                    job.obj.size,
+                    _etag_md5(job.obj.tag, response),
                 )
-                for job in jobs
-            ]
-            for future in futures:
-                future.result()
+
+        self._attempts(job, get, write, progress)
+        progress.file_done()
+
+    def _fetch_part(self, job: Job, start: int, end: int, progress: Progress) -> None:
+        def get() -> Any:
+            return self.client.get_object(
+                Bucket=self.location.bucket, Key=job.obj.ref, Range=f"bytes={start}-{end}"
+            )
+
+        def write(response: Any, count: Callable[[int], None]) -> None:
+            if _etag_md5(job.obj.tag, response) is None:
+                self._etag_not_md5.add(job.obj.relpath)
+            with _OffsetWriter(job.path, start) as out:
+                copy_verified(chunk_reader(response["Body"]), out, count, end - start + 1)
+
+        self._attempts(job, get, write, progress)
+
+    def _attempts(
+        self,
+        job: Job,
+        get: Callable[[], Any],
+        write: Callable[[Any, Callable[[int], None]], None],
+        progress: Progress,
+    ) -> None:
+        """``get`` then ``write``, again when the body broke off or did not verify."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if progress.budget is not None:
+                progress.budget.check()
+            written = [0]
+
+            def count(n: int, written: list[int] = written) -> None:
+                written[0] += n
+                progress.add_bytes(n)
+
+            response = get()
+            body = response["Body"]
+            try:
+                write(response, count)
+                finish(body)
+                return
+            except TransferMismatchError as exc:
+                progress.add_bytes(-written[0])
+                if attempt == MAX_ATTEMPTS:
+                    raise StorageError(
+                        self.display,
+                        f"{job.obj.relpath}: {exc}, in each of {MAX_ATTEMPTS} attempts: check "
+                        "the endpoint and any proxy in front of it",
+                    ) from None
+            except _STREAM_ERRORS:  # the connection broke mid-body: botocore does not retry
+                progress.add_bytes(-written[0])
+                if attempt == MAX_ATTEMPTS:
+                    raise StorageUnreachableError(
+                        self.display,
+                        f"{job.obj.relpath}: the connection broke or stalled (no data for "
+                        f"{self.limits.speed_window:g} s, MODELSHELF_DOWNLOAD_SPEED_WINDOW) in "
+                        f"each of {MAX_ATTEMPTS} attempts: check the network and the endpoint",
+                    ) from None
+            finally:
+                body.close()  # a no-op once ``finish`` released the connection
+
+    def _check_whole(self, job: Job) -> None:
+        """A big object stored in one part has an MD5 ETag: compare the assembled file."""
+        md5 = _etag_md5(job.obj.tag, None)
+        if md5 is None or job.obj.relpath in self._etag_not_md5:
+            return
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(job.path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        if digest.hexdigest() != md5:
+            raise StorageError(
+                self.display,
+                f"{job.obj.relpath}: the assembled file's MD5 is {digest.hexdigest()}, the "
+                f"ETag says {md5}: was the object replaced while downloading? Try again",
+            )
 
     def _error(self, exc: Exception) -> StorageError:
         """A typed error that says what to check; never the credentials."""
@@ -324,6 +380,42 @@ class S3Source:
                 self.display, f"incomplete credentials ({where}): check AWS_SECRET_ACCESS_KEY"
             )
         return StorageError(self.display, f"{type(exc).__name__} ({where})")
+
+
+class _OffsetWriter:
+    """Writes a part into an existing file at its offset (parts land in any order)."""
+
+    def __init__(self, path: Any, offset: int) -> None:
+        self._fd = os.open(path, os.O_WRONLY)
+        self._offset = offset
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            done = os.pwrite(self._fd, view, self._offset)
+            self._offset += done
+            view = view[done:]
+        return len(data)
+
+    def __enter__(self) -> _OffsetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)
+
+
+def _etag_md5(etag: str | None, response: dict | None) -> str | None:
+    """The object's MD5 if its ETag is one: a single-part upload (no ``-N`` suffix), not
+    encrypted with KMS or a customer key (their ETags are not MD5s)."""
+    tag = (etag or "").strip('"')
+    if len(tag) != 32 or any(c not in "0123456789abcdefABCDEF" for c in tag):
+        return None
+    if response is not None and (
+        response.get("ServerSideEncryption", "AES256") != "AES256"
+        or response.get("SSECustomerAlgorithm")
+    ):
+        return None
+    return tag.lower()
 
 
 def _code(exc: bex.ClientError) -> str:

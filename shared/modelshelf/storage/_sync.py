@@ -11,11 +11,18 @@ what to transfer and how the folder changes:
 * Atomic: files are fetched into a temporary folder first. A new target is that folder renamed;
   an existing one gets each finished file by ``os.replace``. A killed download leaves no half file
   under a final name, and its leftovers are removed by the next run.
+* Verified: backends compare what arrived with the store's size and checksum (``_transfer``);
+  only then is a file moved into place and given a manifest entry.
+* Bounded: the whole download, waiting for the lock included, runs under a ``Budget`` (deadline,
+  low-speed limit). A failure is recorded beside the lock, so a process that waited for the
+  failed download reports that failure at once instead of trying again (seldon-core-microservice
+  starts several processes that each ask for the model).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -28,8 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from modelshelf import errors
 from modelshelf.errors import StorageError
 from modelshelf.storage import _archive
+from modelshelf.storage._transfer import Budget, Limits
 
 logger = logging.getLogger("modelshelf.storage")
 
@@ -81,11 +90,15 @@ class Progress:
     done_files: int = 0
     done_bytes: int = 0
     started: float = field(default_factory=time.monotonic)
+    budget: Budget | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_bytes(self, count: int) -> None:
+        """Count ``count`` bytes; raises the one-line error when the budget is exhausted."""
         with self._lock:
             self.done_bytes += count
+        if self.budget is not None and count > 0:
+            self.budget.observe(count)
 
     def file_done(self) -> None:
         with self._lock:
@@ -143,16 +156,22 @@ def safe_relpath(display: str, relpath: str) -> str:
 
 
 @contextlib.contextmanager
-def exclusive(lock_path: Path, display: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_path`` (released by the kernel if the process dies)."""
+def exclusive(lock_path: Path, display: str) -> Iterator[float | None]:
+    """Hold an exclusive lock on ``lock_path`` (released by the kernel if the process dies).
+
+    Yields ``None`` if the lock was free, else the time (``time.time()``) this process started
+    waiting for another one's download.
+    """
     with open(lock_path, "a+b") as handle:
+        waited_since = None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            waited_since = time.time()
             logger.info("waiting for another process downloading %s", display)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            yield waited_since
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -168,23 +187,108 @@ def synchronise(
 
     ``unpack``: the URI names an archive; if the source lists that one object, unpack it.
     """
+    budget = Budget(source.display, Limits.from_environ())
+    failure_path = lock_path  # the lock file holds the last failure (no file of its own)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with exclusive(lock_path, source.display):
-        _remove_leftovers(target)
-        manifest = _read_manifest(manifest_path) if target.exists() else {}
-        objects = source.list()
-        for obj in objects:
-            safe_relpath(source.display, obj.relpath)
-        unpack = unpack and len(objects) == 1
-        jobs, kept = _plan(objects, manifest, target)
-        if not jobs and kept.keys() == manifest.keys() and target.exists():
-            logger.info("%s is up to date in %s (%d files)", source.display, target, len(kept))
-            return target
-        entries = _transfer(source, target, jobs, unpack)
-        entries.update(kept)
-        _remove_stale(target, manifest, entries)
-        _write_manifest(manifest_path, source.display, entries)
-    return target
+
+    def locked() -> Path:
+        with exclusive(lock_path, source.display) as waited_since:
+            if waited_since is not None:
+                _raise_recorded_failure(failure_path, waited_since)
+            try:
+                _synchronise(source, target, manifest_path, unpack, budget)
+            except StorageError as exc:
+                _record_failure(failure_path, exc)
+                raise
+            except OSError as exc:
+                error = _os_error(source.display, target, exc)
+                _record_failure(failure_path, error)
+                raise error from None
+            _record_failure(failure_path, None)
+        return target
+
+    try:
+        return budget.run(locked)
+    except StorageError as exc:
+        if budget.cancelled:
+            _record_failure(failure_path, exc)
+        raise
+
+
+def _synchronise(
+    source: Source, target: Path, manifest_path: Path, unpack: bool, budget: Budget
+) -> None:
+    _remove_leftovers(target)
+    manifest = _read_manifest(manifest_path) if target.exists() else {}
+    objects = source.list()
+    budget.check()
+    for obj in objects:
+        safe_relpath(source.display, obj.relpath)
+    unpack = unpack and len(objects) == 1
+    jobs, kept = _plan(objects, manifest, target)
+    if not jobs and kept.keys() == manifest.keys() and target.exists():
+        logger.info("%s is up to date in %s (%d files)", source.display, target, len(kept))
+        return
+    entries = _transfer(source, target, jobs, unpack, budget)
+    entries.update(kept)
+    _remove_stale(target, manifest, entries)
+    _write_manifest(manifest_path, source.display, entries)
+
+
+_LOCAL_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _os_error(display: str, target: Path, exc: OSError) -> StorageError:
+    """The one line for an ``OSError`` no backend mapped: the local disk (full, read-only,
+    permissions), or else a connection that failed in a way the backend did not expect."""
+    if exc.filename is not None or exc.errno in _LOCAL_DISK_ERRORS:
+        return StorageError(
+            display,
+            f"cannot write under {target.parent}: {exc.strerror or exc}: check its free space "
+            "and permissions (MODELSHELF_MODEL_CACHE, or the destination folder)",
+        )
+    return errors.StorageUnreachableError(
+        display, f"the transfer failed ({type(exc).__name__}): check the network and the endpoint"
+    )
+
+
+def _record_failure(path: Path, error: StorageError | None) -> None:
+    """Leave ``error`` in the lock file, where processes waiting for this download read it;
+    ``None`` clears it. Written in place: replacing the file would split the lock."""
+    record = b""
+    if error is not None:
+        record = json.dumps(
+            {
+                "type": type(error).__name__,
+                "uri": error.uri,
+                "reason": error.reason,
+                "at": time.time(),
+                "pid": os.getpid(),
+            }
+        ).encode()
+    with contextlib.suppress(OSError), open(path, "r+b") as handle:
+        if record or handle.seek(0, os.SEEK_END):
+            handle.seek(0)
+            handle.truncate()
+            handle.write(record)
+
+
+def _raise_recorded_failure(path: Path, waited_since: float) -> None:
+    """Raise the failure of the download this process waited for, if it failed meanwhile."""
+    try:
+        record = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return
+    if not isinstance(record, dict) or float(record.get("at", 0)) < waited_since:
+        return
+    kind = getattr(errors, str(record.get("type")), StorageError)
+    if not (isinstance(kind, type) and issubclass(kind, StorageError)):
+        kind = StorageError
+    raise kind(
+        str(record.get("uri", "")),
+        f"{record.get('reason', '')} (reported by process {record.get('pid')}, whose "
+        "download this one waited for)",
+    )
 
 
 def _plan(
@@ -194,7 +298,7 @@ def _plan(
     kept: dict[str, dict] = {}
     for obj in objects:
         entry = manifest.get(obj.relpath)
-        present = entry is not None and all((target / f).is_file() for f in entry["files"])
+        present = entry is not None and _intact(target, obj.relpath, entry)
         if (
             present
             and obj.tag is not None
@@ -208,7 +312,20 @@ def _plan(
     return jobs, kept
 
 
-def _transfer(source: Source, target: Path, jobs: list[Job], unpack: bool) -> dict[str, dict]:
+def _intact(target: Path, relpath: str, entry: dict) -> bool:
+    """Whether the files of a manifest entry are all there, and a downloaded file (not an
+    unpacked archive) still has the size it was verified with."""
+    paths = [target / f for f in entry["files"]]
+    if not all(path.is_file() for path in paths):
+        return False
+    if entry["files"] == [relpath]:
+        return paths[0].stat().st_size == entry.get("size")
+    return True
+
+
+def _transfer(
+    source: Source, target: Path, jobs: list[Job], unpack: bool, budget: Budget
+) -> dict[str, dict]:
     """Fetch ``jobs`` into a temporary folder and move the results into ``target``."""
     in_place = target.exists()
     staging = (
@@ -225,10 +342,14 @@ def _transfer(source: Source, target: Path, jobs: list[Job], unpack: bool) -> di
             else:
                 job.path = staging / job.obj.relpath
             _make_folder(job.path.parent, folders)
-        progress = Progress(source.display, len(jobs), sum(job.obj.size or 0 for job in jobs))
+        progress = Progress(
+            source.display, len(jobs), sum(job.obj.size or 0 for job in jobs), budget=budget
+        )
         with progress.reporting():
             source.fetch(jobs, progress)
+        budget.check()
         entries = _entries(source.display, staging, jobs, unpack)
+        budget.check()  # an abandoned download moves nothing into place
         transferred = sum(1 for job in jobs if not job.not_modified)
         logger.info(
             "downloaded %s: %d files, %s in %.2f s (%s/s)%s",

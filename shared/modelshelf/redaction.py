@@ -1,0 +1,130 @@
+"""One way to show a URI or a message without the secrets it may carry.
+
+Model URIs carry secrets in three places: user info (``https://reader:PASSWORD@host/…``), the
+query string of a signed URL (``?X-Amz-Signature=…``, ``?X-Goog-Signature=…``, Azure's ``sig=``),
+and -- outside the URI -- the credential variables beside it (``AWS_SECRET_ACCESS_KEY``,
+``RCLONE_CONFIG_<REMOTE>_SECRET_ACCESS_KEY``, a service account's JSON…), whose values can
+surface in a library's message. Everything modelshelf shows (health, metadata, errors, log lines,
+command output) goes through ``redact_uri`` or ``redact_text``, so none of them leaves the
+process. Parameter *names* stay (``?X-Amz-Signature=<redacted>`` still says "a signed URL").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["MARK", "credential_values", "redact_text", "redact_uri"]
+
+MARK = "<redacted>"
+
+# A URL in text; a value already redacted stays part of it (redacting twice changes nothing).
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://(?:<redacted>|[^\s'\"<>`])+")
+# "name=value" pairs that are secrets wherever they appear (a path+query a library logs).
+_SECRET_PARAMETER = re.compile(
+    r"(?i)\b((?:X-Amz|X-Goog)-(?:Signature|Credential|Security-Token)|sig|signature|"
+    r"access_token|token|sas|password|secret|api[_-]?key)=([^&\s'\"<>]+)"
+)
+# Environment variables whose values are secrets (matched on the upper-cased name).
+_SECRET_VARIABLE = re.compile(
+    r"SECRET|TOKEN|PASSWORD|PASSWD|_PASS$|CREDENTIALS$|PRIVATE_KEY|ACCOUNT_KEY|"
+    r"CONNECTION_STRING|SAS_URL|_SAS$|API_KEY"
+)
+#: Variables that match but name a file, not a secret (their paths help a reader).
+_PATH_VARIABLE = re.compile(r"_FILE$|^GOOGLE_APPLICATION_CREDENTIALS$")
+#: A value shorter than this is not treated as a secret: replacing every "1" or "true" in a
+#: message would make it unreadable, and such values are flags, not credentials.
+MIN_SECRET_LENGTH = 6
+_NOT_SECRETS = frozenset({"true", "false", "none", "null", "disabled", "enabled"})
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with its user info, query values and fragment replaced by ``<redacted>``.
+
+    Anything that is not a ``scheme://…`` URL (a local path, ``s3:bucket/key``) is returned as
+    it is, except for credential values (see ``redact_text``) it may contain.
+    """
+    if "://" not in uri:
+        return _redact_values(uri, credential_values())
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:  # an unparseable authority: show no part of it
+        scheme = uri.split("://", 1)[0]
+        return f"{scheme}://{MARK}"
+    netloc = parts.hostname or ""
+    if ":" in netloc:  # IPv6
+        netloc = f"[{netloc}]"
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    if "@" in parts.netloc:
+        netloc = f"{MARK}@{netloc}"
+    query = "&".join(_redact_pair(pair) for pair in parts.query.split("&")) if parts.query else ""
+    fragment = MARK if parts.fragment else ""
+    shown = urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+    return _redact_values(shown, credential_values())
+
+
+def redact_text(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """``text`` with every URL in it redacted (``redact_uri``), secret ``name=value`` query
+    pairs redacted, and every value of a credential variable replaced by ``<redacted>``."""
+    if not text:
+        return text
+    text = _URL_IN_TEXT.sub(lambda match: _redact_url_match(match.group(0)), text)
+    text = _SECRET_PARAMETER.sub(lambda match: f"{match.group(1)}={MARK}", text)
+    return _redact_values(text, credential_values(environ))
+
+
+def credential_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The values of credential variables in ``environ`` (default: this process's environment),
+    longest first; for a JSON value (a service account's key) its string fields as well."""
+    env = os.environ if environ is None else environ
+    found: set[str] = set()
+    for name, value in env.items():
+        upper = name.upper()
+        if (
+            len(value) < MIN_SECRET_LENGTH
+            or value.strip().lower() in _NOT_SECRETS
+            or not _SECRET_VARIABLE.search(upper)
+            or _PATH_VARIABLE.search(upper)
+        ):
+            continue
+        found.add(value)
+        if value.lstrip().startswith("{"):
+            found.update(_json_strings(value))
+    return sorted(found, key=len, reverse=True)
+
+
+def _redact_url_match(url: str) -> str:
+    # A URL in prose may end with punctuation that is not part of it.
+    stripped = url.rstrip(".,;:)]}")
+    return redact_uri(stripped) + url[len(stripped) :]
+
+
+def _redact_pair(pair: str) -> str:
+    name, equals, _ = pair.partition("=")
+    return f"{name}={MARK}" if equals else MARK
+
+
+def _redact_values(text: str, values: Iterable[str]) -> str:
+    for value in values:
+        if value in text:
+            text = text.replace(value, MARK)
+    return text
+
+
+def _json_strings(value: str) -> set[str]:
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return set()
+    if not isinstance(data, dict):
+        return set()
+    return {
+        item
+        for key, item in data.items()
+        if isinstance(item, str) and len(item) >= 16 and key not in ("type", "token_uri")
+    }

@@ -1,0 +1,90 @@
+"""``modelshelf.redaction``: what is hidden, what stays readable, and that errors use it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from modelshelf.errors import ConfigurationError, ModelLoadError, StorageError
+from modelshelf.redaction import credential_values, redact_text, redact_uri
+
+SIGNED = (
+    "https://reader:pa55word@bucket.s3.amazonaws.com:8443/models/iris/model.joblib"
+    "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F20250101&X-Amz-Signature=abc123"
+)
+
+
+def test_user_info_query_values_and_fragment_are_hidden_names_stay():
+    assert redact_uri(SIGNED) == (
+        "https://<redacted>@bucket.s3.amazonaws.com:8443/models/iris/model.joblib"
+        "?X-Amz-Algorithm=<redacted>&X-Amz-Credential=<redacted>&X-Amz-Signature=<redacted>"
+    )
+    assert redact_uri("https://h/m.joblib?sv=1&sig=s3cr3t#access_token=t0k3n") == (
+        "https://h/m.joblib?sv=<redacted>&sig=<redacted>#<redacted>"
+    )
+    assert redact_uri("https://token123@github.com/x") == "https://<redacted>@github.com/x"
+    assert redact_uri("https://h/x?opaquesecret") == "https://h/x?<redacted>"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["s3://bucket/models/iris", "gs://b/k", "s3:bucket/key", "/mnt/models", "http://[::1]:80/m"],
+)
+def test_uris_without_secrets_are_shown_as_they_are(uri):
+    assert redact_uri(uri) == uri
+
+
+def test_redacting_twice_changes_nothing():
+    once = redact_text(f"fetching {SIGNED} now")
+    assert redact_text(once) == once
+    assert redact_uri(redact_uri(SIGNED)) == redact_uri(SIGNED)
+
+
+def test_urls_and_secret_parameters_inside_text():
+    text = (
+        f'--parameters [{{"name": "model_uri", "value": "{SIGNED}"}}] '
+        "and a logged path GET /b/k?X-Goog-Signature=deadbeef&x=1."
+    )
+    shown = redact_text(text)
+    for secret in ("pa55word", "abc123", "AKID", "deadbeef"):
+        assert secret not in shown
+    assert shown.endswith("GET /b/k?X-Goog-Signature=<redacted>&x=1.")
+    assert '"value": "https://<redacted>@bucket.s3.amazonaws.com:8443/models' in shown
+
+
+def test_values_of_credential_variables_are_hidden_wherever_they_appear():
+    environ = {
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG",
+        "AWS_SESSION_TOKEN": "FwoGZXIvYXdzEJr",
+        "RCLONE_CONFIG_MYS3_SECRET_ACCESS_KEY": "rclone-secret-value",
+        "RCLONE_CONFIG_GCS_SERVICE_ACCOUNT_CREDENTIALS": json.dumps(
+            {"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----MIIEv"}
+        ),
+        "MLFLOW_TRACKING_PASSWORD": "hunter22",
+        # Not secrets: paths, flags, identifiers.
+        "GOOGLE_APPLICATION_CREDENTIALS": "/var/secrets/sa.json",
+        "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/token",
+        "RCLONE_CONFIG_MYS3_SESSION_TOKEN": "true",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+    }
+    text = (
+        "keys wJalrXUtnFEMI/K7MDENG FwoGZXIvYXdzEJr rclone-secret-value hunter22 "
+        "-----BEGIN PRIVATE KEY-----MIIEv; files /var/secrets/sa.json /var/run/token; "
+        "flag true; id AKIAEXAMPLE"
+    )
+    assert redact_text(text, environ) == (
+        "keys <redacted> <redacted> <redacted> <redacted> <redacted>; "
+        "files /var/secrets/sa.json /var/run/token; flag true; id AKIAEXAMPLE"
+    )
+    assert "AKIAEXAMPLE" not in credential_values(environ)
+
+
+def test_errors_are_redacted_when_made(monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "the-secret-key-value")
+    error = StorageError(SIGNED, "signature the-secret-key-value refused")
+    assert "pa55word" not in str(error) and "abc123" not in str(error)
+    assert "the-secret-key-value" not in str(error) and "the-secret-key-value" not in error.reason
+    assert error.uri == redact_uri(SIGNED)
+    assert "abc123" not in str(ModelLoadError(SIGNED, "EOF"))
+    assert "pa55word" not in str(ConfigurationError("model_uri", SIGNED, "a URI"))
