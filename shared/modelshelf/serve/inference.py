@@ -405,6 +405,7 @@ class InferenceCore:
         self._callers = _method_callers(user_model, self.default_method)
         self.methods = tuple(self._callers)
         self.takes_params = _takes_params(user_model)
+        self._as_returned = _as_returned_caller(user_model)
         self._metadata: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ state
@@ -477,9 +478,13 @@ class InferenceCore:
         names: Sequence[str] | None = None,
         method: str | None = None,
         params: dict[str, Any] | None = None,
+        as_returned: bool = False,
     ) -> Answer:
-        """``method`` (default: the configured one) of the server on a decoded input."""
+        """``method`` (default: the configured one) of the server on a decoded input;
+        ``as_returned``: the model's own result (an MLflow model's DataFrame stays one)."""
         caller = self._callers.get(method or self.default_method)
+        if as_returned and method in (None, self.default_method) and self._as_returned:
+            caller = self._as_returned
         if caller is None:
             raise BadRequestError(
                 f"method {method!r} is not one this model has; expected one of "
@@ -681,6 +686,18 @@ def _mlflow_callers(server: Any) -> dict[str, ServedCall]:
             names = transform_names(raw) if name == "transform" else class_names(raw, name)
             found[name] = _served(server, Method(name, call, names))
     return found
+
+
+def _as_returned_caller(user_model: Any) -> ServedCall | None:
+    """An MLflow server's method without its conversion of the result to an array."""
+    if not any(cls.__name__ == "MLFlowServer" for cls in type(user_model).__mro__):
+        return None
+    server = user_model
+
+    def call(X: Any, names: Any) -> Any:
+        return server.serve(server.method, server.model_input(X, names))
+
+    return call
 
 
 def _takes_params(user_model: Any) -> bool:
