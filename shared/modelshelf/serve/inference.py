@@ -415,8 +415,9 @@ class InferenceCore:
         return bool(ready) if not callable(ready) else bool(ready())
 
     def check(self, name: str, version: str | None = None) -> None:
-        """404 unless ``name`` (and ``version``, when given) is this model; 503 until ready."""
-        if name != self.name or (version and self.version and version != self.version):
+        """404 unless ``name`` is this model and ``version``, when given, its version (a model
+        without one has no versions to ask for); 503 until ready."""
+        if name != self.name or (version is not None and version != self.version):
             raise UnknownModelError(name, version, self.name)
         if not self.ready():
             raise ModelNotReadyError()
