@@ -415,3 +415,48 @@ def test_users_class_is_named_after_itself(scoring):
         "/v1/models/ScoringModel:predict", json={"instances": [[1, 2], [3, 4]]}
     )
     assert answer.json() == {"predictions": [[2.0, 4.0], [6.0, 8.0]]}
+
+
+# ------------------------------------------------------------------ XGBoost: outputs choose methods
+
+
+@pytest.fixture(scope="module")
+def xgboost_classifier(tmp_path_factory):
+    import xgboost_models
+
+    model = xgboost_models.iris_classifier()
+    folder = xgboost_models.save_pickle(model, tmp_path_factory.mktemp("v2-xgboost") / "xgb")
+    launch = Launch("XGBoostServer", SERVERS / "xgboostserver", seldon_parameters(model_uri=folder))
+    with running(launch, [MODELSHELF]) as (service,):
+        yield service, model
+
+
+def test_xgboost_output_names_choose_the_method(xgboost_classifier):
+    """Every XGBoost method the issue names, by output name, equal to XGBoost's own answer."""
+    import xgboost as xgb
+
+    service, model = xgboost_classifier
+    booster = model.get_booster()
+    matrix = xgb.DMatrix(ROWS)
+    expected = {
+        "predict": model.predict(ROWS),
+        "predict_proba": model.predict_proba(ROWS),
+        "predict_margin": booster.predict(matrix, output_margin=True),
+        "predict_contribs": booster.predict(matrix, pred_contribs=True),
+        "predict_leaf": booster.predict(matrix, pred_leaf=True),
+    }
+    client = triton_client(service)
+    result = client.infer(
+        "xgb",
+        [triton_input("x", ROWS.astype(np.float32), "FP32", True)],
+        outputs=[triton.InferRequestedOutput(name) for name in expected],
+    )
+    for name, value in expected.items():
+        found = result.as_numpy(name)
+        assert found.shape == value.shape, name
+        np.testing.assert_allclose(found, value, rtol=1e-6, atol=1e-6, err_msg=name)
+    proba = result.get_output("predict_proba")
+    assert proba["datatype"] == "FP32"
+    assert proba["parameters"]["class_names"] == ["0", "1", "2"]
+    metadata = client.get_model_metadata("xgb")
+    assert [o["name"] for o in metadata["outputs"]] == [*expected, "class_names"]

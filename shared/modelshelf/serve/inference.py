@@ -524,7 +524,8 @@ class InferenceCore:
                     "shape": self._output_shape(name),
                 }
             outputs.append(spec)
-        names = _known_output_names(self.user_model, self.default_method)
+        known = (_known_output_names(self.user_model, m) for m in self.methods)
+        names = next((found for found in known if found), None)
         if names:
             outputs.append({"name": CLASS_NAMES_OUTPUT, "datatype": "BYTES", "shape": [len(names)]})
         found: dict[str, Any] = {"name": self.name, "platform": self.platform}
