@@ -385,6 +385,17 @@ def test_bad_requests_are_invalid_argument_and_say_why(iris, request_, expected)
     models.assert_same_predictions(result.as_numpy("predict_proba"), model.predict_proba(ONE_ROW))
 
 
+@pytest.mark.parametrize("data", [b"\x0a\x05ab", b"\x0a\x02\xff\xfe", b"\xff" * 12])
+def test_bytes_that_are_no_request_are_invalid_argument(iris, data):
+    client, _ = iris
+    with grpc.insecure_channel(client.address) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as caught:
+            infer(data, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("the request is not a ModelInferRequest: ")
+
+
 FLAKY_MODEL = textwrap.dedent(
     '''
     """Ready only while a file exists; predict fails for a negative first value."""
