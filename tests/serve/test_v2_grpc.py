@@ -14,9 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import numpy as np
+import pandas as pd
 import pytest
 import tritonclient.grpc as triton
+import tritonclient.http as triton_http
 import xgboost as xgb
 from frontends import MODELSHELF, Launch, running
 from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
@@ -35,24 +38,24 @@ ONE_ROW = IRIS_ROWS[:1]
 class Client(triton.InferenceServerClient):
     """tritonclient's gRPC client that remembers the server's address (for raw stubs)."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, rest_url: str) -> None:
         super().__init__(address)
         self.address = address
+        self.rest_url = rest_url  # the same server's REST port (V2 REST beside gRPC)
 
 
 @contextlib.contextmanager
-def serving(
-    server: str, folder: Path, cwd: Path | None = None, **parameters: object
-) -> Iterator[Client]:
+def serving(server: str, folder: Path, *extra_args: str) -> Iterator[Client]:
     """``modelshelf serve SERVER`` with gRPC on, and a tritonclient gRPC client to it."""
     launch = Launch(
         server,
-        cwd or SERVERS / server.lower(),
-        parameters=seldon_parameters(model_uri=str(folder), **parameters),
+        SERVERS / server.lower(),
+        parameters=seldon_parameters(model_uri=str(folder)),
         grpc=True,
+        extra_args=extra_args,
     )
     with running(launch, [MODELSHELF]) as (service,):
-        client = Client(f"127.0.0.1:{service.grpc_port}")
+        client = Client(f"127.0.0.1:{service.grpc_port}", service.url)
         try:
             yield client
         finally:
@@ -71,7 +74,7 @@ def iris(tmp_path_factory):
 def booster(tmp_path_factory):
     model = xgboost_models.iris_softprob()
     folder = xgboost_models.save_booster(model, tmp_path_factory.mktemp("xgb") / "flowers")
-    with serving("XGBoostServer", folder) as client:
+    with serving("XGBoostServer", folder, "--model-name", "iris-xgb") as client:
         yield client, model
 
 
@@ -180,12 +183,14 @@ def test_a_thousand_rows(iris):
 
 
 def test_xgboost_booster_equals_xgboost(booster):
+    """... under the name ``--model-name`` gives it (its folder's name is not served)."""
     client, model = booster
     X = IRIS_ROWS.astype(np.float32)
-    metadata = client.get_model_metadata("flowers", as_json=True)
+    metadata = client.get_model_metadata("iris-xgb", as_json=True)
+    assert status_of(lambda: client.get_model_metadata("flowers"))[0] == "StatusCode.NOT_FOUND"
     assert metadata["inputs"][0]["shape"] == ["-1", "4"]
     result = client.infer(
-        "flowers",
+        "iris-xgb",
         [infer_input("input-0", X, "FP32")],
         outputs=[
             triton.InferRequestedOutput("predict"),
@@ -233,12 +238,43 @@ def test_named_inputs_become_dataframe_columns(tmp_path):
         infer_input(name, columns[name], "FP32" if name == "petal_width" else "FP64")
         for name in reversed(models.IRIS_COLUMNS)
     ]
-    import pandas as pd
-
     with serving("SKLearnServer", folder) as client:
         result = client.infer("frame", inputs)
     expected = model.predict_proba(pd.DataFrame(columns)[models.IRIS_COLUMNS])
     models.assert_same_predictions(result.as_numpy("predict_proba"), expected)
+
+
+def test_grpc_answers_as_v2_rest_does_on_the_same_server(iris):
+    """Metadata and answers equal V2 REST's (binary tensors, tritonclient's HTTP client)."""
+    client, _ = iris
+    over_rest = httpx.get(f"{client.rest_url}/v2/models/iris").json()
+    over_grpc = client.get_model_metadata("iris", as_json=True)
+    for spec in over_grpc["inputs"] + over_grpc["outputs"]:
+        spec["shape"] = [int(d) for d in spec["shape"]]  # JSON of int64 fields: strings
+    assert over_grpc == over_rest
+    assert (
+        client.get_server_metadata(as_json=True)["version"]
+        == (httpx.get(f"{client.rest_url}/v2").json()["version"])
+    )
+
+    rest = triton_http.InferenceServerClient(client.rest_url.removeprefix("http://"))
+    wanted = ["predict", "predict_proba", "class_names"]
+    X = np.resize(models.IRIS_X, (100, 4))
+    http_input = triton_http.InferInput("input-0", list(X.shape), "FP64")
+    http_input.set_data_from_numpy(X, binary_data=True)
+    by_rest = rest.infer(
+        "iris",
+        [http_input],
+        outputs=[triton_http.InferRequestedOutput(n, binary_data=True) for n in wanted],
+    )
+    by_grpc = client.infer(
+        "iris",
+        [infer_input("input-0", X, "FP64")],
+        outputs=[triton.InferRequestedOutput(n) for n in wanted],
+    )
+    for name in wanted:
+        np.testing.assert_array_equal(by_grpc.as_numpy(name), by_rest.as_numpy(name))
+    rest.close()
 
 
 # ------------------------------------------------------------------- typed contents, raw messages
@@ -426,7 +462,7 @@ def test_not_ready_is_unavailable_and_model_failures_are_internal(tmp_path):
     flag.touch()  # ready while the server starts: the suite's start-up check needs it
     launch = Launch("FlakyModel", tmp_path, parameters=seldon_parameters(flag=str(flag)), grpc=True)
     with running(launch, [MODELSHELF]) as (service,):
-        client = Client(f"127.0.0.1:{service.grpc_port}")
+        client = Client(f"127.0.0.1:{service.grpc_port}", service.url)
         x = infer_input("input-0", np.array([[1.5, 2.0]]), "FP64")
         assert client.infer("FlakyModel", [x]).as_numpy("predict").tolist() == [[3.0, 4.0]]
 
