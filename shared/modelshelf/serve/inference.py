@@ -192,9 +192,10 @@ class Tensor:
                 raise BadRequestError(
                     f"input {name!r}: {len(raw)} bytes is not a whole number of {datatype} values"
                 )
-            array = np.frombuffer(raw, dtype=wire)
-            if not wire.isnative:
-                array = array.astype(DATATYPES[datatype])
+            if wire.isnative:  # numpy's own dtype object: fast paths test it by identity
+                array = np.frombuffer(raw, dtype=DATATYPES[datatype])
+            else:
+                array = np.frombuffer(raw, dtype=wire).astype(DATATYPES[datatype])
         return cls(name, datatype, shape, _shaped(name, array, shape), parameters or {})
 
     @classmethod
