@@ -486,6 +486,46 @@ def test_not_ready_is_unavailable_and_model_failures_are_internal(tmp_path):
         client.close()
 
 
+TRITON_USER = textwrap.dedent(
+    '''
+    """A class whose module imports tritonclient's gRPC stubs (say, to call a Triton server)."""
+    import tritonclient.grpc  # noqa: F401 - registers inference.* in protobuf's default pool
+
+
+    class TritonUser:
+        def predict(self, X, names=None, meta=None):
+            return X
+    '''
+)
+
+
+def test_a_class_holding_tritonclients_stubs_keeps_seldons_grpc(tmp_path):
+    """Two copies of the protocol's messages cannot live in one process: V2 gRPC steps aside
+    (UNIMPLEMENTED, and the log says why); Seldon's gRPC and V2 REST still answer."""
+    (tmp_path / "TritonUser.py").write_text(TRITON_USER)
+    launch = Launch("TritonUser", tmp_path, grpc=True)
+    with running(launch, [MODELSHELF]) as (service,):
+        address = f"127.0.0.1:{service.grpc_port}"
+        with grpc.insecure_channel(address) as channel:
+            message = json_to_seldon_message({"data": {"ndarray": [[1.0, 2.0]]}})
+            answer = prediction_pb2_grpc.ModelStub(channel).Predict(message)
+            assert [v.number_value for v in answer.data.ndarray.values[0].list_value.values] == [
+                1.0,
+                2.0,
+            ]
+        client = triton.InferenceServerClient(address)
+        code, _ = status_of(lambda: client.is_server_live())
+        client.close()
+        assert code == "StatusCode.UNIMPLEMENTED"
+        assert "V2 gRPC (inference.GRPCInferenceService) is not served" in service.log()
+        assert "Conflict register" in service.log()
+        rest = httpx.post(
+            f"{service.url}/v2/models/TritonUser/infer",
+            json={"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 2], "data": [1, 2]}]},
+        )
+        assert rest.status_code == 200, rest.text
+
+
 # --------------------------------------------------------------------- Seldon's services beside
 
 

@@ -38,11 +38,7 @@ def run_grpc_worker(
     )
     load_user_model(user_model)
     if args.service_type == "MODEL":
-        from modelshelf.serve.grpc_v2 import add_inference_service
-        from modelshelf.serve.inference import InferenceCore
-
-        core = InferenceCore(user_model, args.model_name, seldon_metrics=metrics)
-        add_inference_service(server, core)
+        _add_v2_service(server, user_model, metrics, args)
     address = f"0.0.0.0:{args.grpc_port}"
     if server.add_insecure_port(address) == 0:
         raise OSError(f"gRPC could not bind {address}")
@@ -51,3 +47,28 @@ def run_grpc_worker(
     while not stop.wait(1.0):
         pass
     server.stop(GRACE_SECONDS).wait()
+
+
+def _add_v2_service(
+    server: Any, user_model: Any, metrics: SeldonMetrics, args: argparse.Namespace
+) -> None:
+    """The V2 service beside Seldon's, unless the process cannot hold its stubs.
+
+    Stubs of the protocol (tritonclient's, KServe's, ours) all register ``inference.*`` in
+    protobuf's default pool, and a second set fails to import ("Conflict register"). A user's
+    class that imported tritonclient then keeps Seldon's gRPC services; only V2 gRPC is missing
+    (calls to it answer UNIMPLEMENTED), and the log says why.
+    """
+    try:
+        from modelshelf.serve.grpc_v2 import add_inference_service
+    except TypeError as exc:  # descriptor_pool's conflict error
+        logger.error(
+            "V2 gRPC (inference.GRPCInferenceService) is not served: this process already "
+            "holds another copy of the protocol's messages (%s)",
+            exc,
+        )
+        return
+    from modelshelf.serve.inference import InferenceCore
+
+    core = InferenceCore(user_model, args.model_name, seldon_metrics=metrics)
+    add_inference_service(server, core)
