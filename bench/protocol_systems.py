@@ -5,6 +5,8 @@ our own Seldon-protocol path on the same server (``reference``), the issue's 10 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bench.config import REPO
 from bench.systems import System, _all_of, _modelshelf_has, _seldon, _server_module, _uri
 
@@ -54,3 +56,27 @@ def protocol_systems(serve: list[str]) -> list[System]:
             )
         )
     return found
+
+
+#: Issue 16's targets: (our row, compared with, goal). Our own Seldon path on the same server:
+#: within 10 %; the peers speaking the protocol: 3 times their rate.
+TARGETS = (
+    ("serve-sklearn-v2-w1", "serve-sklearn-w1", 0.9),
+    ("serve-sklearn-v2bin-w1", "serve-sklearn-w1", 0.9),
+    ("serve-xgboost-v2-w1", "serve-xgboost-w1", 0.9),
+    ("serve-mlflow-invocations-w1", "serve-mlflow-w1", 0.9),
+    ("serve-sklearn-v2-w1", "mlserver-sklearn-pw1", 3.0),
+    ("serve-sklearn-v2-w1", "kserve-sklearn-w1", 3.0),
+    ("serve-sklearn-v2bin-w1", "mlserver-sklearn-pw1", 3.0),
+    ("serve-sklearn-v2bin-w1", "kserve-sklearn-w1", 3.0),
+    ("serve-xgboost-v2-w1", "mlserver-xgboost-pw1", 3.0),
+    ("serve-mlflow-invocations-w1", "mlflow-serve-w1", 3.0),
+)
+
+
+def protocol_targets(add: Callable[..., None], ratio: Callable[..., float | None]) -> None:
+    """Adds issue 16's REST targets through ``report.targets``' ``add`` and ``ratio``."""
+    for ours, other, goal in TARGETS:
+        for load in ("single", "batch"):
+            what = f"`{ours}` ÷ `{other}`, {'single row' if load == 'single' else load}"
+            add(16, what, ratio(ours, other, load), "≥", goal)
