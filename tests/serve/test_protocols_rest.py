@@ -460,3 +460,67 @@ def test_xgboost_output_names_choose_the_method(xgboost_classifier):
     assert proba["parameters"]["class_names"] == ["0", "1", "2"]
     metadata = client.get_model_metadata("xgb")
     assert [o["name"] for o in metadata["outputs"]] == [*expected, "class_names"]
+
+
+# --------------------------------------------------------------------- not ready, model failures
+
+FLAKY_MODEL = '''
+"""Ready while its flag file exists; fails on negative numbers."""
+import os
+
+import numpy as np
+
+
+class FlakyModel:
+    def __init__(self, flag=""):
+        self.flag = flag
+
+    @property
+    def ready(self):
+        return os.path.exists(self.flag)
+
+    def predict(self, X, names=None, meta=None):
+        if np.asarray(X, dtype=float).ravel()[0] < 0:
+            raise RuntimeError("the model cannot score negative values")
+        return np.asarray(X, dtype=float) * 2
+'''
+
+
+def test_not_ready_is_503_and_model_failures_500_on_every_protocol(tmp_path):
+    (tmp_path / "FlakyModel.py").write_text(FLAKY_MODEL)
+    flag = tmp_path / "ready"
+    flag.touch()  # ready while the server starts: the start-up check needs an answer
+    launch = Launch("FlakyModel", tmp_path, seldon_parameters(flag=str(flag)))
+    v2 = {"inputs": [tensor("x", np.array([[1.0, 2.0]]))]}
+    failing = {"inputs": [tensor("x", np.array([[-1.0, 2.0]]))]}
+    with running(launch, [MODELSHELF]) as (service,):
+        client = service.client
+        for path, body in (
+            ("/v2/models/FlakyModel/infer", failing),
+            ("/v1/models/FlakyModel:predict", {"instances": [[-1.0, 2.0]]}),
+        ):
+            answer = client.post(path, json=body)
+            assert answer.status_code == 500
+            assert "the model cannot score negative values" in answer.json()["error"]
+        answer = client.post("/invocations", json={"inputs": [[-1.0, 2.0]]})
+        assert answer.status_code == 500
+        assert answer.json()["error_code"] == "INTERNAL_ERROR"
+
+        flag.unlink()
+        assert client.get("/v2/health/live").json() == {"live": True}
+        answer = client.get("/v2/health/ready")
+        assert (answer.status_code, answer.json()) == (503, {"ready": False})
+        answer = client.get("/v2/models/FlakyModel/ready")
+        assert (answer.status_code, answer.json()) == (503, {"name": "FlakyModel", "ready": False})
+        assert client.get("/v2/models/FlakyModel").json()["name"] == "FlakyModel"
+        assert client.post("/v2/models/FlakyModel/infer", json=v2).status_code == 503
+        assert client.get("/v1/models/FlakyModel").status_code == 503
+        answer = client.post("/v1/models/FlakyModel:predict", json={"instances": [[1.0, 2.0]]})
+        assert answer.status_code == 503 and "not ready" in answer.json()["error"]
+        assert client.get("/ping").status_code == 503
+        answer = client.post("/invocations", json={"inputs": [[1.0, 2.0]]})
+        assert (answer.status_code, answer.json()["error_code"]) == (503, "TEMPORARILY_UNAVAILABLE")
+
+        flag.touch()
+        answer = client.post("/v2/models/FlakyModel/infer", json=v2)
+        assert answer.json()["outputs"][0]["data"] == [2.0, 4.0]

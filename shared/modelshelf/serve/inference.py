@@ -411,12 +411,12 @@ class InferenceCore:
         ready = getattr(self.user_model, "ready", True)
         return bool(ready) if not callable(ready) else bool(ready())
 
-    def check(self, name: str, version: str | None = None) -> None:
+    def check(self, name: str, version: str | None = None, ready: bool = True) -> None:
         """404 unless ``name`` is this model and ``version``, when given, its version (a model
-        without one has no versions to ask for); 503 until ready."""
+        without one has no versions to ask for); with ``ready``, 503 until it is ready."""
         if name != self.name or (version is not None and version != self.version):
             raise UnknownModelError(name, version, self.name)
-        if not self.ready():
+        if ready and not self.ready():
             raise ModelNotReadyError()
 
     def server_metadata(self, extensions: Sequence[str] = ()) -> dict[str, Any]:
@@ -436,8 +436,6 @@ class InferenceCore:
 
     def infer(self, request: InferenceRequest) -> InferenceResponse:
         """Decode → the server's method(s) the requested outputs name → encode."""
-        if not self.ready():
-            raise ModelNotReadyError()
         X, names = decode_inputs(request)
         wanted = [o.name for o in request.outputs] if request.outputs else []
         methods = [n for n in wanted if n != CLASS_NAMES_OUTPUT]
@@ -480,6 +478,8 @@ class InferenceCore:
     ) -> Answer:
         """``method`` (default: the configured one) of the server on a decoded input;
         ``as_returned``: the model's own result (an MLflow model's DataFrame stays one)."""
+        if not self.ready():
+            raise ModelNotReadyError()
         caller = self._callers.get(method or self.default_method)
         if as_returned and method in (None, self.default_method) and self._as_returned:
             caller = self._as_returned
