@@ -126,6 +126,9 @@ def test_model_metadata_describes_the_model(iris):
 def test_unknown_model_is_not_found_everywhere(iris):
     client, _ = iris
     x = infer_input("input-0", ONE_ROW, "FP64")
+    code, message = status_of(lambda: client.infer("iris", [x], model_version="1"))
+    assert code == "StatusCode.NOT_FOUND"
+    assert "version '1'" in message  # the model has no versions to ask for
     for call in (
         lambda: client.infer("no-such-model", [x]),
         lambda: client.get_model_metadata("no-such-model"),
