@@ -524,3 +524,62 @@ def test_not_ready_is_503_and_model_failures_500_on_every_protocol(tmp_path):
         flag.touch()
         answer = client.post("/v2/models/FlakyModel/infer", json=v2)
         assert answer.json()["outputs"][0]["data"] == [2.0, 4.0]
+
+
+# ------------------------------------------------------------------------- texts and transforms
+
+
+@pytest.fixture(scope="module")
+def text_model(sklearn_models):
+    launch = Launch(
+        "SKLearnServer",
+        SERVERS / "sklearnserver",
+        seldon_parameters(model_uri=sklearn_models["text"]),
+        extra_args=("--model-name", "reviews"),
+    )
+    with running(launch, [MODELSHELF]) as (service,):
+        yield service, joblib.load(sklearn_models["text"] / "model.pkl")
+
+
+@pytest.mark.parametrize("content_type", [None, "str"])
+def test_texts_as_bytes_reach_a_text_pipeline(text_model, content_type):
+    from models import TEXTS
+
+    service, model = text_model
+    metadata = service.client.get("/v2/models/reviews").json()
+    assert metadata["inputs"][0]["datatype"] == "BYTES"
+    request: dict = {
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(TEXTS)], "data": TEXTS}],
+        "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+    }
+    if content_type:
+        request["parameters"] = {"content_type": content_type}
+    answer = v2_infer(service, "reviews", request)
+    assert answer.status_code == 200, answer.text
+    outputs = {o["name"]: o for o in answer.json()["outputs"]}
+    assert outputs["predict"]["data"] == list(model.predict(TEXTS))
+    np.testing.assert_allclose(
+        np.reshape(outputs["predict_proba"]["data"], outputs["predict_proba"]["shape"]),
+        model.predict_proba(TEXTS),
+        rtol=1e-12,
+    )
+    v1 = service.client.post("/v1/models/reviews:predict", json={"instances": TEXTS})
+    assert v1.json() == {"predictions": model.predict_proba(TEXTS).tolist()}
+
+
+def test_a_scalers_transform_names_its_columns(sklearn_models):
+    launch = Launch(
+        "SKLearnServer",
+        SERVERS / "sklearnserver",
+        seldon_parameters(model_uri=sklearn_models["scaler"]),
+        extra_args=("--model-name", "scaler"),
+    )
+    scaler = joblib.load(sklearn_models["scaler"] / "model.joblib")
+    with running(launch, [MODELSHELF]) as (service,):
+        answer = v2_infer(service, "scaler", {"inputs": [tensor("x", ROWS)]})
+        (output,) = answer.json()["outputs"]
+        assert output["name"] == "transform"
+        assert output["parameters"]["class_names"] == list(scaler.get_feature_names_out())
+        np.testing.assert_allclose(
+            np.reshape(output["data"], output["shape"]), scaler.transform(ROWS), rtol=1e-12
+        )
