@@ -127,6 +127,17 @@ def test_tritonclient_default_output_is_the_configured_method(iris):
     np.testing.assert_allclose(result.as_numpy("predict_proba"), expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_tritonclient_compressed_requests(iris, algorithm):
+    service, model = iris
+    result = triton_client(service).infer(
+        "flowers",
+        [triton_input("x", ROWS, "FP64", True)],
+        request_compression_algorithm=algorithm,
+    )
+    np.testing.assert_allclose(result.as_numpy("predict_proba"), model.predict_proba(ROWS))
+
+
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 @pytest.mark.parametrize(
     ("datatype", "array"),
