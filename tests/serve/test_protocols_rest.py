@@ -594,3 +594,14 @@ def test_a_scalers_transform_names_its_columns(sklearn_models):
         np.testing.assert_allclose(
             np.reshape(output["data"], output["shape"]), scaler.transform(ROWS), rtol=1e-12
         )
+
+
+def test_a_users_custom_metrics_are_published_for_v2_requests(scoring):
+    """ScoringModel's metrics() reach the metrics port after V2 calls, as after Seldon ones."""
+    from microservice import wait_for_text
+
+    for _ in range(3):
+        answer = v2_infer(scoring, "ScoringModel", {"inputs": [tensor("x", np.ones((1, 2)))]})
+        assert answer.status_code == 200
+    url = f"http://127.0.0.1:{scoring.metrics_port}/metrics"
+    wait_for_text(lambda: httpx.get(url).text, "scoring_requests_total")

@@ -38,7 +38,7 @@ Which methods a server class offers, and how each is called, is ``server_methods
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -393,6 +393,7 @@ class InferenceCore:
     ) -> None:
         self.user_model = user_model
         self.seldon_metrics = seldon_metrics
+        self._publish_metrics = _metrics_publisher(user_model, seldon_metrics)
         self.seldon_metadata = seldon_metadata(user_model)
         self.name = model_name or str(self.seldon_metadata.get("name") or type(user_model).__name__)
         versions = self.seldon_metadata.get("versions") or []
@@ -493,11 +494,8 @@ class InferenceCore:
             data = self.user_model.predict(X, names, params=params)
             return Answer(data, output_names_of(self.user_model, data))
         data = caller(X, names)
-        if self.seldon_metrics is not None and hasattr(self.user_model, "metrics"):
-            from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
-            from seldon_core.user_model import client_custom_metrics
-
-            client_custom_metrics(self.user_model, self.seldon_metrics, PREDICT_METRIC_METHOD_TAG)
+        if self._publish_metrics is not None and hasattr(self.user_model, "metrics"):
+            self._publish_metrics()
         return Answer(data, output_names_of(self.user_model, data))
 
     # ------------------------------------------------------------------ metadata
@@ -546,6 +544,20 @@ class InferenceCore:
         if names:
             return [-1, len(names)]
         return [-1] if method == "predict" else [-1, -1]
+
+
+def _metrics_publisher(user_model: Any, seldon_metrics: Any) -> Callable[[], Any] | None:
+    """Hands the class's custom metrics to seldon-core after a call, as its predict does
+    (imported here, once: seldon-core is loaded in every serving process anyway)."""
+    if seldon_metrics is None:
+        return None
+    from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
+    from seldon_core.user_model import client_custom_metrics
+
+    def publish() -> Any:
+        return client_custom_metrics(user_model, seldon_metrics, PREDICT_METRIC_METHOD_TAG)
+
+    return publish
 
 
 def _model_params(parameters: dict[str, Any] | None) -> dict[str, Any] | None:
