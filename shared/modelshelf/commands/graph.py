@@ -24,7 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("graph", help="validate or run SeldonDeployment graphs")
     commands = parser.add_subparsers(dest="graph_command", required=True, metavar="ACTION")
 
-    check = commands.add_parser("validate", help="check manifests against the CRD schemas")
+    check = commands.add_parser(
+        "validate",
+        help="check manifests against the CRD schemas; name the KServe runtime each "
+        "InferenceService gets from the runtimes among the files",
+    )
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     check.set_defaults(run=run_validate)
 
@@ -58,22 +62,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_validate(args: argparse.Namespace) -> int:
     import yaml
 
-    from modelshelf.graph import crd
+    from modelshelf.graph import crd, kserve
     from modelshelf.graph.manifest import document_problems
 
     failed = 0
+    loaded: list[tuple[Path, list]] = []
     for path in args.files:
         try:
-            documents = crd.load_file(path)
+            loaded.append((path, crd.load_file(path)))
         except (OSError, yaml.YAMLError) as exc:
             print(f"{path}: cannot read: {exc}")
             failed += 1
-            continue
-        problems = []
-        for index, doc in enumerate(documents):
-            found = document_problems(doc)
-            prefix = f"document {index + 1}: " if len(documents) > 1 else ""
+    schema = [[document_problems(doc) for doc in documents] for _path, documents in loaded]
+    # KServe's selection and runtime rules span files: only schema-valid documents take part
+    report = kserve.check_documents(
+        [
+            [doc if not schema[f][d] else None for d, doc in enumerate(documents)]
+            for f, (_path, documents) in enumerate(loaded)
+        ]
+    )
+    for f, (path, documents) in enumerate(loaded):
+        problems, notes = [], []
+        for d in range(len(documents)):
+            prefix = f"document {d + 1}: " if len(documents) > 1 else ""
+            found = schema[f][d] + report.problems.get((f, d), [])
             problems.extend(prefix + p for p in found)
+            notes.extend(prefix + n for n in report.notes.get((f, d), []))
         if problems:
             failed += 1
             print(f"{path}: INVALID")
@@ -82,6 +96,8 @@ def run_validate(args: argparse.Namespace) -> int:
         else:
             kinds = ", ".join(str(d.get("kind")) for d in documents)
             print(f"{path}: valid ({kinds})")
+        for note in notes:
+            print(f"  {note}")
     return 1 if failed else 0
 
 
