@@ -177,9 +177,7 @@ class Selection:
 def select_runtime(request: ModelRequest, runtimes: list[Runtime]) -> Selection:
     """The runtime KServe would give ``request``, from ``runtimes`` (the cluster's)."""
     visible = [
-        r
-        for r in runtimes
-        if r.kind == "ClusterServingRuntime" or r.namespace == request.namespace
+        r for r in runtimes if r.kind == "ClusterServingRuntime" or r.namespace == request.namespace
     ]
     if request.runtime is not None:
         return _named(request, visible)
@@ -198,9 +196,8 @@ def select_runtime(request: ModelRequest, runtimes: list[Runtime]) -> Selection:
     chosen = (namespaced + cluster)[0]
     priority = chosen.priority(request.format_name)
     others = len(candidates) - 1
-    reason = (
-        f"format {request.format_label}, protocol {request.protocol}, priority {priority}"
-        + (f" (over {others} other supporting runtime{'s' * (others > 1)})" if others else "")
+    reason = f"format {request.format_label}, protocol {request.protocol}, priority {priority}" + (
+        f" (over {others} other supporting runtime{'s' * (others > 1)})" if others else ""
     )
     return Selection(request, chosen, reason)
 
@@ -275,9 +272,7 @@ def _why_none(request: ModelRequest, visible: list[Runtime]) -> str:
                 str(f.get("version")) for f in r.formats if f.get("name") == request.format_name
             ]
             notes.append(f"{r.label} has {request.format_name} versions {', '.join(versions)}")
-    formats = sorted(
-        {f"{f.get('name')}:{f.get('version')}" for r in visible for f in r.formats}
-    )
+    formats = sorted({f"{f.get('name')}:{f.get('version')}" for r in visible for f in r.formats})
     detail = "; ".join(notes) if notes else f"formats known: {', '.join(formats)}"
     return f"{head} ({detail})"
 
