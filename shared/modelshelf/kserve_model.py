@@ -1,4 +1,4 @@
-"""KServe's custom-model API on modelshelf: ``Model``, ``ModelServer``, ``Storage``, ``InvalidInput``.
+"""KServe's custom-model API on modelshelf: ``Model``, ``ModelServer``, ``Storage``, errors.
 
 A KServe custom model ports by changing its import (``from kserve import Model, ModelServer`` →
 ``from modelshelf.kserve_model import Model, ModelServer``): the same method names, call order
@@ -36,7 +36,7 @@ MODEL_MOUNT = "/mnt/models"
 __all__ = ["InvalidInput", "Model", "ModelServer", "Storage", "model_server_arguments"]
 
 
-class InvalidInput(BadRequestError):
+class InvalidInput(BadRequestError):  # noqa: N818 - KServe's name, so ports keep their except clauses
     """KServe's ``InvalidInput``: the request does not fit the model (HTTP 400)."""
 
 

@@ -59,5 +59,5 @@ def test_bad_payloads_are_invalid_input(served, payload, message):
 
 
 def test_a_missing_model_names_the_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no model.joblib"):
+    with pytest.raises(FileNotFoundError, match=r"no model\.joblib"):
         IrisModel("mymodel", str(tmp_path)).load()
