@@ -1,5 +1,6 @@
 """One gRPC worker process: seldon-core's own services (``Model``, ``Generic``, ``Transformer``,
-``OutputTransformer``, ``Router``, ``Combiner``, ``Seldon``, reflection) on the shared port."""
+``OutputTransformer``, ``Router``, ``Combiner``, ``Seldon``, reflection) and, for a ``MODEL``, the
+Open Inference Protocol's ``inference.GRPCInferenceService`` -- all on one server, one port."""
 
 from __future__ import annotations
 
@@ -36,6 +37,14 @@ def run_grpc_worker(
         user_model, metrics, annotations=annotations, num_threads=args.grpc_threads
     )
     load_user_model(user_model)
+    if args.service_type == "MODEL":
+        from modelshelf.serve.grpc_v2 import add_inference_service
+        from modelshelf.serve.inference import InferenceCore
+
+        core = InferenceCore(
+            user_model, model_name=getattr(args, "model_name", None), seldon_metrics=metrics
+        )
+        add_inference_service(server, core)
     address = f"0.0.0.0:{args.grpc_port}"
     if server.add_insecure_port(address) == 0:
         raise OSError(f"gRPC could not bind {address}")

@@ -30,6 +30,11 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, str(default)))
 
 
+def _port(seldon_env: str, kserve_env: str, default: int) -> int:
+    """A port from Seldon's variable, else KServe images' (``HTTP_PORT``/``GRPC_PORT``)."""
+    return _env_int(seldon_env, _env_int(kserve_env, default))
+
+
 def env_flag(name: str) -> bool:
     """A flag from the environment as seldon-core reads one: ``1``, ``true`` or ``t`` (any case)
     is true, anything else false. Written here so reading options does not import seldon-core."""
@@ -57,10 +62,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keepalive", type=int, default=_env_int("GUNICORN_KEEPALIVE", 2))
     parser.add_argument("--single-threaded", type=int, default=_env_int("FLASK_SINGLE_THREADED", 0))
     parser.add_argument(
-        "--http-port", type=int, default=_env_int("PREDICTIVE_UNIT_HTTP_SERVICE_PORT", 9000)
+        "--http-port",
+        "--http_port",
+        type=int,
+        default=_port("PREDICTIVE_UNIT_HTTP_SERVICE_PORT", "HTTP_PORT", 9000),
     )
     parser.add_argument(
-        "--grpc-port", type=int, default=_env_int("PREDICTIVE_UNIT_GRPC_SERVICE_PORT", 5000)
+        "--grpc-port",
+        "--grpc_port",
+        type=int,
+        default=_port("PREDICTIVE_UNIT_GRPC_SERVICE_PORT", "GRPC_PORT", 5000),
     )
     parser.add_argument(
         "--metrics-port", type=int, default=_env_int("PREDICTIVE_UNIT_METRICS_SERVICE_PORT", 6000)
@@ -75,6 +86,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--grpc-threads", type=int, default=_env_int("GRPC_THREADS", 1))
     parser.add_argument("--grpc-workers", type=int, default=_env_int("GRPC_WORKERS", 1))
+    # The Open Inference Protocol, KServe V1 and MLflow paths, and KServe runtimes' arguments.
+    parser.add_argument(
+        "--model-name",
+        "--model_name",
+        default=env("MODEL_NAME") or None,
+        help="the name V2 / KServe V1 requests use (default: the model's own name)",
+    )
+    parser.add_argument(
+        "--model_dir",
+        "--model-dir",
+        default=None,
+        help="the model's folder or URI, as parameter model_uri (a given model_uri wins)",
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -83,7 +107,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Serve a SeldonComponent class over the Seldon protocol (REST, gRPC, metrics).",
     )
     add_arguments(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.model_dir:
+        args.parameters = with_model_uri(args.parameters, args.model_dir)
+    return args
+
+
+def with_model_uri(parameters_json: str, model_dir: str) -> str:
+    """``--parameters`` with ``model_uri`` set to KServe's ``--model_dir`` unless it is given."""
+    parameters = json.loads(parameters_json)
+    if any(p.get("name") == "model_uri" for p in parameters):
+        return parameters_json
+    parameters.append({"name": "model_uri", "value": model_dir, "type": "STRING"})
+    return json.dumps(parameters)
 
 
 def user_parameters(parameters_json: str) -> dict[str, Any]:

@@ -27,7 +27,9 @@ from seldon_core.metrics import SeldonMetrics
 from seldon_core.utils import getenv_as_bool
 
 from modelshelf.serve import protocol
+from modelshelf.serve.inference import InferenceCore
 from modelshelf.serve.protocol import without_fragments
+from modelshelf.serve.protocols import ProtocolRoutes
 
 # Keys sorted like Flask's jsonify; what orjson would write differently from Flask (datetimes,
 # dataclasses) or not at all (numpy scalars: Flask fails on them) raises TypeError, and Flask
@@ -72,9 +74,18 @@ def _is_json(content_type: bytes) -> bool:
 
 
 class SeldonRestApp:
-    """The ASGI app of one user object; ``flask_app`` is seldon-core's ``get_rest_microservice``."""
+    """The ASGI app of one user object; ``flask_app`` is seldon-core's ``get_rest_microservice``.
+    A ``MODEL``'s V2, KServe V1 and MLflow paths go to ``protocols`` (``model_name``: the name
+    they serve the model under, default the model's own)."""
 
-    def __init__(self, user_model: Any, metrics: SeldonMetrics, flask_app: Any) -> None:
+    def __init__(
+        self,
+        user_model: Any,
+        metrics: SeldonMetrics,
+        flask_app: Any,
+        model_name: str | None = None,
+        service_type: str = "MODEL",
+    ) -> None:
         self.user_model = user_model
         self.metrics = metrics
         self.flask_app = flask_app
@@ -89,6 +100,10 @@ class SeldonRestApp:
             [(b"content-type", b"text/html; charset=utf-8"), *_cors_headers(flask_app)],
             b"pong",
         )
+        self.protocols: ProtocolRoutes | None = None
+        if service_type == "MODEL":
+            core = InferenceCore(user_model, model_name, seldon_metrics=metrics)
+            self.protocols = ProtocolRoutes(core)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -110,6 +125,10 @@ class SeldonRestApp:
                     return reply
         elif path == PING_PATH and method == "GET":
             return 200, list(self.ping_reply[0]), self.ping_reply[1]
+        if self.protocols is not None:
+            reply = self.protocols.handle(scope, body)
+            if reply is not None:
+                return reply
         return self.call_flask(scope, body)
 
     @staticmethod

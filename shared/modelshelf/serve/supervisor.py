@@ -213,7 +213,7 @@ def _rest_worker(
     # uvicorn re-raises the signal it caught once it has shut down; this makes that a no-op.
     signal.signal(signal.SIGTERM, lambda *_: None)
     load_user_model(user_model)
-    app = SeldonRestApp(user_model, metrics, flask_app)
+    app = SeldonRestApp(user_model, metrics, flask_app, args.model_name, args.service_type)
     _freeze_loaded_objects()
     config = uvicorn.Config(
         app,

@@ -1,0 +1,786 @@
+"""The protocol-neutral core every serving protocol adapter uses: typed tensors, codecs, one call.
+
+An adapter (V2 REST, V2 gRPC, KServe V1, MLflow ``/invocations``) only turns its wire format into
+these types and back; what the model is called with and what it answers is decided here, once:
+
+* ``Tensor(name, datatype, shape, data, parameters)``: ``data`` is a numpy array already in
+  ``shape`` (``BYTES``: an object array of ``bytes``). Build one with ``Tensor.from_values``
+  (JSON ``data``, nested or flat), ``Tensor.from_bytes`` (binary: little-endian, row-major,
+  ``BOOL`` one byte, ``BYTES`` as 4-byte little-endian length + bytes) or ``Tensor.from_array``;
+  write one with ``json_data()`` (flat; an ndarray orjson writes, or a list of ``str`` for
+  ``BYTES``) or ``to_bytes()``.
+* ``InferenceRequest(inputs, outputs, id, parameters)`` → ``InferenceCore.infer`` →
+  ``InferenceResponse(model_name, model_version, id, outputs, parameters)``.
+* Errors are exceptions; ``status_of(exc)`` gives the HTTP status: 400 (``BadRequestError``,
+  the input), 404 (``UnknownModelError``: another model or version), 503
+  (``ModelNotReadyError``), 500 (anything else). gRPC maps them to INVALID_ARGUMENT, NOT_FOUND,
+  UNAVAILABLE and INTERNAL.
+* ``InferenceCore.check(name, version)`` before serving a model path; ``ready()``,
+  ``model_metadata()``, ``server_metadata()`` for the rest.
+* ``InferenceCore.call(X, names, method, params)``: the server's method on an already decoded
+  input (KServe V1 rows, MLflow's DataFrames); returns ``Answer(data, output_names)``.
+
+Codecs (``parameters.content_type`` on the request, else on the single input): ``np`` (default
+for one input): the tensor as an array, ``BYTES`` as ``str``; ``pd`` (default for several
+inputs): each input one DataFrame column named after it, each with its own dtype, ``BYTES`` as
+``str``; ``str``: a ``BYTES`` tensor as a list of ``str``.
+
+Outputs: a requested output whose name is one of the server's methods (``predict``,
+``predict_proba``, ``decision_function``, ``predict_log_proba``, ``transform``, XGBoost's
+``predict_margin``, ``predict_contribs``, ``predict_leaf``) is that method's answer; without
+requested outputs the configured ``method`` answers, in an output named after it. Where the
+columns have names (classes, transform outputs) the output carries them as the parameter
+``class_names`` (a list; adapters whose parameters are scalars, gRPC, send it as JSON text:
+``parameter_value``), and a requested output named ``class_names`` is a ``BYTES`` tensor of them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelshelf.errors import BadRequestError, ModelNotReadyError
+
+#: V2 datatypes and the numpy dtype each is held in (little-endian on the wire).
+DATATYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+_WIRE_DTYPES = {name: dtype.newbyteorder("<") for name, dtype in DATATYPES.items()}
+_DATATYPE_OF_KIND_SIZE = {
+    (dtype.kind, dtype.itemsize): name for name, dtype in DATATYPES.items() if name != "BYTES"
+}
+CONTENT_TYPES = ("np", "pd", "str")
+#: The requested output that answers the names of the other output's columns.
+CLASS_NAMES_OUTPUT = "class_names"
+#: Methods an output name may choose, in the order metadata lists them.
+METHOD_NAMES = (
+    "predict",
+    "predict_proba",
+    "decision_function",
+    "predict_log_proba",
+    "transform",
+    "predict_margin",
+    "predict_contribs",
+    "predict_leaf",
+)
+_CLASS_METHODS = ("predict_proba", "predict_log_proba", "decision_function")
+
+
+class UnknownModelError(Exception):
+    """A request names a model (or version) this server does not serve: 404."""
+
+    status_code = 404
+
+    def __init__(self, name: str, version: str | None, served: str) -> None:
+        what = f"model {name!r}" + (f" version {version!r}" if version else "")
+        super().__init__(f"{what} is not served here; this server serves model {served!r}")
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status for an exception raised while serving (400/404/503/500)."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 600:
+        return status
+    return 500
+
+
+def message_of(exc: BaseException) -> str:
+    """What an error response says: the error's own message, never a traceback."""
+    message = getattr(exc, "message", None)
+    return str(message) if message else (str(exc) or type(exc).__name__)
+
+
+def datatype_of(dtype: Any) -> str:
+    """The V2 datatype of a numpy dtype; strings, bytes and objects are ``BYTES``."""
+    dt = np.dtype(dtype)
+    if dt.kind == "b":
+        return "BOOL"
+    return _DATATYPE_OF_KIND_SIZE.get((dt.kind, dt.itemsize), "BYTES")
+
+
+def parameter_value(value: Any) -> Any:
+    """A parameter as a scalar (bool, int, float, str): lists and objects as JSON text."""
+    if isinstance(value, bool | int | float | str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+# ------------------------------------------------------------------------------------- tensors
+
+
+@dataclass(slots=True)
+class Tensor:
+    """One named, typed tensor; ``data`` is a numpy array of shape ``shape``."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: np.ndarray
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_values(
+        cls,
+        name: str,
+        datatype: str,
+        shape: Sequence[int],
+        values: Any,
+        parameters: dict[str, Any] | None = None,
+    ) -> Tensor:
+        """From JSON ``data``: nested or flat, in row-major order."""
+        dtype = _dtype_of(name, datatype)
+        shape = _checked_shape(name, shape)
+        if type(values) is not list:
+            values = [values]
+        while values and type(values[0]) is list:  # nested: flatten one level in C
+            try:
+                values = list(chain.from_iterable(values))
+            except TypeError:  # rows mixed with scalars
+                raise BadRequestError(
+                    f"input {name!r}: data must be nested lists of equal depth, or flat"
+                ) from None
+        if datatype == "BYTES":
+            array = np.empty(len(values), dtype=object)
+            array[:] = [v.encode() if type(v) is str else v for v in values]
+        else:
+            try:
+                array = np.array(values, dtype=dtype)
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise BadRequestError(
+                    f"input {name!r}: data cannot be read as {datatype}: {exc}"
+                ) from None
+            if array.ndim != 1:
+                raise BadRequestError(f"input {name!r}: data must hold {datatype} values only")
+        return cls(name, datatype, shape, _shaped(name, array, shape), parameters or {})
+
+    @classmethod
+    def from_bytes(
+        cls,
+        name: str,
+        datatype: str,
+        shape: Sequence[int],
+        raw: bytes | memoryview,
+        parameters: dict[str, Any] | None = None,
+    ) -> Tensor:
+        """From the binary tensor extension's bytes (or gRPC's ``raw_input_contents``)."""
+        _dtype_of(name, datatype)
+        shape = _checked_shape(name, shape)
+        if datatype == "BYTES":
+            array = _bytes_elements(name, raw)
+        else:
+            wire = _WIRE_DTYPES[datatype]
+            if len(raw) % wire.itemsize:
+                raise BadRequestError(
+                    f"input {name!r}: {len(raw)} bytes is not a whole number of {datatype} values"
+                )
+            array = np.frombuffer(raw, dtype=wire)
+            if not wire.isnative:
+                array = array.astype(DATATYPES[datatype])
+        return cls(name, datatype, shape, _shaped(name, array, shape), parameters or {})
+
+    @classmethod
+    def from_array(cls, name: str, array: Any, parameters: dict[str, Any] | None = None) -> Tensor:
+        """From a model's answer: its dtype chooses the datatype (strings are ``BYTES``)."""
+        if not isinstance(array, np.ndarray):
+            array = np.asarray(array)
+        datatype = datatype_of(array.dtype)
+        if datatype == "BYTES" and array.dtype.kind != "O":
+            array = array.astype(object)
+        return cls(name, datatype, list(array.shape), array, parameters or {})
+
+    def json_data(self) -> Any:
+        """Flat row-major values for JSON: an array orjson writes, or ``str`` for ``BYTES``."""
+        data = self.data
+        if self.datatype == "BYTES":
+            return [_text(v) for v in data.ravel().tolist()]
+        if self.datatype == "FP16":
+            return data.ravel().astype(np.float32)  # orjson has no float16; same values
+        if not data.flags.c_contiguous:
+            data = np.ascontiguousarray(data)
+        return data.reshape(-1)
+
+    def to_bytes(self) -> bytes:
+        """Little-endian, row-major; ``BYTES`` elements as a 4-byte length and the bytes."""
+        if self.datatype == "BYTES":
+            parts = []
+            for value in self.data.ravel().tolist():
+                item = value if type(value) is bytes else str(value).encode()
+                parts.append(len(item).to_bytes(4, "little"))
+                parts.append(item)
+            return b"".join(parts)
+        return np.ascontiguousarray(self.data, dtype=_WIRE_DTYPES[self.datatype]).tobytes()
+
+
+def _dtype_of(name: str, datatype: str) -> np.dtype:
+    dtype = DATATYPES.get(datatype)
+    if dtype is None:
+        raise BadRequestError(
+            f"input {name!r}: datatype {datatype!r} is not a V2 datatype; expected one of "
+            + ", ".join(DATATYPES)
+        )
+    return dtype
+
+
+def _checked_shape(name: str, shape: Any) -> list[int]:
+    if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
+        raise BadRequestError(
+            f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}"
+        )
+    return shape
+
+
+def _shaped(name: str, array: np.ndarray, shape: list[int]) -> np.ndarray:
+    expected = 1
+    for dim in shape:
+        expected *= dim
+    if array.size != expected:
+        raise BadRequestError(
+            f"input {name!r}: shape {shape} holds {expected} values, data has {array.size}"
+        )
+    return array.reshape(shape)
+
+
+def _bytes_elements(name: str, raw: bytes | memoryview) -> np.ndarray:
+    view = memoryview(raw)
+    found = []
+    at, end = 0, len(view)
+    while at < end:
+        if at + 4 > end:
+            raise BadRequestError(f"input {name!r}: BYTES data ends inside an element's length")
+        size = int.from_bytes(view[at : at + 4], "little")
+        at += 4
+        if at + size > end:
+            raise BadRequestError(f"input {name!r}: a BYTES element runs past the data's end")
+        found.append(bytes(view[at : at + size]))
+        at += size
+    array = np.empty(len(found), dtype=object)
+    array[:] = found
+    return array
+
+
+def _text(value: Any) -> str:
+    if type(value) is bytes:
+        return value.decode("utf-8", errors="replace")
+    return value if type(value) is str else str(value)
+
+
+def _as_str(array: np.ndarray) -> np.ndarray:
+    """A ``BYTES`` tensor's elements as ``str`` (an object array of the same shape)."""
+    found = np.empty(array.shape, dtype=object)
+    found.ravel()[:] = [_text(v) for v in array.ravel().tolist()]
+    return found
+
+
+@dataclass(slots=True)
+class RequestedOutput:
+    name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class InferenceRequest:
+    inputs: list[Tensor]
+    outputs: list[RequestedOutput] | None = None
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class InferenceResponse:
+    model_name: str
+    model_version: str | None
+    id: str | None
+    outputs: list[Tensor]
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Answer:
+    """What a server's method answered, and the names of its columns where known."""
+
+    data: Any
+    output_names: list[str] | None
+
+
+# ------------------------------------------------------------------------------------- codecs
+
+
+def decode_inputs(request: InferenceRequest) -> tuple[Any, list[str]]:
+    """The request's inputs as the model takes them (``X``) and the feature names (``names``)."""
+    inputs = request.inputs
+    if not inputs:
+        raise BadRequestError("the request has no inputs")
+    content_type = request.parameters.get("content_type") if request.parameters else None
+    if content_type is None:
+        content_type = (
+            (inputs[0].parameters.get("content_type") or "np") if len(inputs) == 1 else "pd"
+        )
+    if content_type == "np":
+        if len(inputs) != 1:
+            raise BadRequestError(
+                f"content_type np takes one input, got {len(inputs)}; use pd for named columns"
+            )
+        tensor = inputs[0]
+        return (_as_str(tensor.data) if tensor.datatype == "BYTES" else tensor.data), []
+    if content_type == "pd":
+        return _frame(inputs), [t.name for t in inputs]
+    if content_type == "str":
+        if len(inputs) != 1 or inputs[0].datatype != "BYTES":
+            raise BadRequestError("content_type str takes one BYTES input")
+        return _as_str(inputs[0].data).ravel().tolist(), []
+    raise BadRequestError(
+        f"content_type {content_type!r} is not known; expected one of {', '.join(CONTENT_TYPES)}"
+    )
+
+
+def _frame(inputs: list[Tensor]) -> Any:
+    import pandas as pd
+
+    columns = {}
+    rows = None
+    for tensor in inputs:
+        data = tensor.data
+        if (data.ndim == 2 and data.shape[1] == 1) or data.ndim == 0:
+            data = data.reshape(-1)
+        if data.ndim != 1:
+            raise BadRequestError(
+                f"input {tensor.name!r}: content_type pd takes one column per input, shape [N] "
+                f"or [N, 1]; got {tensor.shape}"
+            )
+        if rows is not None and len(data) != rows:
+            raise BadRequestError(
+                f"input {tensor.name!r} has {len(data)} rows, the inputs before it {rows}"
+            )
+        rows = len(data)
+        columns[tensor.name] = _as_str(data) if tensor.datatype == "BYTES" else data
+    return pd.DataFrame(columns)
+
+
+# --------------------------------------------------------------------------------- the core
+
+ServedCall = Callable[[Any, Any], Any]
+
+
+class InferenceCore:
+    """One loaded server object (ours or a user's ``SeldonComponent``) behind every protocol.
+
+    Built in the serving process after ``load()``. ``model_name``: ``--model-name`` /
+    ``MODEL_NAME``, else the name the model's metadata gives, else the class's name.
+    """
+
+    def __init__(
+        self,
+        user_model: Any,
+        model_name: str | None = None,
+        model_version: str | None = None,
+        seldon_metrics: Any = None,
+    ) -> None:
+        self.user_model = user_model
+        self.seldon_metrics = seldon_metrics
+        self.seldon_metadata = _seldon_metadata(user_model)
+        self.name = model_name or str(self.seldon_metadata.get("name") or type(user_model).__name__)
+        versions = self.seldon_metadata.get("versions") or []
+        self.version = model_version or (str(versions[0]) if versions else None)
+        self.platform = str(self.seldon_metadata.get("platform") or "")
+        self.default_method = _configured_method(user_model)
+        self._callers = _method_callers(user_model, self.default_method)
+        self.methods = tuple(self._callers)
+        self.takes_params = _takes_params(user_model)
+        self._as_returned = _as_returned_caller(user_model)
+        self._metadata: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ state
+
+    def ready(self) -> bool:
+        ready = getattr(self.user_model, "ready", True)
+        return bool(ready) if not callable(ready) else bool(ready())
+
+    def check(self, name: str, version: str | None = None) -> None:
+        """404 unless ``name`` (and ``version``, when given) is this model; 503 until ready."""
+        if name != self.name or (version and self.version and version != self.version):
+            raise UnknownModelError(name, version, self.name)
+        if not self.ready():
+            raise ModelNotReadyError()
+
+    def server_metadata(self, extensions: Sequence[str] = ()) -> dict[str, Any]:
+        from modelshelf.metadata import package_versions
+
+        version = package_versions(("modelshelf",)).get("modelshelf", "0")
+        return {"name": "modelshelf", "version": version, "extensions": list(extensions)}
+
+    def model_metadata(self) -> dict[str, Any]:
+        """V2 model metadata: name, versions, platform, inputs and outputs (``-1``: any size),
+        from the same description the Seldon ``/metadata`` endpoint gives."""
+        if self._metadata is None:
+            self._metadata = self._describe()
+        return self._metadata
+
+    # ------------------------------------------------------------------ calls
+
+    def infer(self, request: InferenceRequest) -> InferenceResponse:
+        """Decode → the server's method(s) the requested outputs name → encode."""
+        if not self.ready():
+            raise ModelNotReadyError()
+        X, names = decode_inputs(request)
+        wanted = [o.name for o in request.outputs] if request.outputs else []
+        methods = [n for n in wanted if n != CLASS_NAMES_OUTPUT]
+        for name in methods:
+            if name not in self._callers:
+                raise BadRequestError(
+                    f"output {name!r} is not one this model gives; expected one of "
+                    + ", ".join([*self.methods, CLASS_NAMES_OUTPUT])
+                )
+        if not methods:
+            methods = [self.default_method]
+        params = _model_params(request.parameters)
+        outputs: list[Tensor] = []
+        class_names: list[str] | None = None
+        for method in dict.fromkeys(methods):
+            answer = self.call(X, names, method, params)
+            class_names = class_names or answer.output_names
+            outputs.extend(_tensors(method, answer))
+        if CLASS_NAMES_OUTPUT in wanted:
+            if not class_names:
+                raise BadRequestError(
+                    f"{', '.join(methods)} gave no class names (per-class outputs such as "
+                    "predict_proba have them, and transforms that name their columns)"
+                )
+            names_array = np.empty(len(class_names), dtype=object)
+            names_array[:] = [n.encode() for n in class_names]
+            outputs.append(Tensor(CLASS_NAMES_OUTPUT, "BYTES", [len(class_names)], names_array))
+        if wanted:  # in the order they were asked for
+            order = {name: i for i, name in enumerate(wanted)}
+            outputs.sort(key=lambda t: order.get(t.name, len(order)))
+        return InferenceResponse(self.name, self.version, request.id, outputs)
+
+    def call(
+        self,
+        X: Any,
+        names: Sequence[str] | None = None,
+        method: str | None = None,
+        params: dict[str, Any] | None = None,
+        as_returned: bool = False,
+    ) -> Answer:
+        """``method`` (default: the configured one) of the server on a decoded input;
+        ``as_returned``: the model's own result (an MLflow model's DataFrame stays one)."""
+        caller = self._callers.get(method or self.default_method)
+        if as_returned and method in (None, self.default_method) and self._as_returned:
+            caller = self._as_returned
+        if caller is None:
+            raise BadRequestError(
+                f"method {method!r} is not one this model has; expected one of "
+                + ", ".join(self.methods)
+            )
+        names = list(names) if names is not None else []
+        if params and self.takes_params:
+            data = self.user_model.predict(X, names, params=params)
+            return Answer(data, _output_names(self.user_model, data))
+        data = caller(X, names)
+        if self.seldon_metrics is not None and hasattr(self.user_model, "metrics"):
+            from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
+            from seldon_core.user_model import client_custom_metrics
+
+            client_custom_metrics(self.user_model, self.seldon_metrics, PREDICT_METRIC_METHOD_TAG)
+        return Answer(data, _output_names(self.user_model, data))
+
+    # ------------------------------------------------------------------ metadata
+
+    def _describe(self) -> dict[str, Any]:
+        seldon = self.seldon_metadata
+        inputs = [
+            _tensor_spec(spec, f"input-{i}", _input_datatype(self.user_model))
+            for i, spec in enumerate(seldon.get("inputs") or [])
+        ]
+        outputs = []
+        described = seldon.get("outputs") or []
+        for name in self.methods:
+            if name == self.default_method and described:
+                spec = _tensor_spec(described[0], name, self._output_datatype(name))
+                spec["name"] = name
+            else:
+                spec = {
+                    "name": name,
+                    "datatype": self._output_datatype(name),
+                    "shape": self._output_shape(name),
+                }
+            outputs.append(spec)
+        names = _known_output_names(self.user_model, self.default_method)
+        if names:
+            outputs.append({"name": CLASS_NAMES_OUTPUT, "datatype": "BYTES", "shape": [len(names)]})
+        found: dict[str, Any] = {"name": self.name, "platform": self.platform}
+        if self.version:
+            found["versions"] = [self.version]
+        found["inputs"] = inputs
+        found["outputs"] = outputs
+        return found
+
+    def _output_datatype(self, method: str) -> str:
+        model = getattr(self.user_model, "model", None)
+        xgboost = type(self.user_model).__name__ == "XGBoostServer"
+        if method == "predict":
+            classes = getattr(model, "classes_", None)
+            if classes is not None:
+                return datatype_of(np.asarray(classes).dtype)
+        return "FP32" if xgboost else "FP64"
+
+    def _output_shape(self, method: str) -> list[int]:
+        names = _known_output_names(self.user_model, method)
+        if names:
+            return [-1, len(names)]
+        return [-1] if method == "predict" else [-1, -1]
+
+
+# --------------------------------------------------------------------- the server's methods
+
+
+def _seldon_metadata(user_model: Any) -> dict[str, Any]:
+    init = getattr(user_model, "init_metadata", None)
+    if not callable(init):
+        return {}
+    from seldon_core.user_model import SeldonNotImplementedError
+
+    try:
+        found = init()
+    except (NotImplementedError, SeldonNotImplementedError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _configured_method(user_model: Any) -> str:
+    method = getattr(user_model, "method", None)
+    name = getattr(method, "name", None) or getattr(user_model, "method_name", None)
+    return str(name) if name in METHOD_NAMES else "predict"
+
+
+def _method_callers(user_model: Any, default: str) -> dict[str, ServedCall]:
+    """Each method an output name may choose, as ``call(X, names)``; the configured one is the
+    server's own ``predict`` (exactly the Seldon protocol's call)."""
+    callers: dict[str, ServedCall] = {default: _predict_caller(user_model)}
+    kind = type(user_model).__mro__
+    builders = {
+        "SKLearnServer": _sklearn_callers,
+        "XGBoostServer": _xgboost_callers,
+        "MLFlowServer": _mlflow_callers,
+    }
+    for cls in kind:
+        builder = builders.get(cls.__name__)
+        if builder is not None and getattr(user_model, "model", None) is not None:
+            for name, call in builder(user_model).items():
+                callers.setdefault(name, call)
+            break
+    return {name: callers[name] for name in METHOD_NAMES if name in callers}
+
+
+def _predict_caller(user_model: Any) -> ServedCall:
+    predict = user_model.predict
+
+    def call(X: Any, names: Any) -> Any:
+        return predict(X, names)
+
+    return call
+
+
+class _LazyCall:
+    """A method built on its first request (building may verify a fast path: not at start)."""
+
+    def __init__(self, build: Callable[[], ServedCall]) -> None:
+        self.build = build
+        self.built: ServedCall | None = None
+
+    def __call__(self, X: Any, names: Any) -> Any:
+        if self.built is None:
+            self.built = self.build()
+        return self.built(X, names)
+
+
+def _served(server: Any, method: Any, read: Callable[[Any, Any], Any] | None = None) -> ServedCall:
+    read = read or server.model_input
+
+    def call(X: Any, names: Any) -> Any:
+        return server.model_output(server.serve(method, read(X, names)))
+
+    return call
+
+
+def _sklearn_callers(server: Any) -> dict[str, ServedCall]:
+    from modelshelf.frameworks import sklearn as framework
+    from modelshelf.server import Method
+
+    def builder(name: str) -> Callable[[], ServedCall]:
+        def build() -> ServedCall:
+            call, _ = server._callable(name)
+            return _served(server, Method(name, call, framework._output_names(server.model, name)))
+
+        return build
+
+    return {
+        name: _LazyCall(builder(name))
+        for name in framework.METHODS
+        if callable(getattr(server.model, name, None))
+    }
+
+
+def _xgboost_callers(server: Any) -> dict[str, ServedCall]:
+    from modelshelf.frameworks.xgboost._description import default_feature_names
+    from modelshelf.frameworks.xgboost._methods import (
+        METHODS,
+        PROBABILITY_OBJECTIVES,
+        LoadedModel,
+        build_method,
+    )
+
+    description = server.description
+    loaded = LoadedModel(
+        boosters=server.threads.boosters,
+        objective=description["objective"],
+        num_class=description["num_class"],
+        missing=server.missing,
+        classes=getattr(server.estimator, "classes_", None),
+        class_names=server.class_labels,
+        feature_names=server.feature_names or default_feature_names(server.n_features),
+    )
+
+    def read(X: Any, names: Any) -> Any:
+        server.threads.ensure()
+        return server.read_rows(X, names)
+
+    def builder(name: str) -> Callable[[], ServedCall]:
+        return lambda: _served(server, build_method(name, loaded), read)
+
+    return {
+        name: _LazyCall(builder(name))
+        for name in METHODS
+        if name != "predict_proba" or description["objective"] in PROBABILITY_OBJECTIVES
+    }
+
+
+def _mlflow_callers(server: Any) -> dict[str, ServedCall]:
+    from modelshelf.frameworks.mlflow._server import METHODS
+    from modelshelf.frameworks.mlflow._sklearn_fast_path import class_names, transform_names
+    from modelshelf.server import Method
+
+    raw = server.raw_model
+    found = {}
+    for name in METHODS:
+        call = getattr(raw, name, None)
+        if name != "predict" and callable(call):
+            names = transform_names(raw) if name == "transform" else class_names(raw, name)
+            found[name] = _served(server, Method(name, call, names))
+    return found
+
+
+def _as_returned_caller(user_model: Any) -> ServedCall | None:
+    """An MLflow server's method without its conversion of the result to an array."""
+    if not any(cls.__name__ == "MLFlowServer" for cls in type(user_model).__mro__):
+        return None
+    server = user_model
+
+    def call(X: Any, names: Any) -> Any:
+        return server.serve(server.method, server.model_input(X, names))
+
+    return call
+
+
+def _takes_params(user_model: Any) -> bool:
+    """Whether the server's ``predict`` takes MLflow's inference ``params``."""
+    try:
+        return "params" in inspect.signature(user_model.predict).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _model_params(parameters: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A V2 request's parameters for the model (MLflow ``params``): all but the codec's."""
+    if not parameters:
+        return None
+    found = {k: v for k, v in parameters.items() if k not in ("content_type", "headers")}
+    return found or None
+
+
+def _output_names(user_model: Any, data: Any) -> list[str] | None:
+    """The names of the columns of the answer just given, where the server knows them."""
+    state = getattr(user_model, "_call_state", None)
+    if state is not None:  # a modelshelf server: what its last call in this thread named
+        names = getattr(state, "output_names", None)
+        return list(names) if names else None
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(data, pd.DataFrame):
+        return [str(c) for c in data.columns]
+    names = getattr(user_model, "class_names", None)
+    if callable(names):
+        try:
+            names = names()
+        except Exception:  # SeldonNotImplementedError and the like: no names
+            return None
+    shape = np.shape(data)
+    if isinstance(names, list | tuple) and len(shape) == 2 and len(names) == shape[1] > 0:
+        return [str(n) for n in names]
+    return None
+
+
+def _known_output_names(user_model: Any, method: str) -> list[str] | None:
+    """Column names of ``method``'s output known without a call (metadata)."""
+    served = getattr(user_model, "method", None)
+    if getattr(served, "name", None) == method and getattr(served, "output_names", None):
+        return [str(n) for n in served.output_names]
+    model = getattr(user_model, "raw_model", None) or getattr(user_model, "model", None)
+    if method in _CLASS_METHODS:
+        classes = getattr(model, "classes_", None)
+        binary_scores = method == "decision_function" and np.size(classes) == 2
+        if classes is not None and np.ndim(classes) == 1 and not binary_scores:
+            return [str(c) for c in classes]
+    return None
+
+
+def _input_datatype(user_model: Any) -> str:
+    return "BYTES" if getattr(user_model, "takes_text", False) else "FP64"
+
+
+def _tensor_spec(spec: Any, name: str, datatype: str) -> dict[str, Any]:
+    """A Seldon metadata input/output (V2 style, or ``messagetype`` with a schema) as V2's."""
+    if not isinstance(spec, dict):
+        return {"name": name, "datatype": datatype, "shape": [-1]}
+    if "datatype" in spec:
+        return {
+            "name": str(spec.get("name") or name),
+            "datatype": str(spec["datatype"]),
+            "shape": [int(d) for d in spec.get("shape") or [-1]],
+        }
+    schema = spec.get("schema") or {}
+    shape = schema.get("shape") or ([-1, len(schema["names"])] if schema.get("names") else [-1, -1])
+    return {"name": name, "datatype": datatype, "shape": [int(d) for d in shape]}
+
+
+def _tensors(method: str, answer: Answer) -> list[Tensor]:
+    """The model's answer as output tensors named after the method (a DataFrame: one a column)."""
+    data = answer.data
+    parameters = {"class_names": answer.output_names} if answer.output_names else {}
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(data, pd.DataFrame):
+        return [Tensor.from_array(str(c), data[c].to_numpy()) for c in data.columns]
+    if pd is not None and isinstance(data, pd.Series):
+        data = data.to_numpy()
+    if isinstance(data, dict):
+        from modelshelf.errors import ServerFaultError
+
+        raise ServerFaultError(f"{method} answered a mapping, which is not a tensor")
+    return [Tensor.from_array(method, data, parameters)]

@@ -1,0 +1,124 @@
+"""KServe's V1 protocol: ``GET /`` (``{"status": "alive"}``), ``/v1/models``,
+``/v1/models/NAME`` (ready, or 503), ``POST /v1/models/NAME:predict`` with ``instances`` (or
+``inputs``) answered ``{"predictions": […]}``. Rows are lists (an array) or objects (a DataFrame
+whose columns are the objects' keys). Errors are ``{"error": "…"}`` with 400/404/503/500, as
+KServe's model server answers them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import orjson
+
+from modelshelf.errors import BadRequestError, ModelNotReadyError
+from modelshelf.serve.inference import InferenceCore, UnknownModelError, message_of, status_of
+from modelshelf.serve.ndarray import array_from_rows, encode_array, encodes_as_tolist
+from modelshelf.serve.protocols import Reply, json_reply
+
+PREDICT_SUFFIX = ":predict"
+_PREDICTIONS_START = b'{"predictions":'
+
+logger = logging.getLogger(__name__)
+
+
+class KServeV1:
+    """The KServe V1 adapter of one model."""
+
+    def __init__(self, core: InferenceCore) -> None:
+        self.core = core
+
+    def handle(self, scope: dict, path: str, body: bytes) -> Reply:
+        method = scope["method"]
+        try:
+            if path == "/":
+                return _only_get(method) or json_reply(200, {"status": "alive"})
+            if path.rstrip("/") == "/v1/models":
+                return _only_get(method) or json_reply(200, {"models": [self.core.name]})
+            name = path[len("/v1/models/") :]
+            if name.endswith(PREDICT_SUFFIX):
+                if method != "POST":
+                    return _error(405, f"{method} is not allowed for :predict; use POST")
+                self._check(name[: -len(PREDICT_SUFFIX)])
+                return self.predict(body)
+            if "/" in name or ":" in name:
+                return _error(404, f"no KServe V1 endpoint at {path}")
+            refused = _only_get(method)
+            if refused:
+                return refused
+            self._check(name)
+            return json_reply(200, {"name": name, "ready": True})
+        except Exception as exc:
+            status = status_of(exc)
+            if status == 500:
+                logger.exception("KServe V1 %s %s failed", method, path)
+            return _error(status, message_of(exc))
+
+    def _check(self, name: str) -> None:
+        if name != self.core.name:
+            raise UnknownModelError(name, None, self.core.name)
+        if not self.core.ready():
+            raise ModelNotReadyError(f"Model with name {name} is not ready.")
+
+    def predict(self, body: bytes) -> Reply:
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequestError(f"Unrecognized request format: {exc}") from None
+        if type(payload) is not dict:
+            raise BadRequestError('Expected a JSON object with "instances" or "inputs"')
+        rows = payload.get("instances", payload.get("inputs"))
+        if type(rows) is not list or not rows:
+            raise BadRequestError('Expected "instances" or "inputs" to be a non-empty list')
+        X, names = instances_input(rows)
+        answer = self.core.call(X, names)
+        return 200, [(b"content-type", b"application/json")], _predictions(answer.data)
+
+
+def instances_input(rows: list) -> tuple[Any, list[str]]:
+    """KServe's ``instances``: rows of values as an array, objects as a DataFrame."""
+    if type(rows[0]) is dict:
+        if not all(type(row) is dict for row in rows):
+            raise BadRequestError("instances must be all objects or all rows, not a mix")
+        import pandas as pd
+
+        frame = pd.DataFrame(rows)
+        return frame, [str(c) for c in frame.columns]
+    try:
+        return array_from_rows(rows), []
+    except ValueError as exc:
+        raise BadRequestError(f"instances must be rows of equal length: {exc}") from None
+
+
+def _predictions(result: Any) -> bytes:
+    """``{"predictions": …}``: arrays as ``tolist()`` gives them, DataFrames as records."""
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(result, pd.DataFrame):
+        return orjson.dumps({"predictions": result.to_dict(orient="records")}, default=_plain)
+    if pd is not None and isinstance(result, pd.Series):
+        result = result.to_numpy()
+    encoded = encode_array(result) if encodes_as_tolist(result) else None
+    if encoded is not None:
+        return b"".join([_PREDICTIONS_START, encoded, b"}"])
+    if hasattr(result, "tolist"):
+        result = result.tolist()
+    return orjson.dumps({"predictions": result}, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and bytes the model may return, as JSON values."""
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _only_get(method: str) -> Reply | None:
+    return None if method == "GET" else _error(405, f"{method} is not allowed here; use GET")
+
+
+def _error(status: int, message: str) -> Reply:
+    return json_reply(status, {"error": message})

@@ -1,0 +1,196 @@
+"""MLflow's scoring protocol, as ``mlflow models serve`` answers it: ``POST /invocations``,
+``GET /ping``, ``/health``, ``/version``.
+
+``application/json`` bodies hold exactly one of ``dataframe_split``, ``dataframe_records``,
+``instances`` or ``inputs`` (and optionally ``params``, passed to the model when the server's
+``predict`` takes them); ``text/csv`` bodies are a DataFrame with a header row. Answers are
+``{"predictions": …}`` shaped as MLflow shapes them (arrays as lists, DataFrames as records).
+Errors are MLflow's ``{"error_code": …, "message": …}`` (400 ``BAD_REQUEST``, 500
+``INTERNAL_ERROR``, 503 ``TEMPORARILY_UNAVAILABLE``); other content types get MLflow's 415.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelshelf.errors import BadRequestError
+from modelshelf.serve.inference import InferenceCore, message_of, status_of
+from modelshelf.serve.ndarray import array_from_rows, encode_array, encodes_as_tolist
+from modelshelf.serve.protocols import Reply, header, json_reply
+
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+CONTENT_TYPES = ("text/csv", "application/json")
+_ERROR_CODES = {400: "BAD_REQUEST", 404: "RESOURCE_DOES_NOT_EXIST", 503: "TEMPORARILY_UNAVAILABLE"}
+_PREDICTIONS_START = b'{"predictions": '
+_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+
+logger = logging.getLogger(__name__)
+
+
+class MLflowScoring:
+    """The MLflow scoring adapter of one model."""
+
+    def __init__(self, core: InferenceCore) -> None:
+        self.core = core
+        self.version = _mlflow_version().encode()
+
+    def handle(self, scope: dict, path: str, body: bytes) -> Reply:
+        method = scope["method"]
+        if path == "/invocations":
+            if method != "POST":
+                return _error(405, f"{method} is not allowed for /invocations; use POST")
+            try:
+                return self.invocations(header(scope, b"content-type"), body)
+            except Exception as exc:
+                status = status_of(exc)
+                if status == 500:
+                    logger.exception("MLflow /invocations failed")
+                return _error(status, message_of(exc))
+        if method != "GET":
+            return _error(405, f"{method} is not allowed for {path}; use GET")
+        if path == "/version":
+            return 200, [(b"content-type", b"application/json")], self.version
+        status = 200 if self.core.ready() else 503
+        return status, [(b"content-type", b"application/json")], b"\n"
+
+    def invocations(self, content_type: bytes | None, body: bytes) -> Reply:
+        mime, parameters = _content_type(content_type)
+        if parameters.get("charset", "utf-8").lower() != "utf-8":
+            return 415, list(_TEXT), b"The scoring server only supports UTF-8"
+        unexpected = sorted(set(parameters) - {"charset"})
+        if unexpected:
+            message = f"Unrecognized content type parameters: {', '.join(unexpected)}."
+            return 415, list(_TEXT), message.encode()
+        params = None
+        if mime == "application/json":
+            X, names, params = json_input(body)
+        elif mime == "text/csv":
+            X, names = csv_input(body)
+        else:
+            got = content_type.decode("latin-1") if content_type else None
+            message = (
+                f"This predictor only supports the following content types: Types: "
+                f"{list(CONTENT_TYPES)}. Got '{got}'."
+            )
+            return 415, list(_TEXT), message.encode()
+        answer = self.core.call(X, names, params=params, as_returned=True)
+        return 200, [(b"content-type", b"application/json")], _predictions(answer.data)
+
+
+def _content_type(value: bytes | None) -> tuple[str, dict[str, str]]:
+    if value is None:
+        return "", {}
+    mime, *pairs = (part.strip() for part in value.decode("latin-1").split(";"))
+    found = {}
+    for pair in pairs:
+        key, _, val = pair.partition("=")
+        found[key.strip().lower()] = val.strip().strip('"')
+    return mime.lower(), found
+
+
+def json_input(body: bytes) -> tuple[Any, list[str], dict[str, Any] | None]:
+    """The model input, its column names and ``params`` of an ``application/json`` body."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(
+            f"Ensure that input is a valid JSON formatted string. Error: {exc}"
+        ) from None
+    if type(payload) is not dict:
+        got = "a list" if type(payload) is list else f"{type(payload).__name__}"
+        raise BadRequestError(
+            f"The input must be a JSON dictionary with exactly one of the input fields "
+            f"{list(FORMATS)}. Received {got}."
+        )
+    keys = [key for key in FORMATS if key in payload]
+    if len(keys) != 1:
+        raise BadRequestError(
+            f"The input must be a JSON dictionary with exactly one of the input fields "
+            f"{list(FORMATS)}. Received dictionary with input fields: {list(payload)}."
+        )
+    params = payload.get("params")
+    if params is not None and type(params) is not dict:
+        raise BadRequestError("params must be a JSON object of parameter names and values")
+    key = keys[0]
+    data = payload[key]
+    import pandas as pd
+
+    try:
+        if key == "dataframe_split":
+            if type(data) is not dict:
+                raise BadRequestError("dataframe_split must be an object: columns, data (index)")
+            frame = pd.DataFrame(
+                data=data.get("data"), columns=data.get("columns"), index=data.get("index")
+            )
+        elif key == "dataframe_records":
+            frame = pd.DataFrame.from_records(data)
+        elif type(data) is dict:  # inputs (or instances) by column
+            frame = pd.DataFrame({name: np.asarray(column) for name, column in data.items()})
+        elif type(data) is list and data and type(data[0]) is dict:  # instances as records
+            frame = pd.DataFrame(data)
+        else:
+            if type(data) is not list:
+                data = [data]
+            return array_from_rows(data), [], params
+    except (ValueError, TypeError) as exc:
+        raise BadRequestError(f"{key} could not be read as a table: {exc}") from None
+    return frame, [str(c) for c in frame.columns], params
+
+
+def csv_input(body: bytes) -> tuple[Any, list[str]]:
+    """A ``text/csv`` body (header row, then rows) as a DataFrame."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(io.BytesIO(body))
+    except Exception as exc:  # pandas raises several kinds for a bad table
+        raise BadRequestError(
+            "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid "
+            f"CSV-formatted Pandas DataFrame produced using the `pandas.DataFrame.to_csv()` "
+            f"method. Error: '{exc}'"
+        ) from None
+    return frame, [str(c) for c in frame.columns]
+
+
+def _predictions(result: Any) -> bytes:
+    """``{"predictions": …}`` as MLflow writes it: arrays as ``tolist()``, DataFrames and
+    Series as records."""
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(result, pd.Series):
+        result = pd.DataFrame(result)
+    if pd is not None and isinstance(result, pd.DataFrame):
+        return orjson.dumps({"predictions": result.to_dict(orient="records")}, default=_plain)
+    encoded = encode_array(result) if encodes_as_tolist(result) else None
+    if encoded is not None:
+        return b"".join([_PREDICTIONS_START, encoded, b"}"])
+    if isinstance(result, np.ndarray):
+        result = result.tolist()
+    return orjson.dumps({"predictions": result}, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _mlflow_version() -> str:
+    from modelshelf.metadata import package_versions
+
+    found = package_versions(("mlflow", "mlflow-skinny", "modelshelf"))
+    return found.get("mlflow") or found.get("mlflow-skinny") or found.get("modelshelf", "")
+
+
+def _error(status: int, message: str) -> Reply:
+    code = _ERROR_CODES.get(status, "INTERNAL_ERROR")
+    return json_reply(status, {"error_code": code, "message": message})

@@ -1,0 +1,243 @@
+"""Open Inference Protocol (V2) over REST, with the binary tensor data extension.
+
+Paths: ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/NAME[/versions/V]``,
+``…/ready``; ``POST …/infer``. Errors are ``{"error": "…"}`` with 400 (the request), 404 (another
+model or version, an unknown path), 405, 503 (not ready) or 500.
+
+Binary tensor data (as Triton and KServe): the JSON part is the first
+``Inference-Header-Content-Length`` bytes of the body, and each input with a
+``binary_data_size`` parameter takes its bytes, in order, from the rest (little-endian,
+row-major, ``BOOL`` one byte, ``BYTES`` as 4-byte length + bytes). An output is answered in
+binary when its request asks ``"binary_data": true``, or, without that, when the request's
+``binary_data_output`` is true; the response then has the same layout and header. Any
+Content-Type is accepted (tritonclient sends none), and fields the protocol does not define
+(the kserve client's ``model_name``) are ignored.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import zlib
+from typing import Any
+
+import orjson
+
+from modelshelf.errors import BadRequestError
+from modelshelf.serve.inference import (
+    InferenceCore,
+    InferenceRequest,
+    InferenceResponse,
+    RequestedOutput,
+    Tensor,
+    message_of,
+    status_of,
+)
+from modelshelf.serve.protocols import Reply, header, json_reply
+
+BINARY_EXTENSION = "binary_tensor_data"
+EXTENSIONS = (BINARY_EXTENSION,)
+HEADER_LENGTH = b"inference-header-content-length"
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+logger = logging.getLogger(__name__)
+
+
+class V2Rest:
+    """The V2 REST adapter of one model."""
+
+    def __init__(self, core: InferenceCore) -> None:
+        self.core = core
+
+    def handle(self, scope: dict, path: str, body: bytes) -> Reply:
+        method = scope["method"]
+        parts = path.rstrip("/").split("/")[1:]  # "v2", …
+        try:
+            if len(parts) >= 3 and parts[1] == "models":
+                return self._model_path(scope, method, parts[2:], body)
+            if method != "GET":
+                return _error(405, f"{method} {path} is not allowed; use GET")
+            if len(parts) == 1:
+                return json_reply(200, self.core.server_metadata(EXTENSIONS))
+            if parts[1:] == ["health", "live"]:
+                return json_reply(200, {"live": True})
+            if parts[1:] == ["health", "ready"]:
+                ready = self.core.ready()
+                return json_reply(200 if ready else 503, {"ready": ready})
+            return _error(404, f"no V2 endpoint at {path}")
+        except Exception as exc:
+            status = status_of(exc)
+            if status == 500:
+                logger.exception("V2 %s %s failed", method, path)
+            return _error(status, message_of(exc))
+
+    def _model_path(self, scope: dict, method: str, rest: list[str], body: bytes) -> Reply:
+        name, version, action = rest[0], None, rest[1:]
+        if action[:1] == ["versions"]:
+            if len(action) < 2:
+                return _error(404, "a version is missing after /versions/")
+            version, action = action[1], action[2:]
+        core = self.core
+        if action == ["infer"]:
+            if method != "POST":
+                return _error(405, f"{method} …/infer is not allowed; use POST")
+            core.check(name, version)
+            return self.infer(scope, body)
+        if method != "GET":
+            return _error(405, f"{method} is not allowed here; use GET")
+        if action == ["ready"]:
+            try:
+                core.check(name, version)
+            except Exception as exc:
+                if status_of(exc) != 503:
+                    raise
+                return json_reply(503, {"name": name, "ready": False})
+            return json_reply(200, {"name": name, "ready": True})
+        if not action:
+            core.check(name, version)
+            return json_reply(200, core.model_metadata())
+        return _error(404, f"no V2 endpoint /{'/'.join(action)} for model {name!r}")
+
+    def infer(self, scope: dict, body: bytes) -> Reply:
+        body = _decoded(scope, body)
+        length = header(scope, HEADER_LENGTH)
+        if length is None:
+            document, binary = body, b""
+        else:
+            size = _header_length(length, len(body))
+            document, binary = body[:size], memoryview(body)[size:]
+        try:
+            fields = orjson.loads(document)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequestError(f"the request body is not JSON: {exc}") from None
+        request, binary_default = _request(fields, binary)
+        response = self.core.infer(request)
+        return _response(response, request, binary_default)
+
+
+def _decoded(scope: dict, body: bytes) -> bytes:
+    encoding = header(scope, b"content-encoding")
+    if encoding is None or encoding == b"identity":
+        return body
+    try:
+        if encoding == b"gzip":
+            return gzip.decompress(body)
+        if encoding == b"deflate":
+            return zlib.decompress(body)
+    except (OSError, zlib.error) as exc:
+        raise BadRequestError(f"the body is not valid {encoding.decode()}: {exc}") from None
+    raise BadRequestError(
+        f"Content-Encoding {encoding.decode('latin-1')!r} is not supported: gzip or deflate"
+    )
+
+
+def _header_length(value: bytes, body_size: int) -> int:
+    try:
+        size = int(value)
+    except ValueError:
+        size = -1
+    if not 0 <= size <= body_size:
+        raise BadRequestError(
+            f"Inference-Header-Content-Length {value.decode('latin-1')!r} must be a whole number "
+            f"of bytes from 0 to the body's {body_size}"
+        )
+    return size
+
+
+def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
+    """The inference request and its ``binary_data_output`` flag."""
+    if type(fields) is not dict:
+        raise BadRequestError("the request must be a JSON object with inputs")
+    inputs = fields.get("inputs")
+    if type(inputs) is not list or not inputs:
+        raise BadRequestError("inputs must be a non-empty list of tensors")
+    tensors = []
+    at = 0
+    for index, spec in enumerate(inputs):
+        if type(spec) is not dict:
+            raise BadRequestError(f"inputs[{index}] must be an object: name, datatype, shape, data")
+        name = spec.get("name")
+        datatype = spec.get("datatype")
+        shape = spec.get("shape")
+        if type(name) is not str or type(datatype) is not str:
+            raise BadRequestError(f"inputs[{index}] needs a name and a datatype (strings)")
+        parameters = spec.get("parameters") or {}
+        size = parameters.get("binary_data_size") if type(parameters) is dict else None
+        if size is not None:
+            if type(size) is not int or size < 0 or at + size > len(binary):
+                raise BadRequestError(
+                    f"input {name!r}: binary_data_size {size!r} is more than the "
+                    f"{len(binary) - at} bytes left after the JSON"
+                )
+            tensor = Tensor.from_bytes(name, datatype, shape, binary[at : at + size], parameters)
+            at += size
+        elif "data" in spec:
+            tensor = Tensor.from_values(name, datatype, shape, spec["data"], parameters)
+        else:
+            raise BadRequestError(f"input {name!r} has neither data nor binary_data_size")
+        tensors.append(tensor)
+    if at != len(binary):
+        raise BadRequestError(
+            f"{len(binary) - at} bytes after the JSON belong to no input's binary_data_size"
+        )
+    outputs = None
+    wanted = fields.get("outputs")
+    if wanted is not None:
+        if type(wanted) is not list or not all(
+            type(o) is dict and type(o.get("name")) is str for o in wanted
+        ):
+            raise BadRequestError("outputs must be a list of objects with a name")
+        outputs = [RequestedOutput(o["name"], o.get("parameters") or {}) for o in wanted]
+    parameters = fields.get("parameters") or {}
+    if type(parameters) is not dict:
+        raise BadRequestError("parameters must be an object")
+    binary_default = bool(parameters.pop("binary_data_output", False))
+    identifier = fields.get("id")
+    request = InferenceRequest(
+        tensors, outputs, identifier if type(identifier) is str else None, parameters
+    )
+    return request, binary_default
+
+
+def _response(response: InferenceResponse, request: InferenceRequest, binary: bool) -> Reply:
+    asked = {o.name: o.parameters for o in request.outputs} if request.outputs else {}
+    outputs = []
+    chunks = []
+    for tensor in response.outputs:
+        entry: dict[str, Any] = {
+            "name": tensor.name,
+            "datatype": tensor.datatype,
+            "shape": tensor.shape,
+        }
+        parameters = dict(tensor.parameters)
+        wanted = asked.get(tensor.name)
+        as_binary = wanted.get("binary_data", binary) if wanted else binary
+        if as_binary:
+            chunk = tensor.to_bytes()
+            parameters["binary_data_size"] = len(chunk)
+            chunks.append(chunk)
+        else:
+            entry["data"] = tensor.json_data()
+        if parameters:
+            entry["parameters"] = parameters
+        outputs.append(entry)
+    document: dict[str, Any] = {"model_name": response.model_name}
+    if response.model_version:
+        document["model_version"] = response.model_version
+    if response.id is not None:
+        document["id"] = response.id
+    if response.parameters:
+        document["parameters"] = response.parameters
+    document["outputs"] = outputs
+    payload = orjson.dumps(document, option=_NUMPY)
+    if not chunks:
+        return 200, [(b"content-type", b"application/json")], payload
+    headers = [
+        (b"content-type", b"application/octet-stream"),
+        (HEADER_LENGTH, str(len(payload)).encode()),
+    ]
+    return 200, headers, b"".join([payload, *chunks])
+
+
+def _error(status: int, message: str) -> Reply:
+    return json_reply(status, {"error": message})
