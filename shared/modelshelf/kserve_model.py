@@ -230,6 +230,8 @@ class ModelServer:
         _models[:] = models
         argv = [
             f"{__name__}.KServeModelServer",
+            "--model-name",
+            models[0].name,
             "--http-port",
             str(self.http_port),
             "--grpc-port",
