@@ -396,6 +396,9 @@ def test_a_runtimes_arguments_become_the_ports_model_and_name():
     assert "--http-port 8080 --grpc-port 8081" in command
     assert command.rstrip().endswith("--model-name iris")
     assert model_uri_of(command) == "/mnt/models"
+    seldon = kserve_print({"MODELSHELF_FRONTEND": "seldon"}, *args, "--http_port=8080")
+    assert "seldon-core-microservice" in seldon and "--http-port 8080" in seldon
+    assert "--model-name" not in seldon  # seldon-core-microservice would refuse it
 
 
 def test_kserve_images_variables_and_a_storage_uri():

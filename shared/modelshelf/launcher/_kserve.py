@@ -69,7 +69,8 @@ def read_kserve_arguments(
         )
     frontend = tuple(frontend_args)
     model_name = getattr(args, "kserve_model_name", None)
-    if model_name:
+    # seldon-core-microservice (MODELSHELF_FRONTEND=seldon) has no model name: only V1/V2 use it
+    if model_name and env.get("MODELSHELF_FRONTEND", "").strip().lower() != "seldon":
         frontend = ("--model-name", model_name, *frontend)
     return KServeArguments(env, frontend)
 
