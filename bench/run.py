@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import images, load, paired, peers, procs, report, storage
+from bench import grpc_load, images, load, paired, peers, procs, report, storage
 from bench.config import REPO, VENV_BIN, Config
 from bench.models import SINGLE_ROW, Models, make_models
 from bench.systems import PEERS_DIR, Ports, System, all_systems, answer_check
@@ -113,6 +113,8 @@ def git_commit() -> str:
 
 def measure_once(system: System, models: Models, cfg: Config, scripts: dict) -> dict:
     """Start ``system``, time its first prediction, warm it, read its memory, load it, stop it."""
+    if system.transport == "grpc":
+        return grpc_load.measure_once(system, models, cfg)
     ports = Ports(procs.free_port(), procs.free_port(), procs.free_port())
     url = f"http://127.0.0.1:{ports.http}{system.path}"
     command = system.command(ports, models, cfg.work)
@@ -128,10 +130,9 @@ def measure_once(system: System, models: Models, cfg: Config, scripts: dict) -> 
         load.warm_up(url, single.read_bytes())
         load.warm_up(url, batch.read_bytes(), 10)
         with httpx.Client(timeout=30) as client:
-            answer = client.post(
-                url, content=batch.read_bytes(), headers={"Content-Type": "application/json"}
-            )
-        problem = answer_check(system.payload, cfg.batch_rows)(answer.json())
+            content = batch.read_bytes()
+            answer = client.post(url, content=content, headers=load.request_headers(content))
+        problem = answer_check(system.payload, cfg.batch_rows)(load.read_answer(answer))
         if answer.status_code != 200 or problem:
             raise RuntimeError(f"batch answer wrong: HTTP {answer.status_code} {problem}")
         memory = procs.tree_memory(server.process.pid)

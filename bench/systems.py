@@ -35,7 +35,7 @@ class System:
     role: str  # ours | ceiling | peer
     workers: int
     payload: str  # a bench.models.PAYLOAD_KINDS entry
-    path: str  # the prediction endpoint
+    path: str  # the prediction endpoint (transport "grpc": the model's name)
     command: Callable[[Ports, Models, Path], list[str]]  # (ports, models, work folder)
     cwd: Path = REPO
     env: dict[str, str] = field(default_factory=dict)
@@ -43,6 +43,7 @@ class System:
     peer_env: str | None = None  # bench.peers venv it needs
     available: Callable[[], str | None] = lambda: None  # None, or why it cannot run
     reference: str = ""  # the system of ours it is compared with (same model, same workers)
+    transport: str = "http"  # "grpc": V2 gRPC on the gRPC port, loaded by bench.grpc_load
 
     def process_env(self) -> dict[str, str]:
         env = {**os.environ, **self.env}
@@ -57,7 +58,7 @@ def rows_in_answer(payload: str, answer: dict) -> int:
         if "ndarray" in data:
             return len(data["ndarray"])
         return int(data["tensor"]["shape"][0])
-    if payload in ("v2", "v2-proba"):
+    if payload in ("v2", "v2-proba", "v2-binary-proba"):
         return int(answer["outputs"][0]["shape"][0])
     return len(answer["predictions"])
 
@@ -244,6 +245,52 @@ def _before_run_then_seldon(attribute: str) -> Callable[[Ports, Models, Path], l
     return command
 
 
+def _v2_grpc_systems(serve: list[str]) -> list[System]:
+    """V2 gRPC (ModelInfer), 1 worker: ours on `modelshelf serve` and MLServer's, same requests
+    (raw FP64 input; sklearn asks for predict_proba), loaded by bench.grpc_load."""
+    found = []
+    for family, folder, cls, payload, implementation, model_file in (
+        ("sklearn", "sklearnserver", "SKLearnServer", "v2-proba", "mlserver_sklearn.SKLearnModel",
+         "model.joblib"),
+        ("xgboost", "xgboostserver", "XGBoostServer", "v2", "mlserver_xgboost.XGBoostModel",
+         "model.json"),
+    ):  # fmt: skip
+        ours = f"serve-{family}-grpc-w1"
+        found.append(
+            System(
+                ours,
+                f"**ours: {cls}, `modelshelf serve`, V2 gRPC**, 1 worker",
+                family,
+                "ours",
+                1,
+                payload,
+                family,  # the model's name: its folder's
+                _seldon(serve, cls, _uri(family), 1),
+                cwd=REPO / "servers" / folder,
+                available=_all_of(_server_module(folder, cls), lambda: _modelshelf_has("serve")),
+                reference=ours,
+                transport="grpc",
+            )
+        )
+        found.append(
+            System(
+                f"mlserver-{family}-grpc-pw1",
+                f"MLServer 1.7.1 {family}, V2 gRPC, parallel_workers=1",
+                family,
+                "peer",
+                1,
+                payload,
+                "iris",
+                _mlserver(implementation, model_file, family, 1),
+                path_dirs=(_peer_bin("mlserver"),),
+                peer_env="mlserver",
+                reference=ours,
+                transport="grpc",
+            )
+        )
+    return found
+
+
 PEERS_DIR = BENCH / "peers"
 
 
@@ -416,6 +463,12 @@ def all_systems() -> list[System]:
                     reference=f"xgboost-w{w}",
                 )
             )
+        if w == 1:
+            found += _v2_grpc_systems(serve)
+        if w == 1:
+            from bench.protocol_systems import protocol_systems
+
+            found += protocol_systems(serve)
         found.append(
             System(
                 f"kserve-sklearn-w{w}",

@@ -5,7 +5,9 @@ same decode → call → encode as V2 REST), so both protocols answer alike. Inp
 ``raw_input_contents`` (one entry per input: little-endian, row-major, ``BYTES`` as 4-byte
 length + bytes) or from each input's typed ``contents``; outputs are always written to
 ``raw_output_contents``, which is all tritonclient's gRPC client reads (``FP16`` has no typed
-field at all). Errors are status codes: INVALID_ARGUMENT (the request), NOT_FOUND (another
+field at all). ``ModelInfer`` reads raw requests and writes every answer with ``v2_grpc.wire``
+(protobuf 3.20's pure-Python messages cost more than the model); typed contents go through the
+generated classes. Errors are status codes: INVALID_ARGUMENT (the request), NOT_FOUND (another
 model or version), UNAVAILABLE (not ready), INTERNAL (the model failed).
 """
 
@@ -16,18 +18,19 @@ import logging
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from modelshelf.errors import BadRequestError, ModelNotReadyError
 from modelshelf.serve import inference
 from modelshelf.serve.inference import (
     InferenceCore,
     InferenceRequest,
-    InferenceResponse,
     RequestedOutput,
     Tensor,
 )
 from modelshelf.serve.v2_grpc import open_inference_grpc_pb2 as pb
 from modelshelf.serve.v2_grpc import open_inference_grpc_pb2_grpc as pb_grpc
+from modelshelf.serve.v2_grpc import wire
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ CONTENTS_FIELDS = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
-_INT64_MAX = 2**63 - 1
+SERVICE_NAME = "inference.GRPCInferenceService"
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -95,13 +98,24 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             outputs=[_tensor_metadata(spec) for spec in found.get("outputs") or []],
         )
 
-    def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def ModelInfer(self, data: bytes, context: grpc.ServicerContext) -> bytes:  # noqa: N802
+        """Bytes in, bytes out: a raw request is read by ``wire``, any other by the generated
+        classes; the answer is always written by ``wire``."""
         try:
-            self.core.check(request.model_name, request.model_version or None)
-            answer = self.core.infer(read_request(request))
-            return write_response(answer)
+            raw = wire.read_request(data)
+            if raw is None:
+                message = _parse_request(data)
+                self.core.check(message.model_name, message.model_version or None)
+                request = read_request(message)
+            else:
+                self.core.check(raw.model_name, raw.model_version or None)
+                request = build_request(
+                    raw.inputs, raw.raw_input_contents, raw.outputs, raw.id, raw.parameters
+                )
+            return wire.write_response(self.core.infer(request))
         except Exception as exc:
             _abort(context, exc)
+        raise AssertionError("unreachable: abort raises")
 
     def _check_model(self, name: str, version: str) -> None:
         """NOT_FOUND for another model or version; a model not ready yet is still this one."""
@@ -110,29 +124,75 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
 
 def add_inference_service(server: grpc.Server, core: InferenceCore) -> None:
-    """Register the V2 service on ``server`` (beside seldon-core's, before it starts)."""
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(core), server)
+    """Register the V2 service on ``server`` (beside seldon-core's, before it starts).
+
+    ModelInfer takes and answers bytes (``wire``); the other methods use the generated classes.
+    """
+    servicer = InferenceServicer(core)
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
+        )
+        for name, request, response in (
+            ("ServerLive", pb.ServerLiveRequest, pb.ServerLiveResponse),
+            ("ServerReady", pb.ServerReadyRequest, pb.ServerReadyResponse),
+            ("ModelReady", pb.ModelReadyRequest, pb.ModelReadyResponse),
+            ("ServerMetadata", pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+            ("ModelMetadata", pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+        )
+    }
+    handlers["ModelInfer"] = grpc.unary_unary_rpc_method_handler(servicer.ModelInfer)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
 
 
 def read_request(request: Any) -> InferenceRequest:
-    """A ``ModelInferRequest`` as the core's request: raw or typed contents, parameters."""
-    raw = request.raw_input_contents
-    if raw and len(raw) != len(request.inputs):
+    """A generated ``ModelInferRequest`` (typed or raw contents) as the core's request."""
+    headers = [
+        wire.InputHeader(t.name, t.datatype, list(t.shape), _parameters(t.parameters))
+        for t in request.inputs
+    ]
+    contents = [
+        t.contents if t.HasField("contents") and t.contents.ByteSize() else None
+        for t in request.inputs
+    ]
+    return build_request(
+        headers,
+        list(request.raw_input_contents),
+        [(o.name, _parameters(o.parameters)) for o in request.outputs],
+        request.id,
+        _parameters(request.parameters),
+        contents,
+    )
+
+
+def build_request(
+    headers: list[wire.InputHeader],
+    raw: list[bytes],
+    outputs: list[tuple[str, dict[str, Any]]],
+    request_id: str,
+    parameters: dict[str, Any],
+    contents: list[Any] | None = None,
+) -> InferenceRequest:
+    """The core's request from a ``ModelInferRequest``'s parts, however they were read."""
+    if raw and len(raw) != len(headers):
         raise BadRequestError(
-            f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; "
+            f"raw_input_contents has {len(raw)} entries for {len(headers)} inputs; "
             "when raw contents are used, every input needs one, in the order of inputs"
         )
     inputs = []
-    for index, tensor in enumerate(request.inputs):
-        name, datatype = tensor.name, tensor.datatype
-        parameters = _parameters(tensor.parameters)
-        shape = list(tensor.shape)
+    for index, header in enumerate(headers):
+        name, datatype = header.name, header.datatype
+        typed = contents[index] if contents else None
         if raw:
-            if tensor.HasField("contents") and tensor.contents.ByteSize():
+            if typed is not None:
                 raise BadRequestError(
                     f"input {name!r} has both contents and raw_input_contents; send one"
                 )
-            inputs.append(Tensor.from_bytes(name, datatype, shape, raw[index], parameters))
+            inputs.append(
+                Tensor.from_bytes(name, datatype, header.shape, raw[index], header.parameters)
+            )
             continue
         field = CONTENTS_FIELDS.get(datatype)
         if field is None and datatype == "FP16":
@@ -140,33 +200,21 @@ def read_request(request: Any) -> InferenceRequest:
                 f"input {name!r}: FP16 has no typed contents field; send raw_input_contents "
                 "(2-byte little-endian IEEE half floats)"
             )
-        values = list(getattr(tensor.contents, field)) if field else []
-        inputs.append(Tensor.from_values(name, datatype, shape, values, parameters))
-    outputs = [
-        RequestedOutput(output.name, _parameters(output.parameters)) for output in request.outputs
-    ]
+        values = list(getattr(typed, field)) if field and typed is not None else []
+        inputs.append(Tensor.from_values(name, datatype, header.shape, values, header.parameters))
     return InferenceRequest(
         inputs=inputs,
-        outputs=outputs or None,
-        id=request.id or None,
-        parameters=_parameters(request.parameters),
+        outputs=[RequestedOutput(name, params) for name, params in outputs] or None,
+        id=request_id or None,
+        parameters=parameters,
     )
 
 
-def write_response(answer: InferenceResponse) -> Any:
-    """The core's answer as a ``ModelInferResponse``, every output in ``raw_output_contents``."""
-    response = pb.ModelInferResponse(
-        model_name=answer.model_name,
-        model_version=answer.model_version or "",
-        id=answer.id or "",
-    )
-    _set_parameters(response.parameters, answer.parameters)
-    for tensor in answer.outputs:
-        output = response.outputs.add(name=tensor.name, datatype=tensor.datatype)
-        output.shape.extend(tensor.shape)
-        _set_parameters(output.parameters, tensor.parameters)
-        response.raw_output_contents.append(tensor.to_bytes())
-    return response
+def _parse_request(data: bytes) -> Any:
+    try:
+        return pb.ModelInferRequest.FromString(data)
+    except (DecodeError, UnicodeDecodeError) as exc:
+        raise BadRequestError(f"the request is not a ModelInferRequest: {exc}") from None
 
 
 def _parameters(entries: Any) -> dict[str, Any]:
@@ -177,23 +225,6 @@ def _parameters(entries: Any) -> dict[str, Any]:
         if choice is not None:
             found[key] = getattr(value, choice)
     return found
-
-
-def _set_parameters(target: Any, parameters: dict[str, Any]) -> None:
-    for key, value in parameters.items():
-        value = inference.parameter_value(value)  # lists and mappings as JSON text
-        entry = target[key]
-        if isinstance(value, bool):
-            entry.bool_param = value
-        elif isinstance(value, int):
-            if value > _INT64_MAX:
-                entry.uint64_param = value
-            else:
-                entry.int64_param = value
-        elif isinstance(value, float):
-            entry.double_param = value
-        else:
-            entry.string_param = value
 
 
 def _tensor_metadata(spec: dict[str, Any]) -> Any:

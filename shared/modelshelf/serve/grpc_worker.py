@@ -41,9 +41,7 @@ def run_grpc_worker(
         from modelshelf.serve.grpc_v2 import add_inference_service
         from modelshelf.serve.inference import InferenceCore
 
-        core = InferenceCore(
-            user_model, model_name=getattr(args, "model_name", None), seldon_metrics=metrics
-        )
+        core = InferenceCore(user_model, args.model_name, seldon_metrics=metrics)
         add_inference_service(server, core)
     address = f"0.0.0.0:{args.grpc_port}"
     if server.add_insecure_port(address) == 0:

@@ -192,9 +192,10 @@ class Tensor:
                 raise BadRequestError(
                     f"input {name!r}: {len(raw)} bytes is not a whole number of {datatype} values"
                 )
-            array = np.frombuffer(raw, dtype=wire)
-            if not wire.isnative:
-                array = array.astype(DATATYPES[datatype])
+            if wire.isnative:  # numpy's own dtype object: fast paths test it by identity
+                array = np.frombuffer(raw, dtype=DATATYPES[datatype])
+            else:
+                array = np.frombuffer(raw, dtype=wire).astype(DATATYPES[datatype])
         return cls(name, datatype, shape, _shaped(name, array, shape), parameters or {})
 
     @classmethod
@@ -415,8 +416,9 @@ class InferenceCore:
         return bool(ready) if not callable(ready) else bool(ready())
 
     def check(self, name: str, version: str | None = None) -> None:
-        """404 unless ``name`` (and ``version``, when given) is this model; 503 until ready."""
-        if name != self.name or (version and self.version and version != self.version):
+        """404 unless ``name`` is this model and ``version``, when given, its version (a model
+        without one has no versions to ask for); 503 until ready."""
+        if name != self.name or (version is not None and version != self.version):
             raise UnknownModelError(name, version, self.name)
         if not self.ready():
             raise ModelNotReadyError()
@@ -523,7 +525,8 @@ class InferenceCore:
                     "shape": self._output_shape(name),
                 }
             outputs.append(spec)
-        names = _known_output_names(self.user_model, self.default_method)
+        known = (_known_output_names(self.user_model, m) for m in self.methods)
+        names = next((found for found in known if found), None)
         if names:
             outputs.append({"name": CLASS_NAMES_OUTPUT, "datatype": "BYTES", "shape": [len(names)]})
         found: dict[str, Any] = {"name": self.name, "platform": self.platform}

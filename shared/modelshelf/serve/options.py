@@ -108,6 +108,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.model_name and args.model_name in (
+        args.interface_name,
+        args.interface_name.rpartition(".")[2],
+    ):
+        # MODEL_NAME naming the class is Seldon's s2i meaning (our images set it so), not a
+        # name for the model: the model keeps its own.
+        args.model_name = None
     if args.model_dir:
         args.parameters = with_model_uri(args.parameters, args.model_dir)
     return args

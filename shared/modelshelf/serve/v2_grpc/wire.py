@@ -1,0 +1,273 @@
+"""``ModelInferRequest`` / ``ModelInferResponse`` read and written directly in protobuf's wire
+format, for the common case, without the generated classes.
+
+seldon-core pins protobuf 3.20, which has no C++ build for Python 3.11: its pure-Python messages
+cost ~200 µs to parse one single-row request and build and serialize its answer, more than the
+model's own call. Here a request whose inputs are all in ``raw_input_contents`` (what
+tritonclient, MLServer's and KServe's clients send) is read in a few µs, and every answer is
+written so. ``read_request`` returns ``None`` for anything else -- typed ``contents``, a
+malformed message -- and the caller parses that with the generated classes, so behaviour and
+error messages do not depend on which path read a request. Unknown fields are skipped, as
+protobuf does. Nothing here imports the generated stubs (tests load it beside tritonclient's).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelshelf.serve import inference
+from modelshelf.serve.inference import InferenceResponse
+
+# Wire types.
+VARINT, I64, LEN, I32 = 0, 1, 2, 5
+_UINT64 = 1 << 64
+_INT64_MAX = (1 << 63) - 1
+
+
+class _MalformedError(Exception):
+    """Not a message this reader takes: the generated classes parse it instead."""
+
+
+@dataclass(slots=True)
+class InputHeader:
+    """An input tensor's fields other than its data."""
+
+    name: str = ""
+    datatype: str = ""
+    shape: list[int] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RawInferRequest:
+    """A ``ModelInferRequest`` whose inputs are all raw (``raw_input_contents``)."""
+
+    model_name: str = ""
+    model_version: str = ""
+    id: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    inputs: list[InputHeader] = field(default_factory=list)
+    outputs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    raw_input_contents: list[bytes] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def read_request(data: bytes) -> RawInferRequest | None:
+    """The request, or ``None`` when the generated classes must read it (typed contents,
+    anything malformed)."""
+    try:
+        return _read_request(memoryview(data))
+    except (_MalformedError, IndexError, UnicodeDecodeError, struct.error):
+        return None
+
+
+def _read_request(view: memoryview) -> RawInferRequest:
+    found = RawInferRequest()
+    for number, wire, value in _fields(view):
+        if wire != LEN:
+            continue  # no scalar fields at this level: an unknown one
+        if number == 1:
+            found.model_name = _text(value)
+        elif number == 2:
+            found.model_version = _text(value)
+        elif number == 3:
+            found.id = _text(value)
+        elif number == 4:
+            _read_parameter(value, found.parameters)
+        elif number == 5:
+            found.inputs.append(_read_input(value))
+        elif number == 6:
+            found.outputs.append(_read_output(value))
+        elif number == 7:
+            found.raw_input_contents.append(bytes(value))
+    return found
+
+
+def _read_input(view: memoryview) -> InputHeader:
+    found = InputHeader()
+    for number, wire, value in _fields(view):
+        if number == 1 and wire == LEN:
+            found.name = _text(value)
+        elif number == 2 and wire == LEN:
+            found.datatype = _text(value)
+        elif number == 3:
+            if wire == LEN:  # packed
+                at = 0
+                while at < len(value):
+                    dim, at = _varint(value, at)
+                    found.shape.append(_signed(dim))
+            elif wire == VARINT:
+                found.shape.append(_signed(value))
+        elif number == 4 and wire == LEN:
+            _read_parameter(value, found.parameters)
+        elif number == 5:
+            raise _MalformedError("typed contents")  # the generated classes read those
+    return found
+
+
+def _read_output(view: memoryview) -> tuple[str, dict[str, Any]]:
+    name, parameters = "", {}
+    for number, wire, value in _fields(view):
+        if number == 1 and wire == LEN:
+            name = _text(value)
+        elif number == 2 and wire == LEN:
+            _read_parameter(value, parameters)
+    return name, parameters
+
+
+def _read_parameter(view: memoryview, into: dict[str, Any]) -> None:
+    """One map entry (``key``: string, ``value``: ``InferParameter``); an unset value is left
+    out, as the generated path leaves it out."""
+    key, value = "", None
+    for number, wire, item in _fields(view):
+        if number == 1 and wire == LEN:
+            key = _text(item)
+        elif number == 2 and wire == LEN:
+            value = _read_parameter_value(item)
+    if value is not None:
+        into[key] = value
+
+
+def _read_parameter_value(view: memoryview) -> Any:
+    value = None
+    for number, wire, item in _fields(view):  # the last of a oneof wins, as in protobuf
+        if number == 1 and wire == VARINT:
+            value = bool(item)
+        elif number == 2 and wire == VARINT:
+            value = _signed(item)
+        elif number == 3 and wire == LEN:
+            value = _text(item)
+        elif number == 4 and wire == I64:
+            value = struct.unpack("<d", item)[0]
+        elif number == 5 and wire == VARINT:
+            value = item
+    return value
+
+
+def _fields(view: memoryview):
+    """``(field number, wire type, value)``: an int for VARINT, a memoryview otherwise."""
+    at, end = 0, len(view)
+    while at < end:
+        key, at = _varint(view, at)
+        number, wire = key >> 3, key & 7
+        if wire == VARINT:
+            value, at = _varint(view, at)
+        elif wire == LEN:
+            size, at = _varint(view, at)
+            if at + size > end:
+                raise _MalformedError("a field runs past the message's end")
+            value, at = view[at : at + size], at + size
+        elif wire == I64:
+            if at + 8 > end:
+                raise _MalformedError("truncated fixed64")
+            value, at = view[at : at + 8], at + 8
+        elif wire == I32:
+            if at + 4 > end:
+                raise _MalformedError("truncated fixed32")
+            value, at = view[at : at + 4], at + 4
+        else:
+            raise _MalformedError(f"wire type {wire}")
+        if number == 0:
+            raise _MalformedError("field number 0")
+        yield number, wire, value
+
+
+def _varint(view: memoryview, at: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = view[at]
+        at += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, at
+        shift += 7
+        if shift >= 70:
+            raise _MalformedError("varint longer than 10 bytes")
+
+
+def _signed(value: int) -> int:
+    """An int64 read as its 64-bit two's complement."""
+    value &= _UINT64 - 1
+    return value - _UINT64 if value > _INT64_MAX else value
+
+
+def _text(view: memoryview) -> str:
+    return str(view, "utf-8")
+
+
+# ---------------------------------------------------------------------------------- writing
+
+
+def write_response(answer: InferenceResponse) -> bytes:
+    """A serialized ``ModelInferResponse``, every output's data in ``raw_output_contents``."""
+    out = bytearray()
+    _put_text(out, 1, answer.model_name)
+    if answer.model_version:
+        _put_text(out, 2, answer.model_version)
+    if answer.id:
+        _put_text(out, 3, answer.id)
+    _put_parameters(out, 4, answer.parameters)
+    for tensor in answer.outputs:
+        body = bytearray()
+        _put_text(body, 1, tensor.name)
+        _put_text(body, 2, tensor.datatype)
+        if tensor.shape:
+            dims = bytearray()
+            for dim in tensor.shape:
+                _put_varint(dims, dim & (_UINT64 - 1))
+            _put_bytes(body, 3, dims)
+        _put_parameters(body, 4, tensor.parameters)
+        _put_bytes(out, 5, body)
+    for tensor in answer.outputs:
+        _put_bytes(out, 6, tensor.to_bytes())
+    return bytes(out)
+
+
+def _put_parameters(out: bytearray, number: int, parameters: dict[str, Any]) -> None:
+    for key, value in parameters.items():
+        value = inference.parameter_value(value)  # lists and mappings as JSON text
+        item = bytearray()
+        if isinstance(value, bool):
+            _put_key(item, 1, VARINT)
+            _put_varint(item, int(value))
+        elif isinstance(value, int) and -_INT64_MAX - 1 <= value < _UINT64:
+            if value > _INT64_MAX:
+                _put_key(item, 5, VARINT)
+                _put_varint(item, value)
+            else:
+                _put_key(item, 2, VARINT)
+                _put_varint(item, value & (_UINT64 - 1))
+        elif isinstance(value, float):
+            _put_key(item, 4, I64)
+            item += struct.pack("<d", value)
+        else:
+            _put_text(item, 3, str(value))
+        entry = bytearray()
+        _put_text(entry, 1, str(key))
+        _put_bytes(entry, 2, item)
+        _put_bytes(out, number, entry)
+
+
+def _put_key(out: bytearray, number: int, wire: int) -> None:
+    _put_varint(out, number << 3 | wire)
+
+
+def _put_varint(out: bytearray, value: int) -> None:
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _put_bytes(out: bytearray, number: int, data: bytes | bytearray) -> None:
+    _put_key(out, number, LEN)
+    _put_varint(out, len(data))
+    out += data
+
+
+def _put_text(out: bytearray, number: int, text: str) -> None:
+    _put_bytes(out, number, text.encode())

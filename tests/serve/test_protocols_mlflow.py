@@ -1,0 +1,150 @@
+"""MLflow's scoring protocol on ``modelshelf serve`` beside a real ``mlflow models serve``.
+
+The same MLflow model behind both (``--env-manager local``); every request goes to both and the
+status, and for a 200 the predictions, must match. mlflow's own ``ScoringServerClient`` talks to
+ours as to its server. ``mlflow models serve`` runs from the bench's mlflow venv (made here if
+missing): our dev venv's newer fastapi breaks mlflow 3.2's scoring server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from frontends import COMPONENTS, MODELSHELF, Launch, running
+from peer_servers import peer_bin
+
+from microservice import SERVERS, free_port, http_answers, running_process, seldon_parameters
+from models import IRIS_COLUMNS, IRIS_X, iris_frame_pipeline
+
+ROWS = IRIS_X[::30]
+FRAME = pd.DataFrame(ROWS, columns=IRIS_COLUMNS)
+JSON = "application/json"
+
+
+def body(payload: object) -> bytes:
+    return json.dumps(payload).encode()
+
+
+CASES = {
+    "dataframe_split": (JSON, body({"dataframe_split": FRAME.to_dict(orient="split")})),
+    "dataframe_records": (JSON, body({"dataframe_records": FRAME.to_dict(orient="records")})),
+    "instances as records": (JSON, body({"instances": FRAME.to_dict(orient="records")})),
+    "inputs as columns": (JSON, body({"inputs": FRAME.to_dict(orient="list")})),
+    "split with params": (
+        JSON,
+        body({"dataframe_split": FRAME.to_dict(orient="split"), "params": {"unused": 1}}),
+    ),
+    "charset": (f"{JSON}; charset=utf-8", body({"dataframe_split": FRAME.to_dict("split")})),
+    "csv": ("text/csv", FRAME.to_csv(index=False).encode()),
+    "two format keys": (
+        JSON,
+        body({"inputs": FRAME.to_dict(orient="list"), "instances": ROWS.tolist()}),
+    ),
+    "no format key": (JSON, body({"rows": ROWS.tolist()})),
+    "a list": (JSON, body(ROWS.tolist())),
+    "not json": (JSON, b"{nope"),
+    "text/plain": ("text/plain", b"1,2,3,4"),
+    "latin-1": (f"{JSON}; charset=latin-1", body({"inputs": ROWS.tolist()})),
+    "unknown content parameter": (f"{JSON}; format=pandas", body({"inputs": ROWS.tolist()})),
+}
+
+
+@pytest.fixture(scope="module")
+def mlflow_model(tmp_path_factory):
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    folder = tmp_path_factory.mktemp("mlflow-scoring") / "iris"
+    model = iris_frame_pipeline()
+    mlflow.sklearn.save_model(
+        model,
+        folder,
+        signature=infer_signature(FRAME, model.predict(FRAME)),
+        pip_requirements=["scikit-learn", "numpy"],
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def both(mlflow_model):
+    """(``mlflow models serve`` URL, our server) on the same model."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    peer = peer_bin("mlflow")
+    command = [
+        str(peer / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        str(mlflow_model),
+        "--env-manager",
+        "local",
+        "--host",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-w",
+        "1",
+    ]
+    # mlflow runs "uvicorn" from PATH: the peer venv's.
+    env = {"PATH": f"{peer}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(peer.parent)}
+    ours = Launch(
+        "MLFlowServer", SERVERS / "mlflowserver", seldon_parameters(model_uri=mlflow_model)
+    )
+    with (
+        running_process(command, http_answers(f"{url}/ping", 200), env=env, timeout=180),
+        running(ours, [MODELSHELF], timeout=180) as (service,),
+    ):
+        yield url, service
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_same_status_and_predictions_as_mlflow_models_serve(both, case):
+    url, service = both
+    content_type, content = CASES[case]
+    headers = {"content-type": content_type}
+    theirs = httpx.post(f"{url}/invocations", content=content, headers=headers, timeout=60)
+    ours = service.client.post("/invocations", content=content, headers=headers)
+    assert ours.status_code == theirs.status_code, (ours.text, theirs.text)
+    if theirs.status_code == 200:
+        expected = theirs.json()["predictions"]
+        found = ours.json()["predictions"]
+        assert np.asarray(found).dtype == np.asarray(expected).dtype
+        assert found == expected
+    elif theirs.headers["content-type"].startswith(JSON):
+        assert ours.json()["error_code"] == theirs.json()["error_code"] == "BAD_REQUEST"
+        assert ours.json()["message"]
+
+
+def test_mlflows_own_client_and_probes(both):
+    from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+    url, service = both
+    client = ScoringServerClient("127.0.0.1", service.http_port)
+    client.ping()
+    predictions = client.invoke(FRAME).get_predictions()
+    theirs = ScoringServerClient("127.0.0.1", int(url.rsplit(":", 1)[1])).invoke(FRAME)
+    assert predictions.equals(theirs.get_predictions())
+    assert client.get_version() == httpx.get(f"{url}/version").text
+    for path in ("/ping", "/health"):
+        assert service.client.get(path).status_code == httpx.get(f"{url}{path}").status_code
+
+
+def test_params_reach_a_predict_that_takes_them():
+    with running(Launch("ParamsModel", COMPONENTS), [MODELSHELF]) as (service,):
+        answer = service.client.post(
+            "/invocations", json={"inputs": [[1.0, 2.0]], "params": {"factor": 3}}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"predictions": [[3.0, 6.0]]}
+        v2 = {
+            "inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 2], "data": [1, 2]}],
+            "parameters": {"factor": 2},
+        }
+        answer = service.client.post("/v2/models/ParamsModel/infer", json=v2)
+        assert answer.json()["outputs"][0]["data"] == [2.0, 4.0]

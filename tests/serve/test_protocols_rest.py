@@ -1,0 +1,462 @@
+"""V2 (Open Inference Protocol) REST and KServe V1 on ``modelshelf serve``, through real clients.
+
+V2 through tritonclient's HTTP client, JSON and binary (it sends binary inputs without a
+Content-Type), and raw HTTP for what a client would hide (status codes, error bodies, the kserve
+client's ``model_name`` field); KServe V1 with plain HTTP. Each answer is compared with the
+model's own method, called here on the same rows. Servers run as subprocesses (tritonclient's
+gRPC stubs and ours must not share a process).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import httpx
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import tritonclient.http as triton
+from frontends import COMPONENTS, MODELSHELF, Launch, running
+
+from microservice import SERVERS, seldon_parameters
+from models import IRIS_COLUMNS, IRIS_X
+
+ROWS = IRIS_X[::15]  # 10 rows of every class
+
+
+@pytest.fixture(scope="module")
+def iris(sklearn_models):
+    """SKLearnServer on the iris classifier (no feature names), served as ``flowers``."""
+    launch = Launch(
+        "SKLearnServer",
+        SERVERS / "sklearnserver",
+        seldon_parameters(model_uri=sklearn_models["iris"]),
+        extra_args=("--model-name", "flowers"),
+    )
+    with running(launch, [MODELSHELF]) as (service,):
+        yield service, joblib.load(sklearn_models["iris"] / "model.joblib")
+
+
+@pytest.fixture(scope="module")
+def frame_model(sklearn_models):
+    """SKLearnServer on a pipeline fitted on a DataFrame, named by ``MODEL_NAME``."""
+    launch = Launch(
+        "SKLearnServer",
+        SERVERS / "sklearnserver",
+        seldon_parameters(model_uri=sklearn_models["iris_frame"]),
+    )
+    with running(launch, [MODELSHELF], env={"MODEL_NAME": "frame"}) as (service,):
+        yield service, joblib.load(sklearn_models["iris_frame"] / "model.joblib")
+
+
+@pytest.fixture(scope="module")
+def scoring():
+    """A user's class with only ``predict`` (doubles numbers, echoes text), default name."""
+    with running(Launch("ScoringModel", COMPONENTS), [MODELSHELF]) as (service,):
+        yield service
+
+
+def triton_client(service) -> triton.InferenceServerClient:
+    return triton.InferenceServerClient(f"127.0.0.1:{service.http_port}")
+
+
+def triton_input(name: str, array: np.ndarray, datatype: str, binary: bool) -> triton.InferInput:
+    found = triton.InferInput(name, list(array.shape), datatype)
+    found.set_data_from_numpy(array, binary_data=binary)
+    return found
+
+
+# ------------------------------------------------------------------------ V2 through tritonclient
+
+
+def test_tritonclient_health_and_metadata(iris):
+    service, model = iris
+    client = triton_client(service)
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("flowers")
+    assert not client.is_model_ready("iris")
+    server = client.get_server_metadata()
+    assert server["name"] == "modelshelf" and "binary_tensor_data" in server["extensions"]
+    metadata = client.get_model_metadata("flowers")
+    assert metadata["name"] == "flowers" and metadata["platform"] == "sklearn"
+    assert metadata["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
+    outputs = {o["name"]: o for o in metadata["outputs"]}
+    assert outputs["predict_proba"] == {
+        "name": "predict_proba",
+        "datatype": "FP64",
+        "shape": [-1, len(model.classes_)],
+    }
+    assert outputs["predict"]["datatype"] == "BYTES"  # the labels are strings
+    assert outputs["class_names"]["shape"] == [len(model.classes_)]
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_tritonclient_infer_answers_what_the_model_answers(iris, binary):
+    service, model = iris
+    client = triton_client(service)
+    outputs = [
+        triton.InferRequestedOutput(name, binary_data=binary)
+        for name in ("predict_proba", "predict", "class_names")
+    ]
+    result = client.infer(
+        "flowers",
+        [triton_input("input-0", ROWS, "FP64", binary)],
+        outputs=outputs,
+        request_id="req-7",
+    )
+    assert result.get_response()["id"] == "req-7"
+    np.testing.assert_allclose(
+        result.as_numpy("predict_proba"), model.predict_proba(ROWS), rtol=1e-12
+    )
+    labels = result.as_numpy("predict").astype(str) if binary else result.as_numpy("predict")
+    assert list(labels.ravel()) == list(model.predict(ROWS))
+    names = [n.decode() if isinstance(n, bytes) else n for n in result.as_numpy("class_names")]
+    assert names == [str(c) for c in model.classes_]
+    proba = result.get_output("predict_proba")
+    assert proba["parameters"]["class_names"] == names
+
+
+def test_tritonclient_default_output_is_the_configured_method(iris):
+    service, model = iris
+    result = triton_client(service).infer(
+        "flowers", [triton_input("x", ROWS.astype(np.float32), "FP32", True)]
+    )
+    expected = model.predict_proba(ROWS.astype(np.float32))
+    np.testing.assert_allclose(result.as_numpy("predict_proba"), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+@pytest.mark.parametrize(
+    ("datatype", "array"),
+    [
+        ("FP16", np.array([[0.5, 1.25], [-2.0, 3.0]], dtype=np.float16)),
+        ("FP32", np.array([[0.1, 2.5]], dtype=np.float32)),
+        ("INT8", np.array([[-3, 4, 5]], dtype=np.int8)),
+        ("UINT16", np.array([[1, 65535]], dtype=np.uint16)),
+        ("INT64", np.array([[2**40, -7]], dtype=np.int64)),
+        ("BOOL", np.array([[True, False, True]])),
+        ("BYTES", np.array([["héllo", "wörld"], ["a", ""]], dtype=object)),
+    ],
+)
+def test_every_datatype_reaches_a_users_class(scoring, datatype, array, binary):
+    """The user's class gets the tensor as numpy (BYTES as str) and its answer comes back
+    with the datatype and shape numpy gives it."""
+    result = triton_client(scoring).infer(
+        "ScoringModel",
+        [triton_input("x", array, datatype, binary)],
+        outputs=[triton.InferRequestedOutput("predict", binary_data=binary)],
+    )
+    expected = array * 2.0 if datatype != "BYTES" else array
+    found = result.as_numpy("predict")
+    output = result.get_output("predict")
+    assert output["shape"] == list(array.shape)
+    if datatype == "BYTES":
+        found = np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v)(found)
+        assert found.tolist() == array.tolist()
+    else:
+        floats = {"float16": "FP16", "float32": "FP32", "float64": "FP64"}
+        assert output["datatype"] == floats[str(expected.dtype)]
+        np.testing.assert_array_equal(found, expected)
+
+
+# --------------------------------------------------------------------------- V2 through raw HTTP
+
+
+def v2_infer(service, model: str, payload: object, **kwargs) -> httpx.Response:
+    return service.client.post(f"/v2/models/{model}/infer", json=payload, **kwargs)
+
+
+def tensor(name: str, array: np.ndarray, datatype: str = "FP64", nested: bool = False) -> dict:
+    data = array.tolist() if nested else array.ravel().tolist()
+    return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
+
+
+def test_nested_data_and_the_kserve_clients_model_name(iris):
+    service, model = iris
+    body = {"model_name": "flowers", "id": "k1", "inputs": [tensor("in", ROWS, nested=True)]}
+    answer = v2_infer(service, "flowers", body)
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert found["model_name"] == "flowers" and found["id"] == "k1"
+    (output,) = found["outputs"]
+    assert output["name"] == "predict_proba" and output["shape"] == [len(ROWS), 3]
+    np.testing.assert_array_equal(
+        np.array(output["data"]).reshape(output["shape"]), model.predict_proba(ROWS)
+    )
+
+
+def test_binary_request_without_content_type(iris):
+    """The layout tritonclient sends, built by hand: JSON, then the tensor's bytes."""
+    service, model = iris
+    raw = ROWS.astype("<f8").tobytes()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "datatype": "FP64",
+                    "shape": list(ROWS.shape),
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    answer = httpx.post(
+        f"{service.url}/v2/models/flowers/infer",
+        content=header + raw,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert answer.status_code == 200, answer.text
+    size = int(answer.headers["inference-header-content-length"])
+    document = json.loads(answer.content[:size])
+    (output,) = document["outputs"]
+    assert output["parameters"]["binary_data_size"] == len(answer.content) - size
+    found = np.frombuffer(answer.content[size:], dtype="<f8").reshape(output["shape"])
+    np.testing.assert_array_equal(found, model.predict_proba(ROWS))
+
+
+def test_binary_bytes_output_is_length_prefixed(iris):
+    service, model = iris
+    body = {
+        "inputs": [tensor("x", ROWS[:2])],
+        "outputs": [{"name": "predict", "parameters": {"binary_data": True}}],
+    }
+    answer = v2_infer(service, "flowers", body)
+    size = int(answer.headers["inference-header-content-length"])
+    raw, labels = answer.content[size:], []
+    while raw:
+        (length,) = struct.unpack("<I", raw[:4])
+        labels.append(raw[4 : 4 + length].decode())
+        raw = raw[4 + length :]
+    assert labels == list(model.predict(ROWS[:2]))
+
+
+def test_pd_codec_makes_named_inputs_columns(frame_model):
+    """Named inputs, in any order and with their own dtypes, become the model's columns."""
+    service, model = frame_model
+    frame = pd.DataFrame(ROWS, columns=IRIS_COLUMNS)
+    inputs = [tensor(name, frame[name].to_numpy()) for name in reversed(IRIS_COLUMNS)]
+    inputs[0] = tensor(IRIS_COLUMNS[-1], frame[IRIS_COLUMNS[-1]].to_numpy(np.float32), "FP32")
+    answer = v2_infer(service, "frame", {"inputs": inputs, "parameters": {"content_type": "pd"}})
+    assert answer.status_code == 200, answer.text
+    (output,) = answer.json()["outputs"]
+    expected = model.predict_proba(frame.astype({IRIS_COLUMNS[-1]: np.float32}))
+    np.testing.assert_allclose(np.array(output["data"]).reshape(output["shape"]), expected)
+    metadata = service.client.get("/v2/models/frame").json()
+    assert metadata["name"] == "frame"
+
+
+def test_pd_codec_strings_from_bytes(scoring):
+    inputs = [
+        {"name": "word", "datatype": "BYTES", "shape": [2], "data": ["ab", "cd"]},
+        {"name": "count", "datatype": "INT32", "shape": [2], "data": [1, 2]},
+    ]
+    answer = v2_infer(scoring, "ScoringModel", {"inputs": inputs})
+    assert answer.status_code == 200, answer.text
+    (output,) = answer.json()["outputs"]
+    # ScoringModel answers a mixed frame as np.asarray(frame): strings and numbers as objects.
+    assert output["datatype"] == "BYTES" and output["shape"] == [2, 2]
+    assert output["data"] == ["ab", "1", "cd", "2"]
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "status", "words"),
+    [
+        ("/v2/models/other/infer", {"inputs": [tensor("x", ROWS)]}, 404, "'other'"),
+        ("/v2/models/flowers/versions/3/infer", {"inputs": [tensor("x", ROWS)]}, 404, "'3'"),
+        ("/v2/models/flowers/infer", {"inputs": []}, 400, "inputs"),
+        (
+            "/v2/models/flowers/infer",
+            {"inputs": [{**tensor("x", ROWS), "datatype": "F"}]},
+            400,
+            "F",
+        ),
+        (
+            "/v2/models/flowers/infer",
+            {"inputs": [{**tensor("x", ROWS), "shape": [3]}]},
+            400,
+            "shape",
+        ),
+        ("/v2/models/flowers/infer", {"inputs": [{"name": "x", "datatype": "FP64"}]}, 400, "data"),
+        ("/v2/models/flowers/infer", {"inputs": [tensor("x", ROWS[:, :2])]}, 400, "features"),
+        (
+            "/v2/models/flowers/infer",
+            {"inputs": [tensor("x", ROWS)], "outputs": [{"name": "nope"}]},
+            400,
+            "predict_proba",
+        ),
+        (
+            "/v2/models/flowers/infer",
+            {"inputs": [tensor("x", ROWS)], "parameters": {"content_type": "xml"}},
+            400,
+            "xml",
+        ),
+    ],
+    ids=[
+        "unknown model",
+        "unknown version",
+        "no inputs",
+        "bad datatype",
+        "shape vs data",
+        "no data",
+        "wrong width",
+        "unknown output",
+        "unknown codec",
+    ],
+)
+def test_v2_errors(iris, path, payload, status, words):
+    service, _ = iris
+    answer = service.client.post(path, json=payload)
+    assert answer.status_code == status, answer.text
+    assert words in answer.json()["error"]
+
+
+def test_v2_not_json_and_wrong_methods(iris):
+    service, _ = iris
+    answer = service.client.post("/v2/models/flowers/infer", content=b"{not json")
+    assert answer.status_code == 400 and "JSON" in answer.json()["error"]
+    assert service.client.get("/v2/models/flowers/infer").status_code == 405
+    assert service.client.post("/v2/health/ready").status_code == 405
+    assert service.client.get("/v2/nothing").status_code == 404
+    assert service.client.get("/v2/health/live").json() == {"live": True}
+    assert service.client.get("/v2/health/ready").json() == {"ready": True}
+    assert service.client.get("/v2/models/flowers/ready").json() == {
+        "name": "flowers",
+        "ready": True,
+    }
+
+
+def test_seldon_protocol_and_v2_give_the_same_numbers(iris):
+    """One loaded model behind both: the same method, the same floats (not close: equal)."""
+    service, _ = iris
+    seldon = service.client.post(
+        "/api/v1.0/predictions", json={"data": {"ndarray": ROWS[:1].tolist()}}
+    )
+    assert seldon.status_code == 200
+    v2 = v2_infer(service, "flowers", {"inputs": [tensor("x", ROWS[:1])]}).json()
+    assert seldon.json()["data"]["ndarray"] == [v2["outputs"][0]["data"]]
+
+
+# ---------------------------------------------------------------------------------- KServe V1
+
+
+def test_kserve_v1_paths(iris):
+    service, _ = iris
+    assert service.client.get("/").json() == {"status": "alive"}
+    assert service.client.get("/v1/models").json() == {"models": ["flowers"]}
+    assert service.client.get("/v1/models/flowers").json() == {"name": "flowers", "ready": True}
+    missing = service.client.get("/v1/models/roses")
+    assert missing.status_code == 404 and "roses" in missing.json()["error"]
+
+
+def test_kserve_v1_predict_rows(iris):
+    service, model = iris
+    answer = service.client.post("/v1/models/flowers:predict", json={"instances": ROWS.tolist()})
+    assert answer.status_code == 200
+    assert answer.json() == {"predictions": model.predict_proba(ROWS).tolist()}
+    answer = service.client.post("/v1/models/flowers:predict", json={"inputs": ROWS.tolist()})
+    assert answer.json() == {"predictions": model.predict_proba(ROWS).tolist()}
+
+
+def test_kserve_v1_objects_become_a_frame(frame_model):
+    service, model = frame_model
+    frame = pd.DataFrame(ROWS, columns=IRIS_COLUMNS)
+    records = frame[list(reversed(IRIS_COLUMNS))].to_dict(orient="records")
+    answer = service.client.post("/v1/models/frame:predict", json={"instances": records})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"predictions": model.predict_proba(frame).tolist()}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/v1/models/flowers:predict", b'{"rows": [[1, 2, 3, 4]]}', 400),
+        ("/v1/models/flowers:predict", b"[1, 2]", 400),
+        ("/v1/models/flowers:predict", b"not json", 400),
+        ("/v1/models/flowers:predict", b'{"instances": [[1, 2]]}', 400),
+        ("/v1/models/flowers:predict", b'{"instances": [[1, 2], [3]]}', 400),
+        ("/v1/models/roses:predict", b'{"instances": [[1, 2, 3, 4]]}', 404),
+    ],
+    ids=["no instances", "a list", "not json", "wrong width", "ragged", "unknown model"],
+)
+def test_kserve_v1_errors(iris, path, body, status):
+    service, _ = iris
+    answer = service.client.post(path, content=body)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]
+
+
+# ------------------------------------------------------------------- names and KServe arguments
+
+
+def test_kserve_runtime_arguments(sklearn_models):
+    """What a KServe ServingRuntime passes: --model_name, --model_dir (no model_uri
+    parameter), --http_port; the class's own name otherwise."""
+    launch = Launch(
+        "SKLearnServer",
+        SERVERS / "sklearnserver",
+        extra_args=("--model_name", "kserve-iris", "--model_dir", str(sklearn_models["iris"])),
+    )
+    with running(launch, [MODELSHELF]) as (service,):
+        assert service.client.get("/v1/models").json() == {"models": ["kserve-iris"]}
+        answer = service.client.post(
+            "/v1/models/kserve-iris:predict", json={"instances": ROWS[:2].tolist()}
+        )
+        assert answer.status_code == 200
+        assert len(answer.json()["predictions"]) == 2
+
+
+def test_users_class_is_named_after_itself(scoring):
+    assert scoring.client.get("/v1/models").json() == {"models": ["ScoringModel"]}
+    answer = scoring.client.post(
+        "/v1/models/ScoringModel:predict", json={"instances": [[1, 2], [3, 4]]}
+    )
+    assert answer.json() == {"predictions": [[2.0, 4.0], [6.0, 8.0]]}
+
+
+# ------------------------------------------------------------------ XGBoost: outputs choose methods
+
+
+@pytest.fixture(scope="module")
+def xgboost_classifier(tmp_path_factory):
+    import xgboost_models
+
+    model = xgboost_models.iris_classifier()
+    folder = xgboost_models.save_pickle(model, tmp_path_factory.mktemp("v2-xgboost") / "xgb")
+    launch = Launch("XGBoostServer", SERVERS / "xgboostserver", seldon_parameters(model_uri=folder))
+    with running(launch, [MODELSHELF]) as (service,):
+        yield service, model
+
+
+def test_xgboost_output_names_choose_the_method(xgboost_classifier):
+    """Every XGBoost method the issue names, by output name, equal to XGBoost's own answer."""
+    import xgboost as xgb
+
+    service, model = xgboost_classifier
+    booster = model.get_booster()
+    matrix = xgb.DMatrix(ROWS)
+    expected = {
+        "predict": model.predict(ROWS),
+        "predict_proba": model.predict_proba(ROWS),
+        "predict_margin": booster.predict(matrix, output_margin=True),
+        "predict_contribs": booster.predict(matrix, pred_contribs=True),
+        "predict_leaf": booster.predict(matrix, pred_leaf=True),
+    }
+    client = triton_client(service)
+    result = client.infer(
+        "xgb",
+        [triton_input("x", ROWS.astype(np.float32), "FP32", True)],
+        outputs=[triton.InferRequestedOutput(name) for name in expected],
+    )
+    for name, value in expected.items():
+        found = result.as_numpy(name)
+        assert found.shape == value.shape, name
+        np.testing.assert_allclose(found, value, rtol=1e-6, atol=1e-6, err_msg=name)
+    proba = result.get_output("predict_proba")
+    assert proba["datatype"] == "FP32"
+    assert proba["parameters"]["class_names"] == ["0", "1", "2"]
+    metadata = client.get_model_metadata("xgb")
+    assert [o["name"] for o in metadata["outputs"]] == [*expected, "class_names"]
