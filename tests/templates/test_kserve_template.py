@@ -155,3 +155,18 @@ def test_entry_point_arguments_follow_kserve(monkeypatch, tmp_path):
     assert model_server_arguments([]).model_dir == str(tmp_path)
     assert model_server_arguments(["--model_dir", "/x"]).model_dir == "/x"
     assert sys.modules["modelshelf.kserve_model"].MODEL_MOUNT == "/mnt/models"
+
+
+def test_the_templates_inferenceservice_validates_and_runs_its_image_as_a_custom_container():
+    from modelshelf.graph import crd, kserve
+    from modelshelf.graph.manifest import document_problems
+
+    (doc,) = crd.load_file(TEMPLATE / "inferenceservice.yaml")
+    assert document_problems(doc) == []
+    assert kserve.model_request(doc) is None  # a custom container: no runtime is selected
+    (container,) = doc["spec"]["predictor"]["containers"]
+    assert {"name": "STORAGE_URI", "value": "s3://models/mymodel"} in container["env"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    dockerfile = (TEMPLATE / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["python", "-m", "mymodel.inferencer"]' in dockerfile
+    assert "USER 8888" in dockerfile
