@@ -237,13 +237,8 @@ def run_inference_service(args: argparse.Namespace, documents: list[Any]) -> int
         runtimes += [r for r in our_runtimes() if r.name not in {x.name for x in runtimes}]
         secrets = kserve_secrets(everything)
         model_uri = None
-        for text in args.model_uri:
-            role, sep, uri = text.partition("=")
-            if sep and role != "predictor" and "://" not in role:
-                raise ValueError(
-                    f"--model-uri {text!r}: an InferenceService takes URI or predictor=URI"
-                )
-            model_uri = uri if sep and "://" not in role else text
+        for text in args.model_uri:  # URI or predictor=URI (a signed URL may hold "=")
+            model_uri = text.removeprefix("predictor=")
         dirs = dict(_pair(text, "--container-dir", "ROLE=DIR") for text in args.container_dir)
         run = InferenceServiceRun(
             services[0],
