@@ -13,9 +13,20 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
-from microservice import BIN, Microservice, free_port, stop, wait_for_text, wait_until_healthy
+from microservice import (
+    BIN,
+    SERVERS,
+    Microservice,
+    free_port,
+    free_ports,
+    running_command,
+    stop,
+    wait_for_text,
+    wait_until_healthy,
+)
 from modelshelf.errors import ConfigurationError
 from modelshelf.launcher import (
     LaunchSettings,
@@ -340,3 +351,126 @@ def test_with_the_conda_variant_the_front_end_runs_in_the_environment_before_run
 
     del env["MODELSHELF_ENV_MANAGER"]  # the pip variant: same folder, the image's own front end
     assert conda_environment(env) is None
+
+
+# ---------------------------------------------------------------- what KServe passes
+
+
+def kserve_print(env: dict[str, str], *args: str) -> str:
+    """``modelshelf run --print`` in the sklearn server's folder, as a runtime's container."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTIVE_UNIT_")}
+    full_env = {**full_env, "MODEL_NAME": "SKLearnServer", **env}
+    for name in ("HTTP_PORT", "GRPC_PORT", "STORAGE_URI"):
+        if name not in env:
+            full_env.pop(name, None)
+    result = subprocess.run(
+        [MODELSHELF, "run", "--print", *args],
+        cwd=SERVERS / "sklearnserver",
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def model_uri_of(command: str) -> str:
+    parameters = json.loads(command.split("--parameters ", 1)[1].split(" --http-port", 1)[0])
+    return next(p["value"] for p in parameters if p["name"] == "model_uri")
+
+
+IMAGE_PARAMETERS = '[{"name":"model_uri","value":"/mnt/models","type":"STRING"}]'
+
+
+def test_a_runtimes_arguments_become_the_ports_model_and_name():
+    args = ("--model_name=iris", "--model_dir=/mnt/models")  # {{.Name}} filled by KServe
+    command = kserve_print(
+        {"PREDICTIVE_UNIT_PARAMETERS": IMAGE_PARAMETERS},
+        *args,
+        "--http_port=8080",
+        "--grpc_port",
+        "8081",
+    )
+    assert "--http-port 8080 --grpc-port 8081" in command
+    assert command.rstrip().endswith("--model-name iris")
+    assert model_uri_of(command) == "/mnt/models"
+    seldon = kserve_print({"MODELSHELF_FRONTEND": "seldon"}, *args, "--http_port=8080")
+    assert "seldon-core-microservice" in seldon and "--http-port 8080" in seldon
+    assert "--model-name" not in seldon  # seldon-core-microservice would refuse it
+
+
+def test_kserve_images_variables_and_a_storage_uri():
+    command = kserve_print(
+        {
+            "PREDICTIVE_UNIT_PARAMETERS": IMAGE_PARAMETERS,
+            "HTTP_PORT": "8085",
+            "GRPC_PORT": "8086",
+            "STORAGE_URI": "s3://models/iris",
+        }
+    )
+    assert "--http-port 8085 --grpc-port 8086" in command
+    assert model_uri_of(command) == "s3://models/iris"  # /mnt/models is not filled here
+    # Seldon's variables win over KServe images' ones; a user's own model_uri is kept
+    command = kserve_print(
+        {
+            "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": "9000",
+            "HTTP_PORT": "8085",
+            "PREDICTIVE_UNIT_PARAMETERS": '[{"name":"model_uri","value":"gs://b/m","type":"STRING"}]',
+        },
+        "--model_dir=/mnt/models",
+    )
+    assert "--http-port 9000" in command
+    assert model_uri_of(command) == "gs://b/m"
+
+
+def test_a_filled_mount_stands_for_the_storage_uri(tmp_path):
+    import argparse
+
+    from modelshelf.launcher._kserve import read_kserve_arguments
+
+    empty = argparse.Namespace()
+    environ = {"STORAGE_URI": "s3://models/iris", "PREDICTIVE_UNIT_PARAMETERS": IMAGE_PARAMETERS}
+    mount = tmp_path / "mnt-models"
+    mount.mkdir()
+    folded = read_kserve_arguments(empty, environ, mount=mount)
+    assert "s3://models/iris" in folded.environ["PREDICTIVE_UNIT_PARAMETERS"]
+    (mount / "model.joblib").write_bytes(b"x")  # the storage initializer ran
+    folded = read_kserve_arguments(empty, environ, mount=mount)
+    assert json.loads(folded.environ["PREDICTIVE_UNIT_PARAMETERS"])[0]["value"] == str(mount)
+
+
+def test_the_sklearn_image_entry_point_serves_kserve_v1_with_a_runtimes_arguments(
+    sklearn_models,
+):
+    http_port, grpc_port, metrics_port = free_ports(3)
+    env = {
+        "MODEL_NAME": "SKLearnServer",
+        "PREDICTIVE_UNIT_PARAMETERS": IMAGE_PARAMETERS,
+        "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(metrics_port),
+    }
+    args = [
+        "--model_name=iris",
+        f"--model_dir={sklearn_models['iris']}",
+        f"--http_port={http_port}",
+        f"--grpc_port={grpc_port}",
+    ]
+    with running_command(
+        [MODELSHELF, "run", *args],
+        SERVERS / "sklearnserver",
+        env,
+        http_port,
+        grpc_port,
+        metrics_port,
+        health_path="/v2/health/ready",
+    ) as service:
+        answer = service.post("/v1/models/iris:predict", {"instances": [[5.1, 3.5, 1.4, 0.2]]})
+        assert answer.status_code == 200, answer.text
+        import joblib
+
+        model = joblib.load(sklearn_models["iris"] / "model.joblib")
+        np.testing.assert_allclose(
+            answer.json()["predictions"], model.predict_proba([[5.1, 3.5, 1.4, 0.2]]), rtol=1e-12
+        )
+        assert service.get("/v2/models/iris/ready").status_code == 200

@@ -128,3 +128,42 @@ def test_router_image_remembers_feedback_across_a_restart(built):
                 time.sleep(0.1)
         with running(built["router"], params, env) as router:
             assert ndarray(router.post("/route", json=request)).item() == 1
+
+
+def test_kserve_model_image_serves_its_example_as_kserve_runs_it(built):
+    """KServe's variables and arguments, a read-only root filesystem, a non-root user; the
+    example model the image trained at build time in /mnt/models; V1 and V2 answers."""
+    http_port, grpc_port, metrics_port = (free_port() for _ in range(3))
+    name = f"modelshelf-template-{uuid.uuid4().hex[:8]}"
+    engine(
+        "run", "-d", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp",
+        "-e", "MODEL_NAME=iris", "-e", f"GRPC_PORT={grpc_port}",
+        "-e", f"PREDICTIVE_UNIT_METRICS_SERVICE_PORT={metrics_port}",
+        built["kserve-model"], f"--http_port={http_port}",
+    )  # fmt: skip
+    client = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=30)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get("/v2/health/ready").status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                logs = subprocess.run([ENGINE, "logs", name], capture_output=True, text=True)
+                raise TimeoutError(f"not ready:\n{logs.stdout[-2000:]}{logs.stderr[-2000:]}")
+            time.sleep(0.3)
+        rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+        v1 = client.post("/v1/models/iris:predict", json={"instances": rows})
+        assert v1.status_code == 200, v1.text
+        predictions = np.array(v1.json()["predictions"])
+        assert predictions.shape == (2, 3) and predictions.argmax(axis=1).tolist() == [0, 2]
+        body = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64", "data": rows}]}
+        v2 = client.post("/v2/models/iris/infer", json=body)
+        assert v2.status_code == 200, v2.text
+        np.testing.assert_array_equal(
+            np.array(v2.json()["outputs"][0]["data"]).reshape(2, 3), predictions
+        )
+    finally:
+        client.close()
+        subprocess.run([ENGINE, "stop", "-t", "10", name], capture_output=True, check=False)
+        subprocess.run([ENGINE, "rm", "-f", name], capture_output=True, check=False)

@@ -24,11 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("graph", help="validate or run SeldonDeployment graphs")
     commands = parser.add_subparsers(dest="graph_command", required=True, metavar="ACTION")
 
-    check = commands.add_parser("validate", help="check manifests against the CRD schemas")
+    check = commands.add_parser(
+        "validate",
+        help="check manifests against the CRD schemas; name the KServe runtime each "
+        "InferenceService gets from the runtimes among the files",
+    )
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     check.set_defaults(run=run_validate)
 
-    run = commands.add_parser("run", help="run a SeldonDeployment's predictor graph locally")
+    run = commands.add_parser(
+        "run", help="run a SeldonDeployment's predictor graph or an InferenceService locally"
+    )
     run.add_argument("manifest", type=Path, metavar="MANIFEST")
     run.add_argument("--predictor", help="the predictor to run (default: the first)")
     run.add_argument("--host", default="127.0.0.1", help="front door address (127.0.0.1)")
@@ -46,9 +52,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NODE=URI",
-        help="serve NODE's model from URI instead of the manifest's (repeatable)",
+        help="serve NODE's model from URI instead of the manifest's (repeatable); for an "
+        "InferenceService, URI or predictor=URI instead of storageUri",
     )
     run.add_argument("--servers-dir", type=Path, help="the project's servers/ folder")
+    run.add_argument(
+        "--runtimes",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="InferenceService: (Cluster)ServingRuntime manifests beside modelshelf's own "
+        "(repeatable)",
+    )
+    run.add_argument(
+        "--container-dir",
+        action="append",
+        default=[],
+        metavar="ROLE=DIR",
+        help="InferenceService: the folder a non-modelshelf container's command runs in, "
+        "e.g. transformer=templates/kserve-model",
+    )
     run.add_argument(
         "--ready-timeout", type=float, default=180, help="seconds for every node to load (180)"
     )
@@ -58,22 +82,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_validate(args: argparse.Namespace) -> int:
     import yaml
 
-    from modelshelf.graph import crd
+    from modelshelf.graph import crd, kserve
     from modelshelf.graph.manifest import document_problems
 
     failed = 0
+    loaded: list[tuple[Path, list]] = []
     for path in args.files:
         try:
-            documents = crd.load_file(path)
+            loaded.append((path, crd.load_file(path)))
         except (OSError, yaml.YAMLError) as exc:
             print(f"{path}: cannot read: {exc}")
             failed += 1
-            continue
-        problems = []
-        for index, doc in enumerate(documents):
-            found = document_problems(doc)
-            prefix = f"document {index + 1}: " if len(documents) > 1 else ""
+    schema = [[document_problems(doc) for doc in documents] for _path, documents in loaded]
+    # KServe's selection and runtime rules span files: only schema-valid documents take part
+    report = kserve.check_documents(
+        [
+            [doc if not schema[f][d] else None for d, doc in enumerate(documents)]
+            for f, (_path, documents) in enumerate(loaded)
+        ]
+    )
+    for f, (path, documents) in enumerate(loaded):
+        problems, notes = [], []
+        for d in range(len(documents)):
+            prefix = f"document {d + 1}: " if len(documents) > 1 else ""
+            found = schema[f][d] + report.problems.get((f, d), [])
             problems.extend(prefix + p for p in found)
+            notes.extend(prefix + n for n in report.notes.get((f, d), []))
         if problems:
             failed += 1
             print(f"{path}: INVALID")
@@ -82,6 +116,8 @@ def run_validate(args: argparse.Namespace) -> int:
         else:
             kinds = ", ".join(str(d.get("kind")) for d in documents)
             print(f"{path}: valid ({kinds})")
+        for note in notes:
+            print(f"  {note}")
     return 1 if failed else 0
 
 
@@ -101,6 +137,12 @@ def run_graph(args: argparse.Namespace) -> int:
 
     try:
         documents = crd.load_file(args.manifest)
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if any(isinstance(d, dict) and d.get("kind") == "InferenceService" for d in documents):
+        return run_inference_service(args, documents)
+    try:
         predictor = read_predictor(documents, str(args.manifest), args.predictor)
         secrets = secrets_from_documents(documents)
         for path in args.secret:
@@ -168,6 +210,96 @@ def run_graph(args: argparse.Namespace) -> int:
             signal.signal(sig, handler_before)
 
 
+def run_inference_service(args: argparse.Namespace, documents: list[Any]) -> int:
+    """``graph run`` of an InferenceService: its runtime, storage, transformer, front door."""
+    import yaml
+
+    from modelshelf.graph import crd, kserve
+    from modelshelf.graph.kserve_frontdoor import KServeFrontDoor, make_kserve_handler
+    from modelshelf.graph.kserve_run import InferenceServiceRun, kserve_secrets, our_runtimes
+    from modelshelf.graph.manifest import document_problems
+
+    try:
+        services = [d for d in documents if d.get("kind") == "InferenceService"]
+        if len(services) != 1:
+            raise ValueError(f"expected one InferenceService, found {len(services)}")
+        everything = list(documents)
+        for path in args.runtimes + args.secret:
+            everything.extend(crd.load_file(path))
+        problems = [p for d in everything for p in document_problems(d)]
+        if problems:
+            raise ValueError("invalid manifest: " + "; ".join(problems))
+        runtimes = [
+            kserve.Runtime.from_document(d)
+            for d in everything
+            if d.get("kind") in kserve.RUNTIME_KINDS
+        ]
+        runtimes += [r for r in our_runtimes() if r.name not in {x.name for x in runtimes}]
+        secrets = kserve_secrets(everything)
+        model_uri = None
+        for text in args.model_uri:  # URI or predictor=URI (a signed URL may hold "=")
+            model_uri = text.removeprefix("predictor=")
+        dirs = dict(_pair(text, "--container-dir", "ROLE=DIR") for text in args.container_dir)
+        run = InferenceServiceRun(
+            services[0],
+            runtimes,
+            secrets,
+            model_uri,
+            {role: Path(d).resolve() for role, d in dirs.items()},
+            args.servers_dir,
+        )
+    except (ModelshelfError, OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{run.name}: runtime {run.runtime.label} ({run.selection.reason})", flush=True)
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    server = None
+    try:
+        run.prepare()
+        if stop.is_set():
+            return 130
+        run.start()
+        _wait(run, args.ready_timeout, stop)
+        if stop.is_set():
+            return 130
+        hosts = {c.role: c.host for c in run.components}
+        handler = make_kserve_handler(run.name, run.namespace, hosts, run.ready)
+        server = KServeFrontDoor((args.host, args.port), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base = f"http://{args.host}:{server.server_port}"
+        predictor = next(c for c in run.components if c.role == "predictor")
+        print(
+            f"inferenceservice {run.namespace}/{run.name} ready: "
+            f"POST {base}/v1/models/{run.name}:predict, {base}/v2/models/{run.name}/infer "
+            f"(Host: {run.name}.{run.namespace}.example.com or /serving/{run.namespace}/"
+            f"{run.name}/...); V2 gRPC on 127.0.0.1:{predictor.grpc_port}",
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            gone = run.exited()
+            if gone is not None:
+                print(
+                    f"error: {gone.role} stopped (exit code {gone.process.returncode}); "  # type: ignore[union-attr]
+                    "stopping the InferenceService",
+                    file=sys.stderr,
+                )
+                return 1
+        return 0
+    except ModelshelfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        run.stop()
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
+
+
 def _wait(supervisor: Any, timeout: float, stop: threading.Event) -> None:
     """``wait_ready`` that still lets Ctrl-C through while models load."""
     done = threading.Event()
@@ -197,8 +329,8 @@ def _metadata(predictor: Any, client: Any) -> dict[str, Any]:
     return {"name": predictor.name, "models": models}
 
 
-def _pair(text: str) -> tuple[str, str]:
+def _pair(text: str, flag: str = "--model-uri", form: str = "NODE=URI") -> tuple[str, str]:
     name, sep, uri = text.partition("=")
     if not sep or not name or not uri:
-        raise ValueError(f"--model-uri {text!r}: expected NODE=URI")
+        raise ValueError(f"{flag} {text!r}: expected {form}")
     return name, uri

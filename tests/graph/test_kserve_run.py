@@ -1,0 +1,272 @@
+"""``modelshelf graph run`` on every InferenceService in manifests/kserve/: the runtime KServe
+would select, the model fetched (from S3 with the storage secret where the manifest says so),
+real servers, a real front door; KServe V1 over HTTP and V2 through tritonclient, each answer
+equal to the model's own output."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import signal
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import joblib
+import numpy as np
+import pytest
+
+from microservice import BIN, REPO, free_port, run_to_exit, running_command
+from models import IRIS_X, IRIS_Y, assert_same_predictions, rows
+from modelshelf.graph.supervisor import descendants
+
+KSERVE = REPO / "manifests" / "kserve"
+TEMPLATE = REPO / "templates" / "kserve-model"
+READY_TIMEOUT = 180
+X = rows(3)
+
+
+@contextlib.contextmanager
+def running_isvc(manifest: Path, *extra: str, env: dict | None = None) -> Iterator:
+    """``graph run`` until its front door says ready; SIGTERM must end it cleanly, leaving no
+    process behind."""
+    port = free_port()
+    command = [str(BIN / "modelshelf"), "graph", "run", str(manifest), "--port", str(port), *extra]
+    with running_command(
+        command, REPO, env, port, ready_timeout=READY_TIMEOUT, health_path="/v2/health/ready"
+    ) as door:
+        started = descendants(door.process.pid)
+        yield door
+        door.process.send_signal(signal.SIGTERM)
+        assert door.process.wait(60) == 0, door.log()[-3000:]
+    left = [pid for pid in started if Path(f"/proc/{pid}").exists() and _running(pid)]
+    assert not left, f"still running after graph run stopped: {left}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def kserve_secret(s3_server, tmp_path_factory) -> Path:
+    """The storage secret as KServe users write it: keys in data, the endpoint in annotations."""
+    host = s3_server.endpoint.removeprefix("http://")
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "models-s3-credentials",
+            "annotations": {
+                "serving.kserve.io/s3-endpoint": host,
+                "serving.kserve.io/s3-usehttps": "0",
+            },
+        },
+        "data": {
+            k: base64.b64encode(s3_server.env[k].encode()).decode()
+            for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        },
+    }
+    path = tmp_path_factory.mktemp("kserve-secret") / "secret.yaml"
+    path.write_text(json.dumps(secret))
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(sklearn_models, s3_server, tmp_path_factory) -> dict[str, tuple[str, object]]:
+    """Per format: the URI to serve and the in-process model to compare with."""
+    import mlflow.sklearn
+    import xgboost
+    from sklearn.linear_model import LogisticRegression
+
+    root = tmp_path_factory.mktemp("kserve-models")
+    booster = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(IRIS_X, IRIS_Y == "setosa")
+    (root / "xgb").mkdir()
+    booster.save_model(root / "xgb" / "model.json")
+    regression = LogisticRegression(max_iter=1000).fit(IRIS_X, IRIS_Y)
+    mlflow.sklearn.save_model(regression, root / "mlflow")
+    return {
+        "sklearn-s3": (
+            s3_server.upload_folder(sklearn_models["iris"], "kserve-sklearn", "iris"),
+            joblib.load(sklearn_models["iris"] / "model.joblib"),
+        ),
+        "sklearn": (
+            str(sklearn_models["iris"]),
+            joblib.load(sklearn_models["iris"] / "model.joblib"),
+        ),
+        "xgboost": (str(root / "xgb"), booster),
+        "mlflow": (str(root / "mlflow"), regression),
+    }
+
+
+#: manifest -> (model, what the model's own output is)
+RUNS = {
+    "sklearn-iris": "sklearn-s3",
+    "sklearn-iris-v2": "sklearn",
+    "sklearn-iris-grpc": "sklearn",
+    "sklearn-iris-autoscaling": "sklearn",
+    "sklearn-iris-transformer": "sklearn",
+    "xgboost-iris": "xgboost",
+    "xgboost-iris-v2": "xgboost",
+    "mlflow-iris": "mlflow",
+}
+
+
+def own_output(kind: str, model: object) -> np.ndarray:
+    if kind.startswith("sklearn"):
+        return model.predict_proba(X)
+    if kind == "xgboost":
+        return model.predict_proba(X)[:, 1]  # the booster's own predict: P(class 1)
+    return model.predict(X)  # pyfunc: the labels
+
+
+@pytest.fixture(scope="module")
+def services(models, kserve_secret) -> Iterator[dict]:
+    """Every InferenceService example under graph run, started at once."""
+    no_aws = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_ENDPOINT_URL": ""}
+    contexts = {}
+    for name, kind in RUNS.items():
+        uri = models[kind][0]
+        extra = [f"--model-uri={uri}", f"--secret={kserve_secret}"]
+        if name.endswith("transformer"):
+            extra.append(f"--container-dir=transformer={TEMPLATE}")
+        contexts[name] = running_isvc(KSERVE / f"{name}.yaml", *extra, env=no_aws)
+    with ThreadPoolExecutor(len(contexts)) as pool:
+        futures = {name: pool.submit(cm.__enter__) for name, cm in contexts.items()}
+        doors, failures = {}, []
+        for name, future in futures.items():
+            try:
+                doors[name] = future.result()
+            except Exception as exc:  # the others still have to be stopped
+                failures.append(exc)
+        try:
+            if failures:
+                raise failures[0]
+            yield doors
+        finally:
+            stops = [pool.submit(contexts[name].__exit__, None, None, None) for name in doors]
+            for stopped in stops:
+                stopped.result()
+
+
+@pytest.mark.parametrize("name", [n for n in RUNS if not n.endswith("transformer")])
+def test_v1_and_v2_answers_equal_the_models_own(services, models, name):
+    import tritonclient.http as httpclient
+
+    door = services[name]
+    kind = RUNS[name]
+    expected = own_output(kind.removesuffix("-s3"), models[kind][1])
+    assert f"{name}: runtime ClusterServingRuntime modelshelf-{kind.split('-')[0]}" in door.log()
+    answer = door.post(f"/v1/models/{name}:predict", {"instances": X.tolist()})
+    assert answer.status_code == 200, answer.text
+    assert_same_predictions(np.array(answer.json()["predictions"]), expected)
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{door.http_port}")
+    assert client.is_server_ready() and client.is_model_ready(name)
+    tensor = httpclient.InferInput("input-0", list(X.shape), "FP64")
+    tensor.set_data_from_numpy(X, binary_data=True)
+    result = client.infer(name, [tensor])
+    output = result.get_response()["outputs"][0]["name"]
+    ours = result.as_numpy(output)
+    if ours.dtype == object:  # BYTES: labels
+        ours = np.array([value.decode() for value in ours.ravel()]).reshape(ours.shape)
+    assert_same_predictions(ours, expected)
+
+
+def test_grpc_v2_reaches_the_predictor(services, models):
+    import tritonclient.grpc as grpcclient
+
+    door = services["sklearn-iris-grpc"]
+    port = re.search(r"V2 gRPC on 127\.0\.0\.1:(\d+)", door.log()).group(1)
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+    tensor = grpcclient.InferInput("input-0", list(X.shape), "FP64")
+    tensor.set_data_from_numpy(X)
+    result = client.infer("sklearn-iris-grpc", [tensor])
+    output = result.get_response().outputs[0].name
+    assert_same_predictions(result.as_numpy(output), models["sklearn"][1].predict_proba(X))
+    client.close()
+
+
+def test_routing_by_host_and_path_as_kserves_ingress(services, models):
+    door = services["sklearn-iris-v2"]
+    body = {"instances": X.tolist()}
+    expected = models["sklearn"][1].predict_proba(X)
+    path = "/v1/models/sklearn-iris-v2:predict"
+    by_host = door.client.post(
+        path, json=body, headers={"Host": "sklearn-iris-v2.default.example.com"}
+    )
+    by_path = door.post(f"/serving/default/sklearn-iris-v2{path}", body)
+    for answer in (by_host, by_path):
+        assert answer.status_code == 200, answer.text
+        assert_same_predictions(np.array(answer.json()["predictions"]), expected)
+    elsewhere = door.client.get("/v2/health/ready", headers={"Host": "other.team.example.com"})
+    assert elsewhere.status_code == 404
+    assert door.get("/v2/health/ready").json() == {"ready": True}
+    assert door.get("/v2/health/live").json() == {"live": True}
+
+
+def test_transformer_in_front_of_the_predictor(services, models):
+    door = services["sklearn-iris-transformer"]
+    names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    records = [dict(zip(names, row, strict=True)) for row in X.tolist()]
+    answer = door.post("/v1/models/sklearn-iris-transformer:predict", {"instances": records})
+    assert answer.status_code == 200, answer.text
+    classes = ["setosa", "versicolor", "virginica"]
+    labels = [classes[i] for i in models["sklearn"][1].predict_proba(X).argmax(axis=1)]
+    assert answer.json() == {"predictions": labels}
+    assert "[transformer] started on" in door.log()
+
+
+def test_ready_reflects_every_component(services):
+    """The transformer answers, but its predictor is frozen: the front door is not ready."""
+    door = services["sklearn-iris-transformer"]
+    assert httpx.get(f"{door.url}/v2/health/ready").json() == {"ready": True}
+    predictor = int(re.search(r"\[predictor\] started on .* pid (\d+)", door.log()).group(1))
+    frozen_pids = [predictor, *descendants(predictor)]  # the launcher runs serve in its own group
+    for pid in frozen_pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        frozen = httpx.get(f"{door.url}/v2/health/ready", timeout=30)
+        assert frozen.status_code == 503 and frozen.json() == {"ready": False}
+    finally:
+        for pid in frozen_pids:
+            os.kill(pid, signal.SIGCONT)
+    assert httpx.get(f"{door.url}/v2/health/ready", timeout=30).status_code == 200
+
+
+def test_a_storage_uri_that_is_not_there_stops_at_the_fetch(s3_server, kserve_secret):
+    result = run_to_exit(
+        [
+            str(BIN / "modelshelf"),
+            "graph",
+            "run",
+            str(KSERVE / "sklearn-iris.yaml"),
+            "--model-uri=s3://kserve-sklearn/missing",
+            f"--secret={kserve_secret}",
+            "--port",
+            str(free_port()),
+        ],
+        REPO,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "could not fetch storageUri s3://kserve-sklearn/missing" in result.stdout
+
+
+def test_no_runtime_for_the_format_is_refused_with_the_reason(tmp_path):
+    manifest = tmp_path / "isvc.yaml"
+    manifest.write_text(
+        (KSERVE / "sklearn-iris-v2.yaml").read_text().replace("name: sklearn\n", "name: onnx\n")
+    )
+    result = run_to_exit(
+        [str(BIN / "modelshelf"), "graph", "run", str(manifest), "--port", str(free_port())],
+        REPO,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "no runtime supports format onnx:1 with protocol v2" in result.stdout
