@@ -1,0 +1,126 @@
+"""MLFlowServer in process: requests read by the signature's types, params, the metadata's
+params, and MLflow's own error messages with their reason first."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlflow_corpus import HOMES, build_corpus
+from modelshelf.errors import BadRequestError
+from modelshelf.frameworks.mlflow import MLFlowServer
+from modelshelf.frameworks.mlflow._signature import MAX_MESSAGE, reason_first
+from modelshelf.inputs import as_frame
+
+pytestmark = pytest.mark.timeout(240)
+
+NAMES = ["city", "zip", "rooms", "area", "has_garage"]
+TYPES = {"city": "string", "zip": "string", "rooms": "int64", "area": "float64",
+         "has_garage": "boolean"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return build_corpus(tmp_path_factory.mktemp("mlflow-corpus"))
+
+
+def served(corpus, name: str) -> MLFlowServer:
+    server = MLFlowServer(str(corpus[name].path))
+    server.load()
+    return server
+
+
+def seldon_rows(rows: list) -> np.ndarray:
+    """What seldon-core hands over for an ``ndarray`` (one str array when text is mixed in)."""
+    return np.array(rows)
+
+
+def test_a_mixed_row_is_read_by_the_column_types():
+    frame = as_frame(seldon_rows([["paris", "06000", 3, 55.5, True]]), NAMES, NAMES,
+                     column_types=TYPES)  # fmt: skip
+    assert frame.iloc[0].tolist() == ["paris", "06000", 3, 55.5, True]
+    assert [str(t) for t in frame.dtypes] == ["object", "object", "int64", "float64", "bool"]
+
+
+def test_numbers_only_rows_become_longs_and_text():
+    frame = as_frame(np.array([[3.0, 55.5, 6000.0]]), ["rooms", "area", "zip"],
+                     ["rooms", "area", "zip"], column_types=TYPES)  # fmt: skip
+    assert frame.iloc[0].tolist() == [3, 55.5, "6000"]
+    assert str(frame.dtypes["rooms"]) == "int64"
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (["paris", "06000", "3.5", 55.5, True], "column 'rooms': cannot read '3.5' as long"),
+        (["paris", "06000", 3, "big", True], "column 'area': cannot read 'big' as double"),
+        (["paris", "06000", 3, 55.5, "maybe"], "column 'has_garage': cannot read 'maybe' as bool"),
+    ],
+)
+def test_a_value_that_cannot_be_cast_names_column_value_and_type(row, message):
+    with pytest.raises(BadRequestError) as info:
+        as_frame(seldon_rows([row]), NAMES, NAMES, column_types=TYPES)
+    assert message in str(info.value)
+    with pytest.raises(BadRequestError) as info:
+        as_frame([dict(zip(NAMES, row, strict=True))], None, NAMES, column_types=TYPES)
+    assert message.split(":")[0] in str(info.value)
+
+
+def test_the_issue_requests_on_the_mixed_pipeline(corpus):
+    import mlflow
+
+    server = served(corpus, "mixed_pipeline")
+    pyfunc = mlflow.pyfunc.load_model(str(corpus["mixed_pipeline"].path))
+    for row in (["paris", "06000", 3, 55.5, True], ["paris", "75001", 3, 55.5, False]):
+        expected = pyfunc.predict(pd.DataFrame([row], columns=NAMES))
+        assert server.predict(seldon_rows([row]), NAMES).tolist() == expected.tolist()
+    answer = server.predict(HOMES.to_dict(orient="records"), None)
+    assert answer.tolist() == pyfunc.predict(HOMES).tolist()
+
+
+def test_a_float32_tensor_takes_json_numbers(corpus):
+    server = served(corpus, "tensor_float32")
+    for X in ([[5.1, 3.5, 1.4, 0.2]], np.array([[5.1, 3.5, 1.4, 0.2]])):
+        assert server.predict(X, None).shape == (1,)
+    assert server.model_input(np.array([[5.1, 3.5, 1.4, 0.2]]), None).dtype == np.float32
+
+
+def test_meta_params_reach_predict_and_the_defaults_apply_without(corpus):
+    server = served(corpus, "python_params")
+    rows = [{"score": 0.7}, {"score": 0.9}]
+    assert server.predict(rows, None, {"params": {"threshold": 0.8}})[:, 0].tolist() == [0, 1]
+    assert server.predict(rows, None, {})[:, 0].tolist() == [1, 1]
+    assert server.predict(rows, None, params={"label": "high"})[:, 1].tolist() == ["high"] * 2
+
+
+def test_params_are_listed_in_the_metadata(corpus):
+    custom = MLFlowServer(str(corpus["python_params"].path)).init_metadata()["custom"]
+    assert custom["param threshold"] == "double, default 0.5"
+    assert custom["param label"] == 'string, default "yes"'
+
+
+def test_mlflows_schema_error_keeps_its_reason_first(corpus):
+    """pyfunc's own message on a 30-column model: the DataFrame dump, the schema, then the
+    reason. Cut to the response's size, the reason comes first, whole."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    model = corpus["xgb_classifier"]
+    records = json.loads(model.frame.to_json(orient="records"))
+    records[5]["worst area"] = "huge"
+    with pytest.raises(MlflowException) as info:
+        mlflow.pyfunc.load_model(str(model.path)).predict(pd.DataFrame(records))
+    assert len(info.value.message) > MAX_MESSAGE
+    message = reason_first(info.value.message)
+    assert message.startswith("Failed to convert column worst area"), message[:300]
+    assert len(message) <= MAX_MESSAGE and " ... " in message
+
+
+def test_a_short_message_is_kept_whole():
+    assert reason_first("the reason") == "the reason"
+    long = "reason: " + "x" * 5000 + " end"
+    cut = reason_first(long)
+    assert cut.startswith("reason: ") and cut.endswith(" end") and len(cut) <= MAX_MESSAGE
