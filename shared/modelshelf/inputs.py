@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,7 @@ def as_frame(
     columns: list[str] | None,
     what: str = "the model's columns",
     column_types: Mapping[str, str] | None = None,
+    optional: Collection[str] = (),
 ) -> Any:
     """A DataFrame in ``columns``' order, from rows plus ``names`` or from ``jsonData`` (records
     or a mapping of columns); names that do not match ``columns`` get a 400 naming both.
@@ -89,7 +90,8 @@ def as_frame(
     whatever JSON or seldon-core made of it (seldon-core turns a row mixing strings and numbers
     into one array of strings): a value that cannot be read as its column's type is a 400 naming
     the column, the value and the type, and columns the model does not have are ignored (both
-    as MLflow does). Without it, text columns become numbers where they all can."""
+    as MLflow does). Without it, text columns become numbers where they all can. ``optional``
+    columns may be absent (MLflow's ``required=False``)."""
     import pandas as pd
 
     if _is_records(X):
@@ -114,8 +116,8 @@ def as_frame(
         if len(given) != arr.shape[1]:
             raise BadRequestError(f"expected {len(given)} features per row, got {arr.shape[1]}")
         if column_types and not _all_already(arr, given, column_types):
-            _check_names(given, columns, what, extra_ok=True)
-            wanted = columns or given
+            _check_names(given, columns, what, True, optional)
+            wanted = [c for c in columns if c in given] if columns else given
             where = {name: i for i, name in enumerate(given)}
             typed = {
                 name: typed_values(arr[:, where[name]], column_types.get(name), name)
@@ -127,7 +129,9 @@ def as_frame(
             frame = frame.apply(_numbers_where_possible)
     if not columns:
         return frame
-    _check_names(list(frame.columns), columns, what, extra_ok=bool(column_types))
+    _check_names(list(frame.columns), columns, what, bool(column_types), optional)
+    if optional:
+        columns = [c for c in columns if c in frame.columns]
     if column_types and _is_records(X):
         typed = {
             name: typed_values(frame[name].to_numpy(), column_types.get(name), name)
@@ -137,10 +141,16 @@ def as_frame(
     return frame[columns]
 
 
-def _check_names(given: list[Any], columns: list[str] | None, what: str, extra_ok: bool) -> None:
+def _check_names(
+    given: list[Any],
+    columns: list[str] | None,
+    what: str,
+    extra_ok: bool,
+    optional: Collection[str] = (),
+) -> None:
     if not columns:
         return
-    missing = [c for c in columns if c not in given]
+    missing = [c for c in columns if c not in given and c not in optional]
     extra = [] if extra_ok else [str(c) for c in given if c not in columns]
     if missing or extra:
         raise BadRequestError(

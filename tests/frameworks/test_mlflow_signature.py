@@ -124,3 +124,12 @@ def test_a_short_message_is_kept_whole():
     long = "reason: " + "x" * 5000 + " end"
     cut = reason_first(long)
     assert cut.startswith("reason: ") and cut.endswith(" end") and len(cut) <= MAX_MESSAGE
+
+
+def test_an_optional_column_may_be_left_out_a_required_one_may_not():
+    columns, types = ["rooms", "area"], {"rooms": "int64", "area": "float64"}
+    for X, names in (([[3]], ["rooms"]), ([{"rooms": 3}], None)):
+        frame = as_frame(X, names, columns, column_types=types, optional=("area",))
+        assert list(frame.columns) == ["rooms"] and frame["rooms"].tolist() == [3]
+    with pytest.raises(BadRequestError, match=r"missing \['rooms'\]"):
+        as_frame([{"area": 3.5}], None, columns, column_types=types, optional=("area",))

@@ -30,6 +30,7 @@ class RequestReader:
     columns: list[str] | None = None
     column_types: dict[str, str] | None = None
     tensor_types: dict[str | None, np.dtype] | None = None
+    optional: tuple[str, ...] = ()
 
     def read(self, X: Any, names: Any) -> Any:
         if isinstance(X, bytes):
@@ -39,7 +40,7 @@ class RequestReader:
                 return [X]
             X = [[X]]
         if self.as_a_frame:
-            return as_frame(X, names, self.columns, SIGNATURE, self.column_types)
+            return as_frame(X, names, self.columns, SIGNATURE, self.column_types, self.optional)
         if isinstance(X, dict):
             return self._named_tensors(X)
         try:

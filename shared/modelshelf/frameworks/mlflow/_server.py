@@ -17,6 +17,7 @@ from modelshelf.frameworks.mlflow._methods import served_methods, takes_params
 from modelshelf.frameworks.mlflow._rows import RequestReader, as_array
 from modelshelf.frameworks.mlflow._signature import (
     column_types,
+    optional_columns,
     params_check,
     schema_names,
     tensor_types,
@@ -101,6 +102,7 @@ class MLFlowServer(ModelServer):
             columns,
             column_types(loaded.schema) if self.as_frame else None,
             tensor_types(loaded.schema),
+            optional_columns(loaded.schema),
         )
         self.check_params = params_check(loaded.params_schema)
         self._takes_params = takes_params(loaded, self.method_name)

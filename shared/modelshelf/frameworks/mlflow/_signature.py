@@ -128,6 +128,13 @@ def column_types(schema: Any) -> dict[str, str] | None:
     return found
 
 
+def optional_columns(schema: Any) -> tuple[str, ...]:
+    """The columns a request may leave out (``required=False`` in the signature)."""
+    if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
+        return ()
+    return tuple(str(name) for name in schema.optional_input_names())
+
+
 def tensor_types(schema: Any) -> dict[str | None, np.dtype] | None:
     """Tensor name (``None`` for the one unnamed tensor) -> dtype, for a tensor schema."""
     if schema is None or not schema.is_tensor_spec():
