@@ -257,3 +257,15 @@ def _json_value(value: Any) -> Any:
 def model_input(model: CorpusModel) -> Any:
     """What pyfunc is called with for the same rows."""
     return model.frame if model.frame is not None else model.array
+
+
+def answer_of(response: Any) -> object:
+    """A Seldon answer's data, whichever form seldon-core chose (ndarray, tensor, jsonData)."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    if "jsonData" in body:
+        return body["jsonData"]
+    data = body["data"]
+    if "tensor" in data:
+        return np.asarray(data["tensor"]["values"]).reshape(data["tensor"]["shape"]).tolist()
+    return data["ndarray"]

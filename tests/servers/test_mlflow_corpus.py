@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from microservice import BIN, free_ports, running_command, running_microservice, seldon_parameters
-from mlflow_corpus import build_corpus, model_input, requests_for
+from mlflow_corpus import answer_of, build_corpus, model_input, requests_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -66,17 +66,6 @@ def ask(service, body: dict, model: str | None = None, params: dict | None = Non
     if params:
         meta["params"] = params
     return service.post("/api/v1.0/predictions", body)
-
-
-def answer_of(response) -> object:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    if "jsonData" in body:
-        return body["jsonData"]
-    data = body["data"]
-    if "tensor" in data:
-        return np.asarray(data["tensor"]["values"]).reshape(data["tensor"]["shape"]).tolist()
-    return data["ndarray"]
 
 
 def as_json(result: object) -> object:
