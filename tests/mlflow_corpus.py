@@ -117,9 +117,7 @@ def build_corpus(root: Path) -> dict[str, CorpusModel]:
 
     # scikit-learn without and with a signature
     plain = LogisticRegression(max_iter=1000).fit(IRIS_X, IRIS.target)
-    corpus["sklearn_plain"] = CorpusModel(
-        save_sklearn("sklearn_plain", plain), array=IRIS_X[::15], shapes=("ndarray", "tensor")
-    )
+    corpus["sklearn_plain"] = CorpusModel(save_sklearn("sklearn_plain", plain), array=IRIS_X[::15])
     framed = iris_frame_pipeline()
     corpus["sklearn_signature"] = CorpusModel(
         save_sklearn(

@@ -133,3 +133,20 @@ def test_an_optional_column_may_be_left_out_a_required_one_may_not():
         assert list(frame.columns) == ["rooms"] and frame["rooms"].tolist() == [3]
     with pytest.raises(BadRequestError, match=r"missing \['rooms'\]"):
         as_frame([{"area": 3.5}], None, columns, column_types=types, optional=("area",))
+
+
+def test_json_data_in_mlflow_serves_formats(corpus):
+    """What a client of ``mlflow models serve`` sends, as ``jsonData``, params included."""
+    server = served(corpus, "python_params")
+    split = {"dataframe_split": {"columns": ["score"], "data": [[0.7], [0.9]]}}
+    records = {"dataframe_records": [{"score": 0.7}, {"score": 0.9}]}
+    inputs = {"inputs": {"score": [0.7, 0.9]}}
+    for body in (split, records, inputs):
+        assert server.predict(body, None)[:, 0].tolist() == [1, 1]
+        with_params = {**body, "params": {"threshold": 0.8}}
+        assert server.predict(with_params, None)[:, 0].tolist() == [0, 1]
+    tensor = served(corpus, "tensor_float32")
+    assert tensor.predict({"instances": [[5.1, 3.5, 1.4, 0.2]]}, None).shape == (1,)
+    mixed = served(corpus, "mixed_pipeline")
+    row = {"city": "paris", "zip": "06000", "rooms": 3, "area": 55.5, "has_garage": True}
+    assert mixed.predict({"dataframe_records": [row]}, None).shape == (1,)

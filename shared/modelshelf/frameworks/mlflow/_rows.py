@@ -75,6 +75,27 @@ class RequestReader:
         return found
 
 
+#: The request formats of MLflow's scoring server (``/invocations``), accepted as ``jsonData``.
+SCORING_FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")
+
+
+def scoring_payload(X: Any, columns: list[str] | None) -> tuple[Any, Any, Any] | None:
+    """``jsonData`` written as for ``mlflow models serve`` -- one of ``SCORING_FORMATS``, and
+    optionally ``params`` -- as (rows or columns, names, params); ``None`` for any other
+    payload, or when the keys are the model's own columns."""
+    if type(X) is not dict or not X or set(X) - {*SCORING_FORMATS, "params"}:
+        return None
+    found = [key for key in SCORING_FORMATS if key in X]
+    if len(found) != 1 or (columns and found[0] in columns):
+        return None
+    data, params = X[found[0]], X.get("params")
+    if found[0] != "dataframe_split":
+        return data, None, params
+    if type(data) is not dict or "data" not in data:
+        raise BadRequestError('dataframe_split must be {"columns": [...], "data": [[...]]}')
+    return data["data"], data.get("columns"), params
+
+
 def _typed_tensor(arr: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
     """``arr`` as the signature's dtype (MLflow's scoring server casts JSON numbers the same way);
     whole numbers only for integer tensors; a 400 names the input and the value."""

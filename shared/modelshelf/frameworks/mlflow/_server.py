@@ -14,7 +14,7 @@ from modelshelf.errors import ConfigurationError
 from modelshelf.frameworks.mlflow._description import describe_mlmodel
 from modelshelf.frameworks.mlflow._loading import load_mlflow_model
 from modelshelf.frameworks.mlflow._methods import served_methods, takes_params
-from modelshelf.frameworks.mlflow._rows import RequestReader, as_array
+from modelshelf.frameworks.mlflow._rows import RequestReader, as_array, scoring_payload
 from modelshelf.frameworks.mlflow._signature import (
     column_types,
     optional_columns,
@@ -43,7 +43,9 @@ class MLFlowServer(ModelServer):
 
     Requests are read by the signature (``RequestReader``): each column or tensor cast to its
     type. Params (the signature's params schema) come from a Seldon request's ``meta.params``,
-    or from another protocol through ``predict(..., params=...)``.
+    or from another protocol through ``predict(..., params=...)``. ``jsonData`` may also be
+    written as for ``mlflow models serve`` (``dataframe_split``, ``dataframe_records``,
+    ``inputs``, ``instances``, with ``params``).
     """
 
     framework_packages = ("mlflow", "mlflow-skinny", "numpy", "pandas", "scikit-learn", "xgboost")
@@ -136,6 +138,10 @@ class MLFlowServer(ModelServer):
         checked against the signature's params schema and passed to pyfunc's ``predict``."""
         if params is None and type(meta) is dict:
             params = meta.get("params")
+        if type(X) is dict and (scoring := scoring_payload(X, self.columns)) is not None:
+            X, names, in_body = scoring
+            features_names = names if names is not None else features_names
+            params = in_body if params is None else params
         model_input = self.model_input(X, features_names)
         method: Method = self.method  # type: ignore[assignment]
         if params is not None:
