@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from mlflow_corpus import HOMES, build_corpus
 from modelshelf.errors import BadRequestError
@@ -150,3 +151,39 @@ def test_json_data_in_mlflow_serves_formats(corpus):
     mixed = served(corpus, "mixed_pipeline")
     row = {"city": "paris", "zip": "06000", "rooms": 3, "area": 55.5, "has_garage": True}
     assert mixed.predict({"dataframe_records": [row]}, None).shape == (1,)
+
+
+def test_float32_and_int32_columns_take_json_numbers(tmp_path):
+    """A model fitted on float32 / int32 columns (signature ``float``, ``integer``): every
+    request shape is cast to them, and answers as pyfunc does on the same frame."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    frame = pd.DataFrame(
+        {
+            "a": np.array([0.5, 1.5, 2.5, 3.5], dtype=np.float32),
+            "b": np.array([1, 0, 1, 0], "int32"),
+        }
+    )
+    model = LogisticRegression().fit(frame, [0, 0, 1, 1])
+    mlflow.sklearn.save_model(model, tmp_path / "m", signature=infer_signature(frame),
+                              pip_requirements=["scikit-learn"])  # fmt: skip
+    server = MLFlowServer(str(tmp_path / "m"))
+    server.load()
+    expected = mlflow.pyfunc.load_model(str(tmp_path / "m")).predict(frame).tolist()
+    assert server.predict(frame.to_numpy(dtype=float), ["a", "b"]).tolist() == expected
+    assert server.predict(frame.to_dict(orient="records"), None).tolist() == expected
+    with pytest.raises(BadRequestError, match=r"column 'b': cannot read 0\.5 as integer"):
+        server.predict(np.array([[1.0, 0.5]]), ["a", "b"])
+
+
+def test_datetime_and_binary_columns():
+    frame = as_frame(
+        [{"when": "2024-05-01T10:00:00", "blob": "aGVsbG8="}],
+        None,
+        ["when", "blob"],
+        column_types={"when": "datetime", "blob": "binary"},
+    )
+    assert str(frame.dtypes["when"]) == "datetime64[ns]" and frame["blob"][0] == b"hello"
+    with pytest.raises(BadRequestError, match="column 'when': cannot read 'soon' as datetime"):
+        as_frame([{"when": "soon"}], None, ["when"], column_types={"when": "datetime"})
