@@ -1,9 +1,13 @@
 """Request payloads in the shapes frameworks take: 2-D numbers, or a DataFrame in a model's
-column order. Shared by every server so that the same bad payload gets the same 400 everywhere.
+column order (each column of the type the model declares, when it declares one). Shared by every
+server so that the same bad payload gets the same 400 everywhere.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -57,15 +61,41 @@ def _sample(arr: np.ndarray) -> str:
     return "a value"
 
 
+#: The column types ``as_frame`` casts to, and how a 400 names each (MLflow's type names).
+COLUMN_TYPES = {
+    "string": "string",
+    "boolean": "boolean",
+    "int32": "integer (32-bit)",
+    "int64": "long (64-bit integer)",
+    "float32": "float (32-bit)",
+    "float64": "double",
+    "datetime": "datetime",
+    "binary": "binary (base64)",
+}
+_TRUE_WORDS = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
+
+
 def as_frame(
-    X: Any, names: Any, columns: list[str] | None, what: str = "the model's columns"
+    X: Any,
+    names: Any,
+    columns: list[str] | None,
+    what: str = "the model's columns",
+    column_types: Mapping[str, str] | None = None,
+    optional: Collection[str] = (),
 ) -> Any:
     """A DataFrame in ``columns``' order, from rows plus ``names`` or from ``jsonData`` (records
-    or a mapping of columns); names that do not match ``columns`` get a 400 naming both."""
+    or a mapping of columns); names that do not match ``columns`` get a 400 naming both.
+
+    ``column_types`` (column -> a ``COLUMN_TYPES`` key) casts each column to its declared type,
+    whatever JSON or seldon-core made of it (seldon-core turns a row mixing strings and numbers
+    into one array of strings): a value that cannot be read as its column's type is a 400 naming
+    the column, the value and the type, and columns the model does not have are ignored (both
+    as MLflow does). Without it, text columns become numbers where they all can. ``optional``
+    columns may be absent (MLflow's ``required=False``)."""
     import pandas as pd
 
     if _is_records(X):
-        frame = pd.DataFrame(X)
+        frame = _records_frame(X)
     else:
         if isinstance(X, str | bytes):
             raise BadRequestError(
@@ -85,18 +115,222 @@ def as_frame(
             given = [str(i) for i in range(arr.shape[1])]
         if len(given) != arr.shape[1]:
             raise BadRequestError(f"expected {len(given)} features per row, got {arr.shape[1]}")
+        if column_types and not _all_already(arr, given, column_types):
+            _check_names(given, columns, what, True, optional)
+            wanted = [c for c in columns if c in given] if columns else given
+            where = {name: i for i, name in enumerate(given)}
+            typed = {
+                name: typed_values(arr[:, where[name]], column_types.get(name), name)
+                for name in wanted
+            }
+            return pd.DataFrame(typed, columns=wanted)
         frame = pd.DataFrame(arr, columns=given)
-        if arr.dtype.kind in "OUS":
+        if arr.dtype.kind in "OUS" and not column_types:
             frame = frame.apply(_numbers_where_possible)
     if not columns:
         return frame
-    missing = [c for c in columns if c not in frame.columns]
-    extra = [str(c) for c in frame.columns if c not in columns]
+    _check_names(list(frame.columns), columns, what, bool(column_types), optional)
+    if optional:
+        columns = [c for c in columns if c in frame.columns]
+    if column_types and _is_records(X):
+        typed = {
+            name: typed_values(frame[name].to_numpy(), column_types.get(name), name)
+            for name in columns
+        }
+        return pd.DataFrame(typed, columns=columns)
+    return frame[columns]
+
+
+def _check_names(
+    given: list[Any],
+    columns: list[str] | None,
+    what: str,
+    extra_ok: bool,
+    optional: Collection[str] = (),
+) -> None:
+    if not columns:
+        return
+    missing = [c for c in columns if c not in given and c not in optional]
+    extra = [] if extra_ok else [str(c) for c in given if c not in columns]
     if missing or extra:
         raise BadRequestError(
             f"names do not match {what} {columns}: missing {missing}, unexpected {extra}"
         )
-    return frame[columns]
+
+
+def _records_frame(X: Any) -> Any:
+    """``jsonData``: records, a mapping of columns, or one record of scalars (one row)."""
+    import pandas as pd
+
+    if (
+        isinstance(X, dict)
+        and X
+        and not any(isinstance(v, list | tuple | dict) for v in X.values())
+    ):
+        X = [X]
+    try:
+        return pd.DataFrame(X)
+    except ValueError as exc:  # columns of different lengths
+        raise BadRequestError(f"jsonData is not a table of rows or columns: {exc}") from exc
+
+
+def _all_already(arr: np.ndarray, given: list[str], column_types: Mapping[str, str]) -> bool:
+    """Whether a numeric array needs no cast at all (every column's type is its dtype)."""
+    kind = arr.dtype.name
+    return kind in ("float64", "float32", "int64", "int32", "bool") and all(
+        column_types.get(name, kind) == ("boolean" if kind == "bool" else kind) for name in given
+    )
+
+
+def typed_values(
+    values: np.ndarray, kind: str | None, name: str, what: str = "column"
+) -> np.ndarray:
+    """``values`` (one column, or a flattened tensor) as ``kind`` (a ``COLUMN_TYPES`` key), or a
+    400 naming the column (``what`` ``name``), the value and the type."""
+    if kind is None or kind not in COLUMN_TYPES:
+        return values
+    try:
+        if kind.startswith("float"):
+            return _as_floats(values, kind)
+        if kind.startswith("int"):
+            return _as_integers(values, kind)
+        if kind == "boolean":
+            return _as_booleans(values)
+        if kind == "string":
+            return _as_strings(values)
+        if kind == "datetime":
+            return _as_datetimes(values)
+        return _as_binary(values)
+    except _NotOfTypeError as exc:
+        raise BadRequestError(
+            f"{what} {name!r}: cannot read {exc.value!r} as {COLUMN_TYPES[kind]}"
+        ) from None
+
+
+class _NotOfTypeError(Exception):
+    def __init__(self, value: Any) -> None:
+        self.value = value.item() if isinstance(value, np.generic) else value
+
+
+def _as_floats(values: np.ndarray, kind: str) -> np.ndarray:
+    if values.dtype.kind in "biuf":
+        return values.astype(kind, copy=False)
+    try:
+        return values.astype(kind)
+    except (ValueError, TypeError):
+        pass
+    found = np.empty(len(values), dtype=kind)
+    for i, value in enumerate(values):
+        if value is None:
+            found[i] = np.nan
+            continue
+        try:
+            found[i] = float(value)
+        except (ValueError, TypeError):
+            raise _NotOfTypeError(value) from None
+    return found
+
+
+def _as_integers(values: np.ndarray, kind: str) -> np.ndarray:
+    if values.dtype.kind in "biu":
+        return values.astype(kind, copy=False)
+    if values.dtype.kind == "f":
+        whole = np.isfinite(values) & (np.mod(values, 1) == 0)
+        if not whole.all():
+            raise _NotOfTypeError(values[~whole][0])
+        return values.astype(kind)
+    return np.array([_integer(value) for value in values], dtype=kind)
+
+
+def _integer(value: Any) -> int:
+    """An integer from a JSON value or its text (``"3"``, ``"3.0"``); never a rounded one."""
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    try:
+        return int(value)  # "3", "-12"
+    except (ValueError, TypeError):
+        pass
+    try:
+        number = float(value)
+    except (ValueError, TypeError):
+        raise _NotOfTypeError(value) from None
+    if not number.is_integer():
+        raise _NotOfTypeError(value)
+    return int(number)
+
+
+def _as_booleans(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind == "b":
+        return values
+    if values.dtype.kind in "iuf":
+        ones = (values == 0) | (values == 1)
+        if not ones.all():
+            raise _NotOfTypeError(values[~ones][0])
+        return values.astype(bool)
+    return np.array([_boolean(value) for value in values], dtype=bool)
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | float | np.number) and value in (0, 1):
+        return bool(value)
+    found = _TRUE_WORDS.get(str(value).strip().lower()) if isinstance(value, str) else None
+    if found is None:
+        raise _NotOfTypeError(value)
+    return found
+
+
+def _as_strings(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind == "U":
+        return values.astype(object)
+    return np.array([_text(value) for value in values], dtype=object)
+
+
+def _text(value: Any) -> Any:
+    """A JSON value as text; a whole number written as one (``6000`` -> ``"6000"``: seldon-core
+    hands an all-number row over as floats)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, np.generic):
+        return str(value.item())
+    return str(value)
+
+
+def _as_datetimes(values: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    if values.dtype.kind == "M":
+        return values.astype("datetime64[ns]")
+    try:
+        return pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")
+    except (ValueError, TypeError):
+        pass
+    for value in values:
+        try:
+            pd.to_datetime(value)
+        except (ValueError, TypeError):
+            raise _NotOfTypeError(value) from None
+    raise _NotOfTypeError(values[0])
+
+
+def _as_binary(values: np.ndarray) -> np.ndarray:
+    found = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        if isinstance(value, bytes):
+            found[i] = value
+            continue
+        try:
+            found[i] = base64.b64decode(str(value), validate=True)
+        except (binascii.Error, ValueError):
+            raise _NotOfTypeError(value) from None
+    return found
 
 
 def _is_records(X: Any) -> bool:

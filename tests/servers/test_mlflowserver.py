@@ -220,7 +220,7 @@ def test_classifier_over_grpc(deployed, in_process):
 BAD = [
     ("wrong names", ndarray(rows(1), ["a", "b", "c", "d"]), "missing ['sepal_length'"),
     ("too few values", ndarray([[1.0, 2.0, 3.0]]), "expected 4 features per row"),
-    ("signature violation", ndarray([["x", "y", "z", "w"]]), "from type object to DataType.double"),
+    ("signature violation", ndarray([["x", "y", "z", "w"]]), "cannot read 'x' as double"),
     ("ragged", {"data": {"ndarray": [[1, 2, 3, 4], [1]]}}, ""),
 ]
 

@@ -1,10 +1,14 @@
 """Where a model's folder is, for the MLflow server and its before-run step alike.
 
 Local paths and ``s3://`` / ``gs://`` / ``http(s)://`` go through ``modelshelf.storage.download``
-(one cached download per URI). MLflow URIs -- ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``,
-``runs:/RUN_ID/PATH`` -- are resolved through the tracking server (``MLFLOW_TRACKING_URI``) and
-downloaded once into the same cache folder, keyed by the resolved version, so the server finds
-what before-run fetched and an alias moved later is fetched anew.
+(one cached download per URI); so does a logged model's artifact location in such a store. MLflow
+URIs -- every form MLflow 3 gives users: ``models:/<model_id>`` (``models:/m-…``, what
+``log_model(name=…)`` returns), ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``,
+``models:/NAME/latest``, ``models:/NAME/STAGE``, ``runs:/RUN_ID/PATH`` and
+``mlflow-artifacts:/…`` (the tracking server's artifact proxy) -- are resolved through the
+tracking server (``MLFLOW_TRACKING_URI``) and downloaded once into the same cache folder, keyed by
+the resolved version, so the server finds what before-run fetched and an alias moved later is
+fetched anew.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 from modelshelf import storage
 from modelshelf.errors import StorageError
 
-MLFLOW_SCHEMES = ("models:", "runs:")
+MLFLOW_SCHEMES = ("models:", "runs:", "mlflow-artifacts:")
 SOURCE_FILE = ".modelshelf-mlflow-source.json"
 
 _VERSIONED = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)/?$")
@@ -77,11 +81,24 @@ def turn_off_mlflow_telemetry() -> None:
 
 
 def _resolve(uri: str) -> str:
-    """``uri`` with a fixed version: ``models:/NAME@ALIAS`` (or ``/latest``) becomes
-    ``models:/NAME/VERSION``; fixed URIs are returned as they are without asking the server."""
-    if uri.startswith("runs:") or _VERSIONED.match(uri):
+    """``uri`` with a fixed version: ``models:/NAME@ALIAS``, ``/latest`` and ``/STAGE`` become
+    ``models:/NAME/VERSION``; fixed URIs (a version, a model id, a run's or the artifact
+    proxy's path) are returned as they are without asking the server. The forms are MLflow's
+    own: one path part without ``@`` is a logged model's id, two parts a name and a version
+    (digits), ``latest`` (any case) or a stage."""
+    if uri.startswith("runs:"):
+        return _logged_model_of_run(uri) or uri
+    if not uri.startswith("models:") or _VERSIONED.match(uri):
         return uri
-    name_and_ref = uri[len("models:/") :].strip("/")
+    name_and_ref = uri[len("models:") :].strip("/")
+    if not name_and_ref or name_and_ref.count("/") > 1:
+        raise StorageError(
+            uri,
+            "expected models:/<model_id>, models:/NAME/VERSION, NAME/STAGE, NAME/latest "
+            "or NAME@ALIAS",
+        )
+    if "/" not in name_and_ref and "@" not in name_and_ref:
+        return f"models:/{name_and_ref}"  # a logged model's id (models:/m-…): immutable
     turn_off_mlflow_telemetry()
     try:
         from mlflow import MlflowClient
@@ -93,7 +110,7 @@ def _resolve(uri: str) -> str:
             version = client.get_model_version_by_alias(name, alias).version
         else:
             name, _, stage = name_and_ref.partition("/")
-            stages = [] if stage in ("", "latest") else [stage]
+            stages = [] if stage.lower() == "latest" else [stage]
             found = client.get_latest_versions(name, stages=stages)
             if not found:
                 raise StorageError(uri, f"registered model {name!r} has no version {stage!r}")
@@ -101,6 +118,38 @@ def _resolve(uri: str) -> str:
     except MlflowException as exc:
         raise StorageError(uri, f"the tracking server could not resolve it: {exc.message}") from exc
     return f"models:/{name}/{version}"
+
+
+def _logged_model_of_run(uri: str) -> str | None:
+    """``models:/<model_id>`` of the model a ``runs:/RUN_ID/NAME`` URI names, when MLflow 3
+    logged it as a logged model (its files are then not among the run's artifacts: MLflow's own
+    download looks there first, and against an artifact proxy its retries of that miss took
+    four minutes); ``None`` for anything else (a model logged by MLflow 2 as run artifacts, a
+    path inside a model, a tracking server without logged models)."""
+    parts = uri[len("runs:") :].strip("/").split("/")
+    if len(parts) != 2 or not all(parts):
+        return None
+    run_id, name = parts
+    turn_off_mlflow_telemetry()
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        experiment_id = client.get_run(run_id).info.experiment_id
+        found = client.search_logged_models(
+            experiment_ids=[experiment_id], filter_string=f"name = '{name}'"
+        )
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST" and "run" in exc.message.lower():
+            raise StorageError(uri, f"the tracking server has no such run: {exc.message}") from exc
+        return None
+    except AttributeError:  # an MLflow 2 client: no logged models
+        return None
+    for model in found:
+        if model.source_run_id == run_id:
+            return f"models:/{model.model_id}"
+    return None
 
 
 def _download(uri: str, resolved: str, target: Path) -> None:
@@ -127,6 +176,8 @@ def _download(uri: str, resolved: str, target: Path) -> None:
         source = {"uri": uri, "resolved": resolved}
         if match:
             source.update(name=match["name"], version=match["version"])
+        elif resolved.startswith("models:/"):
+            source.update(model_id=resolved[len("models:/") :])
         (local / SOURCE_FILE).write_text(json.dumps(source))
         local.rename(target)
     finally:

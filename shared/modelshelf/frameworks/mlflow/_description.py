@@ -45,7 +45,21 @@ def describe_mlmodel(model_dir: Path, uri: str, method_name: str) -> dict[str, A
         "flavors": ", ".join(flavors) or None,
         "method": method_name,
     }
+    custom.update(_params(signature.get("params")))
     found["custom"] = {k: str(v) for k, v in custom.items() if v}
+    return found
+
+
+def _params(text: str | list | None) -> dict[str, str]:
+    """The signature's params as ``{"param NAME": "TYPE, default VALUE"}`` entries (sent as
+    ``meta.params`` in a Seldon request, ``parameters`` in V2, ``params`` in MLflow's)."""
+    if not text:
+        return {}
+    specs = json.loads(text) if isinstance(text, str) else text
+    found = {}
+    for spec in specs:
+        kind = str(spec.get("type")) + (f" array {spec['shape']}" if spec.get("shape") else "")
+        found[f"param {spec.get('name')}"] = f"{kind}, default {json.dumps(spec.get('default'))}"
     return found
 
 

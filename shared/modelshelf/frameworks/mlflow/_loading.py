@@ -23,7 +23,8 @@ from modelshelf.frameworks.mlflow._startup import (
 class LoadedModel:
     """What loading found: pyfunc's model (``None`` without MLflow or without a
     ``python_function`` flavor), the flavor's own model object, the signature's schemas, the
-    ``python_function`` flavor's configuration, and whether it was a plain pickle."""
+    ``python_function`` flavor's configuration, whether it was a plain pickle, and the
+    signature's params schema."""
 
     pyfunc: Any
     raw: Any
@@ -31,6 +32,7 @@ class LoadedModel:
     output_schema: Any
     conf: dict[str, Any]
     plain_pickle: bool
+    params_schema: Any = None
 
 
 def load_mlflow_model(model_dir: Path, uri: str) -> LoadedModel:
@@ -54,7 +56,13 @@ def load_mlflow_model(model_dir: Path, uri: str) -> LoadedModel:
     pyfunc, raw = _load_pyfunc_and_raw(info, model_dir, uri)
     conf = info.flavors.get("python_function") or {}
     return LoadedModel(
-        pyfunc, raw, info.get_input_schema(), info.get_output_schema(), conf, plain_pickle=False
+        pyfunc,
+        raw,
+        info.get_input_schema(),
+        info.get_output_schema(),
+        conf,
+        plain_pickle=False,
+        params_schema=info.get_params_schema(),
     )
 
 

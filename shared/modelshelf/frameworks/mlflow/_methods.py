@@ -9,7 +9,7 @@ from typing import Any
 
 from modelshelf.errors import BadRequestError, ConfigurationError, ModelLoadError, ServerFaultError
 from modelshelf.frameworks.mlflow._loading import LoadedModel, direct_predict, mlflow_exception
-from modelshelf.frameworks.mlflow._signature import MAX_MESSAGE, schema_names, signature_checked
+from modelshelf.frameworks.mlflow._signature import reason_first, schema_names, signature_checked
 from modelshelf.frameworks.mlflow._sklearn_fast_path import (
     class_names,
     closed_form_or,
@@ -59,14 +59,27 @@ def served_methods(
     return method, Method("transform", transform, transform_names(raw))
 
 
-def _pyfunc_predict(pyfunc: Any) -> Any:
-    """pyfunc's ``predict``, its MLflow errors as 400 (the input) or 500 (the model)."""
+def takes_params(loaded: LoadedModel, name: str) -> bool:
+    """Whether the served ``name`` method is pyfunc's ``predict``, the one that takes params
+    (the sklearn flavor's pyfunc ignores them; flavor methods have none)."""
+    return (
+        name == "predict"
+        and loaded.pyfunc is not None
+        and direct_predict(loaded.conf, loaded.raw) is None
+    )
 
-    def predict(model_input: Any) -> Any:
+
+def _pyfunc_predict(pyfunc: Any) -> Any:
+    """pyfunc's ``predict`` (with the request's params, checked already), its MLflow errors as
+    400 (the input) or 500 (the model)."""
+
+    def predict(model_input: Any, params: dict[str, Any] | None = None) -> Any:
         try:
-            return pyfunc.predict(model_input)
+            if params is None:
+                return pyfunc.predict(model_input)
+            return pyfunc.predict(model_input, params=params)
         except mlflow_exception() as exc:
-            message = exc.message[:MAX_MESSAGE]
+            message = reason_first(exc.message)
             if exc.error_code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
                 raise BadRequestError(message) from exc
             raise ServerFaultError(f"predict failed: {message}") from exc

@@ -4,6 +4,7 @@ package's private modules."""
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,15 @@ from modelshelf.environment.model_location import model_folder
 from modelshelf.errors import ConfigurationError
 from modelshelf.frameworks.mlflow._description import describe_mlmodel
 from modelshelf.frameworks.mlflow._loading import load_mlflow_model
-from modelshelf.frameworks.mlflow._methods import served_methods
-from modelshelf.frameworks.mlflow._rows import as_array, model_input
-from modelshelf.frameworks.mlflow._signature import schema_names
+from modelshelf.frameworks.mlflow._methods import served_methods, takes_params
+from modelshelf.frameworks.mlflow._rows import RequestReader, as_array, scoring_payload
+from modelshelf.frameworks.mlflow._signature import (
+    column_types,
+    optional_columns,
+    params_check,
+    schema_names,
+    tensor_types,
+)
 from modelshelf.frameworks.mlflow._startup import (
     ModelEnvironmentWarning,
     import_framework_of_local_model,
@@ -33,6 +40,12 @@ class MLFlowServer(ModelServer):
     (alias ``predict_method``): ``predict`` through pyfunc, or a method of the flavor's model;
     ``fast_path`` (default true): an sklearn-flavor model's methods as their numpy closed form,
     verified against scikit-learn at load; false: always scikit-learn's own call.
+
+    Requests are read by the signature (``RequestReader``): each column or tensor cast to its
+    type. Params (the signature's params schema) come from a Seldon request's ``meta.params``,
+    or from another protocol through ``predict(..., params=...)``. ``jsonData`` may also be
+    written as for ``mlflow models serve`` (``dataframe_split``, ``dataframe_records``,
+    ``inputs``, ``instances``, with ``params``).
     """
 
     framework_packages = ("mlflow", "mlflow-skinny", "numpy", "pandas", "scikit-learn", "xgboost")
@@ -65,6 +78,9 @@ class MLFlowServer(ModelServer):
         self.raw_model: Any = None  # the flavor's own model object (pyfunc's is self.model)
         self.columns: list[str] | None = None
         self.as_frame = xtype == "DataFrame"
+        self.reader = RequestReader(self.as_frame)
+        self.check_params = params_check(None)
+        self._takes_params = False
         import_framework_of_local_model(self.model_uri)
 
     @property
@@ -83,6 +99,15 @@ class MLFlowServer(ModelServer):
         self.model = loaded.pyfunc if loaded.pyfunc is not None else loaded.raw
         self.raw_model = loaded.raw
         columns = self.columns if self.as_frame else None
+        self.reader = RequestReader(
+            self.as_frame,
+            columns,
+            column_types(loaded.schema) if self.as_frame else None,
+            tensor_types(loaded.schema),
+            optional_columns(loaded.schema),
+        )
+        self.check_params = params_check(loaded.params_schema)
+        self._takes_params = takes_params(loaded, self.method_name)
         self.method, transform = served_methods(
             loaded, self.method_name, columns, self.fast_path, self.model_uri
         )
@@ -106,9 +131,26 @@ class MLFlowServer(ModelServer):
 
     # ---------------------------------------------------------------- requests
 
-    def predict(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
+    def predict(
+        self, X: Any, features_names: Any = None, meta: Any = None, params: Any = None
+    ) -> Any:
+        """The served method on the request; ``params`` (or a Seldon request's ``meta.params``)
+        checked against the signature's params schema and passed to pyfunc's ``predict``."""
+        if params is None and type(meta) is dict:
+            params = meta.get("params")
+        if type(X) is dict and (scoring := scoring_payload(X, self.columns)) is not None:
+            X, names, in_body = scoring
+            features_names = names if names is not None else features_names
+            params = in_body if params is None else params
         model_input = self.model_input(X, features_names)
-        return self.model_output(self.serve(self.method, model_input))  # type: ignore[arg-type]
+        method: Method = self.method  # type: ignore[assignment]
+        if params is not None:
+            checked = self.check_params(params)
+            if self._takes_params:
+                method = Method(
+                    method.name, partial(method.call, params=checked), method.output_names
+                )
+        return self.model_output(self.serve(method, model_input))
 
     def model_kind(self) -> str:
         """The flavor's model class (``StandardScaler``…), not pyfunc's wrapper."""
@@ -123,4 +165,4 @@ class MLFlowServer(ModelServer):
 
     def model_input(self, X: Any, names: Any) -> Any:
         """The request's payload as the signature wants it: DataFrame or array."""
-        return model_input(X, names, self.as_frame, self.columns)
+        return self.reader.read(X, names)

@@ -1,5 +1,6 @@
 """MLflow's own signature check in front of a directly called method, and the shortcut that skips
-it for a DataFrame it would leave unchanged; the names a signature gives."""
+it for an input it would leave unchanged; what a signature says of inputs (column names and
+types, tensor dtypes) and params; MLflow's error messages with their reason first."""
 
 from __future__ import annotations
 
@@ -13,7 +14,27 @@ from modelshelf.errors import BadRequestError
 MAX_MESSAGE = 2000
 #: MLflow column types whose pandas dtype, when the request already has it, MLflow's schema
 #: enforcement leaves unchanged (so it can be skipped for such a frame).
-_EXACT_DTYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32"}
+_EXACT_DTYPES = {
+    "double": "float64",
+    "float": "float32",
+    "long": "int64",
+    "integer": "int32",
+    "boolean": "bool",
+    "string": "object",
+}
+#: MLflow column types as ``modelshelf.inputs.COLUMN_TYPES`` names them.
+_COLUMN_TYPES = {
+    "string": "string",
+    "boolean": "boolean",
+    "integer": "int32",
+    "long": "int64",
+    "float": "float32",
+    "double": "float64",
+    "datetime": "datetime",
+    "binary": "binary",
+}
+#: What MLflow puts before the reason when pyfunc's schema enforcement fails.
+_ENFORCE_PREFIX = "Failed to enforce schema of data"
 
 
 def signature_checked(call: Any, schema: Any, flavor: str | None = None) -> Any:
@@ -34,7 +55,7 @@ def signature_checked(call: Any, schema: Any, flavor: str | None = None) -> Any:
                 model_input = _enforce_schema(model_input, schema, flavor)
             except MlflowException as exc:
                 raise BadRequestError(
-                    "the input does not match the model's signature: " + exc.message[:MAX_MESSAGE]
+                    "the input does not match the model's signature: " + reason_first(exc.message)
                 ) from exc
         return call(model_input)
 
@@ -47,7 +68,9 @@ def conforming_frame_test(schema: Any) -> Any:
     the schema names. Any other schema gets a test that is always false."""
     names: list[str] = []
     dtypes: list[np.dtype] = []
-    if schema.is_tensor_spec() or not schema.has_input_names():
+    if schema.is_tensor_spec():
+        return _conforming_tensor_test(schema)
+    if not schema.has_input_names():
         return lambda model_input: False
     for spec in schema.inputs:
         dtype = _EXACT_DTYPES.get(str(getattr(spec.type, "name", "")))
@@ -72,3 +95,116 @@ def schema_names(schema: Any) -> list[str] | None:
     if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
         return None
     return [str(n) for n in schema.input_names()]
+
+
+def _conforming_tensor_test(schema: Any) -> Any:
+    """For one tensor: whether an array has its dtype and shape (MLflow would pass it as is)."""
+    if len(schema.inputs) != 1:
+        return lambda model_input: False
+    spec = schema.inputs[0]
+    dtype, shape = np.dtype(spec.type), tuple(spec.shape)
+
+    def conforms(model_input: Any) -> bool:
+        return (
+            type(model_input) is np.ndarray
+            and model_input.dtype == dtype
+            and model_input.ndim == len(shape)
+            and all(want in (-1, got) for want, got in zip(shape, model_input.shape, strict=True))
+        )
+
+    return conforms
+
+
+def column_types(schema: Any) -> dict[str, str] | None:
+    """Column name -> the type requests are cast to (``modelshelf.inputs.COLUMN_TYPES``), for a
+    column-based schema; ``None`` for others."""
+    if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
+        return None
+    found = {}
+    for spec in schema.inputs:
+        kind = _COLUMN_TYPES.get(str(getattr(spec.type, "name", "")))
+        if kind is not None:
+            found[str(spec.name)] = kind
+    return found
+
+
+def optional_columns(schema: Any) -> tuple[str, ...]:
+    """The columns a request may leave out (``required=False`` in the signature)."""
+    if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
+        return ()
+    return tuple(str(name) for name in schema.optional_input_names())
+
+
+def tensor_types(schema: Any) -> dict[str | None, np.dtype] | None:
+    """Tensor name (``None`` for the one unnamed tensor) -> dtype, for a tensor schema."""
+    if schema is None or not schema.is_tensor_spec():
+        return None
+    return {spec.name: np.dtype(spec.type) for spec in schema.inputs}
+
+
+def reason_first(message: str, limit: int = MAX_MESSAGE) -> str:
+    """An MLflow error message with its reason first and at most ``limit`` characters: pyfunc
+    writes the whole input and the schema before the reason ("Failed to enforce schema of data
+    '<DataFrame>' with schema '<...>'. Error: <reason>"), so a wide input pushed it out of
+    sight. Whatever is too long is cut from the middle, never the reason."""
+    if message.startswith(_ENFORCE_PREFIX) and "Error: " in message:
+        details, _, reason = message.rpartition("Error: ")
+        message = f"{reason.strip()} (while enforcing {details.strip()})"
+    if len(message) <= limit:
+        return message
+    keep = limit - 5
+    head = max(keep * 2 // 3, keep - 200)
+    return f"{message[:head]} ... {message[len(message) - (keep - head) :]}"
+
+
+def params_check(schema: Any) -> Any:
+    """A function that validates a request's params against the signature's params schema (MLflow's
+    own rule: ``ParamSpec.validate_param_spec``) and returns them with the defaults filled in;
+    a 400 names the param and its type. Without a params schema, any params are a 400."""
+    specs = {spec.name: spec for spec in schema.params} if schema is not None else {}
+
+    def check(params: Any) -> dict[str, Any]:
+        if not isinstance(params, dict):
+            raise BadRequestError(
+                f"params must be a mapping of param names to values, got {type(params).__name__}"
+            )
+        if not specs:
+            if not params:
+                return {}
+            raise BadRequestError(
+                "this model takes no params (its signature has no params schema), got "
+                f"{sorted(params)}"
+            )
+        unknown = sorted(str(name) for name in params if name not in specs)
+        if unknown:
+            raise BadRequestError(
+                f"unknown params {unknown}: this model takes {describe_params(schema)}"
+            )
+        from mlflow.exceptions import MlflowException
+        from mlflow.types import ParamSpec
+
+        checked = {}
+        for name, spec in specs.items():
+            if name not in params:
+                checked[name] = spec.default
+                continue
+            try:
+                checked[name] = ParamSpec.validate_param_spec(params[name], spec)
+            except MlflowException as exc:
+                raise BadRequestError(f"param {name!r}: {reason_first(exc.message)}") from exc
+        return checked
+
+    return check
+
+
+def describe_params(schema: Any) -> str:
+    """``threshold (double, default 0.5), ...``: the params a model takes, for messages."""
+    return ", ".join(
+        f"{spec.name} ({_param_type(spec.dtype, spec.shape)}, default {spec.default!r})"
+        for spec in schema.params
+    )
+
+
+def _param_type(dtype: Any, shape: Any) -> str:
+    name = str(getattr(dtype, "name", dtype))
+    return f"{name} array" if shape else name
