@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 import warnings
@@ -44,6 +45,7 @@ from modelshelf.errors import (
     ModelshelfError,
     ServerFaultError,
 )
+from modelshelf.openmp import ProcessThreads, rows_of, single_threaded
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +114,12 @@ class ModelServer(SeldonComponent):
     #: for them: the request's data comes back unchanged.
     serves_transform: ClassVar[bool] = False
 
+    #: Whether the framework computes with OpenMP (XGBoost, LightGBM, HistGradientBoosting…).
+    #: Then the model loads on one OpenMP thread (a worker forked from the parent would hang
+    #: otherwise) and every call gets ``self.threads.for_rows(rows)`` threads
+    #: (``modelshelf.openmp``).
+    uses_openmp: ClassVar[bool] = False
+
     predict_raw = _HiddenStub()
     transform_input_raw = _HiddenStub()
     transform_output_raw = _HiddenStub()
@@ -134,6 +142,10 @@ class ModelServer(SeldonComponent):
         self._served: dict[str, int] = {}
         self._metrics_lock = threading.Lock()
         self._metrics_sent_at = -METRICS_INTERVAL
+        self._serving_pid: int | None = None
+        #: The OpenMP thread policy (``uses_openmp``); a subclass may replace it before load
+        #: with one given a requested thread count (XGBoost's ``nthread``).
+        self.threads: ProcessThreads | None = ProcessThreads() if self.uses_openmp else None
 
     # ---------------------------------------------------------------- life cycle
 
@@ -159,7 +171,11 @@ class ModelServer(SeldonComponent):
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    self.load_model(self.model_dir)
+                    if self.uses_openmp:
+                        with single_threaded():
+                            self.load_model(self.model_dir)
+                    else:
+                        self.load_model(self.model_dir)
             except ModelshelfError:
                 raise
             except Exception as exc:  # unpickling raises anything, AttributeError included
@@ -200,6 +216,11 @@ class ModelServer(SeldonComponent):
         """Metadata derived from the loaded model (inputs/outputs, platform…)."""
         return {}
 
+    def after_fork(self) -> None:
+        """Called once in each process that serves, before its first call (so after the
+        front end forked it from the parent that loaded the model): per-process set-up a
+        framework cannot do in the parent. The OpenMP thread policy needs nothing here."""
+
     # ---------------------------------------------------------------- metadata
 
     def versions(self) -> dict[str, str]:
@@ -232,6 +253,10 @@ class ModelServer(SeldonComponent):
         """Call ``method`` on a validated input, turning framework errors into 400 / 500."""
         if not self._ready:
             raise ModelNotReadyError()
+        if self._serving_pid != os.getpid():
+            self._start_serving_process()
+        if self.threads is not None:
+            self.threads.for_rows(rows_of(model_input))
         try:
             result = method.call(model_input)
         except BadRequestError:
@@ -245,6 +270,12 @@ class ModelServer(SeldonComponent):
         with self._metrics_lock:
             self._served[method.name] = self._served.get(method.name, 0) + 1
         return result
+
+    def _start_serving_process(self) -> None:
+        with self._load_lock:
+            if self._serving_pid != os.getpid():
+                self.after_fork()
+                self._serving_pid = os.getpid()
 
     def model_input(self, X: Any, names: Any) -> Any:
         """The request's payload in the form the model takes (a 400 when it cannot be)."""

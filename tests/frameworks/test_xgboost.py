@@ -23,6 +23,7 @@ from modelshelf.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
 )
+from modelshelf import openmp
 from modelshelf.frameworks import xgboost as xgbserver
 from modelshelf.frameworks.xgboost import XGBoostServer, _native
 
@@ -266,23 +267,15 @@ def test_a_scikit_learn_pickle_is_pointed_to_sklearnserver(tmp_path):
 # ------------------------------------------------------------------------ threads
 
 
-def test_default_threads_follow_workers_and_cores(folders, monkeypatch):
-    cores = xgbserver.available_cores()
-    monkeypatch.setenv("GUNICORN_WORKERS", "1")
-    assert xgbserver.default_threads() == cores
-    monkeypatch.setenv("GUNICORN_WORKERS", str(cores))
-    assert xgbserver.default_threads() == 1
-    monkeypatch.setattr(sys, "argv", ["seldon-core-microservice", "M", "--workers", "64"])
-    assert xgbserver.gunicorn_workers() == 64
-    assert xgbserver.default_threads() == 1
+def test_threads_follow_workers_and_cores_and_the_nthread_parameter(folders, monkeypatch):
+    cores = openmp.available_cores()
     monkeypatch.setattr(sys, "argv", ["x"])
     monkeypatch.setenv("GUNICORN_WORKERS", "1")
     server = loaded(folders["json"])
-    server.predict(X, [])  # threads are set on a process's first request
+    server.predict(np.ones((100, 4)), [])  # threads are set on a process's first request
     assert server.nthread == cores
-    assert json.loads(server.booster.save_config())["learner"]["generic_param"]["nthread"] == str(
-        cores
-    )
+    # The booster follows OpenMP's per-thread setting, not a count of its own.
+    assert json.loads(server.booster.save_config())["learner"]["generic_param"]["nthread"] == "0"
     server = loaded(folders["json"], nthread=3)
     server.predict(X, [])
     assert server.nthread == 3

@@ -43,6 +43,8 @@ class SKLearnServer(ModelServer):
 
     framework_packages = ("scikit-learn", "numpy", "joblib")
     serves_transform = True
+    #: HistGradientBoosting and others compute with OpenMP (threadpoolctl-visible pools).
+    uses_openmp = True
 
     def __init__(
         self,

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xgboost as xgb
 
 from modelshelf.errors import ConfigurationError, ModelNotReadyError
 from modelshelf.frameworks.xgboost._description import (
@@ -25,8 +24,8 @@ from modelshelf.frameworks.xgboost._loading import (
 )
 from modelshelf.frameworks.xgboost._methods import METHODS, LoadedModel, build_method
 from modelshelf.frameworks.xgboost._rows import RowReader
-from modelshelf.frameworks.xgboost._threads import Boosters, ProcessThreads
 from modelshelf.metadata import array_spec, read_metadata_file
+from modelshelf.openmp import ProcessThreads
 from modelshelf.server import Method, ModelServer
 
 
@@ -40,6 +39,7 @@ class XGBoostServer(ModelServer):
     """
 
     framework_packages = ("xgboost", "xgboost-cpu", "scikit-learn", "numpy")
+    uses_openmp = True
 
     def __init__(
         self, model_uri: str, method: str = "predict", model_file: str = "", nthread: int = 0
@@ -58,9 +58,8 @@ class XGBoostServer(ModelServer):
             )
         self.method_name = method
         self.model_file = model_file
-        self.requested_threads = threads
+        self.threads = ProcessThreads(threads)
         self.method: Method | None = None
-        self.threads: ProcessThreads | None = None
 
     @property
     def nthread(self) -> int | None:
@@ -69,30 +68,27 @@ class XGBoostServer(ModelServer):
 
     def load_model(self, model_dir: Path) -> None:
         path = model_path(model_dir, self.model_file, self.model_uri)
-        # One thread while loading and describing: this runs in seldon's parent process, which
-        # forks the workers later, and anything that configures the booster may start OpenMP.
-        with xgb.config_context(nthread=1):
-            if is_pickle(path):
-                estimator, booster = load_estimator(path, self.model_uri)
-                self.saved_version: str | None = None
-            else:
-                estimator = None
-                self.saved_version = check_saved_version(path, self.model_uri)
-                booster = load_booster(path, self.model_uri)
-            boosters = Boosters.of(booster)
-            self.description = describe_booster(booster)
-            self.feature_names: list[str] | None = booster.feature_names
-            self.n_features: int = booster.num_features()
+        if is_pickle(path):
+            estimator, booster = load_estimator(path, self.model_uri)
+            self.saved_version: str | None = None
+        else:
+            estimator = None
+            self.saved_version = check_saved_version(path, self.model_uri)
+            booster = load_booster(path, self.model_uri)
+        # Threads follow the OpenMP policy (modelshelf.openmp), not a count saved in the model.
+        booster.set_param({"nthread": 0})
+        self.description = describe_booster(booster)
+        self.feature_names: list[str] | None = booster.feature_names
+        self.n_features: int = booster.num_features()
         self.model = estimator if estimator is not None else booster
         self.model_path = path
         self.booster = booster
         self.estimator = estimator
-        self.threads = ProcessThreads(boosters, self.requested_threads)
         self.read_rows = RowReader(self.feature_names, self.n_features)
         self.missing = float(getattr(estimator, "missing", np.nan)) if estimator else np.nan
         self.class_labels = class_labels(estimator, self.description, read_metadata_file(model_dir))
         loaded = LoadedModel(
-            boosters=boosters,
+            booster=booster,
             objective=self.description["objective"],
             num_class=self.description["num_class"],
             missing=self.missing,
@@ -145,7 +141,6 @@ class XGBoostServer(ModelServer):
         return self.model_dir.name if self.model_dir.is_dir() else self.model_path.stem
 
     def predict(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
-        if not self.ready or self.threads is None or self.method is None:
+        if not self.ready or self.method is None:
             raise ModelNotReadyError()
-        self.threads.ensure()
         return self.serve(self.method, self.read_rows(X, features_names))

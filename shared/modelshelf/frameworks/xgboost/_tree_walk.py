@@ -105,9 +105,8 @@ def verified_tree_walk(
 ) -> tuple[TreeWalk | None, str]:
     """The walk when it equals ``booster.inplace_predict`` on probe rows for values and margins,
     else ``None``; and what was found, for the log. Never raises."""
-    try:  # one thread: this runs in seldon's parent process, which forks the workers later
-        with xgb.config_context(nthread=1):
-            return _verified(booster, objective, missing, n_features)
+    try:  # on one thread: the server loads with one (modelshelf.openmp)
+        return _verified(booster, objective, missing, n_features)
     except Exception as exc:  # any surprise: keep XGBoost's call
         return None, f"XGBoost's own predictor (tree walk failed: {type(exc).__name__}: {exc})"
 
