@@ -21,6 +21,7 @@ from modelshelf.frameworks.xgboost._loading import (
     load_booster,
     load_estimator,
     model_path,
+    served_booster,
 )
 from modelshelf.frameworks.xgboost._methods import METHODS, LoadedModel, build_method
 from modelshelf.frameworks.xgboost._rows import RowReader
@@ -75,6 +76,7 @@ class XGBoostServer(ModelServer):
             estimator = None
             self.saved_version = check_saved_version(path, self.model_uri)
             booster = load_booster(path, self.model_uri)
+        booster, self.best_iteration = served_booster(booster)
         # Threads follow the OpenMP policy (modelshelf.openmp), not a count saved in the model.
         booster.set_param({"nthread": 0})
         self.description = describe_booster(booster)
@@ -114,6 +116,8 @@ class XGBoostServer(ModelServer):
             custom["feature types"] = ",".join(desc["feature_types"])
         if self.saved_version:
             custom["saved by xgboost"] = self.saved_version
+        if self.best_iteration is not None:
+            custom["best iteration"] = str(self.best_iteration)
         if self.estimator is not None:
             custom["estimator"] = type(self.estimator).__name__
         return {
