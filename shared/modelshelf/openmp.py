@@ -94,6 +94,12 @@ class ProcessThreads:
             state.pid, state.threads = pid, wanted
         return wanted
 
+    @property
+    def current(self) -> int:
+        """The calling thread's count, as ``for_rows`` set it last (for a framework that takes
+        it per call, such as LightGBM's ``num_threads``)."""
+        return getattr(self._thread_state, "threads", 1)
+
     def _configure_process(self, pid: int) -> None:
         with self._lock:
             if self._pid == pid:

@@ -23,6 +23,7 @@ import pytest
 from containers import engine, image, image_exists, parameters, running_container
 from microservice import SERVERS, free_port, wait_for_text
 from models import IRIS_COLUMNS, rows
+from modelshelf import registry
 
 if os.environ.get("MODELSHELF_TEST_IMAGES") != "1":
     pytest.skip("image tests run with make test-images", allow_module_level=True)
@@ -37,7 +38,7 @@ class SlowModel:
         time.sleep(2)
         return X
 """
-SERVER_IMAGES = ["sklearnserver", "xgboostserver", "mlflowserver"]
+SERVER_IMAGES = [server.name for server in registry.SERVERS]
 IMAGES = ["base", "storage-initializer", *SERVER_IMAGES]
 
 

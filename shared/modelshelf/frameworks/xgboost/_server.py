@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from modelshelf.errors import ConfigurationError, ModelNotReadyError
+from modelshelf.errors import ConfigurationError
 from modelshelf.frameworks.xgboost._description import (
     class_labels,
     default_feature_names,
@@ -24,10 +24,9 @@ from modelshelf.frameworks.xgboost._loading import (
     served_booster,
 )
 from modelshelf.frameworks.xgboost._methods import METHODS, LoadedModel, build_method
-from modelshelf.frameworks.xgboost._rows import RowReader
 from modelshelf.metadata import array_spec, read_metadata_file
 from modelshelf.openmp import ProcessThreads
-from modelshelf.server import Method, ModelServer
+from modelshelf.server import ModelServer
 
 
 class XGBoostServer(ModelServer):
@@ -40,6 +39,7 @@ class XGBoostServer(ModelServer):
     """
 
     framework_packages = ("xgboost", "xgboost-cpu", "scikit-learn", "numpy")
+    platform = "xgboost"
     uses_openmp = True
 
     def __init__(
@@ -60,7 +60,6 @@ class XGBoostServer(ModelServer):
         self.method_name = method
         self.model_file = model_file
         self.threads = ProcessThreads(threads)
-        self.method: Method | None = None
 
     @property
     def nthread(self) -> int | None:
@@ -80,13 +79,12 @@ class XGBoostServer(ModelServer):
         # Threads follow the OpenMP policy (modelshelf.openmp), not a count saved in the model.
         booster.set_param({"nthread": 0})
         self.description = describe_booster(booster)
-        self.feature_names: list[str] | None = booster.feature_names
-        self.n_features: int = booster.num_features()
+        self.feature_names = booster.feature_names
+        self.n_features = booster.num_features()
         self.model = estimator if estimator is not None else booster
         self.model_path = path
         self.booster = booster
         self.estimator = estimator
-        self.read_rows = RowReader(self.feature_names, self.n_features)
         self.missing = float(getattr(estimator, "missing", np.nan)) if estimator else np.nan
         self.class_labels = class_labels(estimator, self.description, read_metadata_file(model_dir))
         loaded = LoadedModel(
@@ -101,11 +99,14 @@ class XGBoostServer(ModelServer):
         self.method = build_method(self.method_name, loaded)
 
     def describe_model(self) -> dict[str, Any]:
+        found = super().describe_model()
         assert self.method is not None
+        found["outputs"] = [self._output_spec(self.method.output_names)]
+        return found
+
+    def describe_custom(self) -> dict[str, str]:
         desc = self.description
         custom = {
-            "method": self.method.name,
-            "model file": self.model_path.name,
             "objective": desc["objective"],
             "number of classes": str(desc["num_class"]),
             "number of features": str(self.n_features),
@@ -120,13 +121,7 @@ class XGBoostServer(ModelServer):
             custom["best iteration"] = str(self.best_iteration)
         if self.estimator is not None:
             custom["estimator"] = type(self.estimator).__name__
-        return {
-            "name": self._model_name(),
-            "platform": "xgboost",
-            "inputs": [array_spec(self.feature_names, self.n_features)],
-            "outputs": [self._output_spec(self.method.output_names)],
-            "custom": custom,
-        }
+        return custom
 
     def _output_spec(self, names: Sequence[str] | None) -> dict[str, Any]:
         num_class = self.description["num_class"]
@@ -137,14 +132,3 @@ class XGBoostServer(ModelServer):
         if self.method_name == "predict_leaf":
             return array_spec(None, None)
         return array_spec(names, len(names) if names else None)
-
-    def _model_name(self) -> str:
-        """The file's name, unless it is the conventional ``model.*``: then the folder's."""
-        if self.model_path.stem != "model":
-            return self.model_path.stem
-        return self.model_dir.name if self.model_dir.is_dir() else self.model_path.stem
-
-    def predict(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
-        if not self.ready or self.method is None:
-            raise ModelNotReadyError()
-        return self.serve(self.method, self.read_rows(X, features_names))
