@@ -257,6 +257,23 @@ def test_xgboostserver_serves_a_booster(tmp_path):
     assert metadata["platform"] == "xgboost"
 
 
+def test_lightgbmserver_serves_a_booster(tmp_path):
+    require("lightgbmserver")
+    import lightgbm as lgb
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    model = lgb.LGBMClassifier(n_estimators=10, verbose=-1).fit(iris.data, iris.target)
+    (tmp_path / "booster").mkdir()
+    model.booster_.save_model(tmp_path / "booster" / "model.txt")
+    folder = readable_copy(tmp_path / "booster", tmp_path / "mounted")
+    X = rows(2)
+    body, metadata = serve_and_stop("lightgbmserver", folder, {"data": {"ndarray": X.tolist()}})
+    want = lgb.Booster(model_file=str(folder / "model.txt")).predict(X)
+    np.testing.assert_array_equal(np.array(body["data"]["ndarray"]), want)
+    assert metadata["platform"] == "lightgbm"
+
+
 MLFLOW_MODEL_CODE = """
 import mlflow
 from mlflow.pyfunc import PythonModel
