@@ -180,3 +180,23 @@ class RowReader:
                 raise BadRequestError(f"jsonData record without field {exc}") from exc
         arr = as_2d_numbers(rows, len(given), what="jsonData")
         return arr[:, self._columns_for([str(n) for n in given])]
+
+
+def as_texts(X: Any) -> list[str]:
+    """One text per row (a string, ``[n]`` or ``[n, 1]``), for models that take raw strings."""
+    if isinstance(X, bytes):
+        X = X.decode("utf-8", errors="replace")
+    if isinstance(X, str):
+        return [X]
+    arr = np.asarray(X, dtype=object)
+    if arr.size == 0:
+        raise BadRequestError("the input is empty: expected one or more texts")
+    if arr.ndim > 2 or (arr.ndim == 2 and arr.shape[1] != 1):
+        raise BadRequestError(
+            f"expected one text per row (shape [n] or [n, 1]), got shape {list(arr.shape)}"
+        )
+    texts = arr.ravel().tolist()
+    for value in texts:
+        if not isinstance(value, str):
+            raise BadRequestError(f"expected texts (strings), got {value!r}")
+    return texts

@@ -1,8 +1,5 @@
-"""scikit-learn: estimators and pipelines saved with joblib or pickle.
-
-Knows only scikit-learn: which file, which method, which names, which input shape. Downloading,
-metadata files, health and error mapping live in ``modelshelf.server``.
-"""
+"""scikit-learn: estimators and pipelines saved with joblib or pickle. Knows only which file,
+which method, which input form; requests, names, metadata and errors are ``modelshelf.server``'s."""
 
 from __future__ import annotations
 
@@ -11,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import joblib
-import numpy as np
 
-from modelshelf.errors import BadRequestError, ConfigurationError
+from modelshelf.errors import ConfigurationError
 from modelshelf.frameworks.sklearn_closed_form import served_call
-from modelshelf.inputs import as_frame
+from modelshelf.inputs import as_frame, as_texts
 from modelshelf.model_files import find_model_file
 from modelshelf.server import Method, ModelServer, bool_parameter, output_names
 
@@ -92,7 +88,7 @@ class SKLearnServer(ModelServer):
     def model_input(self, X: Any, names: Any) -> Any:
         """Texts for a text pipeline, a DataFrame for a model fitted on one, else the base's."""
         if self.takes_text:
-            return _texts(X)
+            return as_texts(X)
         if self.feature_names is not None:
             return as_frame(X, names, self.feature_names, "the model's features")
         return super().model_input(X, names)
@@ -123,22 +119,3 @@ def _takes_text(model: Any) -> bool:
     while isinstance(first, Pipeline):
         first = first.steps[0][1]
     return isinstance(first, CountVectorizer | HashingVectorizer)
-
-
-def _texts(X: Any) -> list[str]:
-    if isinstance(X, bytes):
-        X = X.decode("utf-8", errors="replace")
-    if isinstance(X, str):
-        return [X]
-    arr = np.asarray(X, dtype=object)
-    if arr.size == 0:
-        raise BadRequestError("the input is empty: expected one or more texts")
-    if arr.ndim > 2 or (arr.ndim == 2 and arr.shape[1] != 1):
-        raise BadRequestError(
-            f"expected one text per row (shape [n] or [n, 1]), got shape {list(arr.shape)}"
-        )
-    texts = arr.ravel().tolist()
-    for value in texts:
-        if not isinstance(value, str):
-            raise BadRequestError(f"expected texts (strings), got {value!r}")
-    return texts

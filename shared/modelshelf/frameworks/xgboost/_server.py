@@ -3,7 +3,6 @@ the package's other modules (files, threads, methods, rows)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from modelshelf.frameworks.xgboost._description import (
     class_labels,
     default_feature_names,
     describe_booster,
+    output_spec,
 )
 from modelshelf.frameworks.xgboost._loading import (
     check_saved_version,
@@ -24,7 +24,7 @@ from modelshelf.frameworks.xgboost._loading import (
     served_booster,
 )
 from modelshelf.frameworks.xgboost._methods import METHODS, LoadedModel, build_method
-from modelshelf.metadata import array_spec, read_metadata_file
+from modelshelf.metadata import read_metadata_file
 from modelshelf.openmp import ProcessThreads
 from modelshelf.server import ModelServer
 
@@ -54,9 +54,7 @@ class XGBoostServer(ModelServer):
         except (TypeError, ValueError):
             threads = -1
         if threads < 0:
-            raise ConfigurationError(
-                "nthread", nthread, "a whole number >= 1, or 0 for cores / gunicorn workers"
-            )
+            raise ConfigurationError("nthread", nthread, "a whole number >= 1, or 0: cores/workers")
         self.method_name = method
         self.model_file = model_file
         self.threads = ProcessThreads(threads)
@@ -101,34 +99,24 @@ class XGBoostServer(ModelServer):
     def describe_model(self) -> dict[str, Any]:
         found = super().describe_model()
         assert self.method is not None
-        found["outputs"] = [self._output_spec(self.method.output_names)]
+        found["outputs"] = [
+            output_spec(self.method_name, self.method.output_names, self.description)
+        ]
         return found
 
     def describe_custom(self) -> dict[str, str]:
         desc = self.description
-        custom = {
+        optional = {
+            "feature types": ",".join(desc["feature_types"] or []),
+            "saved by xgboost": self.saved_version or "",
+            "best iteration": "" if self.best_iteration is None else str(self.best_iteration),
+            "estimator": type(self.estimator).__name__ if self.estimator is not None else "",
+        }
+        return {
             "objective": desc["objective"],
             "number of classes": str(desc["num_class"]),
             "number of features": str(self.n_features),
             "booster": desc["booster"],
             "boosted rounds": str(desc["rounds"]),
+            **{key: value for key, value in optional.items() if value},
         }
-        if desc["feature_types"]:
-            custom["feature types"] = ",".join(desc["feature_types"])
-        if self.saved_version:
-            custom["saved by xgboost"] = self.saved_version
-        if self.best_iteration is not None:
-            custom["best iteration"] = str(self.best_iteration)
-        if self.estimator is not None:
-            custom["estimator"] = type(self.estimator).__name__
-        return custom
-
-    def _output_spec(self, names: Sequence[str] | None) -> dict[str, Any]:
-        num_class = self.description["num_class"]
-        if self.method_name == "predict_contribs" and num_class > 1:
-            spec = array_spec(names, None)
-            spec["schema"]["shape"] = [-1, num_class, self.n_features + 1]
-            return spec
-        if self.method_name == "predict_leaf":
-            return array_spec(None, None)
-        return array_spec(names, len(names) if names else None)
