@@ -1,12 +1,13 @@
-"""Server CPU per single-row request for an OpenMP model (HistGradientBoosting), beside the
-model's own in-process call: the measure of the thread policy (issue 20).
+"""Server CPU per request for an OpenMP model, beside the model's own in-process call: the
+measure of the thread policy (issue 20).
 
-    .venv/bin/python tests/bench/openmp_cpu_per_request.py [--requests 400] [--connections 4]
+    .venv/bin/python tests/bench/openmp_cpu_per_request.py [--model hgb|xgboost] [--rows 1]
+        [--requests 400] [--connections 4]
 
-Starts ``modelshelf serve SKLearnServer`` (1 worker) on a fresh HistGradientBoostingClassifier,
-sends single-row requests from ``--connections`` client threads and divides the server process
-tree's CPU time by the requests. Prints one line per measure; ratios, not absolute figures, are
-what carry across machines.
+Starts ``modelshelf serve`` (1 worker) on a fresh HistGradientBoostingClassifier (SKLearnServer)
+or a 300-round depth-6 XGBoost booster on 30 features (XGBoostServer), sends requests of
+``--rows`` rows from ``--connections`` client threads and divides the server process tree's CPU
+time by the requests. Ratios, not absolute figures, are what carry across machines.
 """
 
 from __future__ import annotations
@@ -46,30 +47,50 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-def in_process_cpu(model: object, row: np.ndarray, calls: int) -> float:
-    model.predict_proba(row)  # type: ignore[attr-defined]
+def in_process_cpu(predict: object, rows: np.ndarray, calls: int) -> float:
+    predict(rows)  # type: ignore[operator]
     started = time.process_time()
     for _ in range(calls):
-        model.predict_proba(row)  # type: ignore[attr-defined]
+        predict(rows)  # type: ignore[operator]
     return (time.process_time() - started) / calls
+
+
+def hgb_model(folder: Path) -> tuple[object, np.ndarray, Launch]:
+    X, y = make_classification(n_samples=5000, n_features=20, random_state=0)
+    model = HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(X, y)
+    joblib.dump(model, folder / "model.joblib")
+    parameters = seldon_parameters(model_uri=str(folder))
+    return model.predict_proba, X, Launch("SKLearnServer", SERVERS / "sklearnserver", parameters)
+
+
+def xgboost_model(folder: Path) -> tuple[object, np.ndarray, Launch]:
+    import xgboost as xgb
+
+    X, y = make_classification(n_samples=5000, n_features=30, random_state=0)
+    booster = xgb.train({"max_depth": 6, "objective": "binary:logistic"}, xgb.DMatrix(X, y), 300)
+    booster.save_model(folder / "model.json")
+    booster = xgb.Booster(model_file=str(folder / "model.json"))
+    parameters = seldon_parameters(model_uri=str(folder))
+    return (
+        booster.inplace_predict,
+        X,
+        Launch("XGBoostServer", SERVERS / "xgboostserver", parameters),
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--model", choices=("hgb", "xgboost"), default="hgb")
+    parser.add_argument("--rows", type=int, default=1)
     args = parser.parse_args()
-    X, y = make_classification(n_samples=5000, n_features=20, random_state=0)
-    model = HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(X, y)
-    row = X[:1]
-    folder = Path(tempfile.mkdtemp(prefix="hgb-bench-"))
-    joblib.dump(model, folder / "model.joblib")
-    own = in_process_cpu(model, row, 200)
+    folder = Path(tempfile.mkdtemp(prefix="openmp-bench-"))
+    predict, X, launch = (hgb_model if args.model == "hgb" else xgboost_model)(folder)
+    row = X[: args.rows]
+    own = in_process_cpu(predict, row, 200)
     with threadpool_limits(1, "openmp"):
-        own_single = in_process_cpu(model, row, 200)
-    launch = Launch(
-        "SKLearnServer", SERVERS / "sklearnserver", seldon_parameters(model_uri=str(folder))
-    )
+        own_single = in_process_cpu(predict, row, 200)
     payload = {"data": {"ndarray": row.tolist()}}
     with running(launch, [MODELSHELF]) as (service,):
         url = f"{service.url}/api/v1.0/predictions"
@@ -88,9 +109,10 @@ def main() -> None:
         wall = time.perf_counter() - wall
         served = per_connection * args.connections
         cpu = (tree_cpu(service.process.pid) - before) / served
-    print(f"model's own predict_proba, 1 row, in process: {own * 1e3:.2f} ms CPU")
+    what = f"{args.model}, {args.rows} row(s)"
+    print(f"{what}: the model's own call in process: {own * 1e3:.2f} ms CPU")
     print(f"the same on one OpenMP thread: {own_single * 1e3:.2f} ms CPU")
-    print(f"modelshelf serve, 1 row, {args.connections} connections: {cpu * 1e3:.2f} ms CPU")
+    print(f"modelshelf serve, {args.connections} connections: {cpu * 1e3:.2f} ms CPU")
     print(f"  per request, {served / wall:.0f} req/s; ratio server/own {cpu / own:.1f}")
 
 
