@@ -12,12 +12,19 @@ ARG SERVER=sklearnserver
 ARG EXTRA=sklearn
 ARG MODEL_NAME=SKLearnServer
 ARG DESCRIPTION="scikit-learn model server for Seldon Core (SKLearnServer, Seldon protocol)"
+# Debian packages a framework's wheel needs beyond the slim base (LightGBM: libgomp1).
+ARG SYSTEM_PACKAGES=""
 LABEL org.opencontainers.image.title="modelshelf-${SERVER}" \
       org.opencontainers.image.description="${DESCRIPTION}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.source="https://github.com/modelshelf/modelshelf" \
       org.opencontainers.image.licenses="Apache-2.0"
 USER 0
+# hadolint ignore=DL3008
+RUN if [ -n "${SYSTEM_PACKAGES}" ]; then \
+      apt-get update && apt-get install -y --no-install-recommends ${SYSTEM_PACKAGES} \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
 COPY pyproject.toml images/requirements.py images/constraints.txt images/slim-venv.sh /tmp/build/
 RUN python3 /tmp/build/requirements.py /tmp/build/pyproject.toml s3 gcs "${EXTRA}" > /tmp/build/requirements.txt \
  && pip install --no-cache-dir --no-compile -c /tmp/build/constraints.txt -r /tmp/build/requirements.txt \

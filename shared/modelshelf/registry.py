@@ -28,6 +28,7 @@ class Server:
     kserve_model_formats: tuple[str, ...]
     description: str  #: the image's description label
     folder_note: str = ""  #: after the folder in the README's table
+    system_packages: str = ""  #: Debian packages the image needs (apt-get install)
 
 
 SERVERS: tuple[Server, ...] = (
@@ -82,6 +83,7 @@ SERVERS: tuple[Server, ...] = (
         kserve_model_formats=("lightgbm",),
         description="LightGBM model server for Seldon Core (LightGBMServer: boosters and "
         "scikit-learn-API pickles, Seldon protocol)",
+        system_packages="libgomp1",  # lightgbm's wheel links the system's OpenMP runtime
     ),
 )
 
@@ -236,6 +238,7 @@ def _main(argv: list[str]) -> int:
             ("EXTRA", s.extra),
             ("MODEL_NAME", s.class_name),
             ("DESCRIPTION", s.description),
+            ("SYSTEM_PACKAGES", s.system_packages),
         ):
             print(f"{key}={value}")
     elif command == "write":
