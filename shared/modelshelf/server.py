@@ -13,11 +13,14 @@ there (and again in the gRPC child), then forks gunicorn workers that call ``loa
 * Request errors become ``BadRequestError`` (400) or ``ServerFaultError`` (500); nothing is
   swallowed into a ``None`` prediction.
 
-A framework module subclasses ``ModelServer`` and fills in ``load_model`` and ``describe_model``,
-and sets ``self.model`` / the ``Method`` callables it serves. A server whose models can
-``transform`` sets ``serves_transform`` and ``self.transform_method``, and overrides
-``model_input`` (and ``model_output`` if needed): ``transform_input`` / ``transform_output``
-are written here once.
+A framework module subclasses ``ModelServer`` and only loads and describes: ``load_model`` sets
+``self.model``, ``self.model_path``, ``self.feature_names`` / ``self.n_features`` and
+``self.method`` (a ``Method``: the callable and its output names); ``describe_custom`` adds to
+the metadata. The request contract is written here once: ``predict`` (feature names under every
+name Seldon's code uses), request ``names`` and ``jsonData`` to the model's columns
+(``model_input``), output names, the model's name, and the OpenMP thread policy after the fork
+(``uses_openmp``). A server whose models can ``transform`` sets ``serves_transform`` and
+``self.transform_method``: ``transform_input`` / ``transform_output`` are written here too.
 """
 
 from __future__ import annotations
