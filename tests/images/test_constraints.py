@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from microservice import REPO
+from modelshelf.registry import SERVERS
 
 SCRIPT = REPO / "images" / "constraints.py"
 COMMITTED = REPO / "images" / "constraints.txt"
@@ -27,6 +28,15 @@ def pinned() -> dict[str, str]:
 )
 def test_the_packages_the_issue_names_are_pinned_at_the_tested_version(name):
     assert pinned().get(name) == importlib.metadata.version(name)
+
+
+@pytest.mark.parametrize(
+    "package",
+    [package for server in SERVERS for package in server.framework_packages],
+)
+def test_every_registered_servers_framework_is_pinned_at_the_tested_version(package):
+    # server.Dockerfile installs "${EXTRA}": the extras come from the registry, not the Dockerfile
+    assert pinned().get(package) == importlib.metadata.version(package)
 
 
 def test_the_committed_file_is_what_the_generator_writes_from_this_virtualenv():
