@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from modelshelf import registry
-from modelshelf.graph import manifest
+from modelshelf.graph import crd, kserve_runtimes, manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,6 +51,23 @@ def test_every_server_has_its_class_folder_extra_and_seldon_entry(server):
     assert manifest.MODELSHELF_IMAGES[server.name] == server.name
     assert server.seldon_implementation in manifest.IMPLEMENTATIONS
     assert cls.__name__ == server.class_name
+
+
+@pytest.mark.parametrize("server", registry.SERVERS, ids=lambda s: s.name)
+def test_every_server_is_a_kserve_runtime_with_the_registry_s_formats(server):
+    """Issue 18: the KServe model formats come from the registry, as committed manifests."""
+    (row,) = [r for r in kserve_runtimes.RUNTIMES if r.image == registry.image(server)]
+    wanted = [
+        (name, version)
+        for name in server.kserve_model_formats
+        for version in server.kserve_format_versions
+    ]
+    assert wanted and list(row.formats) == wanted
+    for prefix in ("runtime", "servingruntime"):
+        (doc,) = crd.load_file(REPO / "manifests" / "kserve" / f"{prefix}-{row.name}.yaml")
+        formats = doc["spec"]["supportedModelFormats"]
+        assert [(f["name"], f["version"]) for f in formats] == wanted
+        assert doc["spec"]["containers"][0]["image"] == registry.image(server)
 
 
 def test_build_sh_builds_every_registered_server_from_one_dockerfile():

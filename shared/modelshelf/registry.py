@@ -1,7 +1,10 @@
 """modelshelf's servers, listed once: everything that names them is derived from this list --
-``graph/manifest.py``'s tables, ``images/build.sh``'s images and their build arguments, the
-seldon-config patch and Helm values under ``manifests/``, and the README's table of servers
-(``python3 shared/modelshelf/registry.py write`` rewrites the files; a test checks they match).
+``graph/manifest.py``'s tables, ``images/build.sh``'s images and their build arguments,
+``images/constraints.py``'s extras, the seldon-config patch and Helm values under ``manifests/``,
+the README's table of servers (``python3 shared/modelshelf/registry.py write`` rewrites the files;
+a test checks they match) and the KServe runtimes under ``manifests/kserve/``
+(``graph/kserve_runtimes.py``, which needs PyYAML: ``python -m modelshelf.graph.kserve_runtimes
+manifests/kserve``).
 
 Plain Python without imports from modelshelf, so ``images/build.sh`` runs it with any python3.
 """
@@ -25,7 +28,11 @@ class Server:
     framework_packages: tuple[str, ...]
     seldon_implementation: str  #: SeldonDeployment ``implementation``
     mlserver_v2_version: str | None  #: the ``v2`` protocol's MLServer image tag upstream
-    kserve_model_formats: tuple[str, ...]
+    kserve_model_formats: tuple[str, ...]  #: the runtime's ``supportedModelFormats`` names
+    #: the versions of each of those formats the runtime lists (an InferenceService's
+    #: ``modelFormat.version`` must be one of them when it names one)
+    kserve_format_versions: tuple[str, ...]
+    kserve_description: str  #: what the KServe runtime serves, for its manifests' comments
     description: str  #: the image's description label
     folder_note: str = ""  #: after the folder in the README's table
     system_packages: str = ""  #: Debian packages the image needs (apt-get install)
@@ -42,6 +49,8 @@ SERVERS: tuple[Server, ...] = (
         seldon_implementation="SKLEARN_SERVER",
         mlserver_v2_version="1.3.5-sklearn",
         kserve_model_formats=("sklearn",),
+        kserve_format_versions=("1",),
+        kserve_description="scikit-learn pickles and joblib files (SKLearnServer)",
         description="scikit-learn model server for Seldon Core (SKLearnServer, Seldon protocol)",
     ),
     Server(
@@ -54,6 +63,8 @@ SERVERS: tuple[Server, ...] = (
         seldon_implementation="MLFLOW_SERVER",
         mlserver_v2_version="1.3.5-mlflow",
         kserve_model_formats=("mlflow",),
+        kserve_format_versions=("1", "2", "3"),
+        kserve_description="MLflow models (pyfunc), the model's requirements installed at start",
         description="MLflow model server for Seldon Core (MLFlowServer on mlflow-skinny; "
         "before-run installs the model's requirements into MODELSHELF_ENV_DIR)",
         folder_note=" (run `./before-run` first)",
@@ -68,6 +79,9 @@ SERVERS: tuple[Server, ...] = (
         seldon_implementation="XGBOOST_SERVER",
         mlserver_v2_version="1.3.5-xgboost",
         kserve_model_formats=("xgboost",),
+        kserve_format_versions=("1", "2", "3"),
+        kserve_description="XGBoost boosters (model.json/.ubj/.bst) and pickled "
+        "XGBClassifier/XGBRegressor",
         description="XGBoost model server for Seldon Core (XGBoostServer: boosters and "
         "scikit-learn-API pickles, Seldon protocol)",
     ),
@@ -81,6 +95,9 @@ SERVERS: tuple[Server, ...] = (
         seldon_implementation="LIGHTGBM_SERVER",
         mlserver_v2_version="1.3.5-lightgbm",
         kserve_model_formats=("lightgbm",),
+        kserve_format_versions=("3", "4"),
+        kserve_description="LightGBM boosters (model.txt/.bst) and pickled "
+        "LGBMClassifier/LGBMRegressor (LightGBMServer)",
         description="LightGBM model server for Seldon Core (LightGBMServer: boosters and "
         "scikit-learn-API pickles, Seldon protocol)",
         system_packages="libgomp1",  # lightgbm's wheel links the system's OpenMP runtime

@@ -81,6 +81,7 @@ def kserve_secret(s3_server, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def models(sklearn_models, s3_server, tmp_path_factory) -> dict[str, tuple[str, object]]:
     """Per format: the URI to serve and the in-process model to compare with."""
+    import lightgbm
     import mlflow.sklearn
     import xgboost
     from sklearn.linear_model import LogisticRegression
@@ -89,6 +90,9 @@ def models(sklearn_models, s3_server, tmp_path_factory) -> dict[str, tuple[str, 
     booster = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(IRIS_X, IRIS_Y == "setosa")
     (root / "xgb").mkdir()
     booster.save_model(root / "xgb" / "model.json")
+    (root / "lgb").mkdir()
+    classifier = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(IRIS_X, IRIS_Y)
+    classifier.booster_.save_model(root / "lgb" / "model.txt")
     regression = LogisticRegression(max_iter=1000).fit(IRIS_X, IRIS_Y)
     mlflow.sklearn.save_model(regression, root / "mlflow")
     return {
@@ -102,6 +106,10 @@ def models(sklearn_models, s3_server, tmp_path_factory) -> dict[str, tuple[str, 
         ),
         "xgboost": (str(root / "xgb"), booster),
         "mlflow": (str(root / "mlflow"), regression),
+        "lightgbm": (
+            str(root / "lgb"),
+            lightgbm.Booster(model_file=str(root / "lgb" / "model.txt")),
+        ),
     }
 
 
@@ -115,6 +123,7 @@ RUNS = {
     "xgboost-iris": "xgboost",
     "xgboost-iris-v2": "xgboost",
     "mlflow-iris": "mlflow",
+    "lightgbm-iris": "lightgbm",
 }
 
 
@@ -123,6 +132,8 @@ def own_output(kind: str, model: object) -> np.ndarray:
         return model.predict_proba(X)
     if kind == "xgboost":
         return model.predict_proba(X)[:, 1]  # the booster's own predict: P(class 1)
+    if kind == "lightgbm":
+        return model.predict(X)  # the multiclass booster's own predict: one P per class
     return model.predict(X)  # pyfunc: the labels
 
 

@@ -161,6 +161,7 @@ EXPECTED = {
     "xgboost-iris": "modelshelf-xgboost",
     "xgboost-iris-v2": "modelshelf-xgboost",
     "mlflow-iris": "modelshelf-mlflow",
+    "lightgbm-iris": "modelshelf-lightgbm",
     "sklearn-iris-custom": None,
 }
 

@@ -1,16 +1,17 @@
-"""Our KServe ServingRuntimes, generated from one small table (one row per server).
+"""Our KServe ServingRuntimes, generated from the registry of servers (``modelshelf.registry``).
 
 ``python -m modelshelf.graph.kserve_runtimes manifests/kserve`` writes, per server, a
 ClusterServingRuntime (``runtime-modelshelf-<server>.yaml``) and the same runtime as a namespaced
 ServingRuntime (``servingruntime-modelshelf-<server>.yaml``); a test checks the committed files
-are what this writes, so adding a server is one ``RuntimeRow``.
+are what this writes, so a server added to the registry with ``kserve_model_formats`` gets its
+runtimes from that one entry (issue 18).
 
 Why priority ``PRIORITY`` (5): KServe's admission webhook refuses a runtime whose auto-selected
 format, version, protocol and priority equal another runtime's of the same scope. KServe's own
-runtimes use 1 (sklearn "1", xgboost "2"; later releases 3), MLServer's 2 (sklearn, xgboost,
-lightgbm) and 1 (mlflow). 5 clashes with none of them and, higher priority winning, makes ours the
-runtime an ``InferenceService`` with ``modelFormat: sklearn`` gets once installed; users keep
-KServe's by naming it in ``runtime:``.
+runtimes use 1 (sklearn "1", xgboost "2", lightgbm "4"; later releases 3), MLServer's 2
+(sklearn, xgboost, lightgbm "3" and "4") and 1 (mlflow). 5 clashes with none of them and, higher
+priority winning, makes ours the runtime an ``InferenceService`` with ``modelFormat: sklearn``
+gets once installed; users keep KServe's by naming it in ``runtime:``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from modelshelf import registry
 
 PRIORITY = 5
 PROTOCOLS = ("v1", "v2", "grpc-v2")
@@ -53,27 +56,23 @@ class RuntimeRow:
         return f"modelshelf-{self.server}"
 
 
-#: One row per server. The LightGBM server adds ``RuntimeRow("lightgbm",
-#: "modelshelf/lightgbmserver:0.1.0", (("lightgbm", "3"), ("lightgbm", "4")), "…")``.
-RUNTIMES: tuple[RuntimeRow, ...] = (
-    RuntimeRow(
-        "sklearn",
-        "modelshelf/sklearnserver:0.1.0",
-        (("sklearn", "1"),),
-        "scikit-learn pickles and joblib files (SKLearnServer)",
-    ),
-    RuntimeRow(
-        "xgboost",
-        "modelshelf/xgboostserver:0.1.0",
-        (("xgboost", "1"), ("xgboost", "2"), ("xgboost", "3")),
-        "XGBoost boosters (model.json/.ubj/.bst) and pickled XGBClassifier/XGBRegressor",
-    ),
-    RuntimeRow(
-        "mlflow",
-        "modelshelf/mlflowserver:0.1.0",
-        (("mlflow", "1"), ("mlflow", "2"), ("mlflow", "3")),
-        "MLflow models (pyfunc), the model's requirements installed at start",
-    ),
+def row(server: registry.Server) -> RuntimeRow:
+    """``server``'s runtime: every format it lists at every version it lists."""
+    return RuntimeRow(
+        server.name.removesuffix("server"),
+        registry.image(server),
+        tuple(
+            (name, version)
+            for name in server.kserve_model_formats
+            for version in server.kserve_format_versions
+        ),
+        server.kserve_description,
+    )
+
+
+#: One row per registered server that KServe can select by model format.
+RUNTIMES: tuple[RuntimeRow, ...] = tuple(
+    row(server) for server in registry.SERVERS if server.kserve_model_formats
 )
 
 
