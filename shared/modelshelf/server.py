@@ -17,7 +17,8 @@ A framework module subclasses ``ModelServer`` and only loads and describes: ``lo
 ``self.model``, ``self.model_path``, ``self.feature_names`` / ``self.n_features`` and
 ``self.method`` (a ``Method``: the callable and its output names); ``describe_custom`` adds to
 the metadata. The request contract is written here once: ``predict`` (feature names under every
-name Seldon's code uses), request ``names`` and ``jsonData`` to the model's columns
+name Seldon's code uses; ``read_request`` reads what else a request carries, MLflow's
+``params``), request ``names`` and ``jsonData`` to the model's columns
 (``model_input``), output names, the model's name, and the OpenMP thread policy after the fork
 (``uses_openmp``). A server whose models can ``transform`` sets ``serves_transform`` and
 ``self.transform_method``: ``transform_input`` / ``transform_output`` are written here too.
@@ -75,6 +76,7 @@ GUARDED_METHODS = frozenset(
         "load_model",
         "describe_model",
         "model_input",
+        "read_request",
         "model_output",
         "serve",
         "after_fork",
@@ -142,6 +144,12 @@ class ModelServer(SeldonComponent):
     #: otherwise) and every call gets ``self.threads.for_rows(rows)`` threads
     #: (``modelshelf.openmp``).
     uses_openmp: ClassVar[bool] = False
+
+    #: Whether ``predict``'s ``params`` (MLflow's inference params) mean something to this
+    #: server (its ``read_request`` reads them). The protocols that carry params (V2
+    #: ``parameters``, ``/invocations``) pass them only then; every other server answers a 400
+    #: to params given to ``predict``.
+    serves_params: ClassVar[bool] = False
 
     predict_raw = _HiddenStub()
     transform_input_raw = _HiddenStub()
@@ -375,18 +383,34 @@ class ModelServer(SeldonComponent):
         X: Any,
         names: Any = None,
         meta: Any = None,
+        params: Any = None,
         *,
         feature_names: Any = None,
         features_names: Any = None,
     ) -> Any:
         """``self.method`` on the request. The feature names are taken positionally or under
         each name Seldon's code uses: ``names`` (its SKLearnServer / XGBoostServer),
-        ``feature_names`` (its MLFlowServer) and ``features_names`` (the s2i guides)."""
+        ``feature_names`` (its MLFlowServer) and ``features_names`` (the s2i guides).
+        ``meta`` and ``params`` go to ``read_request``."""
         if self.method is None:
             raise ModelNotReadyError()
         if names is None:
             names = feature_names if feature_names is not None else features_names
-        return self.model_output(self.serve(self.method, self.model_input(X, names)))
+        method, model_input = self.read_request(X, names, meta, params)
+        return self.model_output(self.serve(method, model_input))
+
+    def read_request(self, X: Any, names: Any, meta: Any, params: Any) -> tuple[Method, Any]:
+        """The method one request calls and its input: here ``self.method`` on
+        ``model_input(X, names)``, ``meta`` unread. A server whose requests carry more
+        (``serves_params``: MLflow's inference params, a scoring payload in ``X``) overrides
+        this rather than ``predict``, so the feature-name contract stays in one place."""
+        if params is not None:
+            given = sorted(map(str, params)) if isinstance(params, dict) else type(params).__name__
+            raise BadRequestError(
+                f"{type(self).__name__} takes no params, got {given}; params are for models "
+                "that declare them (an MLflow signature's params schema)"
+            )
+        return self.method, self.model_input(X, names)  # type: ignore[return-value]
 
     def model_input(self, X: Any, names: Any) -> Any:
         """The request's payload as rows of numbers in the model's column order, matched by

@@ -91,6 +91,22 @@ def test_signature_columns_make_a_frame_in_the_signatures_order(saved, classifie
     assert_same_predictions(classifier.predict(X), expected)  # no names: signature order
 
 
+@pytest.mark.parametrize("keyword", ["names", "feature_names", "features_names"])
+def test_feature_names_under_every_keyword_seldons_code_uses(saved, classifier, keyword):
+    """Seldon's SKLearnServer (``names``), its MLFlowServer (``feature_names``) and the s2i
+    guides (``features_names``) each name the columns their own way; every one orders them."""
+    X = rows(3)
+    expected = saved["classifier"].predict(pd.DataFrame(X, columns=IRIS_COLUMNS))
+    order = [3, 1, 0, 2]
+    names = [IRIS_COLUMNS[i] for i in order]
+    got = classifier.predict(X[:, order], **{keyword: names})
+    assert_same_predictions(got, expected)
+    got = classifier.predict(X[:, order], meta={}, params=None, **{keyword: names})
+    assert_same_predictions(got, expected)
+    with pytest.raises(BadRequestError, match=r"missing \['sepal_length'"):
+        classifier.predict(X, **{keyword: ["a", "b", "c", "d"]})
+
+
 def test_predict_proba_through_the_flavors_model_names_the_classes(saved):
     server = loaded(saved["root"] / "classifier", predict_method="predict_proba")
     X = rows(2)

@@ -97,6 +97,43 @@ def test_meta_params_reach_predict_and_the_defaults_apply_without(corpus):
     assert server.predict(rows, None, params={"label": "high"})[:, 1].tolist() == ["high"] * 2
 
 
+def test_params_and_meta_beside_each_keyword_for_the_feature_names(corpus):
+    server = served(corpus, "python_params")
+    scores = np.array([[0.7], [0.9]])
+    for keyword in ("names", "feature_names", "features_names"):
+        answer = server.predict(scores, **{keyword: ["score"]}, params={"threshold": 0.8})
+        assert answer[:, 0].tolist() == [0, 1]
+        answer = server.predict(scores, meta={"params": {"label": "high"}}, **{keyword: ["score"]})
+        assert answer[:, 1].tolist() == ["high"] * 2
+    with pytest.raises(BadRequestError, match="unknown params"):
+        server.predict(scores, feature_names=["score"], params={"thresh": 0.8})
+
+
+def test_the_protocols_pass_params_only_to_a_server_that_serves_them(corpus, tmp_path):
+    """The base's ``predict`` has ``params`` for every server; V2 and ``/invocations`` pass
+    them to MLFlowServer, not to one that serves none (a 400 if called so) nor to a subclass
+    whose own ``predict`` has no ``params``."""
+    from modelshelf.serve.server_methods import takes_params
+    from modelshelf.server import Method, ModelServer
+
+    class WithoutParams(MLFlowServer):
+        def predict(self, X, features_names=None, meta=None):
+            return super().predict(X, features_names, meta)
+
+    class Doubling(ModelServer):
+        def load_model(self, model_dir):
+            self.method = Method("predict", lambda X: 2 * X)
+
+    assert takes_params(served(corpus, "python_params"))
+    assert not takes_params(WithoutParams(str(corpus["python_params"].path)))
+    doubling = Doubling(str(tmp_path))
+    doubling.load()
+    assert not takes_params(doubling)
+    assert doubling.predict([[1.0, 2.0]], feature_names=["a", "b"]).tolist() == [[2.0, 4.0]]
+    with pytest.raises(BadRequestError, match=r"Doubling takes no params, got \['threshold'\]"):
+        doubling.predict([[1.0, 2.0]], params={"threshold": 0.8})
+
+
 def test_params_are_listed_in_the_metadata(corpus):
     custom = MLFlowServer(str(corpus["python_params"].path)).init_metadata()["custom"]
     assert custom["param threshold"] == "double, default 0.5"

@@ -5,9 +5,10 @@ The configured method is always the server's own ``predict`` (the call the Seldo
 our servers' other methods are built from what they loaded: scikit-learn's and an MLflow flavor
 model's methods, XGBoost's ``build_method``. A user's class offers ``predict`` only.
 
-This reaches into our servers' loaded state (``SKLearnServer._callable``, ``sklearn._output_names``,
-``ModelServer._call_state``, XGBoost's ``LoadedModel``), all inside modelshelf; once the base
-class owns the methods and their output names (issue 18), it only has to ask the server.
+This reaches into our servers' loaded state (``SKLearnServer._callable``,
+``ModelServer._call_state``, ``XGBoostServer.booster`` for XGBoost's ``LoadedModel``), all inside
+modelshelf; once the base class owns the methods and their output names (issue 18), it only has
+to ask the server.
 """
 
 from __future__ import annotations
@@ -107,12 +108,12 @@ def _served(server: Any, method: Any, read: Callable[[Any, Any], Any] | None = N
 
 def _sklearn_callers(server: Any) -> dict[str, ServedCall]:
     from modelshelf.frameworks import sklearn as framework
-    from modelshelf.server import Method
+    from modelshelf.server import Method, output_names
 
     def builder(name: str) -> Callable[[], ServedCall]:
         def build() -> ServedCall:
             call, _ = server._callable(name)
-            return _served(server, Method(name, call, framework._output_names(server.model, name)))
+            return _served(server, Method(name, call, output_names(server.model, name)))
 
         return build
 
@@ -134,7 +135,7 @@ def _xgboost_callers(server: Any) -> dict[str, ServedCall]:
 
     description = server.description
     loaded = LoadedModel(
-        boosters=server.threads.boosters,
+        booster=server.booster,
         objective=description["objective"],
         num_class=description["num_class"],
         missing=server.missing,
@@ -143,12 +144,8 @@ def _xgboost_callers(server: Any) -> dict[str, ServedCall]:
         feature_names=server.feature_names or default_feature_names(server.n_features),
     )
 
-    def read(X: Any, names: Any) -> Any:
-        server.threads.ensure()
-        return server.read_rows(X, names)
-
-    def builder(name: str) -> Callable[[], ServedCall]:
-        return lambda: _served(server, build_method(name, loaded), read)
+    def builder(name: str) -> Callable[[], ServedCall]:  # serve() sets the OpenMP threads
+        return lambda: _served(server, build_method(name, loaded))
 
     return {
         name: _LazyCall(builder(name))
@@ -159,16 +156,14 @@ def _xgboost_callers(server: Any) -> dict[str, ServedCall]:
 
 def _mlflow_callers(server: Any) -> dict[str, ServedCall]:
     from modelshelf.frameworks.mlflow._server import METHODS
-    from modelshelf.frameworks.mlflow._sklearn_fast_path import class_names, transform_names
-    from modelshelf.server import Method
+    from modelshelf.server import Method, output_names
 
     raw = server.raw_model
     found = {}
     for name in METHODS:
         call = getattr(raw, name, None)
         if name != "predict" and callable(call):
-            names = transform_names(raw) if name == "transform" else class_names(raw, name)
-            found[name] = _served(server, Method(name, call, names))
+            found[name] = _served(server, Method(name, call, output_names(raw, name)))
     return found
 
 
@@ -185,7 +180,11 @@ def as_returned_caller(user_model: Any) -> ServedCall | None:
 
 
 def takes_params(user_model: Any) -> bool:
-    """Whether the server's ``predict`` takes MLflow's inference ``params``."""
+    """Whether the server's ``predict`` takes MLflow's inference ``params``: it has the
+    parameter and, for a modelshelf server (whose base ``predict`` has it for all), the class
+    says it serves them (``ModelServer.serves_params``)."""
+    if not getattr(user_model, "serves_params", True):
+        return False
     try:
         return "params" in inspect.signature(user_model.predict).parameters
     except (TypeError, ValueError):

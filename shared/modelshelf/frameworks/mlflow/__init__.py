@@ -20,9 +20,9 @@ signature check when the model has a signature; other flavors go through ``pyfun
 ``_startup`` (imports before the fork, whether MLflow is needed, the model's requirements),
 ``_loading`` (pyfunc and the flavor's own model), ``_methods`` (the callables that serve),
 ``_signature`` (MLflow's schema check and its shortcut), ``_sklearn_fast_path`` (closed forms
-and output names of sklearn-flavor models), ``_description`` (metadata from the MLmodel file)
-and ``_rows`` (request payloads and results).
-"""
+of sklearn-flavor models), ``_description`` (metadata from the MLmodel file) and ``_rows``
+(request payloads and results). ``predict`` is the base's; ``MLFlowServer.read_request`` reads
+the request by the signature and takes the params."""
 
 from modelshelf.frameworks.mlflow._server import METHODS, XTYPES, MLFlowServer
 from modelshelf.frameworks.mlflow._startup import ModelEnvironmentWarning, import_mlflow_before_fork

@@ -10,12 +10,8 @@ from typing import Any
 from modelshelf.errors import BadRequestError, ConfigurationError, ModelLoadError, ServerFaultError
 from modelshelf.frameworks.mlflow._loading import LoadedModel, direct_predict, mlflow_exception
 from modelshelf.frameworks.mlflow._signature import reason_first, schema_names, signature_checked
-from modelshelf.frameworks.mlflow._sklearn_fast_path import (
-    class_names,
-    closed_form_or,
-    transform_names,
-)
-from modelshelf.server import Method
+from modelshelf.frameworks.mlflow._sklearn_fast_path import closed_form_or
+from modelshelf.server import Method, output_names
 
 
 def served_methods(
@@ -36,12 +32,12 @@ def served_methods(
         wanted = conf.get("predict_fn") or "predict"
         raise ModelLoadError(uri, f"{type(raw).__name__} has no {wanted} method")
     if name == "predict" and (loaded.pyfunc is not None or direct is not None):
-        output_names = schema_names(loaded.output_schema)
+        outputs = schema_names(loaded.output_schema)
         if direct is None:
-            method = Method("predict", _pyfunc_predict(loaded.pyfunc), output_names)
+            method = Method("predict", _pyfunc_predict(loaded.pyfunc), outputs)
         else:
             direct = served(conf.get("predict_fn") or "predict", direct)
-            method = Method("predict", signature_checked(direct, schema, flavor), output_names)
+            method = Method("predict", signature_checked(direct, schema, flavor), outputs)
     else:
         if name == "predict" and not callable(getattr(raw, "predict", None)):
             name = "transform"  # a flavor without pyfunc, e.g. a scaler: serve what it does
@@ -49,14 +45,13 @@ def served_methods(
         if not callable(call):
             kind = type(raw).__name__ if raw is not None else "this flavor's pyfunc model"
             raise ConfigurationError("method", name, f"predict, or a method {kind} has")
-        output_names = class_names(raw, name) if name != "transform" else transform_names(raw)
         call = served(name, call)
-        method = Method(name, signature_checked(call, schema, flavor), output_names)
+        method = Method(name, signature_checked(call, schema, flavor), output_names(raw, name))
     transform = getattr(raw, "transform", None)
     if not callable(transform):
         return method, None
     transform = signature_checked(served("transform", transform), schema, flavor)
-    return method, Method("transform", transform, transform_names(raw))
+    return method, Method("transform", transform, output_names(raw, "transform"))
 
 
 def takes_params(loaded: LoadedModel, name: str) -> bool:

@@ -52,6 +52,8 @@ class MLFlowServer(ModelServer):
     #: transform_input / transform_output (the base's) call the flavor's ``transform``, so a
     #: scaler logged with ``mlflow.sklearn`` serves as (OUTPUT_)TRANSFORMER.
     serves_transform = True
+    #: ``predict`` takes MLflow's inference params (``read_request``).
+    serves_params = True
 
     def __init__(
         self,
@@ -131,18 +133,17 @@ class MLFlowServer(ModelServer):
 
     # ---------------------------------------------------------------- requests
 
-    def predict(
-        self, X: Any, features_names: Any = None, meta: Any = None, params: Any = None
-    ) -> Any:
-        """The served method on the request; ``params`` (or a Seldon request's ``meta.params``)
-        checked against the signature's params schema and passed to pyfunc's ``predict``."""
+    def read_request(self, X: Any, names: Any, meta: Any, params: Any) -> tuple[Method, Any]:
+        """The served method on the request read by the signature (``predict`` is the base's);
+        ``params`` (or a Seldon request's ``meta.params``, or a scoring payload's) checked
+        against the signature's params schema and passed to pyfunc's ``predict``."""
         if params is None and type(meta) is dict:
             params = meta.get("params")
         if type(X) is dict and (scoring := scoring_payload(X, self.columns)) is not None:
-            X, names, in_body = scoring
-            features_names = names if names is not None else features_names
+            X, in_body_names, in_body = scoring
+            names = in_body_names if in_body_names is not None else names
             params = in_body if params is None else params
-        model_input = self.model_input(X, features_names)
+        model_input = self.model_input(X, names)
         method: Method = self.method  # type: ignore[assignment]
         if params is not None:
             checked = self.check_params(params)
@@ -150,7 +151,7 @@ class MLFlowServer(ModelServer):
                 method = Method(
                     method.name, partial(method.call, params=checked), method.output_names
                 )
-        return self.model_output(self.serve(method, model_input))
+        return method, model_input
 
     def model_kind(self) -> str:
         """The flavor's model class (``StandardScaler``…), not pyfunc's wrapper."""

@@ -1,16 +1,12 @@
 """An sklearn-flavor model's methods: their verified numpy closed form when ``fast_path`` allows
-and one is found, and the names of their outputs."""
+and one is found. Their outputs' names are the base's (``modelshelf.server.output_names``)."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-import numpy as np
-
 logger = logging.getLogger("modelshelf.frameworks.mlflow")
-
-_CLASS_OUTPUTS = ("predict_proba", "predict_log_proba", "decision_function")
 
 
 def closed_form_or(
@@ -35,23 +31,3 @@ def closed_form_or(
     n_features = getattr(model, "n_features_in_", None)
     call, fast = served_call(model, method, fast_path, n_features, columns, logger)
     return call if fast else own
-
-
-def class_names(model: Any, method: str) -> list[str] | None:
-    """The classes a per-class method's columns stand for, else ``None``."""
-    if method not in _CLASS_OUTPUTS:
-        return None
-    classes = getattr(model, "classes_", None)
-    if classes is None or np.ndim(classes) != 1:
-        return None
-    if method == "decision_function" and len(classes) == 2:
-        return None
-    return [str(c) for c in classes]
-
-
-def transform_names(model: Any) -> list[str] | None:
-    """The names of a transformer's outputs, when it can give them."""
-    try:
-        return [str(n) for n in model.get_feature_names_out()]
-    except Exception:  # many transformers cannot name their outputs
-        return None
