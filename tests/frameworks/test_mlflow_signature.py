@@ -106,7 +106,24 @@ def test_params_and_meta_beside_each_keyword_for_the_feature_names(corpus):
         answer = server.predict(scores, meta={"params": {"label": "high"}}, **{keyword: ["score"]})
         assert answer[:, 1].tolist() == ["high"] * 2
     with pytest.raises(BadRequestError, match="unknown params"):
-        server.predict(scores, feature_names=["score"], params={"thresh": 0.8})
+        server.predict(scores, feature_names=["score"], meta={"params": {"thresh": 0.8}})
+
+
+def test_params_from_other_protocols_follow_mlflow_models_serve(corpus):
+    """V2 ``parameters`` and ``/invocations`` ``params`` (``predict(params=...)``): undeclared
+    ones are dropped as ``mlflow models serve`` drops them; a declared one of the wrong type is
+    still a 400, and a Seldon request's undeclared ones too."""
+    with_schema = served(corpus, "python_params")
+    scores = np.array([[0.7], [0.9]])
+    answer = with_schema.predict(scores, ["score"], params={"threshold": 0.8, "colour": "red"})
+    assert answer[:, 0].tolist() == [0, 1]
+    with pytest.raises(BadRequestError, match="threshold"):
+        with_schema.predict(scores, ["score"], params={"threshold": "high"})
+    without = served(corpus, "sklearn_signature")
+    X = corpus["sklearn_signature"].frame.to_numpy()[:2]
+    assert without.predict(X, params={"unused": 1}).tolist() == without.predict(X).tolist()
+    with pytest.raises(BadRequestError, match="takes no params"):
+        without.predict(X, meta={"params": {"unused": 1}})
 
 
 def test_the_protocols_pass_params_only_to_a_server_that_serves_them(corpus, tmp_path):

@@ -43,7 +43,8 @@ class MLFlowServer(ModelServer):
 
     Requests are read by the signature (``RequestReader``): each column or tensor cast to its
     type. Params (the signature's params schema) come from a Seldon request's ``meta.params``,
-    or from another protocol through ``predict(..., params=...)``. ``jsonData`` may also be
+    or from another protocol through ``predict(..., params=...)`` (undeclared ones dropped
+    there, as ``mlflow models serve`` does). ``jsonData`` may also be
     written as for ``mlflow models serve`` (``dataframe_split``, ``dataframe_records``,
     ``inputs``, ``instances``, with ``params``).
     """
@@ -136,7 +137,11 @@ class MLFlowServer(ModelServer):
     def read_request(self, X: Any, names: Any, meta: Any, params: Any) -> tuple[Method, Any]:
         """The served method on the request read by the signature (``predict`` is the base's);
         ``params`` (or a Seldon request's ``meta.params``, or a scoring payload's) checked
-        against the signature's params schema and passed to pyfunc's ``predict``."""
+        against the signature's params schema and passed to pyfunc's ``predict``. Params from
+        the other protocols (``params=``: V2 ``parameters``, ``/invocations``) that the schema
+        does not declare are dropped, as ``mlflow models serve`` does; a Seldon request's are a
+        400 naming them."""
+        from_protocol = params is not None
         if params is None and type(meta) is dict:
             params = meta.get("params")
         if type(X) is dict and (scoring := scoring_payload(X, self.columns)) is not None:
@@ -146,7 +151,7 @@ class MLFlowServer(ModelServer):
         model_input = self.model_input(X, names)
         method: Method = self.method  # type: ignore[assignment]
         if params is not None:
-            checked = self.check_params(params)
+            checked = self.check_params(params, ignore_undeclared=from_protocol)
             if self._takes_params:
                 method = Method(
                     method.name, partial(method.call, params=checked), method.output_names

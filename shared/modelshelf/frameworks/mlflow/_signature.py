@@ -160,14 +160,18 @@ def reason_first(message: str, limit: int = MAX_MESSAGE) -> str:
 def params_check(schema: Any) -> Any:
     """A function that validates a request's params against the signature's params schema (MLflow's
     own rule: ``ParamSpec.validate_param_spec``) and returns them with the defaults filled in;
-    a 400 names the param and its type. Without a params schema, any params are a 400."""
+    a 400 names the param and its type. Params the schema does not declare (any, without a
+    schema) are a 400, or with ``ignore_undeclared`` dropped, as ``mlflow models serve`` and
+    MLServer drop them."""
     specs = {spec.name: spec for spec in schema.params} if schema is not None else {}
 
-    def check(params: Any) -> dict[str, Any]:
+    def check(params: Any, ignore_undeclared: bool = False) -> dict[str, Any]:
         if not isinstance(params, dict):
             raise BadRequestError(
                 f"params must be a mapping of param names to values, got {type(params).__name__}"
             )
+        if ignore_undeclared:
+            params = {name: value for name, value in params.items() if name in specs}
         if not specs:
             if not params:
                 return {}
