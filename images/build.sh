@@ -67,8 +67,11 @@ for name in "${wanted[@]}"; do
           -t "$(image "$name")" -f "images/$name.Dockerfile" .
       built+=("$name") ;;
     *)
+      # Captured first: a name the registry does not know stops the build here (set -e) instead
+      # of building the Dockerfile's defaults under that name.
+      registry_args=$("${REGISTRY[@]}" build-args "$name")
       server_args=()
-      while IFS= read -r arg; do server_args+=(--build-arg "$arg"); done < <("${REGISTRY[@]}" build-args "$name")
+      while IFS= read -r arg; do server_args+=(--build-arg "$arg"); done <<<"$registry_args"
       run "${build[@]}" --build-arg "DEPS_IMAGE=$(image deps)" "${server_args[@]}" -t "$(image "$name")" \
           -f images/server.Dockerfile .
       built+=("$name") ;;

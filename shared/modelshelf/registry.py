@@ -249,7 +249,11 @@ def _main(argv: list[str]) -> int:
     if command == "images":
         print(" ".join(s.name for s in SERVERS))
     elif command == "build-args" and len(argv) == 2:
-        s = by_name(argv[1])
+        try:
+            s = by_name(argv[1])
+        except KeyError as exc:
+            print(f"registry.py: {exc.args[0]}", file=sys.stderr)
+            return 1
         for key, value in (
             ("SERVER", s.name),
             ("EXTRA", s.extra),
