@@ -201,3 +201,26 @@ def test_a_bad_batch_setting_stops_the_server(forest_dir: Path) -> None:
     )
     assert result.returncode != 0
     assert "MODELSHELF_MAX_BATCH_SIZE='lots'" in result.stdout + result.stderr
+
+
+def test_batching_turns_itself_off_where_a_joined_call_is_not_exact(
+    tmp_path: Path,
+) -> None:
+    """LogisticRegression's probabilities come from a matrix product whose last bits differ
+    between a 1-row and an n-row call: the first joined calls show it, batching stops, and
+    every answer is still the one-by-one answer."""
+    from microservice import wait_for_text
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = make_classification(500, 30, n_informative=10, n_classes=3, random_state=0)
+    joblib.dump(LogisticRegression(max_iter=500).fit(X, y), tmp_path / "model.joblib")
+    parameters = seldon_parameters(model_uri=str(tmp_path), method="predict_proba")
+    launch = Launch("SKLearnServer", SERVERS / "sklearnserver", parameters)
+    with running(launch, [MODELSHELF], env=BATCHING_ENV) as (service,):
+        rows = np.random.default_rng(3).normal(size=(12, 30)).round(6).tolist()
+        requests = [("/api/v1.0/predictions", _seldon([row])) for row in rows]
+        alone = _one_by_one(service, requests)
+        for _ in range(3):
+            assert _answers(_at_once(service.url, requests)) == _answers(alone)
+        wait_for_text(service.log, "adaptive batching is off")
