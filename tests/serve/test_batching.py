@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from frontends import MODELSHELF, Launch, running
-from microservice import SERVERS, Microservice, seldon_parameters
 from sklearn.ensemble import RandomForestClassifier
+
+from microservice import SERVERS, Microservice, seldon_parameters
 
 COLUMNS = ["a", "b", "c", "d"]
 # A wait long enough that requests sent at once join on a loaded machine.
@@ -209,9 +210,10 @@ def test_batching_turns_itself_off_where_a_joined_call_is_not_exact(
     """LogisticRegression's probabilities come from a matrix product whose last bits differ
     between a 1-row and an n-row call: the first joined calls show it, batching stops, and
     every answer is still the one-by-one answer."""
-    from microservice import wait_for_text
     from sklearn.datasets import make_classification
     from sklearn.linear_model import LogisticRegression
+
+    from microservice import wait_for_text
 
     X, y = make_classification(500, 30, n_informative=10, n_classes=3, random_state=0)
     joblib.dump(LogisticRegression(max_iter=500).fit(X, y), tmp_path / "model.joblib")

@@ -37,7 +37,7 @@ def test_parameters_typed_as_seldon_core_types_them() -> None:
     ],
 )
 def test_bad_parameters_fail_with_seldon_cores_error(bad: dict) -> None:
-    with pytest.raises(Exception) as theirs:  # noqa: PT011 - whatever seldon-core raises
+    with pytest.raises(Exception) as theirs:  # whatever seldon-core raises
         parse_parameters([bad])
     with pytest.raises(theirs.type) as ours:
         user_parameters(json.dumps([bad]))
