@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build modelshelf's images and print their sizes: `make images` runs this.
-#   images/build.sh [NAME ...]      NAME: base storage-initializer sklearnserver xgboostserver
-#                                         mlflowserver mlflowserver-conda (default: all that apply)
+#   images/build.sh [NAME ...]      NAME: base storage-initializer mlflowserver-conda or a server
+#                                   of shared/modelshelf/registry.py (default: all that apply);
+#                                   every server is images/server.Dockerfile with its build args
 # Environment: IMAGE_BUILDER=docker|podman|buildah (default: docker if its engine answers, else
 # podman, else buildah), IMAGE_PREFIX (localhost/modelshelf), IMAGE_TAG (dev), BASE_IMAGE
 # (python:3.11-slim). Without a registry, ../shared/images/local-base-image.sh (when present and
@@ -36,9 +37,11 @@ case $builder in
 esac
 build+=("${PULL[@]}" --build-arg "VERSION=$VERSION")
 
-all=(base storage-initializer sklearnserver)
-[ -d servers/xgboostserver ] && all+=(xgboostserver)
-[ -d servers/mlflowserver ] && all+=(mlflowserver)
+REGISTRY=(python3 shared/modelshelf/registry.py)
+all=(base storage-initializer)
+for name in $("${REGISTRY[@]}" images); do
+  [ -d "servers/$name" ] && all+=("$name")
+done
 # The conda variant copies micromamba from an image no registry here can serve: opt in.
 [ -n "${MICROMAMBA_IMAGE:-}" ] && all+=(mlflowserver-conda)
 wanted=("$@")
@@ -64,8 +67,10 @@ for name in "${wanted[@]}"; do
           -t "$(image "$name")" -f "images/$name.Dockerfile" .
       built+=("$name") ;;
     *)
-      [ -f "images/$name.Dockerfile" ] || { echo "images/build.sh: no images/$name.Dockerfile" >&2; exit 1; }
-      run "${build[@]}" --build-arg "DEPS_IMAGE=$(image deps)" -t "$(image "$name")" -f "images/$name.Dockerfile" .
+      server_args=()
+      while IFS= read -r arg; do server_args+=(--build-arg "$arg"); done < <("${REGISTRY[@]}" build-args "$name")
+      run "${build[@]}" --build-arg "DEPS_IMAGE=$(image deps)" "${server_args[@]}" -t "$(image "$name")" \
+          -f images/server.Dockerfile .
       built+=("$name") ;;
   esac
 done

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 import warnings
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 from seldon_core.user_model import SeldonComponent, SeldonNotImplementedError
 
 from modelshelf import metadata as md
@@ -44,6 +46,8 @@ from modelshelf.errors import (
     ModelshelfError,
     ServerFaultError,
 )
+from modelshelf.inputs import RowReader
+from modelshelf.openmp import ProcessThreads, rows_of, single_threaded
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,30 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, In
 
 #: Seconds between two hand-overs of the servers' own custom metrics to seldon-core.
 METRICS_INTERVAL = 1.0
+#: Base methods seldon-core (or the base itself) calls. A subclass may override them only with
+#: a method, and no instance may hide them: ``self.class_names = [...]`` would silently replace
+#: the per-response ``class_names()``.
+GUARDED_METHODS = frozenset(
+    {
+        "class_names",
+        "predict",
+        "transform_input",
+        "transform_output",
+        "health_status",
+        "init_metadata",
+        "load",
+        "load_model",
+        "describe_model",
+        "model_input",
+        "model_output",
+        "serve",
+        "after_fork",
+        "versions",
+        "server_metrics",
+    }
+)
+#: Per-class outputs, named by the model's ``classes_``.
+CLASS_OUTPUT_METHODS = ("predict_proba", "predict_log_proba", "decision_function")
 _TRUE_WORDS = ("true", "1", "yes", "on", "y", "t")
 _FALSE_WORDS = ("false", "0", "no", "off", "n", "f")
 
@@ -112,6 +140,12 @@ class ModelServer(SeldonComponent):
     #: for them: the request's data comes back unchanged.
     serves_transform: ClassVar[bool] = False
 
+    #: Whether the framework computes with OpenMP (XGBoost, LightGBM, HistGradientBoosting…).
+    #: Then the model loads on one OpenMP thread (a worker forked from the parent would hang
+    #: otherwise) and every call gets ``self.threads.for_rows(rows)`` threads
+    #: (``modelshelf.openmp``).
+    uses_openmp: ClassVar[bool] = False
+
     predict_raw = _HiddenStub()
     transform_input_raw = _HiddenStub()
     transform_output_raw = _HiddenStub()
@@ -123,8 +157,16 @@ class ModelServer(SeldonComponent):
             raise ModelLoadError("<empty>", "parameter model_uri is required (a folder or URI)")
         self.model_uri = str(model_uri)
         self.model: Any = None
+        #: What ``predict`` serves; set by ``load_model``.
+        self.method: Method | None = None
         #: Set by ``load_model`` when the model has a ``transform`` (see ``serves_transform``).
         self.transform_method: Method | None = None
+        #: The model file and columns, set by ``load_model``: they name the model, match the
+        #: request's ``names`` / ``jsonData`` to the columns and describe the inputs.
+        self.model_path: Path | None = None
+        self.feature_names: list[str] | None = None
+        self.n_features: int | None = None
+        self.read_rows: RowReader | None = None
         self.load_warnings: list[str] = []
         self.load_seconds: float | None = None
         self._model_dir: Path | None = None
@@ -134,6 +176,29 @@ class ModelServer(SeldonComponent):
         self._served: dict[str, int] = {}
         self._metrics_lock = threading.Lock()
         self._metrics_sent_at = -METRICS_INTERVAL
+        self._serving_pid: int | None = None
+        #: The OpenMP thread policy (``uses_openmp``); a subclass may replace it before load
+        #: with one given a requested thread count (XGBoost's ``nthread``).
+        self.threads: ProcessThreads | None = ProcessThreads() if self.uses_openmp else None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in GUARDED_METHODS & cls.__dict__.keys():
+            if not callable(cls.__dict__[name]):
+                raise TypeError(
+                    f"{cls.__name__}.{name} is a {type(cls.__dict__[name]).__name__}, but "
+                    f"ModelServer.{name}() is a method the server calls; define a method, or "
+                    "use another name for the value"
+                )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in GUARDED_METHODS:
+            raise TypeError(
+                f"setting {type(self).__name__}.{name} would hide ModelServer.{name}(), a "
+                "method the server calls; store the value under another name (output names "
+                "go in Method(name, call, output_names))"
+            )
+        super().__setattr__(name, value)
 
     # ---------------------------------------------------------------- life cycle
 
@@ -159,11 +224,17 @@ class ModelServer(SeldonComponent):
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    self.load_model(self.model_dir)
+                    if self.uses_openmp:
+                        with single_threaded():
+                            self.load_model(self.model_dir)
+                    else:
+                        self.load_model(self.model_dir)
             except ModelshelfError:
                 raise
             except Exception as exc:  # unpickling raises anything, AttributeError included
                 raise ModelLoadError(self.model_uri, f"{type(exc).__name__}: {exc}") from exc
+            if self.read_rows is None:
+                self.read_rows = RowReader(self.feature_names, self.n_features)
             self.load_warnings = _unique(f"{w.category.__name__}: {w.message}" for w in caught)
             for text in self.load_warnings:
                 logger.warning("while loading %s: %s", self.model_uri, text)
@@ -196,9 +267,53 @@ class ModelServer(SeldonComponent):
         """Load the framework's model from ``model_dir`` into ``self.model``."""
         raise NotImplementedError  # pragma: no cover - every server overrides it
 
+    #: The metadata's ``platform``.
+    platform: ClassVar[str] = ""
+
     def describe_model(self) -> dict[str, Any]:
-        """Metadata derived from the loaded model (inputs/outputs, platform…)."""
+        """Metadata derived from the loaded model: its name, ``platform``, inputs (its columns),
+        outputs (the method's names) and ``custom`` (the method, the file, ``describe_custom``)."""
+        if self.method is None:
+            return {}
+        names = self.method.output_names
+        custom = {"method": self.method.name}
+        if self.model_path is not None:
+            custom["model file"] = self.model_path.name
+        return {
+            "name": self.model_name(),
+            "platform": self.platform,
+            "inputs": [md.array_spec(self.feature_names, self.n_features)],
+            "outputs": [md.array_spec(names, len(names) if names else None)],
+            "custom": {**custom, **self.describe_custom()},
+        }
+
+    def describe_custom(self) -> dict[str, str]:
+        """What a framework adds to the metadata's ``custom`` (estimator, objective…)."""
         return {}
+
+    def model_name(self) -> str:
+        """The model file's name, unless it is the conventional ``model.*``: then the folder's."""
+        path = self.model_path
+        if path is None:
+            return self.model_dir.name
+        if path.stem != "model":
+            return path.stem
+        return self.model_dir.name if self.model_dir.is_dir() else path.stem
+
+    def check_method(self, name: str, available: Sequence[str]) -> str:
+        """``name`` if the model has it; else a ``ConfigurationError`` listing what it has."""
+        if name not in available:
+            raise ConfigurationError(
+                "method",
+                name,
+                f"a method {self.model_kind()} has ({', '.join(available) or 'none'})",
+            )
+        return name
+
+    def after_fork(self) -> None:
+        """Called once in each process that serves, before its first call (so after the
+        front end forked it from the parent that loaded the model): per-process set-up a
+        framework cannot do in the parent. The OpenMP thread policy needs nothing here."""
 
     # ---------------------------------------------------------------- metadata
 
@@ -232,6 +347,10 @@ class ModelServer(SeldonComponent):
         """Call ``method`` on a validated input, turning framework errors into 400 / 500."""
         if not self._ready:
             raise ModelNotReadyError()
+        if self._serving_pid != os.getpid():
+            self._start_serving_process()
+        if self.threads is not None:
+            self.threads.for_rows(rows_of(model_input))
         try:
             result = method.call(model_input)
         except BadRequestError:
@@ -246,9 +365,36 @@ class ModelServer(SeldonComponent):
             self._served[method.name] = self._served.get(method.name, 0) + 1
         return result
 
+    def _start_serving_process(self) -> None:
+        with self._load_lock:
+            if self._serving_pid != os.getpid():
+                self.after_fork()
+                self._serving_pid = os.getpid()
+
+    def predict(
+        self,
+        X: Any,
+        names: Any = None,
+        meta: Any = None,
+        *,
+        feature_names: Any = None,
+        features_names: Any = None,
+    ) -> Any:
+        """``self.method`` on the request. The feature names are taken positionally or under
+        each name Seldon's code uses: ``names`` (its SKLearnServer / XGBoostServer),
+        ``feature_names`` (its MLFlowServer) and ``features_names`` (the s2i guides)."""
+        if self.method is None:
+            raise ModelNotReadyError()
+        if names is None:
+            names = feature_names if feature_names is not None else features_names
+        return self.model_output(self.serve(self.method, self.model_input(X, names)))
+
     def model_input(self, X: Any, names: Any) -> Any:
-        """The request's payload in the form the model takes (a 400 when it cannot be)."""
-        return X
+        """The request's payload as rows of numbers in the model's column order, matched by
+        ``names`` or ``jsonData`` (a 400 when it cannot be); override for other forms."""
+        if self.read_rows is None:
+            raise ModelNotReadyError()
+        return self.read_rows(X, names)
 
     def model_output(self, result: Any) -> Any:
         """What the model returned, in a form seldon-core can send back."""
@@ -332,6 +478,24 @@ class ModelServer(SeldonComponent):
         if not self._metrics_due():
             raise AttributeError("no modelshelf metrics due")
         return self.server_metrics
+
+
+def output_names(model: Any, method: str) -> list[str] | None:
+    """The names of ``method``'s output columns: the classes of a per-class method, the
+    transformer's ``get_feature_names_out()``; ``None`` where there are none."""
+    if method in CLASS_OUTPUT_METHODS:
+        classes = getattr(model, "classes_", None)
+        if classes is None or np.ndim(classes) != 1:
+            return None
+        if method == "decision_function" and len(classes) == 2:
+            return None  # one score per row, for the positive class
+        return [str(c) for c in classes]
+    if method == "transform":
+        try:
+            return [str(n) for n in model.get_feature_names_out()]
+        except Exception:  # many transformers cannot name their outputs
+            return None
+    return None
 
 
 def _unique(texts: Any) -> list[str]:

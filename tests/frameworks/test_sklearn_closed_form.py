@@ -148,6 +148,40 @@ def test_rows_whose_scores_overflow_are_answered_as_scikit_learn_does(method):
     np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.parametrize("score", [-709.9, -720.0, -744.9, -746.0, -700.0, 30.0])
+def test_binary_log_probabilities_of_a_few_rows_are_scikit_learn_s(score):
+    """Scores between -745 and -709.8: scikit-learn's expit gives P = 0 (log -inf), where
+    exp(score) / (1 + exp(score)) would still be a subnormal number."""
+    model = lm.LogisticRegression(max_iter=2000).fit(TRAIN_X, BINARY_Y)
+    model.intercept_ = model.intercept_ + score - model.decision_function(REQUEST_X[:1])[0]
+    X = REQUEST_X[:1].copy()
+    assert model.decision_function(X)[0] == pytest.approx(score)
+    for method in ("predict_log_proba", "predict_proba"):
+        fast = verified_closed_form(model, method, N_FEATURES)
+        assert fast.call is not None and "plain Python" in fast.note, fast.note
+        with np.errstate(all="ignore"):
+            np.testing.assert_allclose(
+                fast.call(X.copy()), getattr(model, method)(X.copy()), rtol=1e-12
+            )
+
+
+@pytest.mark.parametrize("scaler", [StandardScaler(), MinMaxScaler(), MaxAbsScaler()])
+@pytest.mark.parametrize("rows", [1, 200])  # plain Python and numpy
+def test_scaled_values_that_overflow_are_refused_like_scikit_learn(scaler, rows):
+    """Finite inputs near 1e308 that a scaler turns into infinity: scikit-learn's next step
+    refuses them (a 400 from the server), so the fast path must too."""
+    model = make_pipeline(scaler, lm.LogisticRegression(max_iter=2000))
+    model.fit(TRAIN_X * 1e-3, MULTI_Y)
+    call = verified_closed_form(model, "predict_proba", N_FEATURES).call
+    assert call is not None
+    X = np.tile(REQUEST_X[:1], (rows, 1))
+    X[:, 2] = 1.7e308
+    with pytest.raises(ValueError, match="infinity"), np.errstate(all="ignore"):
+        model.predict_proba(X.copy())
+    with pytest.raises(ValueError, match="infinity"), np.errstate(all="ignore"):
+        call(X.copy())
+
+
 def test_requests_above_the_plain_python_size_take_numpy():
     model = lm.LogisticRegression(max_iter=2000).fit(TRAIN_X, MULTI_Y)
     rows = row_form(model, "predict_proba")

@@ -16,6 +16,7 @@ from scipy.special import softmax
 
 import xgboost_models as xm
 from models import IRIS_COLUMNS, IRIS_X, iris_classifier
+from modelshelf import openmp
 from modelshelf.errors import (
     BadRequestError,
     ConfigurationError,
@@ -266,23 +267,15 @@ def test_a_scikit_learn_pickle_is_pointed_to_sklearnserver(tmp_path):
 # ------------------------------------------------------------------------ threads
 
 
-def test_default_threads_follow_workers_and_cores(folders, monkeypatch):
-    cores = xgbserver.available_cores()
-    monkeypatch.setenv("GUNICORN_WORKERS", "1")
-    assert xgbserver.default_threads() == cores
-    monkeypatch.setenv("GUNICORN_WORKERS", str(cores))
-    assert xgbserver.default_threads() == 1
-    monkeypatch.setattr(sys, "argv", ["seldon-core-microservice", "M", "--workers", "64"])
-    assert xgbserver.gunicorn_workers() == 64
-    assert xgbserver.default_threads() == 1
+def test_threads_follow_workers_and_cores_and_the_nthread_parameter(folders, monkeypatch):
+    cores = openmp.available_cores()
     monkeypatch.setattr(sys, "argv", ["x"])
     monkeypatch.setenv("GUNICORN_WORKERS", "1")
     server = loaded(folders["json"])
-    server.predict(X, [])  # threads are set on a process's first request
+    server.predict(np.ones((100, 4)), [])  # threads are set on a process's first request
     assert server.nthread == cores
-    assert json.loads(server.booster.save_config())["learner"]["generic_param"]["nthread"] == str(
-        cores
-    )
+    # The booster follows OpenMP's per-thread setting, not a count of its own.
+    assert json.loads(server.booster.save_config())["learner"]["generic_param"]["nthread"] == "0"
     server = loaded(folders["json"], nthread=3)
     server.predict(X, [])
     assert server.nthread == 3
@@ -350,3 +343,86 @@ def test_servers_without_the_fast_path_predict_the_same(folders, monkeypatch, me
     fallback = loaded(folders["joblib"], method)
     for rows in (X[:1], X, np.tile(X, (10, 1))):  # one row, a few, more than one thread's share
         np.testing.assert_array_equal(fallback.predict(rows, []), fast.predict(rows, []))
+
+
+# ------------------------------------------------------------------------ early stopping
+
+
+def _early_stopped(model: xgb.XGBModel, X: np.ndarray, y: np.ndarray) -> xgb.XGBModel:
+    model.set_params(n_estimators=200, early_stopping_rounds=3, max_depth=4, random_state=0)
+    half = len(X) // 2
+    model.fit(X[:half], y[:half], eval_set=[(X[half:], y[half:])], verbose=False)
+    assert model.best_iteration + 1 < model.get_booster().num_boosted_rounds()
+    return model
+
+
+@pytest.fixture(scope="module")
+def early_stopped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
+    from sklearn.datasets import make_classification, make_regression
+
+    root = tmp_path_factory.mktemp("early-stopping")
+    Xc, yc = make_classification(
+        n_samples=600, n_features=8, n_informative=5, n_classes=3, flip_y=0.2, random_state=0
+    )
+    Xr, yr = make_regression(n_samples=600, n_features=8, noise=30.0, random_state=0)
+    classifier = _early_stopped(xgb.XGBClassifier(), Xc, yc)
+    regressor = _early_stopped(xgb.XGBRegressor(), Xr, yr)
+    classifier.save_model(root / "classifier.json")
+    return {
+        "classifier": (xm.save_pickle(classifier, root / "c"), classifier),
+        "regressor": (xm.save_pickle(regressor, root / "r"), regressor),
+        "booster": (xm.save_booster(classifier.get_booster(), root / "b"), classifier),
+        "X": Xc,
+        "Xr": Xr,
+    }
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_an_early_stopped_classifier_predicts_as_its_own_methods(early_stopped, method):
+    folder, model = early_stopped["classifier"]
+    X = early_stopped["X"]
+    for rows in (X[:1], X[:5], X):  # the tree walk, small and large batches
+        found = loaded(folder, method).predict(rows, [])
+        np.testing.assert_array_equal(found, getattr(model, method)(rows))
+
+
+def test_an_early_stopped_regressor_predicts_as_its_own_predict(early_stopped):
+    folder, model = early_stopped["regressor"]
+    X = early_stopped["Xr"]
+    server = loaded(folder)
+    for rows in (X[:1], X[:5], X):
+        np.testing.assert_array_equal(server.predict(rows, []), model.predict(rows))
+    assert server.init_metadata()["custom"]["best iteration"] == str(model.best_iteration)
+
+
+def test_a_booster_saved_after_early_stopping_predicts_up_to_its_best_iteration(early_stopped):
+    folder, _model = early_stopped["booster"]
+    X = early_stopped["X"]
+    reloaded = xgb.XGBClassifier()
+    reloaded.load_model(folder / "model.json")  # XGBoost's own reading of the saved file
+    server = loaded(folder, "predict_proba")
+    np.testing.assert_array_equal(server.predict(X, []), reloaded.predict_proba(X))
+    leaves = loaded(folder, "predict_leaf").predict(X[:3], [])
+    np.testing.assert_array_equal(leaves, reloaded.apply(X[:3]))
+
+
+# ------------------------------------------------------------------------ integer inputs
+
+
+def test_integers_above_2_to_the_53_are_rounded_once_as_xgboost_does(tmp_path):
+    low, high = np.float32(2.0**60), np.float32(2.0**60 + 2.0**37)  # neighbouring float32s
+    X = np.array([[low], [high]] * 10, dtype=np.float32)
+    booster = xgb.train(
+        {"max_depth": 1, "eta": 1.0, "base_score": 0.0, "nthread": 1},
+        xgb.DMatrix(X, np.array([0.0, 1.0] * 10)),
+        1,
+    )
+    value = 2**60 + 2**36 + 1  # via float64 it lands on the float32 midpoint and rounds down
+    rows = np.array([[value]], dtype=np.int64)
+    want = booster.inplace_predict(rows)
+    assert want != booster.inplace_predict(rows.astype(np.float64)), "no double rounding here"
+    server = loaded(xm.save_booster(booster, tmp_path))
+    np.testing.assert_array_equal(server.predict(rows, []), want)
+    np.testing.assert_array_equal(server.predict([[value]], []), want)
+    contribs = loaded(tmp_path, "predict_contribs").predict(rows, [])
+    np.testing.assert_array_equal(contribs, booster.predict(xgb.DMatrix(rows), pred_contribs=True))

@@ -23,6 +23,7 @@ import pytest
 from containers import engine, image, image_exists, parameters, running_container
 from microservice import SERVERS, free_port, wait_for_text
 from models import IRIS_COLUMNS, rows
+from modelshelf import registry
 
 if os.environ.get("MODELSHELF_TEST_IMAGES") != "1":
     pytest.skip("image tests run with make test-images", allow_module_level=True)
@@ -37,7 +38,7 @@ class SlowModel:
         time.sleep(2)
         return X
 """
-SERVER_IMAGES = ["sklearnserver", "xgboostserver", "mlflowserver"]
+SERVER_IMAGES = [server.name for server in registry.SERVERS]
 IMAGES = ["base", "storage-initializer", *SERVER_IMAGES]
 
 
@@ -254,6 +255,23 @@ def test_xgboostserver_serves_a_booster(tmp_path):
         rtol=1e-6,
     )
     assert metadata["platform"] == "xgboost"
+
+
+def test_lightgbmserver_serves_a_booster(tmp_path):
+    require("lightgbmserver")
+    import lightgbm as lgb
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    model = lgb.LGBMClassifier(n_estimators=10, verbose=-1).fit(iris.data, iris.target)
+    (tmp_path / "booster").mkdir()
+    model.booster_.save_model(tmp_path / "booster" / "model.txt")
+    folder = readable_copy(tmp_path / "booster", tmp_path / "mounted")
+    X = rows(2)
+    body, metadata = serve_and_stop("lightgbmserver", folder, {"data": {"ndarray": X.tolist()}})
+    want = lgb.Booster(model_file=str(folder / "model.txt")).predict(X)
+    np.testing.assert_array_equal(np.array(body["data"]["ndarray"]), want)
+    assert metadata["platform"] == "lightgbm"
 
 
 MLFLOW_MODEL_CODE = """

@@ -197,7 +197,7 @@ def test_two_workers_with_two_threads_each_predict_correctly(folders, softprob):
             busy = {pid for pid in rest_workers if _threads(pid) > 1}  # an OpenMP pool exists
         assert len(rest_workers) >= 2, svc.log()[-3000:]
         assert len(busy) >= 2, f"only {busy} of {rest_workers} ran a two-thread prediction"
-        assert "XGBoost uses 2 thread(s)" in svc.log()
+        assert "OpenMP: 2 thread(s) per large request" in svc.log()
 
 
 def test_binary_bst_predict_proba_gives_two_named_columns(folders):

@@ -86,6 +86,13 @@ def _chain(before: list[Step], last: Step) -> Step:
     def chained(X: Array) -> Array:
         for step in before:
             X = step(X)
+            # scikit-learn checks each step's input: a scaler's output that overflowed to
+            # infinity is refused by the next step (a finite sum means no infinity).
+            if not math.isfinite(np.add.reduce(X, axis=None)) and np.isinf(X).any():
+                raise ValueError(
+                    "Input X contains infinity or a value too large for dtype('float64') "
+                    "after scaling: the values are too large for this pipeline"
+                )
         return last(X)
 
     return chained

@@ -82,6 +82,9 @@ def _chain(
     def chained(rows: Rows) -> np.ndarray:
         for step in before:
             rows = step(rows)
+            # The next step's input check refuses infinity; numpy's path raises it, exactly.
+            if not math.isfinite(sum(map(sum, rows))):
+                raise UseNumpyError("a step's output is not finite")
         return last(rows)
 
     return chained
@@ -188,12 +191,12 @@ def _chosen(found: list[float], binary: bool) -> int:
 
 
 def _binary_proba(found: list[float]) -> list[float]:
-    score = found[0]
-    if score >= 0:
-        positive = 1.0 / (1.0 + math.exp(-score))
-    else:  # exp of a positive number could overflow
-        e = math.exp(score)
-        positive = e / (1.0 + e)
+    """scipy's ``expit`` as scikit-learn calls it: ``1 / (1 + exp(-score))``, 0 where ``exp``
+    overflows (scores below -709.78: then ``predict_log_proba`` is ``-inf``, as scikit-learn's)."""
+    try:
+        positive = 1.0 / (1.0 + math.exp(-found[0]))
+    except OverflowError:
+        positive = 0.0
     return [1.0 - positive, positive]
 
 

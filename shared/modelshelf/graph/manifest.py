@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelshelf import registry
 from modelshelf.errors import ModelshelfError
 from modelshelf.graph import crd
 
@@ -24,19 +25,16 @@ PARAMETER_TYPES = ("INT", "FLOAT", "DOUBLE", "STRING", "BOOL")
 PROTOCOLS = ("seldon", "tensorflow", "kfserving", "v2")
 TRANSPORTS = ("rest", "grpc")
 
-#: Prepackaged implementations modelshelf serves: implementation -> (servers/ folder, image).
-#: The images are what ``manifests/seldon/seldon-config-predictor-servers.yaml`` configures.
+#: Prepackaged implementations modelshelf serves: implementation -> (servers/ folder, image),
+#: from the registry (as ``manifests/seldon/seldon-config-predictor-servers-patch.yaml``).
 MODELSHELF_SERVERS: dict[str, tuple[str, str]] = {
-    "SKLEARN_SERVER": ("sklearnserver", "modelshelf/sklearnserver:0.1.0"),
-    "XGBOOST_SERVER": ("xgboostserver", "modelshelf/xgboostserver:0.1.0"),
-    "MLFLOW_SERVER": ("mlflowserver", "modelshelf/mlflowserver:0.1.0"),
+    server.seldon_implementation: (server.name, registry.image(server))
+    for server in registry.SERVERS
 }
 #: Our images' repository names -> servers/ folder (a node without implementation names one).
 MODELSHELF_IMAGES: dict[str, str] = {
-    "sklearnserver": "sklearnserver",
-    "xgboostserver": "xgboostserver",
-    "mlflowserver": "mlflowserver",
-    "mlflowserver-conda": "mlflowserver",
+    **{server.name: server.name for server in registry.SERVERS},
+    **registry.VARIANTS,
 }
 OTHER_PREPACKAGED = ("TENSORFLOW_SERVER", "TRITON_SERVER", "HUGGINGFACE_SERVER", "TEMPO_SERVER")
 BUILT_IN = ("SIMPLE_MODEL", "SIMPLE_ROUTER", "RANDOM_ABTEST", "AVERAGE_COMBINER")

@@ -674,7 +674,7 @@ def _xgboost_callers(server: Any) -> dict[str, ServedCall]:
 
     description = server.description
     loaded = LoadedModel(
-        boosters=server.threads.boosters,
+        booster=server.booster,
         objective=description["objective"],
         num_class=description["num_class"],
         missing=server.missing,
@@ -683,12 +683,8 @@ def _xgboost_callers(server: Any) -> dict[str, ServedCall]:
         feature_names=server.feature_names or default_feature_names(server.n_features),
     )
 
-    def read(X: Any, names: Any) -> Any:
-        server.threads.ensure()
-        return server.read_rows(X, names)
-
     def builder(name: str) -> Callable[[], ServedCall]:
-        return lambda: _served(server, build_method(name, loaded), read)
+        return lambda: _served(server, build_method(name, loaded))
 
     return {
         name: _LazyCall(builder(name))

@@ -3,24 +3,16 @@ scikit-learn-API models (``XGBClassifier`` / ``XGBRegressor``) pickled with jobl
 
 ``XGBoostServer`` is the component; the rest of the package is private, one module a concern:
 ``_loading`` (which file, which format; ``_saved_version`` reads the version a file records),
-``_description`` (what the booster says of itself), ``_threads`` (fork safety and threads per
-process), ``_methods`` (the ``method`` parameter's callables), ``_native`` (the single-row fast
-path through XGBoost's C API, and its fallback) and ``_rows`` (request payloads to rows).
+``_description`` (what the booster says of itself), ``_methods`` (the ``method`` parameter's
+callables), ``_native`` (the single-row fast path through XGBoost's C API, and its fallback) and
+``_rows`` (request payloads to rows). Threads: the base's OpenMP policy (``modelshelf.openmp``).
 """
 
 from modelshelf.frameworks.xgboost._saved_version import saved_version, xgboost_version
 from modelshelf.frameworks.xgboost._server import XGBoostServer
-from modelshelf.frameworks.xgboost._threads import (
-    available_cores,
-    default_threads,
-    gunicorn_workers,
-)
 
 __all__ = [
     "XGBoostServer",
-    "available_cores",
-    "default_threads",
-    "gunicorn_workers",
     "saved_version",
     "xgboost_version",
 ]

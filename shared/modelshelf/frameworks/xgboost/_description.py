@@ -7,9 +7,12 @@ process, which must not start OpenMP before it forks its workers.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import xgboost as xgb
+
+from modelshelf.metadata import array_spec
 
 
 def describe_booster(booster: xgb.Booster) -> dict[str, Any]:
@@ -23,6 +26,7 @@ def describe_booster(booster: xgb.Booster) -> dict[str, Any]:
         "booster": learner.get("gradient_booster", {}).get("name", "unknown"),
         "rounds": booster.num_boosted_rounds(),
         "feature_types": booster.feature_types,
+        "num_features": booster.num_features(),
     }
 
 
@@ -47,3 +51,17 @@ def class_labels(
 def default_feature_names(n_features: int) -> list[str]:
     """XGBoost's own names for unnamed features: ``f0, f1…``."""
     return [f"f{i}" for i in range(n_features)]
+
+
+def output_spec(
+    method: str, names: Sequence[str] | None, description: dict[str, Any]
+) -> dict[str, Any]:
+    """The metadata's output: SHAP values of a multi-class model are 3-D, leaves unnamed."""
+    num_class = description["num_class"]
+    if method == "predict_contribs" and num_class > 1:
+        spec = array_spec(names, None)
+        spec["schema"]["shape"] = [-1, num_class, description["num_features"] + 1]
+        return spec
+    if method == "predict_leaf":
+        return array_spec(None, None)
+    return array_spec(names, len(names) if names else None)

@@ -8,6 +8,7 @@ file, or serve a scikit-learn model with SKLearnServer.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,20 @@ def load_estimator(path: Path, uri: str) -> tuple[Any, xgb.Booster]:
     except xgb.core.XGBoostError as exc:  # e.g. "need to call fit or load_model beforehand"
         raise ModelLoadError(uri, f"{path.name}: {_first_lines(exc)}") from exc
     return estimator, booster
+
+
+def served_booster(booster: xgb.Booster) -> tuple[xgb.Booster, int | None]:
+    """The rounds XGBoost's scikit-learn API predicts with: up to ``best_iteration`` when early
+    stopping recorded one (``XGBModel._get_iteration_range``), every round otherwise (and for
+    ``gblinear``). Sliced once here, so every method and the fast paths use the same trees."""
+    best = booster.attr("best_iteration")
+    learner = json.loads(booster.save_config())["learner"]
+    if best is None or learner.get("gradient_booster", {}).get("name") == "gblinear":
+        return booster, None
+    end = int(best) + 1
+    if end >= booster.num_boosted_rounds():
+        return booster, int(best)
+    return booster[:end], int(best)
 
 
 def check_saved_version(path: Path, uri: str) -> str | None:

@@ -17,7 +17,6 @@ import xgboost as xgb
 
 from modelshelf.errors import ConfigurationError
 from modelshelf.frameworks.xgboost._native import dense_predictor
-from modelshelf.frameworks.xgboost._threads import SINGLE_THREAD_MAX_ROWS, Boosters
 from modelshelf.frameworks.xgboost._tree_walk import MAX_VISITS, TreeWalk, verified_tree_walk
 from modelshelf.server import Method
 
@@ -35,7 +34,7 @@ logger = logging.getLogger("modelshelf.frameworks.xgboost")  # the public name
 class LoadedModel:
     """What choosing a method needs to know of the model."""
 
-    boosters: Boosters
+    booster: xgb.Booster
     objective: str
     num_class: int
     missing: float
@@ -57,11 +56,11 @@ def build_method(name: str, model: LoadedModel) -> Method:
     walk = None
     if name in ("predict", "predict_proba", "predict_margin"):
         walk, note = verified_tree_walk(
-            model.boosters.full, objective, model.missing, model.boosters.full.num_features()
+            model.booster, objective, model.missing, model.booster.num_features()
         )
         logger.info("XGBoost %s: %s", name, note)
-    value = InplacePredictor(model.boosters, "value", model.missing, walk)
-    margin = InplacePredictor(model.boosters, "margin", model.missing, walk)
+    value = InplacePredictor(model.booster, "value", model.missing, walk)
+    margin = InplacePredictor(model.booster, "margin", model.missing, walk)
     class_names = model.class_names
     if name == "predict" and model.classes is not None:
         return Method(name, _labels(value, objective, model.classes), None)
@@ -76,45 +75,46 @@ def build_method(name: str, model: LoadedModel) -> Method:
     if name == "predict_margin":
         return Method(name, margin, class_names if model.num_class > 1 else None)
     contribs = name == "predict_contribs"
-    call = DMatrixPredictor(model.boosters, model.missing, contribs=contribs, leaf=not contribs)
+    call = DMatrixPredictor(model.booster, model.missing, contribs=contribs, leaf=not contribs)
     return Method(name, call, [*model.feature_names, "bias"] if contribs else None)
 
 
 class InplacePredictor:
     """Values or margins of dense rows: walked in Python for small requests where the walk
-    equals XGBoost (``_tree_walk``), else on the single-threaded booster for small batches."""
+    equals XGBoost (``_tree_walk``), else by XGBoost (its threads: ``modelshelf.openmp``)."""
 
     def __init__(
-        self, boosters: Boosters, predict_type: str, missing: float, walk: TreeWalk | None = None
+        self, booster: xgb.Booster, predict_type: str, missing: float, walk: TreeWalk | None = None
     ) -> None:
-        self.boosters = boosters
+        self.booster = booster
         self.predict_dense = dense_predictor(predict_type, missing)
         self.walk = walk.predictor(predict_type) if walk is not None else None
         self.walk_rows = MAX_VISITS / walk.visits_per_row if walk is not None else 0
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
+        if X.dtype != np.float32 and X.dtype != np.float64:
+            # Integers straight to float32, as XGBoost converts them: one rounding, not two.
+            X = X.astype(np.float32 if X.dtype.kind in "biu" else np.float64)
         if self.walk is not None and X.shape[0] <= self.walk_rows:
             return self.walk(X)
-        if X.dtype != np.float32 and X.dtype != np.float64:
-            X = X.astype(np.float64)
         if not X.flags.c_contiguous:
             X = np.ascontiguousarray(X)
-        return self.predict_dense(self.boosters.for_rows(X.shape[0]), X)
+        return self.predict_dense(self.booster, X)
 
 
 class DMatrixPredictor:
     """SHAP contributions or leaf indices, through a ``DMatrix`` of the rows."""
 
-    def __init__(self, boosters: Boosters, missing: float, contribs: bool, leaf: bool) -> None:
-        self.boosters = boosters
+    def __init__(self, booster: xgb.Booster, missing: float, contribs: bool, leaf: bool) -> None:
+        self.booster = booster
         self.missing = missing
         self.options = {"pred_contribs": contribs, "pred_leaf": leaf}
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
-        small = X.shape[0] <= SINGLE_THREAD_MAX_ROWS
-        data = xgb.DMatrix(X, missing=self.missing, nthread=1 if small else -1)
-        booster = self.boosters.for_rows(X.shape[0])
-        return booster.predict(data, validate_features=False, **self.options)
+        if X.dtype.kind in "biu":
+            X = X.astype(np.float32)  # one rounding, as XGBoost's own conversion
+        data = xgb.DMatrix(X, missing=self.missing, nthread=-1)  # the thread policy's count
+        return self.booster.predict(data, validate_features=False, **self.options)
 
 
 def _two_columns(value: Predict) -> Predict:

@@ -3,18 +3,17 @@ the package's other modules (files, threads, methods, rows)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xgboost as xgb
 
-from modelshelf.errors import ConfigurationError, ModelNotReadyError
+from modelshelf.errors import ConfigurationError
 from modelshelf.frameworks.xgboost._description import (
     class_labels,
     default_feature_names,
     describe_booster,
+    output_spec,
 )
 from modelshelf.frameworks.xgboost._loading import (
     check_saved_version,
@@ -22,12 +21,12 @@ from modelshelf.frameworks.xgboost._loading import (
     load_booster,
     load_estimator,
     model_path,
+    served_booster,
 )
 from modelshelf.frameworks.xgboost._methods import METHODS, LoadedModel, build_method
-from modelshelf.frameworks.xgboost._rows import RowReader
-from modelshelf.frameworks.xgboost._threads import Boosters, ProcessThreads
-from modelshelf.metadata import array_spec, read_metadata_file
-from modelshelf.server import Method, ModelServer
+from modelshelf.metadata import read_metadata_file
+from modelshelf.openmp import ProcessThreads
+from modelshelf.server import ModelServer
 
 
 class XGBoostServer(ModelServer):
@@ -40,6 +39,8 @@ class XGBoostServer(ModelServer):
     """
 
     framework_packages = ("xgboost", "xgboost-cpu", "scikit-learn", "numpy")
+    platform = "xgboost"
+    uses_openmp = True
 
     def __init__(
         self, model_uri: str, method: str = "predict", model_file: str = "", nthread: int = 0
@@ -53,14 +54,10 @@ class XGBoostServer(ModelServer):
         except (TypeError, ValueError):
             threads = -1
         if threads < 0:
-            raise ConfigurationError(
-                "nthread", nthread, "a whole number >= 1, or 0 for cores / gunicorn workers"
-            )
+            raise ConfigurationError("nthread", nthread, "a whole number >= 1, or 0: cores/workers")
         self.method_name = method
         self.model_file = model_file
-        self.requested_threads = threads
-        self.method: Method | None = None
-        self.threads: ProcessThreads | None = None
+        self.threads = ProcessThreads(threads)
 
     @property
     def nthread(self) -> int | None:
@@ -69,30 +66,27 @@ class XGBoostServer(ModelServer):
 
     def load_model(self, model_dir: Path) -> None:
         path = model_path(model_dir, self.model_file, self.model_uri)
-        # One thread while loading and describing: this runs in seldon's parent process, which
-        # forks the workers later, and anything that configures the booster may start OpenMP.
-        with xgb.config_context(nthread=1):
-            if is_pickle(path):
-                estimator, booster = load_estimator(path, self.model_uri)
-                self.saved_version: str | None = None
-            else:
-                estimator = None
-                self.saved_version = check_saved_version(path, self.model_uri)
-                booster = load_booster(path, self.model_uri)
-            boosters = Boosters.of(booster)
-            self.description = describe_booster(booster)
-            self.feature_names: list[str] | None = booster.feature_names
-            self.n_features: int = booster.num_features()
+        if is_pickle(path):
+            estimator, booster = load_estimator(path, self.model_uri)
+            self.saved_version: str | None = None
+        else:
+            estimator = None
+            self.saved_version = check_saved_version(path, self.model_uri)
+            booster = load_booster(path, self.model_uri)
+        booster, self.best_iteration = served_booster(booster)
+        # Threads follow the OpenMP policy (modelshelf.openmp), not a count saved in the model.
+        booster.set_param({"nthread": 0})
+        self.description = describe_booster(booster)
+        self.feature_names = booster.feature_names
+        self.n_features = booster.num_features()
         self.model = estimator if estimator is not None else booster
         self.model_path = path
         self.booster = booster
         self.estimator = estimator
-        self.threads = ProcessThreads(boosters, self.requested_threads)
-        self.read_rows = RowReader(self.feature_names, self.n_features)
         self.missing = float(getattr(estimator, "missing", np.nan)) if estimator else np.nan
         self.class_labels = class_labels(estimator, self.description, read_metadata_file(model_dir))
         loaded = LoadedModel(
-            boosters=boosters,
+            booster=booster,
             objective=self.description["objective"],
             num_class=self.description["num_class"],
             missing=self.missing,
@@ -103,49 +97,26 @@ class XGBoostServer(ModelServer):
         self.method = build_method(self.method_name, loaded)
 
     def describe_model(self) -> dict[str, Any]:
+        found = super().describe_model()
         assert self.method is not None
+        found["outputs"] = [
+            output_spec(self.method_name, self.method.output_names, self.description)
+        ]
+        return found
+
+    def describe_custom(self) -> dict[str, str]:
         desc = self.description
-        custom = {
-            "method": self.method.name,
-            "model file": self.model_path.name,
+        optional = {
+            "feature types": ",".join(desc["feature_types"] or []),
+            "saved by xgboost": self.saved_version or "",
+            "best iteration": "" if self.best_iteration is None else str(self.best_iteration),
+            "estimator": type(self.estimator).__name__ if self.estimator is not None else "",
+        }
+        return {
             "objective": desc["objective"],
             "number of classes": str(desc["num_class"]),
             "number of features": str(self.n_features),
             "booster": desc["booster"],
             "boosted rounds": str(desc["rounds"]),
+            **{key: value for key, value in optional.items() if value},
         }
-        if desc["feature_types"]:
-            custom["feature types"] = ",".join(desc["feature_types"])
-        if self.saved_version:
-            custom["saved by xgboost"] = self.saved_version
-        if self.estimator is not None:
-            custom["estimator"] = type(self.estimator).__name__
-        return {
-            "name": self._model_name(),
-            "platform": "xgboost",
-            "inputs": [array_spec(self.feature_names, self.n_features)],
-            "outputs": [self._output_spec(self.method.output_names)],
-            "custom": custom,
-        }
-
-    def _output_spec(self, names: Sequence[str] | None) -> dict[str, Any]:
-        num_class = self.description["num_class"]
-        if self.method_name == "predict_contribs" and num_class > 1:
-            spec = array_spec(names, None)
-            spec["schema"]["shape"] = [-1, num_class, self.n_features + 1]
-            return spec
-        if self.method_name == "predict_leaf":
-            return array_spec(None, None)
-        return array_spec(names, len(names) if names else None)
-
-    def _model_name(self) -> str:
-        """The file's name, unless it is the conventional ``model.*``: then the folder's."""
-        if self.model_path.stem != "model":
-            return self.model_path.stem
-        return self.model_dir.name if self.model_dir.is_dir() else self.model_path.stem
-
-    def predict(self, X: Any, features_names: Any = None, meta: Any = None) -> Any:
-        if not self.ready or self.threads is None or self.method is None:
-            raise ModelNotReadyError()
-        self.threads.ensure()
-        return self.serve(self.method, self.read_rows(X, features_names))

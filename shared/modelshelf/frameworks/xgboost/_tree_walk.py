@@ -5,20 +5,21 @@ row (it is ~70 µs in a tight loop: its code and buffers have left the CPU cache
 stack ran), while walking 60 small trees in Python takes ~30 µs. So requests with few rows
 through few, shallow trees are walked here, and everything else goes to XGBoost.
 
-Exactness: the walk adds each tree's leaf to a float32 margin, in tree order, and transforms in
-float32; each step is the same operation in double, rounded to float32 by storing it in an
-``array('f')`` -- the correctly rounded float32 result, since a double holds more than twice
-float32's precision. That reproduces XGBoost bit for bit on the multi-class boosters and the
-``XGBRegressor`` / ``XGBClassifier`` models of the tests, but not on every model (a regression
-booster from ``xgb.train`` differs in the last bit: XGBoost must sum its leaves in another order
-there). So the walk is only used where it equals XGBoost's own prediction, bit for bit, on probe
-rows at load (thresholds, ties, missing values); anything else, and categorical splits,
-multi-output trees, DART, a ``missing`` other than NaN or an objective not in ``_TRANSFORMS``,
-keeps XGBoost's call.
+Exactness: the walk starts from the model's base margin (``base_score`` through the objective's
+probability-to-margin function, in float32 with the C library's ``logf``), adds each tree's leaf
+to a float32 margin in tree order, and transforms in float32 with the C library's ``expf``, as
+XGBoost does; each float32 step is the same operation in double, rounded to float32 by storing it
+in an ``array('f')`` -- the correctly rounded float32 result, since a double holds more than
+twice float32's precision. It is still used only where it equals XGBoost's own prediction, bit
+for bit, on probe rows at load (thresholds, ties, missing values); categorical splits,
+multi-output trees, DART, a ``missing`` other than NaN or an objective not in ``_TRANSFORMS``
+keep XGBoost's call.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import math
 from array import array
@@ -31,6 +32,21 @@ import xgboost as xgb
 MAX_VISITS = 1000
 
 Tree = tuple[list[int], list[int], list[int], list[float], list[int]]
+
+
+def _libm_float(name: str) -> Callable[[float], float] | None:
+    """The C library's float32 ``expf`` / ``logf``, which XGBoost calls (they are not always
+    the correctly rounded result that ``math.exp`` rounded to float32 gives)."""
+    try:
+        found = getattr(ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+    found.restype, found.argtypes = ctypes.c_float, [ctypes.c_float]
+    return found
+
+
+EXPF = _libm_float("expf")
+LOGF = _libm_float("logf")
 
 
 class TreeWalk:
@@ -81,7 +97,7 @@ def tree_walk(booster: xgb.Booster, objective: str, missing: float) -> TreeWalk 
         return None
     model = booster_model["model"]
     params = learner["learner_model_param"]
-    if int(params.get("num_target", 1)) != 1:
+    if int(params.get("num_target", 1)) != 1 or EXPF is None or LOGF is None:
         return None
     trees: list[Tree] = []
     for tree in model["trees"]:
@@ -97,7 +113,25 @@ def tree_walk(booster: xgb.Booster, objective: str, missing: float) -> TreeWalk 
             )
         )
     num_group = max(1, int(params.get("num_class", 0)))
-    return TreeWalk(trees, [int(g) for g in model["tree_info"]], num_group, objective)
+    walk = TreeWalk(trees, [int(g) for g in model["tree_info"]], num_group, objective)
+    walk.base = base_margins(str(params.get("base_score", "0")), objective, num_group)
+    return walk
+
+
+def base_margins(base_score: str, objective: str, num_group: int) -> list[float]:
+    """The margin every row starts from: the model's ``base_score`` (a number or, since
+    XGBoost 3, a list per class) in float32, through the objective's probability-to-margin
+    function in float32 arithmetic, as XGBoost computes it."""
+    scores = array("f", [float(v) for v in base_score.strip("[]").split(",")])
+    if len(scores) == 1:
+        scores = array("f", list(scores) * num_group)
+    if objective in ("binary:logistic", "reg:logistic"):
+        odds = array("f", [1.0 / b for b in scores])
+        odds = array("f", [o - 1.0 for o in odds])
+        return array("f", [-LOGF(o) for o in odds]).tolist()  # type: ignore[misc]
+    if objective == "count:poisson":
+        return array("f", [LOGF(b) for b in scores]).tolist()  # type: ignore[misc]
+    return scores.tolist()
 
 
 def verified_tree_walk(
@@ -105,9 +139,8 @@ def verified_tree_walk(
 ) -> tuple[TreeWalk | None, str]:
     """The walk when it equals ``booster.inplace_predict`` on probe rows for values and margins,
     else ``None``; and what was found, for the log. Never raises."""
-    try:  # one thread: this runs in seldon's parent process, which forks the workers later
-        with xgb.config_context(nthread=1):
-            return _verified(booster, objective, missing, n_features)
+    try:  # on one thread: the server loads with one (modelshelf.openmp)
+        return _verified(booster, objective, missing, n_features)
     except Exception as exc:  # any surprise: keep XGBoost's call
         return None, f"XGBoost's own predictor (tree walk failed: {type(exc).__name__}: {exc})"
 
@@ -119,8 +152,6 @@ def _verified(
     if walk is None:
         return None, "XGBoost's own predictor (a model the tree walk does not cover)"
     X = probe_rows(walk, n_features)
-    margins = booster.inplace_predict(X, predict_type="margin").reshape(len(X), -1)
-    walk.base = _base_margin(walk, list(array("f", X[0].tolist())), margins[0].tolist())
     for predict_type in ("margin", "value"):
         want = booster.inplace_predict(X, predict_type=predict_type)
         got = walk.predictor(predict_type)(X)
@@ -148,23 +179,6 @@ def probe_rows(walk: TreeWalk, n_features: int) -> np.ndarray:
     return np.vstack([X, rng.standard_normal((32, n_features)).astype(np.float32) * 10])
 
 
-def _base_margin(walk: TreeWalk, row: list[float], margins: list[float]) -> list[float]:
-    """The margin XGBoost starts every row from, found from one row's margins: per group, the
-    float32 nearest to margin minus leaves, or a neighbour, whichever reproduces the margin."""
-    walk.base = [0.0] * walk.num_group
-    leaves = walk.margins(row)
-    base = []
-    for group in range(walk.num_group):
-        guess = np.float32(margins[group] - leaves[group])
-        neighbours = (np.nextafter(guess, np.float32(-np.inf)), np.nextafter(guess, np.inf))
-        for candidate in (guess, *neighbours):
-            walk.base = [float(candidate)] * walk.num_group
-            if walk.margins(row)[group] == margins[group]:
-                break
-        base.append(float(candidate))
-    return base
-
-
 def _mean_depth(left: list[int], right: list[int]) -> float:
     depth = [0] * len(left)
     leaves = []
@@ -181,7 +195,8 @@ def _margin(margins: array) -> list[float]:
 
 
 def _sigmoid(margins: array) -> list[float]:
-    out = array("f", [math.exp(-margins[0])])
+    """XGBoost's float32 sigmoid: ``1 / (expf(min(-x, 88.7)) + 1)``."""
+    out = array("f", [EXPF(min(-margins[0], _SIGMOID_CLAMP))])  # type: ignore[misc]
     out[0] += 1.0
     out[0] = 1.0 / out[0]
     return out.tolist()
@@ -190,7 +205,7 @@ def _sigmoid(margins: array) -> list[float]:
 def _softprob(margins: array) -> list[float]:
     top = max(margins)
     out = array("f", [m - top for m in margins])
-    out = array("f", [math.exp(d) for d in out])
+    out = array("f", [EXPF(d) for d in out])  # type: ignore[misc]
     total = 0.0  # XGBoost sums the float32 exponentials in double
     for e in out:
         total += e
@@ -203,8 +218,10 @@ def _argmax(margins: array) -> list[float]:
 
 
 def _exp(margins: array) -> list[float]:
-    return array("f", [math.exp(margins[0])]).tolist()
+    return array("f", [EXPF(margins[0])]).tolist()  # type: ignore[misc]
 
+
+_SIGMOID_CLAMP = float(array("f", [88.7])[0])
 
 #: Objectives the walk covers, and how their margins become values.
 _TRANSFORMS: dict[str, Callable[[array], list[float]]] = {

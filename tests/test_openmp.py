@@ -1,0 +1,154 @@
+"""The OpenMP thread policy of ``modelshelf.openmp``: threads per process from cores and workers,
+one thread for small requests, and -- for every OpenMP framework -- a worker forked after the
+parent loaded the model answers a multi-threaded prediction (GNU OpenMP hangs there otherwise)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+
+from modelshelf import openmp
+from modelshelf.errors import ConfigurationError
+
+ROWS = 5000  # far above SINGLE_THREAD_MAX_ROWS: the forked worker's call is multi-threaded
+
+
+def test_threads_per_process_follow_cores_and_workers(monkeypatch):
+    cores = openmp.available_cores()
+    monkeypatch.setattr(sys, "argv", ["x"])
+    monkeypatch.setenv("GUNICORN_WORKERS", "1")
+    assert openmp.default_threads() == cores
+    monkeypatch.setenv("GUNICORN_WORKERS", str(cores))
+    assert openmp.default_threads() == 1
+    monkeypatch.setattr(sys, "argv", ["seldon-core-microservice", "M", "--workers", "64"])
+    assert openmp.rest_workers() == 64
+    assert openmp.default_threads() == 1
+    monkeypatch.setattr(sys, "argv", ["modelshelf", "serve", "M", "--workers=3"])
+    assert openmp.rest_workers() == 3
+    monkeypatch.setenv("GUNICORN_WORKERS", "many")
+    monkeypatch.setattr(sys, "argv", ["x"])
+    with pytest.raises(ConfigurationError, match="GUNICORN_WORKERS"):
+        openmp.rest_workers()
+
+
+def test_small_requests_run_on_one_thread_large_ones_on_the_process_count():
+    from threadpoolctl import threadpool_info
+
+    def openmp_threads() -> set[int]:
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "openmp"}
+
+    threads = openmp.ProcessThreads(requested=2)
+    assert threads.for_rows(1) == 1
+    assert openmp_threads() == {1}
+    assert threads.for_rows(openmp.SINGLE_THREAD_MAX_ROWS + 1) == 2
+    assert openmp_threads() == {2}
+    assert threads.nthread == 2
+
+
+def test_a_negative_thread_count_is_refused():
+    with pytest.raises(ConfigurationError, match="nthread"):
+        openmp.ProcessThreads(requested=-1)
+
+
+# ------------------------------------------------------------------------ fork safety
+
+FORK_SCRIPT = """
+import os, signal, sys
+import numpy as np
+from modelshelf.frameworks.{module} import {cls}
+
+server = {cls}({uri!r}{extra})
+server.init_metadata()  # the parent loads the model, as both front ends do
+X = np.load({rows!r})
+pid = os.fork()
+if pid == 0:  # the worker: a multi-threaded call must answer
+    signal.alarm(60)
+    try:
+        out = server.predict(X, [])
+        threads = len(os.listdir("/proc/self/task"))
+        print("answered", len(out), "threads", threads, "nthread", server.threads.nthread)
+        sys.stdout.flush()
+        os._exit(0)
+    except BaseException as exc:
+        print("failed", exc)
+        sys.stdout.flush()
+        os._exit(3)
+_, status = os.waitpid(pid, 0)
+print("status", status)
+"""
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np.ndarray]:
+    root = tmp_path_factory.mktemp("openmp")
+    X, y = make_classification(n_samples=ROWS, n_features=10, random_state=0)
+    np.save(root / "rows.npy", X)
+    return root, X, y
+
+
+def _model_folder(kind: str, data) -> Path:
+    root, X, y = data
+    folder = root / kind
+    folder.mkdir(exist_ok=True)
+    if kind == "hist_gradient_boosting":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        joblib.dump(HistGradientBoostingClassifier(max_iter=20).fit(X, y), folder / "model.joblib")
+    elif kind == "xgboost":
+        import xgboost as xgb
+
+        booster = xgb.train({"max_depth": 4}, xgb.DMatrix(X, y), 20)
+        booster.save_model(folder / "model.json")
+    elif kind.startswith("lightgbm"):
+        import lightgbm as lgb
+
+        model = lgb.LGBMClassifier(n_estimators=20, verbose=-1).fit(X, y)
+        if kind == "lightgbm_txt":
+            model.booster_.save_model(folder / "model.txt")
+        elif kind == "lightgbm_bst":
+            model.booster_.save_model(folder / "model.bst")
+        else:
+            joblib.dump(model, folder / "model.joblib")
+    return folder
+
+
+SERVERS = {
+    "hist_gradient_boosting": ("sklearn", "SKLearnServer"),
+    "xgboost": ("xgboost", "XGBoostServer"),
+    "lightgbm_txt": ("lightgbm", "LightGBMServer"),
+    "lightgbm_bst": ("lightgbm", "LightGBMServer"),
+    "lightgbm_joblib": ("lightgbm", "LightGBMServer"),
+}
+
+
+@pytest.mark.parametrize("kind", list(SERVERS))
+def test_a_worker_forked_after_the_parent_loaded_answers_a_multi_threaded_call(kind, data):
+    if kind.startswith("lightgbm"):
+        pytest.importorskip("modelshelf.frameworks.lightgbm")
+    module, cls = SERVERS[kind]
+    folder = _model_folder(kind, data)
+    extra = ", nthread=2" if module == "xgboost" else ""
+    script = textwrap.dedent(FORK_SCRIPT).format(
+        module=module, cls=cls, uri=str(folder), extra=extra, rows=str(data[0] / "rows.npy")
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,  # the child's alarm fires first: a hang fails, it never blocks
+        env={"GUNICORN_WORKERS": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"answered {ROWS}" in done.stdout, done.stdout + done.stderr[-3000:]
+    assert "status 0" in done.stdout, done.stdout
+    threads = int(done.stdout.split("threads ")[1].split()[0])
+    nthread = int(done.stdout.split("nthread ")[1].split()[0])
+    if nthread > 1:
+        assert threads > 1, f"{kind}: the worker's call started no OpenMP thread"
