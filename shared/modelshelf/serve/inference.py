@@ -647,12 +647,12 @@ def _served(server: Any, method: Any, read: Callable[[Any, Any], Any] | None = N
 
 def _sklearn_callers(server: Any) -> dict[str, ServedCall]:
     from modelshelf.frameworks import sklearn as framework
-    from modelshelf.server import Method
+    from modelshelf.server import Method, output_names
 
     def builder(name: str) -> Callable[[], ServedCall]:
         def build() -> ServedCall:
             call, _ = server._callable(name)
-            return _served(server, Method(name, call, framework._output_names(server.model, name)))
+            return _served(server, Method(name, call, output_names(server.model, name)))
 
         return build
 
