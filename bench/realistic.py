@@ -48,7 +48,7 @@ class RealModel:
     label: str
     server: str  # our class
     folder: Path  # what model_uri points at
-    own_call: Callable[[int], float]  # rows -> seconds of the model's own call (median)
+    own_call: Callable[[int], tuple[float, float]]  # rows -> own call's (wall, CPU) seconds
     bodies: dict[str, Callable[[int], dict]]  # payload kind -> rows -> request body
     peers: tuple[str, ...] = ()  # peer kinds that serve it
     notes: str = ""
@@ -97,14 +97,16 @@ def _numeric_bodies(output: str | None) -> dict[str, Callable[[int], dict]]:
     }
 
 
-def _median_seconds(call: Callable[[], object], repeats: int = 30) -> float:
+def _median_seconds(call: Callable[[], object], repeats: int = 30) -> tuple[float, float]:
+    """Median wall and CPU seconds of ``call`` (CPU time holds up on a shared machine)."""
     call()
-    found = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         call()
-        found.append(time.perf_counter() - started)
-    return statistics.median(found)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def make_models(root: Path) -> list[RealModel]:
@@ -264,6 +266,7 @@ class RealSystem:
     cwd: Path = REPO
     env: dict[str, str] = field(default_factory=dict)
     role: str = "ours"
+    bin_dir: Path = VENV_BIN  # first on PATH (a peer's own venv: mlflow serve runs uvicorn)
 
 
 SERVER_FOLDERS = {
@@ -346,16 +349,20 @@ def systems_of(model: RealModel, work: Path) -> list[tuple[RealSystem, str | Non
     peers = {
         "mlserver-sklearn": lambda: RealSystem(
             f"mlserver-{model.name}", "MLServer 1.7.1 (sklearn runtime), 1 worker", "v2", v2_path,
-            _mlserver(model, "mlserver_sklearn.SKLearnModel", "model.joblib", work), role="peer"),
+            _mlserver(model, "mlserver_sklearn.SKLearnModel", "model.joblib", work), role="peer",
+            bin_dir=PEERS_DIR / "mlserver" / "bin"),
         "mlserver-xgboost": lambda: RealSystem(
             f"mlserver-{model.name}", "MLServer 1.7.1 (xgboost runtime), 1 worker", "v2", v2_path,
-            _mlserver(model, "mlserver_xgboost.XGBoostModel", "model.json", work), role="peer"),
+            _mlserver(model, "mlserver_xgboost.XGBoostModel", "model.json", work), role="peer",
+            bin_dir=PEERS_DIR / "mlserver" / "bin"),
         "kserve-sklearn": lambda: RealSystem(
             f"kserve-{model.name}", "KServe ModelServer (predict_proba), 1 worker", "kserve-v1",
-            f"/v1/models/{model.name}:predict", _kserve(model), role="peer"),
+            f"/v1/models/{model.name}:predict", _kserve(model), role="peer",
+            bin_dir=PEERS_DIR / "kserve" / "bin"),
         "mlflow-serve": lambda: RealSystem(
             f"mlflow-serve-{model.name}", "`mlflow models serve`, 1 worker", "mlflow",
-            "/invocations", _mlflow_serve(model), role="peer"),
+            "/invocations", _mlflow_serve(model), role="peer",
+            bin_dir=PEERS_DIR / "mlflow" / "bin"),
     }  # fmt: skip
     venv_of = {"mlserver-sklearn": "mlserver", "mlserver-xgboost": "mlserver",
                "kserve-sklearn": "kserve", "mlflow-serve": "mlflow"}  # fmt: skip
@@ -407,7 +414,7 @@ def measure_system(system: RealSystem, model: RealModel, work: Path, seconds: in
         bodies[rows] = path
         scripts[rows] = load.write_script(path, work / "lua")
     env = {**os.environ, **system.env}
-    env["PATH"] = os.pathsep.join([str(VENV_BIN), env.get("PATH", "")])
+    env["PATH"] = os.pathsep.join([str(system.bin_dir), env.get("PATH", "")])
     server = procs.start(
         system.command(ports), system.cwd, env, work / "logs" / f"{system.name}.log"
     )
@@ -449,10 +456,11 @@ def run(work: Path, results: Path, seconds: int, say: Callable[[str], None] = pr
     found: dict = {"seconds_per_load": seconds, "models": {}}
     for model in models:
         with threadpool_limits(1):  # the model's own call on one thread, as the servers' OpenMP
-            own = {rows: round(model.own_call(rows) * 1e6, 1) for rows in ROWS}
+            timed = {rows: model.own_call(rows) for rows in ROWS}
         entry: dict = {
             "label": model.label,
-            "own_call_us": own,
+            "own_call_us": {rows: round(wall * 1e6, 1) for rows, (wall, _) in timed.items()},
+            "own_call_cpu_us": {rows: round(cpu * 1e6, 1) for rows, (_, cpu) in timed.items()},
             "notes": model.notes,
             "systems": {},
         }
@@ -481,7 +489,7 @@ def run(work: Path, results: Path, seconds: int, say: Callable[[str], None] = pr
         found["models"][model.name] = entry
     results.mkdir(parents=True, exist_ok=True)
     (results / "realistic.json").write_text(json.dumps(found, indent=1) + "\n")
-    (results / "realistic.md").write_text(render(found))
+    (results / "realistic.md").write_text(render(json.loads(json.dumps(found))))
     return found
 
 
@@ -494,40 +502,42 @@ def render(found: dict) -> str:
         "",
         f"1 worker each, wrk {found['seconds_per_load']} s per load, one round (ratios within "
         "this run; the machine is shared). `1x16`: single-row requests at 16 connections; "
-        "`100x1`: 100-row requests at 1 connection. Overhead = 1 / (req/s at 1 connection) - "
-        "the model's own in-process call. CPU = the server tree's CPU time per request over the "
-        "load. Batching off = `MODELSHELF_MAX_BATCH_SIZE=1`.",
+        "`100x1`: 100-row requests at 1 connection. CPU = the server tree's CPU time per request "
+        "over the load; CPU overhead = that - the model's own call's CPU (negative: joined calls "
+        "cost less than one call a request). Wall overhead = 1 / (req/s at 1 connection) - the "
+        "model's own wall time. Batching off = `MODELSHELF_MAX_BATCH_SIZE=1`.",
         "",
     ]
     for model in found["models"].values():
-        own = model["own_call_us"]
+        own, own_cpu = model["own_call_us"], model["own_call_cpu_us"]
         lines += [
             f"## {model['label']}",
             "",
-            f"Model's own call: {own['1']:.0f} µs (1 row), {own['100']:.0f} µs (100 rows)."
-            if "1" in own
-            else f"Model's own call: {own[1]:.0f} µs (1 row), {own[100]:.0f} µs (100 rows).",
+            f"Model's own call, in process, one thread (median): {own['1']:.0f} µs wall / "
+            f"{own_cpu['1']:.0f} µs CPU for 1 row, {own['100']:.0f} / {own_cpu['100']:.0f} µs "
+            "for 100 rows.",
         ]
         if model.get("notes"):
             lines.append(f"{model['notes']}.")
         lines += [
             "",
             "| system | cold s | PSS MB | rows x conns | req/s | p50 ms | p99 ms | CPU ms/req "
-            "| overhead µs/req |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| CPU overhead µs/req | wall overhead µs/req |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for system in model["systems"].values():
             if "unavailable" in system or "error" in system:
                 why = system.get("unavailable") or system.get("error", "")[:200]
-                lines.append(f"| {system['label']} | — | — | — | {why} | | | | |")
+                lines.append(f"| {system['label']} | — | — | — | {why} | | | | | |")
                 continue
             first = True
             for rows in ROWS:
                 for connections in CONNECTIONS:
                     load_entry = system[f"{rows}x{connections}"]
                     rate = load_entry["requests_per_s"]
-                    own_us = own.get(str(rows), own.get(rows))
-                    overhead = f"{1e6 / rate - own_us:.0f}" if connections == 1 and rate else ""
+                    wall = f"{1e6 / rate - own[str(rows)]:.0f}" if connections == 1 and rate else ""
+                    cpu = load_entry["cpu_ms_per_request"]
+                    cpu_over = f"{cpu * 1000 - own_cpu[str(rows)]:.0f}" if cpu is not None else ""
                     lines.append(
                         "| "
                         + " | ".join(
@@ -539,8 +549,9 @@ def render(found: dict) -> str:
                                 f"{rate:,.0f}",
                                 f"{load_entry['p50_ms']:.2f}",
                                 f"{load_entry['p99_ms']:.2f}",
-                                f"{load_entry['cpu_ms_per_request']}",
-                                overhead,
+                                f"{cpu}",
+                                cpu_over,
+                                wall,
                             ]
                         )
                         + " |"
