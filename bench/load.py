@@ -1,7 +1,8 @@
 """Load from wrk, a separate process over loopback, bounded in time.
 
 A Lua script POSTs one JSON body on every request and, when wrk is done, prints one line of JSON
-(requests, duration, errors, latency percentiles) that ``run_wrk`` parses.
+(requests, duration, errors, latency percentiles) that ``run_wrk`` parses. A V2 binary body (a
+JSON document, then tensor bytes) is sent with its ``Inference-Header-Content-Length``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ MARKER = "BENCHRESULT "
 
 _SCRIPT = """\
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = assert(io.open(%(body)s, "rb"))
+%(headers)slocal f = assert(io.open(%(body)s, "rb"))
 wrk.body = f:read("*a")
 f:close()
 
@@ -74,8 +74,35 @@ def write_script(body: Path, scripts: Path) -> Path:
     """The Lua script that POSTs ``body``; one per payload file."""
     scripts.mkdir(parents=True, exist_ok=True)
     script = scripts / f"{body.stem}.lua"
-    script.write_text(_SCRIPT % {"body": json.dumps(str(body.resolve())), "marker": MARKER})
+    headers = "".join(
+        f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}\n"
+        for name, value in request_headers(body.read_bytes()).items()
+    )
+    script.write_text(
+        _SCRIPT % {"body": json.dumps(str(body.resolve())), "marker": MARKER, "headers": headers}
+    )
     return script
+
+
+def request_headers(body: bytes) -> dict[str, str]:
+    """The headers a body is sent with: JSON's content type, and for a V2 binary body (a JSON
+    document followed by tensor bytes) the length of its JSON part."""
+    headers = {"Content-Type": "application/json"}
+    try:
+        _, end = json.JSONDecoder().raw_decode(body.decode("latin-1"))
+    except ValueError:
+        return headers
+    if body[end:].strip():
+        headers["Inference-Header-Content-Length"] = str(end)
+    return headers
+
+
+def read_answer(response: httpx.Response) -> dict:
+    """A JSON answer, or the JSON part of a V2 binary answer (what the answer checks read)."""
+    size = response.headers.get("inference-header-content-length")
+    if size is None:
+        return response.json()
+    return json.loads(response.content[: int(size)])
 
 
 def wrk_command(url: str, script: Path, duration: int, connections: int) -> list[str]:
@@ -125,5 +152,6 @@ def run_wrk(
 def warm_up(url: str, body: bytes, requests: int = 30) -> None:
     """Send ``body`` ``requests`` times, so the figures after it are the server's steady state."""
     with httpx.Client(timeout=30) as client:
+        headers = request_headers(body)
         for _ in range(requests):
-            client.post(url, content=body, headers={"Content-Type": "application/json"})
+            client.post(url, content=body, headers=headers)

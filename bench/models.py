@@ -16,8 +16,9 @@ import numpy as np
 SINGLE_ROW = [[5.1, 3.5, 1.4, 0.2]]
 
 #: Wire formats: Seldon v1, Open Inference (V2) asking for predict_proba, V2 with the model's
-#: default output, KServe V1 and MLflow's scoring server.
-PAYLOAD_KINDS = ("seldon", "v2-proba", "v2", "kserve-v1", "mlflow")
+#: default output, KServe V1, MLflow's scoring server, and V2 asking for predict_proba with the
+#: binary tensor extension both ways (as tritonclient sends with binary_data=True).
+PAYLOAD_KINDS = ("seldon", "v2-proba", "v2", "kserve-v1", "mlflow", "v2-binary-proba")
 FAMILIES = ("sklearn", "xgboost", "mlflow")
 EXTRA_PACKAGE = ("modelshelf-bench-extra", "0.1")
 
@@ -40,6 +41,25 @@ def batch_rows(n: int) -> list[list[float]]:
     """``n`` rows within iris's feature ranges, fixed seed, one decimal (as clients send them)."""
     low, high = [4.3, 2.0, 1.0, 0.1], [7.9, 4.4, 6.9, 2.5]
     return np.round(np.random.default_rng(0).uniform(low, high, (n, 4)), 1).tolist()
+
+
+def body_bytes(kind: str, rows: list[list[float]]) -> bytes:
+    """What a request of one wire format carrying ``rows`` sends."""
+    if kind != "v2-binary-proba":
+        return json.dumps(body(kind, rows)).encode()
+    data = np.asarray(rows, dtype="<f8").tobytes()
+    header = {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [len(rows), 4],
+                "datatype": "FP64",
+                "parameters": {"binary_data_size": len(data)},
+            }
+        ],
+        "outputs": [{"name": "predict_proba", "parameters": {"binary_data": True}}],
+    }
+    return json.dumps(header).encode() + data
 
 
 def body(kind: str, rows: list[list[float]]) -> dict:
@@ -115,7 +135,7 @@ def make_models(
     payloads.mkdir()
     for rows in (SINGLE_ROW, batch_rows(rows_per_batch)):
         for kind in PAYLOAD_KINDS:
-            (payloads / f"{kind}-{len(rows)}.json").write_text(json.dumps(body(kind, rows)))
+            (payloads / f"{kind}-{len(rows)}.json").write_bytes(body_bytes(kind, rows))
     return Models(
         sklearn_dir,
         xgboost_dir,

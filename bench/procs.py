@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.load import read_answer, request_headers
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -69,15 +71,13 @@ def first_prediction(
                     + server.log_tail()
                 )
             try:
-                answer = client.post(
-                    url, content=body, headers={"Content-Type": "application/json"}
-                )
+                answer = client.post(url, content=body, headers=request_headers(body))
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__}"
             else:
                 if answer.status_code == 200:
                     elapsed = time.monotonic() - server.started
-                    parsed = answer.json()
+                    parsed = read_answer(answer)
                     problem = check(parsed)  # type: ignore[operator]
                     if problem:
                         raise RuntimeError(

@@ -157,6 +157,11 @@ def targets(raw: dict, systems: dict) -> list[dict]:
         what = f"`modelshelf serve` p99 ÷ best sklearn peer's p99 ({best}), single row, 1 worker"
         add(10, what, quotient(mine, theirs), "≤", 1)
 
+    if rest:
+        from bench.protocol_systems import protocol_targets
+
+        protocol_targets(add, ratio)
+
     store = (raw.get("storage") or {}).get("results") or {}
     for name, what in (("big", "one big object"), ("small", "many small files")):
         measured = (store.get(name) or {}).get("ratio")

@@ -30,10 +30,22 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.load import request_headers
+
 REPO = Path(__file__).resolve().parents[2]
 WORK = REPO / "bench" / "work"
 VENV_BIN = Path(sys.executable).parent
 PATH = "/api/v1.0/predictions"
+#: Payloads of the other protocols and where they go (the model is served as "iris").
+PROTOCOL_PATHS = {
+    "v2-proba": "/v2/models/iris/infer",
+    "v2-binary-proba": "/v2/models/iris/infer",
+    "kserve-v1": "/v1/models/iris:predict",
+    "mlflow": "/invocations",
+}
+#: Modules whose orjson.loads / orjson.dumps lines are the decode / encode stages.
+JSON_MODULES = ("rest.py", "v2_rest.py", "kserve_v1.py", "mlflow_scoring.py")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 #: (stage, markers): a sample belongs to the stage of the innermost frame of its stack that holds
@@ -45,9 +57,24 @@ ENCODE = "response -> JSON (encode_array / tolist, orjson.dumps)"
 STAGES: list[tuple[str, tuple[str, ...]]] = [
     (
         "model: SKLearnServer.predict (input checks + predict_proba)",
-        ("client_predict (seldon_core",),
+        ("client_predict (seldon_core", "modelshelf/frameworks/"),
     ),
     ("ndarray -> numpy array", ("array_from_rows (", "extract_request_parts_json (")),
+    (
+        "V2 tensors: data <-> numpy, codecs (serve/inference.py)",
+        ("from_values (", "from_bytes (", "json_data (", "to_bytes (", "decode_inputs ("),
+    ),
+    (
+        "protocol adapter (V2 / KServe V1 / MLflow: request and response objects)",
+        (
+            "modelshelf/serve/v2_rest.py",
+            "modelshelf/serve/kserve_v1.py",
+            "modelshelf/serve/mlflow_scoring.py",
+            "modelshelf/serve/inference.py",
+            "modelshelf/serve/server_methods.py",
+            "modelshelf/serve/protocols.py",
+        ),
+    ),
     # utils.py:415 is construct_response_json's tolist() in seldon-core 1.18.2
     (ENCODE, ("encode_array (", "seldon_core/utils.py:415)")),
     (
@@ -83,29 +110,38 @@ def rest_worker(server: subprocess.Popen, url: str, body: bytes) -> int:
     children = [int(line) for line in out.split()]
     before = {pid: cpu_seconds(pid) for pid in children}
     with httpx.Client() as client:
+        headers = request_headers(body)
         for _ in range(200):
-            client.post(url, content=body, headers={"content-type": "application/json"})
+            client.post(url, content=body, headers=headers)
     return max(children, key=lambda pid: cpu_seconds(pid) - before[pid])
 
 
-def loads_and_dumps_lines(source: Path) -> tuple[set[int], set[int]]:
-    """Line numbers of orjson.loads / orjson.dumps calls in rest.py (py-spy sees no C frames)."""
-    text = (source / "modelshelf" / "serve" / "rest.py").read_text().splitlines()
-    loads = {i for i, line in enumerate(text, 1) if "orjson.loads(" in line}
-    dumps = {i for i, line in enumerate(text, 1) if "orjson.dumps(" in line}
+def loads_and_dumps_lines(source: Path) -> tuple[set[str], set[str]]:
+    """``module.py:line`` of the orjson.loads / orjson.dumps calls in the front end's modules
+    (py-spy sees no C frames)."""
+    loads, dumps = set(), set()
+    for module in JSON_MODULES:
+        path = source / "modelshelf" / "serve" / module
+        if not path.exists():
+            continue
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if "orjson.loads(" in line:
+                loads.add(f"{module}:{i}")
+            if "orjson.dumps(" in line:
+                dumps.add(f"{module}:{i}")
     return loads, dumps
 
 
-def stage_of(stack: str, loads: set[int], dumps: set[int]) -> str | None:
+def stage_of(stack: str, loads: set[str], dumps: set[str]) -> str | None:
     frames = stack.split(";")
     if any("threading.py" in frame for frame in frames):
         return None  # the metrics queue's feeder thread, idle
     leaf = frames[-1]
-    if "modelshelf/serve/rest.py:" in leaf:
-        line = int(leaf.rsplit(":", 1)[1].rstrip(")"))
-        if line in loads:
+    if "modelshelf/serve/" in leaf:
+        where = leaf.rsplit("/", 1)[1].rstrip(")")
+        if where in loads:
             return DECODE
-        if line in dumps:
+        if where in dumps:
             return ENCODE
     for frame in reversed(frames):
         for stage, markers in STAGES:
@@ -114,21 +150,23 @@ def stage_of(stack: str, loads: set[int], dumps: set[int]) -> str | None:
     return "other"
 
 
-def profile(payload: str, seconds: int, source: Path, keep: Path | None = None) -> dict:
-    body = (WORK / "models" / "payloads" / f"{payload}.json").read_bytes()
-    script = WORK / "lua" / f"{payload}.lua"
+def profile(
+    payload: str, seconds: int, source: Path, keep: Path | None = None, work: Path = WORK
+) -> dict:
+    body = (work / "models" / "payloads" / f"{payload}.json").read_bytes()
+    script = work / "lua" / f"{payload}.lua"
     cpus = os.cpu_count() or 1
     server_cpus = str(cpus - 1) if cpus > 1 else None
     wrk_cpus = f"0-{cpus - 2}" if cpus > 1 else None
     port = free_port()
     parameters = [
-        {"name": "model_uri", "value": str(WORK / "models" / "sklearn"), "type": "STRING"}
+        {"name": "model_uri", "value": str(work / "models" / "sklearn"), "type": "STRING"}
     ]
     command = [
         str(VENV_BIN / "python"), "-m", "modelshelf.serve", "SKLearnServer",
         "--service-type", "MODEL", "--parameters", json.dumps(parameters),
         "--http-port", str(port), "--grpc-port", str(free_port()),
-        "--metrics-port", str(free_port()), "--workers", "1",
+        "--metrics-port", str(free_port()), "--workers", "1", "--model-name", "iris",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(source)}
     server = subprocess.Popen(
@@ -138,7 +176,7 @@ def profile(payload: str, seconds: int, source: Path, keep: Path | None = None) 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}{PATH}"
+    url = f"http://127.0.0.1:{port}{PROTOCOL_PATHS.get(payload.rsplit('-', 1)[0], PATH)}"
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -211,10 +249,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--source", type=Path, default=REPO / "shared")
     parser.add_argument("--keep", type=Path, help="a folder for py-spy's raw samples")
+    parser.add_argument("--work", type=Path, default=WORK, help="a bench run's work folder")
     parser.add_argument("payloads", nargs="*", default=["seldon-1", "seldon-1000"])
     args = parser.parse_args()
     for payload in args.payloads:
-        found = profile(payload, args.seconds, args.source.resolve(), args.keep)
+        found = profile(payload, args.seconds, args.source.resolve(), args.keep, args.work)
         print(markdown(found), "\n", flush=True)
 
 

@@ -148,3 +148,25 @@ def test_params_reach_a_predict_that_takes_them():
         }
         answer = service.client.post("/v2/models/ParamsModel/infer", json=v2)
         assert answer.json()["outputs"][0]["data"] == [2.0, 4.0]
+
+
+def test_v2_named_inputs_reach_the_signatures_columns(both):
+    """The same model over V2: one input per signature column (the pd codec), in metadata and
+    in a request, answered as `mlflow models serve` answers the same rows."""
+    url, service = both
+    (name,) = service.client.get("/v1/models").json()["models"]
+    metadata = service.client.get(f"/v2/models/{name}").json()
+    assert [(i["name"], i["datatype"]) for i in metadata["inputs"]] == [
+        (name, "FP64") for name in IRIS_COLUMNS
+    ]
+    inputs = [
+        {"name": name, "datatype": "FP64", "shape": [len(FRAME)], "data": FRAME[name].tolist()}
+        for name in reversed(IRIS_COLUMNS)
+    ]
+    answer = service.client.post(f"/v2/models/{name}/infer", json={"inputs": inputs})
+    assert answer.status_code == 200, answer.text
+    (output,) = answer.json()["outputs"]
+    theirs = httpx.post(
+        f"{url}/invocations", json={"dataframe_split": FRAME.to_dict(orient="split")}
+    ).json()["predictions"]
+    assert output["data"] == theirs

@@ -127,6 +127,17 @@ def test_tritonclient_default_output_is_the_configured_method(iris):
     np.testing.assert_allclose(result.as_numpy("predict_proba"), expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_tritonclient_compressed_requests(iris, algorithm):
+    service, model = iris
+    result = triton_client(service).infer(
+        "flowers",
+        [triton_input("x", ROWS, "FP64", True)],
+        request_compression_algorithm=algorithm,
+    )
+    np.testing.assert_allclose(result.as_numpy("predict_proba"), model.predict_proba(ROWS))
+
+
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 @pytest.mark.parametrize(
     ("datatype", "array"),
@@ -460,3 +471,137 @@ def test_xgboost_output_names_choose_the_method(xgboost_classifier):
     assert proba["parameters"]["class_names"] == ["0", "1", "2"]
     metadata = client.get_model_metadata("xgb")
     assert [o["name"] for o in metadata["outputs"]] == [*expected, "class_names"]
+
+
+# --------------------------------------------------------------------- not ready, model failures
+
+FLAKY_MODEL = '''
+"""Ready while its flag file exists; fails on negative numbers."""
+import os
+
+import numpy as np
+
+
+class FlakyModel:
+    def __init__(self, flag=""):
+        self.flag = flag
+
+    @property
+    def ready(self):
+        return os.path.exists(self.flag)
+
+    def predict(self, X, names=None, meta=None):
+        if np.asarray(X, dtype=float).ravel()[0] < 0:
+            raise RuntimeError("the model cannot score negative values")
+        return np.asarray(X, dtype=float) * 2
+'''
+
+
+def test_not_ready_is_503_and_model_failures_500_on_every_protocol(tmp_path):
+    (tmp_path / "FlakyModel.py").write_text(FLAKY_MODEL)
+    flag = tmp_path / "ready"
+    flag.touch()  # ready while the server starts: the start-up check needs an answer
+    launch = Launch("FlakyModel", tmp_path, seldon_parameters(flag=str(flag)))
+    v2 = {"inputs": [tensor("x", np.array([[1.0, 2.0]]))]}
+    failing = {"inputs": [tensor("x", np.array([[-1.0, 2.0]]))]}
+    with running(launch, [MODELSHELF]) as (service,):
+        client = service.client
+        for path, body in (
+            ("/v2/models/FlakyModel/infer", failing),
+            ("/v1/models/FlakyModel:predict", {"instances": [[-1.0, 2.0]]}),
+        ):
+            answer = client.post(path, json=body)
+            assert answer.status_code == 500
+            assert "the model cannot score negative values" in answer.json()["error"]
+        answer = client.post("/invocations", json={"inputs": [[-1.0, 2.0]]})
+        assert answer.status_code == 500
+        assert answer.json()["error_code"] == "INTERNAL_ERROR"
+
+        flag.unlink()
+        assert client.get("/v2/health/live").json() == {"live": True}
+        answer = client.get("/v2/health/ready")
+        assert (answer.status_code, answer.json()) == (503, {"ready": False})
+        answer = client.get("/v2/models/FlakyModel/ready")
+        assert (answer.status_code, answer.json()) == (503, {"name": "FlakyModel", "ready": False})
+        assert client.get("/v2/models/FlakyModel").json()["name"] == "FlakyModel"
+        assert client.post("/v2/models/FlakyModel/infer", json=v2).status_code == 503
+        assert client.get("/v1/models/FlakyModel").status_code == 503
+        answer = client.post("/v1/models/FlakyModel:predict", json={"instances": [[1.0, 2.0]]})
+        assert answer.status_code == 503 and "not ready" in answer.json()["error"]
+        assert client.get("/ping").status_code == 503
+        answer = client.post("/invocations", json={"inputs": [[1.0, 2.0]]})
+        assert (answer.status_code, answer.json()["error_code"]) == (503, "TEMPORARILY_UNAVAILABLE")
+
+        flag.touch()
+        answer = client.post("/v2/models/FlakyModel/infer", json=v2)
+        assert answer.json()["outputs"][0]["data"] == [2.0, 4.0]
+
+
+# ------------------------------------------------------------------------- texts and transforms
+
+
+@pytest.fixture(scope="module")
+def text_model(sklearn_models):
+    launch = Launch(
+        "SKLearnServer",
+        SERVERS / "sklearnserver",
+        seldon_parameters(model_uri=sklearn_models["text"]),
+        extra_args=("--model-name", "reviews"),
+    )
+    with running(launch, [MODELSHELF]) as (service,):
+        yield service, joblib.load(sklearn_models["text"] / "model.pkl")
+
+
+@pytest.mark.parametrize("content_type", [None, "str"])
+def test_texts_as_bytes_reach_a_text_pipeline(text_model, content_type):
+    from models import TEXTS
+
+    service, model = text_model
+    metadata = service.client.get("/v2/models/reviews").json()
+    assert metadata["inputs"][0]["datatype"] == "BYTES"
+    request: dict = {
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(TEXTS)], "data": TEXTS}],
+        "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+    }
+    if content_type:
+        request["parameters"] = {"content_type": content_type}
+    answer = v2_infer(service, "reviews", request)
+    assert answer.status_code == 200, answer.text
+    outputs = {o["name"]: o for o in answer.json()["outputs"]}
+    assert outputs["predict"]["data"] == list(model.predict(TEXTS))
+    np.testing.assert_allclose(
+        np.reshape(outputs["predict_proba"]["data"], outputs["predict_proba"]["shape"]),
+        model.predict_proba(TEXTS),
+        rtol=1e-12,
+    )
+    v1 = service.client.post("/v1/models/reviews:predict", json={"instances": TEXTS})
+    assert v1.json() == {"predictions": model.predict_proba(TEXTS).tolist()}
+
+
+def test_a_scalers_transform_names_its_columns(sklearn_models):
+    launch = Launch(
+        "SKLearnServer",
+        SERVERS / "sklearnserver",
+        seldon_parameters(model_uri=sklearn_models["scaler"]),
+        extra_args=("--model-name", "scaler"),
+    )
+    scaler = joblib.load(sklearn_models["scaler"] / "model.joblib")
+    with running(launch, [MODELSHELF]) as (service,):
+        answer = v2_infer(service, "scaler", {"inputs": [tensor("x", ROWS)]})
+        (output,) = answer.json()["outputs"]
+        assert output["name"] == "transform"
+        assert output["parameters"]["class_names"] == list(scaler.get_feature_names_out())
+        np.testing.assert_allclose(
+            np.reshape(output["data"], output["shape"]), scaler.transform(ROWS), rtol=1e-12
+        )
+
+
+def test_a_users_custom_metrics_are_published_for_v2_requests(scoring):
+    """ScoringModel's metrics() reach the metrics port after V2 calls, as after Seldon ones."""
+    from microservice import wait_for_text
+
+    for _ in range(3):
+        answer = v2_infer(scoring, "ScoringModel", {"inputs": [tensor("x", np.ones((1, 2)))]})
+        assert answer.status_code == 200
+    url = f"http://127.0.0.1:{scoring.metrics_port}/metrics"
+    wait_for_text(lambda: httpx.get(url).text, "scoring_requests_total")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import textwrap
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -22,6 +23,7 @@ import tritonclient.grpc as triton
 import tritonclient.http as triton_http
 import xgboost as xgb
 from frontends import MODELSHELF, Launch, running
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
 from seldon_core.utils import json_to_seldon_message
 from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -126,6 +128,9 @@ def test_model_metadata_describes_the_model(iris):
 def test_unknown_model_is_not_found_everywhere(iris):
     client, _ = iris
     x = infer_input("input-0", ONE_ROW, "FP64")
+    code, message = status_of(lambda: client.infer("iris", [x], model_version="1"))
+    assert code == "StatusCode.NOT_FOUND"
+    assert "version '1'" in message  # the model has no versions to ask for
     for call in (
         lambda: client.infer("no-such-model", [x]),
         lambda: client.get_model_metadata("no-such-model"),
@@ -484,6 +489,116 @@ def test_not_ready_is_unavailable_and_model_failures_are_internal(tmp_path):
         assert client.is_model_ready("FlakyModel")
         assert client.infer("FlakyModel", [x]).as_numpy("predict").tolist() == [[3.0, 4.0]]
         client.close()
+
+
+TRITON_USER = textwrap.dedent(
+    '''
+    """A class whose module imports tritonclient's gRPC stubs (say, to call a Triton server)."""
+    import tritonclient.grpc  # noqa: F401 - registers inference.* in protobuf's default pool
+
+
+    class TritonUser:
+        def predict(self, X, names=None, meta=None):
+            return X
+    '''
+)
+
+
+def test_a_class_holding_tritonclients_stubs_keeps_seldons_grpc(tmp_path):
+    """Two copies of the protocol's messages cannot live in one process: V2 gRPC steps aside
+    (UNIMPLEMENTED, and the log says why); Seldon's gRPC and V2 REST still answer."""
+    (tmp_path / "TritonUser.py").write_text(TRITON_USER)
+    launch = Launch("TritonUser", tmp_path, grpc=True)
+    with running(launch, [MODELSHELF]) as (service,):
+        address = f"127.0.0.1:{service.grpc_port}"
+        with grpc.insecure_channel(address) as channel:
+            message = json_to_seldon_message({"data": {"ndarray": [[1.0, 2.0]]}})
+            answer = prediction_pb2_grpc.ModelStub(channel).Predict(message)
+            assert [v.number_value for v in answer.data.ndarray.values[0].list_value.values] == [
+                1.0,
+                2.0,
+            ]
+        client = triton.InferenceServerClient(address)
+        code, _ = status_of(lambda: client.is_server_live())
+        client.close()
+        assert code == "StatusCode.UNIMPLEMENTED"
+        assert "V2 gRPC (inference.GRPCInferenceService) is not served" in service.log()
+        assert "Conflict register" in service.log()
+        rest = httpx.post(
+            f"{service.url}/v2/models/TritonUser/infer",
+            json={"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 2], "data": [1, 2]}]},
+        )
+        assert rest.status_code == 200, rest.text
+
+
+CONCURRENCY_PROBE = textwrap.dedent(
+    '''
+    """Answers the most calls it has seen inside predict at once (each call stays 0.2 s)."""
+    import threading
+    import time
+
+
+    class ConcurrencyProbe:
+        def __init__(self):
+            self.lock = threading.Lock()
+            self.inside = self.most = 0
+
+        def predict(self, X, names=None, meta=None):
+            with self.lock:
+                self.inside += 1
+                self.most = max(self.most, self.inside)
+            time.sleep(0.2)
+            with self.lock:
+                self.inside -= 1
+            return [[float(self.most)]]
+    '''
+)
+
+
+@pytest.mark.parametrize("grpc_threads", [1, 3])
+def test_grpc_threads_bounds_the_calls_inside_the_model(tmp_path, grpc_threads):
+    """The server has more threads than GRPC_THREADS (a call keeps its thread while it waits
+    for the network), yet the class sees at most GRPC_THREADS calls at once, V2 and Seldon's
+    alike -- one at a time by default, as under seldon-core."""
+    (tmp_path / "ConcurrencyProbe.py").write_text(CONCURRENCY_PROBE)
+    extra = ("--grpc-threads", str(grpc_threads))
+    launch = Launch("ConcurrencyProbe", tmp_path, grpc=True, extra_args=extra)
+    with running(launch, [MODELSHELF]) as (service,):
+        address = f"127.0.0.1:{service.grpc_port}"
+
+        def v2_call(_: int) -> float:
+            client = triton.InferenceServerClient(address)
+            try:
+                x = infer_input("input-0", np.array([[1.0]]), "FP64")
+                return float(client.infer("ConcurrencyProbe", [x]).as_numpy("predict")[0][0])
+            finally:
+                client.close()
+
+        def seldon_call(_: int) -> float:
+            with grpc.insecure_channel(address) as channel:
+                message = json_to_seldon_message({"data": {"ndarray": [[1.0]]}})
+                answer = prediction_pb2_grpc.ModelStub(channel).Predict(message)
+                return answer.data.ndarray.values[0].list_value.values[0].number_value
+
+        with ThreadPoolExecutor(8) as pool:
+            seen = list(pool.map(v2_call, range(4))) + list(pool.map(seldon_call, range(4)))
+            mixed = [pool.submit(v2_call, 0), pool.submit(seldon_call, 0)]
+            seen += [future.result() for future in mixed]
+    assert max(seen) == grpc_threads
+
+
+def test_reflection_lists_the_v2_service_beside_seldons(iris):
+    client, _ = iris
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    with grpc.insecure_channel(client.address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        (answer,) = stub.ServerReflectionInfo(iter([request]))
+    names = {service.name for service in answer.list_services_response.service}
+    assert {
+        "inference.GRPCInferenceService",
+        "seldon.protos.Model",
+        "seldon.protos.Seldon",
+    } <= names
 
 
 # --------------------------------------------------------------------- Seldon's services beside

@@ -13,14 +13,13 @@ model or version), UNAVAILABLE (not ready), INTERNAL (the model failed).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
-from modelshelf.errors import BadRequestError, ModelNotReadyError
+from modelshelf.errors import BadRequestError
 from modelshelf.serve import inference
 from modelshelf.serve.inference import (
     InferenceCore,
@@ -119,8 +118,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def _check_model(self, name: str, version: str) -> None:
         """NOT_FOUND for another model or version; a model not ready yet is still this one."""
-        with contextlib.suppress(ModelNotReadyError):  # ModelReady says so; metadata is known
-            self.core.check(name, version or None)
+        self.core.check(name, version or None, ready=False)  # ModelReady says; metadata known
 
 
 def add_inference_service(server: grpc.Server, core: InferenceCore) -> None:

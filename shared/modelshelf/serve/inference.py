@@ -32,11 +32,11 @@ requested outputs the configured ``method`` answers, in an output named after it
 columns have names (classes, transform outputs) the output carries them as the parameter
 ``class_names`` (a list; adapters whose parameters are scalars, gRPC, send it as JSON text:
 ``parameter_value``), and a requested output named ``class_names`` is a ``BYTES`` tensor of them.
+Which methods a server class offers, and how each is called, is ``server_methods``' business.
 """
 
 from __future__ import annotations
 
-import inspect
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +47,16 @@ import numpy as np
 import orjson
 
 from modelshelf.errors import BadRequestError, ModelNotReadyError
+from modelshelf.serve.server_methods import (
+    as_returned_caller,
+    configured_method,
+    input_datatype,
+    known_output_names,
+    method_callers,
+    output_names_of,
+    seldon_metadata,
+    takes_params,
+)
 
 #: V2 datatypes and the numpy dtype each is held in (little-endian on the wire).
 DATATYPES: dict[str, np.dtype] = {
@@ -71,18 +81,6 @@ _DATATYPE_OF_KIND_SIZE = {
 CONTENT_TYPES = ("np", "pd", "str")
 #: The requested output that answers the names of the other output's columns.
 CLASS_NAMES_OUTPUT = "class_names"
-#: Methods an output name may choose, in the order metadata lists them.
-METHOD_NAMES = (
-    "predict",
-    "predict_proba",
-    "decision_function",
-    "predict_log_proba",
-    "transform",
-    "predict_margin",
-    "predict_contribs",
-    "predict_leaf",
-)
-_CLASS_METHODS = ("predict_proba", "predict_log_proba", "decision_function")
 
 
 class UnknownModelError(Exception):
@@ -242,11 +240,15 @@ def _dtype_of(name: str, datatype: str) -> np.dtype:
 
 
 def _checked_shape(name: str, shape: Any) -> list[int]:
-    if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
-        raise BadRequestError(
-            f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}"
-        )
-    return shape
+    if type(shape) is list:
+        for dim in shape:  # a loop: cheaper than all() on a generator for 1-3 dimensions
+            if type(dim) is not int or dim < 0:
+                break
+        else:
+            return shape
+    raise BadRequestError(
+        f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}"
+    )
 
 
 def _shaped(name: str, array: np.ndarray, shape: list[int]) -> np.ndarray:
@@ -390,9 +392,6 @@ class Plan:
     params: dict[str, Any] | None
 
 
-ServedCall = Callable[[Any, Any], Any]
-
-
 class InferenceCore:
     """One loaded server object (ours or a user's ``SeldonComponent``) behind every protocol.
 
@@ -409,16 +408,17 @@ class InferenceCore:
     ) -> None:
         self.user_model = user_model
         self.seldon_metrics = seldon_metrics
-        self.seldon_metadata = _seldon_metadata(user_model)
+        self._publish_metrics = _metrics_publisher(user_model, seldon_metrics)
+        self.seldon_metadata = seldon_metadata(user_model)
         self.name = model_name or str(self.seldon_metadata.get("name") or type(user_model).__name__)
         versions = self.seldon_metadata.get("versions") or []
         self.version = model_version or (str(versions[0]) if versions else None)
         self.platform = str(self.seldon_metadata.get("platform") or "")
-        self.default_method = _configured_method(user_model)
-        self._callers = _method_callers(user_model, self.default_method)
+        self.default_method = configured_method(user_model)
+        self._callers = method_callers(user_model, self.default_method)
         self.methods = tuple(self._callers)
-        self.takes_params = _takes_params(user_model)
-        self._as_returned = _as_returned_caller(user_model)
+        self.takes_params = takes_params(user_model)
+        self._as_returned = as_returned_caller(user_model)
         self._metadata: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ state
@@ -427,12 +427,12 @@ class InferenceCore:
         ready = getattr(self.user_model, "ready", True)
         return bool(ready) if not callable(ready) else bool(ready())
 
-    def check(self, name: str, version: str | None = None) -> None:
+    def check(self, name: str, version: str | None = None, ready: bool = True) -> None:
         """404 unless ``name`` is this model and ``version``, when given, its version (a model
-        without one has no versions to ask for); 503 until ready."""
+        without one has no versions to ask for); with ``ready``, 503 until it is ready."""
         if name != self.name or (version is not None and version != self.version):
             raise UnknownModelError(name, version, self.name)
-        if not self.ready():
+        if ready and not self.ready():
             raise ModelNotReadyError()
 
     def server_metadata(self, extensions: Sequence[str] = ()) -> dict[str, Any]:
@@ -457,9 +457,8 @@ class InferenceCore:
         return self.respond(request, answers)
 
     def plan(self, request: InferenceRequest) -> Plan:
-        """What ``infer`` calls: the decoded input and the methods the outputs ask for."""
-        if not self.ready():
-            raise ModelNotReadyError()
+        """What ``infer`` calls: the decoded input and the methods the outputs ask for (the
+        batcher joins requests between the two halves)."""
         X, names = decode_inputs(request)
         wanted = [o.name for o in request.outputs] if request.outputs else []
         methods = [n for n in wanted if n != CLASS_NAMES_OUTPUT]
@@ -471,7 +470,9 @@ class InferenceCore:
                 )
         if not methods:
             methods = [self.default_method]
-        return Plan(X, names, list(dict.fromkeys(methods)), _model_params(request.parameters))
+        elif len(methods) > 1:
+            methods = list(dict.fromkeys(methods))
+        return Plan(X, names, methods, _model_params(request.parameters))
 
     def respond(self, request: InferenceRequest, answers: dict[str, Answer]) -> InferenceResponse:
         """The response to ``request`` from its methods' answers (in ``plan``'s order)."""
@@ -490,7 +491,7 @@ class InferenceCore:
             names_array = np.empty(len(class_names), dtype=object)
             names_array[:] = [n.encode() for n in class_names]
             outputs.append(Tensor(CLASS_NAMES_OUTPUT, "BYTES", [len(class_names)], names_array))
-        if wanted:  # in the order they were asked for
+        if len(outputs) > 1:  # in the order they were asked for
             order = {name: i for i, name in enumerate(wanted)}
             outputs.sort(key=lambda t: order.get(t.name, len(order)))
         return InferenceResponse(self.name, self.version, request.id, outputs)
@@ -505,6 +506,8 @@ class InferenceCore:
     ) -> Answer:
         """``method`` (default: the configured one) of the server on a decoded input;
         ``as_returned``: the model's own result (an MLflow model's DataFrame stays one)."""
+        if not self.ready():
+            raise ModelNotReadyError()
         caller = self._callers.get(method or self.default_method)
         if as_returned and method in (None, self.default_method) and self._as_returned:
             caller = self._as_returned
@@ -516,21 +519,18 @@ class InferenceCore:
         names = list(names) if names is not None else []
         if params and self.takes_params:
             data = self.user_model.predict(X, names, params=params)
-            return Answer(data, _output_names(self.user_model, data))
+            return Answer(data, output_names_of(self.user_model, data))
         data = caller(X, names)
-        if self.seldon_metrics is not None and hasattr(self.user_model, "metrics"):
-            from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
-            from seldon_core.user_model import client_custom_metrics
-
-            client_custom_metrics(self.user_model, self.seldon_metrics, PREDICT_METRIC_METHOD_TAG)
-        return Answer(data, _output_names(self.user_model, data))
+        if self._publish_metrics is not None and hasattr(self.user_model, "metrics"):
+            self._publish_metrics()
+        return Answer(data, output_names_of(self.user_model, data))
 
     # ------------------------------------------------------------------ metadata
 
     def _describe(self) -> dict[str, Any]:
         seldon = self.seldon_metadata
         inputs = [
-            _tensor_spec(spec, f"input-{i}", _input_datatype(self.user_model))
+            _tensor_spec(spec, f"input-{i}", input_datatype(self.user_model))
             for i, spec in enumerate(seldon.get("inputs") or [])
         ]
         outputs = []
@@ -546,7 +546,7 @@ class InferenceCore:
                     "shape": self._output_shape(name),
                 }
             outputs.append(spec)
-        known = (_known_output_names(self.user_model, m) for m in self.methods)
+        known = (known_output_names(self.user_model, m) for m in self.methods)
         names = next((found for found in known if found), None)
         if names:
             outputs.append({"name": CLASS_NAMES_OUTPUT, "datatype": "BYTES", "shape": [len(names)]})
@@ -567,165 +567,24 @@ class InferenceCore:
         return "FP32" if xgboost else "FP64"
 
     def _output_shape(self, method: str) -> list[int]:
-        names = _known_output_names(self.user_model, method)
+        names = known_output_names(self.user_model, method)
         if names:
             return [-1, len(names)]
         return [-1] if method == "predict" else [-1, -1]
 
 
-# --------------------------------------------------------------------- the server's methods
-
-
-def _seldon_metadata(user_model: Any) -> dict[str, Any]:
-    init = getattr(user_model, "init_metadata", None)
-    if not callable(init):
-        return {}
-    from seldon_core.user_model import SeldonNotImplementedError
-
-    try:
-        found = init()
-    except (NotImplementedError, SeldonNotImplementedError):
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
-def _configured_method(user_model: Any) -> str:
-    method = getattr(user_model, "method", None)
-    name = getattr(method, "name", None) or getattr(user_model, "method_name", None)
-    return str(name) if name in METHOD_NAMES else "predict"
-
-
-def _method_callers(user_model: Any, default: str) -> dict[str, ServedCall]:
-    """Each method an output name may choose, as ``call(X, names)``; the configured one is the
-    server's own ``predict`` (exactly the Seldon protocol's call)."""
-    callers: dict[str, ServedCall] = {default: _predict_caller(user_model)}
-    kind = type(user_model).__mro__
-    builders = {
-        "SKLearnServer": _sklearn_callers,
-        "XGBoostServer": _xgboost_callers,
-        "MLFlowServer": _mlflow_callers,
-    }
-    for cls in kind:
-        builder = builders.get(cls.__name__)
-        if builder is not None and getattr(user_model, "model", None) is not None:
-            for name, call in builder(user_model).items():
-                callers.setdefault(name, call)
-            break
-    return {name: callers[name] for name in METHOD_NAMES if name in callers}
-
-
-def _predict_caller(user_model: Any) -> ServedCall:
-    predict = user_model.predict
-
-    def call(X: Any, names: Any) -> Any:
-        return predict(X, names)
-
-    return call
-
-
-class _LazyCall:
-    """A method built on its first request (building may verify a fast path: not at start)."""
-
-    def __init__(self, build: Callable[[], ServedCall]) -> None:
-        self.build = build
-        self.built: ServedCall | None = None
-
-    def __call__(self, X: Any, names: Any) -> Any:
-        if self.built is None:
-            self.built = self.build()
-        return self.built(X, names)
-
-
-def _served(server: Any, method: Any, read: Callable[[Any, Any], Any] | None = None) -> ServedCall:
-    read = read or server.model_input
-
-    def call(X: Any, names: Any) -> Any:
-        return server.model_output(server.serve(method, read(X, names)))
-
-    return call
-
-
-def _sklearn_callers(server: Any) -> dict[str, ServedCall]:
-    from modelshelf.frameworks import sklearn as framework
-    from modelshelf.server import Method, output_names
-
-    def builder(name: str) -> Callable[[], ServedCall]:
-        def build() -> ServedCall:
-            call, _ = server._callable(name)
-            return _served(server, Method(name, call, output_names(server.model, name)))
-
-        return build
-
-    return {
-        name: _LazyCall(builder(name))
-        for name in framework.METHODS
-        if callable(getattr(server.model, name, None))
-    }
-
-
-def _xgboost_callers(server: Any) -> dict[str, ServedCall]:
-    from modelshelf.frameworks.xgboost._description import default_feature_names
-    from modelshelf.frameworks.xgboost._methods import (
-        METHODS,
-        PROBABILITY_OBJECTIVES,
-        LoadedModel,
-        build_method,
-    )
-
-    description = server.description
-    loaded = LoadedModel(
-        booster=server.booster,
-        objective=description["objective"],
-        num_class=description["num_class"],
-        missing=server.missing,
-        classes=getattr(server.estimator, "classes_", None),
-        class_names=server.class_labels,
-        feature_names=server.feature_names or default_feature_names(server.n_features),
-    )
-
-    def builder(name: str) -> Callable[[], ServedCall]:
-        return lambda: _served(server, build_method(name, loaded))
-
-    return {
-        name: _LazyCall(builder(name))
-        for name in METHODS
-        if name != "predict_proba" or description["objective"] in PROBABILITY_OBJECTIVES
-    }
-
-
-def _mlflow_callers(server: Any) -> dict[str, ServedCall]:
-    from modelshelf.frameworks.mlflow._server import METHODS
-    from modelshelf.frameworks.mlflow._sklearn_fast_path import class_names, transform_names
-    from modelshelf.server import Method
-
-    raw = server.raw_model
-    found = {}
-    for name in METHODS:
-        call = getattr(raw, name, None)
-        if name != "predict" and callable(call):
-            names = transform_names(raw) if name == "transform" else class_names(raw, name)
-            found[name] = _served(server, Method(name, call, names))
-    return found
-
-
-def _as_returned_caller(user_model: Any) -> ServedCall | None:
-    """An MLflow server's method without its conversion of the result to an array."""
-    if not any(cls.__name__ == "MLFlowServer" for cls in type(user_model).__mro__):
+def _metrics_publisher(user_model: Any, seldon_metrics: Any) -> Callable[[], Any] | None:
+    """Hands the class's custom metrics to seldon-core after a call, as its predict does
+    (imported here, once: seldon-core is loaded in every serving process anyway)."""
+    if seldon_metrics is None:
         return None
-    server = user_model
+    from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
+    from seldon_core.user_model import client_custom_metrics
 
-    def call(X: Any, names: Any) -> Any:
-        return server.serve(server.method, server.model_input(X, names))
+    def publish() -> Any:
+        return client_custom_metrics(user_model, seldon_metrics, PREDICT_METRIC_METHOD_TAG)
 
-    return call
-
-
-def _takes_params(user_model: Any) -> bool:
-    """Whether the server's ``predict`` takes MLflow's inference ``params``."""
-    try:
-        return "params" in inspect.signature(user_model.predict).parameters
-    except (TypeError, ValueError):
-        return False
+    return publish
 
 
 def _model_params(parameters: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -734,45 +593,6 @@ def _model_params(parameters: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     found = {k: v for k, v in parameters.items() if k not in ("content_type", "headers")}
     return found or None
-
-
-def _output_names(user_model: Any, data: Any) -> list[str] | None:
-    """The names of the columns of the answer just given, where the server knows them."""
-    state = getattr(user_model, "_call_state", None)
-    if state is not None:  # a modelshelf server: what its last call in this thread named
-        names = getattr(state, "output_names", None)
-        return list(names) if names else None
-    pd = sys.modules.get("pandas")
-    if pd is not None and isinstance(data, pd.DataFrame):
-        return [str(c) for c in data.columns]
-    names = getattr(user_model, "class_names", None)
-    if callable(names):
-        try:
-            names = names()
-        except Exception:  # SeldonNotImplementedError and the like: no names
-            return None
-    shape = np.shape(data)
-    if isinstance(names, list | tuple) and len(shape) == 2 and len(names) == shape[1] > 0:
-        return [str(n) for n in names]
-    return None
-
-
-def _known_output_names(user_model: Any, method: str) -> list[str] | None:
-    """Column names of ``method``'s output known without a call (metadata)."""
-    served = getattr(user_model, "method", None)
-    if getattr(served, "name", None) == method and getattr(served, "output_names", None):
-        return [str(n) for n in served.output_names]
-    model = getattr(user_model, "raw_model", None) or getattr(user_model, "model", None)
-    if method in _CLASS_METHODS:
-        classes = getattr(model, "classes_", None)
-        binary_scores = method == "decision_function" and np.size(classes) == 2
-        if classes is not None and np.ndim(classes) == 1 and not binary_scores:
-            return [str(c) for c in classes]
-    return None
-
-
-def _input_datatype(user_model: Any) -> str:
-    return "BYTES" if getattr(user_model, "takes_text", False) else "FP64"
 
 
 def _tensor_spec(spec: Any, name: str, datatype: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ Headers = list[tuple[bytes, bytes]]
 Reply = tuple[int, Headers, bytes]
 
 JSON_TYPE = b"application/json"
+MLFLOW_PATHS = frozenset({"/invocations", "/ping", "/health", "/version"})
 
 
 def json_reply(status: int, value: Any, extra: Headers | None = None) -> Reply:
@@ -56,6 +57,3 @@ class ProtocolRoutes:
         if path in MLFLOW_PATHS:
             return self.mlflow.handle(scope, path, body)
         return None
-
-
-MLFLOW_PATHS = frozenset({"/invocations", "/ping", "/health", "/version"})

@@ -93,8 +93,8 @@ class V2Rest:
                     raise
                 return json_reply(503, {"name": name, "ready": False})
             return json_reply(200, {"name": name, "ready": True})
-        if not action:
-            core.check(name, version)
+        if not action:  # metadata answers while the model is not ready, as over gRPC
+            core.check(name, version, ready=False)
             return json_reply(200, core.model_metadata())
         return _error(404, f"no V2 endpoint /{'/'.join(action)} for model {name!r}")
 

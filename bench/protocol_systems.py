@@ -1,0 +1,82 @@
+"""Our servers on `modelshelf serve` answering the other REST protocols, 1 worker: V2 REST (JSON
+and binary), KServe V1 and MLflow's ``/invocations``, on the same models and requests as the peers
+that speak them (MLServer, KServe's ModelServer, ``mlflow models serve``). Each is compared with
+our own Seldon-protocol path on the same server (``reference``), the issue's 10 % budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bench.config import REPO
+from bench.systems import System, _all_of, _modelshelf_has, _seldon, _server_module, _uri
+
+#: (name, label, family, payload, path): served as "iris", the peers' name.
+ROWS = (
+    ("serve-sklearn-v2-w1", "SKLearnServer, V2 REST JSON (predict_proba)", "sklearn",
+     "v2-proba", "/v2/models/iris/infer"),
+    ("serve-sklearn-v2bin-w1", "SKLearnServer, V2 REST binary (predict_proba)", "sklearn",
+     "v2-binary-proba", "/v2/models/iris/infer"),
+    ("serve-sklearn-v1-w1", "SKLearnServer, KServe V1", "sklearn", "kserve-v1",
+     "/v1/models/iris:predict"),
+    ("serve-xgboost-v2-w1", "XGBoostServer, V2 REST JSON", "xgboost", "v2",
+     "/v2/models/iris/infer"),
+    ("serve-mlflow-invocations-w1", "MLFlowServer, MLflow /invocations", "mlflow", "mlflow",
+     "/invocations"),
+)  # fmt: skip
+
+_SERVERS = {
+    "sklearn": ("sklearnserver", "SKLearnServer"),
+    "xgboost": ("xgboostserver", "XGBoostServer"),
+    "mlflow": ("mlflowserver", "MLFlowServer"),
+}
+
+
+def protocol_systems(serve: list[str]) -> list[System]:
+    found = []
+    for name, label, family, payload, path in ROWS:
+        folder, cls = _SERVERS[family]
+        seldon = _seldon(serve, cls, _uri(family), 1)
+        found.append(
+            System(
+                name,
+                f"**ours: {label}, `modelshelf serve`**, 1 worker",
+                family,
+                "ours",
+                1,
+                payload,
+                path,
+                lambda ports, models, work, seldon=seldon: [
+                    *seldon(ports, models, work),
+                    "--model-name",
+                    "iris",
+                ],
+                cwd=REPO / "servers" / folder,
+                available=_all_of(_server_module(folder, cls), lambda: _modelshelf_has("serve")),
+                reference=f"serve-{family}-w1",
+            )
+        )
+    return found
+
+
+#: Issue 16's targets: (our row, compared with, goal). Our own Seldon path on the same server:
+#: within 10 %; the peers speaking the protocol: 3 times their rate.
+TARGETS = (
+    ("serve-sklearn-v2-w1", "serve-sklearn-w1", 0.9),
+    ("serve-sklearn-v2bin-w1", "serve-sklearn-w1", 0.9),
+    ("serve-xgboost-v2-w1", "serve-xgboost-w1", 0.9),
+    ("serve-mlflow-invocations-w1", "serve-mlflow-w1", 0.9),
+    ("serve-sklearn-v2-w1", "mlserver-sklearn-pw1", 3.0),
+    ("serve-sklearn-v2-w1", "kserve-sklearn-w1", 3.0),
+    ("serve-sklearn-v2bin-w1", "mlserver-sklearn-pw1", 3.0),
+    ("serve-sklearn-v2bin-w1", "kserve-sklearn-w1", 3.0),
+    ("serve-xgboost-v2-w1", "mlserver-xgboost-pw1", 3.0),
+    ("serve-mlflow-invocations-w1", "mlflow-serve-w1", 3.0),
+)
+
+
+def protocol_targets(add: Callable[..., None], ratio: Callable[..., float | None]) -> None:
+    """Adds issue 16's REST targets through ``report.targets``' ``add`` and ``ratio``."""
+    for ours, other, goal in TARGETS:
+        for load in ("single", "batch"):
+            what = f"`{ours}` ÷ `{other}`, {'single row' if load == 'single' else load}"
+            add(16, what, ratio(ours, other, load), "≥", goal)

@@ -1,0 +1,227 @@
+"""What each server class offers the protocols: its methods by name, their output names, its
+Seldon metadata, and whether its ``predict`` takes MLflow's ``params``.
+
+The configured method is always the server's own ``predict`` (the call the Seldon protocol makes);
+our servers' other methods are built from what they loaded: scikit-learn's and an MLflow flavor
+model's methods, XGBoost's ``build_method``. A user's class offers ``predict`` only.
+
+This reaches into our servers' loaded state (``SKLearnServer._callable``, ``sklearn._output_names``,
+``ModelServer._call_state``, XGBoost's ``LoadedModel``), all inside modelshelf; once the base
+class owns the methods and their output names (issue 18), it only has to ask the server.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+#: Methods an output name may choose, in the order metadata lists them.
+METHOD_NAMES = (
+    "predict",
+    "predict_proba",
+    "decision_function",
+    "predict_log_proba",
+    "transform",
+    "predict_margin",
+    "predict_contribs",
+    "predict_leaf",
+)
+#: Methods with one column per class.
+CLASS_METHODS = ("predict_proba", "predict_log_proba", "decision_function")
+
+ServedCall = Callable[[Any, Any], Any]
+
+
+def seldon_metadata(user_model: Any) -> dict[str, Any]:
+    init = getattr(user_model, "init_metadata", None)
+    if not callable(init):
+        return {}
+    from seldon_core.user_model import SeldonNotImplementedError
+
+    try:
+        found = init()
+    except (NotImplementedError, SeldonNotImplementedError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def configured_method(user_model: Any) -> str:
+    method = getattr(user_model, "method", None)
+    name = getattr(method, "name", None) or getattr(user_model, "method_name", None)
+    return str(name) if name in METHOD_NAMES else "predict"
+
+
+def method_callers(user_model: Any, default: str) -> dict[str, ServedCall]:
+    """Each method an output name may choose, as ``call(X, names)``; the configured one is the
+    server's own ``predict`` (exactly the Seldon protocol's call)."""
+    callers: dict[str, ServedCall] = {default: _predict_caller(user_model)}
+    kind = type(user_model).__mro__
+    builders = {
+        "SKLearnServer": _sklearn_callers,
+        "XGBoostServer": _xgboost_callers,
+        "MLFlowServer": _mlflow_callers,
+    }
+    for cls in kind:
+        builder = builders.get(cls.__name__)
+        if builder is not None and getattr(user_model, "model", None) is not None:
+            for name, call in builder(user_model).items():
+                callers.setdefault(name, call)
+            break
+    return {name: callers[name] for name in METHOD_NAMES if name in callers}
+
+
+def _predict_caller(user_model: Any) -> ServedCall:
+    predict = user_model.predict
+
+    def call(X: Any, names: Any) -> Any:
+        return predict(X, names)
+
+    return call
+
+
+class _LazyCall:
+    """A method built on its first request (building may verify a fast path: not at start)."""
+
+    def __init__(self, build: Callable[[], ServedCall]) -> None:
+        self.build = build
+        self.built: ServedCall | None = None
+
+    def __call__(self, X: Any, names: Any) -> Any:
+        if self.built is None:
+            self.built = self.build()
+        return self.built(X, names)
+
+
+def _served(server: Any, method: Any, read: Callable[[Any, Any], Any] | None = None) -> ServedCall:
+    read = read or server.model_input
+
+    def call(X: Any, names: Any) -> Any:
+        return server.model_output(server.serve(method, read(X, names)))
+
+    return call
+
+
+def _sklearn_callers(server: Any) -> dict[str, ServedCall]:
+    from modelshelf.frameworks import sklearn as framework
+    from modelshelf.server import Method, output_names
+
+    def builder(name: str) -> Callable[[], ServedCall]:
+        def build() -> ServedCall:
+            call, _ = server._callable(name)
+            return _served(server, Method(name, call, output_names(server.model, name)))
+
+        return build
+
+    return {
+        name: _LazyCall(builder(name))
+        for name in framework.METHODS
+        if callable(getattr(server.model, name, None))
+    }
+
+
+def _xgboost_callers(server: Any) -> dict[str, ServedCall]:
+    from modelshelf.frameworks.xgboost._description import default_feature_names
+    from modelshelf.frameworks.xgboost._methods import (
+        METHODS,
+        PROBABILITY_OBJECTIVES,
+        LoadedModel,
+        build_method,
+    )
+
+    description = server.description
+    loaded = LoadedModel(
+        booster=server.booster,
+        objective=description["objective"],
+        num_class=description["num_class"],
+        missing=server.missing,
+        classes=getattr(server.estimator, "classes_", None),
+        class_names=server.class_labels,
+        feature_names=server.feature_names or default_feature_names(server.n_features),
+    )
+
+    def builder(name: str) -> Callable[[], ServedCall]:
+        return lambda: _served(server, build_method(name, loaded))
+
+    return {
+        name: _LazyCall(builder(name))
+        for name in METHODS
+        if name != "predict_proba" or description["objective"] in PROBABILITY_OBJECTIVES
+    }
+
+
+def _mlflow_callers(server: Any) -> dict[str, ServedCall]:
+    from modelshelf.frameworks.mlflow._server import METHODS
+    from modelshelf.frameworks.mlflow._sklearn_fast_path import class_names, transform_names
+    from modelshelf.server import Method
+
+    raw = server.raw_model
+    found = {}
+    for name in METHODS:
+        call = getattr(raw, name, None)
+        if name != "predict" and callable(call):
+            names = transform_names(raw) if name == "transform" else class_names(raw, name)
+            found[name] = _served(server, Method(name, call, names))
+    return found
+
+
+def as_returned_caller(user_model: Any) -> ServedCall | None:
+    """An MLflow server's method without its conversion of the result to an array."""
+    if not any(cls.__name__ == "MLFlowServer" for cls in type(user_model).__mro__):
+        return None
+    server = user_model
+
+    def call(X: Any, names: Any) -> Any:
+        return server.serve(server.method, server.model_input(X, names))
+
+    return call
+
+
+def takes_params(user_model: Any) -> bool:
+    """Whether the server's ``predict`` takes MLflow's inference ``params``."""
+    try:
+        return "params" in inspect.signature(user_model.predict).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def output_names_of(user_model: Any, data: Any) -> list[str] | None:
+    """The names of the columns of the answer just given, where the server knows them."""
+    state = getattr(user_model, "_call_state", None)
+    if state is not None:  # a modelshelf server: what its last call in this thread named
+        names = getattr(state, "output_names", None)
+        return list(names) if names else None
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(data, pd.DataFrame):
+        return [str(c) for c in data.columns]
+    names = getattr(user_model, "class_names", None)
+    if callable(names):
+        try:
+            names = names()
+        except Exception:  # SeldonNotImplementedError and the like: no names
+            return None
+    shape = np.shape(data)
+    if isinstance(names, list | tuple) and len(shape) == 2 and len(names) == shape[1] > 0:
+        return [str(n) for n in names]
+    return None
+
+
+def known_output_names(user_model: Any, method: str) -> list[str] | None:
+    """Column names of ``method``'s output known without a call (metadata)."""
+    served = getattr(user_model, "method", None)
+    if getattr(served, "name", None) == method and getattr(served, "output_names", None):
+        return [str(n) for n in served.output_names]
+    model = getattr(user_model, "raw_model", None) or getattr(user_model, "model", None)
+    if method in CLASS_METHODS:
+        classes = getattr(model, "classes_", None)
+        binary_scores = method == "decision_function" and np.size(classes) == 2
+        if classes is not None and np.ndim(classes) == 1 and not binary_scores:
+            return [str(c) for c in classes]
+    return None
+
+
+def input_datatype(user_model: Any) -> str:
+    return "BYTES" if getattr(user_model, "takes_text", False) else "FP64"
