@@ -20,8 +20,11 @@ and serves the own answers meanwhile; a difference, or an answer whose rows do n
 request's, turns batching off for the process (logged once). A joined call that raises is
 retried one request at a time, so a bad request gets its own error and the others their answers.
 
-Metrics: ``modelshelf_batch_size`` (requests per model call) in the metrics process, as a
-seldon-core histogram (its ``TIMER`` type, so buckets are seldon-core's: 1 … 30 and +Inf).
+Metrics: ``modelshelf_batch_size`` (requests per joined model call) in the metrics process, as a
+seldon-core histogram (its ``TIMER`` type, so buckets are seldon-core's: 1 … 30 and +Inf). Calls
+of one request are not observed: seldon-core folds each observation in with numpy (tens of µs in
+the metrics process), which cost 65 µs of CPU per single-row request at one connection when every
+call was observed; ``modelshelf_predictions`` counts every model call.
 """
 
 from __future__ import annotations
@@ -149,7 +152,6 @@ class Batcher:
     # ------------------------------------------------------------------ one model call
 
     def _serve(self, chunk: list[Pending]) -> None:
-        self.sizes.append(len(chunk))
         if len(chunk) == 1 or not self.enabled:
             for pending in chunk:
                 _settle(pending, pending.alone)
@@ -173,6 +175,7 @@ class Batcher:
             for pending in chunk:
                 _settle(pending, pending.alone)
             return
+        self.sizes.append(len(chunk))
         for index, (pending, rows) in enumerate(zip(chunk, parts, strict=True)):
             _settle(pending, lambda p=pending, r=rows, i=index: p.finish(r, context, i == 0))
 

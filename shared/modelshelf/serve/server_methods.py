@@ -5,8 +5,9 @@ The configured method is always the server's own ``predict`` (the call the Seldo
 our servers' other methods are built from what they loaded: scikit-learn's and an MLflow flavor
 model's methods, XGBoost's ``build_method``. A user's class offers ``predict`` only.
 
-This reaches into our servers' loaded state (``SKLearnServer._callable``, ``modelshelf.server.output_names``,
-``ModelServer._call_state``, XGBoost's ``LoadedModel``), all inside modelshelf; once the base
+This reaches into our servers' loaded state (``SKLearnServer._callable``,
+``modelshelf.server.output_names``, ``ModelServer._call_state``, XGBoost's ``LoadedModel``), all
+inside modelshelf; once the base
 class owns the methods and their output names (issue 18), it only has to ask the server.
 """
 
