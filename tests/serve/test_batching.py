@@ -226,3 +226,16 @@ def test_batching_turns_itself_off_where_a_joined_call_is_not_exact(
         for _ in range(3):
             assert _answers(_at_once(service.url, requests)) == _answers(alone)
         wait_for_text(service.log, "adaptive batching is off")
+
+
+def test_requests_join_without_an_added_wait(forest_dir: Path) -> None:
+    """Default settings (no MODELSHELF_MAX_BATCH_TIME_MS): clients that keep sending make
+    requests arrive while the model works; those join, and every answer is still its own."""
+    parameters = seldon_parameters(model_uri=str(forest_dir), method="predict_proba")
+    launch = Launch("SKLearnServer", SERVERS / "sklearnserver", parameters)
+    with running(launch, [MODELSHELF]) as (service,):
+        requests = [("/api/v1.0/predictions", _seldon(_rows(200 + i, 1 + i % 2))) for i in range(8)]
+        alone = _answers(_one_by_one(service, requests))
+        for _ in range(5):
+            assert _answers(_at_once(service.url, requests * 2)) == alone * 2
+        assert _wait_for(lambda: _batch_sizes(service)[1] > 0)

@@ -2,11 +2,12 @@
 joined into one model call, and each gets its own rows of the answer back.
 
 Why no threads and no timer: the model runs on the event loop, so while it works new requests
-wait in the sockets. A batchable request is queued and a flush is scheduled with ``call_soon``;
-every request the loop reads in the same pass (all that arrived during the last call) is queued
-before the flush runs. An idle server therefore answers a lone request after one extra loop pass,
-and a busy one joins what piled up. ``MODELSHELF_MAX_BATCH_TIME_MS`` adds a wait for more;
-``MODELSHELF_MAX_BATCH_SIZE`` caps the rows of one call (a larger request is served alone).
+wait in the sockets. An idle server (nothing queued, no model call in the last two loop passes)
+serves a request at once. Requests read just after a model call arrived while it ran: they are
+queued and a flush is scheduled with ``call_soon``, so every request the loop reads in that pass
+is queued before the flush runs and joins the same call. ``MODELSHELF_MAX_BATCH_TIME_MS`` queues
+every request and waits that long for more; ``MODELSHELF_MAX_BATCH_SIZE`` caps the rows of one
+call (a larger request is served alone).
 
 What is batched: Seldon predictions (``data.ndarray`` of numbers, optional ``names``, nothing
 else in the body) and V2 ``…/infer`` requests of one numeric tensor (``np`` codec) asking one
@@ -116,9 +117,15 @@ class Batcher:
         self.scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
         self.sizes: list[int] = []
         self.report_due: asyncio.TimerHandle | None = None
+        #: Non-zero from the end of a model call until two loop passes later (``_was_busy``).
+        self.busy = 0
 
     async def submit(self, pending: Pending) -> Reply:
         loop = asyncio.get_running_loop()
+        if not self.queue and not self.busy and self.settings.max_wait_seconds == 0:
+            reply = pending.alone()  # an idle server: nothing can join, no loop pass to wait
+            self._was_busy(loop)
+            return reply
         self.queue.append(pending)
         self.rows_queued += len(pending.X)
         if self.rows_queued >= self.settings.max_rows:
@@ -148,6 +155,19 @@ class Batcher:
                 rows += len(pending.X)
             self._serve(chunk)
         self._count_done()
+        self._was_busy(asyncio.get_running_loop())
+
+    def _was_busy(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Requests read in the next two loop passes arrived while the model was working: they
+        queue (and join); after that the server counts as idle again. Two passes, because the
+        sockets are read in the pass after the call and their handlers run in the one after."""
+        self.busy += 1
+        generation = self.busy
+        loop.call_soon(loop.call_soon, self._idle_if, generation)
+
+    def _idle_if(self, generation: int) -> None:
+        if self.busy == generation:
+            self.busy = 0
 
     # ------------------------------------------------------------------ one model call
 
