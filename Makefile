@@ -32,7 +32,8 @@ serve: $(IRIS)
 	@echo "  curl -s http://localhost:$(PORT)/api/v1.0/predictions -H 'Content-Type: application/json' \\"
 	@echo "       -d '{\"data\": {\"ndarray\": [[5.1, 3.5, 1.4, 0.2]]}}'"
 	@echo
-	cd servers/sklearnserver && PATH="$(CURDIR)/$(BIN):$$PATH" exec seldon-core-microservice SKLearnServer \
+	# modelshelf serve: the front end the images run (seldon-core-microservice's command line).
+	cd servers/sklearnserver && PATH="$(CURDIR)/$(BIN):$$PATH" exec modelshelf serve SKLearnServer \
 	    --service-type MODEL --http-port $(PORT) \
 	    --parameters '[{"name":"model_uri","value":"$(CURDIR)/examples/iris","type":"STRING"}]'
 

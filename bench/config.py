@@ -30,7 +30,7 @@ def _list(name: str, default: str) -> list[str]:
     return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
 
 
-PARTS = ("inprocess", "rest", "paired", "storage", "images")
+PARTS = ("inprocess", "rest", "paired", "realistic", "storage", "images")
 
 #: Left out unless BENCH_SYSTEMS names them exactly, to keep a fresh-machine run under 15 min:
 #: peers' 2-worker sklearn/mlflow rows (the issue asks one worker per core of *our* servers; the
@@ -60,6 +60,8 @@ class Config:
     @classmethod
     def from_env(cls) -> Config:
         parts = _list("BENCH_PARTS", ",".join(PARTS))
+        if os.environ.get("BENCH_REALISTIC", "1") in ("0", "false", "no"):
+            parts = [p for p in parts if p != "realistic"]
         unknown = sorted(set(parts) - set(PARTS))
         if unknown:
             raise SystemExit(f"BENCH_PARTS: unknown {unknown}; expected some of {list(PARTS)}")

@@ -210,6 +210,8 @@ def main() -> int:
     wanted_envs = {s.peer_env for s in selected if s.peer_env and "rest" in cfg.parts}
     if "storage" in cfg.parts:
         wanted_envs.add("awscli")
+    if "realistic" in cfg.parts:
+        wanted_envs |= {"mlserver", "kserve", "mlflow"}
     envs = tuple(e for e in peers.peer_envs() if e.name in wanted_envs)
     statuses: dict[str, peers.PeerStatus] = {}
 
@@ -288,6 +290,14 @@ def main() -> int:
                 "ours and the identity model up at once"
             )
             raw["paired"] = paired.measure_pairs({s.name: s for s in runnable}, models, cfg, say)
+
+    if "realistic" in cfg.parts:
+        with phases("realistic"):
+            say("realistic model set, batching on and off, beside the peers (realistic.md)")
+            from bench import realistic
+
+            seconds = int(os.environ.get("BENCH_REALISTIC_SECONDS", cfg.duration))
+            raw["realistic"] = realistic.run(cfg.work / "realistic", cfg.results, seconds, say)
 
     if "storage" in cfg.parts:
         reason = _fetch_missing()

@@ -381,6 +381,17 @@ def _frame(inputs: list[Tensor]) -> Any:
 # --------------------------------------------------------------------------------- the core
 
 
+@dataclass(slots=True)
+class Plan:
+    """A request decoded for the model: ``X``, feature ``names``, the ``methods`` its outputs
+    name (in order) and the model's ``params``."""
+
+    X: Any
+    names: list[str]
+    methods: list[str]
+    params: dict[str, Any] | None
+
+
 class InferenceCore:
     """One loaded server object (ours or a user's ``SeldonComponent``) behind every protocol.
 
@@ -441,6 +452,13 @@ class InferenceCore:
 
     def infer(self, request: InferenceRequest) -> InferenceResponse:
         """Decode → the server's method(s) the requested outputs name → encode."""
+        plan = self.plan(request)
+        answers = {m: self.call(plan.X, plan.names, m, plan.params) for m in plan.methods}
+        return self.respond(request, answers)
+
+    def plan(self, request: InferenceRequest) -> Plan:
+        """What ``infer`` calls: the decoded input and the methods the outputs ask for (the
+        batcher joins requests between the two halves)."""
         X, names = decode_inputs(request)
         wanted = [o.name for o in request.outputs] if request.outputs else []
         methods = [n for n in wanted if n != CLASS_NAMES_OUTPUT]
@@ -452,17 +470,22 @@ class InferenceCore:
                 )
         if not methods:
             methods = [self.default_method]
-        params = _model_params(request.parameters)
+        elif len(methods) > 1:
+            methods = list(dict.fromkeys(methods))
+        return Plan(X, names, methods, _model_params(request.parameters))
+
+    def respond(self, request: InferenceRequest, answers: dict[str, Answer]) -> InferenceResponse:
+        """The response to ``request`` from its methods' answers (in ``plan``'s order)."""
+        wanted = [o.name for o in request.outputs] if request.outputs else []
         outputs: list[Tensor] = []
         class_names: list[str] | None = None
-        for method in dict.fromkeys(methods) if len(methods) > 1 else methods:
-            answer = self.call(X, names, method, params)
+        for method, answer in answers.items():
             class_names = class_names or answer.output_names
             outputs.extend(_tensors(method, answer))
         if CLASS_NAMES_OUTPUT in wanted:
             if not class_names:
                 raise BadRequestError(
-                    f"{', '.join(methods)} gave no class names (per-class outputs such as "
+                    f"{', '.join(answers)} gave no class names (per-class outputs such as "
                     "predict_proba have them, and transforms that name their columns)"
                 )
             names_array = np.empty(len(class_names), dtype=object)

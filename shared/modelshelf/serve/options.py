@@ -129,11 +129,33 @@ def with_model_uri(parameters_json: str, model_dir: str) -> str:
     return json.dumps(parameters)
 
 
-def user_parameters(parameters_json: str) -> dict[str, Any]:
-    """``--parameters`` as keyword arguments, typed the way seldon-core types them."""
-    from seldon_core.microservice import parse_parameters
+_CONVERSIONS: dict[str, Any] = {"STRING": str, "INT": int, "FLOAT": float, "DOUBLE": float}
+_TRUE = frozenset({"y", "yes", "t", "true", "on", "1"})
+_FALSE = frozenset({"n", "no", "f", "false", "off", "0"})
 
-    return parse_parameters(json.loads(parameters_json))
+
+def user_parameters(parameters_json: str) -> dict[str, Any]:
+    """``--parameters`` as keyword arguments, typed the way seldon-core's ``parse_parameters``
+    types them. Well-formed values are converted here: importing ``seldon_core.microservice``
+    (gunicorn, ``pkg_resources``, ``distutils``) was a tenth of every cold start. Anything else
+    goes to seldon-core's function, so its errors are seldon-core's."""
+    parameters = json.loads(parameters_json)
+    parsed: dict[str, Any] = {}
+    for parameter in parameters:
+        kind, value = parameter.get("type"), parameter.get("value")
+        try:
+            if kind == "BOOL":
+                text = value.lower() if type(value) is str else None
+                if text not in _TRUE and text not in _FALSE:
+                    raise ValueError(value)
+                parsed[parameter.get("name")] = text in _TRUE
+            else:
+                parsed[parameter.get("name")] = _CONVERSIONS[kind](value)
+        except (KeyError, TypeError, ValueError):
+            from seldon_core.microservice import parse_parameters
+
+            return parse_parameters(parameters)
+    return parsed
 
 
 def import_user_class(interface_name: str) -> type:

@@ -42,16 +42,17 @@ def predict(user_model: Any, request: Any, seldon_metrics: SeldonMetrics) -> Any
     metrics = client_custom_metrics(
         user_model, seldon_metrics, PREDICT_METRIC_METHOD_TAG, answer.metrics
     )
-    output = answer.data
+    return respond(user_model, request, answer.data, meta, metrics, answer.tags)
+
+
+def respond(user_model: Any, request: Any, output: Any, meta: Any, metrics: Any, tags: Any) -> Any:
+    """seldon-core's response to ``request`` for the model's ``output`` (also the batcher's, for
+    each request's rows of a joined call)."""
     encoded = encode_array(output) if encodes_as_tolist(output) else None
     if encoded is None:
-        return construct_response_json(
-            user_model, False, request, output, meta, metrics, answer.tags
-        )
+        return construct_response_json(user_model, False, request, output, meta, metrics, tags)
     # seldon-core builds names, tags, metrics and requestPath; no rows: nothing to convert.
-    response = construct_response_json(
-        user_model, False, request, output[:0], meta, metrics, answer.tags
-    )
+    response = construct_response_json(user_model, False, request, output[:0], meta, metrics, tags)
     response["data"]["ndarray"] = orjson.Fragment(encoded)
     return response
 

@@ -105,18 +105,24 @@ class SeldonRestApp:
             b"pong",
         )
         self.protocols: ProtocolRoutes | None = None
+        self.batching: Any = None
         if service_type == "MODEL":
             core = InferenceCore(user_model, model_name, seldon_metrics=metrics)
             self.protocols = ProtocolRoutes(core)
+            from modelshelf.serve.batching import rest_batching
+
+            self.batching = rest_batching(self, self.protocols)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         body = await _read_body(receive, _content_length(scope), self.max_body)
+        reply = None
         if body is None:  # over the limit: refused before it is read whole
-            status, headers, payload = self.too_large(scope)
-        else:
-            status, headers, payload = self.handle(scope, body)
+            reply = self.too_large(scope)
+        elif self.batching is not None:  # predictions may join others' model call
+            reply = await self.batching.answer(scope, body)
+        status, headers, payload = reply or self.handle(scope, body)
         headers.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
@@ -153,12 +159,7 @@ class SeldonRestApp:
 
     def call(self, function: Callable[..., Any], path: str, body: bytes) -> Reply | None:
         """One fast-path request; ``None`` when the body is for Flask to judge."""
-        if _LONG_DIGIT_RUN in body.translate(_DIGITS_AS_ZEROS):
-            return None  # maybe an integer beyond 64 bits: Flask's json keeps it an int
-        try:
-            request = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None  # NaN, other encodings, or not JSON: Flask answers as the wrapper does
+        request = self.decode(body)
         if request is None:
             return None
         try:
@@ -167,6 +168,20 @@ class SeldonRestApp:
             response = function(self.user_model, request, self.metrics)
         except Exception as exc:
             return self.flask_error(exc, path)
+        return self.encode(function, response, path)
+
+    @staticmethod
+    def decode(body: bytes) -> Any:
+        """A fast-path body as JSON; ``None`` when it is for Flask to judge."""
+        if _LONG_DIGIT_RUN in body.translate(_DIGITS_AS_ZEROS):
+            return None  # maybe an integer beyond 64 bits: Flask's json keeps it an int
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None  # NaN, other encodings, or not JSON: Flask answers as the wrapper does
+
+    def encode(self, function: Callable[..., Any], response: Any, path: str) -> Reply:
+        """A fast path's response as Flask's ``jsonify`` would write it."""
         status = 200
         if function is self.predict and isinstance(response, dict):
             found = response.get("status")

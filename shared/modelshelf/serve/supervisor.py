@@ -77,7 +77,6 @@ def load_user_model(user_model: Any) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from seldon_core.microservice import load_annotations
     from seldon_core.wrapper import METRICS_ENDPOINT, get_rest_microservice
 
     from modelshelf.serve.grpc_worker import run_grpc_worker
@@ -87,7 +86,7 @@ def serve(args: argparse.Namespace) -> int:
     user_model = user_class(**options.user_parameters(args.parameters))
     if args.persistence:
         logger.error("--persistence is deprecated and ignored")
-    annotations = load_annotations()
+    annotations = _annotations()
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     metrics = QueueMetrics(queue)
@@ -389,6 +388,16 @@ def _metrics_process(queue: Any, port: int, endpoint: str, args: argparse.Namesp
         timeout_graceful_shutdown=2,
     )
     uvicorn.Server(config).run()
+
+
+def _annotations() -> dict[str, str]:
+    """The pod's annotations (seldon-core's reader, imported only where the file exists: its
+    module imports gunicorn and ``pkg_resources``)."""
+    if not os.path.isfile("/etc/podinfo/annotations"):
+        return {}
+    from seldon_core.microservice import load_annotations
+
+    return load_annotations()
 
 
 def _listen(port: int) -> socket.socket:

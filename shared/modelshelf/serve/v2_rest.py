@@ -99,6 +99,11 @@ class V2Rest:
         return _error(404, f"no V2 endpoint /{'/'.join(action)} for model {name!r}")
 
     def infer(self, scope: dict, body: bytes) -> Reply:
+        request, binary_default = self.parse(scope, body)
+        return self.reply(self.core.infer(request), request, binary_default)
+
+    def parse(self, scope: dict, body: bytes) -> tuple[InferenceRequest, bool]:
+        """An ``…/infer`` body as the request and its ``binary_data_output`` flag."""
         body = _decoded(scope, body)
         length = header(scope, HEADER_LENGTH)
         if length is None:
@@ -110,9 +115,20 @@ class V2Rest:
             fields = orjson.loads(document)
         except orjson.JSONDecodeError as exc:
             raise BadRequestError(f"the request body is not JSON: {exc}") from None
-        request, binary_default = _request(fields, binary)
-        response = self.core.infer(request)
-        return _response(response, request, binary_default)
+        return _request(fields, binary)
+
+    @staticmethod
+    def reply(response: InferenceResponse, request: InferenceRequest, binary: bool) -> Reply:
+        """The HTTP answer: JSON, or JSON and binary outputs."""
+        return _response(response, request, binary)
+
+    @staticmethod
+    def error(exc: BaseException, what: str) -> Reply:
+        """The answer to an exception raised serving ``what`` (500s logged with the traceback)."""
+        status = status_of(exc)
+        if status == 500:
+            logger.error("V2 %s failed", what, exc_info=exc)
+        return _error(status, message_of(exc))
 
 
 def _decoded(scope: dict, body: bytes) -> bytes:

@@ -1,0 +1,575 @@
+"""The realistic model set: the models users serve, on ``modelshelf serve`` (batching on and off)
+beside the peers that serve them.
+
+Models (trained here, fixed seeds): ``RandomForestClassifier(100)``,
+``HistGradientBoostingClassifier``, ``Pipeline(ColumnTransformer(OneHotEncoder,
+StandardScaler), LogisticRegression)`` fed by ``names`` + string/number rows, an XGBoost booster
+of 300 rounds x depth 6 on 30 features, an MLflow ``PythonModel`` (a LogisticRegression on 30
+features behind user code).
+
+For each system: single-row and 100-row requests at 1 and 16 connections (wrk), requests/s,
+p50/p99, the server tree's CPU per request (psutil, over the load), cold start to the first
+prediction and the tree's PSS; for each model its own in-process call (median), so the report
+shows the server's overhead per request: 1 / throughput - the model's own time, at 1 connection.
+
+``python -m bench.realistic`` (or ``make bench`` with ``BENCH_REALISTIC`` not ``0``) writes
+``bench/results/realistic.md`` and ``.json``. ``BENCH_REALISTIC_SECONDS`` (default 2): each load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from bench import load, procs
+from bench.config import BENCH, REPO, VENV_BIN
+from bench.systems import PEERS_DIR, Ports
+
+ROWS = (1, 100)
+CONNECTIONS = (1, 16)
+FEATURES = 30
+PIPELINE_NAMES = ["city", "kind", "rooms", "area"]
+CITIES = ["paris", "lyon", "nice", "lille", "nantes", "rennes", "brest"]
+KINDS = ["flat", "house", "studio"]
+
+
+@dataclass(frozen=True)
+class RealModel:
+    name: str
+    label: str
+    server: str  # our class
+    folder: Path  # what model_uri points at
+    own_call: Callable[[int], tuple[float, float]]  # rows -> own call's (wall, CPU) seconds
+    bodies: dict[str, Callable[[int], dict]]  # payload kind -> rows -> request body
+    peers: tuple[str, ...] = ()  # peer kinds that serve it
+    notes: str = ""
+
+
+# ------------------------------------------------------------------------------ models
+
+
+def _numeric_rows(count: int, seed: int = 11) -> list[list[float]]:
+    return np.round(np.random.default_rng(seed).normal(size=(count, FEATURES)), 4).tolist()
+
+
+def _pipeline_rows(count: int, seed: int = 12) -> list[list]:
+    rng = np.random.default_rng(seed)
+    return [
+        [
+            CITIES[int(rng.integers(len(CITIES)))],
+            KINDS[int(rng.integers(len(KINDS)))],
+            int(rng.integers(1, 7)),
+            round(float(rng.uniform(15, 200)), 1),
+        ]
+        for _ in range(count)
+    ]
+
+
+def _numeric_bodies(output: str | None) -> dict[str, Callable[[int], dict]]:
+    def seldon(n: int) -> dict:
+        return {"data": {"ndarray": _numeric_rows(n)}}
+
+    def v2(n: int) -> dict:
+        flat = [v for row in _numeric_rows(n) for v in row]
+        body: dict = {
+            "inputs": [
+                {"name": "input-0", "shape": [n, FEATURES], "datatype": "FP64", "data": flat}
+            ]
+        }
+        if output:
+            body["outputs"] = [{"name": output}]
+        return body
+
+    return {
+        "seldon": seldon,
+        "v2": v2,
+        "kserve-v1": lambda n: {"instances": _numeric_rows(n)},
+        "mlflow": lambda n: {"inputs": _numeric_rows(n)},
+    }
+
+
+def _median_seconds(call: Callable[[], object], repeats: int = 30) -> tuple[float, float]:
+    """Median wall and CPU seconds of ``call`` (CPU time holds up on a shared machine)."""
+    call()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        call()
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def make_models(root: Path) -> list[RealModel]:
+    """Train and save the realistic set under ``root``."""
+    import joblib
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    root.mkdir(parents=True, exist_ok=True)
+    X, y = make_classification(4000, FEATURES, n_informative=12, n_classes=3, random_state=0)
+    found = []
+
+    def numeric_own(estimator: object) -> Callable[[int], float]:
+        return lambda n: _median_seconds(
+            lambda: estimator.predict_proba(np.array(_numeric_rows(n)))  # type: ignore[attr-defined]
+        )
+
+    for name, label, estimator in (
+        ("random_forest", "RandomForestClassifier(100)",
+         RandomForestClassifier(100, random_state=0)),
+        ("hist_gradient_boosting", "HistGradientBoostingClassifier(100 iterations)",
+         HistGradientBoostingClassifier(random_state=0)),
+    ):  # fmt: skip
+        estimator.fit(X, y)
+        folder = root / name
+        folder.mkdir(exist_ok=True)
+        joblib.dump(estimator, folder / "model.joblib")
+        found.append(
+            RealModel(
+                name, label, "SKLearnServer", folder, numeric_own(estimator),
+                _numeric_bodies("predict_proba"), ("mlserver-sklearn", "kserve-sklearn"),
+            )
+        )  # fmt: skip
+
+    rows = _pipeline_rows(3000, seed=5)
+    frame = pd.DataFrame(rows, columns=PIPELINE_NAMES)
+    target = ((frame["area"] / frame["rooms"] > 35) + (frame["city"] == "paris")).astype(int)
+    pipeline = Pipeline(
+        [
+            (
+                "columns",
+                ColumnTransformer(
+                    [
+                        ("categories", OneHotEncoder(handle_unknown="ignore"), ["city", "kind"]),
+                        ("numbers", StandardScaler(), ["rooms", "area"]),
+                    ]
+                ),
+            ),
+            ("classifier", LogisticRegression(max_iter=1000)),
+        ]
+    ).fit(frame, target)
+    folder = root / "onehot_pipeline"
+    folder.mkdir(exist_ok=True)
+    joblib.dump(pipeline, folder / "model.joblib")
+    found.append(
+        RealModel(
+            "onehot_pipeline",
+            "Pipeline(ColumnTransformer(OneHotEncoder, StandardScaler), LogisticRegression), "
+            "`names` + string/number rows",
+            "SKLearnServer",
+            folder,
+            lambda n: _median_seconds(
+                lambda: pipeline.predict_proba(
+                    pd.DataFrame(_pipeline_rows(n), columns=PIPELINE_NAMES)
+                )
+            ),
+            {"seldon": lambda n: {"data": {"names": PIPELINE_NAMES, "ndarray": _pipeline_rows(n)}}},
+            notes="no peer row: KServe's and MLServer's sklearn runtimes take one numeric tensor",
+        )
+    )
+
+    import xgboost as xgb
+
+    booster = xgb.train(
+        {"objective": "multi:softprob", "num_class": 3, "max_depth": 6, "eta": 0.1, "nthread": 2},
+        xgb.DMatrix(X, label=y),
+        num_boost_round=300,
+    )
+    folder = root / "xgboost_300x6"
+    folder.mkdir(exist_ok=True)
+    booster.save_model(folder / "model.json")
+    found.append(
+        RealModel(
+            "xgboost_300x6",
+            "XGBoost booster, 300 rounds x depth 6, 30 features, 3 classes",
+            "XGBoostServer",
+            folder,
+            lambda n: _median_seconds(lambda: booster.inplace_predict(np.array(_numeric_rows(n)))),
+            _numeric_bodies(None),
+            ("mlserver-xgboost",),
+        )
+    )
+
+    found.append(_python_model(root / "mlflow_pythonmodel", X, y))
+    return found
+
+
+class ScaledLogistic:  # an mlflow.pyfunc.PythonModel (the base class is mixed in when saved)
+    """User code around an estimator: what an MLflow PythonModel typically is."""
+
+    def __init__(self, estimator: object, scale: np.ndarray) -> None:
+        self.estimator = estimator
+        self.scale = scale
+
+    def predict(self, context: object, model_input: object, params: object = None) -> object:
+        values = np.asarray(model_input, dtype=np.float64) / self.scale
+        return self.estimator.predict_proba(values)  # type: ignore[attr-defined]
+
+
+def _python_model(folder: Path, X: np.ndarray, y: np.ndarray) -> RealModel:
+    import shutil
+
+    import cloudpickle
+    import mlflow.pyfunc
+    from sklearn.linear_model import LogisticRegression
+
+    estimator = LogisticRegression(max_iter=1000).fit(X, y)
+    model_class = type("ScaledLogisticModel", (ScaledLogistic, mlflow.pyfunc.PythonModel), {})
+    python_model = model_class(estimator, np.abs(X).max(axis=0))
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # no bench import when loaded
+    if folder.exists():
+        shutil.rmtree(folder)
+    import sklearn
+
+    mlflow.pyfunc.save_model(
+        folder, python_model=python_model, pip_requirements=[f"scikit-learn=={sklearn.__version__}"]
+    )
+    loaded = mlflow.pyfunc.load_model(str(folder))
+    import pandas as pd
+
+    return RealModel(
+        "mlflow_pythonmodel",
+        "MLflow PythonModel (user code around a LogisticRegression, 30 features)",
+        "MLFlowServer",
+        folder,
+        lambda n: _median_seconds(lambda: loaded.predict(pd.DataFrame(_numeric_rows(n)))),
+        _numeric_bodies(None),
+        ("mlflow-serve",),
+    )
+
+
+# ------------------------------------------------------------------------------ systems
+
+
+@dataclass(frozen=True)
+class RealSystem:
+    name: str
+    label: str
+    payload: str
+    path: str
+    command: Callable[[Ports], list[str]]
+    cwd: Path = REPO
+    env: dict[str, str] = field(default_factory=dict)
+    role: str = "ours"
+    bin_dir: Path = VENV_BIN  # first on PATH (a peer's own venv: mlflow serve runs uvicorn)
+
+
+SERVER_FOLDERS = {
+    "SKLearnServer": "sklearnserver",
+    "XGBoostServer": "xgboostserver",
+    "MLFlowServer": "mlflowserver",
+}
+
+
+def _serve(model: RealModel) -> Callable[[Ports], list[str]]:
+    parameters = [{"name": "model_uri", "value": str(model.folder), "type": "STRING"}]
+    if model.server == "SKLearnServer":
+        parameters.append({"name": "method", "value": "predict_proba", "type": "STRING"})
+
+    def command(ports: Ports) -> list[str]:
+        return [
+            str(VENV_BIN / "modelshelf"), "serve", model.server, "--service-type", "MODEL",
+            "--parameters", json.dumps(parameters), "--http-port", str(ports.http),
+            "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics),
+            "--workers", "1", "--grpc-workers", "0",
+        ]  # fmt: skip
+
+    return command
+
+
+def _mlserver(model: RealModel, implementation: str, model_file: str, work: Path):
+    def command(ports: Ports) -> list[str]:
+        folder = work / f"mlserver-{model.name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = {
+            "http_port": ports.http, "grpc_port": ports.grpc, "metrics_port": ports.metrics,
+            "parallel_workers": 1, "host": "127.0.0.1",
+        }  # fmt: skip
+        model_settings = {
+            "name": model.name,
+            "implementation": implementation,
+            "parameters": {"uri": str(model.folder / model_file)},
+        }
+        (folder / "settings.json").write_text(json.dumps(settings))
+        (folder / "model-settings.json").write_text(json.dumps(model_settings))
+        return [str(PEERS_DIR / "mlserver" / "bin" / "mlserver"), "start", str(folder)]
+
+    return command
+
+
+def _kserve(model: RealModel) -> Callable[[Ports], list[str]]:
+    def command(ports: Ports) -> list[str]:
+        return [
+            str(PEERS_DIR / "kserve" / "bin" / "python"),
+            str(BENCH / "peercode" / "kserve_sklearn.py"),
+            "--model_dir", str(model.folder), "--model_name", model.name,
+            "--http_port", str(ports.http), "--grpc_port", str(ports.grpc), "--workers", "1",
+        ]  # fmt: skip
+
+    return command
+
+
+def _mlflow_serve(model: RealModel) -> Callable[[Ports], list[str]]:
+    def command(ports: Ports) -> list[str]:
+        return [
+            str(PEERS_DIR / "mlflow" / "bin" / "mlflow"), "models", "serve", "-m",
+            str(model.folder), "--env-manager", "local", "-h", "127.0.0.1",
+            "-p", str(ports.http), "-w", "1",
+        ]  # fmt: skip
+
+    return command
+
+
+def systems_of(model: RealModel, work: Path) -> list[tuple[RealSystem, str | None]]:
+    """Each system serving ``model``, with why it cannot run (``None``: it can)."""
+    cwd = REPO / "servers" / SERVER_FOLDERS[model.server]
+    found: list[tuple[RealSystem, str | None]] = [
+        (RealSystem(f"serve-{model.name}", "`modelshelf serve`, batching on (default)",
+                    "seldon", "/api/v1.0/predictions", _serve(model), cwd), None),
+        (RealSystem(f"serve-{model.name}-nobatch", "`modelshelf serve`, batching off",
+                    "seldon", "/api/v1.0/predictions", _serve(model), cwd,
+                    {"MODELSHELF_MAX_BATCH_SIZE": "1"}), None),
+    ]  # fmt: skip
+    v2_path = f"/v2/models/{model.name}/infer"
+    peers = {
+        "mlserver-sklearn": lambda: RealSystem(
+            f"mlserver-{model.name}", "MLServer 1.7.1 (sklearn runtime), 1 worker", "v2", v2_path,
+            _mlserver(model, "mlserver_sklearn.SKLearnModel", "model.joblib", work), role="peer",
+            bin_dir=PEERS_DIR / "mlserver" / "bin"),
+        "mlserver-xgboost": lambda: RealSystem(
+            f"mlserver-{model.name}", "MLServer 1.7.1 (xgboost runtime), 1 worker", "v2", v2_path,
+            _mlserver(model, "mlserver_xgboost.XGBoostModel", "model.json", work), role="peer",
+            bin_dir=PEERS_DIR / "mlserver" / "bin"),
+        "kserve-sklearn": lambda: RealSystem(
+            f"kserve-{model.name}", "KServe ModelServer (predict_proba), 1 worker", "kserve-v1",
+            f"/v1/models/{model.name}:predict", _kserve(model), role="peer",
+            bin_dir=PEERS_DIR / "kserve" / "bin"),
+        "mlflow-serve": lambda: RealSystem(
+            f"mlflow-serve-{model.name}", "`mlflow models serve`, 1 worker", "mlflow",
+            "/invocations", _mlflow_serve(model), role="peer",
+            bin_dir=PEERS_DIR / "mlflow" / "bin"),
+    }  # fmt: skip
+    venv_of = {"mlserver-sklearn": "mlserver", "mlserver-xgboost": "mlserver",
+               "kserve-sklearn": "kserve", "mlflow-serve": "mlflow"}  # fmt: skip
+    for kind in model.peers:
+        venv = PEERS_DIR / venv_of[kind] / "bin" / "python"
+        reason = None if venv.exists() else f"bench/peers/{venv_of[kind]} is not installed"
+        found.append((peers[kind](), reason))
+    return found
+
+
+# ------------------------------------------------------------------------------ measuring
+
+
+def _tree_cpu(pid: int) -> float:
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return total
+
+
+def _rows_answered(payload: str, answer: dict) -> int:
+    if payload == "seldon":
+        return len(answer["data"]["ndarray"])
+    if payload == "v2":
+        return int(answer["outputs"][0]["shape"][0])
+    if payload == "kserve-v1":
+        return len(answer["predictions"])
+    found = answer["predictions"] if isinstance(answer, dict) else answer
+    return len(found)
+
+
+def measure_system(system: RealSystem, model: RealModel, work: Path, seconds: int) -> dict:
+    ports = Ports(procs.free_port(), procs.free_port(), procs.free_port())
+    url = f"http://127.0.0.1:{ports.http}{system.path}"
+    bodies = {}
+    scripts = {}
+    for rows in ROWS:
+        path = work / "payloads" / f"{system.name}-{rows}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(model.bodies[system.payload](rows)))
+        bodies[rows] = path
+        scripts[rows] = load.write_script(path, work / "lua")
+    env = {**os.environ, **system.env}
+    env["PATH"] = os.pathsep.join([str(system.bin_dir), env.get("PATH", "")])
+    server = procs.start(
+        system.command(ports), system.cwd, env, work / "logs" / f"{system.name}.log"
+    )
+    try:
+
+        def check(answer: dict) -> str | None:
+            found = _rows_answered(system.payload, answer)
+            return None if found == 1 else f"expected 1 row, got {found}"
+
+        cold, _ = procs.first_prediction(server, url, bodies[1].read_bytes(), check)
+        for rows in ROWS:
+            load.warm_up(url, bodies[rows].read_bytes(), 20)
+        result: dict = {
+            "cold_start_s": round(cold, 3),
+            "memory": procs.tree_memory(server.process.pid),
+        }
+        for rows in ROWS:
+            for connections in CONNECTIONS:
+                before = _tree_cpu(server.process.pid)
+                outcome = load.run_wrk(url, scripts[rows], seconds, connections, rows)
+                used = _tree_cpu(server.process.pid) - before
+                entry = outcome.to_dict()
+                entry["cpu_ms_per_request"] = (
+                    round(used / outcome.requests * 1000, 3) if outcome.requests else None
+                )
+                result[f"{rows}x{connections}"] = entry
+        return result
+    finally:
+        procs.stop(server, timeout=1)
+
+
+def run(work: Path, results: Path, seconds: int, say: Callable[[str], None] = print) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    # One thread: OpenMP's spinning threads on a loaded 2-core machine make training crawl.
+    with threadpool_limits(1):
+        models = make_models(work / "models")
+        say("realistic: models trained")
+    found: dict = {"seconds_per_load": seconds, "models": {}}
+    for model in models:
+        with threadpool_limits(1):  # the model's own call on one thread, as the servers' OpenMP
+            timed = {rows: model.own_call(rows) for rows in ROWS}
+        entry: dict = {
+            "label": model.label,
+            "own_call_us": {rows: round(wall * 1e6, 1) for rows, (wall, _) in timed.items()},
+            "own_call_cpu_us": {rows: round(cpu * 1e6, 1) for rows, (_, cpu) in timed.items()},
+            "notes": model.notes,
+            "systems": {},
+        }
+        for system, reason in systems_of(model, work):
+            if reason:
+                entry["systems"][system.name] = {"label": system.label, "unavailable": reason}
+                continue
+            try:
+                measured = measure_system(system, model, work, seconds)
+            except Exception as exc:  # one broken system must not stop the others
+                text = f"{type(exc).__name__}: {exc}"
+                measured = {
+                    "error": text[:400] + (" … " + text[-1200:] if len(text) > 1600 else "")
+                }
+                say(f"realistic: {system.name} FAILED: {text[:300]}")
+            else:
+                say(
+                    f"realistic: {system.name}: "
+                    + ", ".join(
+                        f"{k} {measured[k]['requests_per_s']} req/s"
+                        for k in measured
+                        if "x" in k and isinstance(measured[k], dict)
+                    )
+                )
+            entry["systems"][system.name] = {"label": system.label, "role": system.role, **measured}
+        found["models"][model.name] = entry
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "realistic.json").write_text(json.dumps(found, indent=1) + "\n")
+    (results / "realistic.md").write_text(render(json.loads(json.dumps(found))))
+    return found
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def render(found: dict) -> str:
+    lines = [
+        "# Realistic model set",
+        "",
+        f"1 worker each, wrk {found['seconds_per_load']} s per load, one round (ratios within "
+        "this run; the machine is shared). `1x16`: single-row requests at 16 connections; "
+        "`100x1`: 100-row requests at 1 connection. CPU = the server tree's CPU time per request "
+        "over the load; CPU overhead = that - the model's own call's CPU (negative: joined calls "
+        "cost less than one call a request). Wall overhead = 1 / (req/s at 1 connection) - the "
+        "model's own wall time. Batching off = `MODELSHELF_MAX_BATCH_SIZE=1`.",
+        "",
+    ]
+    for model in found["models"].values():
+        own, own_cpu = model["own_call_us"], model["own_call_cpu_us"]
+        lines += [
+            f"## {model['label']}",
+            "",
+            f"Model's own call, in process, one thread (median): {own['1']:.0f} µs wall / "
+            f"{own_cpu['1']:.0f} µs CPU for 1 row, {own['100']:.0f} / {own_cpu['100']:.0f} µs "
+            "for 100 rows.",
+        ]
+        if model.get("notes"):
+            lines.append(f"{model['notes']}.")
+        lines += [
+            "",
+            "| system | cold s | PSS MB | rows x conns | req/s | p50 ms | p99 ms | CPU ms/req "
+            "| CPU overhead µs/req | wall overhead µs/req |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for system in model["systems"].values():
+            if "unavailable" in system or "error" in system:
+                why = system.get("unavailable") or system.get("error", "")[:200]
+                lines.append(f"| {system['label']} | — | — | — | {why} | | | | | |")
+                continue
+            first = True
+            for rows in ROWS:
+                for connections in CONNECTIONS:
+                    load_entry = system[f"{rows}x{connections}"]
+                    rate = load_entry["requests_per_s"]
+                    wall = f"{1e6 / rate - own[str(rows)]:.0f}" if connections == 1 and rate else ""
+                    cpu = load_entry["cpu_ms_per_request"]
+                    cpu_over = f"{cpu * 1000 - own_cpu[str(rows)]:.0f}" if cpu is not None else ""
+                    lines.append(
+                        "| "
+                        + " | ".join(
+                            [
+                                system["label"] if first else "",
+                                f"{system['cold_start_s']:.2f}" if first else "",
+                                f"{system['memory']['pss_mb']:.0f}" if first else "",
+                                f"{rows}x{connections}",
+                                f"{rate:,.0f}",
+                                f"{load_entry['p50_ms']:.2f}",
+                                f"{load_entry['p99_ms']:.2f}",
+                                f"{cpu}",
+                                cpu_over,
+                                wall,
+                            ]
+                        )
+                        + " |"
+                    )
+                    first = False
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    from bench.config import Config
+
+    cfg = Config.from_env()
+    seconds = int(os.environ.get("BENCH_REALISTIC_SECONDS", "2"))
+    run(cfg.work / "realistic", cfg.results, seconds, lambda text: print(text, flush=True))
+    print((cfg.results / "realistic.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,453 @@
+"""Adaptive batching for ``modelshelf serve``: requests that arrive while the model is busy are
+joined into one model call, and each gets its own rows of the answer back.
+
+Why no threads and no timer: the model runs on the event loop, so while it works new requests
+wait in the sockets. An idle server (nothing queued, no model call in the last two loop passes)
+serves a request at once. Requests read just after a model call arrived while it ran: they are
+queued and a flush is scheduled with ``call_soon``, so every request the loop reads in that pass
+is queued before the flush runs and joins the same call. ``MODELSHELF_MAX_BATCH_TIME_MS`` queues
+every request and waits that long for more; ``MODELSHELF_MAX_BATCH_SIZE`` caps the rows of one
+call (a larger request is served alone).
+
+What is batched: Seldon predictions (``data.ndarray`` of numbers, optional ``names``, nothing
+else in the body) and V2 ``…/infer`` requests of one numeric tensor (``np`` codec) asking one
+method, for modelshelf's own servers. Requests join only with the same path kind, method, feature
+names, columns and dtype. Everything else takes the unbatched path, unchanged.
+
+Exactness: a joined call must give each request, bit for bit, the answer it gets alone. Tree
+ensembles do; a BLAS product may not (a 1-row and an n-row product can round differently). So
+each process checks its first ``VERIFIED_BATCHES`` joined calls against the requests' own calls
+and serves the own answers meanwhile; a difference, or an answer whose rows do not match the
+request's, turns batching off for the process (logged once). A joined call that raises is
+retried one request at a time, so a bad request gets its own error and the others their answers.
+
+Metrics: ``modelshelf_batch_size`` (requests per joined model call) in the metrics process, as a
+seldon-core histogram (its ``TIMER`` type, so buckets are seldon-core's: 1 … 30 and +Inf). Calls
+of one request are not observed: seldon-core folds each observation in with numpy (tens of µs in
+the metrics process), which cost 65 µs of CPU per single-row request at one connection when every
+call was observed; ``modelshelf_predictions`` counts every model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modelshelf.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH_SIZE_VARIABLE = "MODELSHELF_MAX_BATCH_SIZE"
+MAX_BATCH_TIME_VARIABLE = "MODELSHELF_MAX_BATCH_TIME_MS"
+DEFAULT_MAX_BATCH_SIZE = 256
+#: Joined calls checked against one-by-one calls before batching is trusted in a process.
+VERIFIED_BATCHES = 8
+BATCH_SIZE_METRIC = "modelshelf_batch_size"
+#: How often batch sizes go to the metrics process (one message, not one per call).
+METRICS_SECONDS = 1.0
+_NUMERIC_KINDS = frozenset("biuf")
+
+Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSettings:
+    max_rows: int
+    max_wait_seconds: float
+
+    @classmethod
+    def from_environment(cls) -> BatchSettings:
+        """``MODELSHELF_MAX_BATCH_SIZE`` (rows, default 256; 1 turns batching off) and
+        ``MODELSHELF_MAX_BATCH_TIME_MS`` (default 0: no added wait)."""
+        size_text = os.environ.get(MAX_BATCH_SIZE_VARIABLE, str(DEFAULT_MAX_BATCH_SIZE))
+        wait_text = os.environ.get(MAX_BATCH_TIME_VARIABLE, "0")
+        try:
+            size = int(size_text)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise ConfigurationError(MAX_BATCH_SIZE_VARIABLE, size_text, "a positive integer")
+        try:
+            wait = float(wait_text)
+        except ValueError:
+            wait = -1.0
+        if not 0 <= wait <= 60_000:
+            raise ConfigurationError(MAX_BATCH_TIME_VARIABLE, wait_text, "0 to 60000 (ms)")
+        return cls(size, wait / 1000)
+
+
+@dataclass(slots=True)
+class Pending:
+    """One queued request: its rows ``X``; ``run(X) -> (data, context)`` calls the model;
+    ``finish(rows, context, first) -> Reply`` answers with its rows (``first``: the first
+    request of its call); ``fail(exc) -> Reply`` answers an error as the unbatched path does."""
+
+    key: tuple
+    X: np.ndarray
+    run: Callable[[np.ndarray], tuple[Any, Any]]
+    finish: Callable[[Any, Any, bool], Reply]
+    fail: Callable[[Exception], Reply]
+    future: asyncio.Future = field(repr=False)
+
+    def alone(self) -> Reply:
+        """The request's own model call and answer (or error)."""
+        try:
+            data, context = self.run(self.X)
+            return self.finish(data, context, True)
+        except Exception as exc:
+            return self.fail(exc)
+
+
+class Batcher:
+    """The queue of one worker's model; ``submit`` answers a request, joined or alone."""
+
+    def __init__(self, settings: BatchSettings, report: Callable[[list[int]], None] | None):
+        self.settings = settings
+        self.report = report
+        self.enabled = True
+        self.verified = 0
+        self.queue: list[Pending] = []
+        self.rows_queued = 0
+        self.scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
+        self.sizes: list[int] = []
+        self.report_due: asyncio.TimerHandle | None = None
+        #: Non-zero from the end of a model call until two loop passes later (``_was_busy``).
+        self.busy = 0
+
+    async def submit(self, pending: Pending) -> Reply:
+        loop = asyncio.get_running_loop()
+        if not self.queue and not self.busy and self.settings.max_wait_seconds == 0:
+            reply = pending.alone()  # an idle server: nothing can join, no loop pass to wait
+            self._was_busy(loop)
+            return reply
+        self.queue.append(pending)
+        self.rows_queued += len(pending.X)
+        if self.rows_queued >= self.settings.max_rows:
+            if self.scheduled is not None:
+                self.scheduled.cancel()
+            self.scheduled = loop.call_soon(self.flush)
+        elif self.scheduled is None:
+            wait = self.settings.max_wait_seconds
+            self.scheduled = (
+                loop.call_later(wait, self.flush) if wait > 0 else loop.call_soon(self.flush)
+            )
+        return await pending.future
+
+    def flush(self) -> None:
+        queued, self.queue, self.rows_queued, self.scheduled = self.queue, [], 0, None
+        groups: dict[tuple, list[Pending]] = {}
+        for pending in queued:
+            groups.setdefault(pending.key, []).append(pending)
+        for members in groups.values():
+            chunk: list[Pending] = []
+            rows = 0
+            for pending in members:
+                if chunk and rows + len(pending.X) > self.settings.max_rows:
+                    self._serve(chunk)
+                    chunk, rows = [], 0
+                chunk.append(pending)
+                rows += len(pending.X)
+            self._serve(chunk)
+        self._count_done()
+        self._was_busy(asyncio.get_running_loop())
+
+    def _was_busy(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Requests read in the next two loop passes arrived while the model was working: they
+        queue (and join); after that the server counts as idle again. Two passes, because the
+        sockets are read in the pass after the call and their handlers run in the one after."""
+        self.busy += 1
+        generation = self.busy
+        loop.call_soon(loop.call_soon, self._idle_if, generation)
+
+    def _idle_if(self, generation: int) -> None:
+        if self.busy == generation:
+            self.busy = 0
+
+    # ------------------------------------------------------------------ one model call
+
+    def _serve(self, chunk: list[Pending]) -> None:
+        if len(chunk) == 1 or not self.enabled:
+            for pending in chunk:
+                _settle(pending, pending.alone)
+            return
+        try:
+            data, context = chunk[0].run(np.concatenate([p.X for p in chunk]))
+        except Exception:  # one request may be bad: each alone gets its own answer or error
+            for pending in chunk:
+                _settle(pending, pending.alone)
+            return
+        parts = _split(data, [len(p.X) for p in chunk])
+        if parts is None:
+            self._turn_off(
+                chunk[0],
+                f"the model answered {_rows_of(data)} rows for a call of "
+                f"{sum(len(p.X) for p in chunk)}: not row by row",
+            )
+        elif self.verified < VERIFIED_BATCHES:
+            parts = self._verified(chunk, parts)
+        if parts is None:
+            for pending in chunk:
+                _settle(pending, pending.alone)
+            return
+        self.sizes.append(len(chunk))
+        for index, (pending, rows) in enumerate(zip(chunk, parts, strict=True)):
+            _settle(pending, lambda p=pending, r=rows, i=index: p.finish(r, context, i == 0))
+
+    def _verified(self, chunk: list[Pending], parts: list[Any]) -> list[Any] | None:
+        """``parts`` if every request's own call answers exactly its part, else ``None``."""
+        for pending, rows in zip(chunk, parts, strict=True):
+            try:
+                own, _ = pending.run(pending.X)
+            except Exception:
+                return None  # the request's own path answers its error
+            if not _identical(own, rows):
+                self._turn_off(
+                    pending,
+                    "a joined call's answer differs from the requests' own "
+                    "calls in the last bits (e.g. a BLAS product)",
+                )
+                return None
+        self.verified += 1
+        if self.verified == VERIFIED_BATCHES:
+            logger.info(
+                "adaptive batching: %d joined calls equal one-by-one calls; batching stays on",
+                VERIFIED_BATCHES,
+            )
+        return parts
+
+    def _turn_off(self, pending: Pending, reason: str) -> None:
+        self.enabled = False
+        logger.warning("adaptive batching is off for this model (%s): %s", pending.key[0], reason)
+
+    def _count_done(self) -> None:
+        """Sizes go to the metrics process once a second (one message), not once a call."""
+        if self.report is None:
+            self.sizes.clear()
+        elif self.report_due is None:
+            self.report_due = asyncio.get_running_loop().call_later(
+                METRICS_SECONDS, self._send_sizes
+            )
+
+    def _send_sizes(self) -> None:
+        sizes, self.sizes, self.report_due = self.sizes, [], None
+        if sizes and self.report is not None:
+            try:
+                self.report(sizes)
+            except Exception:  # metrics must not fail requests
+                logger.exception("could not report batch sizes")
+
+
+def _settle(pending: Pending, answer: Callable[[], Reply]) -> None:
+    if pending.future.done():  # the client went away
+        return
+    try:
+        pending.future.set_result(answer())
+    except Exception as exc:  # answering failed: that request's error, not the batch's
+        try:
+            pending.future.set_result(pending.fail(exc))
+        except Exception as failed:
+            pending.future.set_exception(failed)
+
+
+def _rows_of(data: Any) -> int | None:
+    shape = getattr(data, "shape", None)
+    return shape[0] if shape else None
+
+
+def _split(data: Any, counts: list[int]) -> list[Any] | None:
+    """``data``'s rows, ``counts[i]`` for request ``i``; ``None`` unless an array of
+    ``sum(counts)`` rows."""
+    if not isinstance(data, np.ndarray) or data.ndim == 0 or data.shape[0] != sum(counts):
+        return None
+    parts = []
+    at = 0
+    for count in counts:
+        parts.append(data[at : at + count])
+        at += count
+    return parts
+
+
+def _identical(own: Any, rows: np.ndarray) -> bool:
+    if not isinstance(own, np.ndarray) or own.dtype != rows.dtype or own.shape != rows.shape:
+        return False
+    if own.dtype.kind == "O":
+        return own.tolist() == rows.tolist()
+    return np.ascontiguousarray(own).tobytes() == np.ascontiguousarray(rows).tobytes()
+
+
+def batchable_rows(X: Any) -> bool:
+    """A 2-D numeric array: what joins without any per-content conversion."""
+    return isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind in _NUMERIC_KINDS
+
+
+def batch_size_reporter(seldon_metrics: Any) -> Callable[[list[int]], None] | None:
+    """Batch sizes to the metrics process, as a seldon-core histogram (``TIMER`` takes
+    milliseconds and exposes seconds: a size ``n`` is sent as ``n * 1000``)."""
+    update = getattr(seldon_metrics, "update", None)
+    if update is None:
+        return None
+
+    def report(sizes: list[int]) -> None:
+        update(
+            [{"type": "TIMER", "key": BATCH_SIZE_METRIC, "value": n * 1000} for n in sizes], "batch"
+        )
+
+    return report
+
+
+# ----------------------------------------------------------------------- the protocols' side
+
+SELDON_PREDICT_PATHS = frozenset({"/predict", "/api/v1.0/predictions", "/api/v0.1/predictions"})
+
+
+class RestBatching:
+    """Which REST requests join a batch, and how each is answered from its rows."""
+
+    def __init__(self, app: Any, protocols: Any, batcher: Batcher) -> None:
+        from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
+        from seldon_core.user_model import client_custom_metrics, client_predict
+
+        from modelshelf.serve import protocol
+
+        self.app = app
+        self.core = protocols.core
+        self.v2 = protocols.v2
+        self.batcher = batcher
+        self.respond_seldon = protocol.respond
+        user_model, seldon_metrics = app.user_model, app.metrics
+
+        def run_seldon(names: list[str]) -> Callable[[np.ndarray], tuple[Any, Any]]:
+            def run(X: np.ndarray) -> tuple[Any, Any]:
+                answer = client_predict(user_model, X, names, meta=None)
+                metrics = client_custom_metrics(
+                    user_model, seldon_metrics, PREDICT_METRIC_METHOD_TAG, answer.metrics
+                )
+                return answer.data, (metrics, answer.tags)
+
+            return run
+
+        self.run_seldon = run_seldon
+
+    async def answer(self, scope: dict, body: bytes) -> Reply | None:
+        """The reply, or ``None`` for a request the unbatched path answers."""
+        if scope["method"] != "POST" or not self.batcher.enabled:
+            return None
+        path: str = scope["path"]
+        if path in SELDON_PREDICT_PATHS:
+            pending = self._seldon(scope, path, body)
+        elif path.startswith("/v2/models/") and path.endswith("/infer"):
+            pending = self._v2(scope, path, body)
+        else:
+            return None
+        if pending is None:
+            return None
+        return await self.batcher.submit(pending)
+
+    def _seldon(self, scope: dict, path: str, body: bytes) -> Pending | None:
+        app = self.app
+        if app.fast.get(path) is not app.predict or not app._plain_json(scope):
+            return None
+        request = app.decode(body)
+        if type(request) is not dict or len(request) != 1:
+            return None
+        data = request.get("data")
+        if type(data) is not dict or "ndarray" not in data or not data.keys() <= _SELDON_KEYS:
+            return None
+        names = data.get("names", [])
+        if type(names) is not list or not all(type(n) is str for n in names):
+            return None
+        check = getattr(app, "check_body", None)
+        try:
+            if check is not None:
+                check(path, request)
+            X = _array_from_rows(data["ndarray"])
+        except Exception:
+            return None  # the unbatched path answers the error
+        if not batchable_rows(X):
+            return None
+        predict = app.predict
+        respond = self.respond_seldon
+        user_model = app.user_model
+
+        def finish(rows: Any, context: Any, first: bool) -> Reply:
+            metrics, tags = context
+            response = respond(user_model, request, rows, None, metrics if first else [], tags)
+            return app.encode(predict, response, path)
+
+        return Pending(
+            ("seldon", tuple(names), X.shape[1], X.dtype.str),
+            X,
+            self.run_seldon(names),
+            finish,
+            lambda exc: app.flask_error(exc, path),
+            asyncio.get_running_loop().create_future(),
+        )
+
+    def _v2(self, scope: dict, path: str, body: bytes) -> Pending | None:
+        parts = path.split("/")[1:]  # "v2", "models", name, ["versions", v,] "infer"
+        if len(parts) == 4:
+            version = None
+        elif len(parts) == 6 and parts[3] == "versions":
+            version = parts[4]
+        else:
+            return None
+        core, v2 = self.core, self.v2
+        try:
+            core.check(parts[2], version)
+            request, binary = v2.parse(scope, body)
+            plan = core.plan(request)
+        except Exception:
+            return None  # the unbatched path answers the error
+        if plan.params or len(plan.methods) != 1 or not batchable_rows(plan.X):
+            return None
+        method = plan.methods[0]
+        names = plan.names
+        from modelshelf.serve.inference import Answer
+
+        def run(X: np.ndarray) -> tuple[Any, Any]:
+            answer = core.call(X, names, method)
+            return answer.data, answer.output_names
+
+        def finish(rows: Any, output_names: Any, first: bool) -> Reply:
+            response = core.respond(request, {method: Answer(rows, output_names)})
+            return v2.reply(response, request, binary)
+
+        return Pending(
+            ("v2", method, tuple(names), plan.X.shape[1], plan.X.dtype.str),
+            plan.X,
+            run,
+            finish,
+            lambda exc: v2.error(exc, path),
+            asyncio.get_running_loop().create_future(),
+        )
+
+
+_SELDON_KEYS = frozenset({"names", "ndarray"})
+
+
+def _array_from_rows(rows: Any) -> np.ndarray:
+    from modelshelf.serve.ndarray import array_from_rows
+
+    return array_from_rows(rows)
+
+
+def rest_batching(app: Any, protocols: Any) -> RestBatching | None:
+    """Batching for the REST app of a MODEL, or ``None``: off (``MODELSHELF_MAX_BATCH_SIZE=1``),
+    or a class that is not one of modelshelf's servers (a user's ``predict`` may not be row by
+    row), or one that reads raw payloads."""
+    from modelshelf.serve.protocol import _has_own_predict_raw
+    from modelshelf.server import ModelServer
+
+    settings = BatchSettings.from_environment()
+    user_model = app.user_model
+    if settings.max_rows <= 1 or not isinstance(user_model, ModelServer):
+        return None
+    if hasattr(user_model, "predict_rest") or _has_own_predict_raw(user_model):
+        return None
+    return RestBatching(app, protocols, Batcher(settings, batch_size_reporter(app.metrics)))

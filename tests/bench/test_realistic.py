@@ -1,0 +1,59 @@
+"""The realistic set's measurement on a real ``modelshelf serve`` under real wrk load, batching on
+and off: every load measured (rate, latency, server CPU), cold start and PSS read, the report
+rendered. No figure is held to a threshold (speed belongs in ``make bench``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+
+from bench import realistic
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("wrk") is None, reason="wrk is not installed (make test and make bench install it)"
+)
+
+
+def test_a_forest_is_measured_with_batching_on_and_off(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, realistic.FEATURES))
+    forest = RandomForestClassifier(5, random_state=0).fit(X, (X[:, 0] > 0).astype(int))
+    folder = tmp_path / "forest"
+    folder.mkdir()
+    joblib.dump(forest, folder / "model.joblib")
+    model = realistic.RealModel(
+        "forest",
+        "RandomForestClassifier(5)",
+        "SKLearnServer",
+        folder,
+        lambda n: (0.001, 0.001),
+        realistic._numeric_bodies("predict_proba"),
+    )
+    listed = realistic.systems_of(model, tmp_path)
+    assert all(reason is None for _, reason in listed)  # no peers for this model
+    names = {system.name: system for system, _ in listed}
+    assert set(names) == {"serve-forest", "serve-forest-nobatch"}
+    assert names["serve-forest-nobatch"].env == {"MODELSHELF_MAX_BATCH_SIZE": "1"}
+
+    found: dict = {"seconds_per_load": 1, "models": {"forest": {
+        "label": model.label, "own_call_us": {1: 1000, 100: 1000},
+        "own_call_cpu_us": {1: 1000, 100: 1000}, "notes": "", "systems": {},
+    }}}  # fmt: skip
+    for system in names.values():
+        measured = realistic.measure_system(system, model, tmp_path, 1)
+        assert measured["cold_start_s"] > 0
+        assert measured["memory"]["pss_mb"] > 0
+        for rows in realistic.ROWS:
+            for connections in realistic.CONNECTIONS:
+                load = measured[f"{rows}x{connections}"]
+                assert load["requests"] > 0 and load["errors"] == 0, load
+                assert load["cpu_ms_per_request"] > 0
+        found["models"]["forest"]["systems"][system.name] = {"label": system.label, **measured}
+    text = realistic.render(json.loads(json.dumps(found)))
+    assert text.count("| 1x16 |") == 2 and text.count("| 100x1 |") == 2

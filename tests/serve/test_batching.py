@@ -1,0 +1,241 @@
+"""Adaptive batching in ``modelshelf serve``: concurrent requests through real HTTP clients
+against a serving process, each answer byte-equal to the one the request gets alone."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from frontends import MODELSHELF, Launch, running
+from sklearn.ensemble import RandomForestClassifier
+
+from microservice import SERVERS, Microservice, seldon_parameters
+
+COLUMNS = ["a", "b", "c", "d"]
+# A wait long enough that requests sent at once join on a loaded machine.
+BATCHING_ENV = {"MODELSHELF_MAX_BATCH_TIME_MS": "200", "MODELSHELF_MAX_BATCH_SIZE": "64"}
+
+
+@pytest.fixture(scope="module")
+def forest_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A forest fitted on a DataFrame, so the request's ``names`` order its columns."""
+    rng = np.random.default_rng(7)
+    X = pd.DataFrame(rng.normal(size=(300, 4)), columns=COLUMNS)
+    y = (X["a"] + X["b"] * X["c"] > 0).astype(int) + (X["d"] > 1).astype(int)
+    model = RandomForestClassifier(n_estimators=25, random_state=0).fit(X, y)
+    folder = tmp_path_factory.mktemp("forest")
+    joblib.dump(model, folder / "model.joblib")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(forest_dir: Path) -> Iterator[Microservice]:
+    parameters = seldon_parameters(model_uri=str(forest_dir), method="predict_proba")
+    launch = Launch(
+        "SKLearnServer",
+        SERVERS / "sklearnserver",
+        parameters,
+        extra_args=("--model-name", "forest"),
+    )
+    with running(launch, [MODELSHELF], env=BATCHING_ENV) as (service,):
+        yield service
+
+
+def _rows(seed: int, count: int) -> list[list[float]]:
+    return np.random.default_rng(seed).normal(size=(count, 4)).round(6).tolist()
+
+
+def _seldon(rows: list[list[float]], names: list[str] | None = None) -> dict:
+    data: dict = {"ndarray": rows}
+    if names is not None:
+        data["names"] = names
+    return {"data": data}
+
+
+def _v2(rows: list[list[float]]) -> dict:
+    flat = [v for row in rows for v in row]
+    return {"inputs": [{"name": "x", "datatype": "FP64", "shape": [len(rows), 4], "data": flat}]}
+
+
+Request = tuple[str, dict]
+
+
+def _at_once(url: str, requests: list[Request]) -> list[httpx.Response]:
+    """Every request from its own client and thread, released together."""
+    barrier = threading.Barrier(len(requests))
+    found: list[httpx.Response | None] = [None] * len(requests)
+
+    def send(index: int) -> None:
+        path, body = requests[index]
+        with httpx.Client(base_url=url, timeout=60) as client:
+            barrier.wait()
+            found[index] = client.post(path, json=body)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(r is not None for r in found)
+    return found  # type: ignore[return-value]
+
+
+def _answers(responses: list[httpx.Response]) -> list[tuple[int, bytes]]:
+    """Status and body, without the ``meta.metrics`` a Seldon answer carries when modelshelf's
+    own counters are due (by time, not by request)."""
+    found = []
+    for response in responses:
+        body = response.content
+        if b'"metrics":' in body:
+            document = response.json()
+            document["meta"].pop("metrics")
+            body = json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        found.append((response.status_code, body))
+    return found
+
+
+def _one_by_one(service: Microservice, requests: list[Request]) -> list[httpx.Response]:
+    return [service.post(path, body) for path, body in requests]
+
+
+def _batch_sizes(service: Microservice) -> tuple[float, float]:
+    """(sum, count) of ``modelshelf_batch_size`` over every worker."""
+    text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics").text
+    total = sum(
+        float(v) for v in re.findall(r"^modelshelf_batch_size_sum\{.*\} (\S+)$", text, re.M)
+    )
+    count = sum(
+        float(v) for v in re.findall(r"^modelshelf_batch_size_count\{.*\} (\S+)$", text, re.M)
+    )
+    return total, count
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10) -> bool:
+    event = threading.Event()
+    for _ in range(int(timeout * 10)):
+        if condition():
+            return True
+        event.wait(0.1)
+    return condition()
+
+
+def test_concurrent_answers_equal_one_by_one_and_join(server: Microservice) -> None:
+    requests: list[Request] = []
+    for i in range(12):
+        requests.append(("/api/v1.0/predictions", _seldon(_rows(i, 1 + i % 3))))
+    for i in range(6):
+        requests.append(("/v2/models/forest/infer", _v2(_rows(100 + i, 1 + i % 2))))
+    alone = _one_by_one(server, requests)
+    assert all(r.status_code == 200 for r in alone), [r.text for r in alone]
+    before_sum, before_count = _batch_sizes(server)
+    for _ in range(3):  # past the first joined calls, which are also checked one by one
+        together = _at_once(server.url, requests)
+        assert [r.status_code for r in together] == [200] * len(requests)
+        assert _answers(together) == _answers(alone)
+    # Some calls joined requests.
+    assert _wait_for(lambda: _batch_sizes(server)[1] > before_count)
+    total, count = _batch_sizes(server)  # joined calls only: two requests or more each
+    assert (total - before_sum) >= 2 * (count - before_count) > 0, (total, count)
+
+
+def test_a_bad_request_fails_alone(server: Microservice) -> None:
+    good = [("/api/v1.0/predictions", _seldon(_rows(i, 2))) for i in range(7)]
+    # float32 cannot hold 1e300: scikit-learn refuses the row (400), in a body that joins.
+    bad = ("/api/v1.0/predictions", _seldon([[1e300, 0.0, 0.0, 0.0]]))
+    requests = [*good[:3], bad, *good[3:]]
+    alone = _one_by_one(server, requests)
+    assert alone[3].status_code == 400, alone[3].text
+    for _ in range(2):
+        together = _at_once(server.url, requests)
+        assert [r.status_code for r in together] == [r.status_code for r in alone]
+        assert _answers(together) == _answers(alone)
+
+
+def test_different_names_and_dtypes_are_not_mixed(server: Microservice) -> None:
+    """The same rows with columns named in another order, and integer rows, join only their
+    own kind: each answer equals its own."""
+    rows = _rows(50, 2)
+    reversed_rows = [list(reversed(r)) for r in rows]
+    requests: list[Request] = []
+    for i in range(4):
+        requests.append(("/api/v1.0/predictions", _seldon(_rows(60 + i, 1), COLUMNS)))
+        requests.append(("/api/v1.0/predictions", _seldon(reversed_rows, COLUMNS[::-1])))
+        requests.append(("/api/v1.0/predictions", _seldon([[i, 1, 0, 2]])))
+    alone = _one_by_one(server, requests)
+    assert all(r.status_code == 200 for r in alone), [r.text for r in alone]
+    # The reversed names give the model the same columns: same probabilities as ``rows``.
+    direct = server.post("/api/v1.0/predictions", _seldon(rows, COLUMNS)).json()
+    assert alone[1].json()["data"]["ndarray"] == direct["data"]["ndarray"]
+    for _ in range(2):
+        together = _at_once(server.url, requests)
+        assert _answers(together) == _answers(alone)
+
+
+def test_batching_off_with_batch_size_one(forest_dir: Path) -> None:
+    parameters = seldon_parameters(model_uri=str(forest_dir))
+    launch = Launch("SKLearnServer", SERVERS / "sklearnserver", parameters)
+    env = {"MODELSHELF_MAX_BATCH_SIZE": "1"}
+    with running(launch, [MODELSHELF], env=env) as (service,):
+        requests = [("/api/v1.0/predictions", _seldon(_rows(i, 1))) for i in range(8)]
+        alone = _one_by_one(service, requests)
+        together = _at_once(service.url, requests)
+        assert _answers(together) == _answers(alone)
+        assert _batch_sizes(service) == (0, 0)
+
+
+def test_a_bad_batch_setting_stops_the_server(forest_dir: Path) -> None:
+    from microservice import run_to_exit
+
+    parameters = seldon_parameters(model_uri=str(forest_dir))
+    result = run_to_exit(
+        [*MODELSHELF, "SKLearnServer", "--parameters", parameters, "--grpc-workers", "0"],
+        SERVERS / "sklearnserver",
+        env={"MODELSHELF_MAX_BATCH_SIZE": "lots"},
+    )
+    assert result.returncode != 0
+    assert "MODELSHELF_MAX_BATCH_SIZE='lots'" in result.stdout + result.stderr
+
+
+def test_batching_turns_itself_off_where_a_joined_call_is_not_exact(
+    tmp_path: Path,
+) -> None:
+    """LogisticRegression's probabilities come from a matrix product whose last bits differ
+    between a 1-row and an n-row call: the first joined calls show it, batching stops, and
+    every answer is still the one-by-one answer."""
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    from microservice import wait_for_text
+
+    X, y = make_classification(500, 30, n_informative=10, n_classes=3, random_state=0)
+    joblib.dump(LogisticRegression(max_iter=500).fit(X, y), tmp_path / "model.joblib")
+    parameters = seldon_parameters(model_uri=str(tmp_path), method="predict_proba")
+    launch = Launch("SKLearnServer", SERVERS / "sklearnserver", parameters)
+    with running(launch, [MODELSHELF], env=BATCHING_ENV) as (service,):
+        rows = np.random.default_rng(3).normal(size=(12, 30)).round(6).tolist()
+        requests = [("/api/v1.0/predictions", _seldon([row])) for row in rows]
+        alone = _one_by_one(service, requests)
+        for _ in range(3):
+            assert _answers(_at_once(service.url, requests)) == _answers(alone)
+        wait_for_text(service.log, "adaptive batching is off")
+
+
+def test_requests_join_without_an_added_wait(forest_dir: Path) -> None:
+    """Default settings (no MODELSHELF_MAX_BATCH_TIME_MS): clients that keep sending make
+    requests arrive while the model works; those join, and every answer is still its own."""
+    parameters = seldon_parameters(model_uri=str(forest_dir), method="predict_proba")
+    launch = Launch("SKLearnServer", SERVERS / "sklearnserver", parameters)
+    with running(launch, [MODELSHELF]) as (service,):
+        requests = [("/api/v1.0/predictions", _seldon(_rows(200 + i, 1 + i % 2))) for i in range(8)]
+        alone = _answers(_one_by_one(service, requests))
+        for _ in range(5):
+            assert _answers(_at_once(service.url, requests * 2)) == alone * 2
+        assert _wait_for(lambda: _batch_sizes(service)[1] > 0)
