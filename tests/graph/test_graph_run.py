@@ -23,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from microservice import BIN, REPO, SERVERS, free_port, run_to_exit, running_command
 from models import IRIS_X, IRIS_Y, assert_same_predictions, rows, save
 from modelshelf import cli
-from modelshelf.graph.supervisor import descendants
+from modelshelf.graph.processes import descendants
 
 SELDON = REPO / "manifests" / "seldon"
 READY_TIMEOUT = 150

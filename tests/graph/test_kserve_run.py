@@ -22,7 +22,7 @@ import pytest
 
 from microservice import BIN, REPO, free_port, run_to_exit, running_command
 from models import IRIS_X, IRIS_Y, assert_same_predictions, rows
-from modelshelf.graph.supervisor import descendants
+from modelshelf.graph.processes import descendants
 
 KSERVE = REPO / "manifests" / "kserve"
 TEMPLATE = REPO / "templates" / "kserve-model"
