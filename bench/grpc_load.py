@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from bench.load import MARKER, LoadResult
+from bench.load import MARKER, LoadResult, load_result
 from bench.procs import Server
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
@@ -65,11 +65,7 @@ def first_prediction(server: Server, address: str, body: bytes, rows: int, timeo
     with grpc.insecure_channel(address) as channel:
         infer = channel.unary_unary(METHOD)
         while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise RuntimeError(
-                    f"exited with {server.process.returncode} before answering:\n"
-                    + server.log_tail()
-                )
+            server.raise_if_exited()
             try:
                 answer = infer(body, timeout=CALL_TIMEOUT_S)
             except grpc.RpcError as exc:
@@ -148,25 +144,7 @@ def run_grpc_load(
         check=False,
         cwd=Path(__file__).resolve().parents[1],
     )
-    for line in done.stdout.splitlines():
-        if line.startswith(MARKER):
-            raw = json.loads(line[len(MARKER) :])
-            break
-    else:
-        raise RuntimeError(
-            f"bench.grpc_load gave no result (exit {done.returncode}): "
-            f"{done.stdout[-800:]} {done.stderr[-800:]}"
-        )
-    return LoadResult(
-        requests=raw["requests"],
-        seconds=raw["duration_us"] / 1e6,
-        errors=raw["errors"],
-        p50_ms=raw["p50_us"] / 1000,
-        p90_ms=raw["p90_us"] / 1000,
-        p99_ms=raw["p99_us"] / 1000,
-        max_ms=raw["max_us"] / 1000,
-        rows_per_request=rows_per_request,
-    )
+    return load_result(done, "bench.grpc_load", ("errors",), rows_per_request)
 
 
 async def _generate(address: str, body: bytes, seconds: float, connections: int) -> dict:

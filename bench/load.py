@@ -127,20 +127,32 @@ def run_wrk(
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=duration + 60, check=False
     )
+    return load_result(
+        done, "wrk", ("connect", "read", "write", "status", "timeout"), rows_per_request
+    )
+
+
+def load_result(
+    done: subprocess.CompletedProcess,
+    tool: str,
+    error_keys: tuple[str, ...],
+    rows_per_request: int,
+) -> LoadResult:
+    """The ``MARKER`` + JSON line a load generator (wrk's done() hook, ``bench.grpc_load``)
+    printed, as a ``LoadResult``; errors are the sum of ``error_keys``."""
     for line in done.stdout.splitlines():
         if line.startswith(MARKER):
             raw = json.loads(line[len(MARKER) :])
             break
     else:
         raise RuntimeError(
-            f"wrk gave no result (exit {done.returncode}): "
+            f"{tool} gave no result (exit {done.returncode}): "
             f"{done.stdout[-800:]} {done.stderr[-800:]}"
         )
-    errors = sum(raw[k] for k in ("connect", "read", "write", "status", "timeout"))
     return LoadResult(
         requests=raw["requests"],
         seconds=raw["duration_us"] / 1e6,
-        errors=errors,
+        errors=sum(raw[key] for key in error_keys),
         p50_ms=raw["p50_us"] / 1000,
         p90_ms=raw["p90_us"] / 1000,
         p99_ms=raw["p99_us"] / 1000,

@@ -36,6 +36,13 @@ class Server:
         except OSError:
             return ""
 
+    def raise_if_exited(self) -> None:
+        """A server that stopped while we wait for its first answer fails the run with its log."""
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"exited with {self.process.returncode} before answering:\n" + self.log_tail()
+            )
+
 
 def start(command: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> Server:
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,11 +72,7 @@ def first_prediction(
     last = "no answer yet"
     with httpx.Client(timeout=10) as client:
         while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise RuntimeError(
-                    f"exited with {server.process.returncode} before answering:\n"
-                    + server.log_tail()
-                )
+            server.raise_if_exited()
             try:
                 answer = client.post(url, content=body, headers=request_headers(body))
             except httpx.HTTPError as exc:

@@ -23,9 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -264,6 +266,34 @@ def running_process(
     with started(command, cwd, env, log_path) as (process, path):
         wait_until_ready(process, path, ready, timeout)
         yield process
+
+
+_Entered = TypeVar("_Entered")
+
+
+@contextlib.contextmanager
+def entered_in_parallel(
+    contexts: Mapping[str, contextlib.AbstractContextManager[_Entered]],
+) -> Iterator[dict[str, _Entered]]:
+    """Enter every context at once (servers load in parallel), name -> what each gave; exit
+    them all at once too. If one fails to start, the others are still stopped, then its error
+    is raised."""
+    with ThreadPoolExecutor(len(contexts)) as pool:
+        futures = {name: pool.submit(cm.__enter__) for name, cm in contexts.items()}
+        entered, failures = {}, []
+        for name, future in futures.items():
+            try:
+                entered[name] = future.result()
+            except Exception as exc:  # the others still have to be stopped
+                failures.append(exc)
+        try:
+            if failures:
+                raise failures[0]
+            yield entered
+        finally:  # each exit checks that nothing is left behind
+            stops = [pool.submit(contexts[name].__exit__, None, None, None) for name in entered]
+            for stopped in stops:
+                stopped.result()
 
 
 @contextlib.contextmanager

@@ -3,13 +3,12 @@ microservices (a small test component; modelshelf ships no router or combiner se
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from microservice import running_microservice, seldon_parameters
+from microservice import entered_in_parallel, running_microservice, seldon_parameters
 from modelshelf.graph.frontdoor import Endpoint, GraphExecutor, NodeClient, NodeError
 from modelshelf.graph.manifest import GraphNode
 
@@ -35,22 +34,8 @@ def client():
         )
         for name, (service_type, factor) in UNITS.items()
     }
-    with ThreadPoolExecutor(len(contexts)) as pool:
-        futures = {name: pool.submit(cm.__enter__) for name, cm in contexts.items()}
-        services, failures = {}, []
-        for name, future in futures.items():
-            try:
-                services[name] = future.result()
-            except Exception as exc:  # the others still have to be stopped
-                failures.append(exc)
-        try:
-            if failures:
-                raise failures[0]
-            yield NodeClient({n: Endpoint("127.0.0.1", s.http_port) for n, s in services.items()})
-        finally:
-            stops = [pool.submit(contexts[n].__exit__, None, None, None) for n in services]
-            for stopped in stops:
-                stopped.result()
+    with entered_in_parallel(contexts) as services:
+        yield NodeClient({n: Endpoint("127.0.0.1", s.http_port) for n, s in services.items()})
 
 
 def node(name: str, node_type: str, *children: GraphNode) -> GraphNode:

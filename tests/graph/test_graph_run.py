@@ -11,7 +11,6 @@ import os
 import re
 import signal
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import joblib
@@ -20,10 +19,18 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from microservice import BIN, REPO, SERVERS, free_port, run_to_exit, running_command
+from microservice import (
+    BIN,
+    REPO,
+    SERVERS,
+    entered_in_parallel,
+    free_port,
+    run_to_exit,
+    running_command,
+)
 from models import IRIS_X, IRIS_Y, assert_same_predictions, rows, save
 from modelshelf import cli
-from modelshelf.graph.supervisor import descendants
+from modelshelf.graph.processes import descendants
 
 SELDON = REPO / "manifests" / "seldon"
 READY_TIMEOUT = 150
@@ -192,22 +199,8 @@ def graphs(chain_models, served_models, s3_secret):
         name: running_graph(SELDON / manifest, *extra, env=env, crash_a_node=name == "sklearn")
         for name, (manifest, extra, env) in runs.items()
     }
-    with ThreadPoolExecutor(len(contexts)) as pool:
-        futures = {name: pool.submit(cm.__enter__) for name, cm in contexts.items()}
-        doors, failures = {}, []
-        for name, future in futures.items():
-            try:
-                doors[name] = future.result()
-            except Exception as exc:  # the others still have to be stopped
-                failures.append(exc)
-        try:
-            if failures:
-                raise failures[0]
-            yield doors
-        finally:  # stop them all at once too, each checking that nothing is left behind
-            stops = [pool.submit(contexts[name].__exit__, None, None, None) for name in doors]
-            for stopped in stops:
-                stopped.result()
+    with entered_in_parallel(contexts) as doors:
+        yield doors
 
 
 def test_scaler_graph_equals_the_estimators_chained_in_process(graphs, chain_models):

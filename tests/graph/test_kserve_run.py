@@ -12,7 +12,6 @@ import os
 import re
 import signal
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -20,9 +19,16 @@ import joblib
 import numpy as np
 import pytest
 
-from microservice import BIN, REPO, free_port, run_to_exit, running_command
+from microservice import (
+    BIN,
+    REPO,
+    entered_in_parallel,
+    free_port,
+    run_to_exit,
+    running_command,
+)
 from models import IRIS_X, IRIS_Y, assert_same_predictions, rows
-from modelshelf.graph.supervisor import descendants
+from modelshelf.graph.processes import descendants
 
 KSERVE = REPO / "manifests" / "kserve"
 TEMPLATE = REPO / "templates" / "kserve-model"
@@ -148,22 +154,8 @@ def services(models, kserve_secret) -> Iterator[dict]:
         if name.endswith("transformer"):
             extra.append(f"--container-dir=transformer={TEMPLATE}")
         contexts[name] = running_isvc(KSERVE / f"{name}.yaml", *extra, env=no_aws)
-    with ThreadPoolExecutor(len(contexts)) as pool:
-        futures = {name: pool.submit(cm.__enter__) for name, cm in contexts.items()}
-        doors, failures = {}, []
-        for name, future in futures.items():
-            try:
-                doors[name] = future.result()
-            except Exception as exc:  # the others still have to be stopped
-                failures.append(exc)
-        try:
-            if failures:
-                raise failures[0]
-            yield doors
-        finally:
-            stops = [pool.submit(contexts[name].__exit__, None, None, None) for name in doors]
-            for stopped in stops:
-                stopped.result()
+    with entered_in_parallel(contexts) as doors:
+        yield doors
 
 
 @pytest.mark.parametrize("name", [n for n in RUNS if not n.endswith("transformer")])

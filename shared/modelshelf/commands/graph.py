@@ -12,10 +12,14 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelshelf.errors import ModelshelfError
+
+if TYPE_CHECKING:  # http.server is imported only by ``graph run`` (CLI start-up time)
+    from http.server import ThreadingHTTPServer
 
 DEFAULT_PORT = 8000  # Seldon's executor listens on 8000
 
@@ -157,19 +161,8 @@ def run_graph(args: argparse.Namespace) -> int:
     except ModelshelfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    server: FrontDoor | None = None
-    try:
-        supervisor.fetch_models()
-        if stop.is_set():
-            return 130
-        supervisor.start()
-        _wait(supervisor, args.ready_timeout, stop)
-        if stop.is_set():
-            return 130
+
+    def front_door() -> FrontDoor:
         endpoints = {
             launch.node.name: Endpoint("127.0.0.1", launch.http_port)
             for launch in supervisor.launches
@@ -181,33 +174,22 @@ def run_graph(args: argparse.Namespace) -> int:
             ready=lambda: supervisor.exited() is None,
             metadata=lambda: _metadata(predictor, client),
         )
-        server = FrontDoor((args.host, args.port), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        print(
+        return FrontDoor((args.host, args.port), handler)
+
+    return _serve(
+        supervisor,
+        supervisor.fetch_models,
+        front_door,
+        lambda server: (
             f"graph {predictor.deployment}/{predictor.name} ready: "
-            f"POST http://{args.host}:{server.server_port}/api/v1.0/predictions",
-            flush=True,
-        )
-        while not stop.wait(0.5):
-            gone = supervisor.exited()
-            if gone is not None:
-                print(
-                    f"error: node {gone.node.name!r} stopped "
-                    f"(exit code {gone.process.returncode}); stopping the graph",  # type: ignore[union-attr]
-                    file=sys.stderr,
-                )
-                return 1
-        return 0
-    except ModelshelfError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        supervisor.stop()
-        for sig, handler_before in previous.items():
-            signal.signal(sig, handler_before)
+            f"POST http://{args.host}:{server.server_port}/api/v1.0/predictions"
+        ),
+        lambda gone: (
+            f"node {gone.node.name!r} stopped "
+            f"(exit code {gone.process.returncode}); stopping the graph"
+        ),
+        args.ready_timeout,
+    )
 
 
 def run_inference_service(args: argparse.Namespace, documents: list[Any]) -> int:
@@ -252,40 +234,67 @@ def run_inference_service(args: argparse.Namespace, documents: list[Any]) -> int
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{run.name}: runtime {run.runtime.label} ({run.selection.reason})", flush=True)
+
+    def front_door() -> KServeFrontDoor:
+        hosts = {c.role: c.host for c in run.components}
+        handler = make_kserve_handler(run.name, run.namespace, hosts, run.ready)
+        return KServeFrontDoor((args.host, args.port), handler)
+
+    def ready_message(server: KServeFrontDoor) -> str:
+        base = f"http://{args.host}:{server.server_port}"
+        predictor = next(c for c in run.components if c.role == "predictor")
+        return (
+            f"inferenceservice {run.namespace}/{run.name} ready: "
+            f"POST {base}/v1/models/{run.name}:predict, {base}/v2/models/{run.name}/infer "
+            f"(Host: {run.name}.{run.namespace}.example.com or /serving/{run.namespace}/"
+            f"{run.name}/...); V2 gRPC on 127.0.0.1:{predictor.grpc_port}"
+        )
+
+    return _serve(
+        run,
+        run.prepare,
+        front_door,
+        ready_message,
+        lambda gone: (
+            f"{gone.role} stopped (exit code {gone.process.returncode}); "
+            "stopping the InferenceService"
+        ),
+        args.ready_timeout,
+    )
+
+
+def _serve(
+    run: Any,
+    prepare: Callable[[], None],
+    front_door: Callable[[], ThreadingHTTPServer],
+    ready_message: Callable[[Any], str],
+    exit_message: Callable[[Any], str],
+    ready_timeout: float,
+) -> int:
+    """What ``graph run`` does with a planned run (a graph's nodes or an InferenceService's
+    components): fetch, start, wait until ready, serve ``front_door`` until Ctrl-C / SIGTERM or
+    until a process stops, then stop everything. The exit code: 0 stopped, 1 failed, 130
+    interrupted before ready."""
     stop = threading.Event()
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
-    server = None
+    server: ThreadingHTTPServer | None = None
     try:
-        run.prepare()
+        prepare()
         if stop.is_set():
             return 130
         run.start()
-        _wait(run, args.ready_timeout, stop)
+        _wait(run, ready_timeout, stop)
         if stop.is_set():
             return 130
-        hosts = {c.role: c.host for c in run.components}
-        handler = make_kserve_handler(run.name, run.namespace, hosts, run.ready)
-        server = KServeFrontDoor((args.host, args.port), handler)
+        server = front_door()
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        base = f"http://{args.host}:{server.server_port}"
-        predictor = next(c for c in run.components if c.role == "predictor")
-        print(
-            f"inferenceservice {run.namespace}/{run.name} ready: "
-            f"POST {base}/v1/models/{run.name}:predict, {base}/v2/models/{run.name}/infer "
-            f"(Host: {run.name}.{run.namespace}.example.com or /serving/{run.namespace}/"
-            f"{run.name}/...); V2 gRPC on 127.0.0.1:{predictor.grpc_port}",
-            flush=True,
-        )
+        print(ready_message(server), flush=True)
         while not stop.wait(0.5):
             gone = run.exited()
             if gone is not None:
-                print(
-                    f"error: {gone.role} stopped (exit code {gone.process.returncode}); "  # type: ignore[union-attr]
-                    "stopping the InferenceService",
-                    file=sys.stderr,
-                )
+                print(f"error: {exit_message(gone)}", file=sys.stderr)
                 return 1
         return 0
     except ModelshelfError as exc:

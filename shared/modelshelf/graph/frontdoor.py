@@ -214,13 +214,32 @@ def error_body(error: NodeError) -> dict[str, Any]:
     return body
 
 
+class JsonAnsweringHandler(BaseHTTPRequestHandler):
+    """What both front doors' handlers share: keep-alive HTTP/1.1, JSON answers, and request
+    lines logged at debug level only (the nodes' own logs say what happened)."""
+
+    protocol_version = "HTTP/1.1"
+    #: Where request lines go; each front door logs under its own module's name.
+    request_logger = logger
+
+    def _send(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        self.request_logger.debug("%s " + format, self.address_string(), *args)
+
+
 def make_handler(
     executor: GraphExecutor, ready: Callable[[], bool], metadata: Callable[[], Any]
 ) -> type[BaseHTTPRequestHandler]:
     """A request handler class bound to ``executor``."""
 
-    class FrontDoorHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class FrontDoorHandler(JsonAnsweringHandler):
         server_version = "modelshelf-graph"
 
         def do_POST(self) -> None:
@@ -264,20 +283,11 @@ def make_handler(
                 raise ValueError('expected a JSON object such as {"data": {"ndarray": ...}}')
             return message
 
-        def _send(self, status: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("%s " + format, self.address_string(), *args)
-
     return FrontDoorHandler
 
 
 class FrontDoor(ThreadingHTTPServer):
+    """A threaded local HTTP server whose threads do not hold up the process's exit."""
+
     daemon_threads = True
     allow_reuse_address = True

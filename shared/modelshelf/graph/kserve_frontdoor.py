@@ -12,11 +12,11 @@ and are true only when every component's are.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+
+from modelshelf.graph.frontdoor import FrontDoor, JsonAnsweringHandler
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +26,8 @@ FORWARDED_HEADERS = ("content-type", "inference-header-content-length", "accept"
 _HOP_BY_HOP = ("connection", "keep-alive", "transfer-encoding", "content-length", "server", "date")
 
 
-class KServeFrontDoor(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class KServeFrontDoor(FrontDoor):
+    """The InferenceService's front door server (the graph's, serving KServe's routes)."""
 
 
 def make_kserve_handler(
@@ -42,26 +41,26 @@ def make_kserve_handler(
     entry = "transformer" if "transformer" in hosts else "predictor"
     path_prefix = f"/serving/{namespace}/{name}"
 
-    class KServeFrontDoorHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class KServeFrontDoorHandler(JsonAnsweringHandler):
         server_version = "modelshelf-kserve"
+        request_logger = logger
 
-        def do_GET(self) -> None:
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             self._route()
 
-        def do_POST(self) -> None:
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             self._route()
 
         def _route(self) -> None:
             role, path = self._target()
             if role is None:
-                self._json(404, {"error": f"no InferenceService at {self.headers.get('Host')}"})
+                self._send(404, {"error": f"no InferenceService at {self.headers.get('Host')}"})
                 return
             if path in ("/v2/health/ready", "/v2/health/live"):
                 self._drain()
                 ok = ready() if path.endswith("ready") else True
                 key = "ready" if path.endswith("ready") else "live"
-                self._json(200 if ok else 503, {key: ok})
+                self._send(200 if ok else 503, {key: ok})
                 return
             self._forward(hosts[role], path)
 
@@ -96,7 +95,7 @@ def make_kserve_handler(
                 response = connection.getresponse()
                 data = response.read()
             except (http.client.HTTPException, OSError) as exc:
-                self._json(503, {"error": f"{host} unreachable: {exc}"})
+                self._send(503, {"error": f"{host} unreachable: {exc}"})
                 return
             finally:
                 connection.close()
@@ -107,16 +106,5 @@ def make_kserve_handler(
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
-
-        def _json(self, status: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("%s " + format, self.address_string(), *args)
 
     return KServeFrontDoorHandler

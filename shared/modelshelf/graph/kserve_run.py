@@ -21,14 +21,10 @@ from __future__ import annotations
 
 import base64
 import collections
-import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
-import threading
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -38,13 +34,12 @@ from typing import Any, TextIO
 from modelshelf.graph import kserve, kserve_runtimes
 from modelshelf.graph.manifest import MODEL_MOUNT, MODELSHELF_IMAGES, ManifestError
 from modelshelf.graph.ports import free_ports
-from modelshelf.graph.supervisor import (
-    LOG_TAIL_LINES,
-    NodeFailedError,
-    _image_repository,
-    default_servers_dir,
-    descendants,
+from modelshelf.graph.processes import (
+    ChildProcesses,
+    first_exited,
+    log_tail_buffer,
 )
+from modelshelf.graph.supervisor import _image_repository, default_servers_dir
 
 STORAGE_SECRET_ANNOTATION = "serving.kserve.io/storageSecretName"
 #: A storage secret's annotations -> the variables KServe gives the storage initializer.
@@ -68,9 +63,7 @@ class Component:
     http_port: int
     grpc_port: int
     process: subprocess.Popen | None = None
-    log_tail: collections.deque = field(
-        default_factory=lambda: collections.deque(maxlen=LOG_TAIL_LINES)
-    )
+    log_tail: collections.deque = field(default_factory=log_tail_buffer)
 
     @property
     def host(self) -> str:
@@ -102,7 +95,7 @@ def our_runtimes() -> list[kserve.Runtime]:
     ]
 
 
-class InferenceServiceRun:
+class InferenceServiceRun(ChildProcesses):
     """Plans, fetches, starts, watches and stops one InferenceService's components."""
 
     def __init__(
@@ -122,9 +115,7 @@ class InferenceServiceRun:
         self.secrets = secrets
         self.container_dirs = container_dirs or {}
         self.servers_dir = servers_dir or default_servers_dir()
-        self.log_stream = log_stream or sys.stderr
-        self._log_lock = threading.Lock()
-        self._stopping = False
+        super().__init__(log_stream)
         predictor = isvc["spec"]["predictor"]
         self.request = kserve.model_request(isvc)
         if self.request is None:
@@ -153,10 +144,12 @@ class InferenceServiceRun:
             self.components.insert(0, self._transformer(transformer[0], predictor))
 
     def _fetch(self, uri: str) -> str:
-        if uri.lower().startswith("file://") or Path(uri).exists():
-            from modelshelf.storage import download
+        return self._fetch_in_own_process(
+            "storage-initializer", uri, self._storage_secret, f"could not fetch storageUri {uri}"
+        )
 
-            return str(download(uri).resolve())
+    def _storage_secret(self) -> dict[str, str]:
+        """The data of the secret the ``storageSecretName`` annotation names (none: empty)."""
         secret_name = (self.metadata.get("annotations") or {}).get(STORAGE_SECRET_ANNOTATION)
         secret = {}
         if secret_name:
@@ -169,23 +162,7 @@ class InferenceServiceRun:
                     ],
                 )
             secret = self.secrets[secret_name]
-        self._log("storage-initializer", f"fetching {uri}")
-        result = subprocess.run(
-            [sys.executable, "-m", "modelshelf.graph.fetch", uri],
-            env={**os.environ, **secret},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        lines = result.stdout.strip().splitlines()
-        if result.returncode != 0 or not lines:
-            raise NodeFailedError(
-                "storage-initializer",
-                f"could not fetch storageUri {uri}",
-                (result.stdout + result.stderr)[-4000:],
-            )
-        self._log("storage-initializer", f"fetched {uri} into {lines[-1]}")
-        return lines[-1]
+        return secret
 
     def _fill(self, text: str) -> str:
         return kserve.fill_placeholders(text, self.metadata)
@@ -285,86 +262,38 @@ class InferenceServiceRun:
 
     def start(self) -> None:
         for component in self.components:
-            component.process = subprocess.Popen(
+            component.process = self._spawn(
+                component.role,
                 component.command,
-                cwd=component.cwd,
-                env=component.env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-                start_new_session=True,
+                component.cwd,
+                component.env,
+                component.log_tail,
             )
-            threading.Thread(target=self._pump, args=(component,), daemon=True).start()
             self._log(
                 component.role,
                 f"started on http {component.http_port}, grpc {component.grpc_port}, "
                 f"pid {component.process.pid}",
             )
 
-    def _pump(self, component: Component) -> None:
-        assert component.process is not None and component.process.stdout is not None
-        for line in component.process.stdout:
-            component.log_tail.append(line.rstrip("\n"))
-            if not self._stopping:
-                self._log(component.role, line.rstrip("\n"))
-
-    def _log(self, name: str, line: str) -> None:
-        with self._log_lock, contextlib.suppress(ValueError, OSError):
-            self.log_stream.write(f"[{name}] {line}\n")
-            self.log_stream.flush()
-
     def ready(self) -> bool:
         """Every component answers ``/v2/health/ready`` with 200."""
         return all(_ready(c.host) for c in self.components)
 
     def wait_ready(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        pending = list(self.components)
-        while pending:
-            for component in list(pending):
-                assert component.process is not None
-                if component.process.poll() is not None:
-                    time.sleep(0.2)
-                    raise NodeFailedError(
-                        component.role,
-                        f"exited before it was ready (exit code {component.process.returncode})",
-                        "\n".join(component.log_tail),
-                    )
-                if _ready(component.host):
-                    pending.remove(component)
-            if pending and time.monotonic() > deadline:
-                raise NodeFailedError(
-                    pending[0].role,
-                    f"not ready after {timeout:.0f} s",
-                    "\n".join(pending[0].log_tail),
-                )
-            if pending:
-                time.sleep(0.1)
+        self._wait_ready(
+            self.components,
+            lambda component: component.role,
+            lambda component: "\n".join(component.log_tail),
+            lambda component: _ready(component.host),
+            timeout,
+            "ready",
+        )
 
     def exited(self) -> Component | None:
-        for component in self.components:
-            if component.process is not None and component.process.poll() is not None:
-                return component
-        return None
+        return first_exited(self.components)
 
     def stop(self, timeout: float = 30) -> None:
-        self._stopping = True
-        running = [c.process for c in self.components if c.process is not None]
-        for process in running:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for process in running:
-            leftovers = descendants(process.pid)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(0.0, deadline - time.monotonic()))
-            for pid in [process.pid, *leftovers, *descendants(process.pid)]:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        self._stop([c.process for c in self.components], timeout)
 
 
 def _local_arg(arg: str, model_dir: str | None, http_port: int, grpc_port: int) -> str:

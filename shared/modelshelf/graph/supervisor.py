@@ -21,24 +21,19 @@ from __future__ import annotations
 
 import base64
 import collections
-import contextlib
 import json
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from modelshelf.errors import ModelshelfError
 from modelshelf.graph.manifest import (
     MODEL_MOUNT,
     MODELSHELF_IMAGES,
@@ -49,7 +44,11 @@ from modelshelf.graph.manifest import (
     parameters_json,
 )
 from modelshelf.graph.ports import free_ports
-from modelshelf.redaction import redact_uri
+from modelshelf.graph.processes import (
+    ChildProcesses,
+    first_exited,
+    log_tail_buffer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,17 +61,6 @@ SERVICE_TYPES = {
     "COMBINER": "COMBINER",
     "UNKNOWN_TYPE": "MODEL",
 }
-LOG_TAIL_LINES = 60
-
-
-class NodeFailedError(ModelshelfError):
-    """A node's server stopped, or never became healthy; carries the end of its log."""
-
-    def __init__(self, node: str, reason: str, log_tail: str) -> None:
-        self.node = node
-        self.reason = reason
-        self.log_tail = log_tail
-        super().__init__(f"node {node!r} {reason}; its last log lines:\n{log_tail}")
 
 
 def default_servers_dir() -> Path:
@@ -109,9 +97,7 @@ class NodeLaunch:
     metrics_port: int
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
-    log_tail: collections.deque = field(
-        default_factory=lambda: collections.deque(maxlen=LOG_TAIL_LINES)
-    )
+    log_tail: collections.deque = field(default_factory=log_tail_buffer)
 
     @property
     def url(self) -> str:
@@ -122,7 +108,7 @@ class NodeLaunch:
         return [sys.executable, "-m", "modelshelf.cli", "run", "--server-dir", str(self.server_dir)]
 
 
-class GraphSupervisor:
+class GraphSupervisor(ChildProcesses):
     """Plans, starts, watches and stops the processes of one predictor graph."""
 
     def __init__(
@@ -137,9 +123,7 @@ class GraphSupervisor:
         self.servers_dir = servers_dir or default_servers_dir()
         self.secrets = secrets or {}
         self.model_uris = model_uris or {}
-        self.log_stream = log_stream or sys.stderr
-        self._log_lock = threading.Lock()
-        self._stopping = False  # once set, node output is no longer echoed (shutdown noise)
+        super().__init__(log_stream)
         unknown = sorted(set(self.model_uris) - {n.name for n in predictor.nodes()})
         if unknown:
             raise ManifestError(
@@ -211,28 +195,12 @@ class GraphSupervisor:
             launch.env = self._environment(launch, model_dir)
 
     def _fetch(self, node: GraphNode, uri: str) -> str:
-        if uri.lower().startswith("file://") or Path(uri).exists():
-            from modelshelf.storage import download
-
-            return str(download(uri).resolve())  # the node runs in its server's folder
-        env = {**os.environ, **self._secret(node.env_secret_ref_name, f"{node.path}")}
-        self._log(node.name, f"fetching {uri}")
-        result = subprocess.run(
-            [sys.executable, "-m", "modelshelf.graph.fetch", uri],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
+        return self._fetch_in_own_process(
+            node.name,
+            uri,
+            lambda: self._secret(node.env_secret_ref_name, f"{node.path}"),
+            f"could not fetch modelUri {uri} (as its storage initializer would)",
         )
-        lines = result.stdout.strip().splitlines()
-        if result.returncode != 0 or not lines:
-            raise NodeFailedError(
-                node.name,
-                f"could not fetch modelUri {uri} (as its storage initializer would)",
-                (result.stdout + result.stderr)[-4000:],
-            )
-        self._log(node.name, f"fetched {redact_uri(uri)} into {lines[-1]}")
-        return lines[-1]
 
     def _secret(self, name: str | None, path: str) -> dict[str, str]:
         if not name:
@@ -309,67 +277,29 @@ class GraphSupervisor:
         for launch in self.launches:
             if not launch.env:
                 launch.env = self._environment(launch, None)
-            launch.process = subprocess.Popen(
-                launch.command(),
-                cwd=launch.server_dir,
-                env=launch.env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-                start_new_session=True,
+            launch.process = self._spawn(
+                launch.node.name, launch.command(), launch.server_dir, launch.env, launch.log_tail
             )
-            threading.Thread(target=self._pump, args=(launch,), daemon=True).start()
             self._log(
                 launch.node.name,
                 f"started {launch.server_class} as {launch.node.type} on http {launch.http_port}, "
                 f"grpc {launch.grpc_port}, metrics {launch.metrics_port}, pid {launch.process.pid}",
             )
 
-    def _pump(self, launch: NodeLaunch) -> None:
-        assert launch.process is not None and launch.process.stdout is not None
-        for line in launch.process.stdout:
-            launch.log_tail.append(line.rstrip("\n"))
-            if not self._stopping:
-                self._log(launch.node.name, line.rstrip("\n"))
-
-    def _log(self, name: str, line: str) -> None:
-        with self._log_lock, contextlib.suppress(ValueError, OSError):
-            self.log_stream.write(f"[{name}] {line}\n")
-            self.log_stream.flush()
-
     def wait_ready(self, timeout: float = 120) -> None:
         """Until every node answers ``/health/status`` with 200 and accepts gRPC connections."""
-        deadline = time.monotonic() + timeout
-        pending = list(self.launches)
-        while pending:
-            for launch in list(pending):
-                self._raise_if_exited(launch, "exited before it was ready")
-                if _healthy(launch.url) and _accepts(launch.grpc_port):
-                    pending.remove(launch)
-            if pending and time.monotonic() > deadline:
-                launch = pending[0]
-                raise NodeFailedError(
-                    launch.node.name, f"not healthy after {timeout:.0f} s", self.tail(launch)
-                )
-            if pending:
-                time.sleep(0.1)
-
-    def _raise_if_exited(self, launch: NodeLaunch, reason: str) -> None:
-        assert launch.process is not None
-        code = launch.process.poll()
-        if code is not None:
-            time.sleep(0.2)  # let the pump thread read the last lines
-            raise NodeFailedError(
-                launch.node.name, f"{reason} (exit code {code})", self.tail(launch)
-            )
+        self._wait_ready(
+            self.launches,
+            lambda launch: launch.node.name,
+            self.tail,
+            lambda launch: _healthy(launch.url) and _accepts(launch.grpc_port),
+            timeout,
+            "healthy",
+        )
 
     def exited(self) -> NodeLaunch | None:
         """The first node whose process has stopped, if any."""
-        for launch in self.launches:
-            if launch.process is not None and launch.process.poll() is not None:
-                return launch
-        return None
+        return first_exited(self.launches)
 
     def tail(self, launch: NodeLaunch) -> str:
         return "\n".join(launch.log_tail)
@@ -377,40 +307,7 @@ class GraphSupervisor:
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM each node's entry point (it stops its front end gracefully); SIGKILL every
         process of the node still running after ``timeout``."""
-        self._stopping = True
-        running = [launch.process for launch in self.launches if launch.process is not None]
-        for process in running:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for process in running:
-            leftovers = descendants(process.pid)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(0.0, deadline - time.monotonic()))
-            for pid in [process.pid, *leftovers, *descendants(process.pid)]:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live process below ``pid`` (from /proc; empty where there is no /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, queue = [], [pid]
-    while queue:
-        for child in children.get(queue.pop(), []):
-            found.append(child)
-            queue.append(child)
-    return found
+        self._stop([launch.process for launch in self.launches], timeout)
 
 
 def _image_repository(image: str) -> str:

@@ -39,15 +39,17 @@ from modelshelf.errors import (
 from modelshelf.storage._location import Location
 from modelshelf.storage._sync import Job, Progress, RemoteObject, concurrency
 from modelshelf.storage._transfer import (
+    MAX_ATTEMPTS,
+    AttemptBytes,
     Limits,
     TransferMismatchError,
+    attempts,
     chunk_reader,
     copy_verified,
     finish,
 )
 
 RETRY_SECONDS = 20.0
-MAX_ATTEMPTS = 3
 _UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, gex.RetryError)
 
 
@@ -153,14 +155,8 @@ class GCSSource:
         check (none) applies then."""
         blob = job.obj.ref
         md5 = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            if progress.budget is not None:
-                progress.budget.check()
-            written = [0]
-
-            def count(n: int, written: list[int] = written) -> None:
-                written[0] += n
-                progress.add_bytes(n)
+        for attempt in attempts(progress.budget):
+            taken = AttemptBytes(progress.add_bytes)
 
             try:
                 with self._session.get(
@@ -179,14 +175,14 @@ class GCSSource:
                         copy_verified(
                             chunk_reader(response.raw),
                             out,
-                            count,
+                            taken.count,
                             None if transcoded else job.obj.size,
                             None if transcoded else md5,
                         )
                     finish(response.raw)
                     return
             except TransferMismatchError as exc:
-                progress.add_bytes(-written[0])
+                taken.take_back()
                 if attempt == MAX_ATTEMPTS:
                     raise StorageError(
                         self.display,
@@ -194,7 +190,7 @@ class GCSSource:
                         f"the endpoint and any proxy in front of it ({self._where()})",
                     ) from None
             except (requests.exceptions.RequestException, TimeoutError, ConnectionError):
-                progress.add_bytes(-written[0])
+                taken.take_back()
                 if attempt == MAX_ATTEMPTS:
                     raise StorageUnreachableError(
                         self.display,
@@ -205,9 +201,7 @@ class GCSSource:
 
     def _fetch_with_library(self, job: Job, progress: Progress) -> None:
         """Without a session or endpoint: the library's download (it checks CRC32C / MD5)."""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            if progress.budget is not None:
-                progress.budget.check()
+        for attempt in attempts(progress.budget):
             try:
                 job.obj.ref.download_to_filename(
                     str(job.path), retry=self.retry, timeout=self.timeout

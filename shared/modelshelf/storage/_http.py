@@ -33,13 +33,15 @@ from modelshelf.errors import (
 from modelshelf.storage._location import Location
 from modelshelf.storage._sync import Job, Progress, RemoteObject
 from modelshelf.storage._transfer import (
+    MAX_ATTEMPTS,
+    AttemptBytes,
     Limits,
     TransferMismatchError,
+    attempts,
     chunk_reader,
     copy_verified,
 )
 
-MAX_ATTEMPTS = 3
 _NETWORK_ERRORS = (
     urllib.error.URLError,
     TimeoutError,
@@ -136,14 +138,8 @@ class HTTPSource:
         opener = urllib.request.build_opener(
             _TimedHTTPHandler(limits.speed_window), _TimedHTTPSHandler(limits.speed_window)
         )
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            if budget is not None:
-                budget.check()
-            written = [0]
-
-            def count(n: int, written: list[int] = written) -> None:
-                written[0] += n
-                progress.add_bytes(n)
+        for attempt in attempts(budget):
+            taken = AttemptBytes(progress.add_bytes)
 
             try:
                 request = urllib.request.Request(self.url, headers=headers)
@@ -154,7 +150,7 @@ class HTTPSource:
                         copy_verified(
                             chunk_reader(response),
                             out,
-                            count,
+                            taken.count,
                             _announced_size(response.headers),
                             _announced_md5(response.headers),
                         )
@@ -170,7 +166,7 @@ class HTTPSource:
                     continue
                 raise self._status_error(exc.code) from None
             except TransferMismatchError as exc:
-                progress.add_bytes(-written[0])
+                taken.take_back()
                 if attempt < MAX_ATTEMPTS:
                     continue
                 raise StorageError(
@@ -179,11 +175,11 @@ class HTTPSource:
                     "alters the transfer; check the server and its logs",
                 ) from None
             except _NETWORK_ERRORS as exc:
-                progress.add_bytes(-written[0])
+                taken.take_back()
                 if attempt < MAX_ATTEMPTS:
                     time.sleep(0.5 * attempt)
                     continue
-                raise self._network_error(exc, limits, bool(written[0])) from None
+                raise self._network_error(exc, limits, bool(taken.written)) from None
 
     def _network_error(
         self, exc: Exception, limits: Limits, started: bool

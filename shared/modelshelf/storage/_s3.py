@@ -40,14 +40,16 @@ from modelshelf.errors import (
 from modelshelf.storage._location import Location
 from modelshelf.storage._sync import Job, Progress, RemoteObject, concurrency
 from modelshelf.storage._transfer import (
+    MAX_ATTEMPTS,
+    AttemptBytes,
     Limits,
     TransferMismatchError,
+    attempts,
     chunk_reader,
     copy_verified,
     finish,
 )
 
-MAX_ATTEMPTS = 3
 PART_SIZE = 8 * 1024 * 1024
 _STREAM_ERRORS = (
     bex.ReadTimeoutError,
@@ -283,23 +285,17 @@ class S3Source:
         progress: Progress,
     ) -> None:
         """``get`` then ``write``, again when the body broke off or did not verify."""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            if progress.budget is not None:
-                progress.budget.check()
-            written = [0]
-
-            def count(n: int, written: list[int] = written) -> None:
-                written[0] += n
-                progress.add_bytes(n)
+        for attempt in attempts(progress.budget):
+            taken = AttemptBytes(progress.add_bytes)
 
             response = get()
             body = response["Body"]
             try:
-                write(response, count)
+                write(response, taken.count)
                 finish(body)
                 return
             except TransferMismatchError as exc:
-                progress.add_bytes(-written[0])
+                taken.take_back()
                 if attempt == MAX_ATTEMPTS:
                     raise StorageError(
                         self.display,
@@ -307,7 +303,7 @@ class S3Source:
                         "the endpoint and any proxy in front of it",
                     ) from None
             except _STREAM_ERRORS:  # the connection broke mid-body: botocore does not retry
-                progress.add_bytes(-written[0])
+                taken.take_back()
                 if attempt == MAX_ATTEMPTS:
                     raise StorageUnreachableError(
                         self.display,

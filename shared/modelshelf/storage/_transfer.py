@@ -16,7 +16,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -29,6 +29,8 @@ DEFAULT_TIMEOUT = 3600.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_MIN_SPEED = 1024
 DEFAULT_SPEED_WINDOW = 30.0
+#: How often a backend tries one object (its body broke off or did not verify) before failing.
+MAX_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,30 @@ class Budget:
         if "error" in outcome:
             raise outcome["error"]
         return outcome.get("value")
+
+
+def attempts(budget: Budget | None) -> Iterator[int]:
+    """1 to ``MAX_ATTEMPTS``, the download's deadline checked before each attempt."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        if budget is not None:
+            budget.check()
+        yield attempt
+
+
+class AttemptBytes:
+    """The bytes one attempt reported to the progress; a failed attempt takes them back, so the
+    next one does not count them twice."""
+
+    def __init__(self, add_bytes: Callable[[int], None]) -> None:
+        self.written = 0
+        self._add_bytes = add_bytes
+
+    def count(self, n: int) -> None:
+        self.written += n
+        self._add_bytes(n)
+
+    def take_back(self) -> None:
+        self._add_bytes(-self.written)
 
 
 class TransferMismatchError(Exception):
