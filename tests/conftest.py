@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import models
+
+# The suite's own MLflow environment folder (tests that need one of their own set theirs): what
+# one run's before-run leaves there -- packages, a failure mark -- must not reach another run,
+# nor the machine's default folder.
+os.environ.setdefault("MODELSHELF_ENV_DIR", tempfile.mkdtemp(prefix="modelshelf-test-env-"))
 
 
 @pytest.fixture(scope="session")

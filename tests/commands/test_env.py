@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from modelshelf.cli import main
-from modelshelf.environment import FAILURE_MARK
+from modelshelf.environment import FAILURE_MARK, check_before_run
+from modelshelf.errors import ModelLoadError
 
 
 @pytest.fixture(autouse=True)
@@ -63,9 +64,15 @@ def test_missing_model_folder_exits_1(tmp_path, capsys):
 
 
 def test_a_failure_leaves_its_mark_until_a_run_succeeds(tmp_path, capsys, env_dir):
-    assert main(["env", str(tmp_path / "nothing-here")]) == 1
+    model = tmp_path / "m"
+    assert main(["env", str(model)]) == 1  # the folder does not exist yet
     error = capsys.readouterr().err
-    assert (env_dir / FAILURE_MARK).read_text().strip() in error
-    assert "nothing-here" in (env_dir / FAILURE_MARK).read_text()
-    assert main(["env", str(satisfied_model(tmp_path / "m"))]) == 0
+    mark = (env_dir / FAILURE_MARK).read_text()
+    assert mark.splitlines()[-1] in error
+    assert str(model) in mark
+    with pytest.raises(ModelLoadError, match=r"before-run .* did not succeed"):
+        check_before_run(str(model), env_dir)
+    check_before_run(str(tmp_path / "another-model"), env_dir)  # not its failure: loads
+    satisfied_model(model)
+    assert main(["env", str(model)]) == 0
     assert not (env_dir / FAILURE_MARK).exists()

@@ -44,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
 
     env_dir = args.env_dir or default_env_dir()
     try:
-        record_before_run(env_dir, "before-run started and did not finish")
+        uri = args.model or model_uri_from_parameters()
+    except ModelshelfError as exc:  # no model named: the server cannot start either
+        print(f"modelshelf env: {exc}", file=sys.stderr)
+        return 1
+    try:
+        record_before_run(env_dir, uri, "before-run started and did not finish")
         settings = Settings.from_environ()
         settings = replace(
             settings,
@@ -53,22 +58,21 @@ def run(args: argparse.Namespace) -> int:
             strict=args.strict or settings.strict,
             offline=args.offline or settings.offline,
         )
-        uri = args.model or model_uri_from_parameters()
         report = build(model_folder(uri), settings)
     except (ModelshelfError, OSError) as exc:  # OSError: e.g. an unwritable env folder
         print(f"modelshelf env: {exc}", file=sys.stderr)
-        _record_failure(env_dir, str(exc))
+        _record_failure(env_dir, uri, str(exc))
         return 1
-    record_before_run(env_dir, None)
+    record_before_run(env_dir, uri, None)
     print(redact_text("\n".join(report.lines())), flush=True)
     return 0
 
 
-def _record_failure(env_dir: Path, message: str) -> None:
+def _record_failure(env_dir: Path, uri: str, message: str) -> None:
     from modelshelf.environment import record_before_run
 
     try:
-        record_before_run(env_dir, message)
+        record_before_run(env_dir, uri, message)
     except OSError as exc:
         print(f"modelshelf env: cannot leave the failure mark in {env_dir}: {exc}", file=sys.stderr)
 

@@ -10,6 +10,7 @@ stay read-only and run as non-root.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -204,31 +205,54 @@ def unmet_requirements(model_dir: Path, env_dir: Path | None = None) -> list[str
     return lines
 
 
-def record_before_run(env_dir: Path, failure: str | None) -> None:
-    """Leave ``FAILURE_MARK`` in ``env_dir`` with ``failure`` (``before-run`` starting, or its
-    error), or remove it (``None``: it succeeded)."""
+def record_before_run(env_dir: Path, model_uri: str, failure: str | None) -> None:
+    """Leave ``FAILURE_MARK`` in ``env_dir`` for ``model_uri`` with ``failure`` (``before-run``
+    starting, or its error), or remove it (``None``: it succeeded).
+
+    The mark is about the folder's last ``before-run`` and names its model (by a hash of the
+    URI, so no secret is written): an environment folder outlives a pod's containers and can be
+    shared, and a failure for one model must not stop another from loading.
+    """
     mark = env_dir / FAILURE_MARK
     if failure is None:
         mark.unlink(missing_ok=True)
         return
     env_dir.mkdir(parents=True, exist_ok=True)
-    mark.write_text(failure if failure.endswith("\n") else failure + "\n")
+    text = failure.rstrip("\n")
+    mark.write_text(f"{_MARK_MODEL}{_model_key(model_uri)}\n{text}\n")
 
 
 def check_before_run(model_uri: str, env_dir: Path | None = None) -> None:
-    """Raise ``ModelLoadError`` for ``model_uri`` when ``before-run`` left its failure mark."""
+    """Raise ``ModelLoadError`` for ``model_uri`` when ``before-run`` left its failure mark for
+    that model."""
     from modelshelf.errors import ModelLoadError
 
     mark = (env_dir if env_dir is not None else default_env_dir()) / FAILURE_MARK
     try:
-        failure = mark.read_text().strip()
+        first, _, failure = mark.read_text().partition("\n")
     except FileNotFoundError:
         return
+    if not _mark_concerns(model_uri, first):
+        return  # another model's before-run failed
     raise ModelLoadError(
         model_uri,
         f"before-run (modelshelf env) did not succeed, so the model's packages are not all "
-        f"installed: {failure} (from {mark}; it goes when before-run succeeds)",
+        f"installed: {failure.strip() or first} (from {mark}; it goes when before-run succeeds)",
     )
+
+
+_MARK_MODEL = "model sha256: "
+
+
+def _model_key(model_uri: str) -> str:
+    return hashlib.sha256(model_uri.encode()).hexdigest()
+
+
+def _mark_concerns(model_uri: str, first_line: str) -> bool:
+    """Whether a failure mark is about ``model_uri`` (a mark naming no model concerns all)."""
+    if not first_line.startswith(_MARK_MODEL):
+        return True
+    return first_line[len(_MARK_MODEL) :] == _model_key(model_uri)
 
 
 def activate(env_dir: str | Path | None = None) -> Path | None:
