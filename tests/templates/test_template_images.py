@@ -59,25 +59,19 @@ def built() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running(tag: str, parameters: str = "[]", env: dict | None = None) -> Iterator[httpx.Client]:
-    """The container on the host's network, on free ports given as the operator gives them."""
-    http_port = free_port()
+def container(
+    tag: str, flags: list[str], http_port: int, ready_path: str, args: tuple[str, ...] = ()
+) -> Iterator[httpx.Client]:
+    """The container on the host's network, a client once ``ready_path`` answers 200; stopped and
+    removed after."""
     name = f"modelshelf-template-{uuid.uuid4().hex[:8]}"
-    variables = {
-        "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": str(http_port),
-        "PREDICTIVE_UNIT_GRPC_SERVICE_PORT": str(free_port()),
-        "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(free_port()),
-        "PREDICTIVE_UNIT_PARAMETERS": parameters,
-        **(env or {}),
-    }
-    flags = [item for key, value in variables.items() for item in ("-e", f"{key}={value}")]
-    engine("run", "-d", "--name", name, "--network", "host", *flags, tag)
+    engine("run", "-d", "--name", name, "--network", "host", *flags, tag, *args)
     client = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=30)
     try:
         deadline = time.monotonic() + 120
         while True:
             with contextlib.suppress(httpx.HTTPError):
-                if client.get("/health/ping").status_code == 200:
+                if client.get(ready_path).status_code == 200:
                     break
             if time.monotonic() > deadline:
                 logs = subprocess.run([ENGINE, "logs", name], capture_output=True, text=True)
@@ -88,6 +82,22 @@ def running(tag: str, parameters: str = "[]", env: dict | None = None) -> Iterat
         client.close()
         subprocess.run([ENGINE, "stop", "-t", "10", name], capture_output=True, check=False)
         subprocess.run([ENGINE, "rm", "-f", name], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def running(tag: str, parameters: str = "[]", env: dict | None = None) -> Iterator[httpx.Client]:
+    """The container on free ports given as the operator gives them."""
+    http_port = free_port()
+    variables = {
+        "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": str(http_port),
+        "PREDICTIVE_UNIT_GRPC_SERVICE_PORT": str(free_port()),
+        "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(free_port()),
+        "PREDICTIVE_UNIT_PARAMETERS": parameters,
+        **(env or {}),
+    }
+    flags = [item for key, value in variables.items() for item in ("-e", f"{key}={value}")]
+    with container(tag, flags, http_port, "/health/ping") as client:
+        yield client
 
 
 def ndarray(response: httpx.Response) -> np.ndarray:
@@ -134,24 +144,13 @@ def test_kserve_model_image_serves_its_example_as_kserve_runs_it(built):
     """KServe's variables and arguments, a read-only root filesystem, a non-root user; the
     example model the image trained at build time in /mnt/models; V1 and V2 answers."""
     http_port, grpc_port, metrics_port = (free_port() for _ in range(3))
-    name = f"modelshelf-template-{uuid.uuid4().hex[:8]}"
-    engine(
-        "run", "-d", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp",
+    flags = [
+        "--read-only", "--tmpfs", "/tmp",
         "-e", "MODEL_NAME=iris", "-e", f"GRPC_PORT={grpc_port}",
         "-e", f"PREDICTIVE_UNIT_METRICS_SERVICE_PORT={metrics_port}",
-        built["kserve-model"], f"--http_port={http_port}",
-    )  # fmt: skip
-    client = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=30)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get("/v2/health/ready").status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                logs = subprocess.run([ENGINE, "logs", name], capture_output=True, text=True)
-                raise TimeoutError(f"not ready:\n{logs.stdout[-2000:]}{logs.stderr[-2000:]}")
-            time.sleep(0.3)
+    ]  # fmt: skip
+    args = (f"--http_port={http_port}",)
+    with container(built["kserve-model"], flags, http_port, "/v2/health/ready", args) as client:
         rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
         v1 = client.post("/v1/models/iris:predict", json={"instances": rows})
         assert v1.status_code == 200, v1.text
@@ -163,7 +162,3 @@ def test_kserve_model_image_serves_its_example_as_kserve_runs_it(built):
         np.testing.assert_array_equal(
             np.array(v2.json()["outputs"][0]["data"]).reshape(2, 3), predictions
         )
-    finally:
-        client.close()
-        subprocess.run([ENGINE, "stop", "-t", "10", name], capture_output=True, check=False)
-        subprocess.run([ENGINE, "rm", "-f", name], capture_output=True, check=False)
