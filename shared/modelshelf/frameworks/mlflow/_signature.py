@@ -164,6 +164,9 @@ def params_check(schema: Any) -> Any:
     schema) are a 400, or with ``ignore_undeclared`` dropped, as ``mlflow models serve`` and
     MLServer drop them."""
     specs = {spec.name: spec for spec in schema.params} if schema is not None else {}
+    if specs:  # imported here, at load, not per request (a schema means MLflow is installed)
+        from mlflow.exceptions import MlflowException
+        from mlflow.types import ParamSpec
 
     def check(params: Any, ignore_undeclared: bool = False) -> dict[str, Any]:
         if not isinstance(params, dict):
@@ -184,9 +187,6 @@ def params_check(schema: Any) -> Any:
             raise BadRequestError(
                 f"unknown params {unknown}: this model takes {describe_params(schema)}"
             )
-        from mlflow.exceptions import MlflowException
-        from mlflow.types import ParamSpec
-
         checked = {}
         for name, spec in specs.items():
             if name not in params:
