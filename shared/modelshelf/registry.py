@@ -12,6 +12,7 @@ Plain Python without imports from modelshelf, so ``images/build.sh`` runs it wit
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,7 +223,7 @@ def readme_table() -> str:
 README_BEGIN = "<!-- servers table: generated from shared/modelshelf/registry.py -->\n"
 README_END = "<!-- end of servers table -->\n"
 
-GENERATED: dict[str, object] = {
+GENERATED: dict[str, Callable[[], str]] = {
     "manifests/seldon/seldon-config-predictor-servers-patch.yaml": seldon_config_patch,
     "manifests/helm/seldon-core-operator-values.yaml": helm_values,
 }
@@ -237,7 +238,7 @@ def with_readme_table(readme: str) -> str:
 
 def write(repo: Path) -> None:
     for relative, render in GENERATED.items():
-        (repo / relative).write_text(render())  # type: ignore[operator]
+        (repo / relative).write_text(render())
     readme = repo / "README.md"
     readme.write_text(with_readme_table(readme.read_text()))
 
