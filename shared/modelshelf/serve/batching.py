@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 
 from modelshelf.errors import ConfigurationError
+from modelshelf.serve.inference import Answer
+from modelshelf.serve.ndarray import array_from_rows
 
 logger = logging.getLogger(__name__)
 
@@ -366,7 +368,7 @@ class RestBatching:
         try:
             if check is not None:
                 check(path, request)
-            X = _array_from_rows(data["ndarray"])
+            X = array_from_rows(data["ndarray"])
         except Exception:
             return None  # the unbatched path answers the error
         if not batchable_rows(X):
@@ -408,7 +410,6 @@ class RestBatching:
             return None
         method = plan.methods[0]
         names = plan.names
-        from modelshelf.serve.inference import Answer
 
         def run(X: np.ndarray) -> tuple[Any, Any]:
             answer = core.call(X, names, method)
@@ -429,12 +430,6 @@ class RestBatching:
 
 
 _SELDON_KEYS = frozenset({"names", "ndarray"})
-
-
-def _array_from_rows(rows: Any) -> np.ndarray:
-    from modelshelf.serve.ndarray import array_from_rows
-
-    return array_from_rows(rows)
 
 
 def rest_batching(app: Any, protocols: Any) -> RestBatching | None:
