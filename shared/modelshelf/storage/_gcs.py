@@ -47,6 +47,8 @@ from modelshelf.storage._transfer import (
     chunk_reader,
     copy_verified,
     finish,
+    mismatch_error,
+    stalled_error,
 )
 
 RETRY_SECONDS = 20.0
@@ -184,19 +186,14 @@ class GCSSource:
             except TransferMismatchError as exc:
                 taken.take_back()
                 if attempt == MAX_ATTEMPTS:
-                    raise StorageError(
-                        self.display,
-                        f"{job.obj.relpath}: {exc}, in each of {MAX_ATTEMPTS} attempts: check "
-                        f"the endpoint and any proxy in front of it ({self._where()})",
+                    raise mismatch_error(
+                        self.display, job.obj.relpath, exc, f" ({self._where()})"
                     ) from None
             except (requests.exceptions.RequestException, TimeoutError, ConnectionError):
                 taken.take_back()
                 if attempt == MAX_ATTEMPTS:
-                    raise StorageUnreachableError(
-                        self.display,
-                        f"{job.obj.relpath}: the connection broke or stalled (no data for "
-                        f"{self.timeout[1]:g} s, MODELSHELF_DOWNLOAD_SPEED_WINDOW) in each of "
-                        f"{MAX_ATTEMPTS} attempts ({self._where()}): check the network",
+                    raise stalled_error(
+                        self.display, job.obj.relpath, self.timeout[1], f" ({self._where()})"
                     ) from None
 
     def _fetch_with_library(self, job: Job, progress: Progress) -> None:
@@ -216,10 +213,8 @@ class GCSSource:
             except DataCorruption as exc:
                 if attempt == MAX_ATTEMPTS:
                     detail = exc.args[1] if len(exc.args) > 1 else "checksum mismatch"
-                    raise StorageError(
-                        self.display,
-                        f"{job.obj.relpath}: {detail}, in each of {MAX_ATTEMPTS} attempts: "
-                        f"check the endpoint and any proxy in front of it ({self._where()})",
+                    raise mismatch_error(
+                        self.display, job.obj.relpath, detail, f" ({self._where()})"
                     ) from None
 
     def _status_error(self, code: int) -> StorageError:

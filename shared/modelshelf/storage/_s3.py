@@ -48,6 +48,8 @@ from modelshelf.storage._transfer import (
     chunk_reader,
     copy_verified,
     finish,
+    mismatch_error,
+    stalled_error,
 )
 
 PART_SIZE = 8 * 1024 * 1024
@@ -297,19 +299,12 @@ class S3Source:
             except TransferMismatchError as exc:
                 taken.take_back()
                 if attempt == MAX_ATTEMPTS:
-                    raise StorageError(
-                        self.display,
-                        f"{job.obj.relpath}: {exc}, in each of {MAX_ATTEMPTS} attempts: check "
-                        "the endpoint and any proxy in front of it",
-                    ) from None
+                    raise mismatch_error(self.display, job.obj.relpath, exc) from None
             except _STREAM_ERRORS:  # the connection broke mid-body: botocore does not retry
                 taken.take_back()
                 if attempt == MAX_ATTEMPTS:
-                    raise StorageUnreachableError(
-                        self.display,
-                        f"{job.obj.relpath}: the connection broke or stalled (no data for "
-                        f"{self.limits.speed_window:g} s, MODELSHELF_DOWNLOAD_SPEED_WINDOW) in "
-                        f"each of {MAX_ATTEMPTS} attempts: check the network and the endpoint",
+                    raise stalled_error(
+                        self.display, job.obj.relpath, self.limits.speed_window
                     ) from None
             finally:
                 body.close()  # a no-op once ``finish`` released the connection

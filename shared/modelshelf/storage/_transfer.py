@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from modelshelf.errors import ConfigurationError, StorageUnreachableError
+from modelshelf.errors import ConfigurationError, StorageError, StorageUnreachableError
 
 #: Read size; a read returns earlier with whatever one receive delivered.
 CHUNK = 1 << 20
@@ -117,13 +117,6 @@ class Budget:
             "network, a proxy, and the endpoint's load",
         )
 
-    def stall_error(self, attempts: int) -> StorageUnreachableError:
-        return StorageUnreachableError(
-            self.display,
-            f"no data for {self.limits.speed_window:g} s (MODELSHELF_DOWNLOAD_SPEED_WINDOW) in "
-            f"{attempts} attempts: check the network, a proxy, and the endpoint",
-        )
-
     def run(self, work: Callable[[], Any]) -> Any:
         """``work()`` in a thread, given up at the deadline (a call we cannot interrupt, such as
         a listing a stalled endpoint never finishes, still ends on time). An abandoned thread
@@ -173,6 +166,28 @@ class AttemptBytes:
 
 class TransferMismatchError(Exception):
     """What arrived is not what the store described (short, long, or a wrong checksum)."""
+
+
+def mismatch_error(display: str, relpath: str, detail: object, where: str = "") -> StorageError:
+    """The one line when every attempt's body was short, long or corrupt; ``where`` (such as
+    `` (endpoint, signed requests)``) says which endpoint answered."""
+    return StorageError(
+        display,
+        f"{relpath}: {detail}, in each of {MAX_ATTEMPTS} attempts: check the endpoint and any "
+        f"proxy in front of it{where}",
+    )
+
+
+def stalled_error(
+    display: str, relpath: str, speed_window: float, where: str = ""
+) -> StorageUnreachableError:
+    """The one line when every attempt's connection broke or stalled mid-body."""
+    return StorageUnreachableError(
+        display,
+        f"{relpath}: the connection broke or stalled (no data for {speed_window:g} s, "
+        f"MODELSHELF_DOWNLOAD_SPEED_WINDOW) in each of {MAX_ATTEMPTS} attempts{where}: check "
+        "the network and the endpoint",
+    )
 
 
 def chunk_reader(body: Any) -> Callable[[int], bytes]:
