@@ -167,6 +167,26 @@ class InferenceServiceRun(ChildProcesses):
     def _fill(self, text: str) -> str:
         return kserve.fill_placeholders(text, self.metadata)
 
+    def _container_env(
+        self, variables: list[dict[str, Any]], metrics_port: int, **kserve_env: str
+    ) -> dict[str, str]:
+        """This environment with the container's ``env`` values (placeholders filled), what
+        KServe's pod adds (``kserve_env``, ``INFERENCE_SERVICE_NAME``), the metrics port, and this
+        Python's scripts first on ``PATH``."""
+        env = dict(os.environ)
+        for variable in variables:
+            if "value" in variable:
+                env[variable["name"]] = self._fill(str(variable["value"]))
+        env.update(
+            {
+                "INFERENCE_SERVICE_NAME": self.name,
+                **kserve_env,
+                "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(metrics_port),
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            }
+        )
+        return env
+
     def _predictor(self, model_dir: str | None) -> Component:
         assert self.runtime is not None
         (container,) = [
@@ -176,18 +196,11 @@ class InferenceServiceRun(ChildProcesses):
         args = [self._fill(a) for a in container.get("args") or []]
         args += [self._fill(str(a)) for a in self.model_spec.get("args") or []]
         args = [_local_arg(a, model_dir, http_port, grpc_port) for a in args]
-        env = dict(os.environ)
-        for variable in (container.get("env") or []) + (self.model_spec.get("env") or []):
-            if "value" in variable:
-                env[variable["name"]] = self._fill(str(variable["value"]))
-        env.update(
-            {
-                "INFERENCE_SERVICE_NAME": self.name,
-                "HTTP_PORT": str(http_port),
-                "GRPC_PORT": str(grpc_port),
-                "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(metrics_port),
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            }
+        env = self._container_env(
+            (container.get("env") or []) + (self.model_spec.get("env") or []),
+            metrics_port,
+            HTTP_PORT=str(http_port),
+            GRPC_PORT=str(grpc_port),
         )
         for variable in ("PREDICTIVE_UNIT_HTTP_SERVICE_PORT", "PREDICTIVE_UNIT_GRPC_SERVICE_PORT"):
             env.pop(variable, None)  # KServe's pod has none: the ports come from the args
@@ -212,7 +225,7 @@ class InferenceServiceRun(ChildProcesses):
                 self.name, [f"{server_dir}: expected one <ClassName>.py (set --servers-dir)"]
             )
         env["MODEL_NAME"] = classes[0]  # the image's ENV: the class its entry point serves
-        command = [sys.executable, "-m", "modelshelf.cli", "run", "--server-dir", str(server_dir)]
+        command = _modelshelf_run(server_dir)
         return Component("predictor", command + args, server_dir, env, http_port, grpc_port)
 
     def _transformer(self, container: dict[str, Any], predictor: Component) -> Component:
@@ -221,7 +234,7 @@ class InferenceServiceRun(ChildProcesses):
         folder = MODELSHELF_IMAGES.get(_image_repository(image))
         if folder is not None:
             cwd = self.servers_dir / folder
-            command = [sys.executable, "-m", "modelshelf.cli", "run", "--server-dir", str(cwd)]
+            command = _modelshelf_run(cwd)
         else:
             if "transformer" not in self.container_dirs or not container.get("command"):
                 raise ManifestError(
@@ -245,17 +258,7 @@ class InferenceServiceRun(ChildProcesses):
             f"--grpc_port={grpc_port}",
             f"--protocol={self.request.protocol if self.request.protocol == 'v2' else 'v1'}",
         ]
-        env = dict(os.environ)
-        for variable in container.get("env") or []:
-            if "value" in variable:
-                env[variable["name"]] = self._fill(str(variable["value"]))
-        env.update(
-            {
-                "INFERENCE_SERVICE_NAME": self.name,
-                "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(metrics_port),
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            }
-        )
+        env = self._container_env(container.get("env") or [], metrics_port)
         return Component("transformer", command + args, cwd, env, http_port, grpc_port)
 
     # ---------------------------------------------------------------- processes
@@ -294,6 +297,11 @@ class InferenceServiceRun(ChildProcesses):
 
     def stop(self, timeout: float = 30) -> None:
         self._stop([c.process for c in self.components], timeout)
+
+
+def _modelshelf_run(server_dir: Path) -> list[str]:
+    """What a modelshelf image's entry point runs, for the server in ``server_dir``."""
+    return [sys.executable, "-m", "modelshelf.cli", "run", "--server-dir", str(server_dir)]
 
 
 def _local_arg(arg: str, model_dir: str | None, http_port: int, grpc_port: int) -> str:
