@@ -68,6 +68,23 @@ def assert_no_canary(where: str, text: str) -> None:
     assert CANARY not in text, f"the canary leaked into {where}:\n{text[-3000:]}"
 
 
+def server_env(
+    tmp_path: Path, frontend: str, uri: str, http_port: int, grpc_port: int, metrics_port: int
+) -> dict[str, str]:
+    """The environment of an SKLearnServer serving ``uri``, with the canary credentials."""
+    return {
+        **credential_env(tmp_path),
+        "MODEL_NAME": "SKLearnServer",
+        "MODELSHELF_FRONTEND": frontend,
+        "PREDICTIVE_UNIT_PARAMETERS": json.dumps(
+            [{"name": "model_uri", "value": uri, "type": "STRING"}]
+        ),
+        "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": str(http_port),
+        "PREDICTIVE_UNIT_GRPC_SERVICE_PORT": str(grpc_port),
+        "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(metrics_port),
+    }
+
+
 @pytest.fixture(scope="module")
 def model_site(sklearn_models):
     routes = {
@@ -82,17 +99,7 @@ def model_site(sklearn_models):
 def test_a_served_model_leaks_no_secret(frontend, model_site, tmp_path):
     uri = signed(model_site.url, "/models/iris/model.joblib")
     http_port, grpc_port, metrics_port = free_ports(3)
-    env = {
-        **credential_env(tmp_path),
-        "MODEL_NAME": "SKLearnServer",
-        "MODELSHELF_FRONTEND": frontend,
-        "PREDICTIVE_UNIT_PARAMETERS": json.dumps(
-            [{"name": "model_uri", "value": uri, "type": "STRING"}]
-        ),
-        "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": str(http_port),
-        "PREDICTIVE_UNIT_GRPC_SERVICE_PORT": str(grpc_port),
-        "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(metrics_port),
-    }
+    env = server_env(tmp_path, frontend, uri, http_port, grpc_port, metrics_port)
     answers: dict[str, str] = {}
     with started([str(BIN / "modelshelf"), "run"], SERVERS / "sklearnserver", env) as (
         process,
@@ -129,18 +136,7 @@ def test_a_served_model_leaks_no_secret(frontend, model_site, tmp_path):
 @pytest.mark.parametrize("frontend", ["seldon", "modelshelf"])
 def test_a_model_that_fails_to_load_leaks_no_secret(frontend, model_site, tmp_path):
     uri = signed(model_site.url, "/models/broken/model.joblib")
-    http_port, grpc_port, metrics_port = free_ports(3)
-    env = {
-        **credential_env(tmp_path),
-        "MODEL_NAME": "SKLearnServer",
-        "MODELSHELF_FRONTEND": frontend,
-        "PREDICTIVE_UNIT_PARAMETERS": json.dumps(
-            [{"name": "model_uri", "value": uri, "type": "STRING"}]
-        ),
-        "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": str(http_port),
-        "PREDICTIVE_UNIT_GRPC_SERVICE_PORT": str(grpc_port),
-        "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(metrics_port),
-    }
+    env = server_env(tmp_path, frontend, uri, *free_ports(3))
     result = run_to_exit(
         [str(BIN / "modelshelf"), "run"], SERVERS / "sklearnserver", timeout=120, env=env
     )
