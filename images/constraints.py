@@ -69,6 +69,7 @@ def image_extras(images: Path = IMAGES) -> list[str]:
 def installed_closure(lines: list[str]) -> dict[str, str]:
     """Canonical name -> installed version of every distribution ``lines`` reach here."""
     pins: dict[str, str] = {}
+    walked: set[tuple[str, frozenset[str]]] = set()  # (name, extras): a cycle ends
     queue = [(Requirement(line), ()) for line in lines]
     env = default_environment()
     while queue:
@@ -84,8 +85,9 @@ def installed_closure(lines: list[str]) -> dict[str, str]:
             raise SystemExit(
                 f"{req.name} (needed by the images) is not installed here: run `make install`"
             ) from None
-        if key in pins and not req.extras:
+        if (key, frozenset(req.extras)) in walked:
             continue
+        walked.add((key, frozenset(req.extras)))
         pins[key] = dist.version
         queue += [(Requirement(r), tuple(req.extras)) for r in dist.requires or []]
     return pins
