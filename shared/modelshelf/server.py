@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import threading
 import time
 import warnings
@@ -79,7 +78,6 @@ GUARDED_METHODS = frozenset(
         "read_request",
         "model_output",
         "serve",
-        "after_fork",
         "versions",
         "server_metrics",
     }
@@ -181,7 +179,6 @@ class ModelServer(SeldonComponent):
         self._served: dict[str, int] = {}
         self._metrics_lock = threading.Lock()
         self._metrics_sent_at = -METRICS_INTERVAL
-        self._serving_pid: int | None = None
         #: The OpenMP thread policy (``uses_openmp``); a subclass may replace it before load
         #: with one given a requested thread count (XGBoost's ``nthread``).
         self.threads: ProcessThreads | None = ProcessThreads() if self.uses_openmp else None
@@ -317,11 +314,6 @@ class ModelServer(SeldonComponent):
             )
         return name
 
-    def after_fork(self) -> None:
-        """Called once in each process that serves, before its first call (so after the
-        front end forked it from the parent that loaded the model): per-process set-up a
-        framework cannot do in the parent. The OpenMP thread policy needs nothing here."""
-
     # ---------------------------------------------------------------- metadata
 
     def versions(self) -> dict[str, str]:
@@ -354,8 +346,6 @@ class ModelServer(SeldonComponent):
         """Call ``method`` on a validated input, turning framework errors into 400 / 500."""
         if not self._ready:
             raise ModelNotReadyError()
-        if self._serving_pid != os.getpid():
-            self._start_serving_process()
         if self.threads is not None:
             self.threads.for_rows(rows_of(model_input))
         try:
@@ -371,12 +361,6 @@ class ModelServer(SeldonComponent):
         with self._metrics_lock:
             self._served[method.name] = self._served.get(method.name, 0) + 1
         return result
-
-    def _start_serving_process(self) -> None:
-        with self._load_lock:
-            if self._serving_pid != os.getpid():
-                self.after_fork()
-                self._serving_pid = os.getpid()
 
     def predict(
         self,
