@@ -38,6 +38,7 @@ from modelshelf.graph.processes import (
     ChildProcesses,
     first_exited,
     log_tail_buffer,
+    modelshelf_run,
 )
 from modelshelf.graph.supervisor import _image_repository, default_servers_dir
 
@@ -225,7 +226,7 @@ class InferenceServiceRun(ChildProcesses):
                 self.name, [f"{server_dir}: expected one <ClassName>.py (set --servers-dir)"]
             )
         env["MODEL_NAME"] = classes[0]  # the image's ENV: the class its entry point serves
-        command = _modelshelf_run(server_dir)
+        command = modelshelf_run(server_dir)
         return Component("predictor", command + args, server_dir, env, http_port, grpc_port)
 
     def _transformer(self, container: dict[str, Any], predictor: Component) -> Component:
@@ -234,7 +235,7 @@ class InferenceServiceRun(ChildProcesses):
         folder = MODELSHELF_IMAGES.get(_image_repository(image))
         if folder is not None:
             cwd = self.servers_dir / folder
-            command = _modelshelf_run(cwd)
+            command = modelshelf_run(cwd)
         else:
             if "transformer" not in self.container_dirs or not container.get("command"):
                 raise ManifestError(
@@ -297,11 +298,6 @@ class InferenceServiceRun(ChildProcesses):
 
     def stop(self, timeout: float = 30) -> None:
         self._stop([c.process for c in self.components], timeout)
-
-
-def _modelshelf_run(server_dir: Path) -> list[str]:
-    """What a modelshelf image's entry point runs, for the server in ``server_dir``."""
-    return [sys.executable, "-m", "modelshelf.cli", "run", "--server-dir", str(server_dir)]
 
 
 def _local_arg(arg: str, model_dir: str | None, http_port: int, grpc_port: int) -> str:

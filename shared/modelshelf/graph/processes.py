@@ -48,6 +48,11 @@ def log_tail_buffer() -> collections.deque:
     return collections.deque(maxlen=LOG_TAIL_LINES)
 
 
+def modelshelf_run(server_dir: Path) -> list[str]:
+    """What a modelshelf image's entry point runs, for the server in ``server_dir``."""
+    return [sys.executable, "-m", "modelshelf.cli", "run", "--server-dir", str(server_dir)]
+
+
 def first_exited(children: Iterable[_Child]) -> _Child | None:
     """The first of ``children`` whose process has stopped, if any."""
     for child in children:

@@ -48,6 +48,7 @@ from modelshelf.graph.processes import (
     ChildProcesses,
     first_exited,
     log_tail_buffer,
+    modelshelf_run,
 )
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class NodeLaunch:
 
     def command(self) -> list[str]:
         """The image's entry point, ``modelshelf run``, from this Python."""
-        return [sys.executable, "-m", "modelshelf.cli", "run", "--server-dir", str(self.server_dir)]
+        return modelshelf_run(self.server_dir)
 
 
 class GraphSupervisor(ChildProcesses):
