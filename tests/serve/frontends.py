@@ -10,7 +10,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from microservice import BIN, Microservice, free_port, stop, wait_until_healthy
+from microservice import (
+    BIN,
+    SERVERS,
+    Microservice,
+    free_port,
+    seldon_parameters,
+    stop,
+    wait_until_healthy,
+)
 
 COMPONENTS = Path(__file__).resolve().parent / "components"
 SELDON = (str(BIN / "seldon-core-microservice"),)
@@ -50,6 +58,16 @@ class Launch:
             "1" if self.grpc else "0",
             *self.extra_args,
         ]
+
+
+def sklearn_launch(model_dir: Path, model_name: str | None = None, **parameters: object) -> Launch:
+    """SKLearnServer on ``model_dir`` (served as ``model_name`` when given; more parameters)."""
+    return Launch(
+        "SKLearnServer",
+        SERVERS / "sklearnserver",
+        seldon_parameters(model_uri=model_dir, **parameters),
+        extra_args=("--model-name", model_name) if model_name else (),
+    )
 
 
 def start(

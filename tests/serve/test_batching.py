@@ -14,7 +14,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from frontends import MODELSHELF, Launch, running
+from frontends import MODELSHELF, running, sklearn_launch
 from sklearn.ensemble import RandomForestClassifier
 
 from microservice import SERVERS, Microservice, seldon_parameters
@@ -38,13 +38,7 @@ def forest_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(forest_dir: Path) -> Iterator[Microservice]:
-    parameters = seldon_parameters(model_uri=str(forest_dir), method="predict_proba")
-    launch = Launch(
-        "SKLearnServer",
-        SERVERS / "sklearnserver",
-        parameters,
-        extra_args=("--model-name", "forest"),
-    )
+    launch = sklearn_launch(forest_dir, "forest", method="predict_proba")
     with running(launch, [MODELSHELF], env=BATCHING_ENV) as (service,):
         yield service
 
@@ -180,8 +174,7 @@ def test_different_names_and_dtypes_are_not_mixed(server: Microservice) -> None:
 
 
 def test_batching_off_with_batch_size_one(forest_dir: Path) -> None:
-    parameters = seldon_parameters(model_uri=str(forest_dir))
-    launch = Launch("SKLearnServer", SERVERS / "sklearnserver", parameters)
+    launch = sklearn_launch(forest_dir)
     env = {"MODELSHELF_MAX_BATCH_SIZE": "1"}
     with running(launch, [MODELSHELF], env=env) as (service,):
         requests = [("/api/v1.0/predictions", _seldon(_rows(i, 1))) for i in range(8)]
@@ -217,8 +210,7 @@ def test_batching_turns_itself_off_where_a_joined_call_is_not_exact(
 
     X, y = make_classification(500, 30, n_informative=10, n_classes=3, random_state=0)
     joblib.dump(LogisticRegression(max_iter=500).fit(X, y), tmp_path / "model.joblib")
-    parameters = seldon_parameters(model_uri=str(tmp_path), method="predict_proba")
-    launch = Launch("SKLearnServer", SERVERS / "sklearnserver", parameters)
+    launch = sklearn_launch(tmp_path, method="predict_proba")
     with running(launch, [MODELSHELF], env=BATCHING_ENV) as (service,):
         rows = np.random.default_rng(3).normal(size=(12, 30)).round(6).tolist()
         requests = [("/api/v1.0/predictions", _seldon([row])) for row in rows]
@@ -231,8 +223,7 @@ def test_batching_turns_itself_off_where_a_joined_call_is_not_exact(
 def test_requests_join_without_an_added_wait(forest_dir: Path) -> None:
     """Default settings (no MODELSHELF_MAX_BATCH_TIME_MS): clients that keep sending make
     requests arrive while the model works; those join, and every answer is still its own."""
-    parameters = seldon_parameters(model_uri=str(forest_dir), method="predict_proba")
-    launch = Launch("SKLearnServer", SERVERS / "sklearnserver", parameters)
+    launch = sklearn_launch(forest_dir, method="predict_proba")
     with running(launch, [MODELSHELF]) as (service,):
         requests = [("/api/v1.0/predictions", _seldon(_rows(200 + i, 1 + i % 2))) for i in range(8)]
         alone = _answers(_one_by_one(service, requests))

@@ -11,10 +11,9 @@ import textwrap
 import joblib
 import numpy as np
 import pytest
-from frontends import MODELSHELF, Launch, running
+from frontends import MODELSHELF, running, sklearn_launch
 from peer_servers import peer_bin
 
-from microservice import SERVERS, seldon_parameters
 from models import IRIS_X
 
 ROWS = IRIS_X[::25]
@@ -64,13 +63,7 @@ CLIENT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def iris(sklearn_models):
-    launch = Launch(
-        "SKLearnServer",
-        SERVERS / "sklearnserver",
-        seldon_parameters(model_uri=sklearn_models["iris"]),
-        extra_args=("--model-name", "flowers"),
-    )
-    with running(launch, [MODELSHELF]) as (service,):
+    with running(sklearn_launch(sklearn_models["iris"], "flowers"), [MODELSHELF]) as (service,):
         yield service, joblib.load(sklearn_models["iris"] / "model.joblib")
 
 

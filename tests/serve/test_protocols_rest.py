@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.http as triton
-from frontends import COMPONENTS, MODELSHELF, Launch, running
+from frontends import COMPONENTS, MODELSHELF, Launch, running, sklearn_launch
 
 from microservice import SERVERS, seldon_parameters
 from models import IRIS_COLUMNS, IRIS_X
@@ -29,24 +29,14 @@ ROWS = IRIS_X[::15]  # 10 rows of every class
 @pytest.fixture(scope="module")
 def iris(sklearn_models):
     """SKLearnServer on the iris classifier (no feature names), served as ``flowers``."""
-    launch = Launch(
-        "SKLearnServer",
-        SERVERS / "sklearnserver",
-        seldon_parameters(model_uri=sklearn_models["iris"]),
-        extra_args=("--model-name", "flowers"),
-    )
-    with running(launch, [MODELSHELF]) as (service,):
+    with running(sklearn_launch(sklearn_models["iris"], "flowers"), [MODELSHELF]) as (service,):
         yield service, joblib.load(sklearn_models["iris"] / "model.joblib")
 
 
 @pytest.fixture(scope="module")
 def frame_model(sklearn_models):
     """SKLearnServer on a pipeline fitted on a DataFrame, named by ``MODEL_NAME``."""
-    launch = Launch(
-        "SKLearnServer",
-        SERVERS / "sklearnserver",
-        seldon_parameters(model_uri=sklearn_models["iris_frame"]),
-    )
+    launch = sklearn_launch(sklearn_models["iris_frame"])
     with running(launch, [MODELSHELF], env={"MODEL_NAME": "frame"}) as (service,):
         yield service, joblib.load(sklearn_models["iris_frame"] / "model.joblib")
 
@@ -542,13 +532,7 @@ def test_not_ready_is_503_and_model_failures_500_on_every_protocol(tmp_path):
 
 @pytest.fixture(scope="module")
 def text_model(sklearn_models):
-    launch = Launch(
-        "SKLearnServer",
-        SERVERS / "sklearnserver",
-        seldon_parameters(model_uri=sklearn_models["text"]),
-        extra_args=("--model-name", "reviews"),
-    )
-    with running(launch, [MODELSHELF]) as (service,):
+    with running(sklearn_launch(sklearn_models["text"], "reviews"), [MODELSHELF]) as (service,):
         yield service, joblib.load(sklearn_models["text"] / "model.pkl")
 
 
@@ -579,12 +563,7 @@ def test_texts_as_bytes_reach_a_text_pipeline(text_model, content_type):
 
 
 def test_a_scalers_transform_names_its_columns(sklearn_models):
-    launch = Launch(
-        "SKLearnServer",
-        SERVERS / "sklearnserver",
-        seldon_parameters(model_uri=sklearn_models["scaler"]),
-        extra_args=("--model-name", "scaler"),
-    )
+    launch = sklearn_launch(sklearn_models["scaler"], "scaler")
     scaler = joblib.load(sklearn_models["scaler"] / "model.joblib")
     with running(launch, [MODELSHELF]) as (service,):
         answer = v2_infer(service, "scaler", {"inputs": [tensor("x", ROWS)]})
