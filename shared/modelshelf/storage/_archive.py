@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from modelshelf.errors import ConfigurationError, StorageError, UnsafeArchiveError
+from modelshelf.errors import StorageError, UnsafeArchiveError
+from modelshelf.storage._transfer import positive_setting
 
 SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 COPY_BUFFER = 1 << 20
@@ -50,9 +51,9 @@ class ArchiveLimits:
     @classmethod
     def from_environ(cls) -> ArchiveLimits:
         return cls(
-            max_bytes=int(_number("MODELSHELF_ARCHIVE_MAX_BYTES", DEFAULT_MAX_BYTES)),
-            max_files=int(_number("MODELSHELF_ARCHIVE_MAX_FILES", DEFAULT_MAX_FILES)),
-            max_ratio=_number("MODELSHELF_ARCHIVE_MAX_RATIO", DEFAULT_MAX_RATIO),
+            max_bytes=int(positive_setting("MODELSHELF_ARCHIVE_MAX_BYTES", DEFAULT_MAX_BYTES)),
+            max_files=int(positive_setting("MODELSHELF_ARCHIVE_MAX_FILES", DEFAULT_MAX_FILES)),
+            max_ratio=positive_setting("MODELSHELF_ARCHIVE_MAX_RATIO", DEFAULT_MAX_RATIO),
         )
 
     def byte_cap(self, archive_size: int) -> tuple[int, str]:
@@ -64,19 +65,6 @@ class ArchiveLimits:
                 "(MODELSHELF_ARCHIVE_MAX_RATIO)"
             )
         return self.max_bytes, "MODELSHELF_ARCHIVE_MAX_BYTES"
-
-
-def _number(name: str, default: float) -> float:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigurationError(name, text, "a positive number")
-    return value
 
 
 class _Tally:

@@ -45,16 +45,20 @@ class Limits:
     @classmethod
     def from_environ(cls) -> Limits:
         return cls(
-            timeout=_positive("MODELSHELF_DOWNLOAD_TIMEOUT", DEFAULT_TIMEOUT),
-            connect_timeout=_positive(
+            timeout=positive_setting("MODELSHELF_DOWNLOAD_TIMEOUT", DEFAULT_TIMEOUT),
+            connect_timeout=positive_setting(
                 "MODELSHELF_DOWNLOAD_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT
             ),
-            min_speed=int(_positive("MODELSHELF_DOWNLOAD_MIN_SPEED", DEFAULT_MIN_SPEED, zero=True)),
-            speed_window=_positive("MODELSHELF_DOWNLOAD_SPEED_WINDOW", DEFAULT_SPEED_WINDOW),
+            min_speed=int(
+                positive_setting("MODELSHELF_DOWNLOAD_MIN_SPEED", DEFAULT_MIN_SPEED, zero=True)
+            ),
+            speed_window=positive_setting("MODELSHELF_DOWNLOAD_SPEED_WINDOW", DEFAULT_SPEED_WINDOW),
         )
 
 
-def _positive(name: str, default: float, zero: bool = False) -> float:
+def positive_setting(name: str, default: float, zero: bool = False) -> float:
+    """The number in environment variable ``name`` (``default`` when unset or blank);
+    ``ConfigurationError`` unless it is positive (or 0, with ``zero``)."""
     text = os.environ.get(name, "")
     if not text.strip():
         return default
