@@ -464,10 +464,9 @@ def all_systems() -> list[System]:
                 )
             )
         if w == 1:
-            found += _v2_grpc_systems(serve)
-        if w == 1:
-            from bench.protocol_systems import protocol_systems
+            from bench.protocol_systems import protocol_systems  # it imports this module
 
+            found += _v2_grpc_systems(serve)
             found += protocol_systems(serve)
         found.append(
             System(
