@@ -420,6 +420,10 @@ class InferenceCore:
         self.takes_params = takes_params(user_model)
         self._as_returned = as_returned_caller(user_model)
         self._metadata: dict[str, Any] | None = None
+        from modelshelf.metadata import package_versions
+
+        # Read once: importlib.metadata scans the installed packages on every call.
+        self.server_version = package_versions(("modelshelf",)).get("modelshelf", "0")
 
     # ------------------------------------------------------------------ state
 
@@ -436,10 +440,11 @@ class InferenceCore:
             raise ModelNotReadyError()
 
     def server_metadata(self, extensions: Sequence[str] = ()) -> dict[str, Any]:
-        from modelshelf.metadata import package_versions
-
-        version = package_versions(("modelshelf",)).get("modelshelf", "0")
-        return {"name": "modelshelf", "version": version, "extensions": list(extensions)}
+        return {
+            "name": "modelshelf",
+            "version": self.server_version,
+            "extensions": list(extensions),
+        }
 
     def model_metadata(self) -> dict[str, Any]:
         """V2 model metadata: name, versions, platform, inputs and outputs (``-1``: any size),
