@@ -1,5 +1,5 @@
-"""``XGBoostServer``: the Seldon component. Loading, metadata and requests; the work is done by
-the package's other modules (files, threads, methods, rows)."""
+"""``XGBoostServer``: the Seldon component. Loading and metadata; the work is done by the
+package's other modules (files, description, methods), requests and threads by the base."""
 
 from __future__ import annotations
 
