@@ -66,10 +66,7 @@ class V2Rest:
                 return json_reply(200 if ready else 503, {"ready": ready})
             return _error(404, f"no V2 endpoint at {path}")
         except Exception as exc:
-            status = status_of(exc)
-            if status == 500:
-                logger.exception("V2 %s %s failed", method, path)
-            return _error(status, message_of(exc))
+            return self.error(exc, f"{method} {path}")
 
     def _model_path(self, scope: dict, method: str, rest: list[str], body: bytes) -> Reply:
         name, version, action = rest[0], None, rest[1:]
