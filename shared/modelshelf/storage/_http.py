@@ -51,26 +51,25 @@ _NETWORK_ERRORS = (
 )
 
 
-class _TimedConnection(http.client.HTTPConnection):
-    """Connects within the connect timeout, then reads with the low-speed window as timeout."""
+class _ReadTimeout:
+    """Connects within the connect timeout, then reads with the low-speed window as timeout
+    (mixed into http.client's connection classes)."""
 
     def __init__(self, *args: Any, read_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.read_timeout = read_timeout
 
     def connect(self) -> None:
-        super().connect()
-        self.sock.settimeout(self.read_timeout)
+        super().connect()  # type: ignore[misc]
+        self.sock.settimeout(self.read_timeout)  # type: ignore[attr-defined]
 
 
-class _TimedTLSConnection(http.client.HTTPSConnection):
-    def __init__(self, *args: Any, read_timeout: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.read_timeout = read_timeout
+class _TimedConnection(_ReadTimeout, http.client.HTTPConnection):
+    pass
 
-    def connect(self) -> None:
-        super().connect()
-        self.sock.settimeout(self.read_timeout)
+
+class _TimedTLSConnection(_ReadTimeout, http.client.HTTPSConnection):
+    pass
 
 
 class _TimedHTTPHandler(urllib.request.HTTPHandler):
