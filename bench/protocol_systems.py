@@ -8,7 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.config import REPO
-from bench.systems import System, _all_of, _modelshelf_has, _seldon, _server_module, _uri
+from bench.systems import (
+    OUR_SERVERS,
+    System,
+    _all_of,
+    _modelshelf_has,
+    _seldon,
+    _server_module,
+    _uri,
+)
 
 #: (name, label, family, payload, path): served as "iris", the peers' name.
 ROWS = (
@@ -24,17 +32,11 @@ ROWS = (
      "/invocations"),
 )  # fmt: skip
 
-_SERVERS = {
-    "sklearn": ("sklearnserver", "SKLearnServer"),
-    "xgboost": ("xgboostserver", "XGBoostServer"),
-    "mlflow": ("mlflowserver", "MLFlowServer"),
-}
-
 
 def protocol_systems(serve: list[str]) -> list[System]:
     found = []
     for name, label, family, payload, path in ROWS:
-        folder, cls = _SERVERS[family]
+        folder, cls = OUR_SERVERS[family]
         seldon = _seldon(serve, cls, _uri(family), 1)
         found.append(
             System(

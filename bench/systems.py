@@ -307,14 +307,17 @@ def worker_counts() -> list[int]:
     return [1] if cores == 1 else [1, cores]
 
 
+#: Our servers by model family: (servers/ folder, class).
+OUR_SERVERS = {
+    "sklearn": ("sklearnserver", "SKLearnServer"),
+    "xgboost": ("xgboostserver", "XGBoostServer"),
+    "mlflow": ("mlflowserver", "MLFlowServer"),
+}
+
+
 def all_systems() -> list[System]:
     seldon = [str(VENV_BIN / "seldon-core-microservice")]
     serve = [str(VENV_BIN / "modelshelf"), "serve"]
-    ours = {
-        "sklearn": ("sklearnserver", "SKLearnServer"),
-        "xgboost": ("xgboostserver", "XGBoostServer"),
-        "mlflow": ("mlflowserver", "MLFlowServer"),
-    }
     found: list[System] = []
     for w in worker_counts():
         found.append(
@@ -331,7 +334,7 @@ def all_systems() -> list[System]:
                 reference=f"sklearn-w{w}",
             )
         )
-        for family, (folder, cls) in ours.items():
+        for family, (folder, cls) in OUR_SERVERS.items():
             found.append(
                 System(
                     f"{family}-w{w}",
@@ -396,7 +399,7 @@ def all_systems() -> list[System]:
                         reference="serve-sklearn-w1" if launcher is serve else "sklearn-w1",
                     )
                 )
-        for family, (folder, cls) in ours.items():
+        for family, (folder, cls) in OUR_SERVERS.items():
             if w > 1 and family != "sklearn":
                 continue  # the front end's scaling shows on one model; keeps make bench short
             found.append(
