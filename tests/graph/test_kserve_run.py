@@ -273,3 +273,16 @@ def test_no_runtime_for_the_format_is_refused_with_the_reason(tmp_path):
     )
     assert result.returncode == 2
     assert "no runtime supports format onnx:1 with protocol v2" in result.stdout
+
+
+def test_a_document_that_is_not_an_object_is_named_not_a_traceback(tmp_path):
+    manifest = tmp_path / "isvc.yaml"
+    manifest.write_text((KSERVE / "sklearn-iris-v2.yaml").read_text() + "\n---\njust a string\n")
+    result = run_to_exit(
+        [str(BIN / "modelshelf"), "graph", "run", str(manifest), "--port", str(free_port())],
+        REPO,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "invalid manifest: kind: None is not one this project validates" in result.stdout
+    assert "Traceback" not in result.stdout

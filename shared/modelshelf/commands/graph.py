@@ -202,7 +202,9 @@ def run_inference_service(args: argparse.Namespace, documents: list[Any]) -> int
     from modelshelf.graph.manifest import document_problems
 
     try:
-        services = [d for d in documents if d.get("kind") == "InferenceService"]
+        services = [
+            d for d in documents if isinstance(d, dict) and d.get("kind") == "InferenceService"
+        ]
         if len(services) != 1:
             raise ValueError(f"expected one InferenceService, found {len(services)}")
         everything = list(documents)
