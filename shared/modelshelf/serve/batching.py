@@ -345,6 +345,8 @@ class RestBatching:
             pending = self._seldon(scope, path, body)
         elif path.startswith("/v2/models/") and path.endswith("/infer"):
             pending = self._v2(scope, path, body)
+            if type(pending) is tuple:  # parsed but not batchable: answered, not parsed again
+                return pending
         else:
             return None
         if pending is None:
@@ -391,7 +393,7 @@ class RestBatching:
             asyncio.get_running_loop().create_future(),
         )
 
-    def _v2(self, scope: dict, path: str, body: bytes) -> Pending | None:
+    def _v2(self, scope: dict, path: str, body: bytes) -> Pending | Reply | None:
         parts = path.split("/")[1:]  # "v2", "models", name, ["versions", v,] "infer"
         if len(parts) == 4:
             version = None
@@ -407,7 +409,10 @@ class RestBatching:
         except Exception:
             return None  # the unbatched path answers the error
         if plan.params or len(plan.methods) != 1 or not batchable_rows(plan.X):
-            return None
+            try:
+                return v2.reply(core.run_plan(request, plan), request, binary)
+            except Exception as exc:
+                return v2.error(exc, f"POST {path}")
         method = plan.methods[0]
         names = plan.names
 
