@@ -197,7 +197,8 @@ def run_inference_service(args: argparse.Namespace, documents: list[Any]) -> int
     import yaml
 
     from modelshelf.graph import crd, kserve
-    from modelshelf.graph.kserve_frontdoor import KServeFrontDoor, make_kserve_handler
+    from modelshelf.graph.frontdoor import FrontDoor
+    from modelshelf.graph.kserve_frontdoor import make_kserve_handler
     from modelshelf.graph.kserve_run import InferenceServiceRun, kserve_secrets, our_runtimes
     from modelshelf.graph.manifest import document_problems
 
@@ -237,12 +238,12 @@ def run_inference_service(args: argparse.Namespace, documents: list[Any]) -> int
         return 2
     print(f"{run.name}: runtime {run.runtime.label} ({run.selection.reason})", flush=True)
 
-    def front_door() -> KServeFrontDoor:
+    def front_door() -> FrontDoor:
         hosts = {c.role: c.host for c in run.components}
         handler = make_kserve_handler(run.name, run.namespace, hosts, run.ready)
-        return KServeFrontDoor((args.host, args.port), handler)
+        return FrontDoor((args.host, args.port), handler)
 
-    def ready_message(server: KServeFrontDoor) -> str:
+    def ready_message(server: FrontDoor) -> str:
         base = f"http://{args.host}:{server.server_port}"
         predictor = next(c for c in run.components if c.role == "predictor")
         return (

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 
-from modelshelf.graph.frontdoor import FrontDoor, JsonAnsweringHandler
+from modelshelf.graph.frontdoor import JsonAnsweringHandler
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +24,6 @@ DEFAULT_DOMAIN = "example.com"
 #: Headers passed to the component and back (V2's binary extension needs the length header).
 FORWARDED_HEADERS = ("content-type", "inference-header-content-length", "accept")
 _HOP_BY_HOP = ("connection", "keep-alive", "transfer-encoding", "content-length", "server", "date")
-
-
-class KServeFrontDoor(FrontDoor):
-    """The InferenceService's front door server (the graph's, serving KServe's routes)."""
 
 
 def make_kserve_handler(
