@@ -32,7 +32,7 @@ import psutil
 
 from bench import load, procs
 from bench.config import BENCH, REPO, VENV_BIN
-from bench.systems import PEERS_DIR, Ports
+from bench.systems import PEERS_DIR, Ports, mlserver_command
 
 ROWS = (1, 100)
 CONNECTIONS = (1, 16)
@@ -295,19 +295,8 @@ def _serve(model: RealModel) -> Callable[[Ports], list[str]]:
 def _mlserver(model: RealModel, implementation: str, model_file: str, work: Path):
     def command(ports: Ports) -> list[str]:
         folder = work / f"mlserver-{model.name}"
-        folder.mkdir(parents=True, exist_ok=True)
-        settings = {
-            "http_port": ports.http, "grpc_port": ports.grpc, "metrics_port": ports.metrics,
-            "parallel_workers": 1, "host": "127.0.0.1",
-        }  # fmt: skip
-        model_settings = {
-            "name": model.name,
-            "implementation": implementation,
-            "parameters": {"uri": str(model.folder / model_file)},
-        }
-        (folder / "settings.json").write_text(json.dumps(settings))
-        (folder / "model-settings.json").write_text(json.dumps(model_settings))
-        return [str(PEERS_DIR / "mlserver" / "bin" / "mlserver"), "start", str(folder)]
+        uri = model.folder / model_file
+        return mlserver_command(folder, ports, model.name, implementation, uri, 1)
 
     return command
 

@@ -161,25 +161,38 @@ def _mlserver(
     implementation: str, model_file: str, family: str, workers: int
 ) -> Callable[[Ports, Models, Path], list[str]]:
     def command(ports: Ports, models: Models, work: Path) -> list[str]:
-        folder = work / f"mlserver-{family}-pw{workers}"
-        folder.mkdir(parents=True, exist_ok=True)
-        settings = {
-            "http_port": ports.http,
-            "grpc_port": ports.grpc,
-            "metrics_port": ports.metrics,
-            "parallel_workers": workers,
-            "host": "127.0.0.1",
-        }
-        model_settings = {
-            "name": "iris",
-            "implementation": implementation,
-            "parameters": {"uri": str(getattr(models, family) / model_file)},
-        }
-        (folder / "settings.json").write_text(json.dumps(settings))
-        (folder / "model-settings.json").write_text(json.dumps(model_settings))
-        return [str(_peer_bin("mlserver") / "mlserver"), "start", str(folder)]
+        return mlserver_command(
+            work / f"mlserver-{family}-pw{workers}",
+            ports,
+            "iris",
+            implementation,
+            getattr(models, family) / model_file,
+            workers,
+        )
 
     return command
+
+
+def mlserver_command(
+    folder: Path, ports: Ports, name: str, implementation: str, uri: Path, workers: int
+) -> list[str]:
+    """MLServer's settings for one model written into ``folder``, and the command serving it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "http_port": ports.http,
+        "grpc_port": ports.grpc,
+        "metrics_port": ports.metrics,
+        "parallel_workers": workers,
+        "host": "127.0.0.1",
+    }
+    model_settings = {
+        "name": name,
+        "implementation": implementation,
+        "parameters": {"uri": str(uri)},
+    }
+    (folder / "settings.json").write_text(json.dumps(settings))
+    (folder / "model-settings.json").write_text(json.dumps(model_settings))
+    return [str(_peer_bin("mlserver") / "mlserver"), "start", str(folder)]
 
 
 def _kserve(workers: int) -> Callable[[Ports, Models, Path], list[str]]:
