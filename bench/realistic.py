@@ -32,7 +32,7 @@ import psutil
 
 from bench import load, procs
 from bench.config import BENCH, REPO, VENV_BIN
-from bench.systems import PEERS_DIR, Ports, mlserver_command
+from bench.systems import OUR_SERVERS, PEERS_DIR, Ports, mlserver_command
 
 ROWS = (1, 100)
 CONNECTIONS = (1, 16)
@@ -269,11 +269,7 @@ class RealSystem:
     bin_dir: Path = VENV_BIN  # first on PATH (a peer's own venv: mlflow serve runs uvicorn)
 
 
-SERVER_FOLDERS = {
-    "SKLearnServer": "sklearnserver",
-    "XGBoostServer": "xgboostserver",
-    "MLFlowServer": "mlflowserver",
-}
+SERVER_FOLDERS = {cls: folder for folder, cls in OUR_SERVERS.values()}
 
 
 def _serve(model: RealModel) -> Callable[[Ports], list[str]]:
