@@ -584,3 +584,56 @@ def test_a_users_custom_metrics_are_published_for_v2_requests(scoring):
         assert answer.status_code == 200
     url = f"http://127.0.0.1:{scoring.metrics_port}/metrics"
     wait_for_text(lambda: httpx.get(url).text, "scoring_requests_total")
+
+
+@pytest.mark.parametrize("padding", range(8))
+def test_binary_inputs_after_a_header_of_any_length_reach_xgboost(xgboost_classifier, padding):
+    """The tensor's bytes start wherever the JSON header ends: XGBoost refuses a misaligned
+    buffer, so every header length must give XGBoost's own answer (tritonclient's often do)."""
+    service, model = xgboost_classifier
+    rows = np.tile(ROWS, (40, 1))  # past the tree walk's few rows: XGBoost's own call
+    raw = rows.astype("<f8").tobytes()
+    header = json.dumps(
+        {
+            "id": "x" * padding,
+            "inputs": [
+                {
+                    "name": "x",
+                    "datatype": "FP64",
+                    "shape": list(rows.shape),
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "outputs": [{"name": "predict_proba"}],
+        }
+    ).encode()
+    answer = httpx.post(
+        f"{service.url}/v2/models/xgb/infer",
+        content=header + raw,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert answer.status_code == 200, answer.text
+    (output,) = answer.json()["outputs"]
+    found = np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
+    np.testing.assert_allclose(found, model.predict_proba(rows), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "words"),
+    [
+        ("INT32", [5.9, 3.9, 1.9, 0.9], "INT32 data must be integers in INT32's range, got 5.9"),
+        ("UINT8", [300, 1, 1, 1], "300 is out of UINT8's range [0, 255]"),
+        ("INT8", [-500, 1, 1, 1], "-500 is out of INT8's range [-128, 127]"),
+        ("BOOL", ["false", "false", "false", "false"], "BOOL data must be true or false"),
+        ("BOOL", [7, 0, 1, 1], "BOOL data must be true or false, got 7"),
+    ],
+)
+def test_json_values_the_datatype_cannot_hold_exactly_are_400s(iris, datatype, data, words):
+    """numpy's cast would truncate, wrap or read "false" as true: a 400 names the value."""
+    service, _ = iris
+    payload = {"inputs": [{"name": "x", "datatype": datatype, "shape": [1, 4], "data": data}]}
+    answer = v2_infer(service, "flowers", payload)
+    assert answer.status_code == 400, answer.text
+    assert words in answer.json()["error"]
+    good = {"inputs": [{"name": "x", "datatype": "INT32", "shape": [1, 4], "data": [5, 3, 1, 0]}]}
+    assert v2_infer(service, "flowers", good).status_code == 200

@@ -159,6 +159,8 @@ class Tensor:
         if datatype == "BYTES":
             array = np.empty(len(values), dtype=object)
             array[:] = [v.encode() if type(v) is str else v for v in values]
+        elif dtype.kind in "iub":  # numpy's cast would truncate 5.9, wrap 300, read "false"
+            array = _exact_values(name, datatype, dtype, values)
         else:
             try:
                 array = np.array(values, dtype=dtype)
@@ -192,6 +194,8 @@ class Tensor:
                 )
             if wire.isnative:  # numpy's own dtype object: fast paths test it by identity
                 array = np.frombuffer(raw, dtype=DATATYPES[datatype])
+                if not array.flags.aligned:  # after a JSON header of any length: XGBoost
+                    array = array.copy()  # (and others) refuse misaligned buffers
             else:
                 array = np.frombuffer(raw, dtype=wire).astype(DATATYPES[datatype])
         return cls(name, datatype, shape, _shaped(name, array, shape), parameters or {})
@@ -227,6 +231,31 @@ class Tensor:
                 parts.append(item)
             return b"".join(parts)
         return np.ascontiguousarray(self.data, dtype=_WIRE_DTYPES[self.datatype]).tobytes()
+
+
+def _exact_values(name: str, datatype: str, dtype: np.dtype, values: list) -> np.ndarray:
+    """JSON values of an integer or ``BOOL`` tensor, refused unless each one is exactly a
+    value of the datatype (JSON integers in range; ``true`` / ``false`` for ``BOOL``)."""
+    found = np.array(values) if values else np.empty(0, dtype=dtype)
+    if found.ndim != 1:
+        raise BadRequestError(f"input {name!r}: data must hold {datatype} values only")
+    wanted = "b" if datatype == "BOOL" else "iu"
+    if found.size and found.dtype.kind not in wanted:
+        kind = bool if wanted == "b" else int
+        bad = next((v for v in values if type(v) is not kind), None)
+        if bad is None:  # integers all, but beyond 64 bits
+            bad = max(values, key=abs)
+        expected = "true or false" if wanted == "b" else f"integers in {datatype}'s range"
+        raise BadRequestError(f"input {name!r}: {datatype} data must be {expected}, got {bad!r}")
+    if wanted == "iu" and found.size:
+        limits = np.iinfo(dtype)
+        low, high = found.min(), found.max()
+        if low < limits.min or high > limits.max:
+            bad = low if low < limits.min else high
+            raise BadRequestError(
+                f"input {name!r}: {bad} is out of {datatype}'s range [{limits.min}, {limits.max}]"
+            )
+    return found.astype(dtype, copy=False)
 
 
 def _dtype_of(name: str, datatype: str) -> np.dtype:
