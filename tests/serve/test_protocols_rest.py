@@ -637,3 +637,30 @@ def test_json_values_the_datatype_cannot_hold_exactly_are_400s(iris, datatype, d
     assert words in answer.json()["error"]
     good = {"inputs": [{"name": "x", "datatype": "INT32", "shape": [1, 4], "data": [5, 3, 1, 0]}]}
     assert v2_infer(service, "flowers", good).status_code == 200
+
+
+@pytest.mark.parametrize("size", ["32", -8, 1.5])
+def test_a_binary_data_size_that_is_no_byte_count_says_so(iris, size):
+    service, _ = iris
+    raw = ROWS[:1].astype("<f8").tobytes()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "datatype": "FP64",
+                    "shape": [1, 4],
+                    "parameters": {"binary_data_size": size},
+                }
+            ]
+        }
+    ).encode()
+    answer = httpx.post(
+        f"{service.url}/v2/models/flowers/infer",
+        content=header + raw,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert answer.status_code == 400, answer.text
+    assert (
+        f"binary_data_size must be a non-negative integer, got {size!r}" in answer.json()["error"]
+    )

@@ -177,9 +177,13 @@ def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
         parameters = spec.get("parameters") or {}
         size = parameters.get("binary_data_size") if type(parameters) is dict else None
         if size is not None:
-            if type(size) is not int or size < 0 or at + size > len(binary):
+            if type(size) is not int or size < 0:
                 raise BadRequestError(
-                    f"input {name!r}: binary_data_size {size!r} is more than the "
+                    f"input {name!r}: binary_data_size must be a non-negative integer, got {size!r}"
+                )
+            if at + size > len(binary):
+                raise BadRequestError(
+                    f"input {name!r}: binary_data_size {size} is more than the "
                     f"{len(binary) - at} bytes left after the JSON"
                 )
             tensor = Tensor.from_bytes(name, datatype, shape, binary[at : at + size], parameters)
