@@ -12,14 +12,17 @@ PORT   ?= 9000
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml images/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip 'setuptools<81' wheel uv
 	# uv installs the dev extra in ~2 min where pip took ~9 (fresh, loaded machine); pip if uv fails.
 	# Bytecode now, as pip does: where PYTHONDONTWRITEBYTECODE=1 (this machine) every server start
 	# would otherwise compile its imports from source (cold starts 2-3x longer).
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]' || \
-	    $(BIN)/python -m pip install --quiet -e '.[dev]'
+	# At the images' pins (images/constraints.txt), so the suite tests what the images install
+	# whatever PyPI published since; `make constraints` rewrites the pins from this venv.
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python \
+	    -c images/constraints.txt -e '.[dev]' || \
+	    $(BIN)/python -m pip install --quiet -c images/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 $(IRIS): $(STAMP) examples/train_iris.py
