@@ -32,9 +32,9 @@ from modelshelf.launcher import (
     LaunchSettings,
     StopPolicy,
     conda_environment,
-    group_members,
     modelshelf_serve_available,
 )
+from modelshelf.supervision import group_members
 
 MODELSHELF = str(BIN / "modelshelf")
 
@@ -316,7 +316,7 @@ def test_a_step_ignoring_sigterm_is_killed_at_the_deadline(tmp_path):
     assert 1 <= elapsed < 4
     assert "killing" in log.read_text()
     assert not any(Path(f"/proc/{pid}").exists() for pid in children)
-    assert group_members(min(children)) == []
+    assert not group_members(min(children))
 
 
 def test_with_the_conda_variant_the_front_end_runs_in_the_environment_before_run_made(tmp_path):

@@ -18,11 +18,10 @@ As PID 1 of a container it also reaps orphaned processes (it is a child subreape
 
 One module a concern: ``_settings`` (what the environment asks for, and the commands it makes),
 ``_values`` (reading one variable), ``_programs`` (where the front ends are), ``_supervisor``
-(running the steps and stopping them), ``_processes`` (process groups from ``/proc``) and
-``_signals`` (signals delivered through a pipe).
+(running the steps and stopping them with ``modelshelf.supervision``, the supervisor ``modelshelf
+serve`` and ``graph run`` use too) and ``_processes`` (which processes serve a port).
 """
 
-from modelshelf.launcher._processes import group_members
 from modelshelf.launcher._programs import conda_environment, modelshelf_serve_available
 from modelshelf.launcher._settings import LaunchSettings, Step, StopPolicy
 from modelshelf.launcher._supervisor import launch
@@ -32,7 +31,6 @@ __all__ = [
     "Step",
     "StopPolicy",
     "conda_environment",
-    "group_members",
     "launch",
     "modelshelf_serve_available",
 ]

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import gc
 import logging
 import multiprocessing
-import multiprocessing.connection
 import os
 import shutil
 import signal
@@ -35,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from modelshelf.serve import options
+from modelshelf.supervision import Child, Supervisor
 
 logger = logging.getLogger("modelshelf.serve")
 
@@ -43,12 +42,10 @@ LOG_FORMAT = "%(asctime)s - %(name)s:%(funcName)s:%(lineno)s - %(levelname)s:  %
 GRACEFUL_SECONDS = 7
 STOP_SECONDS = 9.0
 FRONTEND_ENV = "MODELSHELF_FRONTEND"
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 MAX_RESTARTS_ENV = "MODELSHELF_MAX_WORKER_RESTARTS"
 #: Worker replacements allowed within ``RESTART_WINDOW`` seconds before the server gives up.
 DEFAULT_MAX_RESTARTS = 10
 RESTART_WINDOW = 60.0
-_parent_pid = os.getpid()  # set again by serve(), before the forks
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,52 +95,45 @@ def serve(args: argparse.Namespace) -> int:
 
     workers = [
         Worker(
-            context,
             "metrics",
             (_metrics_process, queue, args.metrics_port, METRICS_ENDPOINT, args),
             respawn=False,
         )
     ]
     workers += [
-        Worker(context, "grpc", (run_grpc_worker, user_model, metrics, args, annotations))
+        Worker("grpc", (run_grpc_worker, user_model, metrics, args, annotations))
         for _ in range(max(args.grpc_workers, 0))
     ]
     workers += [
         Worker(
-            context,
             "rest",
             (_rest_worker, user_model, metrics, flask_app, http_socket, args),
             signals_ready=True,
         )
         for _ in range(max(args.workers, 1))
     ]
-    extras = []
-    if callable(getattr(user_model, "custom_service", None)):
-        extras.append(
-            context.Process(target=_child, args=(user_model.custom_service,), daemon=True)
+    max_restarts = max_worker_restarts()  # a wrong value stops the server before any fork
+    supervisor = Supervisor(STOP_SECONDS)
+    with supervisor.watching_signals():  # before the forks: a SIGTERM now still stops every child
+        for worker in workers:
+            if not supervisor.stop_requested:
+                worker.start(supervisor)
+        extras = []
+        if callable(getattr(user_model, "custom_service", None)) and not supervisor.stop_requested:
+            extras.append(supervisor.fork("custom_service", user_model.custom_service))
+        # The parent keeps the REST socket open: a replacement worker is forked with it.
+        logger.info(
+            "%s (%s): REST on %d (%d workers), gRPC on %d (%d workers), metrics on %d",
+            args.interface_name,
+            args.service_type,
+            args.http_port,
+            max(args.workers, 1),
+            args.grpc_port,
+            max(args.grpc_workers, 0),
+            args.metrics_port,
         )
-    global _parent_pid
-    _parent_pid = os.getpid()
-    supervisor = Supervisor(workers, extras, max_worker_restarts(), listening=[http_socket])
-    supervisor.install()  # before the forks: a SIGTERM now still stops every child
-    for worker in workers:
-        if supervisor.stopping_since is None:
-            worker.start()
-    for process in extras:
-        if supervisor.stopping_since is None:
-            process.start()
-    # The parent keeps the REST socket open: a replacement worker is forked with it.
-    logger.info(
-        "%s (%s): REST on %d (%d workers), gRPC on %d (%d workers), metrics on %d",
-        args.interface_name,
-        args.service_type,
-        args.http_port,
-        max(args.workers, 1),
-        args.grpc_port,
-        max(args.grpc_workers, 0),
-        args.metrics_port,
-    )
-    return supervisor.run()
+        pool = WorkerPool(supervisor, workers, max_restarts, listening=[http_socket])
+        return pool.run(extras)
 
 
 def max_worker_restarts() -> int:
@@ -163,106 +153,70 @@ class Worker:
 
     def __init__(
         self,
-        context: Any,
         name: str,
         target_and_args: tuple,
         respawn: bool = True,
         signals_ready: bool = False,
     ) -> None:
-        self.context = context
         self.name = name
         self.target_and_args = target_and_args
         self.respawn = respawn
-        self.signals_ready = signals_ready
-        self.process: Any = None
-        self.ready: Any = None  # set by the worker once it serves (signals_ready)
+        self.signals_ready = signals_ready  # the target's last argument: an event set once loaded
+        self.child: Child | None = None
 
-    def start(self) -> None:
-        args = self.target_and_args
-        if self.signals_ready:
-            self.ready = self.context.Event()
-            args = (*args, self.ready)
-        self.process = self.context.Process(target=_child, args=args, name=self.name)
-        self.process.start()
-
-    def served(self) -> bool:
-        """Whether the process got as far as serving (a worker that cannot load never does)."""
-        return self.ready is None or self.ready.is_set()
+    def start(self, supervisor: Supervisor) -> None:
+        self.child = supervisor.fork(
+            self.name, *self.target_and_args, report_ready=self.signals_ready
+        )
 
 
-class Supervisor:
-    """Forwards SIGTERM/SIGINT to the workers, replaces workers that die, waits for them, and
-    says how the server ended."""
+class WorkerPool:
+    """Replaces workers that die until a stop is requested or they cannot be kept running; then
+    stops them (``modelshelf.supervision``) and says how the server ended."""
 
     def __init__(
         self,
+        supervisor: Supervisor,
         workers: list[Worker],
-        extras: list[Any],
         max_restarts: int,
         listening: Sequence[socket.socket] = (),
     ) -> None:
+        self.supervisor = supervisor
         self.workers = workers
         #: The parent's copy of the REST socket, kept for replacements; closed on stop, so new
         #: connections are refused rather than queued where no worker will take them.
         self.listening = list(listening)
-        self.extras = extras  # the class's custom_service: killed at the end
         self.max_restarts = max_restarts
         self.restarts: deque[float] = deque()
-        self.stopping_since: float | None = None
         self.failed = False
 
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
-
-    def _processes(self) -> list[Any]:
-        return [w.process for w in self.workers if w.process is not None] + self.extras
-
-    def stop(self, *_: Any) -> None:
-        if self.stopping_since is None:
-            self.stopping_since = time.monotonic()
-            for sock in self.listening:
-                sock.close()
-        for process in self._processes():
-            if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signal.SIGTERM)
-
-    def run(self) -> int:
-        """Until every worker has ended: 0 after a requested stop, 1 if workers died."""
-        while True:
-            if self.stopping_since is None:
-                for worker in self.workers:
-                    if worker.process is not None and not worker.process.is_alive():
-                        self._ended(worker)
-            alive = [
-                w.process for w in self.workers if w.process is not None and w.process.is_alive()
-            ]
-            if not alive:
-                break
-            if (
-                self.stopping_since is not None
-                and time.monotonic() - self.stopping_since > STOP_SECONDS
-            ):
-                for process in alive:
-                    logger.error(
-                        "%s worker %d still running: killing it", process.name, process.pid
-                    )
-                    process.kill()
-            multiprocessing.connection.wait([p.sentinel for p in alive], timeout=0.5)
-        for process in self.extras:
-            if process.is_alive():
-                process.kill()
+    def run(self, extras: Sequence[Child] = ()) -> int:
+        """Until a stop: 0 after a requested stop, 1 if workers died. ``extras`` (the class's
+        ``custom_service``) are killed once the workers are gone."""
+        while not self.failed and not self.supervisor.stop_requested:
+            for worker in self.workers:
+                if not self.failed and worker.child is not None and worker.child.poll() is not None:
+                    self._ended(worker)
+            if not self.failed:
+                self.supervisor.wait(None)  # until a child ends or a signal arrives
+        for sock in self.listening:
+            sock.close()
+        self.supervisor.stop(w.child for w in self.workers if w.child is not None)
+        for child in extras:
+            child.signal(signal.SIGKILL)
+        self.supervisor.stop(extras)
         logger.info("stopped")
         return 1 if self.failed else 0
 
     def _ended(self, worker: Worker) -> None:
         """A worker died on its own: replace it, or stop the server saying why not."""
-        process = worker.process
-        logger.error("%s worker %d exited with %s", worker.name, process.pid, _how(process))
-        worker.process = None  # handled
+        child = worker.child
+        assert child is not None
+        logger.error("%s worker %d exited with %s", worker.name, child.pid, child.describe_exit())
+        worker.child = None  # handled
         if not worker.respawn:
             return self._give_up(f"the {worker.name} process cannot be replaced")
-        if not worker.served():
+        if not child.is_ready():
             return self._give_up(f"the {worker.name} worker died before it served")
         now = time.monotonic()
         while self.restarts and now - self.restarts[0] > RESTART_WINDOW:
@@ -273,43 +227,20 @@ class Supervisor:
                 f"{RESTART_WINDOW:.0f} s ({MAX_RESTARTS_ENV}={self.max_restarts})"
             )
         self.restarts.append(now)
-        worker.start()
+        worker.start(self.supervisor)
+        assert worker.child is not None
         logger.warning(
             "%s worker replaced by %d (%d replacement(s) in the last %.0f s; at most %d)",
             worker.name,
-            worker.process.pid,
+            worker.child.pid,
             len(self.restarts),
             RESTART_WINDOW,
             self.max_restarts,
         )
-        if self.stopping_since is not None:  # a SIGTERM came in meanwhile
-            os.kill(worker.process.pid, signal.SIGTERM)
 
     def _give_up(self, reason: str) -> None:
         logger.error("stopping the server: %s", reason)
         self.failed = True
-        self.stop()
-
-
-def _how(process: Any) -> str:
-    code = process.exitcode
-    if code is not None and code < 0:
-        with contextlib.suppress(ValueError):
-            return f"signal {signal.Signals(-code).name}"
-    return f"code {code}"
-
-
-def _child(target: Any, *args: Any) -> None:
-    """Start of every forked process: default signal handling (not the parent's), and SIGTERM
-    when the parent dies, so no worker outlives it."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != _parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-    target(*args)
 
 
 def _rest_worker(
