@@ -141,12 +141,13 @@ class Supervisor:
         previous = {signum: signal.signal(signum, _wake) for signum in watched}
         previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
         if self.reap_orphans:
-            with contextlib.suppress(OSError, AttributeError):
-                ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            _set_subreaper(True)
         self._wakeups = read_end
         try:
             yield self
         finally:
+            if self.reap_orphans:
+                _set_subreaper(False)
             self._wakeups = None
             signal.set_wakeup_fd(previous_fd)
             for signum, handler in previous.items():
@@ -209,9 +210,7 @@ class Supervisor:
 
     def reap(self) -> None:
         """Collect every child that has ended (and, with ``reap_orphans``, any orphan)."""
-        for child in list(self.children):
-            if child.poll() is not None:
-                self.children.remove(child)
+        self.children = [child for child in self.children if child.poll() is None]
         while self.reap_orphans:
             try:  # WNOWAIT: a child of ours is reaped by its own handle, which keeps its status
                 info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
@@ -327,6 +326,12 @@ class Supervisor:
                 signal_all(leftovers, signal.SIGKILL)
             self.wait(_TICK)
         self.reap()
+
+
+def _set_subreaper(on: bool) -> None:
+    """Orphans of our children become ours (to reap) instead of PID 1's."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
 
 
 def _wake(signum: int, frame: object) -> None:

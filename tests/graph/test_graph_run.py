@@ -30,7 +30,7 @@ from microservice import (
 )
 from models import IRIS_X, IRIS_Y, assert_same_predictions, rows, save
 from modelshelf import cli
-from modelshelf.graph.processes import descendants
+from modelshelf.supervision import descendants
 
 SELDON = REPO / "manifests" / "seldon"
 READY_TIMEOUT = 150

@@ -28,7 +28,7 @@ from microservice import (
     running_command,
 )
 from models import IRIS_X, IRIS_Y, assert_same_predictions, rows
-from modelshelf.graph.processes import descendants
+from modelshelf.supervision import descendants
 
 KSERVE = REPO / "manifests" / "kserve"
 TEMPLATE = REPO / "templates" / "kserve-model"

@@ -23,7 +23,6 @@ import base64
 import collections
 import os
 import re
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -41,6 +40,7 @@ from modelshelf.graph.processes import (
     modelshelf_run,
 )
 from modelshelf.graph.supervisor import _image_repository, default_servers_dir
+from modelshelf.supervision import Child
 
 STORAGE_SECRET_ANNOTATION = "serving.kserve.io/storageSecretName"
 #: A storage secret's annotations -> the variables KServe gives the storage initializer.
@@ -63,7 +63,7 @@ class Component:
     env: dict[str, str]
     http_port: int
     grpc_port: int
-    process: subprocess.Popen | None = None
+    process: Child | None = None
     log_tail: collections.deque = field(default_factory=log_tail_buffer)
 
     @property

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from typing import Protocol, TextIO, TypeVar
 
 from modelshelf.errors import ModelshelfError
 from modelshelf.redaction import redact_uri
+from modelshelf.supervision import Child, ChildNotReadyError, Supervisor
 
 LOG_TAIL_LINES = 60
 
@@ -37,7 +37,7 @@ class NodeFailedError(ModelshelfError):
 
 
 class _HasProcess(Protocol):
-    process: subprocess.Popen | None
+    process: Child | None
 
 
 _Child = TypeVar("_Child", bound=_HasProcess)
@@ -68,6 +68,7 @@ class ChildProcesses:
         self.log_stream = log_stream or sys.stderr
         self._log_lock = threading.Lock()
         self._stopping = False  # once set, child output is no longer echoed (shutdown noise)
+        self.supervisor = Supervisor(grace_seconds=30)
 
     def _log(self, name: str, line: str) -> None:
         with self._log_lock, contextlib.suppress(ValueError, OSError):
@@ -81,10 +82,11 @@ class ChildProcesses:
         cwd: Path,
         env: dict[str, str],
         log_tail: collections.deque,
-    ) -> subprocess.Popen:
+    ) -> Child:
         """Start ``command`` in a session of its own (so ``_stop`` can reach all of it), its output
         echoed under ``name`` and its last lines kept in ``log_tail``."""
-        process = subprocess.Popen(
+        child = self.supervisor.start_command(
+            name,
             command,
             cwd=cwd,
             env=env,
@@ -92,14 +94,13 @@ class ChildProcesses:
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            start_new_session=True,
         )
-        threading.Thread(target=self._pump, args=(name, process, log_tail), daemon=True).start()
-        return process
+        threading.Thread(target=self._pump, args=(name, child, log_tail), daemon=True).start()
+        return child
 
-    def _pump(self, name: str, process: subprocess.Popen, log_tail: collections.deque) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
+    def _pump(self, name: str, child: Child, log_tail: collections.deque) -> None:
+        assert child.stdout is not None
+        for line in child.stdout:
             log_tail.append(line.rstrip("\n"))
             if not self._stopping:
                 self._log(name, line.rstrip("\n"))
@@ -141,64 +142,23 @@ class ChildProcesses:
         """Until ``is_ready`` holds for every child; ``NodeFailedError`` (with the child's last log
         lines) for the first that exits before, or that is still not ``waiting_for`` at the
         deadline."""
-        deadline = time.monotonic() + timeout
-        pending = list(children)
-        while pending:
-            for child in list(pending):
-                assert child.process is not None
-                code = child.process.poll()
-                if code is not None:
-                    time.sleep(0.2)  # let the pump thread read the last lines
-                    raise NodeFailedError(
-                        name_of(child),
-                        f"exited before it was ready (exit code {code})",
-                        tail_of(child),
-                    )
-                if is_ready(child):
-                    pending.remove(child)
-            if pending and time.monotonic() > deadline:
-                raise NodeFailedError(
-                    name_of(pending[0]),
-                    f"not {waiting_for} after {timeout:.0f} s",
-                    tail_of(pending[0]),
-                )
-            if pending:
-                time.sleep(0.1)
+        by_process = {id(child.process): child for child in children}
+        try:
+            self.supervisor.wait_ready(
+                [child.process for child in children if child.process is not None],
+                lambda process: is_ready(by_process[id(process)]),
+                timeout,
+                waiting_for,
+            )
+        except ChildNotReadyError as exc:
+            if exc.child.returncode is not None:
+                time.sleep(0.2)  # let the pump thread read the last lines
+            failed = by_process[id(exc.child)]
+            raise NodeFailedError(name_of(failed), exc.reason, tail_of(failed)) from None
 
-    def _stop(self, processes: Iterable[subprocess.Popen | None], timeout: float) -> None:
+    def _stop(self, processes: Iterable[Child | None], timeout: float) -> None:
         """SIGTERM each process (its entry point stops its front end gracefully); SIGKILL every
         process of its tree and session still running after ``timeout``."""
         self._stopping = True
-        running = [process for process in processes if process is not None]
-        for process in running:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for process in running:
-            leftovers = descendants(process.pid)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(0.0, deadline - time.monotonic()))
-            for pid in [process.pid, *leftovers, *descendants(process.pid)]:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live process below ``pid`` (from /proc; empty where there is no /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, queue = [], [pid]
-    while queue:
-        for child in children.get(queue.pop(), []):
-            found.append(child)
-            queue.append(child)
-    return found
+        self.supervisor.grace_seconds = timeout
+        self.supervisor.stop(process for process in processes if process is not None)

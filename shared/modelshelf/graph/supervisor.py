@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import socket
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -50,6 +49,7 @@ from modelshelf.graph.processes import (
     log_tail_buffer,
     modelshelf_run,
 )
+from modelshelf.supervision import Child
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class NodeLaunch:
     grpc_port: int
     metrics_port: int
     env: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen | None = None
+    process: Child | None = None
     log_tail: collections.deque = field(default_factory=log_tail_buffer)
 
     @property
