@@ -49,7 +49,7 @@ def alive(pid: int) -> bool:
 def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period():
     supervisor = Supervisor(grace_seconds=1)
     child = supervisor.start_command("stubborn", python(IGNORES_SIGTERM), stdout=subprocess.PIPE)
-    assert child.stdout.readline().strip() == b"ready"  # its SIG_IGN is in place
+    assert child.handle.stdout.readline().strip() == b"ready"  # its SIG_IGN is in place
     started = time.monotonic()
     supervisor.stop([child])
     elapsed = time.monotonic() - started
@@ -70,7 +70,7 @@ def test_a_child_that_stops_on_sigterm_ends_before_the_grace_period_with_its_cod
     time.sleep(60)
     """
     child = supervisor.start_command("graceful", python(code), stdout=subprocess.PIPE)
-    assert child.stdout.readline().strip() == b"ready"
+    assert child.handle.stdout.readline().strip() == b"ready"
     started = time.monotonic()
     supervisor.stop([child])
     assert time.monotonic() - started < 5
@@ -141,9 +141,9 @@ def test_the_whole_session_is_stopped_and_nothing_is_left():
     """A shell whose background job ignores SIGTERM: stopping the shell leaves the job behind in
     its session; it gets SIGTERM, then SIGKILL, and nothing is left as a zombie."""
     supervisor = Supervisor(grace_seconds=5)
-    script = "trap '' TERM; sleep 60 & echo $!; trap - TERM; wait"
+    script = "trap '' TERM; sleep 60 & trap - TERM; echo $!; wait"
     child = supervisor.start_command("shell", ["sh", "-c", script], stdout=subprocess.PIPE)
-    job = int(child.stdout.readline())
+    job = int(child.handle.stdout.readline())
     assert job in child.processes()
     started = time.monotonic()
     supervisor.stop([child])
@@ -160,7 +160,7 @@ def test_a_second_stop_signal_kills_at_once():
         child = supervisor.start_command(
             "stubborn", python(IGNORES_SIGTERM), stdout=subprocess.PIPE
         )
-        assert child.stdout.readline().strip() == b"ready"
+        assert child.handle.stdout.readline().strip() == b"ready"
         threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
         started = time.monotonic()
         supervisor.stop([child])
@@ -195,7 +195,7 @@ with supervisor.watching_signals():
     # The shell starts a job in its session and exits: the job is orphaned to us.
     child = supervisor.start_command("shell", ["sh", "-c", "sleep 60 & echo $!"],
                                      stdout=subprocess.PIPE)
-    print(int(child.stdout.readline()), flush=True)
+    print(int(child.handle.stdout.readline()), flush=True)
     while child.poll() is None:
         supervisor.wait(1)
     supervisor.stop_leftovers(child)

@@ -28,6 +28,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from modelshelf.errors import ModelshelfError
@@ -40,6 +41,7 @@ LEFTOVER_SECONDS = 2.0
 _TICK = 0.05
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _PR_SET_CHILD_SUBREAPER = 36
+_EXITED_NOWAIT = os.WEXITED | os.WNOHANG | os.WNOWAIT
 
 
 class ChildNotReadyError(ModelshelfError):
@@ -51,38 +53,33 @@ class ChildNotReadyError(ModelshelfError):
         super().__init__(f"{child.name} {reason}")
 
 
+@dataclass(eq=False)
 class Child:
     """One child process (``Supervisor.start_command`` or ``Supervisor.fork``) and how it ended."""
 
-    def __init__(
-        self, name: str, handle: subprocess.Popen | Any, own_session: bool, ready: Any = None
-    ) -> None:
-        self.name = name
-        self.handle = handle  # a Popen, or a multiprocessing Process: each reaps its own pid
-        self.pid: int = handle.pid
-        self.own_session = own_session
-        self.ready = ready  # a multiprocessing Event the child sets once it serves, or None
-        #: Python's convention: the exit code, or -N after signal N; None while running.
-        self.returncode: int | None = None
+    name: str
+    handle: Any  # a Popen, or a multiprocessing Process: each reaps its own pid
+    own_session: bool  # a command leads a session (and group) of its own; a fork does not
+    ready: Any = None  # a multiprocessing Event the child sets once it serves, or None
+    #: Python's convention: the exit code, or -N after signal N; None while running.
+    returncode: int | None = None
 
     @property
-    def stdout(self) -> Any:
-        return getattr(self.handle, "stdout", None)
+    def pid(self) -> int:
+        return self.handle.pid
 
     def poll(self) -> int | None:
         """The returncode once the child has ended (reaping it); ``None`` while it runs."""
         if self.returncode is None:
-            if isinstance(self.handle, subprocess.Popen):
-                self.returncode = self.handle.poll()
-            else:
-                self.returncode = self.handle.exitcode
+            popen = isinstance(self.handle, subprocess.Popen)
+            self.returncode = self.handle.poll() if popen else self.handle.exitcode
         return self.returncode
 
     @property
     def exit_code(self) -> int | None:
         """The exit status as the shell reports it: 128 + N after signal N."""
         code = self.poll()
-        return None if code is None else shell_exit_code(code)
+        return 128 - code if code is not None and code < 0 else code
 
     def describe_exit(self) -> str:
         """``code 3`` or ``signal SIGKILL``, for the log."""
@@ -96,24 +93,11 @@ class Child:
         """Whether the child said it serves (children that do not report it always are)."""
         return self.ready is None or self.ready.is_set()
 
-    def signal(self, signum: int) -> None:
-        """``signum`` to the child itself, while it runs (never to a reaped, reusable pid)."""
-        if self.poll() is None:
-            signal_all([self.pid], signum)
-
     def processes(self) -> set[int]:
         """The child, its live descendants and, leading a session, the rest of its group."""
         table = _process_table()
-        found = {self.pid} if self.poll() is None else set()
-        found |= _descendants(table, self.pid)
-        if self.own_session:
-            found |= {pid for pid, (_ppid, pgrp) in table.items() if pgrp == self.pid}
-        return found
-
-
-def shell_exit_code(returncode: int) -> int:
-    """Python's returncode (-N after signal N) as the shell's exit status (128 + N)."""
-    return 128 - returncode if returncode < 0 else returncode
+        found = descendants(self.pid, table) | ({self.pid} if self.poll() is None else set())
+        return found | (group_members(self.pid, table) if self.own_session else set())
 
 
 class Supervisor:
@@ -126,8 +110,6 @@ class Supervisor:
         #: SIGTERM / SIGINT received while watching signals, in order.
         self.stop_signals: list[int] = []
         self._wakeups: int | None = None
-
-    # ---------------------------------------------------------------- signals
 
     @contextlib.contextmanager
     def watching_signals(self) -> Iterator[Supervisor]:
@@ -181,8 +163,6 @@ class Supervisor:
                 return
             self.stop_signals.extend(signum for signum in data if signum in STOP_SIGNALS)
 
-    # ---------------------------------------------------------------- starting
-
     def start_command(self, name: str, command: Sequence[str], **popen: Any) -> Child:
         """``command`` as the leader of a new session (``popen``: ``subprocess.Popen``'s
         keywords, e.g. ``cwd``, ``env``, ``stdout``)."""
@@ -206,26 +186,18 @@ class Supervisor:
         self.children.append(child)
         return child
 
-    # ---------------------------------------------------------------- watching
-
     def reap(self) -> None:
         """Collect every child that has ended (and, with ``reap_orphans``, any orphan)."""
-        self.children = [child for child in self.children if child.poll() is None]
-        while self.reap_orphans:
-            try:  # WNOWAIT: a child of ours is reaped by its own handle, which keeps its status
-                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        while True:
+            self.children = [child for child in self.children if child.poll() is None]
+            try:  # WNOWAIT only looks: a child of ours is reaped by its handle, keeping its status
+                found = self.reap_orphans and os.waitid(os.P_ALL, 0, _EXITED_NOWAIT)
             except ChildProcessError:
                 return
-            if info is None:
+            if not found:
                 return
-            ours = [child for child in self.children if child.pid == info.si_pid]
-            if ours:
-                self.children.remove(ours[0])
-                if ours[0].poll() is None:
-                    return  # not ours to reap after all: leave it to its owner
-            else:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(info.si_pid, os.WNOHANG)
+            if found.si_pid not in {child.pid for child in self.children}:
+                os.waitpid(found.si_pid, os.WNOHANG)
 
     def wait_ready(
         self,
@@ -251,8 +223,6 @@ class Supervisor:
             if pending:
                 self.wait(0.1)
 
-    # ---------------------------------------------------------------- stopping
-
     def stop(
         self,
         children: Iterable[Child],
@@ -264,53 +234,42 @@ class Supervisor:
         of a child still running ``grace_seconds`` later, or at once on another SIGTERM/SIGINT.
         Returns once every child is reaped and nothing it left behind runs."""
         children = list(children)
-        started = time.monotonic()
-        signals_before = len(self.stop_signals)
-        known: dict[Child, set[int]] = {}
-        first_waves: dict[Child, set[int]] = {}
-        signalled = 0
+        started, signals_before = time.monotonic(), len(self.stop_signals)
+        known = {child: child.processes() for child in children}
+        first_waves = {child: first(child) if first else {child.pid} for child in children}
         for child in children:
-            known[child] = child.processes()
             if child.poll() is None:
-                targets = first(child) if first else {child.pid}
-                signal_all(targets, signal.SIGTERM)
-                signalled += len(targets)
-                if then_rest:
-                    first_waves[child] = set(targets) - {child.pid}
-        running = [child for child in children if child.poll() is None]
-        if running:
-            logger.info(
-                "stopping %s: SIGTERM to %d of %d processes first; SIGKILL after %.0f s",
-                ", ".join(child.name for child in running),
-                signalled,
-                len(set().union(*known.values())),
-                self.grace_seconds,
-            )
-        announced = False
-        while running := [child for child in children if child.poll() is None]:
-            processes = set().union(*(child.processes() for child in running))
-            for child in running:
+                signal_all(first_waves[child], signal.SIGTERM)
+        logger.info(
+            "stopping %s: SIGTERM to %d of %d processes first; SIGKILL after %.0f s",
+            ", ".join(child.name for child in children),
+            len(set().union(*first_waves.values())),
+            len(set().union(*known.values())),
+            self.grace_seconds,
+        )
+        killing, rested = False, set()
+        while running := {child: child.processes() for child in children if child.poll() is None}:
+            for child, processes in running.items():
                 known[child] |= processes
             again = len(self.stop_signals) > signals_before
             if again or time.monotonic() - started > self.grace_seconds:
-                if not announced:
-                    reason = (
-                        f"{signal.Signals(self.stop_signals[-1]).name} again"
-                        if again
-                        else f"still running after {self.grace_seconds:.0f} s"
-                    )
+                if not killing:
+                    why = "another stop signal" if again else f"{self.grace_seconds:.0f} s"
                     names = ", ".join(child.name for child in running)
-                    logger.warning("%s: killing %s (%d processes)", reason, names, len(processes))
-                    announced = True
-                signal_all(processes, signal.SIGKILL)
-            else:
-                for child, wave in list(first_waves.items()):
-                    if not wave & child.processes():  # the first wave is gone: the rest may go
-                        del first_waves[child]
-                        signal_all(child.processes() - {child.pid}, signal.SIGTERM)
+                    logger.warning("%s still running after %s: killing it", names, why)
+                killing = True
+                signal_all(set().union(*running.values()), signal.SIGKILL)
+            for child, processes in running.items():  # the first wave is gone: the rest may go
+                if (
+                    then_rest
+                    and child not in rested
+                    and not first_waves[child] - {child.pid} & processes
+                ):
+                    rested.add(child)
+                    signal_all(processes - {child.pid}, signal.SIGTERM)
             self.wait(_TICK)
         for child in children:
-            self.stop_leftovers(child, known.get(child, set()))
+            self.stop_leftovers(child, known[child])
 
     def stop_leftovers(self, child: Child, known: Iterable[int] = ()) -> None:
         """What an ended child left running (its group, ``known`` processes of its tree):
@@ -318,7 +277,7 @@ class Supervisor:
         deadline = time.monotonic() + LEFTOVER_SECONDS
         signalled = False
         known = set(known) - {child.pid}
-        while leftovers := (child.processes() | known) & _live_pids():
+        while leftovers := (child.processes() | known) & set(_process_table()):
             if not signalled:
                 signal_all(leftovers, signal.SIGTERM)
                 signalled = True
@@ -374,28 +333,17 @@ def _process_table() -> dict[int, tuple[int, int]]:
     return table
 
 
-def _live_pids() -> set[int]:
-    return set(_process_table())
-
-
-def _descendants(table: dict[int, tuple[int, int]], pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for child, (parent, _pgrp) in table.items():
-        children.setdefault(parent, []).append(child)
-    found: set[int] = set()
-    queue = [pid]
-    while queue:
-        for child in children.get(queue.pop(), []):
-            found.add(child)
-            queue.append(child)
+def descendants(pid: int, table: dict[int, tuple[int, int]] | None = None) -> set[int]:
+    """Every live process below ``pid``."""
+    table = _process_table() if table is None else table
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, (parent, _) in table.items() if parent in frontier} - found
+        found |= frontier
     return found
 
 
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid``."""
-    return _descendants(_process_table(), pid)
-
-
-def group_members(pgid: int) -> set[int]:
+def group_members(pgid: int, table: dict[int, tuple[int, int]] | None = None) -> set[int]:
     """Live processes whose process group is ``pgid``."""
-    return {pid for pid, (_ppid, pgrp) in _process_table().items() if pgrp == pgid}
+    table = _process_table() if table is None else table
+    return {pid for pid, (_ppid, pgrp) in table.items() if pgrp == pgid}

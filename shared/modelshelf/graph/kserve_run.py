@@ -285,19 +285,11 @@ class InferenceServiceRun(ChildProcesses):
 
     def wait_ready(self, timeout: float = 180) -> None:
         self._wait_ready(
-            self.components,
-            lambda component: component.role,
-            lambda component: "\n".join(component.log_tail),
-            lambda component: _ready(component.host),
-            timeout,
-            "ready",
+            self.components, lambda component: _ready(component.host), timeout, "ready"
         )
 
     def exited(self) -> Component | None:
         return first_exited(self.components)
-
-    def stop(self, timeout: float = 30) -> None:
-        self._stop([c.process for c in self.components], timeout)
 
 
 def _local_arg(arg: str, model_dir: str | None, http_port: int, grpc_port: int) -> str:

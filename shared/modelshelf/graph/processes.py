@@ -38,6 +38,7 @@ class NodeFailedError(ModelshelfError):
 
 class _HasProcess(Protocol):
     process: Child | None
+    log_tail: collections.deque
 
 
 _Child = TypeVar("_Child", bound=_HasProcess)
@@ -69,6 +70,7 @@ class ChildProcesses:
         self._log_lock = threading.Lock()
         self._stopping = False  # once set, child output is no longer echoed (shutdown noise)
         self.supervisor = Supervisor(grace_seconds=30)
+        self._started: list[Child] = []
 
     def _log(self, name: str, line: str) -> None:
         with self._log_lock, contextlib.suppress(ValueError, OSError):
@@ -83,7 +85,7 @@ class ChildProcesses:
         env: dict[str, str],
         log_tail: collections.deque,
     ) -> Child:
-        """Start ``command`` in a session of its own (so ``_stop`` can reach all of it), its output
+        """Start ``command`` in a session of its own (so ``stop`` can reach all of it), its output
         echoed under ``name`` and its last lines kept in ``log_tail``."""
         child = self.supervisor.start_command(
             name,
@@ -95,12 +97,12 @@ class ChildProcesses:
             text=True,
             errors="replace",
         )
+        self._started.append(child)
         threading.Thread(target=self._pump, args=(name, child, log_tail), daemon=True).start()
         return child
 
     def _pump(self, name: str, child: Child, log_tail: collections.deque) -> None:
-        assert child.stdout is not None
-        for line in child.stdout:
+        for line in child.handle.stdout:
             log_tail.append(line.rstrip("\n"))
             if not self._stopping:
                 self._log(name, line.rstrip("\n"))
@@ -133,8 +135,6 @@ class ChildProcesses:
     def _wait_ready(
         self,
         children: list[_Child],
-        name_of: Callable[[_Child], str],
-        tail_of: Callable[[_Child], str],
         is_ready: Callable[[_Child], bool],
         timeout: float,
         waiting_for: str,
@@ -142,23 +142,23 @@ class ChildProcesses:
         """Until ``is_ready`` holds for every child; ``NodeFailedError`` (with the child's last log
         lines) for the first that exits before, or that is still not ``waiting_for`` at the
         deadline."""
-        by_process = {id(child.process): child for child in children}
+        by_pid = {child.process.pid: child for child in children if child.process is not None}
         try:
             self.supervisor.wait_ready(
-                [child.process for child in children if child.process is not None],
-                lambda process: is_ready(by_process[id(process)]),
+                [child.process for child in by_pid.values() if child.process is not None],
+                lambda process: is_ready(by_pid[process.pid]),
                 timeout,
                 waiting_for,
             )
         except ChildNotReadyError as exc:
             if exc.child.returncode is not None:
                 time.sleep(0.2)  # let the pump thread read the last lines
-            failed = by_process[id(exc.child)]
-            raise NodeFailedError(name_of(failed), exc.reason, tail_of(failed)) from None
+            tail = "\n".join(by_pid[exc.child.pid].log_tail)
+            raise NodeFailedError(exc.child.name, exc.reason, tail) from None
 
-    def _stop(self, processes: Iterable[Child | None], timeout: float) -> None:
-        """SIGTERM each process (its entry point stops its front end gracefully); SIGKILL every
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM each server's entry point (it stops its front end gracefully); SIGKILL every
         process of its tree and session still running after ``timeout``."""
         self._stopping = True
         self.supervisor.grace_seconds = timeout
-        self.supervisor.stop(process for process in processes if process is not None)
+        self.supervisor.stop(self._started)

@@ -291,8 +291,6 @@ class GraphSupervisor(ChildProcesses):
         """Until every node answers ``/health/status`` with 200 and accepts gRPC connections."""
         self._wait_ready(
             self.launches,
-            lambda launch: launch.node.name,
-            self.tail,
             lambda launch: _healthy(launch.url) and _accepts(launch.grpc_port),
             timeout,
             "healthy",
@@ -301,14 +299,6 @@ class GraphSupervisor(ChildProcesses):
     def exited(self) -> NodeLaunch | None:
         """The first node whose process has stopped, if any."""
         return first_exited(self.launches)
-
-    def tail(self, launch: NodeLaunch) -> str:
-        return "\n".join(launch.log_tail)
-
-    def stop(self, timeout: float = 30) -> None:
-        """SIGTERM each node's entry point (it stops its front end gracefully); SIGKILL every
-        process of the node still running after ``timeout``."""
-        self._stop([launch.process for launch in self.launches], timeout)
 
 
 def _image_repository(image: str) -> str:

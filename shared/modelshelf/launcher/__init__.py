@@ -19,7 +19,7 @@ As PID 1 of a container it also reaps orphaned processes (it is a child subreape
 One module a concern: ``_settings`` (what the environment asks for, and the commands it makes),
 ``_values`` (reading one variable), ``_programs`` (where the front ends are), ``_supervisor``
 (running the steps and stopping them with ``modelshelf.supervision``, the supervisor ``modelshelf
-serve`` and ``graph run`` use too) and ``_processes`` (which processes serve a port).
+serve`` and ``graph run`` use too).
 """
 
 from modelshelf.launcher._programs import conda_environment, modelshelf_serve_available

@@ -3,15 +3,15 @@ session, and stopping one as its ``StopPolicy`` says when the container is asked
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from modelshelf.launcher._processes import serving_processes
 from modelshelf.launcher._programs import conda_environment
 from modelshelf.launcher._settings import LaunchSettings, Step, StopPolicy
 from modelshelf.redaction import redact_text
@@ -66,14 +66,14 @@ def run_step(
         supervisor.wait(None)
     if not supervisor.stop_signals:
         supervisor.stop_leftovers(child)
-        return shell_code(child), False
+        return child.exit_code or 0, False
     started = time.monotonic()
     supervisor.stop(
         [child],
         first=functools.partial(first_wave, step.stop_policy),
         then_rest=step.stop_policy is StopPolicy.SERVING,
     )
-    code = shell_code(child)
+    code = child.exit_code or 0  # reaped by stop
     logger.info("%s stopped in %.1f s (exit %d)", step.name, time.monotonic() - started, code)
     return code, True
 
@@ -84,10 +84,24 @@ def first_wave(policy: StopPolicy, child: Child) -> set[int]:
         return {child.pid}
     if policy is StopPolicy.SERVING:
         return {child.pid} | serving_processes(child.processes())
-    return child.processes() | {child.pid}
+    return child.processes()
 
 
-def shell_code(child: Child) -> int:
-    code = child.exit_code
-    assert code is not None, "the step has been reaped"
-    return code
+def serving_processes(pids: Iterable[int]) -> set[int]:
+    """The processes among ``pids`` that hold a listening TCP socket (read from ``/proc``)."""
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            next(rows)
+            rows_fields = (row.split() for row in rows)
+            listening |= {f"socket:[{f[9]}]" for f in rows_fields if f[3] == "0A"}  # TCP_LISTEN
+    return {pid for pid in pids if _descriptor_targets(pid) & listening}
+
+
+def _descriptor_targets(pid: int) -> set[str]:
+    targets = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                targets.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return targets

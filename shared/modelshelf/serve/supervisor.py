@@ -30,6 +30,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelshelf.serve import options
@@ -148,51 +149,40 @@ def max_worker_restarts() -> int:
     return int(text)
 
 
+@dataclass
 class Worker:
     """One worker slot: how to fork its process, and the process now in it."""
 
-    def __init__(
-        self,
-        name: str,
-        target_and_args: tuple,
-        respawn: bool = True,
-        signals_ready: bool = False,
-    ) -> None:
-        self.name = name
-        self.target_and_args = target_and_args
-        self.respawn = respawn
-        self.signals_ready = signals_ready  # the target's last argument: an event set once loaded
-        self.child: Child | None = None
+    name: str
+    target_and_args: tuple
+    respawn: bool = True
+    signals_ready: bool = False  # the target's last argument: an event it sets once loaded
+    child: Child | None = None
 
-    def start(self, supervisor: Supervisor) -> None:
+    def start(self, supervisor: Supervisor) -> Child:
         self.child = supervisor.fork(
             self.name, *self.target_and_args, report_ready=self.signals_ready
         )
+        return self.child
 
 
+@dataclass
 class WorkerPool:
     """Replaces workers that die until a stop is requested or they cannot be kept running; then
     stops them (``modelshelf.supervision``) and says how the server ended."""
 
-    def __init__(
-        self,
-        supervisor: Supervisor,
-        workers: list[Worker],
-        max_restarts: int,
-        listening: Sequence[socket.socket] = (),
-    ) -> None:
-        self.supervisor = supervisor
-        self.workers = workers
-        #: The parent's copy of the REST socket, kept for replacements; closed on stop, so new
-        #: connections are refused rather than queued where no worker will take them.
-        self.listening = list(listening)
-        self.max_restarts = max_restarts
-        self.restarts: deque[float] = deque()
-        self.failed = False
+    supervisor: Supervisor
+    workers: list[Worker]
+    max_restarts: int
+    #: The parent's copy of the REST socket, kept for replacements; closed on stop, so new
+    #: connections are refused rather than queued where no worker will take them.
+    listening: list[socket.socket] = field(default_factory=list)
+    restarts: deque[float] = field(default_factory=deque)
+    failed: bool = False
 
     def run(self, extras: Sequence[Child] = ()) -> int:
         """Until a stop: 0 after a requested stop, 1 if workers died. ``extras`` (the class's
-        ``custom_service``) are killed once the workers are gone."""
+        ``custom_service``) are stopped with the workers."""
         while not self.failed and not self.supervisor.stop_requested:
             for worker in self.workers:
                 if not self.failed and worker.child is not None and worker.child.poll() is not None:
@@ -201,17 +191,14 @@ class WorkerPool:
                 self.supervisor.wait(None)  # until a child ends or a signal arrives
         for sock in self.listening:
             sock.close()
-        self.supervisor.stop(w.child for w in self.workers if w.child is not None)
-        for child in extras:
-            child.signal(signal.SIGKILL)
-        self.supervisor.stop(extras)
+        self.supervisor.stop([*(w.child for w in self.workers if w.child), *extras])
         logger.info("stopped")
         return 1 if self.failed else 0
 
     def _ended(self, worker: Worker) -> None:
         """A worker died on its own: replace it, or stop the server saying why not."""
         child = worker.child
-        assert child is not None
+        assert child is not None  # run() found it ended
         logger.error("%s worker %d exited with %s", worker.name, child.pid, child.describe_exit())
         worker.child = None  # handled
         if not worker.respawn:
@@ -227,12 +214,10 @@ class WorkerPool:
                 f"{RESTART_WINDOW:.0f} s ({MAX_RESTARTS_ENV}={self.max_restarts})"
             )
         self.restarts.append(now)
-        worker.start(self.supervisor)
-        assert worker.child is not None
         logger.warning(
             "%s worker replaced by %d (%d replacement(s) in the last %.0f s; at most %d)",
             worker.name,
-            worker.child.pid,
+            worker.start(self.supervisor).pid,
             len(self.restarts),
             RESTART_WINDOW,
             self.max_restarts,
