@@ -94,9 +94,10 @@ class Child:
         return self.ready is None or self.ready.is_set()
 
     def processes(self) -> set[int]:
-        """The child, its live descendants and, leading a session, the rest of its group."""
+        """While it runs the child and its descendants; and, leading a session, its group (a
+        pid that leads a group is not reused, unlike the pid of a reaped child)."""
         table = _process_table()
-        found = descendants(self.pid, table) | ({self.pid} if self.poll() is None else set())
+        found = {self.pid} | descendants(self.pid, table) if self.poll() is None else set()
         return found | (group_members(self.pid, table) if self.own_session else set())
 
 
@@ -154,14 +155,9 @@ class Supervisor:
         self.reap()
 
     def _read_signals(self) -> None:
-        while self._wakeups is not None:
-            try:
-                data = os.read(self._wakeups, 512)
-            except BlockingIOError:
-                return
-            if not data:
-                return
-            self.stop_signals.extend(signum for signum in data if signum in STOP_SIGNALS)
+        with contextlib.suppress(BlockingIOError):
+            while self._wakeups is not None and (data := os.read(self._wakeups, 512)):
+                self.stop_signals.extend(signum for signum in data if signum in STOP_SIGNALS)
 
     def start_command(self, name: str, command: Sequence[str], **popen: Any) -> Child:
         """``command`` as the leader of a new session (``popen``: ``subprocess.Popen``'s
@@ -177,10 +173,8 @@ class Supervisor:
         argument, an event to set once it serves (``Child.is_ready``)."""
         context = multiprocessing.get_context("fork")
         ready = context.Event() if report_ready else None
-        extra = (ready,) if report_ready else ()
-        process = context.Process(
-            target=_forked, args=(os.getpid(), target, *args, *extra), name=name
-        )
+        args = (*args, ready) if report_ready else args
+        process = context.Process(target=_forked, args=(os.getpid(), target, *args), name=name)
         process.start()
         child = Child(name, process, False, ready)
         self.children.append(child)
