@@ -122,7 +122,7 @@ def test_a_child_that_exits_before_it_is_ready_is_named():
     with pytest.raises(ChildNotReadyError) as caught:
         supervisor.wait_ready([child], lambda _child: False, timeout=30, waiting_for="healthy")
     assert caught.value.child is child
-    assert caught.value.reason == "exited before it was healthy (exit code 4)"
+    assert caught.value.reason == "exited before it was ready (exit code 4)"
 
 
 def test_a_child_not_ready_at_the_deadline_is_named(tmp_path):

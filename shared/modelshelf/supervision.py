@@ -208,7 +208,7 @@ class Supervisor:
             for child in list(pending):
                 if child.poll() is not None:
                     raise ChildNotReadyError(
-                        child, f"exited before it was {waiting_for} (exit code {child.returncode})"
+                        child, f"exited before it was ready (exit code {child.returncode})"
                     )
                 if is_ready(child):
                     pending.remove(child)
@@ -241,25 +241,23 @@ class Supervisor:
             len(set().union(*known.values())),
             self.grace_seconds,
         )
-        killing, rested = False, set()
+        #: with ``then_rest``: the first-wave processes the rest of each child waits for
+        before_rest = {c: first_waves[c] - {c.pid} for c in children} if then_rest else {}
+        killing = False
         while running := {child: child.processes() for child in children if child.poll() is None}:
             for child, processes in running.items():
                 known[child] |= processes
             again = len(self.stop_signals) > signals_before
             if again or time.monotonic() - started > self.grace_seconds:
                 if not killing:
-                    why = "another stop signal" if again else f"{self.grace_seconds:.0f} s"
+                    why = "a second stop signal" if again else f"{self.grace_seconds:.0f} s passed"
                     names = ", ".join(child.name for child in running)
-                    logger.warning("%s still running after %s: killing it", names, why)
+                    logger.warning("killing %s: %s", names, why)
                 killing = True
                 signal_all(set().union(*running.values()), signal.SIGKILL)
-            for child, processes in running.items():  # the first wave is gone: the rest may go
-                if (
-                    then_rest
-                    and child not in rested
-                    and not first_waves[child] - {child.pid} & processes
-                ):
-                    rested.add(child)
+            for child, processes in running.items():
+                if child in before_rest and not before_rest[child] & processes:
+                    del before_rest[child]  # the first wave is gone: the rest may stop now
                     signal_all(processes - {child.pid}, signal.SIGTERM)
             self.wait(_TICK)
         for child in children:
