@@ -393,8 +393,10 @@ class RowReader:
         """``jsonData`` as records (a list of objects) or columns (an object of lists)."""
         if self.feature_names is None:
             raise BadRequestError(
-                "jsonData needs a model with feature names; this model has none, so send "
-                f"rows of {self.n_features or 'its'} numbers (ndarray or tensor)"
+                "objects (jsonData records or columns, KServe instances) are matched to the "
+                "model's feature names, and this model has none (their key order is no column "
+                f"order): send rows of {self.n_features or 'its'} numbers as arrays (ndarray, "
+                "tensor, instances of lists)"
             )
         if isinstance(X, dict):
             given = list(X)

@@ -315,6 +315,36 @@ def test_v2_errors(iris, path, payload, status, words):
     assert words in answer.json()["error"]
 
 
+@pytest.mark.parametrize(
+    ("payload", "words"),
+    [
+        (
+            {"inputs": [tensor("x", ROWS[0])]},
+            ["input 'x'", "shape [4]", "flat list", "[-1, 4]", "[1, 4]"],
+        ),
+        (
+            {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 4], "data": None}]},
+            ["input 'x'", "data is null", "4 values", "[1, 4]"],
+        ),
+        (
+            {"inputs": [tensor("x", ROWS[:, 0]), tensor("y", ROWS[:, 1]), tensor("x", ROWS[:, 2])]},
+            ["inputs[2]", "'x'", "inputs[0]", "a name of its own"],
+        ),
+        ({"id": 7, "inputs": [tensor("x", ROWS)]}, ["id must be a string", "7"]),
+        ({"id": ["a"], "inputs": [tensor("x", ROWS)]}, ["id must be a string", "['a']"]),
+    ],
+    ids=["flat row", "data null", "duplicate input name", "numeric id", "list id"],
+)
+def test_v2_refusals_name_what_was_wrong_and_what_was_expected(iris, payload, words):
+    """KServe and MLServer hand a shape-[4] tensor to the model as a 1-D array, which the
+    model refuses (a 500): here it is a 400 naming the shape the model takes."""
+    service, _ = iris
+    answer = v2_infer(service, "flowers", payload)
+    assert answer.status_code == 400, answer.text
+    message = answer.json()["error"]
+    assert all(word in message for word in words), message
+
+
 def test_v2_not_json_and_wrong_methods(iris):
     service, _ = iris
     answer = service.client.post("/v2/models/flowers/infer", content=b"{not json")
@@ -369,6 +399,32 @@ def test_kserve_v1_objects_become_a_frame(frame_model):
     answer = service.client.post("/v1/models/frame:predict", json={"instances": records})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"predictions": model.predict_proba(frame).tolist()}
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (
+            {"instances": [dict(zip(IRIS_COLUMNS, row, strict=True)) for row in ROWS[:2].tolist()]},
+            ["feature names", "this model has none", "rows of 4 numbers"],
+        ),
+        ({"instances": ROWS[0].tolist()}, ['"instances" of 4 values', "flat", "[-1, 4]"]),
+        ({"inputs": ROWS[0].tolist()}, ['"inputs" of 4 values', "[1, 4]"]),
+        (
+            {"instances": ROWS[:1].tolist(), "inputs": ROWS[:1].tolist()},
+            ["exactly one", '"instances" and "inputs"'],
+        ),
+    ],
+    ids=["objects without feature names", "flat instances", "flat inputs", "both keys"],
+)
+def test_kserve_v1_refusals_name_what_was_wrong_and_what_was_expected(iris, body, words):
+    """Objects on a model without feature names would be read in their keys' order (wrong
+    whenever a client orders them otherwise): refused as Seldon's jsonData is."""
+    service, _ = iris
+    answer = service.client.post("/v1/models/flowers:predict", json=body)
+    assert answer.status_code == 400, answer.text
+    message = answer.json()["error"]
+    assert all(word in message for word in words), message
 
 
 @pytest.mark.parametrize(

@@ -148,6 +148,11 @@ class Tensor:
         dtype = _dtype_of(name, datatype)
         shape = _checked_shape(name, shape)
         if type(values) is not list:
+            if values is None:  # else it reads as one value: "data has 1"
+                raise BadRequestError(
+                    f"input {name!r}: data is null; expected the {_size(shape)} values of "
+                    f"shape {shape}, nested or flat"
+                )
             values = [values]
         while values and type(values[0]) is list:  # nested: flatten one level in C
             try:
@@ -280,10 +285,15 @@ def _checked_shape(name: str, shape: Any) -> list[int]:
     )
 
 
-def _shaped(name: str, array: np.ndarray, shape: list[int]) -> np.ndarray:
+def _size(shape: list[int]) -> int:
     expected = 1
     for dim in shape:
         expected *= dim
+    return expected
+
+
+def _shaped(name: str, array: np.ndarray, shape: list[int]) -> np.ndarray:
+    expected = _size(shape)
     if array.size != expected:
         raise BadRequestError(
             f"input {name!r}: shape {shape} holds {expected} values, data has {array.size}"
@@ -361,6 +371,8 @@ def decode_inputs(request: InferenceRequest) -> tuple[Any, list[str]]:
     inputs = request.inputs
     if not inputs:
         raise BadRequestError("the request has no inputs")
+    if len(inputs) > 1:
+        _check_unique_names(inputs)
     content_type = request.parameters.get("content_type") if request.parameters else None
     if content_type is None:
         content_type = (
@@ -382,6 +394,17 @@ def decode_inputs(request: InferenceRequest) -> tuple[Any, list[str]]:
     raise BadRequestError(
         f"content_type {content_type!r} is not known; expected one of {', '.join(CONTENT_TYPES)}"
     )
+
+
+def _check_unique_names(inputs: list[Tensor]) -> None:
+    seen: dict[str, int] = {}
+    for index, tensor in enumerate(inputs):
+        first = seen.setdefault(tensor.name, index)
+        if first != index:
+            raise BadRequestError(
+                f"inputs[{index}]: name {tensor.name!r} is already the name of inputs[{first}]; "
+                "each input needs a name of its own"
+            )
 
 
 def _frame(inputs: list[Tensor]) -> Any:
@@ -449,6 +472,8 @@ class InferenceCore:
         self.takes_params = takes_params(user_model)
         self._as_returned = as_returned_caller(user_model)
         self._metadata: dict[str, Any] | None = None
+        self._row_width: int | None = None
+        self._row_width_known = False
         from modelshelf.metadata import package_versions
 
         # Read once: importlib.metadata scans the installed packages on every call.
@@ -498,6 +523,8 @@ class InferenceCore:
         """What ``infer`` calls: the decoded input and the methods the outputs ask for (the
         batcher joins requests between the two halves)."""
         X, names = decode_inputs(request)
+        if type(X) is np.ndarray and X.ndim == 1 and X.dtype.kind != "O":
+            self.refuse_flat_row(f"input {request.inputs[0].name!r}: shape {list(X.shape)}")
         wanted = [o.name for o in request.outputs] if request.outputs else []
         methods = [n for n in wanted if n != CLASS_NAMES_OUTPUT]
         for name in methods:
@@ -562,6 +589,27 @@ class InferenceCore:
         if self._publish_metrics is not None and hasattr(self.user_model, "metrics"):
             self._publish_metrics()
         return Answer(data, output_names_of(self.user_model, data))
+
+    def row_width(self) -> int | None:
+        """The values per row when the model takes one input of rows, ``[-1, n]`` in its
+        metadata (read once); ``None`` when it declares no such input."""
+        if not self._row_width_known:
+            inputs = self.model_metadata()["inputs"]
+            shape = inputs[0]["shape"] if len(inputs) == 1 else []
+            self._row_width = shape[1] if len(shape) == 2 and shape[1] > 0 else None
+            self._row_width_known = True
+        return self._row_width
+
+    def refuse_flat_row(self, what: str) -> None:
+        """A 400 for a flat list of values given to a model that takes rows. KServe's and
+        MLServer's servers hand such an input to the model as a 1-D array, which scikit-learn
+        and XGBoost refuse (as a 500); reading it as one row would guess, so it is named."""
+        width = self.row_width()
+        if width is not None:
+            raise BadRequestError(
+                f"{what} is a flat list of values, but this model takes rows of {width} values "
+                f"(shape [-1, {width}]); send one row as [[…]], shape [1, {width}]"
+            )
 
     # ------------------------------------------------------------------ metadata
 

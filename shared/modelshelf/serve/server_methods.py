@@ -167,6 +167,12 @@ def _mlflow_callers(server: Any) -> dict[str, ServedCall]:
     return found
 
 
+def reads_records(user_model: Any) -> bool:
+    """Whether the server reads Seldon's ``jsonData`` records itself (a modelshelf server:
+    matched to its feature names, refused by a model without them)."""
+    return any(cls.__name__ == "ModelServer" for cls in type(user_model).__mro__)
+
+
 def as_returned_caller(user_model: Any) -> ServedCall | None:
     """An MLflow server's method without its conversion of the result to an array."""
     if not any(cls.__name__ == "MLFlowServer" for cls in type(user_model).__mro__):

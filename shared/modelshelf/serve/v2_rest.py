@@ -210,10 +210,11 @@ def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
         raise BadRequestError("parameters must be an object")
     binary_default = bool(parameters.pop("binary_data_output", False))
     identifier = fields.get("id")
-    request = InferenceRequest(
-        tensors, outputs, identifier if type(identifier) is str else None, parameters
-    )
-    return request, binary_default
+    if identifier is not None and type(identifier) is not str:
+        raise BadRequestError(
+            f"id must be a string (the protocol's request identifier), got {identifier!r}"
+        )
+    return InferenceRequest(tensors, outputs, identifier, parameters), binary_default
 
 
 def _response(response: InferenceResponse, request: InferenceRequest, binary: bool) -> Reply:
