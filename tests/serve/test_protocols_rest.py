@@ -21,7 +21,7 @@ import tritonclient.http as triton
 from frontends import COMPONENTS, MODELSHELF, Launch, running, sklearn_launch
 
 from microservice import SERVERS, seldon_parameters
-from models import IRIS_COLUMNS, IRIS_X
+from models import HOUSES, IRIS_COLUMNS, IRIS_X, houses_pipeline, save
 
 ROWS = IRIS_X[::15]  # 10 rows of every class
 
@@ -248,6 +248,29 @@ def test_pd_codec_makes_named_inputs_columns(frame_model):
     np.testing.assert_allclose(np.array(output["data"]).reshape(output["shape"]), expected)
     metadata = service.client.get("/v2/models/frame").json()
     assert metadata["name"] == "frame"
+
+
+def test_v2_metadata_of_a_column_transformer_lists_its_columns_and_their_types(tmp_path):
+    """One input per named column, typed as the pipeline's encoders learnt them (the text
+    column BYTES): a request built from the metadata alone is answered as the model answers."""
+    model = houses_pipeline()
+    with running(sklearn_launch(save(model, tmp_path / "houses"), "houses"), [MODELSHELF]) as (
+        service,
+    ):
+        client = triton_client(service)
+        metadata = client.get_model_metadata("houses")
+        assert metadata["inputs"] == [
+            {"name": "city", "datatype": "BYTES", "shape": [-1, 1]},
+            {"name": "floor", "datatype": "INT64", "shape": [-1, 1]},
+            {"name": "area", "datatype": "FP64", "shape": [-1, 1]},
+        ]
+        inputs = []
+        for spec in metadata["inputs"]:
+            column = HOUSES[spec["name"]].to_numpy().reshape(-1, 1)
+            column = column.astype(object if spec["datatype"] == "BYTES" else column.dtype)
+            inputs.append(triton_input(spec["name"], column, spec["datatype"], True))
+        result = client.infer("houses", inputs)
+        np.testing.assert_allclose(result.as_numpy("predict_proba"), model.predict_proba(HOUSES))
 
 
 def test_pd_codec_strings_from_bytes(scoring):

@@ -49,6 +49,7 @@ import orjson
 from modelshelf.errors import BadRequestError, ModelNotReadyError
 from modelshelf.serve.server_methods import (
     as_returned_caller,
+    column_datatypes,
     configured_method,
     input_datatype,
     known_output_names,
@@ -615,10 +616,19 @@ class InferenceCore:
 
     def _describe(self) -> dict[str, Any]:
         seldon = self.seldon_metadata
-        inputs = [
-            _tensor_spec(spec, f"input-{i}", input_datatype(self.user_model))
-            for i, spec in enumerate(seldon.get("inputs") or [])
-        ]
+        datatype = input_datatype(self.user_model)
+        inputs = []
+        for i, spec in enumerate(seldon.get("inputs") or []):
+            named = _named_columns(spec)
+            if named is None:
+                inputs.append(_tensor_spec(spec, f"input-{i}", datatype))
+                continue
+            # Named columns (a model fitted on a DataFrame): one input each, as the pd codec
+            # takes them, of the type the model's first step reveals (strings as BYTES).
+            types = column_datatypes(self.user_model, datatype_of)
+            for name in named:
+                column = {"name": name, "datatype": types.get(name, datatype), "shape": [-1, 1]}
+                inputs.append(column)
         outputs = []
         described = seldon.get("outputs") or []
         for name in self.methods:
@@ -679,6 +689,14 @@ def _model_params(parameters: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     found = {k: v for k, v in parameters.items() if k not in ("content_type", "headers")}
     return found or None
+
+
+def _named_columns(spec: Any) -> list[str] | None:
+    """The column names of a Seldon ``ndarray`` input description (``schema.names``)."""
+    if not isinstance(spec, dict) or "datatype" in spec:
+        return None
+    names = (spec.get("schema") or {}).get("names")
+    return [str(n) for n in names] if isinstance(names, list) and names else None
 
 
 def _tensor_spec(spec: Any, name: str, datatype: str) -> dict[str, Any]:

@@ -234,3 +234,60 @@ def known_output_names(user_model: Any, method: str) -> list[str] | None:
 
 def input_datatype(user_model: Any) -> str:
     return "BYTES" if getattr(user_model, "takes_text", False) else "FP64"
+
+
+def column_datatypes(user_model: Any, datatype_of: Callable[[Any], str]) -> dict[str, str]:
+    """The V2 datatype of each named input column the model's first step reveals: a
+    scikit-learn ``ColumnTransformer`` (at the start of a pipeline, or the model itself) whose
+    encoders learnt values (``categories_``: ``OneHotEncoder``, ``OrdinalEncoder``…) or
+    statistics (``SimpleImputer``) of the column's type; strings are ``BYTES``. Columns it
+    does not reveal are absent (the caller's default: numbers)."""
+    first = getattr(user_model, "model", None)
+    while hasattr(first, "steps") and first.steps:  # a Pipeline: its first step
+        first = first.steps[0][1]
+    fitted = getattr(first, "transformers_", None)
+    names = getattr(first, "feature_names_in_", None)
+    if not isinstance(fitted, list):
+        return {}
+    found: dict[str, str] = {}
+    for entry in fitted:
+        if not isinstance(entry, tuple) or len(entry) != 3:
+            continue
+        _, transformer, columns = entry
+        columns = _column_names(columns, names)
+        learnt = _learnt_values(transformer)
+        if not columns or learnt is None:
+            continue
+        for column, values in zip(columns, learnt, strict=False):
+            dtype = getattr(values, "dtype", None)
+            if dtype is not None:
+                found[column] = "BYTES" if dtype.kind in "OUS" else datatype_of(dtype)
+    return found
+
+
+def _column_names(columns: Any, names: Any) -> list[str]:
+    """A ``ColumnTransformer`` entry's columns as names (names, or positions among
+    ``feature_names_in_``); ``[]`` for other selectors (slices, masks)."""
+    if isinstance(columns, str):
+        return [columns]
+    if not isinstance(columns, list | tuple | np.ndarray) or not len(columns):
+        return []
+    if all(isinstance(c, str) for c in columns):
+        return [str(c) for c in columns]
+    positions = all(
+        isinstance(c, int | np.integer) and not isinstance(c, bool | np.bool_) for c in columns
+    )
+    return [str(names[int(c)]) for c in columns] if positions and names is not None else []
+
+
+def _learnt_values(transformer: Any) -> list[Any] | None:
+    """Per input column, values the fitted transformer learnt in the column's own type."""
+    steps = [s for _, s in transformer.steps] if hasattr(transformer, "steps") else [transformer]
+    for step in steps:
+        categories = getattr(step, "categories_", None)
+        if isinstance(categories, list):
+            return categories
+        statistics = getattr(step, "statistics_", None)
+        if isinstance(statistics, np.ndarray) and statistics.ndim == 1:
+            return [statistics[i : i + 1] for i in range(len(statistics))]
+    return None
