@@ -620,12 +620,12 @@ class InferenceCore:
         inputs = []
         for i, spec in enumerate(seldon.get("inputs") or []):
             named = _named_columns(spec)
-            if named is None:
+            types = column_datatypes(self.user_model, datatype_of) if named else None
+            if named is None or types is None:
                 inputs.append(_tensor_spec(spec, f"input-{i}", datatype))
                 continue
-            # Named columns (a model fitted on a DataFrame): one input each, as the pd codec
-            # takes them, of the type the model's first step reveals (strings as BYTES).
-            types = column_datatypes(self.user_model, datatype_of)
+            # A model taking its columns one by one: one input each, as the pd codec takes
+            # them, of the type its encoders reveal (strings as BYTES).
             for name in named:
                 column = {"name": name, "datatype": types.get(name, datatype), "shape": [-1, 1]}
                 inputs.append(column)

@@ -236,19 +236,20 @@ def input_datatype(user_model: Any) -> str:
     return "BYTES" if getattr(user_model, "takes_text", False) else "FP64"
 
 
-def column_datatypes(user_model: Any, datatype_of: Callable[[Any], str]) -> dict[str, str]:
-    """The V2 datatype of each named input column the model's first step reveals: a
-    scikit-learn ``ColumnTransformer`` (at the start of a pipeline, or the model itself) whose
-    encoders learnt values (``categories_``: ``OneHotEncoder``, ``OrdinalEncoder``…) or
-    statistics (``SimpleImputer``) of the column's type; strings are ``BYTES``. Columns it
-    does not reveal are absent (the caller's default: numbers)."""
+def column_datatypes(user_model: Any, datatype_of: Callable[[Any], str]) -> dict[str, str] | None:
+    """For a model that takes its input column by column -- a scikit-learn
+    ``ColumnTransformer``, at the start of a pipeline or alone -- the V2 datatype of each
+    column its encoders reveal: values (``categories_``: ``OneHotEncoder``,
+    ``OrdinalEncoder``…) or statistics (``SimpleImputer``) learnt in the column's own type;
+    strings are ``BYTES``. Columns it does not reveal are absent (the caller's default:
+    numbers). ``None`` for any other model: it takes one array, named columns or not."""
     first = getattr(user_model, "model", None)
     while hasattr(first, "steps") and first.steps:  # a Pipeline: its first step
         first = first.steps[0][1]
     fitted = getattr(first, "transformers_", None)
     names = getattr(first, "feature_names_in_", None)
     if not isinstance(fitted, list):
-        return {}
+        return None
     found: dict[str, str] = {}
     for entry in fitted:
         if not isinstance(entry, tuple) or len(entry) != 3:
