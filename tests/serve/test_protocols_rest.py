@@ -606,6 +606,35 @@ def test_not_ready_is_503_and_model_failures_500_on_every_protocol(tmp_path):
         assert answer.json()["outputs"][0]["data"] == [2.0, 4.0]
 
 
+NAMING_MODEL = '''
+"""Doubles numbers; its class_names() fails (a bug in the user's class)."""
+import numpy as np
+
+
+class BadNames:
+    def predict(self, X, names=None, meta=None):
+        return np.asarray(X, dtype=float) * 2
+
+    def class_names(self):
+        return {"a": 1}["b"]
+'''
+
+
+def test_a_failing_class_names_is_a_500_naming_the_class(tmp_path):
+    """It was swallowed (the answer simply had no column names): a bug hidden from its author."""
+    (tmp_path / "BadNames.py").write_text(NAMING_MODEL)
+    with running(Launch("BadNames", tmp_path), [MODELSHELF]) as (service,):
+        for path, body in (
+            ("/v2/models/BadNames/infer", {"inputs": [tensor("x", np.array([[1.0, 2.0]]))]}),
+            ("/v1/models/BadNames:predict", {"instances": [[1.0, 2.0]]}),
+        ):
+            answer = service.client.post(path, json=body)
+            assert answer.status_code == 500, answer.text
+            message = answer.json()["error"]
+            assert "BadNames.class_names() failed: KeyError: 'b'" in message, message
+            assert "NotImplementedError" in message
+
+
 # ------------------------------------------------------------------------- texts and transforms
 
 

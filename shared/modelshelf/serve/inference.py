@@ -37,6 +37,7 @@ Which methods a server class offers, and how each is called, is ``server_methods
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -106,6 +107,15 @@ def message_of(exc: BaseException) -> str:
     """What an error response says: the error's own message, never a traceback."""
     message = getattr(exc, "message", None)
     return str(message) if message else (str(exc) or type(exc).__name__)
+
+
+def error_answer(exc: BaseException, what: str, logger: logging.Logger) -> tuple[int, str]:
+    """The status and message an adapter answers ``exc`` raised serving ``what`` with; a 500
+    is logged with its traceback (the other statuses are the client's, counted elsewhere)."""
+    status = status_of(exc)
+    if status == 500:
+        logger.error("%s failed", what, exc_info=exc)
+    return status, message_of(exc)
 
 
 def datatype_of(dtype: Any) -> str:

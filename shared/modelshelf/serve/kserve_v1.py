@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 
 from modelshelf.errors import BadRequestError, ModelNotReadyError
-from modelshelf.serve.inference import InferenceCore, UnknownModelError, message_of, status_of
+from modelshelf.serve.inference import InferenceCore, UnknownModelError, error_answer
 from modelshelf.serve.ndarray import array_from_rows, encode_array, encodes_as_tolist
 from modelshelf.serve.protocols import Reply, json_reply
 from modelshelf.serve.server_methods import reads_records
@@ -58,10 +58,7 @@ class KServeV1:
             self._check(name)
             return json_reply(200, {"name": name, "ready": True})
         except Exception as exc:
-            status = status_of(exc)
-            if status == 500:
-                logger.exception("KServe V1 %s %s failed", method, path)
-            return _error(status, message_of(exc))
+            return _error(*error_answer(exc, f"KServe V1 {method} {path}", logger))
 
     def _check(self, name: str) -> None:
         if name != self.core.name:

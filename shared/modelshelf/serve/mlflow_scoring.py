@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from modelshelf.errors import BadRequestError
-from modelshelf.serve.inference import InferenceCore, message_of, status_of
+from modelshelf.serve.inference import InferenceCore, error_answer
 from modelshelf.serve.ndarray import array_from_rows, encode_array, encodes_as_tolist
 from modelshelf.serve.protocols import Reply, header, json_reply
 
@@ -48,10 +48,7 @@ class MLflowScoring:
             try:
                 return self.invocations(header(scope, b"content-type"), body)
             except Exception as exc:
-                status = status_of(exc)
-                if status == 500:
-                    logger.exception("MLflow /invocations failed")
-                return _error(status, message_of(exc))
+                return _error(*error_answer(exc, "MLflow /invocations", logger))
         if method != "GET":
             return _error(405, f"{method} is not allowed for {path}; use GET")
         if path == "/version":

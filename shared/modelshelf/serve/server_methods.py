@@ -210,8 +210,19 @@ def output_names_of(user_model: Any, data: Any) -> list[str] | None:
     if callable(names):
         try:
             names = names()
-        except Exception:  # SeldonNotImplementedError and the like: no names
+        except NotImplementedError:
             return None
+        except Exception as exc:
+            from seldon_core.user_model import SeldonNotImplementedError
+
+            if isinstance(exc, SeldonNotImplementedError):  # seldon-core's "no names"
+                return None
+            from modelshelf.errors import ServerFaultError
+
+            raise ServerFaultError(
+                f"{type(user_model).__name__}.class_names() failed: {type(exc).__name__}: {exc} "
+                "(it names the output's columns; raise NotImplementedError where there are none)"
+            ) from exc
     shape = np.shape(data)
     if isinstance(names, list | tuple) and len(shape) == 2 and len(names) == shape[1] > 0:
         return [str(n) for n in names]

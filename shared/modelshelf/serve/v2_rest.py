@@ -30,7 +30,7 @@ from modelshelf.serve.inference import (
     InferenceResponse,
     RequestedOutput,
     Tensor,
-    message_of,
+    error_answer,
     status_of,
 )
 from modelshelf.serve.protocols import Reply, header, json_reply
@@ -122,10 +122,7 @@ class V2Rest:
     @staticmethod
     def error(exc: BaseException, what: str) -> Reply:
         """The answer to an exception raised serving ``what`` (500s logged with the traceback)."""
-        status = status_of(exc)
-        if status == 500:
-            logger.error("V2 %s failed", what, exc_info=exc)
-        return _error(status, message_of(exc))
+        return _error(*error_answer(exc, f"V2 {what}", logger))
 
 
 def _decoded(scope: dict, body: bytes) -> bytes:
