@@ -14,6 +14,9 @@ from typing import Any
 
 from modelshelf.errors import ModelLoadError, ModelNotFoundError
 
+#: Where KServe's storage initializer puts the model (an InferenceService's ``storageUri``).
+MODEL_MOUNT = "/mnt/models"
+
 
 def find_model_file(
     location: Path,
