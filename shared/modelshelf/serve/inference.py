@@ -48,6 +48,7 @@ import numpy as np
 import orjson
 
 from modelshelf.errors import BadRequestError, ModelNotReadyError
+from modelshelf.inputs import pandas_module
 from modelshelf.serve.server_methods import (
     as_returned_caller,
     column_datatypes,
@@ -419,8 +420,7 @@ def _check_unique_names(inputs: list[Tensor]) -> None:
 
 
 def _frame(inputs: list[Tensor]) -> Any:
-    import pandas as pd
-
+    pd = pandas_module()
     columns = {}
     rows = None
     for tensor in inputs:

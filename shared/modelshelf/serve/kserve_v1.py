@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 
 from modelshelf.errors import BadRequestError, ModelNotReadyError
+from modelshelf.inputs import pandas_module
 from modelshelf.serve.inference import InferenceCore, UnknownModelError, error_answer
 from modelshelf.serve.ndarray import array_from_rows, encode_array, encodes_as_tolist
 from modelshelf.serve.protocols import Reply, json_reply
@@ -98,8 +99,7 @@ def instances_input(rows: list, as_records: bool = False) -> tuple[Any, list[str
             raise BadRequestError("instances must be all objects or all rows, not a mix")
         if as_records:
             return rows, []
-        import pandas as pd
-
+        pd = pandas_module()
         frame = pd.DataFrame(rows)
         return frame, [str(c) for c in frame.columns]
     try:

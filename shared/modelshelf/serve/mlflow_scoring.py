@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 
 from modelshelf.errors import BadRequestError
+from modelshelf.inputs import pandas_module
 from modelshelf.serve.inference import InferenceCore, error_answer
 from modelshelf.serve.ndarray import array_from_rows, encode_array, encodes_as_tolist
 from modelshelf.serve.protocols import Reply, header, json_reply
@@ -116,8 +117,7 @@ def json_input(body: bytes) -> tuple[Any, list[str], dict[str, Any] | None]:
         raise BadRequestError("params must be a JSON object of parameter names and values")
     key = keys[0]
     data = payload[key]
-    import pandas as pd
-
+    pd = pandas_module()
     try:
         if key == "dataframe_split":
             if type(data) is not dict:
@@ -142,8 +142,7 @@ def json_input(body: bytes) -> tuple[Any, list[str], dict[str, Any] | None]:
 
 def csv_input(body: bytes) -> tuple[Any, list[str]]:
     """A ``text/csv`` body (header row, then rows) as a DataFrame."""
-    import pandas as pd
-
+    pd = pandas_module()
     try:
         frame = pd.read_csv(io.BytesIO(body))
     except Exception as exc:  # pandas raises several kinds for a bad table
