@@ -42,7 +42,6 @@ BUILT_IN = ("SIMPLE_MODEL", "SIMPLE_ROUTER", "RANDOM_ABTEST", "AVERAGE_COMBINER"
 IMPLEMENTATIONS = (*MODELSHELF_SERVERS, *OTHER_PREPACKAGED, *BUILT_IN, "UNKNOWN_IMPLEMENTATION")
 
 
-
 class ManifestError(ModelshelfError):
     """A manifest the API server or the Seldon operator would refuse; one line per field."""
 
