@@ -48,6 +48,32 @@ def iris_frame_pipeline():
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(frame, IRIS_Y)
 
 
+#: Rows of a table with a text, an integer-coded and a number column.
+HOUSES = pd.DataFrame(
+    {
+        "city": ["oslo", "rome", "lima", "oslo", "rome", "lima", "oslo", "lima"],
+        "floor": [1, 2, 3, 1, 2, 3, 2, 1],
+        "area": [50.0, 72.5, 31.0, 90.0, 44.0, 65.5, 80.0, 38.0],
+    }
+)
+HOUSE_LABELS = ["no", "yes", "no", "yes", "no", "yes", "yes", "no"]
+
+
+def houses_pipeline():
+    """A ColumnTransformer pipeline over a text, an integer-coded and a number column."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    columns = ColumnTransformer(
+        [
+            ("city", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+            ("floor", OneHotEncoder(handle_unknown="ignore"), [1]),  # by position
+            ("area", StandardScaler(), ["area"]),
+        ]
+    )
+    return make_pipeline(columns, LogisticRegression()).fit(HOUSES, HOUSE_LABELS)
+
+
 def diabetes_regressor() -> LinearRegression:
     data = load_diabetes()
     return LinearRegression().fit(data.data, data.target)

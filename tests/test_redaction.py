@@ -88,3 +88,25 @@ def test_errors_are_redacted_when_made(monkeypatch):
     assert error.uri == redact_uri(SIGNED)
     assert "abc123" not in str(ModelLoadError(SIGNED, "EOF"))
     assert "pa55word" not in str(ConfigurationError("model_uri", SIGNED, "a URI"))
+
+
+@pytest.mark.parametrize("kind", [ModelLoadError, StorageError])
+def test_an_error_reads_the_credential_variables_once(kind, monkeypatch):
+    """Redacting the URI, the reason and then the whole message again scanned the environment
+    three times per error; its parts are redacted once, with one scan, and nothing leaks."""
+    import modelshelf.errors as errors_module
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG")
+    scans = []
+    real = errors_module.credential_values
+
+    def counted(environ=None):
+        scans.append(1)
+        return real(environ)
+
+    monkeypatch.setattr(errors_module, "credential_values", counted)
+    error = kind(SIGNED, f"denied with wJalrXUtnFEMI/K7MDENG for {SIGNED}")
+    assert len(scans) == 1
+    text = str(error)
+    assert "wJalrXUtnFEMI" not in text and "pa55word" not in text and "abc123" not in text
+    assert text.count("X-Amz-Signature=<redacted>") == 2

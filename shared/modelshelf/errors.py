@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from modelshelf.redaction import redact_text, redact_uri
+from modelshelf.redaction import credential_values, redact_text, redact_uri
 
 if TYPE_CHECKING:
     from modelshelf.request_errors import BadRequestError, ModelNotReadyError, ServerFaultError
@@ -49,11 +49,14 @@ class ModelshelfError(Exception):
     """Base of every error modelshelf raises on purpose.
 
     Its message is redacted (``modelshelf.redaction.redact_text``) when the error is made: a URI
-    or a credential value in it never reaches a log, a response or a traceback.
+    or a credential value in it never reaches a log, a response or a traceback. A subclass that
+    redacted the parts of its message itself passes ``redacted=True`` (once is enough).
     """
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*(redact_text(arg) if isinstance(arg, str) else arg for arg in args))
+    def __init__(self, *args: object, redacted: bool = False) -> None:
+        if not redacted:
+            args = tuple(redact_text(arg) if isinstance(arg, str) else arg for arg in args)
+        super().__init__(*args)
 
 
 class ConfigurationError(ModelshelfError):
@@ -70,9 +73,10 @@ class ModelLoadError(ModelshelfError):
     """The model could not be found or loaded; the process must stop with this cause."""
 
     def __init__(self, uri: str, reason: str) -> None:
-        self.uri = redact_uri(uri)
-        self.reason = redact_text(reason)
-        super().__init__(f"cannot load the model from {self.uri}: {self.reason}")
+        values = credential_values()
+        self.uri = redact_uri(uri, values)
+        self.reason = redact_text(reason, values=values)
+        super().__init__(f"cannot load the model from {self.uri}: {self.reason}", redacted=True)
 
 
 class ModelNotFoundError(ModelLoadError):
@@ -83,9 +87,10 @@ class StorageError(ModelshelfError):
     """A model URI could not be downloaded: says which URI and what to check."""
 
     def __init__(self, uri: str, reason: str) -> None:
-        self.uri = redact_uri(uri)
-        self.reason = redact_text(reason)
-        super().__init__(f"cannot download {self.uri}: {self.reason}")
+        values = credential_values()
+        self.uri = redact_uri(uri, values)
+        self.reason = redact_text(reason, values=values)
+        super().__init__(f"cannot download {self.uri}: {self.reason}", redacted=True)
 
 
 class StorageNotFoundError(StorageError):

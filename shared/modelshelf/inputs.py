@@ -14,6 +14,20 @@ import numpy as np
 
 from modelshelf.errors import BadRequestError
 
+_pandas: Any = None
+
+
+def pandas_module() -> Any:
+    """pandas, imported by its first caller and then kept: a global read per request rather
+    than an import statement, and no import at start for models that only take arrays. Servers
+    whose models take frames call it at load (``as_frame`` callers)."""
+    global _pandas
+    if _pandas is None:
+        import pandas
+
+        _pandas = pandas
+    return _pandas
+
 
 def as_2d_numbers(X: Any, n_features: int | None, what: str = "the input") -> np.ndarray:
     """``X`` as a 2-D float array with ``n_features`` columns, or a 400 that says what was wrong."""
@@ -92,8 +106,7 @@ def as_frame(
     the column, the value and the type, and columns the model does not have are ignored (both
     as MLflow does). Without it, text columns become numbers where they all can. ``optional``
     columns may be absent (MLflow's ``required=False``)."""
-    import pandas as pd
-
+    pd = _pandas or pandas_module()
     if _is_records(X):
         frame = _records_frame(X)
     else:
@@ -160,8 +173,7 @@ def _check_names(
 
 def _records_frame(X: Any) -> Any:
     """``jsonData``: records, a mapping of columns, or one record of scalars (one row)."""
-    import pandas as pd
-
+    pd = _pandas or pandas_module()
     if (
         isinstance(X, dict)
         and X
@@ -304,8 +316,7 @@ def _text(value: Any) -> Any:
 
 
 def _as_datetimes(values: np.ndarray) -> np.ndarray:
-    import pandas as pd
-
+    pd = _pandas or pandas_module()
     if values.dtype.kind == "M":
         return values.astype("datetime64[ns]")
     try:
@@ -340,8 +351,7 @@ def _is_records(X: Any) -> bool:
 
 
 def _numbers_where_possible(column: Any) -> Any:
-    import pandas as pd
-
+    pd = _pandas or pandas_module()
     try:
         return pd.to_numeric(column)
     except (ValueError, TypeError):
@@ -393,8 +403,10 @@ class RowReader:
         """``jsonData`` as records (a list of objects) or columns (an object of lists)."""
         if self.feature_names is None:
             raise BadRequestError(
-                "jsonData needs a model with feature names; this model has none, so send "
-                f"rows of {self.n_features or 'its'} numbers (ndarray or tensor)"
+                "objects (jsonData records or columns, KServe instances) are matched to the "
+                "model's feature names, and this model has none (their key order is no column "
+                f"order): send rows of {self.n_features or 'its'} numbers as arrays (ndarray, "
+                "tensor, instances of lists)"
             )
         if isinstance(X, dict):
             given = list(X)

@@ -18,21 +18,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import inspect
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
+import threading
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from modelshelf.model_files import MODEL_MOUNT
 from modelshelf.request_errors import BadRequestError, ModelNotReadyError, ServerFaultError
 
-MODEL_MOUNT = "/mnt/models"
 __all__ = ["InvalidInput", "Model", "ModelServer", "Storage", "model_server_arguments"]
 
 
@@ -74,14 +75,71 @@ class Model:
         return _resolved(self.postprocess(result, headers))
 
 
+_thread_state = threading.local()
+
+
 def _resolved(value: Any) -> Any:
-    """The value of an ``async`` method's coroutine (KServe allows both kinds)."""
-    return asyncio.run(value) if inspect.isawaitable(value) else value
+    """The value of an ``async`` method's coroutine (KServe allows both kinds), run on this
+    thread's one event loop (``asyncio.run`` made and closed a loop per call)."""
+    if not inspect.isawaitable(value):
+        return value
+    loop = getattr(_thread_state, "loop", None)
+    if loop is None:
+        loop = _thread_state.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(value)
+
+
+class PredictorConnection:
+    """Keep-alive HTTP to one predictor, one connection per serving thread (a new connection
+    per request cost a TCP handshake each). A connection the predictor closed while idle is
+    opened again once."""
+
+    def __init__(self, base: str, timeout: float) -> None:
+        parts = urllib.parse.urlsplit(base)
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """The status and body of ``POST path``."""
+        for attempt in (1, 2):
+            connection = getattr(self._local, "connection", None)
+            reused = connection is not None
+            if connection is None:
+                kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+                connection = self._local.connection = kind(
+                    self.host, self.port, timeout=self.timeout
+                )
+            try:
+                connection.request("POST", path, body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                return response.status, response.read()
+            except (http.client.HTTPException, OSError):
+                connection.close()
+                self._local.connection = None
+                if not reused or attempt == 2:  # a fresh connection failed: the predictor's
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+_connections: dict[tuple[str, float], PredictorConnection] = {}
+_connections_lock = threading.Lock()
+
+
+def _connection(base: str, timeout: float) -> PredictorConnection:
+    key = (base, timeout)
+    found = _connections.get(key)
+    if found is None:
+        with _connections_lock:
+            found = _connections.setdefault(key, PredictorConnection(base, timeout))
+    return found
 
 
 def forward(host: str, name: str, payload: Any, protocol: str, timeout: float) -> dict[str, Any]:
-    """``payload`` to the predictor at ``host`` as KServe V1 (or V2); its answer as
-    ``{"predictions": …}``."""
+    """``payload`` to the predictor at ``host`` as KServe V1 (or V2), over a kept-alive
+    connection; its answer as ``{"predictions": …}``."""
     base = host if host.startswith(("http://", "https://")) else f"http://{host}"
     if protocol == "v2":
         rows = np.asarray(payload["instances"])
@@ -101,19 +159,19 @@ def forward(host: str, name: str, payload: Any, protocol: str, timeout: float) -
         url = f"{base}/v2/models/{name}/infer"
     else:
         body, url = payload, f"{base}/v1/models/{name}:predict"
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace")[:500]
-        if exc.code == 400:
-            raise InvalidInput(f"the predictor {url} refused the request: {detail}") from exc
-        raise ServerFaultError(f"the predictor {url} answered {exc.code}: {detail}") from exc
-    except (urllib.error.URLError, OSError) as exc:
+        status, raw = _connection(base, timeout).post(url[len(base) :], json.dumps(body).encode())
+    except (http.client.HTTPException, OSError) as exc:
         raise ServerFaultError(f"the predictor {url} is unreachable: {exc}") from exc
+    if status != 200:
+        detail = raw.decode("utf-8", "replace")[:500]
+        if status == 400:
+            raise InvalidInput(f"the predictor {url} refused the request: {detail}")
+        raise ServerFaultError(f"the predictor {url} answered {status}: {detail}")
+    try:
+        answer = json.loads(raw)
+    except ValueError as exc:
+        raise ServerFaultError(f"the predictor {url} answered no JSON: {exc}") from exc
     if protocol == "v2":
         output = answer["outputs"][0]
         return {"predictions": np.asarray(output["data"]).reshape(output["shape"]).tolist()}

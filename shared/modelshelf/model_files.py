@@ -7,10 +7,15 @@ is an error that lists what the folder holds, so the user can set ``model_file``
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from modelshelf.errors import ModelNotFoundError
+from modelshelf.errors import ModelLoadError, ModelNotFoundError
+
+#: Where KServe's storage initializer puts the model (an InferenceService's ``storageUri``).
+MODEL_MOUNT = "/mnt/models"
 
 
 def find_model_file(
@@ -58,3 +63,30 @@ def _listing(folder: Path) -> str:
     return (
         "[" + ", ".join(names[:20]) + (", …]" if len(names) > 20 else "]") if names else "nothing"
     )
+
+
+#: How a pickle (protocol 2 and later) or a joblib file compressed by one of joblib's
+#: compressors (zlib, gzip, bz2, xz, lzma, lz4) begins.
+PICKLE_STARTS = (b"\x80", b"x", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x5d\x00", b"\x04\x22\x4d\x18")
+#: What unpickling raises on bytes that are no pickle (a text file: ``KeyError: 60``).
+NOT_A_PICKLE_ERRORS = (pickle.UnpicklingError, KeyError, EOFError, IndexError, ValueError)
+
+
+def load_pickled(path: Path, uri: str | None = None) -> Any:
+    """``joblib.load(path)``; a file that is no joblib or pickle file at all (a text file, an
+    HTML error page saved under the model's name) is a ``ModelLoadError`` naming the file and
+    how it begins, not unpickling's ``KeyError: 60``."""
+    import joblib
+
+    try:
+        return joblib.load(path)
+    except NOT_A_PICKLE_ERRORS:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+        if head.startswith(PICKLE_STARTS):
+            raise  # a pickle that fails for another reason: its own message says why
+        raise ModelLoadError(
+            uri or str(path),
+            f"{path.name} is not a joblib or pickle file (it begins {head!r}); save the model "
+            "with joblib.dump or pickle.dump",
+        ) from None  # unpickling's KeyError says nothing about the file

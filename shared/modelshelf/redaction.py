@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["MARK", "credential_values", "redact_text", "redact_uri"]
@@ -41,14 +41,18 @@ MIN_SECRET_LENGTH = 6
 _NOT_SECRETS = frozenset({"true", "false", "none", "null", "disabled", "enabled"})
 
 
-def redact_uri(uri: str) -> str:
+def redact_uri(uri: str, values: Sequence[str] | None = None) -> str:
     """``uri`` with its user info, query values and fragment replaced by ``<redacted>``.
 
     Anything that is not a ``scheme://…`` URL (a local path, ``s3:bucket/key``) is returned as
-    it is, except for credential values (see ``redact_text``) it may contain.
+    it is, except for credential values (see ``redact_text``) it may contain. ``values``: the
+    ``credential_values()`` when the caller has them already (one scan of the environment
+    per error, not one per part of its message).
     """
+    if values is None:
+        values = credential_values()
     if "://" not in uri:
-        return _redact_values(uri, credential_values())
+        return _redact_values(uri, values)
     try:
         parts = urlsplit(uri)
         port = parts.port
@@ -65,17 +69,22 @@ def redact_uri(uri: str) -> str:
     query = "&".join(_redact_pair(pair) for pair in parts.query.split("&")) if parts.query else ""
     fragment = MARK if parts.fragment else ""
     shown = urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
-    return _redact_values(shown, credential_values())
+    return _redact_values(shown, values)
 
 
-def redact_text(text: str, environ: Mapping[str, str] | None = None) -> str:
+def redact_text(
+    text: str, environ: Mapping[str, str] | None = None, values: Sequence[str] | None = None
+) -> str:
     """``text`` with every URL in it redacted (``redact_uri``), secret ``name=value`` query
-    pairs redacted, and every value of a credential variable replaced by ``<redacted>``."""
+    pairs redacted, and every value of a credential variable replaced by ``<redacted>``
+    (``values``: the ``credential_values()`` when the caller has them already)."""
     if not text:
         return text
-    text = _URL_IN_TEXT.sub(lambda match: _redact_url_match(match.group(0)), text)
+    if values is None:
+        values = credential_values(environ)
+    text = _URL_IN_TEXT.sub(lambda match: _redact_url_match(match.group(0), values), text)
     text = _SECRET_PARAMETER.sub(lambda match: f"{match.group(1)}={MARK}", text)
-    return _redact_values(text, credential_values(environ))
+    return _redact_values(text, values)
 
 
 def credential_values(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -98,10 +107,10 @@ def credential_values(environ: Mapping[str, str] | None = None) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def _redact_url_match(url: str) -> str:
+def _redact_url_match(url: str, values: Sequence[str]) -> str:
     # A URL in prose may end with punctuation that is not part of it.
     stripped = url.rstrip(".,;:)]}")
-    return redact_uri(stripped) + url[len(stripped) :]
+    return redact_uri(stripped, values) + url[len(stripped) :]
 
 
 def _redact_pair(pair: str) -> str:

@@ -170,3 +170,17 @@ def test_v2_named_inputs_reach_the_signatures_columns(both):
         f"{url}/invocations", json={"dataframe_split": FRAME.to_dict(orient="split")}
     ).json()["predictions"]
     assert output["data"] == theirs
+
+
+def test_kserve_v1_objects_reach_the_signatures_columns_by_name(both):
+    """KServe V1 objects, keys in another order than the signature's, are matched by name (as
+    Seldon's jsonData): the answer is the one `mlflow models serve` gives the same rows."""
+    url, service = both
+    (name,) = service.client.get("/v1/models").json()["models"]
+    records = FRAME[list(reversed(IRIS_COLUMNS))].to_dict(orient="records")
+    answer = service.client.post(f"/v1/models/{name}:predict", json={"instances": records})
+    assert answer.status_code == 200, answer.text
+    theirs = httpx.post(
+        f"{url}/invocations", json={"dataframe_split": FRAME.to_dict(orient="split")}
+    ).json()["predictions"]
+    assert answer.json()["predictions"] == theirs

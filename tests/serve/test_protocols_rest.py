@@ -21,7 +21,7 @@ import tritonclient.http as triton
 from frontends import COMPONENTS, MODELSHELF, Launch, running, sklearn_launch
 
 from microservice import SERVERS, seldon_parameters
-from models import IRIS_COLUMNS, IRIS_X
+from models import HOUSES, IRIS_COLUMNS, IRIS_X, houses_pipeline, save
 
 ROWS = IRIS_X[::15]  # 10 rows of every class
 
@@ -250,6 +250,29 @@ def test_pd_codec_makes_named_inputs_columns(frame_model):
     assert metadata["name"] == "frame"
 
 
+def test_v2_metadata_of_a_column_transformer_lists_its_columns_and_their_types(tmp_path):
+    """One input per named column, typed as the pipeline's encoders learnt them (the text
+    column BYTES): a request built from the metadata alone is answered as the model answers."""
+    model = houses_pipeline()
+    with running(sklearn_launch(save(model, tmp_path / "houses"), "houses"), [MODELSHELF]) as (
+        service,
+    ):
+        client = triton_client(service)
+        metadata = client.get_model_metadata("houses")
+        assert metadata["inputs"] == [
+            {"name": "city", "datatype": "BYTES", "shape": [-1, 1]},
+            {"name": "floor", "datatype": "INT64", "shape": [-1, 1]},
+            {"name": "area", "datatype": "FP64", "shape": [-1, 1]},
+        ]
+        inputs = []
+        for spec in metadata["inputs"]:
+            column = HOUSES[spec["name"]].to_numpy().reshape(-1, 1)
+            column = column.astype(object if spec["datatype"] == "BYTES" else column.dtype)
+            inputs.append(triton_input(spec["name"], column, spec["datatype"], True))
+        result = client.infer("houses", inputs)
+        np.testing.assert_allclose(result.as_numpy("predict_proba"), model.predict_proba(HOUSES))
+
+
 def test_pd_codec_strings_from_bytes(scoring):
     inputs = [
         {"name": "word", "datatype": "BYTES", "shape": [2], "data": ["ab", "cd"]},
@@ -315,6 +338,36 @@ def test_v2_errors(iris, path, payload, status, words):
     assert words in answer.json()["error"]
 
 
+@pytest.mark.parametrize(
+    ("payload", "words"),
+    [
+        (
+            {"inputs": [tensor("x", ROWS[0])]},
+            ["input 'x'", "shape [4]", "flat list", "[-1, 4]", "[1, 4]"],
+        ),
+        (
+            {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 4], "data": None}]},
+            ["input 'x'", "data is null", "4 values", "[1, 4]"],
+        ),
+        (
+            {"inputs": [tensor("x", ROWS[:, 0]), tensor("y", ROWS[:, 1]), tensor("x", ROWS[:, 2])]},
+            ["inputs[2]", "'x'", "inputs[0]", "a name of its own"],
+        ),
+        ({"id": 7, "inputs": [tensor("x", ROWS)]}, ["id must be a string", "7"]),
+        ({"id": ["a"], "inputs": [tensor("x", ROWS)]}, ["id must be a string", "['a']"]),
+    ],
+    ids=["flat row", "data null", "duplicate input name", "numeric id", "list id"],
+)
+def test_v2_refusals_name_what_was_wrong_and_what_was_expected(iris, payload, words):
+    """KServe and MLServer hand a shape-[4] tensor to the model as a 1-D array, which the
+    model refuses (a 500): here it is a 400 naming the shape the model takes."""
+    service, _ = iris
+    answer = v2_infer(service, "flowers", payload)
+    assert answer.status_code == 400, answer.text
+    message = answer.json()["error"]
+    assert all(word in message for word in words), message
+
+
 def test_v2_not_json_and_wrong_methods(iris):
     service, _ = iris
     answer = service.client.post("/v2/models/flowers/infer", content=b"{not json")
@@ -369,6 +422,32 @@ def test_kserve_v1_objects_become_a_frame(frame_model):
     answer = service.client.post("/v1/models/frame:predict", json={"instances": records})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"predictions": model.predict_proba(frame).tolist()}
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (
+            {"instances": [dict(zip(IRIS_COLUMNS, row, strict=True)) for row in ROWS[:2].tolist()]},
+            ["feature names", "this model has none", "rows of 4 numbers"],
+        ),
+        ({"instances": ROWS[0].tolist()}, ['"instances" of 4 values', "flat", "[-1, 4]"]),
+        ({"inputs": ROWS[0].tolist()}, ['"inputs" of 4 values', "[1, 4]"]),
+        (
+            {"instances": ROWS[:1].tolist(), "inputs": ROWS[:1].tolist()},
+            ["exactly one", '"instances" and "inputs"'],
+        ),
+    ],
+    ids=["objects without feature names", "flat instances", "flat inputs", "both keys"],
+)
+def test_kserve_v1_refusals_name_what_was_wrong_and_what_was_expected(iris, body, words):
+    """Objects on a model without feature names would be read in their keys' order (wrong
+    whenever a client orders them otherwise): refused as Seldon's jsonData is."""
+    service, _ = iris
+    answer = service.client.post("/v1/models/flowers:predict", json=body)
+    assert answer.status_code == 400, answer.text
+    message = answer.json()["error"]
+    assert all(word in message for word in words), message
 
 
 @pytest.mark.parametrize(
@@ -525,6 +604,35 @@ def test_not_ready_is_503_and_model_failures_500_on_every_protocol(tmp_path):
         flag.touch()
         answer = client.post("/v2/models/FlakyModel/infer", json=v2)
         assert answer.json()["outputs"][0]["data"] == [2.0, 4.0]
+
+
+NAMING_MODEL = '''
+"""Doubles numbers; its class_names() fails (a bug in the user's class)."""
+import numpy as np
+
+
+class BadNames:
+    def predict(self, X, names=None, meta=None):
+        return np.asarray(X, dtype=float) * 2
+
+    def class_names(self):
+        return {"a": 1}["b"]
+'''
+
+
+def test_a_failing_class_names_is_a_500_naming_the_class(tmp_path):
+    """It was swallowed (the answer simply had no column names): a bug hidden from its author."""
+    (tmp_path / "BadNames.py").write_text(NAMING_MODEL)
+    with running(Launch("BadNames", tmp_path), [MODELSHELF]) as (service,):
+        for path, body in (
+            ("/v2/models/BadNames/infer", {"inputs": [tensor("x", np.array([[1.0, 2.0]]))]}),
+            ("/v1/models/BadNames:predict", {"instances": [[1.0, 2.0]]}),
+        ):
+            answer = service.client.post(path, json=body)
+            assert answer.status_code == 500, answer.text
+            message = answer.json()["error"]
+            assert "BadNames.class_names() failed: KeyError: 'b'" in message, message
+            assert "NotImplementedError" in message
 
 
 # ------------------------------------------------------------------------- texts and transforms

@@ -187,6 +187,19 @@ def test_a_thousand_rows(iris):
     models.assert_same_predictions(result.as_numpy("predict_proba"), model.predict_proba(X))
 
 
+def test_a_flat_row_and_duplicate_input_names_are_invalid_arguments_naming_the_fix(iris):
+    client, _ = iris
+    row = models.IRIS_X[0]
+    code, message = status_of(lambda: client.infer("iris", [infer_input("x", row, "FP64")]))
+    assert code == "StatusCode.INVALID_ARGUMENT", (code, message)
+    assert "shape [4] is a flat list" in message and "[-1, 4]" in message, message
+    column = models.IRIS_X[:2, :1]
+    inputs = [infer_input("a", column, "FP64"), infer_input("a", column, "FP64")]
+    code, message = status_of(lambda: client.infer("iris", inputs))
+    assert code == "StatusCode.INVALID_ARGUMENT", (code, message)
+    assert "inputs[1]: name 'a' is already the name of inputs[0]" in message, message
+
+
 def test_xgboost_booster_equals_xgboost(booster):
     """... under the name ``--model-name`` gives it (its folder's name is not served)."""
     client, model = booster

@@ -340,6 +340,19 @@ def test_corrupt_pickle_stops_the_process(tmp_path):
     assert "cannot load the model from" in out
 
 
+def test_a_text_file_saved_as_the_model_is_named_as_no_pickle(tmp_path):
+    """A text file (an HTML error page, say) under the model's name: unpickling says only
+    ``KeyError: 60``; the load error names the file and what it is not."""
+    folder = tmp_path / "page"
+    folder.mkdir()
+    (folder / "model.joblib").write_text("<html><body>403 Forbidden</body></html>\n")
+    out = start_failure(folder)
+    assert "ModelLoadError" in out or "cannot load the model from" in out
+    assert "model.joblib is not a joblib or pickle file" in out
+    assert "b'<html>" in out
+    assert "KeyError: 60" not in out
+
+
 def test_no_model_file_lists_what_the_folder_holds(tmp_path):
     (tmp_path / "README.md").write_text("nothing here")
     out = start_failure(tmp_path)

@@ -11,7 +11,7 @@ import lightgbm as lgb
 import numpy as np
 
 from modelshelf.errors import ModelLoadError
-from modelshelf.inputs import as_frame
+from modelshelf.inputs import as_frame, pandas_module
 from modelshelf.model_files import find_model_file
 from modelshelf.server import Method, ModelServer, output_names
 
@@ -35,6 +35,7 @@ class LightGBMServer(ModelServer):
         self.method_name = self.check_method(method or "predict", list(OPTIONS))
         self.model_file = model_file
         self.categories: dict[str, list[Any]] = {}
+        self.categorical: Any = None  # pandas.Categorical, for a model with categories
 
     def load_model(self, model_dir: Path) -> None:
         suffixes = tuple(name[5:] for name in MODEL_FILES)
@@ -57,6 +58,7 @@ class LightGBMServer(ModelServer):
             infos = zip(self.feature_names, _categorical(booster), strict=True)
             categorical = [name for name, is_categorical in infos if is_categorical]
             self.categories = dict(zip(categorical, booster.pandas_categorical, strict=True))
+            self.categorical = pandas_module().Categorical  # imported at load, not per request
         name = self.method_name
         if name == "predict_proba":
             self.check_method(name, ["predict_proba"] if self.classes else ["predict"])
@@ -96,11 +98,9 @@ class LightGBMServer(ModelServer):
         """Numbers in column order; with categorical features, a DataFrame of their categories."""
         if not self.categories:
             return super().model_input(X, names)
-        import pandas as pd
-
         frame = as_frame(X, names, self.feature_names, "the model's features")
         for column, categories in self.categories.items():
-            frame[column] = pd.Categorical(frame[column], categories=categories)
+            frame[column] = self.categorical(frame[column], categories=categories)
         return frame
 
 

@@ -7,12 +7,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import joblib
-
 from modelshelf.errors import ConfigurationError
 from modelshelf.frameworks.sklearn_closed_form import served_call
 from modelshelf.inputs import as_frame, as_texts
-from modelshelf.model_files import find_model_file
+from modelshelf.model_files import find_model_file, load_pickled
 from modelshelf.server import Method, ModelServer, bool_parameter, output_names
 
 MODEL_NAMES = ("model.joblib", "model.pkl", "model.pickle")
@@ -61,7 +59,7 @@ class SKLearnServer(ModelServer):
         path = find_model_file(
             model_dir, MODEL_NAMES, MODEL_SUFFIXES, self.model_file, uri=self.model_uri
         )
-        self.model = model = joblib.load(path)
+        self.model = model = load_pickled(path, self.model_uri)
         has = [m for m in METHODS if callable(getattr(model, m, None))]
         name = self.check_method(self.requested_method or _default_method(model), has)
         self.model_path = path

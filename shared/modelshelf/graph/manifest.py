@@ -17,6 +17,7 @@ from typing import Any
 from modelshelf import registry
 from modelshelf.errors import ModelshelfError
 from modelshelf.graph import crd
+from modelshelf.model_files import MODEL_MOUNT as MODEL_MOUNT  # the storage initializer's mount
 
 NODE_TYPES = ("MODEL", "TRANSFORMER", "OUTPUT_TRANSFORMER", "ROUTER", "COMBINER", "UNKNOWN_TYPE")
 NODE_METHODS = ("TRANSFORM_INPUT", "TRANSFORM_OUTPUT", "ROUTE", "AGGREGATE", "SEND_FEEDBACK")
@@ -39,9 +40,6 @@ MODELSHELF_IMAGES: dict[str, str] = {
 OTHER_PREPACKAGED = ("TENSORFLOW_SERVER", "TRITON_SERVER", "HUGGINGFACE_SERVER", "TEMPO_SERVER")
 BUILT_IN = ("SIMPLE_MODEL", "SIMPLE_ROUTER", "RANDOM_ABTEST", "AVERAGE_COMBINER")
 IMPLEMENTATIONS = (*MODELSHELF_SERVERS, *OTHER_PREPACKAGED, *BUILT_IN, "UNKNOWN_IMPLEMENTATION")
-
-#: Where the operator's storage initializer puts a node's ``modelUri`` in the pod.
-MODEL_MOUNT = "/mnt/models"
 
 
 class ManifestError(ModelshelfError):

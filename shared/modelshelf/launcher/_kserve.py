@@ -21,7 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-MODEL_MOUNT = "/mnt/models"
+from modelshelf.model_files import MODEL_MOUNT
+
 _PORTS = (
     ("http_port", "HTTP_PORT", "PREDICTIVE_UNIT_HTTP_SERVICE_PORT"),
     ("grpc_port", "GRPC_PORT", "PREDICTIVE_UNIT_GRPC_SERVICE_PORT"),

@@ -345,36 +345,43 @@ class RestBatching:
             pending = self._seldon(scope, path, body)
         elif path.startswith("/v2/models/") and path.endswith("/infer"):
             pending = self._v2(scope, path, body)
-            if type(pending) is tuple:  # parsed but not batchable: answered, not parsed again
-                return pending
         else:
             return None
-        if pending is None:
-            return None
+        if pending is None or type(pending) is tuple:  # parsed, not batchable: answered here
+            return pending
         return await self.batcher.submit(pending)
 
-    def _seldon(self, scope: dict, path: str, body: bytes) -> Pending | None:
+    def _seldon(self, scope: dict, path: str, body: bytes) -> Pending | Reply | None:
+        """A joinable request; else its reply (a body decoded here is not decoded again), or
+        ``None`` for the unbatched path (not a fast-path body, or one for Flask to judge)."""
         app = self.app
         if app.fast.get(path) is not app.predict or not app._plain_json(scope):
             return None
         request = app.decode(body)
-        if type(request) is not dict or len(request) != 1:
+        if request is None:
             return None
-        data = request.get("data")
-        if type(data) is not dict or "ndarray" not in data or not data.keys() <= _SELDON_KEYS:
-            return None
-        names = data.get("names", [])
-        if type(names) is not list or not all(type(n) is str for n in names):
-            return None
+        data = request.get("data") if type(request) is dict and len(request) == 1 else None
+        names = data.get("names", []) if type(data) is dict else None
+        if (
+            names is None
+            or "ndarray" not in data
+            or not data.keys() <= _SELDON_KEYS
+            or type(names) is not list
+            or not all(type(n) is str for n in names)
+        ):
+            return app.call_decoded(app.predict, path, request)
         check = getattr(app, "check_body", None)
-        try:
-            if check is not None:
+        if check is not None:
+            try:
                 check(path, request)
+            except Exception as exc:
+                return app.flask_error(exc, path)
+        try:
             X = array_from_rows(data["ndarray"])
         except Exception:
-            return None  # the unbatched path answers the error
-        if not batchable_rows(X):
-            return None
+            X = None  # ragged, not numbers…: seldon-core's path answers (or refuses) it
+        if X is None or not batchable_rows(X):
+            return app.call_decoded(app.predict, path, request, checked=True)
         predict = app.predict
         respond = self.respond_seldon
         user_model = app.user_model
@@ -406,8 +413,8 @@ class RestBatching:
             core.check(parts[2], version)
             request, binary = v2.parse(scope, body)
             plan = core.plan(request)
-        except Exception:
-            return None  # the unbatched path answers the error
+        except Exception as exc:  # answered here: the body is not parsed again
+            return v2.error(exc, f"POST {path}")
         if plan.params or len(plan.methods) != 1 or not batchable_rows(plan.X):
             try:
                 return v2.reply(core.run_plan(request, plan), request, binary)

@@ -37,6 +37,7 @@ Which methods a server class offers, and how each is called, is ``server_methods
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,8 +48,10 @@ import numpy as np
 import orjson
 
 from modelshelf.errors import BadRequestError, ModelNotReadyError
+from modelshelf.inputs import pandas_module
 from modelshelf.serve.server_methods import (
     as_returned_caller,
+    column_datatypes,
     configured_method,
     input_datatype,
     known_output_names,
@@ -107,6 +110,15 @@ def message_of(exc: BaseException) -> str:
     return str(message) if message else (str(exc) or type(exc).__name__)
 
 
+def error_answer(exc: BaseException, what: str, logger: logging.Logger) -> tuple[int, str]:
+    """The status and message an adapter answers ``exc`` raised serving ``what`` with; a 500
+    is logged with its traceback (the other statuses are the client's, counted elsewhere)."""
+    status = status_of(exc)
+    if status == 500:
+        logger.error("%s failed", what, exc_info=exc)
+    return status, message_of(exc)
+
+
 def datatype_of(dtype: Any) -> str:
     """The V2 datatype of a numpy dtype; strings, bytes and objects are ``BYTES``."""
     dt = np.dtype(dtype)
@@ -148,6 +160,11 @@ class Tensor:
         dtype = _dtype_of(name, datatype)
         shape = _checked_shape(name, shape)
         if type(values) is not list:
+            if values is None:  # else it reads as one value: "data has 1"
+                raise BadRequestError(
+                    f"input {name!r}: data is null; expected the {_size(shape)} values of "
+                    f"shape {shape}, nested or flat"
+                )
             values = [values]
         while values and type(values[0]) is list:  # nested: flatten one level in C
             try:
@@ -280,10 +297,15 @@ def _checked_shape(name: str, shape: Any) -> list[int]:
     )
 
 
-def _shaped(name: str, array: np.ndarray, shape: list[int]) -> np.ndarray:
+def _size(shape: list[int]) -> int:
     expected = 1
     for dim in shape:
         expected *= dim
+    return expected
+
+
+def _shaped(name: str, array: np.ndarray, shape: list[int]) -> np.ndarray:
+    expected = _size(shape)
     if array.size != expected:
         raise BadRequestError(
             f"input {name!r}: shape {shape} holds {expected} values, data has {array.size}"
@@ -361,6 +383,8 @@ def decode_inputs(request: InferenceRequest) -> tuple[Any, list[str]]:
     inputs = request.inputs
     if not inputs:
         raise BadRequestError("the request has no inputs")
+    if len(inputs) > 1:
+        _check_unique_names(inputs)
     content_type = request.parameters.get("content_type") if request.parameters else None
     if content_type is None:
         content_type = (
@@ -384,9 +408,19 @@ def decode_inputs(request: InferenceRequest) -> tuple[Any, list[str]]:
     )
 
 
-def _frame(inputs: list[Tensor]) -> Any:
-    import pandas as pd
+def _check_unique_names(inputs: list[Tensor]) -> None:
+    seen: dict[str, int] = {}
+    for index, tensor in enumerate(inputs):
+        first = seen.setdefault(tensor.name, index)
+        if first != index:
+            raise BadRequestError(
+                f"inputs[{index}]: name {tensor.name!r} is already the name of inputs[{first}]; "
+                "each input needs a name of its own"
+            )
 
+
+def _frame(inputs: list[Tensor]) -> Any:
+    pd = pandas_module()
     columns = {}
     rows = None
     for tensor in inputs:
@@ -449,6 +483,8 @@ class InferenceCore:
         self.takes_params = takes_params(user_model)
         self._as_returned = as_returned_caller(user_model)
         self._metadata: dict[str, Any] | None = None
+        self._row_width: int | None = None
+        self._row_width_known = False
         from modelshelf.metadata import package_versions
 
         # Read once: importlib.metadata scans the installed packages on every call.
@@ -498,6 +534,8 @@ class InferenceCore:
         """What ``infer`` calls: the decoded input and the methods the outputs ask for (the
         batcher joins requests between the two halves)."""
         X, names = decode_inputs(request)
+        if type(X) is np.ndarray and X.ndim == 1 and X.dtype.kind != "O":
+            self.refuse_flat_row(f"input {request.inputs[0].name!r}: shape {list(X.shape)}")
         wanted = [o.name for o in request.outputs] if request.outputs else []
         methods = [n for n in wanted if n != CLASS_NAMES_OUTPUT]
         for name in methods:
@@ -563,14 +601,44 @@ class InferenceCore:
             self._publish_metrics()
         return Answer(data, output_names_of(self.user_model, data))
 
+    def row_width(self) -> int | None:
+        """The values per row when the model takes one input of rows, ``[-1, n]`` in its
+        metadata (read once); ``None`` when it declares no such input."""
+        if not self._row_width_known:
+            inputs = self.model_metadata()["inputs"]
+            shape = inputs[0]["shape"] if len(inputs) == 1 else []
+            self._row_width = shape[1] if len(shape) == 2 and shape[1] > 0 else None
+            self._row_width_known = True
+        return self._row_width
+
+    def refuse_flat_row(self, what: str) -> None:
+        """A 400 for a flat list of values given to a model that takes rows. KServe's and
+        MLServer's servers hand such an input to the model as a 1-D array, which scikit-learn
+        and XGBoost refuse (as a 500); reading it as one row would guess, so it is named."""
+        width = self.row_width()
+        if width is not None:
+            raise BadRequestError(
+                f"{what} is a flat list of values, but this model takes rows of {width} values "
+                f"(shape [-1, {width}]); send one row as [[…]], shape [1, {width}]"
+            )
+
     # ------------------------------------------------------------------ metadata
 
     def _describe(self) -> dict[str, Any]:
         seldon = self.seldon_metadata
-        inputs = [
-            _tensor_spec(spec, f"input-{i}", input_datatype(self.user_model))
-            for i, spec in enumerate(seldon.get("inputs") or [])
-        ]
+        datatype = input_datatype(self.user_model)
+        inputs = []
+        for i, spec in enumerate(seldon.get("inputs") or []):
+            named = _named_columns(spec)
+            types = column_datatypes(self.user_model, datatype_of) if named else None
+            if named is None or types is None:
+                inputs.append(_tensor_spec(spec, f"input-{i}", datatype))
+                continue
+            # A model taking its columns one by one: one input each, as the pd codec takes
+            # them, of the type its encoders reveal (strings as BYTES).
+            for name in named:
+                column = {"name": name, "datatype": types.get(name, datatype), "shape": [-1, 1]}
+                inputs.append(column)
         outputs = []
         described = seldon.get("outputs") or []
         for name in self.methods:
@@ -631,6 +699,14 @@ def _model_params(parameters: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     found = {k: v for k, v in parameters.items() if k not in ("content_type", "headers")}
     return found or None
+
+
+def _named_columns(spec: Any) -> list[str] | None:
+    """The column names of a Seldon ``ndarray`` input description (``schema.names``)."""
+    if not isinstance(spec, dict) or "datatype" in spec:
+        return None
+    names = (spec.get("schema") or {}).get("names")
+    return [str(n) for n in names] if isinstance(names, list) and names else None
 
 
 def _tensor_spec(spec: Any, name: str, datatype: str) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """KServe's V1 protocol: ``GET /`` (``{"status": "alive"}``), ``/v1/models``,
 ``/v1/models/NAME`` (ready, or 503), ``POST /v1/models/NAME:predict`` with ``instances`` (or
-``inputs``) answered ``{"predictions": […]}``. Rows are lists (an array) or objects (a DataFrame
-whose columns are the objects' keys). Errors are ``{"error": "…"}`` with 400/404/503/500, as
-KServe's model server answers them.
+``inputs``, exactly one) answered ``{"predictions": […]}``. Rows are lists (an array; a flat
+list of values is refused for a model that takes rows, naming the shape it takes) or objects.
+Objects are matched to a modelshelf server's feature names as Seldon's ``jsonData`` is (and
+refused, as there, by a model without any: their key order is no column order); a user's class
+gets them as a DataFrame whose columns are the objects' keys. Errors are ``{"error": "…"}``
+with 400/404/503/500, as KServe's model server answers them.
 """
 
 from __future__ import annotations
@@ -11,14 +14,18 @@ import logging
 import sys
 from typing import Any
 
+import numpy as np
 import orjson
 
 from modelshelf.errors import BadRequestError, ModelNotReadyError
-from modelshelf.serve.inference import InferenceCore, UnknownModelError, message_of, status_of
+from modelshelf.inputs import pandas_module
+from modelshelf.serve.inference import InferenceCore, UnknownModelError, error_answer
 from modelshelf.serve.ndarray import array_from_rows, encode_array, encodes_as_tolist
 from modelshelf.serve.protocols import Reply, json_reply
+from modelshelf.serve.server_methods import reads_records
 
 PREDICT_SUFFIX = ":predict"
+ROW_KEYS = ("instances", "inputs")
 _PREDICTIONS_START = b'{"predictions":'
 
 logger = logging.getLogger(__name__)
@@ -29,6 +36,7 @@ class KServeV1:
 
     def __init__(self, core: InferenceCore) -> None:
         self.core = core
+        self.reads_records = reads_records(core.user_model)
 
     def handle(self, scope: dict, path: str, body: bytes) -> Reply:
         method = scope["method"]
@@ -51,10 +59,7 @@ class KServeV1:
             self._check(name)
             return json_reply(200, {"name": name, "ready": True})
         except Exception as exc:
-            status = status_of(exc)
-            if status == 500:
-                logger.exception("KServe V1 %s %s failed", method, path)
-            return _error(status, message_of(exc))
+            return _error(*error_answer(exc, f"KServe V1 {method} {path}", logger))
 
     def _check(self, name: str) -> None:
         if name != self.core.name:
@@ -69,21 +74,32 @@ class KServeV1:
             raise BadRequestError(f"Unrecognized request format: {exc}") from None
         if type(payload) is not dict:
             raise BadRequestError('Expected a JSON object with "instances" or "inputs"')
-        rows = payload.get("instances", payload.get("inputs"))
+        keys = [key for key in ROW_KEYS if key in payload]
+        if len(keys) != 1:
+            raise BadRequestError(
+                'Expected exactly one of "instances" or "inputs", got '
+                + (" and ".join(f'"{k}"' for k in keys) if keys else f"fields {list(payload)}")
+            )
+        rows = payload[keys[0]]
         if type(rows) is not list or not rows:
-            raise BadRequestError('Expected "instances" or "inputs" to be a non-empty list')
-        X, names = instances_input(rows)
+            raise BadRequestError(f'Expected "{keys[0]}" to be a non-empty list of rows')
+        X, names = instances_input(rows, self.reads_records)
+        if type(X) is np.ndarray and X.ndim == 1 and X.dtype.kind != "O":
+            self.core.refuse_flat_row(f'"{keys[0]}" of {len(rows)} values')
         answer = self.core.call(X, names)
         return 200, [(b"content-type", b"application/json")], _predictions(answer.data)
 
 
-def instances_input(rows: list) -> tuple[Any, list[str]]:
-    """KServe's ``instances``: rows of values as an array, objects as a DataFrame."""
+def instances_input(rows: list, as_records: bool = False) -> tuple[Any, list[str]]:
+    """KServe's ``instances``: rows of values as an array; objects as a DataFrame, or, with
+    ``as_records``, as they are (a modelshelf server reads them as Seldon's ``jsonData``:
+    matched to the model's feature names, refused when it has none)."""
     if type(rows[0]) is dict:
         if not all(type(row) is dict for row in rows):
             raise BadRequestError("instances must be all objects or all rows, not a mix")
-        import pandas as pd
-
+        if as_records:
+            return rows, []
+        pd = pandas_module()
         frame = pd.DataFrame(rows)
         return frame, [str(c) for c in frame.columns]
     try:

@@ -20,7 +20,8 @@ import numpy as np
 import orjson
 
 from modelshelf.errors import BadRequestError
-from modelshelf.serve.inference import InferenceCore, message_of, status_of
+from modelshelf.inputs import pandas_module
+from modelshelf.serve.inference import InferenceCore, error_answer
 from modelshelf.serve.ndarray import array_from_rows, encode_array, encodes_as_tolist
 from modelshelf.serve.protocols import Reply, header, json_reply
 
@@ -48,10 +49,7 @@ class MLflowScoring:
             try:
                 return self.invocations(header(scope, b"content-type"), body)
             except Exception as exc:
-                status = status_of(exc)
-                if status == 500:
-                    logger.exception("MLflow /invocations failed")
-                return _error(status, message_of(exc))
+                return _error(*error_answer(exc, "MLflow /invocations", logger))
         if method != "GET":
             return _error(405, f"{method} is not allowed for {path}; use GET")
         if path == "/version":
@@ -119,8 +117,7 @@ def json_input(body: bytes) -> tuple[Any, list[str], dict[str, Any] | None]:
         raise BadRequestError("params must be a JSON object of parameter names and values")
     key = keys[0]
     data = payload[key]
-    import pandas as pd
-
+    pd = pandas_module()
     try:
         if key == "dataframe_split":
             if type(data) is not dict:
@@ -145,8 +142,7 @@ def json_input(body: bytes) -> tuple[Any, list[str], dict[str, Any] | None]:
 
 def csv_input(body: bytes) -> tuple[Any, list[str]]:
     """A ``text/csv`` body (header row, then rows) as a DataFrame."""
-    import pandas as pd
-
+    pd = pandas_module()
     try:
         frame = pd.read_csv(io.BytesIO(body))
     except Exception as exc:  # pandas raises several kinds for a bad table

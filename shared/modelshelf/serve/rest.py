@@ -162,8 +162,14 @@ class SeldonRestApp:
         request = self.decode(body)
         if request is None:
             return None
+        return self.call_decoded(function, path, request)
+
+    def call_decoded(
+        self, function: Callable[..., Any], path: str, request: Any, checked: bool = False
+    ) -> Reply:
+        """``call`` on a body already decoded (``checked``: and its checks passed)."""
         try:
-            if self.check_body is not None:
+            if self.check_body is not None and not checked:
                 self.check_body(path, request)
             response = function(self.user_model, request, self.metrics)
         except Exception as exc:

@@ -167,6 +167,12 @@ def _mlflow_callers(server: Any) -> dict[str, ServedCall]:
     return found
 
 
+def reads_records(user_model: Any) -> bool:
+    """Whether the server reads Seldon's ``jsonData`` records itself (a modelshelf server:
+    matched to its feature names, refused by a model without them)."""
+    return any(cls.__name__ == "ModelServer" for cls in type(user_model).__mro__)
+
+
 def as_returned_caller(user_model: Any) -> ServedCall | None:
     """An MLflow server's method without its conversion of the result to an array."""
     if not any(cls.__name__ == "MLFlowServer" for cls in type(user_model).__mro__):
@@ -204,8 +210,19 @@ def output_names_of(user_model: Any, data: Any) -> list[str] | None:
     if callable(names):
         try:
             names = names()
-        except Exception:  # SeldonNotImplementedError and the like: no names
+        except NotImplementedError:
             return None
+        except Exception as exc:
+            from seldon_core.user_model import SeldonNotImplementedError
+
+            if isinstance(exc, SeldonNotImplementedError):  # seldon-core's "no names"
+                return None
+            from modelshelf.errors import ServerFaultError
+
+            raise ServerFaultError(
+                f"{type(user_model).__name__}.class_names() failed: {type(exc).__name__}: {exc} "
+                "(it names the output's columns; raise NotImplementedError where there are none)"
+            ) from exc
     shape = np.shape(data)
     if isinstance(names, list | tuple) and len(shape) == 2 and len(names) == shape[1] > 0:
         return [str(n) for n in names]
@@ -228,3 +245,61 @@ def known_output_names(user_model: Any, method: str) -> list[str] | None:
 
 def input_datatype(user_model: Any) -> str:
     return "BYTES" if getattr(user_model, "takes_text", False) else "FP64"
+
+
+def column_datatypes(user_model: Any, datatype_of: Callable[[Any], str]) -> dict[str, str] | None:
+    """For a model that takes its input column by column -- a scikit-learn
+    ``ColumnTransformer``, at the start of a pipeline or alone -- the V2 datatype of each
+    column its encoders reveal: values (``categories_``: ``OneHotEncoder``,
+    ``OrdinalEncoder``…) or statistics (``SimpleImputer``) learnt in the column's own type;
+    strings are ``BYTES``. Columns it does not reveal are absent (the caller's default:
+    numbers). ``None`` for any other model: it takes one array, named columns or not."""
+    first = getattr(user_model, "model", None)
+    while hasattr(first, "steps") and first.steps:  # a Pipeline: its first step
+        first = first.steps[0][1]
+    fitted = getattr(first, "transformers_", None)
+    names = getattr(first, "feature_names_in_", None)
+    if not isinstance(fitted, list):
+        return None
+    found: dict[str, str] = {}
+    for entry in fitted:
+        if not isinstance(entry, tuple) or len(entry) != 3:
+            continue
+        _, transformer, columns = entry
+        columns = _column_names(columns, names)
+        learnt = _learnt_values(transformer)
+        if not columns or learnt is None:
+            continue
+        for column, values in zip(columns, learnt, strict=False):
+            dtype = getattr(values, "dtype", None)
+            if dtype is not None:
+                found[column] = "BYTES" if dtype.kind in "OUS" else datatype_of(dtype)
+    return found
+
+
+def _column_names(columns: Any, names: Any) -> list[str]:
+    """A ``ColumnTransformer`` entry's columns as names (names, or positions among
+    ``feature_names_in_``); ``[]`` for other selectors (slices, masks)."""
+    if isinstance(columns, str):
+        return [columns]
+    if not isinstance(columns, list | tuple | np.ndarray) or not len(columns):
+        return []
+    if all(isinstance(c, str) for c in columns):
+        return [str(c) for c in columns]
+    positions = all(
+        isinstance(c, int | np.integer) and not isinstance(c, bool | np.bool_) for c in columns
+    )
+    return [str(names[int(c)]) for c in columns] if positions and names is not None else []
+
+
+def _learnt_values(transformer: Any) -> list[Any] | None:
+    """Per input column, values the fitted transformer learnt in the column's own type."""
+    steps = [s for _, s in transformer.steps] if hasattr(transformer, "steps") else [transformer]
+    for step in steps:
+        categories = getattr(step, "categories_", None)
+        if isinstance(categories, list):
+            return categories
+        statistics = getattr(step, "statistics_", None)
+        if isinstance(statistics, np.ndarray) and statistics.ndim == 1:
+            return [statistics[i : i + 1] for i in range(len(statistics))]
+    return None

@@ -30,7 +30,7 @@ from modelshelf.serve.inference import (
     InferenceResponse,
     RequestedOutput,
     Tensor,
-    message_of,
+    error_answer,
     status_of,
 )
 from modelshelf.serve.protocols import Reply, header, json_reply
@@ -122,10 +122,7 @@ class V2Rest:
     @staticmethod
     def error(exc: BaseException, what: str) -> Reply:
         """The answer to an exception raised serving ``what`` (500s logged with the traceback)."""
-        status = status_of(exc)
-        if status == 500:
-            logger.error("V2 %s failed", what, exc_info=exc)
-        return _error(status, message_of(exc))
+        return _error(*error_answer(exc, f"V2 {what}", logger))
 
 
 def _decoded(scope: dict, body: bytes) -> bytes:
@@ -210,10 +207,11 @@ def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
         raise BadRequestError("parameters must be an object")
     binary_default = bool(parameters.pop("binary_data_output", False))
     identifier = fields.get("id")
-    request = InferenceRequest(
-        tensors, outputs, identifier if type(identifier) is str else None, parameters
-    )
-    return request, binary_default
+    if identifier is not None and type(identifier) is not str:
+        raise BadRequestError(
+            f"id must be a string (the protocol's request identifier), got {identifier!r}"
+        )
+    return InferenceRequest(tensors, outputs, identifier, parameters), binary_default
 
 
 def _response(response: InferenceResponse, request: InferenceRequest, binary: bool) -> Reply:

@@ -160,20 +160,46 @@ def exclusive(lock_path: Path, display: str) -> Iterator[float | None]:
     """Hold an exclusive lock on ``lock_path`` (released by the kernel if the process dies).
 
     Yields ``None`` if the lock was free, else the time (``time.time()``) this process started
-    waiting for another one's download.
+    waiting for another one's download. The lock file is removed on release, after a failure
+    as after a success, so no ``.lock`` stays beside (or inside) the model folder. A process
+    that waited on a file its holder removed reads what the holder recorded in it (a failure
+    it then raises) and locks the path afresh, so two processes never hold the same path.
     """
-    with open(lock_path, "a+b") as handle:
-        waited_since = None
+    waited_since = None
+    while True:
+        handle = open(lock_path, "a+b")  # noqa: SIM115 - held past this block, closed below
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            waited_since = time.time()
-            logger.info("waiting for another process downloading %s", display)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield waited_since
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                waited_since = waited_since or time.time()
+                logger.info("waiting for another process downloading %s", display)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            if _is_at(handle, lock_path):
+                break
+            handle.seek(0)  # removed by its holder: what it recorded was for the waiters
+            _raise_recorded_failure(handle.read().decode("utf-8", "replace"), waited_since)
+        except BaseException:
+            handle.close()
+            raise
+        handle.close()
+    try:
+        yield waited_since
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock_path.unlink()  # before the unlock: a waiter then sees it removed
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _is_at(handle: Any, path: Path) -> bool:
+    """Whether the open file ``handle`` is still the file at ``path``."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)
 
 
 def synchronise(
@@ -194,7 +220,8 @@ def synchronise(
     def locked() -> Path:
         with exclusive(lock_path, source.display) as waited_since:
             if waited_since is not None:
-                _raise_recorded_failure(failure_path, waited_since)
+                with contextlib.suppress(OSError):
+                    _raise_recorded_failure(failure_path.read_text(), waited_since)
             try:
                 _synchronise(source, target, manifest_path, unpack, budget)
             except StorageError as exc:
@@ -273,11 +300,14 @@ def _record_failure(path: Path, error: StorageError | None) -> None:
             handle.write(record)
 
 
-def _raise_recorded_failure(path: Path, waited_since: float) -> None:
-    """Raise the failure of the download this process waited for, if it failed meanwhile."""
+def _raise_recorded_failure(text: str, waited_since: float | None) -> None:
+    """Raise the failure of the download this process waited for (``text``: what its lock
+    file holds), if it failed meanwhile."""
+    if waited_since is None:
+        return
     try:
-        record = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
+        record = json.loads(text or "{}")
+    except ValueError:
         return
     if not isinstance(record, dict) or float(record.get("at", 0)) < waited_since:
         return
