@@ -38,8 +38,9 @@ def test_a_forest_is_measured_with_batching_on_and_off(tmp_path: Path) -> None:
     listed = realistic.systems_of(model, tmp_path)
     assert all(reason is None for _, reason in listed)  # no peers for this model
     names = {system.name: system for system, _ in listed}
-    assert set(names) == {"serve-forest", "serve-forest-nobatch"}
+    assert set(names) == {"serve-forest", "serve-forest-nobatch", "serve-forest-nofast"}
     assert names["serve-forest-nobatch"].env == {"MODELSHELF_MAX_BATCH_SIZE": "1"}
+    assert names["serve-forest-nofast"].env == {"MODELSHELF_FAST_PATH": "false"}
 
     found: dict = {"seconds_per_load": 1, "models": {"forest": {
         "label": model.label, "own_call_us": {1: 1000, 100: 1000},
