@@ -40,7 +40,10 @@ FAST_PATH_ENV = "MODELSHELF_FAST_PATH"
 
 #: The accelerator module for a model, by the top-level package of its class; each has
 #: ``candidate(model, method, reference) -> Candidate | None``. Imported only for its models.
-ACCELERATORS: dict[str, str] = {"xgboost": "modelshelf.accelerators.xgboost_native"}
+ACCELERATORS: dict[str, str] = {
+    "sklearn": "modelshelf.accelerators.sklearn_forest",
+    "xgboost": "modelshelf.accelerators.xgboost_native",
+}
 
 logger = logging.getLogger(__name__)
 
