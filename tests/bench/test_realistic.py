@@ -57,4 +57,4 @@ def test_a_forest_is_measured_with_batching_on_and_off(tmp_path: Path) -> None:
                 assert load["cpu_ms_per_request"] > 0
         found["models"]["forest"]["systems"][system.name] = {"label": system.label, **measured}
     text = realistic.render(json.loads(json.dumps(found)))
-    assert text.count("| 1x16 |") == 2 and text.count("| 100x1 |") == 2
+    assert text.count("| 1x16 |") == 3 and text.count("| 100x1 |") == 3
