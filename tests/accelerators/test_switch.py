@@ -11,8 +11,9 @@ import logging
 import numpy as np
 import pytest
 
+import models
 import xgboost_models as xm
-from models import IRIS_X
+from models import IRIS_X, IRIS_Y
 from modelshelf.accelerators import FAST_PATH_ENV, Accelerated
 from modelshelf.errors import ConfigurationError
 from modelshelf.registry import SERVERS
@@ -57,26 +58,42 @@ def test_a_subclass_of_a_server_takes_it_too(tmp_path):
     assert Custom(str(tmp_path), scale=2.0, fast_path=False).fast_path is False
 
 
-def test_off_serves_the_framework_s_own_call_and_says_so(tmp_path, monkeypatch, caplog):
-    folder = xm.save_booster(xm.iris_softprob(), tmp_path / "iris", "model.json")
-    cls = server_class("XGBoostServer")
+@pytest.fixture(scope="module")
+def forest(tmp_path_factory: pytest.TempPathFactory):
+    from sklearn.ensemble import RandomForestClassifier
+
+    model = RandomForestClassifier(10, random_state=0).fit(IRIS_X, IRIS_Y)
+    return models.save(model, tmp_path_factory.mktemp("forest") / "forest")
+
+
+def test_off_serves_the_framework_s_own_call_and_says_so(forest, monkeypatch, caplog):
+    cls = server_class("SKLearnServer")
     monkeypatch.setenv(FAST_PATH_ENV, "false")
     with caplog.at_level(logging.INFO, logger="modelshelf.server"):
-        off = cls(str(folder))
+        off = cls(str(forest))
         off.load()
     assert "fast_path=false" in caplog.text
     assert not isinstance(off.method.call, Accelerated)
+    assert off.init_metadata()["custom"]["fast path"] == "off (fast_path=false)"
     monkeypatch.delenv(FAST_PATH_ENV)
-    on = cls(str(folder))
+    on = cls(str(forest))
     on.load()
     assert isinstance(on.method.call, Accelerated)
-    np.testing.assert_array_equal(on.predict(IRIS_X, []), off.predict(IRIS_X, []))
+    assert "bit-identical" in on.init_metadata()["custom"]["fast path"]
+    np.testing.assert_array_equal(on.predict(IRIS_X), off.predict(IRIS_X))
 
 
-def test_the_verification_leaves_no_load_warnings(tmp_path):
+def test_the_verification_leaves_no_load_warnings(forest):
     """Overflow warnings on the extreme probes are the verifier's, not the model's."""
-    folder = xm.save_booster(xm.iris_softmax(), tmp_path / "softmax", "model.json")
-    server = server_class("XGBoostServer")(str(folder), method="predict_proba")
+    server = server_class("SKLearnServer")(str(forest))
     server.load()
     assert isinstance(server.method.call, Accelerated)
     assert server.load_warnings == []
+
+
+def test_a_model_without_an_accelerator_is_served_by_its_own_call(tmp_path):
+    folder = xm.save_booster(xm.iris_softprob(), tmp_path / "iris", "model.json")
+    server = server_class("XGBoostServer")(str(folder))
+    server.load()
+    assert not isinstance(server.method.call, Accelerated)
+    assert server.init_metadata()["custom"]["fast path"] == "the framework's own call"

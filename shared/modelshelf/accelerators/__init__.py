@@ -14,13 +14,10 @@ a model of that set (README "Fast path" has the figures).
 
 Private APIs, each behind a load-time check with a fallback (the framework's own call):
 
-============================  ============================  ====================================
-private API                   used by                       checked at load / fallback
-============================  ============================  ====================================
-``xgboost.core._LIB``,        ``xgboost_native``            entry point present, then ``verify``
-``xgboost.core._check_call``  (``XGBoosterPredictFromDense``) against ``Booster.inplace_predict``
-                                                            / the framework's call
-============================  ============================  ====================================
+* ``sklearn.ensemble._forest.ForestClassifier`` / ``ForestRegressor`` (the forests' bases) and
+  their ``_validate_X_predict``, in ``sklearn_forest``. Checked at load: the import, the method
+  present, the model's class keeping scikit-learn's own method, then ``verify``; else no
+  candidate.
 """
 
 from __future__ import annotations
@@ -40,10 +37,7 @@ FAST_PATH_ENV = "MODELSHELF_FAST_PATH"
 
 #: The accelerator module for a model, by the top-level package of its class; each has
 #: ``candidate(model, method, reference) -> Candidate | None``. Imported only for its models.
-ACCELERATORS: dict[str, str] = {
-    "sklearn": "modelshelf.accelerators.sklearn_forest",
-    "xgboost": "modelshelf.accelerators.xgboost_native",
-}
+ACCELERATORS: dict[str, str] = {"sklearn": "modelshelf.accelerators.sklearn_forest"}
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble._forest import ForestClassifier, ForestRegressor
 
 from modelshelf.accelerators.verify import Candidate, adversarial_rows
 
@@ -30,6 +29,11 @@ NAME = "the forest's trees summed in a loop (no joblib dispatch)"
 
 def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candidate | None:
     """The loop for a single-job forest's ``predict_proba`` / ``predict``, or ``None``."""
+    bases = {cls.__name__ for cls in type(model).__mro__}
+    if not bases & {"ForestClassifier", "ForestRegressor"}:
+        return None  # before importing sklearn.ensemble: other models' start-up stays as it was
+    from sklearn.ensemble._forest import ForestClassifier, ForestRegressor  # private: listed in __init__
+
     if not isinstance(model, ForestClassifier | ForestRegressor) or model.n_jobs not in (None, 1):
         return None
     validate = getattr(model, "_validate_X_predict", None)
