@@ -4,7 +4,8 @@ instead of through ``joblib.Parallel``.
 Why: ``ForestClassifier.predict_proba`` / ``ForestRegressor.predict`` dispatch one joblib task
 per tree, even with ``n_jobs=None`` (one thread); for a few rows that dispatch costs several times
 the trees themselves (a 100-tree forest, one row, in process: 7.3 ms against 0.9 ms; 100 rows:
-39 against 7 ms).
+39 against 7 ms). On ``modelshelf serve`` (realistic bench, RandomForest(100)): 3.0x req/s and
+3.2x less server CPU per request for one row, 2x for 100 rows.
 
 Exactness: the same operations in the same order as scikit-learn's with one job -- the forest's
 own input check (``_validate_X_predict``), each tree's public ``predict_proba`` / ``predict``
@@ -32,7 +33,7 @@ def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candi
     bases = {cls.__name__ for cls in type(model).__mro__}
     if not bases & {"ForestClassifier", "ForestRegressor"}:
         return None  # before importing sklearn.ensemble: other models' start-up stays as it was
-    from sklearn.ensemble._forest import ForestClassifier, ForestRegressor  # private: listed in __init__
+    from sklearn.ensemble._forest import ForestClassifier, ForestRegressor  # private (__init__)
 
     if not isinstance(model, ForestClassifier | ForestRegressor) or model.n_jobs not in (None, 1):
         return None
