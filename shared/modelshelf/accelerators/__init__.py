@@ -35,9 +35,15 @@ __all__ = ["FAST_PATH_ENV", "Accelerated", "Candidate", "accelerate", "verify"]
 #: ``false`` turns every accelerator off (the ``fast_path`` parameter wins over it).
 FAST_PATH_ENV = "MODELSHELF_FAST_PATH"
 
-#: The accelerator module for a model, by the top-level package of its class; each has
-#: ``candidate(model, method, reference) -> Candidate | None``. Imported only for its models.
-ACCELERATORS: dict[str, str] = {"sklearn": "modelshelf.accelerators.sklearn_forest"}
+#: The accelerator modules for a model, by the top-level package of its class; each has
+#: ``candidate(model, method, reference) -> Candidate | None`` (the first candidate is the one
+#: verified). Imported only for their framework's models.
+ACCELERATORS: dict[str, tuple[str, ...]] = {
+    "sklearn": (
+        "modelshelf.accelerators.sklearn_forest",
+        "modelshelf.accelerators.sklearn_hist_gradient_boosting",
+    ),
+}
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +69,12 @@ def accelerate(
     (the reason goes to ``log``: a WARNING when a candidate was built but refused). Never
     raises: any failure keeps the reference."""
     kind = type(model).__name__
-    module_name = ACCELERATORS.get(type(model).__module__.partition(".")[0])
-    if module_name is None:
-        log.info("%s.%s: the framework's own call (no accelerator for it)", kind, method)
-        return None
+    found = None
     try:
-        found = importlib.import_module(module_name).candidate(model, method, reference)
+        for module_name in ACCELERATORS.get(type(model).__module__.partition(".")[0], ()):
+            found = importlib.import_module(module_name).candidate(model, method, reference)
+            if found is not None:
+                break
     except Exception as exc:  # an accelerator that cannot build keeps the framework's call
         log.warning("%s.%s: the framework's own call (accelerator failed: %s: %s)",
                     kind, method, type(exc).__name__, exc)  # fmt: skip

@@ -63,7 +63,8 @@ def adversarial_rows(n_features: int, seed: int = 20240601) -> list[np.ndarray]:
     """Probe batches of ``n_features`` columns: random rows at several scales, each extreme
     value in every column, single rows of each kind, and their float32 / int64 forms."""
     rng = np.random.default_rng(seed)
-    batches = [rng.standard_normal((32, n_features)) * scale for scale in SCALES]
+    # 16 rows a batch: an accelerator may serve only small requests (HistGradientBoosting's).
+    batches = [rng.standard_normal((16, n_features)) * s for s in SCALES for _ in range(2)]
     extremes = np.repeat(np.array(EXTREMES)[:, None], n_features, axis=1)
     mixed = rng.standard_normal((len(EXTREMES), n_features))
     mixed[np.arange(len(EXTREMES)), rng.integers(n_features, size=len(EXTREMES))] = EXTREMES
