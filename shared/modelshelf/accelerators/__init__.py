@@ -18,6 +18,12 @@ Private APIs, each behind a load-time check with a fallback (the framework's own
   their ``_validate_X_predict``, in ``sklearn_forest``. Checked at load: the import, the method
   present, the model's class keeping scikit-learn's own method, then ``verify``; else no
   candidate.
+* HistGradientBoosting's ``_predictors`` (their ``nodes`` tables: ``left``, ``right``,
+  ``feature_idx``, ``num_threshold``, ``missing_go_to_left``, ``is_leaf``, ``is_categorical``,
+  ``value``, ``depth``), ``_baseline_prediction``, ``_loss`` and ``_preprocess_X``, in
+  ``sklearn_hist_gradient_boosting``. Checked at load: the class keeps scikit-learn's own
+  method, no categorical feature, the fields present (else the build fails: no candidate),
+  then ``verify`` with rows at every threshold.
 """
 
 from __future__ import annotations

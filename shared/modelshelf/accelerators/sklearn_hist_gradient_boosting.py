@@ -3,7 +3,9 @@ instead of one compiled call (and one OpenMP region) per tree.
 
 Why: ``_raw_predict`` calls each tree's predictor in turn -- 300 calls for 100 iterations of a
 3-class model -- and each call opens an OpenMP parallel region; for a few rows those calls cost
-far more than the comparisons (a busy machine makes the OpenMP regions worse).
+far more than the comparisons (a busy machine makes the OpenMP regions worse). On
+``modelshelf serve`` (realistic bench, 100 iterations x 3 classes): 4.1x req/s and 4.0x less
+server CPU per request for one row, 2x at 16 connections.
 
 Exactness: the same comparisons (``x <= threshold``; NaN where the tree learned to send it) pick
 the same leaves, and the leaves are added to the baseline in scikit-learn's order with
