@@ -329,6 +329,9 @@ def systems_of(model: RealModel, work: Path) -> list[tuple[RealSystem, str | Non
         (RealSystem(f"serve-{model.name}-nobatch", "`modelshelf serve`, batching off",
                     "seldon", "/api/v1.0/predictions", _serve(model), cwd,
                     {"MODELSHELF_MAX_BATCH_SIZE": "1"}), None),
+        (RealSystem(f"serve-{model.name}-nofast", "`modelshelf serve`, fast path off",
+                    "seldon", "/api/v1.0/predictions", _serve(model), cwd,
+                    {"MODELSHELF_FAST_PATH": "false"}), None),
     ]  # fmt: skip
     v2_path = f"/v2/models/{model.name}/infer"
     peers = {

@@ -270,7 +270,7 @@ def _where_we_stand(raw: dict, summary: dict) -> list[str]:
     ]
     if worth:
         lines += [
-            "**The fast path** (SKLearnServer's numpy closed form): with `fast_path=false` the "
+            "**The fast path** (`modelshelf.accelerators`): with `fast_path=false` the "
             "same server answers " + ", ".join(worth) + " of its requests/s with the fast path, "
             "same round.",
             "",

@@ -98,8 +98,8 @@ def _modelshelf_has(command: str) -> str | None:
 
 
 def _sklearn_has_fast_path() -> str | None:
-    """SKLearnServer's ``fast_path`` parameter (issue 2's numpy closed form) exists."""
-    source = REPO / "shared" / "modelshelf" / "frameworks" / "sklearn.py"
+    """The ``fast_path`` parameter (``ModelServer``'s, every server's) exists."""
+    source = REPO / "shared" / "modelshelf" / "server.py"
     try:
         if "fast_path" in source.read_text():
             return None
@@ -388,7 +388,7 @@ def all_systems() -> list[System]:
                     )
                 )
         if w == 1:
-            # What the numpy closed form is worth: the same server with scikit-learn's own call.
+            # What the accelerators are worth: the same server with the framework's own call.
             for name, launcher, where in (
                 ("sklearn-nofast-w1", seldon, "seldon-core-microservice"),
                 ("serve-sklearn-nofast-w1", serve, "`modelshelf serve`"),

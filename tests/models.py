@@ -122,9 +122,8 @@ def rows(n: int = 3) -> np.ndarray:
 
 def assert_same_predictions(ours: object, theirs: object) -> None:
     """A served answer equals scikit-learn's in this process: labels exactly, numbers within
-    rounding (1e-12 relative). Requests of a few rows are computed in plain Python (see
-    ``sklearn_row_form``), whose last bits may differ from BLAS's -- as scikit-learn's own do
-    between a row alone and the same row in a batch."""
+    rounding (1e-12 relative): scikit-learn's own last bits differ between a row alone and the
+    same row in a batch (BLAS)."""
     ours, theirs = np.asarray(ours), np.asarray(theirs)
     assert ours.shape == theirs.shape
     if theirs.dtype.kind in "fc":

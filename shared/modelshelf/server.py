@@ -22,11 +22,18 @@ name Seldon's code uses; ``read_request`` reads what else a request carries, MLf
 (``model_input``), output names, the model's name, and the OpenMP thread policy after the fork
 (``uses_openmp``). A server whose models can ``transform`` sets ``serves_transform`` and
 ``self.transform_method``: ``transform_input`` / ``transform_output`` are written here too.
+
+The fast path is applied here too, once, after ``load_model``: with ``fast_path`` on (the
+parameter every server takes, else ``MODELSHELF_FAST_PATH``, default true) each served method
+is offered to ``modelshelf.accelerators.accelerate``, which returns a call verified
+bit-identical to the framework's, or nothing. Framework modules never import accelerators.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
+import inspect
 import logging
 import threading
 import time
@@ -154,8 +161,19 @@ class ModelServer(SeldonComponent):
     transform_output_raw = _HiddenStub()
     tags = _HiddenStub()
 
-    def __init__(self, model_uri: str) -> None:
+    def __init__(self, model_uri: str, fast_path: bool | str | None = None) -> None:
         super().__init__()
+        from modelshelf.accelerators import FAST_PATH_ENV, fast_path_default
+
+        #: Whether ``load`` offers the served methods to ``modelshelf.accelerators``: the
+        #: ``fast_path`` parameter (every server takes it), else ``MODELSHELF_FAST_PATH``.
+        self.fast_path = (
+            bool_parameter(FAST_PATH_ENV, fast_path_default())
+            if fast_path is None
+            else bool_parameter("fast_path", fast_path)
+        )
+        #: Per served method, what serves it (``custom["fast path"]`` in the metadata).
+        self.fast_paths: dict[str, str] = {}
         if not model_uri:
             raise ModelLoadError("<empty>", "parameter model_uri is required (a folder or URI)")
         self.model_uri = str(model_uri)
@@ -185,6 +203,9 @@ class ModelServer(SeldonComponent):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and "fast_path" not in inspect.signature(init).parameters:
+            cls.__init__ = _taking_fast_path(init)  # type: ignore[method-assign]
         for name in GUARDED_METHODS & cls.__dict__.keys():
             if not callable(cls.__dict__[name]):
                 raise TypeError(
@@ -237,6 +258,7 @@ class ModelServer(SeldonComponent):
                 if isinstance(exc, ModelshelfError):
                     raise
                 raise ModelLoadError(self.model_uri, f"{type(exc).__name__}: {exc}") from exc
+            self.accelerate_methods()
             if self.read_rows is None:
                 self.read_rows = RowReader(self.feature_names, self.n_features)
             self.load_warnings = _unique(f"{w.category.__name__}: {w.message}" for w in caught)
@@ -258,6 +280,32 @@ class ModelServer(SeldonComponent):
                 self.load_seconds,
                 versions,
             )
+
+    def accelerate_methods(self) -> None:
+        """With ``fast_path`` on, ``self.method`` and ``self.transform_method`` by their
+        verified accelerated calls where ``modelshelf.accelerators`` has one; else as loaded."""
+        self.fast_paths = {}
+        for attribute in ("method", "transform_method"):
+            method: Method | None = getattr(self, attribute)
+            if method is None:
+                continue
+            if method.name in self.fast_paths:  # serves as both: accelerated once
+                setattr(self, attribute, self.method)
+                continue
+            self.fast_paths[method.name] = "off (fast_path=false)"
+            if not self.fast_path:
+                continue
+            from modelshelf import accelerators
+
+            with np.errstate(all="ignore"), single_threaded():
+                found = accelerators.accelerate(self.model, method.name, method.call, logger)
+            if found is not None:
+                self.fast_paths[method.name] = found.description
+                setattr(self, attribute, Method(method.name, found, method.output_names))
+            else:
+                self.fast_paths[method.name] = "the framework's own call"
+        if not self.fast_path:
+            logger.info("%s: the framework's own calls (fast_path=false)", type(self).__name__)
 
     def health_status(self) -> dict[str, Any]:
         """Healthy only once the model is in memory (seldon's default says healthy at once)."""
@@ -281,6 +329,8 @@ class ModelServer(SeldonComponent):
             return {}
         names = self.method.output_names
         custom = {"method": self.method.name}
+        if self.method.name in self.fast_paths:
+            custom["fast path"] = self.fast_paths[self.method.name]
         if self.model_path is not None:
             custom["model file"] = self.model_path.name
         return {
@@ -503,6 +553,29 @@ def output_names(model: Any, method: str) -> list[str] | None:
         except Exception:  # many transformers cannot name their outputs
             return None
     return None
+
+
+def _taking_fast_path(init: Callable[..., None]) -> Callable[..., None]:
+    """A subclass's ``__init__`` that also takes ``fast_path`` (every server's parameter), so
+    no framework declares or parses it; the value replaces the environment's after ``init``."""
+
+    @functools.wraps(init)
+    def taking_fast_path(
+        self: ModelServer, *args: Any, fast_path: bool | str | None = None, **kw: Any
+    ) -> None:
+        chosen = None if fast_path is None else bool_parameter("fast_path", fast_path)
+        init(self, *args, **kw)
+        if chosen is not None:
+            self.fast_path = chosen
+
+    signature = inspect.signature(init)
+    extra = inspect.Parameter("fast_path", inspect.Parameter.KEYWORD_ONLY, default=None)
+    params = list(signature.parameters.values())
+    at = next((i for i, p in enumerate(params) if p.kind is p.VAR_KEYWORD), len(params))
+    taking_fast_path.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*params[:at], extra, *params[at:]]
+    )
+    return taking_fast_path
 
 
 def _unique(texts: Any) -> list[str]:

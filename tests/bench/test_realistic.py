@@ -38,8 +38,9 @@ def test_a_forest_is_measured_with_batching_on_and_off(tmp_path: Path) -> None:
     listed = realistic.systems_of(model, tmp_path)
     assert all(reason is None for _, reason in listed)  # no peers for this model
     names = {system.name: system for system, _ in listed}
-    assert set(names) == {"serve-forest", "serve-forest-nobatch"}
+    assert set(names) == {"serve-forest", "serve-forest-nobatch", "serve-forest-nofast"}
     assert names["serve-forest-nobatch"].env == {"MODELSHELF_MAX_BATCH_SIZE": "1"}
+    assert names["serve-forest-nofast"].env == {"MODELSHELF_FAST_PATH": "false"}
 
     found: dict = {"seconds_per_load": 1, "models": {"forest": {
         "label": model.label, "own_call_us": {1: 1000, 100: 1000},
@@ -56,4 +57,4 @@ def test_a_forest_is_measured_with_batching_on_and_off(tmp_path: Path) -> None:
                 assert load["cpu_ms_per_request"] > 0
         found["models"]["forest"]["systems"][system.name] = {"label": system.label, **measured}
     text = realistic.render(json.loads(json.dumps(found)))
-    assert text.count("| 1x16 |") == 2 and text.count("| 100x1 |") == 2
+    assert text.count("| 1x16 |") == 3 and text.count("| 100x1 |") == 3

@@ -25,7 +25,7 @@ from modelshelf.errors import (
     ModelNotReadyError,
 )
 from modelshelf.frameworks import xgboost as xgbserver
-from modelshelf.frameworks.xgboost import XGBoostServer, _native
+from modelshelf.frameworks.xgboost import XGBoostServer
 
 X = xm.with_missing(IRIS_X[::15], 9)  # 10 rows, some values missing
 DIABETES_X = xm.load_diabetes().data[:7]
@@ -316,35 +316,6 @@ def test_predict_before_load_is_not_ready(folders):
         XGBoostServer(str(folders["json"])).predict(X, [])
 
 
-# ------------------------------------------------------------------------ single-row fast path
-
-
-@pytest.mark.parametrize("fmt", ["json", "bst", "softmax", "regressor", "pkl"])
-@pytest.mark.parametrize("predict_type", ["value", "margin"])
-def test_fast_path_equals_booster_inplace_predict(folders, fmt, predict_type):
-    """The C entry point exists on the XGBoost we install (else the fast path is gone: see
-    ``_native``'s measurements) and predicts what ``Booster.inplace_predict`` does."""
-    assert _native.native_entry_point() is not None, "xgboost.core._LIB lost its entry point"
-    booster, _ = reference_booster(folders[fmt])
-    rows = DIABETES_X if fmt in ("regressor", "pkl") else X
-    for batch in (rows[:1], np.ascontiguousarray(rows, dtype=np.float32)):
-        fast = _native.dense_predictor(predict_type, np.nan)(booster, batch)
-        public = _native.public_dense_predictor(predict_type, np.nan)(booster, batch)
-        np.testing.assert_array_equal(fast, public)
-        want = booster.inplace_predict(batch, predict_type=predict_type)
-        np.testing.assert_array_equal(fast, want)
-
-
-@pytest.mark.parametrize("method", ["predict", "predict_proba", "predict_margin"])
-def test_servers_without_the_fast_path_predict_the_same(folders, monkeypatch, method):
-    """Where ``xgboost.core._LIB`` is missing, servers fall back to ``inplace_predict``."""
-    fast = loaded(folders["joblib"], method)
-    monkeypatch.setattr(_native, "native_entry_point", lambda: None)
-    fallback = loaded(folders["joblib"], method)
-    for rows in (X[:1], X, np.tile(X, (10, 1))):  # one row, a few, more than one thread's share
-        np.testing.assert_array_equal(fallback.predict(rows, []), fast.predict(rows, []))
-
-
 # ------------------------------------------------------------------------ early stopping
 
 
@@ -381,7 +352,7 @@ def early_stopped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[P
 def test_an_early_stopped_classifier_predicts_as_its_own_methods(early_stopped, method):
     folder, model = early_stopped["classifier"]
     X = early_stopped["X"]
-    for rows in (X[:1], X[:5], X):  # the tree walk, small and large batches
+    for rows in (X[:1], X[:5], X):  # small and large batches
         found = loaded(folder, method).predict(rows, [])
         np.testing.assert_array_equal(found, getattr(model, method)(rows))
 

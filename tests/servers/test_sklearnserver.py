@@ -21,7 +21,6 @@ from microservice import (
     seldon_parameters,
 )
 from models import IRIS_COLUMNS, assert_same_predictions, rows
-from modelshelf.frameworks.sklearn import NUMPY_PATH, SKLEARN_PATH
 
 SERVER = "SKLearnServer"
 
@@ -85,7 +84,7 @@ def test_health_and_metadata_derived_from_the_model(iris):
     assert meta["custom"]["scikit-learn version"] == __import__("sklearn").__version__
     assert meta["custom"]["numpy version"] == np.__version__
     assert meta["custom"]["estimator"] == "LogisticRegression"
-    assert meta["custom"]["prediction path"] == NUMPY_PATH
+    assert meta["custom"]["fast path"] == "the framework's own call"
 
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
@@ -206,37 +205,6 @@ def test_scaler_serves_as_a_transformer(sklearn_models, service_type):
         assert body["data"]["names"] == ["x0", "x1", "x2", "x3"]
 
 
-def _fast_path_models(root: Path) -> list[tuple[Path, str]]:
-    """Models the fast path covers, saved, with the method to serve."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import MinMaxScaler, StandardScaler
-    from sklearn.svm import LinearSVC
-
-    import models
-
-    binary_y = models.IRIS_Y == "setosa"
-    pipeline = make_pipeline(StandardScaler(), MinMaxScaler(), LogisticRegression())
-    return [
-        (models.save(pipeline.fit(models.IRIS_X, binary_y), root / "pipeline"), "predict_proba"),
-        (models.save(LinearSVC().fit(models.IRIS_X, models.IRIS_Y), root / "svc"), "predict"),
-    ]
-
-
-def test_fast_path_predictions_equal_scikit_learn_end_to_end(tmp_path):
-    X = np.vstack([rows(5), rows(5) * 3.7 - 2.0])
-    for folder, method in _fast_path_models(tmp_path):
-        model = joblib.load(folder / "model.joblib")
-        with running_microservice(
-            SERVER, seldon_parameters(model_uri=folder, method=method)
-        ) as svc:
-            body = svc.post("/api/v1.0/predictions", ndarray(X)).json()
-            assert_same_predictions(np.array(body["data"]["ndarray"]), getattr(model, method)(X))
-            meta = svc.get("/api/v1.0/metadata").json()
-            assert meta["custom"]["prediction path"] == NUMPY_PATH
-            assert "numpy closed form" in svc.log()
-
-
 def test_fast_path_false_serves_scikit_learn(sklearn_models, iris_model):
     params = seldon_parameters(model_uri=sklearn_models["iris"], fast_path=False)
     with running_microservice(SERVER, params) as svc:
@@ -244,7 +212,7 @@ def test_fast_path_false_serves_scikit_learn(sklearn_models, iris_model):
         body = svc.post("/api/v1.0/predictions", ndarray(X)).json()
         assert_same_predictions(np.array(body["data"]["ndarray"]), iris_model.predict_proba(X))
         meta = svc.get("/api/v1.0/metadata").json()
-        assert meta["custom"]["prediction path"] == SKLEARN_PATH
+        assert meta["custom"]["fast path"] == "off (fast_path=false)"
         response = svc.client.post(
             "/api/v1.0/predictions",
             content='{"data": {"ndarray": [[NaN, 1, 2, 3]]}}',

@@ -3,24 +3,17 @@ which method, which input form; requests, names, metadata and errors are ``model
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 from modelshelf.errors import ConfigurationError
-from modelshelf.frameworks.sklearn_closed_form import served_call
 from modelshelf.inputs import as_frame, as_texts
 from modelshelf.model_files import find_model_file, load_pickled
-from modelshelf.server import Method, ModelServer, bool_parameter, output_names
+from modelshelf.server import Method, ModelServer, output_names
 
 MODEL_NAMES = ("model.joblib", "model.pkl", "model.pickle")
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
 METHODS = ("predict_proba", "predict", "decision_function", "predict_log_proba", "transform")
-#: What ``custom["prediction path"]`` in the metadata says.
-NUMPY_PATH = "closed form (verified at load)"
-SKLEARN_PATH = "scikit-learn"
-
-logger = logging.getLogger(__name__)
 
 
 class SKLearnServer(ModelServer):
@@ -28,9 +21,7 @@ class SKLearnServer(ModelServer):
 
     Parameters (SeldonDeployment ``parameters``): ``model_uri``; ``method`` (default
     ``predict_proba`` when the estimator has it, else ``predict``, else ``transform``);
-    ``model_file`` when the folder holds several pickles; ``fast_path`` (default true): serve
-    linear models, scalers and pipelines of those with their closed form in numpy, verified
-    against scikit-learn at load (see ``sklearn_closed_form``).
+    ``model_file`` when the folder holds several pickles.
     """
 
     framework_packages = ("scikit-learn", "numpy", "joblib")
@@ -44,15 +35,12 @@ class SKLearnServer(ModelServer):
         model_uri: str,
         method: str = "",
         model_file: str = "",
-        fast_path: bool | str = True,
     ) -> None:
         super().__init__(model_uri)
         if method and method not in METHODS:
             raise ConfigurationError("method", method, "one of " + ", ".join(METHODS))
         self.requested_method = method
         self.model_file = model_file
-        self.fast_path = bool_parameter("fast_path", fast_path)
-        self.prediction_path = SKLEARN_PATH
         self.takes_text = False
 
     def load_model(self, model_dir: Path) -> None:
@@ -66,22 +54,14 @@ class SKLearnServer(ModelServer):
         self.feature_names = _feature_names(model)
         self.n_features = getattr(model, "n_features_in_", None)
         self.takes_text = _takes_text(model)
-        call, fast = self._callable(name)
-        self.prediction_path = NUMPY_PATH if fast else SKLEARN_PATH
-        self.method = Method(name, call, output_names(model, name))
+        self.method = Method(name, getattr(model, name), output_names(model, name))
         if "transform" in has:
-            call = call if name == "transform" else self._callable("transform")[0]
-            self.transform_method = Method("transform", call, output_names(model, "transform"))
-
-    def _callable(self, name: str) -> tuple[Any, bool]:
-        """The estimator's method, or its verified numpy closed form when ``fast_path`` is on
-        (and whether it is that)."""
-        return served_call(
-            self.model, name, self.fast_path, self.n_features, self.feature_names, logger
-        )
+            self.transform_method = Method(
+                "transform", model.transform, output_names(model, "transform")
+            )
 
     def describe_custom(self) -> dict[str, str]:
-        return {"estimator": type(self.model).__name__, "prediction path": self.prediction_path}
+        return {"estimator": type(self.model).__name__}
 
     def model_input(self, X: Any, names: Any) -> Any:
         """Texts for a text pipeline, a DataFrame for a model fitted on one, else the base's."""

@@ -12,17 +12,16 @@ workers and the gRPC child, and imports there what loading will need (MLflow, a 
 scikit-learn), once for all of them. An sklearn-flavor pickle without signature needs nothing of
 MLflow and is served without importing it.
 
-Per request: an sklearn-flavor model's methods are called directly (pyfunc's ``predict_fn``), as
-verified numpy closed forms where scikit-learn has one (``fast_path``), behind MLflow's own
-signature check when the model has a signature; other flavors go through ``pyfunc.predict``.
+Per request: an sklearn-flavor model's methods are called directly (pyfunc's ``predict_fn``),
+behind MLflow's own signature check when the model has a signature; other flavors go through
+``pyfunc.predict``.
 
 ``MLFlowServer`` is the component; the rest of the package is private, one module a concern:
 ``_startup`` (imports before the fork, whether MLflow is needed, the model's requirements),
 ``_loading`` (pyfunc and the flavor's own model), ``_methods`` (the callables that serve),
-``_signature`` (MLflow's schema check and its shortcut), ``_sklearn_fast_path`` (closed forms
-of sklearn-flavor models), ``_description`` (metadata from the MLmodel file) and ``_rows``
-(request payloads and results). ``predict`` is the base's; ``MLFlowServer.read_request`` reads
-the request by the signature and takes the params."""
+``_signature`` (MLflow's schema check and its shortcut), ``_description`` (metadata from the
+MLmodel file) and ``_rows`` (request payloads and results). ``predict`` is the base's;
+``MLFlowServer.read_request`` reads the request by the signature and takes the params."""
 
 from modelshelf.frameworks.mlflow._server import METHODS, XTYPES, MLFlowServer
 from modelshelf.frameworks.mlflow._startup import ModelEnvironmentWarning, import_mlflow_before_fork

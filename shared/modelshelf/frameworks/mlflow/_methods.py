@@ -1,7 +1,6 @@
 """The callables that serve a loaded MLflow model: its ``method`` (``predict`` through pyfunc or
 the sklearn flavor's ``predict_fn``, else a method of the flavor's own model) and its
-``transform``, each behind the signature check, sklearn-flavor ones as closed forms where
-``fast_path`` allows."""
+``transform``, each behind the signature check."""
 
 from __future__ import annotations
 
@@ -10,22 +9,13 @@ from typing import Any
 from modelshelf.errors import BadRequestError, ConfigurationError, ModelLoadError, ServerFaultError
 from modelshelf.frameworks.mlflow._loading import LoadedModel, direct_predict, mlflow_exception
 from modelshelf.frameworks.mlflow._signature import reason_first, schema_names, signature_checked
-from modelshelf.frameworks.mlflow._sklearn_fast_path import closed_form_or
 from modelshelf.server import Method, output_names
 
 
-def served_methods(
-    loaded: LoadedModel, name: str, columns: list[str] | None, fast_path: bool, uri: str
-) -> tuple[Method, Method | None]:
-    """The ``name`` method and the ``transform`` method (``None`` when the model has none);
-    ``columns``: the DataFrame columns requests arrive with (``None`` for arrays)."""
+def served_methods(loaded: LoadedModel, name: str, uri: str) -> tuple[Method, Method | None]:
+    """The ``name`` method and the ``transform`` method (``None`` when the model has none)."""
     raw, schema, conf = loaded.raw, loaded.schema, loaded.conf
     flavor = conf.get("loader_module")
-
-    def served(method: str, own: Any) -> Any:
-        if flavor != "mlflow.sklearn":
-            return own
-        return closed_form_or(own, raw, method, columns, fast_path)
 
     direct = direct_predict(conf, raw)
     if name == "predict" and loaded.plain_pickle and direct is None:
@@ -36,7 +26,6 @@ def served_methods(
         if direct is None:
             method = Method("predict", _pyfunc_predict(loaded.pyfunc), outputs)
         else:
-            direct = served(conf.get("predict_fn") or "predict", direct)
             method = Method("predict", signature_checked(direct, schema, flavor), outputs)
     else:
         if name == "predict" and not callable(getattr(raw, "predict", None)):
@@ -45,12 +34,11 @@ def served_methods(
         if not callable(call):
             kind = type(raw).__name__ if raw is not None else "this flavor's pyfunc model"
             raise ConfigurationError("method", name, f"predict, or a method {kind} has")
-        call = served(name, call)
         method = Method(name, signature_checked(call, schema, flavor), output_names(raw, name))
     transform = getattr(raw, "transform", None)
     if not callable(transform):
         return method, None
-    transform = signature_checked(served("transform", transform), schema, flavor)
+    transform = signature_checked(transform, schema, flavor)
     return method, Method("transform", transform, output_names(raw, "transform"))
 
 

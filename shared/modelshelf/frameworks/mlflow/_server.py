@@ -27,7 +27,7 @@ from modelshelf.frameworks.mlflow._startup import (
     import_framework_of_local_model,
     unmet_requirements,
 )
-from modelshelf.server import Method, ModelServer, bool_parameter
+from modelshelf.server import Method, ModelServer
 
 XTYPES = ("auto", "ndarray", "DataFrame")
 METHODS = ("predict", "predict_proba", "decision_function", "transform", "predict_log_proba")
@@ -38,8 +38,6 @@ class MLFlowServer(ModelServer):
 
     Parameters: ``model_uri``; ``xtype`` (``auto``, ``ndarray`` or ``DataFrame``); ``method``
     (alias ``predict_method``): ``predict`` through pyfunc, or a method of the flavor's model;
-    ``fast_path`` (default true): an sklearn-flavor model's methods as their numpy closed form,
-    verified against scikit-learn at load; false: always scikit-learn's own call.
 
     Requests are read by the signature (``RequestReader``): each column or tensor cast to its
     type. Params (the signature's params schema) come from a Seldon request's ``meta.params``,
@@ -62,7 +60,6 @@ class MLFlowServer(ModelServer):
         xtype: str = "auto",
         method: str = "",
         predict_method: str = "",
-        fast_path: bool | str = True,
     ) -> None:
         super().__init__(model_uri)
         if xtype not in XTYPES:
@@ -76,7 +73,6 @@ class MLFlowServer(ModelServer):
             raise ConfigurationError("method", chosen, "one of " + ", ".join(METHODS))
         self.xtype = xtype
         self.method_name = chosen
-        self.fast_path = bool_parameter("fast_path", fast_path)
         self.method: Method | None = None
         self.raw_model: Any = None  # the flavor's own model object (pyfunc's is self.model)
         self.columns: list[str] | None = None
@@ -111,9 +107,7 @@ class MLFlowServer(ModelServer):
         )
         self.check_params = params_check(loaded.params_schema)
         self._takes_params = takes_params(loaded, self.method_name)
-        self.method, transform = served_methods(
-            loaded, self.method_name, columns, self.fast_path, self.model_uri
-        )
+        self.method, transform = served_methods(loaded, self.method_name, self.model_uri)
         if transform is not None:
             self.transform_method = transform
         for text in unmet_requirements(model_dir):

@@ -18,7 +18,7 @@ from modelshelf.errors import ModelLoadError
 #: Flavors whose framework is imported in seldon's parent process (``__init__``), so the REST
 #: workers and the gRPC child share one import; their import starts no threads and no GPU.
 _FORK_SAFE_FRAMEWORKS = {
-    "sklearn": "modelshelf.frameworks.sklearn_closed_form",  # scikit-learn and its fast path
+    "sklearn": "sklearn.base",
     "xgboost": "xgboost",
 }
 

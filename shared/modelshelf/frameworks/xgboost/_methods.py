@@ -7,7 +7,6 @@ SHAP contributions and leaf indices need a ``DMatrix``; XGBoost computes them fr
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +15,6 @@ import numpy as np
 import xgboost as xgb
 
 from modelshelf.errors import ConfigurationError
-from modelshelf.frameworks.xgboost._native import dense_predictor
-from modelshelf.frameworks.xgboost._tree_walk import MAX_VISITS, TreeWalk, verified_tree_walk
 from modelshelf.server import Method
 
 METHODS = ("predict", "predict_proba", "predict_margin", "predict_contribs", "predict_leaf")
@@ -26,8 +23,6 @@ METHODS = ("predict", "predict_proba", "predict_margin", "predict_contribs", "pr
 PROBABILITY_OBJECTIVES = ("binary:logistic", "multi:softprob", "multi:softmax")
 
 Predict = Callable[[np.ndarray], np.ndarray]
-
-logger = logging.getLogger("modelshelf.frameworks.xgboost")  # the public name
 
 
 @dataclass(frozen=True)
@@ -53,14 +48,8 @@ def build_method(name: str, model: LoadedModel) -> Method:
             "a method this model supports: predict_proba needs a classification objective "
             f"({', '.join(PROBABILITY_OBJECTIVES)}); this model's objective is {objective}",
         )
-    walk = None
-    if name in ("predict", "predict_proba", "predict_margin"):
-        walk, note = verified_tree_walk(
-            model.booster, objective, model.missing, model.booster.num_features()
-        )
-        logger.info("XGBoost %s: %s", name, note)
-    value = InplacePredictor(model.booster, "value", model.missing, walk)
-    margin = InplacePredictor(model.booster, "margin", model.missing, walk)
+    value = InplacePredictor(model.booster, "value", model.missing)
+    margin = InplacePredictor(model.booster, "margin", model.missing)
     class_names = model.class_names
     if name == "predict" and model.classes is not None:
         return Method(name, _labels(value, objective, model.classes), None)
@@ -80,26 +69,21 @@ def build_method(name: str, model: LoadedModel) -> Method:
 
 
 class InplacePredictor:
-    """Values or margins of dense rows: walked in Python for small requests where the walk
-    equals XGBoost (``_tree_walk``), else by XGBoost (its threads: ``modelshelf.openmp``)."""
+    """Values or margins of dense rows by ``Booster.inplace_predict`` (its threads:
+    ``modelshelf.openmp``)."""
 
-    def __init__(
-        self, booster: xgb.Booster, predict_type: str, missing: float, walk: TreeWalk | None = None
-    ) -> None:
+    def __init__(self, booster: xgb.Booster, predict_type: str, missing: float) -> None:
         self.booster = booster
-        self.predict_dense = dense_predictor(predict_type, missing)
-        self.walk = walk.predictor(predict_type) if walk is not None else None
-        self.walk_rows = MAX_VISITS / walk.visits_per_row if walk is not None else 0
+        self.predict_type = predict_type
+        self.missing = missing
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if X.dtype != np.float32 and X.dtype != np.float64:
             # Integers straight to float32, as XGBoost converts them: one rounding, not two.
             X = X.astype(np.float32 if X.dtype.kind in "biu" else np.float64)
-        if self.walk is not None and X.shape[0] <= self.walk_rows:
-            return self.walk(X)
-        if not X.flags.c_contiguous:
-            X = np.ascontiguousarray(X)
-        return self.predict_dense(self.booster, X)
+        return self.booster.inplace_predict(
+            X, predict_type=self.predict_type, missing=self.missing, validate_features=False
+        )
 
 
 class DMatrixPredictor:

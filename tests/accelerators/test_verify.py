@@ -1,0 +1,112 @@
+"""The one verifier against real scikit-learn models: it refuses accelerators that are close but
+not exact -- the defects the removed closed forms had -- and accepts an exact one."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from scipy.special import expit, log_expit
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from modelshelf.accelerators import accelerate
+from modelshelf.accelerators.verify import Candidate, adversarial_rows, verify
+
+RNG = np.random.default_rng(3)
+TRAIN_X = RNG.standard_normal((200, 4)) * [1, 10, 0.1, 100]
+BINARY_Y = (TRAIN_X[:, 0] + TRAIN_X[:, 1] / 10 > 0).astype(int)
+
+
+@pytest.fixture(scope="module")
+def logistic() -> LogisticRegression:
+    return LogisticRegression().fit(TRAIN_X, BINARY_Y)
+
+
+def scores(model: LogisticRegression, X: np.ndarray) -> np.ndarray:
+    return (np.asarray(X, dtype=np.float64) @ model.coef_.T + model.intercept_).ravel()
+
+
+def test_an_exact_candidate_passes(logistic):
+    candidate = Candidate("same call", logistic.predict_proba, adversarial_rows(4))
+    assert verify(candidate, logistic.predict_proba) is None
+
+
+def test_finite_log_probabilities_where_scikit_learn_gives_minus_inf_are_refused(logistic):
+    """scipy's ``log_expit`` is the better arithmetic, but scikit-learn's ``predict_log_proba``
+    is ``log(predict_proba)``: -inf where the probability underflowed (the removed plain-Python
+    form answered finite values there). Not bit-identical: refused."""
+
+    def log_proba(X: np.ndarray) -> np.ndarray:
+        found = logistic.predict_log_proba(X)  # exact, except where it is -inf:
+        s = scores(logistic, X)
+        better = np.column_stack((log_expit(-s), log_expit(s)))
+        return np.where(np.isneginf(found), better, found)
+
+    candidate = Candidate("log_expit", log_proba, adversarial_rows(4))
+    found = verify(candidate, logistic.predict_log_proba)
+    assert found is not None and "values differ" in found and "-inf" in found
+
+
+def test_a_result_where_scikit_learn_refuses_the_input_is_refused():
+    """A scaler pipeline's closed form without the overflow check: near 1e308 the scaled values
+    become inf, which scikit-learn's next step refuses (a 400); the candidate answers."""
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(TRAIN_X, BINARY_Y)
+    scaler, lr = model[0], model[1]
+
+    def closed_form(X: np.ndarray) -> np.ndarray:
+        if not np.isfinite(X).all():
+            raise ValueError("Input X contains infinity or NaN")
+        p = expit(scores(lr, (X - scaler.mean_) / scaler.scale_))
+        return np.column_stack((1 - p, p))
+
+    found = verify(Candidate("closed form", closed_form, adversarial_rows(4)), model.predict_proba)
+    assert found is not None
+    assert "answers a result where the framework answers 400" in found
+
+
+def test_one_ulp_off_and_the_wrong_zero_are_refused(logistic):
+    def ulp_off(X: np.ndarray) -> np.ndarray:
+        found = logistic.predict_proba(X)
+        return np.nextafter(found, 2.0)
+
+    assert "values differ" in verify(
+        Candidate("ulp", ulp_off, adversarial_rows(4)), logistic.predict_proba
+    )
+
+    def negative_zero(X: np.ndarray) -> np.ndarray:
+        return -np.zeros(len(X))
+
+    found = verify(Candidate("zero", negative_zero, [np.ones((2, 4))]), lambda X: np.zeros(len(X)))
+    assert found is not None and "signs of zero" in found
+
+
+def test_refusing_what_the_framework_accepts_is_refused(logistic):
+    def refuses_large(X: np.ndarray) -> np.ndarray:
+        if np.abs(X).max() > 1e300:
+            raise ValueError("too large")
+        return logistic.predict(X)
+
+    found = verify(Candidate("picky", refuses_large, adversarial_rows(4)), logistic.predict)
+    assert found is None or "answers 400" in found
+    finite_extremes = [np.full((1, 4), 1e308)]
+    found = verify(Candidate("picky", refuses_large, finite_extremes), logistic.predict)
+    assert "answers 400 (ValueError: too large) where the framework answers a result" in found
+
+
+def test_the_probes_hold_the_adversarial_values():
+    probes = np.vstack([p.astype(np.float64) for p in adversarial_rows(3)])
+    for value in (np.inf, -np.inf, 1.7976931348623157e308, 3.5e38, 5e-324):
+        assert (probes == value).any(), value
+    assert np.isnan(probes).any()
+    assert any(p.dtype == np.float32 for p in adversarial_rows(3))
+    assert any(p.dtype == np.int64 for p in adversarial_rows(3))
+    assert any(len(p) == 1 for p in adversarial_rows(3))
+
+
+def test_accelerate_offers_nothing_for_a_model_without_an_accelerator(logistic, caplog):
+    with caplog.at_level(logging.INFO, logger="modelshelf.accelerators"):
+        assert accelerate(logistic, "predict_proba", logistic.predict_proba) is None
+    assert "no accelerator" in caplog.text
