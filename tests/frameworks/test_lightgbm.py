@@ -148,3 +148,11 @@ def test_a_pickle_that_is_not_lightgbm_is_refused(tmp_path):
     joblib.dump({"not": "a model"}, tmp_path / "model.joblib")
     with pytest.raises(ModelLoadError, match="holds a dict, not LightGBM"):
         loaded(tmp_path)
+
+
+def test_a_text_file_saved_as_a_pickle_names_the_file(tmp_path):
+    from modelshelf.errors import ModelLoadError
+
+    (tmp_path / "model.joblib").write_text("<html><body>403 Forbidden</body></html>\n")
+    with pytest.raises(ModelLoadError, match=r"model\.joblib is not a joblib or pickle file"):
+        loaded(tmp_path)

@@ -249,6 +249,12 @@ def test_legacy_binary_format_says_so(tmp_path):
         loaded(xm.legacy_binary(tmp_path))
 
 
+def test_a_text_file_saved_as_a_pickle_names_the_file(tmp_path):
+    (tmp_path / "model.pkl").write_text("<html><body>403 Forbidden</body></html>\n")
+    with pytest.raises(ModelLoadError, match=r"model\.pkl is not a joblib or pickle file"):
+        loaded(tmp_path)
+
+
 def test_two_model_files_are_listed(folders, tmp_path):
     xm.save_booster(xm.iris_softprob(), tmp_path, "model.json")
     xm.save_booster(xm.iris_softprob(), tmp_path, "model.ubj")

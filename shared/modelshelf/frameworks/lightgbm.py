@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import joblib
 import lightgbm as lgb
 import numpy as np
 
 from modelshelf.errors import ModelLoadError
 from modelshelf.inputs import as_frame, pandas_module
-from modelshelf.model_files import find_model_file
+from modelshelf.model_files import find_model_file, load_pickled
 from modelshelf.server import Method, ModelServer, output_names
 
 MODEL_FILES = ("model.txt", "model.bst", "model.joblib", "model.pkl", "model.pickle")
@@ -43,7 +42,7 @@ class LightGBMServer(ModelServer):
         if path.suffix in (".txt", ".bst"):
             self.model = booster = lgb.Booster(model_file=str(path))
         else:
-            self.model = joblib.load(path)
+            self.model = load_pickled(path, self.model_uri)
             if not isinstance(self.model, lgb.LGBMModel):
                 kind = type(self.model).__name__
                 raise ModelLoadError(self.model_uri, f"{path.name} holds a {kind}, not LightGBM")

@@ -13,12 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import joblib
 import xgboost as xgb
 
 from modelshelf.errors import ModelLoadError, ModelNotFoundError
 from modelshelf.frameworks.xgboost._saved_version import saved_version, xgboost_version
-from modelshelf.model_files import find_model_file
+from modelshelf.model_files import find_model_file, load_pickled
 
 BOOSTER_NAMES = ("model.json", "model.ubj", "model.bst")
 PICKLE_NAMES = ("model.joblib", "model.pkl", "model.pickle")
@@ -68,7 +67,7 @@ def load_booster(path: Path, uri: str) -> xgb.Booster:
 
 def load_estimator(path: Path, uri: str) -> tuple[Any, xgb.Booster]:
     """A pickled ``XGBModel`` and its booster (``None`` and the booster for a pickled Booster)."""
-    estimator = joblib.load(path)
+    estimator = load_pickled(path, uri)
     if isinstance(estimator, xgb.Booster):
         return None, estimator
     if not isinstance(estimator, xgb.XGBModel):
