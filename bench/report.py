@@ -258,24 +258,7 @@ def _where_we_stand(raw: dict, summary: dict) -> list[str]:
             f"; with `modelshelf serve`, {_num(serve['single']['requests_per_s'])} req/s "
             f"({_ratio(serve['single']['vs_ours'])} ours on seldon-core-microservice)"
         )
-    lines = [text + ".", ""]
-    worth = [
-        f"{_ratio(systems[name][load]['vs_ours'])} on {where} ({LOAD_NAMES[load]})"
-        for name, where in (
-            ("sklearn-nofast-w1", "seldon-core-microservice"),
-            ("serve-sklearn-nofast-w1", "`modelshelf serve`"),
-        )
-        for load in LOADS
-        if systems.get(name, {}).get("runs_ok") and systems[name][load]["vs_ours"] is not None
-    ]
-    if worth:
-        lines += [
-            "**The fast path** (`modelshelf.accelerators`): with `fast_path=false` the "
-            "same server answers " + ", ".join(worth) + " of its requests/s with the fast path, "
-            "same round.",
-            "",
-        ]
-    return lines
+    return [text + ".", ""]
 
 
 def _paired(raw: dict) -> list[str]:

@@ -97,17 +97,6 @@ def _modelshelf_has(command: str) -> str | None:
     return None if done.returncode == 0 else f"`modelshelf {command}` does not exist yet"
 
 
-def _sklearn_has_fast_path() -> str | None:
-    """The ``fast_path`` parameter (``ModelServer``'s, every server's) exists."""
-    source = REPO / "shared" / "modelshelf" / "server.py"
-    try:
-        if "fast_path" in source.read_text():
-            return None
-    except OSError:
-        pass
-    return "SKLearnServer has no fast_path parameter yet"
-
-
 def _all_of(*checks: Callable[[], str | None]) -> Callable[[], str | None]:
     def check() -> str | None:
         for one in checks:
@@ -150,11 +139,6 @@ def _uri(attribute: str) -> Callable[[Models], list[dict]]:
     return lambda models: [
         {"name": "model_uri", "value": str(getattr(models, attribute)), "type": "STRING"}
     ]
-
-
-def _uri_without_fast_path(models: Models) -> list[dict]:
-    """The sklearn model with scikit-learn's own predict_proba (SKLearnServer fast_path=false)."""
-    return [*_uri("sklearn")(models), {"name": "fast_path", "value": "false", "type": "BOOL"}]
 
 
 def _mlserver(
@@ -385,31 +369,6 @@ def all_systems() -> list[System]:
                             lambda: _modelshelf_has("env"),
                         ),
                         reference="mlflow-w1",
-                    )
-                )
-        if w == 1:
-            # What the accelerators are worth: the same server with the framework's own call.
-            for name, launcher, where in (
-                ("sklearn-nofast-w1", seldon, "seldon-core-microservice"),
-                ("serve-sklearn-nofast-w1", serve, "`modelshelf serve`"),
-            ):
-                found.append(
-                    System(
-                        name,
-                        f"**ours: SKLearnServer fast_path=false**, {where}, 1 worker",
-                        "sklearn",
-                        "ours",
-                        1,
-                        "seldon",
-                        "/api/v1.0/predictions",
-                        _seldon(launcher, "SKLearnServer", _uri_without_fast_path, 1),
-                        cwd=REPO / "servers" / "sklearnserver",
-                        available=_all_of(
-                            _server_module("sklearnserver", "SKLearnServer"),
-                            _sklearn_has_fast_path,
-                            *([lambda: _modelshelf_has("serve")] if launcher is serve else []),
-                        ),
-                        reference="serve-sklearn-w1" if launcher is serve else "sklearn-w1",
                     )
                 )
         for family, (folder, cls) in OUR_SERVERS.items():

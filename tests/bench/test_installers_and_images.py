@@ -163,29 +163,6 @@ def test_an_unknown_image_builder_is_said_plainly(monkeypatch: pytest.MonkeyPatc
     assert "Not measured: IMAGE_BUILDER=kaniko" in "\n".join(report._images({"images": found}))
 
 
-def test_the_fast_path_is_measured_against_the_same_server_without_it(tmp_path: Path) -> None:
-    from bench.models import Models
-    from bench.systems import Ports, all_systems
-
-    systems = {s.name: s for s in all_systems()}
-    models = Models(
-        *(tmp_path / n for n in ("sklearn", "xgb", "mlf", "extra", "whl", "p")),
-        frozenset({"sklearn"}),
-    )
-    for name, reference in (
-        ("sklearn-nofast-w1", "sklearn-w1"),
-        ("serve-sklearn-nofast-w1", "serve-sklearn-w1"),
-    ):
-        system = systems[name]
-        assert system.reference == reference and reference in systems
-        command = system.command(Ports(1, 2, 3), models, tmp_path)
-        parameters = json.loads(command[command.index("--parameters") + 1])
-        assert {"name": "fast_path", "value": "false", "type": "BOOL"} in parameters
-        assert {"name": "model_uri", "value": str(tmp_path / "sklearn"), "type": "STRING"} in (
-            parameters
-        )
-
-
 def _run(round_index: int, single: float, batch: float) -> dict:
     def load(rate: float, rows: int) -> dict:
         return {"requests_per_s": rate, "rows_per_s": rate * rows, "p50_ms": 1.0, "p99_ms": 2.0,
@@ -199,7 +176,7 @@ def _run(round_index: int, single: float, batch: float) -> dict:
 def _raw_report(runs: dict[str, list[dict]], **extra: object) -> dict:
     meta = {
         name: {"label": name, "family": "sklearn", "role": "ours", "workers": 1,
-               "reference": "sklearn-w1" if "nofast" in name else name}
+               "reference": name}
         for name in runs
     }  # fmt: skip
     return {
@@ -209,21 +186,6 @@ def _raw_report(runs: dict[str, list[dict]], **extra: object) -> dict:
         "settings": {"rounds": 2, "wrk": "wrk", "batch_rows": 10, "connections": 4},
         "versions": {"ours": {}}, "rest": {"systems": meta, "runs": runs}, **extra,
     }  # fmt: skip
-
-
-def test_the_report_says_what_the_fast_path_is_worth_within_each_round() -> None:
-    # Round 1: 100 vs 50 req/s (0.5x), round 2: 200 vs 160 (0.8x): median 0.65x, not 210/400.
-    raw = _raw_report(
-        {
-            "sklearn-w1": [_run(1, 100, 10), _run(2, 200, 20)],
-            "sklearn-nofast-w1": [_run(1, 50, 10), _run(2, 160, 10)],
-        }
-    )
-    raw["summary"] = report.summarize(raw)
-    assert raw["summary"]["systems"]["sklearn-nofast-w1"]["single"]["vs_ours"] == 0.65
-    text = report.render(raw)
-    sentence = "with `fast_path=false` the same server answers 0.65\N{MULTIPLICATION SIGN} on "
-    assert sentence + "seldon-core-microservice" in text
 
 
 def test_what_could_not_be_measured_is_listed() -> None:
