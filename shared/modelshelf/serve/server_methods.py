@@ -5,7 +5,7 @@ The configured method is always the server's own ``predict`` (the call the Seldo
 our servers' other methods are built from what they loaded: scikit-learn's and an MLflow flavor
 model's methods, XGBoost's ``build_method``. A user's class offers ``predict`` only.
 
-This reaches into our servers' loaded state (``SKLearnServer._callable``,
+This reaches into our servers' loaded state (``ModelServer.method`` / ``transform_method``,
 ``ModelServer._call_state``, ``XGBoostServer.booster`` for XGBoost's ``LoadedModel``), all inside
 modelshelf; once the base class owns the methods and their output names (issue 18), it only has
 to ask the server.
@@ -112,8 +112,14 @@ def _sklearn_callers(server: Any) -> dict[str, ServedCall]:
 
     def builder(name: str) -> Callable[[], ServedCall]:
         def build() -> ServedCall:
-            call, _ = server._callable(name)
-            return _served(server, Method(name, call, output_names(server.model, name)))
+            # the served methods as the base class loaded them (accelerated where verified),
+            # any other by the estimator's own call
+            for method in (server.method, server.transform_method):
+                if method is not None and method.name == name:
+                    return _served(server, method)
+            return _served(
+                server, Method(name, getattr(server.model, name), output_names(server.model, name))
+            )
 
         return build
 
