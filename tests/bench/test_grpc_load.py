@@ -61,3 +61,23 @@ def test_failed_calls_are_counted_as_errors(tmp_path: Path) -> None:
         result = run_grpc_load(f"127.0.0.1:{grpc}", body, 1, 2, 1)
     assert result.requests == 0
     assert result.errors > 0
+
+
+def test_seldon_grpc_and_kserve_grpc_rows(tmp_path: Path) -> None:
+    """Our Seldon protocol over gRPC (``Model/Predict``) and, where bench/peers/kserve exists,
+    KServe's ModelServer over V2 gRPC: measured with the same generator, answers checked."""
+    systems = "serve-sklearn-seldon-grpc-w1,kserve-sklearn-grpc-w1"
+    peers = "1" if (Path(__file__).parents[2] / "bench/peers/kserve/bin/python").exists() else "0"
+    done = run_bench(tmp_path, BENCH_SYSTEMS=systems, BENCH_PARTS="rest", BENCH_PEERS=peers)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    raw = json.loads((tmp_path / "results" / "latest.json").read_text())
+    measured = raw["rest"]["runs"]
+    names = ["serve-sklearn-seldon-grpc-w1"]
+    if "kserve-sklearn-grpc-w1" not in (raw.get("unavailable") or {}):
+        names.append("kserve-sklearn-grpc-w1")
+    for name in names:
+        (run,) = measured[name]
+        assert "error" not in run, run.get("error")
+        for load, rows in (("single", 1), ("batch", 50)):
+            assert run[load]["requests"] > 0 and run[load]["errors"] == 0, run[load]
+            assert run[load]["rows_per_request"] == rows
