@@ -78,11 +78,13 @@ def summarize(raw: dict) -> dict:
 
 
 def _best_peer(raw: dict, systems: dict, family: str, workers: int, load: str) -> str | None:
+    """The fastest peer over HTTP (issue 10 compares our REST path; gRPC rows have their own)."""
     meta = raw["rest"]["systems"]
     peers = [
         n
         for n, m in meta.items()
         if m["role"] == "peer"
+        and m.get("transport", "http") == "http"
         and m["family"] == family
         and m["workers"] == workers
         and systems[n][load]["requests_per_s"]

@@ -276,6 +276,7 @@ def main() -> int:
                         "label": s.label, "family": s.family, "role": s.role,
                         "workers": s.workers, "payload": s.payload, "path": s.path,
                         "reference": s.reference, "env": s.env, "cwd": _shown(s.cwd),
+                        "transport": s.transport,
                     }
                     for s in runnable
                 },
