@@ -60,8 +60,6 @@ def request_bytes(model_name: str, kind: str, rows: list[list[float]]) -> bytes:
     """A ``ModelInferRequest`` for ``rows`` as one FP64 input in ``raw_input_contents`` (what
     tritonclient sends); ``kind`` ``v2-proba`` asks for ``predict_proba`` as the REST bodies do;
     ``seldon-grpc``: a SeldonMessage with the rows as ``data.tensor``."""
-    from modelshelf.serve.v2_grpc import open_inference_grpc_pb2 as pb
-
     array = np.asarray(rows, dtype="<f8")
     if kind == SELDON_KIND:
         from seldon_core.proto import prediction_pb2
@@ -70,6 +68,8 @@ def request_bytes(model_name: str, kind: str, rows: list[list[float]]) -> bytes:
         message.data.tensor.shape.extend(array.shape)
         message.data.tensor.values.extend(array.ravel().tolist())
         return message.SerializeToString()
+    from modelshelf.serve.v2_grpc import open_inference_grpc_pb2 as pb
+
     request = pb.ModelInferRequest(model_name=model_name)
     request.inputs.add(name="input-0", datatype="FP64", shape=list(array.shape))
     request.raw_input_contents.append(array.tobytes())
@@ -236,7 +236,8 @@ def run_load(
     answer_bytes: int,
 ) -> LoadResult:
     """Load with h2load when installed (``request_file`` with suffix ``.grpc`` holds the framed
-    request), else with the Python client; ``answer_bytes``: one right answer's size."""
+    request), else with the Python client. ``answer_bytes``: the size of a right answer after
+    warm-up (a server's first answer may differ: our Seldon gRPC's carries one-time metrics)."""
     if h2load_path() is None:
         return run_grpc_load(address, request_file, duration, connections, rows_per_request, method)
     return run_h2load(
