@@ -41,15 +41,16 @@ serve: $(IRIS)
 	    --parameters '[{"name":"model_uri","value":"$(CURDIR)/examples/iris","type":"STRING"}]'
 
 test: $(STAMP)
-	# Real servers the suite starts itself: redis-server (persistence), wrk (the bench harness).
-	command -v redis-server >/dev/null && command -v wrk >/dev/null || \
-	    (apt-get update -qq && apt-get install -y -qq redis-server wrk)
+	# Real servers the suite starts itself: redis-server (persistence), wrk and h2load (the bench).
+	command -v redis-server >/dev/null && command -v wrk >/dev/null && command -v h2load >/dev/null || \
+	    (apt-get update -qq && apt-get install -y -qq redis-server wrk nghttp2-client)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 # Our servers beside the peers (their venvs go to bench/peers/); writes bench/results/latest.md.
 bench: $(STAMP)
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v wrk >/dev/null && command -v h2load >/dev/null || \
+	    (apt-get update -qq && apt-get install -y -qq wrk nghttp2-client)
 	$(BIN)/python -m bench
 
 # images/constraints.txt: the versions of everything the images install, as tested here.

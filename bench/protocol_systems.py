@@ -1,18 +1,24 @@
 """Our servers on `modelshelf serve` answering the other REST protocols, 1 worker: V2 REST (JSON
 and binary), KServe V1 and MLflow's ``/invocations``, on the same models and requests as the peers
 that speak them (MLServer, KServe's ModelServer, ``mlflow models serve``). Each is compared with
-our own Seldon-protocol path on the same server (``reference``), the issue's 10 % budget."""
+our own Seldon-protocol path on the same server (``reference``), the issue's 10 % budget.
+
+Also the gRPC rows beside ``systems``' V2 gRPC ones: KServe's ModelServer answering V2 gRPC on
+its gRPC port, and our Seldon protocol over gRPC (``Model/Predict``), V2 gRPC's own reference."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from bench.config import REPO
+from bench.grpc_load import SELDON_KIND
 from bench.systems import (
     OUR_SERVERS,
     System,
     _all_of,
+    _kserve,
     _modelshelf_has,
+    _peer_bin,
     _seldon,
     _server_module,
     _uri,
@@ -57,6 +63,40 @@ def protocol_systems(serve: list[str]) -> list[System]:
                 reference=f"serve-{family}-w1",
             )
         )
+    for family in ("sklearn", "xgboost"):  # our own Seldon protocol over gRPC, same servers
+        folder, cls = OUR_SERVERS[family]
+        found.append(
+            System(
+                f"serve-{family}-seldon-grpc-w1",
+                f"**ours: {cls}, `modelshelf serve`, Seldon gRPC** (data.tensor), 1 worker",
+                family,
+                "ours",
+                1,
+                SELDON_KIND,
+                family,
+                _seldon(serve, cls, _uri(family), 1),
+                cwd=REPO / "servers" / folder,
+                available=_all_of(_server_module(folder, cls), lambda: _modelshelf_has("serve")),
+                reference=f"serve-{family}-grpc-w1",
+                transport="grpc",
+            )
+        )
+    found.append(
+        System(
+            "kserve-sklearn-grpc-w1",
+            "KServe ModelServer + minimal sklearn Model (predict_proba), V2 gRPC, 1 worker",
+            "sklearn",
+            "peer",
+            1,
+            "v2",  # no output asked for: the class answers predict_proba, as over REST
+            "iris",
+            _kserve(1),
+            path_dirs=(_peer_bin("kserve"),),
+            peer_env="kserve",
+            reference="serve-sklearn-grpc-w1",
+            transport="grpc",
+        )
+    )
     return found
 
 
@@ -73,6 +113,12 @@ TARGETS = (
     ("serve-sklearn-v2bin-w1", "kserve-sklearn-w1", 3.0),
     ("serve-xgboost-v2-w1", "mlserver-xgboost-pw1", 3.0),
     ("serve-mlflow-invocations-w1", "mlflow-serve-w1", 3.0),
+    # V2 gRPC: the peers serving it on their gRPC port, and our Seldon protocol over gRPC.
+    ("serve-sklearn-grpc-w1", "mlserver-sklearn-grpc-pw1", 3.0),
+    ("serve-sklearn-grpc-w1", "kserve-sklearn-grpc-w1", 3.0),
+    ("serve-xgboost-grpc-w1", "mlserver-xgboost-grpc-pw1", 3.0),
+    ("serve-sklearn-grpc-w1", "serve-sklearn-seldon-grpc-w1", 0.9),
+    ("serve-xgboost-grpc-w1", "serve-xgboost-seldon-grpc-w1", 0.9),
 )
 
 

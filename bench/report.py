@@ -78,11 +78,13 @@ def summarize(raw: dict) -> dict:
 
 
 def _best_peer(raw: dict, systems: dict, family: str, workers: int, load: str) -> str | None:
+    """The fastest peer over HTTP (issue 10 compares our REST path; gRPC rows have their own)."""
     meta = raw["rest"]["systems"]
     peers = [
         n
         for n, m in meta.items()
         if m["role"] == "peer"
+        and m.get("transport", "http") == "http"
         and m["family"] == family
         and m["workers"] == workers
         and systems[n][load]["requests_per_s"]
@@ -210,6 +212,7 @@ def render(raw: dict) -> str:
         "on seldon-core-microservice with as many workers.",
         "",
     ]
+    lines += _grpc_method(raw)
     lines += _phases(raw)
     if raw.get("profile"):
         lines += [
@@ -227,6 +230,28 @@ def render(raw: dict) -> str:
     lines += _not_measurable(raw, summary)
     lines += _versions(raw)
     return "\n".join(lines) + "\n"
+
+
+def _grpc_method(raw: dict) -> list[str]:
+    """How the gRPC rows were loaded and checked (``bench.grpc_load``), when there are some."""
+    runs = (raw.get("rest") or {}).get("runs") or {}
+    clients = sorted({r["load_client"] for rs in runs.values() for r in rs if "load_client" in r})
+    if not clients:
+        return []
+    if clients == ["h2load"]:
+        how = (
+            f"`{raw['settings']['grpc_load']}` (a C client, as wrk is for REST: the same "
+            "connections, one call in flight on each)"
+        )
+    else:
+        how = " or ".join(f"`{c}`" for c in clients) + " (see each run's `load_client`)"
+    return [
+        f"The gRPC rows (V2 and the Seldon protocol over gRPC) are loaded by {how}. h2load "
+        "counts HTTP statuses and cannot read `grpc-status` in the trailers, so a call counts "
+        "only if the body bytes received add up to a full answer, and a real gRPC client checks "
+        "the answer (its rows) before and after each load.",
+        "",
+    ]
 
 
 def _where_we_stand(raw: dict, summary: dict) -> list[str]:

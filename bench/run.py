@@ -98,6 +98,9 @@ def our_versions() -> dict[str, str]:
     wrk = subprocess.run([load.wrk_path(), "--version"], capture_output=True, text=True)
     first = (wrk.stdout or wrk.stderr or "?").splitlines()[0]
     found["wrk"] = first.split(" Copyright")[0].removeprefix("wrk ")
+    if h2load := grpc_load.h2load_path():  # the gRPC rows' load generator
+        done = subprocess.run([h2load, "--version"], capture_output=True, text=True)
+        found["h2load"] = done.stdout.strip().removeprefix("h2load ")
     return found
 
 
@@ -106,6 +109,16 @@ def git_commit() -> str:
         ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
     )
     return done.stdout.strip() or "unknown"
+
+
+def grpc_load_command(cfg: Config) -> str:
+    """How the gRPC rows are loaded: h2load's command line, or the Python fallback's."""
+    if grpc_load.h2load_path() is None:
+        return f"python -m bench.grpc_load ADDRESS REQUEST {cfg.duration} {cfg.connections} METHOD"
+    command = grpc_load.h2load_command(
+        "ADDRESS", Path("REQUEST.grpc"), cfg.duration, cfg.connections, "/METHOD", Path("LOG")
+    )
+    return " ".join(f"'{part}'" if " " in part else part for part in command)
 
 
 # ----------------------------------------------------------------------------- REST
@@ -202,6 +215,7 @@ def main() -> int:
             "wrk": " ".join(
                 load.wrk_command("URL", Path("PAYLOAD.lua"), cfg.duration, cfg.connections)
             ),
+            "grpc_load": grpc_load_command(cfg),
         },
         "versions": {"ours": our_versions()},
     }
@@ -276,6 +290,7 @@ def main() -> int:
                         "label": s.label, "family": s.family, "role": s.role,
                         "workers": s.workers, "payload": s.payload, "path": s.path,
                         "reference": s.reference, "env": s.env, "cwd": _shown(s.cwd),
+                        "transport": s.transport,
                     }
                     for s in runnable
                 },

@@ -2,7 +2,10 @@
 
 KServe's sklearnserver is not published on PyPI (only the ``kserve`` package is), so this is the
 smallest model class that serves the same thing on the same server: the joblib estimator's
-``predict_proba`` over the V1 protocol's ``instances``. Runs in bench/peers/kserve's venv.
+``predict_proba`` over the V1 protocol's ``instances``, and over the Open Inference Protocol
+(V2 REST and gRPC, which the ModelServer serves on ``--grpc_port``), where it reads the request
+and writes the answer with KServe's own helpers, as its sklearnserver does. Runs in
+bench/peers/kserve's venv.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from typing import Any
 
 import joblib
 import numpy as np
-from kserve import Model, ModelServer, model_server
+from kserve import InferRequest, InferResponse, Model, ModelServer, model_server
+from kserve.utils.utils import get_predict_input, get_predict_response
 
 
 class SKLearnProba(Model):
@@ -27,7 +31,12 @@ class SKLearnProba(Model):
         self.ready = True
         return self.ready
 
-    def predict(self, payload: dict, headers: dict | None = None) -> dict:
+    def predict(
+        self, payload: dict | InferRequest, headers: dict | None = None
+    ) -> dict | InferResponse:
+        if isinstance(payload, InferRequest):  # V2 REST or gRPC
+            rows = get_predict_input(payload)
+            return get_predict_response(payload, self.estimator.predict_proba(rows), self.name)
         rows = np.asarray(payload["instances"], dtype=np.float64)
         return {"predictions": self.estimator.predict_proba(rows).tolist()}
 

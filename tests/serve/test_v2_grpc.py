@@ -222,6 +222,46 @@ def test_xgboost_booster_equals_xgboost(booster):
     assert found["predict"].dtype == np.float32
 
 
+@pytest.mark.parametrize("nthread", [None, 2])
+def test_the_grpc_process_shares_the_cores_with_rest(tmp_path, nthread):
+    """A large request in the gRPC process gets cores ÷ (REST + gRPC workers) OpenMP threads
+    (its I/O threads need a core too), unless the class was given a count (``nthread``); the
+    REST worker keeps cores ÷ REST workers. Each process logs its count on its first call."""
+    from modelshelf.openmp import available_cores
+
+    model = xgboost_models.iris_softprob()
+    folder = xgboost_models.save_booster(model, tmp_path / "flowers")
+    parameters = {"model_uri": str(folder)} | ({"nthread": nthread} if nthread else {})
+    launch = Launch(
+        "XGBoostServer",
+        SERVERS / "xgboostserver",
+        parameters=seldon_parameters(**parameters),
+        grpc=True,
+        extra_args=("--workers", "1"),
+    )
+    X = np.resize(models.IRIS_X, (1000, 4))
+    cores = available_cores()
+    with running(launch, [MODELSHELF]) as (service,):
+        client = Client(f"127.0.0.1:{service.grpc_port}", service.url)
+        try:
+            by_grpc = client.infer("flowers", [infer_input("input-0", X, "FP64")])
+        finally:
+            client.close()
+        first = [line for line in service.log().splitlines() if "per large request" in line]
+        by_rest = httpx.post(
+            f"{service.url}/v2/models/flowers/infer",
+            json={"inputs": [{"name": "x", "datatype": "FP64", "shape": [1000, 4],
+                              "data": X.ravel().tolist()}]},
+        )  # fmt: skip
+        assert by_rest.status_code == 200, by_rest.text
+        both = [line for line in service.log().splitlines() if "per large request" in line]
+    grpc_threads = nthread or max(1, cores // 2)
+    assert len(first) == 1 and f"OpenMP: {grpc_threads} thread(s)" in first[0]
+    assert len(both) == 2 and f"OpenMP: {nthread or cores} thread(s)" in both[1]
+    expected = model.predict(xgb.DMatrix(X, feature_names=models.IRIS_COLUMNS))
+    np.testing.assert_array_equal(by_grpc.as_numpy("predict"), expected)
+
+
 def test_bytes_input_reaches_a_text_model(tmp_path):
     model = models.text_pipeline()
     folder = models.save(model, tmp_path / "reviews")
@@ -404,6 +444,11 @@ def header(name: str, datatype: str, shape: list[int]):
         (
             iris_request(typed_input("input-0", "FP16", [1, 4], fp32_contents=ONE_ROW.ravel())),
             "FP16 has no typed contents field",
+        ),
+        (
+            iris_request(typed_input("input-0", "INT32", [1, 4], fp64_contents=ONE_ROW.ravel())),
+            "input 'input-0' is INT32, whose typed values go in int_contents; the request has "
+            "them in fp64_contents",
         ),
         (
             iris_request(header("text", "BYTES", [1]), raw=[b"\x09\x00\x00\x00abc"]),

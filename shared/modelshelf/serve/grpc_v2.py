@@ -199,6 +199,14 @@ def build_request(
                 "(2-byte little-endian IEEE half floats)"
             )
         values = list(getattr(typed, field)) if field and typed is not None else []
+        if not values and field and typed is not None:
+            sent = [found.name for found, _ in typed.ListFields()]
+            if sent:
+                raise BadRequestError(
+                    f"input {name!r} is {datatype}, whose typed values go in {field}; the "
+                    f"request has them in {', '.join(sent)}: send {field}, or the datatype "
+                    "of the values sent"
+                )
         inputs.append(Tensor.from_values(name, datatype, header.shape, values, header.parameters))
     return InferenceRequest(
         inputs=inputs,
