@@ -126,6 +126,9 @@ def serve(args: argparse.Namespace) -> int:
     _parent_pid = os.getpid()
     supervisor = Supervisor(workers, extras, max_worker_restarts(), listening=[http_socket])
     supervisor.install()  # before the forks: a SIGTERM now still stops every child
+    # What the parent built is shared with every fork: frozen, no child's collection writes to
+    # it, so its pages stay shared (copy-on-write) instead of being copied into each child.
+    gc.freeze()
     for worker in workers:
         if supervisor.stopping_since is None:
             worker.start()
