@@ -52,6 +52,7 @@ class RealModel:
     bodies: dict[str, Callable[[int], dict]]  # payload kind -> rows -> request body
     peers: tuple[str, ...] = ()  # peer kinds that serve it
     notes: str = ""
+    image: str = ""  # our image that serves it (``podman run`` cold start), "" for none
 
 
 # ------------------------------------------------------------------------------ models
@@ -143,6 +144,7 @@ def make_models(root: Path) -> list[RealModel]:
             RealModel(
                 name, label, "SKLearnServer", folder, numeric_own(estimator),
                 _numeric_bodies("predict_proba"), ("mlserver-sklearn", "kserve-sklearn"),
+                image="sklearnserver",
             )
         )  # fmt: skip
 
@@ -202,6 +204,30 @@ def make_models(root: Path) -> list[RealModel]:
             lambda n: _median_seconds(lambda: booster.inplace_predict(np.array(_numeric_rows(n)))),
             _numeric_bodies(None),
             ("mlserver-xgboost",),
+            image="xgboostserver",
+        )
+    )
+
+    import lightgbm as lgb
+
+    classifier = lgb.LGBMClassifier(n_estimators=300, n_jobs=1, verbose=-1, random_state=0)
+    lgb_booster = classifier.fit(X, y).booster_
+    folder = root / "lightgbm_300"
+    folder.mkdir(exist_ok=True)
+    lgb_booster.save_model(folder / "model.txt")
+    found.append(
+        RealModel(
+            "lightgbm_300",
+            "LightGBM booster, 300 rounds x 31 leaves, 30 features, 3 classes",
+            "LightGBMServer",
+            folder,
+            lambda n: _median_seconds(
+                lambda: lgb_booster.predict(np.array(_numeric_rows(n)), num_threads=1)
+            ),
+            _numeric_bodies(None),
+            notes="no peer row: the peers' venvs hold no LightGBM runtime (MLServer's "
+            "`mlserver-lightgbm` and KServe's `lgbserver` are separate packages, not installed)",
+            image="lightgbmserver",
         )
     )
 
@@ -270,12 +296,18 @@ class RealSystem:
 
 
 SERVER_FOLDERS = {cls: folder for folder, cls in OUR_SERVERS.values()}
+SERVER_FOLDERS["LightGBMServer"] = "lightgbmserver"
+
+
+def _parameters(model: RealModel, model_uri: str) -> list[dict]:
+    parameters = [{"name": "model_uri", "value": model_uri, "type": "STRING"}]
+    if model.server == "SKLearnServer":
+        parameters.append({"name": "method", "value": "predict_proba", "type": "STRING"})
+    return parameters
 
 
 def _serve(model: RealModel) -> Callable[[Ports], list[str]]:
-    parameters = [{"name": "model_uri", "value": str(model.folder), "type": "STRING"}]
-    if model.server == "SKLearnServer":
-        parameters.append({"name": "method", "value": "predict_proba", "type": "STRING"})
+    parameters = _parameters(model, str(model.folder))
 
     def command(ports: Ports) -> list[str]:
         return [
@@ -431,6 +463,54 @@ def measure_system(system: RealSystem, model: RealModel, work: Path, seconds: in
         procs.stop(server, timeout=1)
 
 
+def identity_cold_starts(work: Path, times: int = 3) -> list[float]:
+    """Cold starts of the identity model on ``seldon-core-microservice``: the yardstick the
+    issue's cold-start target is relative to (so a noisy machine can check it)."""
+    body = json.dumps({"data": {"ndarray": _numeric_rows(1)}}).encode()
+    found = []
+    for _ in range(times):
+        ports = Ports(procs.free_port(), procs.free_port(), procs.free_port())
+        command = [
+            str(VENV_BIN / "seldon-core-microservice"), "IdentityModel", "--service-type", "MODEL",
+            "--http-port", str(ports.http), "--grpc-port", str(ports.grpc),
+            "--metrics-port", str(ports.metrics), "--workers", "1",
+        ]  # fmt: skip
+        log = work / "logs" / "identity.log"
+        server = procs.start(command, BENCH / "identity", dict(os.environ), log)
+        try:
+            url = f"http://127.0.0.1:{ports.http}/api/v1.0/predictions"
+            cold, _ = procs.first_prediction(server, url, body, lambda answer: None)
+            found.append(round(cold, 3))
+        finally:
+            procs.stop(server, timeout=1)
+    return found
+
+
+def podman_cold_start(model: RealModel) -> dict:
+    """``podman run`` of our image serving ``model`` to its first correct prediction, or why
+    it could not be measured (no podman, image not built: ``make images``)."""
+    from bench import images
+
+    tool, reason = images.builder()
+    if tool != "podman":
+        return {"unavailable": reason or f"{tool} here: the cold start is measured with podman"}
+    name = images.image_name(model.image)
+    if images.size_of(tool, name) is None:
+        return {"image": name, "unavailable": images.NOT_BUILT}
+    body = json.dumps(model.bodies["seldon"](1)).encode()
+
+    def check(answer: dict) -> str | None:
+        found = _rows_answered("seldon", answer)
+        return None if found == 1 else f"expected 1 row, got {found}"
+
+    parameters = _parameters(model, images.MODEL_MOUNT)
+    try:
+        seconds = images.cold_start(tool, name, str(model.folder), parameters, body, check)
+    except Exception as exc:  # reported, like a peer that fails
+        return {"image": name, "error": f"{type(exc).__name__}: {exc}"[:400]}
+    return {"image": name, "cold_start_s": round(seconds, 3)}
+
+
 def run(work: Path, results: Path, seconds: int, say: Callable[[str], None] = print) -> dict:
     from threadpoolctl import threadpool_limits
 
@@ -439,11 +519,14 @@ def run(work: Path, results: Path, seconds: int, say: Callable[[str], None] = pr
         models = make_models(work / "models")
         say("realistic: models trained")
     found: dict = {"seconds_per_load": seconds, "models": {}}
+    found["identity_cold_start_s"] = identity_cold_starts(work)
+    say(f"realistic: identity cold starts {found['identity_cold_start_s']}")
     for model in models:
         with threadpool_limits(1):  # the model's own call on one thread, as the servers' OpenMP
             timed = {rows: model.own_call(rows) for rows in ROWS}
         entry: dict = {
             "label": model.label,
+            "server": model.server,
             "own_call_us": {rows: round(wall * 1e6, 1) for rows, (wall, _) in timed.items()},
             "own_call_cpu_us": {rows: round(cpu * 1e6, 1) for rows, (_, cpu) in timed.items()},
             "notes": model.notes,
@@ -471,6 +554,9 @@ def run(work: Path, results: Path, seconds: int, say: Callable[[str], None] = pr
                     )
                 )
             entry["systems"][system.name] = {"label": system.label, "role": system.role, **measured}
+        if model.image:
+            entry["podman"] = podman_cold_start(model)
+            say(f"realistic: podman run {model.name}: {entry['podman']}")
         found["models"][model.name] = entry
     results.mkdir(parents=True, exist_ok=True)
     (results / "realistic.json").write_text(json.dumps(found, indent=1) + "\n")
@@ -479,6 +565,101 @@ def run(work: Path, results: Path, seconds: int, say: Callable[[str], None] = pr
 
 
 # ------------------------------------------------------------------------------ report
+
+
+def _ours(model: dict, batching: bool = True) -> dict | None:
+    for name, system in model["systems"].items():
+        if system.get("role") == "ours" and name.endswith("-nobatch") != batching:
+            return system if "1x1" in system else None
+    return None
+
+
+def _peers(model: dict) -> list[dict]:
+    return [s for s in model["systems"].values() if s.get("role") == "peer" and "1x1" in s]
+
+
+def standing(found: dict) -> list[str]:
+    """Issue 20's targets against this run's figures, one table row per target and model."""
+    rows = []
+
+    def row(target: str, model: str, figure: str, met: bool | None) -> None:
+        verdict = "—" if met is None else ("met" if met else "**not met**")
+        rows.append(f"| {target} | {model} | {figure} | {verdict} |")
+
+    identity = found.get("identity_cold_start_s") or []
+    yardstick = statistics.median(identity) if identity else None
+    sklearn_colds = [
+        ours["cold_start_s"]
+        for model in found["models"].values()
+        if model.get("server") == "SKLearnServer" and (ours := _ours(model)) is not None
+    ]
+    sklearn_cold = statistics.median(sklearn_colds) if sklearn_colds else None
+    for name, model in found["models"].items():
+        ours = _ours(model)
+        if ours is None:
+            continue
+        cold = ours["cold_start_s"]
+        if model.get("server") == "MLFlowServer":
+            figure = f"{cold:.2f} s" + (
+                f" = {cold / sklearn_cold:.2f} x scikit-learn's ({sklearn_cold:.2f} s)"
+                if sklearn_cold
+                else ""
+            )
+            met = cold <= 1.5 * sklearn_cold if sklearn_cold else None
+            row("MLflow cold start <= 1.5 x scikit-learn's", name, figure, met)
+        else:
+            figure, met = f"{cold:.2f} s", cold <= 1.0
+            if yardstick:
+                figure += f" = {cold / yardstick:.1f} x identity"
+                met = met or cold <= 2.5 * yardstick
+            row("cold start <= 1.0 s (or <= 2.5 x identity)", name, figure, met)
+        podman = model.get("podman")
+        if podman:
+            if "cold_start_s" in podman:
+                figure = f"{podman['cold_start_s']:.2f} s (`{podman['image']}`)"
+                row("`podman run` cold start <= 1.5 s", name, figure, podman["cold_start_s"] <= 1.5)
+            else:
+                why = podman.get("unavailable") or podman.get("error", "")
+                row("`podman run` cold start <= 1.5 s", name, f"not measured: {why}", None)
+        kserve = [p for p in _peers(model) if "KServe" in p["label"]]
+        if kserve:
+            ours_mb, theirs = ours["memory"]["pss_mb"], kserve[0]["memory"]["pss_mb"]
+            figure = f"{ours_mb:.0f} vs {theirs:.0f} MB ({ours['memory']['processes']} processes)"
+            row("PSS <= KServe's, 1 worker", name, figure, ours_mb <= theirs)
+        peers = _peers(model)
+        if peers:
+            best = max(peers, key=lambda p: p["1x1"]["requests_per_s"])
+            ratio = ours["1x1"]["requests_per_s"] / best["1x1"]["requests_per_s"]
+            figure = f"{ratio:.2f} x ({best['label'].split(',')[0]})"
+            row(">= 2 x the best peer, single row, 1 connection", name, figure, ratio >= 2)
+        own = model["own_call_us"]["1"]
+        overhead = 1e6 / ours["1x1"]["requests_per_s"] - own
+        row("overhead <= 100 µs over the model's call", name, f"{overhead:.0f} µs", overhead <= 100)
+        off = _ours(model, batching=False)
+        if off is not None and name in ("random_forest", "xgboost_300x6"):
+            on16, off16 = ours["1x16"], off["1x16"]
+            ratio = on16["requests_per_s"] / off16["requests_per_s"]
+            figure = f"{ratio:.1f} x; p99 {on16['p99_ms']:.0f} vs {off16['p99_ms']:.0f} ms"
+            met = ratio >= 3 and on16["p99_ms"] <= off16["p99_ms"]
+            row("batching >= 3 x at 16 connections, p99 no worse", name, figure, met)
+        if name in ("hist_gradient_boosting", "xgboost_300x6", "lightgbm_300"):
+            cpu, own_cpu = ours["100x1"]["cpu_ms_per_request"], model["own_call_cpu_us"]["100"]
+            p50, p99 = ours["100x1"]["p50_ms"], ours["100x1"]["p99_ms"]
+            figure = f"{cpu * 1000 / own_cpu:.2f} x own CPU; p99 {p99 / p50:.1f} x p50"
+            met = cpu * 1000 <= 1.5 * own_cpu and p99 <= 3 * p50
+            row("100 rows: CPU <= 1.5 x own call, p99 <= 3 x p50", name, figure, met)
+    return [
+        "## Where we stand (issue 20's targets, this run)",
+        "",
+        "Computed from the tables below (`modelshelf serve`, batching on, unless said). Identity "
+        "= the identity model on `seldon-core-microservice`, median of "
+        f"{len(identity)} cold starts in this run: {', '.join(f'{t:.2f}' for t in identity)} s.",
+        "",
+        "| target | model | this run | |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def render(found: dict) -> str:
@@ -492,6 +673,7 @@ def render(found: dict) -> str:
         "cost less than one call a request). Wall overhead = 1 / (req/s at 1 connection) - the "
         "model's own wall time. Batching off = `MODELSHELF_MAX_BATCH_SIZE=1`.",
         "",
+        *standing(found),
     ]
     for model in found["models"].values():
         own, own_cpu = model["own_call_us"], model["own_call_cpu_us"]
@@ -504,6 +686,12 @@ def render(found: dict) -> str:
         ]
         if model.get("notes"):
             lines.append(f"{model['notes']}.")
+        podman = model.get("podman") or {}
+        if "cold_start_s" in podman:
+            lines.append(
+                f"`podman run` of `{podman['image']}` (its own entry point, the model mounted): "
+                f"{podman['cold_start_s']:.2f} s to the first correct prediction."
+            )
         lines += [
             "",
             "| system | cold s | PSS MB | rows x conns | req/s | p50 ms | p99 ms | CPU ms/req "
