@@ -408,6 +408,24 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
+def tree_anonymous_mb(pid: int) -> float | None:
+    """The tree's anonymous memory, PSS (``Pss_Anon``): forked workers' shared pages split
+    among them. Unlike the whole PSS it does not move with what else runs on the machine: the
+    file-backed part (libraries' code) is split with every process mapping the same files,
+    and uv hard-links one copy of each wheel into every venv here."""
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            with open(f"/proc/{process.pid}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Pss_Anon:"):
+                        total += int(line.split()[1]) / 1024
+    except (OSError, psutil.Error):
+        return None
+    return round(total, 1)
+
+
 def _rows_answered(payload: str, answer: dict) -> int:
     if payload == "seldon":
         return len(answer["data"]["ndarray"])
@@ -448,6 +466,7 @@ def measure_system(system: RealSystem, model: RealModel, work: Path, seconds: in
             "cold_start_s": round(cold, 3),
             "memory": procs.tree_memory(server.process.pid),
         }
+        result["memory"]["anonymous_pss_mb"] = tree_anonymous_mb(server.process.pid)
         for rows in ROWS:
             for connections in CONNECTIONS:
                 before = _tree_cpu(server.process.pid)
@@ -625,6 +644,10 @@ def standing(found: dict) -> list[str]:
         if kserve:
             ours_mb, theirs = ours["memory"]["pss_mb"], kserve[0]["memory"]["pss_mb"]
             figure = f"{ours_mb:.0f} vs {theirs:.0f} MB ({ours['memory']['processes']} processes)"
+            ours_anon = ours["memory"].get("anonymous_pss_mb")
+            theirs_anon = kserve[0]["memory"].get("anonymous_pss_mb")
+            if ours_anon and theirs_anon:
+                figure += f"; anonymous {ours_anon:.0f} vs {theirs_anon:.0f} MB"
             row("PSS <= KServe's, 1 worker", name, figure, ours_mb <= theirs)
         peers = _peers(model)
         if peers:
@@ -662,6 +685,11 @@ def standing(found: dict) -> list[str]:
     ]
 
 
+def _memory(memory: dict) -> str:
+    anonymous = memory.get("anonymous_pss_mb")
+    return f"{memory['pss_mb']:.0f}" + (f" ({anonymous:.0f})" if anonymous else "")
+
+
 def render(found: dict) -> str:
     lines = [
         "# Realistic model set",
@@ -671,7 +699,9 @@ def render(found: dict) -> str:
         "`100x1`: 100-row requests at 1 connection. CPU = the server tree's CPU time per request "
         "over the load; CPU overhead = that - the model's own call's CPU (negative: joined calls "
         "cost less than one call a request). Wall overhead = 1 / (req/s at 1 connection) - the "
-        "model's own wall time. Batching off = `MODELSHELF_MAX_BATCH_SIZE=1`.",
+        "model's own wall time. Batching off = `MODELSHELF_MAX_BATCH_SIZE=1`. PSS of the server's "
+        "process tree after the first prediction; in brackets its anonymous part (`Pss_Anon`), "
+        "which what else runs on the machine does not move.",
         "",
         *standing(found),
     ]
@@ -694,8 +724,8 @@ def render(found: dict) -> str:
             )
         lines += [
             "",
-            "| system | cold s | PSS MB | rows x conns | req/s | p50 ms | p99 ms | CPU ms/req "
-            "| CPU overhead µs/req | wall overhead µs/req |",
+            "| system | cold s | PSS MB (anon.) | rows x conns | req/s | p50 ms | p99 ms "
+            "| CPU ms/req | CPU overhead µs/req | wall overhead µs/req |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for system in model["systems"].values():
@@ -717,7 +747,7 @@ def render(found: dict) -> str:
                             [
                                 system["label"] if first else "",
                                 f"{system['cold_start_s']:.2f}" if first else "",
-                                f"{system['memory']['pss_mb']:.0f}" if first else "",
+                                _memory(system["memory"]) if first else "",
                                 f"{rows}x{connections}",
                                 f"{rate:,.0f}",
                                 f"{load_entry['p50_ms']:.2f}",
