@@ -61,7 +61,9 @@ def _imported(log: str) -> set[str]:
     return {m.group(1) for m in re.finditer(r"^import time:.*\|\s*(\S+)\s*$", log, re.M)}
 
 
-def test_the_first_prediction_imports_only_what_it_needs(model_folder, tmp_path):
+@pytest.fixture(scope="module")
+def first_prediction_log(model_folder, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The ``-X importtime`` log of a real server tree up to its first correct prediction."""
     http_port, grpc_port, metrics_port = free_ports(3)
     command = [
         sys.executable, "-X", "importtime", "-m", "modelshelf", "serve", "SKLearnServer",
@@ -82,19 +84,29 @@ def test_the_first_prediction_imports_only_what_it_needs(model_folder, tmp_path)
             answers.append(response.json())
         return bool(answers)
 
-    log_path = tmp_path / "server.log"
+    log_path = tmp_path_factory.mktemp("cold-start-log") / "server.log"
     with started(command, SERVERS / "sklearnserver", log_path=log_path) as (process, path):
         wait_until_ready(process, path, predicted, timeout=120)
         log = path.read_text(errors="replace")
     assert len(answers[0]["data"]["ndarray"][0]) == 2, json.dumps(answers[0])
-    imported = _imported(log)
-    assert "sklearn.linear_model" in imported, "no -X importtime output: the guard sees nothing"
+    assert "sklearn.linear_model" in _imported(log), "no -X importtime output: nothing to check"
+    return log
+
+
+def test_the_first_prediction_imports_only_what_it_needs(first_prediction_log):
     needless = sorted(
         name
-        for name in imported
+        for name in _imported(first_prediction_log)
         if any(
             name == unwanted or name.startswith(unwanted + ".")
             for unwanted in NOT_BEFORE_FIRST_PREDICTION
         )
     )
     assert not needless, f"imported before the first prediction without need: {needless}"
+
+
+def test_the_web_stack_is_imported_once_for_the_whole_tree(first_prediction_log):
+    """uvicorn is imported by the parent before the forks, so the REST worker and the metrics
+    process share its pages rather than each importing (and holding) a copy."""
+    imports = re.findall(r"^import time:.*\|\s*uvicorn\s*$", first_prediction_log, re.M)
+    assert len(imports) == 1, f"uvicorn imported {len(imports)} times in the tree"
