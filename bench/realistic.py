@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from bench import load, procs
+from bench import load, peers, procs
 from bench.config import BENCH, REPO, VENV_BIN
+from bench.peers import PeerEnv
 from bench.systems import OUR_SERVERS, PEERS_DIR, Ports, mlserver_command
 
 ROWS = (1, 100)
@@ -306,12 +307,53 @@ def _parameters(model: RealModel, model_uri: str) -> list[dict]:
     return parameters
 
 
-def _serve(model: RealModel) -> Callable[[Ports], list[str]]:
+#: Our servers run from a venv holding what our images install (``images/constraints.txt``,
+#: the frameworks' extras), as each peer runs from its own: the dev venv also holds what only
+#: the tests need (full mlflow brings pyarrow, which pandas then imports: +36 MB RSS, +7 MB
+#: anonymous memory and ~70 ms of every scikit-learn cold start).
+OURS_AS_IMAGES = PeerEnv(
+    "modelshelf-images",
+    (
+        (
+            "-c",
+            str(REPO / "images" / "constraints.txt"),
+            "-e",
+            f"{REPO}[sklearn,xgboost,lightgbm,mlflow,s3,gcs]",
+        ),
+    ),
+    note="modelshelf with its images' extras and pins",
+    warm=(
+        "modelshelf.serve.supervisor",
+        "modelshelf.serve.rest",
+        "modelshelf.serve.batching",
+        "modelshelf.serve.metrics",
+        "modelshelf.frameworks.sklearn",
+        "modelshelf.frameworks.xgboost",
+        "modelshelf.frameworks.lightgbm",
+        "modelshelf.frameworks.mlflow",
+        "sklearn.ensemble",
+        "mlflow.pyfunc",
+    ),
+)
+
+
+def ours_bin(say: Callable[[str], None] = print) -> Path:
+    """The bin folder our servers run from: ``OURS_AS_IMAGES``, else (it cannot be made) the
+    dev venv's, said so."""
+    status = peers.ensure(OURS_AS_IMAGES, PEERS_DIR, peers.uv_path())
+    if status.ok:
+        return OURS_AS_IMAGES.bin(PEERS_DIR)
+    say(f"realistic: {OURS_AS_IMAGES.name} could not be made, ours run from the dev venv: "
+        f"{status.error[:300]}")  # fmt: skip
+    return VENV_BIN
+
+
+def _serve(model: RealModel, bin_dir: Path = VENV_BIN) -> Callable[[Ports], list[str]]:
     parameters = _parameters(model, str(model.folder))
 
     def command(ports: Ports) -> list[str]:
         return [
-            str(VENV_BIN / "modelshelf"), "serve", model.server, "--service-type", "MODEL",
+            str(bin_dir / "modelshelf"), "serve", model.server, "--service-type", "MODEL",
             "--parameters", json.dumps(parameters), "--http-port", str(ports.http),
             "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics),
             "--workers", "1", "--grpc-workers", "0",
@@ -352,15 +394,19 @@ def _mlflow_serve(model: RealModel) -> Callable[[Ports], list[str]]:
     return command
 
 
-def systems_of(model: RealModel, work: Path) -> list[tuple[RealSystem, str | None]]:
-    """Each system serving ``model``, with why it cannot run (``None``: it can)."""
+def systems_of(
+    model: RealModel, work: Path, bin_dir: Path = VENV_BIN
+) -> list[tuple[RealSystem, str | None]]:
+    """Each system serving ``model``, with why it cannot run (``None``: it can); ours run
+    from ``bin_dir``."""
     cwd = REPO / "servers" / SERVER_FOLDERS[model.server]
     found: list[tuple[RealSystem, str | None]] = [
         (RealSystem(f"serve-{model.name}", "`modelshelf serve`, batching on (default)",
-                    "seldon", "/api/v1.0/predictions", _serve(model), cwd), None),
+                    "seldon", "/api/v1.0/predictions", _serve(model, bin_dir), cwd,
+                    bin_dir=bin_dir), None),
         (RealSystem(f"serve-{model.name}-nobatch", "`modelshelf serve`, batching off",
-                    "seldon", "/api/v1.0/predictions", _serve(model), cwd,
-                    {"MODELSHELF_MAX_BATCH_SIZE": "1"}), None),
+                    "seldon", "/api/v1.0/predictions", _serve(model, bin_dir), cwd,
+                    {"MODELSHELF_MAX_BATCH_SIZE": "1"}, bin_dir=bin_dir), None),
     ]  # fmt: skip
     v2_path = f"/v2/models/{model.name}/infer"
     peers = {
@@ -538,6 +584,12 @@ def run(work: Path, results: Path, seconds: int, say: Callable[[str], None] = pr
         models = make_models(work / "models")
         say("realistic: models trained")
     found: dict = {"seconds_per_load": seconds, "models": {}}
+    bin_dir = ours_bin(say)
+    found["ours_venv"] = (
+        str(bin_dir.parent.relative_to(REPO))
+        if bin_dir.is_relative_to(REPO)
+        else str(bin_dir.parent)
+    )
     found["identity_cold_start_s"] = identity_cold_starts(work)
     say(f"realistic: identity cold starts {found['identity_cold_start_s']}")
     for model in models:
@@ -551,7 +603,7 @@ def run(work: Path, results: Path, seconds: int, say: Callable[[str], None] = pr
             "notes": model.notes,
             "systems": {},
         }
-        for system, reason in systems_of(model, work):
+        for system, reason in systems_of(model, work, bin_dir):
             if reason:
                 entry["systems"][system.name] = {"label": system.label, "unavailable": reason}
                 continue
@@ -701,7 +753,8 @@ def render(found: dict) -> str:
         "cost less than one call a request). Wall overhead = 1 / (req/s at 1 connection) - the "
         "model's own wall time. Batching off = `MODELSHELF_MAX_BATCH_SIZE=1`. PSS of the server's "
         "process tree after the first prediction; in brackets its anonymous part (`Pss_Anon`), "
-        "which what else runs on the machine does not move.",
+        "which what else runs on the machine does not move. Ours run from "
+        f"`{found.get('ours_venv', '.venv')}`.",
         "",
         *standing(found),
     ]
