@@ -17,7 +17,8 @@ from sklearn.datasets import make_classification
 from modelshelf import openmp
 from modelshelf.errors import ConfigurationError
 
-ROWS = 5000  # far above SINGLE_THREAD_MAX_ROWS: the forked worker's call is multi-threaded
+ROWS = 5000  # above every SINGLE_THREAD_MAX_ROWS: the forked worker's call is multi-threaded
+SMALL_ROWS = 100  # a batch the policy keeps on one thread for every framework
 
 
 def test_threads_per_process_follow_cores_and_workers(monkeypatch):
@@ -44,12 +45,24 @@ def test_small_requests_run_on_one_thread_large_ones_on_the_process_count():
     def openmp_threads() -> set[int]:
         return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "openmp"}
 
-    threads = openmp.ProcessThreads(requested=2)
+    threads = openmp.ProcessThreads(requested=2, platform="xgboost")
+    small = openmp.SINGLE_THREAD_MAX_ROWS["xgboost"]
     assert threads.for_rows(1) == 1
     assert openmp_threads() == {1}
-    assert threads.for_rows(openmp.SINGLE_THREAD_MAX_ROWS + 1) == 2
+    assert threads.for_rows(small) == 1
+    assert threads.for_rows(small + 1) == 2
     assert openmp_threads() == {2}
     assert threads.nthread == 2
+
+
+def test_what_counts_as_small_is_the_frameworks():
+    """HistGradientBoosting opens a parallel region per tree: a 100-row call stays on one
+    thread there, while a booster's (one region per call) gets the process's count at 300."""
+    assert openmp.ProcessThreads(2, platform="sklearn").for_rows(1000) == 1
+    assert openmp.ProcessThreads(2, platform="sklearn").for_rows(5000) == 2
+    assert openmp.ProcessThreads(2, platform="lightgbm").for_rows(300) == 2
+    assert openmp.ProcessThreads(2, platform="some-new-framework").for_rows(100) == 1
+    assert openmp.ProcessThreads(2, single_thread_max_rows=8).for_rows(9) == 2
 
 
 def test_a_negative_thread_count_is_refused():
@@ -71,6 +84,8 @@ pid = os.fork()
 if pid == 0:  # the worker: a multi-threaded call must answer
     signal.alarm(60)
     try:
+        server.predict(X[:{small}], [])
+        print("threads after a small call", len(os.listdir("/proc/self/task")))
         out = server.predict(X, [])
         threads = len(os.listdir("/proc/self/task"))
         print("answered", len(out), "threads", threads, "nthread", server.threads.nthread)
@@ -136,7 +151,12 @@ def test_a_worker_forked_after_the_parent_loaded_answers_a_multi_threaded_call(k
     folder = _model_folder(kind, data)
     extra = ", nthread=2" if module == "xgboost" else ""
     script = textwrap.dedent(FORK_SCRIPT).format(
-        module=module, cls=cls, uri=str(folder), extra=extra, rows=str(data[0] / "rows.npy")
+        module=module,
+        cls=cls,
+        uri=str(folder),
+        extra=extra,
+        rows=str(data[0] / "rows.npy"),
+        small=SMALL_ROWS,
     )
     done = subprocess.run(
         [sys.executable, "-c", script],
@@ -148,7 +168,8 @@ def test_a_worker_forked_after_the_parent_loaded_answers_a_multi_threaded_call(k
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"answered {ROWS}" in done.stdout, done.stdout + done.stderr[-3000:]
     assert "status 0" in done.stdout, done.stdout
-    threads = int(done.stdout.split("threads ")[1].split()[0])
+    after_small = int(done.stdout.split("threads after a small call ")[1].split()[0])
+    threads = int(done.stdout.split("answered")[1].split("threads ")[1].split()[0])
     nthread = int(done.stdout.split("nthread ")[1].split()[0])
-    if nthread > 1:
-        assert threads > 1, f"{kind}: the worker's call started no OpenMP thread"
+    if nthread > 1:  # the small call ran on the worker's thread; only the large one woke more
+        assert threads > after_small, f"{kind}: the worker's large call started no OpenMP thread"

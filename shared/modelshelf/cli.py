@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        # The serving command parses its own arguments: importing every other command (the
+        # launcher's KServe arguments, graph, env) would only delay the first prediction.
+        from modelshelf.commands.serve import run
+
+        return int(run(argparse.Namespace(arguments=argv[1:])) or 0)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -12,7 +12,10 @@ parent ever ran a multi-threaded region hangs in its first multi-threaded call. 
   process may use ÷ the REST workers) and limits BLAS pools to it; every call then sets the
   calling thread's OpenMP thread count (an OpenMP setting is per thread) to one for small
   requests -- waking threads for a few rows costs more CPU than the rows, and collapses when the
-  cores are busy -- and to the process's count for larger ones. Frameworks whose thread count
+  cores are busy -- and to the process's count for larger ones. What "small" means is the
+  framework's (``SINGLE_THREAD_MAX_ROWS``, by the server's ``platform``): XGBoost and LightGBM
+  open one parallel region per call, scikit-learn's HistGradientBoosting one per tree (300 for
+  100 iterations on 3 classes), each waking the sleeping threads. Frameworks whose thread count
   follows OpenMP's (XGBoost with ``nthread`` 0, HistGradientBoosting) need nothing more; one that
   takes it per call (LightGBM's ``num_threads``) reads the returned count.
 * ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (set before any framework loads its OpenMP
@@ -36,9 +39,16 @@ from modelshelf.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
-#: Up to this many rows a call runs on one thread (XGBoost and LightGBM split work in blocks of
-#: rows; scikit-learn's HistGradientBoosting parallelises each tree over rows).
-SINGLE_THREAD_MAX_ROWS = 64
+#: Up to this many rows a call runs on one thread, by the server's ``platform``. Measured on 2
+#: cores (in process, PASSIVE, 1 vs 2 threads; bench/results/realistic.md): XGBoost's 300 x
+#: depth-6 booster on 100 rows gains <= 10 % wall for +30 % CPU, on 500 rows -20 % wall for
+#: +24 % CPU; LightGBM's 300-tree model gains nothing on 100 rows and halves the wall at equal
+#: CPU on 256. HistGradientBoosting(100 iterations, 3 classes) is slower on two threads up to
+#: ~5,000 rows (100 rows: 4.3 vs 2.8 ms wall, 2,000: 40 vs 23 ms) -- each of its 300 parallel
+#: regions wakes the other thread for microseconds of work -- and 1.5 x faster on 20,000.
+SINGLE_THREAD_MAX_ROWS: dict[str, int] = {"xgboost": 256, "lightgbm": 256, "sklearn": 4096}
+#: For a platform the table does not name.
+DEFAULT_SINGLE_THREAD_MAX_ROWS = 256
 WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
 
 
@@ -68,12 +78,21 @@ def single_threaded() -> Iterator[None]:
 class ProcessThreads:
     """Threads per call in this process: fixed on the process's first call, set per thread."""
 
-    def __init__(self, requested: int = 0, single_thread_max_rows: int = SINGLE_THREAD_MAX_ROWS):
+    def __init__(
+        self,
+        requested: int = 0,
+        single_thread_max_rows: int | None = None,
+        platform: str = "",
+    ) -> None:
         if requested < 0:
             raise ConfigurationError(
                 "nthread", requested, "a whole number >= 1, or 0 for cores / workers"
             )
         self.requested = requested
+        if single_thread_max_rows is None:
+            single_thread_max_rows = SINGLE_THREAD_MAX_ROWS.get(
+                platform, DEFAULT_SINGLE_THREAD_MAX_ROWS
+            )
         self.single_thread_max_rows = single_thread_max_rows
         self.nthread: int | None = None
         self._pid: int | None = None

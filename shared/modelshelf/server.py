@@ -199,7 +199,9 @@ class ModelServer(SeldonComponent):
         self._metrics_sent_at = -METRICS_INTERVAL
         #: The OpenMP thread policy (``uses_openmp``); a subclass may replace it before load
         #: with one given a requested thread count (XGBoost's ``nthread``).
-        self.threads: ProcessThreads | None = ProcessThreads() if self.uses_openmp else None
+        self.threads: ProcessThreads | None = (
+            ProcessThreads(platform=self.platform) if self.uses_openmp else None
+        )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

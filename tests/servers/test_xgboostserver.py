@@ -170,7 +170,7 @@ def _threads(pid: int) -> int:
 def test_two_workers_with_two_threads_each_predict_correctly(folders, softprob):
     """The model is loaded in seldon's parent, which then forks both gunicorn workers: each must
     run multi-threaded (OpenMP) predictions and answer exactly what XGBoost does in-process."""
-    batch = np.tile(IRIS_X, (1, 1))[:120]  # more rows than SINGLE_THREAD_MAX_ROWS: uses 2 threads
+    batch = np.tile(IRIS_X, (2, 1))[:300]  # over SINGLE_THREAD_MAX_ROWS['xgboost']: 2 threads
     want_batch = softprob.inplace_predict(batch)
     want_row = softprob.inplace_predict(IRIS_X[:1])
     parameters = params(model_uri=folders["ubj"], method="predict_proba", nthread=2)

@@ -57,7 +57,7 @@ class XGBoostServer(ModelServer):
             raise ConfigurationError("nthread", nthread, "a whole number >= 1, or 0: cores/workers")
         self.method_name = method
         self.model_file = model_file
-        self.threads = ProcessThreads(threads)
+        self.threads = ProcessThreads(threads, platform=self.platform)
 
     @property
     def nthread(self) -> int | None:

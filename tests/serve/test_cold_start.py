@@ -1,0 +1,112 @@
+"""Cold start: what ``modelshelf serve`` imports before it answers its first prediction.
+
+Most of a cold start is imports (issue 20: scikit-learn alone pulls SciPy's stats and pandas).
+Timing it here would only measure the machine, so this guards the cause instead: a real server,
+run with ``python -X importtime`` (every process of the tree writes each import it makes to the
+shared log), answers one prediction, and the modules it never needed must not be in the log.
+The figures are in ``make bench`` (``bench/results/realistic.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import httpx
+import joblib
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from microservice import SERVERS, free_ports, seldon_parameters, started, wait_until_ready
+
+#: Modules a scikit-learn model's first prediction does not need: the other commands of the
+#: ``modelshelf`` CLI (the launcher's KServe arguments, graphs, environments), the other
+#: frameworks, storage clients for URIs it does not use, and what the REST path never calls.
+NOT_BEFORE_FIRST_PREDICTION = (
+    "modelshelf.launcher",
+    "modelshelf.commands.run",
+    "modelshelf.commands.graph",
+    "modelshelf.commands.env",
+    "modelshelf.commands.fetch",
+    "modelshelf.graph",
+    "modelshelf.environment",
+    "modelshelf.frameworks.xgboost",
+    "modelshelf.frameworks.lightgbm",
+    "modelshelf.frameworks.mlflow",
+    "xgboost",
+    "lightgbm",
+    "mlflow",
+    "boto3",
+    "botocore",
+    "google.cloud",
+    "gunicorn",
+    "tritonclient",
+    "redis",
+)
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("cold-start")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    joblib.dump(LogisticRegression().fit(X, X[:, 0] > 0), folder / "model.joblib")
+    return folder
+
+
+def _imported(log: str) -> set[str]:
+    """Module names from ``-X importtime`` lines (``import time: self | cumulative | name``)."""
+    return {m.group(1) for m in re.finditer(r"^import time:.*\|\s*(\S+)\s*$", log, re.M)}
+
+
+@pytest.fixture(scope="module")
+def first_prediction_log(model_folder, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The ``-X importtime`` log of a real server tree up to its first correct prediction."""
+    http_port, grpc_port, metrics_port = free_ports(3)
+    command = [
+        sys.executable, "-X", "importtime", "-m", "modelshelf", "serve", "SKLearnServer",
+        "--parameters", seldon_parameters(model_uri=str(model_folder)),
+        "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+        "--metrics-port", str(metrics_port), "--workers", "1", "--grpc-workers", "0",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{http_port}/api/v1.0/predictions"
+    body = {"data": {"ndarray": [[0.5, -1.0, 2.0, 0.1]]}}
+    answers: list[dict] = []
+
+    def predicted() -> bool:
+        try:
+            response = httpx.post(url, json=body, timeout=5)
+        except httpx.HTTPError:
+            return False
+        if response.status_code == 200:
+            answers.append(response.json())
+        return bool(answers)
+
+    log_path = tmp_path_factory.mktemp("cold-start-log") / "server.log"
+    with started(command, SERVERS / "sklearnserver", log_path=log_path) as (process, path):
+        wait_until_ready(process, path, predicted, timeout=120)
+        log = path.read_text(errors="replace")
+    assert len(answers[0]["data"]["ndarray"][0]) == 2, json.dumps(answers[0])
+    assert "sklearn.linear_model" in _imported(log), "no -X importtime output: nothing to check"
+    return log
+
+
+def test_the_first_prediction_imports_only_what_it_needs(first_prediction_log):
+    needless = sorted(
+        name
+        for name in _imported(first_prediction_log)
+        if any(
+            name == unwanted or name.startswith(unwanted + ".")
+            for unwanted in NOT_BEFORE_FIRST_PREDICTION
+        )
+    )
+    assert not needless, f"imported before the first prediction without need: {needless}"
+
+
+def test_the_web_stack_is_imported_once_for_the_whole_tree(first_prediction_log):
+    """uvicorn is imported by the parent before the forks, so the REST worker and the metrics
+    process share its pages rather than each importing (and holding) a copy."""
+    imports = re.findall(r"^import time:.*\|\s*uvicorn\s*$", first_prediction_log, re.M)
+    assert len(imports) == 1, f"uvicorn imported {len(imports)} times in the tree"
