@@ -244,12 +244,16 @@ def _grpc_method(raw: dict) -> list[str]:
             "connections, one call in flight on each)"
         )
     else:
-        how = " or ".join(f"`{c}`" for c in clients) + " (see each run's `load_client`)"
+        how = " or ".join(f"`{c}`" for c in clients) + " (per run: its `load_client`)"
+    counted = (
+        "h2load counts HTTP statuses and cannot read `grpc-status` in the trailers, so a call "
+        "counts only if the body bytes received add up to a full answer, and a"
+        if "h2load" in clients
+        else "A"
+    )
     return [
-        f"The gRPC rows (V2 and the Seldon protocol over gRPC) are loaded by {how}. h2load "
-        "counts HTTP statuses and cannot read `grpc-status` in the trailers, so a call counts "
-        "only if the body bytes received add up to a full answer, and a real gRPC client checks "
-        "the answer (its rows) before and after each load.",
+        f"The gRPC rows (V2 and the Seldon protocol over gRPC) are loaded by {how}. {counted} "
+        "real gRPC client checks the answer (its rows) before and after each load.",
         "",
     ]
 

@@ -49,7 +49,7 @@ def test_grpc_rows_are_measured_and_reported(tmp_path: Path) -> None:
     assert client.split(".")[-1] in raw["settings"]["grpc_load"]
     report = (tmp_path / "results" / "latest.md").read_text()
     assert "V2 gRPC**, 1 worker `serve-sklearn-grpc-w1`" in report
-    assert "a real gRPC client checks the answer (its rows) before and after each load" in report
+    assert "real gRPC client checks the answer (its rows) before and after each load" in report
 
 
 @contextlib.contextmanager
