@@ -254,7 +254,10 @@ class Supervisor:
                     names = ", ".join(child.name for child in running)
                     logger.warning("killing %s: %s", names, why)
                 killing = True
-                signal_all(set().union(*running.values()), signal.SIGKILL)
+                # the children first: a shell whose background job died first would exit 0
+                leaders = [child.pid for child in running]
+                rest = set().union(*running.values()) - set(leaders)
+                signal_all([*leaders, *rest], signal.SIGKILL)
             for child, processes in running.items():
                 if child in before_rest and not before_rest[child] & processes:
                     del before_rest[child]  # the first wave is gone: the rest may stop now
