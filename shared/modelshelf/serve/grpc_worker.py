@@ -22,11 +22,12 @@ call; 1 thread ~1,250 calls/s at ~730 µs.
 Where a large V2 call's time goes (measured on 2 cores, 1,000-row iris predict_proba, h2load with
 4 connections): decode → model → encode costs the same CPU as V2 REST binary's (~210 µs
 in-process) and grpcio's own work per call is ~100 µs (a handler answering fixed bytes), yet the
-process spends ~580 µs of user CPU per call against REST's ~300. The rest is GIL hand-offs: numpy
-releases the GIL inside each ufunc of 500+ values, and gRPC's serving and event threads take it
-then for the other connections' calls (a thread waking every 100 µs beside the in-process call
-doubles its wall time). Pool size (1, 2, 4), grpc.aio with the call inline, poll strategies and
-``grpc.http2.bdp_probe`` did not change it measurably.
+process spends ~580 µs of user CPU per call against REST's ~300: ~440 µs in the pool threads,
+~70 in gRPC's serving thread, ~50 in its event-engine threads, with ~10 context switches per
+call. The model's call runs slower beside gRPC's threads than alone: numpy releases the GIL
+inside each ufunc of 500+ values and those threads take it (in-process, one thread waking every
+100 µs beside the call doubled its wall time). Pool size (1, 2, 4), grpc.aio with the call
+inline, poll strategies and ``grpc.http2.bdp_probe`` did not change it measurably.
 """
 
 from __future__ import annotations
