@@ -141,7 +141,10 @@ def cold_start(
         command += ["-e", f"{key}={value}"]
     url = f"http://127.0.0.1:{http}/api/v1.0/predictions"
     started = time.monotonic()
-    subprocess.run([*command, image], capture_output=True, text=True, timeout=60, check=True)
+    run = subprocess.run([*command, image], capture_output=True, text=True, timeout=60)
+    if run.returncode != 0:  # podman's own last line says why (storage, image, port)
+        lines = (run.stderr or run.stdout).strip().splitlines() or ["no output"]
+        raise RuntimeError(f"{tool} run exited with {run.returncode}: {lines[-1]}")
     last = "no answer yet"
     try:
         with httpx.Client(timeout=10) as client:
