@@ -7,8 +7,11 @@ import time
 
 import httpx
 import psutil
+import pytest
 from frontends import COMPONENTS, MODELSHELF, Launch, running
 from prometheus_client.parser import text_string_to_metric_families
+
+from microservice import wait_for_text
 
 SCRAPES = 2000
 #: One request (one new series) per this many scrapes, all through the run: each scrape formats
@@ -122,3 +125,19 @@ def test_with_a_grpc_worker_the_metrics_process_gathers_both():
                 time.sleep(0.1)
         (rest_worker,) = workers
         assert int(rest_worker) in {c.pid for c in children} - {serving[0].pid}
+
+
+def test_a_replaced_worker_serves_the_metrics_port_again():
+    """The parent keeps the metrics socket: the worker forked to replace a dead one answers it."""
+    launch = Launch("CrashingModel", COMPONENTS)
+    with running(launch, [MODELSHELF]) as (service,):
+        url = f"http://127.0.0.1:{service.metrics_port}/metrics"
+        assert httpx.get(url, timeout=30).status_code == 200
+        (first,) = _children(service)
+        with pytest.raises(httpx.HTTPError):  # the connection dies with the worker
+            service.post("/api/v1.0/predictions", {"jsonData": {"exit": 3}})
+        wait_for_text(service.log, "1 replacement(s) in the last 60 s")
+        (replacement,) = _children(service)
+        assert replacement.pid != first.pid
+        assert service.metrics_port in _listening_ports(replacement)
+        assert httpx.get(url, timeout=30).status_code == 200
