@@ -1,4 +1,5 @@
-"""Metrics scrapes never fail while a model adds a series per request (``modelshelf serve``)."""
+"""``modelshelf serve``'s metrics port: scrapes never fail while a model adds a series per request,
+and which process answers them (the worker itself when it is the only one)."""
 
 from __future__ import annotations
 
