@@ -101,9 +101,11 @@ def serve(args: argparse.Namespace) -> int:
     metrics = WorkerMetrics() if queue is None else QueueMetrics(queue)
     flask_app = get_rest_microservice(user_model, metrics)  # derives the metadata, once
     http_socket = _listen(args.http_port)
-    # The worker answers the metrics port on this socket (a replacement too); bound here, so a
-    # port in use stops the server at start, as the metrics process's exit did.
-    metrics_socket = _listen(args.metrics_port) if metrics_in_worker else None
+    # The metrics port is bound here, before any fork, as the REST port: a port in use stops
+    # the server at start, and a scrape that comes as soon as REST is ready waits in the backlog
+    # instead of being refused while the metrics process starts. With one worker it answers on
+    # this socket itself (a replacement too); else the metrics process does.
+    metrics_socket = _listen(args.metrics_port)
     if args.pidfile:
         with open(args.pidfile, "w") as out:
             out.write(f"{os.getpid()}\n")
@@ -113,11 +115,13 @@ def serve(args: argparse.Namespace) -> int:
         workers.append(
             Worker(
                 "metrics",
-                (_metrics_process, queue, args.metrics_port, METRICS_ENDPOINT, args),
+                (_metrics_process, queue, metrics_socket, METRICS_ENDPOINT, args),
                 respawn=False,
             )
         )
-    rest_sockets = RestSockets(http_socket, metrics_socket, METRICS_ENDPOINT)
+    rest_sockets = RestSockets(
+        http_socket, metrics_socket if metrics_in_worker else None, METRICS_ENDPOINT
+    )
     workers += [
         Worker("grpc", (run_grpc_worker, user_model, metrics, args, annotations))
         for _ in range(max(args.grpc_workers, 0))
@@ -334,7 +338,9 @@ def _return_free_heap() -> None:
         trim(0)
 
 
-def _metrics_process(queue: Any, port: int, endpoint: str, args: argparse.Namespace) -> None:
+def _metrics_process(
+    queue: Any, sock: socket.socket, endpoint: str, args: argparse.Namespace
+) -> None:
     import threading
 
     import uvicorn
@@ -346,8 +352,6 @@ def _metrics_process(queue: Any, port: int, endpoint: str, args: argparse.Namesp
     threading.Thread(target=aggregator.consume, args=(queue,), daemon=True).start()
     config = uvicorn.Config(
         metrics_app(aggregator, endpoint),
-        host="0.0.0.0",
-        port=port,
         loop="uvloop",
         http="httptools",
         lifespan="off",
@@ -356,7 +360,7 @@ def _metrics_process(queue: Any, port: int, endpoint: str, args: argparse.Namesp
         log_level=args.log_level.lower(),
         timeout_graceful_shutdown=2,
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _annotations() -> dict[str, str]:
