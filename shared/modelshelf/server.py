@@ -31,6 +31,7 @@ bit-identical to the framework's, or nothing. Framework modules never import acc
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import inspect
@@ -249,10 +250,7 @@ class ModelServer(SeldonComponent):
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    if self.uses_openmp:
-                        with single_threaded():
-                            self.load_model(self.model_dir)
-                    else:
+                    with self._parent_threads():
                         self.load_model(self.model_dir)
             except Exception as exc:  # unpickling raises anything, AttributeError included
                 if self._model_dir is not None:  # downloaded, then failed: fetch anew next time
@@ -283,6 +281,12 @@ class ModelServer(SeldonComponent):
                 versions,
             )
 
+    def _parent_threads(self) -> contextlib.AbstractContextManager[None]:
+        """Loading and verifying run before the fork: an OpenMP framework's on one thread (a
+        forked worker hangs on a thread pool its parent started); others need no limit (and
+        may lack threadpoolctl: the MLflow image's pyfunc models)."""
+        return single_threaded() if self.uses_openmp else contextlib.nullcontext()
+
     def accelerate_methods(self) -> None:
         """With ``fast_path`` on, ``self.method`` and ``self.transform_method`` by their
         verified accelerated calls where ``modelshelf.accelerators`` has one; else as loaded."""
@@ -299,7 +303,7 @@ class ModelServer(SeldonComponent):
                 continue
             from modelshelf import accelerators
 
-            with np.errstate(all="ignore"), single_threaded():
+            with np.errstate(all="ignore"), self._parent_threads():
                 found = accelerators.accelerate(self.model, method.name, method.call, logger)
             if found is not None:
                 self.fast_paths[method.name] = found.description
