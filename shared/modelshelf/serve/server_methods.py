@@ -7,8 +7,7 @@ model's methods, XGBoost's ``build_method``. A user's class offers ``predict`` o
 
 This reaches into our servers' loaded state (``ModelServer.method`` / ``transform_method``,
 ``ModelServer._call_state``, ``XGBoostServer.booster`` for XGBoost's ``LoadedModel``), all inside
-modelshelf; once the base class owns the methods and their output names (issue 18), it only has
-to ask the server.
+modelshelf.
 """
 
 from __future__ import annotations
