@@ -33,6 +33,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from modelshelf.environment.errors import EnvironmentBuildError
 from modelshelf.environment.plan import same_package
+from modelshelf.environment.sources import INDEX_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -49,18 +50,6 @@ class Resolved:
     def pin(self) -> str:
         return self.url if self.direct else f"{self.name}=={self.version}"
 
-
-#: Options of a requirements file that say where packages come from (what
-#: ``MODELSHELF_ENV_MODEL_INDEXES=0`` drops), and whether each takes a value.
-INDEX_OPTIONS = {
-    "--index-url": True,
-    "-i": True,
-    "--extra-index-url": True,
-    "--find-links": True,
-    "-f": True,
-    "--trusted-host": True,
-    "--no-index": False,
-}
 
 #: pip's environment variables that choose where packages come from, and the uv option each
 #: becomes (pip reads them itself; uv reads only its own ``UV_*`` variables).

@@ -25,8 +25,9 @@ PYTHON_ENV = "python_env.yaml"
 CONDA_ENV = "conda.yaml"
 REQUIREMENTS = "requirements.txt"
 
-#: pip options a requirements list may carry, and whether each takes a value.
-PIP_OPTIONS = {
+#: Options of a requirements list that say where packages come from (what
+#: ``MODELSHELF_ENV_MODEL_INDEXES=0`` drops), and whether each takes a value.
+INDEX_OPTIONS = {
     "--index-url": True,
     "-i": True,
     "--extra-index-url": True,
@@ -34,9 +35,10 @@ PIP_OPTIONS = {
     "-f": True,
     "--trusted-host": True,
     "--no-index": False,
-    "--pre": False,
-    "--prefer-binary": False,
 }
+
+#: pip options a requirements list may carry, and whether each takes a value.
+PIP_OPTIONS = {**INDEX_OPTIONS, "--pre": False, "--prefer-binary": False}
 
 #: Conda package names whose PyPI distribution is called differently.
 CONDA_TO_PIP = {
