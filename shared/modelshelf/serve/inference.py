@@ -37,6 +37,7 @@ Which methods a server class offers, and how each is called, is ``server_methods
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -117,6 +118,12 @@ def error_answer(exc: BaseException, what: str, logger: logging.Logger) -> tuple
     if status == 500:
         logger.error("%s failed", what, exc_info=exc)
     return status, message_of(exc)
+
+
+def is_flat_values(X: Any) -> bool:
+    """Whether a decoded input is a flat list of numbers (1-D), which a model taking rows
+    refuses (``InferenceCore.refuse_flat_row``)."""
+    return type(X) is np.ndarray and X.ndim == 1 and X.dtype.kind != "O"
 
 
 def datatype_of(dtype: Any) -> str:
@@ -483,8 +490,6 @@ class InferenceCore:
         self.takes_params = takes_params(user_model)
         self._as_returned = as_returned_caller(user_model)
         self._metadata: dict[str, Any] | None = None
-        self._row_width: int | None = None
-        self._row_width_known = False
         from modelshelf.metadata import package_versions
 
         # Read once: importlib.metadata scans the installed packages on every call.
@@ -534,7 +539,7 @@ class InferenceCore:
         """What ``infer`` calls: the decoded input and the methods the outputs ask for (the
         batcher joins requests between the two halves)."""
         X, names = decode_inputs(request)
-        if type(X) is np.ndarray and X.ndim == 1 and X.dtype.kind != "O":
+        if is_flat_values(X):
             self.refuse_flat_row(f"input {request.inputs[0].name!r}: shape {list(X.shape)}")
         wanted = [o.name for o in request.outputs] if request.outputs else []
         methods = [n for n in wanted if n != CLASS_NAMES_OUTPUT]
@@ -601,21 +606,19 @@ class InferenceCore:
             self._publish_metrics()
         return Answer(data, output_names_of(self.user_model, data))
 
+    @functools.cached_property
     def row_width(self) -> int | None:
         """The values per row when the model takes one input of rows, ``[-1, n]`` in its
         metadata (read once); ``None`` when it declares no such input."""
-        if not self._row_width_known:
-            inputs = self.model_metadata()["inputs"]
-            shape = inputs[0]["shape"] if len(inputs) == 1 else []
-            self._row_width = shape[1] if len(shape) == 2 and shape[1] > 0 else None
-            self._row_width_known = True
-        return self._row_width
+        inputs = self.model_metadata()["inputs"]
+        shape = inputs[0]["shape"] if len(inputs) == 1 else []
+        return shape[1] if len(shape) == 2 and shape[1] > 0 else None
 
     def refuse_flat_row(self, what: str) -> None:
         """A 400 for a flat list of values given to a model that takes rows. KServe's and
         MLServer's servers hand such an input to the model as a 1-D array, which scikit-learn
         and XGBoost refuse (as a 500); reading it as one row would guess, so it is named."""
-        width = self.row_width()
+        width = self.row_width
         if width is not None:
             raise BadRequestError(
                 f"{what} is a flat list of values, but this model takes rows of {width} values "

@@ -14,12 +14,16 @@ import logging
 import sys
 from typing import Any
 
-import numpy as np
 import orjson
 
 from modelshelf.errors import BadRequestError, ModelNotReadyError
 from modelshelf.inputs import pandas_module
-from modelshelf.serve.inference import InferenceCore, UnknownModelError, error_answer
+from modelshelf.serve.inference import (
+    InferenceCore,
+    UnknownModelError,
+    error_answer,
+    is_flat_values,
+)
 from modelshelf.serve.ndarray import array_from_rows, encode_array, encodes_as_tolist
 from modelshelf.serve.protocols import Reply, json_reply
 from modelshelf.serve.server_methods import reads_records
@@ -84,7 +88,7 @@ class KServeV1:
         if type(rows) is not list or not rows:
             raise BadRequestError(f'Expected "{keys[0]}" to be a non-empty list of rows')
         X, names = instances_input(rows, self.reads_records)
-        if type(X) is np.ndarray and X.ndim == 1 and X.dtype.kind != "O":
+        if is_flat_values(X):
             self.core.refuse_flat_row(f'"{keys[0]}" of {len(rows)} values')
         answer = self.core.call(X, names)
         return 200, [(b"content-type", b"application/json")], _predictions(answer.data)
