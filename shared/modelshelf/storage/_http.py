@@ -40,6 +40,7 @@ from modelshelf.storage._transfer import (
     attempts,
     chunk_reader,
     copy_verified,
+    etag_md5,
 )
 
 _NETWORK_ERRORS = (
@@ -236,15 +237,12 @@ def _announced_md5(headers: Any) -> str | None:
                 return base64.b64decode(value, validate=True).hex()
             except ValueError:
                 continue
-    etag = (headers.get("ETag") or "").strip('"')
     if (
         headers.get("x-amz-request-id")
-        and len(etag) == 32
-        and all(c in "0123456789abcdefABCDEF" for c in etag)
         and headers.get("x-amz-server-side-encryption", "AES256") == "AES256"
         and not headers.get("x-amz-server-side-encryption-customer-algorithm")
     ):
-        return etag
+        return etag_md5(headers.get("ETag"))
     return None
 
 

@@ -47,6 +47,7 @@ from modelshelf.storage._transfer import (
     attempts,
     chunk_reader,
     copy_verified,
+    etag_md5,
     finish,
     mismatch_error,
     stalled_error,
@@ -398,15 +399,12 @@ class _OffsetWriter:
 def _etag_md5(etag: str | None, response: dict | None) -> str | None:
     """The object's MD5 if its ETag is one: a single-part upload (no ``-N`` suffix), not
     encrypted with KMS or a customer key (their ETags are not MD5s)."""
-    tag = (etag or "").strip('"')
-    if len(tag) != 32 or any(c not in "0123456789abcdefABCDEF" for c in tag):
-        return None
     if response is not None and (
         response.get("ServerSideEncryption", "AES256") != "AES256"
         or response.get("SSECustomerAlgorithm")
     ):
         return None
-    return tag.lower()
+    return etag_md5(etag)
 
 
 def _code(exc: bex.ClientError) -> str:

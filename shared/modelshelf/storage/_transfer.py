@@ -168,6 +168,15 @@ class AttemptBytes:
         self._add_bytes(-self.written)
 
 
+def etag_md5(etag: str | None) -> str | None:
+    """``etag`` as an MD5 (hex, lower case) when it has an MD5's form: 32 hex digits, without
+    the ``-N`` of a multipart upload. Whether the store's ETags are MD5s is the caller's check."""
+    tag = (etag or "").strip('"')
+    if len(tag) != 32 or any(c not in "0123456789abcdefABCDEF" for c in tag):
+        return None
+    return tag.lower()
+
+
 class TransferMismatchError(Exception):
     """What arrived is not what the store described (short, long, or a wrong checksum)."""
 
