@@ -370,10 +370,9 @@ class RestBatching:
             or not all(type(n) is str for n in names)
         ):
             return app.call_decoded(app.predict, path, request)
-        check = getattr(app, "check_body", None)
-        if check is not None:
+        if app.check_body is not None:  # a SeldonRestApp always has it (None: unguarded)
             try:
-                check(path, request)
+                app.check_body(path, request)
             except Exception as exc:
                 return app.flask_error(exc, path)
         try:
