@@ -106,7 +106,7 @@ def as_frame(
     the column, the value and the type, and columns the model does not have are ignored (both
     as MLflow does). Without it, text columns become numbers where they all can. ``optional``
     columns may be absent (MLflow's ``required=False``)."""
-    pd = _pandas or pandas_module()
+    pd = pandas_module()
     if _is_records(X):
         frame = _records_frame(X)
     else:
@@ -173,7 +173,7 @@ def _check_names(
 
 def _records_frame(X: Any) -> Any:
     """``jsonData``: records, a mapping of columns, or one record of scalars (one row)."""
-    pd = _pandas or pandas_module()
+    pd = pandas_module()
     if (
         isinstance(X, dict)
         and X
@@ -316,7 +316,7 @@ def _text(value: Any) -> Any:
 
 
 def _as_datetimes(values: np.ndarray) -> np.ndarray:
-    pd = _pandas or pandas_module()
+    pd = pandas_module()
     if values.dtype.kind == "M":
         return values.astype("datetime64[ns]")
     try:
@@ -351,7 +351,7 @@ def _is_records(X: Any) -> bool:
 
 
 def _numbers_where_possible(column: Any) -> Any:
-    pd = _pandas or pandas_module()
+    pd = pandas_module()
     try:
         return pd.to_numeric(column)
     except (ValueError, TypeError):
