@@ -214,31 +214,31 @@ def synchronise(
     ``unpack``: the URI names an archive; if the source lists that one object, unpack it.
     """
     budget = Budget(source.display, Limits.from_environ())
-    failure_path = lock_path  # the lock file holds the last failure (no file of its own)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
 
+    # The lock file also holds the last failure (it has no file of its own).
     def locked() -> Path:
         with exclusive(lock_path, source.display) as waited_since:
             if waited_since is not None:
                 with contextlib.suppress(OSError):
-                    _raise_recorded_failure(failure_path.read_text(), waited_since)
+                    _raise_recorded_failure(lock_path.read_text(), waited_since)
             try:
                 _synchronise(source, target, manifest_path, unpack, budget)
             except StorageError as exc:
-                _record_failure(failure_path, exc)
+                _record_failure(lock_path, exc)
                 raise
             except OSError as exc:
                 error = _os_error(source.display, target, exc)
-                _record_failure(failure_path, error)
+                _record_failure(lock_path, error)
                 raise error from None
-            _record_failure(failure_path, None)
+            _record_failure(lock_path, None)
         return target
 
     try:
         return budget.run(locked)
     except StorageError as exc:
         if budget.cancelled:
-            _record_failure(failure_path, exc)
+            _record_failure(lock_path, exc)
         raise
 
 
