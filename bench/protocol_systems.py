@@ -15,13 +15,13 @@ from bench.grpc_load import SELDON_KIND
 from bench.systems import (
     OUR_SERVERS,
     System,
-    _all_of,
-    _kserve,
-    _modelshelf_has,
-    _peer_bin,
-    _seldon,
-    _server_module,
-    _uri,
+    all_of,
+    kserve_command,
+    modelshelf_has,
+    peer_bin,
+    seldon_command,
+    server_module,
+    uri_parameters,
 )
 
 #: (name, label, family, payload, path): served as "iris", the peers' name.
@@ -43,7 +43,7 @@ def protocol_systems(serve: list[str]) -> list[System]:
     found = []
     for name, label, family, payload, path in ROWS:
         folder, cls = OUR_SERVERS[family]
-        seldon = _seldon(serve, cls, _uri(family), 1)
+        seldon = seldon_command(serve, cls, uri_parameters(family), 1)
         found.append(
             System(
                 name,
@@ -59,7 +59,7 @@ def protocol_systems(serve: list[str]) -> list[System]:
                     "iris",
                 ],
                 cwd=REPO / "servers" / folder,
-                available=_all_of(_server_module(folder, cls), lambda: _modelshelf_has("serve")),
+                available=all_of(server_module(folder, cls), lambda: modelshelf_has("serve")),
                 reference=f"serve-{family}-w1",
             )
         )
@@ -74,9 +74,9 @@ def protocol_systems(serve: list[str]) -> list[System]:
                 1,
                 SELDON_KIND,
                 family,
-                _seldon(serve, cls, _uri(family), 1),
+                seldon_command(serve, cls, uri_parameters(family), 1),
                 cwd=REPO / "servers" / folder,
-                available=_all_of(_server_module(folder, cls), lambda: _modelshelf_has("serve")),
+                available=all_of(server_module(folder, cls), lambda: modelshelf_has("serve")),
                 reference=f"serve-{family}-grpc-w1",
                 transport="grpc",
             )
@@ -90,8 +90,8 @@ def protocol_systems(serve: list[str]) -> list[System]:
             1,
             "v2",  # no output asked for: the class answers predict_proba, as over REST
             "iris",
-            _kserve(1),
-            path_dirs=(_peer_bin("kserve"),),
+            kserve_command(1),
+            path_dirs=(peer_bin("kserve"),),
             peer_env="kserve",
             reference="serve-sklearn-grpc-w1",
             transport="grpc",

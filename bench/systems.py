@@ -77,7 +77,7 @@ def answer_check(payload: str, rows: int) -> Callable[[dict], str | None]:
 # ------------------------------------------------------------------------- availability
 
 
-def _server_module(folder: str, cls: str) -> Callable[[], str | None]:
+def server_module(folder: str, cls: str) -> Callable[[], str | None]:
     def check() -> str | None:
         if not (REPO / "servers" / folder / f"{cls}.py").exists():
             return f"servers/{folder}/{cls}.py does not exist yet"
@@ -87,7 +87,7 @@ def _server_module(folder: str, cls: str) -> Callable[[], str | None]:
 
 
 @cache
-def _modelshelf_has(command: str) -> str | None:
+def modelshelf_has(command: str) -> str | None:
     done = subprocess.run(
         [str(VENV_BIN / "modelshelf"), command, "--help"],
         capture_output=True,
@@ -97,7 +97,7 @@ def _modelshelf_has(command: str) -> str | None:
     return None if done.returncode == 0 else f"`modelshelf {command}` does not exist yet"
 
 
-def _all_of(*checks: Callable[[], str | None]) -> Callable[[], str | None]:
+def all_of(*checks: Callable[[], str | None]) -> Callable[[], str | None]:
     def check() -> str | None:
         for one in checks:
             reason = one()
@@ -111,7 +111,7 @@ def _all_of(*checks: Callable[[], str | None]) -> Callable[[], str | None]:
 # ------------------------------------------------------------------------- commands
 
 
-def _seldon(
+def seldon_command(
     launcher: list[str], cls: str, params: Callable[[Models], list[dict]], workers: int
 ) -> Callable[[Ports, Models, Path], list[str]]:
     def command(ports: Ports, models: Models, work: Path) -> list[str]:
@@ -135,7 +135,7 @@ def _seldon(
     return command
 
 
-def _uri(attribute: str) -> Callable[[Models], list[dict]]:
+def uri_parameters(attribute: str) -> Callable[[Models], list[dict]]:
     return lambda models: [
         {"name": "model_uri", "value": str(getattr(models, attribute)), "type": "STRING"}
     ]
@@ -176,13 +176,13 @@ def mlserver_command(
     }
     (folder / "settings.json").write_text(json.dumps(settings))
     (folder / "model-settings.json").write_text(json.dumps(model_settings))
-    return [str(_peer_bin("mlserver") / "mlserver"), "start", str(folder)]
+    return [str(peer_bin("mlserver") / "mlserver"), "start", str(folder)]
 
 
-def _kserve(workers: int) -> Callable[[Ports, Models, Path], list[str]]:
+def kserve_command(workers: int) -> Callable[[Ports, Models, Path], list[str]]:
     def command(ports: Ports, models: Models, work: Path) -> list[str]:
         return [
-            str(_peer_bin("kserve") / "python"),
+            str(peer_bin("kserve") / "python"),
             str(BENCH / "peercode" / "kserve_sklearn.py"),
             "--model_dir",
             str(models.sklearn),
@@ -202,7 +202,7 @@ def _kserve(workers: int) -> Callable[[Ports, Models, Path], list[str]]:
 def _mlflow_serve(workers: int) -> Callable[[Ports, Models, Path], list[str]]:
     def command(ports: Ports, models: Models, work: Path) -> list[str]:
         return [
-            str(_peer_bin("mlflow") / "mlflow"),
+            str(peer_bin("mlflow") / "mlflow"),
             "models",
             "serve",
             "-m",
@@ -225,9 +225,12 @@ def _before_run_then_seldon(attribute: str) -> Callable[[Ports, Models, Path], l
     with the models' wheels folder) and then the MLflow server: start-up as a pod does it."""
 
     def command(ports: Ports, models: Models, work: Path) -> list[str]:
-        params = _uri(attribute)(models)
-        seldon = _seldon(
-            [str(VENV_BIN / "seldon-core-microservice")], "MLFlowServer", _uri(attribute), 1
+        params = uri_parameters(attribute)(models)
+        seldon = seldon_command(
+            [str(VENV_BIN / "seldon-core-microservice")],
+            "MLFlowServer",
+            uri_parameters(attribute),
+            1,
         )
         script = (
             f"export PREDICTIVE_UNIT_PARAMETERS={shlex.quote(json.dumps(params))}\n"
@@ -262,9 +265,9 @@ def _v2_grpc_systems(serve: list[str]) -> list[System]:
                 1,
                 payload,
                 family,  # the model's name: its folder's
-                _seldon(serve, cls, _uri(family), 1),
+                seldon_command(serve, cls, uri_parameters(family), 1),
                 cwd=REPO / "servers" / folder,
-                available=_all_of(_server_module(folder, cls), lambda: _modelshelf_has("serve")),
+                available=all_of(server_module(folder, cls), lambda: modelshelf_has("serve")),
                 reference=ours,
                 transport="grpc",
             )
@@ -279,7 +282,7 @@ def _v2_grpc_systems(serve: list[str]) -> list[System]:
                 payload,
                 "iris",
                 _mlserver(implementation, model_file, family, 1),
-                path_dirs=(_peer_bin("mlserver"),),
+                path_dirs=(peer_bin("mlserver"),),
                 peer_env="mlserver",
                 reference=ours,
                 transport="grpc",
@@ -291,7 +294,7 @@ def _v2_grpc_systems(serve: list[str]) -> list[System]:
 PEERS_DIR = BENCH / "peers"
 
 
-def _peer_bin(name: str) -> Path:
+def peer_bin(name: str) -> Path:
     return PEERS_DIR / name / "bin"
 
 
@@ -326,7 +329,7 @@ def all_systems() -> list[System]:
                 w,
                 "seldon",
                 "/api/v1.0/predictions",
-                _seldon(seldon, "IdentityModel", lambda m: [], w),
+                seldon_command(seldon, "IdentityModel", lambda m: [], w),
                 cwd=BENCH / "identity",
                 reference=f"sklearn-w{w}",
             )
@@ -341,9 +344,9 @@ def all_systems() -> list[System]:
                     w,
                     "seldon",
                     "/api/v1.0/predictions",
-                    _seldon(seldon, cls, _uri(family), w),
+                    seldon_command(seldon, cls, uri_parameters(family), w),
                     cwd=REPO / "servers" / folder,
-                    available=_server_module(folder, cls),
+                    available=server_module(folder, cls),
                     reference=f"{family}-w{w}",
                 )
             )
@@ -364,9 +367,9 @@ def all_systems() -> list[System]:
                         "/api/v1.0/predictions",
                         _before_run_then_seldon(attribute),
                         cwd=REPO / "servers" / "mlflowserver",
-                        available=_all_of(
-                            _server_module("mlflowserver", "MLFlowServer"),
-                            lambda: _modelshelf_has("env"),
+                        available=all_of(
+                            server_module("mlflowserver", "MLFlowServer"),
+                            lambda: modelshelf_has("env"),
                         ),
                         reference="mlflow-w1",
                     )
@@ -383,11 +386,9 @@ def all_systems() -> list[System]:
                     w,
                     "seldon",
                     "/api/v1.0/predictions",
-                    _seldon(serve, cls, _uri(family), w),
+                    seldon_command(serve, cls, uri_parameters(family), w),
                     cwd=REPO / "servers" / folder,
-                    available=_all_of(
-                        _server_module(folder, cls), lambda: _modelshelf_has("serve")
-                    ),
+                    available=all_of(server_module(folder, cls), lambda: modelshelf_has("serve")),
                     reference=f"{family}-w{w}",
                 )
             )
@@ -401,7 +402,7 @@ def all_systems() -> list[System]:
                 "v2-proba",
                 "/v2/models/iris/infer",
                 _mlserver("mlserver_sklearn.SKLearnModel", "model.joblib", "sklearn", w),
-                path_dirs=(_peer_bin("mlserver"),),
+                path_dirs=(peer_bin("mlserver"),),
                 peer_env="mlserver",
                 reference=f"sklearn-w{w}",
             )
@@ -416,7 +417,7 @@ def all_systems() -> list[System]:
                 "v2",
                 "/v2/models/iris/infer",
                 _mlserver("mlserver_xgboost.XGBoostModel", "model.json", "xgboost", w),
-                path_dirs=(_peer_bin("mlserver"),),
+                path_dirs=(peer_bin("mlserver"),),
                 peer_env="mlserver",
                 reference=f"xgboost-w{w}",
             )
@@ -433,7 +434,7 @@ def all_systems() -> list[System]:
                     "/v2/models/iris/infer",
                     _mlserver("mlserver_xgboost.XGBoostModel", "model.json", "xgboost", w),
                     env={"OMP_NUM_THREADS": "1"},
-                    path_dirs=(_peer_bin("mlserver"),),
+                    path_dirs=(peer_bin("mlserver"),),
                     peer_env="mlserver",
                     reference=f"xgboost-w{w}",
                 )
@@ -452,8 +453,8 @@ def all_systems() -> list[System]:
                 w,
                 "kserve-v1",
                 "/v1/models/iris:predict",
-                _kserve(w),
-                path_dirs=(_peer_bin("kserve"),),
+                kserve_command(w),
+                path_dirs=(peer_bin("kserve"),),
                 peer_env="kserve",
                 reference=f"sklearn-w{w}",
             )
@@ -468,7 +469,7 @@ def all_systems() -> list[System]:
                 "mlflow",
                 "/invocations",
                 _mlflow_serve(w),
-                path_dirs=(_peer_bin("mlflow"),),
+                path_dirs=(peer_bin("mlflow"),),
                 peer_env="mlflow",
                 reference=f"mlflow-w{w}",
             )
