@@ -242,19 +242,28 @@ def test_ready_reflects_every_component(services):
     assert httpx.get(f"{door.url}/v2/health/ready", timeout=30).status_code == 200
 
 
-def test_a_storage_uri_that_is_not_there_stops_at_the_fetch(s3_server, kserve_secret):
-    result = run_to_exit(
+def _graph_run_to_exit(manifest: Path, *extra: str, timeout: float = 60):
+    """``graph run`` that is expected to stop on its own (a refusal, a failed fetch)."""
+    return run_to_exit(
         [
             str(BIN / "modelshelf"),
             "graph",
             "run",
-            str(KSERVE / "sklearn-iris.yaml"),
-            "--model-uri=s3://kserve-sklearn/missing",
-            f"--secret={kserve_secret}",
+            str(manifest),
+            *extra,
             "--port",
             str(free_port()),
         ],
         REPO,
+        timeout=timeout,
+    )
+
+
+def test_a_storage_uri_that_is_not_there_stops_at_the_fetch(s3_server, kserve_secret):
+    result = _graph_run_to_exit(
+        KSERVE / "sklearn-iris.yaml",
+        "--model-uri=s3://kserve-sklearn/missing",
+        f"--secret={kserve_secret}",
         timeout=120,
     )
     assert result.returncode == 1
@@ -266,11 +275,7 @@ def test_no_runtime_for_the_format_is_refused_with_the_reason(tmp_path):
     manifest.write_text(
         (KSERVE / "sklearn-iris-v2.yaml").read_text().replace("name: sklearn\n", "name: onnx\n")
     )
-    result = run_to_exit(
-        [str(BIN / "modelshelf"), "graph", "run", str(manifest), "--port", str(free_port())],
-        REPO,
-        timeout=60,
-    )
+    result = _graph_run_to_exit(manifest)
     assert result.returncode == 2
     assert "no runtime supports format onnx:1 with protocol v2" in result.stdout
 
@@ -278,11 +283,7 @@ def test_no_runtime_for_the_format_is_refused_with_the_reason(tmp_path):
 def test_a_document_that_is_not_an_object_is_named_not_a_traceback(tmp_path):
     manifest = tmp_path / "isvc.yaml"
     manifest.write_text((KSERVE / "sklearn-iris-v2.yaml").read_text() + "\n---\njust a string\n")
-    result = run_to_exit(
-        [str(BIN / "modelshelf"), "graph", "run", str(manifest), "--port", str(free_port())],
-        REPO,
-        timeout=60,
-    )
+    result = _graph_run_to_exit(manifest)
     assert result.returncode == 2
     assert "invalid manifest: kind: None is not one this project validates" in result.stdout
     assert "Traceback" not in result.stdout
