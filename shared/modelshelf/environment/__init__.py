@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelshelf.environment.errors import EnvironmentBuildError, EnvironmentSpecError
-from modelshelf.environment.installers import Resolved, install, installer_options, resolve
+from modelshelf.environment.installers import (
+    TRUE_WORDS,
+    Resolved,
+    install,
+    installer_options,
+    resolve,
+)
 from modelshelf.environment.plan import (
     CONFLICT,
     IGNORED,
@@ -48,7 +54,6 @@ __all__ = [
 #: prediction with an import error.
 FAILURE_MARK = "before-run-failed"
 
-_TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
@@ -76,12 +81,12 @@ class Settings:
         return cls(
             env_dir=default_env_dir(env),
             wheels_dir=Path(env.get("MODELSHELF_WHEELS_DIR", "/whl")),
-            strict=env.get("MODELSHELF_ENV_STRICT", "").strip().lower() in _TRUE,
-            offline=env.get("MODELSHELF_ENV_OFFLINE", "").strip().lower() in _TRUE,
+            strict=env.get("MODELSHELF_ENV_STRICT", "").strip().lower() in TRUE_WORDS,
+            offline=env.get("MODELSHELF_ENV_OFFLINE", "").strip().lower() in TRUE_WORDS,
             installer=env.get("MODELSHELF_ENV_INSTALLER", "auto").strip().lower() or "auto",
             manager=manager,
             model_indexes=env.get("MODELSHELF_ENV_MODEL_INDEXES", "").strip().lower() not in _FALSE,
-            allow_sdist=env.get("MODELSHELF_ENV_ALLOW_SDIST", "").strip().lower() in _TRUE,
+            allow_sdist=env.get("MODELSHELF_ENV_ALLOW_SDIST", "").strip().lower() in TRUE_WORDS,
         )
 
 

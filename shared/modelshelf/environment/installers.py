@@ -60,7 +60,8 @@ PIP_INDEX_VARIABLES = {
     "PIP_TRUSTED_HOST": "--allow-insecure-host",
 }
 
-_TRUE = ("1", "true", "yes", "on")
+#: What a yes/no environment variable takes for yes.
+TRUE_WORDS = ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def uv_options_from_pip_variables(
             values = values[:1]
         for value in values:
             options += [option, value]
-    if environ.get("PIP_NO_INDEX", "").strip().lower() in _TRUE:
+    if environ.get("PIP_NO_INDEX", "").strip().lower() in TRUE_WORDS:
         options.append("--no-index")
     return options
 
