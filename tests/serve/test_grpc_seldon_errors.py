@@ -53,6 +53,8 @@ def predicted(answer: prediction_pb2.SeldonMessage) -> list[list[float]]:
             "data.tensor.shape [2, 4] does not hold its 4 values",
         ),
         ({"strData": "hello"}, "the input must be an array of rows of numbers"),
+        ({"data": {"ndarray": [[1, 2, 3, 4], [1]]}}, "expected rows of equal length"),
+        ({"data": {"ndarray": [[None, [None]]]}}, "data cannot be read as an array"),
     ],
 )
 def test_bad_input_is_invalid_argument_naming_what_was_wrong(iris, body, expected):

@@ -193,6 +193,7 @@ def _refusal(method: str, request: Any) -> str | None:
 
     from modelshelf.request_errors import BadRequestError
     from modelshelf.seldon_payload import check_feedback, check_message, check_message_list
+    from modelshelf.server import INPUT_ERRORS
 
     check = {
         "Predict": check_message,
@@ -210,6 +211,18 @@ def _refusal(method: str, request: Any) -> str | None:
         return refused.message
     except Exception:  # a message the checks cannot read: the call's own error stands
         return None
+    if check is check_message and request.HasField("data"):
+        # seldon-core turns data into an array before any model code runs (REST does it in
+        # our own reader, a 400): ragged rows, or a tensor its values cannot fill, fail there.
+        from seldon_core.utils import grpc_datadef_to_array
+
+        try:
+            grpc_datadef_to_array(request.data)
+        except INPUT_ERRORS as unreadable:
+            return (
+                f"data cannot be read as an array ({unreadable}); expected rows of equal "
+                "length (ndarray) or a tensor whose shape its values fill"
+            )
     return None
 
 
