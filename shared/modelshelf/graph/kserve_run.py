@@ -39,7 +39,7 @@ from modelshelf.graph.processes import (
     log_tail_buffer,
     modelshelf_run,
 )
-from modelshelf.graph.supervisor import _image_repository, default_servers_dir
+from modelshelf.graph.supervisor import default_servers_dir, image_repository
 from modelshelf.supervision import Child
 
 STORAGE_SECRET_ANNOTATION = "serving.kserve.io/storageSecretName"
@@ -210,7 +210,7 @@ class InferenceServiceRun(ChildProcesses):
         if not any(a.startswith("--grpc_port") for a in args):
             args.append(f"--grpc_port={grpc_port}")
         image = str(container.get("image", ""))
-        folder = MODELSHELF_IMAGES.get(_image_repository(image))
+        folder = MODELSHELF_IMAGES.get(image_repository(image))
         if folder is None:
             raise ManifestError(
                 self.name,
@@ -232,7 +232,7 @@ class InferenceServiceRun(ChildProcesses):
     def _transformer(self, container: dict[str, Any], predictor: Component) -> Component:
         http_port, grpc_port, metrics_port = free_ports(3)
         image = str(container.get("image", ""))
-        folder = MODELSHELF_IMAGES.get(_image_repository(image))
+        folder = MODELSHELF_IMAGES.get(image_repository(image))
         if folder is not None:
             cwd = self.servers_dir / folder
             command = modelshelf_run(cwd)

@@ -170,7 +170,7 @@ class GraphSupervisor(ChildProcesses):
                     f"({', '.join(f'modelshelf/{i}' for i in MODELSHELF_IMAGES)})"
                 ],
             )
-        repository = _image_repository(node.image)
+        repository = image_repository(node.image)
         if repository not in MODELSHELF_IMAGES:
             raise ManifestError(
                 node.path,
@@ -301,7 +301,7 @@ class GraphSupervisor(ChildProcesses):
         return first_exited(self.launches)
 
 
-def _image_repository(image: str) -> str:
+def image_repository(image: str) -> str:
     """``registry:5000/modelshelf/sklearnserver:0.1.0@sha256:…`` -> ``sklearnserver``."""
     name = image.split("@", 1)[0]
     last = name.rsplit("/", 1)[-1]
