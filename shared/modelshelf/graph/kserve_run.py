@@ -31,7 +31,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from modelshelf.graph import kserve, kserve_runtimes
-from modelshelf.graph.manifest import MODEL_MOUNT, MODELSHELF_IMAGES, ManifestError
+from modelshelf.graph.manifest import (
+    MODEL_MOUNT,
+    MODELSHELF_IMAGE_NAMES,
+    MODELSHELF_IMAGES,
+    ManifestError,
+)
 from modelshelf.graph.ports import free_ports
 from modelshelf.graph.processes import (
     ChildProcesses,
@@ -216,7 +221,7 @@ class InferenceServiceRun(ChildProcesses):
                 self.name,
                 [
                     f"{self.runtime.label}: image {image!r} is not a modelshelf server image "
-                    f"({', '.join(f'modelshelf/{i}' for i in MODELSHELF_IMAGES)})"
+                    f"({MODELSHELF_IMAGE_NAMES})"
                 ],
             )
         server_dir = self.servers_dir / folder

@@ -37,6 +37,8 @@ MODELSHELF_IMAGES: dict[str, str] = {
     **{server.name: server.name for server in registry.SERVERS},
     **registry.VARIANTS,
 }
+#: Those images as an error message lists them.
+MODELSHELF_IMAGE_NAMES = ", ".join(f"modelshelf/{i}" for i in MODELSHELF_IMAGES)
 OTHER_PREPACKAGED = ("TENSORFLOW_SERVER", "TRITON_SERVER", "HUGGINGFACE_SERVER", "TEMPO_SERVER")
 BUILT_IN = ("SIMPLE_MODEL", "SIMPLE_ROUTER", "RANDOM_ABTEST", "AVERAGE_COMBINER")
 IMPLEMENTATIONS = (*MODELSHELF_SERVERS, *OTHER_PREPACKAGED, *BUILT_IN, "UNKNOWN_IMPLEMENTATION")

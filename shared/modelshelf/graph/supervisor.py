@@ -35,6 +35,7 @@ from typing import Any, TextIO
 
 from modelshelf.graph.manifest import (
     MODEL_MOUNT,
+    MODELSHELF_IMAGE_NAMES,
     MODELSHELF_IMAGES,
     MODELSHELF_SERVERS,
     GraphNode,
@@ -167,7 +168,7 @@ class GraphSupervisor(ChildProcesses):
                 [
                     f"{node.path}.implementation: {node.implementation!r} cannot run here: "
                     f"modelshelf runs {runnable}, or a container with a modelshelf image "
-                    f"({', '.join(f'modelshelf/{i}' for i in MODELSHELF_IMAGES)})"
+                    f"({MODELSHELF_IMAGE_NAMES})"
                 ],
             )
         repository = image_repository(node.image)
@@ -177,7 +178,7 @@ class GraphSupervisor(ChildProcesses):
                 [
                     f"{node.path}.name: container {node.name!r} has image {node.image!r}, which "
                     f"is not a modelshelf server image "
-                    f"({', '.join(f'modelshelf/{i}' for i in MODELSHELF_IMAGES)}); "
+                    f"({MODELSHELF_IMAGE_NAMES}); "
                     f"modelshelf can run only those, or implementation {runnable}"
                 ],
             )
