@@ -198,7 +198,7 @@ def run_inference_service(args: argparse.Namespace, documents: list[Any]) -> int
 
     from modelshelf.graph import crd, kserve
     from modelshelf.graph.frontdoor import FrontDoor
-    from modelshelf.graph.kserve_frontdoor import make_kserve_handler
+    from modelshelf.graph.kserve_frontdoor import DEFAULT_DOMAIN, make_kserve_handler
     from modelshelf.graph.kserve_run import InferenceServiceRun, kserve_secrets, our_runtimes
     from modelshelf.graph.manifest import document_problems
 
@@ -249,7 +249,7 @@ def run_inference_service(args: argparse.Namespace, documents: list[Any]) -> int
         return (
             f"inferenceservice {run.namespace}/{run.name} ready: "
             f"POST {base}/v1/models/{run.name}:predict, {base}/v2/models/{run.name}/infer "
-            f"(Host: {run.name}.{run.namespace}.example.com or /serving/{run.namespace}/"
+            f"(Host: {run.name}.{run.namespace}.{DEFAULT_DOMAIN} or /serving/{run.namespace}/"
             f"{run.name}/...); V2 gRPC on 127.0.0.1:{predictor.grpc_port}"
         )
 
