@@ -54,8 +54,8 @@ def make_kserve_handler(
                 return
             if path in ("/v2/health/ready", "/v2/health/live"):
                 self._drain()
-                ok = ready() if path.endswith("ready") else True
-                key = "ready" if path.endswith("ready") else "live"
+                key = path.rsplit("/", 1)[1]  # "ready" or "live"
+                ok = ready() if key == "ready" else True
                 self._send(200 if ok else 503, {key: ok})
                 return
             self._forward(hosts[role], path)
