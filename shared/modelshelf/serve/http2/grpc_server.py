@@ -1,0 +1,937 @@
+"""A single-threaded gRPC server: HTTP/2 cleartext (prior knowledge) on asyncio, unary calls
+answered inline on the event loop.
+
+grpcio's server hands every call across its threads (poller, event engine, pool: ~10 context
+switches per call) and those threads take the GIL while numpy releases it inside the model's
+call. Here one thread reads the frames, runs the handler and writes the answer, as the REST front
+end does with httptools. It takes the handlers grpcio's generated code registers
+(``add_generic_rpc_handlers``), so seldon-core's servicers, ours and grpc_reflection's register
+unchanged.
+
+What a unary call is on the wire (gRPC over HTTP/2): the client's HEADERS (``:path`` is
+``/<service>/<method>``) and DATA holding one length-prefixed message; the answer is HEADERS
+(``:status 200``), DATA, and trailing HEADERS with ``grpc-status`` and ``grpc-message``
+ending the stream -- or, for an error before any message, one trailers-only HEADERS.
+
+``calls_at_once`` keeps ``GRPC_THREADS``'s meaning: with 1 (the default) handlers run inline,
+one at a time; with more, unary handlers run in a pool of that many threads. Streaming methods
+(only reflection's, here) always run in a thread of their own, fed by a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import queue
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import Any, NamedTuple
+
+import grpc
+
+from modelshelf.serve.http2 import frames as f
+from modelshelf.serve.http2.hpack import (
+    HeaderListTooLargeError,
+    HpackDecoder,
+    HpackError,
+    literal_field,
+)
+
+logger = logging.getLogger(__name__)
+
+#: grpcio's default limit on a received message (4 MiB); sends are unlimited, as in grpcio.
+DEFAULT_MAX_RECEIVE_BYTES = 4 * 1024 * 1024
+#: Streams one connection may have open; more are refused (the client queues its calls).
+MAX_CONCURRENT_STREAMS = 256
+#: A header list larger than this ends its stream (RST_STREAM); gRPC's own default is 16 KiB.
+MAX_HEADER_LIST_BYTES = 16 * 1024
+#: Largest frame this side accepts: fewer frames per large message than HTTP/2's 16 KiB.
+MAX_FRAME_BYTES = 1024 * 1024
+#: Each stream's and the connection's receive window; replenished when half is used.
+RECEIVE_WINDOW = 16 * 1024 * 1024
+CONNECTION_RECEIVE_WINDOW = 64 * 1024 * 1024
+
+_MESSAGE_PREFIX = struct.Struct(">BL")
+_UNSET = object()
+
+#: The answer's leading HEADERS block: ``:status 200`` (static index 8) and
+#: ``content-type: application/grpc`` (literal without indexing, static name 31).
+_RESPONSE_HEADERS = b"\x88" + b"\x0f\x10" + bytes((16,)) + b"application/grpc"
+#: grpc-status 0, written once.
+_OK_TRAILERS = literal_field(b"grpc-status", b"0")
+_TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
+#: Headers of the transport, not the call's metadata (``invocation_metadata`` leaves them out).
+_TRANSPORT_HEADERS = frozenset(
+    (b"content-type", b"te", b"grpc-timeout", b"grpc-encoding", b"grpc-accept-encoding")
+)
+
+
+class CallAbortedError(Exception):
+    """``context.abort`` was called: the call ends with the context's code and details."""
+
+
+class MethodHandler(NamedTuple):
+    """What the connection needs of a registered method."""
+
+    call: Callable[..., Any]
+    request_streaming: bool
+    response_streaming: bool
+    deserialize: Callable[[bytes], Any] | None
+    serialize: Callable[[Any], bytes] | None
+
+
+class _CallDetails(NamedTuple):
+    method: str
+    invocation_metadata: tuple[tuple[str, str], ...]
+
+
+# ------------------------------------------------------------------------------- the context
+
+
+class CallContext:
+    """The part of ``grpc.ServicerContext`` our servicers, seldon-core's and reflection use."""
+
+    __slots__ = ("_active", "_deadline", "_headers", "_peer", "code", "details")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]], peer: str, deadline: float | None):
+        self.code: grpc.StatusCode | None = None
+        self.details: str | None = None
+        self._headers = headers
+        self._peer = peer
+        self._deadline = deadline
+        self._active = True
+
+    def abort(self, code: grpc.StatusCode, details: str) -> None:
+        if code is grpc.StatusCode.OK:
+            raise ValueError("abort with OK: use a normal return")
+        self.code, self.details = code, details
+        raise CallAbortedError(details)
+
+    def abort_with_status(self, status: Any) -> None:
+        self.abort(status.code, status.details)
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self.code = code
+
+    def set_details(self, details: str) -> None:
+        self.details = details
+
+    def invocation_metadata(self) -> tuple[tuple[str, Any], ...]:
+        found = []
+        for name, value in self._headers:
+            if name[:1] == b":" or name in _TRANSPORT_HEADERS:
+                continue
+            key = name.decode("latin-1")
+            if key.endswith("-bin"):
+                found.append((key, base64.b64decode(value + b"=" * (-len(value) % 4))))
+            else:
+                found.append((key, value.decode("latin-1")))
+        return tuple(found)
+
+    def peer(self) -> str:
+        return self._peer
+
+    def time_remaining(self) -> float | None:
+        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+
+    def is_active(self) -> bool:
+        return self._active
+
+    def set_trailing_metadata(self, metadata: Any) -> None:
+        """Accepted and not sent: none of the servicers served here sets any."""
+
+    def send_initial_metadata(self, metadata: Any) -> None:
+        """Accepted and not sent (see ``set_trailing_metadata``)."""
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        return False
+
+
+# ------------------------------------------------------------------------------- streams
+
+
+class _Stream:
+    __slots__ = (
+        "answered",
+        "body",
+        "context",
+        "handler",
+        "headers",
+        "id",
+        "pending",
+        "receive_window",
+        "received",
+        "requests",
+        "send_window",
+        "started",
+        "trailers",
+    )
+
+    def __init__(self, stream_id: int, send_window: int) -> None:
+        self.id = stream_id
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.handler: MethodHandler | None = None
+        self.body = bytearray()
+        self.received = False  # the client ended its side (END_STREAM)
+        self.send_window = send_window
+        self.receive_window = RECEIVE_WINDOW
+        self.pending = bytearray()  # answer bytes waiting for flow-control window
+        self.trailers: bytes | None = None  # sent once ``pending`` is out
+        self.answered = False  # the call has ended on this side (answer queued or sent)
+        self.requests: queue.SimpleQueue | None = None  # streaming calls: messages in
+        self.context: CallContext | None = None
+        self.started = False  # the leading HEADERS are sent
+
+
+class _Closed:
+    """The request iterator's end."""
+
+
+# ------------------------------------------------------------------------------- the connection
+
+
+class GrpcConnection(asyncio.Protocol):
+    """One HTTP/2 connection of a gRPC client."""
+
+    def __init__(self, server: GrpcServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self._buffer = bytearray()
+        self._preface = False
+        self._decoder = HpackDecoder(max_header_list_size=MAX_HEADER_LIST_BYTES)
+        self._streams: dict[int, _Stream] = {}
+        self._last_stream_id = 0
+        self._send_window = f.DEFAULT_WINDOW
+        self._peer_window = f.DEFAULT_WINDOW  # the peer's SETTINGS_INITIAL_WINDOW_SIZE
+        self._peer_max_frame = f.DEFAULT_MAX_FRAME_SIZE
+        self._receive_window = CONNECTION_RECEIVE_WINDOW
+        self._blocked: dict[int, _Stream] = {}  # streams with answer bytes waiting for window
+        # A header block spread over CONTINUATION frames: (stream id, END_STREAM, bytes so far).
+        self._continuing: tuple[int, bool, bytearray] | None = None
+        self.closing = False  # GOAWAY sent: no new streams
+        self.closed = False
+
+    # -- asyncio callbacks
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        address = transport.get_extra_info("peername")
+        if isinstance(address, tuple):
+            family = "ipv6" if ":" in address[0] else "ipv4"
+            self.peer = f"{family}:{address[0]}:{address[1]}"
+        self.server.connections.add(self)
+        transport.write(
+            f.settings_frame(
+                {
+                    f.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+                    f.INITIAL_WINDOW_SIZE: RECEIVE_WINDOW,
+                    f.MAX_FRAME_SIZE: MAX_FRAME_BYTES,
+                    f.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_BYTES,
+                    f.ENABLE_PUSH: 0,
+                }
+            )
+            + f.window_update(0, CONNECTION_RECEIVE_WINDOW - f.DEFAULT_WINDOW)
+        )
+        if self.server.stopping:
+            self.go_away()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        for stream in self._streams.values():
+            self._cancel(stream)
+        self._streams.clear()
+        self._blocked.clear()
+        self.server.connection_ended()
+
+    def data_received(self, data: bytes) -> None:
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        try:
+            at = 0
+            if not self._preface:
+                if len(data) < len(f.PREFACE):
+                    if not f.PREFACE.startswith(data):
+                        raise f.Http2Error(f.PROTOCOL_ERROR, "not an HTTP/2 connection preface")
+                    self._buffer += data
+                    return
+                if not data.startswith(f.PREFACE):
+                    raise f.Http2Error(f.PROTOCOL_ERROR, "not an HTTP/2 connection preface")
+                self._preface = True
+                at = len(f.PREFACE)
+            end = len(data)
+            unpack = f.FRAME_HEADER.unpack_from
+            while end - at >= f.HEADER_BYTES:
+                high, low, kind, flags, stream_id = unpack(data, at)
+                length = high << 8 | low
+                if length > MAX_FRAME_BYTES:
+                    raise f.Http2Error(
+                        f.FRAME_SIZE_ERROR, f"a frame of {length} bytes; at most {MAX_FRAME_BYTES}"
+                    )
+                if end - at - f.HEADER_BYTES < length:
+                    break
+                start = at + f.HEADER_BYTES
+                at = start + length
+                self._frame(kind, flags, stream_id & 0x7FFFFFFF, data[start:at])
+                if self.closed:
+                    return
+            if at < end:
+                self._buffer += data[at:]
+        except f.Http2Error as error:
+            self._fail(error.code, str(error))
+
+    def pause_writing(self) -> None:  # the transport buffers; flow control bounds it
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- frames
+
+    def _frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
+        if self._continuing is not None and kind != f.CONTINUATION:
+            raise f.Http2Error(f.PROTOCOL_ERROR, "a header block was not continued")
+        if kind == f.DATA:
+            self._data(flags, stream_id, payload)
+        elif kind == f.HEADERS:
+            self._headers_frame(flags, stream_id, payload)
+        elif kind == f.CONTINUATION:
+            self._continuation(flags, stream_id, payload)
+        elif kind == f.SETTINGS:
+            self._settings(flags, stream_id, payload)
+        elif kind == f.WINDOW_UPDATE:
+            self._window_update(stream_id, payload)
+        elif kind == f.PING:
+            if len(payload) != 8 or stream_id:
+                raise f.Http2Error(f.FRAME_SIZE_ERROR, "a PING is 8 bytes on stream 0")
+            if not flags & f.ACK:
+                self.transport.write(f.frame(f.PING, f.ACK, 0, payload))
+        elif kind == f.RST_STREAM:
+            if len(payload) != 4 or not stream_id:
+                raise f.Http2Error(f.FRAME_SIZE_ERROR, "an RST_STREAM is 4 bytes on a stream")
+            stream = self._streams.pop(stream_id, None)
+            if stream is not None:
+                self._blocked.pop(stream_id, None)
+                self._cancel(stream)
+                self._maybe_finish()
+        elif kind == f.GOAWAY:
+            self.closing = True
+            self._maybe_finish()
+        elif kind == f.PRIORITY:
+            if len(payload) != 5:
+                raise f.Http2Error(f.FRAME_SIZE_ERROR, "a PRIORITY frame is 5 bytes")
+        elif kind == f.PUSH_PROMISE:
+            raise f.Http2Error(f.PROTOCOL_ERROR, "a client cannot push")
+        # any other type: ignored (§4.1)
+
+    def _settings(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if stream_id:
+            raise f.Http2Error(f.PROTOCOL_ERROR, "SETTINGS on a stream")
+        if flags & f.ACK:
+            return
+        if len(payload) % 6:
+            raise f.Http2Error(f.FRAME_SIZE_ERROR, "SETTINGS of a length not a multiple of 6")
+        for at in range(0, len(payload), 6):
+            key, value = struct.unpack_from(">HL", payload, at)
+            if key == f.INITIAL_WINDOW_SIZE:
+                if value > f.MAX_WINDOW:
+                    raise f.Http2Error(f.FLOW_CONTROL_ERROR, "initial window above 2^31-1")
+                change = value - self._peer_window
+                self._peer_window = value
+                for stream in self._streams.values():
+                    stream.send_window += change
+            elif key == f.MAX_FRAME_SIZE:
+                if not f.DEFAULT_MAX_FRAME_SIZE <= value <= f.MAX_FRAME_SIZE_LIMIT:
+                    raise f.Http2Error(f.PROTOCOL_ERROR, f"max frame size {value}")
+                self._peer_max_frame = value
+            # HEADER_TABLE_SIZE: only our encoder's table, which is never used
+        self.transport.write(f.frame(f.SETTINGS, f.ACK, 0))
+        self._flush_blocked()
+
+    def _window_update(self, stream_id: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            raise f.Http2Error(f.FRAME_SIZE_ERROR, "a WINDOW_UPDATE is 4 bytes")
+        increment = int.from_bytes(payload, "big") & 0x7FFFFFFF
+        if stream_id == 0:
+            if not increment:
+                raise f.Http2Error(f.PROTOCOL_ERROR, "a WINDOW_UPDATE of 0")
+            self._send_window += increment
+            if self._send_window > f.MAX_WINDOW:
+                raise f.Http2Error(f.FLOW_CONTROL_ERROR, "connection window above 2^31-1")
+            self._flush_blocked()
+            return
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return  # a stream already closed here
+        if not increment:
+            self._reset(stream, f.PROTOCOL_ERROR)
+            return
+        stream.send_window += increment
+        if stream.send_window > f.MAX_WINDOW:
+            self._reset(stream, f.FLOW_CONTROL_ERROR)
+            return
+        if stream.id in self._blocked:
+            self._flush_blocked()
+
+    def _headers_frame(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if not stream_id:
+            raise f.Http2Error(f.PROTOCOL_ERROR, "HEADERS on stream 0")
+        start, end = 0, len(payload)
+        if flags & f.PADDED:
+            if not payload:
+                raise f.Http2Error(f.PROTOCOL_ERROR, "padded HEADERS without a pad length")
+            start, end = 1, end - payload[0]
+        if flags & f.PRIORITY_FLAG:
+            start += 5
+        if start > end:
+            raise f.Http2Error(f.PROTOCOL_ERROR, "HEADERS padding longer than the frame")
+        block = payload[start:end]
+        if flags & f.END_HEADERS:
+            self._header_block(stream_id, bool(flags & f.END_STREAM), block)
+        else:
+            self._continuing = (stream_id, bool(flags & f.END_STREAM), bytearray(block))
+
+    def _continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if self._continuing is None or self._continuing[0] != stream_id:
+            raise f.Http2Error(f.PROTOCOL_ERROR, "CONTINUATION of no header block")
+        block = self._continuing[2]
+        block += payload
+        if len(block) > 2 * MAX_HEADER_LIST_BYTES:
+            raise f.Http2Error(f.ENHANCE_YOUR_CALM, "header block too large")
+        if flags & f.END_HEADERS:
+            _, end_stream, _ = self._continuing
+            self._continuing = None
+            self._header_block(stream_id, end_stream, bytes(block))
+
+    def _header_block(self, stream_id: int, end_stream: bool, block: bytes) -> None:
+        too_large = None
+        try:
+            headers = self._decoder.decode(block)
+        except HpackError as error:
+            raise f.Http2Error(f.COMPRESSION_ERROR, str(error)) from None
+        except HeaderListTooLargeError as error:
+            headers, too_large = [], str(error)  # the table is in step: only this stream fails
+        stream = self._streams.get(stream_id)
+        if stream is not None:  # trailers of the client (gRPC clients send none on unary)
+            if not end_stream:
+                raise f.Http2Error(f.PROTOCOL_ERROR, "a second HEADERS without END_STREAM")
+            self._end_of_request(stream)
+            return
+        if stream_id <= self._last_stream_id or not stream_id & 1:
+            raise f.Http2Error(f.PROTOCOL_ERROR, f"stream id {stream_id} not a new client stream")
+        self._last_stream_id = stream_id
+        if self.closing:
+            self.transport.write(f.rst_stream(stream_id, f.REFUSED_STREAM))
+            return
+        if len(self._streams) >= MAX_CONCURRENT_STREAMS:
+            self.transport.write(f.rst_stream(stream_id, f.REFUSED_STREAM))
+            return
+        stream = _Stream(stream_id, self._peer_window)
+        self._streams[stream_id] = stream
+        if too_large is not None:
+            self._answer_error(stream, grpc.StatusCode.RESOURCE_EXHAUSTED, too_large)
+            return
+        stream.headers = headers
+        self._start(stream, headers)
+        if end_stream and not stream.answered:
+            self._end_of_request(stream)
+
+    def _data(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if not stream_id:
+            raise f.Http2Error(f.PROTOCOL_ERROR, "DATA on stream 0")
+        size = len(payload)
+        self._receive_window -= size
+        if self._receive_window < 0:
+            raise f.Http2Error(f.FLOW_CONTROL_ERROR, "DATA beyond the connection's window")
+        if self._receive_window < CONNECTION_RECEIVE_WINDOW // 2:
+            self.transport.write(
+                f.window_update(0, CONNECTION_RECEIVE_WINDOW - self._receive_window)
+            )
+            self._receive_window = CONNECTION_RECEIVE_WINDOW
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            if stream_id > self._last_stream_id:
+                raise f.Http2Error(f.PROTOCOL_ERROR, "DATA on an idle stream")
+            return  # a stream this side closed or reset: its late frames are dropped
+        if stream.received:
+            self._reset(stream, f.STREAM_CLOSED)
+            return
+        stream.receive_window -= size
+        if stream.receive_window < 0:
+            self._reset(stream, f.FLOW_CONTROL_ERROR)
+            return
+        if flags & f.PADDED:
+            if not payload or payload[0] >= size:
+                raise f.Http2Error(f.PROTOCOL_ERROR, "DATA padding longer than the frame")
+            payload = payload[1 : size - payload[0]]
+        if not stream.answered:
+            stream.body += payload
+            self._read_messages(stream)
+        if flags & f.END_STREAM:
+            self._end_of_request(stream)
+        elif stream.receive_window < RECEIVE_WINDOW // 2 and not stream.answered:
+            self.transport.write(f.window_update(stream_id, RECEIVE_WINDOW - stream.receive_window))
+            stream.receive_window = RECEIVE_WINDOW
+
+    # -- gRPC calls
+
+    def _start(self, stream: _Stream, headers: list[tuple[bytes, bytes]]) -> None:
+        """Check a new call's headers and find its method."""
+        path = content_type = encoding = timeout = None
+        method = b""
+        for name, value in headers:
+            if name == b":path":
+                path = value
+            elif name == b":method":
+                method = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"grpc-encoding":
+                encoding = value
+            elif name == b"grpc-timeout":
+                timeout = value
+        if method != b"POST" or path is None:
+            self._answer_http(stream, b"405", "gRPC calls are POST requests with a :path")
+            return
+        if content_type is None or not content_type.startswith(b"application/grpc"):
+            self._answer_http(stream, b"415", "content-type must be application/grpc")
+            return
+        if encoding is not None and encoding != b"identity":
+            self._answer_error(
+                stream,
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"grpc-encoding {encoding.decode('latin-1')} is not supported; send uncompressed "
+                "messages (grpc-encoding identity, or none)",
+            )
+            return
+        handler = self.server.handler(path)
+        if handler is None:
+            self._answer_error(
+                stream,
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"Method not found: {path.decode('latin-1')}",
+            )
+            return
+        stream.handler = handler
+        deadline = None
+        if timeout is not None:
+            deadline = _deadline(timeout)
+        stream.context = CallContext(headers, self.peer, deadline)
+        if handler.request_streaming:
+            self._run_streaming(stream)
+
+    def _read_messages(self, stream: _Stream) -> None:
+        """Check the size of the message arriving; a streaming call gets each complete one."""
+        body = stream.body
+        if len(body) < 5:
+            return
+        limit = self.server.max_receive_bytes
+        while len(body) >= 5:
+            compressed, length = _MESSAGE_PREFIX.unpack_from(body)
+            if length > limit:
+                self._answer_error(
+                    stream,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"Received message larger than max ({length} vs. {limit})",
+                )
+                return
+            if compressed:
+                self._answer_error(
+                    stream,
+                    grpc.StatusCode.INTERNAL,
+                    "a compressed message without grpc-encoding (messages are not compressed)",
+                )
+                return
+            if stream.requests is None or len(body) < 5 + length:
+                return
+            stream.requests.put(bytes(body[5 : 5 + length]))
+            del body[: 5 + length]
+
+    def _end_of_request(self, stream: _Stream) -> None:
+        stream.received = True
+        if stream.answered:
+            self._maybe_close(stream)
+            return
+        if stream.requests is not None:
+            stream.requests.put(_Closed)
+            return
+        body = stream.body
+        if len(body) < 5 or _MESSAGE_PREFIX.unpack_from(body)[1] != len(body) - 5:
+            self._answer_error(
+                stream,
+                grpc.StatusCode.INTERNAL,
+                "a unary call's body must be exactly one message "
+                f"(5-byte prefix and its length); got {len(body)} bytes",
+            )
+            return
+        message = bytes(body[5:]) if len(body) > 5 else b""
+        stream.body = bytearray()
+        handler = stream.handler
+        if handler.response_streaming:
+            self._run_streaming(stream, message)
+        elif self.server.pool is None:
+            self._answer(stream, *_call_unary(handler, message, stream.context))
+        else:
+            done = self.server.pool.submit(_call_unary, handler, message, stream.context)
+            loop = self.server.loop
+            done.add_done_callback(
+                lambda result: loop.call_soon_threadsafe(self._answer_later, stream, result)
+            )
+
+    def _answer_later(self, stream: _Stream, result: futures.Future) -> None:
+        if self._streams.get(stream.id) is stream:
+            self._answer(stream, *result.result())
+
+    def _answer(
+        self, stream: _Stream, payload: bytes | None, code: int, details: str | None
+    ) -> None:
+        """The call's answer: headers, the message if any, trailers."""
+        if payload is None:
+            self._answer_status(stream, code, details)
+            return
+        trailers = _trailers(code, details)
+        message = _MESSAGE_PREFIX.pack(0, len(payload)) + payload
+        size = len(message)
+        stream.answered = True
+        if (
+            size <= stream.send_window
+            and size <= self._send_window
+            and size <= self._peer_max_frame
+            and not stream.pending
+        ):
+            stream.send_window -= size
+            self._send_window -= size
+            self.transport.write(
+                f.frame(f.HEADERS, f.END_HEADERS, stream.id, _RESPONSE_HEADERS)
+                + f.frame(f.DATA, 0, stream.id, message)
+                + f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, trailers)
+            )
+            self._closed_here(stream)
+            return
+        if not stream.started:
+            stream.started = True
+            self.transport.write(f.frame(f.HEADERS, f.END_HEADERS, stream.id, _RESPONSE_HEADERS))
+        stream.pending += message
+        stream.trailers = trailers
+        self._send_pending(stream)
+
+    def _send_message(self, stream: _Stream, payload: bytes) -> None:
+        """One message of a streaming answer (from the loop)."""
+        if self._streams.get(stream.id) is not stream or stream.answered:
+            return
+        if not stream.started:
+            stream.started = True
+            self.transport.write(f.frame(f.HEADERS, f.END_HEADERS, stream.id, _RESPONSE_HEADERS))
+        stream.pending += _MESSAGE_PREFIX.pack(0, len(payload)) + payload
+        self._send_pending(stream)
+
+    def _end_streaming(self, stream: _Stream, code: int, details: str | None) -> None:
+        if self._streams.get(stream.id) is not stream or stream.answered:
+            return
+        if not stream.started:
+            self._answer_status(stream, code, details)
+            return
+        stream.answered = True
+        stream.trailers = _trailers(code, details)
+        self._send_pending(stream)
+
+    def _send_pending(self, stream: _Stream) -> None:
+        """As much of ``stream.pending`` as the windows allow; then its trailers, if set."""
+        pending = stream.pending
+        write = self.transport.write
+        while pending:
+            size = min(len(pending), stream.send_window, self._send_window, self._peer_max_frame)
+            if size <= 0:
+                self._blocked[stream.id] = stream
+                return
+            write(f.frame(f.DATA, 0, stream.id, bytes(pending[:size])))
+            del pending[:size]
+            stream.send_window -= size
+            self._send_window -= size
+        self._blocked.pop(stream.id, None)
+        if stream.trailers is not None:
+            write(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, stream.trailers))
+            stream.trailers = None
+            self._closed_here(stream)
+
+    def _flush_blocked(self) -> None:
+        for stream in list(self._blocked.values()):
+            if self._send_window <= 0:
+                return
+            self._send_pending(stream)
+
+    def _answer_status(self, stream: _Stream, code: int, details: str | None) -> None:
+        """A trailers-only answer (no message): one HEADERS ending the stream."""
+        stream.answered = True
+        block = _RESPONSE_HEADERS + _trailers(code, details)
+        self.transport.write(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, block))
+        self._closed_here(stream)
+
+    def _answer_error(self, stream: _Stream, code: grpc.StatusCode, details: str) -> None:
+        self._answer_status(stream, code.value[0], details)
+
+    def _answer_http(self, stream: _Stream, status: bytes, message: str) -> None:
+        """Not a gRPC request: an HTTP status (gRPC's spec maps them for clients)."""
+        stream.answered = True
+        block = literal_field(b":status", status) + literal_field(b"content-type", b"text/plain")
+        body = message.encode()
+        self.transport.write(
+            f.frame(f.HEADERS, f.END_HEADERS, stream.id, block)
+            + f.frame(f.DATA, f.END_STREAM, stream.id, body)
+        )
+        self._closed_here(stream)
+
+    def _closed_here(self, stream: _Stream) -> None:
+        """This side ended the stream: forget it once the client ended its side too; a client
+        still sending (an early error) is told to stop."""
+        if not stream.received:
+            self.transport.write(f.rst_stream(stream.id, f.NO_ERROR))
+        self._streams.pop(stream.id, None)
+        self._blocked.pop(stream.id, None)
+        self._cancel(stream)
+        self._maybe_finish()
+
+    def _maybe_close(self, stream: _Stream) -> None:
+        if stream.answered and not stream.pending and stream.trailers is None:
+            self._streams.pop(stream.id, None)
+            self._maybe_finish()
+
+    def _reset(self, stream: _Stream, code: int) -> None:
+        self.transport.write(f.rst_stream(stream.id, code))
+        self._streams.pop(stream.id, None)
+        self._blocked.pop(stream.id, None)
+        self._cancel(stream)
+        self._maybe_finish()
+
+    def _cancel(self, stream: _Stream) -> None:
+        if stream.context is not None:
+            stream.context._active = False
+        if stream.requests is not None:
+            stream.requests.put(_Closed)
+
+    def _run_streaming(self, stream: _Stream, message: bytes | None = None) -> None:
+        """A streaming method in a thread of its own: requests in through a queue, answers out
+        through the loop."""
+        stream.requests = queue.SimpleQueue()
+        if message is not None:
+            stream.requests.put(message)
+            stream.requests.put(_Closed)
+        loop = self.server.loop
+        thread = threading.Thread(
+            target=_call_streaming,
+            args=(stream.handler, stream.requests, stream.context, self, stream, loop),
+            name=f"grpc-stream-{stream.id}",
+            daemon=True,
+        )
+        thread.start()
+
+    # -- ending
+
+    def go_away(self) -> None:
+        """GOAWAY: no new streams; the connection closes once its open calls end."""
+        if self.closing and self.closed:
+            return
+        self.closing = True
+        if self.transport is not None and not self.closed:
+            self.transport.write(f.goaway(self._last_stream_id, f.NO_ERROR))
+            self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if self.closing and not self._streams and self.transport is not None:
+            self.transport.close()
+
+    def _fail(self, code: int, message: str) -> None:
+        logger.debug("closing gRPC connection from %s: %s", self.peer, message)
+        if self.transport is not None and not self.closed:
+            self.transport.write(f.goaway(self._last_stream_id, code, message.encode()[:200]))
+            self.transport.close()
+        self.closed = True
+
+    @property
+    def open_calls(self) -> int:
+        return len(self._streams)
+
+
+def _call_unary(
+    handler: MethodHandler, message: bytes, context: CallContext
+) -> tuple[bytes | None, int, str | None]:
+    """Run one unary call: (answer bytes or None, status code, details)."""
+    try:
+        request = handler.deserialize(message) if handler.deserialize else message
+    except Exception:
+        logger.exception("could not parse a gRPC request")
+        return None, grpc.StatusCode.INTERNAL.value[0], "Exception deserializing request!"
+    try:
+        response = handler.call(request, context)
+        payload = handler.serialize(response) if handler.serialize else response
+    except CallAbortedError:
+        return None, context.code.value[0], context.details
+    except Exception as exc:
+        if context.code is not None and context.code is not grpc.StatusCode.OK:
+            return None, context.code.value[0], context.details
+        logger.exception("gRPC call failed")
+        return None, grpc.StatusCode.UNKNOWN.value[0], f"Exception calling application: {exc}"
+    if context.code is not None and context.code is not grpc.StatusCode.OK:
+        return None, context.code.value[0], context.details
+    return payload, 0, None
+
+
+def _call_streaming(
+    handler: MethodHandler,
+    requests: queue.SimpleQueue,
+    context: CallContext,
+    connection: GrpcConnection,
+    stream: _Stream,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    def incoming() -> Iterator[Any]:
+        while True:
+            message = requests.get()
+            if message is _Closed:
+                return
+            yield handler.deserialize(message) if handler.deserialize else message
+
+    code, details = 0, None
+    try:
+        request = incoming() if handler.request_streaming else next(incoming())
+        answers = handler.call(request, context)
+        if not handler.response_streaming:
+            answers = [answers]
+        for answer in answers:
+            payload = handler.serialize(answer) if handler.serialize else answer
+            loop.call_soon_threadsafe(connection._send_message, stream, payload)
+        if context.code is not None and context.code is not grpc.StatusCode.OK:
+            code, details = context.code.value[0], context.details
+    except CallAbortedError:
+        code, details = context.code.value[0], context.details
+    except Exception as exc:
+        logger.exception("gRPC streaming call failed")
+        code, details = grpc.StatusCode.UNKNOWN.value[0], f"Exception calling application: {exc}"
+    loop.call_soon_threadsafe(connection._end_streaming, stream, code, details)
+
+
+def _trailers(code: int, details: str | None) -> bytes:
+    if not code:
+        return _OK_TRAILERS
+    block = literal_field(b"grpc-status", str(code).encode())
+    if details:
+        block += literal_field(b"grpc-message", percent_encode(details))
+    return block
+
+
+def percent_encode(text: str) -> bytes:
+    """gRPC's ``grpc-message``: UTF-8, with bytes outside printable ASCII and ``%`` as %XX."""
+    out = bytearray()
+    for byte in text.encode("utf-8"):
+        if 0x20 <= byte <= 0x7E and byte != 0x25:
+            out.append(byte)
+        else:
+            out += b"%%%02X" % byte
+    return bytes(out)
+
+
+def _deadline(timeout: bytes) -> float | None:
+    """``grpc-timeout`` (digits and a unit) as a monotonic deadline; unreadable: none."""
+    unit = _TIMEOUT_UNITS.get(timeout[-1:])
+    digits = timeout[:-1]
+    if unit is None or not digits.isdigit() or len(digits) > 8:
+        return None
+    return time.monotonic() + int(digits) * unit
+
+
+# ------------------------------------------------------------------------------- the server
+
+
+class GrpcServer:
+    """Registers grpcio-style handlers and serves them on one event loop."""
+
+    def __init__(self, calls_at_once: int = 1, max_receive_bytes: int | None = None) -> None:
+        self.max_receive_bytes = max_receive_bytes or DEFAULT_MAX_RECEIVE_BYTES
+        self.pool = (
+            futures.ThreadPoolExecutor(max_workers=calls_at_once) if calls_at_once > 1 else None
+        )
+        self._generic: list[Any] = []
+        self._methods: dict[bytes, MethodHandler | None] = {}
+        self.connections: set[GrpcConnection] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping = False
+        self._servers: list[asyncio.AbstractServer] = []
+        self._idle: asyncio.Event | None = None
+
+    # grpcio's registration API, as generated code and grpc_reflection call it
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self._generic.extend(handlers)
+        self._methods.clear()
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+
+    def handler(self, path: bytes) -> MethodHandler | None:
+        """The method at ``path`` (found once, then cached; unknown paths are not cached)."""
+        found = self._methods.get(path, _UNSET)
+        if found is not _UNSET:
+            return found
+        details = _CallDetails(path.decode("latin-1"), ())
+        for generic in self._generic:
+            handler = generic.service(details)
+            if handler is None:
+                continue
+            call = (
+                handler.unary_unary
+                or handler.unary_stream
+                or handler.stream_unary
+                or handler.stream_stream
+            )
+            method = MethodHandler(
+                call,
+                handler.request_streaming,
+                handler.response_streaming,
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+            self._methods[path] = method
+            return method
+        return None
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on ``host:port`` (SO_REUSEPORT, so every worker may bind it); the port bound."""
+        self.loop = asyncio.get_running_loop()
+        server = await self.loop.create_server(
+            lambda: GrpcConnection(self), host, port, reuse_port=True, backlog=1024
+        )
+        for sock in server.sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._servers.append(server)
+        return server.sockets[0].getsockname()[1]
+
+    async def stop(self, grace: float) -> None:
+        """Stop listening, GOAWAY every connection, let open calls finish within ``grace``
+        seconds, then close what is left."""
+        self.stopping = True
+        for server in self._servers:
+            server.close()
+        self._idle = asyncio.Event()
+        for connection in list(self.connections):
+            connection.go_away()
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace)
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.close()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def connection_ended(self) -> None:
+        if self._idle is not None and not self.connections:
+            self._idle.set()
