@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 
 from modelshelf.errors import BadRequestError
 from modelshelf.serve import inference
+from modelshelf.serve.grpc_worker import status_code_of
 from modelshelf.serve.inference import (
     InferenceCore,
     InferenceRequest,
@@ -33,12 +34,6 @@ from modelshelf.serve.v2_grpc import wire
 
 logger = logging.getLogger(__name__)
 
-#: HTTP status of an error (``inference.status_of``) → gRPC status code.
-STATUS_CODES = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    404: grpc.StatusCode.NOT_FOUND,
-    503: grpc.StatusCode.UNAVAILABLE,
-}
 #: The typed ``InferTensorContents`` field of each datatype (``FP16`` has none: raw only).
 CONTENTS_FIELDS = {
     "BOOL": "bool_contents",
@@ -241,7 +236,7 @@ def _tensor_metadata(spec: dict[str, Any]) -> Any:
 
 def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
     """End the call with the status code of ``exc`` and its message (never a traceback)."""
-    code = STATUS_CODES.get(inference.status_of(exc), grpc.StatusCode.INTERNAL)
+    code = status_code_of(inference.status_of(exc))
     if code is grpc.StatusCode.INTERNAL:
         logger.exception("V2 gRPC request failed")
     context.abort(code, inference.message_of(exc))

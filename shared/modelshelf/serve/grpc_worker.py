@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from concurrent import futures
@@ -50,6 +51,24 @@ GRACE_SECONDS = 5.0
 POOL_THREADS = 4
 
 
+#: Env var choosing the gRPC server: ``http2`` (ours, the default) or ``grpcio``.
+SERVER_ENV = "MODELSHELF_GRPC_SERVER"
+SERVERS = ("http2", "grpcio")
+
+
+def grpc_server_kind() -> str:
+    """Which server serves gRPC (``MODELSHELF_GRPC_SERVER``); an unknown name is an error."""
+    from modelshelf.errors import ConfigurationError
+
+    kind = os.environ.get(SERVER_ENV, "").strip().lower() or SERVERS[0]
+    if kind not in SERVERS:
+        raise ConfigurationError(
+            f"{SERVER_ENV}={kind!r}: expected one of {', '.join(SERVERS)} (http2, the default: "
+            "modelshelf's own single-threaded server; grpcio: grpcio's server)"
+        )
+    return kind
+
+
 def run_grpc_worker(
     user_model: Any,
     metrics: SeldonMetrics,
@@ -61,11 +80,15 @@ def run_grpc_worker(
 
     from modelshelf.serve.supervisor import load_user_model
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    kind = grpc_server_kind()
+    calls_at_once = max(args.grpc_threads, 1)
     # Built after the fork: gRPC must not start threads in the parent.
-    server = build_grpc_server(annotations, max(args.grpc_threads, 1))
+    if kind == "grpcio":
+        server: Any = build_grpc_server(annotations, calls_at_once)
+    else:
+        from modelshelf.serve.http2.grpc_server import GrpcServer
+
+        server = GrpcServer(calls_at_once, max_message_bytes(annotations))
     services = add_seldon_services(server, user_model, metrics)
     share_cores_with_rest(user_model, args)
     load_user_model(user_model)
@@ -74,14 +97,53 @@ def run_grpc_worker(
 
         services.append(SERVICE_NAME)
     reflection.enable_server_reflection([*services, reflection.SERVICE_NAME], server)
-    address = f"0.0.0.0:{args.grpc_port}"
+    if kind == "grpcio":
+        _serve_grpcio(server, args.grpc_port)
+    else:
+        _serve_http2(server, args.grpc_port)
+
+
+def _serve_http2(server: Any, port: int) -> None:
+    import asyncio
+
+    import uvloop
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        await server.start("0.0.0.0", port)
+        logger.info("gRPC worker listening on 0.0.0.0:%d (modelshelf http2)", port)
+        await stop.wait()
+        await server.stop(GRACE_SECONDS)
+
+    uvloop.run(serve())
+
+
+def _serve_grpcio(server: grpc.Server, port: int) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    address = f"0.0.0.0:{port}"
     if server.add_insecure_port(address) == 0:
         raise OSError(f"gRPC could not bind {address}")
     server.start()
-    logger.info("gRPC worker listening on %s", address)
+    logger.info("gRPC worker listening on %s (grpcio)", address)
     while not stop.wait(1.0):
         pass
     server.stop(GRACE_SECONDS).wait()
+
+
+def max_message_bytes(annotations: dict[str, str]) -> int | None:
+    """Seldon's ``seldon.io/grpc-max-message-size`` annotation, if set (else gRPC's default)."""
+    from seldon_core.flask_utils import ANNOTATION_GRPC_MAX_MSG_SIZE
+
+    if ANNOTATION_GRPC_MAX_MSG_SIZE not in annotations:
+        return None
+    size = int(annotations[ANNOTATION_GRPC_MAX_MSG_SIZE])
+    logger.info("Setting grpc max message and receive length to %d", size)
+    return size
 
 
 def share_cores_with_rest(user_model: Any, args: argparse.Namespace) -> None:
@@ -100,12 +162,9 @@ def share_cores_with_rest(user_model: Any, args: argparse.Namespace) -> None:
 def build_grpc_server(annotations: dict[str, str], calls_at_once: int) -> grpc.Server:
     """A server with seldon-core's options, ``POOL_THREADS`` threads or more, and at most
     ``calls_at_once`` calls inside a handler at a time."""
-    from seldon_core.flask_utils import ANNOTATION_GRPC_MAX_MSG_SIZE
-
     options: list[tuple[str, Any]] = [("grpc.so_reuseport", 1)]
-    if ANNOTATION_GRPC_MAX_MSG_SIZE in annotations:
-        size = int(annotations[ANNOTATION_GRPC_MAX_MSG_SIZE])
-        logger.info("Setting grpc max message and receive length to %d", size)
+    size = max_message_bytes(annotations)
+    if size is not None:
         options += [
             ("grpc.max_message_length", size),
             ("grpc.max_send_message_length", size),
@@ -157,12 +216,25 @@ class GuardedSeldonServicer:
         return guarded
 
 
-#: HTTP status of a request error → the gRPC status code Seldon's gRPC calls answer.
-SELDON_STATUS_CODES = {
+#: HTTP status of an error (``inference.status_of``) → the gRPC status code that both
+#: protocols (Seldon's services, V2's) answer; see ``status_code_of`` for the others.
+STATUS_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
     404: grpc.StatusCode.NOT_FOUND,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     503: grpc.StatusCode.UNAVAILABLE,
 }
+
+
+def status_code_of(http_status: int) -> grpc.StatusCode:
+    """The gRPC status code of an error with ``http_status``: ``STATUS_CODES``, else any other
+    4xx is INVALID_ARGUMENT (the request) and anything else INTERNAL (a server fault)."""
+    found = STATUS_CODES.get(http_status)
+    if found is not None:
+        return found
+    if 400 <= http_status < 500:
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return grpc.StatusCode.INTERNAL
 
 
 def _abort_seldon_call(
@@ -177,13 +249,11 @@ def _abort_seldon_call(
         refused = _refusal(method, request)
         if refused is not None:
             status, message = 400, refused
-    if 400 <= status < 500 or status == 503:
-        code = SELDON_STATUS_CODES.get(status, grpc.StatusCode.INVALID_ARGUMENT)
-        if status != 503:
-            CLIENT_ERRORS.record(status, f"gRPC {method}", message)
-    else:
-        code = grpc.StatusCode.INTERNAL
+    code = status_code_of(status)
+    if code is grpc.StatusCode.INTERNAL:
         logger.exception("Seldon gRPC %s failed", method)
+    elif status != 503:
+        CLIENT_ERRORS.record(status, f"gRPC {method}", message)
     context.abort(code, message)
 
 
