@@ -53,8 +53,11 @@ MAX_CONCURRENT_STREAMS = 256
 MAX_HEADER_LIST_BYTES = 16 * 1024
 #: Largest frame this side accepts: fewer frames per large message than HTTP/2's 16 KiB.
 MAX_FRAME_BYTES = 1024 * 1024
-#: Each stream's and the connection's receive window; replenished when half is used.
+#: Each stream's receive window, replenished when half is used.
 RECEIVE_WINDOW = 16 * 1024 * 1024
+#: The connection's receive window (or twice the message limit, if larger): what one connection
+#: may hold of messages not yet complete. Replenished only as bytes are used or dropped, so a
+#: peer opening many streams and never ending them is held to it (and cut off beyond it).
 CONNECTION_RECEIVE_WINDOW = 64 * 1024 * 1024
 
 _MESSAGE_PREFIX = struct.Struct(">BL")
@@ -163,6 +166,7 @@ class _Stream:
         "context",
         "handler",
         "headers",
+        "held",
         "id",
         "pending",
         "receive_window",
@@ -178,6 +182,7 @@ class _Stream:
         self.headers: list[tuple[bytes, bytes]] = []
         self.handler: MethodHandler | None = None
         self.body = bytearray()
+        self.held = 0  # DATA bytes counted against the connection's window, not yet released
         self.received = False  # the client ended its side (END_STREAM)
         self.send_window = send_window
         self.receive_window = RECEIVE_WINDOW
@@ -211,7 +216,8 @@ class GrpcConnection(asyncio.Protocol):
         self._send_window = f.DEFAULT_WINDOW
         self._peer_window = f.DEFAULT_WINDOW  # the peer's SETTINGS_INITIAL_WINDOW_SIZE
         self._peer_max_frame = f.DEFAULT_MAX_FRAME_SIZE
-        self._receive_window = CONNECTION_RECEIVE_WINDOW
+        self._receive_window = server.connection_window
+        self._released = 0  # bytes used or dropped since the last WINDOW_UPDATE of stream 0
         self._blocked: dict[int, _Stream] = {}  # streams with answer bytes waiting for window
         # A header block spread over CONTINUATION frames: (stream id, END_STREAM, bytes so far).
         self._continuing: tuple[int, bool, bytearray] | None = None
@@ -237,7 +243,7 @@ class GrpcConnection(asyncio.Protocol):
                     f.ENABLE_PUSH: 0,
                 }
             )
-            + f.window_update(0, CONNECTION_RECEIVE_WINDOW - f.DEFAULT_WINDOW)
+            + f.window_update(0, self.server.connection_window - f.DEFAULT_WINDOW)
         )
         if self.server.stopping:
             self.go_away()
@@ -452,16 +458,13 @@ class GrpcConnection(asyncio.Protocol):
         self._receive_window -= size
         if self._receive_window < 0:
             raise f.Http2Error(f.FLOW_CONTROL_ERROR, "DATA beyond the connection's window")
-        if self._receive_window < CONNECTION_RECEIVE_WINDOW // 2:
-            self.transport.write(
-                f.window_update(0, CONNECTION_RECEIVE_WINDOW - self._receive_window)
-            )
-            self._receive_window = CONNECTION_RECEIVE_WINDOW
         stream = self._streams.get(stream_id)
         if stream is None:
             if stream_id > self._last_stream_id:
                 raise f.Http2Error(f.PROTOCOL_ERROR, "DATA on an idle stream")
+            self._release(size)
             return  # a stream this side closed or reset: its late frames are dropped
+        stream.held += size
         if stream.received:
             self._reset(stream, f.STREAM_CLOSED)
             return
@@ -555,6 +558,8 @@ class GrpcConnection(asyncio.Protocol):
                 return
             stream.requests.put(bytes(body[5 : 5 + length]))
             del body[: 5 + length]
+            self._release(stream.held - len(body))
+            stream.held = len(body)
 
     def _end_of_request(self, stream: _Stream) -> None:
         stream.received = True
@@ -575,6 +580,8 @@ class GrpcConnection(asyncio.Protocol):
             return
         message = bytes(body[5:]) if len(body) > 5 else b""
         stream.body = bytearray()
+        self._release(stream.held)
+        stream.held = 0
         handler = stream.handler
         if handler.response_streaming:
             self._run_streaming(stream, message)
@@ -712,7 +719,19 @@ class GrpcConnection(asyncio.Protocol):
         self._cancel(stream)
         self._maybe_finish()
 
+    def _release(self, size: int) -> None:
+        """``size`` bytes of DATA used or dropped: the connection's window gets them back
+        (one WINDOW_UPDATE per half window)."""
+        self._released += size
+        if self._released >= self.server.connection_window // 2 and not self.closed:
+            self.transport.write(f.window_update(0, self._released))
+            self._receive_window += self._released
+            self._released = 0
+
     def _cancel(self, stream: _Stream) -> None:
+        if stream.held:
+            self._release(stream.held)
+            stream.held = 0
         if stream.context is not None:
             stream.context._active = False
         if stream.requests is not None:
@@ -856,6 +875,9 @@ class GrpcServer:
 
     def __init__(self, calls_at_once: int = 1, max_receive_bytes: int | None = None) -> None:
         self.max_receive_bytes = max_receive_bytes or DEFAULT_MAX_RECEIVE_BYTES
+        self.connection_window = min(
+            max(CONNECTION_RECEIVE_WINDOW, 2 * (self.max_receive_bytes + 5)), f.MAX_WINDOW
+        )
         self.pool = (
             futures.ThreadPoolExecutor(max_workers=calls_at_once) if calls_at_once > 1 else None
         )

@@ -1,0 +1,370 @@
+"""The gRPC port's transport: modelshelf's own HTTP/2 server (``serve/http2``), the default, under
+real clients (tritonclient, grpcio stubs) and hostile bytes on raw sockets; and grpcio's server
+behind ``MODELSHELF_GRPC_SERVER=grpcio``.
+
+One ``modelshelf serve`` of ``SleepyModel`` (an echo: V2 answers its input as ``predict``)
+serves the module; the SIGTERM test runs last on it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as triton
+from frontends import COMPONENTS, MODELSHELF, Launch, running
+from google.protobuf.json_format import MessageToDict
+from seldon_core.proto import prediction_pb2_grpc
+from seldon_core.utils import json_to_seldon_message
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from microservice import wait_for_text
+from modelshelf.serve.http2 import frames as f
+from modelshelf.serve.http2.hpack import HpackDecoder, literal_field
+
+LAUNCH = Launch("SleepyModel", COMPONENTS, grpc=True)
+
+
+@pytest.fixture(scope="module")
+def echo():
+    with running(LAUNCH, [MODELSHELF]) as (service,):
+        yield service
+
+
+def address_of(service) -> str:
+    return f"127.0.0.1:{service.grpc_port}"
+
+
+def echo_request(array: np.ndarray) -> service_pb2.ModelInferRequest:
+    request = service_pb2.ModelInferRequest(model_name="SleepyModel")
+    request.inputs.add(name="input-0", datatype="FP64", shape=list(array.shape))
+    request.raw_input_contents.append(array.astype("<f8").tobytes())
+    return request
+
+
+def echoed(answer: service_pb2.ModelInferResponse) -> np.ndarray:
+    shape = list(answer.outputs[0].shape)
+    return np.frombuffer(answer.raw_output_contents[0], "<f8").reshape(shape)
+
+
+def assert_still_serving(service) -> None:
+    client = triton.InferenceServerClient(address_of(service))
+    try:
+        assert client.is_server_live()
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------------------ real clients
+
+
+@pytest.mark.parametrize("rows", [4_000, 60_000])  # 128 KB and 1.9 MB each way
+def test_large_request_and_answer_flow_both_ways(echo, rows):
+    """Larger than HTTP/2's 64 KiB default windows and a MiB: flow control in both directions."""
+    array = np.arange(rows * 4, dtype="<f8").reshape(rows, 4)
+    client = triton.InferenceServerClient(address_of(echo))
+    try:
+        x = triton.InferInput("input-0", [rows, 4], "FP64")
+        x.set_data_from_numpy(array)
+        found = client.infer("SleepyModel", [x], client_timeout=30).as_numpy("predict")
+    finally:
+        client.close()
+    np.testing.assert_array_equal(found, array)
+
+
+def test_a_message_above_the_limit_is_resource_exhausted(echo):
+    array = np.zeros((140_000, 4))  # 4.5 MB: above gRPC's default 4 MiB
+    with grpc.insecure_channel(address_of(echo)) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ModelInfer(echo_request(array), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in caught.value.details()
+    assert_still_serving(echo)
+
+
+def test_many_concurrent_calls_on_one_channel(echo):
+    with grpc.insecure_channel(address_of(echo)) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        arrays = [np.full((1 + n % 7, 4), float(n)) for n in range(200)]
+        calls = [stub.ModelInfer.future(echo_request(a), timeout=30) for a in arrays]
+        for array, call in zip(arrays, calls, strict=True):
+            np.testing.assert_array_equal(echoed(call.result()), array)
+
+
+def test_several_channels_at_once(echo):
+    def calls_on_own_channel(seed: int) -> None:
+        with grpc.insecure_channel(
+            address_of(echo), options=[("grpc.use_local_subchannel_pool", 1)]
+        ) as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            seldon = prediction_pb2_grpc.ModelStub(channel)
+            for n in range(30):
+                array = np.full((2, 4), float(seed * 100 + n))
+                answer = stub.ModelInfer(echo_request(array), timeout=30)
+                np.testing.assert_array_equal(echoed(answer), array)
+            message = json_to_seldon_message({"jsonData": {"seed": seed}})
+            answer = MessageToDict(seldon.Predict(message, timeout=30))
+            assert answer["jsonData"] == {"seed": seed}
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(calls_on_own_channel, range(6)))
+
+
+def test_gzip_is_unimplemented_and_says_what_to_send(echo):
+    with grpc.insecure_channel(address_of(echo), compression=grpc.Compression.Gzip) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "grpc-encoding gzip is not supported" in caught.value.details()
+    assert "identity" in caught.value.details()
+
+
+def test_unknown_method_is_unimplemented_and_a_deadline_is_accepted(echo):
+    with grpc.insecure_channel(address_of(echo)) as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            channel.unary_unary("/no.Such/Method")(b"", timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "/no.Such/Method" in caught.value.details()
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        assert stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=0.5).live
+
+
+def test_an_error_message_keeps_its_non_ascii_text(echo):
+    """grpc-message is percent-encoded UTF-8: a client reads back the exact text."""
+    with grpc.insecure_channel(address_of(echo)) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        request = service_pb2.ModelInferRequest(model_name="Ünknown-100%")
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ModelInfer(request, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "Ünknown-100%" in caught.value.details()
+
+
+# ------------------------------------------------------------------------------ hostile bytes
+
+
+class RawConnection:
+    """HTTP/2 by hand: what a broken or hostile client sends."""
+
+    def __init__(self, service, preface: bytes = f.PREFACE) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", service.grpc_port), timeout=10)
+        self.buffer = b""
+        self.decoder = HpackDecoder(max_header_list_size=1 << 20)
+        if preface:
+            self.sock.sendall(preface + f.settings_frame({}))
+
+    def send(self, *frames: bytes) -> None:
+        self.sock.sendall(b"".join(frames))
+
+    def headers(self, stream_id: int, path: bytes, end_stream: bool = False, extra=()) -> bytes:
+        block = b"".join(
+            literal_field(name, value)
+            for name, value in (
+                (b":method", b"POST"),
+                (b":scheme", b"http"),
+                (b":path", path),
+                (b":authority", b"test"),
+                (b"content-type", b"application/grpc"),
+                (b"te", b"trailers"),
+                *extra,
+            )
+        )
+        flags = f.END_HEADERS | (f.END_STREAM if end_stream else 0)
+        return f.frame(f.HEADERS, flags, stream_id, block)
+
+    def read_frame(self) -> tuple[int, int, int, bytes] | None:
+        """The next frame (type, flags, stream, payload), or None once the server closed."""
+        while True:
+            if len(self.buffer) >= 9:
+                high, low, kind, flags, stream = f.FRAME_HEADER.unpack_from(self.buffer)
+                length = high << 8 | low
+                if len(self.buffer) >= 9 + length:
+                    payload = self.buffer[9 : 9 + length]
+                    self.buffer = self.buffer[9 + length :]
+                    return kind, flags, stream & 0x7FFFFFFF, payload
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                return None
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+    def grpc_status(self, stream_id: int) -> str:
+        """Frames until ``stream_id`` ends: its grpc-status, or ``RST`` for a reset."""
+        while (found := self.read_frame()) is not None:
+            kind, flags, stream, payload = found
+            if kind == f.HEADERS:
+                fields = dict(self.decoder.decode(payload))
+                if stream == stream_id and flags & f.END_STREAM:
+                    return fields[b"grpc-status"].decode()
+            elif kind == f.RST_STREAM and stream == stream_id:
+                return "RST"
+        raise AssertionError(f"the connection closed before stream {stream_id} ended")
+
+    def goaway_code(self) -> int | None:
+        """Frames until the server closes: the error code of its GOAWAY (None if it sent none)."""
+        code = None
+        while (found := self.read_frame()) is not None:
+            kind, _, _, payload = found
+            if kind == f.GOAWAY:
+                code = struct.unpack(">LL", payload[:8])[1]
+        return code
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+SERVER_LIVE = b"/inference.GRPCInferenceService/ServerLive"
+EMPTY_MESSAGE = b"\x00\x00\x00\x00\x00"
+
+
+def test_a_raw_call_is_answered_ok(echo):
+    """The hand-made client itself is right: a plain call answers grpc-status 0."""
+    raw = RawConnection(echo)
+    try:
+        raw.send(raw.headers(1, SERVER_LIVE), f.frame(f.DATA, f.END_STREAM, 1, EMPTY_MESSAGE))
+        assert raw.grpc_status(1) == "0"
+    finally:
+        raw.close()
+
+
+def test_garbage_instead_of_the_preface_closes_the_connection(echo):
+    raw = RawConnection(echo, preface=b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"x" * 30)
+    try:
+        assert raw.goaway_code() == f.PROTOCOL_ERROR
+    finally:
+        raw.close()
+    assert_still_serving(echo)
+
+
+def test_an_oversize_frame_closes_the_connection(echo):
+    raw = RawConnection(echo)
+    try:
+        header = f.FRAME_HEADER.pack(0xFFFF, 0xFF, f.DATA, 0, 1)  # a 16 MiB frame announced
+        raw.send(raw.headers(1, SERVER_LIVE), header + b"\x00" * 100)
+        assert raw.goaway_code() == f.FRAME_SIZE_ERROR
+    finally:
+        raw.close()
+    assert_still_serving(echo)
+
+
+def test_a_header_list_too_big_fails_its_stream_only(echo):
+    raw = RawConnection(echo)
+    try:
+        big = ((b"x-big", b"y" * 40_000),)
+        raw.send(raw.headers(1, SERVER_LIVE, extra=big), f.frame(f.DATA, f.END_STREAM, 1, b""))
+        assert raw.grpc_status(1) == str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+        raw.send(raw.headers(3, SERVER_LIVE), f.frame(f.DATA, f.END_STREAM, 3, EMPTY_MESSAGE))
+        assert raw.grpc_status(3) == "0"  # the same connection serves the next call
+    finally:
+        raw.close()
+
+
+def test_a_stream_reset_mid_message_leaves_the_connection_serving(echo):
+    raw = RawConnection(echo)
+    try:
+        raw.send(
+            raw.headers(1, SERVER_LIVE),
+            f.frame(f.DATA, 0, 1, b"\x00\x00\x01\x00\x00" + b"a" * 100),  # 100 of 65,536 bytes
+            f.rst_stream(1, f.CANCEL),
+            raw.headers(3, SERVER_LIVE),
+            f.frame(f.DATA, f.END_STREAM, 3, EMPTY_MESSAGE),
+        )
+        assert raw.grpc_status(3) == "0"
+    finally:
+        raw.close()
+
+
+def test_a_connection_closed_mid_call_leaves_the_server_serving(echo):
+    raw = RawConnection(echo)
+    raw.send(raw.headers(1, SERVER_LIVE), f.frame(f.DATA, 0, 1, b"\x00\x00\x01\x00\x00abc"))
+    raw.close()
+    assert_still_serving(echo)
+
+
+def test_a_message_announced_too_large_ends_its_stream_early(echo):
+    """The 5-byte prefix announcing 1 GiB fails the call at once; what follows is dropped,
+    and the connection serves the next call."""
+    raw = RawConnection(echo)
+    try:
+        raw.send(raw.headers(1, SERVER_LIVE), f.frame(f.DATA, 0, 1, b"\x00\x40\x00\x00\x00"))
+        assert raw.grpc_status(1) == str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+        raw.send(*[f.frame(f.DATA, 0, 1, b"z" * 1_000_000)] * 5)
+        raw.send(raw.headers(3, SERVER_LIVE), f.frame(f.DATA, f.END_STREAM, 3, EMPTY_MESSAGE))
+        assert raw.grpc_status(3) == "0"
+    finally:
+        raw.close()
+
+
+def test_a_peer_ignoring_flow_control_is_cut_off_not_buffered(echo):
+    """20 streams each sending most of a 4 MB message and never ending it: beyond the
+    connection's 64 MiB window the server closes the connection (FLOW_CONTROL_ERROR)."""
+    raw = RawConnection(echo)
+    closed = None
+    try:
+        chunk = b"z" * 1_000_000
+        for stream in range(1, 41, 2):
+            frames = [raw.headers(stream, SERVER_LIVE)]
+            frames.append(f.frame(f.DATA, 0, stream, b"\x00\x00\x3d\x09\x00" + chunk))
+            frames += [f.frame(f.DATA, 0, stream, chunk)] * 3
+            try:
+                raw.send(*frames)
+            except OSError:
+                break
+        closed = raw.goaway_code()
+    finally:
+        raw.close()
+    assert closed in (f.FLOW_CONTROL_ERROR, None)  # a reset socket may lose the GOAWAY
+    assert_still_serving(echo)
+
+
+# ------------------------------------------------------------------------------ stopping
+
+
+def test_sigterm_lets_an_in_flight_call_finish_and_exits_0(echo):
+    """Runs last on the module's server: SIGTERM to the parent while a call sleeps in the
+    model; the call is answered, the process exits 0."""
+    answers = []
+
+    def call() -> None:
+        with grpc.insecure_channel(address_of(echo)) as channel:
+            message = json_to_seldon_message({"jsonData": {"sleep": 2.0}})
+            answers.append(prediction_pb2_grpc.ModelStub(channel).Predict(message, timeout=20))
+
+    request = threading.Thread(target=call)
+    request.start()
+    wait_for_text(echo.log, "SleepyModel")
+    started = time.monotonic()
+    os.kill(echo.process.pid, signal.SIGTERM)
+    request.join(15)
+    code = echo.process.wait(15)
+    assert answers and MessageToDict(answers[0])["jsonData"] == {"sleep": 2.0}
+    assert code == 0, echo.log()[-3000:]
+    assert time.monotonic() - started < 10
+
+
+# ------------------------------------------------------------------------------ the fallback
+
+
+def test_the_switch_serves_with_grpcio():
+    env = {"MODELSHELF_GRPC_SERVER": "grpcio"}
+    with running(LAUNCH, [MODELSHELF], env=env) as (service,):
+        with grpc.insecure_channel(address_of(service)) as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            array = np.ones((3, 4))
+            np.testing.assert_array_equal(
+                echoed(stub.ModelInfer(echo_request(array), timeout=30)), array
+            )
+        wait_for_text(service.log, "(grpcio)")
+        assert "(modelshelf http2)" not in service.log()
