@@ -1,0 +1,81 @@
+"""The HPACK decoder of the HTTP/2 gRPC server, on RFC 7541's own examples (Appendix C.4:
+three requests on one connection, Huffman-coded, sharing a dynamic table) and on malformed
+blocks a hostile peer may send."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelshelf.serve.http2.hpack import (
+    HeaderListTooLargeError,
+    HpackDecoder,
+    HpackError,
+    huffman_decode,
+    literal_field,
+)
+
+
+def test_rfc_7541_c4_requests_with_huffman_share_the_dynamic_table():
+    decoder = HpackDecoder()
+    first = decoder.decode(bytes.fromhex("828684418cf1e3c2e5f23a6ba0ab90f4ff"))
+    assert first == [
+        (b":method", b"GET"),
+        (b":scheme", b"http"),
+        (b":path", b"/"),
+        (b":authority", b"www.example.com"),
+    ]
+    second = decoder.decode(bytes.fromhex("828684be5886a8eb10649cbf"))
+    assert second == [*first, (b"cache-control", b"no-cache")]
+    third = decoder.decode(bytes.fromhex("828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf"))
+    assert third == [
+        (b":method", b"GET"),
+        (b":scheme", b"https"),
+        (b":path", b"/index.html"),
+        (b":authority", b"www.example.com"),
+        (b"custom-key", b"custom-value"),
+    ]
+
+
+def test_huffman_decodes_the_rfc_examples_and_refuses_bad_padding():
+    assert huffman_decode(bytes.fromhex("f1e3c2e5f23a6ba0ab90f4ff")) == b"www.example.com"
+    assert huffman_decode(bytes.fromhex("a8eb10649cbf")) == b"no-cache"
+    with pytest.raises(HpackError, match="padding"):
+        huffman_decode(b"\x00")  # "0" (00000), then 000: padding must be ones
+    with pytest.raises(HpackError, match="padding"):
+        huffman_decode(b"\xff\xff")  # 16 bits of ones: padding is at most 7
+
+
+def test_entries_are_evicted_to_fit_the_table_size():
+    decoder = HpackDecoder(max_table_size=100)
+    # Incremental indexing, new names: 32 + 6 + 6 = 44 bytes each; the third evicts the first.
+    block = b"".join(b"\x40\x06" + name + b"\x06" + b"v" * 6 for name in (b"aaaaaa", b"bbbbbb"))
+    decoder.decode(block)
+    decoder.decode(b"\x40\x06cccccc\x06" + b"v" * 6)
+    assert decoder.decode(b"\xbe\xbf") == [(b"cccccc", b"vvvvvv"), (b"bbbbbb", b"vvvvvv")]
+    with pytest.raises(HpackError, match="beyond the tables"):
+        decoder.decode(b"\xc0")  # index 64: the evicted entry
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        (b"\x80", "index 0"),
+        (b"\xff\x00", "beyond the tables"),  # index 127
+        (b"\x3f\xe2\x1f", "table size update"),  # to 4,097: above the 4,096 allowed
+        (b"\x82\x20", "after a header field"),
+        (b"\x00\x05ab", "runs past"),
+        (b"\xff\xff\xff\xff\xff\xff\x01", "integer longer"),
+    ],
+)
+def test_malformed_blocks_are_errors_naming_the_fault(block, expected):
+    with pytest.raises(HpackError, match=expected):
+        HpackDecoder().decode(block)
+
+
+def test_a_header_list_above_the_limit_fails_after_the_table_is_updated():
+    decoder = HpackDecoder(max_header_list_size=100)
+    with pytest.raises(HeaderListTooLargeError):
+        decoder.decode(b"\x40\x01k\x7f\x00" + b"v" * 127)  # indexed: the table must keep it
+    decoder.max_header_list_size = 1000
+    assert decoder.decode(b"\xbe") == [(b"k", b"v" * 127)]
+    assert HpackDecoder().decode(literal_field(b"grpc-status", b"0")) == [(b"grpc-status", b"0")]
