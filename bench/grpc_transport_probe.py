@@ -122,7 +122,7 @@ def main(seconds: int) -> None:
         ("fixed", "fixed bytes", b"\x0a\x03abc", FIXED_METHOD),
         ("v2", "V2 ModelInfer, 1 row", request_bytes("sklearn", "v2-proba", batch_rows(1)),
          METHOD),
-        ("v2", "V2 ModelInfer, 100 rows", request_bytes("sklearn", "v2-proba", batch_rows(100)),
+        ("v2", "V2 ModelInfer, 1,000 rows", request_bytes("sklearn", "v2-proba", batch_rows(1000)),
          METHOD),
     ]  # fmt: skip
     print(

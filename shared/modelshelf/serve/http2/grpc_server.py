@@ -624,9 +624,6 @@ class GrpcConnection(asyncio.Protocol):
             )
             self._closed_here(stream)
             return
-        if not stream.started:
-            stream.started = True
-            self.transport.write(f.frame(f.HEADERS, f.END_HEADERS, stream.id, _RESPONSE_HEADERS))
         stream.pending += message
         stream.trailers = trailers
         self._send_pending(stream)
@@ -635,9 +632,6 @@ class GrpcConnection(asyncio.Protocol):
         """One message of a streaming answer (from the loop)."""
         if self._streams.get(stream.id) is not stream or stream.answered:
             return
-        if not stream.started:
-            stream.started = True
-            self.transport.write(f.frame(f.HEADERS, f.END_HEADERS, stream.id, _RESPONSE_HEADERS))
         stream.pending += _MESSAGE_PREFIX.pack(0, len(payload)) + payload
         self._send_pending(stream)
 
@@ -652,23 +646,34 @@ class GrpcConnection(asyncio.Protocol):
         self._send_pending(stream)
 
     def _send_pending(self, stream: _Stream) -> None:
-        """As much of ``stream.pending`` as the windows allow; then its trailers, if set."""
+        """As much of ``stream.pending`` as the windows allow; then its trailers, if set. The
+        frames go out in one write: each write is a send(2), ~10 µs on loopback."""
         pending = stream.pending
-        write = self.transport.write
+        out = []
+        if not stream.started:
+            stream.started = True
+            out.append(f.frame(f.HEADERS, f.END_HEADERS, stream.id, _RESPONSE_HEADERS))
         while pending:
             size = min(len(pending), stream.send_window, self._send_window, self._peer_max_frame)
             if size <= 0:
                 self._blocked[stream.id] = stream
-                return
-            write(f.frame(f.DATA, 0, stream.id, bytes(pending[:size])))
+                break
+            out.append(f.frame(f.DATA, 0, stream.id, bytes(pending[:size])))
             del pending[:size]
             stream.send_window -= size
             self._send_window -= size
-        self._blocked.pop(stream.id, None)
-        if stream.trailers is not None:
-            write(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, stream.trailers))
-            stream.trailers = None
-            self._closed_here(stream)
+        else:
+            self._blocked.pop(stream.id, None)
+            if stream.trailers is not None:
+                out.append(
+                    f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, stream.trailers)
+                )
+                stream.trailers = None
+                self.transport.write(b"".join(out))
+                self._closed_here(stream)
+                return
+        if out:
+            self.transport.write(b"".join(out))
 
     def _flush_blocked(self) -> None:
         for stream in list(self._blocked.values()):
