@@ -271,6 +271,17 @@ def test_a_header_list_too_big_fails_its_stream_only(echo):
         raw.close()
 
 
+def test_a_header_block_too_big_to_decode_closes_the_connection(echo):
+    """100 KB of headers: not even decoded (HPACK costs CPU); the next client is served."""
+    raw = RawConnection(echo)
+    try:
+        raw.send(raw.headers(1, SERVER_LIVE, extra=((b"x-big", b"y" * 100_000),)))
+        assert raw.goaway_code() == f.ENHANCE_YOUR_CALM
+    finally:
+        raw.close()
+    assert_still_serving(echo)
+
+
 def test_a_stream_reset_mid_message_leaves_the_connection_serving(echo):
     raw = RawConnection(echo)
     try:

@@ -51,6 +51,9 @@ DEFAULT_MAX_RECEIVE_BYTES = 4 * 1024 * 1024
 MAX_CONCURRENT_STREAMS = 256
 #: A header list larger than this ends its stream (RST_STREAM); gRPC's own default is 16 KiB.
 MAX_HEADER_LIST_BYTES = 16 * 1024
+#: A header block (HPACK-encoded) longer than this cannot decode within the list limit unless
+#: it is mostly padding or junk: the connection is closed before decoding it (decoding costs CPU).
+MAX_HEADER_BLOCK_BYTES = 4 * MAX_HEADER_LIST_BYTES
 #: Largest frame this side accepts: fewer frames per large message than HTTP/2's 16 KiB.
 MAX_FRAME_BYTES = 1024 * 1024
 #: Each stream's receive window, replenished when half is used.
@@ -401,6 +404,10 @@ class GrpcConnection(asyncio.Protocol):
         if start > end:
             raise f.Http2Error(f.PROTOCOL_ERROR, "HEADERS padding longer than the frame")
         block = payload[start:end]
+        if len(block) > MAX_HEADER_BLOCK_BYTES:
+            raise f.Http2Error(
+                f.ENHANCE_YOUR_CALM, f"a header block above {MAX_HEADER_BLOCK_BYTES} bytes"
+            )
         if flags & f.END_HEADERS:
             self._header_block(stream_id, bool(flags & f.END_STREAM), block)
         else:
@@ -411,8 +418,10 @@ class GrpcConnection(asyncio.Protocol):
             raise f.Http2Error(f.PROTOCOL_ERROR, "CONTINUATION of no header block")
         block = self._continuing[2]
         block += payload
-        if len(block) > 2 * MAX_HEADER_LIST_BYTES:
-            raise f.Http2Error(f.ENHANCE_YOUR_CALM, "header block too large")
+        if len(block) > MAX_HEADER_BLOCK_BYTES:
+            raise f.Http2Error(
+                f.ENHANCE_YOUR_CALM, f"a header block above {MAX_HEADER_BLOCK_BYTES} bytes"
+            )
         if flags & f.END_HEADERS:
             _, end_stream, _ = self._continuing
             self._continuing = None

@@ -16,7 +16,10 @@ from modelshelf.serve.http2.hpack_tables import HUFFMAN_CODES, STATIC_TABLE
 #: RFC 7541 §4.1: an entry's size counts its name, its value and 32 bytes.
 ENTRY_OVERHEAD = 32
 #: Huffman strings decoded, by their bytes; bounded so a peer cannot grow it without end.
-HUFFMAN_CACHE_ENTRIES = 4096
+HUFFMAN_CACHE_ENTRIES = 1024
+#: Longer Huffman strings are decoded each time, not cached (header values of gRPC calls
+#: that repeat -- paths, user agents, timeouts -- are far shorter).
+HUFFMAN_CACHE_MAX_BYTES = 256
 
 _STATIC_COUNT = len(STATIC_TABLE) - 1
 _EOS = 256
@@ -123,6 +126,8 @@ class HpackDecoder:
         raw = block[at:end]
         if not huffman:
             return raw, end
+        if length > HUFFMAN_CACHE_MAX_BYTES:
+            return huffman_decode(raw), end
         decoded = self._huffman_cache.get(raw)
         if decoded is None:
             decoded = huffman_decode(raw)
