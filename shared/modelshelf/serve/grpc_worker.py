@@ -3,31 +3,33 @@
 Inference Protocol's ``inference.GRPCInferenceService`` -- all on one server, one port, with
 reflection listing them.
 
-The server is built as seldon-core's ``get_grpc_server`` builds it (same servicer, options and
-``seldon.io/grpc-max-message-size`` annotation) with one difference: ``GRPC_THREADS`` still
-bounds how many calls run the user's code at once (1 by default: a class sees one call at a
-time, as under seldon-core), but the server has at least ``POOL_THREADS`` threads. A gRPC
-call keeps its thread while it waits for the network, so with one thread every call's waits
-queued behind the one before; measured here, 4 threads answer ~2x the single-row calls/s.
+The server is, by default, modelshelf's own (``serve/http2``): HTTP/2 on one asyncio thread that
+runs each unary call inline, as the REST front end does with httptools. ``MODELSHELF_GRPC_SERVER=
+grpcio`` serves with grpcio's server instead, built as seldon-core's ``get_grpc_server`` builds it
+(same options) with at least ``POOL_THREADS`` threads. Both take the same servicers (grpcio's
+registration API), seldon-core's ``seldon.io/grpc-max-message-size`` annotation, and
+``GRPC_THREADS``: how many calls run the user's code at once (1 by default: a class sees one call
+at a time, as under seldon-core; on our server more than 1 runs calls in a pool of that many).
+
+Why our own server (measured on 2 cores, h2load with 4 connections, one call in flight each,
+``bench/grpc_transport_probe.py``; same handler on both servers, same run): grpcio's own work is
+~100 µs of CPU per call (a handler answering fixed bytes: ~225 µs vs ~14 µs here), spread over
+its poller, event-engine and pool threads with ~10 context switches per call; and the model's
+call ran ~2x slower beside those threads, since numpy releases the GIL inside each ufunc and
+they take it. V2 ``ModelInfer`` on the iris LogisticRegression, one row: grpcio 1,773 calls/s at
+640 µs of CPU per call, ours 4,828 at 206 (2.7x). Pool sizes (1, 2, 4), grpc.aio with the call
+inline, poll strategies and ``grpc.http2.bdp_probe`` had not changed grpcio's figure. In the
+bench's gRPC rows (same run, medians of 2 rounds) single-row V2 went from 1.2x KServe's
+ModelServer and 2.4x MLServer (grpcio) to 4.4x and 7.2x; 1,000 rows from 1.3x and 4.2x to
+3.3x and 5.4x. Each write to the socket is a send(2) (~10 µs on loopback): an answer's frames
+go out in one.
 
 OpenMP threads: the process counts as one more worker on the cores. ``modelshelf.openmp`` gives a
-large request cores ÷ REST workers threads, which in the REST workers is the whole share; but a
-gRPC process's own I/O threads (HTTP/2 framing, the completion queue, the pool's hand-offs) need
-a core while the model computes, and each pool thread that calls the model keeps its own OpenMP
-team. So unless the class was given a thread count (XGBoost's ``nthread``), a gRPC process's
-large requests get cores ÷ (REST workers + gRPC workers) threads. Measured on 2 cores, XGBoost,
-1,000-row V2 gRPC requests, 4 connections: 2 threads ~800 calls/s at ~1,000 µs of CPU per
-call; 1 thread ~1,250 calls/s at ~730 µs.
-
-Where a large V2 call's time goes (measured on 2 cores, 1,000-row iris predict_proba, h2load with
-4 connections): decode → model → encode costs the same CPU as V2 REST binary's (~210 µs
-in-process) and grpcio's own work per call is ~100 µs (a handler answering fixed bytes), yet the
-process spends ~580 µs of user CPU per call against REST's ~300: ~440 µs in the pool threads,
-~70 in gRPC's serving thread, ~50 in its event-engine threads, with ~10 context switches per
-call. The model's call runs slower beside gRPC's threads than alone: numpy releases the GIL
-inside each ufunc of 500+ values and those threads take it (in-process, one thread waking every
-100 µs beside the call doubled its wall time). Pool size (1, 2, 4), grpc.aio with the call
-inline, poll strategies and ``grpc.http2.bdp_probe`` did not change it measurably.
+large request cores ÷ REST workers threads, which in the REST workers is the whole share; a gRPC
+process's large requests get cores ÷ (REST workers + gRPC workers) threads unless the class was
+given a thread count (XGBoost's ``nthread``). Measured under grpcio on 2 cores, XGBoost, 1,000-row
+V2 gRPC requests, 4 connections: 2 threads ~800 calls/s at ~1,000 µs of CPU per call; 1 thread
+~1,250 calls/s at ~730 µs.
 """
 
 from __future__ import annotations
