@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bench.grpc_load import METHOD, call_once, grpc_frame, h2load_command, request_bytes
 from bench.models import batch_rows
@@ -67,7 +68,8 @@ def serve(kind: str, handler: str, model_dir: str, port: int) -> None:
     uvloop.run(main())
 
 
-def _register(server, register) -> None:
+def _register(server: Any, register: Any) -> None:
+    """``register``: grpcio generic handlers, or the ``InferenceCore`` to serve V2 for."""
     if isinstance(register, list):
         server.add_generic_rpc_handlers(register)
     else:
@@ -126,7 +128,8 @@ def main(seconds: int) -> None:
          METHOD),
     ]  # fmt: skip
     print(
-        "| handler | grpcio calls/s | http2 calls/s | ratio | grpcio CPU µs/call | http2 CPU µs/call |"
+        "| handler | grpcio calls/s | http2 calls/s | ratio "
+        "| grpcio CPU µs/call | http2 CPU µs/call |"
     )
     print("|---|---:|---:|---:|---:|---:|")
     for handler, label, body, method in cases:
@@ -137,7 +140,7 @@ def main(seconds: int) -> None:
         (a_rate, a_cpu, a_answer), (b_rate, b_cpu, b_answer) = found["grpcio"], found["http2"]
         if a_answer != b_answer:
             raise RuntimeError(f"{label}: the servers' answers differ")
-        print(f"| {label} | {a_rate:,.0f} | {b_rate:,.0f} | {b_rate / a_rate:.2f}× | "
+        print(f"| {label} | {a_rate:,.0f} | {b_rate:,.0f} | {b_rate / a_rate:.2f}x | "
               f"{a_cpu:,.0f} | {b_cpu:,.0f} |", flush=True)  # fmt: skip
 
 

@@ -116,7 +116,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.core.check(name, version or None, ready=False)  # ModelReady says; metadata known
 
 
-def add_inference_service(server: grpc.Server, core: InferenceCore) -> None:
+def add_inference_service(server: Any, core: InferenceCore) -> None:
     """Register the V2 service on ``server`` (beside seldon-core's, before it starts).
 
     ModelInfer takes and answers bytes (``wire``); the other methods use the generated classes.

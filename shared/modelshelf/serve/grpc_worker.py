@@ -176,8 +176,9 @@ def build_grpc_server(annotations: dict[str, str], calls_at_once: int) -> grpc.S
     return grpc.server(pool, options=options, interceptors=[CallsAtOnce(calls_at_once)])
 
 
-def add_seldon_services(server: grpc.Server, user_model: Any, metrics: SeldonMetrics) -> list[str]:
-    """seldon-core's servicer under every service name it answers; the names, for reflection."""
+def add_seldon_services(server: Any, user_model: Any, metrics: SeldonMetrics) -> list[str]:
+    """seldon-core's servicer under every service name it answers, on ``server`` (grpcio's or
+    ours: both take grpcio's registration calls); the names, for reflection."""
     from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
     from seldon_core.wrapper import SeldonModelGRPC
 

@@ -92,6 +92,13 @@ class MethodHandler(NamedTuple):
     serialize: Callable[[Any], bytes] | None
 
 
+class Metadatum(NamedTuple):
+    """One entry of ``invocation_metadata()``, as grpcio gives it (a pair with names)."""
+
+    key: str
+    value: str | bytes
+
+
 class _CallDetails(NamedTuple):
     method: str
     invocation_metadata: tuple[tuple[str, str], ...]
@@ -128,16 +135,16 @@ class CallContext:
     def set_details(self, details: str) -> None:
         self.details = details
 
-    def invocation_metadata(self) -> tuple[tuple[str, Any], ...]:
+    def invocation_metadata(self) -> tuple[Metadatum, ...]:
         found = []
         for name, value in self._headers:
             if name[:1] == b":" or name in _TRANSPORT_HEADERS:
                 continue
             key = name.decode("latin-1")
             if key.endswith("-bin"):
-                found.append((key, base64.b64decode(value + b"=" * (-len(value) % 4))))
+                found.append(Metadatum(key, base64.b64decode(value + b"=" * (-len(value) % 4))))
             else:
-                found.append((key, value.decode("latin-1")))
+                found.append(Metadatum(key, value.decode("latin-1")))
         return tuple(found)
 
     def peer(self) -> str:
