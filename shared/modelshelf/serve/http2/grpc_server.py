@@ -268,6 +268,8 @@ class GrpcConnection(asyncio.Protocol):
         self.server.connection_ended()
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         if self._buffer:
             self._buffer += data
             data = bytes(self._buffer)
@@ -304,6 +306,9 @@ class GrpcConnection(asyncio.Protocol):
                 self._buffer += data[at:]
         except f.Http2Error as error:
             self._fail(error.code, str(error))
+        except Exception:  # a fault here: this connection ends, the server keeps serving
+            logger.exception("gRPC connection from %s failed", self.peer)
+            self._fail(f.INTERNAL_ERROR, "internal error")
 
     def pause_writing(self) -> None:  # the transport buffers; flow control bounds it
         pass
@@ -448,8 +453,10 @@ class GrpcConnection(asyncio.Protocol):
                 raise f.Http2Error(f.PROTOCOL_ERROR, "a second HEADERS without END_STREAM")
             self._end_of_request(stream)
             return
-        if stream_id <= self._last_stream_id or not stream_id & 1:
-            raise f.Http2Error(f.PROTOCOL_ERROR, f"stream id {stream_id} not a new client stream")
+        if not stream_id & 1:
+            raise f.Http2Error(f.PROTOCOL_ERROR, f"stream id {stream_id} is not a client's")
+        if stream_id <= self._last_stream_id:
+            return  # trailers of a stream this side already ended: dropped (decoded above)
         self._last_stream_id = stream_id
         if self.closing:
             self.transport.write(f.rst_stream(stream_id, f.REFUSED_STREAM))
