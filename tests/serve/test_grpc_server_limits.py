@@ -24,11 +24,11 @@ def _echo(request: bytes, context) -> bytes:
 
 def _context_facts(request: bytes, context) -> bytes:
     metadata = dict(context.invocation_metadata())
-    remaining = context.time_remaining()
+    remaining = context.time_remaining()  # grpc rounds 30 s up to 30.1 at most
     facts = [
         metadata["x-caller"],
         metadata["x-token-bin"].hex(),
-        "deadline" if remaining is not None and 0 < remaining <= 30 else "no deadline",
+        "deadline" if remaining is not None and 0 < remaining <= 31 else f"deadline {remaining}",
         "ipv4:127.0.0.1:" if context.peer().startswith("ipv4:127.0.0.1:") else context.peer(),
     ]
     return "|".join(facts).encode()
