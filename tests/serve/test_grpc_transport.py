@@ -239,6 +239,29 @@ def test_a_raw_call_is_answered_ok(echo):
         raw.close()
 
 
+def test_headers_continued_in_continuation_frames_and_pings_are_answered(echo):
+    raw = RawConnection(echo)
+    try:
+        block = raw.headers(1, SERVER_LIVE)[9:]
+        raw.send(
+            f.frame(f.PING, 0, 0, b"12345678"),
+            f.frame(f.HEADERS, 0, 1, block[:10]),
+            f.frame(f.CONTINUATION, 0, 1, block[10:20]),
+            f.frame(f.CONTINUATION, f.END_HEADERS, 1, block[20:]),
+            f.frame(f.DATA, f.END_STREAM, 1, EMPTY_MESSAGE),
+        )
+        pings = []
+        while (found := raw.read_frame()) is not None:
+            kind, flags, _, payload = found
+            if kind == f.PING:
+                pings.append((flags, payload))
+                break
+        assert pings == [(f.ACK, b"12345678")]
+        assert raw.grpc_status(1) == "0"
+    finally:
+        raw.close()
+
+
 def test_garbage_instead_of_the_preface_closes_the_connection(echo):
     raw = RawConnection(echo, preface=b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"x" * 30)
     try:
