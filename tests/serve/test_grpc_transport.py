@@ -320,6 +320,15 @@ def test_a_stream_reset_mid_message_leaves_the_connection_serving(echo):
         raw.close()
 
 
+def test_bytes_after_a_unary_calls_message_fail_the_call_at_once(echo):
+    raw = RawConnection(echo)
+    try:
+        raw.send(raw.headers(1, SERVER_LIVE), f.frame(f.DATA, 0, 1, EMPTY_MESSAGE + b"more"))
+        assert raw.grpc_status(1) == str(grpc.StatusCode.INTERNAL.value[0])
+    finally:
+        raw.close()
+
+
 def test_a_connection_closed_mid_call_leaves_the_server_serving(echo):
     raw = RawConnection(echo)
     raw.send(raw.headers(1, SERVER_LIVE), f.frame(f.DATA, 0, 1, b"\x00\x00\x01\x00\x00abc"))

@@ -577,7 +577,16 @@ class GrpcConnection(asyncio.Protocol):
                     "a compressed message without grpc-encoding (messages are not compressed)",
                 )
                 return
-            if stream.requests is None or len(body) < 5 + length:
+            if stream.requests is None:  # unary: one message, nothing after it
+                if len(body) > 5 + length:
+                    self._answer_error(
+                        stream,
+                        grpc.StatusCode.INTERNAL,
+                        f"a unary call's body is one message; {len(body) - 5 - length} more "
+                        "bytes followed it",
+                    )
+                return
+            if len(body) < 5 + length:
                 return
             stream.requests.put(bytes(body[5 : 5 + length]))
             del body[: 5 + length]
@@ -618,7 +627,7 @@ class GrpcConnection(asyncio.Protocol):
             )
 
     def _answer_later(self, stream: _Stream, result: futures.Future) -> None:
-        if self._streams.get(stream.id) is stream:
+        if not result.cancelled() and self._streams.get(stream.id) is stream:
             self._answer(stream, *result.result())
 
     def _answer(
