@@ -19,10 +19,11 @@ call ran ~2x slower beside those threads, since numpy releases the GIL inside ea
 they take it. V2 ``ModelInfer`` on the iris LogisticRegression, one row: grpcio 1,773 calls/s at
 640 µs of CPU per call, ours 4,828 at 206 (2.7x). Pool sizes (1, 2, 4), grpc.aio with the call
 inline, poll strategies and ``grpc.http2.bdp_probe`` had not changed grpcio's figure. In the
-bench's gRPC rows (same run, medians of 2 rounds) single-row V2 went from 1.2x KServe's
-ModelServer and 2.4x MLServer (grpcio) to 4.4x and 7.2x; 1,000 rows from 1.3x and 4.2x to
-3.3x and 5.4x. Each write to the socket is a send(2) (~10 µs on loopback): an answer's frames
-go out in one.
+bench's gRPC rows (three runs on the shared machine, each the median of 2 rounds) single-row
+V2 went from 1.2-1.6x KServe's ModelServer and 2.4-3.4x MLServer (grpcio) to 3.0-4.4x and
+5.0-7.2x; 1,000 rows from 1.3-1.4x and 3.3-4.2x to 2.4-3.3x and 4.7-5.4x. A single thread
+loses more than grpcio's threads when other processes compete for the cores. Each write to
+the socket is a send(2): an answer's frames go out in one.
 
 OpenMP threads: the process counts as one more worker on the cores. ``modelshelf.openmp`` gives a
 large request cores ÷ REST workers threads, which in the REST workers is the whole share; a gRPC
