@@ -20,7 +20,7 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from frontends import COMPONENTS, MODELSHELF, Launch, running
+from frontends import COMPONENTS, MODELSHELF, Launch, finish, running, start
 from google.protobuf.json_format import MessageToDict
 from seldon_core.proto import prediction_pb2_grpc
 from seldon_core.utils import json_to_seldon_message
@@ -411,3 +411,14 @@ def test_the_switch_serves_with_grpcio():
             )
         wait_for_text(service.log, "(grpcio)")
         assert "(modelshelf http2)" not in service.log()
+
+
+def test_an_unknown_server_name_stops_the_server_naming_the_choices():
+    service = start(LAUNCH, MODELSHELF, env={"MODELSHELF_GRPC_SERVER": "grcpio"})
+    try:
+        assert service.process.wait(60) == 1
+        log = service.log()
+        assert "MODELSHELF_GRPC_SERVER='grcpio' is not valid" in log
+        assert "http2" in log and "grpcio" in log
+    finally:
+        finish(service)

@@ -66,8 +66,9 @@ def grpc_server_kind() -> str:
     kind = os.environ.get(SERVER_ENV, "").strip().lower() or SERVERS[0]
     if kind not in SERVERS:
         raise ConfigurationError(
-            f"{SERVER_ENV}={kind!r}: expected one of {', '.join(SERVERS)} (http2, the default: "
-            "modelshelf's own single-threaded server; grpcio: grpcio's server)"
+            SERVER_ENV,
+            kind,
+            "http2 (the default: modelshelf's own single-threaded server) or grpcio (grpcio's)",
         )
     return kind
 
