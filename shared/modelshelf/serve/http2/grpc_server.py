@@ -21,21 +21,27 @@ one at a time; with more, unary handlers run in a pool of that many threads. Str
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import queue
 import socket
 import struct
 import threading
-import time
-from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any, NamedTuple
 
 import grpc
 
 from modelshelf.serve.http2 import frames as f
+from modelshelf.serve.http2.calls import (
+    CallContext,
+    MethodHandler,
+    RequestsEnd,
+    call_streaming,
+    call_unary,
+    deadline_of,
+    trailers,
+)
 from modelshelf.serve.http2.hpack import (
     HeaderListTooLargeError,
     HpackDecoder,
@@ -69,101 +75,11 @@ _UNSET = object()
 #: The answer's leading HEADERS block: ``:status 200`` (static index 8) and
 #: ``content-type: application/grpc`` (literal without indexing, static name 31).
 _RESPONSE_HEADERS = b"\x88" + b"\x0f\x10" + bytes((16,)) + b"application/grpc"
-#: grpc-status 0, written once.
-_OK_TRAILERS = literal_field(b"grpc-status", b"0")
-_TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
-#: Headers of the transport, not the call's metadata (``invocation_metadata`` leaves them out).
-_TRANSPORT_HEADERS = frozenset(
-    (b"content-type", b"te", b"grpc-timeout", b"grpc-encoding", b"grpc-accept-encoding")
-)
-
-
-class CallAbortedError(Exception):
-    """``context.abort`` was called: the call ends with the context's code and details."""
-
-
-class MethodHandler(NamedTuple):
-    """What the connection needs of a registered method."""
-
-    call: Callable[..., Any]
-    request_streaming: bool
-    response_streaming: bool
-    deserialize: Callable[[bytes], Any] | None
-    serialize: Callable[[Any], bytes] | None
-
-
-class Metadatum(NamedTuple):
-    """One entry of ``invocation_metadata()``, as grpcio gives it (a pair with names)."""
-
-    key: str
-    value: str | bytes
 
 
 class _CallDetails(NamedTuple):
     method: str
     invocation_metadata: tuple[tuple[str, str], ...]
-
-
-# ------------------------------------------------------------------------------- the context
-
-
-class CallContext:
-    """The part of ``grpc.ServicerContext`` our servicers, seldon-core's and reflection use."""
-
-    __slots__ = ("_active", "_deadline", "_headers", "_peer", "code", "details")
-
-    def __init__(self, headers: list[tuple[bytes, bytes]], peer: str, deadline: float | None):
-        self.code: grpc.StatusCode | None = None
-        self.details: str | None = None
-        self._headers = headers
-        self._peer = peer
-        self._deadline = deadline
-        self._active = True
-
-    def abort(self, code: grpc.StatusCode, details: str) -> None:
-        if code is grpc.StatusCode.OK:
-            raise ValueError("abort with OK: use a normal return")
-        self.code, self.details = code, details
-        raise CallAbortedError(details)
-
-    def abort_with_status(self, status: Any) -> None:
-        self.abort(status.code, status.details)
-
-    def set_code(self, code: grpc.StatusCode) -> None:
-        self.code = code
-
-    def set_details(self, details: str) -> None:
-        self.details = details
-
-    def invocation_metadata(self) -> tuple[Metadatum, ...]:
-        found = []
-        for name, value in self._headers:
-            if name[:1] == b":" or name in _TRANSPORT_HEADERS:
-                continue
-            key = name.decode("latin-1")
-            if key.endswith("-bin"):
-                found.append(Metadatum(key, base64.b64decode(value + b"=" * (-len(value) % 4))))
-            else:
-                found.append(Metadatum(key, value.decode("latin-1")))
-        return tuple(found)
-
-    def peer(self) -> str:
-        return self._peer
-
-    def time_remaining(self) -> float | None:
-        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
-
-    def is_active(self) -> bool:
-        return self._active
-
-    def set_trailing_metadata(self, metadata: Any) -> None:
-        """Accepted and not sent: none of the servicers served here sets any."""
-
-    def send_initial_metadata(self, metadata: Any) -> None:
-        """Accepted and not sent (see ``set_trailing_metadata``)."""
-
-    def add_callback(self, callback: Callable[[], None]) -> bool:
-        return False
 
 
 # ------------------------------------------------------------------------------- streams
@@ -202,10 +118,6 @@ class _Stream:
         self.requests: queue.SimpleQueue | None = None  # streaming calls: messages in
         self.context: CallContext | None = None
         self.started = False  # the leading HEADERS are sent
-
-
-class _Closed:
-    """The request iterator's end."""
 
 
 # ------------------------------------------------------------------------------- the connection
@@ -550,7 +462,7 @@ class GrpcConnection(asyncio.Protocol):
         stream.handler = handler
         deadline = None
         if timeout is not None:
-            deadline = _deadline(timeout)
+            deadline = deadline_of(timeout)
         stream.context = CallContext(headers, self.peer, deadline)
         if handler.request_streaming:
             self._run_streaming(stream)
@@ -599,7 +511,7 @@ class GrpcConnection(asyncio.Protocol):
             self._maybe_close(stream)
             return
         if stream.requests is not None:
-            stream.requests.put(_Closed)
+            stream.requests.put(RequestsEnd)
             return
         body = stream.body
         if len(body) < 5 or _MESSAGE_PREFIX.unpack_from(body)[1] != len(body) - 5:
@@ -618,9 +530,9 @@ class GrpcConnection(asyncio.Protocol):
         if handler.response_streaming:
             self._run_streaming(stream, message)
         elif self.server.pool is None:
-            self._answer(stream, *_call_unary(handler, message, stream.context))
+            self._answer(stream, *call_unary(handler, message, stream.context))
         else:
-            done = self.server.pool.submit(_call_unary, handler, message, stream.context)
+            done = self.server.pool.submit(call_unary, handler, message, stream.context)
             loop = self.server.loop
             done.add_done_callback(
                 lambda result: loop.call_soon_threadsafe(self._answer_later, stream, result)
@@ -637,7 +549,7 @@ class GrpcConnection(asyncio.Protocol):
         if payload is None:
             self._answer_status(stream, code, details)
             return
-        trailers = _trailers(code, details)
+        ending = trailers(code, details)
         message = _MESSAGE_PREFIX.pack(0, len(payload)) + payload
         size = len(message)
         stream.answered = True
@@ -652,12 +564,12 @@ class GrpcConnection(asyncio.Protocol):
             self.transport.write(
                 f.frame(f.HEADERS, f.END_HEADERS, stream.id, _RESPONSE_HEADERS)
                 + f.frame(f.DATA, 0, stream.id, message)
-                + f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, trailers)
+                + f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, ending)
             )
             self._closed_here(stream)
             return
         stream.pending += message
-        stream.trailers = trailers
+        stream.trailers = ending
         self._send_pending(stream)
 
     def _send_message(self, stream: _Stream, payload: bytes) -> None:
@@ -674,7 +586,7 @@ class GrpcConnection(asyncio.Protocol):
             self._answer_status(stream, code, details)
             return
         stream.answered = True
-        stream.trailers = _trailers(code, details)
+        stream.trailers = trailers(code, details)
         self._send_pending(stream)
 
     def _send_pending(self, stream: _Stream) -> None:
@@ -716,7 +628,7 @@ class GrpcConnection(asyncio.Protocol):
     def _answer_status(self, stream: _Stream, code: int, details: str | None) -> None:
         """A trailers-only answer (no message): one HEADERS ending the stream."""
         stream.answered = True
-        block = _RESPONSE_HEADERS + _trailers(code, details)
+        block = _RESPONSE_HEADERS + trailers(code, details)
         self.transport.write(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, block))
         self._closed_here(stream)
 
@@ -772,7 +684,7 @@ class GrpcConnection(asyncio.Protocol):
         if stream.context is not None:
             stream.context._active = False
         if stream.requests is not None:
-            stream.requests.put(_Closed)
+            stream.requests.put(RequestsEnd)
 
     def _run_streaming(self, stream: _Stream, message: bytes | None = None) -> None:
         """A streaming method in a thread of its own: requests in through a queue, answers out
@@ -780,11 +692,19 @@ class GrpcConnection(asyncio.Protocol):
         stream.requests = queue.SimpleQueue()
         if message is not None:
             stream.requests.put(message)
-            stream.requests.put(_Closed)
+            stream.requests.put(RequestsEnd)
         loop = self.server.loop
         thread = threading.Thread(
-            target=_call_streaming,
-            args=(stream.handler, stream.requests, stream.context, self, stream, loop),
+            target=call_streaming,
+            args=(
+                stream.handler,
+                stream.requests,
+                stream.context,
+                lambda payload: loop.call_soon_threadsafe(self._send_message, stream, payload),
+                lambda code, details: loop.call_soon_threadsafe(
+                    self._end_streaming, stream, code, details
+                ),
+            ),
             name=f"grpc-stream-{stream.id}",
             daemon=True,
         )
@@ -815,93 +735,6 @@ class GrpcConnection(asyncio.Protocol):
     @property
     def open_calls(self) -> int:
         return len(self._streams)
-
-
-def _call_unary(
-    handler: MethodHandler, message: bytes, context: CallContext
-) -> tuple[bytes | None, int, str | None]:
-    """Run one unary call: (answer bytes or None, status code, details)."""
-    try:
-        request = handler.deserialize(message) if handler.deserialize else message
-    except Exception:
-        logger.exception("could not parse a gRPC request")
-        return None, grpc.StatusCode.INTERNAL.value[0], "Exception deserializing request!"
-    try:
-        response = handler.call(request, context)
-        payload = handler.serialize(response) if handler.serialize else response
-    except CallAbortedError:
-        return None, context.code.value[0], context.details
-    except Exception as exc:
-        if context.code is not None and context.code is not grpc.StatusCode.OK:
-            return None, context.code.value[0], context.details
-        logger.exception("gRPC call failed")
-        return None, grpc.StatusCode.UNKNOWN.value[0], f"Exception calling application: {exc}"
-    if context.code is not None and context.code is not grpc.StatusCode.OK:
-        return None, context.code.value[0], context.details
-    return payload, 0, None
-
-
-def _call_streaming(
-    handler: MethodHandler,
-    requests: queue.SimpleQueue,
-    context: CallContext,
-    connection: GrpcConnection,
-    stream: _Stream,
-    loop: asyncio.AbstractEventLoop,
-) -> None:
-    def incoming() -> Iterator[Any]:
-        while True:
-            message = requests.get()
-            if message is _Closed:
-                return
-            yield handler.deserialize(message) if handler.deserialize else message
-
-    code, details = 0, None
-    try:
-        request = incoming() if handler.request_streaming else next(incoming())
-        answers = handler.call(request, context)
-        if not handler.response_streaming:
-            answers = [answers]
-        for answer in answers:
-            payload = handler.serialize(answer) if handler.serialize else answer
-            loop.call_soon_threadsafe(connection._send_message, stream, payload)
-        if context.code is not None and context.code is not grpc.StatusCode.OK:
-            code, details = context.code.value[0], context.details
-    except CallAbortedError:
-        code, details = context.code.value[0], context.details
-    except Exception as exc:
-        logger.exception("gRPC streaming call failed")
-        code, details = grpc.StatusCode.UNKNOWN.value[0], f"Exception calling application: {exc}"
-    loop.call_soon_threadsafe(connection._end_streaming, stream, code, details)
-
-
-def _trailers(code: int, details: str | None) -> bytes:
-    if not code:
-        return _OK_TRAILERS
-    block = literal_field(b"grpc-status", str(code).encode())
-    if details:
-        block += literal_field(b"grpc-message", percent_encode(details))
-    return block
-
-
-def percent_encode(text: str) -> bytes:
-    """gRPC's ``grpc-message``: UTF-8, with bytes outside printable ASCII and ``%`` as %XX."""
-    out = bytearray()
-    for byte in text.encode("utf-8"):
-        if 0x20 <= byte <= 0x7E and byte != 0x25:
-            out.append(byte)
-        else:
-            out += b"%%%02X" % byte
-    return bytes(out)
-
-
-def _deadline(timeout: bytes) -> float | None:
-    """``grpc-timeout`` (digits and a unit) as a monotonic deadline; unreadable: none."""
-    unit = _TIMEOUT_UNITS.get(timeout[-1:])
-    digits = timeout[:-1]
-    if unit is None or not digits.isdigit() or len(digits) > 8:
-        return None
-    return time.monotonic() + int(digits) * unit
 
 
 # ------------------------------------------------------------------------------- the server
