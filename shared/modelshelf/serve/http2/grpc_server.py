@@ -62,6 +62,8 @@ MAX_HEADER_LIST_BYTES = 16 * 1024
 MAX_HEADER_BLOCK_BYTES = 4 * MAX_HEADER_LIST_BYTES
 #: Largest frame this side accepts: fewer frames per large message than HTTP/2's 16 KiB.
 MAX_FRAME_BYTES = 1024 * 1024
+#: Answer bytes the transport may hold unsent before the connection stops reading calls.
+WRITE_BUFFER_BYTES = 1024 * 1024
 #: Each stream's receive window, replenished when half is used.
 RECEIVE_WINDOW = 16 * 1024 * 1024
 #: The connection's receive window (or twice the message limit, if larger): what one connection
@@ -155,6 +157,7 @@ class GrpcConnection(asyncio.Protocol):
             family = "ipv6" if ":" in address[0] else "ipv4"
             self.peer = f"{family}:{address[0]}:{address[1]}"
         self.server.connections.add(self)
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_BYTES)
         transport.write(
             f.settings_frame(
                 {
@@ -222,11 +225,14 @@ class GrpcConnection(asyncio.Protocol):
             logger.exception("gRPC connection from %s failed", self.peer)
             self._fail(f.INTERNAL_ERROR, "internal error")
 
-    def pause_writing(self) -> None:  # the transport buffers; flow control bounds it
-        pass
+    def pause_writing(self) -> None:
+        """The peer is not reading our answers: read no more of its calls until it does (a
+        client granting large windows and never reading cannot make answers pile up)."""
+        self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        pass
+        if not self.closed:
+            self.transport.resume_reading()
 
     # -- frames
 
