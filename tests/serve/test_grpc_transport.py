@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
+import psutil
 import pytest
 import tritonclient.grpc as triton
 from frontends import COMPONENTS, MODELSHELF, Launch, finish, running, start
@@ -53,6 +54,20 @@ def echo_request(array: np.ndarray) -> service_pb2.ModelInferRequest:
 def echoed(answer: service_pb2.ModelInferResponse) -> np.ndarray:
     shape = list(answer.outputs[0].shape)
     return np.frombuffer(answer.raw_output_contents[0], "<f8").reshape(shape)
+
+
+def grpc_worker_of(service) -> psutil.Process:
+    """The process of ``service`` that listens on its gRPC port."""
+    children = psutil.Process(service.process.pid).children(recursive=True)
+    (worker,) = [
+        child
+        for child in children
+        if any(
+            c.status == "LISTEN" and c.laddr.port == service.grpc_port
+            for c in child.net_connections("tcp")
+        )
+    ]
+    return worker
 
 
 def assert_still_serving(service) -> None:
@@ -226,6 +241,7 @@ class RawConnection:
 
 
 SERVER_LIVE = b"/inference.GRPCInferenceService/ServerLive"
+MODEL_INFER = b"/inference.GRPCInferenceService/ModelInfer"
 EMPTY_MESSAGE = b"\x00\x00\x00\x00\x00"
 
 
@@ -370,6 +386,37 @@ def test_a_peer_ignoring_flow_control_is_cut_off_not_buffered(echo):
         raw.close()
     assert closed in (f.FLOW_CONTROL_ERROR, None)  # a reset socket may lose the GOAWAY
     assert_still_serving(echo)
+
+
+def test_a_client_that_never_reads_its_answers_is_not_read_from(echo):
+    """60 calls of 400 KB answers (24 MB), windows granted, nothing read: the server stops
+    reading that connection once 1 MiB waits unsent, instead of holding every answer."""
+    worker = grpc_worker_of(echo)
+    before = worker.memory_info().rss
+    raw = RawConnection(echo)
+    raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    try:
+        raw.send(
+            f.settings_frame({f.INITIAL_WINDOW_SIZE: f.MAX_WINDOW}),
+            f.window_update(0, f.MAX_WINDOW - f.DEFAULT_WINDOW),
+        )
+        message = echo_request(np.ones((12_500, 4))).SerializeToString()
+        raw.sock.settimeout(5)
+        sent = 0
+        for stream in range(1, 121, 2):
+            call = raw.headers(stream, MODEL_INFER) + f.frame(
+                f.DATA, f.END_STREAM, stream, b"\x00" + len(message).to_bytes(4, "big") + message
+            )
+            try:
+                raw.sock.sendall(call)
+            except TimeoutError:
+                break  # the server stopped reading: what this test wants
+            sent += 1
+        grown = worker.memory_info().rss - before
+        assert_still_serving(echo)
+    finally:
+        raw.close()
+    assert grown < 12 * 1024 * 1024, f"{grown / 1e6:.1f} MB more after {sent} calls"
 
 
 # ------------------------------------------------------------------------------ stopping
