@@ -2,9 +2,12 @@
 built as ``grpc_worker`` builds it, same handler, same h2load load, in one run (ratios only).
 
 ``python -m bench.grpc_transport_probe [SECONDS]``: for each handler -- fixed bytes, and V2
-``ModelInfer`` on the bench's iris LogisticRegression (one row, ``predict_proba``; and 100 rows)
--- each server runs in a process of its own and h2load (``-t1 -c4 -m1``) loads it; the table gives
-calls/s and the server's CPU µs per call. Measured how the go/no-go of the server was decided.
+``ModelInfer`` on the bench's iris LogisticRegression (one row, ``predict_proba``; and 1,000
+rows) -- each server runs in a process of its own and h2load (``-t1 -c4 -m1``) loads it, after a
+real gRPC client checked that both answer the same bytes; the table gives calls/s and the server's
+CPU µs per call. This decided the go of the server (one quiet run, 1 row: grpcio 1,773 calls/s at
+640 µs CPU per call, ours 4,828 at 206). On a busy shared machine a single-threaded server gets
+a smaller share of the cores than grpcio's threads, so compare runs made while it is quiet.
 """
 
 from __future__ import annotations
