@@ -30,26 +30,40 @@ _SAME_AS_TOLIST = {"b", "i", "u"}
 
 
 def array_from_rows(rows: Any) -> np.ndarray:
-    """``np.array(rows)``, cheaper for a rectangular list of rows of numbers."""
-    if type(rows) is not list or len(rows) < MIN_ROWS:
-        return np.array(rows)
-    first = rows[0]
-    if type(first) is not list or not first:
-        return np.array(rows)
-    width = len(first)
-    # Every row a list (a string row would flatten into characters) of the same length.
-    if set(map(type, rows)) != {list} or set(map(len, rows)) != {width}:
-        return np.array(rows)
+    """``np.array(rows)``, cheaper for a rectangular list of rows of numbers; for ragged rows
+    a ``ValueError`` that names the first uneven row (numpy's names none)."""
+    try:  # costs nothing until it catches (Python 3.11)
+        if type(rows) is not list or len(rows) < MIN_ROWS:
+            return np.array(rows)
+        first = rows[0]
+        if type(first) is not list or not first:
+            return np.array(rows)
+        width = len(first)
+        # Every row a list (a string row would flatten into characters) of the same length.
+        if set(map(type, rows)) != {list} or set(map(len, rows)) != {width}:
+            return np.array(rows)
+        try:
+            flat = np.array(list(chain.from_iterable(rows)))
+        except Exception:  # a list among the numbers: np.array(rows) says what it says
+            return np.array(rows)
+        # A 1-D numeric array means every value was a scalar number (a nested list makes it 2-D
+        # or an object array) and numpy found the dtype np.array(rows) finds: the same values.
+        if flat.ndim != 1 or flat.dtype.kind not in "biuf":
+            return np.array(rows)
+        flat.resize((len(rows), width))  # in place: it owns its data, as np.array's result does
+        return flat
+    except ValueError as exc:
+        raise _uneven_rows_error(rows, exc) from exc
+
+
+def _uneven_rows_error(rows: Any, exc: ValueError) -> ValueError:
+    from modelshelf.seldon_payload import unequal_rows  # only once a request has failed
+
     try:
-        flat = np.array(list(chain.from_iterable(rows)))
-    except Exception:  # a list among the numbers: np.array(rows) says what it says
-        return np.array(rows)
-    # A 1-D numeric array means every value was a scalar number (a nested list makes it 2-D or
-    # an object array) and numpy found the dtype np.array(rows) finds: the same values.
-    if flat.ndim != 1 or flat.dtype.kind not in "biuf":
-        return np.array(rows)
-    flat.resize((len(rows), width))  # in place: it owns its data, as np.array's result does
-    return flat
+        where = unequal_rows(rows)
+    except RecursionError:
+        where = None
+    return ValueError(where) if where is not None else exc
 
 
 def encodes_as_tolist(array: Any) -> bool:
