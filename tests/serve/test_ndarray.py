@@ -59,7 +59,8 @@ def test_array_from_rows_is_np_array(case):
     found, found_error = _outcome(array_from_rows, rows)
     if expected_error is not None and "inhomogeneous" in expected_error[1]:
         # The same error type; the text names the uneven row instead of numpy's shape.
-        assert found_error[0] is expected_error[0] and "expected rows of equal length" in found_error[1]
+        assert found_error[0] is expected_error[0]
+        assert "expected rows of equal length" in found_error[1]
         return
     assert found_error == expected_error
     if expected is None:
