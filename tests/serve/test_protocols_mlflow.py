@@ -184,3 +184,26 @@ def test_kserve_v1_objects_reach_the_signatures_columns_by_name(both):
         f"{url}/invocations", json={"dataframe_split": FRAME.to_dict(orient="split")}
     ).json()["predictions"]
     assert answer.json()["predictions"] == theirs
+
+
+def test_v2_an_input_the_signature_does_not_name_is_refused(both):
+    """One V2 input whose name is none of the signature's is a 400 naming it and the
+    signature's names (it was read by position, a guess); the server goes on serving."""
+    _, service = both
+    (name,) = service.client.get("/v1/models").json()["models"]
+    unknown = {"name": "input-0", "datatype": "FP64", "shape": list(ROWS.shape)}
+    answer = service.client.post(
+        f"/v2/models/{name}/infer", json={"inputs": [{**unknown, "data": ROWS.ravel().tolist()}]}
+    )
+    assert answer.status_code == 400, answer.text
+    expected = ", ".join(repr(column) for column in IRIS_COLUMNS)
+    assert answer.json()["error"] == (
+        f"input 'input-0' is not an input of this model: its signature names {expected} "
+        "(one input each, as in the model's metadata)"
+    )
+    inputs = [
+        {"name": column, "datatype": "FP64", "shape": [len(FRAME)], "data": FRAME[column].tolist()}
+        for column in IRIS_COLUMNS
+    ]
+    answer = service.client.post(f"/v2/models/{name}/infer", json={"inputs": inputs})
+    assert answer.status_code == 200, answer.text

@@ -489,6 +489,9 @@ class InferenceCore:
         self.methods = tuple(self._callers)
         self.takes_params = takes_params(user_model)
         self._as_returned = as_returned_caller(user_model)
+        #: The only input names the model takes, when it names them (an MLflow signature).
+        declared = getattr(user_model, "signature_input_names", None)
+        self._input_names = declared if isinstance(declared, frozenset) else None
         self._metadata: dict[str, Any] | None = None
         from modelshelf.metadata import package_versions
 
@@ -539,6 +542,8 @@ class InferenceCore:
         """What ``infer`` calls: the decoded input and the methods the outputs ask for (the
         batcher joins requests between the two halves)."""
         X, names = decode_inputs(request)
+        if not names and self._input_names is not None:
+            self.refuse_unknown_input(request.inputs[0].name)
         if is_flat_values(X):
             self.refuse_flat_row(f"input {request.inputs[0].name!r}: shape {list(X.shape)}")
         wanted = [o.name for o in request.outputs] if request.outputs else []
@@ -613,6 +618,22 @@ class InferenceCore:
         inputs = self.model_metadata()["inputs"]
         shape = inputs[0]["shape"] if len(inputs) == 1 else []
         return shape[1] if len(shape) == 2 and shape[1] > 0 else None
+
+    def refuse_unknown_input(self, name: str) -> None:
+        """A 400 for one input whose name the model does not know (MLServer's MLflow runtime
+        decodes inputs by name; reading it by position would guess)."""
+        assert self._input_names is not None
+        if name not in self._input_names:
+            expected = ", ".join(repr(n) for n in self._input_names_in_order())
+            raise BadRequestError(
+                f"input {name!r} is not an input of this model: its signature names {expected} "
+                "(one input each, as in the model's metadata)"
+            )
+
+    def _input_names_in_order(self) -> list[str]:
+        declared = [i["name"] for i in self.model_metadata()["inputs"]]
+        known = self._input_names or frozenset()
+        return [n for n in declared if n in known] or sorted(known)
 
     def refuse_flat_row(self, what: str) -> None:
         """A 400 for a flat list of values given to a model that takes rows. KServe's and
