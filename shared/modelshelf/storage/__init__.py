@@ -46,20 +46,50 @@ def download(uri: str, dest: str | Path | None = None) -> Path:
     unpack = is_archive(location.name)
     if dest is not None:
         target = Path(dest)
+        created = _first_missing(target)
         try:
             target.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(
                 location.display, f"cannot create the destination {target}: {exc.strerror}"
             ) from exc
-        return synchronise(
-            source, target, target / DEST_MANIFEST, target / DEST_LOCK, unpack=unpack
-        )
+        try:
+            return synchronise(
+                source, target, target / DEST_MANIFEST, target / DEST_LOCK, unpack=unpack
+            )
+        except BaseException:
+            if created is not None:
+                _remove_if_unused(target, created)
+            raise
     root = cache_root()
     name = _cache_name(location)
     return synchronise(
         source, root / name, root / f"{name}.manifest.json", root / f"{name}.lock", unpack=unpack
     )
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself included) that does not exist yet."""
+    missing = None
+    while not path.exists() and path != path.parent:
+        missing, path = path, path.parent
+    return missing
+
+
+def _remove_if_unused(target: Path, created: Path) -> None:
+    """Remove the folders this download created (``target`` up to ``created``) when a failure
+    left them holding nothing but its own lock: an empty folder would look like a model that
+    is there. Never raises."""
+    try:
+        if {p.name for p in target.iterdir()} - {DEST_LOCK, DEST_MANIFEST}:
+            return
+        shutil.rmtree(target, ignore_errors=True)
+        folder = target
+        while folder != created and folder.parent != folder:
+            folder = folder.parent
+            folder.rmdir()  # empty: this download made it
+    except OSError as exc:
+        logger.warning("could not remove %s after a failed download: %s", target, exc)
 
 
 def invalidate(uri: str) -> None:
