@@ -21,14 +21,16 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from modelshelf.errors import StorageError
 from modelshelf.storage import _local
+from modelshelf.storage._archive import SUFFIXES as ARCHIVE_SUFFIXES
 from modelshelf.storage._archive import is_archive
 from modelshelf.storage._location import Location, parse, redact
 from modelshelf.storage._sync import Source, exclusive, synchronise
 
-__all__ = ["cache_root", "download", "invalidate", "redact"]
+__all__ = ["cache_root", "download", "folder_name", "invalidate", "redact"]
 
 logger = logging.getLogger("modelshelf.storage")
 
@@ -90,6 +92,27 @@ def _remove_if_unused(target: Path, created: Path) -> None:
             folder.rmdir()  # empty: this download made it
     except OSError as exc:
         logger.warning("could not remove %s after a failed download: %s", target, exc)
+
+
+def folder_name(uri: str, local: Path) -> str:
+    """The name of the folder ``uri`` names, as a local path's folder would give it: a remote
+    model's local copy is a cache folder (``<name>-<hash>``), which is no name for a model.
+    The URI's last segment, or the one before it when that names the single file (or archive)
+    that was downloaded (``https://host/iris/model.joblib`` -> ``iris``)."""
+    location = parse(uri)
+    if location.kind == "local":
+        return local.name
+    path = urlsplit(location.url).path if location.kind == "http" else location.key
+    segments = [location.bucket, *(part for part in path.split("/") if part)]
+    segments = [part for part in segments if part]
+    if not segments:
+        return "model"
+    last = segments[-1]
+    if is_archive(last):  # unpacked into the folder: the archive is the folder
+        return last[: -len(next(s for s in ARCHIVE_SUFFIXES if last.lower().endswith(s)))]
+    if location.kind == "http" or (local / last).is_file():  # the single file downloaded
+        return segments[-2] if len(segments) > 1 else last.split(".", 1)[0] or "model"
+    return last
 
 
 def invalidate(uri: str) -> None:
