@@ -219,6 +219,54 @@ def test_binary_request_without_content_type(iris):
     np.testing.assert_array_equal(found, model.predict_proba(ROWS))
 
 
+@pytest.mark.parametrize("content_type", ["text/csv", "text/plain; charset=utf-8", "image/png"])
+def test_a_body_declared_as_another_format_is_a_415(iris, content_type):
+    """It was read as JSON all the same; JSON, octets, curl's form default and no
+    Content-Type at all (above, tritonclient's binary requests) are still taken."""
+    service, _ = iris
+    body = json.dumps({"inputs": [tensor("x", ROWS)]}).encode()
+    answer = service.client.post(
+        "/v2/models/flowers/infer", content=body, headers={"content-type": content_type}
+    )
+    assert answer.status_code == 415, answer.text
+    assert answer.json()["error"].startswith(
+        f"Content-Type {content_type!r} is not a V2 request body: send the JSON request as "
+        "application/json"
+    )
+    for accepted in ("application/json; charset=utf-8", "application/x-www-form-urlencoded"):
+        answer = service.client.post(
+            "/v2/models/flowers/infer", content=body, headers={"content-type": accepted}
+        )
+        assert answer.status_code == 200, (accepted, answer.text)
+
+
+@pytest.mark.parametrize(
+    ("shape", "data", "words"),
+    [
+        ([1, 4], [[[5.1, 3.5, 1.4, 0.2]]], "data is nested deeper than its shape [1, 4]"),
+        (
+            [4, 1],
+            [[[5.1, 3.5, 1.4, 0.2]]],
+            "data is not nested as its shape [4, 1]: level 1 holds 1 entries in all, the shape 4",
+        ),
+        (
+            [2, 4],
+            [[5.1, 3.5, 1.4, 0.2], [5.1, 3.5, 1.4, 0.2], [5.1, 3.5, 1.4, 0.2]],
+            "data is not nested as its shape [2, 4]: level 1 holds 3 entries in all",
+        ),
+    ],
+)
+def test_data_nested_otherwise_than_its_shape_is_a_400(iris, shape, data, words):
+    """The protocol's data is flat or nested as the shape (its "natural" form); anything else
+    was flattened and read all the same."""
+    service, _ = iris
+    spec = {"name": "x", "datatype": "FP64", "shape": shape, "data": data}
+    answer = v2_infer(service, "flowers", {"inputs": [spec]})
+    assert answer.status_code == 400, answer.text
+    message = answer.json()["error"]
+    assert f"input 'x': {words}" in message and "send it flat (row-major)" in message, message
+
+
 def test_binary_bytes_output_is_length_prefixed(iris):
     service, model = iris
     body = {

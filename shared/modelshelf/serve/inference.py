@@ -173,13 +173,27 @@ class Tensor:
                     f"shape {shape}, nested or flat"
                 )
             values = [values]
+        depth = 0
         while values and type(values[0]) is list:  # nested: flatten one level in C
+            if depth + 1 >= len(shape):
+                _refuse_nesting(name, f"nested deeper than its shape {shape}")
+            if len(values) != _size(shape[: depth + 1]):
+                _refuse_nesting(
+                    name,
+                    f"not nested as its shape {shape}: level {depth + 1} holds {len(values)} "
+                    f"entries in all, the shape {_size(shape[: depth + 1])}",
+                )
             try:
                 values = list(chain.from_iterable(values))
             except TypeError:  # rows mixed with scalars
                 raise BadRequestError(
                     f"input {name!r}: data must be nested lists of equal depth, or flat"
                 ) from None
+            depth += 1
+        if depth and depth + 1 != len(shape):
+            _refuse_nesting(
+                name, f"nested {depth + 1} levels deep, its shape {shape} has {len(shape)}"
+            )
         if datatype == "BYTES":
             array = np.empty(len(values), dtype=object)
             array[:] = [v.encode() if type(v) is str else v for v in values]
@@ -255,6 +269,13 @@ class Tensor:
                 parts.append(item)
             return b"".join(parts)
         return np.ascontiguousarray(self.data, dtype=_WIRE_DTYPES[self.datatype]).tobytes()
+
+
+def _refuse_nesting(name: str, problem: str) -> None:
+    """The protocol's tensor data is flat, or nested as its shape (one level a dimension)."""
+    raise BadRequestError(
+        f"input {name!r}: data is {problem}; send it flat (row-major) or nested as the shape"
+    )
 
 
 def _exact_values(name: str, datatype: str, dtype: np.dtype, values: list) -> np.ndarray:
