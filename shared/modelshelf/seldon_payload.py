@@ -128,8 +128,14 @@ def check_tensor(tensor: Any, where: str) -> None:
     shape, values = tensor["shape"], tensor["values"]
     if type(shape) is not list or any(type(size) is not int for size in shape):
         raise _refuse(f"{where}.shape", shape, "an array of integers")
-    if type(values) is not list or not set(map(type, values)) <= _NUMBERS:
+    if type(values) is not list:
         raise _refuse(f"{where}.values", values, "an array of numbers")
+    if not set(map(type, values)) <= _NUMBERS:
+        index, value = next((i, v) for i, v in enumerate(values) if type(v) not in _NUMBERS)
+        raise BadRequestError(
+            f"{where}.values must be numbers only (a tensor holds doubles), but "
+            f"{where}.values[{index}] is {describe(value)}; send text as ndarray or strData"
+        )
     if len(shape) > MAX_DIMS:
         raise BadRequestError(f"{where}.shape has {len(shape)} dimensions: at most {MAX_DIMS}")
     if any(size < 0 or size > MAX_DIM for size in shape):

@@ -112,10 +112,11 @@ BAD: dict[str, tuple[str, str, bytes | None, str, int, str]] = {
     "tensor values of strings": (
         "POST",
         PREDICT,
-        body({"data": {"tensor": {"shape": [1], "values": ["a"]}}}),
+        body({"data": {"tensor": {"shape": [2], "values": [1, "a"]}}}),
         JSON,
         400,
-        "data.tensor.values must be an array of numbers",
+        "data.tensor.values must be numbers only (a tensor holds doubles), but "
+        "data.tensor.values[1] is a string ('a')",
     ),
     "tensor shape not holding the values": (
         "POST",

@@ -401,10 +401,17 @@ def test_v2_errors(iris, path, payload, status, words):
             {"inputs": [tensor("x", ROWS[:, 0]), tensor("y", ROWS[:, 1]), tensor("x", ROWS[:, 2])]},
             ["inputs[2]", "'x'", "inputs[0]", "a name of its own"],
         ),
+        (
+            {"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1, 4], "data": list("abcd")}]},
+            [
+                "input 'x' (BYTES, shape [1, 4]): the input must hold numbers only; could not "
+                "read 'a' as a number; this model takes FP64 rows, shape [-1, 4]"
+            ],
+        ),
         ({"id": 7, "inputs": [tensor("x", ROWS)]}, ["id must be a string", "7"]),
         ({"id": ["a"], "inputs": [tensor("x", ROWS)]}, ["id must be a string", "['a']"]),
     ],
-    ids=["flat row", "data null", "duplicate input name", "numeric id", "list id"],
+    ids=["flat row", "data null", "duplicate input name", "strings", "numeric id", "list id"],
 )
 def test_v2_refusals_name_what_was_wrong_and_what_was_expected(iris, payload, words):
     """KServe and MLServer hand a shape-[4] tensor to the model as a 1-D array, which the

@@ -556,8 +556,23 @@ class InferenceCore:
     def run_plan(self, request: InferenceRequest, plan: Plan) -> InferenceResponse:
         """``infer`` after ``plan``: the calls and the response (for a request the batcher
         planned and does not join, so that it is not decoded twice)."""
-        answers = {m: self.call(plan.X, plan.names, m, plan.params) for m in plan.methods}
+        try:
+            answers = {m: self.call(plan.X, plan.names, m, plan.params) for m in plan.methods}
+        except BadRequestError as exc:  # a try costs nothing until it catches
+            raise self.named_input_error(request, exc) from exc
         return self.respond(request, answers)
+
+    def named_input_error(self, request: InferenceRequest, exc: BadRequestError) -> Exception:
+        """A model's refusal of one unnamed input ("the input must hold numbers only") with
+        the tensor's name, datatype and shape, and what the model takes, in front."""
+        if len(request.inputs) != 1 or self.row_width is None:
+            return exc
+        tensor = request.inputs[0]
+        (spec,) = self.model_metadata()["inputs"]
+        return BadRequestError(
+            f"input {tensor.name!r} ({tensor.datatype}, shape {tensor.shape}): {exc.message}; "
+            f"this model takes {spec['datatype']} rows, shape {spec['shape']}"
+        )
 
     def plan(self, request: InferenceRequest) -> Plan:
         """What ``infer`` calls: the decoded input and the methods the outputs ask for (the
