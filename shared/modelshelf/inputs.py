@@ -124,16 +124,16 @@ def as_frame(
     else:
         if isinstance(X, str | bytes):
             raise BadRequestError(
-                f"expected rows of values for {what} {columns} (ndarray with names, or jsonData "
-                f"records), got {type(X).__name__}"
+                f"expected rows of values for {what} {columns} (rows with column names, or "
+                f"records by column name), got {type(X).__name__}"
             )
         arr = X if isinstance(X, np.ndarray) else np.asarray(X, dtype=object)
         if arr.ndim == 1 and arr.size and columns:
             raise flat_values_error("the input", arr.size, len(columns))
         if arr.ndim != 2 or arr.shape[0] == 0:
             raise BadRequestError(
-                f"expected rows of values for {what} {columns} (ndarray with names, or jsonData "
-                f"records), got shape {list(arr.shape)}"
+                f"expected rows of values for {what} {columns} (rows with column names, or "
+                f"records by column name), got shape {list(arr.shape)}"
             )
         given = [str(n) for n in names] if names is not None and len(names) else columns
         if given is None:
@@ -179,7 +179,7 @@ def _check_names(
     extra = [] if extra_ok else [str(c) for c in given if c not in columns]
     if missing or extra:
         raise BadRequestError(
-            f"names do not match {what} {columns}: missing {missing}, unexpected {extra}"
+            f"the column names do not match {what} {columns}: missing {missing}, unexpected {extra}"
         )
 
 
@@ -195,7 +195,7 @@ def _records_frame(X: Any) -> Any:
     try:
         return pd.DataFrame(X)
     except ValueError as exc:  # columns of different lengths
-        raise BadRequestError(f"jsonData is not a table of rows or columns: {exc}") from exc
+        raise BadRequestError(f"the records are not a table of rows or columns: {exc}") from exc
 
 
 def _all_already(arr: np.ndarray, given: list[str], column_types: Mapping[str, str]) -> bool:

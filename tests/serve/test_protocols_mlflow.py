@@ -207,3 +207,34 @@ def test_v2_an_input_the_signature_does_not_name_is_refused(both):
     ]
     answer = service.client.post(f"/v2/models/{name}/infer", json={"inputs": inputs})
     assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize(
+    ("payload", "words"),
+    [
+        (
+            {"inputs": [[5.1, 3.5], [1.4]]},
+            "inputs[1] has 1 values, inputs[0] has 2; expected rows of equal length",
+        ),
+        (
+            {"instances": [[5.1, 3.5], [1.4]]},
+            "instances[1] has 1 values, instances[0] has 2; expected rows of equal length",
+        ),
+        ({"inputs": [5.1, 3.5, 1.4, 0.2]}, "expected rows: the input is a flat list of 4 values"),
+        (
+            {"dataframe_split": {"columns": ["a"], "data": [[1.0]]}},
+            "the column names do not match the model's signature",
+        ),
+    ],
+    ids=["ragged inputs", "ragged instances", "flat inputs", "unknown column"],
+)
+def test_invocations_errors_use_mlflows_words(both, payload, words):
+    """/invocations is MLflow's protocol: its 400s name its fields (inputs, instances,
+    columns), never Seldon's (ndarray, jsonData); `mlflow models serve` refuses them too."""
+    url, service = both
+    theirs = httpx.post(f"{url}/invocations", json=payload, timeout=60)
+    ours = service.client.post("/invocations", json=payload)
+    assert ours.status_code == theirs.status_code == 400, (ours.text, theirs.text)
+    message = ours.json()["message"]
+    assert words in message, message
+    assert not any(word in message for word in ("ndarray", "jsonData", "data.")), message

@@ -107,9 +107,9 @@ def instances_input(rows: list, as_records: bool = False) -> tuple[Any, list[str
         frame = pd.DataFrame(rows)
         return frame, [str(c) for c in frame.columns]
     try:
-        return array_from_rows(rows), []
+        return array_from_rows(rows, "instances"), []
     except ValueError as exc:
-        raise BadRequestError(f"instances must be rows of equal length: {exc}") from None
+        raise BadRequestError(f"instances could not be read as rows: {exc}") from None
 
 
 def _predictions(result: Any) -> bytes:

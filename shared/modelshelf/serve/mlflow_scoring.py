@@ -134,9 +134,9 @@ def json_input(body: bytes) -> tuple[Any, list[str], dict[str, Any] | None]:
         else:
             if type(data) is not list:
                 data = [data]
-            return array_from_rows(data), [], params
+            return array_from_rows(data, key), [], params
     except (ValueError, TypeError) as exc:
-        raise BadRequestError(f"{key} could not be read as a table: {exc}") from None
+        raise BadRequestError(f"Invalid input. {key} could not be read as a table: {exc}") from None
     return frame, [str(c) for c in frame.columns], params
 
 

@@ -29,9 +29,10 @@ MIN_ROWS = 8
 _SAME_AS_TOLIST = {"b", "i", "u"}
 
 
-def array_from_rows(rows: Any) -> np.ndarray:
+def array_from_rows(rows: Any, where: str = "data.ndarray") -> np.ndarray:
     """``np.array(rows)``, cheaper for a rectangular list of rows of numbers; for ragged rows
-    a ``ValueError`` that names the first uneven row (numpy's names none)."""
+    a ``ValueError`` that names the first uneven row (numpy's names none), as the request's
+    field ``where`` (``instances``, ``inputs``…)."""
     try:  # costs nothing until it catches (Python 3.11)
         if type(rows) is not list or len(rows) < MIN_ROWS:
             return np.array(rows)
@@ -53,17 +54,17 @@ def array_from_rows(rows: Any) -> np.ndarray:
         flat.resize((len(rows), width))  # in place: it owns its data, as np.array's result does
         return flat
     except ValueError as exc:
-        raise _uneven_rows_error(rows, exc) from exc
+        raise _uneven_rows_error(rows, exc, where) from exc
 
 
-def _uneven_rows_error(rows: Any, exc: ValueError) -> ValueError:
+def _uneven_rows_error(rows: Any, exc: ValueError, where: str) -> ValueError:
     from modelshelf.seldon_payload import unequal_rows  # only once a request has failed
 
     try:
-        where = unequal_rows(rows)
+        found = unequal_rows(rows, where)
     except RecursionError:
-        where = None
-    return ValueError(where) if where is not None else exc
+        found = None
+    return ValueError(found) if found is not None else exc
 
 
 def encodes_as_tolist(array: Any) -> bool:
