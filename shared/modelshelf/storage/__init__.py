@@ -85,13 +85,19 @@ def _remove_if_unused(target: Path, created: Path) -> None:
     try:
         if {p.name for p in target.iterdir()} - {DEST_LOCK, DEST_MANIFEST}:
             return
-        shutil.rmtree(target, ignore_errors=True)
-        folder = target
-        while folder != created and folder.parent != folder:
-            folder = folder.parent
-            folder.rmdir()  # empty: this download made it
+    except FileNotFoundError:  # another process's failed download removed it already
+        return
     except OSError as exc:
         logger.warning("could not remove %s after a failed download: %s", target, exc)
+        return
+    shutil.rmtree(target, ignore_errors=True)
+    folder = target
+    while folder != created and folder.parent != folder:
+        folder = folder.parent
+        try:
+            folder.rmdir()  # this download made it; still empty unless used meanwhile
+        except OSError:
+            return
 
 
 def folder_name(uri: str, local: Path) -> str:
