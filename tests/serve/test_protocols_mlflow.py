@@ -258,23 +258,10 @@ def typed_columns(tmp_path_factory):
     frame), behind ``mlflow models serve`` and ours."""
     import mlflow.sklearn
     from mlflow.models import infer_signature
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from mlflow_corpus import HOMES, HOMES_Y
+    from mlflow_corpus import HOMES, homes_pipeline
 
-    model = make_pipeline(
-        ColumnTransformer(
-            [
-                ("text", OneHotEncoder(handle_unknown="ignore"), ["city", "zip"]),
-                ("numbers", StandardScaler(), ["rooms", "area"]),
-                ("flag", "passthrough", ["has_garage"]),
-            ]
-        ),
-        LogisticRegression(max_iter=1000),
-    ).fit(HOMES, HOMES_Y)
+    model = homes_pipeline()
     folder = tmp_path_factory.mktemp("mlflow-typed") / "homes"
     mlflow.sklearn.save_model(
         model,
