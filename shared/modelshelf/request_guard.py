@@ -268,6 +268,9 @@ def seldon_request_blueprint(component: Any) -> Any:
 def unreadable_data_message(exc: Exception, current: Any) -> str:
     """What a 400 says when the payload could not become an array: for an ``ndarray`` whose
     rows are of unequal length, which row (numpy's own text names none); else the error."""
+    notes = getattr(exc, "__notes__", None)  # modelshelf serve's reader named the row
+    if notes:
+        return f"the request's data could not be read: {notes[-1]}"
     body = current.get_json(silent=True) if current.is_json else None
     data = body.get("data") if type(body) is dict else None
     rows = data.get("ndarray") if type(data) is dict else None

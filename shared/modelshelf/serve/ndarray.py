@@ -30,9 +30,10 @@ _SAME_AS_TOLIST = {"b", "i", "u"}
 
 
 def array_from_rows(rows: Any, where: str = "data.ndarray") -> np.ndarray:
-    """``np.array(rows)``, cheaper for a rectangular list of rows of numbers; for ragged rows
-    a ``ValueError`` that names the first uneven row (numpy's names none), as the request's
-    field ``where`` (``instances``, ``inputs``…)."""
+    """``np.array(rows)``, cheaper for a rectangular list of rows of numbers. For ragged rows,
+    numpy's ``ValueError`` as it is (seldon-core answers a user class with its text), with a
+    note naming the first uneven row as the request's field ``where`` (``instances``,
+    ``inputs``…): ``rows_error_text`` gives it to the answers modelshelf writes itself."""
     try:  # costs nothing until it catches (Python 3.11)
         if type(rows) is not list or len(rows) < MIN_ROWS:
             return np.array(rows)
@@ -54,17 +55,25 @@ def array_from_rows(rows: Any, where: str = "data.ndarray") -> np.ndarray:
         flat.resize((len(rows), width))  # in place: it owns its data, as np.array's result does
         return flat
     except ValueError as exc:
-        raise _uneven_rows_error(rows, exc, where) from exc
+        _note_uneven_rows(rows, exc, where)
+        raise
 
 
-def _uneven_rows_error(rows: Any, exc: ValueError, where: str) -> ValueError:
+def _note_uneven_rows(rows: Any, exc: ValueError, where: str) -> None:
     from modelshelf.seldon_payload import unequal_rows  # only once a request has failed
 
     try:
         found = unequal_rows(rows, where)
     except RecursionError:
         found = None
-    return ValueError(found) if found is not None else exc
+    if found is not None:
+        exc.add_note(found)
+
+
+def rows_error_text(exc: BaseException) -> str:
+    """What to say of rows ``array_from_rows`` refused: the uneven row, else numpy's text."""
+    notes = getattr(exc, "__notes__", None)
+    return str(notes[-1]) if notes else str(exc)
 
 
 def encodes_as_tolist(array: Any) -> bool:
