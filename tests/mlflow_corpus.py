@@ -93,15 +93,30 @@ class CorpusModel:
     shapes: tuple[str, ...] = ("ndarray", "tensor", "jsonData")
 
 
+def homes_pipeline() -> Any:
+    """A ColumnTransformer over string / long / double / boolean columns, fitted on HOMES."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    return make_pipeline(
+        ColumnTransformer(
+            [
+                ("text", OneHotEncoder(handle_unknown="ignore"), ["city", "zip"]),
+                ("numbers", StandardScaler(), ["rooms", "area"]),
+                ("flag", "passthrough", ["has_garage"]),
+            ]
+        ),
+        LogisticRegression(max_iter=1000),
+    ).fit(HOMES, HOMES_Y)
+
+
 def build_corpus(root: Path) -> dict[str, CorpusModel]:
     """Save every model of the corpus under ``root``; what each is asked with."""
     import mlflow
     import xgboost
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ParamSchema, ParamSpec
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     root.mkdir(parents=True, exist_ok=True)
     sk_reqs = ["scikit-learn", "numpy", "pandas"]
@@ -125,17 +140,7 @@ def build_corpus(root: Path) -> dict[str, CorpusModel]:
         ),
         frame=iris_frame,
     )
-    # a ColumnTransformer over string / long / double / boolean columns
-    mixed = make_pipeline(
-        ColumnTransformer(
-            [
-                ("text", OneHotEncoder(handle_unknown="ignore"), ["city", "zip"]),
-                ("numbers", StandardScaler(), ["rooms", "area"]),
-                ("flag", "passthrough", ["has_garage"]),
-            ]
-        ),
-        LogisticRegression(max_iter=1000),
-    ).fit(HOMES, HOMES_Y)
+    mixed = homes_pipeline()
     corpus["mixed_pipeline"] = CorpusModel(
         save_sklearn("mixed_pipeline", mixed, infer_signature(HOMES, mixed.predict(HOMES))),
         frame=HOMES,

@@ -138,10 +138,16 @@ def test_as_2d_numbers_says_what_was_wrong(payload, n_features, message):
         as_2d_numbers(payload, n_features)
 
 
-def test_as_2d_numbers_reads_numeric_strings_nulls_and_a_single_row():
+def test_as_2d_numbers_reads_numeric_strings_and_nulls():
     np.testing.assert_array_equal(as_2d_numbers([["1", "2.5"]], 2), [[1.0, 2.5]])
     assert np.isnan(as_2d_numbers([[None, 1]], 2)[0, 0])
-    assert as_2d_numbers([1, 2], 2).shape == (1, 2)
+
+
+def test_a_flat_list_is_refused_not_read_as_one_row():
+    """seldon-core's own servers hand a 1-D ndarray to the model, which refuses it; V2 and
+    KServe V1 refuse a flat input by name: so does every Seldon path (no guessing)."""
+    with pytest.raises(BadRequestError, match=r"expected rows: .* flat list of 2 values"):
+        as_2d_numbers([1, 2], 2)
 
 
 class DoublingTransformer(CountingServer):

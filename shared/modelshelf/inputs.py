@@ -55,8 +55,8 @@ def as_2d_numbers(X: Any, n_features: int | None, what: str = "the input") -> np
             raise BadRequestError(
                 f"{what} must hold numbers only; could not read {_sample(arr)} as a number"
             ) from exc
-    if arr.ndim == 1:
-        arr = arr.reshape(1, -1) if n_features is not None and arr.size == n_features else arr
+    if arr.ndim == 1 and arr.size:
+        raise flat_values_error(what, arr.size, n_features)
     if arr.ndim != 2:
         raise BadRequestError(f"{what} must be 2-D (rows x features), got shape {list(arr.shape)}")
     if arr.shape[0] == 0:
@@ -64,6 +64,18 @@ def as_2d_numbers(X: Any, n_features: int | None, what: str = "the input") -> np
     if n_features is not None and arr.shape[1] != n_features:
         raise BadRequestError(f"expected {n_features} features per row, got {arr.shape[1]}")
     return arr
+
+
+def flat_values_error(what: str, count: int, width: int | None) -> BadRequestError:
+    """A 400 for a flat list of values where rows were expected. Reading it as one row would
+    guess (seldon-core's servers hand it to the model, which refuses a 1-D array; V2 and
+    KServe V1 refuse it by name): the same answer on every protocol."""
+    rows = f"rows of {width} values" if width else "rows of values"
+    shape = f"[1, {width}]" if width else "[1, n]"
+    return BadRequestError(
+        f"expected rows: {what} is a flat list of {count} values (shape [{count}]), but this "
+        f"model takes {rows}; send one row as [[…]], shape {shape}"
+    )
 
 
 def _sample(arr: np.ndarray) -> str:
@@ -112,16 +124,16 @@ def as_frame(
     else:
         if isinstance(X, str | bytes):
             raise BadRequestError(
-                f"expected rows of values for {what} {columns} (ndarray with names, or jsonData "
-                f"records), got {type(X).__name__}"
+                f"expected rows of values for {what} {columns} (rows with column names, or "
+                f"records by column name), got {type(X).__name__}"
             )
         arr = X if isinstance(X, np.ndarray) else np.asarray(X, dtype=object)
-        if arr.ndim == 1 and columns and arr.size == len(columns):
-            arr = arr.reshape(1, -1)
+        if arr.ndim == 1 and arr.size and columns:
+            raise flat_values_error("the input", arr.size, len(columns))
         if arr.ndim != 2 or arr.shape[0] == 0:
             raise BadRequestError(
-                f"expected rows of values for {what} {columns} (ndarray with names, or jsonData "
-                f"records), got shape {list(arr.shape)}"
+                f"expected rows of values for {what} {columns} (rows with column names, or "
+                f"records by column name), got shape {list(arr.shape)}"
             )
         given = [str(n) for n in names] if names is not None and len(names) else columns
         if given is None:
@@ -167,7 +179,7 @@ def _check_names(
     extra = [] if extra_ok else [str(c) for c in given if c not in columns]
     if missing or extra:
         raise BadRequestError(
-            f"names do not match {what} {columns}: missing {missing}, unexpected {extra}"
+            f"the column names do not match {what} {columns}: missing {missing}, unexpected {extra}"
         )
 
 
@@ -183,7 +195,7 @@ def _records_frame(X: Any) -> Any:
     try:
         return pd.DataFrame(X)
     except ValueError as exc:  # columns of different lengths
-        raise BadRequestError(f"jsonData is not a table of rows or columns: {exc}") from exc
+        raise BadRequestError(f"the records are not a table of rows or columns: {exc}") from exc
 
 
 def _all_already(arr: np.ndarray, given: list[str], column_types: Mapping[str, str]) -> bool:

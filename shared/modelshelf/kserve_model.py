@@ -26,12 +26,11 @@ import sys
 import threading
 import urllib.parse
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modelshelf.model_files import MODEL_MOUNT
+from modelshelf.model_files import MODEL_MOUNT, storage_uri_location
 from modelshelf.request_errors import BadRequestError, ModelNotReadyError, ServerFaultError
 
 __all__ = ["InvalidInput", "Model", "ModelServer", "Storage", "model_server_arguments"]
@@ -249,20 +248,12 @@ def model_server_arguments(argv: Sequence[str] | None = None) -> argparse.Namesp
     parser.add_argument("--grpc_port", type=int, default=int(env("GRPC_PORT", "8081")))
     parser.add_argument("--workers", type=int, default=int(env("WORKERS", "1")))
     parser.add_argument("--model_name", default=env("MODEL_NAME", "model"))
-    parser.add_argument("--model_dir", default=env("MODEL_DIR") or _storage_dir(env("STORAGE_URI")))
+    model_dir = env("MODEL_DIR") or storage_uri_location(env("STORAGE_URI")) or MODEL_MOUNT
+    parser.add_argument("--model_dir", default=model_dir)
     parser.add_argument("--predictor_host", default=env("PREDICTOR_HOST"))
     parser.add_argument("--protocol", default=env("PROTOCOL", "v1"), choices=("v1", "v2"))
     args, _unknown = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     return args
-
-
-def _storage_dir(storage_uri: str | None) -> str:
-    """Where ``STORAGE_URI``'s model is: ``/mnt/models`` once KServe's storage initializer
-    filled it, else the URI itself (modelshelf's storage downloads it)."""
-    mount = Path(MODEL_MOUNT)
-    if not storage_uri or (mount.is_dir() and any(mount.iterdir())):
-        return MODEL_MOUNT
-    return storage_uri
 
 
 class ModelServer:

@@ -18,6 +18,17 @@ from modelshelf.errors import ModelLoadError, ModelNotFoundError
 MODEL_MOUNT = "/mnt/models"
 
 
+def storage_uri_location(storage_uri: str | None, mount: Path = Path(MODEL_MOUNT)) -> str | None:
+    """Where KServe's ``STORAGE_URI`` model is: the mount once the storage initializer filled
+    it, else the URI itself (modelshelf's storage downloads it); ``None`` without a URI. The
+    one rule for the launcher and the KServe model server."""
+    if not storage_uri:
+        return None
+    if mount.is_dir() and any(mount.iterdir()):
+        return str(mount)
+    return storage_uri
+
+
 def find_model_file(
     location: Path,
     preferred_names: Sequence[str],

@@ -29,7 +29,7 @@ from typing import Any
 
 from modelshelf.errors import ConfigurationError
 from modelshelf.request_errors import BadRequestError, RequestRefusedError
-from modelshelf.seldon_payload import FEEDBACK_PATHS, PREDICT_PATHS, BodyChecks
+from modelshelf.seldon_payload import FEEDBACK_PATHS, PREDICT_PATHS, BodyChecks, unequal_rows
 
 logger = logging.getLogger("modelshelf.requests")
 
@@ -236,7 +236,7 @@ def seldon_request_blueprint(component: Any) -> Any:
     @blueprint.app_errorhandler(ValueError)
     @blueprint.app_errorhandler(OverflowError)  # a JSON integer too large for a float
     def bad_payload(exc: Exception) -> Any:
-        return answer(BadRequestError(f"the request's data could not be read: {exc}"))
+        return answer(BadRequestError(unreadable_data_message(exc, request)))
 
     @blueprint.app_errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
@@ -263,6 +263,22 @@ def seldon_request_blueprint(component: Any) -> Any:
         return response
 
     return blueprint
+
+
+def unreadable_data_message(exc: Exception, current: Any) -> str:
+    """What a 400 says when the payload could not become an array: for an ``ndarray`` whose
+    rows are of unequal length, which row (numpy's own text names none); else the error."""
+    notes = getattr(exc, "__notes__", None)  # modelshelf serve's reader named the row
+    if notes:
+        return f"the request's data could not be read: {notes[-1]}"
+    body = current.get_json(silent=True) if current.is_json else None
+    data = body.get("data") if type(body) is dict else None
+    rows = data.get("ndarray") if type(data) is dict else None
+    try:
+        where = unequal_rows(rows)
+    except RecursionError:
+        where = None
+    return f"the request's data could not be read: {where or exc}"
 
 
 def _method_not_allowed(method: str, path: str) -> RequestRefusedError:

@@ -75,15 +75,16 @@ def check_message(message: Any, where: str = "the body", payload_required: bool 
     if "meta" in message:
         check_meta(message["meta"], f"{prefix}meta")
     if "data" in message:
-        check_data(message["data"], f"{prefix}data")
+        check_data(message["data"], f"{prefix}data", payload_required)
     elif "strData" in message and type(message["strData"]) is not str:
         raise _refuse(f"{prefix}strData", message["strData"], "a string")
     elif "binData" in message and type(message["binData"]) is not str:
         raise _refuse(f"{prefix}binData", message["binData"], "a base64 string")
 
 
-def check_data(data: Any, where: str) -> None:
-    """DefaultData: ``names`` and at most one of ``tensor``, ``ndarray``, ``tftensor``."""
+def check_data(data: Any, where: str, values_required: bool = True) -> None:
+    """DefaultData: ``names`` and one of ``tensor``, ``ndarray``, ``tftensor`` (at most one
+    when not ``values_required``: a feedback's ``response`` may carry names only)."""
     if type(data) is not dict:
         raise _refuse(where, data, "an object with tensor, ndarray or tftensor")
     names = data.get("names")
@@ -94,6 +95,12 @@ def check_data(data: Any, where: str) -> None:
     found = [key for key in DATA_KINDS if key in data]
     if len(found) > 1:
         raise BadRequestError(f"{where} holds {' and '.join(found)}: send one of them")
+    if not found and values_required:
+        held = ", ".join(sorted(map(str, data))) or "no field"
+        raise BadRequestError(
+            f"{where} has no values: expected one of {', '.join(DATA_KINDS)} (with optional "
+            f"names), found {held}"
+        )
     if "tensor" in data:
         check_tensor(data["tensor"], f"{where}.tensor")
     elif "ndarray" in data:
@@ -121,19 +128,25 @@ def check_tensor(tensor: Any, where: str) -> None:
     shape, values = tensor["shape"], tensor["values"]
     if type(shape) is not list or any(type(size) is not int for size in shape):
         raise _refuse(f"{where}.shape", shape, "an array of integers")
-    if type(values) is not list or not set(map(type, values)) <= _NUMBERS:
+    if type(values) is not list:
         raise _refuse(f"{where}.values", values, "an array of numbers")
+    if not set(map(type, values)) <= _NUMBERS:
+        index, value = next((i, v) for i, v in enumerate(values) if type(v) not in _NUMBERS)
+        raise BadRequestError(
+            f"{where}.values must be numbers only (a tensor holds doubles), but "
+            f"{where}.values[{index}] is {describe(value)}; send text as ndarray or strData"
+        )
     if len(shape) > MAX_DIMS:
         raise BadRequestError(f"{where}.shape has {len(shape)} dimensions: at most {MAX_DIMS}")
-    unknown = shape.count(-1)
-    if unknown > 1 or any(size < -1 or size > MAX_DIM for size in shape):
+    if any(size < 0 or size > MAX_DIM for size in shape):
+        # seldon-core's gRPC reader counts the values as the shape's product, so a -1 (a
+        # wildcard numpy would accept over REST) cannot be read there: one rule for both.
         raise BadRequestError(
-            f"{where}.shape {shape} is not a shape: sizes from 0 to {MAX_DIM}, and at most one -1"
+            f"{where}.shape {shape} is not a shape: each size is a whole number from 0 to "
+            f"{MAX_DIM} (-1 is not a size in a Seldon tensor; send the number of rows)"
         )
-    known = math.prod(size for size in shape if size != -1)
     count = len(values)
-    fits = (known > 0 and count % known == 0) if unknown else known == count
-    if not fits:
+    if math.prod(shape) != count:
         raise BadRequestError(
             f"{where}.shape {shape} does not hold its {count} values (cannot reshape them)"
         )
@@ -252,3 +265,29 @@ def _has_tensorflow() -> bool:
     from seldon_core import utils
 
     return hasattr(utils, "TensorProto")
+
+
+def unequal_rows(rows: Any, where: str = "data.ndarray") -> str | None:
+    """Where a nested list is not rectangular, said in the request's words (numpy says
+    "inhomogeneous shape after 1 dimensions"): the first element whose length, or whose being
+    a list, differs from its first sibling's. ``None`` when every level is even. Only called
+    after numpy refused the rows, so its walk costs a good request nothing."""
+    if type(rows) is not list or not rows:
+        return None
+    first = rows[0]
+    for index, item in enumerate(rows):
+        if (type(item) is list) != (type(first) is list):
+            return (
+                f"{where}[{index}] is {describe(item)} but {where}[0] is {describe(first)}: "
+                "expected rows of equal length"
+            )
+        if type(item) is list and len(item) != len(first):
+            return (
+                f"{where} has rows of unequal length: {where}[{index}] has {len(item)} values, "
+                f"{where}[0] has {len(first)}; expected rows of equal length"
+            )
+    for index, item in enumerate(rows):
+        found = unequal_rows(item, f"{where}[{index}]")
+        if found is not None:
+            return found
+    return None

@@ -354,11 +354,9 @@ class ModelServer(SeldonComponent):
     def model_name(self) -> str:
         """The model file's name, unless it is the conventional ``model.*``: then the folder's."""
         path = self.model_path
-        if path is None:
-            return self.model_dir.name
-        if path.stem != "model":
+        if path is not None and (path.stem != "model" or not self.model_dir.is_dir()):
             return path.stem
-        return self.model_dir.name if self.model_dir.is_dir() else path.stem
+        return storage.folder_name(self.model_uri, self.model_dir)
 
     def check_method(self, name: str, available: Sequence[str]) -> str:
         """``name`` if the model has it; else a ``ConfigurationError`` listing what it has."""

@@ -365,3 +365,20 @@ def test_model_uri_for_a_node_that_does_not_exist(tmp_path):
     text = (SELDON / "sklearn-iris.yaml").read_text()
     error = refused(text, tmp_path, "--model-uri=clasifier=/tmp")
     assert "no graph node named 'clasifier'" in error
+
+
+def test_a_node_given_two_model_uris_is_refused_naming_both(tmp_path):
+    """``--model-uri`` is repeatable, one per node: the same node twice was the last one
+    silently winning."""
+    text = (SELDON / "sklearn-iris.yaml").read_text()
+    error = refused(
+        text,
+        tmp_path,
+        "--model-uri=classifier=s3://a/one",
+        "--model-uri=classifier=https://user:pw@host/two?sig=secret",
+    )
+    assert (
+        "--model-uri names 'classifier' twice (s3://a/one, then "
+        "https://<redacted>@host/two?sig=<redacted>): give each NODE once"
+    ) in error
+    assert "pw" not in error and "secret" not in error

@@ -287,3 +287,13 @@ def test_a_document_that_is_not_an_object_is_named_not_a_traceback(tmp_path):
     assert result.returncode == 2
     assert "invalid manifest: kind: None is not one this project validates" in result.stdout
     assert "Traceback" not in result.stdout
+
+
+def test_two_model_uris_for_an_inference_service_are_refused():
+    result = _graph_run_to_exit(
+        KSERVE / "sklearn-iris-v2.yaml", "--model-uri=/tmp/one", "--model-uri=predictor=/tmp/two"
+    )
+    assert result.returncode == 2
+    assert (
+        "--model-uri given 2 times (/tmp/one, /tmp/two): an InferenceService serves one model"
+    ) in result.stdout

@@ -52,6 +52,12 @@ def predicted(answer: prediction_pb2.SeldonMessage) -> list[list[float]]:
             {"data": {"tensor": {"shape": [2, 4], "values": [1, 2, 3, 4]}}},
             "data.tensor.shape [2, 4] does not hold its 4 values",
         ),
+        (  # the same words as REST's 400 (seldon-core's gRPC reader cannot size a -1)
+            {"data": {"tensor": {"shape": [-1, 4], "values": [1, 2, 3, 4]}}},
+            "data.tensor.shape [-1, 4] is not a shape: each size is a whole number",
+        ),
+        ({"data": {}}, "data has no values: expected one of tensor, ndarray, tftensor"),
+        ({"data": {"ndarray": [1, 2, 3, 4]}}, "expected rows: the input is a flat list"),
         ({"strData": "hello"}, "the input must be an array of rows of numbers"),
         ({"data": {"ndarray": [[1, 2, 3, 4], [1]]}}, "expected rows of equal length"),
         ({"data": {"ndarray": [[None, [None]]]}}, "data cannot be read as an array"),

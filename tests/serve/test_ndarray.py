@@ -52,6 +52,24 @@ def _outcome(convert, rows):
         return None, (type(exc), str(exc))
 
 
+def test_ragged_rows_keep_numpys_error_with_a_note_naming_the_row():
+    """seldon-core answers a user class with numpy's own text: it stays; the note names the
+    uneven row for the answers modelshelf writes (rows_error_text)."""
+    from modelshelf.serve.ndarray import rows_error_text
+
+    rows = [[1.0, 2.0]] * 9 + [[1.0]]
+    try:
+        array_from_rows(rows, "instances")
+    except ValueError as exc:
+        assert "inhomogeneous" in str(exc)
+        assert rows_error_text(exc) == (
+            "instances has rows of unequal length: instances[9] has 1 values, instances[0] "
+            "has 2; expected rows of equal length"
+        )
+    else:
+        raise AssertionError("ragged rows were read")
+
+
 @pytest.mark.parametrize("case", list(ROW_CASES))
 def test_array_from_rows_is_np_array(case):
     rows = ROW_CASES[case]

@@ -8,6 +8,7 @@ missing): our dev venv's newer fastapi breaks mlflow 3.2's scoring server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -70,9 +71,9 @@ def mlflow_model(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def both(mlflow_model):
-    """(``mlflow models serve`` URL, our server) on the same model."""
+@contextlib.contextmanager
+def beside_mlflow(model_folder):
+    """(``mlflow models serve`` URL, our server) on the same model folder."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     peer = peer_bin("mlflow")
@@ -81,7 +82,7 @@ def both(mlflow_model):
         "models",
         "serve",
         "-m",
-        str(mlflow_model),
+        str(model_folder),
         "--env-manager",
         "local",
         "--host",
@@ -94,13 +95,19 @@ def both(mlflow_model):
     # mlflow runs "uvicorn" from PATH: the peer venv's.
     env = {"PATH": f"{peer}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(peer.parent)}
     ours = Launch(
-        "MLFlowServer", SERVERS / "mlflowserver", seldon_parameters(model_uri=mlflow_model)
+        "MLFlowServer", SERVERS / "mlflowserver", seldon_parameters(model_uri=model_folder)
     )
     with (
         running_process(command, http_answers(f"{url}/ping", 200), env=env, timeout=180),
         running(ours, [MODELSHELF], timeout=180) as (service,),
     ):
         yield url, service
+
+
+@pytest.fixture(scope="module")
+def both(mlflow_model):
+    with beside_mlflow(mlflow_model) as found:
+        yield found
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -184,3 +191,126 @@ def test_kserve_v1_objects_reach_the_signatures_columns_by_name(both):
         f"{url}/invocations", json={"dataframe_split": FRAME.to_dict(orient="split")}
     ).json()["predictions"]
     assert answer.json()["predictions"] == theirs
+
+
+def test_v2_an_input_the_signature_does_not_name_is_refused(both):
+    """One V2 input whose name is none of the signature's is a 400 naming it and the
+    signature's names (it was read by position, a guess); the server goes on serving."""
+    _, service = both
+    (name,) = service.client.get("/v1/models").json()["models"]
+    unknown = {"name": "input-0", "datatype": "FP64", "shape": list(ROWS.shape)}
+    answer = service.client.post(
+        f"/v2/models/{name}/infer", json={"inputs": [{**unknown, "data": ROWS.ravel().tolist()}]}
+    )
+    assert answer.status_code == 400, answer.text
+    expected = ", ".join(repr(column) for column in IRIS_COLUMNS)
+    assert answer.json()["error"] == (
+        f"input 'input-0' is not an input of this model: its signature names {expected} "
+        "(one input each, as in the model's metadata)"
+    )
+    inputs = [
+        {"name": column, "datatype": "FP64", "shape": [len(FRAME)], "data": FRAME[column].tolist()}
+        for column in IRIS_COLUMNS
+    ]
+    answer = service.client.post(f"/v2/models/{name}/infer", json={"inputs": inputs})
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize(
+    ("payload", "words"),
+    [
+        (
+            {"inputs": [[5.1, 3.5], [1.4]]},
+            "inputs[1] has 1 values, inputs[0] has 2; expected rows of equal length",
+        ),
+        (
+            {"instances": [[5.1, 3.5], [1.4]]},
+            "instances[1] has 1 values, instances[0] has 2; expected rows of equal length",
+        ),
+        ({"inputs": [5.1, 3.5, 1.4, 0.2]}, "expected rows: the input is a flat list of 4 values"),
+        (
+            {"dataframe_split": {"columns": ["a"], "data": [[1.0]]}},
+            "the column names do not match the model's signature",
+        ),
+    ],
+    ids=["ragged inputs", "ragged instances", "flat inputs", "unknown column"],
+)
+def test_invocations_errors_use_mlflows_words(both, payload, words):
+    """/invocations is MLflow's protocol: its 400s name its fields (inputs, instances,
+    columns), never Seldon's (ndarray, jsonData); `mlflow models serve` refuses them too."""
+    url, service = both
+    theirs = httpx.post(f"{url}/invocations", json=payload, timeout=60)
+    ours = service.client.post("/invocations", json=payload)
+    assert ours.status_code == theirs.status_code == 400, (ours.text, theirs.text)
+    message = ours.json()["message"]
+    assert words in message, message
+    assert not any(word in message for word in ("ndarray", "jsonData", "data.")), message
+
+
+# ------------------------------------------------------------- the signature's column types
+
+HOMES_COLUMNS = ["city", "zip", "rooms", "area", "has_garage"]
+
+
+@pytest.fixture(scope="module")
+def typed_columns(tmp_path_factory):
+    """A pipeline over string, long, double and boolean columns (signature inferred from its
+    frame), behind ``mlflow models serve`` and ours."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from mlflow_corpus import HOMES, homes_pipeline
+
+    model = homes_pipeline()
+    folder = tmp_path_factory.mktemp("mlflow-typed") / "homes"
+    mlflow.sklearn.save_model(
+        model,
+        folder,
+        signature=infer_signature(HOMES, model.predict(HOMES)),
+        pip_requirements=["scikit-learn", "numpy", "pandas"],
+    )
+    with beside_mlflow(folder) as found:
+        yield found
+
+
+def split(*rows: list) -> dict:
+    return {"dataframe_split": {"columns": HOMES_COLUMNS, "data": [list(r) for r in rows]}}
+
+
+def test_the_signatures_types_are_enforced_as_mlflow_models_serve_enforces_them(typed_columns):
+    """``mlflow models serve`` casts a JSON request to the signature's types before its schema
+    check: a number for a string column becomes its text (200), text that is no number for a
+    double column is a 400. Ours answers the same on /invocations, and the same rule holds on
+    the Seldon protocol and V2 (the trial's "a number for a string column answers 200" is
+    what MLflow's own server does)."""
+    url, service = typed_columns
+    as_text = ["paris", "06000", 3, 55.5, True]
+    as_number = ["paris", 6000, 3, 55.5, True]
+    expected = httpx.post(f"{url}/invocations", json=split(as_text), timeout=60).json()
+    theirs = httpx.post(f"{url}/invocations", json=split(as_number), timeout=60)
+    ours = service.client.post("/invocations", json=split(as_number))
+    assert theirs.status_code == ours.status_code == 200, (theirs.text, ours.text)
+    assert ours.json() == theirs.json()
+    assert service.client.post("/invocations", json=split(as_text)).json() == expected
+    seldon = {"data": {"names": HOMES_COLUMNS, "ndarray": [as_number]}}
+    answer = service.client.post("/api/v1.0/predictions", json=seldon)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"]["ndarray"] == expected["predictions"]
+    datatypes = {"city": "BYTES", "zip": "INT64", "rooms": "INT64", "area": "FP64"}
+    inputs = [
+        {"name": name, "datatype": datatypes.get(name, "BOOL"), "shape": [1], "data": [value]}
+        for name, value in zip(HOMES_COLUMNS, as_number, strict=True)
+    ]
+    (name,) = service.client.get("/v1/models").json()["models"]
+    answer = service.client.post(f"/v2/models/{name}/infer", json={"inputs": inputs})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"][0]["data"] == expected["predictions"]
+    not_a_double = ["paris", "06000", 3, "big", True]
+    theirs = httpx.post(f"{url}/invocations", json=split(not_a_double), timeout=60)
+    ours = service.client.post("/invocations", json=split(not_a_double))
+    assert theirs.status_code == ours.status_code == 400, (theirs.text, ours.text)
+    assert ours.json()["message"] == "column 'area': cannot read 'big' as double"
+    seldon = {"data": {"names": HOMES_COLUMNS, "ndarray": [not_a_double]}}
+    answer = service.client.post("/api/v1.0/predictions", json=seldon)
+    assert answer.status_code == 400
+    assert answer.json()["status"]["info"] == "column 'area': cannot read 'big' as double"

@@ -150,3 +150,25 @@ def test_modelshelf_frontend_seldon_runs_seldon_core_microservice():
         response = service.post("/api/v1.0/predictions", ND)
         assert response.status_code == 200
         assert response.headers.get("server", "").startswith("gunicorn")
+
+
+def test_a_class_names_that_raises_is_found_at_load_not_per_request():
+    """seldon-core's wrapper answers every 2-D prediction with a 500 when ``class_names()``
+    raises; modelshelf serve calls it once at load, says so in a WARNING, and answers without
+    names (``t:0``…) on every protocol."""
+    launch = Launch("BrokenClassNamesModel", COMPONENTS)
+    with running(launch, [MODELSHELF]) as (service,):
+        for _ in range(3):
+            answer = service.client.post(
+                "/api/v1.0/predictions", json={"data": {"ndarray": [[1.0, 2.0]]}}
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["data"] == {"names": ["t:0", "t:1"], "ndarray": [[2.0, 4.0]]}
+        v2 = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 2], "data": [1, 2]}]}
+        answer = service.client.post("/v2/models/BrokenClassNamesModel/infer", json=v2)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outputs"][0]["data"] == [2.0, 4.0]
+        log = service.log()
+        warning = "BrokenClassNamesModel.class_names() raised RuntimeError: names table missing"
+        assert log.count(warning) == 1, log[-3000:]
+        assert "Traceback" not in log

@@ -101,3 +101,25 @@ def test_user_info_is_sent_as_basic_auth_and_never_shown(site, env):
     assert "s3cret" not in str(caught.value) and "alice" not in str(caught.value)
     assert Path(caught.value.uri).name == "nothing.bin"
     assert handler.authorizations[0] == "Basic " + base64.b64encode(b"alice:s3cret").decode()
+
+
+def test_a_failed_download_leaves_no_folder_behind(site, env, tmp_path):
+    """Nothing that looks like a model is left: not in the cache, not at a destination the
+    download created (its parents included); a destination that existed is kept."""
+    url, _, _, _ = site
+    env({})
+    cache = tmp_path / "cache"
+    with pytest.raises(StorageNotFoundError):
+        download(f"{url}/absent/model.joblib")
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []
+    created = tmp_path / "made" / "dest"
+    with pytest.raises(StorageNotFoundError):
+        download(f"{url}/absent/model.joblib", created)
+    assert not (tmp_path / "made").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with pytest.raises(StorageNotFoundError):
+        download(f"{url}/absent/model.joblib", existing)
+    assert existing.is_dir()
+    download(f"{url}/model.joblib", created)  # and a good one still lands there
+    assert (created / "model.joblib").is_file()

@@ -21,6 +21,7 @@ def test_sklearn_server_loads_a_model_from_s3(s3_server, sklearn_models, tmp_pat
         body = svc.post("/api/v1.0/predictions", {"data": {"ndarray": X.tolist()}}).json()
         assert_same_predictions(body["data"]["ndarray"], model.predict_proba(X))
         assert body["data"]["names"] == ["setosa", "versicolor", "virginica"]
+        assert svc.get("/metadata").json()["name"] == "iris"  # not the cache folder's name
         client = SeldonClient(microservice_endpoint=f"127.0.0.1:{svc.grpc_port}")
         result = client.microservice(data=X, method="predict", transport="grpc")
         assert result.success, result.msg
@@ -32,3 +33,30 @@ def test_sklearn_server_loads_a_model_from_s3(s3_server, sklearn_models, tmp_pat
     assert len(folders) == 1 and (folders[0] / "model.joblib").is_file()
     assert log.count("downloaded s3://remote-models/sklearn/iris") == 1, log
     assert s3_server.env["AWS_SECRET_ACCESS_KEY"] not in log
+
+
+def test_a_single_file_url_names_the_model_by_its_folder(sklearn_models, tmp_path):
+    """``https://host/iris/model.joblib`` is served as ``iris``, as the local folder holding
+    that file would be (it was the cache folder's ``model.joblib-<hash>``)."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    site = tmp_path / "site"
+    (site / "iris").mkdir(parents=True)
+    shutil.copy(sklearn_models["iris"] / "model.joblib", site / "iris" / "model.joblib")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}/iris/model.joblib"
+    env = {"MODELSHELF_MODEL_CACHE": str(tmp_path / "cache")}
+    parameters = seldon_parameters(model_uri=uri)
+    try:
+        with running_microservice("SKLearnServer", parameters, env=env) as svc:
+            assert svc.get("/metadata").json()["name"] == "iris"
+            body = svc.post("/api/v1.0/predictions", {"data": {"ndarray": rows(1).tolist()}})
+            assert body.status_code == 200, body.text
+    finally:
+        server.shutdown()
+        server.server_close()

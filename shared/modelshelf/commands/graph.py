@@ -151,7 +151,7 @@ def run_graph(args: argparse.Namespace) -> int:
         secrets = secrets_from_documents(documents)
         for path in args.secret:
             secrets.update(secrets_from_documents(crd.load_file(path)))
-        model_uris = dict(_pair(text) for text in args.model_uri)
+        model_uris = _pairs(args.model_uri)
     except (ModelshelfError, OSError, ValueError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -201,6 +201,7 @@ def run_inference_service(args: argparse.Namespace, documents: list[Any]) -> int
     from modelshelf.graph.kserve_frontdoor import DEFAULT_DOMAIN, make_kserve_handler
     from modelshelf.graph.kserve_run import InferenceServiceRun, kserve_secrets, our_runtimes
     from modelshelf.graph.manifest import document_problems
+    from modelshelf.storage import redact
 
     try:
         services = [
@@ -221,10 +222,15 @@ def run_inference_service(args: argparse.Namespace, documents: list[Any]) -> int
         ]
         runtimes += [r for r in our_runtimes() if r.name not in {x.name for x in runtimes}]
         secrets = kserve_secrets(everything)
-        model_uri = None
-        for text in args.model_uri:  # URI or predictor=URI (a signed URL may hold "=")
-            model_uri = text.removeprefix("predictor=")
-        dirs = dict(_pair(text, "--container-dir", "ROLE=DIR") for text in args.container_dir)
+        if len(args.model_uri) > 1:
+            given = ", ".join(redact(text.removeprefix("predictor=")) for text in args.model_uri)
+            raise ValueError(
+                f"--model-uri given {len(args.model_uri)} times ({given}): an InferenceService "
+                "serves one model, give it once (URI or predictor=URI)"
+            )
+        # URI or predictor=URI (a signed URL may hold "=")
+        model_uri = args.model_uri[0].removeprefix("predictor=") if args.model_uri else None
+        dirs = _pairs(args.container_dir, "--container-dir", "ROLE=DIR")
         run = InferenceServiceRun(
             services[0],
             runtimes,
@@ -339,6 +345,23 @@ def _metadata(predictor: Any, client: Any) -> dict[str, Any]:
         status, body = client.get(node.name, "/api/v1.0/metadata")
         models[node.name] = body if status == 200 else {"error": body}
     return {"name": predictor.name, "models": models}
+
+
+def _pairs(texts: list[str], flag: str = "--model-uri", form: str = "NODE=URI") -> dict[str, str]:
+    """Repeatable ``NAME=VALUE`` flags as a mapping; a name given twice is an error (the last
+    would silently win), naming both values (URIs without their secrets)."""
+    from modelshelf.storage import redact
+
+    found: dict[str, str] = {}
+    for text in texts:
+        name, value = _pair(text, flag, form)
+        if name in found:
+            raise ValueError(
+                f"{flag} names {name!r} twice ({redact(found[name])}, then {redact(value)}): "
+                f"give each {form.split('=')[0]} once"
+            )
+        found[name] = value
+    return found
 
 
 def _pair(text: str, flag: str = "--model-uri", form: str = "NODE=URI") -> tuple[str, str]:

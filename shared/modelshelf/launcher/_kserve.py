@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelshelf.model_files import MODEL_MOUNT
+from modelshelf.model_files import MODEL_MOUNT, storage_uri_location
 
 _PORTS = (
     ("http_port", "HTTP_PORT", "PREDICTIVE_UNIT_HTTP_SERVICE_PORT"),
@@ -61,7 +61,7 @@ def read_kserve_arguments(
         )
         if value:
             env[seldon_env] = str(value)
-    model_dir = getattr(args, "kserve_model_dir", None) or _storage_location(
+    model_dir = getattr(args, "kserve_model_dir", None) or storage_uri_location(
         env.get("STORAGE_URI"), mount
     )
     if model_dir:
@@ -74,14 +74,6 @@ def read_kserve_arguments(
     if model_name and env.get("MODELSHELF_FRONTEND", "").strip().lower() != "seldon":
         frontend = ("--model-name", model_name, *frontend)
     return KServeArguments(env, frontend)
-
-
-def _storage_location(storage_uri: str | None, mount: Path) -> str | None:
-    if not storage_uri:
-        return None
-    if mount.is_dir() and any(mount.iterdir()):
-        return str(mount)
-    return storage_uri
 
 
 def _with_model_uri(parameters_json: str, model_dir: str) -> str:

@@ -173,13 +173,27 @@ class Tensor:
                     f"shape {shape}, nested or flat"
                 )
             values = [values]
+        depth = 0
         while values and type(values[0]) is list:  # nested: flatten one level in C
+            if depth + 1 >= len(shape):
+                _refuse_nesting(name, f"nested deeper than its shape {shape}")
+            if len(values) != _size(shape[: depth + 1]):
+                _refuse_nesting(
+                    name,
+                    f"not nested as its shape {shape}: level {depth + 1} holds {len(values)} "
+                    f"entries in all, the shape {_size(shape[: depth + 1])}",
+                )
             try:
                 values = list(chain.from_iterable(values))
             except TypeError:  # rows mixed with scalars
                 raise BadRequestError(
                     f"input {name!r}: data must be nested lists of equal depth, or flat"
                 ) from None
+            depth += 1
+        if depth and depth + 1 != len(shape):
+            _refuse_nesting(
+                name, f"nested {depth + 1} levels deep, its shape {shape} has {len(shape)}"
+            )
         if datatype == "BYTES":
             array = np.empty(len(values), dtype=object)
             array[:] = [v.encode() if type(v) is str else v for v in values]
@@ -255,6 +269,13 @@ class Tensor:
                 parts.append(item)
             return b"".join(parts)
         return np.ascontiguousarray(self.data, dtype=_WIRE_DTYPES[self.datatype]).tobytes()
+
+
+def _refuse_nesting(name: str, problem: str) -> None:
+    """The protocol's tensor data is flat, or nested as its shape (one level a dimension)."""
+    raise BadRequestError(
+        f"input {name!r}: data is {problem}; send it flat (row-major) or nested as the shape"
+    )
 
 
 def _exact_values(name: str, datatype: str, dtype: np.dtype, values: list) -> np.ndarray:
@@ -489,6 +510,9 @@ class InferenceCore:
         self.methods = tuple(self._callers)
         self.takes_params = takes_params(user_model)
         self._as_returned = as_returned_caller(user_model)
+        #: The only input names the model takes, when it names them (an MLflow signature).
+        declared = getattr(user_model, "signature_input_names", None)
+        self._input_names = declared if isinstance(declared, frozenset) else None
         self._metadata: dict[str, Any] | None = None
         from modelshelf.metadata import package_versions
 
@@ -532,13 +556,30 @@ class InferenceCore:
     def run_plan(self, request: InferenceRequest, plan: Plan) -> InferenceResponse:
         """``infer`` after ``plan``: the calls and the response (for a request the batcher
         planned and does not join, so that it is not decoded twice)."""
-        answers = {m: self.call(plan.X, plan.names, m, plan.params) for m in plan.methods}
+        try:
+            answers = {m: self.call(plan.X, plan.names, m, plan.params) for m in plan.methods}
+        except BadRequestError as exc:  # a try costs nothing until it catches
+            raise self.named_input_error(request, exc) from exc
         return self.respond(request, answers)
+
+    def named_input_error(self, request: InferenceRequest, exc: BadRequestError) -> Exception:
+        """A model's refusal of one unnamed input ("the input must hold numbers only") with
+        the tensor's name, datatype and shape, and what the model takes, in front."""
+        if len(request.inputs) != 1 or self.row_width is None:
+            return exc
+        tensor = request.inputs[0]
+        (spec,) = self.model_metadata()["inputs"]
+        return BadRequestError(
+            f"input {tensor.name!r} ({tensor.datatype}, shape {tensor.shape}): {exc.message}; "
+            f"this model takes {spec['datatype']} rows, shape {spec['shape']}"
+        )
 
     def plan(self, request: InferenceRequest) -> Plan:
         """What ``infer`` calls: the decoded input and the methods the outputs ask for (the
         batcher joins requests between the two halves)."""
         X, names = decode_inputs(request)
+        if not names and self._input_names is not None:
+            self.refuse_unknown_input(request.inputs[0].name)
         if is_flat_values(X):
             self.refuse_flat_row(f"input {request.inputs[0].name!r}: shape {list(X.shape)}")
         wanted = [o.name for o in request.outputs] if request.outputs else []
@@ -613,6 +654,22 @@ class InferenceCore:
         inputs = self.model_metadata()["inputs"]
         shape = inputs[0]["shape"] if len(inputs) == 1 else []
         return shape[1] if len(shape) == 2 and shape[1] > 0 else None
+
+    def refuse_unknown_input(self, name: str) -> None:
+        """A 400 for one input whose name the model does not know (MLServer's MLflow runtime
+        decodes inputs by name; reading it by position would guess)."""
+        assert self._input_names is not None
+        if name not in self._input_names:
+            expected = ", ".join(repr(n) for n in self._input_names_in_order())
+            raise BadRequestError(
+                f"input {name!r} is not an input of this model: its signature names {expected} "
+                "(one input each, as in the model's metadata)"
+            )
+
+    def _input_names_in_order(self) -> list[str]:
+        declared = [i["name"] for i in self.model_metadata()["inputs"]]
+        known = self._input_names or frozenset()
+        return [n for n in declared if n in known] or sorted(known)
 
     def refuse_flat_row(self, what: str) -> None:
         """A 400 for a flat list of values given to a model that takes rows. KServe's and

@@ -24,7 +24,12 @@ from modelshelf.serve.inference import (
     error_answer,
     is_flat_values,
 )
-from modelshelf.serve.ndarray import array_from_rows, encode_array, encodes_as_tolist
+from modelshelf.serve.ndarray import (
+    array_from_rows,
+    encode_array,
+    encodes_as_tolist,
+    rows_error_text,
+)
 from modelshelf.serve.protocols import Reply, json_reply
 from modelshelf.serve.server_methods import reads_records
 
@@ -107,9 +112,10 @@ def instances_input(rows: list, as_records: bool = False) -> tuple[Any, list[str
         frame = pd.DataFrame(rows)
         return frame, [str(c) for c in frame.columns]
     try:
-        return array_from_rows(rows), []
+        return array_from_rows(rows, "instances"), []
     except ValueError as exc:
-        raise BadRequestError(f"instances must be rows of equal length: {exc}") from None
+        text = rows_error_text(exc)
+        raise BadRequestError(f"instances could not be read as rows: {text}") from None
 
 
 def _predictions(result: Any) -> bytes:

@@ -22,7 +22,12 @@ import orjson
 from modelshelf.errors import BadRequestError
 from modelshelf.inputs import pandas_module
 from modelshelf.serve.inference import InferenceCore, error_answer
-from modelshelf.serve.ndarray import array_from_rows, encode_array, encodes_as_tolist
+from modelshelf.serve.ndarray import (
+    array_from_rows,
+    encode_array,
+    encodes_as_tolist,
+    rows_error_text,
+)
 from modelshelf.serve.protocols import Reply, header, json_reply
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -134,9 +139,11 @@ def json_input(body: bytes) -> tuple[Any, list[str], dict[str, Any] | None]:
         else:
             if type(data) is not list:
                 data = [data]
-            return array_from_rows(data), [], params
+            return array_from_rows(data, key), [], params
     except (ValueError, TypeError) as exc:
-        raise BadRequestError(f"{key} could not be read as a table: {exc}") from None
+        raise BadRequestError(
+            f"Invalid input. {key} could not be read as a table: {rows_error_text(exc)}"
+        ) from None
     return frame, [str(c) for c in frame.columns], params
 
 

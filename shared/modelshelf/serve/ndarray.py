@@ -29,27 +29,51 @@ MIN_ROWS = 8
 _SAME_AS_TOLIST = {"b", "i", "u"}
 
 
-def array_from_rows(rows: Any) -> np.ndarray:
-    """``np.array(rows)``, cheaper for a rectangular list of rows of numbers."""
-    if type(rows) is not list or len(rows) < MIN_ROWS:
-        return np.array(rows)
-    first = rows[0]
-    if type(first) is not list or not first:
-        return np.array(rows)
-    width = len(first)
-    # Every row a list (a string row would flatten into characters) of the same length.
-    if set(map(type, rows)) != {list} or set(map(len, rows)) != {width}:
-        return np.array(rows)
+def array_from_rows(rows: Any, where: str = "data.ndarray") -> np.ndarray:
+    """``np.array(rows)``, cheaper for a rectangular list of rows of numbers. For ragged rows,
+    numpy's ``ValueError`` as it is (seldon-core answers a user class with its text), with a
+    note naming the first uneven row as the request's field ``where`` (``instances``,
+    ``inputs``…): ``rows_error_text`` gives it to the answers modelshelf writes itself."""
+    try:  # costs nothing until it catches (Python 3.11)
+        if type(rows) is not list or len(rows) < MIN_ROWS:
+            return np.array(rows)
+        first = rows[0]
+        if type(first) is not list or not first:
+            return np.array(rows)
+        width = len(first)
+        # Every row a list (a string row would flatten into characters) of the same length.
+        if set(map(type, rows)) != {list} or set(map(len, rows)) != {width}:
+            return np.array(rows)
+        try:
+            flat = np.array(list(chain.from_iterable(rows)))
+        except Exception:  # a list among the numbers: np.array(rows) says what it says
+            return np.array(rows)
+        # A 1-D numeric array means every value was a scalar number (a nested list makes it 2-D
+        # or an object array) and numpy found the dtype np.array(rows) finds: the same values.
+        if flat.ndim != 1 or flat.dtype.kind not in "biuf":
+            return np.array(rows)
+        flat.resize((len(rows), width))  # in place: it owns its data, as np.array's result does
+        return flat
+    except ValueError as exc:
+        _note_uneven_rows(rows, exc, where)
+        raise
+
+
+def _note_uneven_rows(rows: Any, exc: ValueError, where: str) -> None:
+    from modelshelf.seldon_payload import unequal_rows  # only once a request has failed
+
     try:
-        flat = np.array(list(chain.from_iterable(rows)))
-    except Exception:  # a list among the numbers: np.array(rows) says what it says
-        return np.array(rows)
-    # A 1-D numeric array means every value was a scalar number (a nested list makes it 2-D or
-    # an object array) and numpy found the dtype np.array(rows) finds: the same values.
-    if flat.ndim != 1 or flat.dtype.kind not in "biuf":
-        return np.array(rows)
-    flat.resize((len(rows), width))  # in place: it owns its data, as np.array's result does
-    return flat
+        found = unequal_rows(rows, where)
+    except RecursionError:
+        found = None
+    if found is not None:
+        exc.add_note(found)
+
+
+def rows_error_text(exc: BaseException) -> str:
+    """What to say of rows ``array_from_rows`` refused: the uneven row, else numpy's text."""
+    notes = getattr(exc, "__notes__", None)
+    return str(notes[-1]) if notes else str(exc)
 
 
 def encodes_as_tolist(array: Any) -> bool:

@@ -13,6 +13,7 @@ modelshelf.
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,7 @@ METHOD_NAMES = (
 CLASS_METHODS = ("predict_proba", "predict_log_proba", "decision_function")
 
 ServedCall = Callable[[Any, Any], Any]
+logger = logging.getLogger(__name__)
 
 
 def seldon_metadata(user_model: Any) -> dict[str, Any]:
@@ -232,6 +234,45 @@ def output_names_of(user_model: Any, data: Any) -> list[str] | None:
     if isinstance(names, list | tuple) and len(shape) == 2 and len(names) == shape[1] > 0:
         return [str(n) for n in names]
     return None
+
+
+def check_class_names(user_model: Any) -> None:
+    """Call a user class's ``class_names()`` once, at load. If it raises (other than "not
+    implemented"), say so in one WARNING and wrap it: while it raises, answers carry no
+    column names (seldon-core's ``t:0``, ``t:1``…) instead of each being a 500 (what
+    seldon-core's wrapper answers). A ``class_names`` that works at load is left as it is:
+    nothing is added to a good class's requests. Our servers' own is per-call state."""
+    from seldon_core.user_model import SeldonNotImplementedError
+
+    from modelshelf.server import ModelServer
+
+    method = getattr(user_model, "class_names", None)
+    if isinstance(user_model, ModelServer) or not inspect.ismethod(method):
+        return
+    try:
+        method()
+        return
+    except (NotImplementedError, SeldonNotImplementedError):
+        return
+    except Exception as exc:
+        logger.warning(
+            "%s.class_names() raised %s: %s when called at load; while it raises, answers "
+            "carry no column names (t:0, t:1…) instead of failing",
+            type(user_model).__name__,
+            type(exc).__name__,
+            exc,
+        )
+
+    def class_names(self: Any) -> Any:
+        try:
+            return method()
+        except (NotImplementedError, SeldonNotImplementedError):
+            raise
+        except Exception as exc:
+            logger.debug("class_names() failed: %s: %s", type(exc).__name__, exc)
+            raise SeldonNotImplementedError("class_names() failed") from exc
+
+    user_model.class_names = class_names.__get__(user_model)
 
 
 def known_output_names(user_model: Any, method: str) -> list[str] | None:

@@ -75,6 +75,9 @@ def load_user_model(user_model: Any) -> None:
     """``load()`` as seldon-core calls it after the fork: optional, idempotent in our servers."""
     with contextlib.suppress(NotImplementedError, AttributeError):
         user_model.load()
+    from modelshelf.serve.server_methods import check_class_names
+
+    check_class_names(user_model)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -9,9 +9,10 @@ Binary tensor data (as Triton and KServe): the JSON part is the first
 ``binary_data_size`` parameter takes its bytes, in order, from the rest (little-endian,
 row-major, ``BOOL`` one byte, ``BYTES`` as 4-byte length + bytes). An output is answered in
 binary when its request asks ``"binary_data": true``, or, without that, when the request's
-``binary_data_output`` is true; the response then has the same layout and header. Any
-Content-Type is accepted (tritonclient sends none), and fields the protocol does not define
-(the kserve client's ``model_name``) are ignored.
+``binary_data_output`` is true; the response then has the same layout and header. A body
+may come without a Content-Type (tritonclient sends none), as JSON, octets or curl's form
+default; one declared as another format (``text/csv``) is a 415. Fields the protocol does not
+define (the kserve client's ``model_name``) are ignored.
 """
 
 from __future__ import annotations
@@ -101,6 +102,9 @@ class V2Rest:
 
     def parse(self, scope: dict, body: bytes) -> tuple[InferenceRequest, bool]:
         """An ``…/infer`` body as the request and its ``binary_data_output`` flag."""
+        content_type = header(scope, b"content-type")
+        if content_type is not None and not content_type.startswith(b"application/json"):
+            _check_content_type(content_type)
         body = _decoded(scope, body)
         length = header(scope, HEADER_LENGTH)
         if length is None:
@@ -123,6 +127,30 @@ class V2Rest:
     def error(exc: BaseException, what: str) -> Reply:
         """The answer to an exception raised serving ``what`` (500s logged with the traceback)."""
         return _error(*error_answer(exc, f"V2 {what}", logger))
+
+
+#: Content-Types an ``…/infer`` body may declare besides JSON: the binary extension's
+#: octets, and curl's default for ``-d``. None at all (tritonclient's binary requests) is fine.
+_OTHER_BODY_TYPES = (b"application/octet-stream", b"application/x-www-form-urlencoded")
+
+
+def _check_content_type(value: bytes) -> None:
+    """415 for a body declared as something other than JSON (``text/csv``…): it would be
+    read as JSON all the same (MLServer's FastAPI endpoint refuses it too, with a 422)."""
+    media = value.split(b";", 1)[0].strip().lower()
+    if media == b"application/json" or media in _OTHER_BODY_TYPES:
+        return
+    if media.startswith(b"application/") and media.endswith(b"+json"):
+        return
+    from modelshelf.request_errors import RequestRefusedError
+
+    raise RequestRefusedError(
+        f"Content-Type {value.decode('latin-1')!r} is not a V2 request body: send the JSON "
+        "request as application/json (binary tensor data: application/octet-stream, or no "
+        "Content-Type, with Inference-Header-Content-Length)",
+        415,
+        "MICROSERVICE_UNSUPPORTED_MEDIA_TYPE",
+    )
 
 
 def _decoded(scope: dict, body: bytes) -> bytes:

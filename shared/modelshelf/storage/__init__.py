@@ -21,14 +21,16 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from modelshelf.errors import StorageError
 from modelshelf.storage import _local
+from modelshelf.storage._archive import SUFFIXES as ARCHIVE_SUFFIXES
 from modelshelf.storage._archive import is_archive
 from modelshelf.storage._location import Location, parse, redact
 from modelshelf.storage._sync import Source, exclusive, synchronise
 
-__all__ = ["cache_root", "download", "invalidate", "redact"]
+__all__ = ["cache_root", "download", "folder_name", "invalidate", "redact"]
 
 logger = logging.getLogger("modelshelf.storage")
 
@@ -46,20 +48,77 @@ def download(uri: str, dest: str | Path | None = None) -> Path:
     unpack = is_archive(location.name)
     if dest is not None:
         target = Path(dest)
+        created = _first_missing(target)
         try:
             target.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(
                 location.display, f"cannot create the destination {target}: {exc.strerror}"
             ) from exc
-        return synchronise(
-            source, target, target / DEST_MANIFEST, target / DEST_LOCK, unpack=unpack
-        )
+        try:
+            return synchronise(
+                source, target, target / DEST_MANIFEST, target / DEST_LOCK, unpack=unpack
+            )
+        except BaseException:
+            if created is not None:
+                _remove_if_unused(target, created)
+            raise
     root = cache_root()
     name = _cache_name(location)
     return synchronise(
         source, root / name, root / f"{name}.manifest.json", root / f"{name}.lock", unpack=unpack
     )
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself included) that does not exist yet."""
+    missing = None
+    while not path.exists() and path != path.parent:
+        missing, path = path, path.parent
+    return missing
+
+
+def _remove_if_unused(target: Path, created: Path) -> None:
+    """Remove the folders this download created (``target`` up to ``created``) when a failure
+    left them holding nothing but its own lock: an empty folder would look like a model that
+    is there. Never raises."""
+    try:
+        if {p.name for p in target.iterdir()} - {DEST_LOCK, DEST_MANIFEST}:
+            return
+    except FileNotFoundError:  # another process's failed download removed it already
+        return
+    except OSError as exc:
+        logger.warning("could not remove %s after a failed download: %s", target, exc)
+        return
+    shutil.rmtree(target, ignore_errors=True)
+    folder = target
+    while folder != created and folder.parent != folder:
+        folder = folder.parent
+        try:
+            folder.rmdir()  # this download made it; still empty unless used meanwhile
+        except OSError:
+            return
+
+
+def folder_name(uri: str, local: Path) -> str:
+    """The name of the folder ``uri`` names, as a local path's folder would give it: a remote
+    model's local copy is a cache folder (``<name>-<hash>``), which is no name for a model.
+    The URI's last segment, or the one before it when that names the single file (or archive)
+    that was downloaded (``https://host/iris/model.joblib`` -> ``iris``)."""
+    location = parse(uri)
+    if location.kind == "local":
+        return local.name
+    path = urlsplit(location.url).path if location.kind == "http" else location.key
+    segments = [location.bucket, *(part for part in path.split("/") if part)]
+    segments = [part for part in segments if part]
+    if not segments:
+        return "model"
+    last = segments[-1]
+    if is_archive(last):  # unpacked into the folder: the archive is the folder
+        return last[: -len(next(s for s in ARCHIVE_SUFFIXES if last.lower().endswith(s)))]
+    if location.kind == "http" or (local / last).is_file():  # the single file downloaded
+        return segments[-2] if len(segments) > 1 else last.split(".", 1)[0] or "model"
+    return last
 
 
 def invalidate(uri: str) -> None:

@@ -39,15 +39,15 @@ from modelshelf.errors import (
 from modelshelf.storage._location import Location
 from modelshelf.storage._sync import Job, Progress, RemoteObject, concurrency
 from modelshelf.storage._transfer import (
-    MAX_ATTEMPTS,
     AttemptBytes,
     Limits,
+    RetryableError,
     TransferMismatchError,
-    attempts,
     chunk_reader,
     copy_verified,
     finish,
     mismatch_error,
+    retried,
     stalled_error,
 )
 
@@ -157,65 +157,64 @@ class GCSSource:
         check (none) applies then."""
         blob = job.obj.ref
         md5 = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
-        for attempt in attempts(progress.budget):
-            taken = AttemptBytes(progress.add_bytes)
 
-            try:
-                with self._session.get(
-                    f"{self._endpoint}/download/storage/v1{blob.path}",
-                    params={"alt": "media", "generation": blob.generation},
-                    stream=True,
-                    timeout=self.timeout,
-                    headers={"Accept-Encoding": "identity"},
-                ) as response:
-                    if response.status_code != 200:
-                        if response.status_code >= 500 and attempt < MAX_ATTEMPTS:
-                            continue
-                        raise self._status_error(response.status_code)
-                    transcoded = bool(response.headers.get("x-goog-stored-content-encoding"))
-                    with open(job.path, "wb") as out:
-                        copy_verified(
-                            chunk_reader(response.raw),
-                            out,
-                            taken.count,
-                            None if transcoded else job.obj.size,
-                            None if transcoded else md5,
-                        )
-                    finish(response.raw)
-                    return
-            except TransferMismatchError as exc:
-                taken.take_back()
-                if attempt == MAX_ATTEMPTS:
-                    raise mismatch_error(
-                        self.display, job.obj.relpath, exc, f" ({self._where()})"
-                    ) from None
-            except (requests.exceptions.RequestException, TimeoutError, ConnectionError):
-                taken.take_back()
-                if attempt == MAX_ATTEMPTS:
-                    raise stalled_error(
-                        self.display, job.obj.relpath, self.timeout[1], f" ({self._where()})"
-                    ) from None
+        def attempt(taken: AttemptBytes) -> None:
+            with self._session.get(
+                f"{self._endpoint}/download/storage/v1{blob.path}",
+                params={"alt": "media", "generation": blob.generation},
+                stream=True,
+                timeout=self.timeout,
+                headers={"Accept-Encoding": "identity"},
+            ) as response:
+                if response.status_code != 200:
+                    error = self._status_error(response.status_code)
+                    raise RetryableError(error) if response.status_code >= 500 else error
+                transcoded = bool(response.headers.get("x-goog-stored-content-encoding"))
+                with open(job.path, "wb") as out:
+                    copy_verified(
+                        chunk_reader(response.raw),
+                        out,
+                        taken.count,
+                        None if transcoded else job.obj.size,
+                        None if transcoded else md5,
+                    )
+                finish(response.raw)
+
+        retried(
+            progress,
+            attempt,
+            (requests.exceptions.RequestException, TimeoutError, ConnectionError),
+            lambda exc: mismatch_error(self.display, job.obj.relpath, exc, f" ({self._where()})"),
+            lambda exc, taken: stalled_error(
+                self.display, job.obj.relpath, self.timeout[1], f" ({self._where()})"
+            ),
+        )
 
     def _fetch_with_library(self, job: Job, progress: Progress) -> None:
         """Without a session or endpoint: the library's download (it checks CRC32C / MD5)."""
-        for attempt in attempts(progress.budget):
+
+        def attempt(taken: AttemptBytes) -> None:
             try:
                 job.obj.ref.download_to_filename(
                     str(job.path), retry=self.retry, timeout=self.timeout
                 )
-                size = job.path.stat().st_size
-                if job.obj.size is not None and size != job.obj.size:
-                    raise DataCorruption(
-                        None, f"received {size} of {job.obj.size} bytes (the transfer was cut)"
-                    )
-                progress.add_bytes(size)
-                return
             except DataCorruption as exc:
-                if attempt == MAX_ATTEMPTS:
-                    detail = exc.args[1] if len(exc.args) > 1 else "checksum mismatch"
-                    raise mismatch_error(
-                        self.display, job.obj.relpath, detail, f" ({self._where()})"
-                    ) from None
+                detail = exc.args[1] if len(exc.args) > 1 else "checksum mismatch"
+                raise TransferMismatchError(detail) from None
+            size = job.path.stat().st_size
+            if job.obj.size is not None and size != job.obj.size:
+                raise TransferMismatchError(
+                    f"received {size} of {job.obj.size} bytes (the transfer was cut)"
+                )
+            taken.count(size)
+
+        retried(
+            progress,
+            attempt,
+            (),  # the library retries requests itself (self.retry)
+            lambda exc: mismatch_error(self.display, job.obj.relpath, exc, f" ({self._where()})"),
+            lambda exc, taken: stalled_error(self.display, job.obj.relpath, self.timeout[1]),
+        )
 
     def _status_error(self, code: int) -> StorageError:
         if code == 404:

@@ -15,7 +15,6 @@ import base64
 import functools
 import http.client
 import socket
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -36,11 +35,11 @@ from modelshelf.storage._transfer import (
     MAX_ATTEMPTS,
     AttemptBytes,
     Limits,
-    TransferMismatchError,
-    attempts,
+    RetryableError,
     chunk_reader,
     copy_verified,
     etag_md5,
+    retried,
 )
 
 _NETWORK_ERRORS = (
@@ -138,13 +137,12 @@ class HTTPSource:
         opener = urllib.request.build_opener(
             _TimedHTTPHandler(limits.speed_window), _TimedHTTPSHandler(limits.speed_window)
         )
-        for attempt in attempts(budget):
-            taken = AttemptBytes(progress.add_bytes)
 
+        def attempt(taken: AttemptBytes) -> None:
+            request = urllib.request.Request(self.url, headers=headers)
+            if self.authorization:
+                request.add_unredirected_header("Authorization", self.authorization)
             try:
-                request = urllib.request.Request(self.url, headers=headers)
-                if self.authorization:
-                    request.add_unredirected_header("Authorization", self.authorization)
                 with opener.open(request, timeout=limits.connect_timeout) as response:
                     with open(job.path, "wb") as out:
                         copy_verified(
@@ -156,30 +154,25 @@ class HTTPSource:
                         )
                     job.size = job.path.stat().st_size
                     job.tag = _validator(response.headers)
-                    return
             except urllib.error.HTTPError as exc:
                 if exc.code == 304:
                     job.not_modified = True
                     return
-                if exc.code >= 500 and attempt < MAX_ATTEMPTS:
-                    time.sleep(0.5 * attempt)
-                    continue
+                if exc.code >= 500:
+                    raise RetryableError(self._status_error(exc.code)) from None
                 raise self._status_error(exc.code) from None
-            except TransferMismatchError as exc:
-                taken.take_back()
-                if attempt < MAX_ATTEMPTS:
-                    continue
-                raise StorageError(
-                    self.display,
-                    f"{exc}, in each of {MAX_ATTEMPTS} attempts: the server or a proxy cuts or "
-                    "alters the transfer; check the server and its logs",
-                ) from None
-            except _NETWORK_ERRORS as exc:
-                taken.take_back()
-                if attempt < MAX_ATTEMPTS:
-                    time.sleep(0.5 * attempt)
-                    continue
-                raise self._network_error(exc, limits, bool(taken.written)) from None
+
+        retried(
+            progress,
+            attempt,
+            _NETWORK_ERRORS,
+            lambda exc: StorageError(
+                self.display,
+                f"{exc}, in each of {MAX_ATTEMPTS} attempts: the server or a proxy cuts or "
+                "alters the transfer; check the server and its logs",
+            ),
+            lambda exc, taken: self._network_error(exc, limits, bool(taken.written)),
+        )
 
     def _network_error(
         self, exc: Exception, limits: Limits, started: bool

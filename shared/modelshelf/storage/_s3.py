@@ -43,13 +43,12 @@ from modelshelf.storage._transfer import (
     MAX_ATTEMPTS,
     AttemptBytes,
     Limits,
-    TransferMismatchError,
-    attempts,
     chunk_reader,
     copy_verified,
     etag_md5,
     finish,
     mismatch_error,
+    retried,
     stalled_error,
 )
 
@@ -62,6 +61,15 @@ _STREAM_ERRORS = (
     TimeoutError,
     ConnectionError,
 )
+
+
+class _RequestFailedError(Exception):
+    """A GET that failed after botocore's own retries: raised as it is, not retried again."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
 
 _DENIED = {
     "AccessDenied",
@@ -287,28 +295,33 @@ class S3Source:
         write: Callable[[Any, Callable[[int], None]], None],
         progress: Progress,
     ) -> None:
-        """``get`` then ``write``, again when the body broke off or did not verify."""
-        for attempt in attempts(progress.budget):
-            taken = AttemptBytes(progress.add_bytes)
+        """``get`` then ``write``, again when the body broke off or did not verify (the one
+        retry policy, ``_transfer.retried``; botocore retries the requests themselves)."""
 
-            response = get()
+        def attempt(taken: AttemptBytes) -> None:
+            try:
+                response = get()
+            except _STREAM_ERRORS as exc:  # botocore retried the request: not ours to retry
+                raise _RequestFailedError(exc) from exc
             body = response["Body"]
             try:
                 write(response, taken.count)
                 finish(body)
-                return
-            except TransferMismatchError as exc:
-                taken.take_back()
-                if attempt == MAX_ATTEMPTS:
-                    raise mismatch_error(self.display, job.obj.relpath, exc) from None
-            except _STREAM_ERRORS:  # the connection broke mid-body: botocore does not retry
-                taken.take_back()
-                if attempt == MAX_ATTEMPTS:
-                    raise stalled_error(
-                        self.display, job.obj.relpath, self.limits.speed_window
-                    ) from None
             finally:
                 body.close()  # a no-op once ``finish`` released the connection
+
+        try:
+            retried(
+                progress,
+                attempt,
+                _STREAM_ERRORS,  # the connection broke mid-body: botocore does not retry
+                lambda exc: mismatch_error(self.display, job.obj.relpath, exc),
+                lambda exc, taken: stalled_error(
+                    self.display, job.obj.relpath, self.limits.speed_window
+                ),
+            )
+        except _RequestFailedError as failed:
+            raise failed.error from None
 
     def _check_whole(self, job: Job) -> None:
         """A big object stored in one part has an MD5 ETag: compare the assembled file."""

@@ -152,6 +152,50 @@ def attempts(budget: Budget | None) -> Iterator[int]:
         yield attempt
 
 
+#: Seconds before attempt n + 1: ``RETRY_BACKOFF * n`` (every storage, every retried failure).
+RETRY_BACKOFF = 0.5
+
+
+class RetryableError(Exception):
+    """An attempt's failure worth another attempt (an HTTP 5xx): ``error`` is what the last
+    attempt raises."""
+
+    def __init__(self, error: StorageError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def retried(
+    progress: Any,
+    attempt: Callable[[AttemptBytes], None],
+    broken: tuple[type[BaseException], ...],
+    mismatch: Callable[[TransferMismatchError], StorageError],
+    stalled: Callable[[BaseException, AttemptBytes], StorageError],
+) -> None:
+    """``attempt`` until it returns: the one retry policy of every storage. At most
+    ``MAX_ATTEMPTS`` attempts, the download's deadline checked before each, ``RETRY_BACKOFF``
+    times the attempt's number in seconds between them. Retried: a body short, long or corrupt
+    (``TransferMismatchError``; after the last, ``mismatch(exc)`` is raised), a connection that
+    broke or stalled (the backend's ``broken`` exceptions; then ``stalled(exc, bytes)``), and
+    ``RetryableError``. A failed attempt's bytes are taken back from the progress; any other
+    exception is raised at once."""
+    for number in attempts(progress.budget):
+        taken = AttemptBytes(progress.add_bytes)
+        try:
+            attempt(taken)
+            return
+        except RetryableError as exc:
+            final: StorageError = exc.error
+        except TransferMismatchError as exc:
+            final = mismatch(exc)
+        except broken as exc:
+            final = stalled(exc, taken)
+        taken.take_back()
+        if number == MAX_ATTEMPTS:
+            raise final from None
+        time.sleep(RETRY_BACKOFF * number)
+
+
 class AttemptBytes:
     """The bytes one attempt reported to the progress; a failed attempt takes them back, so the
     next one does not count them twice."""

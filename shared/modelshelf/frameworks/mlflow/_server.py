@@ -17,6 +17,7 @@ from modelshelf.frameworks.mlflow._methods import served_methods, takes_params
 from modelshelf.frameworks.mlflow._rows import RequestReader, as_array, scoring_payload
 from modelshelf.frameworks.mlflow._signature import (
     column_types,
+    input_names,
     optional_columns,
     params_check,
     schema_names,
@@ -76,6 +77,8 @@ class MLFlowServer(ModelServer):
         self.method: Method | None = None
         self.raw_model: Any = None  # the flavor's own model object (pyfunc's is self.model)
         self.columns: list[str] | None = None
+        #: The input names a V2 request must use (the signature's), or ``None``: any.
+        self.signature_input_names: frozenset[str] | None = None
         self.as_frame = xtype == "DataFrame"
         self.reader = RequestReader(self.as_frame)
         self.check_params = params_check(None)
@@ -94,6 +97,7 @@ class MLFlowServer(ModelServer):
     def load_model(self, model_dir: Path) -> None:
         loaded = load_mlflow_model(model_dir, self.model_uri)
         self.columns = schema_names(loaded.schema)
+        self.signature_input_names = input_names(loaded.schema)
         self.as_frame = self.xtype == "DataFrame" or (self.xtype == "auto" and bool(self.columns))
         self.model = loaded.pyfunc if loaded.pyfunc is not None else loaded.raw
         self.raw_model = loaded.raw

@@ -97,6 +97,14 @@ def schema_names(schema: Any) -> list[str] | None:
     return [str(n) for n in schema.input_names()]
 
 
+def input_names(schema: Any) -> frozenset[str] | None:
+    """The names a signature gives its inputs (columns or named tensors); ``None`` when it
+    names none (one unnamed tensor, or no signature): then any input name will do."""
+    if schema is None or not schema.has_input_names():
+        return None
+    return frozenset(str(name) for name in schema.input_names())
+
+
 def _conforming_tensor_test(schema: Any) -> Any:
     """For one tensor: whether an array has its dtype and shape (MLflow would pass it as is)."""
     if len(schema.inputs) != 1:
