@@ -356,8 +356,9 @@ class RestBatching:
         if not seldon and not (path.startswith("/v2/models/") and path.endswith("/infer")):
             return None
         if batcher.idle():
-            # Nothing to join: the unbatched path, without building a queue entry (a single
-            # request at one connection then pays ~nothing for batching: 8 µs less, measured).
+            # Nothing to join: the unbatched path, without a queue entry, future or closures (a
+            # single request at one connection then pays ~nothing for batching; measured with
+            # the model stubbed: 2-3 µs less per V2 request, 5-6 µs per Seldon one).
             reply = self.app.handle(scope, body)
             batcher.served_alone()
             return reply
