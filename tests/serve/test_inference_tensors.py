@@ -1,0 +1,50 @@
+"""``Tensor.from_values``: long float tensors (read through ``array.array``) hold exactly what
+``np.array(values, dtype)`` holds, and what it refuses is still a 400."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelshelf.errors import BadRequestError
+from modelshelf.serve.inference import Tensor
+
+LONG = 80  # over the length from which array.array reads the values
+RNG = np.random.default_rng(7)
+VALUES = {
+    "floats": RNG.normal(size=LONG).tolist(),
+    "integers": [int(v) for v in RNG.integers(-(2**62), 2**62, size=LONG)],
+    "beyond 53 bits and 64 bits": [2**53 + 1, 2**64 + 3, -(2**70) - 1, 10**300] * (LONG // 4),
+    "mixed, booleans": [True, False, 1, 2.5, -0.0, 1e-320, 3.4e38, 3.5e38] * (LONG // 8),
+    "extremes": [1.7976931348623157e308, -5e-324, 65504.0, 65520.0, 6e-8] * (LONG // 5),
+}
+
+
+@pytest.mark.parametrize("datatype", ["FP64", "FP32", "FP16"])
+@pytest.mark.parametrize("kind", list(VALUES))
+def test_long_float_tensor_is_numpys_own(datatype: str, kind: str) -> None:
+    values = VALUES[kind]
+    dtype = {"FP64": np.float64, "FP32": np.float32, "FP16": np.float16}[datatype]
+    with np.errstate(over="ignore"):
+        expected = np.array(values, dtype=dtype)
+        tensor = Tensor.from_values("x", datatype, [len(values) // 4, 4], values)
+    assert tensor.data.dtype == expected.dtype
+    assert tensor.data.tobytes() == expected.tobytes()
+    assert tensor.data.shape == (len(values) // 4, 4)
+    assert tensor.data.flags.aligned
+
+
+def test_long_float_tensor_of_text_numbers_reads_as_numpy_does() -> None:
+    values = ["1.5", 2, "-3e2", 4.0] * (LONG // 4)  # numpy parses numbers in text
+    tensor = Tensor.from_values("x", "FP64", [LONG], values)
+    assert tensor.data.tolist() == np.array(values, dtype=np.float64).tolist()
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [("abc", "could not convert"), ([1.0], "inhomogeneous"), (10**400, "too large")],
+)
+def test_long_float_tensor_refusals_are_400s(bad: object, message: str) -> None:
+    values = [0.5] * (LONG - 1) + [bad]
+    with pytest.raises(BadRequestError, match=message):
+        Tensor.from_values("x", "FP64", [LONG], values)
