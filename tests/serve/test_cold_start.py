@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 
 import httpx
 import joblib
@@ -44,6 +45,10 @@ NOT_BEFORE_FIRST_PREDICTION = (
     "gunicorn",
     "tritonclient",
     "redis",
+    # scikit-learn imports it at the top of ``sklearn.utils.fixes``; deferred (README "Cold
+    # start"), it is imported only by what uses it: a model fitted on a DataFrame, a jsonData
+    # request.
+    "pandas",
 )
 
 
@@ -56,14 +61,28 @@ def model_folder(tmp_path_factory: pytest.TempPathFactory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def frame_model_folder(tmp_path_factory: pytest.TempPathFactory):
+    """A LogisticRegression fitted on a DataFrame: its requests become DataFrames."""
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("cold-start-frame")
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(200, 4)), columns=["a", "b", "c", "d"])
+    joblib.dump(LogisticRegression().fit(X, X["a"] > 0), folder / "model.joblib")
+    return folder
+
+
 def _imported(log: str) -> set[str]:
     """Module names from ``-X importtime`` lines (``import time: self | cumulative | name``)."""
     return {m.group(1) for m in re.finditer(r"^import time:.*\|\s*(\S+)\s*$", log, re.M)}
 
 
-@pytest.fixture(scope="module")
-def first_prediction_log(model_folder, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The ``-X importtime`` log of a real server tree up to its first correct prediction."""
+def first_prediction(
+    model_folder: Path, log_path: Path, body: dict, env: dict[str, str] | None = None
+) -> tuple[dict, str]:
+    """The first answer of a real server tree to ``body``, and its ``-X importtime`` log up to
+    that answer."""
     http_port, grpc_port, metrics_port = free_ports(3)
     command = [
         sys.executable, "-X", "importtime", "-m", "modelshelf", "serve", "SKLearnServer",
@@ -72,7 +91,6 @@ def first_prediction_log(model_folder, tmp_path_factory: pytest.TempPathFactory)
         "--metrics-port", str(metrics_port), "--workers", "1", "--grpc-workers", "0",
     ]  # fmt: skip
     url = f"http://127.0.0.1:{http_port}/api/v1.0/predictions"
-    body = {"data": {"ndarray": [[0.5, -1.0, 2.0, 0.1]]}}
     answers: list[dict] = []
 
     def predicted() -> bool:
@@ -84,13 +102,23 @@ def first_prediction_log(model_folder, tmp_path_factory: pytest.TempPathFactory)
             answers.append(response.json())
         return bool(answers)
 
-    log_path = tmp_path_factory.mktemp("cold-start-log") / "server.log"
-    with started(command, SERVERS / "sklearnserver", log_path=log_path) as (process, path):
+    with started(command, SERVERS / "sklearnserver", env, log_path) as (process, path):
         wait_until_ready(process, path, predicted, timeout=120)
         log = path.read_text(errors="replace")
-    assert len(answers[0]["data"]["ndarray"][0]) == 2, json.dumps(answers[0])
     assert "sklearn.linear_model" in _imported(log), "no -X importtime output: nothing to check"
+    return answers[0], log
+
+
+@pytest.fixture(scope="module")
+def first_prediction_log(model_folder, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The ``-X importtime`` log of a real server tree up to its first correct prediction."""
+    log_path = tmp_path_factory.mktemp("cold-start-log") / "server.log"
+    answer, log = first_prediction(model_folder, log_path, ROW)
+    assert len(answer["data"]["ndarray"][0]) == 2, json.dumps(answer)
     return log
+
+
+ROW = {"data": {"ndarray": [[0.5, -1.0, 2.0, 0.1]]}}
 
 
 def test_the_first_prediction_imports_only_what_it_needs(first_prediction_log):
@@ -110,3 +138,24 @@ def test_the_web_stack_is_imported_once_for_the_whole_tree(first_prediction_log)
     process share its pages rather than each importing (and holding) a copy."""
     imports = re.findall(r"^import time:.*\|\s*uvicorn\s*$", first_prediction_log, re.M)
     assert len(imports) == 1, f"uvicorn imported {len(imports)} times in the tree"
+
+
+def test_pandas_is_imported_as_scikit_learn_writes_it_with_the_switch_off(model_folder, tmp_path):
+    """``MODELSHELF_DEFER_IMPORTS=false``: nothing deferred, scikit-learn imports pandas."""
+    env = {"MODELSHELF_DEFER_IMPORTS": "false"}
+    answer, log = first_prediction(model_folder, tmp_path / "server.log", ROW, env)
+    assert len(answer["data"]["ndarray"][0]) == 2, json.dumps(answer)
+    assert "pandas" in _imported(log)
+
+
+def test_a_model_fitted_on_a_dataframe_gets_pandas_at_load(frame_model_folder, tmp_path):
+    """Its requests need pandas: imported (for real, not deferred) while the model loads, and
+    the rows, named in another order, reach the model as its columns."""
+    body = {"data": {"names": ["d", "c", "b", "a"], "ndarray": [[0.1, 2.0, -1.0, 0.5]]}}
+    answer, log = first_prediction(frame_model_folder, tmp_path / "server.log", body)
+    lines = log.splitlines()
+    loaded = next(i for i, line in enumerate(lines) if "SKLearnServer loaded" in line)
+    pandas = [i for i, line in enumerate(lines) if re.search(r"\|\s*pandas\s*$", line)]
+    assert pandas and pandas[0] < loaded, "pandas was not imported while the model loaded"
+    probabilities = answer["data"]["ndarray"][0]
+    assert probabilities[1] > 0.5, json.dumps(answer)  # column a = 0.5 > 0: class True

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelshelf import deferred_imports
 from modelshelf.serve import options
 from modelshelf.supervision import Child, Supervisor
 
@@ -91,15 +92,18 @@ def serve(args: argparse.Namespace) -> int:
     from modelshelf.serve.grpc_worker import run_grpc_worker
     from modelshelf.serve.metrics import QueueMetrics, WorkerMetrics
 
-    user_class = options.import_user_class(args.interface_name)
-    user_model = user_class(**options.user_parameters(args.parameters))
     if args.persistence:
         logger.error("--persistence is deprecated and ignored")
     annotations = _annotations()
     metrics_in_worker = max(args.workers, 1) == 1 and max(args.grpc_workers, 0) == 0
     queue = None if metrics_in_worker else multiprocessing.get_context("fork").Queue()
     metrics = WorkerMetrics() if queue is None else QueueMetrics(queue)
-    flask_app = get_rest_microservice(user_model, metrics)  # derives the metadata, once
+    # The framework is imported while the class is built and its metadata derived (which
+    # loads the model): the imports it makes but never uses wait (``deferred_imports``).
+    with deferred_imports.deferring():
+        user_class = options.import_user_class(args.interface_name)
+        user_model = user_class(**options.user_parameters(args.parameters))
+        flask_app = get_rest_microservice(user_model, metrics)  # derives the metadata, once
     http_socket = _listen(args.http_port)
     # The metrics port is bound here, before any fork, as the REST port: a port in use stops
     # the server at start, and a scrape that comes as soon as REST is ready waits in the backlog

@@ -1,0 +1,92 @@
+"""``modelshelf.deferred_imports``: scikit-learn imported inside ``deferring()`` leaves pandas
+unimported until something reads it, and every check for a DataFrame stays right. Each case
+runs in a fresh interpreter (this one has imported pandas long ago)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from modelshelf.deferred_imports import DEFER_IMPORTS_ENV, deferring
+from modelshelf.errors import ConfigurationError
+
+
+def run_python(code: str, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_scikit_learn_imported_while_deferring_leaves_pandas_unimported():
+    out = run_python(
+        """
+        import builtins, sys
+        import numpy as np
+        original = builtins.__import__
+        from modelshelf import deferred_imports
+        with deferred_imports.deferring(True):
+            import sklearn.ensemble
+            from sklearn.ensemble import RandomForestClassifier
+        assert builtins.__import__ is original, "the import hook outlived the block"
+        from sklearn.utils import fixes
+        from sklearn.utils._dataframe import is_pandas_df
+        assert "pandas" not in sys.modules
+        assert isinstance(fixes.pd, deferred_imports.DeferredModule), fixes.pd
+        print("deferred", repr(fixes.pd))
+        X = np.random.default_rng(0).normal(size=(50, 3))
+        model = RandomForestClassifier(5, random_state=0).fit(X, X[:, 0] > 0)
+        model.predict_proba(X[:2])
+        assert not is_pandas_df(X) and "pandas" not in sys.modules, "a prediction imported it"
+        frame = fixes.pd.DataFrame(X, columns=["a", "b", "c"])  # first read: the real import
+        import pandas
+        assert sys.modules["pandas"] is pandas and fixes.pd.DataFrame is pandas.DataFrame
+        assert is_pandas_df(frame)
+        print("imported", repr(fixes.pd))
+        """
+    )
+    assert "deferred <module 'pandas' (deferred)>" in out
+    assert "imported <module 'pandas' (imported)>" in out
+
+
+def test_other_modules_import_pandas_as_written_while_deferring():
+    out = run_python(
+        """
+        import sys
+        from modelshelf import deferred_imports
+        with deferred_imports.deferring(True):
+            import pandas
+        print(type(pandas).__name__, sys.modules["pandas"] is pandas)
+        """
+    )
+    assert out.split() == ["module", "True"]
+
+
+def test_the_switch_off_leaves_imports_as_written():
+    out = run_python(
+        """
+        import sys
+        from modelshelf import deferred_imports
+        with deferred_imports.deferring():
+            import sklearn.base
+        from sklearn.utils import fixes
+        print(type(fixes.pd).__name__, "pandas" in sys.modules)
+        """,
+        env={**os.environ, DEFER_IMPORTS_ENV: "false"},
+    )
+    assert out.split() == ["module", "True"]
+
+
+def test_a_wrong_switch_value_is_a_configuration_error(monkeypatch):
+    monkeypatch.setenv(DEFER_IMPORTS_ENV, "later")
+    with pytest.raises(ConfigurationError, match=DEFER_IMPORTS_ENV), deferring():
+        pass
