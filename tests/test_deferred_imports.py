@@ -90,3 +90,46 @@ def test_a_wrong_switch_value_is_a_configuration_error(monkeypatch):
     monkeypatch.setenv(DEFER_IMPORTS_ENV, "later")
     with pytest.raises(ConfigurationError, match=DEFER_IMPORTS_ENV), deferring():
         pass
+
+
+def test_seldon_cores_grpc_server_builds_from_deferred_grpc_imports():
+    """seldon-core's wrapper imported while deferring holds stand-ins for gRPC and gRPC
+    reflection; its gRPC server, built later, imports them for real and serves."""
+    out = run_python(
+        """
+        import sys
+        from modelshelf import deferred_imports
+        with deferred_imports.deferring(True):
+            import seldon_core.wrapper as wrapper
+        assert "grpc" not in sys.modules and "grpc_reflection" not in sys.modules
+        print(repr(wrapper.grpc), repr(wrapper.reflection))
+
+        from seldon_core.metrics import SeldonMetrics
+
+        class Echo:
+            def predict(self, X, names):
+                return X
+
+        server = wrapper.get_grpc_server(Echo(), SeldonMetrics())
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        import grpc
+        from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = prediction_pb2_grpc.ModelStub(channel)
+            request = prediction_pb2.SeldonMessage(
+                data=prediction_pb2.DefaultData(
+                    tensor=prediction_pb2.Tensor(shape=[1, 2], values=[1.5, 2.5])
+                )
+            )
+            answer = stub.Predict(request, timeout=10)
+        server.stop(0)
+        print(list(answer.data.tensor.values), repr(wrapper.grpc))
+        """
+    )
+    lines = out.splitlines()
+    assert lines[0].split(" <") == [
+        "<module 'grpc' (deferred)>",
+        "module 'grpc_reflection.v1alpha.reflection' (deferred)>",
+    ]
+    assert lines[1] == "[1.5, 2.5] <module 'grpc' (imported)>"

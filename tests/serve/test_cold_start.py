@@ -49,6 +49,10 @@ NOT_BEFORE_FIRST_PREDICTION = (
     # start"), it is imported only by what uses it: a model fitted on a DataFrame, a jsonData
     # request.
     "pandas",
+    # seldon-core's wrapper imports them at the top for its gRPC server; with no gRPC worker
+    # (``--grpc-workers 0``) nothing uses them.
+    "grpc",
+    "grpc_reflection",
 )
 
 
