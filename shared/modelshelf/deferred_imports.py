@@ -1,30 +1,37 @@
 """Imports a library makes at start but uses only later, put off until they are used.
 
-Why: two top-level imports cost a cold start and serve nothing until much later, if ever:
+Why: a scikit-learn model's cold start is mostly imports, and a good part of them serve nothing
+until much later, if ever (measured on the realistic bench's models, README "Cold start"):
 
-* scikit-learn's ``sklearn.utils.fixes`` -- imported by every estimator, and by XGBoost and
-  LightGBM whenever scikit-learn is installed -- imports pandas (~150 ms of a ~1 s start on a
-  quiet machine) and uses it only in a helper for reading ARFF files;
-* seldon-core's ``seldon_core.wrapper`` (``get_rest_microservice``, which ``modelshelf serve``
-  calls for the Flask app and the metadata) and its ``prediction_pb2_grpc`` import gRPC and
-  gRPC reflection (~25 ms), which they use only to build a gRPC server -- what a gRPC worker
-  does, after the fork, with its own imports.
+* ``scipy.stats`` (with what it alone pulls in: ``scipy.interpolate``, ``scipy.ndimage``,
+  ``scipy.integrate``) -- the largest single import of scikit-learn, which imports it at the
+  top of ``sklearn.utils.fixes`` (every estimator, and XGBoost and LightGBM whenever
+  scikit-learn is installed), ``model_selection``, ``metrics``, ``preprocessing``, ``_loss`` and
+  ``covariance``, each to call one function (``rankdata``, ``gmean``, ``chi2.ppf``,
+  ``stats.norm.ppf``...) inside fitting or scoring code a server never runs;
+* pandas, imported at the top of ``sklearn.utils.fixes`` and used only to read ARFF files;
+* gRPC and gRPC reflection, imported at the top of seldon-core's ``seldon_core.wrapper``
+  (``get_rest_microservice``, which ``modelshelf serve`` calls for the Flask app and the
+  metadata) and its ``prediction_pb2_grpc``, used only to build a gRPC server -- what a gRPC
+  worker does, after the fork, with its own imports.
 
 While ``deferring()`` is active (``modelshelf serve``'s parent, while it imports the front end,
 builds the model and derives its metadata), exactly those import statements of those modules
-(``DEFERRED``) bind a ``DeferredModule`` instead: the first attribute read on it imports the
-module and reads the attribute from it (``from package import submodule`` binds one per
-submodule). Nothing is put in ``sys.modules``, so the checks that read
-``sys.modules.get("pandas")`` -- "is this a DataFrame?": scikit-learn's, narwhals', ours -- stay
-exact: no DataFrame can exist before pandas is imported, and once anything imports it (a model
-fitted on a DataFrame, whose server imports it at load; a ``jsonData`` request; LightGBM and
-MLflow, which import it themselves) it is the real module there.
+(``DEFERRED``) bind stand-ins: ``import pandas`` a ``DeferredModule``, ``from scipy.stats import
+rankdata`` a ``DeferredAttribute``; the first attribute read on one (or call of one) imports the
+module and answers from the real object, which every later read and call goes to. A statement
+naming anything else (``from scipy import sparse, stats``: ``sparse`` is imported as written)
+is left alone for that name, and a module already imported is bound as usual. Nothing is put in
+``sys.modules``, so checks that read ``sys.modules.get("pandas")`` -- "is this a DataFrame?":
+scikit-learn's, narwhals', ours -- stay exact: no DataFrame can exist before pandas is imported,
+and once anything imports it (a model fitted on a DataFrame, whose server imports it at load; a
+``jsonData`` request; LightGBM and MLflow, which import it themselves) it is the real module.
 
-Every other import, and these modules from any other importer, run as written; a module
-already imported is bound as usual. ``MODELSHELF_DEFER_IMPORTS=false`` turns it off.
-(``scipy.stats``, which ``fixes`` also imports at the top and uses only in one function, is not
-deferred: ``sklearn.model_selection`` imports it anyway, and ``sklearn.ensemble``,
-``sklearn.linear_model`` and XGBoost all import that.)
+Correctness does not depend on a library's version: a release that uses one of these names at
+import time, or imports the module from somewhere else, just imports it then (the start is
+slower, the answers the same). A stand-in differs from the real object only where code tests
+identity or type (``f is rankdata``, ``isinstance(x, BSpline)``); none of the statements in
+``DEFERRED`` does. ``MODELSHELF_DEFER_IMPORTS=false`` turns it all off.
 """
 
 from __future__ import annotations
@@ -42,12 +49,18 @@ from typing import Any
 #: ``false``: libraries import everything at start, as written.
 DEFER_IMPORTS_ENV = "MODELSHELF_DEFER_IMPORTS"
 
-#: The importing module -> the absolute imports in it that are deferred: ``import name``, or
-#: ``from name import submodule, ...``.
-DEFERRED: dict[str, frozenset[str]] = {
-    "sklearn.utils.fixes": frozenset({"pandas"}),
-    "seldon_core.wrapper": frozenset({"grpc", "grpc_reflection.v1alpha"}),
-    "seldon_core.proto.prediction_pb2_grpc": frozenset({"grpc"}),
+#: The importing module -> {the module its statement names -> the names it imports from it
+#: that are deferred; ``()``: the statement is ``import module`` itself}.
+DEFERRED: dict[str, dict[str, tuple[str, ...]]] = {
+    "sklearn.utils.fixes": {"pandas": (), "scipy.stats": ()},
+    "sklearn.preprocessing._data": {"scipy": ("stats",)},
+    "sklearn.metrics._ranking": {"scipy.stats": ("rankdata",)},
+    "sklearn.model_selection._search": {"scipy.stats": ("rankdata",)},
+    "sklearn._loss.link": {"scipy.stats": ("gmean",)},
+    "sklearn.covariance._robust_covariance": {"scipy.stats": ("chi2",)},
+    "sklearn.preprocessing._polynomial": {"scipy.interpolate": ("BSpline",)},
+    "seldon_core.wrapper": {"grpc": (), "grpc_reflection.v1alpha": ("reflection",)},
+    "seldon_core.proto.prediction_pb2_grpc": {"grpc": ()},
 }
 
 
@@ -55,11 +68,9 @@ class DeferredModule(types.ModuleType):
     """Stands for a module not imported yet; the first attribute read imports it (once) and
     every read is then answered by the real module."""
 
-    def __init__(self, name: str, submodules: tuple[str, ...] = ()) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__(name)
         self.__dict__["_deferred_module"] = None
-        for submodule in submodules:  # what ``from name import submodule`` reads
-            self.__dict__[submodule] = DeferredModule(f"{name}.{submodule}")
 
     def __getattr__(self, attribute: str) -> Any:
         module = self.__dict__["_deferred_module"]
@@ -71,6 +82,35 @@ class DeferredModule(types.ModuleType):
     def __repr__(self) -> str:
         loaded = self.__dict__["_deferred_module"] is not None
         return f"<module {self.__name__!r} ({'imported' if loaded else 'deferred'})>"
+
+
+class DeferredAttribute:
+    """Stands for ``from module import name`` (a function, a class, an object or a submodule)
+    until it is called or an attribute is read: then the import runs, once."""
+
+    __slots__ = ("_module", "_name", "_target")
+
+    def __init__(self, module: str, name: str) -> None:
+        self._module, self._name, self._target = module, name, None
+
+    def _resolve(self) -> Any:
+        if self._target is None:
+            module = importlib.import_module(self._module)
+            try:
+                self._target = getattr(module, self._name)
+            except AttributeError:  # a submodule its package does not import itself
+                self._target = importlib.import_module(f"{self._module}.{self._name}")
+        return self._target
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._resolve()(*args, **kwargs)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._resolve(), attribute)
+
+    def __repr__(self) -> str:
+        state = "imported" if self._target is not None else "deferred"
+        return f"<{self._module}.{self._name} ({state})>"
 
 
 def enabled() -> bool:
@@ -96,10 +136,10 @@ def deferring(active: bool | None = None) -> Iterator[None]:
         fromlist: Any = (),
         level: int = 0,
     ) -> Any:
-        if level == 0 and globals is not None and name not in sys.modules:
-            deferred = DEFERRED.get(globals.get("__name__", ""))
-            if deferred is not None and name in deferred:
-                found = _deferred(name, tuple(fromlist or ()))
+        if level == 0 and globals is not None:
+            statements = DEFERRED.get(globals.get("__name__", ""))
+            if statements is not None and name in statements:
+                found = _deferred(name, tuple(fromlist or ()), statements[name], original)
                 if found is not None:
                     return found
         return original(name, globals, locals, fromlist, level)
@@ -112,12 +152,47 @@ def deferring(active: bool | None = None) -> Iterator[None]:
             builtins.__import__ = original
 
 
-def _deferred(name: str, fromlist: tuple[str, ...]) -> DeferredModule | None:
-    """What the import binds when deferred, or ``None``: import it as written (a dotted
-    ``import a.b``, which binds ``a``; a package that is not installed, so the importer gets the
-    ``ImportError`` it expects)."""
-    if "." in name and not fromlist:
+class _FromImport:
+    """What ``from module import a, b`` reads its names from: stand-ins and real objects."""
+
+
+def _deferred(
+    name: str, fromlist: tuple[str, ...], names: tuple[str, ...], original: Any
+) -> Any | None:
+    """What the statement gets instead of ``original``'s answer, or ``None`` (run it as
+    written: nothing of it is deferred, the module is imported already, or its package is not
+    installed -- the importer gets the ``ImportError`` it expects)."""
+    top = name.partition(".")[0]
+    if importlib.util.find_spec(top) is None:
         return None
-    if importlib.util.find_spec(name.partition(".")[0]) is None:
+    if not fromlist:  # ``import name``
+        if names or name in sys.modules:
+            return None
+        if "." not in name:
+            return DeferredModule(name)
+        # ``import scipy.stats`` binds ``scipy``: enough where the package imports the
+        # submodule on its first read (SciPy's module ``__getattr__``)
+        package = original(top, None, None, (), 0)
+        submodule = name[len(top) + 1 :]
+        lazy = submodule in getattr(package, "submodules", ()) and "__getattr__" in vars(package)
+        return package if lazy and "." not in submodule else None
+    deferred = [item for item in fromlist if item in names and not _imported(name, item)]
+    if not deferred:
         return None
-    return DeferredModule(name, fromlist)
+    found = _FromImport()
+    rest = tuple(item for item in fromlist if item not in deferred)
+    if rest:  # the package itself is imported (cheap: the expensive part is what is deferred)
+        module = original(name, None, None, rest, 0)
+        for item in rest:
+            setattr(found, item, getattr(module, item))
+    for item in deferred:
+        setattr(found, item, DeferredAttribute(name, item))
+    return found
+
+
+def _imported(module: str, name: str) -> bool:
+    """Whether ``from module import name`` would import nothing new."""
+    if f"{module}.{name}" in sys.modules:
+        return True
+    # ``vars``, not ``hasattr``: SciPy's module ``__getattr__`` would import the submodule
+    return module in sys.modules and name in vars(sys.modules[module])

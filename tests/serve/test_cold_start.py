@@ -45,10 +45,12 @@ NOT_BEFORE_FIRST_PREDICTION = (
     "gunicorn",
     "tritonclient",
     "redis",
-    # scikit-learn imports it at the top of ``sklearn.utils.fixes``; deferred (README "Cold
-    # start"), it is imported only by what uses it: a model fitted on a DataFrame, a jsonData
-    # request.
+    # scikit-learn imports them at the top of several modules for fitting and scoring code;
+    # deferred (``modelshelf.deferred_imports``), they are imported only by what uses them:
+    # pandas by a model fitted on a DataFrame or a jsonData request.
     "pandas",
+    "scipy.stats",
+    "scipy.ndimage",
     # seldon-core's wrapper imports them at the top for its gRPC server; with no gRPC worker
     # (``--grpc-workers 0``) nothing uses them.
     "grpc",
