@@ -165,3 +165,59 @@ def test_a_model_fitted_on_a_dataframe_gets_pandas_at_load(frame_model_folder, t
     assert pandas and pandas[0] < loaded, "pandas was not imported while the model loaded"
     probabilities = answer["data"]["ndarray"][0]
     assert probabilities[1] > 0.5, json.dumps(answer)  # column a = 0.5 > 0: class True
+
+
+class ScaledLogistic:
+    """An MLflow PythonModel's user code around an estimator (mixed with ``PythonModel`` when
+    saved, and pickled by value: the server does not import this module)."""
+
+    def __init__(self, estimator: object) -> None:
+        self.estimator = estimator
+
+    def predict(self, context: object, model_input: object, params: object = None) -> object:
+        return self.estimator.predict_proba(np.asarray(model_input, dtype=np.float64))
+
+
+def test_a_model_loaded_after_the_fork_defers_the_same_imports(tmp_path):
+    """An MLflow PythonModel loads in the worker, after the fork: the scikit-learn its pickle
+    imports there leaves scipy.stats unimported too."""
+    import cloudpickle
+    import mlflow.pyfunc
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 4))
+    model_class = type("ScaledLogisticModel", (ScaledLogistic, mlflow.pyfunc.PythonModel), {})
+    python_model = model_class(LogisticRegression().fit(X, X[:, 0] > 0))
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        folder = tmp_path / "mlflow-model"
+        mlflow.pyfunc.save_model(folder, python_model=python_model)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    http_port, grpc_port, metrics_port = free_ports(3)
+    command = [
+        sys.executable, "-X", "importtime", "-m", "modelshelf", "serve", "MLFlowServer",
+        "--parameters", seldon_parameters(model_uri=str(folder)),
+        "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+        "--metrics-port", str(metrics_port), "--workers", "1", "--grpc-workers", "0",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{http_port}/api/v1.0/predictions"
+    answers: list[dict] = []
+
+    def predicted() -> bool:
+        try:
+            response = httpx.post(url, json=ROW, timeout=5)
+        except httpx.HTTPError:
+            return False
+        if response.status_code == 200:
+            answers.append(response.json())
+        return bool(answers)
+
+    log_path = tmp_path / "server.log"
+    with started(command, SERVERS / "mlflowserver", None, log_path) as (process, path):
+        wait_until_ready(process, path, predicted, timeout=120)
+        log = path.read_text(errors="replace")
+    assert len(answers[0]["data"]["ndarray"][0]) == 2, json.dumps(answers[0])
+    imported = _imported(log)
+    assert "sklearn.linear_model" in imported and "mlflow.pyfunc" in imported
+    assert "scipy.stats" not in imported

@@ -297,7 +297,10 @@ def _rest_worker(
     wrapper_log.addFilter(SeldonClientErrorFilter(count=not guarded(user_model)))
     # uvicorn re-raises the signal it caught once it has shut down; this makes that a no-op.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    load_user_model(user_model)
+    # A class that loads only here, after the fork (MLflow's pyfunc models), imports its
+    # framework here: what that import does not use waits, as in the parent.
+    with deferred_imports.deferring():
+        load_user_model(user_model)
     app = SeldonRestApp(user_model, metrics, flask_app, args.model_name, args.service_type)
     if sockets.metrics is not None:
         port = sockets.metrics.getsockname()[1]
