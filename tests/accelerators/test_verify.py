@@ -180,3 +180,16 @@ def test_a_difference_from_a_stack_is_confirmed_against_the_probe_alone():
         return np.nextafter(found, np.inf) if len(X) not in (1, 16, 32) else found
 
     assert verify(Candidate("same", reference, probes), reference) is None
+
+
+def test_probes_that_are_not_numbers_are_verified_too():
+    """Object arrays of text stack like numbers (their order among the suspects aside), and a
+    candidate that differs on one is refused."""
+    probes = [np.array([["a"], ["bb"]], dtype=object), np.array([["ccc"]], dtype=object)] * 3
+
+    def lengths(X: np.ndarray) -> np.ndarray:
+        return np.array([len(value) for value in X[:, 0]])
+
+    assert verify(Candidate("same", lengths, probes), lengths) is None
+    off_by_one = Candidate("off", lambda X: lengths(X) + (X[0, 0] == "ccc"), probes)
+    assert "values differ" in verify(off_by_one, lengths)

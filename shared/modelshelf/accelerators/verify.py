@@ -154,10 +154,13 @@ def _answer_stacked(
         found[indices[0]] = (_answer(reference, probes[indices[0]]), False)
         return
     parts = [probes[i] for i in indices]
-    kind, output = _answer(reference, _stack(parts))
+    try:
+        kind, output = _answer(reference, _stack(parts))
+    except (TypeError, ValueError):  # probes that do not stack: one call each, below
+        kind, output = "ok", None
     if kind == "ok":
         rows = _split(output, [len(p) for p in parts])
-        if rows is None:  # not an array of one answer per row: one call per probe
+        if rows is None:  # no array of one answer per row: one call per probe
             for index in indices:
                 found[index] = (_answer(reference, probes[index]), False)
         else:
@@ -201,7 +204,10 @@ def _kind(probe: Any) -> Any:
 def _risk(probe: Any) -> tuple[bool, bool, float]:
     """Sort key: finite probes first (by magnitude), then NaN, then infinities -- so the probes
     a framework refuses sit together and the accepted ones share calls."""
-    values = np.asarray(probe, dtype=np.float64)
+    try:
+        values = np.asarray(probe, dtype=np.float64)
+    except (TypeError, ValueError):  # not numbers: last, with the other suspects
+        return (True, True, float("inf"))
     finite = np.isfinite(values)
     largest = float(np.abs(values[finite]).max()) if finite.any() else 0.0
     return (not finite.all(), bool(np.isinf(values).any()), largest)
