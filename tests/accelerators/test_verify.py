@@ -8,6 +8,7 @@ import logging
 import numpy as np
 import pytest
 from scipy.special import expit, log_expit
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -111,3 +112,84 @@ def test_accelerate_offers_nothing_for_a_model_without_an_accelerator(logistic, 
     with caplog.at_level(logging.INFO, logger="modelshelf.accelerators"):
         assert accelerate(logistic, "predict_proba", logistic.predict_proba) is None
     assert "no accelerator" in caplog.text
+
+
+class CountedCalls:
+    """A framework call that records what each call answered: a result or a refusal."""
+
+    def __init__(self, call) -> None:
+        self.call = call
+        self.answers: list[tuple[int, str]] = []
+
+    def __call__(self, X):
+        try:
+            found = self.call(X)
+        except Exception as exc:
+            self.answers.append((len(X), type(exc).__name__))
+            raise
+        self.answers.append((len(X), "ok"))
+        return found
+
+    @property
+    def accepted(self) -> int:
+        return sum(1 for _, kind in self.answers if kind == "ok")
+
+
+def test_the_framework_answers_stacked_probes_in_few_calls():
+    """Probes of one kind share the framework's calls; the ones it refuses (a forest refuses
+    inf and values past float32) are still answered -- refused -- one probe at a time, so an
+    exact candidate passes with far fewer accepted calls than probes."""
+    forest = RandomForestClassifier(5, random_state=0).fit(TRAIN_X, BINARY_Y)
+    probes = adversarial_rows(4)
+    reference = CountedCalls(forest.predict_proba)
+    assert verify(Candidate("same call", forest.predict_proba, probes), reference) is None
+    with np.errstate(invalid="ignore"):
+        refused = [p for p in probes if (np.abs(p) > np.finfo(np.float32).max).any()]
+    assert len(refused) == 10  # the extremes, the mixed batch, 8 single rows
+    for probe in refused:  # each refused probe got the framework's own refusal
+        assert (len(probe), "ValueError") in reference.answers
+    assert reference.accepted <= 10 < len(probes), reference.answers
+
+
+def test_a_candidate_matching_only_the_stacked_answers_is_refused():
+    """A framework whose answer for a row depends on the call's other rows (here: the number of
+    rows) is answered one probe at a time: a candidate that reproduces its stacked answers but
+    not its answers to each probe is refused."""
+    probes = [np.full((n, 3), float(n)) for n in (1, 2, 4, 8, 16)]
+    stacked_rows = sum(len(p) for p in probes)
+
+    def reference(X: np.ndarray) -> np.ndarray:
+        return X[:, 0] + len(X)
+
+    def stacked(X: np.ndarray) -> np.ndarray:
+        return X[:, 0] + stacked_rows
+
+    found = verify(Candidate("stacked", stacked, probes), reference)
+    assert found is not None and "values differ" in found
+    assert verify(Candidate("same", reference, probes), reference) is None
+
+
+def test_a_difference_from_a_stack_is_confirmed_against_the_probe_alone():
+    """A framework whose rows differ in the last bit between a stack and a probe alone (as a
+    BLAS product may) where the single-row and largest probes happen to agree: a candidate equal
+    to the framework's own answer to each probe still passes."""
+    probes = [np.full((n, 2), 0.1 * n) for n in (1, 3, 5, 7, 16)]
+
+    def reference(X: np.ndarray) -> np.ndarray:
+        found = X[:, 0] * 3.0
+        return np.nextafter(found, np.inf) if len(X) not in (1, 16, 32) else found
+
+    assert verify(Candidate("same", reference, probes), reference) is None
+
+
+def test_probes_that_are_not_numbers_are_verified_too():
+    """Object arrays of text stack like numbers (their order among the suspects aside), and a
+    candidate that differs on one is refused."""
+    probes = [np.array([["a"], ["bb"]], dtype=object), np.array([["ccc"]], dtype=object)] * 3
+
+    def lengths(X: np.ndarray) -> np.ndarray:
+        return np.array([len(value) for value in X[:, 0]])
+
+    assert verify(Candidate("same", lengths, probes), lengths) is None
+    off_by_one = Candidate("off", lambda X: lengths(X) + (X[0, 0] == "ccc"), probes)
+    assert "values differ" in verify(off_by_one, lengths)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 
 import httpx
 import joblib
@@ -44,6 +45,16 @@ NOT_BEFORE_FIRST_PREDICTION = (
     "gunicorn",
     "tritonclient",
     "redis",
+    # scikit-learn imports them at the top of several modules for fitting and scoring code;
+    # deferred (``modelshelf.deferred_imports``), they are imported only by what uses them:
+    # pandas by a model fitted on a DataFrame or a jsonData request.
+    "pandas",
+    "scipy.stats",
+    "scipy.ndimage",
+    # seldon-core's wrapper imports them at the top for its gRPC server; with no gRPC worker
+    # (``--grpc-workers 0``) nothing uses them.
+    "grpc",
+    "grpc_reflection",
 )
 
 
@@ -56,14 +67,28 @@ def model_folder(tmp_path_factory: pytest.TempPathFactory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def frame_model_folder(tmp_path_factory: pytest.TempPathFactory):
+    """A LogisticRegression fitted on a DataFrame: its requests become DataFrames."""
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("cold-start-frame")
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(200, 4)), columns=["a", "b", "c", "d"])
+    joblib.dump(LogisticRegression().fit(X, X["a"] > 0), folder / "model.joblib")
+    return folder
+
+
 def _imported(log: str) -> set[str]:
     """Module names from ``-X importtime`` lines (``import time: self | cumulative | name``)."""
     return {m.group(1) for m in re.finditer(r"^import time:.*\|\s*(\S+)\s*$", log, re.M)}
 
 
-@pytest.fixture(scope="module")
-def first_prediction_log(model_folder, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The ``-X importtime`` log of a real server tree up to its first correct prediction."""
+def first_prediction(
+    model_folder: Path, log_path: Path, body: dict, env: dict[str, str] | None = None
+) -> tuple[dict, str]:
+    """The first answer of a real server tree to ``body``, and its ``-X importtime`` log up to
+    that answer."""
     http_port, grpc_port, metrics_port = free_ports(3)
     command = [
         sys.executable, "-X", "importtime", "-m", "modelshelf", "serve", "SKLearnServer",
@@ -72,7 +97,6 @@ def first_prediction_log(model_folder, tmp_path_factory: pytest.TempPathFactory)
         "--metrics-port", str(metrics_port), "--workers", "1", "--grpc-workers", "0",
     ]  # fmt: skip
     url = f"http://127.0.0.1:{http_port}/api/v1.0/predictions"
-    body = {"data": {"ndarray": [[0.5, -1.0, 2.0, 0.1]]}}
     answers: list[dict] = []
 
     def predicted() -> bool:
@@ -84,13 +108,23 @@ def first_prediction_log(model_folder, tmp_path_factory: pytest.TempPathFactory)
             answers.append(response.json())
         return bool(answers)
 
-    log_path = tmp_path_factory.mktemp("cold-start-log") / "server.log"
-    with started(command, SERVERS / "sklearnserver", log_path=log_path) as (process, path):
+    with started(command, SERVERS / "sklearnserver", env, log_path) as (process, path):
         wait_until_ready(process, path, predicted, timeout=120)
         log = path.read_text(errors="replace")
-    assert len(answers[0]["data"]["ndarray"][0]) == 2, json.dumps(answers[0])
     assert "sklearn.linear_model" in _imported(log), "no -X importtime output: nothing to check"
+    return answers[0], log
+
+
+@pytest.fixture(scope="module")
+def first_prediction_log(model_folder, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The ``-X importtime`` log of a real server tree up to its first correct prediction."""
+    log_path = tmp_path_factory.mktemp("cold-start-log") / "server.log"
+    answer, log = first_prediction(model_folder, log_path, ROW)
+    assert len(answer["data"]["ndarray"][0]) == 2, json.dumps(answer)
     return log
+
+
+ROW = {"data": {"ndarray": [[0.5, -1.0, 2.0, 0.1]]}}
 
 
 def test_the_first_prediction_imports_only_what_it_needs(first_prediction_log):
@@ -110,3 +144,80 @@ def test_the_web_stack_is_imported_once_for_the_whole_tree(first_prediction_log)
     process share its pages rather than each importing (and holding) a copy."""
     imports = re.findall(r"^import time:.*\|\s*uvicorn\s*$", first_prediction_log, re.M)
     assert len(imports) == 1, f"uvicorn imported {len(imports)} times in the tree"
+
+
+def test_pandas_is_imported_as_scikit_learn_writes_it_with_the_switch_off(model_folder, tmp_path):
+    """``MODELSHELF_DEFER_IMPORTS=false``: nothing deferred, scikit-learn imports pandas."""
+    env = {"MODELSHELF_DEFER_IMPORTS": "false"}
+    answer, log = first_prediction(model_folder, tmp_path / "server.log", ROW, env)
+    assert len(answer["data"]["ndarray"][0]) == 2, json.dumps(answer)
+    assert "pandas" in _imported(log)
+
+
+def test_a_model_fitted_on_a_dataframe_gets_pandas_at_load(frame_model_folder, tmp_path):
+    """Its requests need pandas: imported (for real, not deferred) while the model loads, and
+    the rows, named in another order, reach the model as its columns."""
+    body = {"data": {"names": ["d", "c", "b", "a"], "ndarray": [[0.1, 2.0, -1.0, 0.5]]}}
+    answer, log = first_prediction(frame_model_folder, tmp_path / "server.log", body)
+    lines = log.splitlines()
+    loaded = next(i for i, line in enumerate(lines) if "SKLearnServer loaded" in line)
+    pandas = [i for i, line in enumerate(lines) if re.search(r"\|\s*pandas\s*$", line)]
+    assert pandas and pandas[0] < loaded, "pandas was not imported while the model loaded"
+    probabilities = answer["data"]["ndarray"][0]
+    assert probabilities[1] > 0.5, json.dumps(answer)  # column a = 0.5 > 0: class True
+
+
+class ScaledLogistic:
+    """An MLflow PythonModel's user code around an estimator (mixed with ``PythonModel`` when
+    saved, and pickled by value: the server does not import this module)."""
+
+    def __init__(self, estimator: object) -> None:
+        self.estimator = estimator
+
+    def predict(self, context: object, model_input: object, params: object = None) -> object:
+        return self.estimator.predict_proba(np.asarray(model_input, dtype=np.float64))
+
+
+def test_a_model_loaded_after_the_fork_defers_the_same_imports(tmp_path):
+    """An MLflow PythonModel loads in the worker, after the fork: the scikit-learn its pickle
+    imports there leaves scipy.stats unimported too."""
+    import cloudpickle
+    import mlflow.pyfunc
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 4))
+    model_class = type("ScaledLogisticModel", (ScaledLogistic, mlflow.pyfunc.PythonModel), {})
+    python_model = model_class(LogisticRegression().fit(X, X[:, 0] > 0))
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        folder = tmp_path / "mlflow-model"
+        mlflow.pyfunc.save_model(folder, python_model=python_model)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    http_port, grpc_port, metrics_port = free_ports(3)
+    command = [
+        sys.executable, "-X", "importtime", "-m", "modelshelf", "serve", "MLFlowServer",
+        "--parameters", seldon_parameters(model_uri=str(folder)),
+        "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+        "--metrics-port", str(metrics_port), "--workers", "1", "--grpc-workers", "0",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{http_port}/api/v1.0/predictions"
+    answers: list[dict] = []
+
+    def predicted() -> bool:
+        try:
+            response = httpx.post(url, json=ROW, timeout=5)
+        except httpx.HTTPError:
+            return False
+        if response.status_code == 200:
+            answers.append(response.json())
+        return bool(answers)
+
+    log_path = tmp_path / "server.log"
+    with started(command, SERVERS / "mlflowserver", None, log_path) as (process, path):
+        wait_until_ready(process, path, predicted, timeout=120)
+        log = path.read_text(errors="replace")
+    assert len(answers[0]["data"]["ndarray"][0]) == 2, json.dumps(answers[0])
+    imported = _imported(log)
+    assert "sklearn.linear_model" in imported and "mlflow.pyfunc" in imported
+    assert "scipy.stats" not in imported

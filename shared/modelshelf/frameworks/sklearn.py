@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from modelshelf.errors import ConfigurationError
-from modelshelf.inputs import as_frame, as_texts
+from modelshelf.inputs import as_frame, as_texts, pandas_module
 from modelshelf.model_files import find_model_file, load_pickled
 from modelshelf.server import Method, ModelServer, output_names
 
@@ -52,6 +52,8 @@ class SKLearnServer(ModelServer):
         name = self.check_method(self.requested_method or _default_method(model), has)
         self.model_path = path
         self.feature_names = _feature_names(model)
+        if self.feature_names is not None:  # requests become DataFrames (``model_input``)
+            pandas_module()  # imported at load, not by the first request
         self.n_features = getattr(model, "n_features_in_", None)
         self.takes_text = _takes_text(model)
         self.method = Method(name, getattr(model, name), output_names(model, name))

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelshelf import deferred_imports
 from modelshelf.serve import options
 from modelshelf.supervision import Child, Supervisor
 
@@ -83,26 +84,35 @@ def load_user_model(user_model: Any) -> None:
 def serve(args: argparse.Namespace) -> int:
     # uvicorn and the REST app are imported here, once, before the forks: the REST workers and
     # the metrics process share their pages instead of importing them each (6 MB less
-    # anonymous memory in the tree, measured).
-    import uvicorn.loops.uvloop
-    import uvicorn.protocols.http.httptools_impl
-    import uvicorn.server  # noqa: F401
-    from seldon_core.wrapper import METRICS_ENDPOINT, get_rest_microservice
+    # anonymous memory in the tree, measured). What the front end and the framework import
+    # but do not use waits (``deferred_imports``): gRPC until a gRPC worker needs it, pandas
+    # until a DataFrame does.
+    with deferred_imports.deferring():
+        import uvicorn.loops.uvloop
+        import uvicorn.protocols.http.httptools_impl
+        import uvicorn.server  # noqa: F401
+        from seldon_core.wrapper import METRICS_ENDPOINT, get_rest_microservice
 
-    import modelshelf.serve.batching
-    import modelshelf.serve.rest  # noqa: F401
-    from modelshelf.serve.grpc_worker import run_grpc_worker
-    from modelshelf.serve.metrics import QueueMetrics, WorkerMetrics
+        import modelshelf.serve.batching
+        import modelshelf.serve.rest  # noqa: F401
+        from modelshelf.serve.metrics import QueueMetrics, WorkerMetrics
 
-    user_class = options.import_user_class(args.interface_name)
-    user_model = user_class(**options.user_parameters(args.parameters))
-    if args.persistence:
-        logger.error("--persistence is deprecated and ignored")
-    annotations = _annotations()
-    metrics_in_worker = max(args.workers, 1) == 1 and max(args.grpc_workers, 0) == 0
-    queue = None if metrics_in_worker else multiprocessing.get_context("fork").Queue()
-    metrics = WorkerMetrics() if queue is None else QueueMetrics(queue)
-    flask_app = get_rest_microservice(user_model, metrics)  # derives the metadata, once
+        # What is imported so far lives as long as the server and holds no garbage (a
+        # collection here finds none): frozen now, the collector's passes while the framework
+        # is imported and the model loaded, and the full one after the load, skip it (~45 ms
+        # less CPU at start, measured).
+        gc.freeze()
+        if args.persistence:
+            logger.error("--persistence is deprecated and ignored")
+        annotations = _annotations()
+        metrics_in_worker = max(args.workers, 1) == 1 and max(args.grpc_workers, 0) == 0
+        queue = None if metrics_in_worker else multiprocessing.get_context("fork").Queue()
+        metrics = WorkerMetrics() if queue is None else QueueMetrics(queue)
+        user_class = options.import_user_class(args.interface_name)
+        user_model = user_class(**options.user_parameters(args.parameters))
+        flask_app = get_rest_microservice(user_model, metrics)  # derives the metadata, once
+    if args.grpc_workers > 0:  # gRPC is imported only for them (before the forks: shared)
+        from modelshelf.serve.grpc_worker import run_grpc_worker
     http_socket = _listen(args.http_port)
     # The metrics port is bound here, before any fork, as the REST port: a port in use stops
     # the server at start, and a scrape that comes as soon as REST is ready waits in the backlog
@@ -290,7 +300,10 @@ def _rest_worker(
     wrapper_log.addFilter(SeldonClientErrorFilter(count=not guarded(user_model)))
     # uvicorn re-raises the signal it caught once it has shut down; this makes that a no-op.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    load_user_model(user_model)
+    # A class that loads only here, after the fork (MLflow's pyfunc models), imports its
+    # framework here: what that import does not use waits, as in the parent.
+    with deferred_imports.deferring():
+        load_user_model(user_model)
     app = SeldonRestApp(user_model, metrics, flask_app, args.model_name, args.service_type)
     if sockets.metrics is not None:
         port = sockets.metrics.getsockname()[1]

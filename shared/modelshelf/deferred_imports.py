@@ -1,0 +1,198 @@
+"""Imports a library makes at start but uses only later, put off until they are used.
+
+Why: a scikit-learn model's cold start is mostly imports, and a good part of them serve nothing
+until much later, if ever (measured on the realistic bench's models, README "Cold start"):
+
+* ``scipy.stats`` (with what it alone pulls in: ``scipy.interpolate``, ``scipy.ndimage``,
+  ``scipy.integrate``) -- the largest single import of scikit-learn, which imports it at the
+  top of ``sklearn.utils.fixes`` (every estimator, and XGBoost and LightGBM whenever
+  scikit-learn is installed), ``model_selection``, ``metrics``, ``preprocessing``, ``_loss`` and
+  ``covariance``, each to call one function (``rankdata``, ``gmean``, ``chi2.ppf``,
+  ``stats.norm.ppf``...) inside fitting or scoring code a server never runs;
+* pandas, imported at the top of ``sklearn.utils.fixes`` and used only to read ARFF files;
+* gRPC and gRPC reflection, imported at the top of seldon-core's ``seldon_core.wrapper``
+  (``get_rest_microservice``, which ``modelshelf serve`` calls for the Flask app and the
+  metadata) and its ``prediction_pb2_grpc``, used only to build a gRPC server -- what a gRPC
+  worker does, after the fork, with its own imports.
+
+While ``deferring()`` is active (``modelshelf serve``'s parent, while it imports the front end,
+builds the model and derives its metadata), exactly those import statements of those modules
+(``DEFERRED``) bind stand-ins: ``import pandas`` a ``DeferredModule``, ``from scipy.stats import
+rankdata`` a ``DeferredAttribute``; the first attribute read on one (or call of one) imports the
+module and answers from the real object, which every later read and call goes to. A statement
+naming anything else (``from scipy import sparse, stats``: ``sparse`` is imported as written)
+is left alone for that name, and a module already imported is bound as usual. Nothing is put in
+``sys.modules``, so checks that read ``sys.modules.get("pandas")`` -- "is this a DataFrame?":
+scikit-learn's, narwhals', ours -- stay exact: no DataFrame can exist before pandas is imported,
+and once anything imports it (a model fitted on a DataFrame, whose server imports it at load; a
+``jsonData`` request; LightGBM and MLflow, which import it themselves) it is the real module.
+
+Correctness does not depend on a library's version: a release that uses one of these names at
+import time, or imports the module from somewhere else, just imports it then (the start is
+slower, the answers the same). A stand-in differs from the real object only where code tests
+identity or type (``f is rankdata``, ``isinstance(x, BSpline)``); none of the statements in
+``DEFERRED`` does. ``MODELSHELF_DEFER_IMPORTS=false`` turns it all off.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import importlib
+import importlib.util
+import os
+import sys
+import types
+from collections.abc import Iterator
+from typing import Any
+
+#: ``false``: libraries import everything at start, as written.
+DEFER_IMPORTS_ENV = "MODELSHELF_DEFER_IMPORTS"
+
+#: The importing module -> {the module its statement names -> the names it imports from it
+#: that are deferred; ``()``: the statement is ``import module`` itself}.
+DEFERRED: dict[str, dict[str, tuple[str, ...]]] = {
+    "sklearn.utils.fixes": {"pandas": (), "scipy.stats": ()},
+    "sklearn.preprocessing._data": {"scipy": ("stats",)},
+    "sklearn.metrics._ranking": {"scipy.stats": ("rankdata",)},
+    "sklearn.model_selection._search": {"scipy.stats": ("rankdata",)},
+    "sklearn._loss.link": {"scipy.stats": ("gmean",)},
+    "sklearn.covariance._robust_covariance": {"scipy.stats": ("chi2",)},
+    "sklearn.preprocessing._polynomial": {"scipy.interpolate": ("BSpline",)},
+    "seldon_core.wrapper": {"grpc": (), "grpc_reflection.v1alpha": ("reflection",)},
+    "seldon_core.proto.prediction_pb2_grpc": {"grpc": ()},
+}
+
+
+class DeferredModule(types.ModuleType):
+    """Stands for a module not imported yet; the first attribute read imports it (once) and
+    every read is then answered by the real module."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.__dict__["_deferred_module"] = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        module = self.__dict__["_deferred_module"]
+        if module is None:
+            module = importlib.import_module(self.__name__)
+            self.__dict__["_deferred_module"] = module
+        return getattr(module, attribute)
+
+    def __repr__(self) -> str:
+        loaded = self.__dict__["_deferred_module"] is not None
+        return f"<module {self.__name__!r} ({'imported' if loaded else 'deferred'})>"
+
+
+class DeferredAttribute:
+    """Stands for ``from module import name`` (a function, a class, an object or a submodule)
+    until it is called or an attribute is read: then the import runs, once."""
+
+    __slots__ = ("_module", "_name", "_target")
+
+    def __init__(self, module: str, name: str) -> None:
+        self._module, self._name, self._target = module, name, None
+
+    def _resolve(self) -> Any:
+        if self._target is None:
+            module = importlib.import_module(self._module)
+            try:
+                self._target = getattr(module, self._name)
+            except AttributeError:  # a submodule its package does not import itself
+                self._target = importlib.import_module(f"{self._module}.{self._name}")
+        return self._target
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._resolve()(*args, **kwargs)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._resolve(), attribute)
+
+    def __repr__(self) -> str:
+        state = "imported" if self._target is not None else "deferred"
+        return f"<{self._module}.{self._name} ({state})>"
+
+
+def enabled() -> bool:
+    """``MODELSHELF_DEFER_IMPORTS`` (default true)."""
+    from modelshelf.server import bool_parameter
+
+    return bool_parameter(DEFER_IMPORTS_ENV, os.environ.get(DEFER_IMPORTS_ENV, "true"))
+
+
+@contextlib.contextmanager
+def deferring(active: bool | None = None) -> Iterator[None]:
+    """Within: ``DEFERRED``'s imports are deferred (see the module's docstring). ``active``
+    (default: ``enabled()``) False: nothing changes."""
+    if not (enabled() if active is None else active):
+        yield
+        return
+    original = builtins.__import__
+
+    def deferring_import(
+        name: str,
+        globals: dict[str, Any] | None = None,
+        locals: Any = None,
+        fromlist: Any = (),
+        level: int = 0,
+    ) -> Any:
+        if level == 0 and globals is not None:
+            statements = DEFERRED.get(globals.get("__name__", ""))
+            if statements is not None and name in statements:
+                found = _deferred(name, tuple(fromlist or ()), statements[name], original)
+                if found is not None:
+                    return found
+        return original(name, globals, locals, fromlist, level)
+
+    builtins.__import__ = deferring_import
+    try:
+        yield
+    finally:
+        if builtins.__import__ is deferring_import:
+            builtins.__import__ = original
+
+
+class _FromImport:
+    """What ``from module import a, b`` reads its names from: stand-ins and real objects."""
+
+
+def _deferred(
+    name: str, fromlist: tuple[str, ...], names: tuple[str, ...], original: Any
+) -> Any | None:
+    """What the statement gets instead of ``original``'s answer, or ``None`` (run it as
+    written: nothing of it is deferred, the module is imported already, or its package is not
+    installed -- the importer gets the ``ImportError`` it expects)."""
+    top = name.partition(".")[0]
+    if importlib.util.find_spec(top) is None:
+        return None
+    if not fromlist:  # ``import name``
+        if names or name in sys.modules:
+            return None
+        if "." not in name:
+            return DeferredModule(name)
+        # ``import scipy.stats`` binds ``scipy``: enough where the package imports the
+        # submodule on its first read (SciPy's module ``__getattr__``)
+        package = original(top, None, None, (), 0)
+        submodule = name[len(top) + 1 :]
+        lazy = submodule in getattr(package, "submodules", ()) and "__getattr__" in vars(package)
+        return package if lazy and "." not in submodule else None
+    deferred = [item for item in fromlist if item in names and not _imported(name, item)]
+    if not deferred:
+        return None
+    found = _FromImport()
+    rest = tuple(item for item in fromlist if item not in deferred)
+    if rest:  # the package itself is imported (cheap: the expensive part is what is deferred)
+        module = original(name, None, None, rest, 0)
+        for item in rest:
+            setattr(found, item, getattr(module, item))
+    for item in deferred:
+        setattr(found, item, DeferredAttribute(name, item))
+    return found
+
+
+def _imported(module: str, name: str) -> bool:
+    """Whether ``from module import name`` would import nothing new."""
+    if f"{module}.{name}" in sys.modules:
+        return True
+    # ``vars``, not ``hasattr``: SciPy's module ``__getattr__`` would import the submodule
+    return module in sys.modules and name in vars(sys.modules[module])

@@ -1,0 +1,177 @@
+"""``modelshelf.deferred_imports``: scikit-learn imported inside ``deferring()`` leaves pandas
+unimported until something reads it, and every check for a DataFrame stays right. Each case
+runs in a fresh interpreter (this one has imported pandas long ago)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from modelshelf.deferred_imports import DEFER_IMPORTS_ENV, deferring
+from modelshelf.errors import ConfigurationError
+
+
+def run_python(code: str, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_scikit_learn_imported_while_deferring_leaves_pandas_unimported():
+    out = run_python(
+        """
+        import builtins, sys
+        import numpy as np
+        original = builtins.__import__
+        from modelshelf import deferred_imports
+        with deferred_imports.deferring(True):
+            import sklearn.ensemble
+            from sklearn.ensemble import RandomForestClassifier
+        assert builtins.__import__ is original, "the import hook outlived the block"
+        from sklearn.utils import fixes
+        from sklearn.utils._dataframe import is_pandas_df
+        assert "pandas" not in sys.modules
+        assert isinstance(fixes.pd, deferred_imports.DeferredModule), fixes.pd
+        print("deferred", repr(fixes.pd))
+        X = np.random.default_rng(0).normal(size=(50, 3))
+        model = RandomForestClassifier(5, random_state=0).fit(X, X[:, 0] > 0)
+        model.predict_proba(X[:2])
+        assert not is_pandas_df(X) and "pandas" not in sys.modules, "a prediction imported it"
+        frame = fixes.pd.DataFrame(X, columns=["a", "b", "c"])  # first read: the real import
+        import pandas
+        assert sys.modules["pandas"] is pandas and fixes.pd.DataFrame is pandas.DataFrame
+        assert is_pandas_df(frame)
+        print("imported", repr(fixes.pd))
+        """
+    )
+    assert "deferred <module 'pandas' (deferred)>" in out
+    assert "imported <module 'pandas' (imported)>" in out
+
+
+#: Every deferred scipy name scikit-learn imports, used through scikit-learn's own code.
+USES_OF_DEFERRED_SCIPY = """
+import json, sys
+import numpy as np
+from modelshelf import deferred_imports
+with deferred_imports.deferring(DEFER):
+    import sklearn.ensemble, sklearn.linear_model, sklearn.covariance, sklearn.preprocessing
+    import sklearn.metrics, sklearn.model_selection
+    from sklearn._loss.link import MultinomialLogit
+    from sklearn.utils.fixes import _mode
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    model = sklearn.ensemble.HistGradientBoostingClassifier(max_iter=5).fit(X, X[:, 0] > 0)
+    proba = model.predict_proba(X[:3])
+stats_imported = "scipy.stats" in sys.modules
+found = {
+    "proba": proba.tolist(),
+    "rankdata (metrics)": sklearn.metrics.label_ranking_average_precision_score(
+        [[1, 0, 0], [0, 1, 1]], [[0.75, 0.5, 1.0], [1.0, 0.2, 0.1]]
+    ),
+    "rankdata (search)": sklearn.model_selection.GridSearchCV(
+        sklearn.linear_model.LogisticRegression(), {"C": [0.1, 1.0]}, cv=2
+    ).fit(X, X[:, 0] > 0).cv_results_["rank_test_score"].tolist(),
+    "gmean": MultinomialLogit().link(np.array([[0.2, 0.3, 0.5]])).tolist(),
+    "chi2": sklearn.covariance.MinCovDet(random_state=0).fit(X).covariance_.tolist(),
+    "stats": sklearn.preprocessing.QuantileTransformer(
+        n_quantiles=10, output_distribution="normal"
+    ).fit_transform(X)[:2].tolist(),
+    "BSpline": sklearn.preprocessing.SplineTransformer().fit_transform(X)[:2].tolist(),
+    "scipy.stats (fixes)": _mode(np.array([1, 2, 2, 3]))[0].tolist(),
+}
+print(json.dumps({"stats imported while loading": stats_imported, **found}))
+"""
+
+
+def test_scikit_learn_answers_the_same_with_scipy_stats_deferred():
+    """scikit-learn's own code through every deferred scipy name gives what it gives with
+    nothing deferred; deferred, scipy.stats is not imported by a model's load and prediction."""
+    deferred = json.loads(run_python(USES_OF_DEFERRED_SCIPY.replace("DEFER", "True")))
+    as_written = json.loads(run_python(USES_OF_DEFERRED_SCIPY.replace("DEFER", "False")))
+    assert deferred.pop("stats imported while loading") is False
+    assert as_written.pop("stats imported while loading") is True
+    assert deferred == as_written
+
+
+def test_other_modules_import_pandas_as_written_while_deferring():
+    out = run_python(
+        """
+        import sys
+        from modelshelf import deferred_imports
+        with deferred_imports.deferring(True):
+            import pandas
+        print(type(pandas).__name__, sys.modules["pandas"] is pandas)
+        """
+    )
+    assert out.split() == ["module", "True"]
+
+
+def test_the_switch_off_leaves_imports_as_written():
+    out = run_python(
+        """
+        import sys
+        from modelshelf import deferred_imports
+        with deferred_imports.deferring():
+            import sklearn.base
+        from sklearn.utils import fixes
+        print(type(fixes.pd).__name__, "pandas" in sys.modules)
+        """,
+        env={**os.environ, DEFER_IMPORTS_ENV: "false"},
+    )
+    assert out.split() == ["module", "True"]
+
+
+def test_a_wrong_switch_value_is_a_configuration_error(monkeypatch):
+    monkeypatch.setenv(DEFER_IMPORTS_ENV, "later")
+    with pytest.raises(ConfigurationError, match=DEFER_IMPORTS_ENV), deferring():
+        pass
+
+
+def test_seldon_cores_grpc_server_builds_from_deferred_grpc_imports():
+    """seldon-core's wrapper imported while deferring holds stand-ins for gRPC and gRPC
+    reflection; its gRPC server, built later, imports them for real and serves."""
+    out = run_python(
+        """
+        import sys
+        from modelshelf import deferred_imports
+        with deferred_imports.deferring(True):
+            import seldon_core.wrapper as wrapper
+        assert "grpc" not in sys.modules and "grpc_reflection" not in sys.modules
+        print(repr(wrapper.grpc), repr(wrapper.reflection))
+
+        from seldon_core.metrics import SeldonMetrics
+
+        class Echo:
+            def predict(self, X, names):
+                return X
+
+        server = wrapper.get_grpc_server(Echo(), SeldonMetrics())
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        import grpc
+        from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = prediction_pb2_grpc.ModelStub(channel)
+            request = prediction_pb2.SeldonMessage(
+                data=prediction_pb2.DefaultData(
+                    tensor=prediction_pb2.Tensor(shape=[1, 2], values=[1.5, 2.5])
+                )
+            )
+            answer = stub.Predict(request, timeout=10)
+        server.stop(0)
+        print(list(answer.data.tensor.values), repr(wrapper.grpc))
+        """
+    )
+    lines = out.splitlines()
+    assert lines[0] == "<module 'grpc' (deferred)> <grpc_reflection.v1alpha.reflection (deferred)>"
+    assert lines[1] == "[1.5, 2.5] <module 'grpc' (imported)>"
