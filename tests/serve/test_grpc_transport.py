@@ -467,5 +467,6 @@ def test_an_unknown_server_name_stops_the_server_naming_the_choices():
         log = service.log()
         assert "MODELSHELF_GRPC_SERVER='grcpio' is not valid" in log
         assert "http2" in log and "grpcio" in log
+        assert "restart" not in log.lower()  # refused by the parent, before any worker
     finally:
         finish(service)

@@ -112,7 +112,9 @@ def serve(args: argparse.Namespace) -> int:
         user_model = user_class(**options.user_parameters(args.parameters))
         flask_app = get_rest_microservice(user_model, metrics)  # derives the metadata, once
     if args.grpc_workers > 0:  # gRPC is imported only for them (before the forks: shared)
-        from modelshelf.serve.grpc_worker import run_grpc_worker
+        from modelshelf.serve.grpc_worker import grpc_server_kind, run_grpc_worker
+
+        grpc_server_kind()  # a bad MODELSHELF_GRPC_SERVER stops the start, not each worker
     http_socket = _listen(args.http_port)
     # The metrics port is bound here, before any fork, as the REST port: a port in use stops
     # the server at start, and a scrape that comes as soon as REST is ready waits in the backlog
