@@ -122,20 +122,21 @@ def json_input(body: bytes) -> tuple[Any, list[str], dict[str, Any] | None]:
         raise BadRequestError("params must be a JSON object of parameter names and values")
     key = keys[0]
     data = payload[key]
-    pd = pandas_module()
     try:
         if key == "dataframe_split":
             if type(data) is not dict:
                 raise BadRequestError("dataframe_split must be an object: columns, data (index)")
-            frame = pd.DataFrame(
+            frame = pandas_module().DataFrame(
                 data=data.get("data"), columns=data.get("columns"), index=data.get("index")
             )
         elif key == "dataframe_records":
-            frame = pd.DataFrame.from_records(data)
+            frame = pandas_module().DataFrame.from_records(data)
         elif type(data) is dict:  # inputs (or instances) by column
-            frame = pd.DataFrame({name: np.asarray(column) for name, column in data.items()})
+            frame = pandas_module().DataFrame(
+                {name: np.asarray(column) for name, column in data.items()}
+            )
         elif type(data) is list and data and type(data[0]) is dict:  # instances as records
-            frame = pd.DataFrame(data)
+            frame = pandas_module().DataFrame(data)
         else:
             if type(data) is not list:
                 data = [data]
