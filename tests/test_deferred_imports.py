@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from modelshelf.deferred_imports import DEFER_IMPORTS_ENV, deferring
+from modelshelf.deferred_imports import DEFER_IMPORTS_ENV, DeferredAttribute, deferring
 from modelshelf.errors import ConfigurationError
 
 
@@ -101,6 +101,18 @@ def test_scikit_learn_answers_the_same_with_scipy_stats_deferred():
     assert deferred.pop("stats imported while loading") is False
     assert as_written.pop("stats imported while loading") is True
     assert deferred == as_written
+
+
+def test_isinstance_against_a_deferred_class_answers_for_the_real_class():
+    """``from scipy.interpolate import BSpline`` deferred: ``isinstance(x, BSpline)`` and
+    ``issubclass`` import the class and answer as the real one would (not False for all)."""
+    import fractions
+
+    stand_in = DeferredAttribute("fractions", "Fraction")
+    assert isinstance(fractions.Fraction(1, 3), stand_in)
+    assert isinstance(fractions.Fraction(1, 3), (int, stand_in))
+    assert not isinstance(0.5, stand_in)
+    assert issubclass(fractions.Fraction, stand_in) and not issubclass(float, stand_in)
 
 
 def test_other_modules_import_pandas_as_written_while_deferring():
