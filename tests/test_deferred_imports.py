@@ -4,6 +4,7 @@ runs in a fresh interpreter (this one has imported pandas long ago)."""
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import subprocess
@@ -141,6 +142,15 @@ def test_the_switch_off_leaves_imports_as_written():
         env={**os.environ, DEFER_IMPORTS_ENV: "false"},
     )
     assert out.split() == ["module", "True"]
+
+
+def test_the_hook_is_removed_when_the_load_fails():
+    """A model that fails to load leaves ``builtins.__import__`` as it found it."""
+    original = builtins.__import__
+    with pytest.raises(RuntimeError, match="unpickling failed"), deferring(True):
+        assert builtins.__import__ is not original
+        raise RuntimeError("unpickling failed")
+    assert builtins.__import__ is original
 
 
 def test_a_wrong_switch_value_is_a_configuration_error(monkeypatch):
