@@ -153,6 +153,29 @@ def test_the_hook_is_removed_when_the_load_fails():
     assert builtins.__import__ is original
 
 
+def test_a_class_that_loads_in_a_worker_loads_deferring():
+    """``load_user_model`` (each REST and gRPC worker's load: MLflow's pyfunc models import
+    their framework there) defers what the parent defers."""
+    out = run_python(
+        """
+        import sys
+        from modelshelf.serve.supervisor import load_user_model
+
+        class LoadsScikitLearn:
+            def load(self):
+                import sklearn.metrics  # scipy.stats at the top of sklearn.metrics._ranking
+
+                self.loaded = sklearn.metrics.accuracy_score([1, 0], [1, 1])
+
+        model = LoadsScikitLearn()
+        assert "sklearn" not in sys.modules
+        load_user_model(model)
+        print(model.loaded, "scipy.stats" in sys.modules)
+        """
+    )
+    assert out.split() == ["0.5", "False"]
+
+
 def test_a_wrong_switch_value_is_a_configuration_error(monkeypatch):
     monkeypatch.setenv(DEFER_IMPORTS_ENV, "later")
     with pytest.raises(ConfigurationError, match=DEFER_IMPORTS_ENV), deferring():
