@@ -45,11 +45,26 @@ def _sets_code(request: bytes, context) -> bytes:
     raise NotImplementedError("Method not implemented!")  # what generated servicers do
 
 
+def _aborts_at_length(request: bytes, context) -> bytes:
+    context.abort(grpc.StatusCode.FAILED_PRECONDITION, "x" * 20_000)
+
+
+def _aborts_with_a_lone_surrogate(request: bytes, context) -> bytes:
+    context.abort(grpc.StatusCode.NOT_FOUND, "no file b'\\xff' = \udcff here")  # surrogateescape
+
+
 @pytest.fixture(scope="module")
 def address() -> Iterator[str]:
     annotations = {"seldon.io/grpc-max-message-size": str(LIMIT)}
     server = GrpcServer(1, max_message_bytes(annotations))
-    methods = {"Echo": _echo, "Context": _context_facts, "Aborts": _aborts, "SetsCode": _sets_code}
+    methods = {
+        "Echo": _echo,
+        "Context": _context_facts,
+        "Aborts": _aborts,
+        "SetsCode": _sets_code,
+        "AbortsAtLength": _aborts_at_length,
+        "AbortsWithALoneSurrogate": _aborts_with_a_lone_surrogate,
+    }
     server.add_generic_rpc_handlers(
         (
             grpc.method_handlers_generic_handler(
@@ -100,6 +115,22 @@ def test_abort_and_set_code_end_the_call_with_that_status(address):
     assert aborted.value.details() == "not now: ask again later"
     assert unimplemented.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert unimplemented.value.details() == "Method not implemented!"
+
+
+def test_error_details_of_any_length_or_text_end_only_their_call(address):
+    """20 KB of details would not fit the client's 16 KiB frame nor its metadata limit: cut to
+    4 KiB; text UTF-8 cannot hold is escaped. The calls get their codes; the connection serves
+    on."""
+    with grpc.insecure_channel(address) as channel:
+        with pytest.raises(grpc.RpcError) as long:
+            channel.unary_unary("/test.Probe/AbortsAtLength")(b"", timeout=10)
+        with pytest.raises(grpc.RpcError) as surrogate:
+            channel.unary_unary("/test.Probe/AbortsWithALoneSurrogate")(b"", timeout=10)
+        assert channel.unary_unary("/test.Probe/Echo")(b"on", timeout=10) == b"on"
+    assert long.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert long.value.details() == "x" * 4096
+    assert surrogate.value.code() == grpc.StatusCode.NOT_FOUND
+    assert surrogate.value.details() == "no file b'\\xff' = \\udcff here"
 
 
 def test_no_annotation_keeps_grpcs_default_limit():
