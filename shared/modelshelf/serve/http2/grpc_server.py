@@ -383,6 +383,7 @@ class GrpcConnection(asyncio.Protocol):
             self.transport.write(f.rst_stream(stream_id, f.REFUSED_STREAM))
             return
         stream = _Stream(stream_id, self._peer_window)
+        stream.received = end_stream  # an answer before the call runs then sends no RST_STREAM
         self._streams[stream_id] = stream
         if too_large is not None:
             self._answer_error(stream, grpc.StatusCode.RESOURCE_EXHAUSTED, too_large)
