@@ -93,7 +93,6 @@ class _Stream:
         "body",
         "context",
         "handler",
-        "headers",
         "held",
         "id",
         "pending",
@@ -107,7 +106,6 @@ class _Stream:
 
     def __init__(self, stream_id: int, send_window: int) -> None:
         self.id = stream_id
-        self.headers: list[tuple[bytes, bytes]] = []
         self.handler: MethodHandler | None = None
         self.body = bytearray()
         self.held = 0  # DATA bytes counted against the connection's window, not yet released
@@ -388,7 +386,6 @@ class GrpcConnection(asyncio.Protocol):
         if too_large is not None:
             self._answer_error(stream, grpc.StatusCode.RESOURCE_EXHAUSTED, too_large)
             return
-        stream.headers = headers
         self._start(stream, headers)
         if end_stream and not stream.answered:
             self._end_of_request(stream)
@@ -514,8 +511,7 @@ class GrpcConnection(asyncio.Protocol):
 
     def _end_of_request(self, stream: _Stream) -> None:
         stream.received = True
-        if stream.answered:
-            self._maybe_close(stream)
+        if stream.answered:  # its answer waits for window; the stream ends once it is out
             return
         if stream.requests is not None:
             stream.requests.put(RequestsEnd)
@@ -662,11 +658,6 @@ class GrpcConnection(asyncio.Protocol):
         self._blocked.pop(stream.id, None)
         self._cancel(stream)
         self._maybe_finish()
-
-    def _maybe_close(self, stream: _Stream) -> None:
-        if stream.answered and not stream.pending and stream.trailers is None:
-            self._streams.pop(stream.id, None)
-            self._maybe_finish()
 
     def _reset(self, stream: _Stream, code: int) -> None:
         self.transport.write(f.rst_stream(stream.id, code))
