@@ -131,6 +131,7 @@ class GrpcConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self._buffer = bytearray()
+        self._wanted = 0  # bytes ``_buffer`` must hold before its next frame can be read
         self._preface = False
         self._decoder = HpackDecoder(max_header_list_size=MAX_HEADER_LIST_BYTES)
         self._streams: dict[int, _Stream] = {}
@@ -185,6 +186,8 @@ class GrpcConnection(asyncio.Protocol):
             return
         if self._buffer:
             self._buffer += data
+            if len(self._buffer) < self._wanted:  # a large frame arriving: copied once, whole
+                return
             data = bytes(self._buffer)
             self._buffer.clear()
         try:
@@ -201,6 +204,7 @@ class GrpcConnection(asyncio.Protocol):
                 at = len(f.PREFACE)
             end = len(data)
             unpack = f.FRAME_HEADER.unpack_from
+            self._wanted = f.HEADER_BYTES
             while end - at >= f.HEADER_BYTES:
                 high, low, kind, flags, stream_id = unpack(data, at)
                 length = high << 8 | low
@@ -209,6 +213,7 @@ class GrpcConnection(asyncio.Protocol):
                         f.FRAME_SIZE_ERROR, f"a frame of {length} bytes; at most {MAX_FRAME_BYTES}"
                     )
                 if end - at - f.HEADER_BYTES < length:
+                    self._wanted = f.HEADER_BYTES + length
                     break
                 start = at + f.HEADER_BYTES
                 at = start + length
