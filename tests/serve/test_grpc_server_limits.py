@@ -12,6 +12,7 @@ import grpc
 import pytest
 import uvloop
 
+from modelshelf.errors import ConfigurationError
 from modelshelf.serve.grpc_worker import max_message_bytes
 from modelshelf.serve.http2.grpc_server import GrpcServer
 
@@ -136,3 +137,10 @@ def test_error_details_of_any_length_or_text_end_only_their_call(address):
 def test_no_annotation_keeps_grpcs_default_limit():
     assert max_message_bytes({}) is None
     assert GrpcServer(1, None).max_receive_bytes == 4 * 1024 * 1024
+
+
+def test_an_annotation_that_is_not_a_number_names_itself_and_what_it_takes():
+    with pytest.raises(ConfigurationError) as caught:
+        max_message_bytes({"seldon.io/grpc-max-message-size": "100MB"})
+    assert "seldon.io/grpc-max-message-size='100MB' is not valid" in str(caught.value)
+    assert "a whole number of bytes" in str(caught.value)
