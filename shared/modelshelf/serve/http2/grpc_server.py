@@ -70,6 +70,11 @@ RECEIVE_WINDOW = 16 * 1024 * 1024
 #: may hold of messages not yet complete. Replenished only as bytes are used or dropped, so a
 #: peer opening many streams and never ending them is held to it (and cut off beyond it).
 CONNECTION_RECEIVE_WINDOW = 64 * 1024 * 1024
+#: Streaming calls (reflection's) running at once, server-wide: each has a thread of its own.
+MAX_STREAMING_CALLS = 64
+#: Answer bytes a streaming call may hold waiting for the client's window; beyond, the stream is
+#: reset (ENHANCE_YOUR_CALM): a client asking and never reading cannot make answers pile up.
+MAX_STREAM_PENDING_BYTES = WRITE_BUFFER_BYTES
 
 _MESSAGE_PREFIX = struct.Struct(">BL")
 _UNSET = object()
@@ -586,6 +591,12 @@ class GrpcConnection(asyncio.Protocol):
             return
         stream.pending += _MESSAGE_PREFIX.pack(0, len(payload)) + payload
         self._send_pending(stream)
+        if len(stream.pending) > MAX_STREAM_PENDING_BYTES:
+            self._reset(stream, f.ENHANCE_YOUR_CALM)
+
+    def _streaming_ended(self, stream: _Stream, code: int, details: str | None) -> None:
+        self.server.streaming_calls -= 1
+        self._end_streaming(stream, code, details)
 
     def _end_streaming(self, stream: _Stream, code: int, details: str | None) -> None:
         if self._streams.get(stream.id) is not stream or stream.answered:
@@ -692,6 +703,15 @@ class GrpcConnection(asyncio.Protocol):
     def _run_streaming(self, stream: _Stream, message: bytes | None = None) -> None:
         """A streaming method in a thread of its own: requests in through a queue, answers out
         through the loop."""
+        if self.server.streaming_calls >= MAX_STREAMING_CALLS:
+            self._answer_error(
+                stream,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{MAX_STREAMING_CALLS} streaming calls (server reflection's) run at once at "
+                "most; call again once one has ended",
+            )
+            return
+        self.server.streaming_calls += 1
         stream.requests = queue.SimpleQueue()
         if message is not None:
             stream.requests.put(message)
@@ -705,7 +725,7 @@ class GrpcConnection(asyncio.Protocol):
                 stream.context,
                 lambda payload: loop.call_soon_threadsafe(self._send_message, stream, payload),
                 lambda code, details: loop.call_soon_threadsafe(
-                    self._end_streaming, stream, code, details
+                    self._streaming_ended, stream, code, details
                 ),
             ),
             name=f"grpc-stream-{stream.id}",
@@ -759,6 +779,7 @@ class GrpcServer:
         self.connections: set[GrpcConnection] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = False
+        self.streaming_calls = 0  # running in their threads (``MAX_STREAMING_CALLS``)
         self._servers: list[asyncio.AbstractServer] = []
         self._idle: asyncio.Event | None = None
 
