@@ -8,7 +8,10 @@ until much later, if ever (measured on the realistic bench's models, README "Col
   top of ``sklearn.utils.fixes`` (every estimator, and XGBoost and LightGBM whenever
   scikit-learn is installed), ``model_selection``, ``metrics``, ``preprocessing``, ``_loss`` and
   ``covariance``, each to call one function (``rankdata``, ``gmean``, ``chi2.ppf``,
-  ``stats.norm.ppf``...) inside fitting or scoring code a server never runs;
+  ``stats.norm.ppf``...) mostly inside fitting or scoring code a server never runs -- but
+  ``KNeighborsClassifier.predict`` (``fixes._mode``), ``PowerTransformer.transform`` and
+  ``QuantileTransformer(output_distribution="normal")`` use it: such a model's first request
+  imports it, in each worker;
 * pandas, imported at the top of ``sklearn.utils.fixes`` and used only to read ARFF files;
 * gRPC and gRPC reflection, imported at the top of seldon-core's ``seldon_core.wrapper``
   (``get_rest_microservice``, which ``modelshelf serve`` calls for the Flask app and the
