@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from modelshelf.errors import ConfigurationError
+from modelshelf.errors import BadRequestError, ConfigurationError
 from modelshelf.serve.inference import Answer
 from modelshelf.serve.ndarray import array_from_rows
 
@@ -444,12 +444,17 @@ class RestBatching:
             response = core.respond(request, {method: Answer(rows, output_names)})
             return v2.reply(response, request, binary)
 
+        def fail(exc: Exception) -> Reply:  # as ``run_plan`` refuses it: the input named
+            if isinstance(exc, BadRequestError):
+                exc = core.named_input_error(request, exc) or exc
+            return v2.error(exc, path)
+
         return Pending(
             ("v2", method, tuple(names), plan.X.shape[1], plan.X.dtype.str),
             plan.X,
             run,
             finish,
-            lambda exc: v2.error(exc, path),
+            fail,
             asyncio.get_running_loop().create_future(),
         )
 
