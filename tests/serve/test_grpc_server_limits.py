@@ -61,6 +61,10 @@ def _aborts_with_a_lone_surrogate(request: bytes, context) -> bytes:
     context.abort(grpc.StatusCode.NOT_FOUND, "no file b'\\xff' = \udcff here")  # surrogateescape
 
 
+def _answers_text(request: bytes, context) -> str:
+    return "text, where the method has no serializer"
+
+
 def _floods(request: bytes, context) -> Iterator[bytes]:
     """Answers twice what a stream may hold unsent, in 1 KB messages."""
     for _ in range(2 * MAX_STREAM_PENDING_BYTES // 1000):
@@ -82,6 +86,7 @@ def address() -> Iterator[str]:
         "SetsCode": _sets_code,
         "AbortsAtLength": _aborts_at_length,
         "AbortsWithALoneSurrogate": _aborts_with_a_lone_surrogate,
+        "AnswersText": _answers_text,
     }
     handlers = {name: grpc.unary_unary_rpc_method_handler(call) for name, call in methods.items()}
     handlers["Floods"] = grpc.unary_stream_rpc_method_handler(_floods)
@@ -145,6 +150,15 @@ def test_error_details_of_any_length_or_text_end_only_their_call(address):
     assert long.value.details() == "x" * 4096
     assert surrogate.value.code() == grpc.StatusCode.NOT_FOUND
     assert surrogate.value.details() == "no file b'\\xff' = \\udcff here"
+
+
+def test_an_answer_that_is_not_bytes_ends_its_call_not_the_connection(address):
+    with grpc.insecure_channel(address) as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            channel.unary_unary("/test.Probe/AnswersText")(b"", timeout=10)
+        assert channel.unary_unary("/test.Probe/Echo")(b"on", timeout=10) == b"on"
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert caught.value.details() == "Failed to serialize response!"
 
 
 def test_no_annotation_keeps_grpcs_default_limit():

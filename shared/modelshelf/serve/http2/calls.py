@@ -142,6 +142,9 @@ def call_unary(
         return None, grpc.StatusCode.UNKNOWN.value[0], f"Exception calling application: {exc}"
     if context.code is not None and context.code is not grpc.StatusCode.OK:
         return None, context.code.value[0], context.details
+    if not isinstance(payload, bytes | bytearray | memoryview):  # grpcio answers the same
+        logger.error("a gRPC method answered a %s, not bytes", type(payload).__name__)
+        return None, grpc.StatusCode.INTERNAL.value[0], "Failed to serialize response!"
     return payload, 0, None
 
 
