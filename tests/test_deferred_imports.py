@@ -4,6 +4,7 @@ runs in a fresh interpreter (this one has imported pandas long ago)."""
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import textwrap
 
 import pytest
 
-from modelshelf.deferred_imports import DEFER_IMPORTS_ENV, deferring
+from modelshelf.deferred_imports import DEFER_IMPORTS_ENV, DeferredAttribute, deferring
 from modelshelf.errors import ConfigurationError
 
 
@@ -103,6 +104,18 @@ def test_scikit_learn_answers_the_same_with_scipy_stats_deferred():
     assert deferred == as_written
 
 
+def test_isinstance_against_a_deferred_class_answers_for_the_real_class():
+    """``from scipy.interpolate import BSpline`` deferred: ``isinstance(x, BSpline)`` and
+    ``issubclass`` import the class and answer as the real one would (not False for all)."""
+    import fractions
+
+    stand_in = DeferredAttribute("fractions", "Fraction")
+    assert isinstance(fractions.Fraction(1, 3), stand_in)
+    assert isinstance(fractions.Fraction(1, 3), (int, stand_in))
+    assert not isinstance(0.5, stand_in)
+    assert issubclass(fractions.Fraction, stand_in) and not issubclass(float, stand_in)
+
+
 def test_other_modules_import_pandas_as_written_while_deferring():
     out = run_python(
         """
@@ -129,6 +142,38 @@ def test_the_switch_off_leaves_imports_as_written():
         env={**os.environ, DEFER_IMPORTS_ENV: "false"},
     )
     assert out.split() == ["module", "True"]
+
+
+def test_the_hook_is_removed_when_the_load_fails():
+    """A model that fails to load leaves ``builtins.__import__`` as it found it."""
+    original = builtins.__import__
+    with pytest.raises(RuntimeError, match="unpickling failed"), deferring(True):
+        assert builtins.__import__ is not original
+        raise RuntimeError("unpickling failed")
+    assert builtins.__import__ is original
+
+
+def test_a_class_that_loads_in_a_worker_loads_deferring():
+    """``load_user_model`` (each REST and gRPC worker's load: MLflow's pyfunc models import
+    their framework there) defers what the parent defers."""
+    out = run_python(
+        """
+        import sys
+        from modelshelf.serve.supervisor import load_user_model
+
+        class LoadsScikitLearn:
+            def load(self):
+                import sklearn.metrics  # scipy.stats at the top of sklearn.metrics._ranking
+
+                self.loaded = sklearn.metrics.accuracy_score([1, 0], [1, 1])
+
+        model = LoadsScikitLearn()
+        assert "sklearn" not in sys.modules
+        load_user_model(model)
+        print(model.loaded, "scipy.stats" in sys.modules)
+        """
+    )
+    assert out.split() == ["0.5", "False"]
 
 
 def test_a_wrong_switch_value_is_a_configuration_error(monkeypatch):

@@ -8,7 +8,10 @@ until much later, if ever (measured on the realistic bench's models, README "Col
   top of ``sklearn.utils.fixes`` (every estimator, and XGBoost and LightGBM whenever
   scikit-learn is installed), ``model_selection``, ``metrics``, ``preprocessing``, ``_loss`` and
   ``covariance``, each to call one function (``rankdata``, ``gmean``, ``chi2.ppf``,
-  ``stats.norm.ppf``...) inside fitting or scoring code a server never runs;
+  ``stats.norm.ppf``...) mostly inside fitting or scoring code a server never runs -- but
+  ``KNeighborsClassifier.predict`` (``fixes._mode``), ``PowerTransformer.transform`` and
+  ``QuantileTransformer(output_distribution="normal")`` use it: such a model's first request
+  imports it, in each worker;
 * pandas, imported at the top of ``sklearn.utils.fixes`` and used only to read ARFF files;
 * gRPC and gRPC reflection, imported at the top of seldon-core's ``seldon_core.wrapper``
   (``get_rest_microservice``, which ``modelshelf serve`` calls for the Flask app and the
@@ -29,9 +32,10 @@ and once anything imports it (a model fitted on a DataFrame, whose server import
 
 Correctness does not depend on a library's version: a release that uses one of these names at
 import time, or imports the module from somewhere else, just imports it then (the start is
-slower, the answers the same). A stand-in differs from the real object only where code tests
-identity or type (``f is rankdata``, ``isinstance(x, BSpline)``); none of the statements in
-``DEFERRED`` does. ``MODELSHELF_DEFER_IMPORTS=false`` turns it all off.
+slower, the answers the same). ``isinstance`` and ``issubclass`` against a stand-in import and
+answer for the real class; a stand-in differs from the real object only where code tests
+identity (``f is rankdata``, ``type(f)``, ``except BSpline``) or reads ``__doc__``/``__module__``;
+none of the statements in ``DEFERRED`` does. ``MODELSHELF_DEFER_IMPORTS=false`` turns it all off.
 """
 
 from __future__ import annotations
@@ -107,6 +111,14 @@ class DeferredAttribute:
 
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self._resolve(), attribute)
+
+    # ``isinstance(x, BSpline)`` looks these up on the stand-in's type, never through
+    # ``__getattr__``: without them it would answer False for every instance.
+    def __instancecheck__(self, instance: Any) -> bool:
+        return isinstance(instance, self._resolve())
+
+    def __subclasscheck__(self, subclass: type) -> bool:
+        return issubclass(subclass, self._resolve())
 
     def __repr__(self) -> str:
         state = "imported" if self._target is not None else "deferred"

@@ -193,3 +193,19 @@ def test_probes_that_are_not_numbers_are_verified_too():
     assert verify(Candidate("same", lengths, probes), lengths) is None
     off_by_one = Candidate("off", lambda X: lengths(X) + (X[0, 0] == "ccc"), probes)
     assert "values differ" in verify(off_by_one, lengths)
+
+
+def test_a_framework_whose_answer_cannot_be_split_answers_each_probe_alone():
+    """An answer that is not an array of one row per input row (here a list) cannot be cut into
+    the probes' rows: after the one stacked call, every probe is called alone, and a candidate
+    that differs on one probe is still refused."""
+    probes = [np.full((n, 2), float(n)) for n in (1, 2, 3, 4, 5)]
+
+    def first_column(X: np.ndarray) -> list[float]:
+        return X[:, 0].tolist()
+
+    reference = CountedCalls(first_column)
+    assert verify(Candidate("same", first_column, probes), reference) is None
+    assert reference.answers == [(15, "ok"), (1, "ok"), (2, "ok"), (3, "ok"), (4, "ok"), (5, "ok")]
+    off = Candidate("off", lambda X: [v + (len(X) == 3) for v in first_column(X)], probes)
+    assert "values differ" in verify(off, first_column)

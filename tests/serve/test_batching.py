@@ -153,6 +153,16 @@ def test_a_bad_request_fails_alone(server: Microservice) -> None:
         assert _answers(together) == _answers(alone)
 
 
+def test_a_queued_v2_refusal_names_the_input_as_an_unqueued_one(server: Microservice) -> None:
+    """With a batch wait every request queues; its refusal still names the input and what the
+    model takes, as the unbatched path (and an idle server's) says it."""
+    answer = server.post("/v2/models/forest/infer", _v2([[1e300, 0.0, 0.0, 0.0]]))
+    assert answer.status_code == 400, answer.text
+    message = answer.json()["error"]
+    assert message.startswith("input 'x' (FP64, shape [1, 4]): "), message
+    assert message.endswith("; this model takes FP64 rows, shape [-1, 4]"), message
+
+
 def test_different_names_and_dtypes_are_not_mixed(server: Microservice) -> None:
     """The same rows with columns named in another order, and integer rows, join only their
     own kind: each answer equals its own."""

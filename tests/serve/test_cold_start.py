@@ -85,13 +85,17 @@ def _imported(log: str) -> set[str]:
 
 
 def first_prediction(
-    model_folder: Path, log_path: Path, body: dict, env: dict[str, str] | None = None
+    model_folder: Path,
+    log_path: Path,
+    body: dict,
+    env: dict[str, str] | None = None,
+    server: str = "SKLearnServer",
 ) -> tuple[dict, str]:
-    """The first answer of a real server tree to ``body``, and its ``-X importtime`` log up to
-    that answer."""
+    """The first answer of a real ``server`` tree to ``body``, and its ``-X importtime`` log up
+    to that answer."""
     http_port, grpc_port, metrics_port = free_ports(3)
     command = [
-        sys.executable, "-X", "importtime", "-m", "modelshelf", "serve", "SKLearnServer",
+        sys.executable, "-X", "importtime", "-m", "modelshelf", "serve", server,
         "--parameters", seldon_parameters(model_uri=str(model_folder)),
         "--http-port", str(http_port), "--grpc-port", str(grpc_port),
         "--metrics-port", str(metrics_port), "--workers", "1", "--grpc-workers", "0",
@@ -108,7 +112,7 @@ def first_prediction(
             answers.append(response.json())
         return bool(answers)
 
-    with started(command, SERVERS / "sklearnserver", env, log_path) as (process, path):
+    with started(command, SERVERS / server.lower(), env, log_path) as (process, path):
         wait_until_ready(process, path, predicted, timeout=120)
         log = path.read_text(errors="replace")
     assert "sklearn.linear_model" in _imported(log), "no -X importtime output: nothing to check"
@@ -194,30 +198,8 @@ def test_a_model_loaded_after_the_fork_defers_the_same_imports(tmp_path):
         mlflow.pyfunc.save_model(folder, python_model=python_model)
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-    http_port, grpc_port, metrics_port = free_ports(3)
-    command = [
-        sys.executable, "-X", "importtime", "-m", "modelshelf", "serve", "MLFlowServer",
-        "--parameters", seldon_parameters(model_uri=str(folder)),
-        "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-        "--metrics-port", str(metrics_port), "--workers", "1", "--grpc-workers", "0",
-    ]  # fmt: skip
-    url = f"http://127.0.0.1:{http_port}/api/v1.0/predictions"
-    answers: list[dict] = []
-
-    def predicted() -> bool:
-        try:
-            response = httpx.post(url, json=ROW, timeout=5)
-        except httpx.HTTPError:
-            return False
-        if response.status_code == 200:
-            answers.append(response.json())
-        return bool(answers)
-
-    log_path = tmp_path / "server.log"
-    with started(command, SERVERS / "mlflowserver", None, log_path) as (process, path):
-        wait_until_ready(process, path, predicted, timeout=120)
-        log = path.read_text(errors="replace")
-    assert len(answers[0]["data"]["ndarray"][0]) == 2, json.dumps(answers[0])
+    answer, log = first_prediction(folder, tmp_path / "server.log", ROW, server="MLFlowServer")
+    assert len(answer["data"]["ndarray"][0]) == 2, json.dumps(answer)
     imported = _imported(log)
     assert "sklearn.linear_model" in imported and "mlflow.pyfunc" in imported
     assert "scipy.stats" not in imported

@@ -255,6 +255,30 @@ def test_a_raw_call_is_answered_ok(echo):
         raw.close()
 
 
+def test_an_early_answer_to_a_call_the_client_ended_sends_no_reset(echo):
+    """HEADERS ending the client's side, for no such method: the trailers-only answer closes
+    the stream, and an RST_STREAM after it would be a frame on a closed stream (RFC 7540 §5.1)."""
+    raw = RawConnection(echo)
+    try:
+        raw.send(
+            raw.headers(1, b"/no.Such/Method", end_stream=True),
+            f.frame(f.PING, 0, 0, b"and then"),
+        )
+        on_stream = []
+        while (found := raw.read_frame()) is not None:
+            kind, flags, stream, payload = found
+            if kind == f.PING:
+                break
+            if stream == 1:
+                on_stream.append((kind, flags))
+                if kind == f.HEADERS:
+                    status = dict(raw.decoder.decode(payload))[b"grpc-status"]
+        assert on_stream == [(f.HEADERS, f.END_HEADERS | f.END_STREAM)]
+        assert status == str(grpc.StatusCode.UNIMPLEMENTED.value[0]).encode()
+    finally:
+        raw.close()
+
+
 def test_headers_continued_in_continuation_frames_and_pings_are_answered(echo):
     raw = RawConnection(echo)
     try:

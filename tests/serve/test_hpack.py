@@ -4,6 +4,8 @@ blocks a hostile peer may send."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from modelshelf.serve.http2.hpack import (
@@ -13,6 +15,7 @@ from modelshelf.serve.http2.hpack import (
     huffman_decode,
     literal_field,
 )
+from modelshelf.serve.http2.hpack_tables import HUFFMAN_CODES
 
 
 def test_rfc_7541_c4_requests_with_huffman_share_the_dynamic_table():
@@ -43,6 +46,33 @@ def test_huffman_decodes_the_rfc_examples_and_refuses_bad_padding():
         huffman_decode(b"\x00")  # "0" (00000), then 000: padding must be ones
     with pytest.raises(HpackError, match="padding"):
         huffman_decode(b"\xff\xff")  # 16 bits of ones: padding is at most 7
+    with pytest.raises(HpackError, match="EOS"):
+        huffman_decode(b"\xff\xff\xff\xfc")  # EOS (30 ones), then 2 bits
+
+
+def test_a_long_huffman_string_costs_its_length_not_its_square():
+    """A peer may send a 64 KiB Huffman-coded header value and the server has one thread:
+    16x the bytes take ~16x the time when decoding is linear, ~256x when it is quadratic."""
+    text = b"0aces1it"  # 8 symbols of 5 bits: 5 whole bytes, no padding
+    bits = 0
+    for byte in text:
+        code, length = HUFFMAN_CODES[byte]
+        assert length == 5
+        bits = bits << 5 | code
+    chunk = bits.to_bytes(5, "big")
+
+    def seconds(repeats: int) -> float:
+        data = chunk * repeats
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            decoded = huffman_decode(data)
+            best = min(best, time.perf_counter() - started)
+        assert decoded == text * repeats
+        return best
+
+    ratio = seconds(13_000) / seconds(812)  # 65,000 and 4,060 bytes
+    assert ratio < 64, f"16x the bytes took {ratio:.0f}x the time"
 
 
 def test_entries_are_evicted_to_fit_the_table_size():

@@ -1,5 +1,6 @@
 """``Tensor.from_values``: long float tensors (read through ``array.array``) hold exactly what
-``np.array(values, dtype)`` holds, and what it refuses is still a 400."""
+``np.array(values, dtype)`` holds, and what it refuses is still a 400; a model's refusal of
+several inputs is raised as the model said it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from modelshelf.errors import BadRequestError
-from modelshelf.serve.inference import Tensor
+from modelshelf.serve.inference import InferenceCore, InferenceRequest, Tensor
 
 LONG = 80  # over the length from which array.array reads the values
 RNG = np.random.default_rng(7)
@@ -48,3 +49,21 @@ def test_long_float_tensor_refusals_are_400s(bad: object, message: str) -> None:
     values = [0.5] * (LONG - 1) + [bad]
     with pytest.raises(BadRequestError, match=message):
         Tensor.from_values("x", "FP64", [LONG], values)
+
+
+class RefusingModel:
+    """A user's class that refuses its input as a bad request, in its own words."""
+
+    def predict(self, X, names):
+        raise BadRequestError("a and b must add up to 1")
+
+
+def test_a_refusal_of_several_inputs_is_raised_as_the_model_said_it():
+    """Only one input of rows gets the tensor's name in front; any other refusal is the
+    model's own error, not one raised from itself."""
+    core = InferenceCore(RefusingModel(), "m")
+    inputs = [Tensor.from_values(n, "FP64", [1], [0.25]) for n in ("a", "b")]
+    with pytest.raises(BadRequestError) as caught:
+        core.infer(InferenceRequest(inputs))
+    assert str(caught.value) == "a and b must add up to 1"
+    assert caught.value.__cause__ is None

@@ -505,6 +505,18 @@ def test_kserve_v1_refusals_name_what_was_wrong_and_what_was_expected(iris, body
     assert all(word in message for word in words), message
 
 
+@pytest.mark.parametrize("key", ["instances", "inputs"])
+def test_kserve_v1_ragged_rows_are_named_in_the_requests_field(iris, key):
+    service, _ = iris
+    body = {key: [[5.1, 3.5, 1.4, 0.2], [5.1, 3.5]]}
+    answer = service.client.post("/v1/models/flowers:predict", json=body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == (
+        f"{key} could not be read as rows: {key} has rows of unequal length: {key}[1] has 2 "
+        f"values, {key}[0] has 4; expected rows of equal length"
+    )
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status"),
     [

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from modelshelf.errors import StorageNotFoundError, UnsafeArchiveError
+from modelshelf.errors import StorageError, StorageNotFoundError, UnsafeArchiveError
 from modelshelf.storage import download
 
 
@@ -25,6 +25,12 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def log_request(self, code="-", size="-"):
         self.log.append((self.path, int(code)))
         self.authorizations.append(self.headers.get("Authorization"))
+
+    def do_GET(self):
+        if self.path.startswith("/busy/"):  # a server that cannot answer now
+            self.send_error(503)
+            return
+        super().do_GET()
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +129,21 @@ def test_a_failed_download_leaves_no_folder_behind(site, env, tmp_path):
     assert existing.is_dir()
     download(f"{url}/model.joblib", created)  # and a good one still lands there
     assert (created / "model.joblib").is_file()
+
+
+def test_only_server_errors_are_asked_again(site, env):
+    """The retry policy: a 404 is final at once; a 503 is asked again, three attempts in all,
+    and the last answer is the error, without the URL's signature."""
+    url, _, log, _ = site
+    env({})
+    log.clear()
+    with pytest.raises(StorageNotFoundError):
+        download(f"{url}/absent/once.joblib")
+    assert log == [("/absent/once.joblib", 404)]
+    log.clear()
+    with pytest.raises(StorageError) as caught:
+        download(f"{url}/busy/model.joblib?X-Amz-Signature=deadbeefsecret")
+    assert [status for _, status in log] == [503, 503, 503]
+    message = str(caught.value)
+    assert f"cannot download {url}/busy/model.joblib" in message and "HTTP 503" in message
+    assert "deadbeefsecret" not in message

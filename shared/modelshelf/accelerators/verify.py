@@ -124,7 +124,7 @@ def reference_answers(
 ) -> list[tuple[tuple[str, Any], bool]]:
     """``reference``'s answer to each probe, and whether it was cut from a stacked call (see the
     module's docstring): probes of one kind share calls; any other probe is called alone."""
-    answers: list[tuple[tuple[str, Any], bool] | None] = [None] * len(probes)
+    answers: dict[int, tuple[tuple[str, Any], bool]] = {}
     kinds: dict[Any, list[int]] = {}
     for index, probe in enumerate(probes):
         kinds.setdefault(_kind(probe), []).append(index)
@@ -138,9 +138,8 @@ def reference_answers(
         _answer_stacked(reference, probes, ordered, found)
         if not _rows_independent(reference, probes, found):
             found = {i: (_answer(reference, probes[i]), False) for i in indices}
-        for index, answer in found.items():
-            answers[index] = answer
-    return [answer for answer in answers if answer is not None]
+        answers.update(found)
+    return [answers[index] for index in range(len(probes))]
 
 
 def _answer_stacked(

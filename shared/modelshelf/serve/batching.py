@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from modelshelf.errors import ConfigurationError
+from modelshelf.errors import BadRequestError, ConfigurationError
 from modelshelf.serve.inference import Answer
 from modelshelf.serve.ndarray import array_from_rows
 
@@ -133,11 +133,9 @@ class Batcher:
         self._was_busy(asyncio.get_running_loop())
 
     async def submit(self, pending: Pending) -> Reply:
+        """Queue ``pending`` to join the next model call (an idle server's request never
+        comes here: ``RestBatching.answer`` serves it at once, ``idle``)."""
         loop = asyncio.get_running_loop()
-        if self.idle():
-            reply = pending.alone()  # an idle server: nothing can join, no loop pass to wait
-            self._was_busy(loop)
-            return reply
         self.queue.append(pending)
         self.rows_queued += len(pending.X)
         if self.rows_queued >= self.settings.max_rows:
@@ -365,7 +363,7 @@ class RestBatching:
         pending = self._seldon(scope, path, body) if seldon else self._v2(scope, path, body)
         if pending is None or type(pending) is tuple:  # parsed, not batchable: answered here
             return pending
-        return await self.batcher.submit(pending)
+        return await batcher.submit(pending)
 
     def _seldon(self, scope: dict, path: str, body: bytes) -> Pending | Reply | None:
         """A joinable request; else its reply (a body decoded here is not decoded again), or
@@ -446,12 +444,17 @@ class RestBatching:
             response = core.respond(request, {method: Answer(rows, output_names)})
             return v2.reply(response, request, binary)
 
+        def fail(exc: Exception) -> Reply:  # as ``run_plan`` refuses it: the input named
+            if isinstance(exc, BadRequestError):
+                exc = core.named_input_error(request, exc) or exc
+            return v2.error(exc, path)
+
         return Pending(
             ("v2", method, tuple(names), plan.X.shape[1], plan.X.dtype.str),
             plan.X,
             run,
             finish,
-            lambda exc: v2.error(exc, path),
+            fail,
             asyncio.get_running_loop().create_future(),
         )
 

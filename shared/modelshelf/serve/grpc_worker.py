@@ -143,9 +143,17 @@ def max_message_bytes(annotations: dict[str, str]) -> int | None:
     """Seldon's ``seldon.io/grpc-max-message-size`` annotation, if set (else gRPC's default)."""
     from seldon_core.flask_utils import ANNOTATION_GRPC_MAX_MSG_SIZE
 
+    from modelshelf.errors import ConfigurationError
+
     if ANNOTATION_GRPC_MAX_MSG_SIZE not in annotations:
         return None
-    size = int(annotations[ANNOTATION_GRPC_MAX_MSG_SIZE])
+    text = annotations[ANNOTATION_GRPC_MAX_MSG_SIZE]
+    try:
+        size = int(text)
+    except ValueError:
+        raise ConfigurationError(
+            ANNOTATION_GRPC_MAX_MSG_SIZE, text, "a whole number of bytes, e.g. 104857600"
+        ) from None
     logger.info("Setting grpc max message and receive length to %d", size)
     return size
 

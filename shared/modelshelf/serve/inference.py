@@ -576,14 +576,20 @@ class InferenceCore:
         try:
             answers = {m: self.call(plan.X, plan.names, m, plan.params) for m in plan.methods}
         except BadRequestError as exc:  # a try costs nothing until it catches
-            raise self.named_input_error(request, exc) from exc
+            named = self.named_input_error(request, exc)
+            if named is None:
+                raise
+            raise named from exc
         return self.respond(request, answers)
 
-    def named_input_error(self, request: InferenceRequest, exc: BadRequestError) -> Exception:
+    def named_input_error(
+        self, request: InferenceRequest, exc: BadRequestError
+    ) -> BadRequestError | None:
         """A model's refusal of one unnamed input ("the input must hold numbers only") with
-        the tensor's name, datatype and shape, and what the model takes, in front."""
+        the tensor's name, datatype and shape, and what the model takes, in front; ``None``
+        when the request is not one input for a model of rows (``exc`` says it as it is)."""
         if len(request.inputs) != 1 or self.row_width is None:
-            return exc
+            return None
         tensor = request.inputs[0]
         (spec,) = self.model_metadata()["inputs"]
         return BadRequestError(

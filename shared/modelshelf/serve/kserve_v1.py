@@ -92,30 +92,32 @@ class KServeV1:
         rows = payload[keys[0]]
         if type(rows) is not list or not rows:
             raise BadRequestError(f'Expected "{keys[0]}" to be a non-empty list of rows')
-        X, names = instances_input(rows, self.reads_records)
+        X, names = instances_input(rows, self.reads_records, keys[0])
         if is_flat_values(X):
             self.core.refuse_flat_row(f'"{keys[0]}" of {len(rows)} values')
         answer = self.core.call(X, names)
         return 200, [(b"content-type", b"application/json")], _predictions(answer.data)
 
 
-def instances_input(rows: list, as_records: bool = False) -> tuple[Any, list[str]]:
-    """KServe's ``instances``: rows of values as an array; objects as a DataFrame, or, with
-    ``as_records``, as they are (a modelshelf server reads them as Seldon's ``jsonData``:
-    matched to the model's feature names, refused when it has none)."""
+def instances_input(
+    rows: list, as_records: bool = False, key: str = "instances"
+) -> tuple[Any, list[str]]:
+    """KServe's ``instances`` (or ``inputs``, the request's ``key``, which errors name): rows
+    of values as an array; objects as a DataFrame, or, with ``as_records``, as they are (a
+    modelshelf server reads them as Seldon's ``jsonData``: matched to the model's feature
+    names, refused when it has none)."""
     if type(rows[0]) is dict:
         if not all(type(row) is dict for row in rows):
-            raise BadRequestError("instances must be all objects or all rows, not a mix")
+            raise BadRequestError(f"{key} must be all objects or all rows, not a mix")
         if as_records:
             return rows, []
         pd = pandas_module()
         frame = pd.DataFrame(rows)
         return frame, [str(c) for c in frame.columns]
     try:
-        return array_from_rows(rows, "instances"), []
+        return array_from_rows(rows, key), []
     except ValueError as exc:
-        text = rows_error_text(exc)
-        raise BadRequestError(f"instances could not be read as rows: {text}") from None
+        raise BadRequestError(f"{key} could not be read as rows: {rows_error_text(exc)}") from None
 
 
 def _predictions(result: Any) -> bytes:

@@ -73,8 +73,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def load_user_model(user_model: Any) -> None:
-    """``load()`` as seldon-core calls it after the fork: optional, idempotent in our servers."""
-    with contextlib.suppress(NotImplementedError, AttributeError):
+    """``load()`` as seldon-core calls it after the fork: optional, idempotent in our servers.
+    A class that loads only here, in each REST and gRPC worker (MLflow's pyfunc models),
+    imports its framework here: what that import does not use waits, as in the parent."""
+    with deferred_imports.deferring(), contextlib.suppress(NotImplementedError, AttributeError):
         user_model.load()
     from modelshelf.serve.server_methods import check_class_names
 
@@ -302,10 +304,7 @@ def _rest_worker(
     wrapper_log.addFilter(SeldonClientErrorFilter(count=not guarded(user_model)))
     # uvicorn re-raises the signal it caught once it has shut down; this makes that a no-op.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    # A class that loads only here, after the fork (MLflow's pyfunc models), imports its
-    # framework here: what that import does not use waits, as in the parent.
-    with deferred_imports.deferring():
-        load_user_model(user_model)
+    load_user_model(user_model)
     app = SeldonRestApp(user_model, metrics, flask_app, args.model_name, args.service_type)
     if sockets.metrics is not None:
         port = sockets.metrics.getsockname()[1]

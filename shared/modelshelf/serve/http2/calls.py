@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import queue
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -23,6 +24,12 @@ logger = logging.getLogger(__name__)
 
 #: grpc-status 0, written once.
 OK_TRAILERS = literal_field(b"grpc-status", b"0")
+#: The longest ``grpc-message`` written (percent-encoded bytes); longer details are cut, so an
+#: answer's header block fits one frame of the peer's default 16 KiB and grpc clients' 8 KiB
+#: metadata limit (beyond them the client fails the connection or the call, not with our code).
+MAX_MESSAGE_BYTES = 4096
+#: Bytes ``grpc-message`` writes as %XX: all but printable ASCII, and ``%`` itself.
+_ESCAPED = re.compile(rb"[^\x20-\x24\x26-\x7e]")
 _TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
 #: Headers of the transport, not the call's metadata (``invocation_metadata`` leaves them out).
 _TRANSPORT_HEADERS = frozenset(
@@ -135,6 +142,9 @@ def call_unary(
         return None, grpc.StatusCode.UNKNOWN.value[0], f"Exception calling application: {exc}"
     if context.code is not None and context.code is not grpc.StatusCode.OK:
         return None, context.code.value[0], context.details
+    if not isinstance(payload, bytes | bytearray | memoryview):  # grpcio answers the same
+        logger.error("a gRPC method answered a %s, not bytes", type(payload).__name__)
+        return None, grpc.StatusCode.INTERNAL.value[0], "Failed to serialize response!"
     return payload, 0, None
 
 
@@ -174,24 +184,37 @@ def call_streaming(
     end(code, details)
 
 
-def trailers(code: int, details: str | None) -> bytes:
+def trailers(code: int, details: str | bytes | None) -> bytes:
     if not code:
         return OK_TRAILERS
     block = literal_field(b"grpc-status", str(code).encode())
     if details:
-        block += literal_field(b"grpc-message", percent_encode(details))
+        if isinstance(details, bytes):  # grpcio takes bytes too
+            details = details.decode("utf-8", "replace")
+        block += literal_field(b"grpc-message", percent_encode(str(details)))
     return block
 
 
 def percent_encode(text: str) -> bytes:
-    """gRPC's ``grpc-message``: UTF-8, with bytes outside printable ASCII and ``%`` as %XX."""
+    """gRPC's ``grpc-message``: UTF-8 (what UTF-8 cannot hold, a lone surrogate, as ``\\udcff``),
+    with bytes outside printable ASCII and ``%`` as %XX; cut at a character to at most
+    ``MAX_MESSAGE_BYTES``."""
+    encoded = _escaped(text)
+    if len(encoded) <= MAX_MESSAGE_BYTES:
+        return encoded
     out = bytearray()
-    for byte in text.encode("utf-8"):
-        if 0x20 <= byte <= 0x7E and byte != 0x25:
-            out.append(byte)
-        else:
-            out += b"%%%02X" % byte
+    for char in text[:MAX_MESSAGE_BYTES]:
+        piece = _escaped(char)
+        if len(out) + len(piece) > MAX_MESSAGE_BYTES:
+            break
+        out += piece
     return bytes(out)
+
+
+def _escaped(text: str) -> bytes:
+    return _ESCAPED.sub(
+        lambda found: b"%%%02X" % found[0][0], text.encode("utf-8", "backslashreplace")
+    )
 
 
 def deadline_of(timeout: bytes) -> float | None:

@@ -70,6 +70,11 @@ RECEIVE_WINDOW = 16 * 1024 * 1024
 #: may hold of messages not yet complete. Replenished only as bytes are used or dropped, so a
 #: peer opening many streams and never ending them is held to it (and cut off beyond it).
 CONNECTION_RECEIVE_WINDOW = 64 * 1024 * 1024
+#: Streaming calls (reflection's) running at once, server-wide: each has a thread of its own.
+MAX_STREAMING_CALLS = 64
+#: Answer bytes a streaming call may hold waiting for the client's window; beyond, the stream is
+#: reset (ENHANCE_YOUR_CALM): a client asking and never reading cannot make answers pile up.
+MAX_STREAM_PENDING_BYTES = WRITE_BUFFER_BYTES
 
 _MESSAGE_PREFIX = struct.Struct(">BL")
 _UNSET = object()
@@ -93,7 +98,6 @@ class _Stream:
         "body",
         "context",
         "handler",
-        "headers",
         "held",
         "id",
         "pending",
@@ -107,7 +111,6 @@ class _Stream:
 
     def __init__(self, stream_id: int, send_window: int) -> None:
         self.id = stream_id
-        self.headers: list[tuple[bytes, bytes]] = []
         self.handler: MethodHandler | None = None
         self.body = bytearray()
         self.held = 0  # DATA bytes counted against the connection's window, not yet released
@@ -133,6 +136,7 @@ class GrpcConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self._buffer = bytearray()
+        self._wanted = 0  # bytes ``_buffer`` must hold before its next frame can be read
         self._preface = False
         self._decoder = HpackDecoder(max_header_list_size=MAX_HEADER_LIST_BYTES)
         self._streams: dict[int, _Stream] = {}
@@ -187,6 +191,8 @@ class GrpcConnection(asyncio.Protocol):
             return
         if self._buffer:
             self._buffer += data
+            if len(self._buffer) < self._wanted:  # a large frame arriving: copied once, whole
+                return
             data = bytes(self._buffer)
             self._buffer.clear()
         try:
@@ -203,6 +209,7 @@ class GrpcConnection(asyncio.Protocol):
                 at = len(f.PREFACE)
             end = len(data)
             unpack = f.FRAME_HEADER.unpack_from
+            self._wanted = f.HEADER_BYTES
             while end - at >= f.HEADER_BYTES:
                 high, low, kind, flags, stream_id = unpack(data, at)
                 length = high << 8 | low
@@ -211,6 +218,7 @@ class GrpcConnection(asyncio.Protocol):
                         f.FRAME_SIZE_ERROR, f"a frame of {length} bytes; at most {MAX_FRAME_BYTES}"
                     )
                 if end - at - f.HEADER_BYTES < length:
+                    self._wanted = f.HEADER_BYTES + length
                     break
                 start = at + f.HEADER_BYTES
                 at = start + length
@@ -383,11 +391,11 @@ class GrpcConnection(asyncio.Protocol):
             self.transport.write(f.rst_stream(stream_id, f.REFUSED_STREAM))
             return
         stream = _Stream(stream_id, self._peer_window)
+        stream.received = end_stream  # an answer before the call runs then sends no RST_STREAM
         self._streams[stream_id] = stream
         if too_large is not None:
             self._answer_error(stream, grpc.StatusCode.RESOURCE_EXHAUSTED, too_large)
             return
-        stream.headers = headers
         self._start(stream, headers)
         if end_stream and not stream.answered:
             self._end_of_request(stream)
@@ -513,8 +521,7 @@ class GrpcConnection(asyncio.Protocol):
 
     def _end_of_request(self, stream: _Stream) -> None:
         stream.received = True
-        if stream.answered:
-            self._maybe_close(stream)
+        if stream.answered:  # its answer waits for window; the stream ends once it is out
             return
         if stream.requests is not None:
             stream.requests.put(RequestsEnd)
@@ -584,6 +591,12 @@ class GrpcConnection(asyncio.Protocol):
             return
         stream.pending += _MESSAGE_PREFIX.pack(0, len(payload)) + payload
         self._send_pending(stream)
+        if len(stream.pending) > MAX_STREAM_PENDING_BYTES:
+            self._reset(stream, f.ENHANCE_YOUR_CALM)
+
+    def _streaming_ended(self, stream: _Stream, code: int, details: str | None) -> None:
+        self.server.streaming_calls -= 1
+        self._end_streaming(stream, code, details)
 
     def _end_streaming(self, stream: _Stream, code: int, details: str | None) -> None:
         if self._streams.get(stream.id) is not stream or stream.answered:
@@ -662,11 +675,6 @@ class GrpcConnection(asyncio.Protocol):
         self._cancel(stream)
         self._maybe_finish()
 
-    def _maybe_close(self, stream: _Stream) -> None:
-        if stream.answered and not stream.pending and stream.trailers is None:
-            self._streams.pop(stream.id, None)
-            self._maybe_finish()
-
     def _reset(self, stream: _Stream, code: int) -> None:
         self.transport.write(f.rst_stream(stream.id, code))
         self._streams.pop(stream.id, None)
@@ -695,6 +703,15 @@ class GrpcConnection(asyncio.Protocol):
     def _run_streaming(self, stream: _Stream, message: bytes | None = None) -> None:
         """A streaming method in a thread of its own: requests in through a queue, answers out
         through the loop."""
+        if self.server.streaming_calls >= MAX_STREAMING_CALLS:
+            self._answer_error(
+                stream,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{MAX_STREAMING_CALLS} streaming calls (server reflection's) run at once at "
+                "most; call again once one has ended",
+            )
+            return
+        self.server.streaming_calls += 1
         stream.requests = queue.SimpleQueue()
         if message is not None:
             stream.requests.put(message)
@@ -708,7 +725,7 @@ class GrpcConnection(asyncio.Protocol):
                 stream.context,
                 lambda payload: loop.call_soon_threadsafe(self._send_message, stream, payload),
                 lambda code, details: loop.call_soon_threadsafe(
-                    self._end_streaming, stream, code, details
+                    self._streaming_ended, stream, code, details
                 ),
             ),
             name=f"grpc-stream-{stream.id}",
@@ -762,6 +779,7 @@ class GrpcServer:
         self.connections: set[GrpcConnection] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = False
+        self.streaming_calls = 0  # running in their threads (``MAX_STREAMING_CALLS``)
         self._servers: list[asyncio.AbstractServer] = []
         self._idle: asyncio.Event | None = None
 

@@ -172,18 +172,26 @@ def _integer(block: bytes, at: int, prefix: int) -> tuple[int, int]:
 
 
 def huffman_decode(data: bytes) -> bytes:
-    """RFC 7541 §5.2: decode ``data``; the padding must be at most 7 bits, all ones."""
-    bits = int.from_bytes(data, "big")
-    left = len(data) * 8
+    """RFC 7541 §5.2: decode ``data``; the padding must be at most 7 bits, all ones.
+
+    The bits are read a byte at a time into a small accumulator: shifting the whole string as
+    one integer costs its length per symbol, seconds for a 64 KiB header value a peer may send.
+    """
     out = bytearray()
-    while left:
+    bits = left = at = 0  # ``left`` bits of ``bits`` not decoded yet
+    end = len(data)
+    while True:
+        while left < _LONGEST and at < end:
+            bits = bits << 8 | data[at]
+            at += 1
+            left += 8
+        if not left:
+            break
         # The next ``_LONGEST`` bits, padded with ones past the end (as EOS's prefix would be).
         if left >= _LONGEST:
-            window = (bits >> (left - _LONGEST)) & ((1 << _LONGEST) - 1)
+            window = bits >> (left - _LONGEST)
         else:
-            window = ((bits & ((1 << left) - 1)) << (_LONGEST - left)) | (
-                (1 << (_LONGEST - left)) - 1
-            )
+            window = bits << (_LONGEST - left) | ((1 << (_LONGEST - left)) - 1)
         for length, codes in _CODES_BY_LENGTH:
             symbol = codes.get(window >> (_LONGEST - length))
             if symbol is not None:
@@ -191,13 +199,14 @@ def huffman_decode(data: bytes) -> bytes:
         else:  # pragma: no cover - every 30-bit window starts with some code
             raise HpackError("no Huffman code matches")
         if length > left:  # only padding is left: it must be shorter than a byte, all ones
-            if left > 7 or (bits & ((1 << left) - 1)) != (1 << left) - 1:
+            if left > 7 or bits != (1 << left) - 1:
                 raise HpackError("invalid Huffman padding")
             break
         if symbol == _EOS:
             raise HpackError("EOS inside a Huffman string")
         out.append(symbol)
         left -= length
+        bits &= (1 << left) - 1
     return bytes(out)
 
 
