@@ -138,15 +138,17 @@ def check_tensor(tensor: Any, where: str) -> None:
         )
     if len(shape) > MAX_DIMS:
         raise BadRequestError(f"{where}.shape has {len(shape)} dimensions: at most {MAX_DIMS}")
-    if any(size < 0 or size > MAX_DIM for size in shape):
-        # seldon-core's gRPC reader counts the values as the shape's product, so a -1 (a
-        # wildcard numpy would accept over REST) cannot be read there: one rule for both.
+    unknown = shape.count(-1)
+    if unknown > 1 or any(size < -1 or size > MAX_DIM for size in shape):
         raise BadRequestError(
-            f"{where}.shape {shape} is not a shape: each size is a whole number from 0 to "
-            f"{MAX_DIM} (-1 is not a size in a Seldon tensor; send the number of rows)"
+            f"{where}.shape {shape} is not a shape: sizes from 0 to {MAX_DIM}, and at most one -1"
         )
+    # One -1 is read as numpy's reshape reads it, as seldon-core's REST does (clients send
+    # [-1, n]); seldon-core's gRPC reader cannot size it (``grpc_worker._refusal`` says so).
+    known = math.prod(size for size in shape if size != -1)
     count = len(values)
-    if math.prod(shape) != count:
+    fits = (known > 0 and count % known == 0) if unknown else known == count
+    if not fits:
         raise BadRequestError(
             f"{where}.shape {shape} does not hold its {count} values (cannot reshape them)"
         )

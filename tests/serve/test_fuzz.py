@@ -120,6 +120,7 @@ valid_data = st.lists(row, min_size=1, max_size=4).flatmap(
             {"ndarray": rows},
             {"names": ["a", "b", "c", "d"], "ndarray": rows},
             {"tensor": {"shape": [len(rows), 4], "values": [v for r in rows for v in r]}},
+            {"tensor": {"shape": [-1, 4], "values": [v for r in rows for v in r]}},
         ]
     )
 )

@@ -52,9 +52,9 @@ def predicted(answer: prediction_pb2.SeldonMessage) -> list[list[float]]:
             {"data": {"tensor": {"shape": [2, 4], "values": [1, 2, 3, 4]}}},
             "data.tensor.shape [2, 4] does not hold its 4 values",
         ),
-        (  # the same words as REST's 400 (seldon-core's gRPC reader cannot size a -1)
+        (  # REST reads a -1 as numpy does; seldon-core's gRPC reader cannot size it
             {"data": {"tensor": {"shape": [-1, 4], "values": [1, 2, 3, 4]}}},
-            "data.tensor.shape [-1, 4] is not a shape: each size is a whole number",
+            "data.tensor.shape [-1, 4] cannot be read over gRPC: a -1 is not a size here",
         ),
         ({"data": {}}, "data has no values: expected one of tensor, ndarray, tftensor"),
         ({"data": {"ndarray": [1, 2, 3, 4]}}, "expected rows: the input is a flat list"),

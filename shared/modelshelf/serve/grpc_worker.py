@@ -299,6 +299,13 @@ def _refusal(method: str, request: Any) -> str | None:
         # our own reader, a 400): ragged rows, or a tensor its values cannot fill, fail there.
         from seldon_core.utils import grpc_datadef_to_array
 
+        if request.data.HasField("tensor") and -1 in request.data.tensor.shape:
+            shape = list(request.data.tensor.shape)
+            return (  # REST reads it as numpy's reshape; seldon-core's gRPC reader cannot
+                f"data.tensor.shape {shape} cannot be read over gRPC: a -1 is not a size "
+                "here (seldon-core's gRPC reader sizes the tensor from its shape); send the "
+                "number of rows"
+            )
         try:
             grpc_datadef_to_array(request.data)
         except INPUT_ERRORS as unreadable:
