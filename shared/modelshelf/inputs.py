@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gc
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -24,11 +23,9 @@ def pandas_module() -> Any:
     whose models take frames call it at load (``as_frame`` callers)."""
     global _pandas
     if _pandas is None:
-        import pandas
+        from modelshelf.deferred_imports import import_late
 
-        _pandas = pandas
-        if gc.get_freeze_count():  # a serving process, its loaded objects frozen (supervisor):
-            gc.freeze()  # pandas' ~34,000 objects join them, out of every full collection
+        _pandas = import_late("pandas")  # by a request: frozen with the loaded objects
     return _pandas
 
 
