@@ -74,7 +74,8 @@ def import_late(name: str) -> types.ModuleType:
     garbage collector (``supervisor``), the module's objects are frozen with them: left out,
     a module imported by a request (scipy.stats: tens of thousands of objects) is walked by
     every full collection from then on (measured: 7 % of ``/invocations``' req/s for pandas)."""
-    module = importlib.import_module(name)
+    __import__(name)  # the C import (-X importtime lists it; importlib.import_module's does not)
+    module = sys.modules[name]
     if gc.get_freeze_count():
         gc.freeze()
     return module
