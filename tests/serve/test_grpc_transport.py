@@ -322,6 +322,26 @@ def test_an_oversize_frame_closes_the_connection(echo):
     assert_still_serving(echo)
 
 
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (f.frame(f.PING, 0, 1, b"12345678"), f.PROTOCOL_ERROR),  # PINGs are on stream 0
+        (f.frame(f.PING, 0, 0, b"1234"), f.FRAME_SIZE_ERROR),
+        (f.rst_stream(0, f.CANCEL), f.PROTOCOL_ERROR),
+        (f.rst_stream(9, f.CANCEL), f.PROTOCOL_ERROR),  # a stream never opened (idle)
+        (f.window_update(9, 100), f.PROTOCOL_ERROR),
+    ],
+    ids=["ping-on-a-stream", "ping-of-4-bytes", "rst-on-0", "rst-on-idle", "window-on-idle"],
+)
+def test_a_frame_on_the_wrong_stream_closes_the_connection_with_its_code(echo, frame, code):
+    raw = RawConnection(echo)
+    try:
+        raw.send(frame)
+        assert raw.goaway_code() == code
+    finally:
+        raw.close()
+
+
 def test_a_header_list_too_big_fails_its_stream_only(echo):
     raw = RawConnection(echo)
     try:

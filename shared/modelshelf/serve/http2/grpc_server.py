@@ -258,13 +258,16 @@ class GrpcConnection(asyncio.Protocol):
         elif kind == f.WINDOW_UPDATE:
             self._window_update(stream_id, payload)
         elif kind == f.PING:
-            if len(payload) != 8 or stream_id:
-                raise f.Http2Error(f.FRAME_SIZE_ERROR, "a PING is 8 bytes on stream 0")
+            if stream_id:
+                raise f.Http2Error(f.PROTOCOL_ERROR, f"a PING on stream {stream_id}; they are on 0")
+            if len(payload) != 8:
+                raise f.Http2Error(f.FRAME_SIZE_ERROR, f"a PING of {len(payload)} bytes, not 8")
             if not flags & f.ACK:
                 self.transport.write(f.frame(f.PING, f.ACK, 0, payload))
         elif kind == f.RST_STREAM:
-            if len(payload) != 4 or not stream_id:
-                raise f.Http2Error(f.FRAME_SIZE_ERROR, "an RST_STREAM is 4 bytes on a stream")
+            self._check_opened(stream_id, "RST_STREAM")
+            if len(payload) != 4:
+                raise f.Http2Error(f.FRAME_SIZE_ERROR, "an RST_STREAM is 4 bytes")
             stream = self._streams.pop(stream_id, None)
             if stream is not None:
                 self._blocked.pop(stream_id, None)
@@ -304,6 +307,13 @@ class GrpcConnection(asyncio.Protocol):
         self.transport.write(f.frame(f.SETTINGS, f.ACK, 0))
         self._flush_blocked()
 
+    def _check_opened(self, stream_id: int, kind: str) -> None:
+        """RFC 7540 §5.1: a frame of a stream must come after the client opened it."""
+        if not stream_id or stream_id > self._last_stream_id:
+            raise f.Http2Error(
+                f.PROTOCOL_ERROR, f"{kind} on stream {stream_id}, which the client did not open"
+            )
+
     def _window_update(self, stream_id: int, payload: bytes) -> None:
         if len(payload) != 4:
             raise f.Http2Error(f.FRAME_SIZE_ERROR, "a WINDOW_UPDATE is 4 bytes")
@@ -316,6 +326,7 @@ class GrpcConnection(asyncio.Protocol):
                 raise f.Http2Error(f.FLOW_CONTROL_ERROR, "connection window above 2^31-1")
             self._flush_blocked()
             return
+        self._check_opened(stream_id, "WINDOW_UPDATE")
         stream = self._streams.get(stream_id)
         if stream is None:
             return  # a stream already closed here
