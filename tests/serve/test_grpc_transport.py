@@ -342,6 +342,31 @@ def test_a_frame_on_the_wrong_stream_closes_the_connection_with_its_code(echo, f
         raw.close()
 
 
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        (lambda raw: [f.settings_frame({f.ENABLE_PUSH: 2})], f.PROTOCOL_ERROR),
+        (lambda raw: [f.frame(f.SETTINGS, f.ACK, 0, b"\x00" * 6)], f.FRAME_SIZE_ERROR),
+        (  # an open stream's window at 2^31-1, then one more byte for every stream
+            lambda raw: [
+                raw.headers(1, SERVER_LIVE),
+                f.window_update(1, f.MAX_WINDOW - f.DEFAULT_WINDOW),
+                f.settings_frame({f.INITIAL_WINDOW_SIZE: f.DEFAULT_WINDOW + 1}),
+            ],
+            f.FLOW_CONTROL_ERROR,
+        ),
+    ],
+    ids=["enable-push-2", "ack-with-payload", "window-overflow-by-settings"],
+)
+def test_settings_a_server_cannot_take_close_the_connection_with_their_code(echo, frames, code):
+    raw = RawConnection(echo)
+    try:
+        raw.send(*frames(raw))
+        assert raw.goaway_code() == code
+    finally:
+        raw.close()
+
+
 def test_a_header_list_too_big_fails_its_stream_only(echo):
     raw = RawConnection(echo)
     try:

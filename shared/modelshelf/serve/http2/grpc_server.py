@@ -287,6 +287,8 @@ class GrpcConnection(asyncio.Protocol):
         if stream_id:
             raise f.Http2Error(f.PROTOCOL_ERROR, "SETTINGS on a stream")
         if flags & f.ACK:
+            if payload:
+                raise f.Http2Error(f.FRAME_SIZE_ERROR, "a SETTINGS ACK with a payload")
             return
         if len(payload) % 6:
             raise f.Http2Error(f.FRAME_SIZE_ERROR, "SETTINGS of a length not a multiple of 6")
@@ -299,6 +301,14 @@ class GrpcConnection(asyncio.Protocol):
                 self._peer_window = value
                 for stream in self._streams.values():
                     stream.send_window += change
+                    if stream.send_window > f.MAX_WINDOW:  # §6.9.2
+                        raise f.Http2Error(
+                            f.FLOW_CONTROL_ERROR,
+                            f"initial window {value}: stream {stream.id}'s above 2^31-1",
+                        )
+            elif key == f.ENABLE_PUSH:
+                if value > 1:
+                    raise f.Http2Error(f.PROTOCOL_ERROR, f"ENABLE_PUSH {value}; 0 or 1 expected")
             elif key == f.MAX_FRAME_SIZE:
                 if not f.DEFAULT_MAX_FRAME_SIZE <= value <= f.MAX_FRAME_SIZE_LIMIT:
                     raise f.Http2Error(f.PROTOCOL_ERROR, f"max frame size {value}")
