@@ -367,6 +367,33 @@ def test_settings_a_server_cannot_take_close_the_connection_with_their_code(echo
         raw.close()
 
 
+def test_a_client_lowering_its_header_table_gets_a_size_update_first(echo):
+    """RFC 7541 §4.2: after SETTINGS_HEADER_TABLE_SIZE below 4,096 the server's next header
+    block starts with a dynamic table size update (nghttp2 refuses one that does not); once."""
+    raw = RawConnection(echo)
+    try:
+        raw.send(
+            f.settings_frame({f.HEADER_TABLE_SIZE: 0}),
+            *[
+                raw.headers(stream, SERVER_LIVE)
+                + f.frame(f.DATA, f.END_STREAM, stream, EMPTY_MESSAGE)
+                for stream in (1, 3)
+            ],
+        )
+        blocks = []
+        while (found := raw.read_frame()) is not None:
+            kind, flags, stream, payload = found
+            if kind == f.HEADERS:
+                blocks.append(payload)
+                raw.decoder.decode(payload)
+                if stream == 3 and flags & f.END_STREAM:
+                    break
+    finally:
+        raw.close()
+    updates = [block[0] & 0xE0 == 0x20 for block in blocks]
+    assert updates == [True] + [False] * (len(blocks) - 1)
+
+
 def test_a_header_list_too_big_fails_its_stream_only(echo):
     raw = RawConnection(echo)
     try:

@@ -144,6 +144,8 @@ class GrpcConnection(asyncio.Protocol):
         self._send_window = f.DEFAULT_WINDOW
         self._peer_window = f.DEFAULT_WINDOW  # the peer's SETTINGS_INITIAL_WINDOW_SIZE
         self._peer_max_frame = f.DEFAULT_MAX_FRAME_SIZE
+        self._encoder_table_size = 4096  # the peer's SETTINGS_HEADER_TABLE_SIZE, HPACK's default
+        self._table_update = b""  # a dynamic table size update owed (see ``_headers_out``)
         self._receive_window = server.connection_window
         self._released = 0  # bytes used or dropped since the last WINDOW_UPDATE of stream 0
         self._blocked: dict[int, _Stream] = {}  # streams with answer bytes waiting for window
@@ -313,7 +315,11 @@ class GrpcConnection(asyncio.Protocol):
                 if not f.DEFAULT_MAX_FRAME_SIZE <= value <= f.MAX_FRAME_SIZE_LIMIT:
                     raise f.Http2Error(f.PROTOCOL_ERROR, f"max frame size {value}")
                 self._peer_max_frame = value
-            # HEADER_TABLE_SIZE: only our encoder's table, which is never used
+            elif key == f.HEADER_TABLE_SIZE and value < self._encoder_table_size:
+                # Our encoder adds nothing to its table, but a smaller table is owed a size
+                # update leading our next header block (RFC 7541 §4.2): 0, once, fits any.
+                self._encoder_table_size = 0
+                self._table_update = b"\x20"
         self.transport.write(f.frame(f.SETTINGS, f.ACK, 0))
         self._flush_blocked()
 
@@ -596,15 +602,22 @@ class GrpcConnection(asyncio.Protocol):
             stream.send_window -= size
             self._send_window -= size
             self.transport.write(
-                f.frame(f.HEADERS, f.END_HEADERS, stream.id, _RESPONSE_HEADERS)
+                self._headers_out(f.END_HEADERS, stream.id, _RESPONSE_HEADERS)
                 + f.frame(f.DATA, 0, stream.id, message)
-                + f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, ending)
+                + self._headers_out(f.END_HEADERS | f.END_STREAM, stream.id, ending)
             )
             self._closed_here(stream)
             return
         stream.pending += message
         stream.trailers = ending
         self._send_pending(stream)
+
+    def _headers_out(self, flags: int, stream_id: int, block: bytes) -> bytes:
+        """A HEADERS frame of ``block``, led by the table size update owed, if any."""
+        if self._table_update:
+            block = self._table_update + block
+            self._table_update = b""
+        return f.frame(f.HEADERS, flags, stream_id, block)
 
     def _send_message(self, stream: _Stream, payload: bytes) -> None:
         """One message of a streaming answer (from the loop)."""
@@ -636,7 +649,7 @@ class GrpcConnection(asyncio.Protocol):
         out = []
         if not stream.started:
             stream.started = True
-            out.append(f.frame(f.HEADERS, f.END_HEADERS, stream.id, _RESPONSE_HEADERS))
+            out.append(self._headers_out(f.END_HEADERS, stream.id, _RESPONSE_HEADERS))
         while pending:
             size = min(len(pending), stream.send_window, self._send_window, self._peer_max_frame)
             if size <= 0:
@@ -650,7 +663,7 @@ class GrpcConnection(asyncio.Protocol):
             self._blocked.pop(stream.id, None)
             if stream.trailers is not None:
                 out.append(
-                    f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, stream.trailers)
+                    self._headers_out(f.END_HEADERS | f.END_STREAM, stream.id, stream.trailers)
                 )
                 stream.trailers = None
                 self.transport.write(b"".join(out))
@@ -669,7 +682,7 @@ class GrpcConnection(asyncio.Protocol):
         """A trailers-only answer (no message): one HEADERS ending the stream."""
         stream.answered = True
         block = _RESPONSE_HEADERS + trailers(code, details)
-        self.transport.write(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, block))
+        self.transport.write(self._headers_out(f.END_HEADERS | f.END_STREAM, stream.id, block))
         self._closed_here(stream)
 
     def _answer_error(self, stream: _Stream, code: grpc.StatusCode, details: str) -> None:
@@ -681,7 +694,7 @@ class GrpcConnection(asyncio.Protocol):
         block = literal_field(b":status", status) + literal_field(b"content-type", b"text/plain")
         body = message.encode()
         self.transport.write(
-            f.frame(f.HEADERS, f.END_HEADERS, stream.id, block)
+            self._headers_out(f.END_HEADERS, stream.id, block)
             + f.frame(f.DATA, f.END_STREAM, stream.id, body)
         )
         self._closed_here(stream)
