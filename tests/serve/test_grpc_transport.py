@@ -330,8 +330,18 @@ def test_an_oversize_frame_closes_the_connection(echo):
         (f.rst_stream(0, f.CANCEL), f.PROTOCOL_ERROR),
         (f.rst_stream(9, f.CANCEL), f.PROTOCOL_ERROR),  # a stream never opened (idle)
         (f.window_update(9, 100), f.PROTOCOL_ERROR),
+        (f.frame(f.GOAWAY, 0, 1, bytes(8)), f.PROTOCOL_ERROR),
+        (f.frame(f.PRIORITY, 0, 0, bytes(5)), f.PROTOCOL_ERROR),
     ],
-    ids=["ping-on-a-stream", "ping-of-4-bytes", "rst-on-0", "rst-on-idle", "window-on-idle"],
+    ids=[
+        "ping-on-a-stream",
+        "ping-of-4-bytes",
+        "rst-on-0",
+        "rst-on-idle",
+        "window-on-idle",
+        "goaway-on-a-stream",
+        "priority-on-0",
+    ],
 )
 def test_a_frame_on_the_wrong_stream_closes_the_connection_with_its_code(echo, frame, code):
     raw = RawConnection(echo)

@@ -276,9 +276,13 @@ class GrpcConnection(asyncio.Protocol):
                 self._cancel(stream)
                 self._maybe_finish()
         elif kind == f.GOAWAY:
+            if stream_id:
+                raise f.Http2Error(f.PROTOCOL_ERROR, f"a GOAWAY on stream {stream_id}, not 0")
             self.closing = True
             self._maybe_finish()
         elif kind == f.PRIORITY:
+            if not stream_id:
+                raise f.Http2Error(f.PROTOCOL_ERROR, "a PRIORITY frame on stream 0")
             if len(payload) != 5:
                 raise f.Http2Error(f.FRAME_SIZE_ERROR, "a PRIORITY frame is 5 bytes")
         elif kind == f.PUSH_PROMISE:
