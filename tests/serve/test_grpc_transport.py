@@ -404,6 +404,31 @@ def test_a_client_lowering_its_header_table_gets_a_size_update_first(echo):
     assert updates == [True] + [False] * (len(blocks) - 1)
 
 
+@pytest.mark.parametrize("window", [f.DEFAULT_WINDOW, 0])
+def test_a_request_that_is_not_grpc_gets_an_http_status_within_the_window(echo, window):
+    """A GET: 405, with a text body only if the client's window takes it (DATA is flow
+    controlled; HEADERS are not)."""
+    raw = RawConnection(echo)
+    try:
+        block = literal_field(b":method", b"GET") + literal_field(b":path", b"/")
+        raw.send(
+            f.settings_frame({f.INITIAL_WINDOW_SIZE: window}),
+            f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, 1, block),
+        )
+        frames = []
+        while (found := raw.read_frame()) is not None:
+            kind, flags, stream, payload = found
+            if stream == 1:
+                frames.append((kind, payload))
+                if flags & f.END_STREAM:
+                    break
+    finally:
+        raw.close()
+    assert dict(raw.decoder.decode(frames[0][1]))[b":status"] == b"405"
+    body = [payload for kind, payload in frames if kind == f.DATA]
+    assert body == ([b"gRPC calls are POST requests with a :path"] if window else [])
+
+
 def test_a_header_list_too_big_fails_its_stream_only(echo):
     raw = RawConnection(echo)
     try:

@@ -697,10 +697,15 @@ class GrpcConnection(asyncio.Protocol):
         stream.answered = True
         block = literal_field(b":status", status) + literal_field(b"content-type", b"text/plain")
         body = message.encode()
-        self.transport.write(
-            self._headers_out(f.END_HEADERS, stream.id, block)
-            + f.frame(f.DATA, f.END_STREAM, stream.id, body)
-        )
+        if len(body) > min(stream.send_window, self._send_window):  # no window: headers only
+            self.transport.write(self._headers_out(f.END_HEADERS | f.END_STREAM, stream.id, block))
+        else:
+            stream.send_window -= len(body)
+            self._send_window -= len(body)
+            self.transport.write(
+                self._headers_out(f.END_HEADERS, stream.id, block)
+                + f.frame(f.DATA, f.END_STREAM, stream.id, body)
+            )
         self._closed_here(stream)
 
     def _closed_here(self, stream: _Stream) -> None:
