@@ -322,6 +322,113 @@ def test_an_oversize_frame_closes_the_connection(echo):
     assert_still_serving(echo)
 
 
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (f.frame(f.PING, 0, 1, b"12345678"), f.PROTOCOL_ERROR),  # PINGs are on stream 0
+        (f.frame(f.PING, 0, 0, b"1234"), f.FRAME_SIZE_ERROR),
+        (f.rst_stream(0, f.CANCEL), f.PROTOCOL_ERROR),
+        (f.rst_stream(9, f.CANCEL), f.PROTOCOL_ERROR),  # a stream never opened (idle)
+        (f.window_update(9, 100), f.PROTOCOL_ERROR),
+        (f.frame(f.GOAWAY, 0, 1, bytes(8)), f.PROTOCOL_ERROR),
+        (f.frame(f.PRIORITY, 0, 0, bytes(5)), f.PROTOCOL_ERROR),
+    ],
+    ids=[
+        "ping-on-a-stream",
+        "ping-of-4-bytes",
+        "rst-on-0",
+        "rst-on-idle",
+        "window-on-idle",
+        "goaway-on-a-stream",
+        "priority-on-0",
+    ],
+)
+def test_a_frame_on_the_wrong_stream_closes_the_connection_with_its_code(echo, frame, code):
+    raw = RawConnection(echo)
+    try:
+        raw.send(frame)
+        assert raw.goaway_code() == code
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        (lambda raw: [f.settings_frame({f.ENABLE_PUSH: 2})], f.PROTOCOL_ERROR),
+        (lambda raw: [f.frame(f.SETTINGS, f.ACK, 0, b"\x00" * 6)], f.FRAME_SIZE_ERROR),
+        (  # an open stream's window at 2^31-1, then one more byte for every stream
+            lambda raw: [
+                raw.headers(1, SERVER_LIVE),
+                f.window_update(1, f.MAX_WINDOW - f.DEFAULT_WINDOW),
+                f.settings_frame({f.INITIAL_WINDOW_SIZE: f.DEFAULT_WINDOW + 1}),
+            ],
+            f.FLOW_CONTROL_ERROR,
+        ),
+    ],
+    ids=["enable-push-2", "ack-with-payload", "window-overflow-by-settings"],
+)
+def test_settings_a_server_cannot_take_close_the_connection_with_their_code(echo, frames, code):
+    raw = RawConnection(echo)
+    try:
+        raw.send(*frames(raw))
+        assert raw.goaway_code() == code
+    finally:
+        raw.close()
+
+
+def test_a_client_lowering_its_header_table_gets_a_size_update_first(echo):
+    """RFC 7541 §4.2: after SETTINGS_HEADER_TABLE_SIZE below 4,096 the server's next header
+    block starts with a dynamic table size update (nghttp2 refuses one that does not); once."""
+    raw = RawConnection(echo)
+    try:
+        raw.send(
+            f.settings_frame({f.HEADER_TABLE_SIZE: 0}),
+            *[
+                raw.headers(stream, SERVER_LIVE)
+                + f.frame(f.DATA, f.END_STREAM, stream, EMPTY_MESSAGE)
+                for stream in (1, 3)
+            ],
+        )
+        blocks = []
+        while (found := raw.read_frame()) is not None:
+            kind, flags, stream, payload = found
+            if kind == f.HEADERS:
+                blocks.append(payload)
+                raw.decoder.decode(payload)
+                if stream == 3 and flags & f.END_STREAM:
+                    break
+    finally:
+        raw.close()
+    updates = [block[0] & 0xE0 == 0x20 for block in blocks]
+    assert updates == [True] + [False] * (len(blocks) - 1)
+
+
+@pytest.mark.parametrize("window", [f.DEFAULT_WINDOW, 0])
+def test_a_request_that_is_not_grpc_gets_an_http_status_within_the_window(echo, window):
+    """A GET: 405, with a text body only if the client's window takes it (DATA is flow
+    controlled; HEADERS are not)."""
+    raw = RawConnection(echo)
+    try:
+        block = literal_field(b":method", b"GET") + literal_field(b":path", b"/")
+        raw.send(
+            f.settings_frame({f.INITIAL_WINDOW_SIZE: window}),
+            f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, 1, block),
+        )
+        frames = []
+        while (found := raw.read_frame()) is not None:
+            kind, flags, stream, payload = found
+            if stream == 1:
+                frames.append((kind, payload))
+                if flags & f.END_STREAM:
+                    break
+    finally:
+        raw.close()
+    assert dict(raw.decoder.decode(frames[0][1]))[b":status"] == b"405"
+    body = [payload for kind, payload in frames if kind == f.DATA]
+    assert body == ([b"gRPC calls are POST requests with a :path"] if window else [])
+
+
 def test_a_header_list_too_big_fails_its_stream_only(echo):
     raw = RawConnection(echo)
     try:

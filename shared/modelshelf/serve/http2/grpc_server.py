@@ -144,6 +144,8 @@ class GrpcConnection(asyncio.Protocol):
         self._send_window = f.DEFAULT_WINDOW
         self._peer_window = f.DEFAULT_WINDOW  # the peer's SETTINGS_INITIAL_WINDOW_SIZE
         self._peer_max_frame = f.DEFAULT_MAX_FRAME_SIZE
+        self._encoder_table_size = 4096  # the peer's SETTINGS_HEADER_TABLE_SIZE, HPACK's default
+        self._table_update = b""  # a dynamic table size update owed (see ``_headers_out``)
         self._receive_window = server.connection_window
         self._released = 0  # bytes used or dropped since the last WINDOW_UPDATE of stream 0
         self._blocked: dict[int, _Stream] = {}  # streams with answer bytes waiting for window
@@ -258,22 +260,29 @@ class GrpcConnection(asyncio.Protocol):
         elif kind == f.WINDOW_UPDATE:
             self._window_update(stream_id, payload)
         elif kind == f.PING:
-            if len(payload) != 8 or stream_id:
-                raise f.Http2Error(f.FRAME_SIZE_ERROR, "a PING is 8 bytes on stream 0")
+            if stream_id:
+                raise f.Http2Error(f.PROTOCOL_ERROR, f"a PING on stream {stream_id}; they are on 0")
+            if len(payload) != 8:
+                raise f.Http2Error(f.FRAME_SIZE_ERROR, f"a PING of {len(payload)} bytes, not 8")
             if not flags & f.ACK:
                 self.transport.write(f.frame(f.PING, f.ACK, 0, payload))
         elif kind == f.RST_STREAM:
-            if len(payload) != 4 or not stream_id:
-                raise f.Http2Error(f.FRAME_SIZE_ERROR, "an RST_STREAM is 4 bytes on a stream")
+            self._check_opened(stream_id, "RST_STREAM")
+            if len(payload) != 4:
+                raise f.Http2Error(f.FRAME_SIZE_ERROR, "an RST_STREAM is 4 bytes")
             stream = self._streams.pop(stream_id, None)
             if stream is not None:
                 self._blocked.pop(stream_id, None)
                 self._cancel(stream)
                 self._maybe_finish()
         elif kind == f.GOAWAY:
+            if stream_id:
+                raise f.Http2Error(f.PROTOCOL_ERROR, f"a GOAWAY on stream {stream_id}, not 0")
             self.closing = True
             self._maybe_finish()
         elif kind == f.PRIORITY:
+            if not stream_id:
+                raise f.Http2Error(f.PROTOCOL_ERROR, "a PRIORITY frame on stream 0")
             if len(payload) != 5:
                 raise f.Http2Error(f.FRAME_SIZE_ERROR, "a PRIORITY frame is 5 bytes")
         elif kind == f.PUSH_PROMISE:
@@ -284,6 +293,8 @@ class GrpcConnection(asyncio.Protocol):
         if stream_id:
             raise f.Http2Error(f.PROTOCOL_ERROR, "SETTINGS on a stream")
         if flags & f.ACK:
+            if payload:
+                raise f.Http2Error(f.FRAME_SIZE_ERROR, "a SETTINGS ACK with a payload")
             return
         if len(payload) % 6:
             raise f.Http2Error(f.FRAME_SIZE_ERROR, "SETTINGS of a length not a multiple of 6")
@@ -296,13 +307,32 @@ class GrpcConnection(asyncio.Protocol):
                 self._peer_window = value
                 for stream in self._streams.values():
                     stream.send_window += change
+                    if stream.send_window > f.MAX_WINDOW:  # §6.9.2
+                        raise f.Http2Error(
+                            f.FLOW_CONTROL_ERROR,
+                            f"initial window {value}: stream {stream.id}'s above 2^31-1",
+                        )
+            elif key == f.ENABLE_PUSH:
+                if value > 1:
+                    raise f.Http2Error(f.PROTOCOL_ERROR, f"ENABLE_PUSH {value}; 0 or 1 expected")
             elif key == f.MAX_FRAME_SIZE:
                 if not f.DEFAULT_MAX_FRAME_SIZE <= value <= f.MAX_FRAME_SIZE_LIMIT:
                     raise f.Http2Error(f.PROTOCOL_ERROR, f"max frame size {value}")
                 self._peer_max_frame = value
-            # HEADER_TABLE_SIZE: only our encoder's table, which is never used
+            elif key == f.HEADER_TABLE_SIZE and value < self._encoder_table_size:
+                # Our encoder adds nothing to its table, but a smaller table is owed a size
+                # update leading our next header block (RFC 7541 §4.2): 0, once, fits any.
+                self._encoder_table_size = 0
+                self._table_update = b"\x20"
         self.transport.write(f.frame(f.SETTINGS, f.ACK, 0))
         self._flush_blocked()
+
+    def _check_opened(self, stream_id: int, kind: str) -> None:
+        """RFC 7540 §5.1: a frame of a stream must come after the client opened it."""
+        if not stream_id or stream_id > self._last_stream_id:
+            raise f.Http2Error(
+                f.PROTOCOL_ERROR, f"{kind} on stream {stream_id}, which the client did not open"
+            )
 
     def _window_update(self, stream_id: int, payload: bytes) -> None:
         if len(payload) != 4:
@@ -316,6 +346,7 @@ class GrpcConnection(asyncio.Protocol):
                 raise f.Http2Error(f.FLOW_CONTROL_ERROR, "connection window above 2^31-1")
             self._flush_blocked()
             return
+        self._check_opened(stream_id, "WINDOW_UPDATE")
         stream = self._streams.get(stream_id)
         if stream is None:
             return  # a stream already closed here
@@ -575,15 +606,22 @@ class GrpcConnection(asyncio.Protocol):
             stream.send_window -= size
             self._send_window -= size
             self.transport.write(
-                f.frame(f.HEADERS, f.END_HEADERS, stream.id, _RESPONSE_HEADERS)
+                self._headers_out(f.END_HEADERS, stream.id, _RESPONSE_HEADERS)
                 + f.frame(f.DATA, 0, stream.id, message)
-                + f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, ending)
+                + self._headers_out(f.END_HEADERS | f.END_STREAM, stream.id, ending)
             )
             self._closed_here(stream)
             return
         stream.pending += message
         stream.trailers = ending
         self._send_pending(stream)
+
+    def _headers_out(self, flags: int, stream_id: int, block: bytes) -> bytes:
+        """A HEADERS frame of ``block``, led by the table size update owed, if any."""
+        if self._table_update:
+            block = self._table_update + block
+            self._table_update = b""
+        return f.frame(f.HEADERS, flags, stream_id, block)
 
     def _send_message(self, stream: _Stream, payload: bytes) -> None:
         """One message of a streaming answer (from the loop)."""
@@ -615,7 +653,7 @@ class GrpcConnection(asyncio.Protocol):
         out = []
         if not stream.started:
             stream.started = True
-            out.append(f.frame(f.HEADERS, f.END_HEADERS, stream.id, _RESPONSE_HEADERS))
+            out.append(self._headers_out(f.END_HEADERS, stream.id, _RESPONSE_HEADERS))
         while pending:
             size = min(len(pending), stream.send_window, self._send_window, self._peer_max_frame)
             if size <= 0:
@@ -629,7 +667,7 @@ class GrpcConnection(asyncio.Protocol):
             self._blocked.pop(stream.id, None)
             if stream.trailers is not None:
                 out.append(
-                    f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, stream.trailers)
+                    self._headers_out(f.END_HEADERS | f.END_STREAM, stream.id, stream.trailers)
                 )
                 stream.trailers = None
                 self.transport.write(b"".join(out))
@@ -648,7 +686,7 @@ class GrpcConnection(asyncio.Protocol):
         """A trailers-only answer (no message): one HEADERS ending the stream."""
         stream.answered = True
         block = _RESPONSE_HEADERS + trailers(code, details)
-        self.transport.write(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, block))
+        self.transport.write(self._headers_out(f.END_HEADERS | f.END_STREAM, stream.id, block))
         self._closed_here(stream)
 
     def _answer_error(self, stream: _Stream, code: grpc.StatusCode, details: str) -> None:
@@ -659,10 +697,15 @@ class GrpcConnection(asyncio.Protocol):
         stream.answered = True
         block = literal_field(b":status", status) + literal_field(b"content-type", b"text/plain")
         body = message.encode()
-        self.transport.write(
-            f.frame(f.HEADERS, f.END_HEADERS, stream.id, block)
-            + f.frame(f.DATA, f.END_STREAM, stream.id, body)
-        )
+        if len(body) > min(stream.send_window, self._send_window):  # no window: headers only
+            self.transport.write(self._headers_out(f.END_HEADERS | f.END_STREAM, stream.id, block))
+        else:
+            stream.send_window -= len(body)
+            self._send_window -= len(body)
+            self.transport.write(
+                self._headers_out(f.END_HEADERS, stream.id, block)
+                + f.frame(f.DATA, f.END_STREAM, stream.id, body)
+            )
         self._closed_here(stream)
 
     def _closed_here(self, stream: _Stream) -> None:
