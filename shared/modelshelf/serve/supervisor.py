@@ -114,9 +114,16 @@ def serve(args: argparse.Namespace) -> int:
         user_model = user_class(**options.user_parameters(args.parameters))
         flask_app = get_rest_microservice(user_model, metrics)  # derives the metadata, once
     if args.grpc_workers > 0:  # gRPC is imported only for them (before the forks: shared)
-        from modelshelf.serve.grpc_worker import grpc_server_kind, run_grpc_worker
+        from modelshelf.serve.grpc_worker import (
+            grpc_server_kind,
+            max_message_bytes,
+            run_grpc_worker,
+        )
 
-        grpc_server_kind()  # a bad MODELSHELF_GRPC_SERVER stops the start, not each worker
+        # A bad MODELSHELF_GRPC_SERVER or grpc-max-message-size annotation stops the start
+        # here, instead of failing each gRPC worker (restarted up to the limit).
+        grpc_server_kind()
+        max_message_bytes(annotations)
     http_socket = _listen(args.http_port)
     # The metrics port is bound here, before any fork, as the REST port: a port in use stops
     # the server at start, and a scrape that comes as soon as REST is ready waits in the backlog
