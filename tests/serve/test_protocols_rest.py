@@ -480,6 +480,37 @@ def test_kserve_v1_objects_become_a_frame(frame_model):
 
 
 @pytest.mark.parametrize(
+    "body",
+    [
+        {"dataframe_records": "RECORDS"},
+        {"instances": "RECORDS"},
+        {"inputs": "COLUMNS"},
+    ],
+    ids=["dataframe_records", "instances of objects", "inputs by column"],
+)
+def test_invocations_objects_are_read_by_name_or_refused(iris, frame_model, body):
+    """/invocations on our servers reads objects as KServe V1 and Seldon's jsonData do: by the
+    model's feature names (any key order), refused by a model without them -- read in their
+    keys' order, a client's other order answered another flower with a 200."""
+    frame = pd.DataFrame(ROWS, columns=IRIS_COLUMNS)
+    reordered = frame[list(reversed(IRIS_COLUMNS))]
+    key, kind = next(iter(body.items()))
+    objects = (
+        reordered.to_dict(orient="records")
+        if kind == "RECORDS"
+        else reordered.to_dict(orient="list")
+    )
+    service, model = frame_model
+    answer = service.client.post("/invocations", json={key: objects})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"predictions": model.predict_proba(frame).tolist()}
+    service, _ = iris
+    answer = service.client.post("/invocations", json={key: objects})
+    assert answer.status_code == 400, answer.text
+    assert "feature names" in answer.json()["message"]
+
+
+@pytest.mark.parametrize(
     ("body", "words"),
     [
         (

@@ -29,6 +29,7 @@ from modelshelf.serve.ndarray import (
     rows_error_text,
 )
 from modelshelf.serve.protocols import Reply, header, json_reply
+from modelshelf.serve.server_methods import is_mlflow_server, reads_records
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 CONTENT_TYPES = ("text/csv", "application/json")
@@ -45,6 +46,12 @@ class MLflowScoring:
     def __init__(self, core: InferenceCore) -> None:
         self.core = core
         self.version = _mlflow_version().encode()
+        #: Objects (records, columns by name) reach our servers other than MLFlowServer as
+        #: Seldon's ``jsonData``: matched to the model's feature names, refused by a model
+        #: without them (their key order is no column order), as over KServe V1. MLFlowServer
+        #: gets a DataFrame, as ``mlflow models serve``'s model does.
+        user_model = core.user_model
+        self.objects_as_records = reads_records(user_model) and not is_mlflow_server(user_model)
 
     def handle(self, scope: dict, path: str, body: bytes) -> Reply:
         method = scope["method"]
@@ -72,7 +79,7 @@ class MLflowScoring:
             return 415, list(_TEXT), message.encode()
         params = None
         if mime == "application/json":
-            X, names, params = json_input(body)
+            X, names, params = json_input(body, self.objects_as_records)
         elif mime == "text/csv":
             X, names = csv_input(body)
         else:
@@ -97,8 +104,11 @@ def _content_type(value: bytes | None) -> tuple[str, dict[str, str]]:
     return mime.lower(), found
 
 
-def json_input(body: bytes) -> tuple[Any, list[str], dict[str, Any] | None]:
-    """The model input, its column names and ``params`` of an ``application/json`` body."""
+def json_input(
+    body: bytes, objects_as_records: bool = False
+) -> tuple[Any, list[str], dict[str, Any] | None]:
+    """The model input, its column names and ``params`` of an ``application/json`` body;
+    with ``objects_as_records``, records and columns by name as a list of objects."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -129,6 +139,8 @@ def json_input(body: bytes) -> tuple[Any, list[str], dict[str, Any] | None]:
             frame = pandas_module().DataFrame(
                 data=data.get("data"), columns=data.get("columns"), index=data.get("index")
             )
+        elif objects_as_records and _objects(data) is not None:
+            return _objects(data), [], params
         elif key == "dataframe_records":
             frame = pandas_module().DataFrame.from_records(data)
         elif type(data) is dict:  # inputs (or instances) by column
@@ -146,6 +158,21 @@ def json_input(body: bytes) -> tuple[Any, list[str], dict[str, Any] | None]:
             f"Invalid input. {key} could not be read as a table: {rows_error_text(exc)}"
         ) from None
     return frame, [str(c) for c in frame.columns], params
+
+
+def _objects(data: Any) -> list[dict] | None:
+    """Records (a list of objects) or columns by name (an object of equal-length lists) as a
+    list of objects; ``None`` for anything else (rows, a table MLflow's way)."""
+    if type(data) is list and data and all(type(row) is dict for row in data):
+        return data
+    if type(data) is dict and data and all(type(column) is list for column in data.values()):
+        lengths = {len(column) for column in data.values()}
+        if len(lengths) != 1:
+            raise BadRequestError(
+                f"columns by name must have equal lengths, got {sorted(lengths)} values"
+            )
+        return [dict(zip(data, row, strict=True)) for row in zip(*data.values(), strict=True)]
+    return None
 
 
 def csv_input(body: bytes) -> tuple[Any, list[str]]:

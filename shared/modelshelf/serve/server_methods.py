@@ -180,9 +180,15 @@ def reads_records(user_model: Any) -> bool:
     return any(cls.__name__ == "ModelServer" for cls in type(user_model).__mro__)
 
 
+def is_mlflow_server(user_model: Any) -> bool:
+    """Whether the class is (or extends) our MLFlowServer, which answers MLflow's scoring
+    protocol as ``mlflow models serve`` does."""
+    return any(cls.__name__ == "MLFlowServer" for cls in type(user_model).__mro__)
+
+
 def as_returned_caller(user_model: Any) -> ServedCall | None:
     """An MLflow server's method without its conversion of the result to an array."""
-    if not any(cls.__name__ == "MLFlowServer" for cls in type(user_model).__mro__):
+    if not is_mlflow_server(user_model):
         return None
     server = user_model
 
