@@ -297,3 +297,36 @@ def test_two_model_uris_for_an_inference_service_are_refused():
     assert (
         "--model-uri given 2 times (/tmp/one, /tmp/two): an InferenceService serves one model"
     ) in result.stdout
+
+
+def test_a_role_other_than_the_predictor_in_model_uri_is_refused():
+    """``transformer=DIR`` (or a typo) is no URI: refused, naming what to give instead."""
+    result = _graph_run_to_exit(KSERVE / "sklearn-iris-v2.yaml", "--model-uri=transformer=/tmp/x")
+    assert result.returncode == 2
+    assert "--model-uri transformer=…: an InferenceService's model is its predictor's" in (
+        result.stdout
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "words"),
+    [
+        ("--port", "99999", "'99999' is not a port: a whole number 1-65535"),
+        ("--ready-timeout", "-1", "'-1' is not a time: a number of seconds above 0"),
+    ],
+)
+def test_a_port_or_timeout_out_of_range_is_refused_before_anything_starts(flag, value, words):
+    result = run_to_exit(
+        [
+            str(BIN / "modelshelf"),
+            "graph",
+            "run",
+            str(KSERVE / "sklearn-iris-v2.yaml"),
+            flag,
+            value,
+        ],
+        REPO,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert words in result.stdout + result.stderr

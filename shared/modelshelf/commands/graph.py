@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("manifest", type=Path, metavar="MANIFEST")
     run.add_argument("--predictor", help="the predictor to run (default: the first)")
     run.add_argument("--host", default="127.0.0.1", help="front door address (127.0.0.1)")
-    run.add_argument("--port", type=int, default=DEFAULT_PORT, help="front door port (8000)")
+    run.add_argument("--port", type=_port, default=DEFAULT_PORT, help="front door port (8000)")
     run.add_argument(
         "--secret",
         type=Path,
@@ -78,7 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "e.g. transformer=templates/kserve-model",
     )
     run.add_argument(
-        "--ready-timeout", type=float, default=180, help="seconds for every node to load (180)"
+        "--ready-timeout",
+        type=_positive_seconds,
+        default=180,
+        help="seconds for every node to load (180)",
     )
     run.set_defaults(run=run_graph)
 
@@ -230,6 +233,12 @@ def run_inference_service(args: argparse.Namespace, documents: list[Any]) -> int
             )
         # URI or predictor=URI (a signed URL may hold "=")
         model_uri = args.model_uri[0].removeprefix("predictor=") if args.model_uri else None
+        role, named, _ = (model_uri or "").partition("=")
+        if named and role and not set(role) & set("/:.~"):  # ROLE=..., not a path or a URI
+            raise ValueError(
+                f"--model-uri {role}=…: an InferenceService's model is its predictor's; give "
+                "URI or predictor=URI (a transformer's folder is --container-dir ROLE=DIR)"
+            )
         dirs = _pairs(args.container_dir, "--container-dir", "ROLE=DIR")
         run = InferenceServiceRun(
             services[0],
@@ -345,6 +354,28 @@ def _metadata(predictor: Any, client: Any) -> dict[str, Any]:
         status, body = client.get(node.name, "/api/v1.0/metadata")
         models[node.name] = body if status == 200 else {"error": body}
     return {"name": predictor.name, "models": models}
+
+
+def _port(text: str) -> int:
+    """argparse type: a TCP port, 1-65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: a whole number 1-65535")
+    return port
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse type: a number of seconds above 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time: a number of seconds above 0")
+    return seconds
 
 
 def _pairs(texts: list[str], flag: str = "--model-uri", form: str = "NODE=URI") -> dict[str, str]:
