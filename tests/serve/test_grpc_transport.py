@@ -134,14 +134,37 @@ def test_several_channels_at_once(echo):
         list(pool.map(calls_on_own_channel, range(6)))
 
 
-def test_gzip_is_unimplemented_and_says_what_to_send(echo):
-    with grpc.insecure_channel(address_of(echo), compression=grpc.Compression.Gzip) as channel:
+@pytest.mark.parametrize("compression", [grpc.Compression.Gzip, grpc.Compression.Deflate])
+def test_compressed_calls_are_inflated(echo, compression):
+    """grpcio's server took gzip and deflate calls (tritonclient's compression_algorithm):
+    so does ours; answers go out uncompressed, which every client accepts."""
+    array = np.arange(20_000, dtype=np.float64).reshape(5_000, 4)  # compresses well
+    with grpc.insecure_channel(address_of(echo), compression=compression) as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        np.testing.assert_array_equal(
+            echoed(stub.ModelInfer(echo_request(array), timeout=30)), array
+        )
+
+
+def test_a_message_that_inflates_past_the_limit_is_refused(echo):
+    """A small gzip body may inflate to gigabytes: inflating stops at the message limit."""
+    with grpc.insecure_channel(address_of(echo), compression=grpc.Compression.Gzip) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
         with pytest.raises(grpc.RpcError) as caught:
-            stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=10)
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "grpc-encoding gzip is not supported" in caught.value.details()
-    assert "identity" in caught.value.details()
+            call(b"\0" * (8 * 1024 * 1024), timeout=30)  # 8 MiB of zeros: ~8 KB gzipped
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert_still_serving(echo)
+
+
+def test_an_unknown_encoding_is_unimplemented(echo):
+    raw = RawConnection(echo)
+    try:
+        path = b"/inference.GRPCInferenceService/ServerLive"
+        raw.send(raw.headers(1, path, end_stream=True, extra=((b"grpc-encoding", b"snappy"),)))
+        assert raw.grpc_status(1) == str(grpc.StatusCode.UNIMPLEMENTED.value[0])
+    finally:
+        raw.close()
+    assert_still_serving(echo)
 
 
 def test_unknown_method_is_unimplemented_and_a_deadline_is_accepted(echo):

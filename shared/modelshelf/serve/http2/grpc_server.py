@@ -27,6 +27,7 @@ import queue
 import socket
 import struct
 import threading
+import zlib
 from concurrent import futures
 from typing import Any, NamedTuple
 
@@ -77,6 +78,9 @@ MAX_STREAMING_CALLS = 64
 MAX_STREAM_PENDING_BYTES = WRITE_BUFFER_BYTES
 
 _MESSAGE_PREFIX = struct.Struct(">BL")
+#: zlib's window bits for the grpc-encodings we inflate (answers go out uncompressed, which
+#: every client accepts): gzip's wrapper, and "deflate", which gRPC sends zlib-wrapped.
+_WBITS = {b"gzip": 31, b"deflate": 15}
 _UNSET = object()
 
 #: The answer's leading HEADERS block: ``:status 200`` (static index 8) and
@@ -97,6 +101,7 @@ class _Stream:
         "answered",
         "body",
         "context",
+        "encoding",
         "handler",
         "held",
         "id",
@@ -123,6 +128,7 @@ class _Stream:
         self.requests: queue.SimpleQueue | None = None  # streaming calls: messages in
         self.context: CallContext | None = None
         self.started = False  # the leading HEADERS are sent
+        self.encoding = b"identity"  # grpc-encoding of the client's messages
 
 
 # ------------------------------------------------------------------------------- the connection
@@ -488,14 +494,16 @@ class GrpcConnection(asyncio.Protocol):
         if content_type is None or not content_type.startswith(b"application/grpc"):
             self._answer_http(stream, b"415", "content-type must be application/grpc")
             return
-        if encoding is not None and encoding != b"identity":
+        if encoding is not None and encoding not in _WBITS and encoding != b"identity":
             self._answer_error(
                 stream,
                 grpc.StatusCode.UNIMPLEMENTED,
-                f"grpc-encoding {encoding.decode('latin-1')} is not supported; send uncompressed "
-                "messages (grpc-encoding identity, or none)",
+                f"grpc-encoding {encoding.decode('latin-1')} is not supported; send messages "
+                "uncompressed (identity), gzip or deflate",
             )
             return
+        if encoding is not None:
+            stream.encoding = encoding
         handler = self.server.handler(path)
         if handler is None:
             self._answer_error(
@@ -527,11 +535,11 @@ class GrpcConnection(asyncio.Protocol):
                     f"Received message larger than max ({length} vs. {limit})",
                 )
                 return
-            if compressed:
+            if compressed and stream.encoding not in _WBITS:
                 self._answer_error(
                     stream,
                     grpc.StatusCode.INTERNAL,
-                    "a compressed message without grpc-encoding (messages are not compressed)",
+                    "a compressed message without grpc-encoding gzip or deflate",
                 )
                 return
             if stream.requests is None:  # unary: one message, nothing after it
@@ -545,10 +553,41 @@ class GrpcConnection(asyncio.Protocol):
                 return
             if len(body) < 5 + length:
                 return
-            stream.requests.put(bytes(body[5 : 5 + length]))
+            message = self._message(stream, compressed, body[5 : 5 + length])
+            if message is None:
+                return
+            stream.requests.put(message)
             del body[: 5 + length]
             self._release(stream.held - len(body))
             stream.held = len(body)
+
+    def _message(self, stream: _Stream, compressed: int, data: Any) -> bytes | None:
+        """A request message as sent, or inflated (gzip, deflate) within the size limit;
+        ``None`` once the call is answered with the error."""
+        if not compressed:
+            return bytes(data)
+        limit = self.server.max_receive_bytes
+        inflater = zlib.decompressobj(_WBITS[stream.encoding])
+        try:
+            message = inflater.decompress(data, limit + 1)
+        except zlib.error as exc:
+            message, problem = b"", f"could not be inflated ({exc})"
+        else:
+            problem = None if inflater.eof else "is cut short"
+        if len(message) > limit:
+            self._answer_error(
+                stream,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"Received message larger than max (over {limit} bytes once inflated)",
+            )
+            return None
+        if problem is not None:
+            encoding = stream.encoding.decode("latin-1")
+            self._answer_error(
+                stream, grpc.StatusCode.INTERNAL, f"the {encoding} message {problem}"
+            )
+            return None
+        return message
 
     def _end_of_request(self, stream: _Stream) -> None:
         stream.received = True
@@ -566,7 +605,9 @@ class GrpcConnection(asyncio.Protocol):
                 f"(5-byte prefix and its length); got {len(body)} bytes",
             )
             return
-        message = bytes(body[5:]) if len(body) > 5 else b""
+        message = self._message(stream, body[0], body[5:])
+        if message is None:
+            return
         stream.body = bytearray()
         self._release(stream.held)
         stream.held = 0
