@@ -7,7 +7,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from frontends import MODELSHELF, Launch, running
-from google.protobuf import json_format
+from google.protobuf import empty_pb2, json_format
 from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
 
 import models
@@ -94,3 +94,14 @@ def test_every_service_name_and_method_is_guarded(iris):
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "a non-empty array of SeldonMessages" in caught.value.details()
+
+
+def test_graph_metadata_on_a_model_is_unimplemented_without_a_traceback(iris):
+    """A graph's metadata is the executor's: on a component, seldon-core's servicer raises
+    NotImplementedError. UNIMPLEMENTED says so; it is no server fault to log per call."""
+    service, channel, _ = iris
+    with pytest.raises(grpc.RpcError) as caught:
+        prediction_pb2_grpc.SeldonStub(channel).GraphMetadata(empty_pb2.Empty(), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "GraphMetadata not available on the Model level" in caught.value.details()
+    assert "Seldon gRPC GraphMetadata failed" not in service.log()

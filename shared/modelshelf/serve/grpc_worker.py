@@ -256,6 +256,10 @@ def _abort_seldon_call(
     from modelshelf.request_guard import CLIENT_ERRORS
     from modelshelf.serve.inference import message_of, status_of
 
+    if method == "GraphMetadata" and type(exc) is NotImplementedError:
+        # seldon-core's answer on every component (a graph's metadata is the executor's):
+        # a method this server does not implement, not a fault with a traceback per call
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
     status = status_of(exc)
     message = message_of(exc)
     if status != 503:  # REST's checks name a malformed message better than seldon-core does
