@@ -195,6 +195,7 @@ class RawConnection:
     """HTTP/2 by hand: what a broken or hostile client sends."""
 
     def __init__(self, service, preface: bytes = f.PREFACE) -> None:
+        self.service = service
         self.sock = socket.create_connection(("127.0.0.1", service.grpc_port), timeout=10)
         self.buffer = b""
         self.decoder = HpackDecoder(max_header_list_size=1 << 20)
@@ -262,6 +263,16 @@ class RawConnection:
     def close(self) -> None:
         self.sock.close()
 
+    def assert_closed_with(self, code: int, *frames: bytes) -> None:
+        """Sends ``frames``: the server closes this connection with GOAWAY ``code`` and keeps
+        serving other clients."""
+        try:
+            self.send(*frames)
+            assert self.goaway_code() == code
+        finally:
+            self.close()
+        assert_still_serving(self.service)
+
 
 SERVER_LIVE = b"/inference.GRPCInferenceService/ServerLive"
 MODEL_INFER = b"/inference.GRPCInferenceService/ModelInfer"
@@ -327,22 +338,13 @@ def test_headers_continued_in_continuation_frames_and_pings_are_answered(echo):
 
 def test_garbage_instead_of_the_preface_closes_the_connection(echo):
     raw = RawConnection(echo, preface=b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"x" * 30)
-    try:
-        assert raw.goaway_code() == f.PROTOCOL_ERROR
-    finally:
-        raw.close()
-    assert_still_serving(echo)
+    raw.assert_closed_with(f.PROTOCOL_ERROR)
 
 
 def test_an_oversize_frame_closes_the_connection(echo):
     raw = RawConnection(echo)
-    try:
-        header = f.FRAME_HEADER.pack(0xFFFF, 0xFF, f.DATA, 0, 1)  # a 16 MiB frame announced
-        raw.send(raw.headers(1, SERVER_LIVE), header + b"\x00" * 100)
-        assert raw.goaway_code() == f.FRAME_SIZE_ERROR
-    finally:
-        raw.close()
-    assert_still_serving(echo)
+    header = f.FRAME_HEADER.pack(0xFFFF, 0xFF, f.DATA, 0, 1)  # a 16 MiB frame announced
+    raw.assert_closed_with(f.FRAME_SIZE_ERROR, raw.headers(1, SERVER_LIVE), header + bytes(100))
 
 
 @pytest.mark.parametrize(
@@ -467,12 +469,8 @@ def test_a_header_list_too_big_fails_its_stream_only(echo):
 def test_a_header_block_too_big_to_decode_closes_the_connection(echo):
     """100 KB of headers: not even decoded (HPACK costs CPU); the next client is served."""
     raw = RawConnection(echo)
-    try:
-        raw.send(raw.headers(1, SERVER_LIVE, extra=((b"x-big", b"y" * 100_000),)))
-        assert raw.goaway_code() == f.ENHANCE_YOUR_CALM
-    finally:
-        raw.close()
-    assert_still_serving(echo)
+    big = ((b"x-big", b"y" * 100_000),)
+    raw.assert_closed_with(f.ENHANCE_YOUR_CALM, raw.headers(1, SERVER_LIVE, extra=big))
 
 
 def test_a_stream_reset_mid_message_leaves_the_connection_serving(echo):
