@@ -18,25 +18,24 @@ from modelshelf.serve.http2.hpack import (
 from modelshelf.serve.http2.hpack_tables import HUFFMAN_CODES
 
 
+def rfc_example_get(scheme: bytes, path: bytes) -> list[tuple[bytes, bytes]]:
+    """The pseudo-headers every request of RFC 7541's Appendix C examples starts with."""
+    return [
+        (b":method", b"GET"),
+        (b":scheme", scheme),
+        (b":path", path),
+        (b":authority", b"www.example.com"),
+    ]
+
+
 def test_rfc_7541_c4_requests_with_huffman_share_the_dynamic_table():
     decoder = HpackDecoder()
     first = decoder.decode(bytes.fromhex("828684418cf1e3c2e5f23a6ba0ab90f4ff"))
-    assert first == [
-        (b":method", b"GET"),
-        (b":scheme", b"http"),
-        (b":path", b"/"),
-        (b":authority", b"www.example.com"),
-    ]
+    assert first == rfc_example_get(b"http", b"/")
     second = decoder.decode(bytes.fromhex("828684be5886a8eb10649cbf"))
     assert second == [*first, (b"cache-control", b"no-cache")]
     third = decoder.decode(bytes.fromhex("828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf"))
-    assert third == [
-        (b":method", b"GET"),
-        (b":scheme", b"https"),
-        (b":path", b"/index.html"),
-        (b":authority", b"www.example.com"),
-        (b"custom-key", b"custom-value"),
-    ]
+    assert third == [*rfc_example_get(b"https", b"/index.html"), (b"custom-key", b"custom-value")]
 
 
 def test_huffman_decodes_the_rfc_examples_and_refuses_bad_padding():
