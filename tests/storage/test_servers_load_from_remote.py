@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
+import shutil
+import threading
+
 import joblib
 import numpy as np
 from google.protobuf import json_format
@@ -38,11 +43,6 @@ def test_sklearn_server_loads_a_model_from_s3(s3_server, sklearn_models, tmp_pat
 def test_a_single_file_url_names_the_model_by_its_folder(sklearn_models, tmp_path):
     """``https://host/iris/model.joblib`` is served as ``iris``, as the local folder holding
     that file would be (it was the cache folder's ``model.joblib-<hash>``)."""
-    import functools
-    import http.server
-    import shutil
-    import threading
-
     site = tmp_path / "site"
     (site / "iris").mkdir(parents=True)
     shutil.copy(sklearn_models["iris"] / "model.joblib", site / "iris" / "model.joblib")
