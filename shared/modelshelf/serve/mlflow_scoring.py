@@ -139,8 +139,8 @@ def json_input(
             frame = pandas_module().DataFrame(
                 data=data.get("data"), columns=data.get("columns"), index=data.get("index")
             )
-        elif objects_as_records and _objects(data) is not None:
-            return _objects(data), [], params
+        elif objects_as_records and (records := _objects(data)) is not None:
+            return records, [], params
         elif key == "dataframe_records":
             frame = pandas_module().DataFrame.from_records(data)
         elif type(data) is dict:  # inputs (or instances) by column
