@@ -58,16 +58,12 @@ def test_ragged_rows_keep_numpys_error_with_a_note_naming_the_row():
     from modelshelf.serve.ndarray import rows_error_text
 
     rows = [[1.0, 2.0]] * 9 + [[1.0]]
-    try:
+    with pytest.raises(ValueError, match="inhomogeneous") as caught:
         array_from_rows(rows, "instances")
-    except ValueError as exc:
-        assert "inhomogeneous" in str(exc)
-        assert rows_error_text(exc) == (
-            "instances has rows of unequal length: instances[9] has 1 values, instances[0] "
-            "has 2; expected rows of equal length"
-        )
-    else:
-        raise AssertionError("ragged rows were read")
+    assert rows_error_text(caught.value) == (
+        "instances has rows of unequal length: instances[9] has 1 values, instances[0] "
+        "has 2; expected rows of equal length"
+    )
 
 
 @pytest.mark.parametrize("case", list(ROW_CASES))
