@@ -130,14 +130,13 @@ def reference_answers(
         kinds.setdefault(_kind(probe), []).append(index)
     for kind, indices in kinds.items():
         if kind is None or len(indices) <= STACK_MIN_PROBES:
-            for index in indices:
-                answers[index] = (_answer(reference, probes[index]), False)
+            answers.update(_answered_alone(reference, probes, indices))
             continue
         ordered = sorted(indices, key=lambda i: _risk(probes[i]))
         found: dict[int, tuple[tuple[str, Any], bool]] = {}
         _answer_stacked(reference, probes, ordered, found)
         if not _rows_independent(reference, probes, found):
-            found = {i: (_answer(reference, probes[i]), False) for i in indices}
+            found = _answered_alone(reference, probes, indices)
         answers.update(found)
     return [answers[index] for index in range(len(probes))]
 
@@ -160,8 +159,7 @@ def _answer_stacked(
     if kind == "ok":
         rows = _split(output, [len(p) for p in parts])
         if rows is None:  # no array of one answer per row: one call per probe
-            for index in indices:
-                found[index] = (_answer(reference, probes[index]), False)
+            found.update(_answered_alone(reference, probes, indices))
         else:
             for index, part in zip(indices, rows, strict=True):
                 found[index] = (("ok", part), True)
@@ -169,6 +167,13 @@ def _answer_stacked(
     half = len(indices) // 2
     _answer_stacked(reference, probes, indices[:half], found)
     _answer_stacked(reference, probes, indices[half:], found)
+
+
+def _answered_alone(
+    reference: Callable[[Any], Any], probes: Sequence[Any], indices: Sequence[int]
+) -> dict[int, tuple[tuple[str, Any], bool]]:
+    """``reference``'s answer to each probe of ``indices``, one call per probe."""
+    return {index: (_answer(reference, probes[index]), False) for index in indices}
 
 
 def _rows_independent(
