@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.grpc_load import METHOD, call_once, grpc_frame, h2load_command, request_bytes
 from bench.models import batch_rows
+from bench.procs import free_port
 
 SERVERS = ("grpcio", "http2")
 FIXED_METHOD = "/probe.Probe/Fixed"
@@ -81,8 +82,11 @@ def _register(server: Any, register: Any) -> None:
         add_inference_service(server, register)
 
 
-def measure(kind: str, handler: str, model_dir: str, body: bytes, method: str, seconds: int):
-    port = 18800 + SERVERS.index(kind)
+def measure(
+    kind: str, handler: str, model_dir: str, body: bytes, method: str, seconds: int
+) -> tuple[float, float, bytes]:
+    """``kind`` serving ``handler`` under h2load: calls/s, server CPU µs per call, the answer."""
+    port = free_port()
     child = subprocess.Popen(
         [sys.executable, "-m", "bench.grpc_transport_probe", "--serve", kind, handler, model_dir,
          str(port)],
