@@ -81,7 +81,6 @@ _MESSAGE_PREFIX = struct.Struct(">BL")
 #: zlib's window bits for the grpc-encodings we inflate (answers go out uncompressed, which
 #: every client accepts): gzip's wrapper, and "deflate", which gRPC sends zlib-wrapped.
 _WBITS = {b"gzip": 31, b"deflate": 15}
-_UNSET = object()
 
 #: The answer's leading HEADERS block: ``:status 200`` (static index 8) and
 #: ``content-type: application/grpc`` (literal without indexing, static name 31).
@@ -513,9 +512,7 @@ class GrpcConnection(asyncio.Protocol):
             )
             return
         stream.handler = handler
-        deadline = None
-        if timeout is not None:
-            deadline = deadline_of(timeout)
+        deadline = None if timeout is None else deadline_of(timeout)
         stream.context = CallContext(headers, self.peer, deadline)
         if handler.request_streaming:
             self._run_streaming(stream)
@@ -859,7 +856,7 @@ class GrpcServer:
             futures.ThreadPoolExecutor(max_workers=calls_at_once) if calls_at_once > 1 else None
         )
         self._generic: list[Any] = []
-        self._methods: dict[bytes, MethodHandler | None] = {}
+        self._methods: dict[bytes, MethodHandler] = {}
         self.connections: set[GrpcConnection] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = False
@@ -877,8 +874,8 @@ class GrpcServer:
 
     def handler(self, path: bytes) -> MethodHandler | None:
         """The method at ``path`` (found once, then cached; unknown paths are not cached)."""
-        found = self._methods.get(path, _UNSET)
-        if found is not _UNSET:
+        found = self._methods.get(path)
+        if found is not None:
             return found
         details = _CallDetails(path.decode("latin-1"), ())
         for generic in self._generic:
