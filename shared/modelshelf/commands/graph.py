@@ -233,8 +233,8 @@ def run_inference_service(args: argparse.Namespace, documents: list[Any]) -> int
             )
         # URI or predictor=URI (a signed URL may hold "=")
         model_uri = args.model_uri[0].removeprefix("predictor=") if args.model_uri else None
-        role, named, _ = (model_uri or "").partition("=")
-        if named and role and not set(role) & set("/:.~"):  # ROLE=..., not a path or a URI
+        role, sep, _ = (model_uri or "").partition("=")
+        if sep and role and not set(role) & set("/:.~"):  # ROLE=..., not a path or a URI
             raise ValueError(
                 f"--model-uri {role}=…: an InferenceService's model is its predictor's; give "
                 "URI or predictor=URI (a transformer's folder is --container-dir ROLE=DIR)"
