@@ -167,6 +167,24 @@ def test_an_unknown_encoding_is_unimplemented(echo):
     assert_still_serving(echo)
 
 
+@pytest.mark.parametrize(
+    "method",
+    ["/inference.GRPCInferenceService/ServerLive", "/seldon.protos.Model/Predict"],
+)
+def test_bytes_that_are_not_the_methods_message_are_invalid_argument(echo, method):
+    """A client's unreadable message is its error (INVALID_ARGUMENT naming the message
+    type), not a server fault with a traceback per call; the server keeps serving."""
+    with (
+        grpc.insecure_channel(address_of(echo)) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        channel.unary_unary(method)(b"\xff\xff\xff", timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "the request is not a " in caught.value.details()
+    assert "could not parse a gRPC request" not in echo.log()
+    assert_still_serving(echo)
+
+
 def test_unknown_method_is_unimplemented_and_a_deadline_is_accepted(echo):
     with grpc.insecure_channel(address_of(echo)) as channel:
         with pytest.raises(grpc.RpcError) as caught:

@@ -127,9 +127,14 @@ def call_unary(
     """Run one unary call: (answer bytes or None, status code, details)."""
     try:
         request = handler.deserialize(message) if handler.deserialize else message
-    except Exception:
-        logger.exception("could not parse a gRPC request")
-        return None, grpc.StatusCode.INTERNAL.value[0], "Exception deserializing request!"
+    except Exception as exc:  # the client's bytes, not a server fault: no traceback per call
+        kind = getattr(getattr(handler.deserialize, "__self__", None), "__name__", "message")
+        logger.debug("a gRPC request is not a %s: %s", kind, exc)
+        return (
+            None,
+            grpc.StatusCode.INVALID_ARGUMENT.value[0],
+            (f"the request is not a {kind} (the method's message): {exc}"),
+        )
     try:
         response = handler.call(request, context)
         payload = handler.serialize(response) if handler.serialize else response
