@@ -14,7 +14,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from frontends import MODELSHELF, running, sklearn_launch
+from frontends import MODELSHELF, Launch, running, sklearn_launch
 from sklearn.ensemble import RandomForestClassifier
 
 from microservice import SERVERS, Microservice, seldon_parameters
@@ -240,3 +240,80 @@ def test_requests_join_without_an_added_wait(forest_dir: Path) -> None:
         for _ in range(5):
             assert _answers(_at_once(service.url, requests * 2)) == alone * 2
         assert _wait_for(lambda: _batch_sizes(service)[1] > 0)
+
+
+# ----------------------------------------------------------------- MLflow's /invocations
+
+#: An MLflow PythonModel (models from code) answering a DataFrame: its records do not split back
+#: into rows, so its /invocations requests are never joined.
+FRAME_ANSWER_CODE = """
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+
+class Sums(PythonModel):
+    def predict(self, context, model_input, params=None):
+        rows = np.asarray(model_input, dtype=float)
+        return pd.DataFrame({"sum": rows.sum(axis=1), "first": rows[:, 0]})
+
+
+mlflow.models.set_model(Sums())
+"""
+
+
+def _mlflow_launch(folder: Path) -> Launch:
+    return Launch("MLFlowServer", SERVERS / "mlflowserver", seldon_parameters(model_uri=folder))
+
+
+def _invocations(rows: list[list[float]], key: str = "inputs") -> dict:
+    return {key: rows}
+
+
+def test_invocations_rows_join_and_answer_as_alone(forest_dir: Path, tmp_path: Path) -> None:
+    """MLflow /invocations rows of numbers (``inputs``, ``instances``) join like Seldon rows,
+    each answer byte-equal to its own; with ``params`` or by columns they are served alone."""
+    import mlflow.sklearn
+
+    folder = tmp_path / "mlflow-forest"
+    mlflow.sklearn.save_model(joblib.load(forest_dir / "model.joblib"), folder)
+    with running(_mlflow_launch(folder), [MODELSHELF], env=BATCHING_ENV) as (service,):
+        requests: list[Request] = []
+        for i in range(10):
+            key = "inputs" if i % 2 else "instances"
+            requests.append(("/invocations", _invocations(_rows(300 + i, 1 + i % 3), key)))
+        requests.append(("/invocations", {"inputs": _rows(320, 2), "params": {"unused": 1}}))
+        requests.append(
+            ("/invocations", {"inputs": dict(zip(COLUMNS, _rows(321, 4), strict=True))})
+        )
+        alone = _one_by_one(service, requests)
+        assert all(r.status_code == 200 for r in alone), [r.text for r in alone]
+        for _ in range(3):  # past the first joined calls, which are also checked one by one
+            assert _answers(_at_once(service.url, requests)) == _answers(alone)
+        assert _wait_for(lambda: _batch_sizes(service)[1] > 0)
+        assert "adaptive batching is off" not in service.log()
+
+
+def test_invocations_of_a_model_answering_frames_are_not_joined(tmp_path: Path) -> None:
+    """A model answering DataFrames: /invocations requests are served one by one (records do
+    not split back into rows), and batching stays on for its Seldon requests."""
+    import mlflow.pyfunc
+
+    code = tmp_path / "sums.py"
+    code.write_text(FRAME_ANSWER_CODE)
+    folder = tmp_path / "sums"
+    mlflow.pyfunc.save_model(path=str(folder), python_model=str(code))
+    with running(_mlflow_launch(folder), [MODELSHELF], env=BATCHING_ENV) as (service,):
+        invocations = [("/invocations", _invocations(_rows(400 + i, 1 + i % 2))) for i in range(8)]
+        seldon = [("/api/v1.0/predictions", _seldon(_rows(500 + i, 1))) for i in range(8)]
+        requests = invocations + seldon
+        alone = _one_by_one(service, requests)
+        assert all(r.status_code == 200 for r in alone), [r.text for r in alone]
+        assert alone[0].json() == {
+            "predictions": [{"sum": sum(row), "first": row[0]} for row in _rows(400, 1)]
+        }
+        for _ in range(3):
+            assert _answers(_at_once(service.url, requests)) == _answers(alone)
+        assert _wait_for(lambda: _batch_sizes(service)[1] > 0)  # the Seldon requests joined
+        assert "adaptive batching is off" not in service.log()

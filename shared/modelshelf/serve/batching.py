@@ -10,9 +10,10 @@ every request and waits that long for more; ``MODELSHELF_MAX_BATCH_SIZE`` caps t
 call (a larger request is served alone).
 
 What is batched: Seldon predictions (``data.ndarray`` of numbers, optional ``names``, nothing
-else in the body) and V2 ``…/infer`` requests of one numeric tensor (``np`` codec) asking one
-method, for modelshelf's own servers. Requests join only with the same path kind, method, feature
-names, columns and dtype. Everything else takes the unbatched path, unchanged.
+else in the body), V2 ``…/infer`` requests of one numeric tensor (``np`` codec) asking one
+method, and MLflow ``/invocations`` rows of numbers without ``params``, for modelshelf's own
+servers. Requests join only with the same path kind, method, feature names, columns and dtype.
+Everything else takes the unbatched path, unchanged.
 
 Exactness: a joined call must give each request, bit for bit, the answer it gets alone. Tree
 ensembles do; a BLAS product may not (a 1-row and an n-row product can round differently). So
@@ -328,6 +329,7 @@ class RestBatching:
         self.app = app
         self.core = protocols.core
         self.v2 = protocols.v2
+        self.mlflow = protocols.mlflow
         self.batcher = batcher
         self.respond_seldon = protocol.respond
         user_model, seldon_metrics = app.user_model, app.metrics
@@ -351,7 +353,8 @@ class RestBatching:
             return None
         path: str = scope["path"]
         seldon = path in SELDON_PREDICT_PATHS
-        if not seldon and not (path.startswith("/v2/models/") and path.endswith("/infer")):
+        mlflow = path == "/invocations"
+        if not (seldon or mlflow or (path.startswith("/v2/models/") and path.endswith("/infer"))):
             return None
         if batcher.idle():
             # Nothing to join: the unbatched path, without a queue entry, future or closures (a
@@ -360,7 +363,12 @@ class RestBatching:
             reply = self.app.handle(scope, body)
             batcher.served_alone()
             return reply
-        pending = self._seldon(scope, path, body) if seldon else self._v2(scope, path, body)
+        if seldon:
+            pending = self._seldon(scope, path, body)
+        elif mlflow:  # rows of numbers, read by the MLflow adapter (``MLflowScoring.pending``)
+            pending = self.mlflow.pending(scope, body)
+        else:
+            pending = self._v2(scope, path, body)
         if pending is None or type(pending) is tuple:  # parsed, not batchable: answered here
             return pending
         return await batcher.submit(pending)

@@ -7,10 +7,16 @@
 ``{"predictions": …}`` shaped as MLflow shapes them (arrays as lists, DataFrames as records).
 Errors are MLflow's ``{"error_code": …, "message": …}`` (400 ``BAD_REQUEST``, 500
 ``INTERNAL_ERROR``, 503 ``TEMPORARILY_UNAVAILABLE``); other content types get MLflow's 415.
+
+Rows of numbers (``inputs`` / ``instances`` as lists) join other such requests' model call under
+load (``modelshelf.serve.batching``), as Seldon and V2 predictions do: without it, four
+connections of single rows got 0.66-0.79 x the Seldon path's req/s on the same MLFlowServer,
+though one request alone costs the same on both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import sys
@@ -21,6 +27,7 @@ import orjson
 
 from modelshelf.errors import BadRequestError
 from modelshelf.inputs import pandas_module
+from modelshelf.serve.batching import Pending, batchable_rows
 from modelshelf.serve.inference import InferenceCore, error_answer
 from modelshelf.serve.ndarray import (
     array_from_rows,
@@ -36,6 +43,7 @@ CONTENT_TYPES = ("text/csv", "application/json")
 _ERROR_CODES = {400: "BAD_REQUEST", 404: "RESOURCE_DOES_NOT_EXIST", 503: "TEMPORARILY_UNAVAILABLE"}
 _PREDICTIONS_START = b'{"predictions": '
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+_JSON = [(b"content-type", b"application/json")]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +60,9 @@ class MLflowScoring:
         #: gets a DataFrame, as ``mlflow models serve``'s model does.
         user_model = core.user_model
         self.objects_as_records = reads_records(user_model) and not is_mlflow_server(user_model)
+        #: Whether the model's answers are arrays (``None``: not answered yet): only then do
+        #: requests join a batch (``pending``).
+        self.answers_arrays: bool | None = None
 
     def handle(self, scope: dict, path: str, body: bytes) -> Reply:
         method = scope["method"]
@@ -61,13 +72,17 @@ class MLflowScoring:
             try:
                 return self.invocations(header(scope, b"content-type"), body)
             except Exception as exc:
-                return _error(*error_answer(exc, "MLflow /invocations", logger))
+                return self.error(exc)
         if method != "GET":
             return _error(405, f"{method} is not allowed for {path}; use GET")
         if path == "/version":
-            return 200, [(b"content-type", b"application/json")], self.version
+            return 200, list(_JSON), self.version
         status = 200 if self.core.ready() else 503
-        return status, [(b"content-type", b"application/json")], b"\n"
+        return status, list(_JSON), b"\n"
+
+    def error(self, exc: Exception) -> Reply:
+        """An ``/invocations`` request's failure as MLflow's error body."""
+        return _error(*error_answer(exc, "MLflow /invocations", logger))
 
     def invocations(self, content_type: bytes | None, body: bytes) -> Reply:
         mime, parameters = _content_type(content_type)
@@ -89,8 +104,49 @@ class MLflowScoring:
                 f"{list(CONTENT_TYPES)}. Got '{got}'."
             )
             return 415, list(_TEXT), message.encode()
-        answer = self.core.call(X, names, params=params, as_returned=True)
-        return 200, [(b"content-type", b"application/json")], _predictions(answer.data)
+        return self.answer(X, names, params)
+
+    def answer(self, X: Any, names: list[str], params: dict[str, Any] | None) -> Reply:
+        """The model's answer to a read request, as ``{"predictions": …}``."""
+        data = self.core.call(X, names, params=params, as_returned=True).data
+        if type(data) is not np.ndarray:
+            self.answers_arrays = False
+        elif self.answers_arrays is None:
+            self.answers_arrays = True
+        return 200, list(_JSON), _predictions(data)
+
+    def pending(self, scope: dict, body: bytes) -> Pending | Reply | None:
+        """An ``/invocations`` request that may join others' model call (``RestBatching``):
+        JSON rows of numbers without ``params``, once the model has answered an array (a
+        DataFrame answer would not split back into rows there). Any other request is answered
+        here (the body is not decoded twice), or ``None``: for ``handle`` to answer."""
+        if scope["method"] != "POST" or not self.answers_arrays:
+            return None
+        mime, parameters = _content_type(header(scope, b"content-type"))
+        if mime != "application/json" or parameters:
+            return None
+        try:
+            X, names, params = json_input(body, self.objects_as_records)
+            if params is not None or names or not batchable_rows(X):
+                return self.answer(X, names, params)
+        except Exception as exc:
+            return self.error(exc)
+        core = self.core
+
+        def run(rows: np.ndarray) -> tuple[Any, Any]:
+            return core.call(rows, (), as_returned=True).data, None
+
+        def finish(rows: Any, context: Any, first: bool) -> Reply:
+            return 200, list(_JSON), _predictions(rows)
+
+        return Pending(
+            ("mlflow", X.shape[1], X.dtype.str),
+            X,
+            run,
+            finish,
+            self.error,
+            asyncio.get_running_loop().create_future(),
+        )
 
 
 def _content_type(value: bytes | None) -> tuple[str, dict[str, str]]:
