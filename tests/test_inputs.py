@@ -80,3 +80,100 @@ print(len(gc.get_objects()))
         ).stdout
     )
     assert unfrozen < 2_000  # pandas alone tracks ~34,000
+
+
+#: Rows mixing what JSON carries: text, integers, floats, null, booleans, text that reads as a
+#: number, and text beginning with the letters of "inf" / "nan".
+MIXED = [
+    ["nantes", "flat", 6, 50.0],
+    ["paris", None, 3, None],
+    ["lyon", "house", "4", float("nan")],
+    ["inf", "nan", True, 1e300],
+    ["Infinity", "studio", False, -0.0],
+    ["", "flat", 7, 12],
+]
+
+
+def mixed_rows(count: int) -> list[list]:
+    return [list(MIXED[i % len(MIXED)]) for i in range(count)]
+
+
+def one_kind_rows(count: int, column: int, values: list) -> list[list]:
+    """``count`` rows of the first MIXED row with ``column`` cycling through ``values``."""
+    return [
+        [values[i % len(values)] if j == column else v for j, v in enumerate(MIXED[0])]
+        for i in range(count)
+    ]
+
+
+ROW_SETS = {
+    "one row": mixed_rows(1),
+    "two rows": mixed_rows(2),
+    "every kind": mixed_rows(6),
+    "many rows": mixed_rows(500),
+    "booleans": one_kind_rows(3, 2, [True, False]),
+    "text then inf": one_kind_rows(3, 0, ["inf", "Infinity", "-inf"]),
+    "text of numbers": one_kind_rows(4, 1, ["1", "2.5", " 3", "4e2"]),
+    "numbers then a word": one_kind_rows(3, 3, [1.5, 2, "many"]),
+    "nulls only": one_kind_rows(2, 1, [None]),
+}
+
+
+def records_route(X: object, columns: list[str]) -> pd.DataFrame:
+    """What ``as_frame`` built for ``jsonData`` before: the whole frame, then its columns."""
+    if isinstance(X, dict) and not any(isinstance(v, list | tuple | dict) for v in X.values()):
+        X = [X]
+    return pd.DataFrame(X)[columns]
+
+
+def assert_same_frame(found: pd.DataFrame, expected: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(found, expected, check_exact=True)
+    assert list(found.dtypes) == list(expected.dtypes)
+    assert list(found.columns) == list(expected.columns)
+    for name in expected.columns:  # the very values: text stays text, True stays True
+        assert [type(v) for v in found[name]] == [type(v) for v in expected[name]], name
+
+
+@pytest.mark.parametrize("case", list(ROW_SETS))
+@pytest.mark.parametrize("order", [COLUMNS, ["area", "city", "rooms", "kind"]])
+def test_rows_of_any_json_values_give_pandas_own_frame(case: str, order: list[str]) -> None:
+    """Seldon ``names`` + ``ndarray`` rows (an array of text, or of objects where a null is)."""
+    rows = ROW_SETS[case]
+    arr = np.array([[row[COLUMNS.index(n)] for n in order] for row in rows])
+    assert_same_frame(as_frame(arr, order, COLUMNS), pandas_route(arr, order, COLUMNS))
+
+
+@pytest.mark.parametrize("case", list(ROW_SETS))
+@pytest.mark.parametrize("order", [COLUMNS, ["area", "city", "rooms", "kind"]])
+def test_records_and_columns_give_pandas_own_frame(case: str, order: list[str]) -> None:
+    """``jsonData`` records (keys in any order) and columns by name, as pandas reads them."""
+    rows = ROW_SETS[case]
+    records = [{n: row[COLUMNS.index(n)] for n in order} for row in rows]
+    assert_same_frame(as_frame(records, None, COLUMNS), records_route(records, COLUMNS))
+    by_column = {n: [r[n] for r in records] for n in order}
+    assert_same_frame(as_frame(by_column, None, COLUMNS), records_route(by_column, COLUMNS))
+    if len(records) == 1:  # one record of scalars is one row
+        assert_same_frame(as_frame(records[0], None, COLUMNS), records_route(records, COLUMNS))
+
+
+def test_records_missing_a_field_in_some_rows_give_pandas_own_frame() -> None:
+    records = [dict(zip(COLUMNS, row, strict=True)) for row in mixed_rows(3)]
+    del records[1]["rooms"]
+    assert_same_frame(as_frame(records, None, COLUMNS), records_route(records, COLUMNS))
+
+
+@pytest.mark.parametrize(
+    ("X", "words"),
+    [
+        ([{"city": "paris", "kind": "flat", "rooms": 3}], r"missing \['area'\], unexpected \[\]"),
+        (
+            [{"city": "a", "kind": "b", "rooms": 1, "area": 2.0, "floor": 3}],
+            r"missing \[\], unexpected \['floor'\]",
+        ),
+        ({"city": ["a"], "kind": ["b"], "rooms": [1]}, r"missing \['area'\]"),
+        ({"city": ["a", "b"], "kind": ["b"], "rooms": [1], "area": [2.0]}, "not a table"),
+    ],
+)
+def test_records_that_do_not_match_are_refused_by_name(X: object, words: str) -> None:
+    with pytest.raises(BadRequestError, match=words):
+        as_frame(X, None, COLUMNS)
