@@ -113,6 +113,8 @@ ROW_SETS = {
     "many rows": mixed_rows(500),
     "booleans": one_kind_rows(3, 2, [True, False]),
     "text then inf": one_kind_rows(3, 0, ["inf", "Infinity", "-inf"]),
+    "infinities in any case": one_kind_rows(3, 0, ["INF", "iNfinity", "+inf"]),
+    "words that begin like inf or nan": one_kind_rows(4, 0, ["nantes", "i", "in", "NaN"]),
     "text of numbers": one_kind_rows(4, 1, ["1", "2.5", " 3", "4e2"]),
     "numbers then a word": one_kind_rows(3, 3, [1.5, 2, "many"]),
     "nulls only": one_kind_rows(2, 1, [None]),

@@ -98,9 +98,9 @@ COLUMN_TYPES = {
     "datetime": "datetime",
     "binary": "binary (base64)",
 }
-#: First letters of text pandas may read as a number ("inf", "Infinity"; "nan" kept for
-#: versions whose ``to_numeric`` reads it).
-_NUMBER_LETTERS = frozenset("iInN")
+#: How text that pandas may read as a number begins, when it begins with a letter ("inf",
+#: "Infinity"; "nan" for versions whose ``to_numeric`` reads it), lower-cased.
+_NUMBER_WORD_STARTS = frozenset({"inf", "nan"})
 _TRUE_WORDS = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
 
 
@@ -430,12 +430,17 @@ def _is_records(X: Any) -> bool:
 
 def _numbers_where_possible(column: Any) -> Any:
     """``column`` as numbers when pandas reads every value as one (``to_numeric``), else as it
-    is. A first value of text beginning with a letter (other than ``i``/``I``: "inf") is one
-    ``to_numeric`` refuses, and it refuses the column for any one value: that column is text
-    without the attempt (its exception cost ~5 µs a column per request)."""
+    is. Text beginning with a letter, other than "inf…" (and "nan…", which other pandas
+    versions may read), is a value ``to_numeric`` refuses, and one refused value refuses the
+    column: when the first value is such text, the column stays text without the attempt (its
+    exception cost ~5 µs a column per request)."""
     if type(column) is np.ndarray and len(column):
         first = column[0]
-        if type(first) is str and first[:1].isalpha() and first[0] not in _NUMBER_LETTERS:
+        if (
+            type(first) is str
+            and first[:1].isalpha()
+            and first[:3].lower() not in _NUMBER_WORD_STARTS
+        ):
             return column
     pd = pandas_module()
     try:
