@@ -60,8 +60,8 @@ class MLflowScoring:
         #: gets a DataFrame, as ``mlflow models serve``'s model does.
         user_model = core.user_model
         self.objects_as_records = reads_records(user_model) and not is_mlflow_server(user_model)
-        #: Whether the model's answers are arrays (``None``: not answered yet): only then do
-        #: requests join a batch (``pending``).
+        #: ``True`` once the model has answered arrays and never anything else (``None``: no
+        #: answer yet): only then do requests join a batch (``pending``).
         self.answers_arrays: bool | None = None
 
     def handle(self, scope: dict, path: str, body: bytes) -> Reply:
