@@ -158,6 +158,18 @@ def test_records_and_columns_give_pandas_own_frame(case: str, order: list[str]) 
         assert_same_frame(as_frame(records[0], None, COLUMNS), records_route(records, COLUMNS))
 
 
+def test_columns_keyed_by_row_labels_give_pandas_own_frame() -> None:
+    """Columns as objects of row labels: pandas' index is the labels' union, in the order the
+    columns bring them, so the frame is pandas' own of the request, then the model's columns."""
+    X = {
+        "area": {"b": 2.5, "a": 1.0},
+        "city": {"a": "paris", "c": "lyon"},
+        "kind": {"a": "flat", "b": "house", "c": "studio"},
+        "rooms": {"c": 3, "a": 1, "b": 2},
+    }
+    assert_same_frame(as_frame(X, None, COLUMNS), records_route(X, COLUMNS))
+
+
 def test_records_missing_a_field_in_some_rows_give_pandas_own_frame() -> None:
     records = [dict(zip(COLUMNS, row, strict=True)) for row in mixed_rows(3)]
     del records[1]["rooms"]

@@ -253,6 +253,8 @@ def _records_in_order(X: Any, columns: list[str]) -> Any:
             return None
         if not any(isinstance(v, list | tuple | dict) for v in X.values()):
             X = [X]  # one record of scalars (one row), as ``_records_frame`` reads it
+        elif any(isinstance(v, dict) for v in X.values()):
+            return None  # columns keyed by row labels: their union's order is the columns'
         else:
             try:
                 return pd.DataFrame({name: X[name] for name in columns})
