@@ -50,7 +50,8 @@ class RawInferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
     inputs: list[InputHeader] = field(default_factory=list)
     outputs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    raw_input_contents: list[bytes] = field(default_factory=list)
+    #: Slices of the request's bytes (``np.frombuffer`` reads them in place).
+    raw_input_contents: list[memoryview] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -83,7 +84,7 @@ def _read_request(view: memoryview) -> RawInferRequest:
         elif number == 6:
             found.outputs.append(_read_output(value))
         elif number == 7:
-            found.raw_input_contents.append(bytes(value))
+            found.raw_input_contents.append(value)  # a slice of the message: not copied
     return found
 
 
@@ -203,71 +204,83 @@ def _text(view: memoryview) -> str:
 
 
 def write_response(answer: InferenceResponse) -> bytes:
-    """A serialized ``ModelInferResponse``, every output's data in ``raw_output_contents``."""
-    out = bytearray()
-    _put_text(out, 1, answer.model_name)
+    """A serialized ``ModelInferResponse``, every output's data in ``raw_output_contents``.
+
+    Written as a list of pieces joined once: each output's data (the bulk of the bytes) is
+    copied only by that join."""
+    pieces: list[bytes] = []
+    _put_text(pieces, _KEY_1, answer.model_name)
     if answer.model_version:
-        _put_text(out, 2, answer.model_version)
+        _put_text(pieces, _KEY_2, answer.model_version)
     if answer.id:
-        _put_text(out, 3, answer.id)
-    _put_parameters(out, 4, answer.parameters)
+        _put_text(pieces, _KEY_3, answer.id)
+    _put_parameters(pieces, _KEY_4, answer.parameters)
     for tensor in answer.outputs:
-        body = bytearray()
-        _put_text(body, 1, tensor.name)
-        _put_text(body, 2, tensor.datatype)
+        body: list[bytes] = []
+        _put_text(body, _KEY_1, tensor.name)
+        _put_text(body, _KEY_2, tensor.datatype)
         if tensor.shape:
-            dims = bytearray()
-            for dim in tensor.shape:
-                _put_varint(dims, dim & (_UINT64 - 1))
-            _put_bytes(body, 3, dims)
-        _put_parameters(body, 4, tensor.parameters)
-        _put_bytes(out, 5, body)
+            dims = b"".join([_varint_bytes(dim & (_UINT64 - 1)) for dim in tensor.shape])
+            body += (_KEY_3, _varint_bytes(len(dims)), dims)
+        _put_parameters(body, _KEY_4, tensor.parameters)
+        _put_bytes(pieces, _KEY_5, b"".join(body))
     for tensor in answer.outputs:
-        _put_bytes(out, 6, tensor.to_bytes())
-    return bytes(out)
+        _put_bytes(pieces, _KEY_6, tensor.to_bytes())
+    return b"".join(pieces)
 
 
-def _put_parameters(out: bytearray, number: int, parameters: dict[str, Any]) -> None:
-    for key, value in parameters.items():
+#: The key (field number, wire type LEN) of fields 1-6: every field written is length-delimited.
+_KEY_1, _KEY_2, _KEY_3, _KEY_4, _KEY_5, _KEY_6 = (
+    bytes((number << 3 | LEN,)) for number in range(1, 7)
+)
+#: ``InferParameter``'s keys: bool_param (1), int64_param (2), string_param (3), double_param
+#: (4, fixed64), uint64_param (5).
+_BOOL_KEY, _INT64_KEY, _STRING_KEY = bytes((1 << 3 | VARINT,)), bytes((2 << 3 | VARINT,)), b"\x1a"
+_DOUBLE_KEY, _UINT64_KEY = bytes((4 << 3 | I64,)), bytes((5 << 3 | VARINT,))
+_DOUBLE = struct.Struct("<d")
+#: Varints below 128 are one byte: the lengths and dimensions of nearly every answer.
+_ONE_BYTE = tuple(bytes((value,)) for value in range(128))
+
+
+def _put_parameters(out: list[bytes], key: bytes, parameters: dict[str, Any]) -> None:
+    """Each entry of a ``map<string, InferParameter>`` (an entry message: key 1, value 2)."""
+    for name, value in parameters.items():
         value = inference.parameter_value(value)  # lists and mappings as JSON text
-        item = bytearray()
         if isinstance(value, bool):
-            _put_key(item, 1, VARINT)
-            _put_varint(item, int(value))
+            item = _BOOL_KEY + _ONE_BYTE[value]
         elif isinstance(value, int) and -_INT64_MAX - 1 <= value < _UINT64:
             if value > _INT64_MAX:
-                _put_key(item, 5, VARINT)
-                _put_varint(item, value)
+                item = _UINT64_KEY + _varint_bytes(value)
             else:
-                _put_key(item, 2, VARINT)
-                _put_varint(item, value & (_UINT64 - 1))
+                item = _INT64_KEY + _varint_bytes(value & (_UINT64 - 1))
         elif isinstance(value, float):
-            _put_key(item, 4, I64)
-            item += struct.pack("<d", value)
+            item = _DOUBLE_KEY + _DOUBLE.pack(value)
         else:
-            _put_text(item, 3, str(value))
-        entry = bytearray()
-        _put_text(entry, 1, str(key))
-        _put_bytes(entry, 2, item)
-        _put_bytes(out, number, entry)
+            text = str(value).encode()
+            item = _STRING_KEY + _varint_bytes(len(text)) + text
+        label = str(name).encode()
+        entry = b"".join(
+            (_KEY_1, _varint_bytes(len(label)), label, _KEY_2, _varint_bytes(len(item)), item)
+        )
+        out += (key, _varint_bytes(len(entry)), entry)
 
 
-def _put_key(out: bytearray, number: int, wire: int) -> None:
-    _put_varint(out, number << 3 | wire)
-
-
-def _put_varint(out: bytearray, value: int) -> None:
+def _varint_bytes(value: int) -> bytes:
+    """A non-negative int as a base-128 varint."""
+    if value < 0x80:
+        return _ONE_BYTE[value]
+    out = bytearray()
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)
         value >>= 7
     out.append(value)
+    return bytes(out)
 
 
-def _put_bytes(out: bytearray, number: int, data: bytes | bytearray) -> None:
-    _put_key(out, number, LEN)
-    _put_varint(out, len(data))
-    out += data
+def _put_bytes(out: list[bytes], key: bytes, data: bytes) -> None:
+    out += (key, _varint_bytes(len(data)), data)
 
 
-def _put_text(out: bytearray, number: int, text: str) -> None:
-    _put_bytes(out, number, text.encode())
+def _put_text(out: list[bytes], key: bytes, text: str) -> None:
+    data = text.encode()
+    out += (key, _varint_bytes(len(data)), data)
