@@ -23,6 +23,7 @@ from modelshelf.serve.inference import InferenceResponse
 # Wire types.
 VARINT, I64, LEN, I32 = 0, 1, 2, 5
 _UINT64 = 1 << 64
+_UINT64_MASK = _UINT64 - 1
 _INT64_MAX = (1 << 63) - 1
 
 
@@ -127,9 +128,12 @@ def _read_parameter(view: memoryview, into: dict[str, Any]) -> None:
     for number, wire, item in _fields(view):
         if number == 1 and wire == LEN:
             key = _text(item)
-        elif number == 2 and wire == LEN:
-            value = _read_parameter_value(item)
-    if value is not None:
+        elif number == 2 and wire == LEN:  # a message sent twice is merged: the last set wins
+            found = _read_parameter_value(item)
+            value = value if found is None else found
+    if value is None:
+        into.pop(key, None)  # protobuf's map holds an empty value, which reads as unset
+    else:
         into[key] = value
 
 
@@ -137,15 +141,15 @@ def _read_parameter_value(view: memoryview) -> Any:
     value = None
     for number, wire, item in _fields(view):  # the last of a oneof wins, as in protobuf
         if number == 1 and wire == VARINT:
-            value = bool(item)
+            value = bool(item & _UINT64_MASK)  # protobuf keeps a varint's low 64 bits
         elif number == 2 and wire == VARINT:
             value = _signed(item)
         elif number == 3 and wire == LEN:
             value = _text(item)
         elif number == 4 and wire == I64:
-            value = struct.unpack("<d", item)[0]
+            value = _DOUBLE.unpack(item)[0]
         elif number == 5 and wire == VARINT:
-            value = item
+            value = item & _UINT64_MASK
     return value
 
 
@@ -153,7 +157,12 @@ def _fields(view: memoryview):
     """``(field number, wire type, value)``: an int for VARINT, a memoryview otherwise."""
     at, end = 0, len(view)
     while at < end:
+        start = at
         key, at = _varint(view, at)
+        if at - start > 1 and not view[at - 1]:
+            # A key padded with zero bytes: protobuf matches keys byte for byte and would take
+            # the field as an unknown one; the generated classes read such a message.
+            raise _MalformedError("a key not in its shortest form")
         number, wire = key >> 3, key & 7
         if wire == VARINT:
             value, at = _varint(view, at)
