@@ -5,6 +5,8 @@ tritonclient's in one process); ``wire`` does not need them."""
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2 as pb
@@ -70,9 +72,11 @@ def test_an_empty_request_and_unknown_fields():
     "data",
     [
         pb.ModelInferRequest(
-            inputs=[Input(name="a", datatype="FP64", shape=[1], contents=pb.InferTensorContents(
-                fp64_contents=[1.0]))]
-        ).SerializeToString(),  # typed contents: the generated classes read them
+            inputs=[Input(name="a", datatype="INT64", shape=[1], contents=pb.InferTensorContents(
+                int64_contents=[1]))]
+        ).SerializeToString(),  # varint-packed typed contents: the generated classes read them
+        b"\x2a\x04\x2a\x02\x39\x00",  # an fp64_contents value unpacked (wire type 1)
+        b"\x2a\x05\x2a\x03\x3a\x01\x00",  # packed fp64_contents of 1 byte: not whole values
         b"\x0a\x05ab",  # a string longer than the message
         b"\x0a",  # a length that never comes
         b"\x0b",  # wire type 3 (groups)
@@ -169,6 +173,30 @@ def random_request(rng: np.random.Generator) -> pb.ModelInferRequest:
             )
         )
         raw.append(rng.bytes(int(rng.integers(0, 64))))
+    typed = rng.integers(0, 3) == 0
+    for tensor in inputs if typed else ():
+        kind = rng.integers(0, 6)
+        values = rng.normal(size=rng.integers(0, 9)) * 10.0 ** rng.integers(-40, 40)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, as meant
+            values32 = values.astype("<f4").tolist()
+        if rng.integers(0, 3) == 0:  # NaNs with payloads and signs, infinities, -0.0
+            special = np.frombuffer(rng.bytes(8), "<u8") | np.uint64(0x7FF0 << 48)
+            values = np.concatenate([values, special.view("<f8"), [np.inf, -np.inf, -0.0]])
+        if kind == 0:
+            tensor.contents.fp64_contents.extend(values.tolist())
+        elif kind == 1:
+            raw32 = np.frombuffer(rng.bytes(4 * len(values)), "<u4") | np.uint32(0x7F800000)
+            tensor.contents.fp32_contents.extend(values32)
+            tensor.contents.fp32_contents.extend(raw32.view("<f4").tolist()[:2])
+        elif kind == 2:  # both float fields
+            tensor.contents.fp32_contents.extend(values32)
+            tensor.contents.fp64_contents.extend(values.tolist())
+        elif kind == 3:
+            tensor.contents.int64_contents.extend(rng.integers(-9, 9, size=3).tolist())
+        elif kind == 4:
+            tensor.contents.bytes_contents.append(rng.bytes(3))
+        else:
+            tensor.contents.SetInParent()  # an empty contents message
     return pb.ModelInferRequest(
         model_name=random_text(rng),
         model_version=random_text(rng),
@@ -179,7 +207,7 @@ def random_request(rng: np.random.Generator) -> pb.ModelInferRequest:
             Output(name=random_text(rng), parameters=random_parameters(rng))
             for _ in range(rng.integers(0, 3))
         ],
-        raw_input_contents=raw[: len(raw) if rng.integers(0, 5) else 0],
+        raw_input_contents=raw[: len(raw) if rng.integers(0, 5) and not typed else 0],
     )
 
 
@@ -236,13 +264,19 @@ def protobuf_reading(data: bytes):
         message.id,
         parameters_of_set(message.parameters),
         [
-            (t.name, t.datatype, list(t.shape), parameters_of_set(t.parameters))
+            (t.name, t.datatype, list(t.shape), parameters_of_set(t.parameters), contents_of(t))
             for t in message.inputs
         ],
         [(o.name, parameters_of_set(o.parameters)) for o in message.outputs],
         [bytes(raw) for raw in message.raw_input_contents],
-        any(t.HasField("contents") for t in message.inputs),
     )
+
+
+def contents_of(tensor) -> dict | None:
+    """What the server's generated path takes of an input's typed contents."""
+    if not tensor.HasField("contents") or not tensor.contents.ByteSize():
+        return None
+    return {found.name: list(values) for found, values in tensor.contents.ListFields()}
 
 
 def parameters_of_set(entries) -> dict:
@@ -255,20 +289,20 @@ def parameters_of_set(entries) -> dict:
 
 
 def same_values(a, b) -> bool:
-    """Equal, and of the same type (True is not 1), NaN equal to NaN."""
+    """Equal, and of the same type (True is not 1); floats bit for bit (NaN payloads, -0.0)."""
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
     if isinstance(a, list | tuple):
         return len(a) == len(b) and all(map(same_values, a, b))
-    if isinstance(a, float) and a != a:
-        return isinstance(b, float) and b != b
+    if isinstance(a, float):
+        return isinstance(b, float) and struct.pack("<d", a) == struct.pack("<d", b)
     return type(a) is type(b) and a == b
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_wire_reads_what_protobuf_reads_or_leaves_it_to_protobuf(seed):
     rng = np.random.default_rng(seed)
-    read = refused = 0
+    read = refused = typed = 0
     for _ in range(400):
         data = mutated(rng, random_request(rng).SerializeToString())
         expected = protobuf_reading(data)
@@ -280,19 +314,19 @@ def test_wire_reads_what_protobuf_reads_or_leaves_it_to_protobuf(seed):
         if found is None:
             continue  # the generated classes read it: typed contents, or a form wire leaves
         read += 1
-        assert not expected[-1]  # typed contents are never read by wire
+        typed += any(i.contents for i in found.inputs)
         got = (
             found.model_name,
             found.model_version,
             found.id,
             found.parameters,
-            [(i.name, i.datatype, i.shape, i.parameters) for i in found.inputs],
+            [(i.name, i.datatype, i.shape, i.parameters, i.contents) for i in found.inputs],
             found.outputs,
             [bytes(raw) for raw in found.raw_input_contents],
-            False,
         )
         assert same_values(got, expected), data
-    assert read > 150 and refused > 20  # both sides of the decision were exercised
+    # Both sides of the decision were exercised, typed contents among what wire read.
+    assert read > 120 and refused > 20 and typed > 10
 
 
 @pytest.mark.parametrize("seed", range(4))

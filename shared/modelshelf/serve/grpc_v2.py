@@ -143,11 +143,7 @@ def add_inference_service(server: Any, core: InferenceCore) -> None:
 def read_request(request: Any) -> InferenceRequest:
     """A generated ``ModelInferRequest`` (typed or raw contents) as the core's request."""
     headers = [
-        wire.InputHeader(t.name, t.datatype, list(t.shape), _parameters(t.parameters))
-        for t in request.inputs
-    ]
-    contents = [
-        t.contents if t.HasField("contents") and t.contents.ByteSize() else None
+        wire.InputHeader(t.name, t.datatype, list(t.shape), _parameters(t.parameters), _contents(t))
         for t in request.inputs
     ]
     return build_request(
@@ -156,17 +152,23 @@ def read_request(request: Any) -> InferenceRequest:
         [(o.name, _parameters(o.parameters)) for o in request.outputs],
         request.id,
         _parameters(request.parameters),
-        contents,
     )
+
+
+def _contents(tensor: Any) -> dict[str, Any] | None:
+    """An input's typed contents as ``wire.InputHeader.contents`` holds them (fields by name);
+    ``None`` when it has none (an empty message included)."""
+    if not tensor.HasField("contents") or not tensor.contents.ByteSize():
+        return None
+    return {found.name: values for found, values in tensor.contents.ListFields()}
 
 
 def build_request(
     headers: list[wire.InputHeader],
-    raw: list[bytes],
+    raw: list[bytes] | list[memoryview],
     outputs: list[tuple[str, dict[str, Any]]],
     request_id: str,
     parameters: dict[str, Any],
-    contents: list[Any] | None = None,
 ) -> InferenceRequest:
     """The core's request from a ``ModelInferRequest``'s parts, however they were read."""
     if raw and len(raw) != len(headers):
@@ -177,7 +179,7 @@ def build_request(
     inputs = []
     for index, header in enumerate(headers):
         name, datatype = header.name, header.datatype
-        typed = contents[index] if contents else None
+        typed = header.contents
         if raw:
             if typed is not None:
                 raise BadRequestError(
@@ -193,9 +195,9 @@ def build_request(
                 f"input {name!r}: FP16 has no typed contents field; send raw_input_contents "
                 "(2-byte little-endian IEEE half floats)"
             )
-        values = list(getattr(typed, field)) if field and typed is not None else []
+        values = list(typed.get(field, ())) if field and typed is not None else []
         if not values and field and typed is not None:
-            sent = [found.name for found, _ in typed.ListFields()]
+            sent = list(typed)
             if sent:
                 raise BadRequestError(
                     f"input {name!r} is {datatype}, whose typed values go in {field}; the "

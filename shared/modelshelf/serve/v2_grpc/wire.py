@@ -5,9 +5,11 @@ seldon-core pins protobuf 3.20, which has no C++ build for Python 3.11: its pure
 cost ~200 µs to parse one single-row request and build and serialize its answer, more than the
 model's own call. Here a request whose inputs are all in ``raw_input_contents`` (what
 tritonclient, MLServer's and KServe's clients send) is read in a few µs, and every answer is
-written so. ``read_request`` returns ``None`` for anything else -- typed ``contents``, a
-malformed message -- and the caller parses that with the generated classes, so behaviour and
-error messages do not depend on which path read a request. Unknown fields are skipped, as
+written so. Typed ``contents`` in packed ``fp32_contents`` / ``fp64_contents`` are read with
+``np.frombuffer`` (~6 ms less for 1,000 rows of 4 than protobuf's parser). ``read_request``
+returns ``None`` for anything else -- other typed contents, a malformed message -- and the
+caller parses that with the generated classes, so behaviour and error messages do not depend on
+which path read a request. Unknown fields are skipped, as
 protobuf does. Nothing here imports the generated stubs (tests load it beside tritonclient's).
 """
 
@@ -16,6 +18,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from modelshelf.serve import inference
 from modelshelf.serve.inference import InferenceResponse
@@ -33,17 +37,23 @@ class _MalformedError(Exception):
 
 @dataclass(slots=True)
 class InputHeader:
-    """An input tensor's fields other than its data."""
+    """An input tensor's fields, and its typed ``contents`` if it has any.
+
+    ``contents``: the ``InferTensorContents`` fields sent, by name, in field order (what
+    protobuf's ``ListFields`` gives); ``None`` when the input has no typed contents (or only
+    empty ones, which protobuf cannot tell from none)."""
 
     name: str = ""
     datatype: str = ""
     shape: list[int] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
+    contents: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
 class RawInferRequest:
-    """A ``ModelInferRequest`` whose inputs are all raw (``raw_input_contents``)."""
+    """A ``ModelInferRequest`` whose inputs are raw (``raw_input_contents``) or typed in packed
+    ``fp32_contents`` / ``fp64_contents``."""
 
     model_name: str = ""
     model_version: str = ""
@@ -91,6 +101,7 @@ def _read_request(view: memoryview) -> RawInferRequest:
 
 def _read_input(view: memoryview) -> InputHeader:
     found = InputHeader()
+    typed: dict[int, list[memoryview]] = {}
     for number, wire, value in _fields(view):
         if number == 1 and wire == LEN:
             found.name = _text(value)
@@ -107,8 +118,45 @@ def _read_input(view: memoryview) -> InputHeader:
         elif number == 4 and wire == LEN:
             _read_parameter(value, found.parameters)
         elif number == 5:
-            raise _MalformedError("typed contents")  # the generated classes read those
+            if wire != LEN:
+                raise _MalformedError("contents that are not a message")
+            _read_contents(value, typed)
+    if typed:
+        found.contents = _typed_values(typed)
     return found
+
+
+#: The ``InferTensorContents`` fields read here: packed fixed-width floats, which
+#: ``np.frombuffer`` reads at once (protobuf's pure-Python parser reads them value by value, ~1 µs
+#: each). The varint-packed integers, ``bool`` and ``bytes`` fields are left to protobuf.
+_FLOAT_CONTENTS = {6: ("fp32_contents", np.dtype("<f4")), 7: ("fp64_contents", np.dtype("<f8"))}
+
+
+def _read_contents(view: memoryview, into: dict[int, list[memoryview]]) -> None:
+    """The chunks of each packed float field (a message sent twice is merged: appended)."""
+    for number, wire, value in _fields(view):
+        kind = _FLOAT_CONTENTS.get(number)
+        if kind is None or wire != LEN or len(value) % kind[1].itemsize:
+            raise _MalformedError("typed contents other than packed fp32 / fp64")
+        into.setdefault(number, []).append(value)
+
+
+def _typed_values(chunks: dict[int, list[memoryview]]) -> dict[str, Any] | None:
+    """The values of each field with any, as protobuf gives them: Python floats, every NaN
+    read as ``math.nan`` (protobuf's decoder drops NaN payloads and signs)."""
+    typed = {}
+    for number in sorted(chunks):
+        name, dtype = _FLOAT_CONTENTS[number]
+        parts = chunks[number]
+        array = np.frombuffer(parts[0] if len(parts) == 1 else b"".join(parts), dtype)
+        if not array.size:
+            continue
+        nan = np.isnan(array)
+        if nan.any():
+            array = array.copy()
+            array[nan] = np.nan
+        typed[name] = array.tolist()
+    return typed or None
 
 
 def _read_output(view: memoryview) -> tuple[str, dict[str, Any]]:
