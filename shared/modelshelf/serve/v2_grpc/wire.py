@@ -202,23 +202,36 @@ def _read_parameter_value(view: memoryview) -> Any:
 
 
 def _fields(view: memoryview):
-    """``(field number, wire type, value)``: an int for VARINT, a memoryview otherwise."""
+    """``(field number, wire type, value)``: an int for VARINT, a memoryview otherwise.
+
+    Keys, lengths and values below 128 (nearly all of them) are read inline, one byte."""
     at, end = 0, len(view)
     while at < end:
-        start = at
-        key, at = _varint(view, at)
-        if at - start > 1 and not view[at - 1]:
-            # A key padded with zero bytes: protobuf matches keys byte for byte and would take
-            # the field as an unknown one; the generated classes read such a message.
-            raise _MalformedError("a key not in its shortest form")
+        key = view[at]
+        if key < 0x80:
+            at += 1
+        else:
+            key, at = _varint(view, at)
+            if not view[at - 1]:
+                # A key padded with zero bytes: protobuf matches keys byte for byte and takes
+                # the field as an unknown one; the generated classes read such a message.
+                raise _MalformedError("a key not in its shortest form")
         number, wire = key >> 3, key & 7
-        if wire == VARINT:
-            value, at = _varint(view, at)
-        elif wire == LEN:
-            size, at = _varint(view, at)
+        if wire == LEN:
+            size = view[at]
+            if size < 0x80:
+                at += 1
+            else:
+                size, at = _varint(view, at)
             if at + size > end:
                 raise _MalformedError("a field runs past the message's end")
             value, at = view[at : at + size], at + size
+        elif wire == VARINT:
+            value = view[at]
+            if value < 0x80:
+                at += 1
+            else:
+                value, at = _varint(view, at)
         elif wire == I64:
             if at + 8 > end:
                 raise _MalformedError("truncated fixed64")
