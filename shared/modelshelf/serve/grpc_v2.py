@@ -7,8 +7,9 @@ length + bytes) or from each input's typed ``contents``; outputs are always writ
 ``raw_output_contents``, which is all tritonclient's gRPC client reads (``FP16`` has no typed
 field at all). ``ModelInfer`` reads raw requests and packed float ``contents`` and writes every
 answer with ``v2_grpc.wire`` (protobuf 3.20's pure-Python messages cost more than the model);
-other typed contents go through the generated classes. Errors are status codes: INVALID_ARGUMENT (the request), NOT_FOUND (another
-model or version), UNAVAILABLE (not ready), INTERNAL (the model failed).
+other typed contents go through the generated classes. Errors are status codes:
+INVALID_ARGUMENT (the request), NOT_FOUND (another model or version), UNAVAILABLE (not ready),
+INTERNAL (the model failed).
 """
 
 from __future__ import annotations
