@@ -194,7 +194,8 @@ def random_request(rng: np.random.Generator) -> pb.ModelInferRequest:
         elif kind == 3:
             tensor.contents.int64_contents.extend(rng.integers(-9, 9, size=3).tolist())
         elif kind == 4:
-            tensor.contents.bytes_contents.append(rng.bytes(3))
+            sizes = rng.integers(0, 4, size=rng.integers(1, 4))  # an empty element among them
+            tensor.contents.bytes_contents.extend(rng.bytes(int(n)) for n in sizes)
         else:
             tensor.contents.SetInParent()  # an empty contents message
     return pb.ModelInferRequest(

@@ -6,7 +6,8 @@ cost ~200 µs to parse one single-row request and build and serialize its answer
 model's own call. Here a request whose inputs are all in ``raw_input_contents`` (what
 tritonclient, MLServer's and KServe's clients send) is read in a few µs, and every answer is
 written so. Typed ``contents`` in packed ``fp32_contents`` / ``fp64_contents`` are read with
-``np.frombuffer`` (~6 ms less for 1,000 rows of 4 than protobuf's parser). ``read_request``
+``np.frombuffer`` (~6 ms less for 1,000 rows of 4 than protobuf's parser), and
+``bytes_contents``. ``read_request``
 returns ``None`` for anything else -- other typed contents, a malformed message -- and the
 caller parses that with the generated classes, so behaviour and error messages do not depend on
 which path read a request. Unknown fields are skipped, as
@@ -128,26 +129,34 @@ def _read_input(view: memoryview) -> InputHeader:
 
 #: The ``InferTensorContents`` fields read here: packed fixed-width floats, which
 #: ``np.frombuffer`` reads at once (protobuf's pure-Python parser reads them value by value, ~1 µs
-#: each). The varint-packed integers, ``bool`` and ``bytes`` fields are left to protobuf.
+#: each), and ``bytes_contents``. The varint-packed integers and ``bool`` are left to protobuf.
 _FLOAT_CONTENTS = {6: ("fp32_contents", np.dtype("<f4")), 7: ("fp64_contents", np.dtype("<f8"))}
+_BYTES_CONTENTS = 8
 
 
 def _read_contents(view: memoryview, into: dict[int, list[memoryview]]) -> None:
-    """The chunks of each packed float field (a message sent twice is merged: appended)."""
+    """The chunks of each packed float field and each ``bytes_contents`` element (a message
+    sent twice is merged: appended)."""
     for number, wire, value in _fields(view):
         kind = _FLOAT_CONTENTS.get(number)
-        if kind is None or wire != LEN or len(value) % kind[1].itemsize:
-            raise _MalformedError("typed contents other than packed fp32 / fp64")
+        if kind is None:
+            if number != _BYTES_CONTENTS or wire != LEN:
+                raise _MalformedError("typed contents other than fp32, fp64 or bytes")
+        elif wire != LEN or len(value) % kind[1].itemsize:
+            raise _MalformedError("fp32 / fp64 contents not packed whole")
         into.setdefault(number, []).append(value)
 
 
 def _typed_values(chunks: dict[int, list[memoryview]]) -> dict[str, Any] | None:
     """The values of each field with any, as protobuf gives them: Python floats, every NaN
-    read as ``math.nan`` (protobuf's decoder drops NaN payloads and signs)."""
-    typed = {}
+    read as ``math.nan`` (protobuf's decoder drops NaN payloads and signs); bytes."""
+    typed: dict[str, Any] = {}
     for number in sorted(chunks):
-        name, dtype = _FLOAT_CONTENTS[number]
         parts = chunks[number]
+        if number == _BYTES_CONTENTS:
+            typed["bytes_contents"] = [bytes(part) for part in parts]
+            continue
+        name, dtype = _FLOAT_CONTENTS[number]
         array = np.frombuffer(parts[0] if len(parts) == 1 else b"".join(parts), dtype)
         if not array.size:
             continue
