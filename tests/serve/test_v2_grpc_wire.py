@@ -71,10 +71,7 @@ def test_an_empty_request_and_unknown_fields():
 @pytest.mark.parametrize(
     "data",
     [
-        pb.ModelInferRequest(
-            inputs=[Input(name="a", datatype="INT64", shape=[1], contents=pb.InferTensorContents(
-                int64_contents=[1]))]
-        ).SerializeToString(),  # varint-packed typed contents: the generated classes read them
+        b"\x2a\x04\x2a\x02\x18\x01",  # an int64_contents value unpacked (wire type 0)
         b"\x2a\x04\x2a\x02\x39\x00",  # an fp64_contents value unpacked (wire type 1)
         b"\x2a\x05\x2a\x03\x3a\x01\x00",  # packed fp64_contents of 1 byte: not whole values
         b"\x0a\x05ab",  # a string longer than the message
@@ -158,6 +155,16 @@ def random_parameters(rng: np.random.Generator) -> dict:
     return {random_text(rng): random_parameter(rng) for _ in range(rng.integers(0, 4))}
 
 
+#: The varint fields of ``InferTensorContents`` and the range of each.
+INT_FIELDS = (
+    ("bool_contents", 0, 1),
+    ("int_contents", -(2**31), 2**31 - 1),
+    ("int64_contents", -(2**63), 2**63 - 1),
+    ("uint_contents", 0, 2**32 - 1),
+    ("uint64_contents", 0, 2**64 - 1),
+)
+
+
 def random_request(rng: np.random.Generator) -> pb.ModelInferRequest:
     inputs, raw = [], []
     for _ in range(rng.integers(0, 4)):
@@ -191,8 +198,14 @@ def random_request(rng: np.random.Generator) -> pb.ModelInferRequest:
         elif kind == 2:  # both float fields
             tensor.contents.fp32_contents.extend(values32)
             tensor.contents.fp64_contents.extend(values.tolist())
-        elif kind == 3:
-            tensor.contents.int64_contents.extend(rng.integers(-9, 9, size=3).tolist())
+        elif kind == 3:  # every varint field, small and extreme values
+            field, low, high = INT_FIELDS[rng.integers(0, len(INT_FIELDS))]
+            size = int(rng.integers(0, 6))
+            found = [int(v) for v in rng.integers(-9, 9, size=size)] + [low, high, 0]
+            found = [v for v in found if low <= v <= high]
+            if field == "bool_contents":
+                found = [bool(v) for v in found]
+            getattr(tensor.contents, field).extend(found)
         elif kind == 4:
             sizes = rng.integers(0, 4, size=rng.integers(1, 4))  # an empty element among them
             tensor.contents.bytes_contents.extend(rng.bytes(int(n)) for n in sizes)
@@ -248,6 +261,13 @@ def mutated(rng: np.random.Generator, data: bytes) -> bytes:
         entry = pb.ModelInferRequest(parameters={"p": random_parameter(rng)}).SerializeToString()
         again = pb.ModelInferRequest(parameters={"p": random_parameter(rng)}).SerializeToString()
         return data + entry + again
+    if kind == 6 and rng.integers(0, 2):  # raw packed varints into each int field
+        blob = rng.choice([b"\xff" * 9 + b"\x7f", b"\xff" * 10 + b"\x01", b"\x80", b"\x01\x80\x80"])
+        blob += bytes(rng.integers(0, 256, size=rng.integers(0, 6), dtype=np.uint8))
+        field = int(rng.integers(1, 6))
+        contents = bytes([field << 3 | 2, len(blob)]) + blob
+        tensor = b"\x0a\x01x\x2a" + bytes([len(contents)]) + contents
+        return data + bytes([0x2A, len(tensor)]) + tensor  # one more input
     if kind == 6:  # a key padded with a zero byte: protobuf takes it as an unknown field
         return bytes([data[0] | 0x80, 0]) + data[1:] if data[0] < 0x80 else data
     return rng.bytes(int(rng.integers(1, 40)))  # garbage

@@ -5,13 +5,13 @@ seldon-core pins protobuf 3.20, which has no C++ build for Python 3.11: its pure
 cost ~200 µs to parse one single-row request and build and serialize its answer, more than the
 model's own call. Here a request whose inputs are all in ``raw_input_contents`` (what
 tritonclient, MLServer's and KServe's clients send) is read in a few µs, and every answer is
-written so. Typed ``contents`` in packed ``fp32_contents`` / ``fp64_contents`` are read with
-``np.frombuffer`` (~6 ms less for 1,000 rows of 4 than protobuf's parser), and
-``bytes_contents``. ``read_request``
-returns ``None`` for anything else -- other typed contents, a malformed message -- and the
-caller parses that with the generated classes, so behaviour and error messages do not depend on
-which path read a request. Unknown fields are skipped, as
-protobuf does. Nothing here imports the generated stubs (tests load it beside tritonclient's).
+written so. Typed ``contents`` are read too: packed floats with ``np.frombuffer``, packed
+varints decoded by numpy (~4-6 ms less than protobuf's parser for 1,000 rows of 4), bytes.
+``read_request`` returns ``None`` for anything else -- unpacked repeated numbers, a malformed
+message -- and the caller parses that with the generated classes, so behaviour and error
+messages do not depend on which path read a request (tests fuzz both with the same bytes).
+Unknown fields are skipped, as protobuf does. Nothing here imports the generated stubs (tests
+load it beside tritonclient's).
 """
 
 from __future__ import annotations
@@ -127,21 +127,30 @@ def _read_input(view: memoryview) -> InputHeader:
     return found
 
 
-#: The ``InferTensorContents`` fields read here: packed fixed-width floats, which
-#: ``np.frombuffer`` reads at once (protobuf's pure-Python parser reads them value by value, ~1 µs
-#: each), and ``bytes_contents``. The varint-packed integers and ``bool`` are left to protobuf.
+#: The ``InferTensorContents`` fields: packed fixed-width floats, read by ``np.frombuffer``;
+#: packed varints (bool, int32, int64, uint32, uint64), decoded by numpy all at once; and
+#: ``bytes_contents``. Protobuf's pure-Python parser reads each value in Python, ~1 µs each.
 _FLOAT_CONTENTS = {6: ("fp32_contents", np.dtype("<f4")), 7: ("fp64_contents", np.dtype("<f8"))}
+_VARINT_CONTENTS = {
+    1: "bool_contents",
+    2: "int_contents",
+    3: "int64_contents",
+    4: "uint_contents",
+    5: "uint64_contents",
+}
 _BYTES_CONTENTS = 8
+_SEVEN_BITS = np.uint64(0x7F)
+_LOW_32_BITS = np.uint64(0xFFFFFFFF)
 
 
 def _read_contents(view: memoryview, into: dict[int, list[memoryview]]) -> None:
-    """The chunks of each packed float field and each ``bytes_contents`` element (a message
-    sent twice is merged: appended)."""
+    """The chunks of each packed field and each ``bytes_contents`` element (a message sent
+    twice is merged: appended). Unpacked repeated numbers are left to protobuf."""
     for number, wire, value in _fields(view):
         kind = _FLOAT_CONTENTS.get(number)
         if kind is None:
-            if number != _BYTES_CONTENTS or wire != LEN:
-                raise _MalformedError("typed contents other than fp32, fp64 or bytes")
+            if wire != LEN or not (number in _VARINT_CONTENTS or number == _BYTES_CONTENTS):
+                raise _MalformedError("typed contents not packed, or not InferTensorContents'")
         elif wire != LEN or len(value) % kind[1].itemsize:
             raise _MalformedError("fp32 / fp64 contents not packed whole")
         into.setdefault(number, []).append(value)
@@ -149,23 +158,56 @@ def _read_contents(view: memoryview, into: dict[int, list[memoryview]]) -> None:
 
 def _typed_values(chunks: dict[int, list[memoryview]]) -> dict[str, Any] | None:
     """The values of each field with any, as protobuf gives them: Python floats, every NaN
-    read as ``math.nan`` (protobuf's decoder drops NaN payloads and signs); bytes."""
+    read as ``math.nan`` (protobuf's decoder drops NaN payloads and signs); ints and bools;
+    bytes."""
     typed: dict[str, Any] = {}
     for number in sorted(chunks):
         parts = chunks[number]
         if number == _BYTES_CONTENTS:
             typed["bytes_contents"] = [bytes(part) for part in parts]
             continue
-        name, dtype = _FLOAT_CONTENTS[number]
-        array = np.frombuffer(parts[0] if len(parts) == 1 else b"".join(parts), dtype)
-        if not array.size:
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if not len(data):
             continue
+        if number in _VARINT_CONTENTS:
+            typed[_VARINT_CONTENTS[number]] = _packed_varints(number, data)
+            continue
+        name, dtype = _FLOAT_CONTENTS[number]
+        array = np.frombuffer(data, dtype)
         nan = np.isnan(array)
         if nan.any():
             array = array.copy()
             array[nan] = np.nan
         typed[name] = array.tolist()
     return typed or None
+
+
+def _packed_varints(number: int, data: bytes | memoryview) -> list:
+    """Packed varints as protobuf reads field ``number``: the low 64 bits of each, then bool,
+    int32 (low 32 bits, signed), int64 (signed), uint32 (low 32 bits) or uint64."""
+    found = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(found < 0x80)
+    if not ends.size or ends[-1] != found.size - 1:
+        raise _MalformedError("a packed varint cut short")
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts + 1
+    if lengths.max() > 10:
+        raise _MalformedError("a varint longer than 10 bytes")
+    place = np.arange(found.size, dtype=np.uint64) - np.repeat(starts, lengths).astype(np.uint64)
+    # Bits above the 64th (the 10th byte's upper 6) fall off the shift, as protobuf masks them.
+    groups = (found.astype(np.uint64) & _SEVEN_BITS) << (place * np.uint64(7))
+    values = np.bitwise_or.reduceat(groups, starts)
+    if number == 1:
+        return (values != 0).tolist()
+    if number == 2:
+        return (values & _LOW_32_BITS).astype(np.uint32).view(np.int32).tolist()
+    if number == 3:
+        return values.view(np.int64).tolist()
+    if number == 4:
+        return (values & _LOW_32_BITS).tolist()
+    return values.tolist()
 
 
 def _read_output(view: memoryview) -> tuple[str, dict[str, Any]]:
