@@ -1,0 +1,163 @@
+"""LightGBM boosters: small requests row by row through LightGBM's own single-row predictor
+(``FastConfig``).
+
+Why: ``Booster.predict`` asks ``LGBM_BoosterPredictForMat``, which on every call parses its
+parameter string, builds a ``Predictor`` (with its per-thread buffers) and sets the OpenMP
+thread count, then walks the trees: ~75 us before the first tree, on the realistic model about
+as much as the walk of one row. ``LGBM_BoosterPredictForMatSingleRowFastInit`` does the parsing
+and the building once, at load; ``LGBM_BoosterPredictForMatSingleRowFast`` then only walks the
+trees (README "Fast path" has the figures).
+
+Exactness: the same C++ walk and output transform as the framework's call (the single-row
+predictor wraps the same ``Predictor``); ``verify`` checks it bit for bit at load, on rows at the
+trees' thresholds and small integers (categories) too. Only 2-D arrays of 1 to
+``LOOP_MAX_ROWS`` rows of the model's width take it: anything else (larger batches, data
+frames, other widths, no rows) is the framework's own call, so every refusal is the framework's.
+Thread safety: the C++ single-row predictor is the booster's, behind the booster's own mutex
+(``PredictSingleRow`` takes it), so the server's threads may share the configs; the configs
+are made once, with the same settings, and never changed (another config for the same booster
+and prediction type with other settings would replace the predictor they share).
+
+Relies on private parts (listed in ``__init__``): ``lightgbm.basic._LIB`` (the loaded
+library) and ``Booster._handle``; where a release lacks them, ``candidate`` offers nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from modelshelf.accelerators.verify import Candidate, adversarial_rows
+
+NAME = "LightGBM's single-row FastConfig (requests up to 16 rows)"
+#: LightGBM's ``C_API_PREDICT_*`` by the server's method, and its ``C_API_DTYPE_*``.
+PREDICT_TYPES = {"predict": 0, "predict_proba": 0, "predict_raw": 1}
+DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
+#: Requests up to this many rows are served one row at a time; larger ones by the framework,
+#: whose fixed cost per call (~75 us) is then spread over the rows (in process, the realistic
+#: model, CPU per call: 1 row 110 against 186 us, 4 rows 395 against 472, 16 rows 1458
+#: against 1481, 32 rows 3048 against 2943).
+LOOP_MAX_ROWS = 16
+#: Iterations whose thresholds make probe rows (the model's text for all of them costs ~0.1 s
+#: for 300 x 3 trees, at every start).
+PROBED_ITERATIONS = 20
+
+
+def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candidate | None:
+    """The single-row call for a ``lightgbm.Booster``'s ``predict`` / ``predict_proba`` /
+    ``predict_raw`` (estimators keep their own call: their parameters reach the C++ side)."""
+    import lightgbm as lgb
+    from lightgbm import basic
+
+    if type(model) is not lgb.Booster or method not in PREDICT_TYPES:
+        return None
+    library, handle = getattr(basic, "_LIB", None), getattr(model, "_handle", None)
+    if library is None or handle is None or model.pandas_categorical:
+        return None
+    init = library.LGBM_BoosterPredictForMatSingleRowFastInit
+    # Its own prototype (pointers as pointers), leaving lightgbm's function object as it is.
+    pointers = ctypes.CFUNCTYPE(ctypes.c_int, *[ctypes.c_void_p] * 4)
+    predict_row = pointers(("LGBM_BoosterPredictForMatSingleRowFast", library))
+    n_features = model.num_feature()
+    # As Booster.predict(num_iteration=None): the best iteration when there is one, else all.
+    iterations = model.best_iteration
+    configs = {dtype: _fast_config(model, init, PREDICT_TYPES[method], code, n_features, iterations)
+               for dtype, code in DTYPES.items()}  # fmt: skip
+    width = model.num_model_per_iteration()
+    two_columns = method == "predict_proba" and width == 1  # P(class 1), as the server's call
+
+    def call(X: Any) -> Any:
+        if type(X) is not np.ndarray or X.ndim != 2 or X.shape[1] != n_features:
+            return reference(X)
+        rows = X.shape[0]
+        if not 0 < rows <= LOOP_MAX_ROWS:
+            return reference(X)
+        config = configs.get(X.dtype)
+        if config is None:  # other numbers: float32, as LightGBM converts them
+            X, config = np.asarray(X, dtype=np.float32), configs[np.dtype(np.float32)]
+        X = np.ascontiguousarray(X)
+        out = np.empty(rows * width, dtype=np.float64)
+        length = ctypes.c_int64(0)
+        found, at, step = ctypes.addressof(length), X.ctypes.data, X.strides[0]
+        to = out.ctypes.data
+        for _ in range(rows):
+            if predict_row(config, at, found, to) or length.value != width:
+                raise basic.LightGBMError(library.LGBM_GetLastError().decode("utf-8"))
+            at, to = at + step, to + 8 * width
+        if width == 1:
+            return np.vstack((1.0 - out, out)).transpose() if two_columns else out
+        return out.reshape(rows, width)
+
+    for config in configs.values():  # freed with the call (the booster outlives it)
+        weakref.finalize(call, library.LGBM_FastConfigFree, config)
+    return Candidate(NAME, call, _probes(n_features) + _threshold_rows(model, n_features))
+
+
+def _probes(n_features: int) -> list[np.ndarray]:
+    """``adversarial_rows``, fewer rows (~150, not ~270: a verified row costs ~0.2 ms of the
+    start): alone, two rows of each batch and every row holding an extreme value; batches of
+    four as float64, float32 and int64, every extreme row in one batch; and one batch the call
+    hands to the framework (a check of that hand-over)."""
+    rows, batches = [], []
+    for batch in adversarial_rows(n_features):
+        if len(batch) == 1:
+            rows.append(batch)
+            continue
+        batches.append(batch[:4])
+        with np.errstate(all="ignore"):
+            magnitude = np.abs(batch.astype(np.float64))
+        extreme = ~np.isfinite(magnitude) | (magnitude > 1e31) | (magnitude < 1e-30)
+        picked = extreme.any(axis=1)
+        if picked.any():
+            batches.append(batch[picked])
+        picked[:2] = True
+        rows += [batch[i : i + 1] for i in np.flatnonzero(picked)]
+    larger = np.concatenate(batches[:2] * LOOP_MAX_ROWS)[: LOOP_MAX_ROWS + 1]
+    return [*rows, *batches, larger]
+
+
+def _fast_config(
+    model: Any, init: Any, predict_type: int, dtype: int, n_features: int, iterations: int
+) -> ctypes.c_void_p:
+    """A ``FastConfig`` on ``model``, on one OpenMP thread as the server's one-row calls."""
+    from lightgbm import basic
+
+    config = ctypes.c_void_p()
+    basic._safe_call(
+        init(model._handle, ctypes.c_int(predict_type), ctypes.c_int(0), ctypes.c_int(iterations),
+             ctypes.c_int(dtype), ctypes.c_int32(n_features), basic._c_str("num_threads=1"),
+             ctypes.byref(config))
+    )  # fmt: skip
+    return config
+
+
+def _threshold_rows(model: Any, n_features: int) -> list[np.ndarray]:
+    """Single rows at the first trees' numerical thresholds and one float64 step either side,
+    some missing (the model's text: ``split_feature``, ``threshold``, ``decision_type``)."""
+    found: dict[int, list[float]] = {}
+    tree: dict[str, list[str]] = {}
+    text = model.model_to_string(num_iteration=PROBED_ITERATIONS)
+    for line in [*text.splitlines(), "Tree=end"]:
+        key, _, values = line.partition("=")
+        if key in ("split_feature", "threshold", "decision_type"):
+            tree[key] = values.split()
+        elif key.startswith("Tree") and tree:
+            for feature, threshold, decision in zip(*tree.values(), strict=True):
+                if not int(decision) & 1:  # numerical (bit 0 marks a categorical split)
+                    found.setdefault(int(feature), []).append(float(threshold))
+            tree = {}
+    rng = np.random.default_rng(20240601)
+    rows = np.zeros((6, n_features))
+    for column in range(n_features):
+        rows[:, column] = rng.choice(found.get(column, [0.0]), len(rows))
+    below, above = np.nextafter(rows, -np.inf), np.nextafter(rows, np.inf)
+    missing = rows.copy()
+    missing[rng.random(rows.shape) < 0.2] = np.nan
+    categories = rng.integers(-1, 8, size=rows.shape).astype(np.float64)
+    categories[rng.random(rows.shape) < 0.1] = np.nan
+    found_rows = np.concatenate([rows, below, above, missing, categories])
+    return [row[None, :].copy() for row in found_rows]
