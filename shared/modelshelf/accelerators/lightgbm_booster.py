@@ -13,6 +13,11 @@ predictor wraps the same ``Predictor``); ``verify`` checks it bit for bit at loa
 trees' thresholds and small integers (categories) too. Only 2-D arrays of 1 to
 ``LOOP_MAX_ROWS`` rows of the model's width take it: anything else (larger batches, data
 frames, other widths, no rows) is the framework's own call, so every refusal is the framework's.
+Shared state: the iterations a booster predicts with are the booster's own (LightGBM's
+``GBDT::InitPredict``), set by every framework call on it, which the single-row predictor then
+follows. The server calls the booster with one setting only (its method's: all iterations, or
+the best one), so both answer alike; a caller that mixed settings on one booster would see the
+fast path follow its last framework call.
 Thread safety: the C++ single-row predictor is the booster's, behind the booster's own mutex
 (``PredictSingleRow`` takes it), so the server's threads may share the configs; the configs
 are made once, with the same settings, and never changed (another config for the same booster
