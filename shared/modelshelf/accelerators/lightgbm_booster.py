@@ -6,7 +6,8 @@ parameter string, builds a ``Predictor`` (with its per-thread buffers) and sets 
 thread count, then walks the trees: ~75 us before the first tree, on the realistic model about
 as much as the walk of one row. ``LGBM_BoosterPredictForMatSingleRowFastInit`` does the parsing
 and the building once, at load; ``LGBM_BoosterPredictForMatSingleRowFast`` then only walks the
-trees (README "Fast path" has the figures).
+trees. On ``modelshelf serve`` (realistic bench, 300 rounds x 31 leaves, 3 classes, one row):
+1.45-1.59x req/s and 1.30-1.44x less server CPU per request (README "Fast path").
 
 Exactness: the same C++ walk and output transform as the framework's call (the single-row
 predictor wraps the same ``Predictor``); ``verify`` checks it bit for bit at load, on rows at the
