@@ -11,6 +11,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import joblib
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -123,6 +124,47 @@ def answer(call: object, X: np.ndarray) -> tuple[str, str]:
         return type(exc).__name__, str(exc)
 
 
+@pytest.mark.parametrize(
+    ("kind", "method"),
+    [
+        ("multiclass", "predict_proba"),
+        ("multiclass", "predict"),
+        ("binary", "predict_proba"),
+        ("binary", "predict"),
+        ("binary", "predict_raw"),
+        ("regression", "predict"),
+    ],
+)
+def test_pickled_estimators_equal_their_own_methods_bit_for_bit(tmp_path, kind, method):
+    """An LGBMClassifier / LGBMRegressor (joblib): its own methods, scikit-learn's checks
+    included, for the requests it does not serve itself."""
+    X = RNG.standard_normal((500, FEATURES))
+    X[RNG.random(X.shape) < 0.1] = np.nan
+    if kind == "regression":
+        estimator: lgb.LGBMModel = lgb.LGBMRegressor(n_estimators=30, verbose=-1)
+        y = np.nan_to_num(X) @ RNG.standard_normal(FEATURES)
+    else:
+        estimator = lgb.LGBMClassifier(n_estimators=30, verbose=-1)
+        classes = (X[:, 0] > 0).astype(int)
+        if kind == "multiclass":
+            classes += X[:, 1] > 0.5
+        y = np.array(["ant", "bee", "cat"])[classes]
+    estimator.fit(X, y)
+    joblib.dump(estimator, tmp_path / "model.joblib")
+    fast = loaded(tmp_path, method)
+    assert isinstance(fast.method.call, Accelerated)
+    raw = {"raw_score": True} if method == "predict_raw" else {}
+    own_method = getattr(estimator, "predict" if raw else method)
+    rows = _rows(20)
+    rows[3] = np.inf
+    for X in (rows[:1], rows[3:4], rows[4:5].astype(np.float32), rows):
+        got, want = fast.method.call(X), own_method(X, **raw)
+        np.testing.assert_array_equal(got, want)
+        assert (got.dtype, got.shape) == (want.dtype, want.shape)
+    for bad in (np.ones((1, FEATURES - 1)), np.array([["a"] * FEATURES])):
+        assert answer(fast.method.call, bad) == answer(lambda Z: own_method(Z, **raw), bad)
+
+
 def test_what_lightgbm_refuses_is_refused_as_lightgbm_refuses_it(boosters):
     fast = loaded(boosters["multiclass"])
     off = loaded(boosters["multiclass"], fast_path="false")
@@ -181,8 +223,15 @@ def test_no_candidate_where_it_cannot_be_exact(boosters, tmp_path):
     for method in ("predict_contrib", "predict_leaf"):
         assert accelerate(booster, method, booster.predict) is None
     X, y = make_classification(200, 4, random_state=0)
-    estimator = lgb.LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y)
-    assert accelerate(estimator, "predict_proba", estimator.predict_proba) is None
+
+    class Shifted(lgb.LGBMRegressor):
+        def predict(self, X, **kwargs):
+            return super().predict(X, **kwargs) + 1.0
+
+    shifted = Shifted(n_estimators=5, verbose=-1).fit(X, y)
+    assert accelerate(shifted, "predict", shifted.predict) is None
+    early = lgb.LGBMClassifier(n_estimators=5, verbose=-1, pred_early_stop=True).fit(X, y)
+    assert accelerate(early, "predict_proba", early.predict_proba) is None
     frame = pd.DataFrame({"kind": pd.Categorical(RNG.choice(["a", "b"], 200)), "x": X[:, 0]})
     categorical = lgb.LGBMClassifier(n_estimators=5, verbose=-1).fit(frame, y).booster_
     assert categorical.pandas_categorical

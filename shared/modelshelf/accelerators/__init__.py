@@ -27,8 +27,9 @@ Private APIs, each behind a load-time check with a fallback (the framework's own
 * ``lightgbm.basic._LIB`` (the loaded ``lib_lightgbm``, whose public C API
   ``LGBM_BoosterPredictForMatSingleRowFastInit`` / ``…SingleRowFast`` / ``LGBM_FastConfigFree``
   it calls) and ``Booster._handle``, in ``lightgbm_booster``. Checked at load: the model is a
-  plain ``lightgbm.Booster`` without pandas categories, both attributes present and the
-  ``FastConfig`` made (else no candidate), then ``verify``.
+  ``lightgbm.Booster`` or an ``LGBMClassifier`` / ``LGBMRegressor`` keeping LightGBM's own
+  method (built-in objective, no prediction parameters), without pandas categories, both
+  attributes present and the ``FastConfig`` made (else no candidate), then ``verify``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
-"""LightGBM boosters: one-row requests through LightGBM's own single-row predictor
-(``FastConfig``).
+"""LightGBM boosters and estimators: one-row requests through LightGBM's own single-row
+predictor (``FastConfig``).
 
 Why: ``Booster.predict`` asks ``LGBM_BoosterPredictForMat``, which on every call parses its
 parameter string, builds a ``Predictor`` (with its per-thread buffers) and sets the OpenMP
 thread count, then walks the trees: ~75 us before the first tree, on the realistic model about
-as much as the walk of one row. ``LGBM_BoosterPredictForMatSingleRowFastInit`` does the parsing
-and the building once, at load; ``LGBM_BoosterPredictForMatSingleRowFast`` then only walks the
-trees. On ``modelshelf serve`` (realistic bench, 300 rounds x 31 leaves, 3 classes, one row):
-1.45-1.59x req/s and 1.30-1.44x less server CPU per request (README "Fast path"). Its
-verification costs the start ~30 ms of CPU (~90 probe rows, ~0.2 ms each on that model).
+as much as the walk of one row; an ``LGBMClassifier``'s methods add scikit-learn's validation and
+LightGBM's parameter handling, ~500 us. ``LGBM_BoosterPredictForMatSingleRowFastInit`` does
+the parsing and the building once, at load; ``LGBM_BoosterPredictForMatSingleRowFast`` then only
+walks the trees. On ``modelshelf serve`` (300 rounds x 31 leaves, 3 classes, one row): the
+booster file 1.45-1.59x req/s and 1.30-1.44x less server CPU per request (realistic bench), the
+same model pickled as an ``LGBMClassifier`` 2.7x both (README "Fast path"). Its verification
+costs the start ~30 ms of CPU (~90 probe rows, ~0.2 ms each on that model).
 
 Exactness: the same C++ walk and output transform as the framework's call (the single-row
 predictor wraps the same ``Predictor``); ``verify`` checks it bit for bit at load, on rows at the
@@ -29,7 +31,9 @@ are made once, with the same settings, and never changed (another config for the
 and prediction type with other settings would replace the predictor they share).
 
 Relies on private parts (listed in ``__init__``): ``lightgbm.basic._LIB`` (the loaded
-library) and ``Booster._handle``; where a release lacks them, ``candidate`` offers nothing.
+library) and ``Booster._handle``; where a release lacks them, ``candidate`` offers nothing. An
+estimator's requests skip scikit-learn's checks only where they pass (one row of the fitted
+width, float64 or float32): every other input is the estimator's own call.
 """
 
 from __future__ import annotations
@@ -54,33 +58,47 @@ PROBED_ITERATIONS = 20
 
 def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candidate | None:
     """The single-row call for a ``lightgbm.Booster``'s ``predict`` / ``predict_proba`` /
-    ``predict_raw`` (estimators keep their own call: their parameters reach the C++ side)."""
+    ``predict_raw``, or a plain ``LGBMClassifier`` / ``LGBMRegressor``'s (see ``_booster_of``)."""
     import lightgbm as lgb
     from lightgbm import basic
 
-    if type(model) is not lgb.Booster or method not in PREDICT_TYPES:
+    booster = _booster_of(model, method)
+    library = getattr(basic, "_LIB", None)
+    if booster is None or library is None or getattr(booster, "_handle", None) is None:
         return None
-    library, handle = getattr(basic, "_LIB", None), getattr(model, "_handle", None)
-    if library is None or handle is None or model.pandas_categorical:
+    if booster.pandas_categorical:
         return None
     init = library.LGBM_BoosterPredictForMatSingleRowFastInit
     # Its own prototype (pointers as pointers), leaving lightgbm's function object as it is.
     pointers = ctypes.CFUNCTYPE(ctypes.c_int, *[ctypes.c_void_p] * 4)
     predict_row = pointers(("LGBM_BoosterPredictForMatSingleRowFast", library))
-    n_features = model.num_feature()
+    n_features = booster.num_feature()
     # As Booster.predict(num_iteration=None): the best iteration when there is one, else all.
-    iterations = model.best_iteration
-    configs = {dtype: _fast_config(model, init, PREDICT_TYPES[method], code, n_features, iterations)
-               for dtype, code in DTYPES.items()}  # fmt: skip
-    width = model.num_model_per_iteration()
-    two_columns = method == "predict_proba" and width == 1  # P(class 1), as the server's call
+    iterations = booster.best_iteration
+    configs = {dtype: _fast_config(booster, init, PREDICT_TYPES[method], code, n_features,
+                                   iterations) for dtype, code in DTYPES.items()}  # fmt: skip
+    width = booster.num_model_per_iteration()
+    estimator = isinstance(model, lgb.LGBMModel)
+    # P(class 1) as [1 - p, p]: the server's predict_proba of a binary booster, and an
+    # LGBMClassifier's predict_proba (and so its predict).
+    two_columns = width == 1 and (
+        method == "predict_proba" or (method == "predict" and isinstance(model, lgb.LGBMClassifier))
+    )
+    labels = (
+        model.classes_ if method == "predict" and isinstance(model, lgb.LGBMClassifier) else None
+    )
 
     def call(X: Any) -> Any:
         if type(X) is not np.ndarray or X.shape != (1, n_features):
             return reference(X)
         config = configs.get(X.dtype)
-        if config is None:  # other numbers: float32, as LightGBM converts them
-            X, config = np.asarray(X, dtype=np.float32), configs[np.dtype(np.float32)]
+        if config is None:
+            if estimator:  # scikit-learn's validation first: its refusals are its own
+                return reference(X)
+            X, config = (
+                np.asarray(X, dtype=np.float32),
+                configs[np.dtype(np.float32)],
+            )  # as LightGBM
         X = np.ascontiguousarray(X)
         out = np.empty(width, dtype=np.float64)
         length = ctypes.c_int64(0)
@@ -88,13 +106,37 @@ def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candi
             raise basic.LightGBMError(library.LGBM_GetLastError().decode("utf-8"))
         if length.value != width:
             raise basic.LightGBMError(f"{length.value} outputs for one row, not {width}")
-        if width == 1:
-            return np.vstack((1.0 - out, out)).transpose() if two_columns else out
-        return out.reshape(1, width)
+        if width == 1 and not two_columns:
+            return out
+        found = np.vstack((1.0 - out, out)).transpose() if two_columns else out.reshape(1, width)
+        return found if labels is None else labels[np.argmax(found, axis=1)]
 
     for config in configs.values():  # freed with the call (the booster outlives it)
         weakref.finalize(call, library.LGBM_FastConfigFree, config)
-    return Candidate(NAME, call, _probes(n_features) + _threshold_rows(model, n_features))
+    return Candidate(NAME, call, _probes(n_features) + _threshold_rows(booster, n_features))
+
+
+def _booster_of(model: Any, method: str) -> Any:
+    """The booster whose single-row predictor answers ``method`` for ``model``, or ``None``: a
+    ``lightgbm.Booster`` itself; an ``LGBMClassifier`` / ``LGBMRegressor`` whose class keeps
+    LightGBM's own method, with a built-in objective and no prediction parameter of its own
+    (``pred_early_stop…``, ``predict_…``, ``num_iteration…``: they would reach the C++ side)."""
+    import lightgbm as lgb
+
+    if method not in PREDICT_TYPES:
+        return None
+    if type(model) is lgb.Booster:
+        return model
+    own = {lgb.LGBMClassifier: ("predict", "predict_proba"), lgb.LGBMRegressor: ("predict",)}
+    kind = next((base for base in own if isinstance(model, base)), None)
+    if kind is None or not model.__sklearn_is_fitted__() or callable(model.objective):
+        return None
+    name = "predict" if method == "predict_raw" else method
+    if name not in own[kind] or getattr(type(model), name) is not getattr(kind, name):
+        return None
+    if any(word in key for key in model.get_params() for word in ("pred", "iteration")):
+        return None
+    return model.booster_
 
 
 def _probes(n_features: int) -> list[np.ndarray]:
@@ -117,14 +159,14 @@ def _probes(n_features: int) -> list[np.ndarray]:
 
 
 def _fast_config(
-    model: Any, init: Any, predict_type: int, dtype: int, n_features: int, iterations: int
+    booster: Any, init: Any, predict_type: int, dtype: int, n_features: int, iterations: int
 ) -> ctypes.c_void_p:
-    """A ``FastConfig`` on ``model``, on one OpenMP thread as the server's one-row calls."""
+    """A ``FastConfig`` on ``booster``, on one OpenMP thread as the server's one-row calls."""
     from lightgbm import basic
 
     config = ctypes.c_void_p()
     basic._safe_call(
-        init(model._handle, ctypes.c_int(predict_type), ctypes.c_int(0), ctypes.c_int(iterations),
+        init(booster._handle, ctypes.c_int(predict_type), ctypes.c_int(0), ctypes.c_int(iterations),
              ctypes.c_int(dtype), ctypes.c_int32(n_features), basic._c_str("num_threads=1"),
              ctypes.byref(config))
     )  # fmt: skip
