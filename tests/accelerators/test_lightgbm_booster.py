@@ -1,8 +1,8 @@
-"""The LightGBM booster accelerator on real boosters: bit-identical to ``Booster.predict`` for
-one-row requests (NaN, inf, float32, categorical splits, the trees'
-thresholds), the framework's call for the rest and for every refusal; verification refuses a
-candidate that differs from the reference; off means LightGBM's own call; and a real
-``modelshelf serve`` process serves it."""
+"""The LightGBM accelerator on real boosters and pickled estimators: bit-identical to
+LightGBM's own methods for one-row requests (NaN, inf, float32, categorical splits), the
+framework's call for the rest and for every refusal; verification refuses a candidate that
+differs from the reference; off means LightGBM's own call; and a real ``modelshelf serve``
+process serves it."""
 
 from __future__ import annotations
 
