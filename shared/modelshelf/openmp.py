@@ -52,7 +52,9 @@ SINGLE_THREAD_MAX_ROWS: dict[str, int] = {"xgboost": 256, "lightgbm": 256, "skle
 #: many rows x trees -- 256 rows of the 900-tree boosters above, where it was measured -- so a
 #: small booster keeps larger requests on one thread. The bench's 20-round iris booster (60
 #: trees) on 1,000 rows, in process on a busy 2-core machine: 440 us wall / 0.44-0.52 ms CPU on
-#: one thread against 476 us / 0.8-3.1 ms on two.
+#: one thread against 476 us / 0.8-3.1 ms on two; served (V2 REST JSON, two interleaved runs
+#: against this rows-only policy): 1.29-1.33x req/s and 15-21 % less CPU per request at 1
+#: connection, 0.9-1.13x req/s and 6-15 % less CPU at 4.
 SINGLE_THREAD_MAX_TREE_ROWS = 256 * 900
 #: ... yet never more rows than this on one thread.
 SINGLE_THREAD_MAX_ROWS_BY_TREES = 4096
