@@ -102,7 +102,7 @@ def test_connection_close_is_honoured(service):
     with _connect(service.http_port) as sock:
         sock.sendall(_predict(1.0, "Connection: close\r\n") + _predict(2.0))
         reader = Reader(sock)
-        status, headers, body = reader.answer()
+        status, headers, _ = reader.answer()
         assert status == 200 and headers["connection"] == "close"
         assert reader.closed()  # the second request is not answered
 
@@ -295,16 +295,15 @@ def test_sigterm_closes_idle_connections_and_exits_0_with_the_access_log(tmp_pat
     of the grace period); the worker, then the tree, exit 0. ``--access-log`` logs each
     request as uvicorn did."""
     launch = Launch("SleepyModel", COMPONENTS, extra_args=("--access-log", "--keepalive", "60"))
-    with running(launch, [MODELSHELF]) as (served,):
-        with _connect(served.http_port) as sock:
-            sock.sendall(_predict(1.0))
-            reader = Reader(sock)
-            assert reader.answer()[0] == 200
-            wait_for_text(served.log, f'"POST {PREDICT} HTTP/1.1" 200')
-            started = time.monotonic()
-            os.kill(served.process.pid, signal.SIGTERM)
-            assert reader.closed()
-            closed_after = time.monotonic() - started
-            code = served.process.wait(15)
+    with running(launch, [MODELSHELF]) as (served,), _connect(served.http_port) as sock:
+        sock.sendall(_predict(1.0))
+        reader = Reader(sock)
+        assert reader.answer()[0] == 200
+        wait_for_text(served.log, f'"POST {PREDICT} HTTP/1.1" 200')
+        started = time.monotonic()
+        os.kill(served.process.pid, signal.SIGTERM)
+        assert reader.closed()
+        closed_after = time.monotonic() - started
+        code = served.process.wait(15)
     assert code == 0, served.log()[-3000:]
     assert closed_after < 5, closed_after
