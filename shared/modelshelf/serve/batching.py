@@ -134,7 +134,7 @@ class Batcher:
 
     def enqueue(self, pending: Pending) -> asyncio.Future:
         """Queue ``pending`` to join the next model call; the future of its reply (an idle
-        server's request never comes here: ``RestBatching.answer_now`` serves it at once)."""
+        server's request never comes here: ``RestBatching.answer`` serves it at once)."""
         loop = asyncio.get_running_loop()
         self.queue.append(pending)
         self.rows_queued += len(pending.X)
@@ -344,14 +344,10 @@ class RestBatching:
 
         self.run_seldon = run_seldon
 
-    async def answer(self, scope: dict, body: bytes) -> Reply | None:
-        """The reply, or ``None`` for a request the unbatched path answers."""
-        reply = self.answer_now(scope, body)
-        return reply if reply is None or type(reply) is tuple else await reply
-
-    def answer_now(self, scope: dict, body: bytes) -> Reply | asyncio.Future | None:
-        """``answer`` without a coroutine: the reply when it is known now, else the future of
-        the request queued to join a model call (modelshelf's HTTP/1.1 server waits on it)."""
+    def answer(self, scope: dict, body: bytes) -> Reply | asyncio.Future | None:
+        """The reply when it is known now, else the future of the request queued to join a
+        model call (no coroutine: modelshelf's HTTP/1.1 server waits on the future), or
+        ``None`` for a request the unbatched path answers."""
         batcher = self.batcher
         if scope["method"] != "POST" or not batcher.enabled:
             return None

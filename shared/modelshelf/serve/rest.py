@@ -131,7 +131,7 @@ class SeldonRestApp:
         if body is None:
             return self.too_large(scope)
         if self.batching is not None:  # predictions may join others' model call
-            reply = self.batching.answer_now(scope, body)
+            reply = self.batching.answer(scope, body)
             if reply is not None:
                 return reply
         return self.handle(scope, body)

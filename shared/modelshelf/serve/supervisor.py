@@ -393,7 +393,7 @@ def _metrics_process(
     if http_server == "modelshelf":
         from modelshelf.serve.http1.server import serve as serve_http
 
-        serve_http(metrics_app(aggregator, endpoint), [sock], 5.0, False, 2.0)
+        serve_http(metrics_app(aggregator, endpoint), [sock], 5.0, False, 2.0, "metrics process")
         return
     import uvicorn
 

@@ -112,6 +112,7 @@ def serve(
     keepalive_seconds: float,
     access_log: bool,
     grace: float,
+    name: str = "REST worker",
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully (``HttpServer.stop``) and return."""
     import uvloop
@@ -125,7 +126,7 @@ def serve(
         loop.add_signal_handler(signal.SIGINT, stopped.set)
         await server.start(sockets)
         ports = ", ".join(str(sock.getsockname()[1]) for sock in sockets)
-        logger.info("REST worker %d serving on port(s) %s (modelshelf http1)", os.getpid(), ports)
+        logger.info("%s %d serving on port(s) %s (modelshelf http1)", name, os.getpid(), ports)
         await stopped.wait()
         await server.stop(grace)
 
