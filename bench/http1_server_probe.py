@@ -1,8 +1,8 @@
-"""modelshelf's HTTP/1.1 server against uvicorn under ``modelshelf serve`` (``MODELSHELF_HTTP_SERVER``
-``modelshelf`` vs ``uvicorn``), same classes, same wrk load, in one run: req/s and the REST
-worker's CPU µs per request (its utime + stime over the load, from /proc, divided by the
-requests wrk counted). CPU per request is the figure that survives a busy shared machine; req/s
-does not.
+"""modelshelf's HTTP/1.1 server against uvicorn under ``modelshelf serve``
+(``MODELSHELF_HTTP_SERVER`` ``modelshelf`` vs ``uvicorn``), same classes, same wrk load, in one
+run: req/s and the REST worker's CPU µs per request (its utime + stime over the load, from
+/proc, divided by the requests wrk counted). CPU per request is the figure that survives a busy
+shared machine; req/s does not.
 
 ``python -m bench.http1_server_probe [SECONDS] [ROUNDS]`` after ``make bench`` made
 ``bench/work`` (the iris model and the payloads). Rows: ``GET /health/ping`` (the server alone),
@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from bench.config import BENCH, REPO, VENV_BIN
-from bench.load import request_headers, run_wrk, wrk_command, write_script
+from bench.load import request_headers, run_wrk, write_script, wrk_path
 from bench.procs import free_port
 
 WORK = BENCH / "work" / "models"
@@ -87,19 +87,14 @@ def measure(kind: str, row: tuple, seconds: int, scripts: Path) -> tuple[float, 
                     time.sleep(0.2)
             worker = _worker(process.pid)
             script = write_script(WORK / "payloads" / payload, scripts) if payload else None
-            if script is None:  # wrk's plain GET
-                command = wrk_command(url, Path("/dev/null"), 1, 4)
-                subprocess.run([c for c in command if c not in ("-s", "/dev/null")], check=True,
-                               capture_output=True)  # fmt: skip
+            get = [wrk_path(), "-t1", "-c4", f"-d{seconds}s", url]  # wrk's plain GET
+            if script is None:
+                subprocess.run([*get[:3], "-d1s", url], check=True, capture_output=True)
             else:
                 run_wrk(url, script, 1, 4, 1)  # warm up
             before = _cpu_seconds(worker)
             if script is None:
-                done = subprocess.run(
-                    [c for c in wrk_command(url, Path("/dev/null"), seconds, 4)
-                     if c not in ("-s", "/dev/null")],
-                    capture_output=True, text=True, check=True,
-                )  # fmt: skip
+                done = subprocess.run(get, capture_output=True, text=True, check=True)
                 requests = int(done.stdout.split(" requests in ")[0].split()[-1])
                 rate = requests / seconds
             else:
