@@ -201,6 +201,30 @@ def test_headers_over_the_limit_get_431(service):
         assert reader.closed()
 
 
+def test_a_header_line_that_never_ends_gets_431_and_the_connection_ends(service):
+    """A header value that never ends (the client keeps sending): 431 once ~320 KB are in,
+    and the server ends the connection instead of holding the line in memory."""
+    failed: list[OSError] = []
+    with _connect(service.http_port) as sock:
+
+        def send_forever() -> None:
+            try:
+                sock.sendall(b"GET /health/ping HTTP/1.1\r\nX-Endless: ")
+                while True:
+                    sock.sendall(b"a" * 65536)
+            except OSError as error:
+                failed.append(error)
+
+        sender = threading.Thread(target=send_forever, daemon=True)
+        sender.start()
+        reader = Reader(sock)
+        status, headers, _ = reader.answer()
+        assert (status, headers["connection"]) == (431, "close")
+        assert reader.closed()
+        sender.join(20)
+        assert failed, "the server still reads a header line that never ends"
+
+
 def test_a_body_over_the_limit_after_pipelined_requests_is_refused_in_order(service):
     big = f"POST {PREDICT} HTTP/1.1\r\nContent-Type: application/json\r\n"
     big += f"Content-Length: {10 * 2**30}\r\n\r\n"  # over the 64 MiB default limit

@@ -40,11 +40,17 @@ Reply = tuple[int, Headers, bytes]
 #: The request line and headers together may hold this many bytes; more is answered 431.
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 200
+#: Bytes fed to the parser while a request's head is incomplete, beyond which it is answered 431
+#: even before a header line ends (httptools holds an unfinished line in memory). Loose by one
+#: read (the chunk a head starts in may hold earlier pipelined requests).
+MAX_UNFINISHED_HEAD_BYTES = MAX_HEADER_BYTES + 256 * 1024
 #: Answers one connection may owe (pipelined behind one that waits to join a batch) before
 #: it stops reading requests.
 MAX_OWED = 16
 #: Answer bytes the transport may hold unsent before the connection stops reading requests.
 WRITE_BUFFER_BYTES = 256 * 1024
+#: How long a connection ended by an error answer still reads (and drops) what the client sends.
+LINGER_SECONDS = 2.0
 #: Above this, the payload is written apart from the head instead of being copied into it.
 COPY_LIMIT = 64 * 1024
 
@@ -122,12 +128,15 @@ class HttpConnection(asyncio.Protocol):
         self.owed: deque[_Owed] = deque()
         self.closing = False  # read no more requests; close once every owed answer is written
         self.draining = False  # the server stops: close after the request under way is answered
+        self.linger = False  # an error answer ends the connection: ``_linger`` before closing
         self.closed = False
         self.write_paused = False
         self.reading_paused = False
         self.last_active = 0.0  # loop time of the last request bytes or answer (idle timeout)
         # The request being parsed
         self.in_request = False
+        self._in_head = False
+        self._head_fed = 0
         self._url = b""
         self._headers: Headers = []
         self._head_bytes = 0
@@ -160,6 +169,10 @@ class HttpConnection(asyncio.Protocol):
         self.last_active = self.loop.time()
         try:
             self.parser.feed_data(data)
+            if self._in_head:
+                self._head_fed += len(data)
+                if self._head_fed > MAX_UNFINISHED_HEAD_BYTES:
+                    self._fail(431, "Request header fields too large.")
         except httptools.HttpParserUpgrade:
             # An upgrade (h2c, websocket) is not taken: the request was answered as HTTP/1.1;
             # what follows it is not HTTP/1.1, so nothing more is read.
@@ -191,15 +204,13 @@ class HttpConnection(asyncio.Protocol):
     # -- parser callbacks
 
     def on_message_begin(self) -> None:
-        self.in_request = True
+        self.in_request = self._in_head = True
         self._url = b""
         self._headers = []
-        self._head_bytes = 0
+        self._head_bytes = self._head_fed = self._body_size = 0
         self._declared = None
         self._expect_continue = False
         self._chunks = []
-        self._body_size = 0
-        self._scope = None
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -212,7 +223,7 @@ class HttpConnection(asyncio.Protocol):
         value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace; RFC 9110 drops it
         self._headers.append((name, value))
         self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > MAX_HEADER_BYTES or len(self._headers) > MAX_HEADERS:
+        if self._head_bytes > MAX_HEADER_BYTES:
             self._refuse_headers()
         if name == b"content-length":
             self._declared = int(value) if value.isdigit() else None
@@ -220,6 +231,9 @@ class HttpConnection(asyncio.Protocol):
             self._expect_continue = True
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        if len(self._headers) > MAX_HEADERS:
+            self._refuse_headers()
         parser = self.parser
         method = parser.get_method()
         url = self._url
@@ -325,25 +339,27 @@ class HttpConnection(asyncio.Protocol):
         status, headers, payload = reply
         # Stopping: the last answer owed ends the connection.
         close = not keep_alive or (self.draining and not self.owed and not self.in_request)
-        head = [STATUS_LINES.get(status) or _status_line(status)]
-        for name, value in headers:
-            if name == b"connection" and b"close" in value.lower():
-                close = True
-            head.append(name + b": " + value + b"\r\n")
-        head.append(b"content-length: %d\r\n" % len(payload))
+        fields = b"".join([name + b": " + value + b"\r\n" for name, value in headers])
+        if b"connection:" in fields and _asks_close(headers):
+            close = True
         if close:
-            head.append(b"connection: close\r\n\r\n")
+            ending = b"connection: close\r\n\r\n"
         elif scope["http_version"] == "1.0":
-            head.append(b"connection: keep-alive\r\n\r\n")
+            ending = b"connection: keep-alive\r\n\r\n"
         else:
-            head.append(b"\r\n")
+            ending = b"\r\n"
+        head = (
+            (STATUS_LINES.get(status) or _status_line(status))
+            + fields
+            + b"content-length: %d\r\n" % len(payload)
+            + ending
+        )
         if scope["method"] == "HEAD":
-            self.transport.write(b"".join(head))
+            self.transport.write(head)
         elif len(payload) > COPY_LIMIT:
-            self.transport.writelines((b"".join(head), payload))
+            self.transport.writelines((head, payload))
         else:
-            head.append(payload)
-            self.transport.write(b"".join(head))
+            self.transport.write(head + payload)
         if self.server.access_log:
             _log_access(scope, status)
         if close:
@@ -360,6 +376,7 @@ class HttpConnection(asyncio.Protocol):
     def _refuse_body(self) -> None:
         """A body over the limit: answered now (the app's 413), the rest never read."""
         self.in_request = False
+        self.linger = True
         self._dispatch(self._scope, None, False)
         self.closing = True
         self._pause_reading()
@@ -368,6 +385,7 @@ class HttpConnection(asyncio.Protocol):
     def _fail(self, status: int, message: str) -> None:
         """The request cannot be parsed: the answers owed, then ``status``, then close."""
         self.in_request = False
+        self.linger = True
         self.closing = True
         self._pause_reading()
         if not self.owed:
@@ -402,7 +420,21 @@ class HttpConnection(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self.owed.clear()
-            self.transport.close()
+            if self.linger and self.transport.can_write_eof():
+                self._linger()
+            else:
+                self.transport.close()
+
+    def _linger(self) -> None:
+        """Close after an error answer while the client may still be sending (a refused body):
+        our side ends (FIN), what still comes is read and dropped for up to ``LINGER_SECONDS``,
+        then the socket closes. Closed at once, the unread bytes would make the kernel reset
+        the connection, and a reset can destroy the answer before the client reads it."""
+        self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        if self.reading_paused and not self.transport.is_closing():
+            self.reading_paused = False
+            self.transport.resume_reading()
 
     def _pause_reading(self) -> None:
         if not self.reading_paused and not self.transport.is_closing():
@@ -419,6 +451,10 @@ class HttpConnection(asyncio.Protocol):
         ):
             self.reading_paused = False
             self.transport.resume_reading()
+
+
+def _asks_close(headers: Headers) -> bool:
+    return any(name == b"connection" and b"close" in value.lower() for name, value in headers)
 
 
 def _address(found: Any) -> tuple[str, int] | None:
