@@ -107,6 +107,19 @@ def test_connection_close_is_honoured(service):
         assert reader.closed()  # the second request is not answered
 
 
+def test_an_upgrade_is_declined_with_an_http_1_1_answer_that_closes(service):
+    """curl --http2 asks for h2c: the answer is HTTP/1.1 and says the connection ends."""
+    with _connect(service.http_port) as sock:
+        sock.sendall(
+            b"GET /health/ping HTTP/1.1\r\nHost: test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
+        )
+        reader = Reader(sock)
+        status, headers, body = reader.answer()
+        assert (status, body, headers["connection"]) == (200, b"pong", "close")
+        assert reader.closed()
+
+
 def test_http_1_0_closes_unless_keep_alive_is_asked(service):
     request = b"GET /health/ping HTTP/1.0\r\n\r\n"
     with _connect(service.http_port) as sock:

@@ -174,9 +174,7 @@ class HttpConnection(asyncio.Protocol):
                 if self._head_fed > MAX_UNFINISHED_HEAD_BYTES:
                     self._fail(431, "Request header fields too large.")
         except httptools.HttpParserUpgrade:
-            # An upgrade (h2c, websocket) is not taken: the request was answered as HTTP/1.1;
-            # what follows it is not HTTP/1.1, so nothing more is read.
-            self._end_after_owed()
+            self._end_after_owed()  # an upgrade request, answered: nothing more is read
         except httptools.HttpParserError as error:
             if isinstance(error.__context__, _RefusedError):
                 if self._refusal:
@@ -246,7 +244,11 @@ class HttpConnection(asyncio.Protocol):
             if "%" in path:
                 path = urllib.parse.unquote(path)
         version = parser.get_http_version()
-        self._keep_alive = parser.should_keep_alive() and not self.server.stopping
+        # An upgrade (h2c, websocket) is not taken: answered as HTTP/1.1, then the connection
+        # ends (what the client sends after it is not HTTP/1.1), and the answer says so.
+        self._keep_alive = (
+            parser.should_keep_alive() and not parser.should_upgrade() and not self.server.stopping
+        )
         self._scope = {
             "type": "http",
             "asgi": ASGI_VERSION,
