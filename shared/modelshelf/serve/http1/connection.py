@@ -197,6 +197,7 @@ class HttpConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.last_active = self.loop.time()
         self._resume_reading_if_due()
 
     # -- parser callbacks
@@ -412,9 +413,14 @@ class HttpConnection(asyncio.Protocol):
             self.draining = True
 
     def close_if_idle(self, since: float) -> None:
-        """The keep-alive timeout: close if no request is under way and none came since
-        ``since`` (loop time)."""
-        if not self.owed and not self.in_request and self.last_active < since:
+        """The keep-alive timeout: close if no request is under way, none came since ``since``
+        (loop time) and no answer is waiting for the client to read it."""
+        if (
+            not self.owed
+            and not self.in_request
+            and not self.write_paused
+            and self.last_active < since
+        ):
             self._close()
 
     def _close(self) -> None:
