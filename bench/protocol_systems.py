@@ -9,6 +9,7 @@ its gRPC port, and our Seldon protocol over gRPC (``Model/Predict``), V2 gRPC's 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from bench.config import REPO
 from bench.grpc_load import SELDON_KIND
@@ -63,6 +64,7 @@ def protocol_systems(serve: list[str]) -> list[System]:
                 reference=f"serve-{family}-w1",
             )
         )
+    found += _uvicorn_systems(serve, found[:2])
     for family in ("sklearn", "xgboost"):  # our own Seldon protocol over gRPC, same servers
         folder, cls = OUR_SERVERS[family]
         found.append(
@@ -128,3 +130,36 @@ def protocol_targets(add: Callable[..., None], ratio: Callable[..., float | None
         for load in ("single", "batch"):
             what = f"`{ours}` ÷ `{other}`, {'single row' if load == 'single' else load}"
             add(16, what, ratio(ours, other, load), "≥", goal)
+
+
+def _uvicorn_systems(serve: list[str], v2_rows: list[System]) -> list[System]:
+    """The sklearn Seldon and V2 REST rows again on uvicorn (``MODELSHELF_HTTP_SERVER=uvicorn``,
+    the front end before modelshelf's own HTTP/1.1 server): what the server itself is worth."""
+    folder, cls = OUR_SERVERS["sklearn"]
+    uvicorn = {"MODELSHELF_HTTP_SERVER": "uvicorn"}
+    seldon = System(
+        "serve-sklearn-uvicorn-w1",
+        f"ours: {cls}, `modelshelf serve` on uvicorn, 1 worker",
+        "sklearn",
+        "ours",
+        1,
+        "seldon",
+        "/api/v1.0/predictions",
+        seldon_command(serve, cls, uri_parameters("sklearn"), 1),
+        cwd=REPO / "servers" / folder,
+        env=uvicorn,
+        available=all_of(server_module(folder, cls), lambda: modelshelf_has("serve")),
+        reference="serve-sklearn-w1",
+    )
+    return [seldon] + [
+        replace(
+            row,
+            name=row.name.replace("-w1", "-uvicorn-w1"),
+            label=row.label.replace("**", "").replace(
+                "`modelshelf serve`", "`modelshelf serve` on uvicorn"
+            ),
+            env=uvicorn,
+            reference=row.name,
+        )
+        for row in v2_rows
+    ]

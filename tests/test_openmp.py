@@ -65,6 +65,41 @@ def test_what_counts_as_small_is_the_frameworks():
     assert openmp.ProcessThreads(2, single_thread_max_rows=8).for_rows(9) == 2
 
 
+def test_a_booster_s_small_requests_follow_its_trees(tmp_path):
+    """By rows x trees: the realistic 900-tree boosters keep the 256 rows measured; a 60-tree
+    booster keeps 3,840 on one thread, a huge one at least one row, a tiny one at most the cap."""
+    import xgboost as xgb
+
+    threads = openmp.ProcessThreads(2, platform="xgboost")
+    threads.fit_to_trees(900)
+    assert threads.for_rows(256) == 1
+    assert threads.for_rows(257) == 2
+    threads.fit_to_trees(60)
+    assert threads.for_rows(1000) == 1
+    assert threads.for_rows(3840) == 1
+    assert threads.for_rows(3841) == 2
+    threads.fit_to_trees(10**7)
+    assert threads.for_rows(1) == 1
+    assert threads.for_rows(2) == 2
+    threads.fit_to_trees(2)
+    assert threads.single_thread_max_rows == openmp.SINGLE_THREAD_MAX_ROWS_BY_TREES
+    threads.fit_to_trees(0)  # no trees (gblinear): unchanged
+    assert threads.single_thread_max_rows == openmp.SINGLE_THREAD_MAX_ROWS_BY_TREES
+
+    from modelshelf.frameworks.xgboost import XGBoostServer
+
+    X, y = make_classification(300, 4, n_informative=3, n_redundant=0, n_classes=3,
+                               random_state=0)  # fmt: skip
+    params = {"objective": "multi:softprob", "num_class": 3, "max_depth": 3}
+    xgb.train(params, xgb.DMatrix(X, label=y), num_boost_round=20).save_model(
+        tmp_path / "model.json"
+    )
+    server = XGBoostServer(str(tmp_path))
+    server.load()
+    assert server.description["trees"] == 60
+    assert server.threads.single_thread_max_rows == openmp.SINGLE_THREAD_MAX_TREE_ROWS // 60
+
+
 def test_a_negative_thread_count_is_refused():
     with pytest.raises(ConfigurationError, match="nthread"):
         openmp.ProcessThreads(requested=-1)

@@ -81,7 +81,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
         "seldon-core protocol (metrics, tags, names, response dict)",
         ("seldon_core/", "modelshelf/serve/protocol.py"),
     ),
-    ("HTTP: uvicorn + httptools (parse, send, socket writes)", ("uvicorn/",)),
+    ("HTTP: server + httptools (parse, send, socket writes)", ("uvicorn/", "serve/http1/")),
     ("event loop: uvloop/asyncio (epoll, reads, task switches)", ("asyncio/", "uvloop")),
     ("front end glue (SeldonRestApp: routing, checks, GC it sets off)", ("serve/rest.py",)),
 ]

@@ -300,7 +300,7 @@ def test_loading_in_the_parent_starts_no_openmp_threads_and_serving_uses_them(fo
         "for server in servers:\n"
         "    server.init_metadata()\n"
         "loaded = threads()\n"
-        "servers[0].predict(np.ones((1000, 4)), [])\n"
+        "servers[0].predict(np.ones((5000, 4)), [])\n"
         "print(before, loaded, threads())\n"
     )
     paths = [str(folders[k]) for k in ("json", "ubj", "bst", "joblib")]
@@ -314,7 +314,7 @@ def test_loading_in_the_parent_starts_no_openmp_threads_and_serving_uses_them(fo
     ).stdout.split()
     before, loaded, served = (int(n) for n in out)
     assert loaded == before, f"threads went from {before} to {loaded} while loading"
-    assert served > loaded, "a 1000-row prediction with nthread=2 started no OpenMP thread"
+    assert served > loaded, "a 5000-row prediction with nthread=2 started no OpenMP thread"
 
 
 def test_predict_before_load_is_not_ready(folders):

@@ -307,6 +307,47 @@ def test_a_raw_call_is_answered_ok(echo):
         raw.close()
 
 
+@pytest.mark.parametrize("max_frame", [None, 65_536])
+def test_an_answer_above_the_peers_frame_size_is_split_into_frames_it_takes(echo, max_frame):
+    """A ~40 KB answer within the windows: HEADERS, DATA frames no larger than the client's
+    SETTINGS_MAX_FRAME_SIZE (16 KiB unless it says more), trailers; the DATA joined is one
+    length-prefixed message holding the answer."""
+    array = np.arange(1_250 * 4, dtype="<f8").reshape(1_250, 4)
+    message = echo_request(array).SerializeToString()
+    raw = RawConnection(echo, preface=b"")
+    try:
+        settings = {} if max_frame is None else {f.MAX_FRAME_SIZE: max_frame}
+        raw.send(f.PREFACE + f.settings_frame(settings))
+        body = b"\x00" + len(message).to_bytes(4, "big") + message
+        raw.send(raw.headers(1, MODEL_INFER), f.frame(f.DATA, f.END_STREAM, 1, body))
+        frames, data = [], b""
+        while (found := raw.read_frame()) is not None:
+            kind, flags, stream, payload = found
+            if stream != 1:
+                continue
+            frames.append((kind, flags))
+            if kind == f.DATA:
+                assert len(payload) <= (max_frame or f.DEFAULT_MAX_FRAME_SIZE)
+                data += payload
+            elif kind == f.HEADERS and flags & f.END_STREAM:
+                assert dict(raw.decoder.decode(payload))[b"grpc-status"] == b"0"
+                break
+            elif kind == f.HEADERS:
+                raw.decoder.decode(payload)
+    finally:
+        raw.close()
+    count = -(-len(data) // (max_frame or f.DEFAULT_MAX_FRAME_SIZE))
+    assert frames == [
+        (f.HEADERS, f.END_HEADERS),
+        *[(f.DATA, 0)] * count,
+        (f.HEADERS, f.END_HEADERS | f.END_STREAM),
+    ]
+    assert data[0] == 0 and int.from_bytes(data[1:5], "big") == len(data) - 5
+    np.testing.assert_array_equal(
+        echoed(service_pb2.ModelInferResponse.FromString(data[5:])), array
+    )
+
+
 def test_an_early_answer_to_a_call_the_client_ended_sends_no_reset(echo):
     """HEADERS ending the client's side, for no such method: the trailers-only answer closes
     the stream, and an RST_STREAM after it would be a frame on a closed stream (RFC 7540 §5.1)."""

@@ -108,3 +108,22 @@ def test_a_header_list_above_the_limit_fails_after_the_table_is_updated():
     decoder.max_header_list_size = 1000
     assert decoder.decode(b"\xbe") == [(b"k", b"v" * 127)]
     assert HpackDecoder().decode(literal_field(b"grpc-status", b"0")) == [(b"grpc-status", b"0")]
+
+
+def test_a_block_repeated_decodes_alike_until_the_table_changes():
+    """Repeated indexed blocks are kept decoded; a new entry or a table size update shifts the
+    indexes, and the same bytes then name the fields the table now holds."""
+    decoder = HpackDecoder()
+    decoder.decode(b"\x40\x01a\x011")  # a: 1, at index 62
+    assert decoder.decode(b"\x83\xbe") == [(b":method", b"POST"), (b"a", b"1")]
+    assert decoder.decode(b"\x83\xbe") == [(b":method", b"POST"), (b"a", b"1")]
+    decoder.decode(b"\x40\x01b\x012")  # b: 2 at 62, a: 1 now at 63
+    assert decoder.decode(b"\x83\xbe") == [(b":method", b"POST"), (b"b", b"2")]
+    assert decoder.decode(b"\x20\x83") == [(b":method", b"POST")]  # table emptied
+    with pytest.raises(HpackError, match="beyond the tables"):
+        decoder.decode(b"\x83\xbe")
+    decoder.decode(b"\x3f\xe1\x1f" + b"\x40\x01c\x013")  # back to 4,096 bytes; c: 3
+    assert decoder.decode(b"\x83\xbe") == [(b":method", b"POST"), (b"c", b"3")]
+    decoder.max_header_list_size = 40  # below the 2 fields' 72: the limit still holds
+    with pytest.raises(HeaderListTooLargeError):
+        decoder.decode(b"\x83\xbe")

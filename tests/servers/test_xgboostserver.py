@@ -23,6 +23,7 @@ import xgboost_models as xm
 from microservice import BIN, SERVERS, free_port, run_to_exit, running_microservice
 from microservice import seldon_parameters as params
 from models import IRIS_COLUMNS, IRIS_X
+from modelshelf import openmp
 
 SERVER = "XGBoostServer"
 CLASSES = ["class_0", "class_1", "class_2"]
@@ -170,7 +171,8 @@ def _threads(pid: int) -> int:
 def test_two_workers_with_two_threads_each_predict_correctly(folders, softprob):
     """The model is loaded in seldon's parent, which then forks both gunicorn workers: each must
     run multi-threaded (OpenMP) predictions and answer exactly what XGBoost does in-process."""
-    batch = np.tile(IRIS_X, (2, 1))[:300]  # over SINGLE_THREAD_MAX_ROWS['xgboost']: 2 threads
+    # Over SINGLE_THREAD_MAX_ROWS_BY_TREES (a small booster's rows on one thread): 2 threads.
+    batch = np.tile(IRIS_X, (30, 1))[: openmp.SINGLE_THREAD_MAX_ROWS_BY_TREES + 1]
     want_batch = softprob.inplace_predict(batch)
     want_row = softprob.inplace_predict(IRIS_X[:1])
     parameters = params(model_uri=folders["ubj"], method="predict_proba", nthread=2)

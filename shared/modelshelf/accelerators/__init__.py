@@ -24,6 +24,12 @@ Private APIs, each behind a load-time check with a fallback (the framework's own
   ``sklearn_hist_gradient_boosting``. Checked at load: the class keeps scikit-learn's own
   method, no categorical feature, the fields present (else the build fails: no candidate),
   then ``verify`` with rows at every threshold.
+* ``lightgbm.basic._LIB`` (the loaded ``lib_lightgbm``, whose public C API
+  ``LGBM_BoosterPredictForMatSingleRowFastInit`` / ``…SingleRowFast`` / ``LGBM_FastConfigFree``
+  it calls) and ``Booster._handle``, in ``lightgbm_booster``. Checked at load: the model is a
+  ``lightgbm.Booster`` or an ``LGBMClassifier`` / ``LGBMRegressor`` keeping LightGBM's own
+  method (built-in objective, no prediction parameters), without pandas categories, both
+  attributes present and the ``FastConfig`` made (else no candidate), then ``verify``.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ FAST_PATH_ENV = "MODELSHELF_FAST_PATH"
 #: ``candidate(model, method, reference) -> Candidate | None`` (the first candidate is the one
 #: verified). Imported only for their framework's models.
 ACCELERATORS: dict[str, tuple[str, ...]] = {
+    "lightgbm": ("modelshelf.accelerators.lightgbm_booster",),
     "sklearn": (
         "modelshelf.accelerators.sklearn_forest",
         "modelshelf.accelerators.sklearn_hist_gradient_boosting",

@@ -48,6 +48,8 @@ class LightGBMServer(ModelServer):
                 raise ModelLoadError(self.model_uri, f"{path.name} holds a {kind}, not LightGBM")
             booster = self.model.booster_
         self.model_path, self.booster = path, booster
+        if self.threads is not None:
+            self.threads.fit_to_trees(booster.num_trees())
         self.feature_names = booster.feature_name()
         self.n_features = booster.num_feature()
         self.objective = str(booster.params.get("objective", "unknown"))

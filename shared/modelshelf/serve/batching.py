@@ -108,7 +108,7 @@ class Pending:
 
 
 class Batcher:
-    """The queue of one worker's model; ``submit`` answers a request, joined or alone."""
+    """The queue of one worker's model; ``enqueue`` queues a request to join the next call."""
 
     def __init__(self, settings: BatchSettings, report: Callable[[list[int]], None] | None):
         self.settings = settings
@@ -133,9 +133,9 @@ class Batcher:
         two loop passes arrived while it ran, and queue."""
         self._was_busy(asyncio.get_running_loop())
 
-    async def submit(self, pending: Pending) -> Reply:
-        """Queue ``pending`` to join the next model call (an idle server's request never
-        comes here: ``RestBatching.answer`` serves it at once, ``idle``)."""
+    def enqueue(self, pending: Pending) -> asyncio.Future:
+        """Queue ``pending`` to join the next model call; the future of its reply (an idle
+        server's request never comes here: ``RestBatching.answer`` serves it at once)."""
         loop = asyncio.get_running_loop()
         self.queue.append(pending)
         self.rows_queued += len(pending.X)
@@ -148,7 +148,7 @@ class Batcher:
             self.scheduled = (
                 loop.call_later(wait, self.flush) if wait > 0 else loop.call_soon(self.flush)
             )
-        return await pending.future
+        return pending.future
 
     def flush(self) -> None:
         queued, self.queue, self.rows_queued, self.scheduled = self.queue, [], 0, None
@@ -346,8 +346,10 @@ class RestBatching:
 
         self.run_seldon = run_seldon
 
-    async def answer(self, scope: dict, body: bytes) -> Reply | None:
-        """The reply, or ``None`` for a request the unbatched path answers."""
+    def answer(self, scope: dict, body: bytes) -> Reply | asyncio.Future | None:
+        """The reply when it is known now, else the future of the request queued to join a
+        model call (no coroutine: modelshelf's HTTP/1.1 server waits on the future), or
+        ``None`` for a request the unbatched path answers."""
         batcher = self.batcher
         if scope["method"] != "POST" or not batcher.enabled:
             return None
@@ -371,7 +373,7 @@ class RestBatching:
             pending = self._v2(scope, path, body)
         if pending is None or type(pending) is tuple:  # parsed, not batchable: answered here
             return pending
-        return await batcher.submit(pending)
+        return batcher.enqueue(pending)
 
     def _seldon(self, scope: dict, path: str, body: bytes) -> Pending | Reply | None:
         """A joinable request; else its reply (a body decoded here is not decoded again), or

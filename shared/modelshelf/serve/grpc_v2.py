@@ -5,10 +5,11 @@ same decode → call → encode as V2 REST), so both protocols answer alike. Inp
 ``raw_input_contents`` (one entry per input: little-endian, row-major, ``BYTES`` as 4-byte
 length + bytes) or from each input's typed ``contents``; outputs are always written to
 ``raw_output_contents``, which is all tritonclient's gRPC client reads (``FP16`` has no typed
-field at all). ``ModelInfer`` reads raw requests and writes every answer with ``v2_grpc.wire``
-(protobuf 3.20's pure-Python messages cost more than the model); typed contents go through the
-generated classes. Errors are status codes: INVALID_ARGUMENT (the request), NOT_FOUND (another
-model or version), UNAVAILABLE (not ready), INTERNAL (the model failed).
+field at all). ``ModelInfer`` reads raw requests and typed float and bytes ``contents`` and
+writes every answer with ``v2_grpc.wire`` (protobuf 3.20's pure-Python messages cost more than
+the model); typed ints and bools go through the generated classes. Errors are status codes:
+INVALID_ARGUMENT (the request), NOT_FOUND (another model or version), UNAVAILABLE (not ready),
+INTERNAL (the model failed).
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     def ModelInfer(self, data: bytes, context: grpc.ServicerContext) -> bytes:  # noqa: N802
-        """Bytes in, bytes out: a raw request is read by ``wire``, any other by the generated
-        classes; the answer is always written by ``wire``."""
+        """Bytes in, bytes out: a request ``wire`` reads (raw, float or bytes contents) is read
+        there, any other by the generated classes; the answer is always written by ``wire``."""
         try:
             raw = wire.read_request(data)
             if raw is None:
@@ -143,11 +144,7 @@ def add_inference_service(server: Any, core: InferenceCore) -> None:
 def read_request(request: Any) -> InferenceRequest:
     """A generated ``ModelInferRequest`` (typed or raw contents) as the core's request."""
     headers = [
-        wire.InputHeader(t.name, t.datatype, list(t.shape), _parameters(t.parameters))
-        for t in request.inputs
-    ]
-    contents = [
-        t.contents if t.HasField("contents") and t.contents.ByteSize() else None
+        wire.InputHeader(t.name, t.datatype, list(t.shape), _parameters(t.parameters), _contents(t))
         for t in request.inputs
     ]
     return build_request(
@@ -156,17 +153,23 @@ def read_request(request: Any) -> InferenceRequest:
         [(o.name, _parameters(o.parameters)) for o in request.outputs],
         request.id,
         _parameters(request.parameters),
-        contents,
     )
+
+
+def _contents(tensor: Any) -> dict[str, Any] | None:
+    """An input's typed contents as ``wire.InputHeader.contents`` holds them (fields by name);
+    ``None`` when it has none (an empty message included)."""
+    if not tensor.HasField("contents") or not tensor.contents.ByteSize():
+        return None
+    return {found.name: values for found, values in tensor.contents.ListFields()}
 
 
 def build_request(
     headers: list[wire.InputHeader],
-    raw: list[bytes],
+    raw: list[bytes] | list[memoryview],
     outputs: list[tuple[str, dict[str, Any]]],
     request_id: str,
     parameters: dict[str, Any],
-    contents: list[Any] | None = None,
 ) -> InferenceRequest:
     """The core's request from a ``ModelInferRequest``'s parts, however they were read."""
     if raw and len(raw) != len(headers):
@@ -177,7 +180,7 @@ def build_request(
     inputs = []
     for index, header in enumerate(headers):
         name, datatype = header.name, header.datatype
-        typed = contents[index] if contents else None
+        typed = header.contents
         if raw:
             if typed is not None:
                 raise BadRequestError(
@@ -193,9 +196,9 @@ def build_request(
                 f"input {name!r}: FP16 has no typed contents field; send raw_input_contents "
                 "(2-byte little-endian IEEE half floats)"
             )
-        values = list(getattr(typed, field)) if field and typed is not None else []
+        values = list(typed.get(field, ())) if field and typed is not None else []
         if not values and field and typed is not None:
-            sent = [found.name for found, _ in typed.ListFields()]
+            sent = list(typed)
             if sent:
                 raise BadRequestError(
                     f"input {name!r} is {datatype}, whose typed values go in {field}; the "

@@ -137,40 +137,64 @@ def client_error_counter(metrics: SeldonMetrics) -> Callable[[int, str], None]:
     return count
 
 
-def metrics_port_router(app: Any, metrics: Any, port: int) -> Any:
-    """One ASGI app for a server listening on the REST port and the metrics port: connections
-    accepted on ``port`` get ``metrics`` (``metrics_app``), all others ``app``."""
+class MetricsPortRouter:
+    """One app for a server listening on the REST port and the metrics port: requests on
+    connections accepted on ``port`` go to ``metrics`` (a ``MetricsApp``), all others to ``app``.
+    ASGI (``__call__``, for uvicorn) and the direct entry of modelshelf's HTTP/1.1 server
+    (``answer``)."""
 
-    async def route(scope: dict, receive: Any, send: Any) -> None:
+    def __init__(self, app: Any, metrics: MetricsApp, port: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.port = port
+        self.max_body = app.max_body
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         server = scope.get("server")
-        if server is not None and server[1] == port:
-            return await metrics(scope, receive, send)
-        return await app(scope, receive, send)
+        if server is not None and server[1] == self.port:
+            return await self.metrics(scope, receive, send)
+        return await self.app(scope, receive, send)
 
-    return route
+    def answer(self, scope: dict, body: bytes | None) -> Any:
+        server = scope["server"]
+        if server is not None and server[1] == self.port:
+            return self.metrics.answer(scope, body)
+        return self.app.answer(scope, body)
 
 
-def metrics_app(aggregator: MetricsAggregator, endpoint: str) -> Any:
-    """The ASGI app of the metrics port: ``GET endpoint`` in Prometheus' text format."""
+def metrics_port_router(app: Any, metrics: MetricsApp, port: int) -> MetricsPortRouter:
+    """``app`` on every port but ``port``, where ``metrics`` answers."""
+    return MetricsPortRouter(app, metrics, port)
 
-    async def app(scope: dict, receive: Any, send: Any) -> None:
+
+class MetricsApp:
+    """The metrics port: ``GET endpoint`` in Prometheus' text format, 404 for anything else.
+    ASGI (``__call__``) and the direct entry of modelshelf's HTTP/1.1 server (``answer``)."""
+
+    #: Scrapes have no body; one sent anyway is read up to this size, and refused beyond.
+    max_body = 1024 * 1024
+
+    def __init__(self, aggregator: MetricsAggregator, endpoint: str) -> None:
+        self.aggregator = aggregator
+        self.endpoint = endpoint
+
+    def answer(self, scope: dict, body: bytes | None) -> tuple[int, list, bytes]:
+        if scope["path"] == self.endpoint and scope["method"] in ("GET", "HEAD"):
+            text, content_type = self.aggregator.generate_metrics()
+            status, payload = 200, text.encode()
+        else:
+            status, payload, content_type = 404, b"not found\n", "text/plain; charset=utf-8"
+        return status, [(b"content-type", content_type.encode())], payload
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        if scope["path"] == endpoint and scope["method"] in ("GET", "HEAD"):
-            text, content_type = aggregator.generate_metrics()
-            status, body = 200, text.encode()
-        else:
-            status, body, content_type = 404, b"not found\n", "text/plain; charset=utf-8"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", content_type.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        status, headers, payload = self.answer(scope, b"")
+        headers.append((b"content-length", str(len(payload)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
 
-    return app
+
+def metrics_app(aggregator: MetricsAggregator, endpoint: str) -> MetricsApp:
+    """The app of the metrics port (``MetricsApp``)."""
+    return MetricsApp(aggregator, endpoint)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -117,15 +117,24 @@ class SeldonRestApp:
         if scope["type"] != "http":
             return
         body = await _read_body(receive, _content_length(scope), self.max_body)
-        reply = None
-        if body is None:  # over the limit: refused before it is read whole
-            reply = self.too_large(scope)
-        elif self.batching is not None:  # predictions may join others' model call
-            reply = await self.batching.answer(scope, body)
-        status, headers, payload = reply or self.handle(scope, body)
+        reply = self.answer(scope, body)
+        status, headers, payload = reply if type(reply) is tuple else await reply
         headers.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+    def answer(self, scope: dict, body: bytes | None) -> Reply | Awaitable[Reply]:
+        """One request, whole: the direct entry of modelshelf's HTTP/1.1 server (no ASGI
+        messages, no Task). The reply, or for a prediction queued to join others' model call
+        the future of it. ``body`` is ``None`` when it is over ``max_body``: refused before it
+        is read whole. The reply has no ``content-length``; the server adds it."""
+        if body is None:
+            return self.too_large(scope)
+        if self.batching is not None:  # predictions may join others' model call
+            reply = self.batching.answer(scope, body)
+            if reply is not None:
+                return reply
+        return self.handle(scope, body)
 
     def handle(self, scope: dict, body: bytes) -> Reply:
         path = scope["path"]

@@ -2,13 +2,14 @@
 
 The parent builds the user's object, derives its metadata (seldon-core's Flask app does, at
 construction) and binds the REST port; then it forks REST workers (each loads the model once and
-runs uvicorn on the shared socket), gRPC workers (SO_REUSEPORT on the gRPC port), one metrics
+serves the shared socket with modelshelf's HTTP/1.1 server, ``modelshelf.serve.http1``, or with
+uvicorn: ``MODELSHELF_HTTP_SERVER``), gRPC workers (SO_REUSEPORT on the gRPC port), one metrics
 process that gathers the workers' metrics, and the class's ``custom_service`` if it has one. With
 one REST worker and no gRPC worker there is nothing to gather: the parent binds the metrics port
 too and the worker serves it (``modelshelf.serve.metrics.WorkerMetrics``), so the tree is two
-processes, not three. On SIGTERM or SIGINT it forwards
-SIGTERM: uvicorn stops accepting and lets in-flight requests finish, gRPC gets a grace period,
-and the parent exits 0 once they are gone (SIGKILL for anything left after ``STOP_SECONDS``).
+processes, not three. On SIGTERM or SIGINT it forwards SIGTERM: the HTTP server stops accepting
+and lets in-flight requests finish, gRPC gets a grace period, and the parent exits 0 once they
+are gone (SIGKILL for anything left after ``STOP_SECONDS``).
 
 A REST or gRPC worker that dies on its own (a model calling ``os._exit``, a segfault on one
 input) is replaced by a new fork, as gunicorn's arbiter does: one bad request no longer ends the
@@ -43,7 +44,7 @@ from modelshelf.supervision import Child, Supervisor
 logger = logging.getLogger("modelshelf.serve")
 
 LOG_FORMAT = "%(asctime)s - %(name)s:%(funcName)s:%(lineno)s - %(levelname)s:  %(message)s"
-#: After SIGTERM: uvicorn's wait for in-flight requests, then the parent's hard limit.
+#: After SIGTERM: the HTTP server's wait for in-flight requests, then the parent's hard limit.
 GRACEFUL_SECONDS = 7
 STOP_SECONDS = 9.0
 FRONTEND_ENV = "MODELSHELF_FRONTEND"
@@ -84,15 +85,23 @@ def load_user_model(user_model: Any) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    # uvicorn and the REST app are imported here, once, before the forks: the REST workers and
-    # the metrics process share their pages instead of importing them each (6 MB less
-    # anonymous memory in the tree, measured). What the front end and the framework import
-    # but do not use waits (``deferred_imports``): gRPC until a gRPC worker needs it, pandas
-    # until a DataFrame does.
+    # The HTTP server (ours, or uvicorn) and the REST app are imported here, once, before the
+    # forks: the REST workers and the metrics process share their pages instead of importing
+    # them each (6 MB less anonymous memory in the tree, measured for uvicorn). What the front
+    # end and the framework import but do not use waits (``deferred_imports``): gRPC until a
+    # gRPC worker needs it, pandas until a DataFrame does.
+    from modelshelf.serve.http1.server import http_server_kind
+
+    http_server = http_server_kind()  # a bad MODELSHELF_HTTP_SERVER stops the start here
     with deferred_imports.deferring():
-        import uvicorn.loops.uvloop
-        import uvicorn.protocols.http.httptools_impl
-        import uvicorn.server  # noqa: F401
+        if http_server == "uvicorn":
+            import uvicorn.loops.uvloop
+            import uvicorn.protocols.http.httptools_impl
+            import uvicorn.server  # noqa: F401
+        else:
+            import uvloop  # noqa: F401
+
+            import modelshelf.serve.http1.server
         from seldon_core.wrapper import METRICS_ENDPOINT, get_rest_microservice
 
         import modelshelf.serve.batching
@@ -139,7 +148,7 @@ def serve(args: argparse.Namespace) -> int:
         workers.append(
             Worker(
                 "metrics",
-                (_metrics_process, queue, metrics_socket, METRICS_ENDPOINT, args),
+                (_metrics_process, queue, metrics_socket, METRICS_ENDPOINT, args, http_server),
                 respawn=False,
             )
         )
@@ -153,7 +162,7 @@ def serve(args: argparse.Namespace) -> int:
     workers += [
         Worker(
             "rest",
-            (_rest_worker, user_model, metrics, flask_app, rest_sockets, args),
+            (_rest_worker, user_model, metrics, flask_app, rest_sockets, args, http_server),
             signals_ready=True,
         )
         for _ in range(max(args.workers, 1))
@@ -297,10 +306,9 @@ def _rest_worker(
     flask_app: Any,
     sockets: RestSockets,
     args: argparse.Namespace,
+    http_server: str,
     ready: Any,
 ) -> None:
-    import uvicorn
-
     from modelshelf.request_guard import CLIENT_ERRORS, SeldonClientErrorFilter, guarded
     from modelshelf.serve.metrics import client_error_counter, metrics_app, metrics_port_router
     from modelshelf.serve.rest import SeldonRestApp
@@ -309,7 +317,8 @@ def _rest_worker(
     CLIENT_ERRORS.sink = client_error_counter(metrics)
     wrapper_log = logging.getLogger("seldon_core.wrapper")
     wrapper_log.addFilter(SeldonClientErrorFilter(count=not guarded(user_model)))
-    # uvicorn re-raises the signal it caught once it has shut down; this makes that a no-op.
+    # A SIGTERM while the model loads waits for the server's own handler (and uvicorn re-raises
+    # the signal it caught once it has shut down; this makes that a no-op).
     signal.signal(signal.SIGTERM, lambda *_: None)
     load_user_model(user_model)
     app = SeldonRestApp(user_model, metrics, flask_app, args.model_name, args.service_type)
@@ -317,6 +326,15 @@ def _rest_worker(
         port = sockets.metrics.getsockname()[1]
         app = metrics_port_router(app, metrics_app(metrics, sockets.metrics_endpoint), port)
     _freeze_loaded_objects()
+    keepalive = max(args.keepalive, 1)
+    if http_server == "modelshelf":
+        from modelshelf.serve.http1.server import serve as serve_http
+
+        ready.set()  # loaded: from now on a death is replaced, not a reason to stop
+        serve_http(app, sockets.listening, keepalive, bool(args.access_log), GRACEFUL_SECONDS)
+        return
+    import uvicorn
+
     config = uvicorn.Config(
         app,
         loop="uvloop",
@@ -325,7 +343,7 @@ def _rest_worker(
         access_log=bool(args.access_log),
         log_config=None,
         log_level=args.log_level.lower(),
-        timeout_keep_alive=max(args.keepalive, 1),
+        timeout_keep_alive=keepalive,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         server_header=False,
         date_header=False,
@@ -363,17 +381,22 @@ def _return_free_heap() -> None:
 
 
 def _metrics_process(
-    queue: Any, sock: socket.socket, endpoint: str, args: argparse.Namespace
+    queue: Any, sock: socket.socket, endpoint: str, args: argparse.Namespace, http_server: str
 ) -> None:
     import threading
-
-    import uvicorn
 
     from modelshelf.serve.metrics import MetricsAggregator, metrics_app
 
     signal.signal(signal.SIGTERM, lambda *_: None)
     aggregator = MetricsAggregator()
     threading.Thread(target=aggregator.consume, args=(queue,), daemon=True).start()
+    if http_server == "modelshelf":
+        from modelshelf.serve.http1.server import serve as serve_http
+
+        serve_http(metrics_app(aggregator, endpoint), [sock], 5.0, False, 2.0, "metrics process")
+        return
+    import uvicorn
+
     config = uvicorn.Config(
         metrics_app(aggregator, endpoint),
         loop="uvloop",

@@ -16,15 +16,19 @@ from modelshelf.metadata import array_spec
 
 
 def describe_booster(booster: xgb.Booster) -> dict[str, Any]:
-    """Objective, number of classes and targets, booster type, rounds and feature types."""
+    """Objective, number of classes and targets, booster type, rounds, trees and feature
+    types."""
     learner = json.loads(booster.save_config())["learner"]
     params = learner.get("learner_model_param", {})
+    gradient_booster = learner.get("gradient_booster", {})
+    trees = gradient_booster.get("gbtree", gradient_booster).get("gbtree_model_param", {})
     return {
         "objective": learner.get("objective", {}).get("name", "unknown"),
         "num_class": int(params.get("num_class", 0) or 0),
         "num_target": int(params.get("num_target", 1) or 1),
         "booster": learner.get("gradient_booster", {}).get("name", "unknown"),
         "rounds": booster.num_boosted_rounds(),
+        "trees": int(trees.get("num_trees", 0) or 0),  # 0: no trees (gblinear)
         "feature_types": booster.feature_types,
         "num_features": booster.num_features(),
     }

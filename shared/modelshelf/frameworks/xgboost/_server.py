@@ -77,6 +77,7 @@ class XGBoostServer(ModelServer):
         # Threads follow the OpenMP policy (modelshelf.openmp), not a count saved in the model.
         booster.set_param({"nthread": 0})
         self.description = describe_booster(booster)
+        self.threads.fit_to_trees(self.description["trees"])
         self.feature_names = booster.feature_names
         self.n_features = booster.num_features()
         self.model = estimator if estimator is not None else booster

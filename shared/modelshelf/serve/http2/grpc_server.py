@@ -200,8 +200,7 @@ class GrpcConnection(asyncio.Protocol):
             self._buffer += data
             if len(self._buffer) < self._wanted:  # a large frame arriving: copied once, whole
                 return
-            data = bytes(self._buffer)
-            self._buffer.clear()
+            data, self._buffer = self._buffer, bytearray()  # read in place, not copied again
         try:
             at = 0
             if not self._preface:
@@ -215,6 +214,7 @@ class GrpcConnection(asyncio.Protocol):
                 self._preface = True
                 at = len(f.PREFACE)
             end = len(data)
+            view = memoryview(data)  # DATA payloads are slices of it, not copies
             unpack = f.FRAME_HEADER.unpack_from
             self._wanted = f.HEADER_BYTES
             while end - at >= f.HEADER_BYTES:
@@ -229,11 +229,13 @@ class GrpcConnection(asyncio.Protocol):
                     break
                 start = at + f.HEADER_BYTES
                 at = start + length
-                self._frame(kind, flags, stream_id & 0x7FFFFFFF, data[start:at])
+                # DATA is copied once, into its stream's body; other frames' payloads as bytes.
+                payload = view[start:at] if kind == f.DATA else bytes(view[start:at])
+                self._frame(kind, flags, stream_id & 0x7FFFFFFF, payload)
                 if self.closed:
                     return
             if at < end:
-                self._buffer += data[at:]
+                self._buffer += view[at:]
         except f.Http2Error as error:
             self._fail(error.code, str(error))
         except Exception:  # a fault here: this connection ends, the server keeps serving
@@ -251,7 +253,7 @@ class GrpcConnection(asyncio.Protocol):
 
     # -- frames
 
-    def _frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
+    def _frame(self, kind: int, flags: int, stream_id: int, payload: Any) -> None:
         if self._continuing is not None and kind != f.CONTINUATION:
             raise f.Http2Error(f.PROTOCOL_ERROR, "a header block was not continued")
         if kind == f.DATA:
@@ -436,7 +438,7 @@ class GrpcConnection(asyncio.Protocol):
         if end_stream and not stream.answered:
             self._end_of_request(stream)
 
-    def _data(self, flags: int, stream_id: int, payload: bytes) -> None:
+    def _data(self, flags: int, stream_id: int, payload: bytes | memoryview) -> None:
         if not stream_id:
             raise f.Http2Error(f.PROTOCOL_ERROR, "DATA on stream 0")
         size = len(payload)
@@ -602,7 +604,8 @@ class GrpcConnection(asyncio.Protocol):
                 f"(5-byte prefix and its length); got {len(body)} bytes",
             )
             return
-        message = self._message(stream, body[0], body[5:])
+        with memoryview(body) as view:  # the message is copied once, out of the body
+            message = self._message(stream, body[0], view[5:])
         if message is None:
             return
         stream.body = bytearray()
@@ -632,25 +635,27 @@ class GrpcConnection(asyncio.Protocol):
             self._answer_status(stream, code, details)
             return
         ending = trailers(code, details)
-        message = _MESSAGE_PREFIX.pack(0, len(payload)) + payload
-        size = len(message)
+        size = len(payload) + 5
         stream.answered = True
-        if (
-            size <= stream.send_window
-            and size <= self._send_window
-            and size <= self._peer_max_frame
-            and not stream.pending
-        ):
+        if size <= stream.send_window and size <= self._send_window and not stream.pending:
+            # The whole answer in one write, its bytes copied once (by the join): the message
+            # is framed in place, over as many DATA frames as the peer's frame size needs.
             stream.send_window -= size
             self._send_window -= size
+            stream.started = True
             self.transport.write(
-                self._headers_out(f.END_HEADERS, stream.id, _RESPONSE_HEADERS)
-                + f.frame(f.DATA, 0, stream.id, message)
-                + self._headers_out(f.END_HEADERS | f.END_STREAM, stream.id, ending)
+                b"".join(
+                    (
+                        self._headers_out(f.END_HEADERS, stream.id, _RESPONSE_HEADERS),
+                        *_data_frames(stream.id, payload, self._peer_max_frame),
+                        self._headers_out(f.END_HEADERS | f.END_STREAM, stream.id, ending),
+                    )
+                )
             )
             self._closed_here(stream)
             return
-        stream.pending += message
+        stream.pending += _MESSAGE_PREFIX.pack(0, len(payload))
+        stream.pending += payload
         stream.trailers = ending
         self._send_pending(stream)
 
@@ -839,6 +844,28 @@ class GrpcConnection(asyncio.Protocol):
     @property
     def open_calls(self) -> int:
         return len(self._streams)
+
+
+def _data_frames(stream_id: int, payload: bytes, max_frame: int) -> list[bytes | memoryview]:
+    """``payload`` as one gRPC message (5-byte prefix) in DATA frames of at most ``max_frame``
+    bytes: frame headers and slices of ``payload``, to be joined (no copy of it here)."""
+    size = len(payload) + 5
+    prefix = _MESSAGE_PREFIX.pack(0, len(payload))
+    header = f.FRAME_HEADER.pack
+    if size <= max_frame:
+        return [header(size >> 8, size & 0xFF, f.DATA, 0, stream_id), prefix, payload]
+    view = memoryview(payload)
+    first = max_frame - 5
+    pieces: list[bytes | memoryview] = [
+        header(max_frame >> 8, max_frame & 0xFF, f.DATA, 0, stream_id),
+        prefix,
+        view[:first],
+    ]
+    for at in range(first, len(payload), max_frame):
+        chunk = view[at : at + max_frame]
+        length = len(chunk)
+        pieces += (header(length >> 8, length & 0xFF, f.DATA, 0, stream_id), chunk)
+    return pieces
 
 
 # ------------------------------------------------------------------------------- the server

@@ -20,6 +20,10 @@ HUFFMAN_CACHE_ENTRIES = 1024
 #: Longer Huffman strings are decoded each time, not cached (header values of gRPC calls
 #: that repeat -- paths, user agents, timeouts -- are far shorter).
 HUFFMAN_CACHE_MAX_BYTES = 256
+#: Header blocks kept decoded per connection (those that leave the table as it was), and the
+#: longest kept: a gRPC client's repeated calls are a few indexed bytes each.
+CACHED_BLOCKS = 64
+CACHED_BLOCK_BYTES = 512
 
 _STATIC_COUNT = len(STATIC_TABLE) - 1
 _EOS = 256
@@ -55,9 +59,26 @@ class HpackDecoder:
         self._table: deque[tuple[bytes, bytes]] = deque()
         self._table_size = 0
         self._huffman_cache: dict[bytes, bytes] = {}
+        #: Blocks that left the dynamic table as it was, with their fields: a client sends the
+        #: same few indexed bytes on every call. Emptied whenever the table changes.
+        self._decoded: dict[bytes, tuple[tuple[tuple[bytes, bytes], ...], int]] = {}
+        self._decoded_changed = False
 
     def decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
         """The header fields of one complete header block, in order."""
+        known = self._decoded.get(block)
+        if known is not None and known[1] <= self.max_header_list_size:
+            return list(known[0])
+        self._decoded_changed = False
+        headers = self._decode(block)
+        if not self._decoded_changed and len(block) <= CACHED_BLOCK_BYTES:
+            if len(self._decoded) >= CACHED_BLOCKS:
+                self._decoded.clear()
+            listed = sum(len(name) + len(value) + ENTRY_OVERHEAD for name, value in headers)
+            self._decoded[block] = (tuple(headers), listed)
+        return headers
+
+    def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
         headers: list[tuple[bytes, bytes]] = []
         listed = 0
         at, end = 0, len(block)
@@ -81,6 +102,7 @@ class HpackDecoder:
                             "allowed"
                         )
                     self.max_table_size = size
+                    self._table_changed()
                     self._evict(0)
                     continue
                 else:  # literal without indexing (0000) or never indexed (0001)
@@ -137,6 +159,7 @@ class HpackDecoder:
         return decoded, end
 
     def _add(self, field: tuple[bytes, bytes]) -> None:
+        self._table_changed()
         size = len(field[0]) + len(field[1]) + ENTRY_OVERHEAD
         if size > self.max_table_size:  # §4.4: an entry larger than the table empties it
             self._table.clear()
@@ -145,6 +168,11 @@ class HpackDecoder:
         self._evict(size)
         self._table.appendleft(field)
         self._table_size += size
+
+    def _table_changed(self) -> None:
+        """Indexes now name other fields: no decoded block holds any more."""
+        self._decoded.clear()
+        self._decoded_changed = True
 
     def _evict(self, room: int) -> None:
         while self._table and self._table_size + room > self.max_table_size:

@@ -5,10 +5,13 @@ seldon-core pins protobuf 3.20, which has no C++ build for Python 3.11: its pure
 cost ~200 µs to parse one single-row request and build and serialize its answer, more than the
 model's own call. Here a request whose inputs are all in ``raw_input_contents`` (what
 tritonclient, MLServer's and KServe's clients send) is read in a few µs, and every answer is
-written so. ``read_request`` returns ``None`` for anything else -- typed ``contents``, a
-malformed message -- and the caller parses that with the generated classes, so behaviour and
-error messages do not depend on which path read a request. Unknown fields are skipped, as
-protobuf does. Nothing here imports the generated stubs (tests load it beside tritonclient's).
+written so. Typed ``contents`` are read too: packed floats with ``np.frombuffer``, packed
+varints decoded by numpy (~4-6 ms less than protobuf's parser for 1,000 rows of 4), bytes.
+``read_request`` returns ``None`` for anything else -- unpacked repeated numbers, a malformed
+message -- and the caller parses that with the generated classes, so behaviour and error
+messages do not depend on which path read a request (tests fuzz both with the same bytes).
+Unknown fields are skipped, as protobuf does. Nothing here imports the generated stubs (tests
+load it beside tritonclient's).
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from modelshelf.serve import inference
 from modelshelf.serve.inference import InferenceResponse
 
 # Wire types.
 VARINT, I64, LEN, I32 = 0, 1, 2, 5
 _UINT64 = 1 << 64
+_UINT64_MASK = _UINT64 - 1
 _INT64_MAX = (1 << 63) - 1
 
 
@@ -32,17 +38,23 @@ class _MalformedError(Exception):
 
 @dataclass(slots=True)
 class InputHeader:
-    """An input tensor's fields other than its data."""
+    """An input tensor's fields, and its typed ``contents`` if it has any.
+
+    ``contents``: the ``InferTensorContents`` fields sent, by name, in field order (what
+    protobuf's ``ListFields`` gives); ``None`` when the input has no typed contents (or only
+    empty ones, which protobuf cannot tell from none)."""
 
     name: str = ""
     datatype: str = ""
     shape: list[int] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
+    contents: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
 class RawInferRequest:
-    """A ``ModelInferRequest`` whose inputs are all raw (``raw_input_contents``)."""
+    """A ``ModelInferRequest`` whose inputs are raw (``raw_input_contents``) or typed in packed
+    ``fp32_contents`` / ``fp64_contents``."""
 
     model_name: str = ""
     model_version: str = ""
@@ -50,7 +62,8 @@ class RawInferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
     inputs: list[InputHeader] = field(default_factory=list)
     outputs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    raw_input_contents: list[bytes] = field(default_factory=list)
+    #: Slices of the request's bytes (``np.frombuffer`` reads them in place).
+    raw_input_contents: list[memoryview] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -83,12 +96,13 @@ def _read_request(view: memoryview) -> RawInferRequest:
         elif number == 6:
             found.outputs.append(_read_output(value))
         elif number == 7:
-            found.raw_input_contents.append(bytes(value))
+            found.raw_input_contents.append(value)  # a slice of the message: not copied
     return found
 
 
 def _read_input(view: memoryview) -> InputHeader:
     found = InputHeader()
+    typed: dict[int, list[memoryview]] = {}
     for number, wire, value in _fields(view):
         if number == 1 and wire == LEN:
             found.name = _text(value)
@@ -105,8 +119,95 @@ def _read_input(view: memoryview) -> InputHeader:
         elif number == 4 and wire == LEN:
             _read_parameter(value, found.parameters)
         elif number == 5:
-            raise _MalformedError("typed contents")  # the generated classes read those
+            if wire != LEN:
+                raise _MalformedError("contents that are not a message")
+            _read_contents(value, typed)
+    if typed:
+        found.contents = _typed_values(typed)
     return found
+
+
+#: The ``InferTensorContents`` fields: packed fixed-width floats, read by ``np.frombuffer``;
+#: packed varints (bool, int32, int64, uint32, uint64), decoded by numpy all at once; and
+#: ``bytes_contents``. Protobuf's pure-Python parser reads each value in Python, ~1 µs each.
+_FLOAT_CONTENTS = {6: ("fp32_contents", np.dtype("<f4")), 7: ("fp64_contents", np.dtype("<f8"))}
+_VARINT_CONTENTS = {
+    1: "bool_contents",
+    2: "int_contents",
+    3: "int64_contents",
+    4: "uint_contents",
+    5: "uint64_contents",
+}
+_BYTES_CONTENTS = 8
+_SEVEN_BITS = np.uint64(0x7F)
+_LOW_32_BITS = np.uint64(0xFFFFFFFF)
+
+
+def _read_contents(view: memoryview, into: dict[int, list[memoryview]]) -> None:
+    """The chunks of each packed field and each ``bytes_contents`` element (a message sent
+    twice is merged: appended). Unpacked repeated numbers are left to protobuf."""
+    for number, wire, value in _fields(view):
+        kind = _FLOAT_CONTENTS.get(number)
+        if kind is None:
+            if wire != LEN or not (number in _VARINT_CONTENTS or number == _BYTES_CONTENTS):
+                raise _MalformedError("typed contents not packed, or not InferTensorContents'")
+        elif wire != LEN or len(value) % kind[1].itemsize:
+            raise _MalformedError("fp32 / fp64 contents not packed whole")
+        into.setdefault(number, []).append(value)
+
+
+def _typed_values(chunks: dict[int, list[memoryview]]) -> dict[str, Any] | None:
+    """The values of each field with any, as protobuf gives them: Python floats, every NaN
+    read as ``math.nan`` (protobuf's decoder drops NaN payloads and signs); ints and bools;
+    bytes."""
+    typed: dict[str, Any] = {}
+    for number in sorted(chunks):
+        parts = chunks[number]
+        if number == _BYTES_CONTENTS:
+            typed["bytes_contents"] = [bytes(part) for part in parts]
+            continue
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if not len(data):
+            continue
+        if number in _VARINT_CONTENTS:
+            typed[_VARINT_CONTENTS[number]] = _packed_varints(number, data)
+            continue
+        name, dtype = _FLOAT_CONTENTS[number]
+        array = np.frombuffer(data, dtype)
+        nan = np.isnan(array)
+        if nan.any():
+            array = array.copy()
+            array[nan] = np.nan
+        typed[name] = array.tolist()
+    return typed or None
+
+
+def _packed_varints(number: int, data: bytes | memoryview) -> list:
+    """Packed varints as protobuf reads field ``number``: the low 64 bits of each, then bool,
+    int32 (low 32 bits, signed), int64 (signed), uint32 (low 32 bits) or uint64."""
+    found = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(found < 0x80)
+    if not ends.size or ends[-1] != found.size - 1:
+        raise _MalformedError("a packed varint cut short")
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts + 1
+    if lengths.max() > 10:
+        raise _MalformedError("a varint longer than 10 bytes")
+    place = np.arange(found.size, dtype=np.uint64) - np.repeat(starts, lengths).astype(np.uint64)
+    # Bits above the 64th (the 10th byte's upper 6) fall off the shift, as protobuf masks them.
+    groups = (found.astype(np.uint64) & _SEVEN_BITS) << (place * np.uint64(7))
+    values = np.bitwise_or.reduceat(groups, starts)
+    if number == 1:
+        return (values != 0).tolist()
+    if number == 2:
+        return (values & _LOW_32_BITS).astype(np.uint32).view(np.int32).tolist()
+    if number == 3:
+        return values.view(np.int64).tolist()
+    if number == 4:
+        return (values & _LOW_32_BITS).tolist()
+    return values.tolist()
 
 
 def _read_output(view: memoryview) -> tuple[str, dict[str, Any]]:
@@ -126,9 +227,12 @@ def _read_parameter(view: memoryview, into: dict[str, Any]) -> None:
     for number, wire, item in _fields(view):
         if number == 1 and wire == LEN:
             key = _text(item)
-        elif number == 2 and wire == LEN:
-            value = _read_parameter_value(item)
-    if value is not None:
+        elif number == 2 and wire == LEN:  # a message sent twice is merged: the last set wins
+            found = _read_parameter_value(item)
+            value = value if found is None else found
+    if value is None:
+        into.pop(key, None)  # protobuf's map holds an empty value, which reads as unset
+    else:
         into[key] = value
 
 
@@ -136,31 +240,49 @@ def _read_parameter_value(view: memoryview) -> Any:
     value = None
     for number, wire, item in _fields(view):  # the last of a oneof wins, as in protobuf
         if number == 1 and wire == VARINT:
-            value = bool(item)
+            value = bool(item & _UINT64_MASK)  # protobuf keeps a varint's low 64 bits
         elif number == 2 and wire == VARINT:
             value = _signed(item)
         elif number == 3 and wire == LEN:
             value = _text(item)
         elif number == 4 and wire == I64:
-            value = struct.unpack("<d", item)[0]
+            value = _DOUBLE.unpack(item)[0]
         elif number == 5 and wire == VARINT:
-            value = item
+            value = item & _UINT64_MASK
     return value
 
 
 def _fields(view: memoryview):
-    """``(field number, wire type, value)``: an int for VARINT, a memoryview otherwise."""
+    """``(field number, wire type, value)``: an int for VARINT, a memoryview otherwise.
+
+    Keys, lengths and values below 128 (nearly all of them) are read inline, one byte."""
     at, end = 0, len(view)
     while at < end:
-        key, at = _varint(view, at)
+        key = view[at]
+        if key < 0x80:
+            at += 1
+        else:
+            key, at = _varint(view, at)
+            if not view[at - 1]:
+                # A key padded with zero bytes: protobuf matches keys byte for byte and takes
+                # the field as an unknown one; the generated classes read such a message.
+                raise _MalformedError("a key not in its shortest form")
         number, wire = key >> 3, key & 7
-        if wire == VARINT:
-            value, at = _varint(view, at)
-        elif wire == LEN:
-            size, at = _varint(view, at)
+        if wire == LEN:
+            size = view[at]
+            if size < 0x80:
+                at += 1
+            else:
+                size, at = _varint(view, at)
             if at + size > end:
                 raise _MalformedError("a field runs past the message's end")
             value, at = view[at : at + size], at + size
+        elif wire == VARINT:
+            value = view[at]
+            if value < 0x80:
+                at += 1
+            else:
+                value, at = _varint(view, at)
         elif wire == I64:
             if at + 8 > end:
                 raise _MalformedError("truncated fixed64")
@@ -203,71 +325,83 @@ def _text(view: memoryview) -> str:
 
 
 def write_response(answer: InferenceResponse) -> bytes:
-    """A serialized ``ModelInferResponse``, every output's data in ``raw_output_contents``."""
-    out = bytearray()
-    _put_text(out, 1, answer.model_name)
+    """A serialized ``ModelInferResponse``, every output's data in ``raw_output_contents``.
+
+    Written as a list of pieces joined once: each output's data (the bulk of the bytes) is
+    copied only by that join."""
+    pieces: list[bytes] = []
+    _put_text(pieces, _KEY_1, answer.model_name)
     if answer.model_version:
-        _put_text(out, 2, answer.model_version)
+        _put_text(pieces, _KEY_2, answer.model_version)
     if answer.id:
-        _put_text(out, 3, answer.id)
-    _put_parameters(out, 4, answer.parameters)
+        _put_text(pieces, _KEY_3, answer.id)
+    _put_parameters(pieces, _KEY_4, answer.parameters)
     for tensor in answer.outputs:
-        body = bytearray()
-        _put_text(body, 1, tensor.name)
-        _put_text(body, 2, tensor.datatype)
+        body: list[bytes] = []
+        _put_text(body, _KEY_1, tensor.name)
+        _put_text(body, _KEY_2, tensor.datatype)
         if tensor.shape:
-            dims = bytearray()
-            for dim in tensor.shape:
-                _put_varint(dims, dim & (_UINT64 - 1))
-            _put_bytes(body, 3, dims)
-        _put_parameters(body, 4, tensor.parameters)
-        _put_bytes(out, 5, body)
+            dims = b"".join([_varint_bytes(dim & (_UINT64 - 1)) for dim in tensor.shape])
+            body += (_KEY_3, _varint_bytes(len(dims)), dims)
+        _put_parameters(body, _KEY_4, tensor.parameters)
+        _put_bytes(pieces, _KEY_5, b"".join(body))
     for tensor in answer.outputs:
-        _put_bytes(out, 6, tensor.to_bytes())
-    return bytes(out)
+        _put_bytes(pieces, _KEY_6, tensor.to_bytes())
+    return b"".join(pieces)
 
 
-def _put_parameters(out: bytearray, number: int, parameters: dict[str, Any]) -> None:
-    for key, value in parameters.items():
+#: The key (field number, wire type LEN) of fields 1-6: every field written is length-delimited.
+_KEY_1, _KEY_2, _KEY_3, _KEY_4, _KEY_5, _KEY_6 = (
+    bytes((number << 3 | LEN,)) for number in range(1, 7)
+)
+#: ``InferParameter``'s keys: bool_param (1), int64_param (2), string_param (3), double_param
+#: (4, fixed64), uint64_param (5).
+_BOOL_KEY, _INT64_KEY, _STRING_KEY = bytes((1 << 3 | VARINT,)), bytes((2 << 3 | VARINT,)), b"\x1a"
+_DOUBLE_KEY, _UINT64_KEY = bytes((4 << 3 | I64,)), bytes((5 << 3 | VARINT,))
+_DOUBLE = struct.Struct("<d")
+#: Varints below 128 are one byte: the lengths and dimensions of nearly every answer.
+_ONE_BYTE = tuple(bytes((value,)) for value in range(128))
+
+
+def _put_parameters(out: list[bytes], key: bytes, parameters: dict[str, Any]) -> None:
+    """Each entry of a ``map<string, InferParameter>`` (an entry message: key 1, value 2)."""
+    for name, value in parameters.items():
         value = inference.parameter_value(value)  # lists and mappings as JSON text
-        item = bytearray()
         if isinstance(value, bool):
-            _put_key(item, 1, VARINT)
-            _put_varint(item, int(value))
+            item = _BOOL_KEY + _ONE_BYTE[value]
         elif isinstance(value, int) and -_INT64_MAX - 1 <= value < _UINT64:
             if value > _INT64_MAX:
-                _put_key(item, 5, VARINT)
-                _put_varint(item, value)
+                item = _UINT64_KEY + _varint_bytes(value)
             else:
-                _put_key(item, 2, VARINT)
-                _put_varint(item, value & (_UINT64 - 1))
+                item = _INT64_KEY + _varint_bytes(value & (_UINT64 - 1))
         elif isinstance(value, float):
-            _put_key(item, 4, I64)
-            item += struct.pack("<d", value)
+            item = _DOUBLE_KEY + _DOUBLE.pack(value)
         else:
-            _put_text(item, 3, str(value))
-        entry = bytearray()
-        _put_text(entry, 1, str(key))
-        _put_bytes(entry, 2, item)
-        _put_bytes(out, number, entry)
+            text = str(value).encode()
+            item = _STRING_KEY + _varint_bytes(len(text)) + text
+        label = str(name).encode()
+        entry = b"".join(
+            (_KEY_1, _varint_bytes(len(label)), label, _KEY_2, _varint_bytes(len(item)), item)
+        )
+        out += (key, _varint_bytes(len(entry)), entry)
 
 
-def _put_key(out: bytearray, number: int, wire: int) -> None:
-    _put_varint(out, number << 3 | wire)
-
-
-def _put_varint(out: bytearray, value: int) -> None:
+def _varint_bytes(value: int) -> bytes:
+    """A non-negative int as a base-128 varint."""
+    if value < 0x80:
+        return _ONE_BYTE[value]
+    out = bytearray()
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)
         value >>= 7
     out.append(value)
+    return bytes(out)
 
 
-def _put_bytes(out: bytearray, number: int, data: bytes | bytearray) -> None:
-    _put_key(out, number, LEN)
-    _put_varint(out, len(data))
-    out += data
+def _put_bytes(out: list[bytes], key: bytes, data: bytes) -> None:
+    out += (key, _varint_bytes(len(data)), data)
 
 
-def _put_text(out: bytearray, number: int, text: str) -> None:
-    _put_bytes(out, number, text.encode())
+def _put_text(out: list[bytes], key: bytes, text: str) -> None:
+    data = text.encode()
+    out += (key, _varint_bytes(len(data)), data)

@@ -1,0 +1,133 @@
+"""modelshelf's HTTP/1.1 server: the REST front end of ``modelshelf serve`` on uvloop.
+
+It replaces uvicorn on the hot path (``MODELSHELF_HTTP_SERVER=uvicorn`` keeps uvicorn): one
+event loop, the listening sockets the parent bound (the REST port, and the metrics port when
+the worker serves it), and per connection an ``HttpConnection`` that calls the app's direct
+entry inline. On SIGTERM or SIGINT it stops accepting, closes idle keep-alive connections, lets
+the requests under way finish for up to ``grace`` seconds, then closes what is left and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Sequence
+
+from modelshelf.serve.http1.connection import DirectApp, HttpConnection
+
+logger = logging.getLogger("modelshelf.serve.http1")
+
+#: Env var choosing the REST port's server: ``modelshelf`` (ours, the default) or ``uvicorn``.
+SERVER_ENV = "MODELSHELF_HTTP_SERVER"
+SERVERS = ("modelshelf", "uvicorn")
+
+
+def http_server_kind() -> str:
+    """Which server serves REST (``MODELSHELF_HTTP_SERVER``); an unknown name is an error."""
+    from modelshelf.errors import ConfigurationError
+
+    kind = os.environ.get(SERVER_ENV, "").strip().lower() or SERVERS[0]
+    if kind not in SERVERS:
+        raise ConfigurationError(
+            SERVER_ENV,
+            kind,
+            "modelshelf (the default: modelshelf's own HTTP/1.1 server) or uvicorn",
+        )
+    return kind
+
+
+class HttpServer:
+    """Serves ``app`` on listening sockets; keeps its connections for the idle timeout and
+    the graceful stop."""
+
+    def __init__(self, app: DirectApp, keepalive_seconds: float, access_log: bool) -> None:
+        self.app = app
+        self.keepalive_seconds = keepalive_seconds
+        self.access_log = access_log
+        self.connections: set[HttpConnection] = set()
+        self.stopping = False
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # start()
+        self._servers: list[asyncio.AbstractServer] = []
+        self._sweep: asyncio.TimerHandle | None = None
+        self._all_closed: asyncio.Event | None = None
+
+    async def start(self, sockets: Sequence[socket.socket]) -> None:
+        self.loop = asyncio.get_running_loop()
+        for sock in sockets:
+            server = await self.loop.create_server(
+                lambda: HttpConnection(self), sock=sock, backlog=2048
+            )
+            self._servers.append(server)
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, close idle connections, give the rest ``grace`` seconds to answer
+        what they are serving, then close them."""
+        self.stopping = True
+        for server in self._servers:
+            server.close()
+        self._all_closed = asyncio.Event()
+        for connection in list(self.connections):
+            connection.shut_down()
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), grace)
+        for connection in list(self.connections):
+            connection.transport.close()
+        if self._sweep is not None:
+            self._sweep.cancel()
+
+    def connection_made(self, connection: HttpConnection) -> None:
+        self.connections.add(connection)
+        if self.stopping:
+            connection.shut_down()
+        elif self._sweep is None:
+            self._sweep = self.loop.call_later(self._sweep_seconds(), self._close_idle)
+
+    def connection_lost(self, connection: HttpConnection) -> None:
+        self.connections.discard(connection)
+        if self._all_closed is not None and not self.connections:
+            self._all_closed.set()
+
+    def _sweep_seconds(self) -> float:
+        return min(max(self.keepalive_seconds / 4, 0.05), 1.0)
+
+    def _close_idle(self) -> None:
+        """The keep-alive timeout, for every connection at once: one timer for the server, not
+        one armed and cancelled per request."""
+        self._sweep = None
+        since = self.loop.time() - self.keepalive_seconds
+        for connection in list(self.connections):
+            connection.close_if_idle(since)
+        if self.connections and not self.stopping:
+            self._sweep = self.loop.call_later(self._sweep_seconds(), self._close_idle)
+
+
+def serve(
+    app: DirectApp,
+    sockets: Sequence[socket.socket],
+    keepalive_seconds: float,
+    access_log: bool,
+    grace: float,
+    name: str = "REST worker",
+) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully (``HttpServer.stop``) and return."""
+    import uvloop
+
+    server = HttpServer(app, keepalive_seconds, access_log)
+
+    async def run() -> None:
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stopped.set)
+        loop.add_signal_handler(signal.SIGINT, stopped.set)
+        await server.start(sockets)
+        ports = ", ".join(str(sock.getsockname()[1]) for sock in sockets)
+        logger.info("%s %d serving on port(s) %s (modelshelf http1)", name, os.getpid(), ports)
+        await stopped.wait()
+        await server.stop(grace)
+
+    uvloop.run(run())

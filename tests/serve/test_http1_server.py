@@ -1,0 +1,346 @@
+"""modelshelf's HTTP/1.1 server (``modelshelf.serve.http1``), the REST front end's default, as
+clients meet it: real ``modelshelf serve`` processes, raw sockets for what client libraries
+hide (pipelining, chunked bodies, 100-continue, malformed requests, a client that does not read,
+the idle timeout), and httpx."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+from frontends import COMPONENTS, MODELSHELF, Launch, running
+
+from microservice import run_to_exit, wait_for_text
+
+PREDICT = "/api/v1.0/predictions"
+ND = {"data": {"ndarray": [[1.0, 2.0]]}}
+
+
+@pytest.fixture(scope="module")
+def service():
+    launch = Launch("SleepyModel", COMPONENTS, extra_args=("--keepalive", "1"))
+    with running(launch, [MODELSHELF]) as (served,):
+        yield served
+
+
+def _request(method: str, path: str, body: bytes = b"", headers: str = "") -> bytes:
+    """One HTTP/1.1 request as bytes; a JSON body gets its Content-Length."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: test\r\n{headers}"
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+def _predict(value: float, headers: str = "") -> bytes:
+    return _request("POST", PREDICT, json.dumps({"data": {"ndarray": [[value]]}}).encode(), headers)
+
+
+class Reader:
+    """Reads answers off a raw socket, one at a time (Content-Length framed)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(1 << 20)
+        self.buffer += data
+        return bool(data)
+
+    def answer(self, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
+        while b"\r\n\r\n" not in self.buffer:
+            if not self._fill():
+                raise ConnectionError(f"closed before an answer; got {self.buffer[:200]!r}")
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = 0 if head_only else int(headers.get("content-length", "0"))
+        while len(self.buffer) < length:
+            if not self._fill():
+                raise ConnectionError("closed inside a body")
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return int(status_line.split()[1]), headers, body
+
+    def closed(self) -> bool:
+        """True once the server has closed the connection (nothing more was sent)."""
+        try:
+            return not self.buffer and not self._fill()
+        except ConnectionResetError:
+            return True
+
+
+def _connect(port: int, timeout: float = 30) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+
+def _ndarray(body: bytes) -> list:
+    return json.loads(body)["data"]["ndarray"]
+
+
+def test_keep_alive_serves_many_requests_on_one_connection_without_server_or_date(service):
+    with _connect(service.http_port) as sock:
+        reader = Reader(sock)
+        for value in (1.0, 2.0, 3.0):
+            sock.sendall(_predict(value))
+            status, headers, body = reader.answer()
+            assert status == 200 and _ndarray(body) == [[value]]
+            assert headers["content-length"] == str(len(body))
+            assert "connection" not in headers
+            assert "server" not in headers and "date" not in headers
+
+
+def test_connection_close_is_honoured(service):
+    with _connect(service.http_port) as sock:
+        sock.sendall(_predict(1.0, "Connection: close\r\n") + _predict(2.0))
+        reader = Reader(sock)
+        status, headers, _ = reader.answer()
+        assert status == 200 and headers["connection"] == "close"
+        assert reader.closed()  # the second request is not answered
+
+
+def test_an_upgrade_is_declined_with_an_http_1_1_answer_that_closes(service):
+    """curl --http2 asks for h2c: the answer is HTTP/1.1 and says the connection ends."""
+    with _connect(service.http_port) as sock:
+        sock.sendall(
+            b"GET /health/ping HTTP/1.1\r\nHost: test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
+        )
+        reader = Reader(sock)
+        status, headers, body = reader.answer()
+        assert (status, body, headers["connection"]) == (200, b"pong", "close")
+        assert reader.closed()
+
+
+def test_http_1_0_closes_unless_keep_alive_is_asked(service):
+    request = b"GET /health/ping HTTP/1.0\r\n\r\n"
+    with _connect(service.http_port) as sock:
+        sock.sendall(request)
+        reader = Reader(sock)
+        assert reader.answer()[2] == b"pong"
+        assert reader.closed()
+    with _connect(service.http_port) as sock:
+        reader = Reader(sock)
+        for _ in range(2):
+            sock.sendall(b"GET /health/ping HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            status, headers, body = reader.answer()
+            assert (status, body, headers["connection"]) == (200, b"pong", "keep-alive")
+
+
+def test_pipelined_requests_are_answered_in_order(service):
+    values = [float(i) for i in range(20)]
+    requests = [_predict(v) for v in values]
+    requests.insert(5, _request("GET", "/health/ping"))
+    requests.insert(9, _request("HEAD", "/health/ping"))
+    with _connect(service.http_port) as sock:
+        sock.sendall(b"".join(requests))
+        reader = Reader(sock)
+        answers = [reader.answer(head_only=(i == 9)) for i in range(len(requests))]
+    assert answers[5][2] == b"pong"
+    # HEAD: the app's headers (Flask answers HEAD with an empty body), no body after them.
+    assert answers[9][0] == 200 and answers[9][1]["content-length"] == "0"
+    predictions = [a for i, a in enumerate(answers) if i not in (5, 9)]
+    assert [_ndarray(body)[0][0] for _, _, body in predictions] == values
+
+
+def test_a_chunked_body_is_read_whole(service):
+    body = json.dumps({"data": {"ndarray": [[4.0, 5.0, 6.0]]}}).encode()
+    pieces = [body[:7], body[7:20], body[20:]]
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    head = (
+        f"POST {PREDICT} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    with _connect(service.http_port) as sock:
+        sock.sendall(head)
+        for piece in chunked[:30], chunked[30:]:
+            time.sleep(0.05)  # arrives in separate reads
+            sock.sendall(piece)
+        status, _, answer = Reader(sock).answer()
+    assert status == 200 and _ndarray(answer) == [[4.0, 5.0, 6.0]]
+
+
+def test_expect_100_continue_is_answered_before_the_body(service):
+    body = json.dumps(ND).encode()
+    head = _request("POST", PREDICT, body, "Expect: 100-continue\r\n")[: -len(body)]
+    with _connect(service.http_port) as sock:
+        sock.sendall(head)
+        reader = Reader(sock)
+        status, _, _ = reader.answer(head_only=True)
+        assert status == 100
+        sock.sendall(body)
+        status, _, answer = reader.answer()
+    assert status == 200 and _ndarray(answer) == ND["data"]["ndarray"]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /health/ping HTTP/1.1\r\nHost test\r\n\r\n",  # a header without a colon
+        b"NOT-A-METHOD /health/ping HTTP/1.1\r\n\r\n",
+        b"GET /health/ping HTTP/9.9\r\n\r\n",
+        b"POST /predict HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"GET /\xff\xfe HTTP/1.1\r\nHost: test\r\n\r\n",  # a path that is not ASCII
+    ],
+)
+def test_a_malformed_request_gets_400_then_close_and_the_server_keeps_serving(
+    service, request_bytes
+):
+    with _connect(service.http_port) as sock:
+        sock.sendall(_request("GET", "/health/ping") + request_bytes)
+        reader = Reader(sock)
+        assert reader.answer()[2] == b"pong"  # what came before is answered first
+        status, headers, body = reader.answer()
+        assert (status, headers["connection"]) == (400, "close"), body
+        assert reader.closed()
+    assert httpx.get(f"{service.url}/health/ping").text == "pong"
+
+
+def test_headers_over_the_limit_get_431(service):
+    many = "".join(f"X-Filler-{i}: {'v' * 100}\r\n" for i in range(700))  # ~80 KB
+    with _connect(service.http_port) as sock:
+        sock.sendall(_request("GET", "/health/ping", headers=many))
+        reader = Reader(sock)
+        status, headers, _ = reader.answer()
+        assert (status, headers["connection"]) == (431, "close")
+        assert reader.closed()
+
+
+def test_a_header_line_that_never_ends_gets_431_and_the_connection_ends(service):
+    """A header value that never ends (the client keeps sending): 431 once ~320 KB are in,
+    and the server ends the connection instead of holding the line in memory."""
+    failed: list[OSError] = []
+    with _connect(service.http_port) as sock:
+
+        def send_forever() -> None:
+            try:
+                sock.sendall(b"GET /health/ping HTTP/1.1\r\nX-Endless: ")
+                while True:
+                    sock.sendall(b"a" * 65536)
+            except OSError as error:
+                failed.append(error)
+
+        sender = threading.Thread(target=send_forever, daemon=True)
+        sender.start()
+        reader = Reader(sock)
+        status, headers, _ = reader.answer()
+        assert (status, headers["connection"]) == (431, "close")
+        assert reader.closed()
+        sender.join(20)
+        assert failed, "the server still reads a header line that never ends"
+
+
+def test_a_body_over_the_limit_after_pipelined_requests_is_refused_in_order(service):
+    big = f"POST {PREDICT} HTTP/1.1\r\nContent-Type: application/json\r\n"
+    big += f"Content-Length: {10 * 2**30}\r\n\r\n"  # over the 64 MiB default limit
+    with _connect(service.http_port) as sock:
+        sock.sendall(_predict(7.0) + big.encode())
+        reader = Reader(sock)
+        assert _ndarray(reader.answer()[2]) == [[7.0]]
+        status, headers, body = reader.answer()
+        assert status == 413 and headers["connection"] == "close"
+        assert "MODELSHELF_MAX_BODY_BYTES" in json.loads(body)["status"]["info"]
+        assert reader.closed()
+
+
+def test_percent_encoded_paths_are_decoded_and_queries_kept(service):
+    answer = service.client.post("/api/v1.0/%70redictions", json=ND)
+    assert answer.status_code == 200 and answer.json()["data"]["ndarray"] == [[1.0, 2.0]]
+    # ?json= is a query the Flask path reads: the raw query reaches the app.
+    query = json.dumps({"data": {"ndarray": [[3.0]]}})
+    answer = service.client.post(PREDICT, params={"json": query})
+    assert answer.status_code == 200 and answer.json()["data"]["ndarray"] == [[3.0]]
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_keepalive_seconds(service):
+    with _connect(service.http_port) as sock:
+        sock.sendall(_request("GET", "/health/ping"))
+        reader = Reader(sock)
+        assert reader.answer()[2] == b"pong"
+        answered = time.monotonic()
+        assert reader.closed()  # blocks until the server closes (--keepalive 1)
+        idle = time.monotonic() - answered
+    assert 0.9 < idle < 10, idle
+
+
+def test_a_client_that_does_not_read_is_not_read_either(service):
+    """Backpressure: 200 pipelined requests of 100 KB echoed back, the answers unread. The
+    server stops reading once its writes back up, so the client's send blocks; once the
+    client reads, every answer arrives, whole and in order."""
+    text = "x" * 100_000
+    requests = [
+        _request("POST", PREDICT, json.dumps({"jsonData": {"i": i, "text": text}}).encode())
+        for i in range(200)
+    ]
+    with _connect(service.http_port, timeout=60) as sock:
+        sent = threading.Event()
+        sender = threading.Thread(target=lambda: (sock.sendall(b"".join(requests)), sent.set()))
+        sender.start()
+        assert not sent.wait(2.0), "20 MB of requests were all read with no answer read"
+        reader = Reader(sock)
+        for i in range(200):
+            status, _, body = reader.answer()
+            assert status == 200 and json.loads(body)["jsonData"] == {"i": i, "text": text}
+        sender.join(30)
+        assert sent.is_set()
+
+
+def test_an_error_that_escapes_the_app_is_a_json_500_and_the_connection_serves_on(tmp_path):
+    """An exception seldon-core's Flask handlers cannot describe escapes the app: 500 with a
+    JSON body and an ERROR log; the same connection then serves the next request."""
+    (tmp_path / "UndescribableModel.py").write_text(
+        "class Undescribable(Exception):\n"
+        "    def __str__(self):\n"
+        "        raise RuntimeError('cannot describe this error')\n\n"
+        "class UndescribableModel:\n"
+        "    def predict(self, X, features_names=None, meta=None):\n"
+        "        raise Undescribable()\n"
+    )
+    with running(Launch("UndescribableModel", tmp_path), [MODELSHELF]) as (served,):
+        with _connect(served.http_port) as sock:
+            sock.sendall(_predict(1.0) + _request("GET", "/health/ping"))
+            reader = Reader(sock)
+            status, headers, body = reader.answer()
+            assert (status, headers["content-type"]) == (500, "application/json")
+            assert "error" in json.loads(body)
+            assert "connection" not in headers
+            assert reader.answer()[2] == b"pong"
+        wait_for_text(served.log, "cannot describe this error")
+        assert "ERROR" in served.log()
+
+
+def test_an_unknown_http_server_stops_the_start_naming_the_variable():
+    result = run_to_exit(
+        [*MODELSHELF, "SleepyModel", "--http-port", "0", "--grpc-workers", "0"],
+        COMPONENTS,
+        env={"MODELSHELF_HTTP_SERVER": "gunicorn"},
+    )
+    assert result.returncode == 1, result.stdout
+    assert "MODELSHELF_HTTP_SERVER" in result.stdout and "gunicorn" in result.stdout
+
+
+def test_sigterm_closes_idle_connections_and_exits_0_with_the_access_log(tmp_path):
+    """SIGTERM to the parent: an idle keep-alive connection is closed at once (not at the end
+    of the grace period); the worker, then the tree, exit 0. ``--access-log`` logs each
+    request as uvicorn did."""
+    launch = Launch("SleepyModel", COMPONENTS, extra_args=("--access-log", "--keepalive", "60"))
+    with running(launch, [MODELSHELF]) as (served,), _connect(served.http_port) as sock:
+        sock.sendall(_predict(1.0))
+        reader = Reader(sock)
+        assert reader.answer()[0] == 200
+        wait_for_text(served.log, f'"POST {PREDICT} HTTP/1.1" 200')
+        started = time.monotonic()
+        os.kill(served.process.pid, signal.SIGTERM)
+        assert reader.closed()
+        closed_after = time.monotonic() - started
+        code = served.process.wait(15)
+    assert code == 0, served.log()[-3000:]
+    assert closed_after < 5, closed_after
