@@ -20,6 +20,7 @@ from sklearn.datasets import make_classification, make_regression
 
 from microservice import SERVERS, seldon_parameters
 from modelshelf.accelerators import Accelerated, accelerate
+from modelshelf.accelerators.lightgbm_booster import candidate
 from modelshelf.errors import BadRequestError
 from modelshelf.frameworks.lightgbm import LightGBMServer
 
@@ -229,7 +230,10 @@ def test_no_candidate_where_it_cannot_be_exact(boosters, tmp_path):
             return super().predict(X, **kwargs) + 1.0
 
     shifted = Shifted(n_estimators=5, verbose=-1).fit(X, y)
-    assert accelerate(shifted, "predict", shifted.predict) is None
+    assert accelerate(shifted, "predict", shifted.predict) is None  # not lightgbm's class
+    # A subclass in lightgbm's own package (lightgbm.dask's) reaches the accelerator: refused
+    # there because its method is not LightGBM's.
+    assert candidate(shifted, "predict", shifted.predict) is None
     early = lgb.LGBMClassifier(n_estimators=5, verbose=-1, pred_early_stop=True).fit(X, y)
     assert accelerate(early, "predict_proba", early.predict_proba) is None
     frame = pd.DataFrame({"kind": pd.Categorical(RNG.choice(["a", "b"], 200)), "x": X[:, 0]})
