@@ -78,6 +78,7 @@ def test_an_empty_request_and_unknown_fields():
         b"\x0a",  # a length that never comes
         b"\x0b",  # wire type 3 (groups)
         b"\xff" * 12,  # a varint longer than 10 bytes
+        b"\x80" * 9 + b"\x02\x00",  # a key whose low 64 bits are field 0: protobuf refuses it
         b"\x0a\x02\xff\xfe",  # a model name that is not UTF-8
     ],
 )  # fmt: skip

@@ -263,10 +263,12 @@ def _fields(view: memoryview):
             at += 1
         else:
             key, at = _varint(view, at)
-            if not view[at - 1]:
+            if not view[at - 1] or key > _UINT64_MASK:
                 # A key padded with zero bytes: protobuf matches keys byte for byte and takes
-                # the field as an unknown one; the generated classes read such a message.
-                raise _MalformedError("a key not in its shortest form")
+                # the field as an unknown one. A key past 64 bits: protobuf keeps its low 64,
+                # whose field number may be 0, which it refuses. The generated classes read
+                # such a message.
+                raise _MalformedError("a key not in its shortest form, or past 64 bits")
         number, wire = key >> 3, key & 7
         if wire == LEN:
             size = view[at]
