@@ -5,6 +5,7 @@ tritonclient's in one process); ``wire`` does not need them."""
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -349,6 +350,16 @@ def test_wire_reads_what_protobuf_reads_or_leaves_it_to_protobuf(seed):
         assert same_values(got, expected), data
     # Both sides of the decision were exercised, typed contents among what wire read.
     assert read > 120 and refused > 20 and typed > 10
+
+
+def test_a_nan_double_parameter_reads_as_protobuf_reads_it():
+    """protobuf 3.20 reads every NaN double as ``math.nan`` (its payload and sign dropped)."""
+    negative_nan = b"\x01\x00\x00\x00\x00\x00\xf8\xff"
+    entry = b"\x0a\x01x\x12\x09\x21" + negative_nan  # key "x", value: double_param
+    data = b"\x22" + bytes([len(entry)]) + entry
+    expected = protobuf_reading(data)[3]
+    found = wire.read_request(data).parameters
+    assert math.isnan(found["x"]) and same_values(found, expected)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -16,6 +16,7 @@ load it beside tritonclient's).
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -247,6 +248,8 @@ def _read_parameter_value(view: memoryview) -> Any:
             value = _text(item)
         elif number == 4 and wire == I64:
             value = _DOUBLE.unpack(item)[0]
+            if value != value:  # protobuf reads every NaN as math.nan: no sign, no payload
+                value = math.nan
         elif number == 5 and wire == VARINT:
             value = item & _UINT64_MASK
     return value
