@@ -84,8 +84,9 @@ def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candi
         X = np.ascontiguousarray(X)
         out = np.empty(width, dtype=np.float64)
         length = ctypes.c_int64(0)
-        if predict_row(config, X.ctypes.data, ctypes.addressof(length), out.ctypes.data):
-            raise basic.LightGBMError(library.LGBM_GetLastError().decode("utf-8"))
+        basic._safe_call(
+            predict_row(config, X.ctypes.data, ctypes.addressof(length), out.ctypes.data)
+        )
         if length.value != width:
             raise basic.LightGBMError(f"{length.value} outputs for one row, not {width}")
         if width == 1 and not two_columns:
