@@ -179,7 +179,7 @@ def test_what_lightgbm_refuses_is_refused_as_lightgbm_refuses_it(boosters):
 
 
 def test_threads_share_it(boosters):
-    """The server's threads call one accelerated method at once (LightGBM's booster mutex)."""
+    """The server's threads call one accelerated method at once (each FastConfig's lock)."""
     server = loaded(boosters["multiclass"])
     booster = lgb.Booster(model_file=str(boosters["multiclass"] / "model.txt"))
     rows = [_rows(1 + i % 5, seed=i) for i in range(200)]

@@ -18,8 +18,9 @@ the GIL on every row, and at 16 connections (batching joins requests) each row w
 front end's thread: 3,100 against 5,300 req/s.
 Shared state: the iterations a booster predicts with are set by every framework call on it
 (``GBDT::InitPredict``) and the single-row predictor follows them; the server calls a booster
-with one setting only (its method's), so both answer alike. Threads: ``PredictSingleRow`` takes
-the booster's mutex, so the server's threads may share the configs (made once, never changed).
+with one setting only (its method's), so both answer alike. Threads: a ``FastConfig``'s call
+holds a lock (its own from LightGBM 4.4, with the booster's shared; the booster's before), so
+the server's threads may share the configs (made once, never changed).
 
 Relies on private parts (listed in ``__init__``): ``lightgbm.basic._LIB`` (the loaded
 library) and ``Booster._handle``; where a release lacks them, ``candidate`` offers nothing.
