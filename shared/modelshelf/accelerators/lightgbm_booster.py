@@ -124,7 +124,7 @@ def _booster_of(model: Any, method: str) -> Any:
 
 
 def _probes(n_features: int) -> list[np.ndarray]:
-    """Single rows (~50, not ~270: on the realistic model a probe row costs the start ~0.2 ms):
+    """Single rows (~70, not ~270: on the realistic model a probe row costs the start ~0.2 ms):
     ``adversarial_rows``' own, the first row of each batch (scales, float32, int64) and each row
     of extremes; rows about LightGBM's zero threshold and of small integers (categories), some
     missing; and two batches, which the call hands to the framework (a check of that hand-over).
