@@ -5,11 +5,11 @@ same decode → call → encode as V2 REST), so both protocols answer alike. Inp
 ``raw_input_contents`` (one entry per input: little-endian, row-major, ``BYTES`` as 4-byte
 length + bytes) or from each input's typed ``contents``; outputs are always written to
 ``raw_output_contents``, which is all tritonclient's gRPC client reads (``FP16`` has no typed
-field at all). ``ModelInfer`` reads raw requests and typed float and bytes ``contents`` and
-writes every answer with ``v2_grpc.wire`` (protobuf 3.20's pure-Python messages cost more than
-the model); typed ints and bools go through the generated classes. Errors are status codes:
-INVALID_ARGUMENT (the request), NOT_FOUND (another model or version), UNAVAILABLE (not ready),
-INTERNAL (the model failed).
+field at all). ``ModelInfer`` reads raw requests and packed typed ``contents`` and writes every
+answer with ``v2_grpc.wire`` (protobuf 3.20's pure-Python messages cost more than the model);
+what ``wire`` leaves (unpacked typed numbers, malformed messages) goes through the generated
+classes. Errors are status codes: INVALID_ARGUMENT (the request), NOT_FOUND (another model or
+version), UNAVAILABLE (not ready), INTERNAL (the model failed).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     def ModelInfer(self, data: bytes, context: grpc.ServicerContext) -> bytes:  # noqa: N802
-        """Bytes in, bytes out: a request ``wire`` reads (raw, float or bytes contents) is read
+        """Bytes in, bytes out: a request ``wire`` reads (raw or packed typed contents) is read
         there, any other by the generated classes; the answer is always written by ``wire``."""
         try:
             raw = wire.read_request(data)

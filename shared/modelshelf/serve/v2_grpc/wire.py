@@ -55,7 +55,7 @@ class InputHeader:
 @dataclass(slots=True)
 class RawInferRequest:
     """A ``ModelInferRequest`` whose inputs are raw (``raw_input_contents``) or typed in packed
-    ``fp32_contents`` / ``fp64_contents``."""
+    ``contents`` (and ``bytes_contents``)."""
 
     model_name: str = ""
     model_version: str = ""
@@ -71,8 +71,8 @@ class RawInferRequest:
 
 
 def read_request(data: bytes) -> RawInferRequest | None:
-    """The request, or ``None`` when the generated classes must read it (typed contents,
-    anything malformed)."""
+    """The request, or ``None`` when the generated classes must read it (unpacked typed
+    numbers, anything malformed)."""
     try:
         return _read_request(memoryview(data))
     except (_MalformedError, IndexError, UnicodeDecodeError, struct.error):
