@@ -26,7 +26,7 @@ def describe_booster(booster: xgb.Booster) -> dict[str, Any]:
         "objective": learner.get("objective", {}).get("name", "unknown"),
         "num_class": int(params.get("num_class", 0) or 0),
         "num_target": int(params.get("num_target", 1) or 1),
-        "booster": learner.get("gradient_booster", {}).get("name", "unknown"),
+        "booster": gradient_booster.get("name", "unknown"),
         "rounds": booster.num_boosted_rounds(),
         "trees": int(trees.get("num_trees", 0) or 0),  # 0: no trees (gblinear)
         "feature_types": booster.feature_types,
