@@ -20,6 +20,10 @@ from microservice import run_to_exit, wait_for_text
 
 PREDICT = "/api/v1.0/predictions"
 ND = {"data": {"ndarray": [[1.0, 2.0]]}}
+CHUNKED_HEAD = (
+    f"POST {PREDICT} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    "Transfer-Encoding: chunked\r\n\r\n"
+).encode()
 
 
 @pytest.fixture(scope="module")
@@ -155,17 +159,24 @@ def test_a_chunked_body_is_read_whole(service):
     body = json.dumps({"data": {"ndarray": [[4.0, 5.0, 6.0]]}}).encode()
     pieces = [body[:7], body[7:20], body[20:]]
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
-    head = (
-        f"POST {PREDICT} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n"
-    ).encode()
     with _connect(service.http_port) as sock:
-        sock.sendall(head)
+        sock.sendall(CHUNKED_HEAD)
         for piece in chunked[:30], chunked[30:]:
             time.sleep(0.05)  # arrives in separate reads
             sock.sendall(piece)
         status, _, answer = Reader(sock).answer()
     assert status == 200 and _ndarray(answer) == [[4.0, 5.0, 6.0]]
+
+
+def test_trailer_fields_are_not_merged_into_the_headers(service):
+    """A chunked body's trailer fields are dropped (RFC 9110 6.5.1): a trailer content-type
+    does not replace the one the request was sent with."""
+    body = json.dumps(ND).encode()
+    trailers = b"Content-Type: text/plain\r\nX-Checksum: 1234\r\n\r\n"
+    with _connect(service.http_port) as sock:
+        sock.sendall(CHUNKED_HEAD + b"%x\r\n%s\r\n0\r\n" % (len(body), body) + trailers)
+        status, _, answer = Reader(sock).answer()
+    assert status == 200 and _ndarray(answer) == ND["data"]["ndarray"], answer
 
 
 def test_expect_100_continue_is_answered_before_the_body(service):
@@ -214,15 +225,23 @@ def test_headers_over_the_limit_get_431(service):
         assert reader.closed()
 
 
-def test_a_header_line_that_never_ends_gets_431_and_the_connection_ends(service):
-    """A header value that never ends (the client keeps sending): 431 once ~320 KB are in,
-    and the server ends the connection instead of holding the line in memory."""
+@pytest.mark.parametrize(
+    "start",
+    [
+        b"GET /health/ping HTTP/1.1\r\nX-Endless: ",
+        CHUNKED_HEAD + b"0\r\nX-Endless: ",  # a trailer field, after the last chunk
+    ],
+    ids=["header", "trailer"],
+)
+def test_a_header_line_that_never_ends_gets_431_and_the_connection_ends(service, start):
+    """A header (or trailer) value that never ends (the client keeps sending): 431 once
+    ~320 KB are in, and the server ends the connection instead of holding the line in memory."""
     failed: list[OSError] = []
     with _connect(service.http_port) as sock:
 
         def send_forever() -> None:
             try:
-                sock.sendall(b"GET /health/ping HTTP/1.1\r\nX-Endless: ")
+                sock.sendall(start)
                 while True:
                     sock.sendall(b"a" * 65536)
             except OSError as error:

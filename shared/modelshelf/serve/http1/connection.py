@@ -40,9 +40,10 @@ Reply = tuple[int, Headers, bytes]
 #: The request line and headers together may hold this many bytes; more is answered 431.
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 200
-#: Bytes fed to the parser while a request's head is incomplete, beyond which it is answered 431
-#: even before a header line ends (httptools holds an unfinished line in memory). Loose by one
-#: read (the chunk a head starts in may hold earlier pipelined requests).
+#: Bytes fed to the parser while a request's head (or a chunked body's chunk header or trailer
+#: section) is incomplete, beyond which it is answered 431 even before a header line ends
+#: (httptools holds an unfinished line in memory). Loose by one read (the chunk a head starts in
+#: may hold earlier pipelined requests).
 MAX_UNFINISHED_HEAD_BYTES = MAX_HEADER_BYTES + 256 * 1024
 #: Answers one connection may owe (pipelined behind one that waits to join a batch) before
 #: it stops reading requests.
@@ -208,6 +209,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers = []
         self._head_bytes = self._head_fed = self._body_size = 0
         self._declared = None
+        self._scope = None
         self._expect_continue = False
         self._chunks = []
 
@@ -218,12 +220,16 @@ class HttpConnection(asyncio.Protocol):
             self._refuse_headers()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace; RFC 9110 drops it
-        self._headers.append((name, value))
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > MAX_HEADER_BYTES:
             self._refuse_headers()
+        if self._scope is not None:
+            # A trailer field (after a chunked body): dropped, as RFC 9110 6.5.1 allows; merged
+            # into the headers it could replace the content-type the request was judged by.
+            return
+        name = name.lower()
+        value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace; RFC 9110 drops it
+        self._headers.append((name, value))
         if name == b"content-length":
             self._declared = int(value) if value.isdigit() else None
         elif name == b"expect" and value.lower() == b"100-continue":
@@ -272,7 +278,17 @@ class HttpConnection(asyncio.Protocol):
             else:
                 self.transport.write(CONTINUE)
 
+    def on_chunk_header(self) -> None:
+        # A chunk's data, or after the last chunk its trailer fields: until data comes, bytes
+        # fed count as for an unfinished head (httptools holds a trailer line in memory).
+        self._in_head = True
+        self._head_fed = 0
+
+    def on_chunk_complete(self) -> None:
+        self._in_head = False
+
     def on_body(self, body: bytes) -> None:
+        self._in_head = False
         self._body_size += len(body)
         if self._body_size > self.max_body:
             self._refuse_body()
