@@ -70,15 +70,15 @@ class HpackDecoder:
         if known is not None and known[1] <= self.max_header_list_size:
             return list(known[0])
         self._decoded_changed = False
-        headers = self._decode(block)
+        headers, listed = self._decode(block)
         if not self._decoded_changed and len(block) <= CACHED_BLOCK_BYTES:
             if len(self._decoded) >= CACHED_BLOCKS:
                 self._decoded.clear()
-            listed = sum(len(name) + len(value) + ENTRY_OVERHEAD for name, value in headers)
             self._decoded[block] = (tuple(headers), listed)
         return headers
 
-    def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
+    def _decode(self, block: bytes) -> tuple[list[tuple[bytes, bytes]], int]:
+        """The block's fields and their size as a header list (RFC 7540 §6.5.2)."""
         headers: list[tuple[bytes, bytes]] = []
         listed = 0
         at, end = 0, len(block)
@@ -118,7 +118,7 @@ class HpackDecoder:
             raise HeaderListTooLargeError(
                 f"header list of {listed} bytes; at most {self.max_header_list_size}"
             )
-        return headers
+        return headers, listed
 
     def _entry(self, index: int) -> tuple[bytes, bytes]:
         if index == 0:
