@@ -51,6 +51,7 @@ class Reader:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = b""
+        self.head = ""  # the last answer's status line and header lines, as sent
 
     def _fill(self) -> bool:
         data = self.sock.recv(1 << 20)
@@ -62,7 +63,8 @@ class Reader:
             if not self._fill():
                 raise ConnectionError(f"closed before an answer; got {self.buffer[:200]!r}")
         head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
+        self.head = head.decode("latin-1")
+        status_line, *lines = self.head.split("\r\n")
         headers = {}
         for line in lines:
             name, _, value = line.partition(":")
@@ -266,6 +268,7 @@ def test_a_body_over_the_limit_after_pipelined_requests_is_refused_in_order(serv
         assert _ndarray(reader.answer()[2]) == [[7.0]]
         status, headers, body = reader.answer()
         assert status == 413 and headers["connection"] == "close"
+        assert reader.head.lower().count("\r\nconnection:") == 1, reader.head
         assert "MODELSHELF_MAX_BODY_BYTES" in json.loads(body)["status"]["info"]
         assert reader.closed()
 

@@ -360,8 +360,8 @@ class HttpConnection(asyncio.Protocol):
         close = not keep_alive or (self.draining and not self.owed and not self.in_request)
         fields = b"".join([name + b": " + value + b"\r\n" for name, value in headers])
         if b"connection:" in fields and _asks_close(headers):
-            close = True
-        if close:
+            close, ending = True, b"\r\n"  # the app's own ``connection: close`` says it
+        elif close:
             ending = b"connection: close\r\n\r\n"
         elif scope["http_version"] == "1.0":
             ending = b"connection: keep-alive\r\n\r\n"
