@@ -194,6 +194,16 @@ def test_expect_100_continue_is_answered_before_the_body(service):
     assert status == 200 and _ndarray(answer) == ND["data"]["ndarray"]
 
 
+def test_expect_100_continue_from_an_http_1_0_client_is_ignored(service):
+    """An HTTP/1.0 client cannot take a 1xx answer: the first answer is the final one."""
+    body = json.dumps(ND).encode()
+    request = _request("POST", PREDICT, body, "Expect: 100-continue\r\n")
+    with _connect(service.http_port) as sock:
+        sock.sendall(request.replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        status, _, answer = Reader(sock).answer()
+    assert status == 200 and _ndarray(answer) == ND["data"]["ndarray"]
+
+
 @pytest.mark.parametrize(
     "request_bytes",
     [

@@ -272,7 +272,7 @@ class HttpConnection(asyncio.Protocol):
         }
         if self._declared is not None and self._declared > self.max_body:
             self._refuse_body()
-        if self._expect_continue:
+        if self._expect_continue and version != "1.0":  # HTTP/1.0 has no 1xx (RFC 9110 10.1.1)
             if self.owed:
                 self.owed.append(_Owed(None, True, CONTINUE))
             else:
