@@ -318,7 +318,7 @@ def _varint(view: memoryview, at: int) -> tuple[int, int]:
 
 def _signed(value: int) -> int:
     """An int64 read as its 64-bit two's complement."""
-    value &= _UINT64 - 1
+    value &= _UINT64_MASK
     return value - _UINT64 if value > _INT64_MAX else value
 
 
@@ -346,7 +346,7 @@ def write_response(answer: InferenceResponse) -> bytes:
         _put_text(body, _KEY_1, tensor.name)
         _put_text(body, _KEY_2, tensor.datatype)
         if tensor.shape:
-            dims = b"".join([_varint_bytes(dim & (_UINT64 - 1)) for dim in tensor.shape])
+            dims = b"".join([_varint_bytes(dim & _UINT64_MASK) for dim in tensor.shape])
             body += (_KEY_3, _varint_bytes(len(dims)), dims)
         _put_parameters(body, _KEY_4, tensor.parameters)
         _put_bytes(pieces, _KEY_5, b"".join(body))
@@ -378,7 +378,7 @@ def _put_parameters(out: list[bytes], key: bytes, parameters: dict[str, Any]) ->
             if value > _INT64_MAX:
                 item = _UINT64_KEY + _varint_bytes(value)
             else:
-                item = _INT64_KEY + _varint_bytes(value & (_UINT64 - 1))
+                item = _INT64_KEY + _varint_bytes(value & _UINT64_MASK)
         elif isinstance(value, float):
             item = _DOUBLE_KEY + _DOUBLE.pack(value)
         else:
