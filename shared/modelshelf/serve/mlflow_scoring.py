@@ -119,8 +119,9 @@ class MLflowScoring:
         """An ``/invocations`` request that may join others' model call (``RestBatching``):
         JSON rows of numbers without ``params``, once the model has answered an array (a
         DataFrame answer would not split back into rows there). Any other request is answered
-        here (the body is not decoded twice), or ``None``: for ``handle`` to answer."""
-        if scope["method"] != "POST" or not self.answers_arrays:
+        here (the body is not decoded twice), or ``None``: for ``handle`` to answer. Only
+        ``POST`` requests come here (``RestBatching.answer`` checks)."""
+        if not self.answers_arrays:
             return None
         mime, parameters = _content_type(header(scope, b"content-type"))
         if mime != "application/json" or parameters:
