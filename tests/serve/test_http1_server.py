@@ -14,7 +14,7 @@ import time
 
 import httpx
 import pytest
-from frontends import COMPONENTS, MODELSHELF, Launch, running
+from frontends import COMPONENTS, MODELSHELF, Launch, running, sklearn_launch
 
 from microservice import run_to_exit, wait_for_text
 
@@ -321,6 +321,37 @@ def test_a_client_that_does_not_read_is_not_read_either(service):
         for i in range(200):
             status, _, body = reader.answer()
             assert status == 200 and json.loads(body)["jsonData"] == {"i": i, "text": text}
+        sender.join(30)
+        assert sent.is_set()
+
+
+def test_requests_pipelined_behind_a_queued_prediction_are_not_read_without_bound(tmp_path):
+    """A prediction queued to join a batch (a 5 s batch wait), then 200 requests of 100 KB the
+    app answers at once: their answers wait behind the queued one, so past a few of them the
+    server reads no more (the client's send blocks) instead of holding all the client sends;
+    once the batch is served every answer arrives, in order."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit([[0.0, 0.0], [1.0, 1.0]], [0, 1])
+    joblib.dump(model, tmp_path / "model.joblib")
+    env = {"MODELSHELF_MAX_BATCH_TIME_MS": "5000"}
+    filler = _request("POST", "/health/ping", b"x" * 100_000)
+    launch = sklearn_launch(tmp_path)
+    with (
+        running(launch, [MODELSHELF], env=env) as (served,),
+        _connect(served.http_port, 60) as sock,
+    ):
+        sent = threading.Event()
+        requests = _request("POST", PREDICT, json.dumps(ND).encode()) + filler * 200
+        sender = threading.Thread(target=lambda: (sock.sendall(requests), sent.set()))
+        sender.start()
+        assert not sent.wait(2.0), "20 MB of requests were read behind a queued prediction"
+        reader = Reader(sock)
+        status, _, body = reader.answer()
+        assert status == 200 and len(_ndarray(body)) == 1, body  # one row's probabilities
+        statuses = {reader.answer()[0] for _ in range(200)}
+        assert statuses == {405}
         sender.join(30)
         assert sent.is_set()
 

@@ -316,12 +316,12 @@ class HttpConnection(asyncio.Protocol):
                 return
             self.owed.append(_Owed(scope, keep_alive, reply))
             self._write_owed()
-            return
-        owed = _Owed(scope, keep_alive)
-        self.owed.append(owed)
-        future = asyncio.ensure_future(reply)
-        future.add_done_callback(partial(self._settled, owed))
-        if len(self.owed) >= MAX_OWED:
+        else:
+            owed = _Owed(scope, keep_alive)
+            self.owed.append(owed)
+            future = asyncio.ensure_future(reply)
+            future.add_done_callback(partial(self._settled, owed))
+        if len(self.owed) >= MAX_OWED:  # answered now or not, they wait behind one that waits
             self._pause_reading()
 
     def _settled(self, owed: _Owed, future: asyncio.Future) -> None:
