@@ -126,6 +126,47 @@ def test_an_upgrade_is_declined_with_an_http_1_1_answer_that_closes(service):
         assert reader.closed()
 
 
+H2C = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQC\r\n"
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one read", "body in a later read"])
+def test_an_upgrade_request_with_a_body_is_answered_on_its_body(service, split):
+    """``curl --http2 -d …`` asks for h2c on a POST: declined, the answer is the prediction of
+    the body it sent (httptools skips an upgrade request's body), then the connection ends."""
+    request = _predict(5.0, H2C)
+    head, body = request.split(b"\r\n\r\n", 1)
+    with _connect(service.http_port) as sock:
+        if split:
+            sock.sendall(head + b"\r\n\r\n")
+            time.sleep(0.05)  # arrives in a separate read
+            sock.sendall(body)
+        else:
+            sock.sendall(_request("GET", "/health/ping") + request)
+        reader = Reader(sock)
+        if not split:
+            assert reader.answer()[2] == b"pong"
+        status, headers, answer = reader.answer()
+        assert (status, headers["connection"]) == (200, "close"), answer
+        assert _ndarray(answer) == [[5.0]]
+        assert reader.closed()
+
+
+def test_a_chunked_upgrade_request_with_expect_gets_one_100_and_its_answer(service):
+    body = json.dumps({"data": {"ndarray": [[6.0]]}}).encode()
+    head = (
+        f"POST {PREDICT} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n{H2C}"
+        "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+    ).encode()
+    with _connect(service.http_port) as sock:
+        sock.sendall(head)
+        reader = Reader(sock)
+        assert reader.answer(head_only=True)[0] == 100
+        sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        status, headers, answer = reader.answer()
+        assert (status, headers["connection"], _ndarray(answer)) == (200, "close", [[6.0]])
+        assert reader.closed()
+
+
 def test_http_1_0_closes_unless_keep_alive_is_asked(service):
     request = b"GET /health/ping HTTP/1.0\r\n\r\n"
     with _connect(service.http_port) as sock:
@@ -290,6 +331,10 @@ def test_percent_encoded_paths_are_decoded_and_queries_kept(service):
     query = json.dumps({"data": {"ndarray": [[3.0]]}})
     answer = service.client.post(PREDICT, params={"json": query})
     assert answer.status_code == 200 and answer.json()["data"]["ndarray"] == [[3.0]]
+    # A fragment (clients strip it; llhttp lets it through) is not part of the path routed.
+    with _connect(service.http_port) as sock:
+        sock.sendall(_request("GET", "/health/ping#top"))
+        assert Reader(sock).answer()[2] == b"pong"
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_the_keepalive_seconds(service):

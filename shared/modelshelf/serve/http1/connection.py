@@ -148,6 +148,9 @@ class HttpConnection(asyncio.Protocol):
         self._scope: dict | None = None
         self._keep_alive = True
         self._refusal = 0  # a status the server answers itself (431), set before _RefusedError
+        #: The head of an upgrade request that has a body, without its upgrade: httptools skips
+        #: such a body (``_replay_without_upgrade``).
+        self._replay: bytes | None = None
 
     # -- asyncio callbacks
 
@@ -174,8 +177,11 @@ class HttpConnection(asyncio.Protocol):
                 self._head_fed += len(data)
                 if self._head_fed > MAX_UNFINISHED_HEAD_BYTES:
                     self._fail(431, "Request header fields too large.")
-        except httptools.HttpParserUpgrade:
-            self._end_after_owed()  # an upgrade request, answered: nothing more is read
+        except httptools.HttpParserUpgrade as upgrade:
+            if self._replay is not None:  # its body is still to read: see on_headers_complete
+                self._replay_without_upgrade(data[upgrade.args[0] :])
+            else:
+                self._end_after_owed()  # an upgrade request, answered: nothing more is read
         except httptools.HttpParserError as error:
             if isinstance(error.__context__, _RefusedError):
                 if self._refusal:
@@ -242,7 +248,9 @@ class HttpConnection(asyncio.Protocol):
         parser = self.parser
         method = parser.get_method()
         url = self._url
-        if url[:1] == b"/" and b"?" not in url and b"%" not in url:
+        # A fragment is not part of a request-target, but llhttp lets it through: parse_url
+        # drops it (as uvicorn did), the path routed must not keep it.
+        if url[:1] == b"/" and b"?" not in url and b"%" not in url and b"#" not in url:
             raw_path, query, path = url, b"", url.decode("ascii")
         else:
             parsed = httptools.parse_url(url)
@@ -253,9 +261,12 @@ class HttpConnection(asyncio.Protocol):
         version = parser.get_http_version()
         # An upgrade (h2c, websocket) is not taken: answered as HTTP/1.1, then the connection
         # ends (what the client sends after it is not HTTP/1.1), and the answer says so.
-        self._keep_alive = (
-            parser.should_keep_alive() and not parser.should_upgrade() and not self.server.stopping
-        )
+        upgrade = parser.should_upgrade()
+        self._keep_alive = parser.should_keep_alive() and not upgrade and not self.server.stopping
+        if upgrade and self._has_body():
+            # httptools tells llhttp to skip the body of an upgrade request (``curl --http2 -d``
+            # sends one): the request is read again without its upgrade, body and all.
+            self._replay = self._head_without_upgrade(method, version)
         self._scope = {
             "type": "http",
             "asgi": ASGI_VERSION,
@@ -296,7 +307,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.in_request = False
-        if self.closing:
+        if self.closing or self._replay is not None:  # a replay answers it, with its body
             return
         chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -385,6 +396,28 @@ class HttpConnection(asyncio.Protocol):
             self._close()
         else:
             self.last_active = self.loop.time()
+
+    # -- an upgrade request with a body
+
+    def _has_body(self) -> bool:
+        return bool(self._declared) or any(
+            name == b"transfer-encoding" for name, _ in self._headers
+        )
+
+    def _head_without_upgrade(self, method: bytes, version: str) -> bytes:
+        """The request's head as a plain HTTP/1.1 request that ends the connection, as other
+        declined upgrades do (``Expect`` is left out: its 100 Continue was sent)."""
+        dropped = (b"upgrade", b"connection", b"http2-settings", b"expect")
+        lines = [b"%s %s HTTP/%s" % (method, self._url, version.encode("ascii"))]
+        lines += [name + b": " + value for name, value in self._headers if name not in dropped]
+        return b"\r\n".join([*lines, b"connection: close", b"", b""])
+
+    def _replay_without_upgrade(self, body: bytes) -> None:
+        """Read the upgrade request again, from its head without the upgrade and the bytes
+        after it, with a new parser (the old one stopped at the upgrade)."""
+        head, self._replay = self._replay, None
+        self.parser = httptools.HttpRequestParser(self)
+        self.data_received(head + body)
 
     # -- ending
 
