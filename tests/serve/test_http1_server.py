@@ -348,6 +348,23 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_keepalive_seconds(ser
     assert 0.9 < idle < 10, idle
 
 
+def test_a_request_head_left_unfinished_is_closed_after_the_keepalive_seconds(service):
+    """Slowloris: a head that stops coming (after a request answered on the connection, or
+    as its first bytes) is closed like an idle connection; a body that is slow is not."""
+    with _connect(service.http_port) as stalled, _connect(service.http_port) as slow_body:
+        stalled.sendall(_request("GET", "/health/ping") + b"GET /health/ping HTTP/1.1\r\nHost:")
+        reader = Reader(stalled)
+        assert reader.answer()[2] == b"pong"
+        body = json.dumps(ND).encode()
+        slow_body.sendall(_request("POST", PREDICT, body)[:-5])
+        started = time.monotonic()
+        assert reader.closed()  # blocks until the server closes (--keepalive 1)
+        assert 0.9 < time.monotonic() - started < 10
+        slow_body.sendall(body[-5:])
+        status, _, answer = Reader(slow_body).answer()
+        assert status == 200 and _ndarray(answer) == ND["data"]["ndarray"]
+
+
 def test_a_client_that_does_not_read_is_not_read_either(service):
     """Backpressure: 200 pipelined requests of 100 KB echoed back, the answers unread. The
     server stops reading once its writes back up, so the client's send blocks; once the

@@ -462,11 +462,13 @@ class HttpConnection(asyncio.Protocol):
             self.draining = True
 
     def close_if_idle(self, since: float) -> None:
-        """The keep-alive timeout: close if no request is under way, none came since ``since``
-        (loop time) and no answer is waiting for the client to read it."""
+        """The keep-alive timeout: close if no byte came since ``since`` (loop time), no answer
+        is owed or waiting for the client to read it, and no request is under way -- or one
+        is, but its head is unfinished (a client that stalls there, slowloris, would hold the
+        connection for good; a body may arrive slowly)."""
         if (
             not self.owed
-            and not self.in_request
+            and (not self.in_request or self._scope is None)
             and not self.write_paused
             and self.last_active < since
         ):
