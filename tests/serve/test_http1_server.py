@@ -278,6 +278,20 @@ def test_headers_over_the_limit_get_431(service):
         assert reader.closed()
 
 
+def test_a_request_target_over_the_limit_gets_414_saying_to_post(service):
+    """A GET of ``?json=`` with a large input: 414 saying the target is too long and what to
+    do instead (not 431, which names the headers); the server serves on."""
+    query = json.dumps({"data": {"ndarray": [[1.0] * 20_000]}}, separators=(",", ":"))
+    with _connect(service.http_port) as sock:
+        sock.sendall(_request("GET", f"{PREDICT}?json={query}"))
+        reader = Reader(sock)
+        status, headers, body = reader.answer()
+        assert (status, headers["connection"]) == (414, "close")
+        assert b"65,536 bytes" in body and b"as a body" in body
+        assert reader.closed()
+    assert httpx.get(f"{service.url}/health/ping").text == "pong"
+
+
 @pytest.mark.parametrize(
     "start",
     [

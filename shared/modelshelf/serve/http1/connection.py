@@ -37,7 +37,8 @@ access_logger = logging.getLogger("modelshelf.serve.access")
 Headers = list[tuple[bytes, bytes]]
 Reply = tuple[int, Headers, bytes]
 
-#: The request line and headers together may hold this many bytes; more is answered 431.
+#: The request line and headers together may hold this many bytes; more is answered 431 (414
+#: when the request target alone is over).
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 200
 #: Bytes fed to the parser while a request's head (or a chunked body's chunk header or trailer
@@ -66,6 +67,11 @@ def _status_line(status: int) -> bytes:
 
 STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: The server's own refusals of a request's head, by status: what it answers.
+HEAD_REFUSALS = {
+    414: f"The request target is over {MAX_HEADER_BYTES:,} bytes; send large inputs as a body.",
+    431: "Request header fields too large.",
+}
 METHODS = {
     name.encode(): name for name in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")
 }
@@ -147,7 +153,7 @@ class HttpConnection(asyncio.Protocol):
         self._body_size = 0
         self._scope: dict | None = None
         self._keep_alive = True
-        self._refusal = 0  # a status the server answers itself (431), set before _RefusedError
+        self._refusal = 0  # a status the server answers itself (414, 431), set before _RefusedError
         #: The head of an upgrade request that has a body, without its upgrade: httptools skips
         #: such a body (``_replay_without_upgrade``).
         self._replay: bytes | None = None
@@ -185,7 +191,7 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as error:
             if isinstance(error.__context__, _RefusedError):
                 if self._refusal:
-                    self._fail(self._refusal, "Request header fields too large.")
+                    self._fail(self._refusal, HEAD_REFUSALS[self._refusal])
                 return
             logger.debug("invalid HTTP request from %s: %r", self.peer, error.__context__ or error)
             self._fail(400, "Invalid HTTP request received.")
@@ -223,7 +229,7 @@ class HttpConnection(asyncio.Protocol):
         self._url += url
         self._head_bytes += len(url)
         if self._head_bytes > MAX_HEADER_BYTES:
-            self._refuse_headers()
+            self._refuse_headers(414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
@@ -421,8 +427,8 @@ class HttpConnection(asyncio.Protocol):
 
     # -- ending
 
-    def _refuse_headers(self) -> None:
-        self._refusal = 431
+    def _refuse_headers(self, status: int = 431) -> None:
+        self._refusal = status
         raise _RefusedError
 
     def _refuse_body(self) -> None:
