@@ -119,13 +119,18 @@ def as_frame(
     whatever JSON or seldon-core made of it (seldon-core turns a row mixing strings and numbers
     into one array of strings): a value that cannot be read as its column's type is a 400 naming
     the column, the value and the type, and columns the model does not have are ignored (both
-    as MLflow does). Without it, text columns become numbers where they all can. ``optional``
-    columns may be absent (MLflow's ``required=False``)."""
+    as MLflow does). Without it, text columns of rows become numbers where they all can (a
+    DataFrame's columns keep the types they were sent with). ``optional`` columns may be
+    absent (MLflow's ``required=False``)."""
     pd = pandas_module()
     if _is_records(X):
         if columns and not column_types and (ordered := _records_in_order(X, columns)) is not None:
             return ordered
         frame = _records_frame(X)
+    elif isinstance(X, pd.DataFrame) and not column_types:
+        # Typed columns (V2's pd codec: one tensor per column): text stays text, as the
+        # client typed it ("12" in a BYTES column is a category, not the number 12).
+        frame = X
     else:
         if isinstance(X, str | bytes):
             raise BadRequestError(

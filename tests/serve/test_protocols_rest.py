@@ -319,6 +319,19 @@ def test_v2_metadata_of_a_column_transformer_lists_its_columns_and_their_types(t
             inputs.append(triton_input(spec["name"], column, spec["datatype"], True))
         result = client.infer("houses", inputs)
         np.testing.assert_allclose(result.as_numpy("predict_proba"), model.predict_proba(HOUSES))
+        # A BYTES column whose values all read as numbers stays text, as the client typed it:
+        # "12" and "inf" are cities (unknown ones, ignored by the encoder), not 12.0 and inf.
+        frame = HOUSES.head(2).assign(city=["12", "inf"])
+        inputs = [
+            tensor("city", frame["city"].to_numpy(), "BYTES"),
+            tensor("floor", frame["floor"].to_numpy(), "INT64"),
+            tensor("area", frame["area"].to_numpy()),
+        ]
+        answer = v2_infer(service, "houses", {"inputs": inputs})
+        assert answer.status_code == 200, answer.text
+        (output,) = answer.json()["outputs"]
+        got = np.array(output["data"]).reshape(output["shape"])
+        np.testing.assert_array_equal(got, model.predict_proba(frame))
 
 
 def test_pd_codec_strings_from_bytes(scoring):
