@@ -467,19 +467,29 @@ def test_an_unknown_http_server_stops_the_start_naming_the_variable():
 
 
 def test_sigterm_closes_idle_connections_and_exits_0_with_the_access_log(tmp_path):
-    """SIGTERM to the parent: an idle keep-alive connection is closed at once (not at the end
-    of the grace period); the worker, then the tree, exit 0. ``--access-log`` logs each
+    """SIGTERM to the parent: an idle keep-alive connection, and one whose request head is
+    unfinished (nothing under way yet, as uvicorn counts it), are closed at once (not at the
+    end of the grace period); the worker, then the tree, exit 0. ``--access-log`` logs each
     request as uvicorn did."""
     launch = Launch("SleepyModel", COMPONENTS, extra_args=("--access-log", "--keepalive", "60"))
-    with running(launch, [MODELSHELF]) as (served,), _connect(served.http_port) as sock:
+    with (
+        running(launch, [MODELSHELF]) as (served,),
+        _connect(served.http_port) as sock,
+        _connect(served.http_port) as stalled,
+    ):
         sock.sendall(_predict(1.0))
         reader = Reader(sock)
         assert reader.answer()[0] == 200
+        stalled.sendall(_request("GET", "/health/ping") + b"GET /health/ping HTTP/1.1\r\nHost:")
+        stalled_reader = Reader(stalled)
+        assert stalled_reader.answer()[2] == b"pong"
         wait_for_text(served.log, f'"POST {PREDICT} HTTP/1.1" 200')
         started = time.monotonic()
         os.kill(served.process.pid, signal.SIGTERM)
-        assert reader.closed()
+        assert reader.closed() and stalled_reader.closed()
         closed_after = time.monotonic() - started
         code = served.process.wait(15)
+        exited_after = time.monotonic() - started
     assert code == 0, served.log()[-3000:]
     assert closed_after < 5, closed_after
+    assert exited_after < 5, exited_after

@@ -461,8 +461,9 @@ class HttpConnection(asyncio.Protocol):
             self._close()
 
     def shut_down(self) -> None:
-        """The server stops: close now if idle, else once the answers owed are written."""
-        if not self.owed and not self.in_request:
+        """The server stops: close now if idle (a request whose head is unfinished is not under
+        way yet, as for uvicorn), else once the answers owed are written."""
+        if not self.owed and (not self.in_request or self._scope is None):
             self._close()
         else:
             self.draining = True
