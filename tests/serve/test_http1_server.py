@@ -432,6 +432,49 @@ def test_requests_pipelined_behind_a_queued_prediction_are_not_read_without_boun
         assert sent.is_set()
 
 
+LARGE_ANSWER_MODEL = """
+class LargeAnswerModel:
+    calls = 0
+
+    def predict(self, X, features_names=None, meta=None):
+        if X == "calls":
+            return str(LargeAnswerModel.calls)
+        LargeAnswerModel.calls += 1
+        return X + ":" + "x" * 500_000
+"""
+
+
+def test_requests_read_while_answers_back_up_are_answered_only_once_the_client_reads(tmp_path):
+    """40 small pipelined requests, in one read, each answered with 500 KB, the answers unread:
+    once they back up, the requests already read are not answered (the app is not run, their
+    answers are not built) until the client reads; then every answer arrives, whole and in
+    order, and the last one's ``Connection: close`` ends the connection (the request after
+    it is never run)."""
+    (tmp_path / "LargeAnswerModel.py").write_text(LARGE_ANSWER_MODEL)
+    requests = [
+        _request("POST", PREDICT, json.dumps({"strData": str(i)}).encode()) for i in range(41)
+    ]
+    requests[39] = requests[39].replace(b"Host: test\r\n", b"Host: test\r\nConnection: close\r\n")
+    with running(Launch("LargeAnswerModel", tmp_path), [MODELSHELF]) as (served,):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # answers back up soon
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", served.http_port))
+        with sock:
+            sock.sendall(b"".join(requests))
+            # Another connection's answer comes after the server handled all the first read.
+            calls = httpx.post(f"{served.url}{PREDICT}", json={"strData": "calls"}).json()
+            assert int(calls["strData"]) < 10, "requests were answered with no answer read"
+            reader = Reader(sock)
+            for i in range(40):
+                status, headers, body = reader.answer()
+                assert status == 200 and json.loads(body)["strData"] == f"{i}:" + "x" * 500_000
+            assert headers["connection"] == "close"
+            assert reader.closed()
+        calls = httpx.post(f"{served.url}{PREDICT}", json={"strData": "calls"}).json()
+        assert calls["strData"] == "40"
+
+
 def test_an_error_that_escapes_the_app_is_a_json_500_and_the_connection_serves_on(tmp_path):
     """An exception seldon-core's Flask handlers cannot describe escapes the app: 500 with a
     JSON body and an ERROR log; the same connection then serves the next request."""

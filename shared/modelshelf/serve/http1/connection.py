@@ -11,7 +11,9 @@ What the connection enforces, as a server must: keep-alive (HTTP/1.1's default; 
 with ``Connection: keep-alive``), ``Connection: close``, ``Expect: 100-continue``, a body over
 the app's ``max_body`` refused before it is read whole (the app's answer, then close), header
 size and count limits (431), malformed requests (400, then close), and backpressure: a client
-that does not read its answers is not read either.
+that does not read its answers is not read either, and the requests already read when it stops
+(up to one read, ~256 KB of small pipelined ones) are not answered until it reads again: their
+bodies are in memory already, their answers (a metrics page, a large prediction) would not be.
 """
 
 from __future__ import annotations
@@ -120,6 +122,18 @@ class _Owed:
         self.close = False
 
 
+class _Deferred(_Owed):
+    """A request read while the client was not reading its answers: the app runs for it once
+    the client reads again (``waiting`` until then)."""
+
+    __slots__ = ("body", "waiting")
+
+    def __init__(self, scope: dict, keep_alive: bool, body: bytes | None) -> None:
+        super().__init__(scope, keep_alive)
+        self.body = body
+        self.waiting = True
+
+
 class HttpConnection(asyncio.Protocol):
     """One client connection (``HttpServer`` makes one per accept)."""
 
@@ -133,6 +147,7 @@ class HttpConnection(asyncio.Protocol):
         self.local: tuple[str, int] | None = None
         self.peer: tuple[str, int] | None = None
         self.owed: deque[_Owed] = deque()
+        self.deferred = 0  # ``_Deferred`` entries of ``owed`` still waiting for the app
         self.closing = False  # read no more requests; close once every owed answer is written
         self.draining = False  # the server stops: close after the request under way is answered
         self.linger = False  # an error answer ends the connection: ``_linger`` before closing
@@ -171,6 +186,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.owed.clear()
+        self.deferred = 0
         self.server.connection_lost(self)
 
     def data_received(self, data: bytes) -> None:
@@ -211,6 +227,8 @@ class HttpConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         self.last_active = self.loop.time()
+        if self.deferred:
+            self._write_owed()
         self._resume_reading_if_due()
 
     # -- parser callbacks
@@ -322,6 +340,11 @@ class HttpConnection(asyncio.Protocol):
     # -- answers
 
     def _dispatch(self, scope: Any, body: bytes | None, keep_alive: bool) -> None:
+        if self.write_paused:
+            # The client does not read: its answer is built once it does (``_run_deferred``).
+            self.owed.append(_Deferred(scope, keep_alive, body))
+            self.deferred += 1
+            return
         try:
             reply = self.app.answer(scope, body)
         except Exception:
@@ -353,6 +376,19 @@ class HttpConnection(asyncio.Protocol):
         self._write_owed()
 
     def _write_owed(self) -> None:
+        self._write_known()
+        if self.deferred and not self.write_paused and not self.closed:
+            self._run_deferred()
+        if self.closed:
+            return
+        if not self.owed:
+            if self.closing:
+                self._close()
+            else:
+                self._resume_reading_if_due()
+
+    def _write_known(self) -> None:
+        """Write the answers owed from the first on, as long as each is known."""
         owed = self.owed
         while owed and owed[0].reply is not None:
             first = owed.popleft()
@@ -365,11 +401,38 @@ class HttpConnection(asyncio.Protocol):
                 self._send(first.scope, first.reply, first.keep_alive)
             if self.closed:
                 return
-        if not owed:
-            if self.closing:
-                self._close()
+
+    def _run_deferred(self) -> None:
+        """The client reads again: run the app for the requests deferred while it did not, in
+        order, as for requests just read (only among the first ``MAX_OWED`` answers owed),
+        writing each answer known, until the client's answers back up again."""
+        owed = self.owed
+        while self.deferred and not self.write_paused and not self.closed:
+            for position, entry in enumerate(owed):
+                if position == MAX_OWED:
+                    return
+                if type(entry) is _Deferred and entry.waiting:
+                    break
             else:
-                self._resume_reading_if_due()
+                return
+            entry.waiting = False
+            self.deferred -= 1
+            scope = entry.scope
+            body, entry.body = entry.body, None
+            future = None
+            try:
+                reply = self.app.answer(scope, body)
+                if type(reply) is not tuple:
+                    future = asyncio.ensure_future(reply)
+            except Exception:
+                logger.exception("%s %s failed", scope["method"], scope["path"])
+                reply = INTERNAL_ERROR
+            if future is not None:
+                future.add_done_callback(partial(self._settled, entry))
+            else:
+                entry.reply = reply
+                if position == 0:
+                    self._write_known()
 
     def _send(self, scope: dict, reply: Reply, keep_alive: bool) -> None:
         status, headers, payload = reply
@@ -486,6 +549,7 @@ class HttpConnection(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self.owed.clear()
+            self.deferred = 0
             if self.linger and self.transport.can_write_eof():
                 self._linger()
             else:
