@@ -74,6 +74,32 @@ def houses_pipeline():
     return make_pipeline(columns, LogisticRegression()).fit(HOUSES, HOUSE_LABELS)
 
 
+#: Flats whose postal ``code`` is text that reads as a number: "06" is a category, not 6.
+FLATS = pd.DataFrame(
+    {
+        "city": ["paris", "lyon", "paris", "nice", "lyon", "nice", "paris", "lyon"],
+        "rooms": [2, 3, 1, 4, 2, 3, 5, 1],
+        "area": [50.0, 72.5, 31.0, 90.0, 44.0, 65.5, 80.0, 38.0],
+        "code": ["12", "69", "12", "06", "03", "06", "15", "69"],
+    }
+)
+FLAT_LABELS = ["no", "yes", "no", "yes", "no", "yes", "yes", "no"]
+
+
+def flats_pipeline():
+    """A ColumnTransformer pipeline one-hot encoding two text columns, one of numeric text."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    columns = ColumnTransformer(
+        [
+            ("text", OneHotEncoder(handle_unknown="ignore"), ["city", "code"]),
+            ("numbers", StandardScaler(), ["rooms", "area"]),
+        ]
+    )
+    return make_pipeline(columns, LogisticRegression()).fit(FLATS, FLAT_LABELS)
+
+
 def diabetes_regressor() -> LinearRegression:
     data = load_diabetes()
     return LinearRegression().fit(data.data, data.target)

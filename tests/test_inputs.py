@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tests.models import HOUSES, houses_pipeline
+from tests.models import FLATS, HOUSES, flats_pipeline, houses_pipeline, iris_frame_pipeline
 
 from modelshelf.errors import BadRequestError
+from modelshelf.fitted_columns import learnt_text_columns
 from modelshelf.inputs import _numbers_where_possible, as_frame
 
 COLUMNS = ["city", "kind", "rooms", "area"]
@@ -191,3 +192,80 @@ def test_records_missing_a_field_in_some_rows_give_pandas_own_frame() -> None:
 def test_records_that_do_not_match_are_refused_by_name(X: object, words: str) -> None:
     with pytest.raises(BadRequestError, match=words):
         as_frame(X, None, COLUMNS)
+
+
+# ------------------------------------------------------- columns the model learnt as text
+
+FLAT_COLUMNS = list(FLATS.columns)  # city, rooms, area, code
+#: Rows as a client mixes them: a postal code of numeric text, and a room count sent as text.
+FLAT_ROWS = [["paris", 2, 50.0, "12"], ["nice", "3", 31.0, "06"], ["lyon", 1, 20.0, "inf"]]
+#: The same rows as the model takes them: codes text, rooms and areas numbers.
+FLAT_FRAME = pd.DataFrame(
+    {
+        "city": ["paris", "nice", "lyon"],
+        "rooms": [2, 3, 1],
+        "area": [50.0, 31.0, 20.0],
+        "code": ["12", "06", "inf"],
+    }
+)
+
+
+def test_learnt_text_columns_are_those_encoded_from_text() -> None:
+    assert learnt_text_columns(flats_pipeline()) == {"city", "code"}
+    assert learnt_text_columns(houses_pipeline()) == {"city"}  # floor: integer categories
+    assert learnt_text_columns(iris_frame_pipeline()) == frozenset()  # no ColumnTransformer
+
+
+def test_learnt_text_columns_are_not_numbers_held_as_objects() -> None:
+    """An imputer over a text and a number column learns one object array of statistics, and
+    an object column of integers gives object categories: neither number column is text."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder
+
+    columns = ColumnTransformer(
+        [
+            ("most", SimpleImputer(strategy="most_frequent"), ["city", "area"]),
+            ("rooms", OneHotEncoder(), ["rooms"]),
+        ]
+    ).fit(FLATS.astype({"rooms": object}))
+    assert columns.named_transformers_["most"].statistics_.dtype == object
+    assert columns.named_transformers_["rooms"].categories_[0].dtype == object
+    assert learnt_text_columns(columns) == {"city"}
+
+
+@pytest.mark.parametrize("order", [FLAT_COLUMNS, ["code", "area", "city", "rooms"]])
+def test_rows_of_text_keep_the_text_columns_text(order: list[str]) -> None:
+    """seldon-core's array of the rows (all text): the code stays the text it was sent as,
+    the room count sent as "3" is a number; the pipeline answers as for its own frame (and
+    as for the same rows as ``jsonData``)."""
+    pipeline = flats_pipeline()
+    arr = np.array([[row[FLAT_COLUMNS.index(n)] for n in order] for row in FLAT_ROWS])
+    assert arr.dtype.kind == "U"
+    found = as_frame(arr, order, FLAT_COLUMNS, text_columns=learnt_text_columns(pipeline))
+    assert_same_frame(found, FLAT_FRAME)
+    from_records = as_frame(FLAT_FRAME.to_dict(orient="records"), None, FLAT_COLUMNS)
+    assert pipeline.predict_proba(found).tobytes() == pipeline.predict_proba(from_records).tobytes()
+    # Without the model's text columns the codes became numbers, which the encoder refuses.
+    with pytest.raises((TypeError, ValueError)):  # 'isnan' not supported / infinity
+        pipeline.predict_proba(as_frame(arr, order, FLAT_COLUMNS))
+
+
+@pytest.mark.parametrize("case", list(ROW_SETS))
+def test_text_columns_change_only_themselves(case: str) -> None:
+    """Every other column is what it was without ``text_columns``; a text column holds the
+    values of the array as they are (objects), whatever they read as."""
+    order = ["area", "city", "rooms", "kind"]
+    rows = ROW_SETS[case]
+    arr = np.array([[row[COLUMNS.index(n)] for n in order] for row in rows])
+    expected = pandas_route(arr, order, COLUMNS)
+    expected["city"] = arr[:, order.index("city")].astype(object)
+    assert_same_frame(as_frame(arr, order, COLUMNS, text_columns={"city"}), expected)
+
+
+def test_text_columns_stay_text_under_repeated_names() -> None:
+    """Rows whose names repeat (no model columns to match) take pandas' own route."""
+    arr = np.array([["12", 3, 4.5]])
+    found = as_frame(arr, ["code", "rooms", "rooms"], None, text_columns={"code"})
+    assert list(found.dtypes) == [object, np.int64, np.float64]
+    assert found.iloc[0, 0] == "12"

@@ -111,6 +111,7 @@ def as_frame(
     what: str = "the model's columns",
     column_types: Mapping[str, str] | None = None,
     optional: Collection[str] = (),
+    text_columns: Collection[str] = (),
 ) -> Any:
     """A DataFrame in ``columns``' order, from rows plus ``names`` or from ``jsonData`` (records
     or a mapping of columns); names that do not match ``columns`` get a 400 naming both.
@@ -119,9 +120,10 @@ def as_frame(
     whatever JSON or seldon-core made of it (seldon-core turns a row mixing strings and numbers
     into one array of strings): a value that cannot be read as its column's type is a 400 naming
     the column, the value and the type, and columns the model does not have are ignored (both
-    as MLflow does). Without it, text columns of rows become numbers where they all can (a
-    DataFrame's columns keep the types they were sent with). ``optional`` columns may be
-    absent (MLflow's ``required=False``)."""
+    as MLflow does). Without it, text columns of rows become numbers where they all can, except
+    ``text_columns`` (columns the model learnt as text: "12" there is a category, not the number
+    12), and a DataFrame's columns keep the types they were sent with. ``optional`` columns may
+    be absent (MLflow's ``required=False``)."""
     pd = pandas_module()
     if _is_records(X):
         if columns and not column_types and (ordered := _records_in_order(X, columns)) is not None:
@@ -160,10 +162,14 @@ def as_frame(
             }
             return pd.DataFrame(typed, columns=wanted)
         if arr.dtype.kind in "OUS" and not column_types and given and _unique(given):
-            return _text_rows_frame(arr, given, columns, what, optional)
+            return _text_rows_frame(arr, given, columns, what, optional, text_columns)
         frame = pd.DataFrame(arr, columns=given)
         if arr.dtype.kind in "OUS" and not column_types:
-            frame = frame.apply(_numbers_where_possible)
+            frame = frame.apply(
+                lambda column: (
+                    column if column.name in text_columns else _numbers_where_possible(column)
+                )
+            )
     if not columns:
         return frame
     _check_names(list(frame.columns), columns, what, bool(column_types), optional)
@@ -184,9 +190,11 @@ def _text_rows_frame(
     columns: list[str] | None,
     what: str,
     optional: Collection[str],
+    text_columns: Collection[str] = (),
 ) -> Any:
     """Rows of text (seldon-core's array for rows that mix strings and numbers) as a frame in
-    ``columns``' order, each column numbers where all its values read as numbers, else objects.
+    ``columns``' order, each column numbers where all its values read as numbers, else objects;
+    ``text_columns`` stay objects (text) whatever they read as.
 
     The same frame as ``DataFrame(arr, columns=given).apply(_numbers_where_possible)[columns]``
     (same dtypes, same values), built from one object array per column: the frame of the whole
@@ -202,7 +210,12 @@ def _text_rows_frame(
     # The index given (the one pandas would infer) and no copy of the fresh column arrays: half
     # the constructor's cost.
     return pd.DataFrame(
-        {name: _numbers_where_possible(values[:, where[name]]) for name in wanted},
+        {
+            name: values[:, where[name]]
+            if name in text_columns
+            else _numbers_where_possible(values[:, where[name]])
+            for name in wanted
+        },
         index=pd.RangeIndex(arr.shape[0]),
         copy=False,
     )

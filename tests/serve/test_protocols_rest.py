@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.http as triton
-from frontends import COMPONENTS, MODELSHELF, Launch, running, sklearn_launch
+from frontends import COMPONENTS, MODELSHELF, SELDON, Launch, running, sklearn_launch
 
 from microservice import SERVERS, seldon_parameters
-from models import HOUSES, IRIS_COLUMNS, IRIS_X, houses_pipeline, save
+from models import FLATS, HOUSES, IRIS_COLUMNS, IRIS_X, flats_pipeline, houses_pipeline, save
 
 ROWS = IRIS_X[::15]  # 10 rows of every class
 
@@ -332,6 +332,42 @@ def test_v2_metadata_of_a_column_transformer_lists_its_columns_and_their_types(t
         (output,) = answer.json()["outputs"]
         got = np.array(output["data"]).reshape(output["shape"])
         np.testing.assert_array_equal(got, model.predict_proba(frame))
+
+
+def test_seldon_rows_keep_the_columns_a_pipeline_learnt_as_text(tmp_path):
+    """seldon-core hands rows mixing strings and numbers over as text. A column the pipeline's
+    encoder learnt as text stays text ("06" is a postal code, not 6; "inf" an unknown one), a
+    number column sent as text ("3") is a number: both front ends answer what the pipeline
+    answers for the frame, as for the same rows as jsonData; so does KServe V1."""
+    model = flats_pipeline()
+    frame = pd.DataFrame(
+        {
+            "city": ["paris", "nice", "lyon"],
+            "rooms": [2, 3, 1],
+            "area": [50.0, 31.0, 20.0],
+            "code": ["12", "06", "inf"],
+        }
+    )
+    expected = model.predict_proba(frame)
+    names = ["code", "city", "area", "rooms"]
+    rows = [["12", "paris", 50.0, 2], ["06", "nice", 31.0, "3"], ["inf", "lyon", 20.0, 1]]
+    launch = sklearn_launch(save(model, tmp_path / "flats"))
+    with running(launch, [SELDON, MODELSHELF], env={"MODEL_NAME": "flats"}) as services:
+        for service in services:
+            body = {"data": {"names": names, "ndarray": rows}}
+            answer = service.client.post("/api/v1.0/predictions", json=body)
+            assert answer.status_code == 200, answer.text
+            np.testing.assert_allclose(answer.json()["data"]["ndarray"], expected)
+            records = {"jsonData": frame.to_dict(orient="records")}
+            answer = service.client.post("/api/v1.0/predictions", json=records)
+            assert answer.status_code == 200, answer.text
+            found = answer.json()["data"]["tensor"]
+            np.testing.assert_allclose(np.reshape(found["values"], found["shape"]), expected)
+        modelshelf = services[1]
+        in_order = [[row[names.index(n)] for n in FLATS.columns] for row in rows]
+        answer = modelshelf.client.post("/v1/models/flats:predict", json={"instances": in_order})
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_allclose(answer.json()["predictions"], expected)
 
 
 def test_pd_codec_strings_from_bytes(scoring):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from modelshelf.errors import ConfigurationError
+from modelshelf.fitted_columns import learnt_text_columns
 from modelshelf.inputs import as_frame, as_texts, pandas_module
 from modelshelf.model_files import find_model_file, load_pickled
 from modelshelf.server import Method, ModelServer, output_names
@@ -42,6 +43,7 @@ class SKLearnServer(ModelServer):
         self.requested_method = method
         self.model_file = model_file
         self.takes_text = False
+        self.text_columns: frozenset[str] = frozenset()
 
     def load_model(self, model_dir: Path) -> None:
         path = find_model_file(
@@ -54,6 +56,7 @@ class SKLearnServer(ModelServer):
         self.feature_names = _feature_names(model)
         if self.feature_names is not None:  # requests become DataFrames (``model_input``)
             pandas_module()  # imported at load, not by the first request
+            self.text_columns = learnt_text_columns(model)
         self.n_features = getattr(model, "n_features_in_", None)
         self.takes_text = _takes_text(model)
         self.method = Method(name, getattr(model, name), output_names(model, name))
@@ -70,7 +73,9 @@ class SKLearnServer(ModelServer):
         if self.takes_text:
             return as_texts(X)
         if self.feature_names is not None:
-            return as_frame(X, names, self.feature_names, "the model's features")
+            return as_frame(
+                X, names, self.feature_names, "the model's features", text_columns=self.text_columns
+            )
         return super().model_input(X, names)
 
 

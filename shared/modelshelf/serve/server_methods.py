@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from modelshelf.fitted_columns import learnt_column_dtypes
+
 #: Methods an output name may choose, in the order metadata lists them.
 METHOD_NAMES = (
     "predict",
@@ -302,56 +304,13 @@ def input_datatype(user_model: Any) -> str:
 def column_datatypes(user_model: Any, datatype_of: Callable[[Any], str]) -> dict[str, str] | None:
     """For a model that takes its input column by column -- a scikit-learn
     ``ColumnTransformer``, at the start of a pipeline or alone -- the V2 datatype of each
-    column its encoders reveal: values (``categories_``: ``OneHotEncoder``,
-    ``OrdinalEncoder``…) or statistics (``SimpleImputer``) learnt in the column's own type;
-    strings are ``BYTES``. Columns it does not reveal are absent (the caller's default:
-    numbers). ``None`` for any other model: it takes one array, named columns or not."""
-    first = getattr(user_model, "model", None)
-    while hasattr(first, "steps") and first.steps:  # a Pipeline: its first step
-        first = first.steps[0][1]
-    fitted = getattr(first, "transformers_", None)
-    names = getattr(first, "feature_names_in_", None)
-    if not isinstance(fitted, list):
+    column its encoders reveal (``fitted_columns``); strings are ``BYTES``. Columns it does
+    not reveal are absent (the caller's default: numbers). ``None`` for any other model: it
+    takes one array, named columns or not."""
+    found = learnt_column_dtypes(getattr(user_model, "model", None))
+    if found is None:
         return None
-    found: dict[str, str] = {}
-    for entry in fitted:
-        if not isinstance(entry, tuple) or len(entry) != 3:
-            continue
-        _, transformer, columns = entry
-        columns = _column_names(columns, names)
-        learnt = _learnt_values(transformer)
-        if not columns or learnt is None:
-            continue
-        for column, values in zip(columns, learnt, strict=False):
-            dtype = getattr(values, "dtype", None)
-            if dtype is not None:
-                found[column] = "BYTES" if dtype.kind in "OUS" else datatype_of(dtype)
-    return found
-
-
-def _column_names(columns: Any, names: Any) -> list[str]:
-    """A ``ColumnTransformer`` entry's columns as names (names, or positions among
-    ``feature_names_in_``); ``[]`` for other selectors (slices, masks)."""
-    if isinstance(columns, str):
-        return [columns]
-    if not isinstance(columns, list | tuple | np.ndarray) or not len(columns):
-        return []
-    if all(isinstance(c, str) for c in columns):
-        return [str(c) for c in columns]
-    positions = all(
-        isinstance(c, int | np.integer) and not isinstance(c, bool | np.bool_) for c in columns
-    )
-    return [str(names[int(c)]) for c in columns] if positions and names is not None else []
-
-
-def _learnt_values(transformer: Any) -> list[Any] | None:
-    """Per input column, values the fitted transformer learnt in the column's own type."""
-    steps = [s for _, s in transformer.steps] if hasattr(transformer, "steps") else [transformer]
-    for step in steps:
-        categories = getattr(step, "categories_", None)
-        if isinstance(categories, list):
-            return categories
-        statistics = getattr(step, "statistics_", None)
-        if isinstance(statistics, np.ndarray) and statistics.ndim == 1:
-            return [statistics[i : i + 1] for i in range(len(statistics))]
-    return None
+    return {
+        name: "BYTES" if dtype.kind in "OUS" else datatype_of(dtype)
+        for name, dtype in found.items()
+    }
