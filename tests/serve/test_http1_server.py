@@ -9,6 +9,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -497,6 +499,81 @@ def test_an_error_that_escapes_the_app_is_a_json_500_and_the_connection_serves_o
             assert reader.answer()[2] == b"pong"
         wait_for_text(served.log, "cannot describe this error")
         assert "ERROR" in served.log()
+
+
+def test_a_reply_the_server_cannot_write_is_a_json_500_logged_at_error_not_a_400(tmp_path):
+    """The server's own failure while answering (here: a Seldon response whose ``status.code``
+    is not a number, passed on as the HTTP status) is not the client's fault: 500 with the
+    app's JSON error, the traceback at ERROR, then close -- not 400 'Invalid HTTP request'."""
+    (tmp_path / "TeapotModel.py").write_text(
+        "class TeapotModel:\n"
+        "    def predict(self, X, features_names=None):\n"
+        "        return X\n\n"
+        "    def predict_raw(self, request):\n"
+        "        return {'status': {'code': 'teapot'}, 'strData': 'tea'}\n"
+    )
+    with running(Launch("TeapotModel", tmp_path), [MODELSHELF]) as (served,):
+        with _connect(served.http_port) as sock:
+            ping = _request("GET", "/health/ping")
+            sock.sendall(ping + _predict(1.0) + ping)
+            reader = Reader(sock)
+            assert reader.answer()[2] == b"pong"
+            status, headers, body = reader.answer()
+            assert (status, headers["content-type"]) == (500, "application/json"), body
+            assert headers["connection"] == "close" and "error" in json.loads(body)
+            assert reader.closed()
+        wait_for_text(served.log, "a real number is required")
+        log = served.log()
+        assert "ERROR" in log and "Traceback" in log and "Invalid HTTP request" not in log
+        assert httpx.get(f"{served.url}/health/ping").text == "pong"
+
+
+CANCELLING_SERVER = """
+import asyncio, logging, socket
+from modelshelf.serve.http1.server import serve
+
+class CancelledAnswerApp:
+    max_body = 1024
+
+    def answer(self, scope, body):
+        if scope["path"] == "/cancelled":
+            future = asyncio.get_running_loop().create_future()
+            future.cancel()
+            return future
+        return 200, [(b"content-type", b"text/plain")], b"pong"
+
+logging.basicConfig(level=logging.INFO)
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen()
+print(sock.getsockname()[1], flush=True)
+serve(CancelledAnswerApp(), [sock], 5.0, False, 1.0)
+"""
+
+
+def test_an_answer_cancelled_is_a_500_that_ends_the_connection(tmp_path):
+    """An app's awaitable answer that is cancelled (no real app does it yet; the server must
+    not rely on that): 500 and close, logged at ERROR, instead of a connection that hangs."""
+    (tmp_path / "cancelling_server.py").write_text(CANCELLING_SERVER)
+    process = subprocess.Popen(
+        [sys.executable, str(tmp_path / "cancelling_server.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(process.stdout.readline())
+        with _connect(port, timeout=10) as sock:
+            sock.sendall(_request("GET", "/cancelled") + _request("GET", "/ping"))
+            reader = Reader(sock)
+            status, headers, body = reader.answer()
+            assert (status, headers["connection"]) == (500, "close"), body
+            assert "error" in json.loads(body)
+            assert reader.closed()
+    finally:
+        process.terminate()
+        _, log = process.communicate(timeout=15)
+    assert "ERROR" in log and "GET /cancelled failed: its answer was cancelled" in log, log
 
 
 def test_an_unknown_http_server_stops_the_start_naming_the_variable():

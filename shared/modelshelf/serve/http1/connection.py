@@ -10,7 +10,8 @@ queue so that pipelined requests are still answered in the order they came.
 What the connection enforces, as a server must: keep-alive (HTTP/1.1's default; HTTP/1.0 only
 with ``Connection: keep-alive``), ``Connection: close``, ``Expect: 100-continue``, a body over
 the app's ``max_body`` refused before it is read whole (the app's answer, then close), header
-size and count limits (431), malformed requests (400, then close), and backpressure: a client
+size and count limits (431), malformed requests (400, then close), a failure of the server's own
+code (500 as the app's ``INTERNAL_ERROR``, logged at ERROR, then close), and backpressure: a client
 that does not read its answers is not read either, and the requests already read when it stops
 (up to one read, ~256 KB of small pipelined ones) are not answered until it reads again: their
 bodies are in memory already, their answers (a metrics page, a large prediction) would not be.
@@ -87,13 +88,21 @@ INTERNAL_ERROR: Reply = (
 
 def plain_reply(status: int, message: str) -> bytes:
     """A whole text/plain answer that ends the connection (the server's own errors)."""
-    body = message.encode()
+    return closing_reply(status, b"text/plain; charset=utf-8", message.encode())
+
+
+def closing_reply(status: int, content_type: bytes, body: bytes) -> bytes:
+    """A whole answer that ends the connection."""
     return (
         STATUS_LINES[status]
-        + b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(body)
+        + b"content-type: %s\r\ncontent-length: %d\r\n" % (content_type, len(body))
         + b"connection: close\r\n\r\n"
         + body
     )
+
+
+#: ``INTERNAL_ERROR`` as a whole answer that ends the connection: the server's own code failed.
+INTERNAL_ERROR_CLOSE = closing_reply(500, INTERNAL_ERROR[1][0][1], INTERNAL_ERROR[2])
 
 
 class DirectApp(Protocol):
@@ -108,6 +117,11 @@ class DirectApp(Protocol):
 
 class _RefusedError(Exception):
     """Raised in a parser callback to stop parsing: the request is answered without its body."""
+
+
+class _InvalidRequestError(Exception):
+    """Raised in a parser callback for a request httptools parsed but the server cannot take
+    (a path that is not ASCII): answered 400 as httptools' own parse errors are."""
 
 
 class _Owed:
@@ -198,19 +212,28 @@ class HttpConnection(asyncio.Protocol):
             if self._in_head:
                 self._head_fed += len(data)
                 if self._head_fed > MAX_UNFINISHED_HEAD_BYTES:
-                    self._fail(431, "Request header fields too large.")
+                    self._fail(plain_reply(431, HEAD_REFUSALS[431]))
         except httptools.HttpParserUpgrade as upgrade:
             if self._replay is not None:  # its body is still to read: see on_headers_complete
                 self._replay_without_upgrade(data[upgrade.args[0] :])
             else:
                 self._end_after_owed()  # an upgrade request, answered: nothing more is read
         except httptools.HttpParserError as error:
-            if isinstance(error.__context__, _RefusedError):
+            cause = error.__context__  # what a parser callback raised, if one did
+            if isinstance(cause, _RefusedError):
                 if self._refusal:
-                    self._fail(self._refusal, HEAD_REFUSALS[self._refusal])
+                    self._fail(plain_reply(self._refusal, HEAD_REFUSALS[self._refusal]))
                 return
-            logger.debug("invalid HTTP request from %s: %r", self.peer, error.__context__ or error)
-            self._fail(400, "Invalid HTTP request received.")
+            if cause is None or isinstance(
+                cause, (httptools.HttpParserError, _InvalidRequestError)
+            ):
+                logger.debug("invalid HTTP request from %s: %r", self.peer, cause or error)
+                self._fail(plain_reply(400, "Invalid HTTP request received."))
+                return
+            # The server's own code failed (answering, or reading a request it could parse):
+            # not the client's fault, and it must be seen.
+            logger.error("serving a request from %s failed", self.peer, exc_info=cause)
+            self._fail(INTERNAL_ERROR_CLOSE)
 
     def eof_received(self) -> bool | None:
         # The client sent all it will: answer what is owed, then close.
@@ -274,14 +297,19 @@ class HttpConnection(asyncio.Protocol):
         url = self._url
         # A fragment is not part of a request-target, but llhttp lets it through: parse_url
         # drops it (as uvicorn did), the path routed must not keep it.
-        if url[:1] == b"/" and b"?" not in url and b"%" not in url and b"#" not in url:
-            raw_path, query, path = url, b"", url.decode("ascii")
-        else:
-            parsed = httptools.parse_url(url)
-            raw_path, query = parsed.path, parsed.query or b""
-            path = raw_path.decode("ascii")
-            if "%" in path:
-                path = urllib.parse.unquote(path)
+        try:
+            if url[:1] == b"/" and b"?" not in url and b"%" not in url and b"#" not in url:
+                raw_path, query, path = url, b"", url.decode("ascii")
+            else:
+                parsed = httptools.parse_url(url)
+                raw_path, query = parsed.path, parsed.query or b""
+                path = raw_path.decode("ascii")
+                if "%" in path:
+                    path = urllib.parse.unquote(path)
+        except UnicodeDecodeError as error:  # llhttp lets bytes over 0x7f through
+            raise _InvalidRequestError(
+                f"a request target that is not ASCII: {url[:80]!r}"
+            ) from error
         version = parser.get_http_version()
         # An upgrade (h2c, websocket) is not taken: answered as HTTP/1.1, then the connection
         # ends (what the client sends after it is not HTTP/1.1), and the answer says so.
@@ -367,12 +395,18 @@ class HttpConnection(asyncio.Protocol):
     def _settled(self, owed: _Owed, future: asyncio.Future) -> None:
         if self.closed:
             return
+        scope = owed.scope
         try:
             owed.reply = future.result()
         except Exception:
-            scope = owed.scope
             logger.exception("%s %s failed", scope["method"], scope["path"])
             owed.reply = INTERNAL_ERROR
+        except asyncio.CancelledError:
+            # Not an answer the app gave: 500, and the connection ends (as for the server's
+            # own failures) rather than wait for an answer that will not come.
+            logger.error("%s %s failed: its answer was cancelled", scope["method"], scope["path"])
+            owed.reply = INTERNAL_ERROR
+            owed.keep_alive = False
         self._write_owed()
 
     def _write_owed(self) -> None:
@@ -435,24 +469,33 @@ class HttpConnection(asyncio.Protocol):
                     self._write_known()
 
     def _send(self, scope: dict, reply: Reply, keep_alive: bool) -> None:
-        status, headers, payload = reply
         # Stopping: the last answer owed ends the connection.
         close = not keep_alive or (self.draining and not self.owed and not self.in_request)
-        fields = b"".join([name + b": " + value + b"\r\n" for name, value in headers])
-        if b"connection:" in fields and _asks_close(headers):
-            close, ending = True, b"\r\n"  # the app's own ``connection: close`` says it
-        elif close:
-            ending = b"connection: close\r\n\r\n"
-        elif scope["http_version"] == "1.0":
-            ending = b"connection: keep-alive\r\n\r\n"
-        else:
-            ending = b"\r\n"
-        head = (
-            (STATUS_LINES.get(status) or _status_line(status))
-            + fields
-            + b"content-length: %d\r\n" % len(payload)
-            + ending
-        )
+        try:
+            status, headers, payload = reply
+            fields = b"".join([name + b": " + value + b"\r\n" for name, value in headers])
+            if b"connection:" in fields and _asks_close(headers):
+                close, ending = True, b"\r\n"  # the app's own ``connection: close`` says it
+            elif close:
+                ending = b"connection: close\r\n\r\n"
+            elif scope["http_version"] == "1.0":
+                ending = b"connection: keep-alive\r\n\r\n"
+            else:
+                ending = b"\r\n"
+            head = (
+                (STATUS_LINES.get(status) or _status_line(status))
+                + fields
+                + b"content-length: %d\r\n" % len(payload)
+                + ending
+            )
+        except Exception:
+            # A reply the server cannot write (the app's bug, or ours): 500 in its place, as
+            # the app's own failures are, then close (what the app meant is unknown).
+            logger.exception("%s %s: the reply cannot be written", scope["method"], scope["path"])
+            self.linger = True
+            self.transport.write(INTERNAL_ERROR_CLOSE)
+            self._close()
+            return
         if scope["method"] == "HEAD":
             self.transport.write(head)
         elif len(payload) > COPY_LIMIT:
@@ -503,17 +546,17 @@ class HttpConnection(asyncio.Protocol):
         self._pause_reading()
         raise _RefusedError
 
-    def _fail(self, status: int, message: str) -> None:
-        """The request cannot be parsed: the answers owed, then ``status``, then close."""
+    def _fail(self, answer: bytes) -> None:
+        """The request cannot be served: the answers owed, then ``answer``, then close."""
         self.in_request = False
         self.linger = True
         self.closing = True
         self._pause_reading()
         if not self.owed:
-            self.transport.write(plain_reply(status, message))
+            self.transport.write(answer)
             self._close()
             return
-        owed = _Owed(None, False, plain_reply(status, message))
+        owed = _Owed(None, False, answer)
         owed.close = True
         self.owed.append(owed)
 
