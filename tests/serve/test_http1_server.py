@@ -326,6 +326,31 @@ def test_a_header_line_that_never_ends_gets_431_and_the_connection_ends(service,
         assert failed, "the server still reads a header line that never ends"
 
 
+@pytest.mark.parametrize(
+    "codings",
+    [["gzip, chunked"], ["gzip", "chunked"]],
+    ids=["one field", "two fields"],
+)
+@pytest.mark.parametrize("expect", [False, True], ids=["", "expect 100-continue"])
+def test_a_transfer_coding_other_than_chunked_gets_501_naming_it(service, codings, expect):
+    """``Transfer-Encoding: gzip, chunked``: llhttp reads the body as chunked; the gzip coding
+    cannot be ignored, so 501 (RFC 9112 6.1) naming it, then close; before any 100 Continue."""
+    body = json.dumps(ND).encode()
+    head = f"POST {PREDICT} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    head += "".join(f"Transfer-Encoding: {coding}\r\n" for coding in codings)
+    head += "Expect: 100-continue\r\n" if expect else ""
+    with _connect(service.http_port) as sock:
+        sock.sendall(head.encode() + b"\r\n")
+        if not expect:
+            sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        reader = Reader(sock)
+        status, headers, answer = reader.answer()
+        assert (status, headers["connection"]) == (501, "close"), answer
+        assert b"gzip" in answer and b"chunked" in answer
+        assert reader.closed()
+    assert httpx.get(f"{service.url}/health/ping").text == "pong"
+
+
 def test_a_body_over_the_limit_after_pipelined_requests_is_refused_in_order(service):
     big = f"POST {PREDICT} HTTP/1.1\r\nContent-Type: application/json\r\n"
     big += f"Content-Length: {10 * 2**30}\r\n\r\n"  # over the 64 MiB default limit

@@ -9,8 +9,9 @@ queue so that pipelined requests are still answered in the order they came.
 
 What the connection enforces, as a server must: keep-alive (HTTP/1.1's default; HTTP/1.0 only
 with ``Connection: keep-alive``), ``Connection: close``, ``Expect: 100-continue``, a body over
-the app's ``max_body`` refused before it is read whole (the app's answer, then close), header
-size and count limits (431), malformed requests (400, then close), a failure of the server's own
+the app's ``max_body`` refused before it is read whole (the app's answer, then close), a
+transfer coding other than ``chunked`` alone (501, RFC 9112 6.1), header size and count limits
+(431), malformed requests (400, then close), a failure of the server's own
 code (500 as the app's ``INTERNAL_ERROR``, logged at ERROR, then close), and backpressure: a client
 that does not read its answers is not read either, and the requests already read when it stops
 (up to one read, ~256 KB of small pipelined ones) are not answered until it reads again: their
@@ -182,7 +183,9 @@ class HttpConnection(asyncio.Protocol):
         self._body_size = 0
         self._scope: dict | None = None
         self._keep_alive = True
-        self._refusal = 0  # a status the server answers itself (414, 431), set before _RefusedError
+        #: The status and message the server answers itself (414, 431, 501), set before
+        #: ``_RefusedError``.
+        self._refusal: tuple[int, str] | None = None
         #: The head of an upgrade request that has a body, without its upgrade: httptools skips
         #: such a body (``_replay_without_upgrade``).
         self._replay: bytes | None = None
@@ -222,7 +225,7 @@ class HttpConnection(asyncio.Protocol):
             cause = error.__context__  # what a parser callback raised, if one did
             if isinstance(cause, _RefusedError):
                 if self._refusal:
-                    self._fail(plain_reply(self._refusal, HEAD_REFUSALS[self._refusal]))
+                    self._fail(plain_reply(*self._refusal))
                 return
             if cause is None or isinstance(
                 cause, (httptools.HttpParserError, _InvalidRequestError)
@@ -336,12 +339,16 @@ class HttpConnection(asyncio.Protocol):
         if self._declared is not None and self._declared > self.max_body:
             self._refuse_body()
         if self._expect_continue and version != "1.0":  # HTTP/1.0 has no 1xx (RFC 9110 10.1.1)
+            if self._declared is None:
+                self._check_transfer_coding()  # before the client is told to send the body
             if self.owed:
                 self.owed.append(_Owed(None, True, CONTINUE))
             else:
                 self.transport.write(CONTINUE)
 
     def on_chunk_header(self) -> None:
+        if not self._chunks:  # the first chunk: the body is chunked, how else is judged once
+            self._check_transfer_coding()
         # A chunk's data, or after the last chunk its trailer fields: until data comes, bytes
         # fed count as for an unfinished head (httptools holds a trailer line in memory).
         self._in_head = True
@@ -533,8 +540,21 @@ class HttpConnection(asyncio.Protocol):
 
     # -- ending
 
-    def _refuse_headers(self, status: int = 431) -> None:
-        self._refusal = status
+    def _check_transfer_coding(self) -> None:
+        """501 for a transfer coding other than ``chunked`` alone (RFC 9112 6.1): llhttp reads
+        any list that ends in ``chunked`` (``gzip, chunked``) as chunked, the rest ignored.
+        Called only for a chunked body (or one announced by ``Expect``), not per request."""
+        codings = [value for name, value in self._headers if name == b"transfer-encoding"]
+        if codings and (len(codings) > 1 or codings[0].lower() != b"chunked"):
+            found = b", ".join(codings).decode("latin-1")
+            self._refuse_headers(
+                501,
+                f"Transfer-Encoding {found!r} is not supported: send the body as it is, "
+                "with a Content-Length or chunked.",
+            )
+
+    def _refuse_headers(self, status: int = 431, message: str = "") -> None:
+        self._refusal = status, message or HEAD_REFUSALS[status]
         raise _RefusedError
 
     def _refuse_body(self) -> None:
