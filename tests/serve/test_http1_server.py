@@ -611,6 +611,27 @@ def test_an_unknown_http_server_stops_the_start_naming_the_variable():
     assert "MODELSHELF_HTTP_SERVER" in result.stdout and "gunicorn" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("allowed", "logged"),
+    [(None, "203.0.113.7:0"), ("192.0.2.1", "127.0.0.1:")],
+    ids=["from the sidecar", "not a trusted proxy"],
+)
+def test_x_forwarded_for_names_the_client_when_the_proxy_is_trusted(allowed, logged):
+    """As uvicorn's ``proxy_headers``: a connection from a trusted proxy (127.0.0.1 by
+    default, the sidecar; ``FORWARDED_ALLOW_IPS`` otherwise) has its client taken from
+    ``X-Forwarded-For`` (the last host that is not a trusted proxy), as the access log shows."""
+    launch = Launch("SleepyModel", COMPONENTS, extra_args=("--access-log",))
+    env = {} if allowed is None else {"FORWARDED_ALLOW_IPS": allowed}
+    with running(launch, [MODELSHELF], env=env) as (served,), _connect(served.http_port) as sock:
+        forwarded = "X-Forwarded-For: 198.51.100.1, 203.0.113.7, 127.0.0.1\r\n"
+        forwarded += "X-Forwarded-Proto: https\r\n"
+        sock.sendall(_request("GET", "/health/ping?forwarded", headers=forwarded))
+        assert Reader(sock).answer()[2] == b"pong"
+        wait_for_text(served.log, '"GET /health/ping?forwarded HTTP/1.1" 200')
+        line = next(line for line in served.log().splitlines() if "?forwarded" in line)
+        assert f"{logged}" in line and ' - "GET' in line, line
+
+
 def test_sigterm_closes_idle_connections_and_exits_0_with_the_access_log(tmp_path):
     """SIGTERM to the parent: an idle keep-alive connection, and one whose request head is
     unfinished (nothing under way yet, as uvicorn counts it), are closed at once (not at the

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httptools
 
+from modelshelf.serve.http1 import forwarded
+
 if TYPE_CHECKING:
     from modelshelf.serve.http1.server import HttpServer
 
@@ -76,6 +78,10 @@ HEAD_REFUSALS = {
     414: f"The request target is over {MAX_HEADER_BYTES:,} bytes; send large inputs as a body.",
     431: "Request header fields too large.",
 }
+#: Request headers ``on_header`` acts on: one set lookup per header, whatever their number.
+WATCHED_HEADERS = frozenset(
+    (b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-proto")
+)
 METHODS = {
     name.encode(): name for name in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")
 }
@@ -179,6 +185,7 @@ class HttpConnection(asyncio.Protocol):
         self._head_bytes = 0
         self._declared: int | None = None
         self._expect_continue = False
+        self._forwarded = False  # an X-Forwarded-* header came: ``_apply_forwarded``
         self._chunks: list[bytes] = []
         self._body_size = 0
         self._scope: dict | None = None
@@ -286,10 +293,14 @@ class HttpConnection(asyncio.Protocol):
         name = name.lower()
         value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace; RFC 9110 drops it
         self._headers.append((name, value))
-        if name == b"content-length":
-            self._declared = int(value) if value.isdigit() else None
-        elif name == b"expect" and value.lower() == b"100-continue":
-            self._expect_continue = True
+        if name in WATCHED_HEADERS:
+            if name == b"content-length":
+                self._declared = int(value) if value.isdigit() else None
+            elif name == b"expect":
+                if value.lower() == b"100-continue":
+                    self._expect_continue = True
+            else:
+                self._forwarded = True
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -336,6 +347,8 @@ class HttpConnection(asyncio.Protocol):
             "query_string": query,
             "headers": self._headers,
         }
+        if self._forwarded:
+            self._apply_forwarded(self._scope)
         if self._declared is not None and self._declared > self.max_body:
             self._refuse_body()
         if self._expect_continue and version != "1.0":  # HTTP/1.0 has no 1xx (RFC 9110 10.1.1)
@@ -515,6 +528,29 @@ class HttpConnection(asyncio.Protocol):
             self._close()
         else:
             self.last_active = self.loop.time()
+
+    def _apply_forwarded(self, scope: dict) -> None:
+        """``client`` and ``scheme`` from ``X-Forwarded-For`` / ``-Proto`` when the peer is a
+        trusted proxy (``FORWARDED_ALLOW_IPS``), as uvicorn's ``proxy_headers`` set them."""
+        self._forwarded = False
+        proxies = self.server.trusted_proxies
+        if self.peer is None or not proxies.trusts(self.peer[0]):
+            return
+        proto = None
+        chain = []
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-proto":
+                proto = value
+            elif name == b"x-forwarded-for":
+                chain.append(value)
+        if proto is not None:
+            scheme = proto.decode("latin-1").strip()
+            if scheme in forwarded.SCHEMES:
+                scope["scheme"] = scheme
+        if chain:
+            client = proxies.client(b", ".join(chain).decode("latin-1"))
+            if client[0]:  # an empty X-Forwarded-For names no one
+                scope["client"] = client
 
     # -- an upgrade request with a body
 

@@ -18,6 +18,7 @@ import socket
 from collections.abc import Sequence
 
 from modelshelf.serve.http1.connection import DirectApp, HttpConnection
+from modelshelf.serve.http1.forwarded import TrustedProxies
 
 logger = logging.getLogger("modelshelf.serve.http1")
 
@@ -48,6 +49,7 @@ class HttpServer:
         self.app = app
         self.keepalive_seconds = keepalive_seconds
         self.access_log = access_log
+        self.trusted_proxies = TrustedProxies.from_env()  # FORWARDED_ALLOW_IPS, as uvicorn
         self.connections: set[HttpConnection] = set()
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # start()
