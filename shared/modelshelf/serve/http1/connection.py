@@ -427,6 +427,7 @@ class HttpConnection(asyncio.Protocol):
             logger.error("%s %s failed: its answer was cancelled", scope["method"], scope["path"])
             owed.reply = INTERNAL_ERROR
             owed.keep_alive = False
+            self.linger = True  # what the client still sends must not reset the answer
         self._write_owed()
 
     def _write_owed(self) -> None:
