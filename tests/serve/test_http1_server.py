@@ -5,6 +5,7 @@ the idle timeout), and httpx."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -553,11 +556,47 @@ def test_a_reply_the_server_cannot_write_is_a_json_500_logged_at_error_not_a_400
         assert httpx.get(f"{served.url}/health/ping").text == "pong"
 
 
-CANCELLING_SERVER = """
-import asyncio, logging, socket
+SCRIPTED_SERVER = """
+import asyncio, json, logging, socket
 from modelshelf.serve.http1.server import serve
 
-class CancelledAnswerApp:
+APP_SOURCE
+
+logging.basicConfig(level=logging.INFO)
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen()
+print(sock.getsockname()[1], flush=True)
+serve(App(), [sock], 5.0, False, 1.0)
+"""
+
+
+@contextlib.contextmanager
+def _scripted_server(
+    tmp_path: Path, app: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, list[str]]]:
+    """modelshelf's HTTP/1.1 server in a process of its own, serving ``app`` (the source of a
+    class ``App``), for what no real app does or shows. Yields the port and a list that holds
+    the server's log once it has stopped."""
+    script = tmp_path / "scripted_server.py"
+    script.write_text(SCRIPTED_SERVER.replace("APP_SOURCE", app))
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    log: list[str] = []
+    try:
+        yield int(process.stdout.readline()), log
+    finally:
+        process.terminate()
+        log.append(process.communicate(timeout=15)[1])
+
+
+CANCELLING_APP = """
+class App:
     max_body = 1024
 
     def answer(self, scope, body):
@@ -566,39 +605,23 @@ class CancelledAnswerApp:
             future.cancel()
             return future
         return 200, [(b"content-type", b"text/plain")], b"pong"
-
-logging.basicConfig(level=logging.INFO)
-sock = socket.socket()
-sock.bind(("127.0.0.1", 0))
-sock.listen()
-print(sock.getsockname()[1], flush=True)
-serve(CancelledAnswerApp(), [sock], 5.0, False, 1.0)
 """
 
 
 def test_an_answer_cancelled_is_a_500_that_ends_the_connection(tmp_path):
     """An app's awaitable answer that is cancelled (no real app does it yet; the server must
     not rely on that): 500 and close, logged at ERROR, instead of a connection that hangs."""
-    (tmp_path / "cancelling_server.py").write_text(CANCELLING_SERVER)
-    process = subprocess.Popen(
-        [sys.executable, str(tmp_path / "cancelling_server.py")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        port = int(process.stdout.readline())
-        with _connect(port, timeout=10) as sock:
-            sock.sendall(_request("GET", "/cancelled") + _request("GET", "/ping"))
-            reader = Reader(sock)
-            status, headers, body = reader.answer()
-            assert (status, headers["connection"]) == (500, "close"), body
-            assert "error" in json.loads(body)
-            assert reader.closed()
-    finally:
-        process.terminate()
-        _, log = process.communicate(timeout=15)
-    assert "ERROR" in log and "GET /cancelled failed: its answer was cancelled" in log, log
+    with (
+        _scripted_server(tmp_path, CANCELLING_APP) as (port, log),
+        _connect(port, timeout=10) as sock,
+    ):
+        sock.sendall(_request("GET", "/cancelled") + _request("GET", "/ping"))
+        reader = Reader(sock)
+        status, headers, body = reader.answer()
+        assert (status, headers["connection"]) == (500, "close"), body
+        assert "error" in json.loads(body)
+        assert reader.closed()
+    assert "ERROR" in log[0] and "GET /cancelled failed: its answer was cancelled" in log[0]
 
 
 def test_an_unknown_http_server_stops_the_start_naming_the_variable():
@@ -630,6 +653,62 @@ def test_x_forwarded_for_names_the_client_when_the_proxy_is_trusted(allowed, log
         wait_for_text(served.log, '"GET /health/ping?forwarded HTTP/1.1" 200')
         line = next(line for line in served.log().splitlines() if "?forwarded" in line)
         assert f"{logged}" in line and ' - "GET' in line, line
+
+
+SCOPE_ECHO_APP = """
+class App:
+    max_body = 1024
+
+    def answer(self, scope, body):
+        seen = {"client": scope["client"], "scheme": scope["scheme"]}
+        return 200, [(b"content-type", b"application/json")], json.dumps(seen).encode()
+"""
+XFF = "X-Forwarded-For: "
+PROTO = "X-Forwarded-Proto: "
+
+
+@pytest.mark.parametrize(
+    ("allowed", "headers", "client", "scheme"),
+    [
+        (
+            None,
+            f"{XFF}198.51.100.1, 203.0.113.7, 127.0.0.1\r\n{PROTO}https\r\n",
+            ["203.0.113.7", 0],
+            "https",
+        ),
+        (None, f"{XFF}198.51.100.1\r\n{XFF}[2001:db8::1]:4711\r\n", ["2001:db8::1", 4711], "http"),
+        (None, f"{XFF}\r\n{PROTO}gopher\r\n", ["127.0.0.1", None], "http"),
+        ("10.0.0.0/8", f"{XFF}203.0.113.7\r\n{PROTO}https\r\n", ["127.0.0.1", None], "http"),
+        ("*", f"{XFF}203.0.113.7:8080, 10.1.1.1\r\n", ["203.0.113.7", 8080], "http"),
+    ],
+    ids=[
+        "last untrusted host",
+        "fields joined, v6 port",
+        "empty or unknown",
+        "untrusted peer",
+        "*",
+    ],
+)
+def test_forwarded_headers_set_the_client_and_scheme_as_uvicorn(
+    tmp_path, allowed, headers, client, scheme
+):
+    """The scope the app gets, as uvicorn's ``proxy_headers`` make it: from a trusted peer
+    (``FORWARDED_ALLOW_IPS``, default 127.0.0.1 and ::1) the client is the last host of
+    ``X-Forwarded-For`` that is not a trusted proxy (port 0 unless given), the scheme a known
+    ``X-Forwarded-Proto``; from any other peer, nothing changes."""
+    env = {} if allowed is None else {"FORWARDED_ALLOW_IPS": allowed}
+    with (
+        _scripted_server(tmp_path, SCOPE_ECHO_APP, env) as (port, _),
+        _connect(port, timeout=10) as sock,
+    ):
+        sock.sendall(_request("GET", "/", headers=headers) + _request("GET", "/"))
+        reader = Reader(sock)
+        seen = json.loads(reader.answer()[2])
+        plain = json.loads(reader.answer()[2])  # the next request on the connection
+    assert seen["scheme"] == scheme and seen["client"][0] == client[0], seen
+    if client[1] is not None:
+        assert seen["client"][1] == client[1], seen
+    assert plain["scheme"] == "http" and plain["client"][0] == "127.0.0.1", plain
 
 
 def test_sigterm_closes_idle_connections_and_exits_0_with_the_access_log(tmp_path):
