@@ -11,11 +11,12 @@ What the connection enforces, as a server must: keep-alive (HTTP/1.1's default; 
 with ``Connection: keep-alive``), ``Connection: close``, ``Expect: 100-continue``, a body over
 the app's ``max_body`` refused before it is read whole (the app's answer, then close), a
 transfer coding other than ``chunked`` alone (501, RFC 9112 6.1), header size and count limits
-(431), malformed requests (400, then close), a failure of the server's own
-code (500 as the app's ``INTERNAL_ERROR``, logged at ERROR, then close), and backpressure: a client
-that does not read its answers is not read either, and the requests already read when it stops
-(up to one read, ~256 KB of small pipelined ones) are not answered until it reads again: their
-bodies are in memory already, their answers (a metrics page, a large prediction) would not be.
+(431), malformed requests (400, then close), a failure of the server's own code (500 as the
+app's ``INTERNAL_ERROR``, logged at ERROR, then close), ``X-Forwarded-For``/``-Proto`` from a
+trusted proxy (``forwarded``), and backpressure: a client that does not read its answers is not
+read either, and the requests already read when it stops (up to one read, ~256 KB of small
+pipelined ones) are not answered until it reads again: their bodies are in memory already,
+their answers (a metrics page, a large prediction) would not be.
 """
 
 from __future__ import annotations
@@ -360,7 +361,7 @@ class HttpConnection(asyncio.Protocol):
                 self.transport.write(CONTINUE)
 
     def on_chunk_header(self) -> None:
-        if not self._chunks:  # the first chunk: the body is chunked, how else is judged once
+        if not self._chunks:  # the body's first chunk: its transfer codings are judged, once
             self._check_transfer_coding()
         # A chunk's data, or after the last chunk its trailer fields: until data comes, bytes
         # fed count as for an unfinished head (httptools holds a trailer line in memory).
