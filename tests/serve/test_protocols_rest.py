@@ -644,6 +644,29 @@ def test_users_class_is_named_after_itself(scoring):
     assert answer.json() == {"predictions": [[2.0, 4.0], [6.0, 8.0]]}
 
 
+def test_a_predict_raw_only_class_serves_seldon_and_refuses_the_others_with_501(tmp_path):
+    """seldon-core serves a class with only ``predict_raw``; so does ``modelshelf serve`` (its
+    worker failed to start: the protocols' core read ``predict``). V2, KServe V1 and
+    ``/invocations`` need ``predict(X, names)``: 501 saying so."""
+    (tmp_path / "RawOnly.py").write_text(
+        "class RawOnly:\n"
+        "    def predict_raw(self, request):\n"
+        "        return {'data': {'ndarray': [[7]]}}\n"
+    )
+    with running(Launch("RawOnly", tmp_path), [MODELSHELF]) as (served,):
+        seldon = httpx.post(f"{served.url}/api/v1.0/predictions", json={"data": {"ndarray": [[1]]}})
+        assert seldon.json() == {"data": {"ndarray": [[7]]}}
+        v2 = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP64", "data": [1]}]}
+        for path, body in (
+            ("/v2/models/RawOnly/infer", v2),
+            ("/v1/models/RawOnly:predict", {"instances": [[1]]}),
+            ("/invocations", {"inputs": [[1]]}),
+        ):
+            answer = httpx.post(f"{served.url}{path}", json=body)
+            assert answer.status_code == 501, (path, answer.text)
+            assert "no predict(X, names), only Seldon's predict_raw" in answer.text
+
+
 # ------------------------------------------------------------------ XGBoost: outputs choose methods
 
 

@@ -79,7 +79,19 @@ def method_callers(user_model: Any, default: str) -> dict[str, ServedCall]:
 
 
 def _predict_caller(user_model: Any) -> ServedCall:
-    predict = user_model.predict
+    predict = getattr(user_model, "predict", None)
+    if not callable(predict):  # a predict_raw-only class: seldon-core serves it, on its protocol
+        message = (
+            f"{type(user_model).__name__} has no predict(X, names), only Seldon's predict_raw: "
+            "send Seldon protocol requests (/api/v1.0/predictions)"
+        )
+
+        def refuse(X: Any, names: Any) -> Any:
+            from modelshelf.request_errors import RequestRefusedError
+
+            raise RequestRefusedError(message, 501, "MICROSERVICE_NOT_IMPLEMENTED")
+
+        return refuse
 
     def call(X: Any, names: Any) -> Any:
         return predict(X, names)
@@ -204,10 +216,11 @@ def takes_params(user_model: Any) -> bool:
     """Whether the server's ``predict`` takes MLflow's inference ``params``: it has the
     parameter and, for a modelshelf server (whose base ``predict`` has it for all), the class
     says it serves them (``ModelServer.serves_params``)."""
-    if not getattr(user_model, "serves_params", True):
+    predict = getattr(user_model, "predict", None)
+    if not getattr(user_model, "serves_params", True) or not callable(predict):
         return False
     try:
-        return "params" in inspect.signature(user_model.predict).parameters
+        return "params" in inspect.signature(predict).parameters
     except (TypeError, ValueError):
         return False
 
