@@ -6,7 +6,8 @@
 ``predict`` takes them); ``text/csv`` bodies are a DataFrame with a header row. Answers are
 ``{"predictions": …}`` shaped as MLflow shapes them (arrays as lists, DataFrames as records).
 Errors are MLflow's ``{"error_code": …, "message": …}`` (400 ``BAD_REQUEST``, 500
-``INTERNAL_ERROR``, 503 ``TEMPORARILY_UNAVAILABLE``); other content types get MLflow's 415.
+``INTERNAL_ERROR``, 501 ``NOT_IMPLEMENTED``, 503 ``TEMPORARILY_UNAVAILABLE``); other content
+types get MLflow's 415.
 
 Rows of numbers (``inputs`` / ``instances`` as lists) join other such requests' model call under
 load (``modelshelf.serve.batching``), as Seldon and V2 predictions do: without it, four
