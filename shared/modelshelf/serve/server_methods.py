@@ -81,14 +81,14 @@ def method_callers(user_model: Any, default: str) -> dict[str, ServedCall]:
 def _predict_caller(user_model: Any) -> ServedCall:
     predict = getattr(user_model, "predict", None)
     if not callable(predict):  # a predict_raw-only class: seldon-core serves it, on its protocol
+        from modelshelf.request_errors import RequestRefusedError
+
         message = (
             f"{type(user_model).__name__} has no predict(X, names), only Seldon's predict_raw: "
             "send Seldon protocol requests (/api/v1.0/predictions)"
         )
 
         def refuse(X: Any, names: Any) -> Any:
-            from modelshelf.request_errors import RequestRefusedError
-
             raise RequestRefusedError(message, 501, "MICROSERVICE_NOT_IMPLEMENTED")
 
         return refuse
