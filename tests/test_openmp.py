@@ -85,6 +85,9 @@ def test_a_booster_s_small_requests_follow_its_trees(tmp_path):
     assert threads.single_thread_max_rows == openmp.SINGLE_THREAD_MAX_ROWS_BY_TREES
     threads.fit_to_trees(0)  # no trees (gblinear): unchanged
     assert threads.single_thread_max_rows == openmp.SINGLE_THREAD_MAX_ROWS_BY_TREES
+    given = openmp.ProcessThreads(2, single_thread_max_rows=8, platform="xgboost")
+    given.fit_to_trees(60)  # a caller's own limit is not the platform's default: kept
+    assert given.single_thread_max_rows == 8
 
     from modelshelf.frameworks.xgboost import XGBoostServer
 

@@ -100,6 +100,8 @@ class ProcessThreads:
                 "nthread", requested, "a whole number >= 1, or 0 for cores / workers"
             )
         self.requested = requested
+        #: A caller's own limit is kept: ``fit_to_trees`` only replaces the platform's default.
+        self._limit_given = single_thread_max_rows is not None
         if single_thread_max_rows is None:
             single_thread_max_rows = SINGLE_THREAD_MAX_ROWS.get(
                 platform, DEFAULT_SINGLE_THREAD_MAX_ROWS
@@ -127,8 +129,9 @@ class ProcessThreads:
     def fit_to_trees(self, trees: int) -> None:
         """Small requests by work for a booster of ``trees`` trees: one thread up to
         ``SINGLE_THREAD_MAX_TREE_ROWS`` rows x trees (within 1 and
-        ``SINGLE_THREAD_MAX_ROWS_BY_TREES`` rows); no change for ``trees`` < 1."""
-        if trees >= 1:
+        ``SINGLE_THREAD_MAX_ROWS_BY_TREES`` rows); no change for ``trees`` < 1, nor when the
+        constructor was given ``single_thread_max_rows``."""
+        if trees >= 1 and not self._limit_given:
             rows = SINGLE_THREAD_MAX_TREE_ROWS // trees
             self.single_thread_max_rows = max(1, min(SINGLE_THREAD_MAX_ROWS_BY_TREES, rows))
 
