@@ -259,10 +259,11 @@ def mutated(rng: np.random.Generator, data: bytes) -> bytes:
         return bytes(out)
     if kind == 4:  # the same message twice: scalars last-wins, repeated ones appended
         return data + data
-    if kind == 5:  # a parameter set, then set again empty (or merged with another)
+    if kind == 5:  # a parameter set (or empty), another, then the first set again (or emptied)
         entry = pb.ModelInferRequest(parameters={"p": random_parameter(rng)}).SerializeToString()
+        other = pb.ModelInferRequest(parameters={"q": random_parameter(rng)}).SerializeToString()
         again = pb.ModelInferRequest(parameters={"p": random_parameter(rng)}).SerializeToString()
-        return data + entry + again
+        return data + entry + other + again
     if kind == 6 and rng.integers(0, 2):  # raw packed varints into each int field
         blob = rng.choice([b"\xff" * 9 + b"\x7f", b"\xff" * 10 + b"\x01", b"\x80", b"\x01\x80\x80"])
         blob += bytes(rng.integers(0, 256, size=rng.integers(0, 6), dtype=np.uint8))
@@ -312,9 +313,10 @@ def parameters_of_set(entries) -> dict:
 
 
 def same_values(a, b) -> bool:
-    """Equal, and of the same type (True is not 1); floats bit for bit (NaN payloads, -0.0)."""
+    """Equal, and of the same type (True is not 1); floats bit for bit (NaN payloads, -0.0);
+    dicts in the same key order (a map's order is what ``parameters`` iterates in)."""
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
+        return list(a) == list(b) and all(same_values(a[k], b[k]) for k in a)
     if isinstance(a, list | tuple):
         return len(a) == len(b) and all(map(same_values, a, b))
     if isinstance(a, float):

@@ -98,6 +98,7 @@ def _read_request(view: memoryview) -> RawInferRequest:
             found.outputs.append(_read_output(value))
         elif number == 7:
             found.raw_input_contents.append(value)  # a slice of the message: not copied
+    found.parameters = _set_only(found.parameters)
     return found
 
 
@@ -125,6 +126,7 @@ def _read_input(view: memoryview) -> InputHeader:
             _read_contents(value, typed)
     if typed:
         found.contents = _typed_values(typed)
+    found.parameters = _set_only(found.parameters)
     return found
 
 
@@ -225,12 +227,14 @@ def _read_output(view: memoryview) -> tuple[str, dict[str, Any]]:
             name = _text(value)
         elif number == 2 and wire == LEN:
             _read_parameter(value, parameters)
-    return name, parameters
+    return name, _set_only(parameters)
 
 
 def _read_parameter(view: memoryview, into: dict[str, Any]) -> None:
-    """One map entry (``key``: string, ``value``: ``InferParameter``); an unset value is left
-    out, as the generated path leaves it out."""
+    """One map entry (``key``: string, ``value``: ``InferParameter``), ``None`` when unset.
+
+    The key keeps the place of its first entry, even an unset one, as protobuf's map keeps it;
+    ``_set_only`` then leaves the unset ones out, as the generated path does."""
     key, value = "", None
     for number, wire, item in _fields(view):
         if number == 1 and wire == LEN:
@@ -238,10 +242,15 @@ def _read_parameter(view: memoryview, into: dict[str, Any]) -> None:
         elif number == 2 and wire == LEN:  # a message sent twice is merged: the last set wins
             found = _read_parameter_value(item)
             value = value if found is None else found
-    if value is None:
-        into.pop(key, None)  # protobuf's map holds an empty value, which reads as unset
-    else:
-        into[key] = value
+    into[key] = value
+
+
+def _set_only(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The parameters without the unset ones (protobuf's map holds an empty value, which reads
+    as unset)."""
+    if None in parameters.values():
+        return {key: value for key, value in parameters.items() if value is not None}
+    return parameters
 
 
 def _read_parameter_value(view: memoryview) -> Any:
