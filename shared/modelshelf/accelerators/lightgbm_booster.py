@@ -1,21 +1,10 @@
 """LightGBM boosters and estimators: one-row requests through LightGBM's own single-row
 predictor (``FastConfig``).
 
-Why: ``Booster.predict`` asks ``LGBM_BoosterPredictForMat``, which on every call parses its
-parameters, builds a ``Predictor`` and sets the OpenMP threads (~75 us, on the realistic model
-about the walk of one row); an ``LGBMClassifier`` adds scikit-learn's validation and LightGBM's
-parameter handling (~500 us). ``LGBM_BoosterPredictForMatSingleRowFastInit`` does that once, at
-load; ``…SingleRowFast`` only walks the trees. On ``modelshelf serve`` (300 rounds x 31 leaves,
-3 classes, one row): the booster file 1.45-1.59x req/s, 1.30-1.44x less CPU per request, the
-same model pickled as an ``LGBMClassifier`` 2.7x both (README "Fast path"). Verification costs
-the start ~20 ms of CPU on that model.
-
-Exactness: LightGBM's own walk and output transform; ``verify`` checks it bit for bit at load.
-Only arrays of one row of the model's width take it; batches, data frames, other widths (and an
-estimator's other dtypes) are the framework's own call, so every refusal is the framework's.
-Not batches row by row: in process that saves the same ~75 us a request, but ctypes releases
-the GIL on every row, and at 16 connections (batching joins requests) each row waited for the
-front end's thread: 3,100 against 5,300 req/s.
+Why, what it serves, what it is worth and what was measured and removed (batches row by row):
+README "Fast path". Exactness: LightGBM's own walk and output transform, checked bit for bit
+at load by ``verify``; only arrays of one row of the model's width take it, everything else
+(and every refusal) is the framework's own call.
 Shared state: the iterations a booster predicts with are set by every framework call on it
 (``GBDT::InitPredict``) and the single-row predictor follows them; the server calls a booster
 with one setting only (its method's), so both answer alike. Threads: a ``FastConfig``'s call
@@ -64,8 +53,7 @@ def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candi
     n_features = booster.num_feature()
     # As Booster.predict(num_iteration=None): the best iteration when there is one, else all.
     iterations = booster.best_iteration
-    configs = {dtype: _fast_config(booster, init, PREDICT_TYPES[method], code, n_features,
-                                   iterations) for dtype, code in DTYPES.items()}  # fmt: skip
+    configs: dict[np.dtype, ctypes.c_void_p] = {}  # filled below, once ``call`` can own them
     width = booster.num_model_per_iteration()
     estimator, classifier = isinstance(model, lgb.LGBMModel), isinstance(model, lgb.LGBMClassifier)
     labels = model.classes_ if classifier and method == "predict" else None
@@ -95,8 +83,11 @@ def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candi
         found = np.vstack((1.0 - out, out)).transpose() if two_columns else out.reshape(1, width)
         return found if labels is None else labels[np.argmax(found, axis=1)]
 
-    for config in configs.values():  # freed with the call (the booster outlives it)
-        weakref.finalize(call, library.LGBM_FastConfigFree, config)
+    for dtype, code in DTYPES.items():  # each freed with the call (the booster outlives it),
+        # registered as it is made: if a later one fails, the earlier ones go with ``call``.
+        configs[dtype] = _fast_config(booster, init, PREDICT_TYPES[method], code, n_features,
+                                      iterations)  # fmt: skip
+        weakref.finalize(call, library.LGBM_FastConfigFree, configs[dtype])
     return Candidate(NAME, call, _probes(n_features))
 
 
