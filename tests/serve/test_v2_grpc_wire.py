@@ -304,6 +304,8 @@ def contents_of(tensor) -> dict | None:
 
 
 def parameters_of_set(entries) -> dict:
+    """``grpc_v2._parameters`` restated: importing ``grpc_v2`` registers our generated stubs,
+    which protobuf refuses beside tritonclient's (same message names) in one process."""
     found = {}
     for key, value in entries.items():
         choice = value.WhichOneof("parameter_choice")
