@@ -368,6 +368,19 @@ def test_a_body_over_the_limit_after_pipelined_requests_is_refused_in_order(serv
         assert reader.closed()
 
 
+def test_the_metrics_port_refuses_a_body_over_its_own_1_mib_limit_not_the_rest_one(service):
+    """The worker serves the metrics port with the REST app: a body over the metrics port's
+    limit (a scrape has none) is refused unread, not awaited up to the REST port's 64 MiB."""
+    head = f"POST /prometheus HTTP/1.1\r\nContent-Length: {2 * 2**20}\r\n\r\n"
+    with _connect(service.metrics_port, timeout=10) as sock:
+        sock.sendall(head.encode())
+        reader = Reader(sock)
+        status, headers, body = reader.answer()
+        assert (status, headers["connection"]) == (413, "close"), body
+        assert b"1,048,576 bytes" in body
+        assert reader.closed()
+
+
 def test_percent_encoded_paths_are_decoded_and_queries_kept(service):
     answer = service.client.post("/api/v1.0/%70redictions", json=ND)
     assert answer.status_code == 200 and answer.json()["data"]["ndarray"] == [[1.0, 2.0]]

@@ -149,6 +149,13 @@ class MetricsPortRouter:
         self.port = port
         self.max_body = app.max_body
 
+    def max_body_at(self, local: tuple[str, int] | None) -> int:
+        """The body limit of a connection accepted at ``local``: the metrics port's own (a
+        scrape has no body), not the REST port's."""
+        if local is not None and local[1] == self.port:
+            return self.metrics.max_body
+        return self.max_body
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         server = scope.get("server")
         if server is not None and server[1] == self.port:
@@ -179,6 +186,9 @@ class MetricsApp:
         self.endpoint = endpoint
 
     def answer(self, scope: dict, body: bytes | None) -> tuple[int, list, bytes]:
+        if body is None:  # over ``max_body``: refused unread, the connection then closes
+            message = f"A request body over {self.max_body:,} bytes; a scrape sends none.\n"
+            return 413, [(b"content-type", b"text/plain; charset=utf-8")], message.encode()
         if scope["path"] == self.endpoint and scope["method"] in ("GET", "HEAD"):
             text, content_type = self.aggregator.generate_metrics()
             status, payload = 200, text.encode()

@@ -204,6 +204,9 @@ class HttpConnection(asyncio.Protocol):
         self.transport = transport
         self.local = _address(transport.get_extra_info("sockname"))
         self.peer = _address(transport.get_extra_info("peername"))
+        max_body_at = getattr(self.app, "max_body_at", None)
+        if max_body_at is not None:  # one app on two ports, two limits (``MetricsPortRouter``)
+            self.max_body = max_body_at(self.local)
         transport.set_write_buffer_limits(high=WRITE_BUFFER_BYTES)
         self.last_active = self.loop.time()
         self.server.connection_made(self)
