@@ -222,19 +222,18 @@ def test_seldon_cores_grpc_server_builds_from_deferred_grpc_imports():
     assert lines[1] == "[1.5, 2.5] <module 'grpc' (imported)>"
 
 
-def test_a_stand_in_resolved_after_the_freeze_is_frozen_too() -> None:
+def test_a_stand_in_resolved_after_the_freeze_is_frozen_too():
     """In a serving process (its loaded objects frozen), a stand-in first used by a request
     imports its module then: those objects are frozen too, out of every full collection."""
-    script = """
-import gc, sys
-from modelshelf.deferred_imports import DeferredAttribute
-assert "scipy.stats" not in sys.modules
-rankdata = DeferredAttribute("scipy.stats", "rankdata")
-gc.collect(); gc.freeze()
-assert list(rankdata([3, 1, 2])) == [3.0, 1.0, 2.0]
-print(len(gc.get_objects()))
-"""
-    found = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    out = run_python(
+        """
+        import gc, sys
+        from modelshelf.deferred_imports import DeferredAttribute
+        assert "scipy.stats" not in sys.modules
+        rankdata = DeferredAttribute("scipy.stats", "rankdata")
+        gc.collect(); gc.freeze()
+        assert list(rankdata([3, 1, 2])) == [3.0, 1.0, 2.0]
+        print(len(gc.get_objects()))
+        """
     )
-    assert int(found.stdout) < 2_000  # scipy.stats alone tracks tens of thousands
+    assert int(out) < 2_000  # scipy.stats alone tracks tens of thousands
