@@ -153,9 +153,11 @@ def _answer_stacked(
         return
     parts = [probes[i] for i in indices]
     try:
-        kind, output = _answer(reference, _stack(parts))
-    except (TypeError, ValueError):  # probes that do not stack: one call each, below
-        kind, output = "ok", None
+        stacked = _stack(parts)
+    except (TypeError, ValueError):  # probes that do not stack: one call each
+        found.update(_answered_alone(reference, probes, indices))
+        return
+    kind, output = _answer(reference, stacked)
     if kind == "ok":
         rows = _split(output, [len(p) for p in parts])
         if rows is None:  # no array of one answer per row: one call per probe
