@@ -172,15 +172,16 @@ def test_an_unknown_encoding_is_unimplemented(echo):
     ["/inference.GRPCInferenceService/ServerLive", "/seldon.protos.Model/Predict"],
 )
 def test_bytes_that_are_not_the_methods_message_are_invalid_argument(echo, method):
-    """A client's unreadable message is its error (INVALID_ARGUMENT naming the message
-    type), not a server fault with a traceback per call; the server keeps serving."""
+    """A client's unreadable message is its error (INVALID_ARGUMENT naming the method whose
+    message was expected), not a server fault with a traceback per call; the server keeps
+    serving."""
     with (
         grpc.insecure_channel(address_of(echo)) as channel,
         pytest.raises(grpc.RpcError) as caught,
     ):
         channel.unary_unary(method)(b"\xff\xff\xff", timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "the request is not a " in caught.value.details()
+    assert f"the request is not a {method} request message: " in caught.value.details()
     assert "could not parse a gRPC request" not in echo.log()
     assert_still_serving(echo)
 

@@ -49,6 +49,7 @@ class MethodHandler(NamedTuple):
     response_streaming: bool
     deserialize: Callable[[bytes], Any] | None
     serialize: Callable[[Any], bytes] | None
+    path: str  # "/package.Service/Method": errors name the method whose message was expected
 
 
 class Metadatum(NamedTuple):
@@ -128,12 +129,11 @@ def call_unary(
     try:
         request = handler.deserialize(message) if handler.deserialize else message
     except Exception as exc:  # the client's bytes, not a server fault: no traceback per call
-        kind = getattr(getattr(handler.deserialize, "__self__", None), "__name__", "message")
-        logger.debug("a gRPC request is not a %s: %s", kind, exc)
+        logger.debug("a gRPC request is not %s's request message: %s", handler.path, exc)
         return (
             None,
             grpc.StatusCode.INVALID_ARGUMENT.value[0],
-            (f"the request is not a {kind} (the method's message): {exc}"),
+            f"the request is not a {handler.path} request message: {exc}",
         )
     try:
         response = handler.call(request, context)

@@ -921,6 +921,7 @@ class GrpcServer:
                 handler.response_streaming,
                 handler.request_deserializer,
                 handler.response_serializer,
+                details.method,
             )
             self._methods[path] = method
             return method
