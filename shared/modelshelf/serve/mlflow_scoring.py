@@ -48,6 +48,7 @@ _ERROR_CODES = {
     503: "TEMPORARILY_UNAVAILABLE",
 }
 _PREDICTIONS_START = b'{"predictions": '
+#: Header lists every reply shares: the servers read them, never add to them.
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 _JSON = [(b"content-type", b"application/json")]
 
@@ -82,9 +83,9 @@ class MLflowScoring:
         if method != "GET":
             return _error(405, f"{method} is not allowed for {path}; use GET")
         if path == "/version":
-            return 200, list(_JSON), self.version
+            return 200, _JSON, self.version
         status = 200 if self.core.ready() else 503
-        return status, list(_JSON), b"\n"
+        return status, _JSON, b"\n"
 
     def error(self, exc: Exception) -> Reply:
         """An ``/invocations`` request's failure as MLflow's error body."""
@@ -93,11 +94,11 @@ class MLflowScoring:
     def invocations(self, content_type: bytes | None, body: bytes) -> Reply:
         mime, parameters = _content_type(content_type)
         if parameters.get("charset", "utf-8").lower() != "utf-8":
-            return 415, list(_TEXT), b"The scoring server only supports UTF-8"
+            return 415, _TEXT, b"The scoring server only supports UTF-8"
         unexpected = sorted(set(parameters) - {"charset"})
         if unexpected:
             message = f"Unrecognized content type parameters: {', '.join(unexpected)}."
-            return 415, list(_TEXT), message.encode()
+            return 415, _TEXT, message.encode()
         params = None
         if mime == "application/json":
             X, names, params = json_input(body, self.objects_as_records)
@@ -109,7 +110,7 @@ class MLflowScoring:
                 f"This predictor only supports the following content types: Types: "
                 f"{list(CONTENT_TYPES)}. Got '{got}'."
             )
-            return 415, list(_TEXT), message.encode()
+            return 415, _TEXT, message.encode()
         return self.answer(X, names, params)
 
     def answer(self, X: Any, names: list[str], params: dict[str, Any] | None) -> Reply:
@@ -119,7 +120,7 @@ class MLflowScoring:
             self.answers_arrays = False
         elif self.answers_arrays is None:
             self.answers_arrays = True
-        return 200, list(_JSON), _predictions(data)
+        return 200, _JSON, _predictions(data)
 
     def pending(self, scope: dict, body: bytes) -> Pending | Reply | None:
         """An ``/invocations`` request that may join others' model call (``RestBatching``):
@@ -144,7 +145,7 @@ class MLflowScoring:
             return core.call(rows, (), as_returned=True).data, None
 
         def finish(rows: Any, context: Any, first: bool) -> Reply:
-            return 200, list(_JSON), _predictions(rows)
+            return 200, _JSON, _predictions(rows)
 
         return Pending(
             ("mlflow", X.shape[1], X.dtype.str),

@@ -100,7 +100,8 @@ class SeldonRestApp:
         self.check_body = body_checks(user_model)
         self.max_body = max_body_bytes()
         self.json_headers = [*JSON_HEADERS, *_cors_headers(flask_app)]
-        self.ping_reply = (
+        self.ping_reply: Reply = (
+            200,
             [(b"content-type", b"text/html; charset=utf-8"), *_cors_headers(flask_app)],
             b"pong",
         )
@@ -119,7 +120,8 @@ class SeldonRestApp:
         body = await _read_body(receive, _content_length(scope), self.max_body)
         reply = self.answer(scope, body)
         status, headers, payload = reply if type(reply) is tuple else await reply
-        headers.append((b"content-length", str(len(payload)).encode()))
+        # A new list: a reply's headers may be shared by every reply (``json_headers``).
+        headers = [*headers, (b"content-length", str(len(payload)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
@@ -146,7 +148,7 @@ class SeldonRestApp:
                 if reply is not None:
                     return reply
         elif path == PING_PATH and method == "GET":
-            return 200, list(self.ping_reply[0]), self.ping_reply[1]
+            return self.ping_reply
         if self.protocols is not None:
             reply = self.protocols.handle(scope, body)
             if reply is not None:
@@ -210,7 +212,7 @@ class SeldonRestApp:
             # orjson writes NaN and infinities as null, Flask as NaN / Infinity: let Flask
             # encode any response that may hold one (a bytes search; true nulls are rare).
             return self.flask_jsonify(without_fragments(response), path, status)
-        return status, list(self.json_headers), payload
+        return status, self.json_headers, payload
 
     def too_large(self, scope: dict) -> Reply:
         """413 for a body over ``MODELSHELF_MAX_BODY_BYTES``; the connection is closed, so the
