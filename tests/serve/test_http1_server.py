@@ -21,7 +21,7 @@ import httpx
 import pytest
 from frontends import COMPONENTS, MODELSHELF, Launch, running, sklearn_launch
 
-from microservice import run_to_exit, wait_for_text
+from microservice import Microservice, run_to_exit, wait_for_text
 
 PREDICT = "/api/v1.0/predictions"
 ND = {"data": {"ndarray": [[1.0, 2.0]]}}
@@ -475,6 +475,14 @@ def test_requests_pipelined_behind_a_queued_prediction_are_not_read_without_boun
         assert sent.is_set()
 
 
+@contextlib.contextmanager
+def _serving(tmp_path: Path, name: str, source: str) -> Iterator[Microservice]:
+    """The class ``name``, its ``source`` written to ``tmp_path``, served by modelshelf."""
+    (tmp_path / f"{name}.py").write_text(source)
+    with running(Launch(name, tmp_path), [MODELSHELF]) as (served,):
+        yield served
+
+
 LARGE_ANSWER_MODEL = """
 class LargeAnswerModel:
     calls = 0
@@ -493,12 +501,11 @@ def test_requests_read_while_answers_back_up_are_answered_only_once_the_client_r
     answers are not built) until the client reads; then every answer arrives, whole and in
     order, and the last one's ``Connection: close`` ends the connection (the request after
     it is never run)."""
-    (tmp_path / "LargeAnswerModel.py").write_text(LARGE_ANSWER_MODEL)
     requests = [
         _request("POST", PREDICT, json.dumps({"strData": str(i)}).encode()) for i in range(41)
     ]
     requests[39] = requests[39].replace(b"Host: test\r\n", b"Host: test\r\nConnection: close\r\n")
-    with running(Launch("LargeAnswerModel", tmp_path), [MODELSHELF]) as (served,):
+    with _serving(tmp_path, "LargeAnswerModel", LARGE_ANSWER_MODEL) as served:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # answers back up soon
         sock.settimeout(30)
@@ -518,18 +525,22 @@ def test_requests_read_while_answers_back_up_are_answered_only_once_the_client_r
         assert calls["strData"] == "40"
 
 
+UNDESCRIBABLE_MODEL = """
+class Undescribable(Exception):
+    def __str__(self):
+        raise RuntimeError("cannot describe this error")
+
+
+class UndescribableModel:
+    def predict(self, X, features_names=None, meta=None):
+        raise Undescribable()
+"""
+
+
 def test_an_error_that_escapes_the_app_is_a_json_500_and_the_connection_serves_on(tmp_path):
     """An exception seldon-core's Flask handlers cannot describe escapes the app: 500 with a
     JSON body and an ERROR log; the same connection then serves the next request."""
-    (tmp_path / "UndescribableModel.py").write_text(
-        "class Undescribable(Exception):\n"
-        "    def __str__(self):\n"
-        "        raise RuntimeError('cannot describe this error')\n\n"
-        "class UndescribableModel:\n"
-        "    def predict(self, X, features_names=None, meta=None):\n"
-        "        raise Undescribable()\n"
-    )
-    with running(Launch("UndescribableModel", tmp_path), [MODELSHELF]) as (served,):
+    with _serving(tmp_path, "UndescribableModel", UNDESCRIBABLE_MODEL) as served:
         with _connect(served.http_port) as sock:
             sock.sendall(_predict(1.0) + _request("GET", "/health/ping"))
             reader = Reader(sock)
@@ -542,18 +553,21 @@ def test_an_error_that_escapes_the_app_is_a_json_500_and_the_connection_serves_o
         assert "ERROR" in served.log()
 
 
+TEAPOT_MODEL = """
+class TeapotModel:
+    def predict(self, X, features_names=None):
+        return X
+
+    def predict_raw(self, request):
+        return {"status": {"code": "teapot"}, "strData": "tea"}
+"""
+
+
 def test_a_reply_the_server_cannot_write_is_a_json_500_logged_at_error_not_a_400(tmp_path):
     """The server's own failure while answering (here: a Seldon response whose ``status.code``
     is not a number, passed on as the HTTP status) is not the client's fault: 500 with the
     app's JSON error, the traceback at ERROR, then close -- not 400 'Invalid HTTP request'."""
-    (tmp_path / "TeapotModel.py").write_text(
-        "class TeapotModel:\n"
-        "    def predict(self, X, features_names=None):\n"
-        "        return X\n\n"
-        "    def predict_raw(self, request):\n"
-        "        return {'status': {'code': 'teapot'}, 'strData': 'tea'}\n"
-    )
-    with running(Launch("TeapotModel", tmp_path), [MODELSHELF]) as (served,):
+    with _serving(tmp_path, "TeapotModel", TEAPOT_MODEL) as served:
         with _connect(served.http_port) as sock:
             ping = _request("GET", "/health/ping")
             sock.sendall(ping + _predict(1.0) + ping)
