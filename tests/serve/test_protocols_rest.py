@@ -459,8 +459,30 @@ def test_v2_errors(iris, path, payload, status, words):
         ),
         ({"id": 7, "inputs": [tensor("x", ROWS)]}, ["id must be a string", "7"]),
         ({"id": ["a"], "inputs": [tensor("x", ROWS)]}, ["id must be a string", "['a']"]),
+        (
+            {"inputs": [{**tensor("x", ROWS), "parameters": "np"}]},
+            ["input 'x'", "parameters must be an object", "'np'"],
+        ),
+        (
+            {"inputs": [tensor("x", ROWS)], "outputs": [{"name": "predict", "parameters": [1]}]},
+            ["output 'predict'", "parameters must be an object", "[1]"],
+        ),
+        (
+            {"inputs": [tensor("x", ROWS)], "parameters": "binary"},
+            ["the request", "parameters must be an object", "'binary'"],
+        ),
     ],
-    ids=["flat row", "data null", "duplicate input name", "strings", "numeric id", "list id"],
+    ids=[
+        "flat row",
+        "data null",
+        "duplicate input name",
+        "strings",
+        "numeric id",
+        "list id",
+        "input parameters a string",
+        "output parameters a list",
+        "request parameters a string",
+    ],
 )
 def test_v2_refusals_name_what_was_wrong_and_what_was_expected(iris, payload, words):
     """KServe and MLServer hand a shape-[4] tensor to the model as a 1-D array, which the

@@ -182,6 +182,18 @@ def _header_length(value: bytes, body_size: int) -> int:
     return size
 
 
+def _parameters(fields: dict[str, Any], owner: str) -> dict[str, Any]:
+    """The ``parameters`` object of the request, an input or an output (absent: empty); any
+    other JSON value is refused here, before the codecs read it as a mapping."""
+    parameters = fields.get("parameters") or {}
+    if type(parameters) is not dict:
+        raise BadRequestError(
+            f'{owner}: parameters must be an object (e.g. {{"content_type": "np"}}), '
+            f"got {parameters!r}"
+        )
+    return parameters
+
+
 def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
     """The inference request and its ``binary_data_output`` flag."""
     if type(fields) is not dict:
@@ -199,8 +211,8 @@ def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
         shape = spec.get("shape")
         if type(name) is not str or type(datatype) is not str:
             raise BadRequestError(f"inputs[{index}] needs a name and a datatype (strings)")
-        parameters = spec.get("parameters") or {}
-        size = parameters.get("binary_data_size") if type(parameters) is dict else None
+        parameters = _parameters(spec, f"input {name!r}")
+        size = parameters.get("binary_data_size")
         if size is not None:
             if type(size) is not int or size < 0:
                 raise BadRequestError(
@@ -229,10 +241,10 @@ def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
             type(o) is dict and type(o.get("name")) is str for o in wanted
         ):
             raise BadRequestError("outputs must be a list of objects with a name")
-        outputs = [RequestedOutput(o["name"], o.get("parameters") or {}) for o in wanted]
-    parameters = fields.get("parameters") or {}
-    if type(parameters) is not dict:
-        raise BadRequestError("parameters must be an object")
+        outputs = [
+            RequestedOutput(o["name"], _parameters(o, f"output {o['name']!r}")) for o in wanted
+        ]
+    parameters = _parameters(fields, "the request")
     binary_default = bool(parameters.pop("binary_data_output", False))
     identifier = fields.get("id")
     if identifier is not None and type(identifier) is not str:
