@@ -243,16 +243,17 @@ def test_ready_reflects_every_component(services):
 
 
 def _graph_run_to_exit(manifest: Path, *extra: str, timeout: float = 60):
-    """``graph run`` that is expected to stop on its own (a refusal, a failed fetch)."""
+    """``graph run`` that is expected to stop on its own (a refusal, a failed fetch); a
+    ``--port`` in ``extra`` replaces the free one."""
     return run_to_exit(
         [
             str(BIN / "modelshelf"),
             "graph",
             "run",
             str(manifest),
-            *extra,
             "--port",
             str(free_port()),
+            *extra,
         ],
         REPO,
         timeout=timeout,
@@ -316,17 +317,6 @@ def test_a_role_other_than_the_predictor_in_model_uri_is_refused():
     ],
 )
 def test_a_port_or_timeout_out_of_range_is_refused_before_anything_starts(flag, value, words):
-    result = run_to_exit(
-        [
-            str(BIN / "modelshelf"),
-            "graph",
-            "run",
-            str(KSERVE / "sklearn-iris-v2.yaml"),
-            flag,
-            value,
-        ],
-        REPO,
-        timeout=60,
-    )
+    result = _graph_run_to_exit(KSERVE / "sklearn-iris-v2.yaml", flag, value)
     assert result.returncode == 2
     assert words in result.stdout + result.stderr
