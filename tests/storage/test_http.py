@@ -37,6 +37,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("site")
     (root / "model.joblib").write_bytes(b"pretend pickle" * 1000)
+    (root / "iris").mkdir()
+    (root / "iris" / "model.joblib").write_bytes(b"pretend pickle")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, data in {"model.joblib": b"in a tarball", "sub/x.txt": b"x"}.items():
@@ -129,6 +131,18 @@ def test_a_failed_download_leaves_no_folder_behind(site, env, tmp_path):
     assert existing.is_dir()
     download(f"{url}/model.joblib", created)  # and a good one still lands there
     assert (created / "model.joblib").is_file()
+
+
+def test_a_folder_url_is_refused_as_a_web_page_and_nothing_is_kept(site, env, tmp_path):
+    """http.server redirects ``/iris`` to ``/iris/`` and answers its listing as HTML: that is
+    refused at once (no retries), naming what an http URI must name, not saved as a model."""
+    url, _, log, _ = site
+    env({})
+    log.clear()
+    with pytest.raises(StorageError, match=r"web page \(Content-Type: text/html\).*names one file"):
+        download(f"{url}/iris")
+    assert log == [("/iris", 301), ("/iris/", 200)]
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
 
 
 def test_only_server_errors_are_asked_again(site, env):

@@ -144,6 +144,8 @@ class HTTPSource:
                 request.add_unredirected_header("Authorization", self.authorization)
             try:
                 with opener.open(request, timeout=limits.connect_timeout) as response:
+                    if response.headers.get_content_type() == "text/html":
+                        raise self._web_page_error()
                     with open(job.path, "wb") as out:
                         copy_verified(
                             chunk_reader(response),
@@ -189,6 +191,16 @@ class HTTPSource:
             f"no answer after {MAX_ATTEMPTS} attempts ({type(reason).__name__}; connect timeout "
             f"{limits.connect_timeout:g} s, read timeout {limits.speed_window:g} s): check the "
             "host name, the network, and for https the certificate (SSL_CERT_FILE)",
+        )
+
+    def _web_page_error(self) -> StorageError:
+        """A URL naming a folder answers its listing as a web page; saved, it would fail later
+        as "no model file", which hides what was wrong."""
+        return StorageError(
+            self.display,
+            "the URL answers a web page (Content-Type: text/html), not a file; a folder "
+            "listing? An http(s) model_uri names one file (…/model.joblib, …/model.tar.gz); "
+            "for a folder use s3://, gs:// or a tarball",
         )
 
     def _status_error(self, code: int) -> StorageError:
