@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import time
 
 import httpx
 import pytest
 from frontends import COMPONENTS, MODELSHELF, Launch, running
 
-from microservice import free_port, run_to_exit, seldon_parameters, wait_for_text
+from microservice import free_port, run_to_exit, seldon_parameters, started, wait_for_text
 
 CRASH = {"jsonData": {"exit": 3}}
 HELLO = {"jsonData": {"hello": 1}}
@@ -55,6 +58,23 @@ def test_a_worker_that_cannot_load_stops_the_server_without_retrying():
     assert "CrashingModel cannot load (fail_load)" in result.stdout
     assert "the rest worker died before it served" in result.stdout
     assert "replaced by" not in result.stdout
+
+
+def test_sigterm_while_a_worker_loads_stops_the_server_at_once():
+    """A worker still loading its model has nothing in flight: SIGTERM (a rollout, a scale-down)
+    ends it and the server at once, not after the parent's hard limit (STOP_SECONDS, 9 s)."""
+    params = seldon_parameters(load_seconds=120)
+    ports = ["--http-port", str(free_port()), "--metrics-port", str(free_port())]
+    command = [*MODELSHELF, "CrashingModel", "--parameters", params, "--grpc-workers", "0", *ports]
+    with started(command, COMPONENTS) as (process, log):
+        wait_for_text(log.read_text, ": loading", timeout=60)
+        worker = int(re.search(r"CrashingModel (\d+): loading", log.read_text())[1])
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        assert time.monotonic() - signalled < 5, log.read_text()
+        with pytest.raises(ProcessLookupError):
+            os.kill(worker, 0)
 
 
 def test_a_grpc_worker_that_dies_is_replaced():
