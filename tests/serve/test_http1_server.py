@@ -407,19 +407,57 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_keepalive_seconds(ser
 
 def test_a_request_head_left_unfinished_is_closed_after_the_keepalive_seconds(service):
     """Slowloris: a head that stops coming (after a request answered on the connection, or
-    as its first bytes) is closed like an idle connection; a body that is slow is not."""
-    with _connect(service.http_port) as stalled, _connect(service.http_port) as slow_body:
+    as its first bytes) is closed like an idle connection, with no answer."""
+    with _connect(service.http_port) as stalled, _connect(service.http_port) as first:
         stalled.sendall(_request("GET", "/health/ping") + b"GET /health/ping HTTP/1.1\r\nHost:")
+        first.sendall(b"GET /health/ping HTTP/1.1\r\nHo")
+        started = time.monotonic()
         reader = Reader(stalled)
         assert reader.answer()[2] == b"pong"
-        body = json.dumps(ND).encode()
-        slow_body.sendall(_request("POST", PREDICT, body)[:-5])
-        started = time.monotonic()
         assert reader.closed()  # blocks until the server closes (--keepalive 1)
+        assert Reader(first).closed()
         assert 0.9 < time.monotonic() - started < 10
-        slow_body.sendall(body[-5:])
-        status, _, answer = Reader(slow_body).answer()
-        assert status == 200 and _ndarray(answer) == ND["data"]["ndarray"]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_request_body_that_stops_coming_gets_408_naming_the_timeout_then_close(service, chunked):
+    """A body that stops coming (headers and part of it, then nothing) is answered 408 with a
+    JSON error naming the keep-alive timeout once no byte of it came for the keep-alive
+    seconds, then the connection ends; the server serves others meanwhile."""
+    body = json.dumps(ND).encode()
+    if chunked:
+        stalled_request = CHUNKED_HEAD + b"%x\r\n%s" % (len(body), body[:-5])
+    else:
+        stalled_request = _request("POST", PREDICT, body)[:-5]
+    with _connect(service.http_port) as sock:
+        sock.sendall(stalled_request)
+        started = time.monotonic()
+        assert httpx.get(f"{service.url}/health/ping").text == "pong"
+        reader = Reader(sock)
+        status, headers, answer = reader.answer()  # blocks until the timeout (--keepalive 1)
+        waited = time.monotonic() - started
+        assert (status, headers["connection"]) == (408, "close"), answer
+        assert headers["content-type"] == "application/json"
+        error = json.loads(answer)["error"]
+        assert "no byte of it for 1 s" in error and "GUNICORN_KEEPALIVE" in error, error
+        assert reader.closed()
+    assert 0.9 < waited < 10, waited
+
+
+def test_a_slow_body_that_keeps_coming_is_not_timed_out(service):
+    """The body timeout is for a body that stops, not a slow one: one byte every 0.3 s, for
+    longer than the keep-alive second in all, is read whole and answered."""
+    request = _request("POST", PREDICT, json.dumps(ND).encode())
+    head_end = request.index(b"\r\n\r\n") + 4
+    with _connect(service.http_port) as sock:
+        sock.sendall(request[:head_end])
+        started = time.monotonic()
+        for byte in range(head_end, len(request)):
+            time.sleep(0.3 if time.monotonic() - started < 2.5 else 0)  # the pace is the test
+            sock.sendall(request[byte : byte + 1])
+        status, _, answer = Reader(sock).answer()
+    assert status == 200 and _ndarray(answer) == ND["data"]["ndarray"], answer
+    assert time.monotonic() - started > 2
 
 
 def test_a_client_that_does_not_read_is_not_read_either(service):

@@ -11,18 +11,20 @@ What the connection enforces, as a server must: keep-alive (HTTP/1.1's default; 
 with ``Connection: keep-alive``), ``Connection: close``, ``Expect: 100-continue``, a body over
 the app's ``max_body`` refused before it is read whole (the app's answer, then close), a
 transfer coding other than ``chunked`` alone (501, RFC 9112 6.1), header size and count limits
-(431), malformed requests (400, then close), a failure of the server's own code (500 as the
-app's ``INTERNAL_ERROR``, logged at ERROR, then close), ``X-Forwarded-For``/``-Proto`` from a
-trusted proxy (``forwarded``), and backpressure: a client that does not read its answers is not
-read either, and the requests already read when it stops (up to one read, ~256 KB of small
-pipelined ones) are not answered until it reads again: their bodies are in memory already,
-their answers (a metrics page, a large prediction) would not be.
+(431), a request whose head or body stops coming for the keep-alive seconds (closed; a body:
+408, then close), malformed requests (400, then close), a failure of the server's own code (500
+as the app's ``INTERNAL_ERROR``, logged at ERROR, then close), ``X-Forwarded-For``/``-Proto``
+from a trusted proxy (``forwarded``), and backpressure: a client that does not read its answers
+is not read either, and the requests already read when it stops (up to one read, ~256 KB of
+small pipelined ones) are not answered until it reads again: their bodies are in memory
+already, their answers (a metrics page, a large prediction) would not be.
 """
 
 from __future__ import annotations
 
 import asyncio
 import http
+import json
 import logging
 import urllib.parse
 from collections import deque
@@ -635,18 +637,27 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.draining = True
 
-    def close_if_idle(self, since: float) -> None:
-        """The keep-alive timeout: close if no byte came since ``since`` (loop time), no answer
-        is owed or waiting for the client to read it, and no request is under way -- or one
-        is, but its head is unfinished (a client that stalls there, slowloris, would hold the
-        connection for good; a body may arrive slowly)."""
-        if (
-            not self.owed
-            and (not self.in_request or self._scope is None)
-            and not self.write_paused
-            and self.last_active < since
-        ):
+    def enforce_timeouts(self, since: float) -> None:
+        """The keep-alive seconds, from the server's sweep (one timer for every connection,
+        nothing per request). With no byte from the client since ``since`` (loop time), no
+        answer owed or waiting for the client to read it: an idle connection, or one whose
+        request head stopped coming (slowloris), is closed; one whose request body stopped
+        coming is answered 408, then closed (it would hold the connection and the body read so
+        far for good)."""
+        if self.closing or self.owed or self.write_paused or self.last_active >= since:
+            return
+        if not self.in_request or self._scope is None:
+            if self.in_request:
+                logger.debug("%s: a request head unfinished for the keep-alive time", self.peer)
             self._close()
+            return
+        seconds = self.server.keepalive_seconds
+        logger.debug("%s: a request body stopped for %g s: 408, then close", self.peer, seconds)
+        message = (
+            f"the request body stopped coming: no byte of it for {seconds:g} s, the server's "
+            "keep-alive timeout (GUNICORN_KEEPALIVE / --keepalive); send the body without pausing"
+        )
+        self._fail(closing_reply(408, b"application/json", json.dumps({"error": message}).encode()))
 
     def _close(self) -> None:
         self.closing = True

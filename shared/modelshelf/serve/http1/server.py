@@ -98,12 +98,13 @@ class HttpServer:
         return min(max(self.keepalive_seconds / 4, 0.05), 1.0)
 
     def _close_idle(self) -> None:
-        """The keep-alive timeout, for every connection at once: one timer for the server, not
-        one armed and cancelled per request."""
+        """The keep-alive timeout (idle connections, and requests whose bytes stop coming), for
+        every connection at once: one timer for the server, not one armed and cancelled per
+        request."""
         self._sweep = None
         since = self.loop.time() - self.keepalive_seconds
         for connection in list(self.connections):
-            connection.close_if_idle(since)
+            connection.enforce_timeouts(since)
         if self.connections and not self.stopping:
             self._sweep = self.loop.call_later(self._sweep_seconds(), self._close_idle)
 
