@@ -473,7 +473,8 @@ def test_a_client_that_does_not_read_is_not_read_either(service):
         sent = threading.Event()
         sender = threading.Thread(target=lambda: (sock.sendall(b"".join(requests)), sent.set()))
         sender.start()
-        assert not sent.wait(2.0), "20 MB of requests were all read with no answer read"
+        # Less than the keep-alive second: a client that reads nothing for longer is dropped.
+        assert not sent.wait(0.5), "20 MB of requests were all read with no answer read"
         reader = Reader(sock)
         for i in range(200):
             status, _, body = reader.answer()
@@ -561,6 +562,55 @@ def test_requests_read_while_answers_back_up_are_answered_only_once_the_client_r
             assert reader.closed()
         calls = httpx.post(f"{served.url}{PREDICT}", json={"strData": "calls"}).json()
         assert calls["strData"] == "40"
+
+
+def _tcp_established(sock: socket.socket) -> bool:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == 1  # tcpi_state
+
+
+def _rest_worker_rss_kib(served: Microservice) -> int:
+    parent = served.process.pid
+    (worker,) = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    status = Path(f"/proc/{worker}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0])
+
+
+def test_clients_that_never_read_their_answers_are_dropped_and_others_served(tmp_path):
+    """Four clients pipeline 40 requests for 500 KB answers each and never read: once their
+    answers back up and none is read for the keep-alive seconds (2, the default), the server
+    drops each connection with its unsent answers (the client's socket is reset), without
+    building the rest; another client is served meanwhile, and the worker's memory stays
+    bounded."""
+    requests = b"".join(
+        _request("POST", PREDICT, json.dumps({"strData": str(i)}).encode()) for i in range(40)
+    )
+    with _serving(tmp_path, "LargeAnswerModel", LARGE_ANSWER_MODEL) as served:
+        rss_before = _rest_worker_rss_kib(served)
+        with contextlib.ExitStack() as stack:
+            silent = []
+            for _ in range(4):
+                sock = stack.enter_context(socket.socket())
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.settimeout(30)
+                sock.connect(("127.0.0.1", served.http_port))
+                sock.sendall(requests)
+                silent.append(sock)
+            started = time.monotonic()
+            assert httpx.get(f"{served.url}/health/ping").text == "pong"
+            while any(_tcp_established(sock) for sock in silent):
+                assert time.monotonic() - started < 30, "a client that never reads was kept"
+                time.sleep(0.05)
+            dropped_after = time.monotonic() - started
+            rss_after = _rest_worker_rss_kib(served)
+            for sock in silent:
+                with pytest.raises(ConnectionResetError):
+                    while sock.recv(1 << 20):
+                        pass
+        assert 1.5 < dropped_after < 30, dropped_after
+        calls = httpx.post(f"{served.url}{PREDICT}", json={"strData": "calls"}).json()
+        assert int(calls["strData"]) < 4 * 10, "answers were built for requests never read"
+        assert rss_after - rss_before < 64 * 1024, (rss_before, rss_after)
+        assert httpx.get(f"{served.url}/health/ping").text == "pong"
 
 
 UNDESCRIBABLE_MODEL = """

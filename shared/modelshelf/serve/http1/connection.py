@@ -17,7 +17,8 @@ as the app's ``INTERNAL_ERROR``, logged at ERROR, then close), ``X-Forwarded-For
 from a trusted proxy (``forwarded``), and backpressure: a client that does not read its answers
 is not read either, and the requests already read when it stops (up to one read, ~256 KB of
 small pipelined ones) are not answered until it reads again: their bodies are in memory
-already, their answers (a metrics page, a large prediction) would not be.
+already, their answers (a metrics page, a large prediction) would not be; one that reads none
+of its answers for the keep-alive seconds is reset, its unsent answers dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import asyncio
 import http
 import json
 import logging
+import socket
+import struct
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable
@@ -62,6 +65,8 @@ MAX_OWED = 16
 WRITE_BUFFER_BYTES = 256 * 1024
 #: How long a connection ended by an error answer still reads (and drops) what the client sends.
 LINGER_SECONDS = 2.0
+#: ``SO_LINGER`` on, 0 seconds: closing the socket resets the connection, unsent bytes dropped.
+RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 #: Above this, the payload is written apart from the head instead of being copied into it.
 COPY_LIMIT = 64 * 1024
 
@@ -177,6 +182,7 @@ class HttpConnection(asyncio.Protocol):
         self.linger = False  # an error answer ends the connection: ``_linger`` before closing
         self.closed = False
         self.write_paused = False
+        self.unsent = 0  # bytes the transport held unsent when last looked at, while paused
         self.reading_paused = False
         self.last_active = 0.0  # loop time of the last request bytes or answer (idle timeout)
         # The request being parsed
@@ -261,6 +267,7 @@ class HttpConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         """The client is not reading its answers: read no more of its requests until it does."""
         self.write_paused = True
+        self.unsent = self.transport.get_write_buffer_size()
         self._pause_reading()
 
     def resume_writing(self) -> None:
@@ -643,8 +650,11 @@ class HttpConnection(asyncio.Protocol):
         answer owed or waiting for the client to read it: an idle connection, or one whose
         request head stopped coming (slowloris), is closed; one whose request body stopped
         coming is answered 408, then closed (it would hold the connection and the body read so
-        far for good)."""
-        if self.closing or self.owed or self.write_paused or self.last_active >= since:
+        far for good). Answers that back up unread are dropped (``_drop_if_unread``)."""
+        if self.write_paused:
+            self._drop_if_unread(since)
+            return
+        if self.closing or self.owed or self.last_active >= since:
             return
         if not self.in_request or self._scope is None:
             if self.in_request:
@@ -658,6 +668,33 @@ class HttpConnection(asyncio.Protocol):
             "keep-alive timeout (GUNICORN_KEEPALIVE / --keepalive); send the body without pausing"
         )
         self._fail(closing_reply(408, b"application/json", json.dumps({"error": message}).encode()))
+
+    def _drop_if_unread(self, since: float) -> None:
+        """Answers back up unread (over ``WRITE_BUFFER_BYTES``): dropped with the connection
+        once the client has read none of them since ``since`` -- a client that never reads
+        would hold them, and the requests it pipelined, for good. One that reads, however
+        slowly, is kept: progress is the unsent bytes going down between two sweeps."""
+        unsent = self.transport.get_write_buffer_size()
+        if unsent < self.unsent:
+            self.last_active = self.loop.time()
+        self.unsent = unsent
+        if self.last_active >= since:
+            return
+        logger.debug(
+            "%s read none of its answers for %g s (%d bytes unsent): connection dropped",
+            self.peer,
+            self.server.keepalive_seconds,
+            unsent,
+        )
+        self.closing = self.closed = True
+        self.owed.clear()
+        self.deferred = 0
+        # A reset, not a FIN: the kernel would otherwise keep sending what it holds (megabytes,
+        # the socket's send buffer) to a client that takes none of it, for minutes.
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+        self.transport.abort()  # ``close`` would wait for the unsent answers to be read
 
     def _close(self) -> None:
         self.closing = True
