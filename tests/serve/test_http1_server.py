@@ -197,10 +197,32 @@ def test_pipelined_requests_are_answered_in_order(service):
         reader = Reader(sock)
         answers = [reader.answer(head_only=(i == 9)) for i in range(len(requests))]
     assert answers[5][2] == b"pong"
-    # HEAD: the app's headers (Flask answers HEAD with an empty body), no body after them.
-    assert answers[9][0] == 200 and answers[9][1]["content-length"] == "0"
+    # HEAD: GET's headers, Content-Length included, and no body after them.
+    assert answers[9][0] == 200 and answers[9][1]["content-length"] == "4"
     predictions = [a for i, a in enumerate(answers) if i not in (5, 9)]
     assert [_ndarray(body)[0][0] for _, _, body in predictions] == values
+
+
+@pytest.mark.parametrize("server", ["modelshelf", "uvicorn"])
+def test_a_head_answer_has_the_fields_of_get_and_no_body(server):
+    """HEAD is answered as GET without the body (RFC 9110 9.3.2), on our server as on uvicorn:
+    the same status, content-type and Content-Length (it said 0 on both), for Flask's routes
+    and the V2 routes of ours (which answered HEAD 405)."""
+    paths = ("/health/ping", "/health/status", "/v2/health/ready", "/v2/models/SleepyModel")
+    env = {"MODELSHELF_HTTP_SERVER": server}
+    with running(Launch("SleepyModel", COMPONENTS), [MODELSHELF], env=env) as (served,):
+        for path in paths:
+            got = httpx.get(f"{served.url}{path}")
+            with _connect(served.http_port) as sock:
+                sock.sendall(_request("HEAD", path) + _request("GET", "/health/ping"))
+                reader = Reader(sock)
+                status, headers, _ = reader.answer(head_only=True)
+                assert (status, headers["content-type"], headers["content-length"]) == (
+                    got.status_code,
+                    got.headers["content-type"],
+                    str(len(got.content)),
+                ), path
+                assert reader.answer()[2] == b"pong", path  # no body came between the two
 
 
 def test_a_chunked_body_is_read_whole(service):

@@ -149,6 +149,10 @@ class SeldonRestApp:
                     return reply
         elif path == PING_PATH and method == "GET":
             return self.ping_reply
+        elif method == "HEAD":
+            # As GET (RFC 9110 9.3.2: the same fields, Content-Length included); the server
+            # sends no body. Flask's HEAD answer has none, and routes of ours take no HEAD.
+            return self.handle({**scope, "method": "GET"}, body)
         if self.protocols is not None:
             reply = self.protocols.handle(scope, body)
             if reply is not None:
