@@ -101,6 +101,12 @@ INTERNAL_ERROR: Reply = (
 )
 
 
+def content_length(value: bytes) -> int | None:
+    """A ``Content-Length`` field's value as a number, ``None`` when it is not one: the one
+    reading of it, for this server and the ASGI app on uvicorn (``modelshelf.serve.rest``)."""
+    return int(value) if value.isdigit() else None
+
+
 def plain_reply(status: int, message: str) -> bytes:
     """A whole text/plain answer that ends the connection (the server's own errors)."""
     return closing_reply(status, b"text/plain; charset=utf-8", message.encode())
@@ -308,7 +314,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers.append((name, value))
         if name in WATCHED_HEADERS:
             if name == b"content-length":
-                self._declared = int(value) if value.isdigit() else None
+                self._declared = content_length(value)
             elif name == b"expect":
                 if value.lower() == b"100-continue":
                     self._expect_continue = True
