@@ -848,6 +848,20 @@ def test_forwarded_headers_set_the_client_and_scheme_as_uvicorn(
     assert plain["scheme"] == "http" and plain["client"][0] == "127.0.0.1", plain
 
 
+def test_the_access_log_redacts_the_values_of_secret_query_parameters():
+    """``--access-log`` shows a request's query as sent, but not the value of a parameter
+    named as a secret's (token, signature, password, api_key…: ``modelshelf.redaction``)."""
+    launch = Launch("SleepyModel", COMPONENTS, extra_args=("--access-log",))
+    secrets = ("tok-4f1e9", "sig-8c2d7", "key-0b6a3")
+    query = "token={}&x=1&X-Amz-Signature={}&api_key={}&n=json".format(*secrets)
+    with running(launch, [MODELSHELF]) as (served,):
+        assert httpx.get(f"{served.url}/health/ping?{query}").text == "pong"
+        shown = "/health/ping?token=<redacted>&x=1&X-Amz-Signature=<redacted>&api_key=<redacted>"
+        wait_for_text(served.log, f'"GET {shown}&n=json HTTP/1.1" 200')
+        log = served.log()
+        assert not [secret for secret in secrets if secret in log], log[-2000:]
+
+
 def test_sigterm_closes_idle_connections_and_exits_0_with_the_access_log(tmp_path):
     """SIGTERM to the parent: an idle keep-alive connection, and one whose request head is
     unfinished (nothing under way yet, as uvicorn counts it), are closed at once (not at the

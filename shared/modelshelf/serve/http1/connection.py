@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httptools
 
+from modelshelf.redaction import redact_parameters
 from modelshelf.serve.http1 import forwarded
 
 if TYPE_CHECKING:
@@ -754,11 +755,12 @@ def _address(found: Any) -> tuple[str, int] | None:
 
 
 def _log_access(scope: dict, status: int) -> None:
-    """uvicorn's access line: ``client - "METHOD path?query HTTP/version" status``."""
+    """uvicorn's access line: ``client - "METHOD path?query HTTP/version" status``, but the
+    value of a query parameter named as a secret's is not logged (``?token=<redacted>``)."""
     client = scope["client"]
     path = urllib.parse.quote(scope["path"])
     if scope["query_string"]:
-        path += "?" + scope["query_string"].decode("ascii", "replace")
+        path += "?" + redact_parameters(scope["query_string"].decode("ascii", "replace"))
     access_logger.info(
         '%s - "%s %s HTTP/%s" %d',
         f"{client[0]}:{client[1]}" if client else "-",
