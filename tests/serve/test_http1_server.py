@@ -466,6 +466,24 @@ def test_a_request_body_that_stops_coming_gets_408_naming_the_timeout_then_close
     assert 0.9 < waited < 10, waited
 
 
+def test_a_body_sent_while_the_app_holds_the_loop_is_not_timed_out(service):
+    """A body whose rest comes while the app answers another client for longer than the
+    keep-alive second (a 2.5 s prediction, inline on the event loop): the bytes wait unread in
+    the kernel, which is the server's delay, not the client's -- answered 200, not 408."""
+    body = json.dumps(ND).encode()
+    request = _request("POST", PREDICT, body)
+    with _connect(service.http_port) as sock, _connect(service.http_port) as sleeper:
+        sock.sendall(request[:-5])
+        time.sleep(0.3)  # read before the prediction starts: its rest then waits behind it
+        sleep = json.dumps({"jsonData": {"sleep": 2.5}}).encode()
+        sleeper.sendall(_request("POST", PREDICT, sleep))
+        wait_for_text(service.log, "sleeping 2.5s")
+        sock.sendall(request[-5:])
+        status, _, answer = Reader(sock).answer()
+        assert status == 200 and _ndarray(answer) == ND["data"]["ndarray"], answer
+        assert Reader(sleeper).answer()[0] == 200
+
+
 def test_a_slow_body_that_keeps_coming_is_not_timed_out(service):
     """The body timeout is for a body that stops, not a slow one: one byte every 0.3 s, for
     longer than the keep-alive second in all, is read whole and answered."""
