@@ -637,11 +637,12 @@ def test_clients_that_never_read_their_answers_are_dropped_and_others_served(tmp
                 silent.append(sock)
             started = time.monotonic()
             assert httpx.get(f"{served.url}/health/ping").text == "pong"
+            rss_peak = rss_before
             while any(_tcp_established(sock) for sock in silent):
                 assert time.monotonic() - started < 30, "a client that never reads was kept"
+                rss_peak = max(rss_peak, _rest_worker_rss_kib(served))
                 time.sleep(0.05)
             dropped_after = time.monotonic() - started
-            rss_after = _rest_worker_rss_kib(served)
             for sock in silent:
                 with pytest.raises(ConnectionResetError):
                     while sock.recv(1 << 20):
@@ -649,7 +650,8 @@ def test_clients_that_never_read_their_answers_are_dropped_and_others_served(tmp
         assert 1.5 < dropped_after < 30, dropped_after
         calls = httpx.post(f"{served.url}{PREDICT}", json={"strData": "calls"}).json()
         assert int(calls["strData"]) < 4 * 10, "answers were built for requests never read"
-        assert rss_after - rss_before < 64 * 1024, (rss_before, rss_after)
+        # Their 160 answers would be 80 MB: a few each are built (~10 MB in all, measured).
+        assert rss_peak - rss_before < 40 * 1024, (rss_before, rss_peak)
         assert httpx.get(f"{served.url}/health/ping").text == "pong"
 
 
