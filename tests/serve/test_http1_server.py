@@ -655,6 +655,31 @@ def test_clients_that_never_read_their_answers_are_dropped_and_others_served(tmp
         assert httpx.get(f"{served.url}/health/ping").text == "pong"
 
 
+def test_a_client_that_reads_its_answers_slowly_is_kept(tmp_path):
+    """A client that reads its backed-up answers slowly (8 KB every 30 ms for 4 s, longer
+    than the keep-alive 2, then at full speed) is not dropped: what counts is that it reads.
+    The kernel holds megabytes of them meanwhile, so the transport's own buffer does not go
+    down for seconds (judged by it alone, this client was reset after 2.6 s)."""
+    requests = [
+        _request("POST", PREDICT, json.dumps({"strData": str(i)}).encode()) for i in range(8)
+    ]
+    with (
+        _serving(tmp_path, "LargeAnswerModel", LARGE_ANSWER_MODEL) as served,
+        socket.socket() as sock,
+    ):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", served.http_port))
+        sock.sendall(b"".join(requests))
+        started = time.monotonic()
+        reader = Reader(sock)
+        while len(reader.buffer) < 8 * 500_000:  # then ``answer`` reads the rest
+            assert reader._fill(), "closed before every answer was read"
+            time.sleep(0.03 if time.monotonic() - started < 4 else 0)  # the pace is the test
+        answers = [json.loads(reader.answer()[2])["strData"] for _ in range(8)]
+        assert answers == [f"{i}:" + "x" * 500_000 for i in range(8)]
+
+
 UNDESCRIBABLE_MODEL = """
 class Undescribable(Exception):
     def __str__(self):

@@ -24,11 +24,14 @@ of its answers for the keep-alive seconds is reset, its unsent answers dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import http
 import json
 import logging
 import socket
 import struct
+import termios
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable
@@ -68,6 +71,8 @@ WRITE_BUFFER_BYTES = 256 * 1024
 LINGER_SECONDS = 2.0
 #: ``SO_LINGER`` on, 0 seconds: closing the socket resets the connection, unsent bytes dropped.
 RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+#: The buffer ``ioctl(TIOCOUTQ)`` fills: a C int.
+QUEUE_SIZE = bytes(4)
 #: Above this, the payload is written apart from the head instead of being copied into it.
 COPY_LIMIT = 64 * 1024
 
@@ -189,7 +194,7 @@ class HttpConnection(asyncio.Protocol):
         self.linger = False  # an error answer ends the connection: ``_linger`` before closing
         self.closed = False
         self.write_paused = False
-        self.unsent = 0  # bytes the transport held unsent when last looked at, while paused
+        self.unread = 0  # answer bytes the client had not taken when last looked at
         self.reading_paused = False
         self.last_active = 0.0  # loop time of the last request bytes or answer (idle timeout)
         # The request being parsed
@@ -274,7 +279,7 @@ class HttpConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         """The client is not reading its answers: read no more of its requests until it does."""
         self.write_paused = True
-        self.unsent = self.transport.get_write_buffer_size()
+        self.unread = self._unread_bytes()
         self._pause_reading()
 
     def resume_writing(self) -> None:
@@ -682,18 +687,18 @@ class HttpConnection(asyncio.Protocol):
         """Answers back up unread (over ``WRITE_BUFFER_BYTES``): dropped with the connection
         once the client has read none of them since ``since`` -- a client that never reads
         would hold them, and the requests it pipelined, for good. One that reads, however
-        slowly, is kept: progress is the unsent bytes going down between two sweeps."""
-        unsent = self.transport.get_write_buffer_size()
-        if unsent < self.unsent:
+        slowly, is kept: progress is the bytes it has not read going down between two sweeps."""
+        unread = self._unread_bytes()
+        if unread < self.unread:
             self.last_active = self.loop.time()
-        self.unsent = unsent
+        self.unread = unread
         if self.last_active >= since:
             return
         logger.debug(
-            "%s read none of its answers for %g s (%d bytes unsent): connection dropped",
+            "%s read none of its answers for %g s (%d bytes unread): connection dropped",
             self.peer,
             self.server.keepalive_seconds,
-            unsent,
+            unread,
         )
         self.closing = self.closed = True
         self.owed.clear()
@@ -704,6 +709,18 @@ class HttpConnection(asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
         self.transport.abort()  # ``close`` would wait for the unsent answers to be read
+
+    def _unread_bytes(self) -> int:
+        """Answer bytes the client has not taken: the transport's buffer and the kernel's send
+        queue (``TIOCOUTQ``: unsent or unacknowledged). The transport's buffer alone stays the
+        same for seconds while a slow reader drains megabytes the kernel holds."""
+        queued = 0
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # not a TCP socket on Linux: the buffer alone
+                found = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, QUEUE_SIZE)
+                (queued,) = struct.unpack("i", found)
+        return self.transport.get_write_buffer_size() + queued
 
     def _close(self) -> None:
         self.closing = True
