@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["MARK", "credential_values", "redact_text", "redact_uri"]
+__all__ = ["MARK", "credential_values", "redact_parameters", "redact_text", "redact_uri"]
 
 MARK = "<redacted>"
 
@@ -83,8 +83,19 @@ def redact_text(
     if values is None:
         values = credential_values(environ)
     text = _URL_IN_TEXT.sub(lambda match: _redact_url_match(match.group(0), values), text)
-    text = _SECRET_PARAMETER.sub(lambda match: f"{match.group(1)}={MARK}", text)
-    return _redact_values(text, values)
+    return _redact_values(redact_parameters(text), values)
+
+
+def redact_parameters(text: str) -> str:
+    """``text`` (a query string, a path and query) with the value of every ``name=value``
+    pair whose name is a secret's (``token``, ``signature``, ``password``, ``api_key``…)
+    replaced by ``<redacted>``; other values stay (unlike ``redact_uri``, which redacts every
+    query value of a model URI)."""
+    return _SECRET_PARAMETER.sub(_redacted_parameter, text)
+
+
+def _redacted_parameter(match: re.Match) -> str:
+    return f"{match.group(1)}={MARK}"
 
 
 def credential_values(environ: Mapping[str, str] | None = None) -> list[str]:

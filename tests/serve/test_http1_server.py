@@ -197,10 +197,32 @@ def test_pipelined_requests_are_answered_in_order(service):
         reader = Reader(sock)
         answers = [reader.answer(head_only=(i == 9)) for i in range(len(requests))]
     assert answers[5][2] == b"pong"
-    # HEAD: the app's headers (Flask answers HEAD with an empty body), no body after them.
-    assert answers[9][0] == 200 and answers[9][1]["content-length"] == "0"
+    # HEAD: GET's headers, Content-Length included, and no body after them.
+    assert answers[9][0] == 200 and answers[9][1]["content-length"] == "4"
     predictions = [a for i, a in enumerate(answers) if i not in (5, 9)]
     assert [_ndarray(body)[0][0] for _, _, body in predictions] == values
+
+
+@pytest.mark.parametrize("server", ["modelshelf", "uvicorn"])
+def test_a_head_answer_has_the_fields_of_get_and_no_body(server):
+    """HEAD is answered as GET without the body (RFC 9110 9.3.2), on our server as on uvicorn:
+    the same status, content-type and Content-Length (it said 0 on both), for Flask's routes
+    and the V2 routes of ours (which answered HEAD 405)."""
+    paths = ("/health/ping", "/health/status", "/v2/health/ready", "/v2/models/SleepyModel")
+    env = {"MODELSHELF_HTTP_SERVER": server}
+    with running(Launch("SleepyModel", COMPONENTS), [MODELSHELF], env=env) as (served,):
+        for path in paths:
+            got = httpx.get(f"{served.url}{path}")
+            with _connect(served.http_port) as sock:
+                sock.sendall(_request("HEAD", path) + _request("GET", "/health/ping"))
+                reader = Reader(sock)
+                status, headers, _ = reader.answer(head_only=True)
+                assert (status, headers["content-type"], headers["content-length"]) == (
+                    got.status_code,
+                    got.headers["content-type"],
+                    str(len(got.content)),
+                ), path
+                assert reader.answer()[2] == b"pong", path  # no body came between the two
 
 
 def test_a_chunked_body_is_read_whole(service):
@@ -407,19 +429,75 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_keepalive_seconds(ser
 
 def test_a_request_head_left_unfinished_is_closed_after_the_keepalive_seconds(service):
     """Slowloris: a head that stops coming (after a request answered on the connection, or
-    as its first bytes) is closed like an idle connection; a body that is slow is not."""
-    with _connect(service.http_port) as stalled, _connect(service.http_port) as slow_body:
+    as its first bytes) is closed like an idle connection, with no answer."""
+    with _connect(service.http_port) as stalled, _connect(service.http_port) as first:
         stalled.sendall(_request("GET", "/health/ping") + b"GET /health/ping HTTP/1.1\r\nHost:")
+        first.sendall(b"GET /health/ping HTTP/1.1\r\nHo")
+        started = time.monotonic()
         reader = Reader(stalled)
         assert reader.answer()[2] == b"pong"
-        body = json.dumps(ND).encode()
-        slow_body.sendall(_request("POST", PREDICT, body)[:-5])
-        started = time.monotonic()
         assert reader.closed()  # blocks until the server closes (--keepalive 1)
+        assert Reader(first).closed()
         assert 0.9 < time.monotonic() - started < 10
-        slow_body.sendall(body[-5:])
-        status, _, answer = Reader(slow_body).answer()
-        assert status == 200 and _ndarray(answer) == ND["data"]["ndarray"]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_request_body_that_stops_coming_gets_408_naming_the_timeout_then_close(service, chunked):
+    """A body that stops coming (headers and part of it, then nothing) is answered 408 with a
+    JSON error naming the keep-alive timeout once no byte of it came for the keep-alive
+    seconds, then the connection ends; the server serves others meanwhile."""
+    body = json.dumps(ND).encode()
+    if chunked:
+        stalled_request = CHUNKED_HEAD + b"%x\r\n%s" % (len(body), body[:-5])
+    else:
+        stalled_request = _request("POST", PREDICT, body)[:-5]
+    with _connect(service.http_port) as sock:
+        sock.sendall(stalled_request)
+        started = time.monotonic()
+        assert httpx.get(f"{service.url}/health/ping").text == "pong"
+        reader = Reader(sock)
+        status, headers, answer = reader.answer()  # blocks until the timeout (--keepalive 1)
+        waited = time.monotonic() - started
+        assert (status, headers["connection"]) == (408, "close"), answer
+        assert headers["content-type"] == "application/json"
+        error = json.loads(answer)["error"]
+        assert "no byte of it for 1 s" in error and "GUNICORN_KEEPALIVE" in error, error
+        assert reader.closed()
+    assert 0.9 < waited < 10, waited
+
+
+def test_a_body_sent_while_the_app_holds_the_loop_is_not_timed_out(service):
+    """A body whose rest comes while the app answers another client for longer than the
+    keep-alive second (a 2.5 s prediction, inline on the event loop): the bytes wait unread in
+    the kernel, which is the server's delay, not the client's -- answered 200, not 408."""
+    body = json.dumps(ND).encode()
+    request = _request("POST", PREDICT, body)
+    with _connect(service.http_port) as sock, _connect(service.http_port) as sleeper:
+        sock.sendall(request[:-5])
+        time.sleep(0.3)  # read before the prediction starts: its rest then waits behind it
+        sleep = json.dumps({"jsonData": {"sleep": 2.5}}).encode()
+        sleeper.sendall(_request("POST", PREDICT, sleep))
+        wait_for_text(service.log, "sleeping 2.5s")
+        sock.sendall(request[-5:])
+        status, _, answer = Reader(sock).answer()
+        assert status == 200 and _ndarray(answer) == ND["data"]["ndarray"], answer
+        assert Reader(sleeper).answer()[0] == 200
+
+
+def test_a_slow_body_that_keeps_coming_is_not_timed_out(service):
+    """The body timeout is for a body that stops, not a slow one: one byte every 0.3 s, for
+    longer than the keep-alive second in all, is read whole and answered."""
+    request = _request("POST", PREDICT, json.dumps(ND).encode())
+    head_end = request.index(b"\r\n\r\n") + 4
+    with _connect(service.http_port) as sock:
+        sock.sendall(request[:head_end])
+        started = time.monotonic()
+        for byte in range(head_end, len(request)):
+            time.sleep(0.3 if time.monotonic() - started < 2.5 else 0)  # the pace is the test
+            sock.sendall(request[byte : byte + 1])
+        status, _, answer = Reader(sock).answer()
+    assert status == 200 and _ndarray(answer) == ND["data"]["ndarray"], answer
+    assert time.monotonic() - started > 2
 
 
 def test_a_client_that_does_not_read_is_not_read_either(service):
@@ -435,7 +513,8 @@ def test_a_client_that_does_not_read_is_not_read_either(service):
         sent = threading.Event()
         sender = threading.Thread(target=lambda: (sock.sendall(b"".join(requests)), sent.set()))
         sender.start()
-        assert not sent.wait(2.0), "20 MB of requests were all read with no answer read"
+        # Less than the keep-alive second: a client that reads nothing for longer is dropped.
+        assert not sent.wait(0.5), "20 MB of requests were all read with no answer read"
         reader = Reader(sock)
         for i in range(200):
             status, _, body = reader.answer()
@@ -523,6 +602,82 @@ def test_requests_read_while_answers_back_up_are_answered_only_once_the_client_r
             assert reader.closed()
         calls = httpx.post(f"{served.url}{PREDICT}", json={"strData": "calls"}).json()
         assert calls["strData"] == "40"
+
+
+def _tcp_established(sock: socket.socket) -> bool:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == 1  # tcpi_state
+
+
+def _rest_worker_rss_kib(served: Microservice) -> int:
+    parent = served.process.pid
+    (worker,) = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    status = Path(f"/proc/{worker}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0])
+
+
+def test_clients_that_never_read_their_answers_are_dropped_and_others_served(tmp_path):
+    """Four clients pipeline 40 requests for 500 KB answers each and never read: once their
+    answers back up and none is read for the keep-alive seconds (2, the default), the server
+    drops each connection with its unsent answers (the client's socket is reset), without
+    building the rest; another client is served meanwhile, and the worker's memory stays
+    bounded."""
+    requests = b"".join(
+        _request("POST", PREDICT, json.dumps({"strData": str(i)}).encode()) for i in range(40)
+    )
+    with _serving(tmp_path, "LargeAnswerModel", LARGE_ANSWER_MODEL) as served:
+        rss_before = _rest_worker_rss_kib(served)
+        with contextlib.ExitStack() as stack:
+            silent = []
+            for _ in range(4):
+                sock = stack.enter_context(socket.socket())
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.settimeout(30)
+                sock.connect(("127.0.0.1", served.http_port))
+                sock.sendall(requests)
+                silent.append(sock)
+            started = time.monotonic()
+            assert httpx.get(f"{served.url}/health/ping").text == "pong"
+            rss_peak = rss_before
+            while any(_tcp_established(sock) for sock in silent):
+                assert time.monotonic() - started < 30, "a client that never reads was kept"
+                rss_peak = max(rss_peak, _rest_worker_rss_kib(served))
+                time.sleep(0.05)
+            dropped_after = time.monotonic() - started
+            for sock in silent:
+                with pytest.raises(ConnectionResetError):
+                    while sock.recv(1 << 20):
+                        pass
+        assert 1.5 < dropped_after < 30, dropped_after
+        calls = httpx.post(f"{served.url}{PREDICT}", json={"strData": "calls"}).json()
+        assert int(calls["strData"]) < 4 * 10, "answers were built for requests never read"
+        # Their 160 answers would be 80 MB: a few each are built (~10 MB in all, measured).
+        assert rss_peak - rss_before < 40 * 1024, (rss_before, rss_peak)
+        assert httpx.get(f"{served.url}/health/ping").text == "pong"
+
+
+def test_a_client_that_reads_its_answers_slowly_is_kept(tmp_path):
+    """A client that reads its backed-up answers slowly (8 KB every 30 ms for 4 s, longer
+    than the keep-alive 2, then at full speed) is not dropped: what counts is that it reads.
+    The kernel holds megabytes of them meanwhile, so the transport's own buffer does not go
+    down for seconds (judged by it alone, this client was reset after 2.6 s)."""
+    requests = [
+        _request("POST", PREDICT, json.dumps({"strData": str(i)}).encode()) for i in range(8)
+    ]
+    with (
+        _serving(tmp_path, "LargeAnswerModel", LARGE_ANSWER_MODEL) as served,
+        socket.socket() as sock,
+    ):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", served.http_port))
+        sock.sendall(b"".join(requests))
+        started = time.monotonic()
+        reader = Reader(sock)
+        while len(reader.buffer) < 8 * 500_000:  # then ``answer`` reads the rest
+            assert reader._fill(), "closed before every answer was read"
+            time.sleep(0.03 if time.monotonic() - started < 4 else 0)  # the pace is the test
+        answers = [json.loads(reader.answer()[2])["strData"] for _ in range(8)]
+        assert answers == [f"{i}:" + "x" * 500_000 for i in range(8)]
 
 
 UNDESCRIBABLE_MODEL = """
@@ -736,6 +891,20 @@ def test_forwarded_headers_set_the_client_and_scheme_as_uvicorn(
     if client[1] is not None:
         assert seen["client"][1] == client[1], seen
     assert plain["scheme"] == "http" and plain["client"][0] == "127.0.0.1", plain
+
+
+def test_the_access_log_redacts_the_values_of_secret_query_parameters():
+    """``--access-log`` shows a request's query as sent, but not the value of a parameter
+    named as a secret's (token, signature, password, api_key…: ``modelshelf.redaction``)."""
+    launch = Launch("SleepyModel", COMPONENTS, extra_args=("--access-log",))
+    secrets = ("tok-4f1e9", "sig-8c2d7", "key-0b6a3")
+    query = "token={}&x=1&X-Amz-Signature={}&api_key={}&n=json".format(*secrets)
+    with running(launch, [MODELSHELF]) as (served,):
+        assert httpx.get(f"{served.url}/health/ping?{query}").text == "pong"
+        shown = "/health/ping?token=<redacted>&x=1&X-Amz-Signature=<redacted>&api_key=<redacted>"
+        wait_for_text(served.log, f'"GET {shown}&n=json HTTP/1.1" 200')
+        log = served.log()
+        assert not [secret for secret in secrets if secret in log], log[-2000:]
 
 
 def test_sigterm_closes_idle_connections_and_exits_0_with_the_access_log(tmp_path):

@@ -28,6 +28,7 @@ from seldon_core.utils import getenv_as_bool
 
 from modelshelf.request_guard import CLIENT_ERRORS, body_checks, max_body_bytes, too_large
 from modelshelf.serve import protocol
+from modelshelf.serve.http1.connection import content_length
 from modelshelf.serve.inference import InferenceCore
 from modelshelf.serve.protocol import without_fragments
 from modelshelf.serve.protocols import ProtocolRoutes
@@ -149,6 +150,10 @@ class SeldonRestApp:
                     return reply
         elif path == PING_PATH and method == "GET":
             return self.ping_reply
+        elif method == "HEAD":
+            # As GET (RFC 9110 9.3.2: the same fields, Content-Length included); the server
+            # sends no body. Flask's HEAD answer has none, and routes of ours take no HEAD.
+            return self.handle({**scope, "method": "GET"}, body)
         if self.protocols is not None:
             reply = self.protocols.handle(scope, body)
             if reply is not None:
@@ -286,7 +291,7 @@ def _asgi_headers(pairs: Any) -> Headers:
 def _content_length(scope: dict) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
-            return int(value) if value.isdigit() else None
+            return content_length(value)
     return None
 
 

@@ -11,19 +11,27 @@ What the connection enforces, as a server must: keep-alive (HTTP/1.1's default; 
 with ``Connection: keep-alive``), ``Connection: close``, ``Expect: 100-continue``, a body over
 the app's ``max_body`` refused before it is read whole (the app's answer, then close), a
 transfer coding other than ``chunked`` alone (501, RFC 9112 6.1), header size and count limits
-(431), malformed requests (400, then close), a failure of the server's own code (500 as the
-app's ``INTERNAL_ERROR``, logged at ERROR, then close), ``X-Forwarded-For``/``-Proto`` from a
-trusted proxy (``forwarded``), and backpressure: a client that does not read its answers is not
-read either, and the requests already read when it stops (up to one read, ~256 KB of small
-pipelined ones) are not answered until it reads again: their bodies are in memory already,
-their answers (a metrics page, a large prediction) would not be.
+(431), a request whose head or body stops coming for the keep-alive seconds (closed; a body:
+408, then close), malformed requests (400, then close), a failure of the server's own code (500
+as the app's ``INTERNAL_ERROR``, logged at ERROR, then close), ``X-Forwarded-For``/``-Proto``
+from a trusted proxy (``forwarded``), and backpressure: a client that does not read its answers
+is not read either, and the requests already read when it stops (up to one read, ~256 KB of
+small pipelined ones) are not answered until it reads again: their bodies are in memory
+already, their answers (a metrics page, a large prediction) would not be; one that reads none
+of its answers for the keep-alive seconds is reset, its unsent answers dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import http
+import json
 import logging
+import socket
+import struct
+import termios
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable
@@ -32,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httptools
 
+from modelshelf.redaction import redact_parameters
 from modelshelf.serve.http1 import forwarded
 
 if TYPE_CHECKING:
@@ -60,6 +69,10 @@ MAX_OWED = 16
 WRITE_BUFFER_BYTES = 256 * 1024
 #: How long a connection ended by an error answer still reads (and drops) what the client sends.
 LINGER_SECONDS = 2.0
+#: ``SO_LINGER`` on, 0 seconds: closing the socket resets the connection, unsent bytes dropped.
+RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+#: The buffer ``ioctl(TIOCOUTQ)`` fills: a C int.
+QUEUE_SIZE = bytes(4)
 #: Above this, the payload is written apart from the head instead of being copied into it.
 COPY_LIMIT = 64 * 1024
 
@@ -92,6 +105,12 @@ INTERNAL_ERROR: Reply = (
     [(b"content-type", b"application/json")],
     b'{"error": "internal server error (see the server log)"}\n',
 )
+
+
+def content_length(value: bytes) -> int | None:
+    """A ``Content-Length`` field's value as a number, ``None`` when it is not one: the one
+    reading of it, for this server and the ASGI app on uvicorn (``modelshelf.serve.rest``)."""
+    return int(value) if value.isdigit() else None
 
 
 def plain_reply(status: int, message: str) -> bytes:
@@ -175,6 +194,7 @@ class HttpConnection(asyncio.Protocol):
         self.linger = False  # an error answer ends the connection: ``_linger`` before closing
         self.closed = False
         self.write_paused = False
+        self.unread = 0  # answer bytes the client had not taken when last looked at
         self.reading_paused = False
         self.last_active = 0.0  # loop time of the last request bytes or answer (idle timeout)
         # The request being parsed
@@ -259,6 +279,7 @@ class HttpConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         """The client is not reading its answers: read no more of its requests until it does."""
         self.write_paused = True
+        self.unread = self._unread_bytes()
         self._pause_reading()
 
     def resume_writing(self) -> None:
@@ -299,7 +320,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers.append((name, value))
         if name in WATCHED_HEADERS:
             if name == b"content-length":
-                self._declared = int(value) if value.isdigit() else None
+                self._declared = content_length(value)
             elif name == b"expect":
                 if value.lower() == b"100-continue":
                     self._expect_continue = True
@@ -635,18 +656,71 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.draining = True
 
-    def close_if_idle(self, since: float) -> None:
-        """The keep-alive timeout: close if no byte came since ``since`` (loop time), no answer
-        is owed or waiting for the client to read it, and no request is under way -- or one
-        is, but its head is unfinished (a client that stalls there, slowloris, would hold the
-        connection for good; a body may arrive slowly)."""
-        if (
-            not self.owed
-            and (not self.in_request or self._scope is None)
-            and not self.write_paused
-            and self.last_active < since
-        ):
+    def enforce_timeouts(self, since: float) -> None:
+        """The keep-alive seconds, from the server's sweep (one timer for every connection,
+        nothing per request). With no byte from the client since ``since`` (loop time), no
+        answer owed or waiting for the client to read it: an idle connection, or one whose
+        request head stopped coming (slowloris), is closed; one whose request body stopped
+        coming is answered 408, then closed (it would hold the connection and the body read so
+        far for good). Answers that back up unread are dropped (``_drop_if_unread``)."""
+        if self.closed:  # lingering after an error answer, or gone
+            return
+        if self.write_paused:
+            self._drop_if_unread(since)
+            return
+        if self.closing or self.owed or self.last_active >= since:
+            return
+        if not self.in_request or self._scope is None:
+            if self.in_request:
+                logger.debug("%s: a request head unfinished for the keep-alive time", self.peer)
             self._close()
+            return
+        seconds = self.server.keepalive_seconds
+        logger.debug("%s: a request body stopped for %g s: 408, then close", self.peer, seconds)
+        message = (
+            f"the request body stopped coming: no byte of it for {seconds:g} s, the server's "
+            "keep-alive timeout (GUNICORN_KEEPALIVE / --keepalive); send the body without pausing"
+        )
+        self._fail(closing_reply(408, b"application/json", json.dumps({"error": message}).encode()))
+
+    def _drop_if_unread(self, since: float) -> None:
+        """Answers back up unread (over ``WRITE_BUFFER_BYTES``): dropped with the connection
+        once the client has read none of them since ``since`` -- a client that never reads
+        would hold them, and the requests it pipelined, for good. One that reads, however
+        slowly, is kept: progress is the bytes it has not read going down between two sweeps."""
+        unread = self._unread_bytes()
+        if unread < self.unread:
+            self.last_active = self.loop.time()
+        self.unread = unread
+        if self.last_active >= since:
+            return
+        logger.debug(
+            "%s read none of its answers for %g s (%d bytes unread): connection dropped",
+            self.peer,
+            self.server.keepalive_seconds,
+            unread,
+        )
+        self.closing = self.closed = True
+        self.owed.clear()
+        self.deferred = 0
+        # A reset, not a FIN: the kernel would otherwise keep sending what it holds (megabytes,
+        # the socket's send buffer) to a client that takes none of it, for minutes.
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+        self.transport.abort()  # ``close`` would wait for the unsent answers to be read
+
+    def _unread_bytes(self) -> int:
+        """Answer bytes the client has not taken: the transport's buffer and the kernel's send
+        queue (``TIOCOUTQ``: unsent or unacknowledged). The transport's buffer alone stays the
+        same for seconds while a slow reader drains megabytes the kernel holds."""
+        queued = 0
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # not a TCP socket on Linux: the buffer alone
+                found = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, QUEUE_SIZE)
+                (queued,) = struct.unpack("i", found)
+        return self.transport.get_write_buffer_size() + queued
 
     def _close(self) -> None:
         self.closing = True
@@ -698,11 +772,12 @@ def _address(found: Any) -> tuple[str, int] | None:
 
 
 def _log_access(scope: dict, status: int) -> None:
-    """uvicorn's access line: ``client - "METHOD path?query HTTP/version" status``."""
+    """uvicorn's access line: ``client - "METHOD path?query HTTP/version" status``, but the
+    value of a query parameter named as a secret's is not logged (``?token=<redacted>``)."""
     client = scope["client"]
     path = urllib.parse.quote(scope["path"])
     if scope["query_string"]:
-        path += "?" + scope["query_string"].decode("ascii", "replace")
+        path += "?" + redact_parameters(scope["query_string"].decode("ascii", "replace"))
     access_logger.info(
         '%s - "%s %s HTTP/%s" %d',
         f"{client[0]}:{client[1]}" if client else "-",

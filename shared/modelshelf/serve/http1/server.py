@@ -55,6 +55,7 @@ class HttpServer:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # start()
         self._servers: list[asyncio.AbstractServer] = []
         self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_due = 0.0  # loop time the sweep was scheduled for
         self._all_closed: asyncio.Event | None = None
 
     async def start(self, sockets: Sequence[socket.socket]) -> None:
@@ -87,7 +88,7 @@ class HttpServer:
         if self.stopping:
             connection.shut_down()
         elif self._sweep is None:
-            self._sweep = self.loop.call_later(self._sweep_seconds(), self._close_idle)
+            self._schedule_sweep()
 
     def connection_lost(self, connection: HttpConnection) -> None:
         self.connections.discard(connection)
@@ -97,15 +98,26 @@ class HttpServer:
     def _sweep_seconds(self) -> float:
         return min(max(self.keepalive_seconds / 4, 0.05), 1.0)
 
+    def _schedule_sweep(self) -> None:
+        interval = self._sweep_seconds()
+        self._sweep_due = self.loop.time() + interval
+        self._sweep = self.loop.call_later(interval, self._close_idle)
+
     def _close_idle(self) -> None:
-        """The keep-alive timeout, for every connection at once: one timer for the server, not
-        one armed and cancelled per request."""
+        """The keep-alive timeout (idle connections, requests whose bytes stop coming, answers
+        left unread), for every connection at once: one timer for the server, not one armed
+        and cancelled per request. A sweep late by more than its interval judges no one: the
+        loop was held (the app answering inline for seconds), so what clients sent meanwhile
+        waits unread in the kernel -- the server's delay, not theirs; the next sweep comes
+        after it is read."""
         self._sweep = None
-        since = self.loop.time() - self.keepalive_seconds
-        for connection in list(self.connections):
-            connection.close_if_idle(since)
+        now = self.loop.time()
+        if now - self._sweep_due < self._sweep_seconds():
+            since = now - self.keepalive_seconds
+            for connection in list(self.connections):
+                connection.enforce_timeouts(since)
         if self.connections and not self.stopping:
-            self._sweep = self.loop.call_later(self._sweep_seconds(), self._close_idle)
+            self._schedule_sweep()
 
 
 def serve(
