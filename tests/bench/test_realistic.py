@@ -96,8 +96,11 @@ def test_the_reference_is_the_faster_of_the_framework_and_the_served_call(tmp_pa
         assert found["own_call_us"][rows] == min(framework, served)
         cpu = (found["framework_call_cpu_us"][rows], found["served_call_cpu_us"][rows])
         assert found["own_call_cpu_us"][rows] == min(cpu)
+    # the served call with its data evicted from the caches: timed, and said in the report
+    assert found["served_cold_call_us"][1] > 0
     text = realistic._reference_text(json.loads(json.dumps(found)))[0]
     assert "the faster of the framework's public call" in text
+    assert f"{found['served_cold_call_us'][1]:.0f} µs -- part of the wall overhead" in text
 
 
 def test_chosen_models_reads_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
