@@ -103,6 +103,35 @@ def test_a_booster_s_small_requests_follow_its_trees(tmp_path):
     assert server.threads.single_thread_max_rows == openmp.SINGLE_THREAD_MAX_TREE_ROWS // 60
 
 
+RECONFIGURE_SCRIPT = """
+import os, sys
+from modelshelf import openmp
+
+threads = openmp.ProcessThreads(requested={requested})
+assert threads.for_rows(1) == 1 and threads.nthread == {requested}
+threads.requested = {requested} + 1  # what a forked process would now fix its count from
+pid = os.fork()
+if pid == 0:
+    # the child fixes its own count on its first call, and sets its thread's OpenMP count anew
+    threads.for_rows(1)
+    os._exit(0 if threads.nthread == {requested} + 1 else 3)
+_, status = os.waitpid(pid, 0)
+threads.for_rows(1)  # the parent's count is fixed: its first call fixed it
+print("child", os.waitstatus_to_exitcode(status), "parent", threads.nthread)
+"""
+
+
+def test_a_forked_process_fixes_its_own_thread_count_on_its_first_call():
+    """No system call per request tells processes apart (a fork count does): a process forked
+    after a call still configures itself on its own first call; its parent keeps its count."""
+    script = textwrap.dedent(RECONFIGURE_SCRIPT).format(requested=2)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["child", "0", "parent", "2"], done.stdout + done.stderr
+
+
 def test_a_negative_thread_count_is_refused():
     with pytest.raises(ConfigurationError, match="nthread"):
         openmp.ProcessThreads(requested=-1)

@@ -61,6 +61,17 @@ SINGLE_THREAD_MAX_ROWS_BY_TREES = 4096
 #: For a platform the table does not name.
 DEFAULT_SINGLE_THREAD_MAX_ROWS = 256
 WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
+#: Which process this is, as a count of forks: ``for_rows`` compares it instead of asking the
+#: kernel for the pid on every request (``os.getpid`` is a system call; so was one per request).
+_process_generation = 0
+
+
+def _forked() -> None:
+    global _process_generation
+    _process_generation += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def default_wait_policy() -> None:
@@ -108,7 +119,7 @@ class ProcessThreads:
             )
         self.single_thread_max_rows = single_thread_max_rows
         self.nthread: int | None = None
-        self._pid: int | None = None
+        self._generation: int | None = None
         self._setters: list[Callable[[int], Any]] = []
         self._lock = threading.Lock()
         self._thread_state = threading.local()
@@ -116,14 +127,14 @@ class ProcessThreads:
     def for_rows(self, rows: int) -> int:
         """Set the calling thread's OpenMP threads for a call on ``rows`` rows; return them."""
         state = self._thread_state
-        pid = os.getpid()
-        if self._pid != pid:
-            self._configure_process(pid)
+        generation = _process_generation
+        if self._generation != generation:
+            self._configure_process(generation)
         wanted = 1 if rows <= self.single_thread_max_rows else self.nthread or 1
-        if getattr(state, "pid", None) != pid or state.threads != wanted:
+        if getattr(state, "generation", None) != generation or state.threads != wanted:
             for set_threads in self._setters:
                 set_threads(wanted)
-            state.pid, state.threads = pid, wanted
+            state.generation, state.threads = generation, wanted
         return wanted
 
     def fit_to_trees(self, trees: int) -> None:
@@ -141,9 +152,9 @@ class ProcessThreads:
         it per call, such as LightGBM's ``num_threads``)."""
         return getattr(self._thread_state, "threads", 1)
 
-    def _configure_process(self, pid: int) -> None:
+    def _configure_process(self, generation: int) -> None:
         with self._lock:
-            if self._pid == pid:
+            if self._generation == generation:
                 return
             threads = self.requested or default_threads()
             self._setters = openmp_setters()
@@ -151,8 +162,10 @@ class ProcessThreads:
 
             threadpool_limits(limits=threads, user_api="blas")
             self.nthread = threads
-            self._pid = pid
-            logger.info("OpenMP: %d thread(s) per large request in process %d", threads, pid)
+            self._generation = generation
+            logger.info(
+                "OpenMP: %d thread(s) per large request in process %d", threads, os.getpid()
+            )
 
 
 def default_threads() -> int:

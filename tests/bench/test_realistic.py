@@ -4,6 +4,7 @@ rendered. No figure is held to a threshold (speed belongs in ``make bench``)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -32,7 +33,7 @@ def test_a_forest_is_measured_with_batching_on_and_off(tmp_path: Path) -> None:
         "RandomForestClassifier(5)",
         "SKLearnServer",
         folder,
-        lambda n: (0.001, 0.001),
+        lambda n: functools.partial(forest.predict_proba, np.ones((n, realistic.FEATURES))),
         realistic._numeric_bodies("predict_proba"),
     )
     listed = realistic.systems_of(model, tmp_path)
@@ -69,3 +70,41 @@ def test_a_forest_is_measured_with_batching_on_and_off(tmp_path: Path) -> None:
     cold = found["models"]["forest"]["systems"]["serve-forest"]["cold_start_s"]
     assert f"| forest | {cold:.2f} s = {cold / 0.5:.1f} x identity |" in text
     assert "| overhead <= 100 µs over the model's call | forest |" in text
+
+
+def test_the_reference_is_the_faster_of_the_framework_and_the_served_call(tmp_path: Path) -> None:
+    """The overhead's reference: the framework's call and the one our server makes (here the
+    forest fast path), each timed; ``own_call`` never slower than either (wall and CPU)."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, realistic.FEATURES))
+    forest = RandomForestClassifier(20, random_state=0).fit(X, (X[:, 1] > 0).astype(int))
+    folder = tmp_path / "forest"
+    folder.mkdir()
+    joblib.dump(forest, folder / "model.joblib")
+    model = realistic.RealModel(
+        "forest",
+        "RandomForestClassifier(20)",
+        "SKLearnServer",
+        folder,
+        lambda n: functools.partial(forest.predict_proba, np.ones((n, realistic.FEATURES))),
+        realistic._numeric_bodies("predict_proba"),
+    )
+    found = realistic.reference_calls(model, print)
+    for rows in realistic.ROWS:
+        framework, served = found["framework_call_us"][rows], found["served_call_us"][rows]
+        assert framework > 0 and served > 0
+        assert found["own_call_us"][rows] == min(framework, served)
+        cpu = (found["framework_call_cpu_us"][rows], found["served_call_cpu_us"][rows])
+        assert found["own_call_cpu_us"][rows] == min(cpu)
+    # the served call with its data evicted from the caches: timed, and said in the report
+    assert found["served_cold_call_us"][1] > 0
+    text = realistic._reference_text(json.loads(json.dumps(found)))[0]
+    assert "the faster of the framework's public call" in text
+    assert f"{found['served_cold_call_us'][1]:.0f} µs -- part of the wall overhead" in text
+
+
+def test_chosen_models_reads_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(realistic.MODELS_VARIABLE, raising=False)
+    assert realistic.chosen_models() is None
+    monkeypatch.setenv(realistic.MODELS_VARIABLE, " xgboost_300x6, lightgbm_300 ,")
+    assert realistic.chosen_models() == {"xgboost_300x6", "lightgbm_300"}

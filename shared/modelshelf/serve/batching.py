@@ -122,6 +122,9 @@ class Batcher:
         self.report_due: asyncio.TimerHandle | None = None
         #: Non-zero from the end of a model call until two loop passes later (``_was_busy``).
         self.busy = 0
+        #: The worker's loop once known: on Python 3.11 ``asyncio.get_running_loop`` is a
+        #: ``getpid`` system call, and ``served_alone`` runs once per request.
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def idle(self) -> bool:
         """Nothing queued, no model call in the last two loop passes, no wait configured: a
@@ -131,7 +134,10 @@ class Batcher:
     def served_alone(self) -> None:
         """A request was just served outside the queue (``idle``): requests read in the next
         two loop passes arrived while it ran, and queue."""
-        self._was_busy(asyncio.get_running_loop())
+        loop = self.loop
+        if loop is None or not loop.is_running():
+            loop = self.loop = asyncio.get_running_loop()
+        self._was_busy(loop)
 
     def enqueue(self, pending: Pending) -> asyncio.Future:
         """Queue ``pending`` to join the next model call; the future of its reply (an idle
