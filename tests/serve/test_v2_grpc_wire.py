@@ -123,6 +123,32 @@ def test_an_answer_parses_as_protobuf_reads_it():
     assert not any(o.HasField("contents") for o in response.outputs)
 
 
+def test_answers_written_again_from_kept_encodings_stay_exact():
+    """``write_response`` keeps the encodings of repeated fields and parameters: values equal
+    as keys but of another type (True, 1; False, 0; "1") or sign (0.0, -0.0) are each written
+    as they are, every time; outputs that are not C-contiguous little-endian are converted."""
+    data = np.arange(6, dtype=">f8").reshape(2, 3).T  # big-endian and Fortran-ordered
+    for value in (True, 1, False, 0, "1", 0.0, -0.0, ["a", "b"], ["a", "b"], ["b", "a"]) * 2:
+        answer = InferenceResponse(
+            model_name="iris",
+            model_version=None,
+            id=None,
+            outputs=[Tensor("p", "FP64", [3, 2], data, {"v": value})],
+        )
+        response = pb.ModelInferResponse.FromString(wire.write_response(answer))
+        (found,) = response.outputs
+        sent = parameters_of(found.parameters)["v"]
+        if isinstance(value, list):
+            assert sent == '["' + '","'.join(value) + '"]'
+        else:
+            assert (type(sent), sent) == (type(value), value)
+        if isinstance(value, float):
+            assert math.copysign(1, sent) == math.copysign(1, value)
+        assert np.frombuffer(response.raw_output_contents[0], "<f8").tolist() == [
+            0.0, 3.0, 1.0, 4.0, 2.0, 5.0
+        ]  # fmt: skip
+
+
 # ------------------------------------------------------------------ differential fuzzing
 # The same bytes through ``wire`` and through protobuf (pure Python under protobuf 3.20, the
 # server's fallback): wherever ``wire`` answers, it must read what protobuf reads; wherever
