@@ -72,11 +72,136 @@ class RawInferRequest:
 
 def read_request(data: bytes) -> RawInferRequest | None:
     """The request, or ``None`` when the generated classes must read it (unpacked typed
-    numbers, anything malformed)."""
+    numbers, anything malformed).
+
+    A client sends the same request but for its tensors' bytes (and perhaps its ``id``),
+    call after call: a request whose other bytes are those of the last one read (``_Layout``)
+    is that request again with new raw slices (and id), and is not parsed again (~4 of ~5
+    µs for 1,000 rows)."""
+    view = memoryview(data)
+    layout = _last_layout[0]
+    if layout is not None and layout.matches(data):
+        try:
+            return layout.request_with(view)
+        except UnicodeDecodeError:  # an id that is not UTF-8: protobuf refuses it
+            return None
     try:
-        return _read_request(memoryview(data))
+        found = _read_request(view)
     except (_MalformedError, IndexError, UnicodeDecodeError, struct.error):
         return None
+    if found.raw_input_contents and type(data) is bytes:
+        # Laid out only once a request is as long as the one before: requests of another
+        # size each time (rows that vary) cannot match, and pay no layout they never use.
+        if len(data) == _last_size[0]:
+            _last_layout[0] = _Layout.of(view, found)
+        _last_size[0] = len(data)
+    return found
+
+
+class _Layout:
+    """Where a request's raw tensors (and its id) lie and the bytes around them. Parsing
+    never looks inside a ``raw_input_contents`` payload, nor anywhere but in the ``id`` for
+    it, so a message whose other bytes and payload lengths are the same parses to the same
+    fields; only the slices (and the id) are new."""
+
+    __slots__ = ("id_span", "request", "size", "skeleton", "spans")
+
+    def __init__(
+        self,
+        request: RawInferRequest,
+        size: int,
+        spans: list[tuple[int, int]],
+        id_span: tuple[int, int] | None,
+        skeleton: list[tuple[int, bytes]],
+    ) -> None:
+        self.request = request  # raw_input_contents empty; copied before it is handed out
+        self.size = size
+        self.spans = spans  # (start, end) of each raw payload, in order
+        self.id_span = id_span  # (start, end) of the id's text, if the request has one
+        self.skeleton = skeleton  # (start, bytes) of every stretch between them
+
+    @classmethod
+    def of(cls, view: memoryview, request: RawInferRequest) -> _Layout | None:
+        """The layout of a request just read; ``None`` when it holds typed contents (their
+        values are in the skeleton: no request but the same one would match) or is large."""
+        if any(header.contents is not None for header in request.inputs):
+            return None
+        spans, ids = _spans(view)
+        if len(spans) != len(request.raw_input_contents) or len(ids) > 1:
+            return None
+        skeleton, at = [], 0
+        for start, end in sorted(spans + ids):
+            skeleton.append((at, bytes(view[at:start])))
+            at = end
+        skeleton.append((at, bytes(view[at:])))
+        if sum(len(piece) for _, piece in skeleton) > _LAYOUT_MAX_BYTES:
+            return None
+        kept = RawInferRequest(
+            request.model_name,
+            request.model_version,
+            request.id,
+            request.parameters,
+            request.inputs,
+            request.outputs,
+        )
+        return cls(kept, len(view), spans, ids[0] if ids else None, skeleton)
+
+    def matches(self, data: bytes) -> bool:
+        if len(data) != self.size or type(data) is not bytes:
+            return False
+        for at, piece in self.skeleton:  # noqa: SIM110 (a loop: all() on a generator costs more)
+            if not data.startswith(piece, at):
+                return False
+        return True
+
+    def request_with(self, view: memoryview) -> RawInferRequest:
+        """The kept request with ``view``'s raw slices; what a caller may change (lists,
+        dicts) is its own copy."""
+        kept = self.request
+        request_id = kept.id if self.id_span is None else _text(view[slice(*self.id_span)])
+        return RawInferRequest(
+            kept.model_name,
+            kept.model_version,
+            request_id,
+            dict(kept.parameters),
+            [
+                InputHeader(h.name, h.datatype, list(h.shape), dict(h.parameters))
+                for h in kept.inputs
+            ],
+            [(name, dict(parameters)) for name, parameters in kept.outputs],
+            [view[start:end] for start, end in self.spans],
+        )
+
+
+#: The last request's layout (one slot: a client's requests alike follow one another), and
+#: the size of the last request read in full.
+_last_layout: list[_Layout | None] = [None]
+_last_size = [0]
+#: The largest skeleton kept (names, shapes, parameters): a request around its tensors.
+_LAYOUT_MAX_BYTES = 4096
+
+
+def _spans(view: memoryview) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(start, end) of each ``raw_input_contents`` payload and of each ``id`` of a message
+    ``_read_request`` has read (so well formed)."""
+    spans: list[tuple[int, int]] = []
+    ids: list[tuple[int, int]] = []
+    at, end = 0, len(view)
+    while at < end:
+        key, at = _varint(view, at)
+        wire = key & 7
+        if wire == LEN:
+            size, at = _varint(view, at)
+            if key >> 3 == 7:
+                spans.append((at, at + size))
+            elif key >> 3 == 3:
+                ids.append((at, at + size))
+            at += size
+        elif wire == VARINT:
+            _, at = _varint(view, at)
+        else:
+            at += 8 if wire == I64 else 4
+    return spans, ids
 
 
 def _read_request(view: memoryview) -> RawInferRequest:
