@@ -72,11 +72,136 @@ class RawInferRequest:
 
 def read_request(data: bytes) -> RawInferRequest | None:
     """The request, or ``None`` when the generated classes must read it (unpacked typed
-    numbers, anything malformed)."""
+    numbers, anything malformed).
+
+    A client sends the same request but for its tensors' bytes (and perhaps its ``id``),
+    call after call: a request whose other bytes are those of the last one read (``_Layout``)
+    is that request again with new raw slices (and id), and is not parsed again (~4 of ~5
+    µs for 1,000 rows)."""
+    view = memoryview(data)
+    layout = _last_layout[0]
+    if layout is not None and layout.matches(data):
+        try:
+            return layout.request_with(view)
+        except UnicodeDecodeError:  # an id that is not UTF-8: protobuf refuses it
+            return None
     try:
-        return _read_request(memoryview(data))
+        found = _read_request(view)
     except (_MalformedError, IndexError, UnicodeDecodeError, struct.error):
         return None
+    if found.raw_input_contents and type(data) is bytes:
+        # Laid out only once a request is as long as the one before: requests of another
+        # size each time (rows that vary) cannot match, and pay no layout they never use.
+        if len(data) == _last_size[0]:
+            _last_layout[0] = _Layout.of(view, found)
+        _last_size[0] = len(data)
+    return found
+
+
+class _Layout:
+    """Where a request's raw tensors (and its id) lie and the bytes around them. Parsing
+    never looks inside a ``raw_input_contents`` payload, nor anywhere but in the ``id`` for
+    it, so a message whose other bytes and payload lengths are the same parses to the same
+    fields; only the slices (and the id) are new."""
+
+    __slots__ = ("id_span", "request", "size", "skeleton", "spans")
+
+    def __init__(
+        self,
+        request: RawInferRequest,
+        size: int,
+        spans: list[tuple[int, int]],
+        id_span: tuple[int, int] | None,
+        skeleton: list[tuple[int, bytes]],
+    ) -> None:
+        self.request = request  # raw_input_contents empty; copied before it is handed out
+        self.size = size
+        self.spans = spans  # (start, end) of each raw payload, in order
+        self.id_span = id_span  # (start, end) of the id's text, if the request has one
+        self.skeleton = skeleton  # (start, bytes) of every stretch between them
+
+    @classmethod
+    def of(cls, view: memoryview, request: RawInferRequest) -> _Layout | None:
+        """The layout of a request just read; ``None`` when it holds typed contents (their
+        values are in the skeleton: no request but the same one would match) or is large."""
+        if any(header.contents is not None for header in request.inputs):
+            return None
+        spans, ids = _spans(view)
+        if len(spans) != len(request.raw_input_contents) or len(ids) > 1:
+            return None
+        skeleton, at = [], 0
+        for start, end in sorted(spans + ids):
+            skeleton.append((at, bytes(view[at:start])))
+            at = end
+        skeleton.append((at, bytes(view[at:])))
+        if sum(len(piece) for _, piece in skeleton) > _LAYOUT_MAX_BYTES:
+            return None
+        # A copy: the request itself goes to the caller, who may change its lists and dicts.
+        kept = _copied(request, request.id, [])
+        return cls(kept, len(view), spans, ids[0] if ids else None, skeleton)
+
+    def matches(self, data: bytes) -> bool:
+        if len(data) != self.size or type(data) is not bytes:
+            return False
+        for at, piece in self.skeleton:  # noqa: SIM110 (a loop: all() on a generator costs more)
+            if not data.startswith(piece, at):
+                return False
+        return True
+
+    def request_with(self, view: memoryview) -> RawInferRequest:
+        """The kept request with ``view``'s raw slices; what a caller may change (lists,
+        dicts) is its own copy."""
+        kept = self.request
+        request_id = kept.id if self.id_span is None else _text(view[slice(*self.id_span)])
+        return _copied(kept, request_id, [view[start:end] for start, end in self.spans])
+
+
+def _copied(request: RawInferRequest, request_id: str, raw: list[memoryview]) -> RawInferRequest:
+    """``request`` with its own lists and dicts (of scalars: raw requests have no typed
+    contents), ``request_id`` and ``raw``."""
+    return RawInferRequest(
+        request.model_name,
+        request.model_version,
+        request_id,
+        dict(request.parameters),
+        [
+            InputHeader(i.name, i.datatype, list(i.shape), dict(i.parameters))
+            for i in request.inputs
+        ],
+        [(name, dict(parameters)) for name, parameters in request.outputs],
+        raw,
+    )
+
+
+#: The last request's layout (one slot: a client's requests alike follow one another), and
+#: the size of the last request read in full.
+_last_layout: list[_Layout | None] = [None]
+_last_size = [0]
+#: The largest skeleton kept (names, shapes, parameters): a request around its tensors.
+_LAYOUT_MAX_BYTES = 4096
+
+
+def _spans(view: memoryview) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(start, end) of each ``raw_input_contents`` payload and of each ``id`` of a message
+    ``_read_request`` has read (so well formed)."""
+    spans: list[tuple[int, int]] = []
+    ids: list[tuple[int, int]] = []
+    at, end = 0, len(view)
+    while at < end:
+        key, at = _varint(view, at)
+        wire = key & 7
+        if wire == LEN:
+            size, at = _varint(view, at)
+            if key >> 3 == 7:
+                spans.append((at, at + size))
+            elif key >> 3 == 3:
+                ids.append((at, at + size))
+            at += size
+        elif wire == VARINT:
+            _, at = _varint(view, at)
+        else:
+            at += 8 if wire == I64 else 4
+    return spans, ids
 
 
 def _read_request(view: memoryview) -> RawInferRequest:
@@ -349,26 +474,94 @@ def write_response(answer: InferenceResponse) -> bytes:
     """A serialized ``ModelInferResponse``, every output's data in ``raw_output_contents``.
 
     Written as a list of pieces joined once: each output's data (the bulk of the bytes) is
-    copied only by that join."""
-    pieces: list[bytes] = []
-    _put_text(pieces, _KEY_1, answer.model_name)
+    copied only by that join. The fields that repeat from answer to answer (the model's name
+    and version, each output's name and datatype, parameters such as ``class_names``) are
+    encoded once and kept (``_encoded``): encoding them was half the cost of an answer."""
+    pieces = [_encoded(_KEY_1, answer.model_name)]
     if answer.model_version:
-        _put_text(pieces, _KEY_2, answer.model_version)
+        pieces.append(_encoded(_KEY_2, answer.model_version))
     if answer.id:
         _put_text(pieces, _KEY_3, answer.id)
-    _put_parameters(pieces, _KEY_4, answer.parameters)
+    if answer.parameters:
+        pieces.append(_encoded_parameters(_KEY_4, answer.parameters))
     for tensor in answer.outputs:
-        body: list[bytes] = []
-        _put_text(body, _KEY_1, tensor.name)
-        _put_text(body, _KEY_2, tensor.datatype)
+        head = _encoded(_KEY_1, tensor.name) + _encoded(_KEY_2, tensor.datatype)
         if tensor.shape:
             dims = b"".join([_varint_bytes(dim & _UINT64_MASK) for dim in tensor.shape])
-            body += (_KEY_3, _varint_bytes(len(dims)), dims)
-        _put_parameters(body, _KEY_4, tensor.parameters)
-        _put_bytes(pieces, _KEY_5, b"".join(body))
+            head += _KEY_3 + _varint_bytes(len(dims)) + dims
+        if tensor.parameters:
+            head += _encoded_parameters(_KEY_4, tensor.parameters)
+        pieces += (_KEY_5, _varint_bytes(len(head)), head)
     for tensor in answer.outputs:
-        _put_bytes(pieces, _KEY_6, tensor.to_bytes())
+        data = _raw_contents(tensor)
+        pieces += (_KEY_6, _varint_bytes(data.nbytes if type(data) is np.ndarray else len(data)))
+        pieces.append(data)
     return b"".join(pieces)
+
+
+def _raw_contents(tensor: Any) -> bytes | np.ndarray:
+    """An output's ``raw_output_contents``: a C-contiguous little-endian array, which the join
+    copies straight from (no ``tobytes`` copy first), or ``Tensor.to_bytes()`` for ``BYTES``."""
+    if tensor.datatype == "BYTES":
+        return tensor.to_bytes()
+    return np.ascontiguousarray(tensor.data, dtype=_LITTLE_ENDIAN[tensor.datatype])
+
+
+#: Each numeric datatype's dtype as the wire holds it (little-endian).
+_LITTLE_ENDIAN = {
+    name: dtype.newbyteorder("<") for name, dtype in inference.DATATYPES.items() if name != "BYTES"
+}
+#: Encoded fields and parameter maps, by what they encode (``_encoded``); emptied when full,
+#: so answers that never repeat (another id each time goes around it) cannot grow it.
+_ENCODED: dict[tuple, bytes] = {}
+_ENCODED_MAX = 1024
+
+
+def _encoded(key: bytes, text: str) -> bytes:
+    """A string field (``key``, length, UTF-8), encoded once per distinct ``text``."""
+    found = _ENCODED.get((key, text))
+    if found is None:
+        data = text.encode()
+        found = key + _varint_bytes(len(data)) + data
+        _remember((key, text), found)
+    return found
+
+
+def _encoded_parameters(key: bytes, parameters: dict[str, Any]) -> bytes:
+    """A ``map<string, InferParameter>`` field; encoded once per distinct map of strings, ints,
+    bools and lists of strings (``class_names``), every time for anything else (floats
+    included: 0.0 and -0.0 are equal keys)."""
+    ident = _parameters_key(key, parameters)
+    found = None if ident is None else _ENCODED.get(ident)
+    if found is None:
+        out: list[bytes] = []
+        _put_parameters(out, key, parameters)
+        found = b"".join(out)
+        if ident is not None:
+            _remember(ident, found)
+    return found
+
+
+def _parameters_key(key: bytes, parameters: dict[str, Any]) -> tuple | None:
+    """What identifies a map's encoding (each value's type included: ``True == 1``), or
+    ``None`` when a value is not one ``_encoded_parameters`` keeps."""
+    ident: list[Any] = [key]
+    for name, value in parameters.items():
+        kind = type(value)
+        if kind is list:
+            if not all(type(item) is str for item in value):
+                return None
+            value = tuple(value)
+        elif kind is not str and kind is not int and kind is not bool:
+            return None
+        ident += (name, kind, value)
+    return tuple(ident)
+
+
+def _remember(ident: tuple, encoded: bytes) -> None:
+    if len(_ENCODED) >= _ENCODED_MAX:
+        _ENCODED.clear()
+    _ENCODED[ident] = encoded
 
 
 #: The key (field number, wire type LEN) of fields 1-6: every field written is length-delimited.
@@ -411,6 +604,10 @@ def _varint_bytes(value: int) -> bytes:
     """A non-negative int as a base-128 varint."""
     if value < 0x80:
         return _ONE_BYTE[value]
+    if value < 0x4000:  # two bytes: lengths up to 16 KiB, row counts
+        return bytes((value & 0x7F | 0x80, value >> 7))
+    if value < 0x200000:  # three: up to 2 MiB of tensor data
+        return bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14))
     out = bytearray()
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)
