@@ -136,8 +136,14 @@ class _Layout:
         skeleton.append((at, bytes(view[at:])))
         if sum(len(piece) for _, piece in skeleton) > _LAYOUT_MAX_BYTES:
             return None
-        # A copy: the request itself goes to the caller, who may change its lists and dicts.
-        kept = _copied(request, request.id, [])
+        kept = RawInferRequest(
+            request.model_name,
+            request.model_version,
+            request.id,
+            request.parameters,
+            request.inputs,
+            request.outputs,
+        )
         return cls(kept, len(view), spans, ids[0] if ids else None, skeleton)
 
     def matches(self, data: bytes) -> bool:
@@ -153,24 +159,18 @@ class _Layout:
         dicts) is its own copy."""
         kept = self.request
         request_id = kept.id if self.id_span is None else _text(view[slice(*self.id_span)])
-        return _copied(kept, request_id, [view[start:end] for start, end in self.spans])
-
-
-def _copied(request: RawInferRequest, request_id: str, raw: list[memoryview]) -> RawInferRequest:
-    """``request`` with its own lists and dicts (of scalars: raw requests have no typed
-    contents), ``request_id`` and ``raw``."""
-    return RawInferRequest(
-        request.model_name,
-        request.model_version,
-        request_id,
-        dict(request.parameters),
-        [
-            InputHeader(i.name, i.datatype, list(i.shape), dict(i.parameters))
-            for i in request.inputs
-        ],
-        [(name, dict(parameters)) for name, parameters in request.outputs],
-        raw,
-    )
+        return RawInferRequest(
+            kept.model_name,
+            kept.model_version,
+            request_id,
+            dict(kept.parameters),
+            [
+                InputHeader(h.name, h.datatype, list(h.shape), dict(h.parameters))
+                for h in kept.inputs
+            ],
+            [(name, dict(parameters)) for name, parameters in kept.outputs],
+            [view[start:end] for start, end in self.spans],
+        )
 
 
 #: The last request's layout (one slot: a client's requests alike follow one another), and
