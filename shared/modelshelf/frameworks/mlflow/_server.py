@@ -25,8 +25,8 @@ from modelshelf.frameworks.mlflow._signature import (
 )
 from modelshelf.frameworks.mlflow._startup import (
     ModelEnvironmentWarning,
-    long_lived_imports,
     import_framework_of_local_model,
+    long_lived_imports,
     unmet_requirements,
 )
 from modelshelf.inputs import pandas_module
