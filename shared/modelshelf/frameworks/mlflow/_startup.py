@@ -34,6 +34,8 @@ def import_mlflow_before_fork() -> None:
     workers and the gRPC child: the ~2 s CPU import is then shared copy-on-write instead of
     repeated in each; MLflow's telemetry stays off (``turn_off_mlflow_telemetry``)."""
     turn_off_mlflow_telemetry()
+    if "mlflow.pyfunc" in sys.modules:
+        return
     with long_lived_imports():
         import mlflow.pyfunc  # noqa: F401
 
@@ -41,15 +43,19 @@ def import_mlflow_before_fork() -> None:
 @contextlib.contextmanager
 def long_lived_imports() -> Iterator[None]:
     """Within: no automatic garbage collection; after: what was allocated is frozen (kept out
-    of the collector's passes), as ``gc.freeze()`` does for a server's loaded state. Importing
-    MLflow, and unpickling a model that imports its framework, allocate hundreds of thousands
-    of objects that live as long as the process and almost no garbage (~300 unreachable
-    objects after ``import mlflow.pyfunc``): the collector's passes during the import, and the
-    pass over all of them that the next allocations would start, were ~15 % of its CPU
-    (measured). Nothing changes when the collector is off already."""
+    of the collector's passes), as ``ModelServer.load`` and the supervisor freeze a server's
+    loaded state. Importing MLflow, and unpickling a model that imports its framework, allocate
+    hundreds of thousands of objects that live as long as the process and almost no garbage,
+    yet the collector's passes during the import, and the pass over all of them that the next
+    allocations would start, were ~15 % of its CPU (measured). A full pass after would cost
+    as much (~60 ms over MLflow's ~150,000 objects, to find ~300 unreachable ones; ~25 ms
+    after unpickling, ~200): the one before collects what garbage there is then (in a server
+    cheap, its parent froze the front end), and only the import's own few are frozen with it.
+    Nothing changes when the collector is off already."""
     if not gc.isenabled():
         yield
         return
+    gc.collect()
     gc.disable()
     try:
         yield
