@@ -105,8 +105,9 @@ def test_a_collector_turned_off_stays_off_and_nothing_is_frozen():
 
 def test_a_python_model_loads_without_automatic_full_collections(python_model):
     """The pickle imports scikit-learn while the worker loads: no automatic pass over it, only
-    the full collection before the unpickling and ``ModelServer.load``'s own after it (which
-    finds the model frozen already), and the model's answers are pyfunc's own."""
+    the full collection after the unpickling (the garbage of the model's own loading code is
+    not frozen) and ``ModelServer.load``'s own (which finds the model frozen already), and the
+    model's answers are pyfunc's own."""
     import mlflow.pyfunc
 
     X = np.random.default_rng(4).normal(size=(5, 6))
@@ -124,3 +125,42 @@ def test_a_python_model_loads_without_automatic_full_collections(python_model):
     assert found["enabled"]
     expected = mlflow.pyfunc.load_model(str(python_model)).predict(X)
     np.testing.assert_array_equal(np.asarray(found["result"]), np.asarray(expected))
+
+
+class CyclicGarbageAtLoad:
+    """A PythonModel whose ``load_context`` leaves garbage in a reference cycle behind (what the
+    collector, not reference counting, frees), and keeps a weak reference to it."""
+
+    def load_context(self, context: object) -> None:
+        import weakref
+
+        class Node:
+            pass
+
+        node = Node()
+        node.cycle = node
+        self.garbage = weakref.ref(node)
+
+    def __getstate__(self) -> dict:  # MLflow loads it once before saving: no weak reference
+        return {k: v for k, v in vars(self).items() if k != "garbage"}
+
+    def predict(self, context: object, model_input: object, params: object = None) -> object:
+        return np.asarray(model_input, dtype=np.float64).sum(axis=1)
+
+
+def test_garbage_of_the_models_own_loading_code_is_collected_not_frozen(tmp_path):
+    import cloudpickle
+    import mlflow.pyfunc
+
+    from modelshelf.frameworks.mlflow import MLFlowServer
+
+    model_class = type("CyclicGarbageModel", (CyclicGarbageAtLoad, mlflow.pyfunc.PythonModel), {})
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        mlflow.pyfunc.save_model(tmp_path / "model", python_model=model_class())
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    server = MLFlowServer(str(tmp_path / "model"))
+    server.load()
+    assert server.model.unwrap_python_model().garbage() is None
+    assert server.predict([[1.0, 2.0]], []).tolist() == [3.0]

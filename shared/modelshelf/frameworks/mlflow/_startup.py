@@ -36,30 +36,34 @@ def import_mlflow_before_fork() -> None:
     turn_off_mlflow_telemetry()
     if "mlflow.pyfunc" in sys.modules:
         return
-    with long_lived_imports():
+    with long_lived_imports(garbage_collected_after=False):
         import mlflow.pyfunc  # noqa: F401
 
 
 @contextlib.contextmanager
-def long_lived_imports() -> Iterator[None]:
+def long_lived_imports(garbage_collected_after: bool = True) -> Iterator[None]:
     """Within: no automatic garbage collection; after: what was allocated is frozen (kept out
     of the collector's passes), as ``ModelServer.load`` and the supervisor freeze a server's
     loaded state. Importing MLflow, and unpickling a model that imports its framework, allocate
-    hundreds of thousands of objects that live as long as the process and almost no garbage,
-    yet the collector's passes during the import, and the pass over all of them that the next
-    allocations would start, were ~15 % of its CPU (measured). A full pass after would cost
-    as much (~60 ms over MLflow's ~150,000 objects, to find ~300 unreachable ones; ~25 ms
-    after unpickling, ~200): the one before collects what garbage there is then (in a server
-    cheap, its parent froze the front end), and only the import's own few are frozen with it.
-    Nothing changes when the collector is off already."""
+    hundreds of thousands of objects that live as long as the process, yet the collector's
+    passes over them during the import, and the one the next allocations would start, were
+    ~15 % of its CPU (measured). What garbage there is gets one full collection, before the
+    freeze (``garbage_collected_after``: a model's loading runs the user's code, whose garbage
+    must not be kept; ``ModelServer.load`` would collect next anyway), or before the pause
+    (MLflow's own import: a pass over its ~150,000 objects costs ~60 ms and finds ~300
+    unreachable ones, which stay frozen; in a server's parent, which froze its front end, the
+    pass before has little to walk). Nothing changes when the collector is off already."""
     if not gc.isenabled():
         yield
         return
-    gc.collect()
+    if not garbage_collected_after:
+        gc.collect()
     gc.disable()
     try:
         yield
     finally:
+        if garbage_collected_after:
+            gc.collect()
         gc.freeze()
         gc.enable()
 
