@@ -237,3 +237,20 @@ def test_a_stand_in_resolved_after_the_freeze_is_frozen_too():
         """
     )
     assert int(out) < 2_000  # scipy.stats alone tracks tens of thousands
+
+
+def test_a_module_imported_already_is_returned_without_freezing_anything():
+    """``import_late`` of a module something imported before (MLflow's pyfunc imports pandas
+    before its server asks for it) returns that module and leaves the collector as it was: no
+    freeze of what the process allocated since, and no walk of the frozen objects to decide."""
+    out = run_python(
+        """
+        import gc, json, sys
+        from modelshelf.deferred_imports import import_late
+        gc.collect(); gc.freeze()
+        kept = [[i] for i in range(50_000)]  # allocated after the freeze: still collectable
+        module = import_late("json")
+        print(module is sys.modules["json"], len(gc.get_objects()) > 50_000)
+        """
+    )
+    assert out.split() == ["True", "True"]
