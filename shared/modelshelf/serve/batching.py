@@ -444,38 +444,77 @@ class RestBatching:
             plan = core.plan(request)
         except Exception as exc:  # answered here: the body is not parsed again
             return v2.error(exc, f"POST {path}")
-        if plan.params or len(plan.methods) != 1 or not batchable_rows(plan.X):
+        pending = v2_pending(
+            core,
+            request,
+            plan,
+            lambda response: v2.reply(response, request, binary),
+            lambda exc: v2.error(exc, path),
+        )
+        if pending is None:
             try:
                 return v2.reply(core.run_plan(request, plan), request, binary)
             except Exception as exc:
                 return v2.error(exc, f"POST {path}")
-        method = plan.methods[0]
-        names = plan.names
-
-        def run(X: np.ndarray) -> tuple[Any, Any]:
-            answer = core.call(X, names, method)
-            return answer.data, answer.output_names
-
-        def finish(rows: Any, output_names: Any, first: bool) -> Reply:
-            response = core.respond(request, {method: Answer(rows, output_names)})
-            return v2.reply(response, request, binary)
-
-        def fail(exc: Exception) -> Reply:  # as ``run_plan`` refuses it: the input named
-            if isinstance(exc, BadRequestError):
-                exc = core.named_input_error(request, exc) or exc
-            return v2.error(exc, path)
-
-        return Pending(
-            ("v2", method, tuple(names), plan.X.shape[1], plan.X.dtype.str),
-            plan.X,
-            run,
-            finish,
-            fail,
-            asyncio.get_running_loop().create_future(),
-        )
+        return pending
 
 
 _SELDON_KEYS = frozenset({"names", "ndarray"})
+
+
+def v2_pending(
+    core: Any,
+    request: Any,
+    plan: Any,
+    reply: Callable[[Any], Any],
+    error: Callable[[Exception], Any],
+) -> Pending | None:
+    """A planned V2 request (REST or gRPC) that may join others' model call, or ``None`` when
+    it does not qualify (parameters, more than one method, not one 2-D numeric array): the
+    caller runs it unbatched. ``reply(response)`` and ``error(exc)`` write the protocol's
+    answers; a refusal names the input as ``run_plan``'s does."""
+    if plan.params or len(plan.methods) != 1 or not batchable_rows(plan.X):
+        return None
+    method = plan.methods[0]
+    names = plan.names
+
+    def run(X: np.ndarray) -> tuple[Any, Any]:
+        answer = core.call(X, names, method)
+        return answer.data, answer.output_names
+
+    def finish(rows: Any, output_names: Any, first: bool) -> Any:
+        return reply(core.respond(request, {method: Answer(rows, output_names)}))
+
+    def fail(exc: Exception) -> Any:
+        if isinstance(exc, BadRequestError):
+            exc = core.named_input_error(request, exc) or exc
+        return error(exc)
+
+    return Pending(
+        ("v2", method, tuple(names), plan.X.shape[1], plan.X.dtype.str),
+        plan.X,
+        run,
+        finish,
+        fail,
+        asyncio.get_running_loop().create_future(),
+    )
+
+
+def grpc_batcher(core: Any, metrics: Any) -> Batcher | None:
+    """The batcher of a gRPC worker's V2 ``ModelInfer``, or ``None``: off
+    (``MODELSHELF_MAX_BATCH_SIZE=1``), or a class that is not one of modelshelf's servers (as
+    ``rest_batching`` judges). Only modelshelf's HTTP/2 server with one call at a time asks
+    (``grpc_worker``): the batcher runs on its event loop."""
+    from modelshelf.serve.protocol import _has_own_predict_raw
+    from modelshelf.server import ModelServer
+
+    settings = BatchSettings.from_environment()
+    user_model = core.user_model
+    if settings.max_rows <= 1 or not isinstance(user_model, ModelServer):
+        return None
+    if _has_own_predict_raw(user_model):
+        return None
+    return Batcher(settings, batch_size_reporter(metrics))
 
 
 def rest_batching(app: Any, protocols: Any) -> RestBatching | None:

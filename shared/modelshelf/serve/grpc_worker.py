@@ -96,7 +96,12 @@ def run_grpc_worker(
     services = add_seldon_services(server, user_model, metrics)
     share_cores_with_rest(user_model, args)
     load_user_model(user_model)
-    if args.service_type == "MODEL" and _add_v2_service(server, user_model, metrics, args):
+    # Adaptive batching of V2 ModelInfer needs the calls on one event loop: our server, one
+    # call at a time (grpcio's server and GRPC_THREADS > 1 run calls in threads).
+    batching = kind == "http2" and calls_at_once == 1
+    if args.service_type == "MODEL" and _add_v2_service(
+        server, user_model, metrics, args, batching
+    ):
         from modelshelf.serve.grpc_v2 import SERVICE_NAME
 
         services.append(SERVICE_NAME)
@@ -356,7 +361,11 @@ def _limited_call(call: Any, permits: Any) -> Any:
 
 
 def _add_v2_service(
-    server: Any, user_model: Any, metrics: SeldonMetrics, args: argparse.Namespace
+    server: Any,
+    user_model: Any,
+    metrics: SeldonMetrics,
+    args: argparse.Namespace,
+    batching: bool = False,
 ) -> bool:
     """The V2 service beside Seldon's, unless the process cannot hold its stubs.
 
@@ -377,5 +386,10 @@ def _add_v2_service(
     from modelshelf.serve.inference import InferenceCore
 
     core = InferenceCore(user_model, args.model_name, seldon_metrics=metrics)
-    add_inference_service(server, core)
+    batcher = None
+    if batching:
+        from modelshelf.serve.batching import grpc_batcher
+
+        batcher = grpc_batcher(core, metrics)
+    add_inference_service(server, core, batcher)
     return True

@@ -1,0 +1,188 @@
+"""Adaptive batching of V2 gRPC ``ModelInfer`` on ``modelshelf serve``'s own HTTP/2 server:
+concurrent calls from real gRPC clients (each on its own connection) against a serving process,
+each answer byte-equal to the one the call gets alone.
+
+Requests are built with tritonclient's messages (an independent copy of the protocol's
+``.proto``); the answers are compared as the bytes the server sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import joblib
+import numpy as np
+import pytest
+from frontends import MODELSHELF, running, sklearn_launch
+from sklearn.ensemble import RandomForestClassifier
+from tritonclient.grpc import service_pb2
+
+from microservice import Microservice
+
+# A wait long enough that calls sent at once join on a loaded machine.
+BATCHING_ENV = {"MODELSHELF_MAX_BATCH_TIME_MS": "200", "MODELSHELF_MAX_BATCH_SIZE": "64"}
+METHOD = "/inference.GRPCInferenceService/ModelInfer"
+MODEL = "forest"
+#: Each channel its own connection (grpc shares one between alike channels by default).
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+
+Outcome = tuple[str, bytes | str]  # ("ok", answer bytes) or (status code name, details)
+
+
+@pytest.fixture(scope="module")
+def forest_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(300, 4))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int) + (X[:, 3] > 1).astype(int)
+    model = RandomForestClassifier(n_estimators=25, random_state=0).fit(X, y)
+    folder = tmp_path_factory.mktemp("forest")
+    joblib.dump(model, folder / "model.joblib")
+    return folder
+
+
+@contextlib.contextmanager
+def _serving(folder: Path, env: dict[str, str]) -> Iterator[Microservice]:
+    launch = dataclasses.replace(sklearn_launch(folder, MODEL, method="predict_proba"), grpc=True)
+    with running(launch, [MODELSHELF], env=env) as (service,):
+        yield service
+
+
+@pytest.fixture(scope="module")
+def server(forest_dir: Path) -> Iterator[Microservice]:
+    with _serving(forest_dir, BATCHING_ENV) as service:
+        yield service
+
+
+def _rows(seed: int, count: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(count, 4)).round(6)
+
+
+def _request(rows: np.ndarray, datatype: str = "FP64", name: str = "x") -> bytes:
+    """A raw-contents ModelInferRequest of ``rows`` as ``datatype``."""
+    dtype = {"FP64": "<f8", "FP32": "<f4", "INT64": "<i8", "INT32": "<i4"}[datatype]
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    tensor = request.inputs.add(name=name, datatype=datatype)
+    tensor.shape.extend(rows.shape)
+    request.raw_input_contents.append(np.ascontiguousarray(rows, dtype=dtype).tobytes())
+    return request.SerializeToString()
+
+
+def _call(channel: grpc.Channel, request: bytes) -> Outcome:
+    infer = channel.unary_unary(METHOD)  # bytes in, bytes out: the answer as the server sent it
+    try:
+        return "ok", infer(request, timeout=60)
+    except grpc.RpcError as exc:
+        return exc.code().name, exc.details()
+
+
+def _one_by_one(service: Microservice, requests: list[bytes]) -> list[Outcome]:
+    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        return [_call(channel, request) for request in requests]
+
+
+def _at_once(service: Microservice, requests: list[bytes]) -> list[Outcome]:
+    """Every request from its own channel (connection) and thread, released together."""
+    barrier = threading.Barrier(len(requests))
+    found: list[Outcome | None] = [None] * len(requests)
+
+    def send(index: int) -> None:
+        address = f"127.0.0.1:{service.grpc_port}"
+        with grpc.insecure_channel(address, options=OWN_CONNECTION) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            barrier.wait()
+            found[index] = _call(channel, requests[index])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(outcome is not None for outcome in found)
+    return found  # type: ignore[return-value]
+
+
+def _batch_sizes(service: Microservice) -> tuple[float, float]:
+    """(sum, count) of ``modelshelf_batch_size`` over every worker."""
+    text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics").text
+    total = sum(
+        float(v) for v in re.findall(r"^modelshelf_batch_size_sum\{.*\} (\S+)$", text, re.M)
+    )
+    count = sum(
+        float(v) for v in re.findall(r"^modelshelf_batch_size_count\{.*\} (\S+)$", text, re.M)
+    )
+    return total, count
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10) -> bool:
+    event = threading.Event()
+    for _ in range(int(timeout * 10)):
+        if condition():
+            return True
+        event.wait(0.1)
+    return condition()
+
+
+def test_concurrent_calls_join_and_answer_as_alone(server: Microservice) -> None:
+    requests = [_request(_rows(i, 1 + i % 3)) for i in range(12)]
+    alone = _one_by_one(server, requests)
+    assert [kind for kind, _ in alone] == ["ok"] * len(requests), alone
+    before_sum, before_count = _batch_sizes(server)
+    for _ in range(3):  # past the first joined calls, which are also checked one by one
+        assert _at_once(server, requests) == alone
+    assert _wait_for(lambda: _batch_sizes(server)[1] > before_count)
+    total, count = _batch_sizes(server)  # joined calls only: two requests or more each
+    assert (total - before_sum) >= 2 * (count - before_count) > 0, (total, count)
+
+
+def test_a_bad_call_fails_alone(server: Microservice) -> None:
+    """float32 cannot hold 1e300: scikit-learn refuses the row. That call gets its own
+    INVALID_ARGUMENT (naming the input, as an unqueued call's does); the others their answers."""
+    good = [_request(_rows(300 + i, 2)) for i in range(7)]
+    bad = _request(np.array([[1e300, 0.0, 0.0, 0.0]]))
+    requests = [*good[:3], bad, *good[3:]]
+    alone = _one_by_one(server, requests)
+    code, details = alone[3]
+    assert code == "INVALID_ARGUMENT", alone[3]
+    assert str(details).startswith("input 'x' (FP64, shape [1, 4]): "), details
+    for _ in range(2):
+        assert _at_once(server, requests) == alone
+
+
+def test_other_names_and_datatypes_are_not_mixed(server: Microservice) -> None:
+    """The same model asked with FP64, FP32 and INT64 tensors under two names: each call's
+    answer (its output's datatype follows the request's) equals its own."""
+    requests = []
+    for i in range(3):
+        requests.append(_request(_rows(400 + i, 1)))
+        requests.append(_request(_rows(410 + i, 2), "FP32", "input-0"))
+        requests.append(_request(np.array([[i, 1, 0, 2]]), "INT64"))
+    alone = _one_by_one(server, requests)
+    assert [kind for kind, _ in alone] == ["ok"] * len(requests), alone
+    for _ in range(2):
+        assert _at_once(server, requests) == alone
+
+
+def test_batching_off_with_batch_size_one(forest_dir: Path) -> None:
+    with _serving(forest_dir, {"MODELSHELF_MAX_BATCH_SIZE": "1"}) as service:
+        requests = [_request(_rows(i, 1)) for i in range(8)]
+        alone = _one_by_one(service, requests)
+        assert _at_once(service, requests) == alone
+        assert _batch_sizes(service) == (0, 0)
+
+
+def test_calls_join_without_an_added_wait(forest_dir: Path) -> None:
+    """Default settings: calls that arrive while the model works join, and every answer is
+    still its own."""
+    with _serving(forest_dir, {}) as service:
+        requests = [_request(_rows(500 + i, 1 + i % 2)) for i in range(8)]
+        alone = _one_by_one(service, requests)
+        for _ in range(5):
+            assert _at_once(service, requests * 2) == alone * 2
+        assert _wait_for(lambda: _batch_sizes(service)[1] > 0)
