@@ -186,3 +186,22 @@ def test_calls_join_without_an_added_wait(forest_dir: Path) -> None:
         for _ in range(5):
             assert _at_once(service, requests * 2) == alone * 2
         assert _wait_for(lambda: _batch_sizes(service)[1] > 0)
+
+
+def test_a_call_reset_while_queued_leaves_the_server_serving(forest_dir: Path) -> None:
+    """A client whose deadline passes while its call waits for others (a 1.5 s batch wait)
+    resets the stream: the batch leaves the call out, and the next calls are answered."""
+    with _serving(forest_dir, {"MODELSHELF_MAX_BATCH_TIME_MS": "1500"}) as service:
+        request = _request(_rows(600, 1))
+        with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+            infer = channel.unary_unary(METHOD)
+            with pytest.raises(grpc.RpcError) as raised:
+                infer(request, timeout=0.3)
+            assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert _call(channel, request)[0] == "ok"
+        assert _at_once(service, [request] * 4) == [_call_alone(service, request)] * 4
+        assert "Traceback" not in service.log()
+
+
+def _call_alone(service: Microservice, request: bytes) -> Outcome:
+    return _one_by_one(service, [request])[0]

@@ -139,20 +139,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             _abort(context, exc)
         raise AssertionError("unreachable: abort raises")
 
-    def _queued(self, request: InferenceRequest, batcher: Batcher) -> asyncio.Future:
-        """The future of ``request``'s answer, joined to the next model call when it qualifies
-        (as V2 REST requests do), else answered now (a resolved future)."""
+    def _queued(self, request: InferenceRequest, batcher: Batcher) -> bytes | asyncio.Future:
+        """The future of ``request``'s answer, queued to join the next model call when it
+        qualifies (as V2 REST requests do); else its answer now."""
         core = self.core
         plan = core.plan(request)
         pending = v2_pending(core, request, plan, _answered, _failed)
-        if pending is not None:
-            return batcher.enqueue(pending)
-        done = asyncio.get_running_loop().create_future()
-        try:
-            done.set_result(_answered(core.run_plan(request, plan)))
-        except Exception as exc:
-            done.set_result(_failed(exc))
-        return done
+        if pending is None:
+            return wire.write_response(core.run_plan(request, plan))
+        return batcher.enqueue(pending)
 
     def _check_model(self, name: str, version: str) -> None:
         """NOT_FOUND for another model or version; a model not ready yet is still this one."""
