@@ -141,6 +141,20 @@ def test_concurrent_calls_join_and_answer_as_alone(server: Microservice) -> None
     assert (total - before_sum) >= 2 * (count - before_count) > 0, (total, count)
 
 
+def test_calls_on_one_connection_join_and_answer_as_alone(server: Microservice) -> None:
+    """Many calls in flight on one HTTP/2 connection: the queued streams are answered on it,
+    each with its own answer."""
+    requests = [_request(_rows(700 + i, 1 + i % 2)) for i in range(24)]
+    alone = _one_by_one(server, requests)
+    before = _batch_sizes(server)[1]
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        infer = channel.unary_unary(METHOD)
+        for _ in range(3):
+            calls = [infer.future(request, timeout=60) for request in requests]
+            assert [("ok", call.result()) for call in calls] == alone
+    assert _wait_for(lambda: _batch_sizes(server)[1] > before)
+
+
 def test_a_bad_call_fails_alone(server: Microservice) -> None:
     """float32 cannot hold 1e300: scikit-learn refuses the row. That call gets its own
     INVALID_ARGUMENT (naming the input, as an unqueued call's does); the others their answers."""
