@@ -185,9 +185,10 @@ def test_other_names_and_datatypes_are_not_mixed(server: Microservice) -> None:
 
 def test_batching_off_with_batch_size_one(forest_dir: Path) -> None:
     with _serving(forest_dir, {"MODELSHELF_MAX_BATCH_SIZE": "1"}) as service:
-        requests = [_request(_rows(i, 1)) for i in range(8)]
-        alone = _one_by_one(service, requests)
-        assert _at_once(service, requests) == alone
+        calls = [(METHOD, _request(_rows(i, 1))) for i in range(8)]
+        calls += [_seldon_request(_rows(i, 1)) for i in range(8)]
+        alone = _calls_one_by_one(service, calls)
+        assert _calls_at_once(service, calls) == alone
         assert _batch_sizes(service) == (0, 0)
 
 
@@ -219,3 +220,106 @@ def test_a_call_reset_while_queued_leaves_the_server_serving(forest_dir: Path) -
 
 def _call_alone(service: Microservice, request: bytes) -> Outcome:
     return _one_by_one(service, [request])[0]
+
+
+# ------------------------------------------------------------------ Seldon-protocol Predict
+
+SELDON_METHOD = "/seldon.protos.Model/Predict"
+
+
+def _seldon_request(rows: np.ndarray, kind: str = "tensor") -> tuple[str, bytes]:
+    from seldon_core.proto import prediction_pb2
+
+    message = prediction_pb2.SeldonMessage()
+    if kind == "tensor":
+        message.data.tensor.shape.extend(rows.shape)
+        message.data.tensor.values.extend(rows.ravel().tolist())
+    else:
+        message.data.ndarray.extend(rows.tolist())
+    return SELDON_METHOD, message.SerializeToString()
+
+
+def _without_metrics(method: str, outcome: Outcome) -> Outcome:
+    """A Seldon answer (V2's as it is) without the ``meta.metrics`` it carries when
+    modelshelf's own counters are due (by time, not by request)."""
+    from seldon_core.proto import prediction_pb2
+
+    kind, answer = outcome
+    if kind != "ok" or method != SELDON_METHOD:
+        return outcome
+    message = prediction_pb2.SeldonMessage.FromString(answer)
+    del message.meta.metrics[:]
+    return kind, message.SerializeToString(deterministic=True)
+
+
+def _calls_at_once(service: Microservice, calls: list[tuple[str, bytes]]) -> list[Outcome]:
+    barrier = threading.Barrier(len(calls))
+    found: list[Outcome | None] = [None] * len(calls)
+
+    def send(index: int) -> None:
+        method, request = calls[index]
+        address = f"127.0.0.1:{service.grpc_port}"
+        with grpc.insecure_channel(address, options=OWN_CONNECTION) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            barrier.wait()
+            try:
+                found[index] = "ok", channel.unary_unary(method)(request, timeout=60)
+            except grpc.RpcError as exc:
+                found[index] = exc.code().name, exc.details()
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [
+        _without_metrics(method, outcome)  # type: ignore[arg-type]
+        for (method, _), outcome in zip(calls, found, strict=True)
+    ]
+
+
+def _calls_one_by_one(service: Microservice, calls: list[tuple[str, bytes]]) -> list[Outcome]:
+    found = []
+    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        for method, request in calls:
+            try:
+                found.append(("ok", channel.unary_unary(method)(request, timeout=60)))
+            except grpc.RpcError as exc:
+                found.append((exc.code().name, exc.details()))
+    return [
+        _without_metrics(method, outcome) for (method, _), outcome in zip(calls, found, strict=True)
+    ]
+
+
+def test_seldon_predict_calls_join_and_answer_as_alone(server: Microservice) -> None:
+    """Seldon ``Predict`` calls (tensor and ndarray data) join; every answer is its own."""
+    calls = [_seldon_request(_rows(800 + i, 1 + i % 2)) for i in range(6)]
+    calls += [_seldon_request(_rows(810 + i, 1), "ndarray") for i in range(6)]
+    alone = _calls_one_by_one(server, calls)
+    assert [kind for kind, _ in alone] == ["ok"] * len(calls)
+    before_sum, before_count = _batch_sizes(server)
+    for _ in range(3):
+        assert _calls_at_once(server, calls) == alone
+    assert _wait_for(lambda: _batch_sizes(server)[1] > before_count)
+    total, count = _batch_sizes(server)
+    assert (total - before_sum) >= 2 * (count - before_count) > 0, (total, count)
+
+
+def test_a_bad_seldon_predict_call_fails_alone(server: Microservice) -> None:
+    calls = [_seldon_request(_rows(850 + i, 2)) for i in range(6)]
+    calls.insert(2, _seldon_request(np.array([[1e300, 0.0, 0.0, 0.0]])))
+    alone = _calls_one_by_one(server, calls)
+    assert [kind for kind, _ in alone] == ["ok"] * 2 + ["INVALID_ARGUMENT"] + ["ok"] * 4
+    for _ in range(2):
+        assert _calls_at_once(server, calls) == alone
+
+
+def test_seldon_and_v2_calls_at_once_join_only_their_own_kind(server: Microservice) -> None:
+    calls = []
+    for i in range(6):
+        calls.append(_seldon_request(_rows(830 + i, 1)))
+        calls.append((METHOD, _request(_rows(830 + i, 1))))  # the same rows
+    alone = _calls_one_by_one(server, calls)
+    assert [kind for kind, _ in alone] == ["ok"] * len(calls)
+    for _ in range(2):
+        assert _calls_at_once(server, calls) == alone

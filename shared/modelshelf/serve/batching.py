@@ -503,16 +503,69 @@ def v2_pending(
     )
 
 
-def grpc_batcher(core: Any, metrics: Any) -> Batcher | None:
-    """The batcher of a gRPC worker's V2 ``ModelInfer``, or ``None``: off
-    (``MODELSHELF_MAX_BATCH_SIZE=1``), or a class that is not one of modelshelf's servers (as
-    ``rest_batching`` judges). Only modelshelf's HTTP/2 server with one call at a time asks
-    (``grpc_worker``): the batcher runs on its event loop."""
+def seldon_grpc_pending(
+    user_model: Any,
+    seldon_metrics: Any,
+    request: Any,
+    fail: Callable[[Exception], Any],
+) -> Pending | None:
+    """A Seldon-protocol gRPC ``Predict`` (a ``SeldonMessage``) that may join others' model
+    call: ``data`` as a ``tensor`` or an ``ndarray`` of numbers, no ``meta``; else ``None``
+    (seldon-core's path answers it). Each answer is seldon-core's own ``construct_response``
+    for the request's rows; custom metrics go with the first request of a joined call, as on
+    REST."""
+    from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
+    from seldon_core.user_model import client_custom_metrics, client_predict
+    from seldon_core.utils import construct_response, extract_request_parts
+
+    if request.WhichOneof("data_oneof") != "data" or request.HasField("meta"):
+        return None
+    if request.data.WhichOneof("data_oneof") not in _SELDON_GRPC_DATA:
+        return None
+    try:
+        X, meta, datadef, _ = extract_request_parts(request)
+    except Exception:
+        return None  # seldon-core's path answers (or refuses) it
+    if not batchable_rows(X):
+        return None
+    names = list(datadef.names)
+
+    def run(rows: np.ndarray) -> tuple[Any, Any]:
+        answer = client_predict(user_model, rows, names, meta=meta)
+        metrics = client_custom_metrics(
+            user_model, seldon_metrics, PREDICT_METRIC_METHOD_TAG, answer.metrics
+        )
+        return answer.data, (metrics, answer.tags)
+
+    def finish(rows: Any, context: Any, first: bool) -> Any:
+        metrics, tags = context
+        response = construct_response(
+            user_model, False, request, rows, meta, metrics if first else [], tags
+        )
+        return response.SerializeToString(), 0, None
+
+    return Pending(
+        ("seldon-grpc", tuple(names), X.shape[1], X.dtype.str),
+        X,
+        run,
+        finish,
+        fail,
+        asyncio.get_running_loop().create_future(),
+    )
+
+
+_SELDON_GRPC_DATA = frozenset({"tensor", "ndarray"})
+
+
+def grpc_batcher(user_model: Any, metrics: Any) -> Batcher | None:
+    """The batcher of a gRPC worker (V2 ``ModelInfer`` and Seldon ``Predict`` share it), or
+    ``None``: off (``MODELSHELF_MAX_BATCH_SIZE=1``), or a class that is not one of modelshelf's
+    servers (as ``rest_batching`` judges). Only modelshelf's HTTP/2 server with one call at a
+    time asks (``grpc_worker``): the batcher runs on its event loop."""
     from modelshelf.serve.protocol import _has_own_predict_raw
     from modelshelf.server import ModelServer
 
     settings = BatchSettings.from_environment()
-    user_model = core.user_model
     if settings.max_rows <= 1 or not isinstance(user_model, ModelServer):
         return None
     if _has_own_predict_raw(user_model):
