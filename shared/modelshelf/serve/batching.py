@@ -12,11 +12,12 @@ call (a larger request is served alone).
 What is batched: Seldon predictions (``data.ndarray`` of numbers, optional ``names``, nothing
 else in the body), V2 ``…/infer`` requests of one numeric tensor (``np`` codec) asking one
 method, and MLflow ``/invocations`` rows of numbers without ``params``, for modelshelf's own
-servers; and V2 gRPC ``ModelInfer`` calls of the same kind (``v2_pending``, shared with V2 REST)
-on modelshelf's HTTP/2 gRPC server, which runs calls on its event loop too (``grpc_batcher``;
-grpcio's server and ``GRPC_THREADS`` > 1 run them in threads, unbatched). Requests join only
-with the same path kind, method, feature names, columns and dtype. Everything else takes the
-unbatched path, unchanged.
+servers; and on modelshelf's HTTP/2 gRPC server, which runs calls on its event loop too, V2
+``ModelInfer`` calls of the same kind (``v2_pending``, shared with V2 REST) and Seldon ``Predict``
+calls of a numeric ``tensor`` or ``ndarray`` (``seldon_grpc_pending``), one ``grpc_batcher`` per
+gRPC worker (grpcio's server and ``GRPC_THREADS`` > 1 run calls in threads, unbatched).
+Requests join only with the same path kind, method, feature names, columns and dtype.
+Everything else takes the unbatched path, unchanged.
 
 Exactness: a joined call must give each request, bit for bit, the answer it gets alone. Tree
 ensembles do; a BLAS product may not (a 1-row and an n-row product can round differently). So

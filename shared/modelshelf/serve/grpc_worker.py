@@ -204,7 +204,7 @@ def add_seldon_services(
     from seldon_core.wrapper import SeldonModelGRPC
 
     servicer = GuardedSeldonServicer(SeldonModelGRPC(user_model, metrics))
-    if batcher is not None:
+    if batcher is not None and not hasattr(user_model, "predict_grpc"):  # seldon-core's own
         servicer.Predict = _batched_predict(servicer.Predict, user_model, metrics, batcher)
     names = ("Generic", "Model", "Router", "Transformer", "OutputTransformer", "Combiner", "Seldon")
     for name in names:
