@@ -127,8 +127,8 @@ def call_unary(
     handler: MethodHandler, message: bytes, context: CallContext
 ) -> tuple[bytes | None, int, str | None] | asyncio.Future:
     """Run one unary call: (answer bytes or None, status code, details), or the future of
-    them: a method may answer an ``asyncio.Future`` of that triple (V2 ``ModelInfer`` queued
-    for adaptive batching), which the server waits on."""
+    them: a method may answer an ``asyncio.Future`` of that triple (V2 ``ModelInfer`` or Seldon
+    ``Predict`` queued for adaptive batching), which the server waits on."""
     try:
         request = handler.deserialize(message) if handler.deserialize else message
     except Exception as exc:  # the client's bytes, not a server fault: no traceback per call

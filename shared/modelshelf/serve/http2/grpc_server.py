@@ -15,7 +15,10 @@ ending the stream -- or, for an error before any message, one trailers-only HEAD
 
 ``calls_at_once`` keeps ``GRPC_THREADS``'s meaning: with 1 (the default) handlers run inline,
 one at a time; with more, unary handlers run in a pool of that many threads. Streaming methods
-(only reflection's, here) always run in a thread of their own, fed by a queue.
+(only reflection's, here) always run in a thread of their own, fed by a queue. An inline handler
+may answer an ``asyncio.Future`` of its outcome instead (a call queued by adaptive batching,
+``serve.batching``, to join the next model call): its stream is answered when it resolves, and
+a stream reset meanwhile cancels it.
 """
 
 from __future__ import annotations
