@@ -48,8 +48,11 @@ def forest_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextlib.contextmanager
-def _serving(folder: Path, env: dict[str, str]) -> Iterator[Microservice]:
-    launch = dataclasses.replace(sklearn_launch(folder, MODEL, method="predict_proba"), grpc=True)
+def _serving(
+    folder: Path, env: dict[str, str], extra_args: tuple[str, ...] = ()
+) -> Iterator[Microservice]:
+    launch = sklearn_launch(folder, MODEL, method="predict_proba")
+    launch = dataclasses.replace(launch, grpc=True, extra_args=launch.extra_args + extra_args)
     with running(launch, [MODELSHELF], env=env) as (service,):
         yield service
 
@@ -189,7 +192,27 @@ def test_batching_off_with_batch_size_one(forest_dir: Path) -> None:
         calls += [_seldon_request(_rows(i, 1)) for i in range(8)]
         alone = _calls_one_by_one(service, calls)
         assert _calls_at_once(service, calls) == alone
-        assert _batch_sizes(service) == (0, 0)
+        # Sizes reach the metrics process once a second: none by then.
+        assert not _wait_for(lambda: _batch_sizes(service) != (0, 0), timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("env", "extra_args"),
+    [({"MODELSHELF_GRPC_SERVER": "grpcio"}, ()), ({}, ("--grpc-threads", "2"))],
+    ids=["grpcio", "grpc-threads-2"],
+)
+def test_servers_running_calls_in_threads_do_not_batch(
+    forest_dir: Path, env: dict[str, str], extra_args: tuple[str, ...]
+) -> None:
+    """grpcio's server and GRPC_THREADS > 1 run calls in threads: nothing joins (even with a
+    batch wait), and every answer is its own."""
+    with _serving(forest_dir, BATCHING_ENV | env, extra_args) as service:
+        calls = [(METHOD, _request(_rows(900 + i, 1))) for i in range(6)]
+        calls += [_seldon_request(_rows(910 + i, 1)) for i in range(6)]
+        alone = _calls_one_by_one(service, calls)
+        assert _calls_at_once(service, calls) == alone
+        # Sizes reach the metrics process once a second: none by then.
+        assert not _wait_for(lambda: _batch_sizes(service) != (0, 0), timeout=2)
 
 
 def test_calls_join_without_an_added_wait(forest_dir: Path) -> None:
