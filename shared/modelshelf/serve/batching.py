@@ -12,7 +12,11 @@ call (a larger request is served alone).
 What is batched: Seldon predictions (``data.ndarray`` of numbers, optional ``names``, nothing
 else in the body), V2 ``…/infer`` requests of one numeric tensor (``np`` codec) asking one
 method, and MLflow ``/invocations`` rows of numbers without ``params``, for modelshelf's own
-servers. Requests join only with the same path kind, method, feature names, columns and dtype.
+servers; and on modelshelf's HTTP/2 gRPC server, which runs calls on its event loop too, V2
+``ModelInfer`` calls of the same kind (``v2_pending``, shared with V2 REST) and Seldon ``Predict``
+calls of a numeric ``tensor`` or ``ndarray`` (``seldon_grpc_pending``), one ``grpc_batcher`` per
+gRPC worker (grpcio's server and ``GRPC_THREADS`` > 1 run calls in threads, unbatched).
+Requests join only with the same path kind, method, feature names, columns and dtype.
 Everything else takes the unbatched path, unchanged.
 
 Exactness: a joined call must give each request, bit for bit, the answer it gets alone. Tree
@@ -444,38 +448,130 @@ class RestBatching:
             plan = core.plan(request)
         except Exception as exc:  # answered here: the body is not parsed again
             return v2.error(exc, f"POST {path}")
-        if plan.params or len(plan.methods) != 1 or not batchable_rows(plan.X):
+        pending = v2_pending(
+            core,
+            request,
+            plan,
+            lambda response: v2.reply(response, request, binary),
+            lambda exc: v2.error(exc, path),
+        )
+        if pending is None:
             try:
                 return v2.reply(core.run_plan(request, plan), request, binary)
             except Exception as exc:
                 return v2.error(exc, f"POST {path}")
-        method = plan.methods[0]
-        names = plan.names
-
-        def run(X: np.ndarray) -> tuple[Any, Any]:
-            answer = core.call(X, names, method)
-            return answer.data, answer.output_names
-
-        def finish(rows: Any, output_names: Any, first: bool) -> Reply:
-            response = core.respond(request, {method: Answer(rows, output_names)})
-            return v2.reply(response, request, binary)
-
-        def fail(exc: Exception) -> Reply:  # as ``run_plan`` refuses it: the input named
-            if isinstance(exc, BadRequestError):
-                exc = core.named_input_error(request, exc) or exc
-            return v2.error(exc, path)
-
-        return Pending(
-            ("v2", method, tuple(names), plan.X.shape[1], plan.X.dtype.str),
-            plan.X,
-            run,
-            finish,
-            fail,
-            asyncio.get_running_loop().create_future(),
-        )
+        return pending
 
 
 _SELDON_KEYS = frozenset({"names", "ndarray"})
+
+
+def v2_pending(
+    core: Any,
+    request: Any,
+    plan: Any,
+    reply: Callable[[Any], Any],
+    error: Callable[[Exception], Any],
+) -> Pending | None:
+    """A planned V2 request (REST or gRPC) that may join others' model call, or ``None`` when
+    it does not qualify (parameters, more than one method, not one 2-D numeric array): the
+    caller runs it unbatched. ``reply(response)`` and ``error(exc)`` write the protocol's
+    answers; a refusal names the input as ``run_plan``'s does."""
+    if plan.params or len(plan.methods) != 1 or not batchable_rows(plan.X):
+        return None
+    method = plan.methods[0]
+    names = plan.names
+
+    def run(X: np.ndarray) -> tuple[Any, Any]:
+        answer = core.call(X, names, method)
+        return answer.data, answer.output_names
+
+    def finish(rows: Any, output_names: Any, first: bool) -> Any:
+        return reply(core.respond(request, {method: Answer(rows, output_names)}))
+
+    def fail(exc: Exception) -> Any:
+        if isinstance(exc, BadRequestError):
+            exc = core.named_input_error(request, exc) or exc
+        return error(exc)
+
+    return Pending(
+        ("v2", method, tuple(names), plan.X.shape[1], plan.X.dtype.str),
+        plan.X,
+        run,
+        finish,
+        fail,
+        asyncio.get_running_loop().create_future(),
+    )
+
+
+def seldon_grpc_pending(
+    user_model: Any,
+    seldon_metrics: Any,
+    request: Any,
+    fail: Callable[[Exception], Any],
+) -> Pending | None:
+    """A Seldon-protocol gRPC ``Predict`` (a ``SeldonMessage``) that may join others' model
+    call: ``data`` as a ``tensor`` or an ``ndarray`` of numbers, no ``meta``; else ``None``
+    (seldon-core's path answers it). Each answer is seldon-core's own ``construct_response``
+    for the request's rows; custom metrics go with the first request of a joined call, as on
+    REST."""
+    from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
+    from seldon_core.user_model import client_custom_metrics, client_predict
+    from seldon_core.utils import construct_response, extract_request_parts
+
+    if request.WhichOneof("data_oneof") != "data" or request.HasField("meta"):
+        return None
+    if request.data.WhichOneof("data_oneof") not in _SELDON_GRPC_DATA:
+        return None
+    try:
+        X, meta, datadef, _ = extract_request_parts(request)
+    except Exception:
+        return None  # seldon-core's path answers (or refuses) it
+    if not batchable_rows(X):
+        return None
+    names = list(datadef.names)
+
+    def run(rows: np.ndarray) -> tuple[Any, Any]:
+        answer = client_predict(user_model, rows, names, meta=meta)
+        metrics = client_custom_metrics(
+            user_model, seldon_metrics, PREDICT_METRIC_METHOD_TAG, answer.metrics
+        )
+        return answer.data, (metrics, answer.tags)
+
+    def finish(rows: Any, context: Any, first: bool) -> Any:
+        metrics, tags = context
+        response = construct_response(
+            user_model, False, request, rows, meta, metrics if first else [], tags
+        )
+        return response.SerializeToString(), 0, None
+
+    return Pending(
+        ("seldon-grpc", tuple(names), X.shape[1], X.dtype.str),
+        X,
+        run,
+        finish,
+        fail,
+        asyncio.get_running_loop().create_future(),
+    )
+
+
+_SELDON_GRPC_DATA = frozenset({"tensor", "ndarray"})
+
+
+def grpc_batcher(user_model: Any, metrics: Any) -> Batcher | None:
+    """The batcher of a gRPC worker (V2 ``ModelInfer`` and Seldon ``Predict`` share it), or
+    ``None``: off (``MODELSHELF_MAX_BATCH_SIZE=1``), or a class that is not one of modelshelf's
+    servers (as ``rest_batching`` judges). Only modelshelf's HTTP/2 server with one call at a
+    time asks (``grpc_worker``): the batcher runs on its event loop."""
+    from modelshelf.serve.protocol import _has_own_predict_raw
+    from modelshelf.server import ModelServer
+
+    settings = BatchSettings.from_environment()
+    if settings.max_rows <= 1 or not isinstance(user_model, ModelServer):
+        return None
+    if _has_own_predict_raw(user_model):
+        return None
+    return Batcher(settings, batch_size_reporter(metrics))
 
 
 def rest_batching(app: Any, protocols: Any) -> RestBatching | None:

@@ -14,6 +14,7 @@ version), UNAVAILABLE (not ready), INTERNAL (the model failed).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -22,10 +23,12 @@ from google.protobuf.message import DecodeError
 
 from modelshelf.errors import BadRequestError
 from modelshelf.serve import inference
+from modelshelf.serve.batching import Batcher, v2_pending
 from modelshelf.serve.grpc_worker import status_code_of
 from modelshelf.serve.inference import (
     InferenceCore,
     InferenceRequest,
+    InferenceResponse,
     RequestedOutput,
     Tensor,
 )
@@ -51,14 +54,23 @@ CONTENTS_FIELDS = {
     "BYTES": "bytes_contents",
 }
 SERVICE_NAME = "inference.GRPCInferenceService"
+#: A unary call's outcome: (answer bytes or None, status code, details).
+CallResult = tuple[bytes | None, int, str | None]
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """The V2 gRPC service of one loaded model (``core``); method names are the protocol's."""
 
-    def __init__(self, core: InferenceCore, extensions: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        core: InferenceCore,
+        extensions: tuple[str, ...] = (),
+        batcher: Batcher | None = None,
+    ) -> None:
         self.core = core
         self.extensions = extensions
+        #: Adaptive batching of ``ModelInfer`` (modelshelf's HTTP/2 server, one call at a time).
+        self.batcher = batcher
 
     def ServerLive(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         return pb.ServerLiveResponse(live=True)
@@ -93,9 +105,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             outputs=[_tensor_metadata(spec) for spec in found.get("outputs") or []],
         )
 
-    def ModelInfer(self, data: bytes, context: grpc.ServicerContext) -> bytes:  # noqa: N802
+    def ModelInfer(  # noqa: N802
+        self, data: bytes, context: grpc.ServicerContext
+    ) -> bytes | asyncio.Future:
         """Bytes in, bytes out: a request ``wire`` reads (raw or packed typed contents) is read
-        there, any other by the generated classes; the answer is always written by ``wire``."""
+        there, any other by the generated classes; the answer is always written by ``wire``.
+
+        With a batcher that is not idle (a model call just ran or requests are queued), the
+        answer is the future of the call's (answer, status code, details): modelshelf's HTTP/2
+        server answers the stream once it resolves (``batching`` joins the request with the
+        others read in the same loop pass)."""
+        batcher = self.batcher
         try:
             raw = wire.read_request(data)
             if raw is None:
@@ -107,22 +127,41 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 request = build_request(
                     raw.inputs, raw.raw_input_contents, raw.outputs, raw.id, raw.parameters
                 )
-            return wire.write_response(self.core.infer(request))
+            if batcher is None or not batcher.enabled:
+                return wire.write_response(self.core.infer(request))
+            if batcher.idle():
+                try:
+                    return wire.write_response(self.core.infer(request))
+                finally:
+                    batcher.served_alone()
+            return self._queued(request, batcher)
         except Exception as exc:
             _abort(context, exc)
         raise AssertionError("unreachable: abort raises")
+
+    def _queued(self, request: InferenceRequest, batcher: Batcher) -> bytes | asyncio.Future:
+        """The future of ``request``'s answer, queued to join the next model call when it
+        qualifies (as V2 REST requests do); else its answer now."""
+        core = self.core
+        plan = core.plan(request)
+        pending = v2_pending(core, request, plan, _answered, _failed)
+        if pending is None:
+            return wire.write_response(core.run_plan(request, plan))
+        return batcher.enqueue(pending)
 
     def _check_model(self, name: str, version: str) -> None:
         """NOT_FOUND for another model or version; a model not ready yet is still this one."""
         self.core.check(name, version or None, ready=False)  # ModelReady says; metadata known
 
 
-def add_inference_service(server: Any, core: InferenceCore) -> None:
+def add_inference_service(server: Any, core: InferenceCore, batcher: Batcher | None = None) -> None:
     """Register the V2 service on ``server`` (beside seldon-core's, before it starts).
 
     ModelInfer takes and answers bytes (``wire``); the other methods use the generated classes.
+    ``batcher``: adaptive batching of ModelInfer, only for a server that answers a future
+    (modelshelf's HTTP/2 server, one call at a time).
     """
-    servicer = InferenceServicer(core)
+    servicer = InferenceServicer(core, batcher=batcher)
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
             getattr(servicer, name),
@@ -239,7 +278,23 @@ def _tensor_metadata(spec: dict[str, Any]) -> Any:
 
 def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
     """End the call with the status code of ``exc`` and its message (never a traceback)."""
+    code, details = _status(exc)
+    context.abort(code, details)
+
+
+def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
     code = status_code_of(inference.status_of(exc))
     if code is grpc.StatusCode.INTERNAL:
-        logger.exception("V2 gRPC request failed")
-    context.abort(code, inference.message_of(exc))
+        logger.error("V2 gRPC request failed", exc_info=exc)
+    return code, inference.message_of(exc)
+
+
+def _answered(response: InferenceResponse) -> CallResult:
+    """A queued call's answer, as ``http2.calls.call_unary`` gives one."""
+    return wire.write_response(response), 0, None
+
+
+def _failed(exc: Exception) -> CallResult:
+    """A queued call's error: the status ``_abort`` ends an inline call with."""
+    code, details = _status(exc)
+    return None, code.value[0], details

@@ -36,6 +36,7 @@ V2 gRPC requests, 4 connections: 2 threads ~800 calls/s at ~1,000 µs of CPU per
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -93,10 +94,17 @@ def run_grpc_worker(
         from modelshelf.serve.http2.grpc_server import GrpcServer
 
         server = GrpcServer(calls_at_once, max_message_bytes(annotations))
-    services = add_seldon_services(server, user_model, metrics)
+    # Adaptive batching needs the calls on one event loop: our server, one call at a time
+    # (grpcio's server and GRPC_THREADS > 1 run calls in threads).
+    batcher = None
+    if kind == "http2" and calls_at_once == 1 and args.service_type == "MODEL":
+        from modelshelf.serve.batching import grpc_batcher
+
+        batcher = grpc_batcher(user_model, metrics)
+    services = add_seldon_services(server, user_model, metrics, batcher)
     share_cores_with_rest(user_model, args)
     load_user_model(user_model)
-    if args.service_type == "MODEL" and _add_v2_service(server, user_model, metrics, args):
+    if args.service_type == "MODEL" and _add_v2_service(server, user_model, metrics, args, batcher):
         from modelshelf.serve.grpc_v2 import SERVICE_NAME
 
         services.append(SERVICE_NAME)
@@ -186,13 +194,18 @@ def build_grpc_server(annotations: dict[str, str], calls_at_once: int) -> grpc.S
     return grpc.server(pool, options=options, interceptors=[CallsAtOnce(calls_at_once)])
 
 
-def add_seldon_services(server: Any, user_model: Any, metrics: SeldonMetrics) -> list[str]:
+def add_seldon_services(
+    server: Any, user_model: Any, metrics: SeldonMetrics, batcher: Any = None
+) -> list[str]:
     """seldon-core's servicer under every service name it answers, on ``server`` (grpcio's or
-    ours: both take grpcio's registration calls); the names, for reflection."""
+    ours: both take grpcio's registration calls); the names, for reflection. ``batcher``:
+    adaptive batching of ``Predict`` (modelshelf's HTTP/2 server, one call at a time)."""
     from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
     from seldon_core.wrapper import SeldonModelGRPC
 
     servicer = GuardedSeldonServicer(SeldonModelGRPC(user_model, metrics))
+    if batcher is not None and not hasattr(user_model, "predict_grpc"):  # seldon-core's own
+        servicer.Predict = _batched_predict(servicer.Predict, user_model, metrics, batcher)
     names = ("Generic", "Model", "Router", "Transformer", "OutputTransformer", "Combiner", "Seldon")
     for name in names:
         getattr(prediction_pb2_grpc, f"add_{name}Servicer_to_server")(servicer, server)
@@ -227,6 +240,35 @@ class GuardedSeldonServicer:
 
         setattr(self, name, guarded)  # looked up once, when the services are registered
         return guarded
+
+
+def _batched_predict(guarded: Any, user_model: Any, metrics: SeldonMetrics, batcher: Any) -> Any:
+    """``Predict`` that joins others' model call while the batcher is busy (a future of the
+    call's outcome for our HTTP/2 server); idle, or a request that does not qualify, is
+    seldon-core's call as before."""
+    from modelshelf.serve.batching import seldon_grpc_pending
+    from modelshelf.serve.http2.calls import CallAbortedError
+
+    def predict(request: Any, context: Any) -> Any:
+        if not batcher.enabled:
+            return guarded(request, context)
+        if batcher.idle():
+            try:
+                return guarded(request, context)
+            finally:
+                batcher.served_alone()
+
+        def fail(exc: Exception) -> tuple[None, int, str | None]:
+            with contextlib.suppress(CallAbortedError):  # it sets the code, then raises
+                _abort_seldon_call(context, "Predict", request, exc)
+            return None, context.code.value[0], context.details
+
+        pending = seldon_grpc_pending(user_model, metrics, request, fail)
+        if pending is None:
+            return guarded(request, context)
+        return batcher.enqueue(pending)
+
+    return predict
 
 
 #: HTTP status of an error (``inference.status_of``) → the gRPC status code that both
@@ -356,7 +398,11 @@ def _limited_call(call: Any, permits: Any) -> Any:
 
 
 def _add_v2_service(
-    server: Any, user_model: Any, metrics: SeldonMetrics, args: argparse.Namespace
+    server: Any,
+    user_model: Any,
+    metrics: SeldonMetrics,
+    args: argparse.Namespace,
+    batcher: Any = None,
 ) -> bool:
     """The V2 service beside Seldon's, unless the process cannot hold its stubs.
 
@@ -377,5 +423,5 @@ def _add_v2_service(
     from modelshelf.serve.inference import InferenceCore
 
     core = InferenceCore(user_model, args.model_name, seldon_metrics=metrics)
-    add_inference_service(server, core)
+    add_inference_service(server, core, batcher)
     return True

@@ -8,6 +8,7 @@ application: ...", unless the method set a code first).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import queue
@@ -124,8 +125,10 @@ class RequestsEnd:
 
 def call_unary(
     handler: MethodHandler, message: bytes, context: CallContext
-) -> tuple[bytes | None, int, str | None]:
-    """Run one unary call: (answer bytes or None, status code, details)."""
+) -> tuple[bytes | None, int, str | None] | asyncio.Future:
+    """Run one unary call: (answer bytes or None, status code, details), or the future of
+    them: a method may answer an ``asyncio.Future`` of that triple (V2 ``ModelInfer`` or Seldon
+    ``Predict`` queued for adaptive batching), which the server waits on."""
     try:
         request = handler.deserialize(message) if handler.deserialize else message
     except Exception as exc:  # the client's bytes, not a server fault: no traceback per call
@@ -137,6 +140,8 @@ def call_unary(
         )
     try:
         response = handler.call(request, context)
+        if isinstance(response, asyncio.Future):
+            return response
         payload = handler.serialize(response) if handler.serialize else response
     except CallAbortedError:
         return None, context.code.value[0], context.details

@@ -15,7 +15,10 @@ ending the stream -- or, for an error before any message, one trailers-only HEAD
 
 ``calls_at_once`` keeps ``GRPC_THREADS``'s meaning: with 1 (the default) handlers run inline,
 one at a time; with more, unary handlers run in a pool of that many threads. Streaming methods
-(only reflection's, here) always run in a thread of their own, fed by a queue.
+(only reflection's, here) always run in a thread of their own, fed by a queue. An inline handler
+may answer an ``asyncio.Future`` of its outcome instead (a call queued by adaptive batching,
+``serve.batching``, to join the next model call): its stream is answered when it resolves, and
+a stream reset meanwhile cancels it.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ class _Stream:
         "answered",
         "body",
         "context",
+        "due",
         "encoding",
         "handler",
         "held",
@@ -126,6 +130,7 @@ class _Stream:
         self.answered = False  # the call has ended on this side (answer queued or sent)
         self.requests: queue.SimpleQueue | None = None  # streaming calls: messages in
         self.context: CallContext | None = None
+        self.due: asyncio.Future | None = None  # a unary call's answer to come (batching)
         self.started = False  # the leading HEADERS are sent
         self.encoding = b"identity"  # grpc-encoding of the client's messages
 
@@ -615,13 +620,36 @@ class GrpcConnection(asyncio.Protocol):
         if handler.response_streaming:
             self._run_streaming(stream, message)
         elif self.server.pool is None:
-            self._answer(stream, *call_unary(handler, message, stream.context))
+            result = call_unary(handler, message, stream.context)
+            if type(result) is tuple:
+                self._answer(stream, *result)
+            else:  # queued to join a model call (adaptive batching): answered when it resolves
+                stream.due = result
+                result.add_done_callback(lambda done: self._answer_due(stream, done))
         else:
             done = self.server.pool.submit(call_unary, handler, message, stream.context)
             loop = self.server.loop
             done.add_done_callback(
                 lambda result: loop.call_soon_threadsafe(self._answer_later, stream, result)
             )
+
+    def _answer_due(self, stream: _Stream, result: asyncio.Future) -> None:
+        """A queued call's answer, unless its stream was reset or closed meanwhile (then the
+        future was cancelled: the batch left the request out)."""
+        stream.due = None
+        if result.cancelled() or self._streams.get(stream.id) is not stream or self.closed:
+            return
+        if result.exception() is not None:
+            exc = result.exception()
+            logger.error("gRPC call failed", exc_info=exc)
+            self._answer(
+                stream,
+                None,
+                grpc.StatusCode.UNKNOWN.value[0],
+                f"Exception calling application: {exc}",
+            )
+            return
+        self._answer(stream, *result.result())
 
     def _answer_later(self, stream: _Stream, result: futures.Future) -> None:
         if not result.cancelled() and self._streams.get(stream.id) is stream:
@@ -778,6 +806,9 @@ class GrpcConnection(asyncio.Protocol):
             self._released = 0
 
     def _cancel(self, stream: _Stream) -> None:
+        if stream.due is not None:  # queued for a model call: the batch leaves it out
+            stream.due.cancel()
+            stream.due = None
         if stream.held:
             self._release(stream.held)
             stream.held = 0

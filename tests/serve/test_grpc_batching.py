@@ -1,0 +1,348 @@
+"""Adaptive batching of V2 gRPC ``ModelInfer`` on ``modelshelf serve``'s own HTTP/2 server:
+concurrent calls from real gRPC clients (each on its own connection) against a serving process,
+each answer byte-equal to the one the call gets alone.
+
+Requests are built with tritonclient's messages (an independent copy of the protocol's
+``.proto``); the answers are compared as the bytes the server sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import joblib
+import numpy as np
+import pytest
+from frontends import MODELSHELF, running, sklearn_launch
+from sklearn.ensemble import RandomForestClassifier
+from tritonclient.grpc import service_pb2
+
+from microservice import Microservice
+
+# A wait long enough that calls sent at once join on a loaded machine.
+BATCHING_ENV = {"MODELSHELF_MAX_BATCH_TIME_MS": "200", "MODELSHELF_MAX_BATCH_SIZE": "64"}
+METHOD = "/inference.GRPCInferenceService/ModelInfer"
+MODEL = "forest"
+#: Each channel its own connection (grpc shares one between alike channels by default).
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+
+Outcome = tuple[str, bytes | str]  # ("ok", answer bytes) or (status code name, details)
+
+
+@pytest.fixture(scope="module")
+def forest_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(300, 4))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int) + (X[:, 3] > 1).astype(int)
+    model = RandomForestClassifier(n_estimators=25, random_state=0).fit(X, y)
+    folder = tmp_path_factory.mktemp("forest")
+    joblib.dump(model, folder / "model.joblib")
+    return folder
+
+
+@contextlib.contextmanager
+def _serving(
+    folder: Path, env: dict[str, str], extra_args: tuple[str, ...] = ()
+) -> Iterator[Microservice]:
+    launch = sklearn_launch(folder, MODEL, method="predict_proba")
+    launch = dataclasses.replace(launch, grpc=True, extra_args=launch.extra_args + extra_args)
+    with running(launch, [MODELSHELF], env=env) as (service,):
+        yield service
+
+
+@pytest.fixture(scope="module")
+def server(forest_dir: Path) -> Iterator[Microservice]:
+    with _serving(forest_dir, BATCHING_ENV) as service:
+        yield service
+
+
+def _rows(seed: int, count: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(count, 4)).round(6)
+
+
+def _request(rows: np.ndarray, datatype: str = "FP64", name: str = "x") -> bytes:
+    """A raw-contents ModelInferRequest of ``rows`` as ``datatype``."""
+    dtype = {"FP64": "<f8", "FP32": "<f4", "INT64": "<i8", "INT32": "<i4"}[datatype]
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    tensor = request.inputs.add(name=name, datatype=datatype)
+    tensor.shape.extend(rows.shape)
+    request.raw_input_contents.append(np.ascontiguousarray(rows, dtype=dtype).tobytes())
+    return request.SerializeToString()
+
+
+def _call(channel: grpc.Channel, request: bytes) -> Outcome:
+    infer = channel.unary_unary(METHOD)  # bytes in, bytes out: the answer as the server sent it
+    try:
+        return "ok", infer(request, timeout=60)
+    except grpc.RpcError as exc:
+        return exc.code().name, exc.details()
+
+
+def _one_by_one(service: Microservice, requests: list[bytes]) -> list[Outcome]:
+    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        return [_call(channel, request) for request in requests]
+
+
+def _at_once(service: Microservice, requests: list[bytes]) -> list[Outcome]:
+    """Every request from its own channel (connection) and thread, released together."""
+    barrier = threading.Barrier(len(requests))
+    found: list[Outcome | None] = [None] * len(requests)
+
+    def send(index: int) -> None:
+        address = f"127.0.0.1:{service.grpc_port}"
+        with grpc.insecure_channel(address, options=OWN_CONNECTION) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            barrier.wait()
+            found[index] = _call(channel, requests[index])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(outcome is not None for outcome in found)
+    return found  # type: ignore[return-value]
+
+
+def _batch_sizes(service: Microservice) -> tuple[float, float]:
+    """(sum, count) of ``modelshelf_batch_size`` over every worker."""
+    text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics").text
+    total = sum(
+        float(v) for v in re.findall(r"^modelshelf_batch_size_sum\{.*\} (\S+)$", text, re.M)
+    )
+    count = sum(
+        float(v) for v in re.findall(r"^modelshelf_batch_size_count\{.*\} (\S+)$", text, re.M)
+    )
+    return total, count
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10) -> bool:
+    event = threading.Event()
+    for _ in range(int(timeout * 10)):
+        if condition():
+            return True
+        event.wait(0.1)
+    return condition()
+
+
+def test_concurrent_calls_join_and_answer_as_alone(server: Microservice) -> None:
+    requests = [_request(_rows(i, 1 + i % 3)) for i in range(12)]
+    alone = _one_by_one(server, requests)
+    assert [kind for kind, _ in alone] == ["ok"] * len(requests), alone
+    before_sum, before_count = _batch_sizes(server)
+    for _ in range(3):  # past the first joined calls, which are also checked one by one
+        assert _at_once(server, requests) == alone
+    assert _wait_for(lambda: _batch_sizes(server)[1] > before_count)
+    total, count = _batch_sizes(server)  # joined calls only: two requests or more each
+    assert (total - before_sum) >= 2 * (count - before_count) > 0, (total, count)
+
+
+def test_calls_on_one_connection_join_and_answer_as_alone(server: Microservice) -> None:
+    """Many calls in flight on one HTTP/2 connection: the queued streams are answered on it,
+    each with its own answer."""
+    requests = [_request(_rows(700 + i, 1 + i % 2)) for i in range(24)]
+    alone = _one_by_one(server, requests)
+    before = _batch_sizes(server)[1]
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        infer = channel.unary_unary(METHOD)
+        for _ in range(3):
+            calls = [infer.future(request, timeout=60) for request in requests]
+            assert [("ok", call.result()) for call in calls] == alone
+    assert _wait_for(lambda: _batch_sizes(server)[1] > before)
+
+
+def test_a_bad_call_fails_alone(server: Microservice) -> None:
+    """float32 cannot hold 1e300: scikit-learn refuses the row. That call gets its own
+    INVALID_ARGUMENT (naming the input, as an unqueued call's does); the others their answers."""
+    good = [_request(_rows(300 + i, 2)) for i in range(7)]
+    bad = _request(np.array([[1e300, 0.0, 0.0, 0.0]]))
+    requests = [*good[:3], bad, *good[3:]]
+    alone = _one_by_one(server, requests)
+    code, details = alone[3]
+    assert code == "INVALID_ARGUMENT", alone[3]
+    assert str(details).startswith("input 'x' (FP64, shape [1, 4]): "), details
+    for _ in range(2):
+        assert _at_once(server, requests) == alone
+
+
+def test_other_names_and_datatypes_are_not_mixed(server: Microservice) -> None:
+    """The same model asked with FP64, FP32 and INT64 tensors under two names: each call's
+    answer (its output's datatype follows the request's) equals its own."""
+    requests = []
+    for i in range(3):
+        requests.append(_request(_rows(400 + i, 1)))
+        requests.append(_request(_rows(410 + i, 2), "FP32", "input-0"))
+        requests.append(_request(np.array([[i, 1, 0, 2]]), "INT64"))
+    alone = _one_by_one(server, requests)
+    assert [kind for kind, _ in alone] == ["ok"] * len(requests), alone
+    for _ in range(2):
+        assert _at_once(server, requests) == alone
+
+
+def test_batching_off_with_batch_size_one(forest_dir: Path) -> None:
+    with _serving(forest_dir, {"MODELSHELF_MAX_BATCH_SIZE": "1"}) as service:
+        calls = [(METHOD, _request(_rows(i, 1))) for i in range(8)]
+        calls += [_seldon_request(_rows(i, 1)) for i in range(8)]
+        alone = _calls_one_by_one(service, calls)
+        assert _calls_at_once(service, calls) == alone
+        # Sizes reach the metrics process once a second: none by then.
+        assert not _wait_for(lambda: _batch_sizes(service) != (0, 0), timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("env", "extra_args"),
+    [({"MODELSHELF_GRPC_SERVER": "grpcio"}, ()), ({}, ("--grpc-threads", "2"))],
+    ids=["grpcio", "grpc-threads-2"],
+)
+def test_servers_running_calls_in_threads_do_not_batch(
+    forest_dir: Path, env: dict[str, str], extra_args: tuple[str, ...]
+) -> None:
+    """grpcio's server and GRPC_THREADS > 1 run calls in threads: nothing joins (even with a
+    batch wait), and every answer is its own."""
+    with _serving(forest_dir, BATCHING_ENV | env, extra_args) as service:
+        calls = [(METHOD, _request(_rows(900 + i, 1))) for i in range(6)]
+        calls += [_seldon_request(_rows(910 + i, 1)) for i in range(6)]
+        alone = _calls_one_by_one(service, calls)
+        assert _calls_at_once(service, calls) == alone
+        # Sizes reach the metrics process once a second: none by then.
+        assert not _wait_for(lambda: _batch_sizes(service) != (0, 0), timeout=2)
+
+
+def test_calls_join_without_an_added_wait(forest_dir: Path) -> None:
+    """Default settings: calls that arrive while the model works join, and every answer is
+    still its own."""
+    with _serving(forest_dir, {}) as service:
+        requests = [_request(_rows(500 + i, 1 + i % 2)) for i in range(8)]
+        alone = _one_by_one(service, requests)
+        for _ in range(5):
+            assert _at_once(service, requests * 2) == alone * 2
+        assert _wait_for(lambda: _batch_sizes(service)[1] > 0)
+
+
+def test_a_call_reset_while_queued_leaves_the_server_serving(forest_dir: Path) -> None:
+    """A client whose deadline passes while its call waits for others (a 1.5 s batch wait)
+    resets the stream: the batch leaves the call out, and the next calls are answered."""
+    with _serving(forest_dir, {"MODELSHELF_MAX_BATCH_TIME_MS": "1500"}) as service:
+        request = _request(_rows(600, 1))
+        with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+            infer = channel.unary_unary(METHOD)
+            with pytest.raises(grpc.RpcError) as raised:
+                infer(request, timeout=0.3)
+            assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert _call(channel, request)[0] == "ok"
+        assert _at_once(service, [request] * 4) == [_call_alone(service, request)] * 4
+        assert "Traceback" not in service.log()
+
+
+def _call_alone(service: Microservice, request: bytes) -> Outcome:
+    return _one_by_one(service, [request])[0]
+
+
+# ------------------------------------------------------------------ Seldon-protocol Predict
+
+SELDON_METHOD = "/seldon.protos.Model/Predict"
+
+
+def _seldon_request(rows: np.ndarray, kind: str = "tensor") -> tuple[str, bytes]:
+    from seldon_core.proto import prediction_pb2
+
+    message = prediction_pb2.SeldonMessage()
+    if kind == "tensor":
+        message.data.tensor.shape.extend(rows.shape)
+        message.data.tensor.values.extend(rows.ravel().tolist())
+    else:
+        message.data.ndarray.extend(rows.tolist())
+    return SELDON_METHOD, message.SerializeToString()
+
+
+def _without_metrics(method: str, outcome: Outcome) -> Outcome:
+    """A Seldon answer (V2's as it is) without the ``meta.metrics`` it carries when
+    modelshelf's own counters are due (by time, not by request)."""
+    from seldon_core.proto import prediction_pb2
+
+    kind, answer = outcome
+    if kind != "ok" or method != SELDON_METHOD:
+        return outcome
+    message = prediction_pb2.SeldonMessage.FromString(answer)
+    del message.meta.metrics[:]
+    return kind, message.SerializeToString(deterministic=True)
+
+
+def _calls_at_once(service: Microservice, calls: list[tuple[str, bytes]]) -> list[Outcome]:
+    barrier = threading.Barrier(len(calls))
+    found: list[Outcome | None] = [None] * len(calls)
+
+    def send(index: int) -> None:
+        method, request = calls[index]
+        address = f"127.0.0.1:{service.grpc_port}"
+        with grpc.insecure_channel(address, options=OWN_CONNECTION) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            barrier.wait()
+            try:
+                found[index] = "ok", channel.unary_unary(method)(request, timeout=60)
+            except grpc.RpcError as exc:
+                found[index] = exc.code().name, exc.details()
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [
+        _without_metrics(method, outcome)  # type: ignore[arg-type]
+        for (method, _), outcome in zip(calls, found, strict=True)
+    ]
+
+
+def _calls_one_by_one(service: Microservice, calls: list[tuple[str, bytes]]) -> list[Outcome]:
+    found = []
+    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        for method, request in calls:
+            try:
+                found.append(("ok", channel.unary_unary(method)(request, timeout=60)))
+            except grpc.RpcError as exc:
+                found.append((exc.code().name, exc.details()))
+    return [
+        _without_metrics(method, outcome) for (method, _), outcome in zip(calls, found, strict=True)
+    ]
+
+
+def test_seldon_predict_calls_join_and_answer_as_alone(server: Microservice) -> None:
+    """Seldon ``Predict`` calls (tensor and ndarray data) join; every answer is its own."""
+    calls = [_seldon_request(_rows(800 + i, 1 + i % 2)) for i in range(6)]
+    calls += [_seldon_request(_rows(810 + i, 1), "ndarray") for i in range(6)]
+    alone = _calls_one_by_one(server, calls)
+    assert [kind for kind, _ in alone] == ["ok"] * len(calls)
+    before_sum, before_count = _batch_sizes(server)
+    for _ in range(3):
+        assert _calls_at_once(server, calls) == alone
+    assert _wait_for(lambda: _batch_sizes(server)[1] > before_count)
+    total, count = _batch_sizes(server)
+    assert (total - before_sum) >= 2 * (count - before_count) > 0, (total, count)
+
+
+def test_a_bad_seldon_predict_call_fails_alone(server: Microservice) -> None:
+    calls = [_seldon_request(_rows(850 + i, 2)) for i in range(6)]
+    calls.insert(2, _seldon_request(np.array([[1e300, 0.0, 0.0, 0.0]])))
+    alone = _calls_one_by_one(server, calls)
+    assert [kind for kind, _ in alone] == ["ok"] * 2 + ["INVALID_ARGUMENT"] + ["ok"] * 4
+    for _ in range(2):
+        assert _calls_at_once(server, calls) == alone
+
+
+def test_seldon_and_v2_calls_at_once_join_only_their_own_kind(server: Microservice) -> None:
+    calls = []
+    for i in range(6):
+        calls.append(_seldon_request(_rows(830 + i, 1)))
+        calls.append((METHOD, _request(_rows(830 + i, 1))))  # the same rows
+    alone = _calls_one_by_one(server, calls)
+    assert [kind for kind, _ in alone] == ["ok"] * len(calls)
+    for _ in range(2):
+        assert _calls_at_once(server, calls) == alone
