@@ -57,6 +57,14 @@ def predicted(answer: prediction_pb2.SeldonMessage) -> list[list[float]]:
             "data.tensor.shape [-1, 4] cannot be read over gRPC: a -1 is not a size here",
         ),
         ({"data": {}}, "data has no values: expected one of tensor, ndarray, tftensor"),
+        (  # doubles the model refuses, not text (JSON writes them as "NaN", "Infinity")
+            {"data": {"tensor": {"shape": [1, 4], "values": [1, 2, "NaN", 4]}}},
+            "Input X contains NaN",
+        ),
+        (
+            {"data": {"tensor": {"shape": [1, 4], "values": [1, 2, "-Infinity", 4]}}},
+            "Input X contains infinity",
+        ),
         ({"data": {"ndarray": [1, 2, 3, 4]}}, "expected rows: the input is a flat list"),
         ({"strData": "hello"}, "the input must be an array of rows of numbers"),
         ({"data": {"ndarray": [[1, 2, 3, 4], [1]]}}, "expected rows of equal length"),

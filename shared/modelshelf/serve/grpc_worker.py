@@ -334,8 +334,14 @@ def _refusal(method: str, request: Any) -> str | None:
     }.get(method)
     if check is None:  # metadata: no payload of the client's to blame
         return None
+    body = MessageToDict(request)
+    tensor = body.get("data", {}).get("tensor") if check is check_message else None
+    if tensor is not None and "values" in tensor:
+        # JSON writes a non-finite double as a string ("NaN", "Infinity"): the checks would
+        # call it text; the tensor holds doubles, and the model's refusal of them stands.
+        tensor["values"] = list(request.data.tensor.values)
     try:
-        check(MessageToDict(request))
+        check(body)
     except BadRequestError as refused:
         return refused.message
     except Exception:  # a message the checks cannot read: the call's own error stands
