@@ -7,7 +7,7 @@ import json
 import pytest
 
 from modelshelf.errors import ConfigurationError, ModelLoadError, StorageError
-from modelshelf.redaction import credential_values, redact_text, redact_uri
+from modelshelf.redaction import credential_values, redact_parameters, redact_text, redact_uri
 
 SIGNED = (
     "https://reader:pa55word@bucket.s3.amazonaws.com:8443/models/iris/model.joblib"
@@ -51,6 +51,19 @@ def test_urls_and_secret_parameters_inside_text():
         assert secret not in shown
     assert shown.endswith("GET /b/k?X-Goog-Signature=<redacted>&x=1.")
     assert '"value": "https://<redacted>@bucket.s3.amazonaws.com:8443/models' in shown
+
+
+def test_a_query_strings_secret_values_are_hidden_whole():
+    """A request's query (the access log): a secret parameter's whole value, quotes included,
+    also under a prefixed or percent-encoded name; every other pair as sent."""
+    query = (
+        "x=1&password=pa's&token=t0k&auth_token=a\"b&client_secret=cs1&tok%65n=enc&id_token="
+        "&max_tokens=5&n=json"
+    )
+    assert redact_parameters(query) == (
+        "x=1&password=<redacted>&token=<redacted>&auth_token=<redacted>"
+        "&client_secret=<redacted>&tok%65n=<redacted>&id_token=&max_tokens=5&n=json"
+    )
 
 
 def test_values_of_credential_variables_are_hidden_wherever_they_appear():

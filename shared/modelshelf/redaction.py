@@ -15,7 +15,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 __all__ = ["MARK", "credential_values", "redact_parameters", "redact_text", "redact_uri"]
 
@@ -23,11 +23,16 @@ MARK = "<redacted>"
 
 # A URL in text; a value already redacted stays part of it (redacting twice changes nothing).
 _URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://(?:<redacted>|[^\s'\"<>`])+")
-# "name=value" pairs that are secrets wherever they appear (a path+query a library logs).
-_SECRET_PARAMETER = re.compile(
-    r"(?i)\b((?:X-Amz|X-Goog)-(?:Signature|Credential|Security-Token)|sig|signature|"
-    r"access_token|token|sas|password|secret|api[_-]?key)=([^&\s'\"<>]+)"
+# The names of query parameters whose values are secrets.
+_SECRET_NAMES = (
+    r"(?:X-Amz|X-Goog)-(?:Signature|Credential|Security-Token)|sig|signature|"
+    r"access_token|token|sas|password|secret|api[_-]?key"
 )
+# "name=value" pairs that are secrets wherever they appear (a path+query a library logs).
+_SECRET_PARAMETER = re.compile(rf"(?i)\b({_SECRET_NAMES})=([^&\s'\"<>]+)")
+# A query parameter's whole (decoded) name: one of those, alone or after a prefix (auth_token,
+# id_token, client_secret).
+_SECRET_QUERY_NAME = re.compile(rf"(?i)(?:[A-Za-z0-9.]*[_-])?(?:{_SECRET_NAMES})")
 # Environment variables whose values are secrets (matched on the upper-cased name).
 _SECRET_VARIABLE = re.compile(
     r"SECRET|TOKEN|PASSWORD|PASSWD|_PASS$|CREDENTIALS$|PRIVATE_KEY|ACCOUNT_KEY|"
@@ -83,15 +88,21 @@ def redact_text(
     if values is None:
         values = credential_values(environ)
     text = _URL_IN_TEXT.sub(lambda match: _redact_url_match(match.group(0), values), text)
-    return _redact_values(redact_parameters(text), values)
+    return _redact_values(_SECRET_PARAMETER.sub(_redacted_parameter, text), values)
 
 
-def redact_parameters(text: str) -> str:
-    """``text`` (a query string, a path and query) with the value of every ``name=value``
-    pair whose name is a secret's (``token``, ``signature``, ``password``, ``api_key``…)
-    replaced by ``<redacted>``; other values stay (unlike ``redact_uri``, which redacts every
-    query value of a model URI)."""
-    return _SECRET_PARAMETER.sub(_redacted_parameter, text)
+def redact_parameters(query: str) -> str:
+    """``query`` (a query string, as a request sent it) with the whole value of every parameter
+    whose name, percent-decoded, is a secret's (``token``, ``signature``, ``password``,
+    ``api_key``…, also after a prefix: ``auth_token``, ``client_secret``) replaced by
+    ``<redacted>``; other values stay (unlike ``redact_uri``, which redacts every query value
+    of a model URI). A value ends at ``&`` only: a quote in it is the value's, not its end."""
+    pairs = query.split("&")
+    for index, pair in enumerate(pairs):
+        name, _, value = pair.partition("=")
+        if value and _SECRET_QUERY_NAME.fullmatch(unquote_plus(name)):
+            pairs[index] = f"{name}={MARK}"
+    return "&".join(pairs)
 
 
 def _redacted_parameter(match: re.Match) -> str:
