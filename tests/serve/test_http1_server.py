@@ -655,6 +655,36 @@ def test_clients_that_never_read_their_answers_are_dropped_and_others_served(tmp
         assert httpx.get(f"{served.url}/health/ping").text == "pong"
 
 
+HUGE_ANSWER_MODEL = """
+class HugeAnswerModel:
+    def predict(self, X, features_names=None, meta=None):
+        return "x" * 8_000_000
+"""
+
+
+def test_a_client_that_asks_to_close_and_never_reads_its_answer_is_reset(tmp_path):
+    """One request with ``Connection: close`` whose 8 MB answer is more than the kernel's
+    send buffer takes: the server has ended the connection on its side, but the rest of the
+    answer waits in its own buffer for a client that takes none of it; after the keep-alive
+    seconds the connection is reset all the same, as when the client keeps it open."""
+    request = _request("POST", PREDICT, json.dumps(ND).encode(), "Connection: close\r\n")
+    with (
+        _serving(tmp_path, "HugeAnswerModel", HUGE_ANSWER_MODEL) as served,
+        socket.socket() as sock,
+    ):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", served.http_port))
+        sock.sendall(request)
+        started = time.monotonic()
+        while _tcp_established(sock):
+            assert time.monotonic() - started < 30, "a client that never reads was kept"
+            time.sleep(0.05)
+        with pytest.raises(ConnectionResetError):
+            while sock.recv(1 << 20):
+                pass
+
+
 def test_a_client_that_reads_its_answers_slowly_is_kept(tmp_path):
     """A client that reads its backed-up answers slowly (8 KB every 30 ms for 4 s, longer
     than the keep-alive 2, then at full speed) is not dropped: what counts is that it reads.

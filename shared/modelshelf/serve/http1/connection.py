@@ -663,10 +663,10 @@ class HttpConnection(asyncio.Protocol):
         request head stopped coming (slowloris), is closed; one whose request body stopped
         coming is answered 408, then closed (it would hold the connection and the body read so
         far for good). Answers that back up unread are dropped (``_drop_if_unread``)."""
-        if self.closed:  # lingering after an error answer, or gone
-            return
-        if self.write_paused:
+        if self.write_paused:  # closed too: its last answers wait unsent, never flushed
             self._drop_if_unread(since)
+            return
+        if self.closed:  # lingering after an error answer, or gone
             return
         if self.closing or self.owed or self.last_active >= since:
             return
