@@ -203,26 +203,36 @@ def test_pipelined_requests_are_answered_in_order(service):
     assert [_ndarray(body)[0][0] for _, _, body in predictions] == values
 
 
+def _assert_head_as_get(port: int, path: str, then: str, then_body: bytes) -> None:
+    """HEAD ``path`` answers GET's status, content-type and Content-Length, and no body: the
+    request pipelined after it (``then``) is answered ``then_body``."""
+    got = httpx.get(f"http://127.0.0.1:{port}{path}")
+    with _connect(port) as sock:
+        sock.sendall(_request("HEAD", path) + _request("GET", then))
+        reader = Reader(sock)
+        status, headers, _ = reader.answer(head_only=True)
+        assert (status, headers["content-type"], headers["content-length"]) == (
+            got.status_code,
+            got.headers["content-type"],
+            str(len(got.content)),
+        ), path
+        assert reader.answer()[2] == then_body, path  # no body came between the two
+
+
 @pytest.mark.parametrize("server", ["modelshelf", "uvicorn"])
 def test_a_head_answer_has_the_fields_of_get_and_no_body(server):
     """HEAD is answered as GET without the body (RFC 9110 9.3.2), on our server as on uvicorn:
     the same status, content-type and Content-Length (it said 0 on both), for Flask's routes
-    and the V2 routes of ours (which answered HEAD 405)."""
+    and ours (V2, KServe V1 and MLflow's, which answered HEAD 405; a POST-only path 405 as for
+    GET), and on the metrics port."""
     paths = ("/health/ping", "/health/status", "/v2/health/ready", "/v2/models/SleepyModel")
+    paths += ("/", "/v1/models/SleepyModel", "/ping", "/version", "/invocations")
     env = {"MODELSHELF_HTTP_SERVER": server}
     with running(Launch("SleepyModel", COMPONENTS), [MODELSHELF], env=env) as (served,):
         for path in paths:
-            got = httpx.get(f"{served.url}{path}")
-            with _connect(served.http_port) as sock:
-                sock.sendall(_request("HEAD", path) + _request("GET", "/health/ping"))
-                reader = Reader(sock)
-                status, headers, _ = reader.answer(head_only=True)
-                assert (status, headers["content-type"], headers["content-length"]) == (
-                    got.status_code,
-                    got.headers["content-type"],
-                    str(len(got.content)),
-                ), path
-                assert reader.answer()[2] == b"pong", path  # no body came between the two
+            _assert_head_as_get(served.http_port, path, "/health/ping", b"pong")
+        for path in ("/metrics", "/nowhere"):  # the metrics port: its page, and its 404
+            _assert_head_as_get(served.metrics_port, path, "/nowhere", b"not found\n")
 
 
 def test_a_chunked_body_is_read_whole(service):
