@@ -877,10 +877,12 @@ def standing(found: dict) -> list[str]:
     ]
 
 
-def _reference_of(model: dict, system_name: str) -> tuple[dict, dict]:
-    """The own call a system's overhead is measured against: the framework's for ours with the
-    fast path off, else the faster of the framework's and our server's (``own_call_us``)."""
-    if system_name.endswith("-nofast") and model.get("framework_call_us"):
+def _reference_of(model: dict, system_name: str, system: dict) -> tuple[dict, dict]:
+    """The own call a system's overhead is measured against: the faster of the framework's and
+    our server's (``own_call_us``) for ours with its fast path on; the framework's for the
+    others (a peer, ours with the fast path off), which make that call, not our fast path's."""
+    ours_fast = system.get("role") == "ours" and not system_name.endswith("-nofast")
+    if not ours_fast and model.get("framework_call_us"):
         return model["framework_call_us"], model["framework_call_cpu_us"]
     return model["own_call_us"], model["own_call_cpu_us"]
 
@@ -897,8 +899,8 @@ def _reference_text(model: dict) -> list[str]:
         text += (
             f" -- the faster of the framework's public call ({framework['1']:.0f} / "
             f"{framework['100']:.0f} µs) and the call our server makes ({served['1']:.0f} / "
-            f"{served['100']:.0f} µs, its fast path where one serves); the fast-path-off rows "
-            "are measured against the framework's"
+            f"{served['100']:.0f} µs, its fast path where one serves); the peers' and the "
+            "fast-path-off rows are measured against the framework's"
         )
     text += "."
     cold = model.get("served_cold_call_us")
@@ -953,7 +955,7 @@ def render(found: dict) -> str:
                 why = system.get("unavailable") or system.get("error", "")[:200]
                 lines.append(f"| {system['label']} | — | — | — | {why} | | | | | |")
                 continue
-            own, own_cpu = _reference_of(model, name)
+            own, own_cpu = _reference_of(model, name, system)
             first = True
             for rows in ROWS:
                 for connections in CONNECTIONS:

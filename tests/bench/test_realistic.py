@@ -108,3 +108,46 @@ def test_chosen_models_reads_a_comma_separated_list(monkeypatch: pytest.MonkeyPa
     assert realistic.chosen_models() is None
     monkeypatch.setenv(realistic.MODELS_VARIABLE, " xgboost_300x6, lightgbm_300 ,")
     assert realistic.chosen_models() == {"xgboost_300x6", "lightgbm_300"}
+
+
+def _system(label: str, role: str) -> dict:
+    """A measured system whose every load ran at 1,000 req/s (1,000 µs a request) and 2 ms of
+    CPU a request."""
+    load = {"requests_per_s": 1000.0, "p50_ms": 1.0, "p99_ms": 2.0, "cpu_ms_per_request": 2.0}
+    return {
+        "label": label,
+        "role": role,
+        "cold_start_s": 1.0,
+        "memory": {"pss_mb": 100.0, "processes": 2},
+        **{f"{r}x{c}": load for r in realistic.ROWS for c in realistic.CONNECTIONS},
+    }
+
+
+def test_only_our_fast_path_rows_are_measured_against_its_faster_call() -> None:
+    """A peer, and ours with the fast path off, make the framework's call: their overhead is
+    over it (1,000 - 600 µs), not over our fast path's faster one (1,000 - 100 µs)."""
+    calls = {"1": 600.0, "100": 600.0}
+    fast = {"1": 100.0, "100": 100.0}
+    model = {
+        "label": "M",
+        "server": "SKLearnServer",
+        "own_call_us": fast,
+        "own_call_cpu_us": fast,
+        "framework_call_us": calls,
+        "framework_call_cpu_us": calls,
+        "served_call_us": fast,
+        "served_call_cpu_us": fast,
+        "notes": "",
+        "systems": {
+            "serve-m": _system("ours", "ours"),
+            "serve-m-nofast": _system("ours, fast path off", "ours"),
+            "kserve-m": _system("a peer", "peer"),
+        },
+    }
+    found = {"seconds_per_load": 1, "identity_cold_start_s": [0.5], "models": {"m": model}}
+    text = realistic.render(found)
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if "| 1x1 |" in line}
+    # the last two columns: CPU overhead (2,000 µs - the reference's CPU), wall overhead
+    assert rows["ours"].endswith("| 1900 | 900 |"), rows
+    assert rows["ours, fast path off"].endswith("| 1400 | 400 |"), rows
+    assert rows["a peer"].endswith("| 1400 | 400 |"), rows
