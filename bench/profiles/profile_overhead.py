@@ -33,14 +33,10 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-SERVER_FOLDERS = {
-    "SKLearnServer": "sklearnserver",
-    "XGBoostServer": "xgboostserver",
-    "LightGBMServer": "lightgbmserver",
-    "MLFlowServer": "mlflowserver",
-}
+sys.path.insert(0, str(REPO))
+from bench.realistic import EVICTION_BYTES, SERVER_FOLDERS  # noqa: E402
+
 PATH = "/api/v1.0/predictions"
-EVICTION_BYTES = 16 * 1024 * 1024
 
 
 def build_app(folder: str, server_class: str, method: str | None) -> Any:
