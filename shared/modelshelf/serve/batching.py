@@ -14,7 +14,7 @@ else in the body), V2 ``…/infer`` requests of one numeric tensor (``np`` codec
 method, and MLflow ``/invocations`` rows of numbers without ``params``, for modelshelf's own
 servers; and on modelshelf's HTTP/2 gRPC server, which runs calls on its event loop too, V2
 ``ModelInfer`` calls of the same kind (``v2_pending``, shared with V2 REST) and Seldon ``Predict``
-calls of a numeric ``tensor`` or ``ndarray`` (``seldon_grpc_pending``), one ``grpc_batcher`` per
+calls of a numeric ``tensor`` or ``ndarray`` (``seldon_grpc_batching``), one ``grpc_batcher`` per
 gRPC worker (grpcio's server and ``GRPC_THREADS`` > 1 run calls in threads, unbatched).
 Requests join only with the same path kind, method, feature names, columns and dtype.
 Everything else takes the unbatched path, unchanged.
@@ -331,9 +331,6 @@ class RestBatching:
     """Which REST requests join a batch, and how each is answered from its rows."""
 
     def __init__(self, app: Any, protocols: Any, batcher: Batcher) -> None:
-        from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
-        from seldon_core.user_model import client_custom_metrics, client_predict
-
         from modelshelf.serve import protocol
 
         self.app = app
@@ -342,19 +339,7 @@ class RestBatching:
         self.mlflow = protocols.mlflow
         self.batcher = batcher
         self.respond_seldon = protocol.respond
-        user_model, seldon_metrics = app.user_model, app.metrics
-
-        def run_seldon(names: list[str]) -> Callable[[np.ndarray], tuple[Any, Any]]:
-            def run(X: np.ndarray) -> tuple[Any, Any]:
-                answer = client_predict(user_model, X, names, meta=None)
-                metrics = client_custom_metrics(
-                    user_model, seldon_metrics, PREDICT_METRIC_METHOD_TAG, answer.metrics
-                )
-                return answer.data, (metrics, answer.tags)
-
-            return run
-
-        self.run_seldon = run_seldon
+        self.run_seldon = seldon_model_call(app.user_model, app.metrics)
 
     def answer(self, scope: dict, body: bytes) -> Reply | asyncio.Future | None:
         """The reply when it is known now, else the future of the request queued to join a
@@ -427,7 +412,7 @@ class RestBatching:
         return Pending(
             ("seldon", tuple(names), X.shape[1], X.dtype.str),
             X,
-            self.run_seldon(names),
+            self.run_seldon(names, None),
             finish,
             lambda exc: app.flask_error(exc, path),
             asyncio.get_running_loop().create_future(),
@@ -504,55 +489,70 @@ def v2_pending(
     )
 
 
-def seldon_grpc_pending(
-    user_model: Any,
-    seldon_metrics: Any,
-    request: Any,
-    fail: Callable[[Exception], Any],
-) -> Pending | None:
-    """A Seldon-protocol gRPC ``Predict`` (a ``SeldonMessage``) that may join others' model
-    call: ``data`` as a ``tensor`` or an ``ndarray`` of numbers, no ``meta``; else ``None``
-    (seldon-core's path answers it). Each answer is seldon-core's own ``construct_response``
-    for the request's rows; custom metrics go with the first request of a joined call, as on
-    REST."""
+def seldon_model_call(
+    user_model: Any, seldon_metrics: Any
+) -> Callable[[list[str], Any], Callable[[np.ndarray], tuple[Any, Any]]]:
+    """``run_for(names, meta)``: a joined Seldon request's ``Pending.run``, the model call as
+    seldon-core's ``predict`` makes it (``client_predict``, then the custom metrics), for REST
+    and gRPC alike; seldon-core's functions are imported here, at load, not per request."""
     from seldon_core.metrics import PREDICT_METRIC_METHOD_TAG
     from seldon_core.user_model import client_custom_metrics, client_predict
+
+    def run_for(names: list[str], meta: Any) -> Callable[[np.ndarray], tuple[Any, Any]]:
+        def run(X: np.ndarray) -> tuple[Any, Any]:
+            answer = client_predict(user_model, X, names, meta=meta)
+            metrics = client_custom_metrics(
+                user_model, seldon_metrics, PREDICT_METRIC_METHOD_TAG, answer.metrics
+            )
+            return answer.data, (metrics, answer.tags)
+
+        return run
+
+    return run_for
+
+
+def seldon_grpc_batching(
+    user_model: Any, seldon_metrics: Any
+) -> Callable[[Any, Callable[[Exception], Any]], Pending | None]:
+    """``pending(request, fail)``: a Seldon-protocol gRPC ``Predict`` (a ``SeldonMessage``) that
+    may join others' model call: ``data`` as a ``tensor`` or an ``ndarray`` of numbers, no
+    ``meta``; else ``None`` (seldon-core's path answers it). Each answer is seldon-core's own
+    ``construct_response`` for the request's rows; custom metrics go with the first request of
+    a joined call, as on REST. Built once per gRPC worker: its imports run at load."""
     from seldon_core.utils import construct_response, extract_request_parts
 
-    if request.WhichOneof("data_oneof") != "data" or request.HasField("meta"):
-        return None
-    if request.data.WhichOneof("data_oneof") not in _SELDON_GRPC_DATA:
-        return None
-    try:
-        X, meta, datadef, _ = extract_request_parts(request)
-    except Exception:
-        return None  # seldon-core's path answers (or refuses) it
-    if not batchable_rows(X):
-        return None
-    names = list(datadef.names)
+    run_for = seldon_model_call(user_model, seldon_metrics)
 
-    def run(rows: np.ndarray) -> tuple[Any, Any]:
-        answer = client_predict(user_model, rows, names, meta=meta)
-        metrics = client_custom_metrics(
-            user_model, seldon_metrics, PREDICT_METRIC_METHOD_TAG, answer.metrics
+    def pending(request: Any, fail: Callable[[Exception], Any]) -> Pending | None:
+        if request.WhichOneof("data_oneof") != "data" or request.HasField("meta"):
+            return None
+        if request.data.WhichOneof("data_oneof") not in _SELDON_GRPC_DATA:
+            return None
+        try:
+            X, meta, datadef, _ = extract_request_parts(request)
+        except Exception:
+            return None  # seldon-core's path answers (or refuses) it
+        if not batchable_rows(X):
+            return None
+        names = list(datadef.names)
+
+        def finish(rows: Any, context: Any, first: bool) -> Any:
+            metrics, tags = context
+            response = construct_response(
+                user_model, False, request, rows, meta, metrics if first else [], tags
+            )
+            return response.SerializeToString(), 0, None
+
+        return Pending(
+            ("seldon-grpc", tuple(names), X.shape[1], X.dtype.str),
+            X,
+            run_for(names, meta),
+            finish,
+            fail,
+            asyncio.get_running_loop().create_future(),
         )
-        return answer.data, (metrics, answer.tags)
 
-    def finish(rows: Any, context: Any, first: bool) -> Any:
-        metrics, tags = context
-        response = construct_response(
-            user_model, False, request, rows, meta, metrics if first else [], tags
-        )
-        return response.SerializeToString(), 0, None
-
-    return Pending(
-        ("seldon-grpc", tuple(names), X.shape[1], X.dtype.str),
-        X,
-        run,
-        finish,
-        fail,
-        asyncio.get_running_loop().create_future(),
-    )
+    return pending
 
 
 _SELDON_GRPC_DATA = frozenset({"tensor", "ndarray"})

@@ -246,8 +246,10 @@ def _batched_predict(guarded: Any, user_model: Any, metrics: SeldonMetrics, batc
     """``Predict`` that joins others' model call while the batcher is busy (a future of the
     call's outcome for our HTTP/2 server); idle, or a request that does not qualify, is
     seldon-core's call as before."""
-    from modelshelf.serve.batching import seldon_grpc_pending
+    from modelshelf.serve.batching import seldon_grpc_batching
     from modelshelf.serve.http2.calls import CallAbortedError
+
+    seldon_pending = seldon_grpc_batching(user_model, metrics)
 
     def predict(request: Any, context: Any) -> Any:
         if not batcher.enabled:
@@ -263,7 +265,7 @@ def _batched_predict(guarded: Any, user_model: Any, metrics: SeldonMetrics, batc
                 _abort_seldon_call(context, "Predict", request, exc)
             return None, context.code.value[0], context.details
 
-        pending = seldon_grpc_pending(user_model, metrics, request, fail)
+        pending = seldon_pending(request, fail)
         if pending is None:
             return guarded(request, context)
         return batcher.enqueue(pending)
