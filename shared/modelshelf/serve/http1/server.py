@@ -55,7 +55,6 @@ class HttpServer:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # start()
         self._servers: list[asyncio.AbstractServer] = []
         self._sweep: asyncio.TimerHandle | None = None
-        self._sweep_due = 0.0  # loop time the sweep was scheduled for
         self._all_closed: asyncio.Event | None = None
 
     async def start(self, sockets: Sequence[socket.socket]) -> None:
@@ -99,11 +98,10 @@ class HttpServer:
         return min(max(self.keepalive_seconds / 4, 0.05), 1.0)
 
     def _schedule_sweep(self) -> None:
-        interval = self._sweep_seconds()
-        self._sweep_due = self.loop.time() + interval
-        self._sweep = self.loop.call_later(interval, self._close_idle)
+        due = self.loop.time() + self._sweep_seconds()
+        self._sweep = self.loop.call_at(due, self._close_idle, due)
 
-    def _close_idle(self) -> None:
+    def _close_idle(self, due: float) -> None:
         """The keep-alive timeout (idle connections, requests whose bytes stop coming, answers
         left unread), for every connection at once: one timer for the server, not one armed
         and cancelled per request. A sweep late by more than its interval judges no one: the
@@ -112,7 +110,7 @@ class HttpServer:
         after it is read."""
         self._sweep = None
         now = self.loop.time()
-        if now - self._sweep_due < self._sweep_seconds():
+        if now - due < self._sweep_seconds():
             since = now - self.keepalive_seconds
             for connection in list(self.connections):
                 connection.enforce_timeouts(since)
