@@ -99,9 +99,9 @@ class HttpServer:
 
     def _schedule_sweep(self) -> None:
         due = self.loop.time() + self._sweep_seconds()
-        self._sweep = self.loop.call_at(due, self._close_idle, due)
+        self._sweep = self.loop.call_at(due, self._enforce_timeouts, due)
 
-    def _close_idle(self, due: float) -> None:
+    def _enforce_timeouts(self, due: float) -> None:
         """The keep-alive timeout (idle connections, requests whose bytes stop coming, answers
         left unread), for every connection at once: one timer for the server, not one armed
         and cancelled per request. A sweep late by more than its interval judges no one: the
