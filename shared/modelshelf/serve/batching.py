@@ -14,7 +14,7 @@ else in the body), V2 ``…/infer`` requests of one numeric tensor (``np`` codec
 method, and MLflow ``/invocations`` rows of numbers without ``params``, for modelshelf's own
 servers; and on modelshelf's HTTP/2 gRPC server, which runs calls on its event loop too, V2
 ``ModelInfer`` calls of the same kind (``v2_pending``, shared with V2 REST) and Seldon ``Predict``
-calls of a numeric ``tensor`` or ``ndarray`` (``seldon_grpc_batching``), one ``grpc_batcher`` per
+calls of a numeric ``tensor`` or ``ndarray`` (``seldon_grpc_batching``), one ``model_batcher`` per
 gRPC worker (grpcio's server and ``GRPC_THREADS`` > 1 run calls in threads, unbatched).
 Requests join only with the same path kind, method, feature names, columns and dtype.
 Everything else takes the unbatched path, unchanged.
@@ -558,11 +558,12 @@ def seldon_grpc_batching(
 _SELDON_GRPC_DATA = frozenset({"tensor", "ndarray"})
 
 
-def grpc_batcher(user_model: Any, metrics: Any) -> Batcher | None:
-    """The batcher of a gRPC worker (V2 ``ModelInfer`` and Seldon ``Predict`` share it), or
-    ``None``: off (``MODELSHELF_MAX_BATCH_SIZE=1``), or a class that is not one of modelshelf's
-    servers (as ``rest_batching`` judges). Only modelshelf's HTTP/2 server with one call at a
-    time asks (``grpc_worker``): the batcher runs on its event loop."""
+def model_batcher(user_model: Any, metrics: Any) -> Batcher | None:
+    """The batcher of a worker's model, or ``None``: off (``MODELSHELF_MAX_BATCH_SIZE=1``), or a
+    class that is not one of modelshelf's servers (a user's ``predict`` may not be row by row),
+    or one that reads raw payloads. A gRPC worker asks only with modelshelf's HTTP/2 server
+    running one call at a time (``grpc_worker``): the batcher runs on its event loop, and V2
+    ``ModelInfer`` and Seldon ``Predict`` share it."""
     from modelshelf.serve.protocol import _has_own_predict_raw
     from modelshelf.server import ModelServer
 
@@ -575,16 +576,9 @@ def grpc_batcher(user_model: Any, metrics: Any) -> Batcher | None:
 
 
 def rest_batching(app: Any, protocols: Any) -> RestBatching | None:
-    """Batching for the REST app of a MODEL, or ``None``: off (``MODELSHELF_MAX_BATCH_SIZE=1``),
-    or a class that is not one of modelshelf's servers (a user's ``predict`` may not be row by
-    row), or one that reads raw payloads."""
-    from modelshelf.serve.protocol import _has_own_predict_raw
-    from modelshelf.server import ModelServer
-
-    settings = BatchSettings.from_environment()
-    user_model = app.user_model
-    if settings.max_rows <= 1 or not isinstance(user_model, ModelServer):
+    """Batching for the REST app of a MODEL, or ``None``: no ``model_batcher``, or a class
+    with seldon-core's ``predict_rest``."""
+    batcher = model_batcher(app.user_model, app.metrics)
+    if batcher is None or hasattr(app.user_model, "predict_rest"):
         return None
-    if hasattr(user_model, "predict_rest") or _has_own_predict_raw(user_model):
-        return None
-    return RestBatching(app, protocols, Batcher(settings, batch_size_reporter(app.metrics)))
+    return RestBatching(app, protocols, batcher)

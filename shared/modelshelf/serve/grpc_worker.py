@@ -98,9 +98,9 @@ def run_grpc_worker(
     # (grpcio's server and GRPC_THREADS > 1 run calls in threads).
     batcher = None
     if kind == "http2" and calls_at_once == 1 and args.service_type == "MODEL":
-        from modelshelf.serve.batching import grpc_batcher
+        from modelshelf.serve.batching import model_batcher
 
-        batcher = grpc_batcher(user_model, metrics)
+        batcher = model_batcher(user_model, metrics)
     services = add_seldon_services(server, user_model, metrics, batcher)
     share_cores_with_rest(user_model, args)
     load_user_model(user_model)
