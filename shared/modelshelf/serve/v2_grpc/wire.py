@@ -379,13 +379,9 @@ def _raw_contents(tensor: Any) -> bytes | np.ndarray:
     copies straight from (no ``tobytes`` copy first), or ``Tensor.to_bytes()`` for ``BYTES``."""
     if tensor.datatype == "BYTES":
         return tensor.to_bytes()
-    return np.ascontiguousarray(tensor.data, dtype=_LITTLE_ENDIAN[tensor.datatype])
+    return np.ascontiguousarray(tensor.data, dtype=inference._WIRE_DTYPES[tensor.datatype])
 
 
-#: Each numeric datatype's dtype as the wire holds it (little-endian).
-_LITTLE_ENDIAN = {
-    name: dtype.newbyteorder("<") for name, dtype in inference.DATATYPES.items() if name != "BYTES"
-}
 #: Encoded fields and parameter maps, by what they encode (``_encoded``); emptied when full,
 #: so answers that never repeat (another id each time goes around it) cannot grow it.
 _ENCODED: dict[tuple, bytes] = {}
