@@ -77,8 +77,8 @@ def _request(rows: np.ndarray, datatype: str = "FP64", name: str = "x") -> bytes
     return request.SerializeToString()
 
 
-def _call(channel: grpc.Channel, request: bytes) -> Outcome:
-    infer = channel.unary_unary(METHOD)  # bytes in, bytes out: the answer as the server sent it
+def _call(channel: grpc.Channel, request: bytes, method: str = METHOD) -> Outcome:
+    infer = channel.unary_unary(method)  # bytes in, bytes out: the answer as the server sent it
     try:
         return "ok", infer(request, timeout=60)
     except grpc.RpcError as exc:
@@ -86,29 +86,11 @@ def _call(channel: grpc.Channel, request: bytes) -> Outcome:
 
 
 def _one_by_one(service: Microservice, requests: list[bytes]) -> list[Outcome]:
-    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
-        return [_call(channel, request) for request in requests]
+    return _calls_one_by_one(service, [(METHOD, request) for request in requests])
 
 
 def _at_once(service: Microservice, requests: list[bytes]) -> list[Outcome]:
-    """Every request from its own channel (connection) and thread, released together."""
-    barrier = threading.Barrier(len(requests))
-    found: list[Outcome | None] = [None] * len(requests)
-
-    def send(index: int) -> None:
-        address = f"127.0.0.1:{service.grpc_port}"
-        with grpc.insecure_channel(address, options=OWN_CONNECTION) as channel:
-            grpc.channel_ready_future(channel).result(timeout=30)
-            barrier.wait()
-            found[index] = _call(channel, requests[index])
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert all(outcome is not None for outcome in found)
-    return found  # type: ignore[return-value]
+    return _calls_at_once(service, [(METHOD, request) for request in requests])
 
 
 def _batch_sizes(service: Microservice) -> tuple[float, float]:
@@ -276,6 +258,7 @@ def _without_metrics(method: str, outcome: Outcome) -> Outcome:
 
 
 def _calls_at_once(service: Microservice, calls: list[tuple[str, bytes]]) -> list[Outcome]:
+    """Every call from its own channel (connection) and thread, released together."""
     barrier = threading.Barrier(len(calls))
     found: list[Outcome | None] = [None] * len(calls)
 
@@ -285,16 +268,14 @@ def _calls_at_once(service: Microservice, calls: list[tuple[str, bytes]]) -> lis
         with grpc.insecure_channel(address, options=OWN_CONNECTION) as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
             barrier.wait()
-            try:
-                found[index] = "ok", channel.unary_unary(method)(request, timeout=60)
-            except grpc.RpcError as exc:
-                found[index] = exc.code().name, exc.details()
+            found[index] = _call(channel, request, method)
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(len(calls))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert all(outcome is not None for outcome in found)
     return [
         _without_metrics(method, outcome)  # type: ignore[arg-type]
         for (method, _), outcome in zip(calls, found, strict=True)
@@ -302,16 +283,10 @@ def _calls_at_once(service: Microservice, calls: list[tuple[str, bytes]]) -> lis
 
 
 def _calls_one_by_one(service: Microservice, calls: list[tuple[str, bytes]]) -> list[Outcome]:
-    found = []
     with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
-        for method, request in calls:
-            try:
-                found.append(("ok", channel.unary_unary(method)(request, timeout=60)))
-            except grpc.RpcError as exc:
-                found.append((exc.code().name, exc.details()))
-    return [
-        _without_metrics(method, outcome) for (method, _), outcome in zip(calls, found, strict=True)
-    ]
+        return [
+            _without_metrics(method, _call(channel, request, method)) for method, request in calls
+        ]
 
 
 def test_seldon_predict_calls_join_and_answer_as_alone(server: Microservice) -> None:
