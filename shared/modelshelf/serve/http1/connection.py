@@ -656,15 +656,16 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.draining = True
 
-    def enforce_timeouts(self, since: float) -> None:
-        """The keep-alive seconds, from the server's sweep (one timer for every connection,
-        nothing per request). With no byte from the client since ``since`` (loop time), no
-        answer owed or waiting for the client to read it: an idle connection, or one whose
-        request head stopped coming (slowloris), is closed; one whose request body stopped
-        coming is answered 408, then closed (it would hold the connection and the body read so
-        far for good). Answers that back up unread are dropped (``_drop_if_unread``)."""
+    def enforce_timeouts(self, since: float, stalled_since: float) -> None:
+        """From the server's sweep (one timer for every connection, nothing per request).
+        With no byte from the client since ``since`` (loop time, the keep-alive seconds ago),
+        no answer owed or waiting for the client to read it: an idle connection, or one whose
+        request head stopped coming (slowloris), is closed. One whose request body stopped
+        coming since ``stalled_since`` (``MODELSHELF_CLIENT_STALL_SECONDS`` ago) is answered
+        408, then closed (it would hold the connection and the body read so far for good).
+        Answers that back up unread are dropped (``_drop_if_unread``)."""
         if self.write_paused:  # closed too: its last answers wait unsent, never flushed
-            self._drop_if_unread(since)
+            self._drop_if_unread(stalled_since)
             return
         if self.closed:  # lingering after an error answer, or gone
             return
@@ -675,11 +676,13 @@ class HttpConnection(asyncio.Protocol):
                 logger.debug("%s: a request head unfinished for the keep-alive time", self.peer)
             self._close()
             return
-        seconds = self.server.keepalive_seconds
+        if self.last_active >= stalled_since:
+            return
+        seconds = self.server.stall_seconds
         logger.debug("%s: a request body stopped for %g s: 408, then close", self.peer, seconds)
         message = (
-            f"the request body stopped coming: no byte of it for {seconds:g} s, the server's "
-            "keep-alive timeout (GUNICORN_KEEPALIVE / --keepalive); send the body without pausing"
+            f"the request body stopped coming: no byte of it for {seconds:g} s "
+            "(MODELSHELF_CLIENT_STALL_SECONDS); send the body without pausing that long"
         )
         self._fail(closing_reply(408, b"application/json", json.dumps({"error": message}).encode()))
 
@@ -697,7 +700,7 @@ class HttpConnection(asyncio.Protocol):
         logger.debug(
             "%s read none of its answers for %g s (%d bytes unread): connection dropped",
             self.peer,
-            self.server.keepalive_seconds,
+            self.server.stall_seconds,
             unread,
         )
         self.closing = self.closed = True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -25,6 +26,8 @@ logger = logging.getLogger("modelshelf.serve.http1")
 #: Env var choosing the REST port's server: ``modelshelf`` (ours, the default) or ``uvicorn``.
 SERVER_ENV = "MODELSHELF_HTTP_SERVER"
 SERVERS = ("modelshelf", "uvicorn")
+STALL_ENV = "MODELSHELF_CLIENT_STALL_SECONDS"
+DEFAULT_STALL_SECONDS = 30.0
 
 
 def http_server_kind() -> str:
@@ -41,6 +44,25 @@ def http_server_kind() -> str:
     return kind
 
 
+def client_stall_seconds() -> float:
+    """``MODELSHELF_CLIENT_STALL_SECONDS``: how long a request body may stop coming, or a
+    client leave its backed-up answers unread, before the server gives up on it. Not the
+    keep-alive seconds (2 by default): a client on a lossy link can pause that long mid-body
+    (TCP's retransmission backoff alone reaches 3 s), and nginx gives such clients 60 s."""
+    from modelshelf.errors import ConfigurationError
+
+    text = os.environ.get(STALL_ENV, "").strip()
+    if not text:
+        return DEFAULT_STALL_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ConfigurationError(STALL_ENV, text, "a number of seconds > 0, e.g. 30")
+    return seconds
+
+
 class HttpServer:
     """Serves ``app`` on listening sockets; keeps its connections for the idle timeout and
     the graceful stop."""
@@ -48,6 +70,7 @@ class HttpServer:
     def __init__(self, app: DirectApp, keepalive_seconds: float, access_log: bool) -> None:
         self.app = app
         self.keepalive_seconds = keepalive_seconds
+        self.stall_seconds = client_stall_seconds()
         self.access_log = access_log
         self.trusted_proxies = TrustedProxies.from_env()  # FORWARDED_ALLOW_IPS, as uvicorn
         self.connections: set[HttpConnection] = set()
@@ -111,9 +134,9 @@ class HttpServer:
         self._sweep = None
         now = self.loop.time()
         if now - due < self._sweep_seconds():
-            since = now - self.keepalive_seconds
+            since, stalled_since = now - self.keepalive_seconds, now - self.stall_seconds
             for connection in list(self.connections):
-                connection.enforce_timeouts(since)
+                connection.enforce_timeouts(since, stalled_since)
         if self.connections and not self.stopping:
             self._schedule_sweep()
 
