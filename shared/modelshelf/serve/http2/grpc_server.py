@@ -639,8 +639,8 @@ class GrpcConnection(asyncio.Protocol):
         stream.due = None
         if result.cancelled() or self._streams.get(stream.id) is not stream or self.closed:
             return
-        if result.exception() is not None:
-            exc = result.exception()
+        exc = result.exception()
+        if exc is not None:
             logger.error("gRPC call failed", exc_info=exc)
             self._answer(
                 stream,
