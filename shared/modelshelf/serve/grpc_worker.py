@@ -42,10 +42,13 @@ import os
 import signal
 import threading
 from concurrent import futures
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from seldon_core.metrics import SeldonMetrics
+
+if TYPE_CHECKING:
+    from modelshelf.serve.batching import Batcher
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +198,7 @@ def build_grpc_server(annotations: dict[str, str], calls_at_once: int) -> grpc.S
 
 
 def add_seldon_services(
-    server: Any, user_model: Any, metrics: SeldonMetrics, batcher: Any = None
+    server: Any, user_model: Any, metrics: SeldonMetrics, batcher: Batcher | None = None
 ) -> list[str]:
     """seldon-core's servicer under every service name it answers, on ``server`` (grpcio's or
     ours: both take grpcio's registration calls); the names, for reflection. ``batcher``:
@@ -242,7 +245,9 @@ class GuardedSeldonServicer:
         return guarded
 
 
-def _batched_predict(guarded: Any, user_model: Any, metrics: SeldonMetrics, batcher: Any) -> Any:
+def _batched_predict(
+    guarded: Any, user_model: Any, metrics: SeldonMetrics, batcher: Batcher
+) -> Any:
     """``Predict`` that joins others' model call while the batcher is busy (a future of the
     call's outcome for our HTTP/2 server); idle, or a request that does not qualify, is
     seldon-core's call as before."""
@@ -410,7 +415,7 @@ def _add_v2_service(
     user_model: Any,
     metrics: SeldonMetrics,
     args: argparse.Namespace,
-    batcher: Any = None,
+    batcher: Batcher | None = None,
 ) -> bool:
     """The V2 service beside Seldon's, unless the process cannot hold its stubs.
 
