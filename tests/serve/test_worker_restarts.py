@@ -77,6 +77,18 @@ def test_sigterm_while_a_worker_loads_stops_the_server_at_once():
             os.kill(worker, 0)
 
 
+def test_sigterm_as_a_worker_finishes_loading_stops_the_server_at_once():
+    """A SIGTERM that reaches a worker as its ``load()`` returns, before its server takes the
+    signal, still ends it at once: nothing is in flight yet (it was ignored there, and the
+    parent waited its hard limit, STOP_SECONDS, then killed the worker)."""
+    params = seldon_parameters(stop_after_load=True)
+    ports = ["--http-port", str(free_port()), "--metrics-port", str(free_port())]
+    command = [*MODELSHELF, "CrashingModel", "--parameters", params, "--grpc-workers", "0", *ports]
+    with started(command, COMPONENTS) as (process, log):
+        assert process.wait(30) == 0, log.read_text()
+        assert "killing" not in log.read_text()
+
+
 def test_a_grpc_worker_that_dies_is_replaced():
     import grpc
     from google.protobuf import json_format

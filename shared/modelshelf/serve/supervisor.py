@@ -320,11 +320,9 @@ def _rest_worker(
     CLIENT_ERRORS.sink = client_error_counter(metrics)
     wrapper_log = logging.getLogger("seldon_core.wrapper")
     wrapper_log.addFilter(SeldonClientErrorFilter(count=not guarded(user_model)))
-    # A SIGTERM while the model loads ends this worker at once (the default action, as in the
-    # gRPC worker): nothing is in flight yet. Once loaded, the server's own handler takes it
-    # (and uvicorn re-raises the signal it caught once it has shut down; this makes that a no-op).
+    # A SIGTERM until the server takes it ends this worker at once (the default action, as in
+    # the gRPC worker): nothing is in flight before the server accepts.
     load_user_model(user_model)
-    signal.signal(signal.SIGTERM, lambda *_: None)
     app = SeldonRestApp(user_model, metrics, flask_app, args.model_name, args.service_type)
     if sockets.metrics is not None:
         port = sockets.metrics.getsockname()[1]
@@ -352,6 +350,8 @@ def _rest_worker(
         server_header=False,
         date_header=False,
     )
+    # uvicorn re-raises the signal it caught once it has shut down: a no-op here.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     ready.set()  # loaded: from now on a death is replaced, not a reason to stop
     uvicorn.Server(config).run(sockets=sockets.listening)
 

@@ -1,16 +1,21 @@
 """MODEL for worker-restart tests: ``{"jsonData": {"exit": code}}`` ends its process at once
 (``os._exit``, as a crashing native library would); ``fail_load`` makes ``load()`` raise;
-``load_seconds`` makes it take that long (a model downloaded in ``load()``).
+``load_seconds`` makes it take that long (a model downloaded in ``load()``);
+``stop_after_load`` sends the server a SIGTERM as ``load()`` returns.
 Every answer says which process gave it."""
 
 import os
+import signal
 import time
 
 
 class CrashingModel:
-    def __init__(self, fail_load: bool = False, load_seconds: float = 0) -> None:
+    def __init__(
+        self, fail_load: bool = False, load_seconds: float = 0, stop_after_load: bool = False
+    ) -> None:
         self.fail_load = fail_load
         self.load_seconds = load_seconds
+        self.stop_after_load = stop_after_load
 
     def load(self):
         if self.load_seconds:
@@ -18,6 +23,8 @@ class CrashingModel:
             time.sleep(self.load_seconds)
         if self.fail_load:
             raise RuntimeError("CrashingModel cannot load (fail_load)")
+        if self.stop_after_load:  # the parent forwards it to this worker, loaded by then
+            os.kill(os.getppid(), signal.SIGTERM)
 
     def predict(self, X, features_names=None, meta=None):
         if isinstance(X, dict) and "exit" in X:
