@@ -139,8 +139,11 @@ def test_a_folder_url_is_refused_as_a_web_page_and_nothing_is_kept(site, env, tm
     url, _, log, _ = site
     env({})
     log.clear()
-    with pytest.raises(StorageError, match=r"web page \(Content-Type: text/html\).*names one file"):
+    with pytest.raises(
+        StorageError, match=r"web page \(Content-Type: text/html\).*names one file"
+    ) as caught:
         download(f"{url}/iris")
+    assert "for a folder use an s3:// or gs:// URI, or a tarball" in str(caught.value)
     assert log == [("/iris", 301), ("/iris/", 200)]
     assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
 

@@ -200,7 +200,7 @@ class HTTPSource:
             self.display,
             "the URL answers a web page (Content-Type: text/html), not a file; a folder "
             "listing? An http(s) model_uri names one file (…/model.joblib, …/model.tar.gz); "
-            "for a folder use s3://, gs:// or a tarball",
+            "for a folder use an s3:// or gs:// URI, or a tarball",
         )
 
     def _status_error(self, code: int) -> StorageError:
