@@ -53,6 +53,12 @@ def test_urls_and_secret_parameters_inside_text():
     assert '"value": "https://<redacted>@bucket.s3.amazonaws.com:8443/models' in shown
 
 
+def test_schemes_named_in_prose_stay_whole():
+    text = "expected a local path, file://, s3://, gs:// (or s3:bucket/path)"
+    assert redact_text(text, environ={}) == text
+    assert redact_uri("s3://", values=[]) == "s3://"
+
+
 def test_a_query_strings_secret_values_are_hidden_whole():
     """A request's query (the access log): a secret parameter's whole value, quotes included,
     also under a prefixed or percent-encoded name; every other pair as sent."""

@@ -64,6 +64,8 @@ def redact_uri(uri: str, values: Sequence[str] | None = None) -> str:
     except ValueError:  # an unparseable authority: show no part of it
         scheme = uri.split("://", 1)[0]
         return f"{scheme}://{MARK}"
+    if not (parts.netloc or parts.query or parts.fragment):
+        return _redact_values(uri, values)  # a bare scheme, "s3://" (rebuilt, it reads "s3:")
     netloc = parts.hostname or ""
     if ":" in netloc:  # IPv6
         netloc = f"[{netloc}]"
