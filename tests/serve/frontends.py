@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from microservice import (
     BIN,
@@ -118,3 +122,26 @@ def running(
     finally:
         for service in services:
             finish(service)
+
+
+def batch_sizes(service: Microservice) -> tuple[float, float]:
+    """(sum, count) of ``modelshelf_batch_size`` over every worker: how many requests joined
+    how many model calls (REST and gRPC batching tests)."""
+    text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics").text
+    total = sum(
+        float(v) for v in re.findall(r"^modelshelf_batch_size_sum\{.*\} (\S+)$", text, re.M)
+    )
+    count = sum(
+        float(v) for v in re.findall(r"^modelshelf_batch_size_count\{.*\} (\S+)$", text, re.M)
+    )
+    return total, count
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10) -> bool:
+    """Whether ``condition()`` holds within ``timeout`` seconds (checked every 0.1 s)."""
+    event = threading.Event()
+    for _ in range(int(timeout * 10)):
+        if condition():
+            return True
+        event.wait(0.1)
+    return condition()

@@ -4,9 +4,8 @@ against a serving process, each answer byte-equal to the one the request gets al
 from __future__ import annotations
 
 import json
-import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from frontends import MODELSHELF, Launch, running, sklearn_launch
+from frontends import MODELSHELF, Launch, batch_sizes, running, sklearn_launch, wait_for
 from sklearn.ensemble import RandomForestClassifier
 
 from microservice import SERVERS, Microservice, seldon_parameters
@@ -100,27 +99,6 @@ def _one_by_one(service: Microservice, requests: list[Request]) -> list[httpx.Re
     return [service.post(path, body) for path, body in requests]
 
 
-def _batch_sizes(service: Microservice) -> tuple[float, float]:
-    """(sum, count) of ``modelshelf_batch_size`` over every worker."""
-    text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics").text
-    total = sum(
-        float(v) for v in re.findall(r"^modelshelf_batch_size_sum\{.*\} (\S+)$", text, re.M)
-    )
-    count = sum(
-        float(v) for v in re.findall(r"^modelshelf_batch_size_count\{.*\} (\S+)$", text, re.M)
-    )
-    return total, count
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 10) -> bool:
-    event = threading.Event()
-    for _ in range(int(timeout * 10)):
-        if condition():
-            return True
-        event.wait(0.1)
-    return condition()
-
-
 def test_concurrent_answers_equal_one_by_one_and_join(server: Microservice) -> None:
     requests: list[Request] = []
     for i in range(12):
@@ -129,14 +107,14 @@ def test_concurrent_answers_equal_one_by_one_and_join(server: Microservice) -> N
         requests.append(("/v2/models/forest/infer", _v2(_rows(100 + i, 1 + i % 2))))
     alone = _one_by_one(server, requests)
     assert all(r.status_code == 200 for r in alone), [r.text for r in alone]
-    before_sum, before_count = _batch_sizes(server)
+    before_sum, before_count = batch_sizes(server)
     for _ in range(3):  # past the first joined calls, which are also checked one by one
         together = _at_once(server.url, requests)
         assert [r.status_code for r in together] == [200] * len(requests)
         assert _answers(together) == _answers(alone)
     # Some calls joined requests.
-    assert _wait_for(lambda: _batch_sizes(server)[1] > before_count)
-    total, count = _batch_sizes(server)  # joined calls only: two requests or more each
+    assert wait_for(lambda: batch_sizes(server)[1] > before_count)
+    total, count = batch_sizes(server)  # joined calls only: two requests or more each
     assert (total - before_sum) >= 2 * (count - before_count) > 0, (total, count)
 
 
@@ -191,7 +169,7 @@ def test_batching_off_with_batch_size_one(forest_dir: Path) -> None:
         alone = _one_by_one(service, requests)
         together = _at_once(service.url, requests)
         assert _answers(together) == _answers(alone)
-        assert _batch_sizes(service) == (0, 0)
+        assert batch_sizes(service) == (0, 0)
 
 
 def test_a_bad_batch_setting_stops_the_server(forest_dir: Path) -> None:
@@ -239,7 +217,7 @@ def test_requests_join_without_an_added_wait(forest_dir: Path) -> None:
         alone = _answers(_one_by_one(service, requests))
         for _ in range(5):
             assert _answers(_at_once(service.url, requests * 2)) == alone * 2
-        assert _wait_for(lambda: _batch_sizes(service)[1] > 0)
+        assert wait_for(lambda: batch_sizes(service)[1] > 0)
 
 
 # ----------------------------------------------------------------- MLflow's /invocations
@@ -291,7 +269,7 @@ def test_invocations_rows_join_and_answer_as_alone(forest_dir: Path, tmp_path: P
         assert all(r.status_code == 200 for r in alone), [r.text for r in alone]
         for _ in range(3):  # past the first joined calls, which are also checked one by one
             assert _answers(_at_once(service.url, requests)) == _answers(alone)
-        assert _wait_for(lambda: _batch_sizes(service)[1] > 0)
+        assert wait_for(lambda: batch_sizes(service)[1] > 0)
         assert "adaptive batching is off" not in service.log()
 
 
@@ -315,5 +293,5 @@ def test_invocations_of_a_model_answering_frames_are_not_joined(tmp_path: Path) 
         }
         for _ in range(3):
             assert _answers(_at_once(service.url, requests)) == _answers(alone)
-        assert _wait_for(lambda: _batch_sizes(service)[1] > 0)  # the Seldon requests joined
+        assert wait_for(lambda: batch_sizes(service)[1] > 0)  # the Seldon requests joined
         assert "adaptive batching is off" not in service.log()

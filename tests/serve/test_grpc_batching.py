@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import httpx
 import joblib
 import numpy as np
 import pytest
-from frontends import MODELSHELF, running, sklearn_launch
+from frontends import MODELSHELF, batch_sizes, running, sklearn_launch, wait_for
 from sklearn.ensemble import RandomForestClassifier
 from tritonclient.grpc import service_pb2
 
@@ -93,36 +91,15 @@ def _at_once(service: Microservice, requests: list[bytes]) -> list[Outcome]:
     return _calls_at_once(service, [(METHOD, request) for request in requests])
 
 
-def _batch_sizes(service: Microservice) -> tuple[float, float]:
-    """(sum, count) of ``modelshelf_batch_size`` over every worker."""
-    text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics").text
-    total = sum(
-        float(v) for v in re.findall(r"^modelshelf_batch_size_sum\{.*\} (\S+)$", text, re.M)
-    )
-    count = sum(
-        float(v) for v in re.findall(r"^modelshelf_batch_size_count\{.*\} (\S+)$", text, re.M)
-    )
-    return total, count
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 10) -> bool:
-    event = threading.Event()
-    for _ in range(int(timeout * 10)):
-        if condition():
-            return True
-        event.wait(0.1)
-    return condition()
-
-
 def test_concurrent_calls_join_and_answer_as_alone(server: Microservice) -> None:
     requests = [_request(_rows(i, 1 + i % 3)) for i in range(12)]
     alone = _one_by_one(server, requests)
     assert [kind for kind, _ in alone] == ["ok"] * len(requests), alone
-    before_sum, before_count = _batch_sizes(server)
+    before_sum, before_count = batch_sizes(server)
     for _ in range(3):  # past the first joined calls, which are also checked one by one
         assert _at_once(server, requests) == alone
-    assert _wait_for(lambda: _batch_sizes(server)[1] > before_count)
-    total, count = _batch_sizes(server)  # joined calls only: two requests or more each
+    assert wait_for(lambda: batch_sizes(server)[1] > before_count)
+    total, count = batch_sizes(server)  # joined calls only: two requests or more each
     assert (total - before_sum) >= 2 * (count - before_count) > 0, (total, count)
 
 
@@ -131,13 +108,13 @@ def test_calls_on_one_connection_join_and_answer_as_alone(server: Microservice) 
     each with its own answer."""
     requests = [_request(_rows(700 + i, 1 + i % 2)) for i in range(24)]
     alone = _one_by_one(server, requests)
-    before = _batch_sizes(server)[1]
+    before = batch_sizes(server)[1]
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         infer = channel.unary_unary(METHOD)
         for _ in range(3):
             calls = [infer.future(request, timeout=60) for request in requests]
             assert [("ok", call.result()) for call in calls] == alone
-    assert _wait_for(lambda: _batch_sizes(server)[1] > before)
+    assert wait_for(lambda: batch_sizes(server)[1] > before)
 
 
 def test_a_bad_call_fails_alone(server: Microservice) -> None:
@@ -175,7 +152,7 @@ def test_batching_off_with_batch_size_one(forest_dir: Path) -> None:
         alone = _calls_one_by_one(service, calls)
         assert _calls_at_once(service, calls) == alone
         # Sizes reach the metrics process once a second: none by then.
-        assert not _wait_for(lambda: _batch_sizes(service) != (0, 0), timeout=2)
+        assert not wait_for(lambda: batch_sizes(service) != (0, 0), timeout=2)
 
 
 @pytest.mark.parametrize(
@@ -194,7 +171,7 @@ def test_servers_running_calls_in_threads_do_not_batch(
         alone = _calls_one_by_one(service, calls)
         assert _calls_at_once(service, calls) == alone
         # Sizes reach the metrics process once a second: none by then.
-        assert not _wait_for(lambda: _batch_sizes(service) != (0, 0), timeout=2)
+        assert not wait_for(lambda: batch_sizes(service) != (0, 0), timeout=2)
 
 
 def test_calls_join_without_an_added_wait(forest_dir: Path) -> None:
@@ -205,7 +182,7 @@ def test_calls_join_without_an_added_wait(forest_dir: Path) -> None:
         alone = _one_by_one(service, requests)
         for _ in range(5):
             assert _at_once(service, requests * 2) == alone * 2
-        assert _wait_for(lambda: _batch_sizes(service)[1] > 0)
+        assert wait_for(lambda: batch_sizes(service)[1] > 0)
 
 
 def test_a_call_reset_while_queued_leaves_the_server_serving(forest_dir: Path) -> None:
@@ -295,11 +272,11 @@ def test_seldon_predict_calls_join_and_answer_as_alone(server: Microservice) -> 
     calls += [_seldon_request(_rows(810 + i, 1), "ndarray") for i in range(6)]
     alone = _calls_one_by_one(server, calls)
     assert [kind for kind, _ in alone] == ["ok"] * len(calls)
-    before_sum, before_count = _batch_sizes(server)
+    before_sum, before_count = batch_sizes(server)
     for _ in range(3):
         assert _calls_at_once(server, calls) == alone
-    assert _wait_for(lambda: _batch_sizes(server)[1] > before_count)
-    total, count = _batch_sizes(server)
+    assert wait_for(lambda: batch_sizes(server)[1] > before_count)
+    total, count = batch_sizes(server)
     assert (total - before_sum) >= 2 * (count - before_count) > 0, (total, count)
 
 
