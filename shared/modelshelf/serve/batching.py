@@ -143,6 +143,20 @@ class Batcher:
             loop = self.loop = asyncio.get_running_loop()
         self._was_busy(loop)
 
+    def answer(self, alone: Callable[[], Any], queued: Callable[[], Any]) -> Any:
+        """``alone()`` now when nothing can join (batching off, or idle: the requests read in
+        the next passes then queue), else ``queued()`` (a request's future, or its answer
+        when it does not qualify); how the gRPC services (V2 ``ModelInfer``, Seldon
+        ``Predict``) use the batcher."""
+        if not self.enabled:
+            return alone()
+        if self.idle():
+            try:
+                return alone()
+            finally:
+                self.served_alone()
+        return queued()
+
     def enqueue(self, pending: Pending) -> asyncio.Future:
         """Queue ``pending`` to join the next model call; the future of its reply (an idle
         server's request never comes here: ``RestBatching.answer`` serves it at once)."""

@@ -127,14 +127,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 request = build_request(
                     raw.inputs, raw.raw_input_contents, raw.outputs, raw.id, raw.parameters
                 )
-            if batcher is None or not batcher.enabled:
+            if batcher is None:
                 return wire.write_response(self.core.infer(request))
-            if batcher.idle():
-                try:
-                    return wire.write_response(self.core.infer(request))
-                finally:
-                    batcher.served_alone()
-            return self._queued(request, batcher)
+            return batcher.answer(
+                lambda: wire.write_response(self.core.infer(request)),
+                lambda: self._queued(request, batcher),
+            )
         except Exception as exc:
             _abort(context, exc)
         raise AssertionError("unreachable: abort raises")

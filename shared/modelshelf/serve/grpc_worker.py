@@ -257,23 +257,18 @@ def _batched_predict(
     seldon_pending = seldon_grpc_batching(user_model, metrics)
 
     def predict(request: Any, context: Any) -> Any:
-        if not batcher.enabled:
-            return guarded(request, context)
-        if batcher.idle():
-            try:
+        def queued() -> Any:
+            def fail(exc: Exception) -> tuple[None, int, str | None]:
+                with contextlib.suppress(CallAbortedError):  # it sets the code, then raises
+                    _abort_seldon_call(context, "Predict", request, exc)
+                return None, context.code.value[0], context.details
+
+            pending = seldon_pending(request, fail)
+            if pending is None:
                 return guarded(request, context)
-            finally:
-                batcher.served_alone()
+            return batcher.enqueue(pending)
 
-        def fail(exc: Exception) -> tuple[None, int, str | None]:
-            with contextlib.suppress(CallAbortedError):  # it sets the code, then raises
-                _abort_seldon_call(context, "Predict", request, exc)
-            return None, context.code.value[0], context.details
-
-        pending = seldon_pending(request, fail)
-        if pending is None:
-            return guarded(request, context)
-        return batcher.enqueue(pending)
+        return batcher.answer(lambda: guarded(request, context), queued)
 
     return predict
 
