@@ -67,3 +67,13 @@ def test_a_refusal_of_several_inputs_is_raised_as_the_model_said_it():
         core.infer(InferenceRequest(inputs))
     assert str(caught.value) == "a and b must add up to 1"
     assert caught.value.__cause__ is None
+
+
+def test_raw_bool_bytes_other_than_0_and_1_are_refused_naming_the_element():
+    """As JSON BOOL data other than true/false is: the binary extension and gRPC's raw bytes."""
+    ok = Tensor.from_bytes("flags", "BOOL", [1, 3], b"\x00\x01\x01")
+    assert ok.data.tolist() == [[False, True, True]]
+    with pytest.raises(
+        BadRequestError, match=r"'flags': BOOL bytes must be 0 or 1, got 2 at element 1"
+    ):
+        Tensor.from_bytes("flags", "BOOL", [1, 3], b"\x00\x02\x01")

@@ -235,6 +235,8 @@ class Tensor:
                 raise BadRequestError(
                     f"input {name!r}: {len(raw)} bytes is not a whole number of {datatype} values"
                 )
+            if datatype == "BOOL":
+                _check_bool_bytes(name, raw)
             if wire.isnative:  # numpy's own dtype object: fast paths test it by identity
                 array = np.frombuffer(raw, dtype=DATATYPES[datatype])
                 if not array.flags.aligned:  # after a JSON header of any length: XGBoost
@@ -821,3 +823,15 @@ def _tensors(method: str, answer: Answer) -> list[Tensor]:
 
         raise ServerFaultError(f"{method} answered a mapping, which is not a tensor")
     return [Tensor.from_array(method, data, parameters)]
+
+
+def _check_bool_bytes(name: str, raw: bytes | memoryview) -> None:
+    """A ``BOOL`` is one byte, 0 or 1 (as JSON's ``true`` / ``false`` are refused otherwise):
+    numpy would read any other byte as a boolean that is neither."""
+    octets = np.frombuffer(raw, np.uint8)
+    wrong = np.flatnonzero(octets > 1)
+    if wrong.size:
+        at = int(wrong[0])
+        raise BadRequestError(
+            f"input {name!r}: BOOL bytes must be 0 or 1, got {int(octets[at])} at element {at}"
+        )
