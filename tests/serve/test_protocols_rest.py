@@ -457,6 +457,46 @@ def test_v2_errors(iris, path, payload, status, words):
                 "read 'a' as a number; this model takes FP64 rows, shape [-1, 4]"
             ],
         ),
+        (  # converted to FP32, 1e300 is inf: a value the client did not send
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 1e300, 4]}
+                ]
+            },
+            ["input 'x'", "element [0, 2] is 1e+300", "out of FP32's range", "3.40282e+38"],
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "FP16", "shape": [1, 4], "data": [1, 2, 3, -7e4]}
+                ]
+            },
+            ["input 'x'", "element [0, 3] is -70000.0", "out of FP16's range [-65504, 65504]"],
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "UINT32", "shape": [1, 4], "data": [-1, 2, 3, 4]}
+                ]
+            },
+            ["input 'x'", "element [0, 0] is -1", "out of UINT32's range [0, 4294967295]"],
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "INT64", "shape": [1, 4], "data": [1, 2**63, 3, 4]}
+                ]
+            },
+            ["input 'x'", "element [0, 1] is 9223372036854775808", "out of INT64's range"],
+        ),
+        (  # BYTES elements are strings (Triton refuses numbers too)
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "BYTES", "shape": [1, 4], "data": [1, 2, 3.5, 4]}
+                ]
+            },
+            ["input 'x'", "BYTES data must be strings", "element [0, 0] is a number (1)", '"1"'],
+        ),
         ({"id": 7, "inputs": [tensor("x", ROWS)]}, ["id must be a string", "7"]),
         ({"id": ["a"], "inputs": [tensor("x", ROWS)]}, ["id must be a string", "['a']"]),
         (
@@ -477,6 +517,11 @@ def test_v2_errors(iris, path, payload, status, words):
         "data null",
         "duplicate input name",
         "strings",
+        "FP32 overflow",
+        "FP16 overflow",
+        "UINT32 negative",
+        "INT64 out of range",
+        "BYTES numbers",
         "numeric id",
         "list id",
         "input parameters a string",
@@ -924,9 +969,13 @@ def test_binary_inputs_after_a_header_of_any_length_reach_xgboost(xgboost_classi
 @pytest.mark.parametrize(
     ("datatype", "data", "words"),
     [
-        ("INT32", [5.9, 3.9, 1.9, 0.9], "INT32 data must be integers in INT32's range, got 5.9"),
-        ("UINT8", [300, 1, 1, 1], "300 is out of UINT8's range [0, 255]"),
-        ("INT8", [-500, 1, 1, 1], "-500 is out of INT8's range [-128, 127]"),
+        (
+            "INT32",
+            [5.9, 3.9, 1.9, 0.9],
+            "INT32 data must be integers in INT32's range, got 5.9 at element [0, 0]",
+        ),
+        ("UINT8", [300, 1, 1, 1], "element [0, 0] is 300, out of UINT8's range [0, 255]"),
+        ("INT8", [1, -500, 1, 1], "element [0, 1] is -500, out of INT8's range [-128, 127]"),
         ("BOOL", ["false", "false", "false", "false"], "BOOL data must be true or false"),
         ("BOOL", [7, 0, 1, 1], "BOOL data must be true or false, got 7"),
     ],
