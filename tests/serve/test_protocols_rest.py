@@ -370,6 +370,80 @@ def test_seldon_rows_keep_the_columns_a_pipeline_learnt_as_text(tmp_path):
         np.testing.assert_allclose(answer.json()["predictions"], expected)
 
 
+@pytest.fixture(scope="module")
+def houses(tmp_path_factory):
+    """SKLearnServer on a ColumnTransformer pipeline: one-hot ``city`` (text), scaled ``area``."""
+    folder = save(houses_pipeline(), tmp_path_factory.mktemp("houses") / "houses")
+    with running(sklearn_launch(folder), [MODELSHELF], env={"MODEL_NAME": "houses"}) as (service,):
+        yield service
+
+
+HOUSE_NAMES = ["city", "floor", "area"]
+
+
+@pytest.mark.parametrize(
+    ("row", "ndarray_words", "words"),
+    [
+        (
+            [{"a": 1}, 1, 50.0],
+            "column 'city', row 1: a JSON object",
+            "column 'city', row 1: a JSON object is not a table's value",
+        ),
+        (  # numpy's reader of the rows names the cell first
+            ["oslo", [2], 50.0],
+            "data.ndarray[1][1] is an array",
+            "column 'floor', row 1: a JSON array is not a table's value",
+        ),
+    ],
+    ids=["object", "array"],
+)
+def test_a_json_object_or_array_in_a_cell_is_refused_naming_column_and_row(
+    houses, row, ndarray_words, words
+):
+    """Rows with names (Seldon), records (jsonData, KServe V1 instances): a 400 naming the
+    cell, not the model's "unhashable type: 'dict'"."""
+    good = ["rome", 2, 72.5]
+    records = [dict(zip(HOUSE_NAMES, r, strict=True)) for r in (good, row)]
+    requests = [
+        ("/api/v1.0/predictions", {"data": {"names": HOUSE_NAMES, "ndarray": [good, row]}}),
+        ("/api/v1.0/predictions", {"jsonData": records}),
+        ("/v1/models/houses:predict", {"instances": records}),
+    ]
+    for path, payload in requests:
+        answer = houses.client.post(path, json=payload)
+        assert answer.status_code == 400, (path, answer.text)
+        expected = ndarray_words if "data" in payload else words
+        assert expected in answer.text, (path, answer.text)
+        assert "unhashable" not in answer.text
+
+
+def test_a_number_in_a_column_learnt_as_text_is_named(houses):
+    """scikit-learn's encoder says "ufunc 'isnan' not supported…"; the 400 names the column,
+    the value and its row first, on every protocol."""
+    row = [5, 1, 50.0]
+    expected = "column 'city' holds a number (5"
+    answers = [
+        houses.client.post(
+            "/api/v1.0/predictions", json={"data": {"names": HOUSE_NAMES, "ndarray": [row]}}
+        ),
+        houses.client.post("/v1/models/houses:predict", json={"instances": [row]}),
+        v2_infer(
+            houses,
+            "houses",
+            {
+                "inputs": [
+                    {"name": "city", "datatype": "INT64", "shape": [1, 1], "data": [5]},
+                    {"name": "floor", "datatype": "INT64", "shape": [1, 1], "data": [1]},
+                    {"name": "area", "datatype": "FP64", "shape": [1, 1], "data": [50.0]},
+                ]
+            },
+        ),
+    ]
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        assert expected in answer.text and "in row 0) where the model learnt text" in answer.text
+
+
 def test_pd_codec_strings_from_bytes(scoring):
     inputs = [
         {"name": "word", "datatype": "BYTES", "shape": [2], "data": ["ab", "cd"]},

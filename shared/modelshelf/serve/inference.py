@@ -199,9 +199,13 @@ class Tensor:
             )
         if datatype == "BYTES":
             array = np.empty(len(values), dtype=object)
-            array[:] = [v.encode() if type(v) is str else v for v in values]
-            if not set(map(type, array.tolist())) <= {bytes}:
-                _refuse_bytes_element(name, shape, values)
+            if values and type(values[0]) is bytes:  # gRPC's bytes_contents: bytes only
+                array[:] = values
+            else:
+                try:  # JSON: strings only; anything else has no encode
+                    array[:] = [v.encode() for v in values]
+                except AttributeError:
+                    _refuse_bytes_element(name, shape, values)
         elif dtype.kind in "iub":  # numpy's cast would truncate 5.9, wrap 300, read "false"
             array = _exact_values(name, datatype, dtype, values, shape)
         else:
@@ -371,7 +375,7 @@ def _refuse_bytes_element(name: str, shape: list[int], values: list) -> None:
     """BYTES elements are strings in JSON (bytes in gRPC's ``bytes_contents``); a number is
     refused rather than read as its text (Triton refuses it too: ``Unable to parse JSON bytes
     array``), so that a client's mistyped tensor does not reach the model as text."""
-    at, value = next((i, v) for i, v in enumerate(values) if type(v) not in (str, bytes))
+    at, value = next((i, v) for i, v in enumerate(values) if type(v) is not str)
     from modelshelf.seldon_payload import describe
 
     example = (
