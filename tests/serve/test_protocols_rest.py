@@ -855,6 +855,22 @@ def test_xgboost_output_names_choose_the_method(xgboost_classifier):
     assert [o["name"] for o in metadata["outputs"]] == [*expected, "class_names"]
 
 
+def test_xgboost_is_not_given_the_infinity_an_fp32_cast_would_make(xgboost_classifier):
+    """XGBoost takes inf as a value (it answered 200 for 1e300 sent as FP32); what the client
+    sent was finite, and out of FP32's range: a 400 naming the element, before the model."""
+    service, _ = xgboost_classifier
+    data = [[5.1, 3.5, 1.4, 0.2], [6.0, 1e300, 4.0, 1.0]]
+    payload = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 4], "data": data}]}
+    answer = v2_infer(service, "xgb", payload)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == (
+        "input 'x': element [1, 1] is 1e+300, out of FP32's range [-3.40282e+38, 3.40282e+38]; "
+        "send a datatype that holds it (FP64)"
+    )
+    data[1][1] = 3.0
+    assert v2_infer(service, "xgb", payload).status_code == 200
+
+
 # --------------------------------------------------------------------- not ready, model failures
 
 FLAKY_MODEL = '''
