@@ -9,7 +9,12 @@ from tests.models import FLATS, HOUSES, flats_pipeline, houses_pipeline, iris_fr
 
 from modelshelf.errors import BadRequestError
 from modelshelf.fitted_columns import learnt_text_columns
-from modelshelf.inputs import _numbers_where_possible, as_frame
+from modelshelf.inputs import (
+    _numbers_where_possible,
+    as_frame,
+    column_type_conflicts,
+    refused_input_message,
+)
 
 COLUMNS = ["city", "kind", "rooms", "area"]
 ROWS = [
@@ -269,3 +274,53 @@ def test_text_columns_stay_text_under_repeated_names() -> None:
     found = as_frame(arr, ["code", "rooms", "rooms"], None, text_columns={"code"})
     assert list(found.dtypes) == [object, np.int64, np.float64]
     assert found.iloc[0, 0] == "12"
+
+
+@pytest.mark.parametrize(
+    ("X", "names", "words"),
+    [
+        (
+            np.array([["oslo", 1, 2.0], [{"a": 1}, 2, 3.0]], dtype=object),
+            COLUMNS[:3],
+            "column 'city', row 1: a JSON object",
+        ),
+        ([{"city": "oslo", "kind": [1]}], None, "column 'kind', row 0: a JSON array"),
+    ],
+    ids=["rows", "records"],
+)
+def test_a_refused_object_or_array_cell_is_named_by_column_and_row(X, names, words):
+    """The frame keeps the cell as sent; when the model refuses it, the 400 names it."""
+    frame = as_frame(X, names, None)
+    message = refused_input_message("predict", TypeError("unhashable type: 'dict'"), frame, None)
+    assert message.startswith(f"predict rejected the input: {words} is not a table's value")
+    assert "unhashable" not in message
+
+
+def test_a_typed_text_column_refuses_an_object_or_array():
+    """An MLflow signature's string column: a JSON object is not text (it was read as its
+    Python repr); its other columns (``Array``, ``Object``: untyped here) keep them."""
+    records = [{"city": {"a": 1}, "tags": ["a", "b"]}]
+    with pytest.raises(BadRequestError, match=r"column 'city': cannot read \{'a': 1\} as string"):
+        as_frame(records, None, ["city", "tags"], column_types={"city": "string"})
+    records = [{"city": "oslo", "tags": ["a", "b"]}]
+    frame = as_frame(records, None, ["city", "tags"], column_types={"city": "string"})
+    assert frame["tags"].tolist() == [["a", "b"]]
+
+
+def test_column_type_conflicts_name_the_column_the_value_and_the_row():
+    frame = pd.DataFrame({"city": [5.0, 6.0], "kind": np.array(["flat", 3], dtype=object)})
+    found = column_type_conflicts(frame, {"city"})
+    assert "column 'city' holds a number (5.0 in row 0) where the model learnt text" in found
+    assert "column 'kind' mixes text ('flat' in row 0) and a number (3 in row 1)" in found
+    assert column_type_conflicts(pd.DataFrame({"city": ["a", None]}), {"city"}) == ""
+    assert column_type_conflicts(np.zeros((1, 2)), {"city"}) == ""
+    # The text columns are what the model's encoders learnt: HOUSES' city.
+    houses = HOUSES.assign(city=[5.0] * len(HOUSES))
+    refusal = ValueError("ufunc 'isnan'")
+    message = refused_input_message("predict_proba", refusal, houses, houses_pipeline())
+    assert message == (
+        "predict_proba rejected the input: column 'city' holds a number (5.0 in row 0) where "
+        "the model learnt text: send its values as strings (ufunc 'isnan')"
+    )
+    message = refused_input_message("predict_proba", refusal, HOUSES, houses_pipeline())
+    assert message == "predict_proba rejected the input: ufunc 'isnan'"

@@ -57,7 +57,7 @@ from modelshelf.errors import (
     ModelshelfError,
     ServerFaultError,
 )
-from modelshelf.inputs import RowReader
+from modelshelf.inputs import RowReader, refused_input_message
 from modelshelf.openmp import ProcessThreads, rows_of, single_threaded
 from modelshelf.redaction import redact_uri
 
@@ -407,7 +407,8 @@ class ModelServer(SeldonComponent):
         except BadRequestError:
             raise
         except INPUT_ERRORS as exc:
-            raise BadRequestError(f"{method.name} rejected the input: {exc}") from exc
+            message = refused_input_message(method.name, exc, model_input, self.model)
+            raise BadRequestError(message) from exc
         except Exception as exc:
             logger.exception("%s failed", method.name)
             raise ServerFaultError(f"{method.name} failed: {type(exc).__name__}: {exc}") from exc

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from frontends import MODELSHELF, Launch, running
+from frontends import COMPONENTS, MODELSHELF, Launch, running
 from google.protobuf import empty_pb2, json_format
 from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
 
@@ -113,3 +113,30 @@ def test_graph_metadata_on_a_model_is_unimplemented_without_a_traceback(iris):
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "GraphMetadata not available on the Model level" in caught.value.details()
     assert "Seldon gRPC GraphMetadata failed" not in service.log()
+
+
+@pytest.fixture(scope="module")
+def combiner():
+    launch = Launch("FiniteMeanCombiner", COMPONENTS, service_type="COMBINER", grpc=True)
+    with running(launch, [MODELSHELF]) as (service,):
+        channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+        try:
+            yield service, channel
+        finally:
+            channel.close()
+
+
+@pytest.mark.parametrize(("value", "refusal"), [("NaN", "NaN"), ("Infinity", "infinity")])
+def test_aggregate_of_non_finite_doubles_keeps_the_models_refusal(combiner, value, refusal):
+    """A tensor's NaN and ±Infinity are doubles (JSON writes them as strings): Aggregate answers
+    the combiner's own refusal of them, as Predict does, not "… is a string"."""
+    _, channel = combiner
+    stub = prediction_pb2_grpc.GenericStub(channel)
+    finite = message({"data": {"tensor": {"shape": [1, 2], "values": [1, 2]}}})
+    not_finite = message({"data": {"tensor": {"shape": [1, 2], "values": [1, value]}}})
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Aggregate(prediction_pb2.SeldonMessageList(seldonMessages=[finite, not_finite]))
+    assert f"Input contains {refusal}" in caught.value.details()
+    assert "is a string" not in caught.value.details()
+    answer = stub.Aggregate(prediction_pb2.SeldonMessageList(seldonMessages=[finite, finite]))
+    assert json_format.MessageToDict(answer)["data"]["tensor"]["values"] == [1.0, 2.0]

@@ -370,6 +370,80 @@ def test_seldon_rows_keep_the_columns_a_pipeline_learnt_as_text(tmp_path):
         np.testing.assert_allclose(answer.json()["predictions"], expected)
 
 
+@pytest.fixture(scope="module")
+def houses(tmp_path_factory):
+    """SKLearnServer on a ColumnTransformer pipeline: one-hot ``city`` (text), scaled ``area``."""
+    folder = save(houses_pipeline(), tmp_path_factory.mktemp("houses") / "houses")
+    with running(sklearn_launch(folder), [MODELSHELF], env={"MODEL_NAME": "houses"}) as (service,):
+        yield service
+
+
+HOUSE_NAMES = ["city", "floor", "area"]
+
+
+@pytest.mark.parametrize(
+    ("row", "ndarray_words", "words"),
+    [
+        (
+            [{"a": 1}, 1, 50.0],
+            "column 'city', row 1: a JSON object",
+            "column 'city', row 1: a JSON object is not a table's value",
+        ),
+        (  # numpy's reader of the rows names the cell first
+            ["oslo", [2], 50.0],
+            "data.ndarray[1][1] is an array",
+            "column 'floor', row 1: a JSON array is not a table's value",
+        ),
+    ],
+    ids=["object", "array"],
+)
+def test_a_json_object_or_array_in_a_cell_is_refused_naming_column_and_row(
+    houses, row, ndarray_words, words
+):
+    """Rows with names (Seldon), records (jsonData, KServe V1 instances): a 400 naming the
+    cell, not the model's "unhashable type: 'dict'"."""
+    good = ["rome", 2, 72.5]
+    records = [dict(zip(HOUSE_NAMES, r, strict=True)) for r in (good, row)]
+    requests = [
+        ("/api/v1.0/predictions", {"data": {"names": HOUSE_NAMES, "ndarray": [good, row]}}),
+        ("/api/v1.0/predictions", {"jsonData": records}),
+        ("/v1/models/houses:predict", {"instances": records}),
+    ]
+    for path, payload in requests:
+        answer = houses.client.post(path, json=payload)
+        assert answer.status_code == 400, (path, answer.text)
+        expected = ndarray_words if "data" in payload else words
+        assert expected in answer.text, (path, answer.text)
+        assert "unhashable" not in answer.text
+
+
+def test_a_number_in_a_column_learnt_as_text_is_named(houses):
+    """scikit-learn's encoder says "ufunc 'isnan' not supported…"; the 400 names the column,
+    the value and its row first, on every protocol."""
+    row = [5, 1, 50.0]
+    expected = "column 'city' holds a number (5"
+    answers = [
+        houses.client.post(
+            "/api/v1.0/predictions", json={"data": {"names": HOUSE_NAMES, "ndarray": [row]}}
+        ),
+        houses.client.post("/v1/models/houses:predict", json={"instances": [row]}),
+        v2_infer(
+            houses,
+            "houses",
+            {
+                "inputs": [
+                    {"name": "city", "datatype": "INT64", "shape": [1, 1], "data": [5]},
+                    {"name": "floor", "datatype": "INT64", "shape": [1, 1], "data": [1]},
+                    {"name": "area", "datatype": "FP64", "shape": [1, 1], "data": [50.0]},
+                ]
+            },
+        ),
+    ]
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        assert expected in answer.text and "in row 0) where the model learnt text" in answer.text
+
+
 def test_pd_codec_strings_from_bytes(scoring):
     inputs = [
         {"name": "word", "datatype": "BYTES", "shape": [2], "data": ["ab", "cd"]},
@@ -457,6 +531,46 @@ def test_v2_errors(iris, path, payload, status, words):
                 "read 'a' as a number; this model takes FP64 rows, shape [-1, 4]"
             ],
         ),
+        (  # converted to FP32, 1e300 is inf: a value the client did not send
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 1e300, 4]}
+                ]
+            },
+            ["input 'x'", "element [0, 2] is 1e+300", "out of FP32's range", "3.40282e+38"],
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "FP16", "shape": [1, 4], "data": [1, 2, 3, -7e4]}
+                ]
+            },
+            ["input 'x'", "element [0, 3] is -70000.0", "out of FP16's range [-65504, 65504]"],
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "UINT32", "shape": [1, 4], "data": [-1, 2, 3, 4]}
+                ]
+            },
+            ["input 'x'", "element [0, 0] is -1", "out of UINT32's range [0, 4294967295]"],
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "INT64", "shape": [1, 4], "data": [1, 2**63, 3, 4]}
+                ]
+            },
+            ["input 'x'", "element [0, 1] is 9223372036854775808", "out of INT64's range"],
+        ),
+        (  # BYTES elements are strings (Triton refuses numbers too)
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "BYTES", "shape": [1, 4], "data": [1, 2, 3.5, 4]}
+                ]
+            },
+            ["input 'x'", "BYTES data must be strings", "element [0, 0] is a number (1)", '"1"'],
+        ),
         ({"id": 7, "inputs": [tensor("x", ROWS)]}, ["id must be a string", "7"]),
         ({"id": ["a"], "inputs": [tensor("x", ROWS)]}, ["id must be a string", "['a']"]),
         (
@@ -477,6 +591,11 @@ def test_v2_errors(iris, path, payload, status, words):
         "data null",
         "duplicate input name",
         "strings",
+        "FP32 overflow",
+        "FP16 overflow",
+        "UINT32 negative",
+        "INT64 out of range",
+        "BYTES numbers",
         "numeric id",
         "list id",
         "input parameters a string",
@@ -736,6 +855,22 @@ def test_xgboost_output_names_choose_the_method(xgboost_classifier):
     assert [o["name"] for o in metadata["outputs"]] == [*expected, "class_names"]
 
 
+def test_xgboost_is_not_given_the_infinity_an_fp32_cast_would_make(xgboost_classifier):
+    """XGBoost takes inf as a value (it answered 200 for 1e300 sent as FP32); what the client
+    sent was finite, and out of FP32's range: a 400 naming the element, before the model."""
+    service, _ = xgboost_classifier
+    data = [[5.1, 3.5, 1.4, 0.2], [6.0, 1e300, 4.0, 1.0]]
+    payload = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 4], "data": data}]}
+    answer = v2_infer(service, "xgb", payload)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == (
+        "input 'x': element [1, 1] is 1e+300, out of FP32's range [-3.40282e+38, 3.40282e+38]; "
+        "send a datatype that holds it (FP64)"
+    )
+    data[1][1] = 3.0
+    assert v2_infer(service, "xgb", payload).status_code == 200
+
+
 # --------------------------------------------------------------------- not ready, model failures
 
 FLAKY_MODEL = '''
@@ -924,9 +1059,13 @@ def test_binary_inputs_after_a_header_of_any_length_reach_xgboost(xgboost_classi
 @pytest.mark.parametrize(
     ("datatype", "data", "words"),
     [
-        ("INT32", [5.9, 3.9, 1.9, 0.9], "INT32 data must be integers in INT32's range, got 5.9"),
-        ("UINT8", [300, 1, 1, 1], "300 is out of UINT8's range [0, 255]"),
-        ("INT8", [-500, 1, 1, 1], "-500 is out of INT8's range [-128, 127]"),
+        (
+            "INT32",
+            [5.9, 3.9, 1.9, 0.9],
+            "INT32 data must be integers in INT32's range, got 5.9 at element [0, 0]",
+        ),
+        ("UINT8", [300, 1, 1, 1], "element [0, 0] is 300, out of UINT8's range [0, 255]"),
+        ("INT8", [1, -500, 1, 1], "element [0, 1] is -500, out of INT8's range [-128, 127]"),
         ("BOOL", ["false", "false", "false", "false"], "BOOL data must be true or false"),
         ("BOOL", [7, 0, 1, 1], "BOOL data must be true or false, got 7"),
     ],

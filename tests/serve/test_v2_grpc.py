@@ -454,6 +454,18 @@ def header(name: str, datatype: str, shape: list[int]):
             iris_request(header("text", "BYTES", [1]), raw=[b"\x09\x00\x00\x00abc"]),
             "runs past the data's end",
         ),
+        (  # typed values that do not fit the datatype: never wrapped or clipped
+            iris_request(typed_input("input-0", "INT8", [1, 4], int_contents=[1, 2, 300, 4])),
+            "input 'input-0': element [0, 2] is 300, out of INT8's range [-128, 127]",
+        ),
+        (
+            iris_request(typed_input("input-0", "UINT8", [1, 4], uint_contents=[1, 2, 3, 256])),
+            "input 'input-0': element [0, 3] is 256, out of UINT8's range [0, 255]",
+        ),
+        (
+            iris_request(typed_input("input-0", "INT16", [1, 4], int_contents=[-40000, 1, 2, 3])),
+            "element [0, 0] is -40000, out of INT16's range [-32768, 32767]",
+        ),
         (iris_request(), "no inputs"),
         (
             iris_request(

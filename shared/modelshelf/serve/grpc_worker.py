@@ -337,11 +337,7 @@ def _refusal(method: str, request: Any) -> str | None:
     if check is None:  # metadata: no payload of the client's to blame
         return None
     body = MessageToDict(request)
-    tensor = body.get("data", {}).get("tensor") if check is check_message else None
-    if tensor is not None and "values" in tensor:
-        # JSON writes a non-finite double as a string ("NaN", "Infinity"): the checks would
-        # call it text; the tensor holds doubles, and the model's refusal of them stands.
-        tensor["values"] = list(request.data.tensor.values)
+    _tensor_values_as_sent(method, body, request)
     try:
         check(body)
     except BadRequestError as refused:
@@ -368,6 +364,26 @@ def _refusal(method: str, request: Any) -> str | None:
                 "length (ndarray) or a tensor whose shape its values fill"
             )
     return None
+
+
+def _tensor_values_as_sent(method: str, body: dict, request: Any) -> None:
+    """Each SeldonMessage's ``tensor.values`` in ``body`` (the message as JSON) set back to the
+    doubles sent: JSON writes a non-finite double as a string ("NaN", "Infinity"), which the
+    checks would call text; the tensor holds doubles, and the model's refusal of them stands.
+    Every message of the request: Predict's, Aggregate's list, SendFeedback's three."""
+    if method == "Aggregate":
+        pairs = zip(body.get("seldonMessages") or [], request.seldonMessages, strict=False)
+    elif method == "SendFeedback":
+        if "reward" in body:  # a float as well: NaN too
+            body["reward"] = request.reward
+        parts = ("request", "response", "truth")
+        pairs = ((body[part], getattr(request, part)) for part in parts if part in body)
+    else:
+        pairs = iter(((body, request),))
+    for found, message in pairs:
+        tensor = found.get("data", {}).get("tensor")
+        if tensor is not None and "values" in tensor:
+            tensor["values"] = list(message.data.tensor.values)
 
 
 class CallsAtOnce(grpc.ServerInterceptor):

@@ -199,9 +199,15 @@ class Tensor:
             )
         if datatype == "BYTES":
             array = np.empty(len(values), dtype=object)
-            array[:] = [v.encode() if type(v) is str else v for v in values]
+            if values and type(values[0]) is bytes:  # gRPC's bytes_contents: bytes only
+                array[:] = values
+            else:
+                try:  # JSON: strings only; anything else has no encode
+                    array[:] = [v.encode() for v in values]
+                except AttributeError:
+                    _refuse_bytes_element(name, shape, values)
         elif dtype.kind in "iub":  # numpy's cast would truncate 5.9, wrap 300, read "false"
-            array = _exact_values(name, datatype, dtype, values)
+            array = _exact_values(name, datatype, dtype, values, shape)
         else:
             array = _floats(values, dtype) if len(values) >= _FLOATS_MIN_VALUES else None
             try:
@@ -213,6 +219,8 @@ class Tensor:
                 ) from None
             if array.ndim != 1:
                 raise BadRequestError(f"input {name!r}: data must hold {datatype} values only")
+            if dtype.itemsize < 8 and np.count_nonzero(np.isinf(array)):  # did a cast overflow?
+                _refuse_overflow(name, datatype, shape, values, array)
         return cls(name, datatype, shape, _shaped(name, array, shape), parameters or {})
 
     @classmethod
@@ -297,7 +305,9 @@ def _floats(values: list, dtype: np.dtype) -> np.ndarray | None:
     return doubles if dtype.itemsize == 8 else doubles.astype(dtype)
 
 
-def _exact_values(name: str, datatype: str, dtype: np.dtype, values: list) -> np.ndarray:
+def _exact_values(
+    name: str, datatype: str, dtype: np.dtype, values: list, shape: list[int]
+) -> np.ndarray:
     """JSON values of an integer or ``BOOL`` tensor, refused unless each one is exactly a
     value of the datatype (JSON integers in range; ``true`` / ``false`` for ``BOOL``)."""
     found = np.array(values) if values else np.empty(0, dtype=dtype)
@@ -306,20 +316,77 @@ def _exact_values(name: str, datatype: str, dtype: np.dtype, values: list) -> np
     wanted = "b" if datatype == "BOOL" else "iu"
     if found.size and found.dtype.kind not in wanted:
         kind = bool if wanted == "b" else int
-        bad = next((v for v in values if type(v) is not kind), None)
-        if bad is None:  # integers all, but beyond 64 bits
-            bad = max(values, key=abs)
+        at = next((i for i, v in enumerate(values) if type(v) is not kind), None)
+        if at is None:  # integers all, but beyond 64 bits
+            limits = np.iinfo(dtype)
+            at = next(i for i, v in enumerate(values) if not limits.min <= v <= limits.max)
+            _refuse_out_of_range(name, datatype, shape, at, values[at], limits)
         expected = "true or false" if wanted == "b" else f"integers in {datatype}'s range"
-        raise BadRequestError(f"input {name!r}: {datatype} data must be {expected}, got {bad!r}")
+        raise BadRequestError(
+            f"input {name!r}: {datatype} data must be {expected}, got {values[at]!r} at "
+            f"element {_element(at, shape)}"
+        )
     if wanted == "iu" and found.size:
         limits = np.iinfo(dtype)
         low, high = found.min(), found.max()
         if low < limits.min or high > limits.max:
-            bad = low if low < limits.min else high
-            raise BadRequestError(
-                f"input {name!r}: {bad} is out of {datatype}'s range [{limits.min}, {limits.max}]"
-            )
+            at = int(np.argmax((found < limits.min) | (found > limits.max)))
+            _refuse_out_of_range(name, datatype, shape, at, values[at], limits)
     return found.astype(dtype, copy=False)
+
+
+def _element(index: int, shape: list[int]) -> str:
+    """A flat (row-major) element index as the request's position: ``[row, column]``."""
+    if len(shape) < 2 or not all(shape):
+        return f"[{index}]"
+    return str([int(i) for i in np.unravel_index(index, shape)])
+
+
+def _refuse_out_of_range(
+    name: str, datatype: str, shape: list[int], at: int, value: Any, limits: Any
+) -> None:
+    raise BadRequestError(
+        f"input {name!r}: element {_element(at, shape)} is {value}, out of {datatype}'s range "
+        f"[{limits.min}, {limits.max}]; send a datatype that holds it"
+    )
+
+
+def _refuse_overflow(
+    name: str, datatype: str, shape: list[int], values: list, array: np.ndarray
+) -> None:
+    """A 400 when converting a float tensor's values to ``datatype`` made any infinite that
+    were not (numpy's cast gives ``inf`` for 1e300 as FP32, which a model would then take or
+    refuse as if the client had sent it); infinities the client sent stand. Called only
+    when the tensor holds an infinity: finite tensors pay one ``isinf`` pass (~0.5 µs for one
+    row of 4, ~1 µs for 1,000 rows; ``count_nonzero`` is half of ``any``'s cost there)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        sent = np.array(values, dtype=np.float64)
+    overflowed = np.flatnonzero(np.isinf(array) & np.isfinite(sent))
+    if overflowed.size:
+        at = int(overflowed[0])
+        largest = float(np.finfo(array.dtype).max)
+        raise BadRequestError(
+            f"input {name!r}: element {_element(at, shape)} is {values[at]!r}, out of "
+            f"{datatype}'s range [{-largest:g}, {largest:g}]; send a datatype that holds it "
+            "(FP64)"
+        )
+
+
+def _refuse_bytes_element(name: str, shape: list[int], values: list) -> None:
+    """BYTES elements are strings in JSON (bytes in gRPC's ``bytes_contents``); a number is
+    refused rather than read as its text (Triton refuses it too: ``Unable to parse JSON bytes
+    array``), so that a client's mistyped tensor does not reach the model as text."""
+    at, value = next((i, v) for i, v in enumerate(values) if type(v) is not str)
+    from modelshelf.seldon_payload import describe
+
+    example = (
+        f' (e.g. "{orjson.dumps(value).decode()}")' if type(value) in (int, float, bool) else ""
+    )
+    raise BadRequestError(
+        f"input {name!r}: BYTES data must be strings, but element {_element(at, shape)} is "
+        f"{describe(value)}; send each element as a JSON string{example}, or numbers with a "
+        "numeric datatype (FP64, INT64, …)"
+    )
 
 
 def _dtype_of(name: str, datatype: str) -> np.dtype:
