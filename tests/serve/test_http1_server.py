@@ -31,8 +31,9 @@ CHUNKED_HEAD = (
 ).encode()
 
 
-#: A request body may stop, or answers stay unread, this long (the default is 30 s).
-STALL_2_SECONDS = {"MODELSHELF_CLIENT_STALL_SECONDS": "2"}
+#: A request body may stop, or answers stay unread, this long (the default is 30 s); a head
+#: must come whole within it; a body must average 2 bytes/s past it (the default is 1024).
+STALL_2_SECONDS = {"MODELSHELF_CLIENT_STALL_SECONDS": "2", "MODELSHELF_CLIENT_MIN_SPEED": "2"}
 
 
 @pytest.fixture(scope="module")
@@ -513,8 +514,9 @@ def test_a_body_sent_while_the_app_holds_the_loop_is_not_timed_out(service):
 
 
 def test_a_slow_body_that_keeps_coming_is_not_timed_out(service):
-    """The body timeout is for a body that stops, not a slow one: one byte every 0.3 s, for
-    longer than the keep-alive second in all, is read whole and answered."""
+    """A body that does not stop and keeps over the minimum speed (2 bytes/s here) is not
+    timed out: one byte every 0.3 s, for longer than the keep-alive second and the stall
+    seconds in all, is read whole and answered."""
     request = _request("POST", PREDICT, json.dumps(ND).encode())
     head_end = request.index(b"\r\n\r\n") + 4
     with _connect(service.http_port) as sock:
@@ -526,6 +528,87 @@ def test_a_slow_body_that_keeps_coming_is_not_timed_out(service):
         status, _, answer = Reader(sock).answer()
     assert status == 200 and _ndarray(answer) == ND["data"]["ndarray"], answer
     assert time.monotonic() - started > 2
+
+
+def test_a_request_head_trickled_byte_by_byte_gets_408_at_the_stall_seconds(service):
+    """Slowloris on the head: a byte every 0.4 s (under the keep-alive second, so the idle
+    rule never fires) holds the connection no longer than the stall seconds (2) from the
+    head's first byte: 408 naming the setting, then close; others are served meanwhile."""
+    head = _request("GET", "/health/ping")
+    with _connect(service.http_port) as sock:
+        started = time.monotonic()
+        answered = threading.Event()
+
+        def trickle() -> None:
+            for byte in range(len(head) - 1):  # never the last byte: the head is never whole
+                if answered.wait(0.4):
+                    return
+                with contextlib.suppress(OSError):
+                    sock.sendall(head[byte : byte + 1])
+
+        sender = threading.Thread(target=trickle)
+        sender.start()
+        try:
+            assert httpx.get(f"{service.url}/health/ping").text == "pong"
+            reader = Reader(sock)
+            status, headers, answer = reader.answer()
+            waited = time.monotonic() - started
+            answered.set()
+        finally:
+            answered.set()
+            sender.join()
+        assert (status, headers["connection"]) == (408, "close"), answer
+        error = json.loads(answer)["error"]
+        assert "head did not come whole within 2 s" in error, error
+        assert "MODELSHELF_CLIENT_STALL_SECONDS" in error, error
+        assert reader.closed()
+    assert 1.9 < waited < 6, waited
+
+
+def test_a_request_body_trickled_under_the_minimum_speed_gets_408_naming_it(service):
+    """Slowloris on the body: a byte every 1.5 s never stops for the stall seconds (2), but
+    averages under the minimum speed (2 bytes/s past the first 2 s): 408 naming
+    MODELSHELF_CLIENT_MIN_SPEED, then close, within a few seconds rather than never."""
+    request = _request("POST", PREDICT, json.dumps(ND).encode())
+    head_end = request.index(b"\r\n\r\n") + 4
+    with _connect(service.http_port) as sock:
+        sock.sendall(request[:head_end])
+        started = time.monotonic()
+        answered = threading.Event()
+
+        def trickle() -> None:
+            for byte in range(head_end, len(request) - 1):
+                if answered.wait(1.5):
+                    return
+                with contextlib.suppress(OSError):
+                    sock.sendall(request[byte : byte + 1])
+
+        sender = threading.Thread(target=trickle)
+        sender.start()
+        try:
+            reader = Reader(sock)
+            status, headers, answer = reader.answer()
+            waited = time.monotonic() - started
+        finally:
+            answered.set()
+            sender.join()
+        assert (status, headers["connection"]) == (408, "close"), answer
+        error = json.loads(answer)["error"]
+        assert "came too slowly" in error and "under 2 bytes/s" in error, error
+        assert "MODELSHELF_CLIENT_MIN_SPEED" in error, error
+        assert reader.closed()
+    # 2 s of grace, then 1 byte per 1.5 s is behind 2 bytes/s from the first byte on.
+    assert 2.5 < waited < 10, waited
+
+
+def test_a_bad_client_min_speed_stops_the_start_naming_the_variable():
+    result = run_to_exit(
+        [*MODELSHELF, "SleepyModel", "--http-port", "0", "--grpc-workers", "0"],
+        COMPONENTS,
+        env={"MODELSHELF_CLIENT_MIN_SPEED": "fast"},
+    )
+    assert result.returncode == 1, result.stdout
+    assert "MODELSHELF_CLIENT_MIN_SPEED='fast'" in result.stdout, result.stdout
 
 
 def test_a_client_that_does_not_read_is_not_read_either(service):

@@ -7,18 +7,19 @@ body)``) and writes its ``(status, headers, payload)`` at once, in one ``write``
 that must wait (a prediction queued to join a batch) is an awaitable: the connection keeps a
 queue so that pipelined requests are still answered in the order they came.
 
-What the connection enforces, as a server must: keep-alive (HTTP/1.1's default; HTTP/1.0 only
-with ``Connection: keep-alive``), ``Connection: close``, ``Expect: 100-continue``, a body over
-the app's ``max_body`` refused before it is read whole (the app's answer, then close), a
-transfer coding other than ``chunked`` alone (501, RFC 9112 6.1), header size and count limits
-(431), a request whose head or body stops coming for the keep-alive seconds (closed; a body:
-408, then close), malformed requests (400, then close), a failure of the server's own code (500
-as the app's ``INTERNAL_ERROR``, logged at ERROR, then close), ``X-Forwarded-For``/``-Proto``
-from a trusted proxy (``forwarded``), and backpressure: a client that does not read its answers
-is not read either, and the requests already read when it stops (up to one read, ~256 KB of
-small pipelined ones) are not answered until it reads again: their bodies are in memory
-already, their answers (a metrics page, a large prediction) would not be; one that reads none
-of its answers for the keep-alive seconds is reset, its unsent answers dropped.
+What the connection enforces, as a server must: keep-alive (HTTP/1.1's default; HTTP/1.0 only with
+``Connection: keep-alive``), ``Connection: close``, ``Expect: 100-continue``, a body over the app's
+``max_body`` refused before it is read whole (the app's answer, then close), a transfer coding
+other than ``chunked`` alone (501, RFC 9112 6.1), header size and count limits (431), a request
+whose head or body stops coming for the keep-alive seconds (closed; a body: 408, then close), a
+slow client (a head not whole within the stall seconds, a body under a minimum speed: 408, then
+close), malformed requests (400, then close), a failure of the server's own code (500 as the app's
+``INTERNAL_ERROR``, logged at ERROR, then close), ``X-Forwarded-For``/``-Proto`` from a trusted
+proxy (``forwarded``), and backpressure: a client that does not read its answers is not read
+either, and the requests already read when it stops (up to one read, ~256 KB of small pipelined
+ones) are not answered until it reads again: their bodies are in memory already, their answers (a
+metrics page, a large prediction) would not be; one that reads none of its answers for the
+keep-alive seconds is reset, its unsent answers dropped.
 """
 
 from __future__ import annotations
@@ -201,6 +202,9 @@ class HttpConnection(asyncio.Protocol):
         self.in_request = False
         self._in_head = False
         self._head_fed = 0
+        #: Loop time the request's head began, then (once the head is whole) its body: what
+        #: the deadlines of ``enforce_timeouts`` count from.
+        self._started = 0.0
         self._url = b""
         self._headers: Headers = []
         self._head_bytes = 0
@@ -293,6 +297,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.in_request = self._in_head = True
+        self._started = self.last_active  # the time its first bytes were read
         self._url = b""
         self._headers = []
         self._head_bytes = self._head_fed = self._body_size = 0
@@ -329,6 +334,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._started = self.last_active
         if len(self._headers) > MAX_HEADERS:
             self._refuse_headers()
         parser = self.parser
@@ -660,31 +666,58 @@ class HttpConnection(asyncio.Protocol):
         """From the server's sweep (one timer for every connection, nothing per request).
         With no byte from the client since ``since`` (loop time, the keep-alive seconds ago),
         no answer owed or waiting for the client to read it: an idle connection, or one whose
-        request head stopped coming (slowloris), is closed. One whose request body stopped
-        coming since ``stalled_since`` (``MODELSHELF_CLIENT_STALL_SECONDS`` ago) is answered
-        408, then closed (it would hold the connection and the body read so far for good).
-        Answers that back up unread are dropped (``_drop_if_unread``)."""
+        request head stopped coming, is closed. Slow clients (slowloris) are held to deadlines
+        counted from ``stalled_since`` (``MODELSHELF_CLIENT_STALL_SECONDS`` ago): a request head
+        must come whole within the stall seconds of its first byte (nginx's
+        ``client_header_timeout``), a body must not stop for the stall seconds nor, past them,
+        average under ``MODELSHELF_CLIENT_MIN_SPEED`` (Apache's ``mod_reqtimeout``); else 408,
+        then close (it would hold the connection and what was read of it for good). Answers
+        that back up unread are dropped (``_drop_if_unread``)."""
         if self.write_paused:  # closed too: its last answers wait unsent, never flushed
             self._drop_if_unread(stalled_since)
             return
         if self.closed:  # lingering after an error answer, or gone
             return
-        if self.closing or self.owed or self.last_active >= since:
+        if self.closing or self.owed:
+            return
+        if self.in_request and not self.reading_paused:
+            late = self._late_request(stalled_since)
+            if late:
+                logger.debug("%s: %s: 408, then close", self.peer, late)
+                message = json.dumps({"error": late}).encode()
+                self._fail(closing_reply(408, b"application/json", message))
+                return
+        if self.last_active >= since:
             return
         if not self.in_request or self._scope is None:
             if self.in_request:
                 logger.debug("%s: a request head unfinished for the keep-alive time", self.peer)
             self._close()
-            return
-        if self.last_active >= stalled_since:
-            return
+
+    def _late_request(self, stalled_since: float) -> str | None:
+        """What the request under way is late for (the 408's message), if anything."""
         seconds = self.server.stall_seconds
-        logger.debug("%s: a request body stopped for %g s: 408, then close", self.peer, seconds)
-        message = (
-            f"the request body stopped coming: no byte of it for {seconds:g} s "
-            "(MODELSHELF_CLIENT_STALL_SECONDS); send the body without pausing that long"
-        )
-        self._fail(closing_reply(408, b"application/json", json.dumps({"error": message}).encode()))
+        if self._scope is None:
+            if self._started >= stalled_since:
+                return None
+            return (
+                f"the request head did not come whole within {seconds:g} s "
+                "(MODELSHELF_CLIENT_STALL_SECONDS); send it at once"
+            )
+        if self.last_active < stalled_since:
+            return (
+                f"the request body stopped coming: no byte of it for {seconds:g} s "
+                "(MODELSHELF_CLIENT_STALL_SECONDS); send the body without pausing that long"
+            )
+        speed = self.server.min_speed
+        if speed and self._started + self._body_size / speed < stalled_since:
+            return (
+                f"the request body came too slowly: {self._body_size} bytes in "
+                f"{self.loop.time() - self._started:.0f} s, under {speed:g} bytes/s after the "
+                f"first {seconds:g} s (MODELSHELF_CLIENT_MIN_SPEED, "
+                "MODELSHELF_CLIENT_STALL_SECONDS)"
+            )
+        return None
 
     def _drop_if_unread(self, since: float) -> None:
         """Answers back up unread (over ``WRITE_BUFFER_BYTES``): dropped with the connection
@@ -762,6 +795,8 @@ class HttpConnection(asyncio.Protocol):
         ):
             self.reading_paused = False
             self.transport.resume_reading()
+            if self.in_request:  # its bytes waited on the server, not the client: a new count
+                self._started = self.loop.time()
 
 
 def _asks_close(headers: Headers) -> bool:
