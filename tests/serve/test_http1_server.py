@@ -796,6 +796,57 @@ def test_a_client_that_asks_to_close_and_never_reads_its_answer_is_reset(tmp_pat
                 pass
 
 
+SIZED_ANSWER_MODEL = """
+class SizedAnswerModel:
+    def predict(self, X, features_names=None, meta=None):
+        return "x" * int(X)
+"""
+
+
+def _kernel_send_capacity() -> int:
+    """Bytes the kernel takes from a loopback socket whose peer reads nothing (its receive
+    buffer 4096): what a server's ``write`` leaves the kernel before its own buffer fills."""
+    with socket.create_server(("127.0.0.1", 0)) as listener, socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(listener.getsockname())
+        server, _ = listener.accept()
+        with server:
+            server.setblocking(False)
+            sent = 0
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    sent += server.send(b"x" * 1_000_000)
+    return sent
+
+
+def test_a_closed_connection_whose_last_answer_is_never_read_is_reset(tmp_path):
+    """``Connection: close`` and an answer 128 KB more than the kernel takes: the rest waits in
+    the server's buffer, under the 256 KB at which writes pause, so only ``close`` waited for
+    it -- for good, for a client that reads nothing. After the stall seconds (2) the
+    connection is reset, the buffer dropped, as for answers backed up on an open one."""
+    size = _kernel_send_capacity() + 128 * 1024
+    body = json.dumps({"strData": str(size)}).encode()
+    request = _request("POST", PREDICT, body, "Connection: close\r\n")
+    with (
+        _serving(tmp_path, "SizedAnswerModel", SIZED_ANSWER_MODEL) as served,
+        socket.socket() as sock,
+    ):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", served.http_port))
+        sock.sendall(request)
+        started = time.monotonic()
+        while _tcp_established(sock):
+            assert time.monotonic() - started < 20, "a closed connection never read was kept"
+            time.sleep(0.05)
+        assert time.monotonic() - started > 1.9  # the stall seconds, not at once
+        received = 0
+        with pytest.raises(ConnectionResetError):
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        assert received < size
+
+
 def test_a_client_that_reads_its_answers_slowly_is_kept(tmp_path):
     """A client that reads its backed-up answers slowly (8 KB every 30 ms for 4 s, longer
     than the keep-alive 2, then at full speed) is not dropped: what counts is that it reads.

@@ -19,7 +19,8 @@ proxy (``forwarded``), and backpressure: a client that does not read its answers
 either, and the requests already read when it stops (up to one read, ~256 KB of small pipelined
 ones) are not answered until it reads again: their bodies are in memory already, their answers (a
 metrics page, a large prediction) would not be; one that reads none of its answers for the
-keep-alive seconds is reset, its unsent answers dropped.
+stall seconds is reset, its unsent answers dropped, whether the connection was still open or
+closing (an error, ``Connection: close``, the idle timeout).
 """
 
 from __future__ import annotations
@@ -672,8 +673,10 @@ class HttpConnection(asyncio.Protocol):
         ``client_header_timeout``), a body must not stop for the stall seconds nor, past them,
         average under ``MODELSHELF_CLIENT_MIN_SPEED`` (Apache's ``mod_reqtimeout``); else 408,
         then close (it would hold the connection and what was read of it for good). Answers
-        that back up unread are dropped (``_drop_if_unread``)."""
-        if self.write_paused:  # closed too: its last answers wait unsent, never flushed
+        that back up unread are dropped (``_drop_if_unread``), on a connection closed too."""
+        if self.write_paused or (self.closed and self.transport.get_write_buffer_size()):
+            # Closed too: ``close`` waits for the last answers to be sent, which a client that
+            # never reads holds for good (up to ``WRITE_BUFFER_BYTES`` without pausing writes).
             self._drop_if_unread(stalled_since)
             return
         if self.closed:  # lingering after an error answer, or gone
@@ -762,6 +765,7 @@ class HttpConnection(asyncio.Protocol):
         self.closing = True
         if not self.closed:
             self.closed = True
+            self.last_active = self.loop.time()  # answers left unsent: their stall counts now
             self.owed.clear()
             self.deferred = 0
             if self.linger and self.transport.can_write_eof():
