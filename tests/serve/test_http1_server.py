@@ -1096,15 +1096,20 @@ def test_forwarded_headers_set_the_client_and_scheme_as_uvicorn(
     assert plain["scheme"] == "http" and plain["client"][0] == "127.0.0.1", plain
 
 
-def test_the_access_log_redacts_the_values_of_secret_query_parameters():
+@pytest.mark.parametrize("server", ["modelshelf", "uvicorn"])
+def test_the_access_log_redacts_the_values_of_secret_query_parameters(server):
     """``--access-log`` shows a request's query as sent, but not the value of a parameter
-    named as a secret's (token, signature, password, api_key…: ``modelshelf.redaction``)."""
+    named as a secret's (token, signature, password, key, api_key…: ``modelshelf.redaction``),
+    on our server and on the uvicorn fallback alike."""
     launch = Launch("SleepyModel", COMPONENTS, extra_args=("--access-log",))
-    secrets = ("tok-4f1e9", "sig-8c2d7", "key-0b6a3")
-    query = "token={}&x=1&X-Amz-Signature={}&api_key={}&n=json".format(*secrets)
-    with running(launch, [MODELSHELF]) as (served,):
+    secrets = ("tok-4f1e9", "sig-8c2d7", "key-0b6a3", "gkey-77e1c")
+    query = "token={}&x=1&X-Amz-Signature={}&api_key={}&key={}&n=json".format(*secrets)
+    with running(launch, [MODELSHELF], env={"MODELSHELF_HTTP_SERVER": server}) as (served,):
         assert httpx.get(f"{served.url}/health/ping?{query}").text == "pong"
-        shown = "/health/ping?token=<redacted>&x=1&X-Amz-Signature=<redacted>&api_key=<redacted>"
+        shown = (
+            "/health/ping?token=<redacted>&x=1&X-Amz-Signature=<redacted>&api_key=<redacted>"
+            "&key=<redacted>"
+        )
         wait_for_text(served.log, f'"GET {shown}&n=json HTTP/1.1" 200')
         log = served.log()
         assert not [secret for secret in secrets if secret in log], log[-2000:]

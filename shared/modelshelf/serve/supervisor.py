@@ -343,6 +343,9 @@ def _rest_worker(
         return
     import uvicorn
 
+    from modelshelf.serve.rest import redact_uvicorn_access_log
+
+    redact_uvicorn_access_log()  # its access lines without secret query values, as ours
     config = uvicorn.Config(
         app,
         loop="uvloop",
