@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import socket
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +20,13 @@ import grpc
 import joblib
 import numpy as np
 import pytest
-from frontends import MODELSHELF, batch_sizes, running, sklearn_launch, wait_for
+from frontends import MODELSHELF, batch_sizes, read_by_server, running, sklearn_launch, wait_for
 from sklearn.ensemble import RandomForestClassifier
+from test_grpc_transport import RawConnection
 from tritonclient.grpc import service_pb2
 
 from microservice import Microservice
+from modelshelf.serve.http2 import frames as f
 
 # A wait long enough that calls sent at once join on a loaded machine.
 BATCHING_ENV = {"MODELSHELF_MAX_BATCH_TIME_MS": "200", "MODELSHELF_MAX_BATCH_SIZE": "64"}
@@ -298,3 +302,68 @@ def test_seldon_and_v2_calls_at_once_join_only_their_own_kind(server: Microservi
     assert [kind for kind, _ in alone] == ["ok"] * len(calls)
     for _ in range(2):
         assert _calls_at_once(server, calls) == alone
+
+
+# ------------------------------------------------------------- clients gone, by hand (HTTP/2)
+
+STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+def _raw_call(service: Microservice, request: bytes, settings: dict[int, int]) -> RawConnection:
+    """A connection of its own (with ``settings``) that has sent one ModelInfer (stream 1)."""
+    raw = RawConnection(service, preface=b"")
+    raw.send(f.PREFACE + f.settings_frame(settings))
+    body = b"\x00" + len(request).to_bytes(4, "big") + request
+    raw.send(raw.headers(1, METHOD.encode()), f.frame(f.DATA, f.END_STREAM, 1, body))
+    return raw
+
+
+def _raw_outcome(raw: RawConnection, replenish: bool = False) -> Outcome:
+    """Stream 1's outcome as ``_call`` gives it; ``replenish``: the windows are given back as
+    DATA is read (a client with small windows that reads)."""
+    data = b""
+    while (found := raw.read_frame()) is not None:
+        kind, flags, stream, payload = found
+        if kind == f.DATA and stream == 1:
+            data += payload
+            if replenish and payload:
+                raw.send(f.window_update(0, len(payload)), f.window_update(1, len(payload)))
+        elif kind == f.HEADERS:
+            fields = dict(raw.decoder.decode(payload))
+            if stream == 1 and flags & f.END_STREAM:
+                code = int(fields[b"grpc-status"])
+                if code:
+                    return STATUS_NAMES[code], fields.get(b"grpc-message", b"").decode()
+                assert int.from_bytes(data[1:5], "big") == len(data) - 5
+                return "ok", data[5:]
+        elif kind == f.RST_STREAM and stream == 1:
+            raise AssertionError("stream 1 was reset")
+    raise AssertionError("the connection closed before stream 1 ended")
+
+
+def test_calls_of_clients_gone_while_queued_are_not_computed(forest_dir: Path) -> None:
+    """Four calls, each on its own connection, queue for one model call (a 3 s batch wait);
+    meanwhile one client resets its stream (RST_STREAM CANCEL) and one resets its connection
+    (TCP). The call joins the other two only (the batch-size histogram sees one call of 2),
+    whose answers are byte-equal to their own calls'."""
+    env = {"MODELSHELF_MAX_BATCH_TIME_MS": "3000", "MODELSHELF_MAX_BATCH_SIZE": "64"}
+    with _serving(forest_dir, env) as service:
+        requests = [_request(_rows(820 + i, 2)) for i in range(4)]
+        alone = _one_by_one(service, requests)
+        before = batch_sizes(service)
+        raws = [_raw_call(service, request, {}) for request in requests]
+        try:
+            assert all(read_by_server(raw.sock) for raw in raws)  # queued, the wait not over
+            raws[1].send(f.rst_stream(1, f.CANCEL))
+            raws[3].sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raws[3].close()
+            answers = [_raw_outcome(raws[0]), _raw_outcome(raws[2])]
+        finally:
+            for raw in raws:
+                raw.close()
+        assert answers == [alone[0], alone[2]]
+        assert wait_for(lambda: batch_sizes(service)[1] > before[1])
+        total, count = batch_sizes(service)
+        assert (total - before[0], count - before[1]) == (2, 1)
+        assert "Traceback" not in service.log()
+

@@ -154,15 +154,18 @@ class _InvalidRequestError(Exception):
 
 
 class _Owed:
-    """An answer owed, in request order: a reply once known, or raw bytes (``scope`` is None)."""
+    """An answer owed, in request order: a reply once known, or raw bytes (``scope`` is None);
+    ``future``: the reply to come (a prediction queued to join a batch), cancelled if the
+    connection ends first, so that the batch leaves it out."""
 
-    __slots__ = ("close", "keep_alive", "reply", "scope")
+    __slots__ = ("close", "future", "keep_alive", "reply", "scope")
 
     def __init__(self, scope: dict | None, keep_alive: bool, reply: Any = None) -> None:
         self.scope = scope
         self.keep_alive = keep_alive
         self.reply = reply
         self.close = False
+        self.future: asyncio.Future | None = None
 
 
 class _Deferred(_Owed):
@@ -238,8 +241,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.owed.clear()
-        self.deferred = 0
+        self._forget_owed()
         self.server.connection_lost(self)
 
     def data_received(self, data: bytes) -> None:
@@ -439,7 +441,7 @@ class HttpConnection(asyncio.Protocol):
         else:
             owed = _Owed(scope, keep_alive)
             self.owed.append(owed)
-            future = asyncio.ensure_future(reply)
+            future = owed.future = asyncio.ensure_future(reply)
             future.add_done_callback(partial(self._settled, owed))
         if len(self.owed) >= MAX_OWED:  # answered now or not, they wait behind one that waits
             self._pause_reading()
@@ -515,6 +517,7 @@ class HttpConnection(asyncio.Protocol):
                 logger.exception("%s %s failed", scope["method"], scope["path"])
                 reply = INTERNAL_ERROR
             if future is not None:
+                entry.future = future
                 future.add_done_callback(partial(self._settled, entry))
             else:
                 entry.reply = reply
@@ -740,8 +743,7 @@ class HttpConnection(asyncio.Protocol):
             unread,
         )
         self.closing = self.closed = True
-        self.owed.clear()
-        self.deferred = 0
+        self._forget_owed()
         # A reset, not a FIN: the kernel would otherwise keep sending what it holds (megabytes,
         # the socket's send buffer) to a client that takes none of it, for minutes.
         sock = self.transport.get_extra_info("socket")
@@ -766,12 +768,20 @@ class HttpConnection(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self.last_active = self.loop.time()  # answers left unsent: their stall counts now
-            self.owed.clear()
-            self.deferred = 0
+            self._forget_owed()
             if self.linger and self.transport.can_write_eof():
                 self._linger()
             else:
                 self.transport.close()
+
+    def _forget_owed(self) -> None:
+        """The answers owed will not be written: the ones still to come are cancelled (a
+        queued prediction's rows are then left out of its batch's model call)."""
+        for entry in self.owed:
+            if entry.future is not None and entry.reply is None:
+                entry.future.cancel()
+        self.owed.clear()
+        self.deferred = 0
 
     def _linger(self) -> None:
         """Close after an error answer while the client may still be sending (a refused body):
