@@ -13,6 +13,7 @@ import dataclasses
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -362,6 +363,57 @@ def test_calls_of_clients_gone_while_queued_are_not_computed(forest_dir: Path) -
             for raw in raws:
                 raw.close()
         assert answers == [alone[0], alone[2]]
+        assert wait_for(lambda: batch_sizes(service)[1] > before[1])
+        total, count = batch_sizes(service)
+        assert (total - before[0], count - before[1]) == (2, 1)
+        assert "Traceback" not in service.log()
+
+
+def test_a_call_whose_deadline_passes_while_queued_is_deadline_exceeded_not_computed(
+    forest_dir: Path,
+) -> None:
+    """A batch wait of 3 s. A call whose client sends ``grpc-timeout: 300m`` and keeps waiting
+    (no reset: a raw client) is answered DEADLINE_EXCEEDED by the server at its deadline, long
+    before the wait ends, as grpcio's server does; a real client's 0.3 s timeout ends its call
+    DEADLINE_EXCEEDED too. Neither is computed: the model call joins the two other calls only."""
+    env = {"MODELSHELF_MAX_BATCH_TIME_MS": "3000", "MODELSHELF_MAX_BATCH_SIZE": "64"}
+    with _serving(forest_dir, env) as service:
+        requests = [_request(_rows(840 + i, 2)) for i in range(4)]
+        alone = _one_by_one(service, requests)
+        before = batch_sizes(service)
+        timed = RawConnection(service, preface=b"")
+        address = f"127.0.0.1:{service.grpc_port}"
+        with (
+            grpc.insecure_channel(address, options=OWN_CONNECTION) as first,
+            grpc.insecure_channel(address, options=OWN_CONNECTION) as second,
+            grpc.insecure_channel(address, options=OWN_CONNECTION) as third,
+        ):
+            outcomes = [
+                channel.unary_unary(METHOD).future(request, timeout=timeout)
+                for channel, request, timeout in (
+                    (first, requests[0], 60),
+                    (second, requests[1], 0.3),
+                    (third, requests[2], 60),
+                )
+            ]
+            try:
+                timed.send(f.PREFACE + f.settings_frame({}))
+                body = b"\x00" + len(requests[3]).to_bytes(4, "big") + requests[3]
+                extra = ((b"grpc-timeout", b"300m"),)
+                timed.send(
+                    timed.headers(1, METHOD.encode(), extra=extra),
+                    f.frame(f.DATA, f.END_STREAM, 1, body),
+                )
+                sent = time.monotonic()
+                assert _raw_outcome(timed) == ("DEADLINE_EXCEEDED", "Deadline Exceeded")
+                waited = time.monotonic() - sent
+            finally:
+                timed.close()
+            assert 0.25 < waited < 2, waited  # its deadline, not the batch's 3 s
+            with pytest.raises(grpc.RpcError) as raised:
+                outcomes[1].result()
+            assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert [("ok", outcomes[i].result()) for i in (0, 2)] == [alone[0], alone[2]]
         assert wait_for(lambda: batch_sizes(service)[1] > before[1])
         total, count = batch_sizes(service)
         assert (total - before[0], count - before[1]) == (2, 1)
