@@ -419,3 +419,51 @@ def test_a_call_whose_deadline_passes_while_queued_is_deadline_exceeded_not_comp
         assert (total - before[0], count - before[1]) == (2, 1)
         assert "Traceback" not in service.log()
 
+
+def test_a_connection_closed_while_its_call_is_queued_leaves_it_out(forest_dir: Path) -> None:
+    """A client ends its connection (TCP FIN: no RST_STREAM, no GOAWAY, no TCP reset) while its
+    call waits for a batch: the model call joins the two other calls only, whose answers are
+    their own, and the server serves on."""
+    env = {"MODELSHELF_MAX_BATCH_TIME_MS": "3000", "MODELSHELF_MAX_BATCH_SIZE": "64"}
+    with _serving(forest_dir, env) as service:
+        requests = [_request(_rows(860 + i, 3)) for i in range(3)]
+        alone = _one_by_one(service, requests)
+        before = batch_sizes(service)
+        raws = [_raw_call(service, request, {}) for request in requests]
+        try:
+            assert all(read_by_server(raw.sock) for raw in raws)  # queued, the wait not over
+            raws[1].sock.shutdown(socket.SHUT_WR)
+            assert raws[1].goaway_code() is None  # the server closes it, answering nothing
+            answers = [_raw_outcome(raws[0]), _raw_outcome(raws[2])]
+        finally:
+            for raw in raws:
+                raw.close()
+        assert answers == [alone[0], alone[2]]
+        assert wait_for(lambda: batch_sizes(service)[1] > before[1])
+        total, count = batch_sizes(service)
+        assert (total - before[0], count - before[1]) == (2, 1)
+        assert _one_by_one(service, requests) == alone
+        assert "Traceback" not in service.log()
+
+
+def test_queued_answers_larger_than_the_send_window_arrive_whole(forest_dir: Path) -> None:
+    """Two calls queued for one model call, from clients whose stream window is 4 KiB and
+    connection window HTTP/2's 64 KiB, each answer ~96 KB: the server sends what the windows
+    allow and the rest as the clients give window back; each answer is byte-equal to its own
+    call's (from grpcio's client, with windows large enough)."""
+    env = {"MODELSHELF_MAX_BATCH_TIME_MS": "1000", "MODELSHELF_MAX_BATCH_SIZE": "10000"}
+    with _serving(forest_dir, env) as service:
+        requests = [_request(_rows(880 + i, 4_000)) for i in range(2)]
+        alone = _one_by_one(service, requests)
+        assert all(len(answer) > 65_535 for _, answer in alone), [len(a) for _, a in alone]
+        before = batch_sizes(service)
+        raws = [_raw_call(service, request, {f.INITIAL_WINDOW_SIZE: 4096}) for request in requests]
+        try:
+            answers = [_raw_outcome(raw, replenish=True) for raw in raws]
+        finally:
+            for raw in raws:
+                raw.close()
+        assert answers == alone
+        assert wait_for(lambda: batch_sizes(service)[1] > before[1])
+        total, count = batch_sizes(service)
+        assert (total - before[0], count - before[1]) == (2, 1)  # they were queued and joined
