@@ -72,6 +72,24 @@ def test_a_query_strings_secret_values_are_hidden_whole():
     )
 
 
+def test_api_keys_in_a_query_are_hidden_under_each_of_their_usual_names():
+    """``key`` (Google's ``?key=``), ``api_key``, ``apikey``, ``api-key``, ``access_key``,
+    ``subscription-key``; ``key`` only as a whole name (``sort_key``, ``monkey`` stay)."""
+    query = (
+        "key=k1&api_key=k2&apikey=k3&API-KEY=k4&access_key=k5&subscription-key=k6"
+        "&sort_key=name&monkey=1"
+    )
+    assert redact_parameters(query) == (
+        "key=<redacted>&api_key=<redacted>&apikey=<redacted>&API-KEY=<redacted>"
+        "&access_key=<redacted>&subscription-key=<redacted>&sort_key=name&monkey=1"
+    )
+    # In text: as a query parameter, not an object's key named in prose.
+    logged = "GET /v1/models?key=AIzaSyA1&n=2 failed; key=models/iris.joblib"
+    assert redact_text(logged, environ={}) == (
+        "GET /v1/models?key=<redacted>&n=2 failed; key=models/iris.joblib"
+    )
+
+
 def test_values_of_credential_variables_are_hidden_wherever_they_appear():
     environ = {
         "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG",

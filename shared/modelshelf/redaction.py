@@ -26,13 +26,18 @@ _URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://(?:<redacted>|[^\s'\"<>`
 # The names of query parameters whose values are secrets.
 _SECRET_NAMES = (
     r"(?:X-Amz|X-Goog)-(?:Signature|Credential|Security-Token)|sig|signature|"
-    r"access_token|token|sas|password|secret|api[_-]?key"
+    r"access_token|token|sas|password|secret|api[_-]?key|"
+    r"(?:access|secret|private|subscription)[_-]?key"
 )
+# ``key`` alone is an API key as a query parameter (Google's ``?key=``), but in prose and
+# after a prefix mostly not (an object's key, ``sort_key``): a secret's name only as a whole
+# query parameter name.
+_KEY = "key"
 # "name=value" pairs that are secrets wherever they appear (a path+query a library logs).
-_SECRET_PARAMETER = re.compile(rf"(?i)\b({_SECRET_NAMES})=([^&\s'\"<>]+)")
+_SECRET_PARAMETER = re.compile(rf"(?i)(\b(?:{_SECRET_NAMES})|(?<=[?&]){_KEY})=([^&\s'\"<>]+)")
 # A query parameter's whole (decoded) name: one of those, alone or after a prefix (auth_token,
-# id_token, client_secret).
-_SECRET_QUERY_NAME = re.compile(rf"(?i)(?:[A-Za-z0-9.]*[_-])?(?:{_SECRET_NAMES})")
+# id_token, client_secret), or ``key``.
+_SECRET_QUERY_NAME = re.compile(rf"(?i)(?:[A-Za-z0-9.]*[_-])?(?:{_SECRET_NAMES})|{_KEY}")
 # Environment variables whose values are secrets (matched on the upper-cased name).
 _SECRET_VARIABLE = re.compile(
     r"SECRET|TOKEN|PASSWORD|PASSWD|_PASS$|CREDENTIALS$|PRIVATE_KEY|ACCOUNT_KEY|"
@@ -96,7 +101,8 @@ def redact_text(
 def redact_parameters(query: str) -> str:
     """``query`` (a query string, as a request sent it) with the whole value of every parameter
     whose name, percent-decoded, is a secret's (``token``, ``signature``, ``password``,
-    ``api_key``…, also after a prefix: ``auth_token``, ``client_secret``) replaced by
+    ``key``, ``api_key``, ``apikey``…, also after a prefix: ``auth_token``, ``client_secret``)
+    replaced by
     ``<redacted>``; other values stay (unlike ``redact_uri``, which redacts every query value
     of a model URI). A value ends at ``&`` only: a quote in it is the value's, not its end."""
     pairs = query.split("&")

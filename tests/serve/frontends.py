@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
+import socket
 import subprocess
 import tempfile
+import termios
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -145,3 +148,27 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10) -> bool:
             return True
         event.wait(0.1)
     return condition()
+
+
+def read_by_server(sock: socket.socket, timeout: float = 10) -> bool:
+    """Whether the server took everything ``sock`` sent, within ``timeout`` seconds: the
+    client's bytes all acknowledged (its send queue empty) and the server's end of the
+    connection holding none unread (its receive queue in ``/proc/net/tcp``): what a test waits
+    for before acting on a request the server has read (a prediction queued for its batch)."""
+    client_port = sock.getsockname()[1]
+    server_port = sock.getpeername()[1]
+
+    def taken() -> bool:
+        unsent = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(4))
+        if int.from_bytes(unsent, "little"):
+            return False
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if int(local.split(":")[1], 16) == server_port and (
+                int(remote.split(":")[1], 16) == client_port
+            ):
+                return int(fields[4].split(":")[1], 16) == 0  # rx_queue
+        return False
+
+    return wait_for(taken, timeout)

@@ -4,6 +4,8 @@ against a serving process, each answer byte-equal to the one the request gets al
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,15 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from frontends import MODELSHELF, Launch, batch_sizes, running, sklearn_launch, wait_for
+from frontends import (
+    MODELSHELF,
+    Launch,
+    batch_sizes,
+    read_by_server,
+    running,
+    sklearn_launch,
+    wait_for,
+)
 from sklearn.ensemble import RandomForestClassifier
 
 from microservice import SERVERS, Microservice, seldon_parameters
@@ -116,6 +126,58 @@ def test_concurrent_answers_equal_one_by_one_and_join(server: Microservice) -> N
     assert wait_for(lambda: batch_sizes(server)[1] > before_count)
     total, count = batch_sizes(server)  # joined calls only: two requests or more each
     assert (total - before_sum) >= 2 * (count - before_count) > 0, (total, count)
+
+
+def _raw_post(port: int, path: str, body: dict) -> socket.socket:
+    """A connection that has sent one POST of ``body`` (JSON) and read nothing yet."""
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+    return sock
+
+
+def _raw_answer(sock: socket.socket) -> tuple[int, bytes]:
+    """Status and body of the one answer on ``sock`` (``Content-Length`` framed)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(head.split()[1]), body
+
+
+def test_requests_of_clients_gone_while_queued_are_not_computed(forest_dir: Path) -> None:
+    """Four V2 requests queue for one model call (a 3 s batch wait); two clients reset their
+    connections meanwhile. The call joins the other two only (the batch-size histogram sees
+    one call of 2, not of 4), and their answers are byte-equal to their own calls'."""
+    env = {"MODELSHELF_MAX_BATCH_TIME_MS": "3000", "MODELSHELF_MAX_BATCH_SIZE": "64"}
+    launch = sklearn_launch(forest_dir, "forest", method="predict_proba")
+    path = "/v2/models/forest/infer"
+    bodies = [_v2(_rows(800 + i, 2)) for i in range(4)]
+    with running(launch, [MODELSHELF], env=env) as (service,):
+        alone = [service.post(path, body) for body in bodies]
+        assert [r.status_code for r in alone] == [200] * 4, [r.text for r in alone]
+        before = batch_sizes(service)
+        socks = [_raw_post(service.http_port, path, body) for body in bodies]
+        try:
+            assert all(read_by_server(sock) for sock in socks)  # queued, the wait not over
+            for gone in (socks[1], socks[3]):  # a reset: SO_LINGER on, 0 s
+                gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                gone.close()
+            answers = [_raw_answer(socks[0]), _raw_answer(socks[2])]
+        finally:
+            for sock in socks:
+                sock.close()
+        assert answers == [(200, alone[0].content), (200, alone[2].content)]
+        assert wait_for(lambda: batch_sizes(service)[1] > before[1])
+        total, count = batch_sizes(service)
+        assert (total - before[0], count - before[1]) == (2, 1)
 
 
 def test_a_bad_request_fails_alone(server: Microservice) -> None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import socket
+import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,11 +21,13 @@ import grpc
 import joblib
 import numpy as np
 import pytest
-from frontends import MODELSHELF, batch_sizes, running, sklearn_launch, wait_for
+from frontends import MODELSHELF, batch_sizes, read_by_server, running, sklearn_launch, wait_for
 from sklearn.ensemble import RandomForestClassifier
+from test_grpc_transport import RawConnection
 from tritonclient.grpc import service_pb2
 
 from microservice import Microservice
+from modelshelf.serve.http2 import frames as f
 
 # A wait long enough that calls sent at once join on a loaded machine.
 BATCHING_ENV = {"MODELSHELF_MAX_BATCH_TIME_MS": "200", "MODELSHELF_MAX_BATCH_SIZE": "64"}
@@ -298,3 +303,167 @@ def test_seldon_and_v2_calls_at_once_join_only_their_own_kind(server: Microservi
     assert [kind for kind, _ in alone] == ["ok"] * len(calls)
     for _ in range(2):
         assert _calls_at_once(server, calls) == alone
+
+
+# ------------------------------------------------------------- clients gone, by hand (HTTP/2)
+
+STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+def _raw_call(service: Microservice, request: bytes, settings: dict[int, int]) -> RawConnection:
+    """A connection of its own (with ``settings``) that has sent one ModelInfer (stream 1)."""
+    raw = RawConnection(service, preface=b"")
+    raw.send(f.PREFACE + f.settings_frame(settings))
+    body = b"\x00" + len(request).to_bytes(4, "big") + request
+    raw.send(raw.headers(1, METHOD.encode()), f.frame(f.DATA, f.END_STREAM, 1, body))
+    return raw
+
+
+def _raw_outcome(raw: RawConnection, replenish: bool = False) -> Outcome:
+    """Stream 1's outcome as ``_call`` gives it; ``replenish``: the windows are given back as
+    DATA is read (a client with small windows that reads)."""
+    data = b""
+    while (found := raw.read_frame()) is not None:
+        kind, flags, stream, payload = found
+        if kind == f.DATA and stream == 1:
+            data += payload
+            if replenish and payload:
+                raw.send(f.window_update(0, len(payload)), f.window_update(1, len(payload)))
+        elif kind == f.HEADERS:
+            fields = dict(raw.decoder.decode(payload))
+            if stream == 1 and flags & f.END_STREAM:
+                code = int(fields[b"grpc-status"])
+                if code:
+                    return STATUS_NAMES[code], fields.get(b"grpc-message", b"").decode()
+                assert int.from_bytes(data[1:5], "big") == len(data) - 5
+                return "ok", data[5:]
+        elif kind == f.RST_STREAM and stream == 1:
+            raise AssertionError("stream 1 was reset")
+    raise AssertionError("the connection closed before stream 1 ended")
+
+
+def test_calls_of_clients_gone_while_queued_are_not_computed(forest_dir: Path) -> None:
+    """Four calls, each on its own connection, queue for one model call (a 3 s batch wait);
+    meanwhile one client resets its stream (RST_STREAM CANCEL) and one resets its connection
+    (TCP). The call joins the other two only (the batch-size histogram sees one call of 2),
+    whose answers are byte-equal to their own calls'."""
+    env = {"MODELSHELF_MAX_BATCH_TIME_MS": "3000", "MODELSHELF_MAX_BATCH_SIZE": "64"}
+    with _serving(forest_dir, env) as service:
+        requests = [_request(_rows(820 + i, 2)) for i in range(4)]
+        alone = _one_by_one(service, requests)
+        before = batch_sizes(service)
+        raws = [_raw_call(service, request, {}) for request in requests]
+        try:
+            assert all(read_by_server(raw.sock) for raw in raws)  # queued, the wait not over
+            raws[1].send(f.rst_stream(1, f.CANCEL))
+            raws[3].sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raws[3].close()
+            answers = [_raw_outcome(raws[0]), _raw_outcome(raws[2])]
+        finally:
+            for raw in raws:
+                raw.close()
+        assert answers == [alone[0], alone[2]]
+        assert wait_for(lambda: batch_sizes(service)[1] > before[1])
+        total, count = batch_sizes(service)
+        assert (total - before[0], count - before[1]) == (2, 1)
+        assert "Traceback" not in service.log()
+
+
+def test_a_call_whose_deadline_passes_while_queued_is_deadline_exceeded_not_computed(
+    forest_dir: Path,
+) -> None:
+    """A batch wait of 3 s. A call whose client sends ``grpc-timeout: 300m`` and keeps waiting
+    (no reset: a raw client) is answered DEADLINE_EXCEEDED by the server at its deadline, long
+    before the wait ends, as grpcio's server does; a real client's 0.3 s timeout ends its call
+    DEADLINE_EXCEEDED too. Neither is computed: the model call joins the two other calls only."""
+    env = {"MODELSHELF_MAX_BATCH_TIME_MS": "3000", "MODELSHELF_MAX_BATCH_SIZE": "64"}
+    with _serving(forest_dir, env) as service:
+        requests = [_request(_rows(840 + i, 2)) for i in range(4)]
+        alone = _one_by_one(service, requests)
+        before = batch_sizes(service)
+        timed = RawConnection(service, preface=b"")
+        address = f"127.0.0.1:{service.grpc_port}"
+        with (
+            grpc.insecure_channel(address, options=OWN_CONNECTION) as first,
+            grpc.insecure_channel(address, options=OWN_CONNECTION) as second,
+            grpc.insecure_channel(address, options=OWN_CONNECTION) as third,
+        ):
+            outcomes = [
+                channel.unary_unary(METHOD).future(request, timeout=timeout)
+                for channel, request, timeout in (
+                    (first, requests[0], 60),
+                    (second, requests[1], 0.3),
+                    (third, requests[2], 60),
+                )
+            ]
+            try:
+                timed.send(f.PREFACE + f.settings_frame({}))
+                body = b"\x00" + len(requests[3]).to_bytes(4, "big") + requests[3]
+                extra = ((b"grpc-timeout", b"300m"),)
+                timed.send(
+                    timed.headers(1, METHOD.encode(), extra=extra),
+                    f.frame(f.DATA, f.END_STREAM, 1, body),
+                )
+                sent = time.monotonic()
+                assert _raw_outcome(timed) == ("DEADLINE_EXCEEDED", "Deadline Exceeded")
+                waited = time.monotonic() - sent
+            finally:
+                timed.close()
+            assert 0.25 < waited < 2, waited  # its deadline, not the batch's 3 s
+            with pytest.raises(grpc.RpcError) as raised:
+                outcomes[1].result()
+            assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert [("ok", outcomes[i].result()) for i in (0, 2)] == [alone[0], alone[2]]
+        assert wait_for(lambda: batch_sizes(service)[1] > before[1])
+        total, count = batch_sizes(service)
+        assert (total - before[0], count - before[1]) == (2, 1)
+        assert "Traceback" not in service.log()
+
+
+def test_a_connection_closed_while_its_call_is_queued_leaves_it_out(forest_dir: Path) -> None:
+    """A client ends its connection (TCP FIN: no RST_STREAM, no GOAWAY, no TCP reset) while its
+    call waits for a batch: the model call joins the two other calls only, whose answers are
+    their own, and the server serves on."""
+    env = {"MODELSHELF_MAX_BATCH_TIME_MS": "3000", "MODELSHELF_MAX_BATCH_SIZE": "64"}
+    with _serving(forest_dir, env) as service:
+        requests = [_request(_rows(860 + i, 3)) for i in range(3)]
+        alone = _one_by_one(service, requests)
+        before = batch_sizes(service)
+        raws = [_raw_call(service, request, {}) for request in requests]
+        try:
+            assert all(read_by_server(raw.sock) for raw in raws)  # queued, the wait not over
+            raws[1].sock.shutdown(socket.SHUT_WR)
+            assert raws[1].goaway_code() is None  # the server closes it, answering nothing
+            answers = [_raw_outcome(raws[0]), _raw_outcome(raws[2])]
+        finally:
+            for raw in raws:
+                raw.close()
+        assert answers == [alone[0], alone[2]]
+        assert wait_for(lambda: batch_sizes(service)[1] > before[1])
+        total, count = batch_sizes(service)
+        assert (total - before[0], count - before[1]) == (2, 1)
+        assert _one_by_one(service, requests) == alone
+        assert "Traceback" not in service.log()
+
+
+def test_queued_answers_larger_than_the_send_window_arrive_whole(forest_dir: Path) -> None:
+    """Two calls queued for one model call, from clients whose stream window is 4 KiB and
+    connection window HTTP/2's 64 KiB, each answer ~96 KB: the server sends what the windows
+    allow and the rest as the clients give window back; each answer is byte-equal to its own
+    call's (from grpcio's client, with windows large enough)."""
+    env = {"MODELSHELF_MAX_BATCH_TIME_MS": "1000", "MODELSHELF_MAX_BATCH_SIZE": "10000"}
+    with _serving(forest_dir, env) as service:
+        requests = [_request(_rows(880 + i, 4_000)) for i in range(2)]
+        alone = _one_by_one(service, requests)
+        assert all(len(answer) > 65_535 for _, answer in alone), [len(a) for _, a in alone]
+        before = batch_sizes(service)
+        raws = [_raw_call(service, request, {f.INITIAL_WINDOW_SIZE: 4096}) for request in requests]
+        try:
+            answers = [_raw_outcome(raw, replenish=True) for raw in raws]
+        finally:
+            for raw in raws:
+                raw.close()
+        assert answers == alone
+        assert wait_for(lambda: batch_sizes(service)[1] > before[1])
+        total, count = batch_sizes(service)
+        assert (total - before[0], count - before[1]) == (2, 1)  # they were queued and joined

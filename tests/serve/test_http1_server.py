@@ -31,8 +31,9 @@ CHUNKED_HEAD = (
 ).encode()
 
 
-#: A request body may stop, or answers stay unread, this long (the default is 30 s).
-STALL_2_SECONDS = {"MODELSHELF_CLIENT_STALL_SECONDS": "2"}
+#: A request body may stop, or answers stay unread, this long (the default is 30 s); a head
+#: must come whole within it; a body must average 2 bytes/s past it (the default is 1024).
+STALL_2_SECONDS = {"MODELSHELF_CLIENT_STALL_SECONDS": "2", "MODELSHELF_CLIENT_MIN_SPEED": "2"}
 
 
 @pytest.fixture(scope="module")
@@ -513,8 +514,9 @@ def test_a_body_sent_while_the_app_holds_the_loop_is_not_timed_out(service):
 
 
 def test_a_slow_body_that_keeps_coming_is_not_timed_out(service):
-    """The body timeout is for a body that stops, not a slow one: one byte every 0.3 s, for
-    longer than the keep-alive second in all, is read whole and answered."""
+    """A body that does not stop and keeps over the minimum speed (2 bytes/s here) is not
+    timed out: one byte every 0.3 s, for longer than the keep-alive second and the stall
+    seconds in all, is read whole and answered."""
     request = _request("POST", PREDICT, json.dumps(ND).encode())
     head_end = request.index(b"\r\n\r\n") + 4
     with _connect(service.http_port) as sock:
@@ -526,6 +528,87 @@ def test_a_slow_body_that_keeps_coming_is_not_timed_out(service):
         status, _, answer = Reader(sock).answer()
     assert status == 200 and _ndarray(answer) == ND["data"]["ndarray"], answer
     assert time.monotonic() - started > 2
+
+
+def test_a_request_head_trickled_byte_by_byte_gets_408_at_the_stall_seconds(service):
+    """Slowloris on the head: a byte every 0.4 s (under the keep-alive second, so the idle
+    rule never fires) holds the connection no longer than the stall seconds (2) from the
+    head's first byte: 408 naming the setting, then close; others are served meanwhile."""
+    head = _request("GET", "/health/ping")
+    with _connect(service.http_port) as sock:
+        started = time.monotonic()
+        answered = threading.Event()
+
+        def trickle() -> None:
+            for byte in range(len(head) - 1):  # never the last byte: the head is never whole
+                if answered.wait(0.4):
+                    return
+                with contextlib.suppress(OSError):
+                    sock.sendall(head[byte : byte + 1])
+
+        sender = threading.Thread(target=trickle)
+        sender.start()
+        try:
+            assert httpx.get(f"{service.url}/health/ping").text == "pong"
+            reader = Reader(sock)
+            status, headers, answer = reader.answer()
+            waited = time.monotonic() - started
+            answered.set()
+        finally:
+            answered.set()
+            sender.join()
+        assert (status, headers["connection"]) == (408, "close"), answer
+        error = json.loads(answer)["error"]
+        assert "head did not come whole within 2 s" in error, error
+        assert "MODELSHELF_CLIENT_STALL_SECONDS" in error, error
+        assert reader.closed()
+    assert 1.9 < waited < 6, waited
+
+
+def test_a_request_body_trickled_under_the_minimum_speed_gets_408_naming_it(service):
+    """Slowloris on the body: a byte every 1.5 s never stops for the stall seconds (2), but
+    averages under the minimum speed (2 bytes/s past the first 2 s): 408 naming
+    MODELSHELF_CLIENT_MIN_SPEED, then close, within a few seconds rather than never."""
+    request = _request("POST", PREDICT, json.dumps(ND).encode())
+    head_end = request.index(b"\r\n\r\n") + 4
+    with _connect(service.http_port) as sock:
+        sock.sendall(request[:head_end])
+        started = time.monotonic()
+        answered = threading.Event()
+
+        def trickle() -> None:
+            for byte in range(head_end, len(request) - 1):
+                if answered.wait(1.5):
+                    return
+                with contextlib.suppress(OSError):
+                    sock.sendall(request[byte : byte + 1])
+
+        sender = threading.Thread(target=trickle)
+        sender.start()
+        try:
+            reader = Reader(sock)
+            status, headers, answer = reader.answer()
+            waited = time.monotonic() - started
+        finally:
+            answered.set()
+            sender.join()
+        assert (status, headers["connection"]) == (408, "close"), answer
+        error = json.loads(answer)["error"]
+        assert "came too slowly" in error and "under 2 bytes/s" in error, error
+        assert "MODELSHELF_CLIENT_MIN_SPEED" in error, error
+        assert reader.closed()
+    # 2 s of grace, then 1 byte per 1.5 s is behind 2 bytes/s from the first byte on.
+    assert 2.5 < waited < 10, waited
+
+
+def test_a_bad_client_min_speed_stops_the_start_naming_the_variable():
+    result = run_to_exit(
+        [*MODELSHELF, "SleepyModel", "--http-port", "0", "--grpc-workers", "0"],
+        COMPONENTS,
+        env={"MODELSHELF_CLIENT_MIN_SPEED": "fast"},
+    )
+    assert result.returncode == 1, result.stdout
+    assert "MODELSHELF_CLIENT_MIN_SPEED='fast'" in result.stdout, result.stdout
 
 
 def test_a_client_that_does_not_read_is_not_read_either(service):
@@ -711,6 +794,57 @@ def test_a_client_that_asks_to_close_and_never_reads_its_answer_is_reset(tmp_pat
         with pytest.raises(ConnectionResetError):
             while sock.recv(1 << 20):
                 pass
+
+
+SIZED_ANSWER_MODEL = """
+class SizedAnswerModel:
+    def predict(self, X, features_names=None, meta=None):
+        return "x" * int(X)
+"""
+
+
+def _kernel_send_capacity() -> int:
+    """Bytes the kernel takes from a loopback socket whose peer reads nothing (its receive
+    buffer 4096): what a server's ``write`` leaves the kernel before its own buffer fills."""
+    with socket.create_server(("127.0.0.1", 0)) as listener, socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(listener.getsockname())
+        server, _ = listener.accept()
+        with server:
+            server.setblocking(False)
+            sent = 0
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    sent += server.send(b"x" * 1_000_000)
+    return sent
+
+
+def test_a_closed_connection_whose_last_answer_is_never_read_is_reset(tmp_path):
+    """``Connection: close`` and an answer 128 KB more than the kernel takes: the rest waits in
+    the server's buffer, under the 256 KB at which writes pause, so only ``close`` waited for
+    it -- for good, for a client that reads nothing. After the stall seconds (2) the
+    connection is reset, the buffer dropped, as for answers backed up on an open one."""
+    size = _kernel_send_capacity() + 128 * 1024
+    body = json.dumps({"strData": str(size)}).encode()
+    request = _request("POST", PREDICT, body, "Connection: close\r\n")
+    with (
+        _serving(tmp_path, "SizedAnswerModel", SIZED_ANSWER_MODEL) as served,
+        socket.socket() as sock,
+    ):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", served.http_port))
+        sock.sendall(request)
+        started = time.monotonic()
+        while _tcp_established(sock):
+            assert time.monotonic() - started < 20, "a closed connection never read was kept"
+            time.sleep(0.05)
+        assert time.monotonic() - started > 1.9  # the stall seconds, not at once
+        received = 0
+        with pytest.raises(ConnectionResetError):
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        assert received < size
 
 
 def test_a_client_that_reads_its_answers_slowly_is_kept(tmp_path):
@@ -962,15 +1096,20 @@ def test_forwarded_headers_set_the_client_and_scheme_as_uvicorn(
     assert plain["scheme"] == "http" and plain["client"][0] == "127.0.0.1", plain
 
 
-def test_the_access_log_redacts_the_values_of_secret_query_parameters():
+@pytest.mark.parametrize("server", ["modelshelf", "uvicorn"])
+def test_the_access_log_redacts_the_values_of_secret_query_parameters(server):
     """``--access-log`` shows a request's query as sent, but not the value of a parameter
-    named as a secret's (token, signature, password, api_key…: ``modelshelf.redaction``)."""
+    named as a secret's (token, signature, password, key, api_key…: ``modelshelf.redaction``),
+    on our server and on the uvicorn fallback alike."""
     launch = Launch("SleepyModel", COMPONENTS, extra_args=("--access-log",))
-    secrets = ("tok-4f1e9", "sig-8c2d7", "key-0b6a3")
-    query = "token={}&x=1&X-Amz-Signature={}&api_key={}&n=json".format(*secrets)
-    with running(launch, [MODELSHELF]) as (served,):
+    secrets = ("tok-4f1e9", "sig-8c2d7", "key-0b6a3", "gkey-77e1c")
+    query = "token={}&x=1&X-Amz-Signature={}&api_key={}&key={}&n=json".format(*secrets)
+    with running(launch, [MODELSHELF], env={"MODELSHELF_HTTP_SERVER": server}) as (served,):
         assert httpx.get(f"{served.url}/health/ping?{query}").text == "pong"
-        shown = "/health/ping?token=<redacted>&x=1&X-Amz-Signature=<redacted>&api_key=<redacted>"
+        shown = (
+            "/health/ping?token=<redacted>&x=1&X-Amz-Signature=<redacted>&api_key=<redacted>"
+            "&key=<redacted>"
+        )
         wait_for_text(served.log, f'"GET {shown}&n=json HTTP/1.1" 200')
         log = served.log()
         assert not [secret for secret in secrets if secret in log], log[-2000:]

@@ -178,7 +178,11 @@ class Batcher:
         queued, self.queue, self.rows_queued, self.scheduled = self.queue, [], 0, None
         groups: dict[tuple, list[Pending]] = {}
         for pending in queued:
-            groups.setdefault(pending.key, []).append(pending)
+            # A future already done was cancelled: its client went away (a reset or closed
+            # connection or stream, a gRPC deadline). Its rows are left out of the call, which
+            # changes no one else's answer (a joined call answers each as alone).
+            if not pending.future.done():
+                groups.setdefault(pending.key, []).append(pending)
         for members in groups.values():
             chunk: list[Pending] = []
             rows = 0
@@ -279,7 +283,7 @@ class Batcher:
 
 
 def _settle(pending: Pending, answer: Callable[[], Reply]) -> None:
-    if pending.future.done():  # the client went away
+    if pending.future.done():  # the client went away during the joined call
         return
     try:
         pending.future.set_result(answer())

@@ -17,6 +17,7 @@ unchanged to seldon-core's Flask app, called in-process through a small WSGI bri
 from __future__ import annotations
 
 import io
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +27,7 @@ from seldon_core import seldon_methods
 from seldon_core.metrics import SeldonMetrics
 from seldon_core.utils import getenv_as_bool
 
+from modelshelf.redaction import redact_parameters
 from modelshelf.request_guard import CLIENT_ERRORS, body_checks, max_body_bytes, too_large
 from modelshelf.serve import protocol
 from modelshelf.serve.http1.connection import content_length
@@ -49,6 +51,27 @@ _LONG_DIGIT_RUN = b"0" * 19
 
 Headers = list[tuple[bytes, bytes]]
 Reply = tuple[int, Headers, bytes]
+
+
+class RedactedAccessLog(logging.Filter):
+    """uvicorn's access line (``MODELSHELF_HTTP_SERVER=uvicorn``) without the values of query
+    parameters named as a secret's, as modelshelf's own server logs it: uvicorn writes the
+    query as sent (``?token=…``, ``?key=…``) and has no hook but its logger's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # uvicorn's: (client, method, path with query, HTTP version, status)
+        if type(args) is tuple and len(args) == 5 and type(args[2]) is str and "?" in args[2]:
+            path, _, query = args[2].partition("?")
+            record.args = (args[0], args[1], f"{path}?{redact_parameters(query)}", *args[3:])
+        return True
+
+
+def redact_uvicorn_access_log() -> None:
+    """Install ``RedactedAccessLog`` on uvicorn's access logger (once per worker)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(existing, RedactedAccessLog) for existing in access.filters):
+        access.addFilter(RedactedAccessLog())
 
 
 def _fast_methods() -> dict[str, Callable[..., Any]]:

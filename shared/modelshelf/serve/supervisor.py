@@ -90,12 +90,18 @@ def serve(args: argparse.Namespace) -> int:
     # them each (6 MB less anonymous memory in the tree, measured for uvicorn). What the front
     # end and the framework import but do not use waits (``deferred_imports``): gRPC until a
     # gRPC worker needs it, pandas until a DataFrame does.
-    from modelshelf.serve.http1.server import client_stall_seconds, http_server_kind
+    from modelshelf.serve.http1.server import (
+        client_min_speed,
+        client_stall_seconds,
+        http_server_kind,
+    )
 
-    # A bad MODELSHELF_HTTP_SERVER or MODELSHELF_CLIENT_STALL_SECONDS stops the start here.
+    # A bad MODELSHELF_HTTP_SERVER, MODELSHELF_CLIENT_STALL_SECONDS or _MIN_SPEED stops the
+    # start here.
     http_server = http_server_kind()
     if http_server == "modelshelf":
         client_stall_seconds()
+        client_min_speed()
     with deferred_imports.deferring():
         if http_server == "uvicorn":
             import uvicorn.loops.uvloop
@@ -337,6 +343,9 @@ def _rest_worker(
         return
     import uvicorn
 
+    from modelshelf.serve.rest import redact_uvicorn_access_log
+
+    redact_uvicorn_access_log()  # its access lines without secret query values, as ours
     config = uvicorn.Config(
         app,
         loop="uvloop",

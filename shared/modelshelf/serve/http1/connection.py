@@ -7,18 +7,20 @@ body)``) and writes its ``(status, headers, payload)`` at once, in one ``write``
 that must wait (a prediction queued to join a batch) is an awaitable: the connection keeps a
 queue so that pipelined requests are still answered in the order they came.
 
-What the connection enforces, as a server must: keep-alive (HTTP/1.1's default; HTTP/1.0 only
-with ``Connection: keep-alive``), ``Connection: close``, ``Expect: 100-continue``, a body over
-the app's ``max_body`` refused before it is read whole (the app's answer, then close), a
-transfer coding other than ``chunked`` alone (501, RFC 9112 6.1), header size and count limits
-(431), a request whose head or body stops coming for the keep-alive seconds (closed; a body:
-408, then close), malformed requests (400, then close), a failure of the server's own code (500
-as the app's ``INTERNAL_ERROR``, logged at ERROR, then close), ``X-Forwarded-For``/``-Proto``
-from a trusted proxy (``forwarded``), and backpressure: a client that does not read its answers
-is not read either, and the requests already read when it stops (up to one read, ~256 KB of
-small pipelined ones) are not answered until it reads again: their bodies are in memory
-already, their answers (a metrics page, a large prediction) would not be; one that reads none
-of its answers for the keep-alive seconds is reset, its unsent answers dropped.
+What the connection enforces, as a server must: keep-alive (HTTP/1.1's default; HTTP/1.0 only with
+``Connection: keep-alive``), ``Connection: close``, ``Expect: 100-continue``, a body over the app's
+``max_body`` refused before it is read whole (the app's answer, then close), a transfer coding
+other than ``chunked`` alone (501, RFC 9112 6.1), header size and count limits (431), a request
+whose head or body stops coming for the keep-alive seconds (closed; a body: 408, then close), a
+slow client (a head not whole within the stall seconds, a body under a minimum speed: 408, then
+close), malformed requests (400, then close), a failure of the server's own code (500 as the app's
+``INTERNAL_ERROR``, logged at ERROR, then close), ``X-Forwarded-For``/``-Proto`` from a trusted
+proxy (``forwarded``), and backpressure: a client that does not read its answers is not read
+either, and the requests already read when it stops (up to one read, ~256 KB of small pipelined
+ones) are not answered until it reads again: their bodies are in memory already, their answers (a
+metrics page, a large prediction) would not be; one that reads none of its answers for the
+stall seconds is reset, its unsent answers dropped, whether the connection was still open or
+closing (an error, ``Connection: close``, the idle timeout).
 """
 
 from __future__ import annotations
@@ -152,15 +154,18 @@ class _InvalidRequestError(Exception):
 
 
 class _Owed:
-    """An answer owed, in request order: a reply once known, or raw bytes (``scope`` is None)."""
+    """An answer owed, in request order: a reply once known, or raw bytes (``scope`` is None);
+    ``future``: the reply to come (a prediction queued to join a batch), cancelled if the
+    connection ends first, so that the batch leaves it out."""
 
-    __slots__ = ("close", "keep_alive", "reply", "scope")
+    __slots__ = ("close", "future", "keep_alive", "reply", "scope")
 
     def __init__(self, scope: dict | None, keep_alive: bool, reply: Any = None) -> None:
         self.scope = scope
         self.keep_alive = keep_alive
         self.reply = reply
         self.close = False
+        self.future: asyncio.Future | None = None
 
 
 class _Deferred(_Owed):
@@ -201,6 +206,9 @@ class HttpConnection(asyncio.Protocol):
         self.in_request = False
         self._in_head = False
         self._head_fed = 0
+        #: Loop time the request's head began, then (once the head is whole) its body: what
+        #: the deadlines of ``enforce_timeouts`` count from.
+        self._started = 0.0
         self._url = b""
         self._headers: Headers = []
         self._head_bytes = 0
@@ -233,8 +241,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.owed.clear()
-        self.deferred = 0
+        self._forget_owed()
         self.server.connection_lost(self)
 
     def data_received(self, data: bytes) -> None:
@@ -293,6 +300,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.in_request = self._in_head = True
+        self._started = self.last_active  # the time its first bytes were read
         self._url = b""
         self._headers = []
         self._head_bytes = self._head_fed = self._body_size = 0
@@ -329,6 +337,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._started = self.last_active
         if len(self._headers) > MAX_HEADERS:
             self._refuse_headers()
         parser = self.parser
@@ -432,7 +441,7 @@ class HttpConnection(asyncio.Protocol):
         else:
             owed = _Owed(scope, keep_alive)
             self.owed.append(owed)
-            future = asyncio.ensure_future(reply)
+            future = owed.future = asyncio.ensure_future(reply)
             future.add_done_callback(partial(self._settled, owed))
         if len(self.owed) >= MAX_OWED:  # answered now or not, they wait behind one that waits
             self._pause_reading()
@@ -508,6 +517,7 @@ class HttpConnection(asyncio.Protocol):
                 logger.exception("%s %s failed", scope["method"], scope["path"])
                 reply = INTERNAL_ERROR
             if future is not None:
+                entry.future = future
                 future.add_done_callback(partial(self._settled, entry))
             else:
                 entry.reply = reply
@@ -660,31 +670,60 @@ class HttpConnection(asyncio.Protocol):
         """From the server's sweep (one timer for every connection, nothing per request).
         With no byte from the client since ``since`` (loop time, the keep-alive seconds ago),
         no answer owed or waiting for the client to read it: an idle connection, or one whose
-        request head stopped coming (slowloris), is closed. One whose request body stopped
-        coming since ``stalled_since`` (``MODELSHELF_CLIENT_STALL_SECONDS`` ago) is answered
-        408, then closed (it would hold the connection and the body read so far for good).
-        Answers that back up unread are dropped (``_drop_if_unread``)."""
-        if self.write_paused:  # closed too: its last answers wait unsent, never flushed
+        request head stopped coming, is closed. Slow clients (slowloris) are held to deadlines
+        counted from ``stalled_since`` (``MODELSHELF_CLIENT_STALL_SECONDS`` ago): a request head
+        must come whole within the stall seconds of its first byte (nginx's
+        ``client_header_timeout``), a body must not stop for the stall seconds nor, past them,
+        average under ``MODELSHELF_CLIENT_MIN_SPEED`` (Apache's ``mod_reqtimeout``); else 408,
+        then close (it would hold the connection and what was read of it for good). Answers
+        that back up unread are dropped (``_drop_if_unread``), on a connection closed too."""
+        if self.write_paused or (self.closed and self.transport.get_write_buffer_size()):
+            # Closed too: ``close`` waits for the last answers to be sent, which a client that
+            # never reads holds for good (up to ``WRITE_BUFFER_BYTES`` without pausing writes).
             self._drop_if_unread(stalled_since)
             return
         if self.closed:  # lingering after an error answer, or gone
             return
-        if self.closing or self.owed or self.last_active >= since:
+        if self.closing or self.owed:
+            return
+        if self.in_request and not self.reading_paused:
+            late = self._late_request(stalled_since)
+            if late:
+                logger.debug("%s: %s: 408, then close", self.peer, late)
+                message = json.dumps({"error": late}).encode()
+                self._fail(closing_reply(408, b"application/json", message))
+                return
+        if self.last_active >= since:
             return
         if not self.in_request or self._scope is None:
             if self.in_request:
                 logger.debug("%s: a request head unfinished for the keep-alive time", self.peer)
             self._close()
-            return
-        if self.last_active >= stalled_since:
-            return
+
+    def _late_request(self, stalled_since: float) -> str | None:
+        """What the request under way is late for (the 408's message), if anything."""
         seconds = self.server.stall_seconds
-        logger.debug("%s: a request body stopped for %g s: 408, then close", self.peer, seconds)
-        message = (
-            f"the request body stopped coming: no byte of it for {seconds:g} s "
-            "(MODELSHELF_CLIENT_STALL_SECONDS); send the body without pausing that long"
-        )
-        self._fail(closing_reply(408, b"application/json", json.dumps({"error": message}).encode()))
+        if self._scope is None:
+            if self._started >= stalled_since:
+                return None
+            return (
+                f"the request head did not come whole within {seconds:g} s "
+                "(MODELSHELF_CLIENT_STALL_SECONDS); send it at once"
+            )
+        if self.last_active < stalled_since:
+            return (
+                f"the request body stopped coming: no byte of it for {seconds:g} s "
+                "(MODELSHELF_CLIENT_STALL_SECONDS); send the body without pausing that long"
+            )
+        speed = self.server.min_speed
+        if speed and self._started + self._body_size / speed < stalled_since:
+            return (
+                f"the request body came too slowly: {self._body_size} bytes in "
+                f"{self.loop.time() - self._started:.0f} s, under {speed:g} bytes/s after the "
+                f"first {seconds:g} s (MODELSHELF_CLIENT_MIN_SPEED, "
+                "MODELSHELF_CLIENT_STALL_SECONDS)"
+            )
+        return None
 
     def _drop_if_unread(self, since: float) -> None:
         """Answers back up unread (over ``WRITE_BUFFER_BYTES``): dropped with the connection
@@ -704,8 +743,7 @@ class HttpConnection(asyncio.Protocol):
             unread,
         )
         self.closing = self.closed = True
-        self.owed.clear()
-        self.deferred = 0
+        self._forget_owed()
         # A reset, not a FIN: the kernel would otherwise keep sending what it holds (megabytes,
         # the socket's send buffer) to a client that takes none of it, for minutes.
         sock = self.transport.get_extra_info("socket")
@@ -729,12 +767,21 @@ class HttpConnection(asyncio.Protocol):
         self.closing = True
         if not self.closed:
             self.closed = True
-            self.owed.clear()
-            self.deferred = 0
+            self.last_active = self.loop.time()  # answers left unsent: their stall counts now
+            self._forget_owed()
             if self.linger and self.transport.can_write_eof():
                 self._linger()
             else:
                 self.transport.close()
+
+    def _forget_owed(self) -> None:
+        """The answers owed will not be written: the ones still to come are cancelled (a
+        queued prediction's rows are then left out of its batch's model call)."""
+        for entry in self.owed:
+            if entry.future is not None and entry.reply is None:
+                entry.future.cancel()
+        self.owed.clear()
+        self.deferred = 0
 
     def _linger(self) -> None:
         """Close after an error answer while the client may still be sending (a refused body):
@@ -762,6 +809,8 @@ class HttpConnection(asyncio.Protocol):
         ):
             self.reading_paused = False
             self.transport.resume_reading()
+            if self.in_request:  # its bytes waited on the server, not the client: a new count
+                self._started = self.loop.time()
 
 
 def _asks_close(headers: Headers) -> bool:

@@ -28,6 +28,10 @@ SERVER_ENV = "MODELSHELF_HTTP_SERVER"
 SERVERS = ("modelshelf", "uvicorn")
 STALL_ENV = "MODELSHELF_CLIENT_STALL_SECONDS"
 DEFAULT_STALL_SECONDS = 30.0
+MIN_SPEED_ENV = "MODELSHELF_CLIENT_MIN_SPEED"
+#: Bytes a second a request body must average, beyond its first stall seconds' grace (Apache's
+#: ``mod_reqtimeout`` asks 500; ``MODELSHELF_DOWNLOAD_MIN_SPEED`` asks 1024 of a store).
+DEFAULT_MIN_SPEED = 1024.0
 
 
 def http_server_kind() -> str:
@@ -63,6 +67,25 @@ def client_stall_seconds() -> float:
     return seconds
 
 
+def client_min_speed() -> float:
+    """``MODELSHELF_CLIENT_MIN_SPEED``: the bytes a second a request body must average once
+    its first ``MODELSHELF_CLIENT_STALL_SECONDS`` are over (0: no minimum, only the stall
+    rule). Without it a client sending a byte just before each stall timeout would hold its
+    connection, and the body read so far, for good (slowloris on the body)."""
+    from modelshelf.errors import ConfigurationError
+
+    text = os.environ.get(MIN_SPEED_ENV, "").strip()
+    if not text:
+        return DEFAULT_MIN_SPEED
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = math.nan
+    if not 0 <= speed < math.inf:
+        raise ConfigurationError(MIN_SPEED_ENV, text, "bytes a second >= 0 (0: no minimum)")
+    return speed
+
+
 class HttpServer:
     """Serves ``app`` on listening sockets; keeps its connections for the idle timeout and
     the graceful stop."""
@@ -71,6 +94,7 @@ class HttpServer:
         self.app = app
         self.keepalive_seconds = keepalive_seconds
         self.stall_seconds = client_stall_seconds()
+        self.min_speed = client_min_speed()
         self.access_log = access_log
         self.trusted_proxies = TrustedProxies.from_env()  # FORWARDED_ALLOW_IPS, as uvicorn
         self.connections: set[HttpConnection] = set()
@@ -125,12 +149,12 @@ class HttpServer:
         self._sweep = self.loop.call_at(due, self._enforce_timeouts, due)
 
     def _enforce_timeouts(self, due: float) -> None:
-        """The keep-alive timeout (idle connections, requests whose bytes stop coming, answers
-        left unread), for every connection at once: one timer for the server, not one armed
-        and cancelled per request. A sweep late by more than its interval judges no one: the
-        loop was held (the app answering inline for seconds), so what clients sent meanwhile
-        waits unread in the kernel -- the server's delay, not theirs; the next sweep comes
-        after it is read."""
+        """The keep-alive timeout (idle connections, requests whose bytes stop coming or come too
+        slowly, answers left unread), for every connection at once: one timer for the
+        server, not one armed and cancelled per request. A sweep late by more than its
+        interval judges no one: the loop was held (the app answering inline for seconds),
+        so what clients sent meanwhile waits unread in the kernel -- the server's delay,
+        not theirs; the next sweep comes after it is read."""
         self._sweep = None
         now = self.loop.time()
         if now - due < self._sweep_seconds():

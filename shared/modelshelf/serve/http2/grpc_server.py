@@ -18,7 +18,8 @@ one at a time; with more, unary handlers run in a pool of that many threads. Str
 (only reflection's, here) always run in a thread of their own, fed by a queue. An inline handler
 may answer an ``asyncio.Future`` of its outcome instead (a call queued by adaptive batching,
 ``serve.batching``, to join the next model call): its stream is answered when it resolves, and
-a stream reset meanwhile cancels it.
+a stream reset, the connection's end or the call's ``grpc-timeout`` meanwhile cancels it (the
+batch leaves it out; the timeout is answered DEADLINE_EXCEEDED, as grpcio does).
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class _Stream:
         "context",
         "due",
         "encoding",
+        "expiry",
         "handler",
         "held",
         "id",
@@ -131,6 +133,7 @@ class _Stream:
         self.requests: queue.SimpleQueue | None = None  # streaming calls: messages in
         self.context: CallContext | None = None
         self.due: asyncio.Future | None = None  # a unary call's answer to come (batching)
+        self.expiry: asyncio.TimerHandle | None = None  # ``due``'s grpc-timeout
         self.started = False  # the leading HEADERS are sent
         self.encoding = b"identity"  # grpc-encoding of the client's messages
 
@@ -626,6 +629,14 @@ class GrpcConnection(asyncio.Protocol):
             else:  # queued to join a model call (adaptive batching): answered when it resolves
                 stream.due = result
                 result.add_done_callback(lambda done: self._answer_due(stream, done))
+                remaining = stream.context.time_remaining()
+                if remaining is not None:
+                    if remaining <= 0:
+                        self._deadline_passed(stream)
+                    else:
+                        stream.expiry = self.server.loop.call_later(
+                            remaining, self._deadline_passed, stream
+                        )
         else:
             done = self.server.pool.submit(call_unary, handler, message, stream.context)
             loop = self.server.loop
@@ -650,6 +661,15 @@ class GrpcConnection(asyncio.Protocol):
             )
             return
         self._answer(stream, *result.result())
+
+    def _deadline_passed(self, stream: _Stream) -> None:
+        """A queued call's ``grpc-timeout`` passed before its model call: DEADLINE_EXCEEDED,
+        as grpcio answers, and the batch leaves it out (``_cancel``); the client may not even
+        be waiting (its own deadline, or none kept by a proxy), the work is useless."""
+        stream.expiry = None
+        if stream.due is None or self._streams.get(stream.id) is not stream or self.closed:
+            return
+        self._answer_error(stream, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
 
     def _answer_later(self, stream: _Stream, result: futures.Future) -> None:
         if not result.cancelled() and self._streams.get(stream.id) is stream:
@@ -809,6 +829,9 @@ class GrpcConnection(asyncio.Protocol):
         if stream.due is not None:  # queued for a model call: the batch leaves it out
             stream.due.cancel()
             stream.due = None
+        if stream.expiry is not None:
+            stream.expiry.cancel()
+            stream.expiry = None
         if stream.held:
             self._release(stream.held)
             stream.held = 0
