@@ -94,6 +94,7 @@ class XGBoostServer(ModelServer):
             classes=getattr(estimator, "classes_", None),
             class_names=self.class_labels,
             feature_names=self.feature_names or default_feature_names(self.n_features),
+            direct_calls=self.fast_path,
         )
         self.method = build_method(self.method_name, loaded)
 
