@@ -131,6 +131,8 @@ def dense_call(
         logger.warning("XGBoost's C API not called directly (%s: %s): inplace_predict serves",
                        type(exc).__name__, exc)  # fmt: skip
         return None
+    logger.info("XGBoost's %s: XGBoosterPredictFromDense called directly (equal to "
+                "inplace_predict on its probe rows)", predict_type)  # fmt: skip
     return call
 
 
