@@ -160,3 +160,14 @@ def test_a_library_without_the_c_function_keeps_inplace_predict(folders, monkeyp
     with caplog.at_level(logging.WARNING, logger=_dense_call.__name__):
         assert dense_call(booster, "value", np.nan, 4) is None
     assert "XGBoosterPredictFromDense" in caplog.text
+
+
+@pytest.mark.parametrize("missing", [0.0, -999.0, np.inf])
+def test_a_missing_value_other_than_nan_is_sent_as_inplace_predict_sends_it(folders, missing):
+    booster = xgb.Booster(model_file=str(next(folders["softprob"].iterdir())))
+    X = adversarial_rows(4, 30)
+    X[::3, 1] = missing
+    found = DenseCall(booster, "value", missing)(X)
+    wanted = booster.inplace_predict(X, missing=missing, validate_features=False)
+    np.testing.assert_array_equal(found, wanted)
+    assert not np.array_equal(found, booster.inplace_predict(X, validate_features=False))

@@ -40,6 +40,8 @@ class LoadedModel:
     #: XGBoost's C function called directly (``_dense_call``), checked at load; the server's
     #: ``fast_path``.
     direct_calls: bool = False
+    #: A ``gblinear`` booster: values and margins through a ``DMatrix``.
+    linear: bool = False
 
 
 def build_method(name: str, model: LoadedModel) -> Method:
@@ -52,11 +54,18 @@ def build_method(name: str, model: LoadedModel) -> Method:
             "a method this model supports: predict_proba needs a classification objective "
             f"({', '.join(PROBABILITY_OBJECTIVES)}); this model's objective is {objective}",
         )
-    # The direct C call is checked at load for the one predictor the method uses.
-    direct = model.direct_calls and name not in ("predict_contribs", "predict_leaf")
-    margins = name == "predict_margin" or (name == "predict_proba" and objective == "multi:softmax")
-    value = InplacePredictor(model.booster, "value", model.missing, direct and not margins)
-    margin = InplacePredictor(model.booster, "margin", model.missing, direct and margins)
+    value: Predict
+    margin: Predict
+    if model.linear:  # gblinear has no in-place prediction ("not supported by the current booster")
+        value = DMatrixPredictor(model.booster, model.missing)
+        margin = DMatrixPredictor(model.booster, model.missing, output_margin=True)
+    else:  # the direct C call is checked at load for the one predictor the method uses
+        direct = model.direct_calls and name not in ("predict_contribs", "predict_leaf")
+        margins = name == "predict_margin" or (
+            name == "predict_proba" and objective == "multi:softmax"
+        )
+        value = InplacePredictor(model.booster, "value", model.missing, direct and not margins)
+        margin = InplacePredictor(model.booster, "margin", model.missing, direct and margins)
     class_names = model.class_names
     if name == "predict" and model.classes is not None:
         return Method(name, _labels(value, objective, model.classes), None)
@@ -71,7 +80,9 @@ def build_method(name: str, model: LoadedModel) -> Method:
     if name == "predict_margin":
         return Method(name, margin, class_names if model.num_class > 1 else None)
     contribs = name == "predict_contribs"
-    call = DMatrixPredictor(model.booster, model.missing, contribs=contribs, leaf=not contribs)
+    call = DMatrixPredictor(
+        model.booster, model.missing, pred_contribs=contribs, pred_leaf=not contribs
+    )
     return Method(name, call, [*model.feature_names, "bias"] if contribs else None)
 
 
@@ -102,12 +113,13 @@ class InplacePredictor:
 
 
 class DMatrixPredictor:
-    """SHAP contributions or leaf indices, through a ``DMatrix`` of the rows."""
+    """Through a ``DMatrix`` of the rows: SHAP contributions, leaf indices, and a linear
+    booster's values or margins (``Booster.predict``'s ``options``)."""
 
-    def __init__(self, booster: xgb.Booster, missing: float, contribs: bool, leaf: bool) -> None:
+    def __init__(self, booster: xgb.Booster, missing: float, **options: bool) -> None:
         self.booster = booster
         self.missing = missing
-        self.options = {"pred_contribs": contribs, "pred_leaf": leaf}
+        self.options = options
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if X.dtype.kind in "biu":

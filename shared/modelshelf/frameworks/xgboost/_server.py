@@ -95,6 +95,7 @@ class XGBoostServer(ModelServer):
             class_names=self.class_labels,
             feature_names=self.feature_names or default_feature_names(self.n_features),
             direct_calls=self.fast_path,
+            linear=self.description["booster"] == "gblinear",
         )
         self.method = build_method(self.method_name, loaded)
 
