@@ -104,8 +104,16 @@ class DenseCall:
 
 
 def accepts(X: np.ndarray) -> bool:
-    """Rows ``DenseCall`` takes as they are: 2-D, C-ordered, float32 / float64, not empty."""
-    return X.ndim == 2 and X.shape[0] > 0 and X.dtype in _TYPESTR and X.flags.c_contiguous
+    """Rows ``DenseCall`` takes as they are: 2-D, C-ordered and aligned, little-endian float32 /
+    float64, not empty."""
+    flags = X.flags
+    return (
+        X.ndim == 2
+        and X.shape[0] > 0
+        and X.dtype in _TYPESTR
+        and flags.c_contiguous
+        and flags.aligned
+    )
 
 
 def dense_call(
