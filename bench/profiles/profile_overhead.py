@@ -6,7 +6,8 @@ and times, in interleaved rounds (median per call): the model call as served, ho
 back) and cold (after 16 MB of other memory were read, as between requests at one
 connection); each stage of a request on its own; the whole request (``handle``; ``answer``
 with batching, on an uvloop loop) and the model's time inside it; and the same request with
-the model's answer stubbed (a constant): our own Python per request. What it leaves out --
+the model's answer stubbed (a constant): our own Python per request, hot and with the caches
+evicted first (as a model that walks megabytes of trees leaves them). What it leaves out --
 HTTP parsing, the sockets, the client -- is the identity model's cost at one connection
 (``bench/identity``).
 
@@ -68,6 +69,18 @@ def per_call(call: Callable[[], object], calls: int) -> float:
     for _ in range(calls):
         call()
     return (time.perf_counter() - started) / calls * 1e6
+
+
+def cold_per_call(call: Callable[[], object], other: np.ndarray, calls: int) -> float:
+    """Median µs of ``call`` right after ``other`` was read (only the call timed): the server's
+    own code and data out of the caches, as a large model's call leaves them."""
+    found = []
+    for _ in range(calls):
+        other.sum()
+        started = time.perf_counter()
+        call()
+        found.append(time.perf_counter() - started)
+    return statistics.median(found) * 1e6
 
 
 def main() -> int:
@@ -166,6 +179,7 @@ def main() -> int:
         "handle - model inside",
         "whole request: answer (batching, uvloop) - loop passes",
         "stubbed model: handle (our Python per request)",
+        "stubbed model: handle, caches evicted first",
         "stubbed model: answer - loop passes",
     ]
     found.update({name: [] for name in extra})
@@ -189,6 +203,9 @@ def main() -> int:
         try:
             found["stubbed model: handle (our Python per request)"].append(
                 per_call(lambda: app.handle(scope, body), args.calls)
+            )
+            found["stubbed model: handle, caches evicted first"].append(
+                cold_per_call(lambda: app.handle(scope, body), other, args.calls)
             )
             full = on_loop(answers)
             found["stubbed model: answer - loop passes"].append(full - base)

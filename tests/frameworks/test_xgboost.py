@@ -403,3 +403,16 @@ def test_integers_above_2_to_the_53_are_rounded_once_as_xgboost_does(tmp_path):
     np.testing.assert_array_equal(server.predict([[value]], []), want)
     contribs = loaded(tmp_path, "predict_contribs").predict(rows, [])
     np.testing.assert_array_equal(contribs, booster.predict(xgb.DMatrix(rows), pred_contribs=True))
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_margin"])
+def test_a_linear_booster_is_served_through_a_dmatrix(tmp_path, method):
+    """gblinear has no in-place prediction: XGBoost raises "Inplace predict is not supported by
+    the current booster" for every request."""
+    rng = np.random.default_rng(3)
+    rows, target = rng.normal(size=(200, 4)), rng.normal(size=200)
+    linear = xgb.train({"booster": "gblinear"}, xgb.DMatrix(rows, label=target), 5)
+    server = loaded(xm.save_booster(linear, tmp_path / "linear", "model.json"), method)
+    got = server.predict(rows[:7].tolist(), [])
+    want = linear.predict(xgb.DMatrix(rows[:7]), output_margin=method == "predict_margin")
+    np.testing.assert_array_equal(got, want)

@@ -15,6 +15,7 @@ import numpy as np
 import xgboost as xgb
 
 from modelshelf.errors import ConfigurationError
+from modelshelf.frameworks.xgboost._dense_call import accepts, dense_call
 from modelshelf.server import Method
 
 METHODS = ("predict", "predict_proba", "predict_margin", "predict_contribs", "predict_leaf")
@@ -36,6 +37,11 @@ class LoadedModel:
     classes: Any  # an XGBClassifier's classes_, else None
     class_names: Sequence[str]
     feature_names: Sequence[str]
+    #: XGBoost's C function called directly (``_dense_call``), checked at load; the server's
+    #: ``fast_path``.
+    direct_calls: bool = False
+    #: A ``gblinear`` booster: values and margins through a ``DMatrix``.
+    linear: bool = False
 
 
 def build_method(name: str, model: LoadedModel) -> Method:
@@ -48,8 +54,18 @@ def build_method(name: str, model: LoadedModel) -> Method:
             "a method this model supports: predict_proba needs a classification objective "
             f"({', '.join(PROBABILITY_OBJECTIVES)}); this model's objective is {objective}",
         )
-    value = InplacePredictor(model.booster, "value", model.missing)
-    margin = InplacePredictor(model.booster, "margin", model.missing)
+    value: Predict
+    margin: Predict
+    if model.linear:  # gblinear has no in-place prediction ("not supported by the current booster")
+        value = DMatrixPredictor(model.booster, model.missing)
+        margin = DMatrixPredictor(model.booster, model.missing, output_margin=True)
+    else:  # the direct C call is checked at load for the one predictor the method uses
+        direct = model.direct_calls and name not in ("predict_contribs", "predict_leaf")
+        margins = name == "predict_margin" or (
+            name == "predict_proba" and objective == "multi:softmax"
+        )
+        value = InplacePredictor(model.booster, "value", model.missing, direct and not margins)
+        margin = InplacePredictor(model.booster, "margin", model.missing, direct and margins)
     class_names = model.class_names
     if name == "predict" and model.classes is not None:
         return Method(name, _labels(value, objective, model.classes), None)
@@ -64,35 +80,46 @@ def build_method(name: str, model: LoadedModel) -> Method:
     if name == "predict_margin":
         return Method(name, margin, class_names if model.num_class > 1 else None)
     contribs = name == "predict_contribs"
-    call = DMatrixPredictor(model.booster, model.missing, contribs=contribs, leaf=not contribs)
+    call = DMatrixPredictor(
+        model.booster, model.missing, pred_contribs=contribs, pred_leaf=not contribs
+    )
     return Method(name, call, [*model.feature_names, "bias"] if contribs else None)
 
 
 class InplacePredictor:
-    """Values or margins of dense rows by ``Booster.inplace_predict`` (its threads:
-    ``modelshelf.openmp``)."""
+    """Values or margins of dense rows by XGBoost's in-place prediction (its threads:
+    ``modelshelf.openmp``): its C function called directly where ``direct`` and the load-time
+    check allow (``_dense_call``), else ``Booster.inplace_predict``."""
 
-    def __init__(self, booster: xgb.Booster, predict_type: str, missing: float) -> None:
+    def __init__(
+        self, booster: xgb.Booster, predict_type: str, missing: float, direct: bool = False
+    ) -> None:
         self.booster = booster
         self.predict_type = predict_type
         self.missing = missing
+        self.direct = (
+            dense_call(booster, predict_type, missing, booster.num_features()) if direct else None
+        )
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if X.dtype != np.float32 and X.dtype != np.float64:
             # Integers straight to float32, as XGBoost converts them: one rounding, not two.
             X = X.astype(np.float32 if X.dtype.kind in "biu" else np.float64)
+        if self.direct is not None and accepts(X):
+            return self.direct(X)
         return self.booster.inplace_predict(
             X, predict_type=self.predict_type, missing=self.missing, validate_features=False
         )
 
 
 class DMatrixPredictor:
-    """SHAP contributions or leaf indices, through a ``DMatrix`` of the rows."""
+    """Through a ``DMatrix`` of the rows: SHAP contributions, leaf indices, and a linear
+    booster's values or margins (``Booster.predict``'s ``options``)."""
 
-    def __init__(self, booster: xgb.Booster, missing: float, contribs: bool, leaf: bool) -> None:
+    def __init__(self, booster: xgb.Booster, missing: float, **options: bool) -> None:
         self.booster = booster
         self.missing = missing
-        self.options = {"pred_contribs": contribs, "pred_leaf": leaf}
+        self.options = options
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if X.dtype.kind in "biu":
