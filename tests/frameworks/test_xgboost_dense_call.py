@@ -15,6 +15,7 @@ import xgboost_models as xm
 from models import IRIS_X
 from modelshelf.frameworks.xgboost import XGBoostServer, _dense_call
 from modelshelf.frameworks.xgboost._dense_call import DenseCall, dense_call
+from modelshelf.frameworks.xgboost._methods import DIRECT_CALL
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,8 @@ def test_the_server_serves_through_it_unless_fast_path_is_off(folders, kind, met
     assert len(used) == 1
     off = predictors(framework)
     assert all(getattr(p, "direct", None) is None for p in off)
+    assert fast.init_metadata()["custom"]["fast path"] == DIRECT_CALL
+    assert framework.init_metadata()["custom"]["fast path"] == "off (fast_path=false)"
 
 
 def test_rows_it_does_not_take_are_inplace_predicts(folders):

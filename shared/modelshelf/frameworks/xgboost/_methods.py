@@ -8,7 +8,7 @@ SHAP contributions and leaf indices need a ``DMatrix``; XGBoost computes them fr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,9 @@ METHODS = ("predict", "predict_proba", "predict_margin", "predict_contribs", "pr
 PROBABILITY_OBJECTIVES = ("binary:logistic", "multi:softprob", "multi:softmax")
 
 Predict = Callable[[np.ndarray], np.ndarray]
+
+#: The metadata's ``custom["fast path"]`` when ``_dense_call`` serves.
+DIRECT_CALL = "XGBoosterPredictFromDense called directly, equal to inplace_predict on probe rows"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,14 @@ def build_method(name: str, model: LoadedModel) -> Method:
         )
         value = InplacePredictor(model.booster, "value", model.missing, direct and not margins)
         margin = InplacePredictor(model.booster, "margin", model.missing, direct and margins)
+    method = _method(name, model, value, margin)
+    if any(isinstance(p, InplacePredictor) and p.direct for p in (value, margin)):
+        return replace(method, fast_path=DIRECT_CALL)
+    return method
+
+
+def _method(name: str, model: LoadedModel, value: Predict, margin: Predict) -> Method:
+    objective = model.objective
     class_names = model.class_names
     if name == "predict" and model.classes is not None:
         return Method(name, _labels(value, objective, model.classes), None)
