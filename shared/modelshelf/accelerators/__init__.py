@@ -55,6 +55,7 @@ ACCELERATORS: dict[str, tuple[str, ...]] = {
     "sklearn": (
         "modelshelf.accelerators.sklearn_forest",
         "modelshelf.accelerators.sklearn_hist_gradient_boosting",
+        "modelshelf.accelerators.sklearn_linear",
     ),
 }
 
