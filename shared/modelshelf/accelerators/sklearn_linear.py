@@ -1,25 +1,22 @@
 """scikit-learn's linear models: ``X @ coef_.T + intercept_`` (and LogisticRegression's
-probabilities) without the input checks, for the one input form the server passes.
+probabilities from it) without the input checks, for the input form the server passes.
 
-Why: for iris LogisticRegression, ``predict_proba`` costs ~206 µs of a request's ~290 µs of
-CPU at 1,000 rows, of which ~68 µs are input checks (array-API namespace and DataFrame
-detection, feature names, finiteness) and ~57 µs the softmax's axis-1 reductions over 3-column
-rows (numpy's slowest reduction shape); the product itself is a few µs.
+Why: iris LogisticRegression's ``predict_proba`` is ~206 µs of a 1,000-row request's ~290 µs of
+CPU: ~68 µs of input checks (array namespace, DataFrame detection, feature names, finiteness),
+~57 µs of softmax (numpy's axis-1 reductions over 3-value rows), a few µs of product. In
+process 5x (1,000 rows) to 17x (one row) faster; served, see the README's "Fast path".
 
-Exactness: only a C-contiguous 2-D float64 / float32 ndarray of the fitted width, at least one
-row, all finite (its sum finite: what scikit-learn's own finiteness check tests first) is served;
-every other input -- and so every refusal -- goes to scikit-learn's own call. What is served
-repeats scikit-learn 1.9.1's operations on the same arrays: ``decision_function``'s product with
-``coef_.T`` plus ``intercept_`` (a binary model's column made flat); binary ``predict_proba``
-``expit`` in place then ``[1 - p, p]``; multiclass ``softmax``: the row maximum subtracted,
-``exp`` in place, divided by the row sum. The maximum is taken column by column (exact in any
-order, first NaN kept as ``max`` keeps it) and, below 8 classes, so is the sum: numpy sums fewer
-than 8 values in order, left to right (8 and more are summed pairwise: then ``softmax`` itself
-is called). ``verify`` checks it at load. Only for the classes' own scikit-learn methods (a
-subclass overriding one keeps its call), dense ``coef_``, no ``feature_names_in_`` (the server
-passes those models DataFrames, scikit-learn's call). Identifies ``LinearModel``'s private
-``_decision_function`` (the regressors' ``predict`` call it) by identity only; without it, or
-with another one, ``candidate`` offers nothing.
+Exactness: it serves only a C-contiguous 2-D float64 / float32 ndarray of the fitted width, with
+rows, all finite; anything else, so every refusal, goes to scikit-learn's call. What it serves
+repeats scikit-learn 1.9.1's operations on the same arrays: ``decision_function``'s product plus
+``intercept_`` (one column made flat); binary ``predict_proba``: ``expit`` in place, then
+``[1 - p, p]``; ``softmax``: the row maximum subtracted, ``exp`` in place, divided by the row
+sum. The maximum is taken column by column (exact in any order; NaN first-found, as ``max``)
+and, below 8 classes, so is the sum (numpy sums fewer than 8 values left to right, 8 or more
+pairwise: then ``softmax`` itself). ``verify`` checks it at load. Only for scikit-learn's own
+methods (a subclass overriding one keeps its call), dense ``coef_``, no ``feature_names_in_``
+(such models get DataFrames: scikit-learn's call). Compares the regressors' private
+``_decision_function`` by identity only: with another one, or none, no candidate.
 """
 
 from __future__ import annotations
@@ -35,6 +32,7 @@ from modelshelf.accelerators.verify import Candidate, adversarial_rows
 NAME = "the linear model's product, without scikit-learn's input checks"
 #: numpy sums a row of fewer values than this from left to right (pairwise from this on).
 SEQUENTIAL_SUM = 8
+SERVED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candidate | None:
@@ -42,37 +40,38 @@ def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candi
     LogisticRegression's ``predict_proba``, or ``None``."""
     if not {c.__name__ for c in type(model).__mro__} & {"LinearModel", "LinearClassifierMixin"}:
         return None  # before importing sklearn.linear_model: other models' start-up as it was
-    from sklearn.linear_model import (
-        ElasticNet,
-        LinearRegression,
-        LogisticRegression,
-        QuantileRegressor,
-        Ridge,
-        RidgeCV,
-    )
+    from sklearn import linear_model as linear
     from sklearn.utils.extmath import softmax
 
     kind, coef = type(model), getattr(model, "coef_", None)
     width = getattr(model, "n_features_in_", None)
     if type(coef) is not np.ndarray or width is None or hasattr(model, "feature_names_in_"):
         return None
-    classifier = getattr(kind, "decision_function", None) is LogisticRegression.decision_function
-    if classifier and method == "predict_proba":
-        if kind.predict_proba is not LogisticRegression.predict_proba:
-            return None
+    logistic = linear.LogisticRegression  # its methods are LinearClassifierMixin's, and its own
+    if getattr(kind, "decision_function", None) is logistic.decision_function:
         scores = _scores(model, coef)
-        binary = np.size(model.classes_) <= 2
-        call = _binary(scores) if binary else _softmax(scores, len(model.classes_), softmax)
-    elif classifier and method == "decision_function":
-        call = _scores(model, coef)
-    elif classifier and method == "predict":
-        if kind.predict is not LogisticRegression.predict:
+        if method == "decision_function":
+            call = scores
+        elif method == "predict" and kind.predict is logistic.predict:
+            call = _labels(scores, model.classes_)
+        elif method == "predict_proba" and kind.predict_proba is logistic.predict_proba:
+            call = _probabilities(scores, np.size(model.classes_), softmax)
+        else:
             return None
-        call = _labels(_scores(model, coef), model.classes_)
     elif method == "predict":  # the regressors whose predict is LinearModel's product
-        regressors = {c.predict for c in (LinearRegression, QuantileRegressor, Ridge, RidgeCV)}
-        products = {LinearRegression._decision_function, ElasticNet._decision_function}
-        if kind.predict not in regressors or getattr(kind, "_decision_function", 0) not in products:
+        regressors = (
+            linear.LinearRegression,
+            linear.QuantileRegressor,
+            linear.Ridge,
+            linear.RidgeCV,
+        )
+        products = (
+            linear.LinearRegression._decision_function,
+            linear.ElasticNet._decision_function,
+        )
+        if kind.predict not in {c.predict for c in regressors}:
+            return None
+        if getattr(kind, "_decision_function", None) not in products:
             return None
         call = _scores(model, coef, flat=False)
     else:
@@ -86,22 +85,12 @@ def _served(
     """``call`` for the one input form it serves exactly, ``reference`` for any other."""
 
     def served(X: Any) -> Any:
-        if (
-            type(X) is np.ndarray
-            and X.ndim == 2
-            and X.shape[1] == width
-            and X.shape[0] > 0
-            and X.dtype in SERVED_DTYPES
-            and X.flags.c_contiguous
-            and np.isfinite(X).all()
-        ):
+        usual = type(X) is np.ndarray and X.ndim == 2 and X.shape[1] == width and len(X) > 0
+        if usual and X.dtype in SERVED_DTYPES and X.flags.c_contiguous and np.isfinite(X).all():
             return call(X)
         return reference(X)
 
     return served
-
-
-SERVED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 def _scores(model: Any, coef: np.ndarray, flat: bool = True) -> Callable[[np.ndarray], Any]:
@@ -115,22 +104,17 @@ def _scores(model: Any, coef: np.ndarray, flat: bool = True) -> Callable[[np.nda
     return scores
 
 
-def _binary(scores: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], np.ndarray]:
-    def predict_proba(X: np.ndarray) -> np.ndarray:
+def _probabilities(
+    scores: Callable[[np.ndarray], Any], count: int, softmax: Callable[..., np.ndarray]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """LogisticRegression's ``predict_proba``: binary, below 8 classes, 8 or more."""
+
+    def binary(X: np.ndarray) -> np.ndarray:
         prob = scores(X)
         prob = expit(prob, out=prob)
         return np.stack([1 - prob, prob], axis=1)
 
-    return predict_proba
-
-
-def _softmax(
-    scores: Callable[[np.ndarray], Any], count: int, softmax: Callable[..., np.ndarray]
-) -> Callable[[np.ndarray], np.ndarray]:
-    if count >= SEQUENTIAL_SUM:
-        return lambda X: softmax(scores(X), copy=False)
-
-    def predict_proba(X: np.ndarray) -> np.ndarray:
+    def multiclass(X: np.ndarray) -> np.ndarray:
         found = scores(X)
         columns = [found[:, j] for j in range(count)]
         top = np.maximum(columns[0], columns[1])
@@ -144,7 +128,9 @@ def _softmax(
         found /= total[:, None]
         return found
 
-    return predict_proba
+    if count <= 2:
+        return binary
+    return multiclass if count < SEQUENTIAL_SUM else lambda X: softmax(scores(X), copy=False)
 
 
 def _labels(scores: Callable[[np.ndarray], Any], classes: Any) -> Callable[[np.ndarray], Any]:
