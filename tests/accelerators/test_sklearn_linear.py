@@ -198,3 +198,20 @@ def test_modelshelf_serve_answers_scikit_learn_s_numbers(tmp_path, fast_path):
             np.testing.assert_array_equal(answer.json()["data"]["ndarray"], model.predict_proba(X))
         short = service.post("/api/v1.0/predictions", {"data": {"ndarray": [[1.0, 2.0]]}})
         assert short.status_code == 400, short.text
+
+
+@pytest.mark.parametrize("classes", [3, 5, 7])
+def test_rows_scoring_nan_and_inf_get_scikit_learn_s_nan_signs(classes):
+    """Rows scoring NaN (sign bit set, as x86 makes inf - inf) in some classes and +inf in
+    another: which NaN numpy's row ``max`` keeps depends on its SIMD path (for 5 classes a
+    positive one, not the row's first), so such rows get scikit-learn's own softmax."""
+    X = np.random.default_rng(1).standard_normal((300, 2))
+    model = LogisticRegression(max_iter=300).fit(X, np.arange(300) % classes)
+    model.coef_ = np.full((classes, 2), 2.0)
+    negative_nan = np.array([0xFFF8000000000000], dtype=np.uint64).view(np.float64)[0]
+    model.intercept_ = np.array([negative_nan] * (classes - 1) + [0.0])
+    fast = accelerate(model, "predict_proba", model.predict_proba)
+    assert isinstance(fast, Accelerated)
+    rows = np.array([[1e308, 1e308], [1.0, 2.0], [-1e308, -1e308], [0.5, -0.25]])
+    for X in (rows, rows[:1].copy(), rows[1:2].copy()):
+        assert_same(model, "predict_proba", fast, X)

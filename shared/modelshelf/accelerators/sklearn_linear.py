@@ -11,9 +11,10 @@ rows, all finite; anything else, so every refusal, goes to scikit-learn's call. 
 repeats scikit-learn 1.9.1's operations on the same arrays: ``decision_function``'s product plus
 ``intercept_`` (one column made flat); binary ``predict_proba``: ``expit`` in place, then
 ``[1 - p, p]``; ``softmax``: the row maximum subtracted, ``exp`` in place, divided by the row
-sum. The maximum is taken column by column (exact in any order; NaN first-found, as ``max``)
-and, below 8 classes, so is the sum (numpy sums fewer than 8 values left to right, 8 or more
-pairwise: then ``softmax`` itself). ``verify`` checks it at load. Only for scikit-learn's own
+sum. The maximum is taken column by column (exact in any order; where a row's is NaN or +inf,
+which NaN numpy's ``max`` keeps depends on its SIMD path: ``softmax`` itself) and, below 8
+classes, so is the sum (numpy sums fewer than 8 values left to right, 8 or more pairwise: then
+``softmax`` itself). ``verify`` checks it at load. Only for scikit-learn's own
 methods (a subclass overriding one keeps its call), dense ``coef_``, no ``feature_names_in_``
 (such models get DataFrames: scikit-learn's call). Compares the regressors' private
 ``_decision_function`` by identity only: with another one, or none, no candidate.
@@ -120,6 +121,8 @@ def _probabilities(
         top = np.maximum(columns[0], columns[1])
         for column in columns[2:]:
             np.maximum(top, column, out=top)
+        if not np.isfinite(top).all():  # NaN / +inf in a row: which NaN numpy's max keeps
+            return softmax(found, copy=False)  # depends on its SIMD path: its own softmax
         found -= top[:, None]
         np.exp(found, out=found)
         total = columns[0] + columns[1]  # views: now the exponentials
