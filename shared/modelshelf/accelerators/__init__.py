@@ -13,7 +13,7 @@ An accelerator keeps its place here only while the realistic bench (``bench/real
 a model of that set (README "Fast path" has the figures). ``sklearn_linear`` (linear models'
 product without scikit-learn's input checks) has no model there (the set's pipeline ends in a
 LogisticRegression, but pipelines are not served by it): measured on the bench's iris
-LogisticRegression instead, V2 gRPC 1,000 rows 2.3x req/s / 2.5x CPU, one row 2.5-3.4x.
+LogisticRegression instead, V2 gRPC 1,000 rows 2.5x req/s / 2.5x CPU, one row 2.3-2.8x.
 
 Private APIs, each behind a load-time check with a fallback (the framework's own call):
 
