@@ -34,6 +34,10 @@ NAME = "the linear model's product, without scikit-learn's input checks"
 #: numpy sums a row of fewer values than this from left to right (pairwise from this on).
 SEQUENTIAL_SUM = 8
 SERVED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+#: Regressors whose ``predict`` returns ``_decision_function``, and the classes whose
+#: ``_decision_function`` is the plain product (LinearModel's; ElasticNet's, on dense input).
+PLAIN_PRODUCT_REGRESSORS = ("LinearRegression", "QuantileRegressor", "Ridge", "RidgeCV")
+PLAIN_PRODUCTS = ("LinearRegression", "ElasticNet")
 
 
 def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candidate | None:
@@ -60,19 +64,10 @@ def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candi
         else:
             return None
     elif method == "predict":  # the regressors whose predict is LinearModel's product
-        regressors = (
-            linear.LinearRegression,
-            linear.QuantileRegressor,
-            linear.Ridge,
-            linear.RidgeCV,
-        )
-        products = (
-            linear.LinearRegression._decision_function,
-            linear.ElasticNet._decision_function,
-        )
-        if kind.predict not in {c.predict for c in regressors}:
-            return None
-        if getattr(kind, "_decision_function", None) not in products:
+        own = {getattr(linear, name).predict for name in PLAIN_PRODUCT_REGRESSORS}
+        products = {getattr(linear, n)._decision_function for n in PLAIN_PRODUCTS}
+        plain = getattr(kind, "_decision_function", None) in products
+        if kind.predict not in own or not plain:
             return None
         call = _scores(model, coef, flat=False)
     else:
