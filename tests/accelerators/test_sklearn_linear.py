@@ -215,3 +215,22 @@ def test_rows_scoring_nan_and_inf_get_scikit_learn_s_nan_signs(classes):
     rows = np.array([[1e308, 1e308], [1.0, 2.0], [-1e308, -1e308], [0.5, -0.25]])
     for X in (rows, rows[:1].copy(), rows[1:2].copy()):
         assert_same(model, "predict_proba", fast, X)
+
+
+def test_random_models_and_rows_with_overflowing_products():
+    """Seeded fuzzing: 2-7 classes, 1-39 features, coefficients scaled up to 1e300 (scores of
+    ±inf and NaN), rows at scales up to 1e308, float64 and float32, 1 to 1,000 rows."""
+    rng = np.random.default_rng(123)
+    for _ in range(24):
+        width, classes = int(rng.integers(1, 40)), int(rng.integers(2, 8))
+        X = rng.standard_normal((200, width))
+        model = LogisticRegression(max_iter=100).fit(X, rng.integers(0, classes, 200))
+        model.coef_ = model.coef_ * 10 ** rng.uniform(0, 300)
+        for method in ("predict_proba", "predict", "decision_function"):
+            fast = accelerate(model, method, getattr(model, method))
+            assert isinstance(fast, Accelerated)
+            for _ in range(4):
+                rows = int(rng.choice([1, 2, 5, 16, 1000]))
+                scale = 10 ** rng.uniform(-3, 308)
+                A = rng.standard_normal((rows, width)) * scale
+                assert_same(model, method, fast, A if rng.integers(3) else A.astype(np.float32))
