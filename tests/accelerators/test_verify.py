@@ -108,9 +108,10 @@ def test_the_probes_hold_the_adversarial_values():
     assert any(len(p) == 1 for p in adversarial_rows(3))
 
 
-def test_accelerate_offers_nothing_for_a_model_without_an_accelerator(logistic, caplog):
+def test_accelerate_offers_nothing_for_a_model_without_an_accelerator(caplog):
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(TRAIN_X, BINARY_Y)
     with caplog.at_level(logging.INFO, logger="modelshelf.accelerators"):
-        assert accelerate(logistic, "predict_proba", logistic.predict_proba) is None
+        assert accelerate(model, "predict_proba", model.predict_proba) is None
     assert "no accelerator" in caplog.text
 
 
