@@ -183,6 +183,8 @@ def make_models(root: Path) -> list[RealModel]:
          RandomForestClassifier(100, random_state=0)),
         ("hist_gradient_boosting", "HistGradientBoostingClassifier(100 iterations)",
          HistGradientBoostingClassifier(random_state=0)),
+        ("logistic_regression", "LogisticRegression, 30 features, 3 classes",
+         LogisticRegression(max_iter=1000)),
     ):  # fmt: skip
         estimator.fit(X, y)
         folder = root / name
