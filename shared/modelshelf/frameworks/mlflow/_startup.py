@@ -58,14 +58,19 @@ def long_lived_imports(garbage_collected_after: bool = True) -> Iterator[None]:
         return
     if not garbage_collected_after:
         gc.collect()
-    gc.disable()
+    # A threshold of 0 pauses the automatic passes and leaves ``gc.isenabled()`` as it was: a
+    # model's loading code that turns the collector off (``gc.disable()`` in ``load_context``),
+    # or sets its own thresholds, finds its choice kept after, not undone by the resume.
+    thresholds = gc.get_threshold()
+    gc.set_threshold(0)
     try:
         yield
     finally:
+        if gc.get_threshold() == (0, *thresholds[1:]):  # not changed within
+            gc.set_threshold(*thresholds)
         if garbage_collected_after:
             gc.collect()
         gc.freeze()
-        gc.enable()
 
 
 def import_framework_of_local_model(model_uri: str) -> None:
