@@ -204,3 +204,18 @@ def test_a_model_loaded_after_the_fork_defers_the_same_imports(tmp_path):
     imported = _imported(log)
     assert "sklearn.linear_model" in imported and "mlflow.pyfunc" in imported
     assert "scipy.stats" not in imported
+
+
+def test_the_parent_builds_the_model_without_collector_passes_and_the_worker_has_it_back():
+    """Importing the class's module and building it (a framework's import, a model's load)
+    allocate what lives as long as the server: the parent makes it without the collector's
+    automatic passes, then collects once and freezes it; the worker serves with the collector
+    running as before (on, default threshold) and the model frozen."""
+    from frontends import COMPONENTS, MODELSHELF, Launch, running
+
+    with running(Launch("CollectorWitness", COMPONENTS), [MODELSHELF]) as (service,):
+        response = service.post("/api/v1.0/predictions", {"data": {"ndarray": [[1.0]]}})
+    assert response.status_code == 200, response.text
+    passes, enabled, threshold, frozen = response.json()["data"]["ndarray"][0]
+    assert passes == 0  # ~280 with the collector running
+    assert (enabled, threshold, frozen) == (1, 700, 1)
