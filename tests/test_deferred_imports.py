@@ -338,3 +338,33 @@ def test_long_lived_imports_leave_a_collector_turned_off_before_alone():
         """
     )
     assert out.split() == ["False", "0", "700"]
+
+
+def test_scipy_s_optimizers_wait_for_a_fit_and_fitting_gives_the_same_model():
+    """Fitted models predict without SciPy's optimize, integrate, interpolate and spatial
+    modules, which scikit-learn imports at the top for fitting and scoring; a fit that uses
+    them (LogisticRegression's lbfgs: ``optimize.minimize``) imports them then and finds the
+    model it finds without the deferral."""
+    code = """
+        import json, sys
+        import numpy as np
+        from modelshelf import deferred_imports
+        with deferred_imports.deferring({active}):
+            from sklearn.ensemble import RandomForestClassifier
+            from sklearn.linear_model import LogisticRegression
+            from sklearn.metrics import pairwise_distances
+        X = np.random.default_rng(0).normal(size=(200, 4))
+        y = X[:, 0] + X[:, 1] > 0
+        forest = RandomForestClassifier(10, random_state=0).fit(X, y)
+        forest.predict_proba(X[:5])
+        before = sorted(m for m in ("scipy.optimize", "scipy.integrate", "scipy.interpolate",
+                                    "scipy.spatial") if m in sys.modules)
+        coef = LogisticRegression().fit(X, y).coef_.tolist()
+        distances = pairwise_distances(X[:3], metric="cityblock").tolist()
+        print(json.dumps([before, coef, distances, "scipy.optimize" in sys.modules]))
+    """
+    deferred = json.loads(run_python(code.format(active=True)))
+    as_written = json.loads(run_python(code.format(active=False)))
+    assert deferred[0] == []
+    assert as_written[0] != []
+    assert deferred[1:] == as_written[1:] and deferred[3] is True

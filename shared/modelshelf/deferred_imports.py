@@ -59,7 +59,22 @@ DEFER_IMPORTS_ENV = "MODELSHELF_DEFER_IMPORTS"
 DEFERRED: dict[str, dict[str, tuple[str, ...]]] = {
     "sklearn.utils.fixes": {"pandas": (), "scipy.stats": ()},
     "sklearn.preprocessing._data": {"scipy": ("stats",)},
-    "sklearn.metrics._ranking": {"scipy.stats": ("rankdata",)},
+    "sklearn.metrics._ranking": {"scipy.stats": ("rankdata",), "scipy.integrate": ("trapezoid",)},
+    "sklearn.metrics.cluster._bicluster": {"scipy.optimize": ("linear_sum_assignment",)},
+    "sklearn.linear_model._base": {"scipy": ("optimize",)},
+    "sklearn.linear_model._least_angle": {"scipy": ("interpolate",)},
+    "sklearn.metrics.pairwise": {"scipy.spatial": ("distance",)},
+    "sklearn.linear_model._logistic": {"scipy": ("optimize",)},
+    "sklearn.linear_model._ridge": {"scipy": ("optimize",)},
+    "sklearn.linear_model._huber": {"scipy": ("optimize",)},
+    "sklearn.linear_model._quantile": {"scipy.optimize": ("linprog",)},
+    "sklearn.linear_model._glm.glm": {"scipy.optimize": ()},
+    "sklearn.linear_model._glm._newton_solver": {"scipy.optimize": ()},
+    "sklearn.neighbors._nca": {"scipy.optimize": ("minimize",)},
+    "sklearn.utils.optimize": {
+        "scipy.optimize._linesearch": ("line_search_wolfe2", "scalar_search_wolfe1")
+    },
+    "sklearn.calibration": {"scipy.optimize": ("minimize", "minimize_scalar")},
     "sklearn.model_selection._search": {"scipy.stats": ("rankdata",)},
     "sklearn._loss.link": {"scipy.stats": ("gmean",)},
     "sklearn.covariance._robust_covariance": {"scipy.stats": ("chi2",)},

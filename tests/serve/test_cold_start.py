@@ -51,6 +51,12 @@ NOT_BEFORE_FIRST_PREDICTION = (
     "pandas",
     "scipy.stats",
     "scipy.ndimage",
+    # and SciPy's optimizers, integration, interpolation and spatial distances, for fitting
+    # (linear models, calibration, neighbours' metric learning) and scoring code
+    "scipy.optimize",
+    "scipy.integrate",
+    "scipy.interpolate",
+    "scipy.spatial",
     # seldon-core's wrapper imports them at the top for its gRPC server; with no gRPC worker
     # (``--grpc-workers 0``) nothing uses them.
     "grpc",
