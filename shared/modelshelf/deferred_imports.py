@@ -12,6 +12,13 @@ until much later, if ever (measured on the realistic bench's models, README "Col
   ``KNeighborsClassifier.predict`` (``fixes._mode``), ``PowerTransformer.transform`` and
   ``QuantileTransformer(output_distribution="normal")`` use it: such a model's first request
   imports it, in each worker;
+* SciPy's optimizers (``scipy.optimize``: the linear models' solvers, NCA, calibration,
+  bicluster scoring, scikit-learn's own line search), integration (``trapezoid`` in
+  ``metrics._ranking``), interpolation (LARS's cross-validation) and spatial distances
+  (``metrics.pairwise``; a ``scipy.spatial`` metric imports it at that model's first request):
+  imported at the top of modules that any estimator's import pulls in (``sklearn.ensemble``
+  imports the linear models through ``neighbors`` and ``decomposition``), used only when
+  fitting or scoring: ~210 modules of a RandomForest's unpickling;
 * pandas, imported at the top of ``sklearn.utils.fixes`` and used only to read ARFF files;
 * gRPC and gRPC reflection, imported at the top of seldon-core's ``seldon_core.wrapper``
   (``get_rest_microservice``, which ``modelshelf serve`` calls for the Flask app and the
