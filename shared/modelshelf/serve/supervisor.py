@@ -123,8 +123,7 @@ def serve(args: argparse.Namespace) -> int:
             from modelshelf.serve.metrics import QueueMetrics, WorkerMetrics
 
             # The front end holds little garbage (~1,000 objects without the passes): frozen
-            # now, uncollected, the collection after the load does not walk it (~40 ms less
-            # CPU at start than passes over it, measured).
+            # now, uncollected, the collection after the load does not walk it.
             gc.freeze()
             if args.persistence:
                 logger.error("--persistence is deprecated and ignored")
