@@ -254,3 +254,117 @@ def test_a_module_imported_already_is_returned_without_freezing_anything():
         """
     )
     assert out.split() == ["True", "True"]
+
+
+#: Run in a fresh interpreter: prints what the collector did around ``body`` (indented code
+#: that may read ``allocate()``): the automatic passes within, and the state after.
+LONG_LIVED = """
+import gc, json, weakref
+from modelshelf.deferred_imports import long_lived_imports
+passes = []
+gc.callbacks.append(lambda phase, info: phase == "start" and passes.append(info["generation"]))
+thresholds = gc.get_threshold()
+class Node:
+    pass
+garbage = None
+def allocate():
+    global garbage
+    kept = [[i] for i in range(100_000)]  # a default collector runs ~140 passes over these
+    node = Node(); node.cycle = node  # garbage only the collector frees
+    garbage = weakref.ref(node)
+    return kept
+frozen_before = gc.get_freeze_count()
+error = None
+try:
+    with long_lived_imports():
+        passes.clear()
+{body}
+        within = list(passes)
+except RuntimeError as exc:
+    error = str(exc)
+print(json.dumps({{
+    "within": within if error is None else list(passes), "error": error,
+    "enabled": gc.isenabled(), "thresholds_kept": gc.get_threshold() == thresholds,
+    "thresholds": gc.get_threshold(), "frozen": gc.get_freeze_count() - frozen_before,
+    "garbage_kept": garbage is not None and garbage() is not None,
+}}))
+"""
+
+
+def long_lived(body: str) -> dict:
+    code = LONG_LIVED.format(body=textwrap.indent(textwrap.dedent(body), " " * 8))
+    return json.loads(run_python(code).strip().splitlines()[-1])
+
+
+def test_long_lived_imports_pause_the_collector_then_collect_and_freeze():
+    """Within: no automatic pass over what is allocated; after: the garbage is collected
+    (not kept frozen), what lives is frozen, and the collector is as it was."""
+    found = long_lived("kept = allocate()")
+    assert found["within"] == []
+    assert found["frozen"] >= 100_000 and not found["garbage_kept"]
+    assert found["enabled"] and found["thresholds_kept"]
+
+
+def test_long_lived_imports_keep_a_collector_turned_off_within():
+    """Code within that turns the collector off (a model's ``load_context``) finds it off
+    after: the pause does not end with ``gc.enable()``."""
+    found = long_lived("kept = allocate()\ngc.disable()")
+    assert found["within"] == [] and found["enabled"] is False and found["thresholds_kept"]
+
+
+def test_long_lived_imports_keep_thresholds_set_within():
+    found = long_lived("kept = allocate()\ngc.set_threshold(5_000, 20, 30)")
+    assert found["thresholds"] == [5_000, 20, 30] and found["enabled"]
+
+
+def test_long_lived_imports_that_fail_freeze_nothing():
+    """A failed load keeps nothing: the collector resumes as it was and nothing is frozen."""
+    found = long_lived("kept = allocate()\nraise RuntimeError('load failed')")
+    assert found["error"] == "load failed" and found["frozen"] == 0
+    assert found["enabled"] and found["thresholds_kept"]
+
+
+def test_long_lived_imports_leave_a_collector_turned_off_before_alone():
+    found = long_lived("gc.disable()\nkept = allocate()")  # the pause saw it on: kept off
+    assert found["enabled"] is False
+    out = run_python(
+        """
+        import gc
+        from modelshelf.deferred_imports import long_lived_imports
+        gc.disable()
+        with long_lived_imports():
+            kept = [[i] for i in range(10_000)]
+        print(gc.isenabled(), gc.get_freeze_count(), gc.get_threshold()[0])
+        """
+    )
+    assert out.split() == ["False", "0", "700"]
+
+
+def test_scipy_s_optimizers_wait_for_a_fit_and_fitting_gives_the_same_model():
+    """Fitted models predict without SciPy's optimize, integrate, interpolate and spatial
+    modules, which scikit-learn imports at the top for fitting and scoring; a fit that uses
+    them (LogisticRegression's lbfgs: ``optimize.minimize``) imports them then and finds the
+    model it finds without the deferral."""
+    code = """
+        import json, sys
+        import numpy as np
+        from modelshelf import deferred_imports
+        with deferred_imports.deferring({active}):
+            from sklearn.ensemble import RandomForestClassifier
+            from sklearn.linear_model import LogisticRegression
+            from sklearn.metrics import pairwise_distances
+        X = np.random.default_rng(0).normal(size=(200, 4))
+        y = X[:, 0] + X[:, 1] > 0
+        forest = RandomForestClassifier(10, random_state=0).fit(X, y)
+        forest.predict_proba(X[:5])
+        before = sorted(m for m in ("scipy.optimize", "scipy.integrate", "scipy.interpolate",
+                                    "scipy.spatial") if m in sys.modules)
+        coef = LogisticRegression().fit(X, y).coef_.tolist()
+        distances = pairwise_distances(X[:3], metric="cityblock").tolist()
+        print(json.dumps([before, coef, distances, "scipy.optimize" in sys.modules]))
+    """
+    deferred = json.loads(run_python(code.format(active=True)))
+    as_written = json.loads(run_python(code.format(active=False)))
+    assert deferred[0] == []
+    assert as_written[0] != []
+    assert deferred[1:] == as_written[1:] and deferred[3] is True

@@ -12,6 +12,13 @@ until much later, if ever (measured on the realistic bench's models, README "Col
   ``KNeighborsClassifier.predict`` (``fixes._mode``), ``PowerTransformer.transform`` and
   ``QuantileTransformer(output_distribution="normal")`` use it: such a model's first request
   imports it, in each worker;
+* SciPy's optimizers (``scipy.optimize``: the linear models' solvers, NCA, calibration,
+  bicluster scoring, scikit-learn's own line search), integration (``trapezoid`` in
+  ``metrics._ranking``), interpolation (LARS's cross-validation) and spatial distances
+  (``metrics.pairwise``; a ``scipy.spatial`` metric imports it at that model's first request):
+  imported at the top of modules that any estimator's import pulls in (``sklearn.ensemble``
+  imports the linear models through ``neighbors`` and ``decomposition``), used only when
+  fitting or scoring: ~210 modules of a RandomForest's unpickling;
 * pandas, imported at the top of ``sklearn.utils.fixes`` and used only to read ARFF files;
 * gRPC and gRPC reflection, imported at the top of seldon-core's ``seldon_core.wrapper``
   (``get_rest_microservice``, which ``modelshelf serve`` calls for the Flask app and the
@@ -59,7 +66,22 @@ DEFER_IMPORTS_ENV = "MODELSHELF_DEFER_IMPORTS"
 DEFERRED: dict[str, dict[str, tuple[str, ...]]] = {
     "sklearn.utils.fixes": {"pandas": (), "scipy.stats": ()},
     "sklearn.preprocessing._data": {"scipy": ("stats",)},
-    "sklearn.metrics._ranking": {"scipy.stats": ("rankdata",)},
+    "sklearn.metrics._ranking": {"scipy.stats": ("rankdata",), "scipy.integrate": ("trapezoid",)},
+    "sklearn.metrics.cluster._bicluster": {"scipy.optimize": ("linear_sum_assignment",)},
+    "sklearn.linear_model._base": {"scipy": ("optimize",)},
+    "sklearn.linear_model._least_angle": {"scipy": ("interpolate",)},
+    "sklearn.metrics.pairwise": {"scipy.spatial": ("distance",)},
+    "sklearn.linear_model._logistic": {"scipy": ("optimize",)},
+    "sklearn.linear_model._ridge": {"scipy": ("optimize",)},
+    "sklearn.linear_model._huber": {"scipy": ("optimize",)},
+    "sklearn.linear_model._quantile": {"scipy.optimize": ("linprog",)},
+    "sklearn.linear_model._glm.glm": {"scipy.optimize": ()},
+    "sklearn.linear_model._glm._newton_solver": {"scipy.optimize": ()},
+    "sklearn.neighbors._nca": {"scipy.optimize": ("minimize",)},
+    "sklearn.utils.optimize": {
+        "scipy.optimize._linesearch": ("line_search_wolfe2", "scalar_search_wolfe1")
+    },
+    "sklearn.calibration": {"scipy.optimize": ("minimize", "minimize_scalar")},
     "sklearn.model_selection._search": {"scipy.stats": ("rankdata",)},
     "sklearn._loss.link": {"scipy.stats": ("gmean",)},
     "sklearn.covariance._robust_covariance": {"scipy.stats": ("chi2",)},
@@ -67,6 +89,41 @@ DEFERRED: dict[str, dict[str, tuple[str, ...]]] = {
     "seldon_core.wrapper": {"grpc": (), "grpc_reflection.v1alpha": ("reflection",)},
     "seldon_core.proto.prediction_pb2_grpc": {"grpc": ()},
 }
+
+
+@contextlib.contextmanager
+def long_lived_imports(garbage_collected_after: bool = True) -> Iterator[None]:
+    """Within: no automatic garbage collection; after: what was allocated is frozen (kept out
+    of the collector's passes). Loading a model imports its framework and unpickles it, and
+    importing MLflow: hundreds of thousands of objects that live as long as the process, yet
+    the collector walks them in its passes during the import and again in the one the next
+    allocations start (around ``modelshelf serve``'s build and the loads: 3-11 % of the CPU
+    to the first answer of the realistic bench's models, README "Cold start"). What garbage
+    there is gets one full collection, before the freeze (``garbage_collected_after``: a
+    model's loading runs the user's code, whose garbage must not be kept), or before the pause
+    (MLflow's own import: a pass over its ~150,000 objects finds ~300 unreachable ones, which
+    stay frozen; in a server's parent, which froze its front end, the pass before has little
+    to walk). Nothing is collected or frozen when the
+    body raises, nor when the collector is off already.
+
+    The pause sets the first threshold to 0 instead of ``gc.disable()``, so ``gc.isenabled()``
+    stays the process's own switch: loading code that turns the collector off (a PythonModel's
+    ``load_context``) or sets its own thresholds finds its choice kept after."""
+    if not gc.isenabled():
+        yield
+        return
+    if not garbage_collected_after:
+        gc.collect()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(0)
+    try:
+        yield
+    finally:
+        if gc.get_threshold() == (0, *thresholds[1:]):  # not changed within
+            gc.set_threshold(*thresholds)
+    if garbage_collected_after:
+        gc.collect()
+    gc.freeze()
 
 
 def import_late(name: str) -> types.ModuleType:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import inspect
 import logging
 import threading
@@ -47,8 +46,8 @@ from typing import Any, ClassVar
 import numpy as np
 from seldon_core.user_model import SeldonComponent, SeldonNotImplementedError
 
+from modelshelf import deferred_imports, storage
 from modelshelf import metadata as md
-from modelshelf import storage
 from modelshelf.errors import (
     BadRequestError,
     ConfigurationError,
@@ -250,31 +249,15 @@ class ModelServer(SeldonComponent):
             if self._ready:
                 return
             started = time.perf_counter()
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    with self._parent_threads():
-                        self.load_model(self.model_dir)
-            except Exception as exc:  # unpickling raises anything, AttributeError included
-                if self._model_dir is not None:  # downloaded, then failed: fetch anew next time
-                    storage.invalidate(self.model_uri)
-                if isinstance(exc, ModelshelfError):
-                    raise
-                raise ModelLoadError(self.model_uri, f"{type(exc).__name__}: {exc}") from exc
-            self.accelerate_methods()
-            if self.read_rows is None:
-                self.read_rows = RowReader(self.feature_names, self.n_features)
-            self.load_warnings = _unique(f"{w.category.__name__}: {w.message}" for w in caught)
-            for text in self.load_warnings:
-                logger.warning("while loading %s: %s", redact_uri(self.model_uri), text)
+            # The model and its framework live as long as the process: loaded without the
+            # collector's automatic passes over them, then collected once and frozen, kept
+            # out of every later pass (a full pass walks every tracked object, and a process
+            # that imported scikit-learn or XGBoost holds several hundred thousand). Done
+            # before the fork, it also spares the workers' pages the copy a pass causes.
+            with deferred_imports.long_lived_imports():
+                self._load_and_accelerate()
             self.load_seconds = time.perf_counter() - started
             self._ready = True
-            # The model and the libraries live as long as the process: keep them out of the
-            # collector's passes (a full pass walks every tracked object, and a process that
-            # imported scikit-learn or XGBoost holds several hundred thousand). Done before
-            # seldon-core forks its workers, it also spares their pages the copy a pass causes.
-            gc.collect()
-            gc.freeze()
             versions = ", ".join(f"{k} {v}" for k, v in self.versions().items())
             logger.info(
                 "%s loaded %s in %.2f s (%s)",
@@ -283,6 +266,25 @@ class ModelServer(SeldonComponent):
                 self.load_seconds,
                 versions,
             )
+
+    def _load_and_accelerate(self) -> None:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                with self._parent_threads():
+                    self.load_model(self.model_dir)
+        except Exception as exc:  # unpickling raises anything, AttributeError included
+            if self._model_dir is not None:  # downloaded, then failed: fetch anew next time
+                storage.invalidate(self.model_uri)
+            if isinstance(exc, ModelshelfError):
+                raise
+            raise ModelLoadError(self.model_uri, f"{type(exc).__name__}: {exc}") from exc
+        self.accelerate_methods()
+        if self.read_rows is None:
+            self.read_rows = RowReader(self.feature_names, self.n_features)
+        self.load_warnings = _unique(f"{w.category.__name__}: {w.message}" for w in caught)
+        for text in self.load_warnings:
+            logger.warning("while loading %s: %s", redact_uri(self.model_uri), text)
 
     def _parent_threads(self) -> contextlib.AbstractContextManager[None]:
         """Loading and verifying run before the fork: an OpenMP framework's on one thread (a

@@ -51,6 +51,12 @@ NOT_BEFORE_FIRST_PREDICTION = (
     "pandas",
     "scipy.stats",
     "scipy.ndimage",
+    # and SciPy's optimizers, integration, interpolation and spatial distances, for fitting
+    # (linear models, calibration, neighbours' metric learning) and scoring code
+    "scipy.optimize",
+    "scipy.integrate",
+    "scipy.interpolate",
+    "scipy.spatial",
     # seldon-core's wrapper imports them at the top for its gRPC server; with no gRPC worker
     # (``--grpc-workers 0``) nothing uses them.
     "grpc",
@@ -204,3 +210,18 @@ def test_a_model_loaded_after_the_fork_defers_the_same_imports(tmp_path):
     imported = _imported(log)
     assert "sklearn.linear_model" in imported and "mlflow.pyfunc" in imported
     assert "scipy.stats" not in imported
+
+
+def test_the_parent_builds_the_model_without_collector_passes_and_the_worker_has_it_back():
+    """Importing the class's module and building it (a framework's import, a model's load)
+    allocate what lives as long as the server: the parent makes it without the collector's
+    automatic passes, then collects once and freezes it; the worker serves with the collector
+    running as before (on, default threshold) and the model frozen."""
+    from frontends import COMPONENTS, MODELSHELF, Launch, running
+
+    with running(Launch("CollectorWitness", COMPONENTS), [MODELSHELF]) as (service,):
+        response = service.post("/api/v1.0/predictions", {"data": {"ndarray": [[1.0]]}})
+    assert response.status_code == 200, response.text
+    passes, enabled, threshold, frozen = response.json()["data"]["ndarray"][0]
+    assert passes == 0  # ~280 with the collector running
+    assert (enabled, threshold, frozen) == (1, 700, 1)

@@ -76,8 +76,14 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def load_user_model(user_model: Any) -> None:
     """``load()`` as seldon-core calls it after the fork: optional, idempotent in our servers.
     A class that loads only here, in each REST and gRPC worker (MLflow's pyfunc models),
-    imports its framework here: what that import does not use waits, as in the parent."""
-    with deferred_imports.deferring(), contextlib.suppress(NotImplementedError, AttributeError):
+    imports its framework here: what that import does not use waits, and what it keeps is
+    made without the collector's automatic passes, then collected and frozen, as in the
+    parent."""
+    with (
+        deferred_imports.deferring(),
+        deferred_imports.long_lived_imports(),
+        contextlib.suppress(NotImplementedError, AttributeError),
+    ):
         user_model.load()
     from modelshelf.serve.server_methods import check_class_names
 
@@ -90,47 +96,50 @@ def serve(args: argparse.Namespace) -> int:
     # them each (6 MB less anonymous memory in the tree, measured for uvicorn). What the front
     # end and the framework import but do not use waits (``deferred_imports``): gRPC until a
     # gRPC worker needs it, pandas until a DataFrame does.
-    from modelshelf.serve.http1.server import (
-        client_min_speed,
-        client_stall_seconds,
-        http_server_kind,
-    )
+    # What the parent imports and builds before the forks -- the front end, the framework, the
+    # loaded model -- lives as long as the server: made without the collector's automatic
+    # passes (hundreds, over ever more objects), then collected once and frozen; no child's
+    # pass walks it, nor writes to its pages (``long_lived_imports``; README "Cold start").
+    with deferred_imports.long_lived_imports():
+        from modelshelf.serve.http1.server import (
+            client_min_speed,
+            client_stall_seconds,
+            http_server_kind,
+        )
 
-    # A bad MODELSHELF_HTTP_SERVER, MODELSHELF_CLIENT_STALL_SECONDS or _MIN_SPEED stops the
-    # start here.
-    http_server = http_server_kind()
-    if http_server == "modelshelf":
-        client_stall_seconds()
-        client_min_speed()
-    with deferred_imports.deferring():
-        if http_server == "uvicorn":
-            import uvicorn.loops.uvloop
-            import uvicorn.protocols.http.httptools_impl
-            import uvicorn.server  # noqa: F401
-        else:
-            import uvloop  # noqa: F401
+        # A bad MODELSHELF_HTTP_SERVER, MODELSHELF_CLIENT_STALL_SECONDS or _MIN_SPEED stops the
+        # start here.
+        http_server = http_server_kind()
+        if http_server == "modelshelf":
+            client_stall_seconds()
+            client_min_speed()
+        with deferred_imports.deferring():
+            if http_server == "uvicorn":
+                import uvicorn.loops.uvloop
+                import uvicorn.protocols.http.httptools_impl
+                import uvicorn.server  # noqa: F401
+            else:
+                import uvloop  # noqa: F401
 
-            import modelshelf.serve.http1.server
-        from seldon_core.wrapper import METRICS_ENDPOINT, get_rest_microservice
+                import modelshelf.serve.http1.server
+            from seldon_core.wrapper import METRICS_ENDPOINT, get_rest_microservice
 
-        import modelshelf.serve.batching
-        import modelshelf.serve.rest  # noqa: F401
-        from modelshelf.serve.metrics import QueueMetrics, WorkerMetrics
+            import modelshelf.serve.batching
+            import modelshelf.serve.rest  # noqa: F401
+            from modelshelf.serve.metrics import QueueMetrics, WorkerMetrics
 
-        # What is imported so far lives as long as the server and holds no garbage (a
-        # collection here finds none): frozen now, the collector's passes while the framework
-        # is imported and the model loaded, and the full one after the load, skip it (~45 ms
-        # less CPU at start, measured).
-        gc.freeze()
-        if args.persistence:
-            logger.error("--persistence is deprecated and ignored")
-        annotations = _annotations()
-        metrics_in_worker = max(args.workers, 1) == 1 and max(args.grpc_workers, 0) == 0
-        queue = None if metrics_in_worker else multiprocessing.get_context("fork").Queue()
-        metrics = WorkerMetrics() if queue is None else QueueMetrics(queue)
-        user_class = options.import_user_class(args.interface_name)
-        user_model = user_class(**options.user_parameters(args.parameters))
-        flask_app = get_rest_microservice(user_model, metrics)  # derives the metadata, once
+            # The front end holds little garbage (~1,000 objects without the passes): frozen
+            # now, uncollected, the collection after the load does not walk it.
+            gc.freeze()
+            if args.persistence:
+                logger.error("--persistence is deprecated and ignored")
+            annotations = _annotations()
+            metrics_in_worker = max(args.workers, 1) == 1 and max(args.grpc_workers, 0) == 0
+            queue = None if metrics_in_worker else multiprocessing.get_context("fork").Queue()
+            metrics = WorkerMetrics() if queue is None else QueueMetrics(queue)
+            user_class = options.import_user_class(args.interface_name)
+            user_model = user_class(**options.user_parameters(args.parameters))
+            flask_app = get_rest_microservice(user_model, metrics)  # derives the metadata, once
     if args.grpc_workers > 0:  # gRPC is imported only for them (before the forks: shared)
         from modelshelf.serve.grpc_worker import (
             grpc_server_kind,

@@ -26,7 +26,6 @@ from modelshelf.frameworks.mlflow._signature import (
 from modelshelf.frameworks.mlflow._startup import (
     ModelEnvironmentWarning,
     import_framework_of_local_model,
-    long_lived_imports,
     unmet_requirements,
 )
 from modelshelf.inputs import pandas_module
@@ -97,8 +96,7 @@ class MLFlowServer(ModelServer):
     # ---------------------------------------------------------------- loading
 
     def load_model(self, model_dir: Path) -> None:
-        with long_lived_imports():  # the load imports the model's framework (unpickling)
-            loaded = load_mlflow_model(model_dir, self.model_uri)
+        loaded = load_mlflow_model(model_dir, self.model_uri)
         self.columns = schema_names(loaded.schema)
         self.signature_input_names = input_names(loaded.schema)
         self.as_frame = self.xtype == "DataFrame" or (self.xtype == "auto" and bool(self.columns))

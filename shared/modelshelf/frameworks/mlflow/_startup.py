@@ -5,15 +5,14 @@ requirements this process lacks."""
 from __future__ import annotations
 
 import contextlib
-import gc
 import importlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from modelshelf.deferred_imports import long_lived_imports
 from modelshelf.environment.model_location import turn_off_mlflow_telemetry
 from modelshelf.errors import ModelLoadError
 
@@ -38,34 +37,6 @@ def import_mlflow_before_fork() -> None:
         return
     with long_lived_imports(garbage_collected_after=False):
         import mlflow.pyfunc  # noqa: F401
-
-
-@contextlib.contextmanager
-def long_lived_imports(garbage_collected_after: bool = True) -> Iterator[None]:
-    """Within: no automatic garbage collection; after: what was allocated is frozen (kept out
-    of the collector's passes), as ``ModelServer.load`` and the supervisor freeze a server's
-    loaded state. Importing MLflow, and unpickling a model that imports its framework, allocate
-    hundreds of thousands of objects that live as long as the process, yet the collector's
-    passes over them during the import, and the one the next allocations would start, were
-    ~15 % of its CPU (measured). What garbage there is gets one full collection, before the
-    freeze (``garbage_collected_after``: a model's loading runs the user's code, whose garbage
-    must not be kept; ``ModelServer.load`` would collect next anyway), or before the pause
-    (MLflow's own import: a pass over its ~150,000 objects costs ~60 ms and finds ~300
-    unreachable ones, which stay frozen; in a server's parent, which froze its front end, the
-    pass before has little to walk). Nothing changes when the collector is off already."""
-    if not gc.isenabled():
-        yield
-        return
-    if not garbage_collected_after:
-        gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if garbage_collected_after:
-            gc.collect()
-        gc.freeze()
-        gc.enable()
 
 
 def import_framework_of_local_model(model_uri: str) -> None:
