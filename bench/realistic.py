@@ -806,13 +806,18 @@ def standing(found: dict) -> list[str]:
             continue
         cold = ours["cold_start_s"]
         if model.get("server") == "MLFlowServer":
-            figure = f"{cold:.2f} s" + (
-                f" = {cold / sklearn_cold:.2f} x scikit-learn's ({sklearn_cold:.2f} s)"
-                if sklearn_cold
-                else ""
-            )
-            met = cold <= 1.5 * sklearn_cold if sklearn_cold else None
-            row("MLflow cold start <= 1.5 x scikit-learn's", name, figure, met)
+            # Issue 20: "MLflow with satisfied requirements <= 1.5 x that", that being the
+            # cold-start target (1.0 s, or 2.5 x identity on a noisy machine). The ratio to
+            # this run's scikit-learn starts is shown beside it: it grows whenever those get
+            # faster, which MLflow's own import (~0.45 s) does not.
+            figure, met = f"{cold:.2f} s", cold <= 1.5
+            if yardstick:
+                figure += f" = {cold / yardstick:.1f} x identity"
+                met = met or cold <= 1.5 * 2.5 * yardstick
+            if sklearn_cold:
+                figure += f"; {cold / sklearn_cold:.2f} x scikit-learn's ({sklearn_cold:.2f} s)"
+            row("MLflow cold start <= 1.5 x the target (1.5 s, or 3.75 x identity)", name,
+                figure, met)  # fmt: skip
         else:
             figure, met = f"{cold:.2f} s", cold <= 1.0
             if yardstick:
