@@ -82,3 +82,20 @@ def test_raw_bool_bytes_other_than_0_and_1_are_refused_naming_the_element():
         BadRequestError, match=r"'flags': BOOL bytes must be 0 or 1, got 2 at element 1"
     ):
         Tensor.from_bytes("flags", "BOOL", [1, 3], b"\x00\x02\x01")
+
+
+@pytest.mark.parametrize(
+    ("datatype", "shape", "values", "words"),
+    [
+        ("FP32", [1, 4], [1.0, 2.0, 3.0, 4.0, 1e300], "element [4] is 1e+300"),
+        ("UINT8", [1, 4], [1, 2, 3, 4, 5, 300], "element [5] is 300"),
+        ("UINT8", [2, 2, 2], [0] * 7 + [300], "element [1, 1, 1] is 300"),
+    ],
+    ids=["beyond the shape, FP32", "beyond the shape, UINT8", "3-D"],
+)
+def test_a_value_out_of_range_is_named_by_its_position(datatype, shape, values, words) -> None:
+    """A value beyond what the shape holds is named by its flat index (a 400, not numpy's
+    "index out of bounds")."""
+    with np.errstate(over="ignore"), pytest.raises(BadRequestError) as refused:
+        Tensor.from_values("x", datatype, shape, values)
+    assert words in refused.value.message

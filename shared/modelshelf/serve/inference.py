@@ -336,10 +336,15 @@ def _exact_values(
 
 
 def _element(index: int, shape: list[int]) -> str:
-    """A flat (row-major) element index as the request's position: ``[row, column]``."""
-    if len(shape) < 2 or not all(shape):
+    """A flat (row-major) element index as the request's position: ``[row, column]``; flat
+    when the data holds more values than its shape (refused for that after the values)."""
+    if len(shape) < 2 or not index < _size(shape):
         return f"[{index}]"
-    return str([int(i) for i in np.unravel_index(index, shape)])
+    position = []
+    for dim in reversed(shape):
+        index, at = divmod(index, dim)
+        position.append(at)
+    return str(position[::-1])
 
 
 def _refuse_out_of_range(
