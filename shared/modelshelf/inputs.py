@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sys
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -570,6 +571,9 @@ def refused_input_message(method: str, exc: Exception, model_input: Any, model: 
     ~100 µs on 1,000 rows of 3, ~45 % of building their frame)."""
     from modelshelf.fitted_columns import learnt_text_columns
 
+    pd = sys.modules.get("pandas")  # no DataFrame exists before pandas is imported
+    if pd is None or not isinstance(model_input, pd.DataFrame):
+        return f"{method} rejected the input: {exc}"  # a numpy model's worker: pandas stays out
     nested = nested_cell(model_input)
     if nested:
         return f"{method} rejected the input: {nested}"
@@ -582,8 +586,8 @@ def refused_input_message(method: str, exc: Exception, model_input: Any, model: 
 def nested_cell(frame: Any) -> str:
     """The first cell of ``frame`` holding a JSON object or array, which is no table's value,
     with its column and row; "" when there is none or ``frame`` is no DataFrame."""
-    pd = pandas_module()
-    if not isinstance(frame, pd.DataFrame):
+    pd = sys.modules.get("pandas")
+    if pd is None or not isinstance(frame, pd.DataFrame):
         return ""
     for position, name in enumerate(frame.columns):
         values = frame.iloc[:, position].to_numpy()
@@ -618,8 +622,8 @@ def column_type_conflicts(frame: Any, text_columns: Collection[str] = ()) -> str
     model learnt as text (``text_columns``) holding numbers or booleans, or one column mixing
     kinds (text and numbers), each with its first such value and row; "" when there are none
     or ``frame`` is no DataFrame. Reads every cell of the object columns: for error messages."""
-    pd = pandas_module()
-    if not isinstance(frame, pd.DataFrame):
+    pd = sys.modules.get("pandas")
+    if pd is None or not isinstance(frame, pd.DataFrame):
         return ""
     found = []
     for position, name in enumerate(frame.columns):
