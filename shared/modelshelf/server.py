@@ -102,9 +102,6 @@ class Method:
     name: str
     call: Callable[[Any], Any]
     output_names: Sequence[str] | None = None
-    #: What serves it when the framework module built a faster call of its own (checked at
-    #: load against the framework's), for the metadata's ``custom["fast path"]``.
-    fast_path: str | None = None
 
 
 class _HiddenStub:
@@ -314,7 +311,7 @@ class ModelServer(SeldonComponent):
                 self.fast_paths[method.name] = found.description
                 setattr(self, attribute, Method(method.name, found, method.output_names))
             else:
-                self.fast_paths[method.name] = method.fast_path or "the framework's own call"
+                self.fast_paths[method.name] = "the framework's own call"
         if not self.fast_path:
             logger.info("%s: the framework's own calls (fast_path=false)", type(self).__name__)
 

@@ -93,8 +93,7 @@ def test_the_verification_leaves_no_load_warnings(forest):
 
 def test_a_model_without_an_accelerator_is_served_by_its_own_call(tmp_path):
     folder = xm.save_booster(xm.iris_softprob(), tmp_path / "iris", "model.json")
-    # SHAP contributions: neither an accelerator nor XGBoost's direct in-place call serves them
-    server = server_class("XGBoostServer")(str(folder), method="predict_contribs")
+    server = server_class("XGBoostServer")(str(folder))
     server.load()
     assert not isinstance(server.method.call, Accelerated)
     assert server.init_metadata()["custom"]["fast path"] == "the framework's own call"

@@ -163,7 +163,6 @@ def _xgboost_callers(server: Any) -> dict[str, ServedCall]:
         classes=getattr(server.estimator, "classes_", None),
         class_names=server.class_labels,
         feature_names=server.feature_names or default_feature_names(server.n_features),
-        direct_calls=server.fast_path,
         linear=description["booster"] == "gblinear",
     )
 

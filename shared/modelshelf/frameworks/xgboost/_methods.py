@@ -8,14 +8,13 @@ SHAP contributions and leaf indices need a ``DMatrix``; XGBoost computes them fr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import xgboost as xgb
 
 from modelshelf.errors import ConfigurationError
-from modelshelf.frameworks.xgboost._dense_call import accepts, dense_call
 from modelshelf.server import Method
 
 METHODS = ("predict", "predict_proba", "predict_margin", "predict_contribs", "predict_leaf")
@@ -24,9 +23,6 @@ METHODS = ("predict", "predict_proba", "predict_margin", "predict_contribs", "pr
 PROBABILITY_OBJECTIVES = ("binary:logistic", "multi:softprob", "multi:softmax")
 
 Predict = Callable[[np.ndarray], np.ndarray]
-
-#: The metadata's ``custom["fast path"]`` when ``_dense_call`` serves.
-DIRECT_CALL = "XGBoosterPredictFromDense called directly, equal to inplace_predict on probe rows"
 
 
 @dataclass(frozen=True)
@@ -40,9 +36,6 @@ class LoadedModel:
     classes: Any  # an XGBClassifier's classes_, else None
     class_names: Sequence[str]
     feature_names: Sequence[str]
-    #: XGBoost's C function called directly (``_dense_call``), checked at load; the server's
-    #: ``fast_path``.
-    direct_calls: bool = False
     #: A ``gblinear`` booster: values and margins through a ``DMatrix``.
     linear: bool = False
 
@@ -62,21 +55,9 @@ def build_method(name: str, model: LoadedModel) -> Method:
     if model.linear:  # gblinear has no in-place prediction ("not supported by the current booster")
         value = DMatrixPredictor(model.booster, model.missing)
         margin = DMatrixPredictor(model.booster, model.missing, output_margin=True)
-    else:  # the direct C call is checked at load for the one predictor the method uses
-        direct = model.direct_calls and name not in ("predict_contribs", "predict_leaf")
-        margins = name == "predict_margin" or (
-            name == "predict_proba" and objective == "multi:softmax"
-        )
-        value = InplacePredictor(model.booster, "value", model.missing, direct and not margins)
-        margin = InplacePredictor(model.booster, "margin", model.missing, direct and margins)
-    method = _method(name, model, value, margin)
-    if any(isinstance(p, InplacePredictor) and p.direct for p in (value, margin)):
-        return replace(method, fast_path=DIRECT_CALL)
-    return method
-
-
-def _method(name: str, model: LoadedModel, value: Predict, margin: Predict) -> Method:
-    objective = model.objective
+    else:
+        value = InplacePredictor(model.booster, "value", model.missing)
+        margin = InplacePredictor(model.booster, "margin", model.missing)
     class_names = model.class_names
     if name == "predict" and model.classes is not None:
         return Method(name, _labels(value, objective, model.classes), None)
@@ -98,26 +79,18 @@ def _method(name: str, model: LoadedModel, value: Predict, margin: Predict) -> M
 
 
 class InplacePredictor:
-    """Values or margins of dense rows by XGBoost's in-place prediction (its threads:
-    ``modelshelf.openmp``): its C function called directly where ``direct`` and the load-time
-    check allow (``_dense_call``), else ``Booster.inplace_predict``."""
+    """Values or margins of dense rows by ``Booster.inplace_predict`` (its threads:
+    ``modelshelf.openmp``)."""
 
-    def __init__(
-        self, booster: xgb.Booster, predict_type: str, missing: float, direct: bool = False
-    ) -> None:
+    def __init__(self, booster: xgb.Booster, predict_type: str, missing: float) -> None:
         self.booster = booster
         self.predict_type = predict_type
         self.missing = missing
-        self.direct = (
-            dense_call(booster, predict_type, missing, booster.num_features()) if direct else None
-        )
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         if X.dtype != np.float32 and X.dtype != np.float64:
             # Integers straight to float32, as XGBoost converts them: one rounding, not two.
             X = X.astype(np.float32 if X.dtype.kind in "biu" else np.float64)
-        if self.direct is not None and accepts(X):
-            return self.direct(X)
         return self.booster.inplace_predict(
             X, predict_type=self.predict_type, missing=self.missing, validate_features=False
         )

@@ -35,9 +35,7 @@ class XGBoostServer(ModelServer):
     Parameters (SeldonDeployment ``parameters``): ``model_uri``; ``method`` (``predict``,
     ``predict_proba``, ``predict_margin``, ``predict_contribs``, ``predict_leaf``; default
     ``predict``); ``model_file`` when the folder holds several files; ``nthread`` (default 0:
-    the cores this process may use divided by the gunicorn workers); ``fast_path`` (every
-    server's) also chooses XGBoost's C prediction function called directly over
-    ``Booster.inplace_predict`` (``_dense_call``: the same function, without its Python).
+    the cores this process may use divided by the gunicorn workers).
     """
 
     framework_packages = ("xgboost", "xgboost-cpu", "scikit-learn", "numpy")
@@ -96,7 +94,6 @@ class XGBoostServer(ModelServer):
             classes=getattr(estimator, "classes_", None),
             class_names=self.class_labels,
             feature_names=self.feature_names or default_feature_names(self.n_features),
-            direct_calls=self.fast_path,
             linear=self.description["booster"] == "gblinear",
         )
         self.method = build_method(self.method_name, loaded)
