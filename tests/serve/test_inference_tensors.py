@@ -99,3 +99,9 @@ def test_a_value_out_of_range_is_named_by_its_position(datatype, shape, values, 
     with np.errstate(over="ignore"), pytest.raises(BadRequestError) as refused:
         Tensor.from_values("x", datatype, shape, values)
     assert words in refused.value.message
+
+
+def test_a_list_among_integer_values_is_refused() -> None:
+    """Data flat at first, then nested (numpy: "inhomogeneous shape"): a 400, not a 500."""
+    with pytest.raises(BadRequestError, match="input 'x': data must hold INT64 values only"):
+        Tensor.from_values("x", "INT64", [4], [1, [2, 3], 4, 5])

@@ -310,8 +310,11 @@ def _exact_values(
 ) -> np.ndarray:
     """JSON values of an integer or ``BOOL`` tensor, refused unless each one is exactly a
     value of the datatype (JSON integers in range; ``true`` / ``false`` for ``BOOL``)."""
-    found = np.array(values) if values else np.empty(0, dtype=dtype)
-    if found.ndim != 1:
+    try:  # a list among the values: numpy's "inhomogeneous shape" ValueError
+        found = np.array(values) if values else np.empty(0, dtype=dtype)
+    except ValueError:
+        found = None
+    if found is None or found.ndim != 1:
         raise BadRequestError(f"input {name!r}: data must hold {datatype} values only")
     wanted = "b" if datatype == "BOOL" else "iu"
     if found.size and found.dtype.kind not in wanted:
