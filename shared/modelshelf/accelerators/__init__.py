@@ -11,9 +11,9 @@ and refuse exactly the inputs the reference refuses, or it is not used.
 An accelerator keeps its place here only while the realistic bench (``bench/realistic.py``,
 ``modelshelf serve`` with the fast path on vs off, same run) shows it is worth at least 1.5x for
 a model of that set (README "Fast path" has the figures). ``sklearn_linear`` (linear models'
-product without scikit-learn's input checks) has no model there (the set's pipeline ends in a
-LogisticRegression, but pipelines are not served by it): measured on the bench's iris
-LogisticRegression instead, V2 gRPC 1,000 rows 2.5x req/s / 2.5x CPU, one row 2.3-2.8x.
+product without scikit-learn's input checks) is judged on the set's bare LogisticRegression (30
+features, 3 classes), which joined it for that: 1.86x req/s / 2.18x CPU for one row in the
+committed realistic run.
 
 Private APIs, each behind a load-time check with a fallback (the framework's own call):
 
