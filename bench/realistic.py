@@ -2,10 +2,11 @@
 beside the peers that serve them.
 
 Models (trained here, fixed seeds): ``RandomForestClassifier(100)``,
-``HistGradientBoostingClassifier``, ``Pipeline(ColumnTransformer(OneHotEncoder,
-StandardScaler), LogisticRegression)`` fed by ``names`` + string/number rows, an XGBoost booster
-of 300 rounds x depth 6 on 30 features, an MLflow ``PythonModel`` (a LogisticRegression on 30
-features behind user code).
+``HistGradientBoostingClassifier``, a bare ``LogisticRegression`` (30 features, 3 classes),
+``Pipeline(ColumnTransformer(OneHotEncoder, StandardScaler), LogisticRegression)`` fed by
+``names`` + string/number rows, an XGBoost booster of 300 rounds x depth 6 on 30 features, a
+LightGBM booster of 300 rounds x 31 leaves, an MLflow ``PythonModel`` (a LogisticRegression on
+30 features behind user code).
 
 For each system: single-row and 100-row requests at 1 and 16 connections (wrk), requests/s,
 p50/p99, the server tree's CPU per request (psutil, over the load), cold start to the first
