@@ -35,7 +35,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from bench.realistic import EVICTION_BYTES, SERVER_FOLDERS  # noqa: E402
+from bench.realistic import EVICTION_BYTES, SERVER_FOLDERS, cold_call_seconds  # noqa: E402
 
 PATH = "/api/v1.0/predictions"
 
@@ -69,18 +69,6 @@ def per_call(call: Callable[[], object], calls: int) -> float:
     for _ in range(calls):
         call()
     return (time.perf_counter() - started) / calls * 1e6
-
-
-def cold_per_call(call: Callable[[], object], other: np.ndarray, calls: int) -> float:
-    """Median µs of ``call`` right after ``other`` was read (only the call timed): the server's
-    own code and data out of the caches, as a large model's call leaves them."""
-    found = []
-    for _ in range(calls):
-        other.sum()
-        started = time.perf_counter()
-        call()
-        found.append(time.perf_counter() - started)
-    return statistics.median(found) * 1e6
 
 
 def main() -> int:
@@ -205,7 +193,7 @@ def main() -> int:
                 per_call(lambda: app.handle(scope, body), args.calls)
             )
             found["stubbed model: handle, caches evicted first"].append(
-                cold_per_call(lambda: app.handle(scope, body), other, args.calls)
+                cold_call_seconds(lambda: app.handle(scope, body), args.calls) * 1e6
             )
             full = on_loop(answers)
             found["stubbed model: answer - loop passes"].append(full - base)
