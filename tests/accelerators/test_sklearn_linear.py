@@ -28,7 +28,7 @@ import models
 from microservice import SERVERS, seldon_parameters
 from modelshelf.accelerators import Accelerated, accelerate
 from modelshelf.accelerators.sklearn_linear import candidate
-from modelshelf.accelerators.verify import adversarial_rows, same_output
+from modelshelf.accelerators.verify import Candidate, adversarial_rows, same_output, verify
 from modelshelf.errors import BadRequestError
 from modelshelf.frameworks.sklearn import SKLearnServer
 
@@ -234,3 +234,34 @@ def test_random_models_and_rows_with_overflowing_products():
                 scale = 10 ** rng.uniform(-3, 308)
                 A = rng.standard_normal((rows, width)) * scale
                 assert_same(model, method, fast, A if rng.integers(3) else A.astype(np.float32))
+
+
+def test_the_load_time_check_refuses_a_softmax_summed_in_another_order():
+    """The accelerator's exactness leans on numpy summing fewer than 8 values left to right; a
+    numpy that summed otherwise must be caught at load. On the accelerator's own probes,
+    ``verify`` passes scikit-learn's softmax written out (sum left to right) and refuses the
+    same steps with the row sum taken right to left."""
+    model = logistic(3)
+    offered = candidate(model, "predict_proba", model.predict_proba)
+    assert offered is not None
+
+    def softmax_summed(order: list[int]):
+        def call(X):
+            if not (type(X) is np.ndarray and X.dtype.kind == "f" and np.isfinite(X).all()):
+                return model.predict_proba(X)
+            found = model.decision_function(X)
+            found -= found.max(axis=1)[:, None]
+            np.exp(found, out=found)
+            total = found[:, order[0]] + found[:, order[1]]
+            for j in order[2:]:
+                total += found[:, j]
+            found /= total[:, None]
+            return found
+
+        return call
+
+    left_to_right = Candidate(offered.name, softmax_summed([0, 1, 2]), offered.probes)
+    right_to_left = Candidate(offered.name, softmax_summed([2, 1, 0]), offered.probes)
+    assert verify(left_to_right, model.predict_proba) is None
+    refused = verify(right_to_left, model.predict_proba)
+    assert refused is not None and "values differ" in refused, refused
