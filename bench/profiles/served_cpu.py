@@ -24,24 +24,21 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
 
 REPO = Path(__file__).resolve().parents[2]
-SERVER_FOLDERS = {
-    "XGBoostServer": "xgboostserver",
-    "LightGBMServer": "lightgbmserver",
-    "SKLearnServer": "sklearnserver",
-}
+sys.path.insert(0, str(REPO))
+from bench.realistic import SERVER_FOLDERS, _numeric_bodies  # noqa: E402
+
 HEADERS = {"content-type": "application/json"}
 
 
 def bodies(model: Path) -> dict[str, tuple[str, bytes]]:
-    row = np.round(np.random.default_rng(11).normal(size=(1, 30)), 4).tolist()
-    v2 = {"inputs": [{"name": "input-0", "shape": [1, 30], "datatype": "FP64", "data": row[0]}]}
+    """One row, as the realistic bench's single-row requests (its bodies, not a copy)."""
+    made = _numeric_bodies(None)
     return {
-        "seldon": ("/api/v1.0/predictions", json.dumps({"data": {"ndarray": row}}).encode()),
-        "v2": (f"/v2/models/{model.name}/infer", json.dumps(v2).encode()),
+        "seldon": ("/api/v1.0/predictions", json.dumps(made["seldon"](1)).encode()),
+        "v2": (f"/v2/models/{model.name}/infer", json.dumps(made["v2"](1)).encode()),
     }
 
 
