@@ -125,8 +125,9 @@ def main() -> int:
                         assert post(connection, path, body) == 200
                     used = tree_cpu(servers[side].pid)
                     started = time.perf_counter()
-                    for _ in range(args.requests):
-                        post(connection, path, body)
+                    answered = [post(connection, path, body) for _ in range(args.requests)]
+                    if answered.count(200) != len(answered):  # errors are not the figures
+                        raise SystemExit(f"{side} ({kind}): statuses {sorted(set(answered))}")
                     wall[side, kind].append((time.perf_counter() - started) / args.requests)
                     cpu[side, kind].append((tree_cpu(servers[side].pid) - used) / args.requests)
                     connection.close()
