@@ -26,8 +26,7 @@ _URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://(?:<redacted>|[^\s'\"<>`
 # The names of query parameters whose values are secrets.
 _SECRET_NAMES = (
     r"(?:X-Amz|X-Goog)-(?:Signature|Credential|Security-Token)|sig|signature|"
-    r"access_token|token|sas|password|secret|api[_-]?key|"
-    r"(?:access|secret|private|subscription)[_-]?key"
+    r"access_token|token|sas|password|secret|(?:api|access|secret|private|subscription)[_-]?key"
 )
 # ``key`` alone is an API key as a query parameter (Google's ``?key=``), but in prose and
 # after a prefix mostly not (an object's key, ``sort_key``): a secret's name only as a whole
@@ -102,9 +101,9 @@ def redact_parameters(query: str) -> str:
     """``query`` (a query string, as a request sent it) with the whole value of every parameter
     whose name, percent-decoded, is a secret's (``token``, ``signature``, ``password``,
     ``key``, ``api_key``, ``apikey``…, also after a prefix: ``auth_token``, ``client_secret``)
-    replaced by
-    ``<redacted>``; other values stay (unlike ``redact_uri``, which redacts every query value
-    of a model URI). A value ends at ``&`` only: a quote in it is the value's, not its end."""
+    replaced by ``<redacted>``; other values stay (unlike ``redact_uri``, which redacts every
+    query value of a model URI). A value ends at ``&`` only: a quote in it is the value's, not
+    its end."""
     pairs = query.split("&")
     for index, pair in enumerate(pairs):
         name, _, value = pair.partition("=")
