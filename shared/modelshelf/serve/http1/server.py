@@ -49,22 +49,12 @@ def http_server_kind() -> str:
 
 
 def client_stall_seconds() -> float:
-    """``MODELSHELF_CLIENT_STALL_SECONDS``: how long a request body may stop coming, or a
-    client leave its backed-up answers unread, before the server gives up on it. Not the
-    keep-alive seconds (2 by default): a client on a lossy link can pause that long mid-body
-    (TCP's retransmission backoff alone reaches 3 s), and nginx gives such clients 60 s."""
-    from modelshelf.errors import ConfigurationError
-
-    text = os.environ.get(STALL_ENV, "").strip()
-    if not text:
-        return DEFAULT_STALL_SECONDS
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not 0 < seconds < math.inf:
-        raise ConfigurationError(STALL_ENV, text, "a number of seconds > 0, e.g. 30")
-    return seconds
+    """``MODELSHELF_CLIENT_STALL_SECONDS``: how long a request body may stop coming, a request
+    head take from its first byte to its last, or a client leave its backed-up answers unread,
+    before the server gives up on it. Not the keep-alive seconds (2 by default): a client on a
+    lossy link can pause that long mid-body (TCP's retransmission backoff alone reaches 3 s),
+    and nginx gives such clients 60 s."""
+    return _number_setting(STALL_ENV, DEFAULT_STALL_SECONDS, "a number of seconds > 0, e.g. 30")
 
 
 def client_min_speed() -> float:
@@ -72,18 +62,26 @@ def client_min_speed() -> float:
     its first ``MODELSHELF_CLIENT_STALL_SECONDS`` are over (0: no minimum, only the stall
     rule). Without it a client sending a byte just before each stall timeout would hold its
     connection, and the body read so far, for good (slowloris on the body)."""
+    return _number_setting(
+        MIN_SPEED_ENV, DEFAULT_MIN_SPEED, "bytes a second >= 0 (0: no minimum)", zero=True
+    )
+
+
+def _number_setting(name: str, default: float, expected: str, zero: bool = False) -> float:
+    """The finite number in environment variable ``name`` (``default`` when unset or blank),
+    above 0, or 0 too with ``zero``; else ``ConfigurationError`` saying ``expected``."""
     from modelshelf.errors import ConfigurationError
 
-    text = os.environ.get(MIN_SPEED_ENV, "").strip()
+    text = os.environ.get(name, "").strip()
     if not text:
-        return DEFAULT_MIN_SPEED
+        return default
     try:
-        speed = float(text)
+        value = float(text)
     except ValueError:
-        speed = math.nan
-    if not 0 <= speed < math.inf:
-        raise ConfigurationError(MIN_SPEED_ENV, text, "bytes a second >= 0 (0: no minimum)")
-    return speed
+        value = math.nan
+    if not (value >= 0 if zero else value > 0) or value == math.inf:
+        raise ConfigurationError(name, text, expected)
+    return value
 
 
 class HttpServer:
