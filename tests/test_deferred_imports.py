@@ -368,3 +368,36 @@ def test_scipy_s_optimizers_wait_for_a_fit_and_fitting_gives_the_same_model():
     assert deferred[0] == []
     assert as_written[0] != []
     assert deferred[1:] == as_written[1:] and deferred[3] is True
+
+
+def test_concurrent_first_uses_of_a_stand_in_wait_for_one_import():
+    """Sixteen threads reading a deferred module at once (a worker's first concurrent requests):
+    those that find it half-imported by another wait for it, as the import statement does
+    (they raised AttributeError / ImportError from the half-initialized scipy.spatial). A
+    race: without the wait, 3 of 5 interpreters failed; three make a miss unlikely."""
+    for _ in range(3):
+        out = run_python(
+            """
+            import json, threading
+            import numpy as np
+            from modelshelf import deferred_imports
+            with deferred_imports.deferring(True):
+                from sklearn.metrics import pairwise_distances
+            X = np.arange(12.0).reshape(4, 3)
+            found = []
+            def call():
+                try:
+                    found.append(float(pairwise_distances(X, X, metric="cityblock").sum()))
+                except Exception as exc:
+                    found.append(f"{type(exc).__name__}: {exc}")
+            threads = [threading.Thread(target=call) for _ in range(16)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            from scipy.spatial.distance import cdist
+            print(json.dumps([found, float(cdist(X, X, "cityblock").sum())]))
+            """
+        )
+        found, expected = json.loads(out.strip().splitlines()[-1])
+        assert found == [expected] * 16

@@ -133,9 +133,15 @@ def import_late(name: str) -> types.ModuleType:
     every full collection from then on (measured: 7 % of ``/invocations``' req/s for pandas).
     A module imported already is returned as it is: nothing new to freeze, and the test whether
     the process froze (``gc.get_freeze_count``) walks every frozen object, ~20 ms once a
-    framework is loaded (MLflow's pyfunc has pandas imported when its server asks for it)."""
+    framework is loaded (MLflow's pyfunc has pandas imported when its server asks for it).
+    A module another thread is still importing (a stand-in's first use by concurrent
+    requests) is waited for, as the import statement waits: half-initialized, it lacks the
+    names the caller reads (``AttributeError``, then ``ImportError`` from the fallback)."""
     module = sys.modules.get(name)
     if module is not None:
+        if getattr(getattr(module, "__spec__", None), "_initializing", False):
+            __import__(name)  # waits for the importing thread (not for this one: circular)
+            return sys.modules[name]
         return module
     __import__(name)  # the C import (-X importtime lists it; importlib.import_module's does not)
     module = sys.modules[name]
