@@ -401,3 +401,28 @@ def test_concurrent_first_uses_of_a_stand_in_wait_for_one_import():
         )
         found, expected = json.loads(out.strip().splitlines()[-1])
         assert found == [expected] * 16
+
+
+def test_concurrent_first_imports_of_pandas_by_requests_wait_for_one_import():
+    """``pandas_module`` at a worker's first DataFrame requests, on several threads at once:
+    each gets pandas whole (a half-imported one had no ``DataFrame``: 13-15 of 16 threads
+    failed in every run)."""
+    out = run_python(
+        """
+        import threading
+        from modelshelf.inputs import pandas_module
+        found = []
+        def call():
+            try:
+                found.append(len(pandas_module().DataFrame({"a": [1, 2]})))
+            except Exception as exc:
+                found.append(f"{type(exc).__name__}: {exc}")
+        threads = [threading.Thread(target=call) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        print(found)
+        """
+    )
+    assert out.strip() == str([2] * 16)
