@@ -416,3 +416,14 @@ def test_a_linear_booster_is_served_through_a_dmatrix(tmp_path, method):
     got = server.predict(rows[:7].tolist(), [])
     want = linear.predict(xgb.DMatrix(rows[:7]), output_margin=method == "predict_margin")
     np.testing.assert_array_equal(got, want)
+
+
+def test_a_linear_booster_refuses_leaf_indices_at_start(tmp_path):
+    """XGBoost answers every leaf request of a gblinear booster with an error and its C++ stack
+    trace; the method is refused when the server starts instead, naming what it can serve."""
+    rng = np.random.default_rng(3)
+    rows, target = rng.normal(size=(50, 4)), rng.normal(size=50)
+    linear = xgb.train({"booster": "gblinear"}, xgb.DMatrix(rows, label=target), 2)
+    folder = xm.save_booster(linear, tmp_path / "linear", "model.json")
+    with pytest.raises(ConfigurationError, match="gblinear booster has no trees"):
+        loaded(folder, "predict_leaf")

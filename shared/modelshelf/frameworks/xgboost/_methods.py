@@ -50,6 +50,14 @@ def build_method(name: str, model: LoadedModel) -> Method:
             "a method this model supports: predict_proba needs a classification objective "
             f"({', '.join(PROBABILITY_OBJECTIVES)}); this model's objective is {objective}",
         )
+    if name == "predict_leaf" and model.linear:
+        raise ConfigurationError(
+            "method",
+            name,
+            "a method this model supports: a gblinear booster has no trees, so no leaf indices "
+            "(predict, predict_margin, predict_contribs and, for a classification objective, "
+            "predict_proba)",
+        )
     value: Predict
     margin: Predict
     if model.linear:  # gblinear has no in-place prediction ("not supported by the current booster")
