@@ -7,6 +7,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from frontends import (
     wait_for,
 )
 from sklearn.ensemble import RandomForestClassifier
+from test_http1_server import Reader
 
 from microservice import SERVERS, Microservice, seldon_parameters
 
@@ -178,6 +180,37 @@ def test_requests_of_clients_gone_while_queued_are_not_computed(forest_dir: Path
         assert wait_for(lambda: batch_sizes(service)[1] > before[1])
         total, count = batch_sizes(service)
         assert (total - before[0], count - before[1]) == (2, 1)
+
+
+def test_a_request_whose_100_continue_waited_behind_a_queued_one_is_not_timed_out(
+    forest_dir: Path,
+) -> None:
+    """``Expect: 100-continue`` pipelined behind a prediction queued longer than the stall
+    seconds (a 3 s batch wait; 2 s): its body waits for the 100 Continue, which waits for the
+    first answer -- the server's delay, not the client's. A body that starts 0.6 s after the
+    100 Continue is read and answered (it was 408 'came too slowly: 0 bytes in 3 s')."""
+    env = {"MODELSHELF_MAX_BATCH_TIME_MS": "3000", "MODELSHELF_CLIENT_STALL_SECONDS": "2"}
+    launch = sklearn_launch(forest_dir, "forest", method="predict_proba")
+    path = "/api/v1.0/predictions"
+    first, second = (json.dumps(_seldon(_rows(900 + i, 2))).encode() for i in range(2))
+    head = f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    with (
+        running(launch, [MODELSHELF], env=env) as (service,),
+        socket.create_connection(("127.0.0.1", service.http_port), timeout=30) as sock,
+    ):
+        sock.sendall(
+            f"{head}Content-Length: {len(first)}\r\n\r\n".encode()
+            + first
+            + f"{head}Expect: 100-continue\r\nContent-Length: {len(second)}\r\n\r\n".encode()
+        )
+        reader = Reader(sock)
+        assert reader.answer()[0] == 200
+        assert reader.answer()[0] == 100  # sent once the answer before it is
+        time.sleep(0.6)  # the body's first bytes a sweep (0.5 s) later: a slow link's pace
+        sock.sendall(second)
+        status, _, answer = reader.answer()
+        assert status == 200, answer
+        assert len(json.loads(answer)["data"]["ndarray"]) == 2, answer
 
 
 def test_a_bad_request_fails_alone(server: Microservice) -> None:

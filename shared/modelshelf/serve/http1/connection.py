@@ -486,6 +486,9 @@ class HttpConnection(asyncio.Protocol):
                 if first.close:
                     self._close()
                     return
+                # A 100 Continue that waited behind earlier answers: the body could not come
+                # before it, so its minimum speed counts from now (``_late_request``).
+                self._started = self.loop.time()
             else:
                 self._send(first.scope, first.reply, first.keep_alive)
             if self.closed:
