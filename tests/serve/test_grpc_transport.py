@@ -631,6 +631,52 @@ def test_a_client_that_never_reads_its_answers_is_not_read_from(echo):
     assert grown < 12 * 1024 * 1024, f"{grown / 1e6:.1f} MB more after {sent} calls"
 
 
+def _sleep_call(channel: grpc.Channel, seconds: float, timeout: float) -> grpc.Future:
+    """Seldon ``Predict`` of ``{"sleep": seconds}``: SleepyModel logs the value, then sleeps."""
+    message = json_to_seldon_message({"jsonData": {"sleep": seconds}})
+    return prediction_pb2_grpc.ModelStub(channel).Predict.future(message, timeout=timeout)
+
+
+def _calls_expired_behind_slow_ones(service, busy: int) -> int:
+    """On one connection: ``busy`` calls of 1.5 s take every place a call can run (the loop,
+    inline, or the pool's threads); then three calls with a 0.2 s deadline. Each of those ends
+    DEADLINE_EXCEEDED at the client; how many of them reached the model (``sleeping 0.301s``
+    in the log), once a later call on the connection is answered (the server has read and
+    handled them)."""
+    with grpc.insecure_channel(address_of(service)) as channel:
+        grpc.channel_ready_future(channel).result(timeout=30)
+        seconds = (1.501, 1.502)[:busy]
+        blocking = [_sleep_call(channel, s, timeout=30) for s in seconds]
+        for s in seconds:
+            wait_for_text(service.log, f"sleeping {s}s")
+        late = [_sleep_call(channel, 0.301, timeout=0.2) for _ in range(3)]
+        for call in late:
+            with pytest.raises(grpc.RpcError) as raised:
+                call.result()
+            assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        for call, s in zip(blocking, seconds, strict=True):
+            assert MessageToDict(call.result())["jsonData"] == {"sleep": s}
+        message = json_to_seldon_message({"jsonData": {"after": 1}})
+        answer = prediction_pb2_grpc.ModelStub(channel).Predict(message, timeout=30)
+        assert MessageToDict(answer)["jsonData"] == {"after": 1}
+    log = service.log()
+    assert "Traceback" not in log
+    return log.count("sleeping 0.301s")
+
+
+def test_calls_whose_deadline_passed_behind_an_inline_call_are_not_run(echo):
+    """The three calls are read together once the slow call returns; the first runs (0.3 s:
+    its deadline counts from that read, the server cannot know when they were sent), the two
+    others' deadlines pass meanwhile: DEADLINE_EXCEEDED without running."""
+    assert _calls_expired_behind_slow_ones(echo, busy=1) == 1
+
+
+def test_calls_whose_deadline_passed_waiting_for_a_pool_thread_are_not_run():
+    """GRPC_THREADS=2: the calls wait for a thread past their deadline; none runs."""
+    with running(LAUNCH, [MODELSHELF], env={"GRPC_THREADS": "2"}) as (service,):
+        assert _calls_expired_behind_slow_ones(service, busy=2) == 0
+
+
 # ------------------------------------------------------------------------------ stopping
 
 

@@ -106,6 +106,10 @@ class CallContext:
     def time_remaining(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
+    def deadline_passed(self) -> bool:
+        """Whether the call's ``grpc-timeout`` is over: its client has stopped waiting."""
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
     def is_active(self) -> bool:
         return self._active
 
@@ -128,7 +132,14 @@ def call_unary(
 ) -> tuple[bytes | None, int, str | None] | asyncio.Future:
     """Run one unary call: (answer bytes or None, status code, details), or the future of
     them: a method may answer an ``asyncio.Future`` of that triple (V2 ``ModelInfer`` or Seldon
-    ``Predict`` queued for adaptive batching), which the server waits on."""
+    ``Predict`` queued for adaptive batching), which the server waits on.
+
+    A call whose ``grpc-timeout`` passed before it got here (behind slow calls run inline, or
+    waiting for a pool thread) is answered DEADLINE_EXCEEDED, the status its client has, and
+    not run: its client has given up, so the model time would be wasted (grpcio's server
+    runs it anyway)."""
+    if context.deadline_passed():
+        return None, grpc.StatusCode.DEADLINE_EXCEEDED.value[0], "Deadline Exceeded"
     try:
         request = handler.deserialize(message) if handler.deserialize else message
     except Exception as exc:  # the client's bytes, not a server fault: no traceback per call
@@ -227,10 +238,12 @@ def _escaped(text: str) -> bytes:
     )
 
 
-def deadline_of(timeout: bytes) -> float | None:
-    """``grpc-timeout`` (digits and a unit) as a monotonic deadline; unreadable: none."""
+def deadline_of(timeout: bytes, received: float) -> float | None:
+    """``grpc-timeout`` (digits and a unit) as a monotonic deadline, counted from ``received``
+    (when the call's bytes were read: a server cannot know when the client sent them);
+    unreadable: none."""
     unit = _TIMEOUT_UNITS.get(timeout[-1:])
     digits = timeout[:-1]
     if unit is None or not digits.isdigit() or len(digits) > 8:
         return None
-    return time.monotonic() + int(digits) * unit
+    return received + int(digits) * unit

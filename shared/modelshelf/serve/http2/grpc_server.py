@@ -19,7 +19,9 @@ one at a time; with more, unary handlers run in a pool of that many threads. Str
 may answer an ``asyncio.Future`` of its outcome instead (a call queued by adaptive batching,
 ``serve.batching``, to join the next model call): its stream is answered when it resolves, and
 a stream reset, the connection's end or the call's ``grpc-timeout`` meanwhile cancels it (the
-batch leaves it out; the timeout is answered DEADLINE_EXCEEDED, as grpcio does).
+batch leaves it out; the timeout is answered DEADLINE_EXCEEDED, as grpcio does). A unary call
+whose ``grpc-timeout`` is over before its handler starts (inline or in the pool) is answered
+DEADLINE_EXCEEDED without running (``calls.call_unary``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import queue
 import socket
 import struct
 import threading
+import time
 import zlib
 from concurrent import futures
 from typing import Any, NamedTuple
@@ -166,6 +169,9 @@ class GrpcConnection(asyncio.Protocol):
         self._continuing: tuple[int, bool, bytearray] | None = None
         self.closing = False  # GOAWAY sent: no new streams
         self.closed = False
+        # When the bytes being read came off the socket: a call's grpc-timeout counts from
+        # there, so calls read together behind a slow inline call are seen to have expired.
+        self._read_at = 0.0
 
     # -- asyncio callbacks
 
@@ -204,6 +210,7 @@ class GrpcConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        self._read_at = time.monotonic()
         if self._buffer:
             self._buffer += data
             if len(self._buffer) < self._wanted:  # a large frame arriving: copied once, whole
@@ -522,7 +529,7 @@ class GrpcConnection(asyncio.Protocol):
             )
             return
         stream.handler = handler
-        deadline = None if timeout is None else deadline_of(timeout)
+        deadline = None if timeout is None else deadline_of(timeout, self._read_at)
         stream.context = CallContext(headers, self.peer, deadline)
         if handler.request_streaming:
             self._run_streaming(stream)
