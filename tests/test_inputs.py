@@ -14,9 +14,11 @@ from modelshelf.errors import BadRequestError
 from modelshelf.fitted_columns import learnt_text_columns
 from modelshelf.inputs import (
     _numbers_where_possible,
+    as_2d_numbers,
     as_frame,
     column_type_conflicts,
     refused_input_message,
+    typed_values,
 )
 
 COLUMNS = ["city", "kind", "rooms", "area"]
@@ -341,3 +343,99 @@ def test_a_refused_array_does_not_import_pandas():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == ["predict rejected the input: contains NaN", "False"]
+
+
+def refusal(model, frame: pd.DataFrame) -> Exception:
+    """What ``model.predict_proba`` raises on ``frame`` (a test fails if it takes it)."""
+    with pytest.raises((ValueError, TypeError)) as refused:
+        model.predict_proba(frame)
+    return refused.value
+
+
+FLAT = {"city": "paris", "rooms": 3, "area": 50.0, "code": "12"}
+
+
+@pytest.mark.parametrize(
+    "X",
+    [
+        [{**FLAT, "rooms": "three"}],  # jsonData records, KServe V1 instances
+        {"city": ["paris"], "rooms": ["three"], "area": [50.0], "code": ["12"]},  # columns
+        np.array([["paris", "three", 50.0, "12"]], dtype=object),  # rows with names
+    ],
+    ids=["records", "columns", "rows"],
+)
+def test_text_in_a_number_column_is_named_by_column_and_row(X):
+    """scikit-learn's scaler says "could not convert string to float: 'three'", naming no
+    column: the 400 names the column holding that text, its row and what the model expects."""
+    model = flats_pipeline()
+    frame = as_frame(X, list(FLAT), list(FLATS.columns), text_columns=learnt_text_columns(model))
+    message = refused_input_message("predict_proba", refusal(model, frame), frame, model)
+    assert message == (
+        "predict_proba rejected the input: column 'rooms' holds text ('three' in row 0) where "
+        "the model expects numbers: send its values as numbers"
+    )
+
+
+def test_text_in_a_number_column_is_found_in_any_row_and_from_int_conversions():
+    frame = FLATS.head(3).astype({"rooms": object})
+    frame.loc[2, "rooms"] = "2x"
+    model = flats_pipeline()
+    message = refused_input_message("predict_proba", refusal(model, frame), frame, model)
+    assert "column 'rooms' holds text ('2x' in row 2) where the model expects numbers" in message
+    with pytest.raises(ValueError) as refused:  # Python's own words for an integer
+        int(frame["rooms"][2])
+    message = refused_input_message("predict", refused.value, frame, model)
+    assert "column 'rooms' holds text ('2x' in row 2)" in message
+    # Text the model learnt as text is not what it could not read as a number.
+    message = refused_input_message(
+        "predict", ValueError("could not convert string to float: 'paris'"), FLATS, model
+    )
+    assert message == "predict rejected the input: could not convert string to float: 'paris'"
+
+
+def test_quoted_values_are_capped():
+    """A huge cell is not copied whole into the 400 (and the warning log)."""
+    huge = "x" * 10_000
+    model = flats_pipeline()
+    frame = FLATS.head(1).astype({"rooms": object}).assign(rooms=[huge])
+    message = refused_input_message("predict_proba", refusal(model, frame), frame, model)
+    assert "column 'rooms' holds text ('xxx" in message and "…" in message
+    assert len(message) < 200
+    mixed = pd.DataFrame({"kind": np.array([huge, 3], dtype=object), "city": [huge, 5.0]})
+    found = column_type_conflicts(mixed, {"city"})
+    assert "column 'kind' mixes text ('xxx" in found and "column 'city' holds a number" in found
+    assert len(found) < 2 * 200
+    for refuse in (
+        lambda: typed_values(np.array([huge], dtype=object), "float64", "area"),
+        lambda: as_2d_numbers([[1.0, huge]], 2),
+    ):
+        with pytest.raises(BadRequestError) as refused:
+            refuse()
+        assert "'xxx" in str(refused.value) and len(str(refused.value)) < 150
+    assert len(refused_input_message("p", ValueError("v"), mixed, None, set())) < 400
+
+
+def test_missing_values_are_of_no_kind():
+    """pandas' ``NA`` and ``NaT`` are missing values, as null and NaN are: no column mixes
+    them with its values, and a text column may hold them."""
+    frame = pd.DataFrame(
+        {
+            "city": pd.array(["paris", pd.NA], dtype="string"),
+            "rooms": pd.array([3, pd.NA], dtype="Int64"),
+            "seen": np.array([pd.Timestamp("2026-01-01"), pd.NaT], dtype=object),
+        }
+    )
+    assert column_type_conflicts(frame, {"city"}) == ""
+    assert column_type_conflicts(frame.assign(city=[pd.NA, 5]), {"city"}) == (
+        "column 'city' holds a number (5 in row 1) where the model learnt text: send its "
+        "values as strings"
+    )
+
+
+def test_a_server_s_text_columns_are_used_for_its_refusals():
+    """``SKLearnServer`` keeps the text columns from load; a refusal uses them rather than
+    reading the model again (here: no model at all)."""
+    houses = HOUSES.assign(city=[5.0] * len(HOUSES))
+    refused = ValueError("ufunc 'isnan'")
+    message = refused_input_message("predict_proba", refused, houses, None, frozenset({"city"}))
+    assert "column 'city' holds a number (5.0 in row 0) where the model learnt text" in message

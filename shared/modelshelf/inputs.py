@@ -5,8 +5,10 @@ server so that the same bad payload gets the same 400 everywhere.
 
 from __future__ import annotations
 
+import ast
 import base64
 import binascii
+import re
 import sys
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -84,8 +86,28 @@ def _sample(arr: np.ndarray) -> str:
         try:
             float(value)
         except (ValueError, TypeError):
-            return repr(value.item() if hasattr(value, "item") else value)
+            return quoted(value)
     return "a value"
+
+
+#: The most characters of a client's value a message quotes: a huge cell is not copied whole
+#: into the 400 and the warning log.
+QUOTED_VALUE_LIMIT = 60
+#: The most characters of a framework's words a message quotes (they may quote a value whole).
+QUOTED_WORDS_LIMIT = 160
+
+
+def shortened(text: str, limit: int = QUOTED_VALUE_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, the last an ellipsis when it was longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def quoted(value: Any, limit: int = QUOTED_VALUE_LIMIT) -> str:
+    """A client's value as a message quotes it: its ``repr`` (numpy scalars as the Python
+    values they hold), ``shortened``. Every refusal that quotes a value uses it."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return shortened(repr(value), limit)
 
 
 #: The column types ``as_frame`` casts to, and how a 400 names each (MLflow's type names).
@@ -314,7 +336,7 @@ def typed_values(
         return _as_binary(values)
     except _NotOfTypeError as exc:
         raise BadRequestError(
-            f"{what} {name!r}: cannot read {exc.value!r} as {COLUMN_TYPES[kind]}"
+            f"{what} {name!r}: cannot read {quoted(exc.value)} as {COLUMN_TYPES[kind]}"
         ) from None
 
 
@@ -557,30 +579,95 @@ def as_texts(X: Any) -> list[str]:
     texts = arr.ravel().tolist()
     for value in texts:
         if not isinstance(value, str):
-            raise BadRequestError(f"expected texts (strings), got {value!r}")
+            raise BadRequestError(f"expected texts (strings), got {quoted(value)}")
     return texts
 
 
-def refused_input_message(method: str, exc: Exception, model_input: Any, model: Any) -> str:
+def refused_input_message(
+    method: str,
+    exc: Exception,
+    model_input: Any,
+    model: Any,
+    text_columns: Collection[str] | None = None,
+) -> str:
     """What a 400 says when ``method`` refused ``model_input`` with ``exc``, where the frame's
     cells tell more than the framework's words: a JSON object or array in a cell (scikit-learn:
-    "unhashable type: 'dict'"), said instead of them; values of another kind than their column
-    (``column_type_conflicts``; scikit-learn's encoders answer a number in a text column with
-    "ufunc 'isnan' not supported…"), said before them. Looked for only after a refusal: the
+    "unhashable type: 'dict'"), said instead of them; text the model could not read as a number
+    (``text_where_numbers``: "could not convert string to float: 'three'" names no column),
+    said instead of them; values of another kind than their column (``column_type_conflicts``;
+    scikit-learn's encoders answer a number in a text column with "ufunc 'isnan' not
+    supported…"), said before them. ``text_columns`` are those the model learnt as text (a
+    server's, kept from load), else read from ``model``. Looked for only after a refusal: the
     request that the model takes pays nothing (a check of every cell while decoding cost
     ~100 µs on 1,000 rows of 3, ~45 % of building their frame)."""
-    from modelshelf.fitted_columns import learnt_text_columns
-
     pd = sys.modules.get("pandas")  # no DataFrame exists before pandas is imported
     if pd is None or not isinstance(model_input, pd.DataFrame):
         return f"{method} rejected the input: {exc}"  # a numpy model's worker: pandas stays out
     nested = nested_cell(model_input)
     if nested:
         return f"{method} rejected the input: {nested}"
-    conflicts = column_type_conflicts(model_input, learnt_text_columns(model))
+    if text_columns is None:
+        from modelshelf.fitted_columns import learnt_text_columns
+
+        text_columns = learnt_text_columns(model)
+    misplaced = text_where_numbers(exc, model_input, text_columns)
+    if misplaced:
+        return f"{method} rejected the input: {misplaced}"
+    conflicts = column_type_conflicts(model_input, text_columns)
     if conflicts:
         return f"{method} rejected the input: {conflicts} ({exc})"
     return f"{method} rejected the input: {exc}"
+
+
+#: What Python and numpy say when they cannot read text as a number, quoting the text last
+#: (its ``repr``): the words of no one estimator, but of every conversion to numbers.
+_NOT_A_NUMBER = re.compile(
+    r"(?:could not convert string to float|invalid literal for int\(\) with base \d+): "
+    r"(?P<text>(?:'|\"|b'|b\").*)\Z",
+    re.DOTALL,
+)
+
+
+def text_where_numbers(exc: BaseException, frame: Any, text_columns: Collection[str] = ()) -> str:
+    """The column and row of ``frame`` holding the text that ``exc`` (or an exception it was
+    raised from) says could not be read as a number, outside the columns the model learnt as
+    text; "" when ``exc`` says no such thing or no such cell exists."""
+    pd = sys.modules.get("pandas")
+    if pd is None or not isinstance(frame, pd.DataFrame):
+        return ""
+    text = _unreadable_text(exc)
+    if text is None:
+        return ""
+    for position, name in enumerate(frame.columns):
+        if name in text_columns:
+            continue
+        values = frame.iloc[:, position].to_numpy()
+        if values.dtype.kind not in "OUS":
+            continue
+        for row, value in enumerate(values):
+            if isinstance(value, str | bytes) and value == text:
+                return (
+                    f"column {name!r} holds text ({quoted(value)} in row {row}) where the "
+                    "model expects numbers: send its values as numbers"
+                )
+    return ""
+
+
+def _unreadable_text(exc: BaseException) -> str | bytes | None:
+    """The text an exception, or one in its chain, says could not be read as a number."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # the refusal and the exceptions it was raised from
+        if seen is None:
+            break
+        match = _NOT_A_NUMBER.search(str(seen))
+        if match:
+            try:
+                text = ast.literal_eval(match.group("text"))
+            except (ValueError, SyntaxError):
+                return None
+            return text if isinstance(text, str | bytes) else None
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def nested_cell(frame: Any) -> str:
@@ -603,10 +690,15 @@ def nested_cell(frame: Any) -> str:
     return ""
 
 
-def _value_kind(value: Any) -> str | None:
+def _value_kind(value: Any, missing: tuple[Any, ...] = ()) -> str | None:
     """A cell's kind as a client wrote it: text, a number, a boolean; ``None`` for a missing
-    value (null, NaN), which any column may hold."""
+    value (null, NaN, NaT, and ``missing``: pandas' ``NA`` and ``NaT``), which any column may
+    hold."""
     if value is None or (isinstance(value, float | np.floating) and value != value):
+        return None
+    if any(value is marker for marker in missing):
+        return None
+    if isinstance(value, np.datetime64 | np.timedelta64) and np.isnat(value):
         return None
     if isinstance(value, str | bytes):
         return "text"
@@ -625,6 +717,7 @@ def column_type_conflicts(frame: Any, text_columns: Collection[str] = ()) -> str
     pd = sys.modules.get("pandas")
     if pd is None or not isinstance(frame, pd.DataFrame):
         return ""
+    missing = (pd.NA, pd.NaT)
     found = []
     for position, name in enumerate(frame.columns):
         values = frame.iloc[:, position].to_numpy()
@@ -634,17 +727,17 @@ def column_type_conflicts(frame: Any, text_columns: Collection[str] = ()) -> str
             values = values[:1].tolist()
         first: dict[str, tuple[int, Any]] = {}
         for row, value in enumerate(values):
-            kind = _value_kind(value)
+            kind = _value_kind(value, missing)
             if kind is not None and kind not in first:
                 first[kind] = (row, value)
         wrong = {k: v for k, v in first.items() if k != "text"} if name in text_columns else {}
         if wrong:
             kind, (row, value) = next(iter(wrong.items()))
             found.append(
-                f"column {name!r} holds {kind} ({value!r} in row {row}) where the model learnt "
-                "text: send its values as strings"
+                f"column {name!r} holds {kind} ({quoted(value)} in row {row}) where the model "
+                "learnt text: send its values as strings"
             )
         elif len(first) > 1:
-            kinds = " and ".join(f"{k} ({v!r} in row {r})" for k, (r, v) in first.items())
+            kinds = " and ".join(f"{k} ({quoted(v)} in row {r})" for k, (r, v) in first.items())
             found.append(f"column {name!r} mixes {kinds}: send one kind of value per column")
     return "; ".join(found)

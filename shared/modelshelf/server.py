@@ -409,7 +409,9 @@ class ModelServer(SeldonComponent):
         except BadRequestError:
             raise
         except INPUT_ERRORS as exc:
-            message = refused_input_message(method.name, exc, model_input, self.model)
+            message = refused_input_message(
+                method.name, exc, model_input, self.model, getattr(self, "text_columns", None)
+            )
             raise BadRequestError(message) from exc
         except Exception as exc:
             logger.exception("%s failed", method.name)

@@ -444,6 +444,61 @@ def test_a_number_in_a_column_learnt_as_text_is_named(houses):
         assert expected in answer.text and "in row 0) where the model learnt text" in answer.text
 
 
+def test_text_in_a_number_column_is_named(houses):
+    """scikit-learn's scaler says "could not convert string to float: 'big'"; the 400 names
+    the column, the text and its row, and what the model expects, on every protocol."""
+    row = ["oslo", 1, "big"]
+    expected = (
+        "column 'area' holds text ('big' in row 1) where the model expects numbers: send its "
+        "values as numbers"
+    )
+    good = ["rome", 2, 72.5]
+    records = [dict(zip(HOUSE_NAMES, r, strict=True)) for r in (good, row)]
+    answers = [
+        houses.client.post(
+            "/api/v1.0/predictions", json={"data": {"names": HOUSE_NAMES, "ndarray": [good, row]}}
+        ),
+        houses.client.post("/api/v1.0/predictions", json={"jsonData": records}),
+        houses.client.post("/v1/models/houses:predict", json={"instances": records}),
+        v2_infer(
+            houses,
+            "houses",
+            {
+                "inputs": [
+                    {"name": "city", "datatype": "BYTES", "shape": [2], "data": ["rome", "oslo"]},
+                    {"name": "floor", "datatype": "INT64", "shape": [2], "data": [2, 1]},
+                    {"name": "area", "datatype": "BYTES", "shape": [2], "data": ["72.5", "big"]},
+                ]
+            },
+        ),
+    ]
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        assert expected in answer.text, answer.text
+        assert "could not convert" not in answer.text
+
+
+def test_a_huge_value_is_not_quoted_whole(houses):
+    """A 10,000-character cell is quoted cut short in the 400 (and the log), whether the model
+    or the V2 decoding refuses it."""
+    huge = "x" * 10_000
+    record = {"city": "oslo", "floor": 1, "area": huge}
+    tensor = {"name": "area", "datatype": "FP64", "shape": [1], "data": [huge]}
+    others = [
+        {"name": "city", "datatype": "BYTES", "shape": [1], "data": ["oslo"]},
+        {"name": "floor", "datatype": "INT64", "shape": [1], "data": [1]},
+    ]
+    answers = [
+        houses.client.post("/v1/models/houses:predict", json={"instances": [record]}),
+        v2_infer(houses, "houses", {"inputs": [*others, tensor]}),
+        v2_infer(houses, "houses", {"inputs": [*others, {**tensor, "datatype": "INT64"}]}),
+    ]
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        assert "'xxx" in answer.text and "…" in answer.text, answer.text
+        assert len(answer.text) < 400, answer.text
+
+
 def test_pd_codec_strings_from_bytes(scoring):
     inputs = [
         {"name": "word", "datatype": "BYTES", "shape": [2], "data": ["ab", "cd"]},

@@ -50,7 +50,7 @@ import numpy as np
 import orjson
 
 from modelshelf.errors import BadRequestError, ModelNotReadyError
-from modelshelf.inputs import pandas_module
+from modelshelf.inputs import QUOTED_WORDS_LIMIT, pandas_module, quoted, shortened
 from modelshelf.serve.server_methods import (
     as_returned_caller,
     column_datatypes,
@@ -215,7 +215,8 @@ class Tensor:
                     array = np.array(values, dtype=dtype)
             except (ValueError, TypeError, OverflowError) as exc:
                 raise BadRequestError(
-                    f"input {name!r}: data cannot be read as {datatype}: {exc}"
+                    f"input {name!r}: data cannot be read as {datatype}: "
+                    f"{shortened(str(exc), QUOTED_WORDS_LIMIT)}"
                 ) from None
             if array.ndim != 1:
                 raise BadRequestError(f"input {name!r}: data must hold {datatype} values only")
@@ -326,7 +327,7 @@ def _exact_values(
             _refuse_out_of_range(name, datatype, shape, at, values[at], limits)
         expected = "true or false" if wanted == "b" else f"integers in {datatype}'s range"
         raise BadRequestError(
-            f"input {name!r}: {datatype} data must be {expected}, got {values[at]!r} at "
+            f"input {name!r}: {datatype} data must be {expected}, got {quoted(values[at])} at "
             f"element {_element(at, shape)}"
         )
     if wanted == "iu" and found.size:
