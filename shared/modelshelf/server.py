@@ -246,8 +246,8 @@ class ModelServer(SeldonComponent):
             if self._ready:
                 return
             started = time.perf_counter()
-            # The model and its framework live as long as the process: loaded without the
-            # collector's automatic passes over them, then collected once and frozen, kept
+            # The model and its framework live as long as the process: loaded with the
+            # collector's automatic passes made rare, then collected once and frozen, kept
             # out of every later pass (a full pass walks every tracked object, and a process
             # that imported scikit-learn or XGBoost holds several hundred thousand). Done
             # before the fork, it also spares the workers' pages the copy a pass causes.

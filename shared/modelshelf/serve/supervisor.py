@@ -77,8 +77,8 @@ def load_user_model(user_model: Any) -> None:
     """``load()`` as seldon-core calls it after the fork: optional, idempotent in our servers.
     A class that loads only here, in each REST and gRPC worker (MLflow's pyfunc models),
     imports its framework here: what that import does not use waits, and what it keeps is
-    made without the collector's automatic passes, then collected and frozen, as in the
-    parent."""
+    made with the collector's automatic passes made rare, then collected and frozen, as in
+    the parent."""
     with (
         deferred_imports.deferring(),
         deferred_imports.long_lived_imports(),
@@ -97,9 +97,10 @@ def serve(args: argparse.Namespace) -> int:
     # end and the framework import but do not use waits (``deferred_imports``): gRPC until a
     # gRPC worker needs it, pandas until a DataFrame does.
     # What the parent imports and builds before the forks -- the front end, the framework, the
-    # loaded model -- lives as long as the server: made without the collector's automatic
-    # passes (hundreds, over ever more objects), then collected once and frozen; no child's
-    # pass walks it, nor writes to its pages (``long_lived_imports``; README "Cold start").
+    # loaded model -- lives as long as the server: made with the collector's automatic passes
+    # made rare (the default makes hundreds, over ever more objects), then collected once and
+    # frozen; no child's pass walks it, nor writes to its pages (``long_lived_imports``;
+    # README "Cold start").
     with deferred_imports.long_lived_imports():
         from modelshelf.serve.http1.server import (
             client_min_speed,
