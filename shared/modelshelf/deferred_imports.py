@@ -101,23 +101,24 @@ DEFERRED: dict[str, dict[str, tuple[str, ...]]] = {
 
 @contextlib.contextmanager
 def long_lived_imports(garbage_collected_after: bool = True) -> Iterator[None]:
-    """Within: only rare young-generation collections; after: what was allocated is frozen (kept out
-    of the collector's passes). Loading a model imports its framework and unpickles it, and
-    importing MLflow: hundreds of thousands of objects that live as long as the process, yet
-    the collector walks them in its passes during the import and again in the one the next
-    allocations start (around ``modelshelf serve``'s build and the loads: 3-11 % of the CPU
-    to the first answer of the realistic bench's models, README "Cold start"). What garbage
-    there is gets one full collection, before the freeze (``garbage_collected_after``: a
-    model's loading runs the user's code, whose garbage must not be kept), or before the pause
-    (MLflow's own import: a pass over its ~150,000 objects finds ~300 unreachable ones, which
-    stay frozen; in a server's parent, which froze its front end, the pass before has little
-    to walk). Nothing is collected or frozen when the
-    body raises, nor when the collector is off already.
+    """Within: only rare young-generation collections; after: what was allocated is frozen
+    (kept out of the collector's passes). Loading a model imports its framework and unpickles
+    it, and importing MLflow: hundreds of thousands of objects that live as long as the
+    process, yet the collector walks them in its passes during the import and again in the one
+    the next allocations start (around ``modelshelf serve``'s build and the loads: 3-11 % of
+    the CPU to the first answer of the realistic bench's models, README "Cold start"). What
+    garbage there is gets one full collection, before the freeze (``garbage_collected_after``:
+    a model's loading runs the user's code, whose garbage must not be kept), or before the
+    pause (MLflow's own import: a pass over its ~150,000 objects finds ~300 unreachable ones,
+    which stay frozen; in a server's parent, which froze its front end, the pass before has
+    little to walk). Nothing is collected or frozen when the body raises, nor when the
+    collector is off already.
 
-    The pause raises the thresholds (``PAUSED_THRESHOLDS``: rare young-generation passes, which
-    bound the garbage a load's own cycles can pile up) instead of ``gc.disable()``, so
-    ``gc.isenabled()`` stays the process's own switch: loading code that turns the collector off
-    (a PythonModel's ``load_context``) or sets its own thresholds finds its choice kept after."""
+    The pause raises the thresholds (``PAUSED_THRESHOLDS``: rare young-generation passes,
+    which bound the garbage a load's own cycles can pile up) instead of ``gc.disable()``, so
+    ``gc.isenabled()`` stays the process's own switch: loading code that turns the collector
+    off (a PythonModel's ``load_context``) or sets its own thresholds finds its choice kept
+    after."""
     if not gc.isenabled():
         yield
         return

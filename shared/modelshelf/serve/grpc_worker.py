@@ -379,7 +379,7 @@ def _tensor_values_as_sent(method: str, body: dict, request: Any) -> None:
         parts = ("request", "response", "truth")
         pairs = ((body[part], getattr(request, part)) for part in parts if part in body)
     else:
-        pairs = iter(((body, request),))
+        pairs = ((body, request),)
     for found, message in pairs:
         tensor = found.get("data", {}).get("tensor")
         if tensor is not None and "values" in tensor:

@@ -79,7 +79,9 @@ DATATYPES: dict[str, np.dtype] = {
     "FP64": np.dtype(np.float64),
     "BYTES": np.dtype(object),
 }
-_WIRE_DTYPES = {name: dtype.newbyteorder("<") for name, dtype in DATATYPES.items()}
+#: Each datatype's dtype as the wire holds it (little-endian): the binary extension's and
+#: gRPC's raw contents, read here and written by ``v2_grpc.wire``.
+WIRE_DTYPES = {name: dtype.newbyteorder("<") for name, dtype in DATATYPES.items()}
 _DATATYPE_OF_KIND_SIZE = {
     (dtype.kind, dtype.itemsize): name for name, dtype in DATATYPES.items() if name != "BYTES"
 }
@@ -239,7 +241,7 @@ class Tensor:
         if datatype == "BYTES":
             array = _bytes_elements(name, raw)
         else:
-            wire = _WIRE_DTYPES[datatype]
+            wire = WIRE_DTYPES[datatype]
             if len(raw) % wire.itemsize:
                 raise BadRequestError(
                     f"input {name!r}: {len(raw)} bytes is not a whole number of {datatype} values"
@@ -284,7 +286,7 @@ class Tensor:
                 parts.append(len(item).to_bytes(4, "little"))
                 parts.append(item)
             return b"".join(parts)
-        return np.ascontiguousarray(self.data, dtype=_WIRE_DTYPES[self.datatype]).tobytes()
+        return np.ascontiguousarray(self.data, dtype=WIRE_DTYPES[self.datatype]).tobytes()
 
 
 def _refuse_nesting(name: str, problem: str) -> None:

@@ -379,7 +379,7 @@ def _raw_contents(tensor: Any) -> bytes | np.ndarray:
     copies straight from (no ``tobytes`` copy first), or ``Tensor.to_bytes()`` for ``BYTES``."""
     if tensor.datatype == "BYTES":
         return tensor.to_bytes()
-    return np.ascontiguousarray(tensor.data, dtype=inference._WIRE_DTYPES[tensor.datatype])
+    return np.ascontiguousarray(tensor.data, dtype=inference.WIRE_DTYPES[tensor.datatype])
 
 
 #: Encoded fields and parameter maps, by what they encode (``_encoded``); emptied when full,
