@@ -696,11 +696,7 @@ def test_requests_read_while_answers_back_up_are_answered_only_once_the_client_r
     ]
     requests[39] = requests[39].replace(b"Host: test\r\n", b"Host: test\r\nConnection: close\r\n")
     with _serving(tmp_path, "LargeAnswerModel", LARGE_ANSWER_MODEL) as served:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # answers back up soon
-        sock.settimeout(30)
-        sock.connect(("127.0.0.1", served.http_port))
-        with sock:
+        with _unread_socket(served.http_port) as sock:
             sock.sendall(b"".join(requests))
             # Another connection's answer comes after the server handled all the first read.
             calls = httpx.post(f"{served.url}{PREDICT}", json={"strData": "calls"}).json()
@@ -717,6 +713,24 @@ def test_requests_read_while_answers_back_up_are_answered_only_once_the_client_r
 
 def _tcp_established(sock: socket.socket) -> bool:
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == 1  # tcpi_state
+
+
+def _unread_socket(port: int) -> socket.socket:
+    """A client connected to ``port`` whose small receive buffer makes answers back up soon."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def _seconds_until_dropped(sock: socket.socket, limit: float, why: str) -> float:
+    """Seconds until the server drops ``sock``'s connection; fails (``why``) past ``limit``."""
+    started = time.monotonic()
+    while _tcp_established(sock):
+        assert time.monotonic() - started < limit, why
+        time.sleep(0.05)
+    return time.monotonic() - started
 
 
 def _rest_worker_rss_kib(served: Microservice) -> int:
@@ -740,10 +754,7 @@ def test_clients_that_never_read_their_answers_are_dropped_and_others_served(tmp
         with contextlib.ExitStack() as stack:
             silent = []
             for _ in range(4):
-                sock = stack.enter_context(socket.socket())
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-                sock.settimeout(30)
-                sock.connect(("127.0.0.1", served.http_port))
+                sock = stack.enter_context(_unread_socket(served.http_port))
                 sock.sendall(requests)
                 silent.append(sock)
             started = time.monotonic()
@@ -781,16 +792,10 @@ def test_a_client_that_asks_to_close_and_never_reads_its_answer_is_reset(tmp_pat
     request = _request("POST", PREDICT, json.dumps(ND).encode(), "Connection: close\r\n")
     with (
         _serving(tmp_path, "HugeAnswerModel", HUGE_ANSWER_MODEL) as served,
-        socket.socket() as sock,
+        _unread_socket(served.http_port) as sock,
     ):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.settimeout(30)
-        sock.connect(("127.0.0.1", served.http_port))
         sock.sendall(request)
-        started = time.monotonic()
-        while _tcp_established(sock):
-            assert time.monotonic() - started < 30, "a client that never reads was kept"
-            time.sleep(0.05)
+        _seconds_until_dropped(sock, 30, "a client that never reads was kept")
         with pytest.raises(ConnectionResetError):
             while sock.recv(1 << 20):
                 pass
@@ -829,17 +834,11 @@ def test_a_closed_connection_whose_last_answer_is_never_read_is_reset(tmp_path):
     request = _request("POST", PREDICT, body, "Connection: close\r\n")
     with (
         _serving(tmp_path, "SizedAnswerModel", SIZED_ANSWER_MODEL) as served,
-        socket.socket() as sock,
+        _unread_socket(served.http_port) as sock,
     ):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.settimeout(30)
-        sock.connect(("127.0.0.1", served.http_port))
         sock.sendall(request)
-        started = time.monotonic()
-        while _tcp_established(sock):
-            assert time.monotonic() - started < 20, "a closed connection never read was kept"
-            time.sleep(0.05)
-        assert time.monotonic() - started > 1.9  # the stall seconds, not at once
+        waited = _seconds_until_dropped(sock, 20, "a closed connection never read was kept")
+        assert waited > 1.9  # the stall seconds, not at once
         received = 0
         with pytest.raises(ConnectionResetError):
             while chunk := sock.recv(1 << 20):
