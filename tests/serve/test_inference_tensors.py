@@ -105,3 +105,15 @@ def test_a_list_among_integer_values_is_refused() -> None:
     """Data flat at first, then nested (numpy: "inhomogeneous shape"): a 400, not a 500."""
     with pytest.raises(BadRequestError, match="input 'x': data must hold INT64 values only"):
         Tensor.from_values("x", "INT64", [4], [1, [2, 3], 4, 5])
+
+
+@pytest.mark.parametrize("source", ["values", "bytes"])
+def test_a_shape_of_more_dimensions_than_numpy_holds_is_a_400(source: str) -> None:
+    """35 dimensions of 1 (V2 REST, binary and gRPC all read shapes here): numpy's reshape
+    refuses more than 32 with a ValueError, which reached the client as a 500."""
+    shape = [1, 4] + [1] * 33
+    with pytest.raises(BadRequestError, match="shape has 35 dimensions; at most 32"):
+        if source == "values":
+            Tensor.from_values("x", "FP64", shape, [1.0, 2.0, 3.0, 4.0])
+        else:
+            Tensor.from_bytes("x", "FP64", shape, np.arange(4.0).tobytes())

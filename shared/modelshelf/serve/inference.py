@@ -410,13 +410,23 @@ def _dtype_of(name: str, datatype: str) -> np.dtype:
     return dtype
 
 
+#: numpy 1.x's most dimensions an array may have (numpy 2: 64); a longer shape is the client's
+#: mistake, refused here rather than by ``reshape``'s ValueError (a 500)
+MAX_DIMENSIONS = 32
+
+
 def _checked_shape(name: str, shape: Any) -> list[int]:
     if type(shape) is list:
         for dim in shape:  # a loop: cheaper than all() on a generator for 1-3 dimensions
             if type(dim) is not int or dim < 0:
                 break
         else:
-            return shape
+            if len(shape) <= MAX_DIMENSIONS:
+                return shape
+            raise BadRequestError(
+                f"input {name!r}: shape has {len(shape)} dimensions; at most "
+                f"{MAX_DIMENSIONS} are supported"
+            )
     raise BadRequestError(
         f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}"
     )
