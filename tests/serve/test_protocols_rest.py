@@ -1161,3 +1161,23 @@ def test_a_binary_data_size_that_is_no_byte_count_says_so(iris, size):
     assert (
         f"binary_data_size must be a non-negative integer, got {size!r}" in answer.json()["error"]
     )
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [("output", "false"), ("output", 1), ("request", "yes"), ("request", 0)],
+)
+def test_a_binary_flag_that_is_no_boolean_says_so(iris, where, value):
+    """``"binary_data": "false"`` (a string, so truthy) was answered in binary."""
+    service, _ = iris
+    payload: dict = {"inputs": [tensor("x", ROWS[:1])]}
+    if where == "output":
+        payload["outputs"] = [{"name": "predict", "parameters": {"binary_data": value}}]
+        name = "binary_data"
+    else:
+        payload["parameters"] = {"binary_data_output": value}
+        name = "binary_data_output"
+    answer = v2_infer(service, "flowers", payload)
+    assert answer.status_code == 400, answer.text
+    expected = f"parameter {name} must be true or false (a JSON boolean), got {value!r}"
+    assert expected in answer.json()["error"]

@@ -244,14 +244,28 @@ def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
         outputs = [
             RequestedOutput(o["name"], _parameters(o, f"output {o['name']!r}")) for o in wanted
         ]
+        for output in outputs:
+            _check_flag(output.parameters.get("binary_data"), "binary_data", output.name)
     parameters = _parameters(fields, "the request")
-    binary_default = bool(parameters.pop("binary_data_output", False))
+    binary_output = parameters.pop("binary_data_output", None)
+    _check_flag(binary_output, "binary_data_output", None)
+    binary_default = bool(binary_output)
     identifier = fields.get("id")
     if identifier is not None and type(identifier) is not str:
         raise BadRequestError(
             f"id must be a string (the protocol's request identifier), got {identifier!r}"
         )
     return InferenceRequest(tensors, outputs, identifier, parameters), binary_default
+
+
+def _check_flag(value: Any, name: str, output: str | None) -> None:
+    """The binary extension's flags are JSON booleans: ``"false"`` (a string, so truthy) or
+    ``1`` read as a flag would pick the layout of the answer by accident."""
+    if value is not None and type(value) is not bool:
+        where = f"output {output!r}: " if output is not None else ""
+        raise BadRequestError(
+            f"{where}parameter {name} must be true or false (a JSON boolean), got {value!r}"
+        )
 
 
 def _response(response: InferenceResponse, request: InferenceRequest, binary: bool) -> Reply:
