@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from modelshelf.errors import BadRequestError
+from modelshelf.inputs import quoted
 from modelshelf.serve.inference import (
     InferenceCore,
     InferenceRequest,
@@ -189,7 +190,7 @@ def _parameters(fields: dict[str, Any], owner: str) -> dict[str, Any]:
     if type(parameters) is not dict:
         raise BadRequestError(
             f'{owner}: parameters must be an object (e.g. {{"content_type": "np"}}), '
-            f"got {parameters!r}"
+            f"got {quoted(parameters)}"
         )
     return parameters
 
@@ -216,7 +217,8 @@ def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
         if size is not None:
             if type(size) is not int or size < 0:
                 raise BadRequestError(
-                    f"input {name!r}: binary_data_size must be a non-negative integer, got {size!r}"
+                    f"input {name!r}: binary_data_size must be a non-negative integer, "
+                    f"got {quoted(size)}"
                 )
             if at + size > len(binary):
                 raise BadRequestError(
@@ -264,7 +266,7 @@ def _check_flag(value: Any, name: str, output: str | None) -> None:
     if value is not None and type(value) is not bool:
         where = f"output {output!r}: " if output is not None else ""
         raise BadRequestError(
-            f"{where}parameter {name} must be true or false (a JSON boolean), got {value!r}"
+            f"{where}parameter {name} must be true or false (a JSON boolean), got {quoted(value)}"
         )
 
 
