@@ -162,8 +162,13 @@ def load_result(
 
 
 def warm_up(url: str, body: bytes, requests: int = 30) -> None:
-    """Send ``body`` ``requests`` times, so the figures after it are the server's steady state."""
+    """Send ``body`` ``requests`` times, so the figures after it are the server's steady state;
+    a server that fails them fails the run here, not as an unexplained figure later."""
     with httpx.Client(timeout=30) as client:
         headers = request_headers(body)
         for _ in range(requests):
-            client.post(url, content=body, headers=headers)
+            answer = client.post(url, content=body, headers=headers)
+            if answer.status_code != 200:
+                raise RuntimeError(
+                    f"warm-up request to {url}: HTTP {answer.status_code}: {answer.text[:300]}"
+                )

@@ -41,7 +41,7 @@ def measure_pairs(
         if ours not in systems or ceiling not in systems:
             continue
         try:
-            cycles = _cycles(systems[ours], systems[ceiling], models, cfg)
+            cycles = _cycles(systems[ours], systems[ceiling], models, cfg, say)
         except Exception as exc:  # one broken pair must not stop the others
             found[ours] = {"ceiling": ceiling, "error": f"{type(exc).__name__}: {exc}"[:2000]}
             say(f"paired: {ours} vs {ceiling} FAILED: {found[ours]['error'][:300]}")
@@ -70,7 +70,9 @@ def summarize_cycles(ceiling: str, cycles: list[dict]) -> dict:
     }
 
 
-def _cycles(ours: System, ceiling: System, models: Models, cfg: Config) -> list[dict]:
+def _cycles(
+    ours: System, ceiling: System, models: Models, cfg: Config, say: Callable[[str], None]
+) -> list[dict]:
     body = models.payload(ours.payload, 1)
     script = load.write_script(body, cfg.work / "lua")
     started = {}
@@ -84,11 +86,13 @@ def _cycles(ours: System, ceiling: System, models: Models, cfg: Config) -> list[
                 cfg.work / "logs" / f"paired-{system.name}.log",
             )
             started[system.name] = (server, f"http://127.0.0.1:{ports.http}{system.path}")
+            say(f"paired: starting {system.name} on port {ports.http}")
             check = answer_check(system.payload, len(SINGLE_ROW))
             procs.first_prediction(server, started[system.name][1], body.read_bytes(), check)
             load.warm_up(started[system.name][1], body.read_bytes(), 100)
         cycles = []
         for index in range(cfg.paired_cycles):
+            say(f"paired: {ours.name} vs {ceiling.name}, cycle {index + 1}")
             order = (ours, ceiling) if index % 2 == 0 else (ceiling, ours)
             cycle = {}
             for system in order:
