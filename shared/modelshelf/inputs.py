@@ -257,6 +257,7 @@ def _check_names(
 ) -> None:
     if not columns:
         return
+    refuse_repeated_names(given, columns, what)
     missing = [c for c in columns if c not in given and c not in optional]
     extra = [] if extra_ok else [str(c) for c in given if c not in columns]
     if missing or extra:
@@ -268,10 +269,11 @@ def _check_names(
 def _records_frame(X: Any) -> Any:
     """``jsonData``: records, a mapping of columns, or one record of scalars (one row)."""
     pd = pandas_module()
-    if (
+    if (  # an object among scalars is a cell (refused by name), not a column by row labels
         isinstance(X, dict)
         and X
-        and not any(isinstance(v, list | tuple | dict) for v in X.values())
+        and not any(isinstance(v, list | tuple) for v in X.values())
+        and not all(isinstance(v, dict) for v in X.values())
     ):
         X = [X]
     try:
@@ -494,6 +496,21 @@ def _numbers_where_possible(column: Any) -> Any:
         return column
 
 
+def refuse_repeated_names(given: Sequence[Any], columns: Sequence[str], what: str) -> None:
+    """A 400 for column names that repeat one: the first repeated name and where it stands
+    (else "missing ['rooms']" would name a column the client did send, under another name)."""
+    if len(set(given)) == len(given):  # ~0.2 µs for a few names: the usual answer
+        return
+    seen: dict[str, int] = {}
+    for index, name in enumerate(given):
+        first = seen.setdefault(str(name), index)
+        if first != index:
+            raise BadRequestError(
+                f"the column names repeat {str(name)!r} (names[{first}] and names[{index}]); "
+                f"expected each of {what} {list(columns)} once"
+            )
+
+
 class RowReader:
     """A request's rows as numbers in the model's feature order: ``ndarray`` / ``tensor`` rows in
     order, or reordered by the request's ``names``; ``jsonData`` records (a list of objects) or
@@ -525,6 +542,7 @@ class RowReader:
     def _columns_for(self, names: list[str]) -> list[int]:
         """Where each of the model's features sits among the request's ``names``."""
         assert self.feature_names is not None
+        refuse_repeated_names(names, self.feature_names, "the model's features")
         given = {name: i for i, name in enumerate(names)}
         missing = [n for n in self.feature_names if n not in given]
         extra = [n for n in names if self._positions and n not in self._positions]

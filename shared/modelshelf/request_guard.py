@@ -222,6 +222,11 @@ def seldon_request_blueprint(component: Any) -> Any:
             except RecursionError:
                 raise too_deep("the body") from None
             except ValueError as exc:
+                from modelshelf.json_values import unreadable_value
+
+                found = unreadable_value(request.get_data())
+                if found is not None:  # a number beyond any type, text that is not UTF-8
+                    raise BadRequestError(found.message()) from None
                 raise BadRequestError(f"the body is not JSON: {exc}") from None
         checks.check(request.path, body)
 

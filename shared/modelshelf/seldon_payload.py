@@ -88,10 +88,8 @@ def check_data(data: Any, where: str, values_required: bool = True) -> None:
     if type(data) is not dict:
         raise _refuse(where, data, "an object with tensor, ndarray or tftensor")
     names = data.get("names")
-    if names is not None and (
-        type(names) is not list or any(type(name) is not str for name in names)
-    ):
-        raise _refuse(f"{where}.names", names, "an array of strings")
+    if names is not None:
+        _check_items(names, f"{where}.names", str, "an array of strings (the column names)")
     found = [key for key in DATA_KINDS if key in data]
     if len(found) > 1:
         raise BadRequestError(f"{where} holds {' and '.join(found)}: send one of them")
@@ -126,8 +124,7 @@ def check_tensor(tensor: Any, where: str) -> None:
                 f'{where} has no {key}: expected {{"shape": [...], "values": [...]}}'
             )
     shape, values = tensor["shape"], tensor["values"]
-    if type(shape) is not list or any(type(size) is not int for size in shape):
-        raise _refuse(f"{where}.shape", shape, "an array of integers")
+    _check_items(shape, f"{where}.shape", int, "an array of integers (sizes from 0, one -1)")
     if type(values) is not list:
         raise _refuse(f"{where}.values", values, "an array of numbers")
     if not set(map(type, values)) <= _NUMBERS:
@@ -152,6 +149,17 @@ def check_tensor(tensor: Any, where: str) -> None:
         raise BadRequestError(
             f"{where}.shape {shape} does not hold its {count} values (cannot reshape them)"
         )
+
+
+def _check_items(items: Any, where: str, kind: type, expected: str) -> None:
+    """``items`` is a list of ``kind`` only, else a 400 naming the first item that is not."""
+    if type(items) is not list:
+        raise _refuse(where, items, expected)
+    for index, item in enumerate(items):
+        if type(item) is not kind:
+            raise BadRequestError(
+                f"{where} must be {expected}, but {where}[{index}] is {describe(item)}"
+            )
 
 
 def check_meta(meta: Any, where: str) -> None:

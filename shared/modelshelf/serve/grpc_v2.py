@@ -242,7 +242,11 @@ def build_request(
                     f"request has them in {', '.join(sent)}: send {field}, or the datatype "
                     "of the values sent"
                 )
-        inputs.append(Tensor.from_values(name, datatype, header.shape, values, header.parameters))
+        inputs.append(  # typed contents: numbers in numeric fields, booleans only in BOOL's
+            Tensor.from_values(
+                name, datatype, header.shape, values, header.parameters, json_booleans=False
+            )
+        )
     return InferenceRequest(
         inputs=inputs,
         outputs=[RequestedOutput(name, params) for name, params in outputs] or None,

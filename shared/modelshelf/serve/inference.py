@@ -167,8 +167,11 @@ class Tensor:
         shape: Sequence[int],
         values: Any,
         parameters: dict[str, Any] | None = None,
+        json_booleans: bool = True,
     ) -> Tensor:
-        """From JSON ``data``: nested or flat, in row-major order."""
+        """From JSON ``data``: nested or flat, in row-major order. ``json_booleans``: whether
+        ``values`` may hold JSON booleans at all (a body without ``true`` / ``false``, gRPC's
+        typed contents: no), refused in a numeric tensor; without it that check is skipped."""
         dtype = _dtype_of(name, datatype)
         shape = _checked_shape(name, shape)
         if type(values) is not list:
@@ -209,17 +212,18 @@ class Tensor:
                 except AttributeError:
                     _refuse_bytes_element(name, shape, values)
         elif dtype.kind in "iub":  # numpy's cast would truncate 5.9, wrap 300, read "false"
+            if json_booleans and datatype != "BOOL" and bool in set(map(type, values)):
+                _refuse_boolean(name, datatype, shape, values)
             array = _exact_values(name, datatype, dtype, values, shape)
         else:
+            if json_booleans and bool in set(map(type, values)):
+                _refuse_boolean(name, datatype, shape, values)
             array = _floats(values, dtype) if len(values) >= _FLOATS_MIN_VALUES else None
             try:
                 if array is None:
                     array = np.array(values, dtype=dtype)
             except (ValueError, TypeError, OverflowError) as exc:
-                raise BadRequestError(
-                    f"input {name!r}: data cannot be read as {datatype}: "
-                    f"{shortened(str(exc), QUOTED_WORDS_LIMIT)}"
-                ) from None
+                _refuse_unreadable_number(name, datatype, dtype, shape, values, exc)
             if array.ndim != 1:
                 raise BadRequestError(f"input {name!r}: data must hold {datatype} values only")
             if dtype.itemsize < 8 and np.count_nonzero(np.isinf(array)):  # did a cast overflow?
@@ -330,7 +334,7 @@ def _exact_values(
         expected = "true or false" if wanted == "b" else f"integers in {datatype}'s range"
         raise BadRequestError(
             f"input {name!r}: {datatype} data must be {expected}, got {quoted(values[at])} at "
-            f"element {_element(at, shape)}"
+            f"element {element_at(at, shape)}"
         )
     if wanted == "iu" and found.size:
         limits = np.iinfo(dtype)
@@ -341,7 +345,7 @@ def _exact_values(
     return found.astype(dtype, copy=False)
 
 
-def _element(index: int, shape: list[int]) -> str:
+def element_at(index: int, shape: list[int]) -> str:
     """A flat (row-major) element index as the request's position: ``[row, column]``; flat
     when the data holds more values than its shape (refused for that after the values)."""
     if len(shape) < 2 or not index < _size(shape):
@@ -357,7 +361,7 @@ def _refuse_out_of_range(
     name: str, datatype: str, shape: list[int], at: int, value: Any, limits: Any
 ) -> None:
     raise BadRequestError(
-        f"input {name!r}: element {_element(at, shape)} is {value}, out of {datatype}'s range "
+        f"input {name!r}: element {element_at(at, shape)} is {value}, out of {datatype}'s range "
         f"[{limits.min}, {limits.max}]; send a datatype that holds it"
     )
 
@@ -377,10 +381,47 @@ def _refuse_overflow(
         at = int(overflowed[0])
         largest = float(np.finfo(array.dtype).max)
         raise BadRequestError(
-            f"input {name!r}: element {_element(at, shape)} is {values[at]!r}, out of "
+            f"input {name!r}: element {element_at(at, shape)} is {values[at]!r}, out of "
             f"{datatype}'s range [{-largest:g}, {largest:g}]; send a datatype that holds it "
             "(FP64)"
         )
+
+
+def _refuse_boolean(name: str, datatype: str, shape: list[int], values: list) -> None:
+    """JSON ``true`` / ``false`` in a numeric tensor: Python and numpy read them as 1 and 0,
+    which the client did not write (Triton refuses them too); booleans are a ``BOOL`` tensor."""
+    at, value = next((i, v) for i, v in enumerate(values) if type(v) is bool)
+    raise BadRequestError(
+        f"input {name!r}: {datatype} data must be numbers, but element {element_at(at, shape)} is "
+        f"{'true' if value else 'false'} (a boolean); send it as 1 or 0, or booleans as a BOOL "
+        "tensor"
+    )
+
+
+def _refuse_unreadable_number(
+    name: str, datatype: str, dtype: np.dtype, shape: list[int], values: list, exc: Exception
+) -> None:
+    """A 400 naming the first element of a float tensor's JSON data that numpy cannot read as
+    ``datatype`` (text that is no number, an array, a number beyond any float), as the integer
+    datatypes' refusals do; numpy's own words when no single element is to blame."""
+    for at, value in enumerate(values):
+        try:
+            np.array([value], dtype=dtype)
+        except OverflowError:  # an integer beyond any double
+            largest = float(np.finfo(dtype).max)
+            raise BadRequestError(
+                f"input {name!r}: element {element_at(at, shape)} is {quoted(value)}, out of "
+                f"{datatype}'s range [{-largest:g}, {largest:g}]"
+            ) from None
+        except (ValueError, TypeError):
+            raise BadRequestError(
+                f"input {name!r}: {datatype} data must be numbers, but element "
+                f"{element_at(at, shape)} is {quoted(value)}, not a number"
+            ) from None
+    raise BadRequestError(
+        f"input {name!r}: data cannot be read as {datatype}: "
+        f"{shortened(str(exc), QUOTED_WORDS_LIMIT)}"
+    ) from None
 
 
 def _refuse_bytes_element(name: str, shape: list[int], values: list) -> None:
@@ -394,7 +435,7 @@ def _refuse_bytes_element(name: str, shape: list[int], values: list) -> None:
         f' (e.g. "{orjson.dumps(value).decode()}")' if type(value) in (int, float, bool) else ""
     )
     raise BadRequestError(
-        f"input {name!r}: BYTES data must be strings, but element {_element(at, shape)} is "
+        f"input {name!r}: BYTES data must be strings, but element {element_at(at, shape)} is "
         f"{describe(value)}; send each element as a JSON string{example}, or numbers with a "
         "numeric datatype (FP64, INT64, …)"
     )
@@ -427,8 +468,14 @@ def _checked_shape(name: str, shape: Any) -> list[int]:
                 f"input {name!r}: shape has {len(shape)} dimensions; at most "
                 f"{MAX_DIMENSIONS} are supported"
             )
+    if type(shape) is list:
+        at, dim = next((i, d) for i, d in enumerate(shape) if type(d) is not int or d < 0)
+        raise BadRequestError(
+            f"input {name!r}: shape must be a list of non-negative integers, but shape[{at}] "
+            f"is {quoted(dim)}"
+        )
     raise BadRequestError(
-        f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}"
+        f"input {name!r}: shape must be a list of non-negative integers, got {quoted(shape)}"
     )
 
 
@@ -472,11 +519,32 @@ def _text(value: Any) -> str:
     return value if type(value) is str else str(value)
 
 
-def _as_str(array: np.ndarray) -> np.ndarray:
-    """A ``BYTES`` tensor's elements as ``str`` (an object array of the same shape)."""
-    found = np.empty(array.shape, dtype=object)
-    found.ravel()[:] = [_text(v) for v in array.ravel().tolist()]
+def _as_str(tensor: Tensor, array: np.ndarray | None = None) -> np.ndarray:
+    """A ``BYTES`` tensor's elements (or ``array``, its data reshaped) as ``str``: an object
+    array of the same shape. The codecs hand ``BYTES`` to models as text, so an element that
+    is not UTF-8 is a 400 naming it: decoded with replacement characters, a category the
+    client never sent would reach the model."""
+    data = tensor.data if array is None else array
+    found = np.empty(data.shape, dtype=object)
+    elements = data.ravel().tolist()
+    try:
+        found.ravel()[:] = [v.decode() if type(v) is bytes else _text(v) for v in elements]
+    except UnicodeDecodeError as exc:
+        at = next(i for i, v in enumerate(elements) if type(v) is bytes and not _is_utf8(v))
+        raise BadRequestError(
+            f"input {tensor.name!r}: element {element_at(at, tensor.shape)} is not UTF-8 text "
+            f"({exc.reason} at byte {exc.start}: {quoted(elements[at])}); BYTES given to this "
+            "model are read as text: send UTF-8"
+        ) from None
     return found
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @dataclass(slots=True)
@@ -531,13 +599,13 @@ def decode_inputs(request: InferenceRequest) -> tuple[Any, list[str]]:
                 f"content_type np takes one input, got {len(inputs)}; use pd for named columns"
             )
         tensor = inputs[0]
-        return (_as_str(tensor.data) if tensor.datatype == "BYTES" else tensor.data), []
+        return (_as_str(tensor) if tensor.datatype == "BYTES" else tensor.data), []
     if content_type == "pd":
         return _frame(inputs), [t.name for t in inputs]
     if content_type == "str":
         if len(inputs) != 1 or inputs[0].datatype != "BYTES":
             raise BadRequestError("content_type str takes one BYTES input")
-        return _as_str(inputs[0].data).ravel().tolist(), []
+        return _as_str(inputs[0]).ravel().tolist(), []
     raise BadRequestError(
         f"content_type {content_type!r} is not known; expected one of {', '.join(CONTENT_TYPES)}"
     )
@@ -572,7 +640,7 @@ def _frame(inputs: list[Tensor]) -> Any:
                 f"input {tensor.name!r} has {len(data)} rows, the inputs before it {rows}"
             )
         rows = len(data)
-        columns[tensor.name] = _as_str(data) if tensor.datatype == "BYTES" else data
+        columns[tensor.name] = _as_str(tensor, data) if tensor.datatype == "BYTES" else data
     return pd.DataFrame(columns)
 
 
@@ -693,6 +761,8 @@ class InferenceCore:
         X, names = decode_inputs(request)
         if not names and self._input_names is not None:
             self.refuse_unknown_input(request.inputs[0].name)
+        if not names and request.inputs[0].name in self.column_inputs:
+            self.refuse_missing_columns(request.inputs[0])
         if is_flat_values(X):
             self.refuse_flat_row(f"input {request.inputs[0].name!r}: shape {list(X.shape)}")
         wanted = [o.name for o in request.outputs] if request.outputs else []
@@ -767,6 +837,27 @@ class InferenceCore:
         inputs = self.model_metadata()["inputs"]
         shape = inputs[0]["shape"] if len(inputs) == 1 else []
         return shape[1] if len(shape) == 2 and shape[1] > 0 else None
+
+    @functools.cached_property
+    def column_inputs(self) -> frozenset[str]:
+        """The model's feature names when it knows several (``feature_names_in_``): the
+        inputs a V2 request gives one per column (read once)."""
+        names = getattr(self.user_model, "feature_names", None)
+        if not isinstance(names, list | tuple) or len(names) < 2:
+            return frozenset()
+        return frozenset(str(n) for n in names)
+
+    def refuse_missing_columns(self, tensor: Tensor) -> None:
+        """A 400 for one input named after one of the model's several columns: the others
+        are missing (read as a row of values it would be "expected 4 features per row, got
+        1", naming none of them)."""
+        columns = [str(n) for n in self.user_model.feature_names]
+        missing = ", ".join(repr(c) for c in columns if c != tensor.name)
+        raise BadRequestError(
+            f"input {tensor.name!r} is one of this model's {len(columns)} inputs, one per "
+            f"column ({', '.join(repr(c) for c in columns)}); missing {missing}: send each "
+            "column as an input of its own (shape [N] or [N, 1])"
+        )
 
     def refuse_unknown_input(self, name: str) -> None:
         """A 400 for one input whose name the model does not know (MLServer's MLflow runtime

@@ -18,6 +18,7 @@ import orjson
 
 from modelshelf.errors import BadRequestError, ModelNotReadyError
 from modelshelf.inputs import pandas_module
+from modelshelf.json_values import unreadable_value
 from modelshelf.serve.inference import (
     InferenceCore,
     UnknownModelError,
@@ -80,6 +81,9 @@ class KServeV1:
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
+            found = unreadable_value(body)
+            if found is not None:
+                raise BadRequestError(found.message()) from None
             raise BadRequestError(f"Unrecognized request format: {exc}") from None
         if type(payload) is not dict:
             raise BadRequestError('Expected a JSON object with "instances" or "inputs"')

@@ -28,6 +28,7 @@ import orjson
 
 from modelshelf.errors import BadRequestError
 from modelshelf.inputs import pandas_module
+from modelshelf.json_values import unreadable_value
 from modelshelf.serve.batching import Pending, batchable_rows
 from modelshelf.serve.inference import InferenceCore, error_answer
 from modelshelf.serve.ndarray import (
@@ -176,6 +177,9 @@ def json_input(
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        found = unreadable_value(body)
+        if found is not None:
+            raise BadRequestError(found.message()) from None
         raise BadRequestError(
             f"Ensure that input is a valid JSON formatted string. Error: {exc}"
         ) from None

@@ -26,12 +26,14 @@ import orjson
 
 from modelshelf.errors import BadRequestError
 from modelshelf.inputs import quoted
+from modelshelf.json_values import unreadable_value
 from modelshelf.serve.inference import (
     InferenceCore,
     InferenceRequest,
     InferenceResponse,
     RequestedOutput,
     Tensor,
+    element_at,
     error_answer,
     status_of,
 )
@@ -116,8 +118,9 @@ class V2Rest:
         try:
             fields = orjson.loads(document)
         except orjson.JSONDecodeError as exc:
-            raise BadRequestError(f"the request body is not JSON: {exc}") from None
-        return _request(fields, binary)
+            raise _not_json(document, exc) from None
+        # Booleans in numeric data are refused; a body that spells neither has none to look for.
+        return _request(fields, binary, b"true" in document or b"false" in document)
 
     @staticmethod
     def reply(response: InferenceResponse, request: InferenceRequest, binary: bool) -> Reply:
@@ -195,8 +198,9 @@ def _parameters(fields: dict[str, Any], owner: str) -> dict[str, Any]:
     return parameters
 
 
-def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
-    """The inference request and its ``binary_data_output`` flag."""
+def _request(fields: Any, binary: Any, booleans: bool = True) -> tuple[InferenceRequest, bool]:
+    """The inference request and its ``binary_data_output`` flag; ``booleans``: whether the
+    JSON may hold ``true`` or ``false`` anywhere (``Tensor.from_values``' ``json_booleans``)."""
     if type(fields) is not dict:
         raise BadRequestError("the request must be a JSON object with inputs")
     inputs = fields.get("inputs")
@@ -228,7 +232,9 @@ def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
             tensor = Tensor.from_bytes(name, datatype, shape, binary[at : at + size], parameters)
             at += size
         elif "data" in spec:
-            tensor = Tensor.from_values(name, datatype, shape, spec["data"], parameters)
+            tensor = Tensor.from_values(
+                name, datatype, shape, spec["data"], parameters, json_booleans=booleans
+            )
         else:
             raise BadRequestError(f"input {name!r} has neither data nor binary_data_size")
         tensors.append(tensor)
@@ -258,6 +264,25 @@ def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
             f"id must be a string (the protocol's request identifier), got {identifier!r}"
         )
     return InferenceRequest(tensors, outputs, identifier, parameters), binary_default
+
+
+def _not_json(document: bytes, exc: Exception) -> BadRequestError:
+    """The 400 for a body orjson refused: the value that was wrong where one was (an input's
+    element: ``input 'x': element [0, 1] is …``), else orjson's words."""
+    found = unreadable_value(document)
+    if found is None:
+        return BadRequestError(f"the request body is not JSON: {exc}")
+    path = found.path
+    if len(path) > 3 and path[0] == "inputs" and path[2] == "data":
+        spec = found.document["inputs"][path[1]]
+        name, shape = spec.get("name"), spec.get("shape")
+        index = list(path[3:])
+        if len(index) == 1 and type(shape) is list and all(type(d) is int for d in shape):
+            element = element_at(index[0], shape)
+        else:
+            element = str(index)
+        return BadRequestError(f"input {quoted(name)}: element {element} is {found.problem}")
+    return BadRequestError(found.message("the request"))
 
 
 def _check_flag(value: Any, name: str, output: str | None) -> None:

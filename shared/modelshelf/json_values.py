@@ -1,0 +1,129 @@
+"""Why a strict JSON parser refused a body, said as the element that was wrong.
+
+orjson and Python's ``json`` refuse a body over one value without saying where in the request
+it sits: an integer of 5,000 digits ("Exceeds the limit (4300 digits) for integer string
+conversion… use sys.set_int_max_str_digits()", or orjson's "number is infinity when parsed as
+double"), a number beyond a double, a string that is not UTF-8 (raw bytes, a lone surrogate
+escape). ``unreadable_value`` parses such a body again, leniently, and finds the first such
+value and its path (``data.ndarray[0][1]``). Called only after a parser refused the body: a
+request that parses pays nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from modelshelf.inputs import quoted, shortened
+
+#: A lone surrogate: what a string holds after ``surrogateescape`` read bytes that are not
+#: UTF-8, or after a ``\\udcff`` escape with no partner.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: The largest double, as messages quote it.
+_LARGEST_DOUBLE = "1.8e308"
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableValue:
+    """A value no model can take: where it is (``path``: keys and indexes from the body's
+    top), what it is (``problem``), and the body as read leniently (``document``)."""
+
+    path: tuple[str | int, ...]
+    problem: str
+    document: Any
+
+    def where(self, start: str = "the body") -> str:
+        """The path as a request's field: ``data.ndarray[0][1]`` (``start`` for the top)."""
+        return json_path(self.path, start)
+
+    def message(self, start: str = "the body") -> str:
+        """What a 400 says: ``data.ndarray[0][1] is an integer of 5000 digits, …``."""
+        return f"{self.where(start)} is {self.problem}"
+
+
+class _LongInteger:
+    """An integer literal of more digits than Python converts (``sys.get_int_max_str_digits``)."""
+
+    def __init__(self, digits: str) -> None:
+        self.digits = len(digits.lstrip("-"))
+
+
+class _HugeNumber:
+    """A number literal beyond a double (``1e400``): ``inf`` once parsed."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _integer(text: str) -> Any:
+    try:
+        value = int(text)
+    except ValueError:  # more digits than the interpreter's limit
+        return _LongInteger(text)
+    if abs(value) > 1.7976931348623157e308:
+        return _LongInteger(text)  # orjson reads such integers as doubles: infinity
+    return value
+
+
+def _float(text: str) -> Any:
+    value = float(text)
+    return _HugeNumber(text) if math.isinf(value) else value
+
+
+def unreadable_value(body: bytes | str) -> UnreadableValue | None:
+    """The first value of ``body`` that made a strict parser refuse it, with its path; ``None``
+    when there is none (the body is no JSON at all, or the parser's complaint was another)."""
+    text = body.decode("utf-8", "surrogateescape") if isinstance(body, bytes | bytearray) else body
+    try:
+        document = json.loads(text, parse_int=_integer, parse_float=_float)
+    except (ValueError, RecursionError):
+        return None
+    found = _first_unreadable(document, ())
+    if found is None:
+        return None
+    path, problem = found
+    return UnreadableValue(path, problem, document)
+
+
+def _first_unreadable(value: Any, path: tuple[str | int, ...]) -> Any:
+    stack = [(value, path)]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, _LongInteger):
+            return path, (
+                f"an integer of {value.digits} digits, out of range of every number type (a "
+                f"double reaches about {_LARGEST_DOUBLE}; a 64-bit integer 19 digits)"
+            )
+        if isinstance(value, _HugeNumber):
+            return path, (
+                f"{shortened(value.text)}, a number out of a double's range (about "
+                f"±{_LARGEST_DOUBLE})"
+            )
+        if isinstance(value, str):
+            if _SURROGATE.search(value):  # shown as Python escapes: '\udcff'
+                return path, f"not UTF-8 text ({quoted(value)}): send text as UTF-8"
+            continue
+        if isinstance(value, dict):
+            for key, item in reversed(list(value.items())):
+                if _SURROGATE.search(key):
+                    return (*path, key), "a key that is not UTF-8 text: send text as UTF-8"
+                stack.append((item, (*path, key)))
+        elif isinstance(value, list):
+            stack.extend((item, (*path, i)) for i, item in reversed(list(enumerate(value))))
+    return None
+
+
+def json_path(path: tuple[str | int, ...], start: str = "the body") -> str:
+    """``("data", "ndarray", 0, 1)`` as ``data.ndarray[0][1]``; ``start`` for an empty path."""
+    found = ""
+    for step in path:
+        if isinstance(step, int):
+            found += f"[{step}]"
+        else:
+            found += f".{step}" if found else str(step)
+    if not found:
+        return start
+    return found if not found.startswith("[") else f"{start}{found}"
