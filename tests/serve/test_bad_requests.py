@@ -155,6 +155,32 @@ BAD: dict[str, tuple[str, str, bytes | None, str, int, str]] = {
         400,
         "data.names must be an array of strings",
     ),
+    "data.names of numbers": (
+        "POST",
+        PREDICT,
+        body({"data": {"names": [1, 2, 3, 4], "ndarray": [[1, 2, 3, 4]]}}),
+        JSON,
+        400,
+        "data.names must be an array of strings (the column names), but data.names[0] is a "
+        "number (1)",
+    ),
+    "tensor shape a float": (
+        "POST",
+        PREDICT,
+        body({"data": {"tensor": {"shape": [1e20], "values": [1]}}}),
+        JSON,
+        400,
+        "data.tensor.shape must be an array of integers (sizes from 0, one -1), but "
+        "data.tensor.shape[0] is a number (1e+20)",
+    ),
+    "an integer of 5000 digits": (
+        "POST",
+        PREDICT,
+        b'{"data": {"ndarray": [[1, 2, ' + b"9" * 5000 + b", 4]]}}",
+        JSON,
+        400,
+        "data.ndarray[0][2] is an integer of 5000 digits, out of range of every number type",
+    ),
     "ndarray a number": (
         "POST",
         PREDICT,

@@ -499,6 +499,124 @@ def test_a_huge_value_is_not_quoted_whole(houses):
         assert len(answer.text) < 400, answer.text
 
 
+def test_one_input_of_a_model_of_several_columns_names_the_missing_ones(houses):
+    """Read as a row, one input was "expected 3 features per row, got 1"."""
+    for shape in ([1], [1, 1]):
+        city = {"name": "city", "datatype": "BYTES", "shape": shape, "data": ["oslo"]}
+        answer = v2_infer(houses, "houses", {"inputs": [city]})
+        assert answer.status_code == 400, answer.text
+        assert (
+            "input 'city' is one of this model's 3 inputs, one per column ('city', 'floor', "
+            "'area'); missing 'floor', 'area'"
+        ) in answer.json()["error"]
+
+
+HOUSE_INPUTS = [
+    {"name": "floor", "datatype": "INT64", "shape": [2], "data": [1, 2]},
+    {"name": "area", "datatype": "FP64", "shape": [2], "data": [50.0, 72.5]},
+]
+
+
+def test_bytes_for_a_text_column_that_are_not_utf8_are_named(houses):
+    """BYTES are decoded to text for the model: bytes that are not UTF-8 are a 400 naming the
+    input and element (they were replaced by U+FFFD, a category no client sent), in binary
+    and in JSON (raw bytes, or a lone surrogate escape)."""
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "city",
+                    "datatype": "BYTES",
+                    "shape": [2],
+                    "parameters": {"binary_data_size": 14},
+                },
+                *HOUSE_INPUTS,
+            ]
+        }
+    ).encode()
+    raw = struct.pack("<I", 4) + b"oslo" + struct.pack("<I", 2) + b"\xff\xfe"
+    binary = httpx.post(
+        f"{houses.url}/v2/models/houses/infer",
+        content=header + raw,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    city = {"name": "city", "datatype": "BYTES", "shape": [2], "data": ["oslo", "CITY"]}
+    document = json.dumps({"inputs": [city, *HOUSE_INPUTS]})
+    raw_json = v2_infer(
+        houses, "houses", None, content=document.replace("CITY", "\xff").encode("latin-1")
+    )
+    escaped = v2_infer(houses, "houses", None, content=document.replace("CITY", "\\udcff").encode())
+    for answer in (binary, raw_json, escaped):
+        assert answer.status_code == 400, answer.text
+        assert "input 'city': element [1] is not UTF-8 text" in answer.json()["error"]
+    good = v2_infer(
+        houses, "houses", {"inputs": [{**city, "data": ["oslo", "rome"]}, *HOUSE_INPUTS]}
+    )
+    assert good.status_code == 200, good.text
+
+
+def test_repeated_names_and_an_object_among_scalars_are_named_on_the_seldon_path(houses):
+    """Repeated names said only "missing ['floor']"; a jsonData object among scalar columns
+    was read by pandas as a column keyed by row labels ("x") and answered."""
+    rows = {"data": {"names": ["city", "city", "area"], "ndarray": [["oslo", 1, 50.0]]}}
+    answer = houses.client.post("/api/v1.0/predictions", json=rows)
+    assert answer.status_code == 400, answer.text
+    assert (
+        "the column names repeat 'city' (names[0] and names[1]); expected each of the model's "
+        "features ['city', 'floor', 'area'] once"
+    ) in answer.text
+    record = {"city": {"x": "oslo"}, "floor": 1, "area": 50.0}
+    expected = "column 'city', row 0: a JSON object is not a table's value"
+    answers = [
+        houses.client.post("/api/v1.0/predictions", json={"jsonData": record}),
+        houses.client.post("/v1/models/houses:predict", json={"instances": [record]}),
+    ]
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        assert expected in answer.text, answer.text
+    by_labels = {"city": {"x": "oslo"}, "floor": {"x": 1}, "area": {"x": 50.0}}
+    answer = houses.client.post("/api/v1.0/predictions", json={"jsonData": by_labels})
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_number_beyond_every_type_is_named_on_every_protocol(iris):
+    """Python's json says "Exceeds the limit (4300 digits)… use sys.set_int_max_str_digits()",
+    orjson "number is infinity when parsed as double": the 400 names the element instead."""
+    service, _ = iris
+    huge = "9" * 5000
+    cases = [
+        (
+            "/api/v1.0/predictions",
+            f'{{"data": {{"ndarray": [[1, {huge}, 3, 4]]}}}}',
+            "data.ndarray[0][1] is",
+        ),
+        (
+            "/v2/models/flowers/infer",
+            f'{{"inputs": [{{"name": "x", "datatype": "INT64", "shape": [1, 4], '
+            f'"data": [1, 2, {huge}, 4]}}]}}',
+            "input 'x': element [0, 2] is",
+        ),
+        (
+            "/v1/models/flowers:predict",
+            f'{{"instances": [[1, 2, 3, {huge}]]}}',
+            "instances[0][3] is",
+        ),
+        ("/invocations", f'{{"inputs": [[{huge}, 2, 3, 4]]}}', "inputs[0][0] is"),
+    ]
+    for path, content, where in cases:
+        answer = service.client.post(
+            path, content=content.encode(), headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400, answer.text
+        assert f"{where} an integer of 5000 digits, out of range" in answer.text, answer.text
+        assert "set_int_max_str_digits" not in answer.text
+    tensor_ = {"name": "x", "datatype": "FP64", "shape": [1, 4], "data": [1, 2, 3, "HUGE"]}
+    content = json.dumps({"inputs": [tensor_]}).replace('"HUGE"', "1e400").encode()
+    answer = v2_infer(service, "flowers", None, content=content)
+    assert answer.status_code == 400, answer.text
+    assert "input 'x': element [0, 3] is 1e400, a number out of a double's range" in answer.text
+
+
 def test_pd_codec_strings_from_bytes(scoring):
     inputs = [
         {"name": "word", "datatype": "BYTES", "shape": [2], "data": ["ab", "cd"]},
@@ -626,6 +744,34 @@ def test_v2_errors(iris, path, payload, status, words):
             },
             ["input 'x'", "BYTES data must be strings", "element [0, 0] is a number (1)", '"1"'],
         ),
+        (
+            {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1e20], "data": [1]}]},
+            ["input 'x'", "shape must be a list of non-negative integers, but shape[0] is 1e+20"],
+        ),
+        (  # Triton refuses booleans in numeric data too; numpy would read true as 1.0
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "FP64", "shape": [1, 4], "data": [1, 2, True, 4]}
+                ]
+            },
+            ["input 'x'", "FP64 data must be numbers, but element [0, 2] is true (a boolean)"],
+        ),
+        (  # numpy reads [1, true, 3, 4] as integers
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "INT64", "shape": [1, 4], "data": [1, False, 3, 4]}
+                ]
+            },
+            ["input 'x'", "INT64 data must be numbers, but element [0, 1] is false (a boolean)"],
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "FP64", "shape": [1, 4], "data": [1, "abc", 3, 4]}
+                ]
+            },
+            ["input 'x'", "FP64 data must be numbers, but element [0, 1] is 'abc', not a number"],
+        ),
         ({"id": 7, "inputs": [tensor("x", ROWS)]}, ["id must be a string", "7"]),
         ({"id": ["a"], "inputs": [tensor("x", ROWS)]}, ["id must be a string", "['a']"]),
         (
@@ -651,6 +797,10 @@ def test_v2_errors(iris, path, payload, status, words):
         "UINT32 negative",
         "INT64 out of range",
         "BYTES numbers",
+        "shape a float",
+        "FP64 boolean",
+        "INT64 boolean among integers",
+        "FP64 text",
         "numeric id",
         "list id",
         "input parameters a string",

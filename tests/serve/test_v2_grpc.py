@@ -302,6 +302,42 @@ def test_named_inputs_become_dataframe_columns(tmp_path):
     models.assert_same_predictions(result.as_numpy("predict_proba"), expected)
 
 
+def test_one_column_and_text_that_is_not_utf8_are_named(tmp_path):
+    """A model fitted on a DataFrame of 3 columns: one input named after one of them names
+    the missing ones (it was "expected 3 features per row, got 1"); a BYTES element of a text
+    column that is not UTF-8 is named (it reached the model as U+FFFD), raw or typed."""
+    folder = models.save(models.houses_pipeline(), tmp_path / "houses")
+    with serving("SKLearnServer", folder, "--model-name", "houses") as client:
+        city = np.array([[b"oslo"]], dtype=object)
+        code, details = status_of(
+            lambda: client.infer("houses", [infer_input("city", city, "BYTES")])
+        )
+        assert code == "StatusCode.INVALID_ARGUMENT", details
+        assert "input 'city' is one of this model's 3 inputs" in details
+        assert "missing 'floor', 'area'" in details
+        others = [
+            typed_input("floor", "INT64", [2], int64_contents=[1, 2]),
+            typed_input("area", "FP64", [2], fp64_contents=[50.0, 72.5]),
+        ]
+        cities = [b"oslo", b"\xff\xfe"]
+        request = service_pb2.ModelInferRequest(
+            model_name="houses",
+            inputs=[typed_input("city", "BYTES", [2], bytes_contents=cities), *others],
+        )
+        code, details = send_raw(client, request)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+        assert "input 'city': element [1] is not UTF-8 text" in details
+        binary = [infer_input("city", np.array(cities, dtype=object), "BYTES")]
+        binary += [
+            infer_input("floor", np.array([1, 2], dtype=np.int64), "INT64"),
+            infer_input("area", np.array([50.0, 72.5]), "FP64"),
+        ]
+        code, details = status_of(lambda: client.infer("houses", binary))
+        assert "input 'city': element [1] is not UTF-8 text" in details
+        binary[0] = infer_input("city", np.array([b"oslo", b"rome"], dtype=object), "BYTES")
+        assert client.infer("houses", binary).as_numpy("predict_proba").shape == (2, 2)
+
+
 def test_grpc_answers_as_v2_rest_does_on_the_same_server(iris):
     """Metadata and answers equal V2 REST's (binary tensors, tritonclient's HTTP client)."""
     client, _ = iris

@@ -406,6 +406,8 @@ def _refuse_unreadable_number(
     datatypes' refusals do; numpy's own words when no single element is to blame."""
     for at, value in enumerate(values):
         try:
+            if isinstance(value, list | dict):  # numpy reads [1.0] alone as a row
+                raise TypeError
             np.array([value], dtype=dtype)
         except OverflowError:  # an integer beyond any double
             largest = float(np.finfo(dtype).max)
