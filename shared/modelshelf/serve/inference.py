@@ -23,7 +23,9 @@ these types and back; what the model is called with and what it answers is decid
 Codecs (``parameters.content_type`` on the request, else on the single input): ``np`` (default
 for one input): the tensor as an array, ``BYTES`` as ``str``; ``pd`` (default for several
 inputs): each input one DataFrame column named after it, each with its own dtype, ``BYTES`` as
-``str``; ``str``: a ``BYTES`` tensor as a list of ``str``.
+``str``; ``str``: a ``BYTES`` tensor as a list of ``str``. Every codec reads ``BYTES`` as UTF-8 text: an
+element that is not is a 400 naming it. JSON booleans in a numeric tensor are refused (Triton
+refuses them too), not read as 1 and 0.
 
 Outputs: a requested output whose name is one of the server's methods (``predict``,
 ``predict_proba``, ``decision_function``, ``predict_log_proba``, ``transform``, XGBoost's
@@ -854,10 +856,11 @@ class InferenceCore:
         are missing (read as a row of values it would be "expected 4 features per row, got
         1", naming none of them)."""
         columns = [str(n) for n in self.user_model.feature_names]
+        every = shortened(", ".join(repr(c) for c in columns), QUOTED_WORDS_LIMIT)
         missing = ", ".join(repr(c) for c in columns if c != tensor.name)
         raise BadRequestError(
             f"input {tensor.name!r} is one of this model's {len(columns)} inputs, one per "
-            f"column ({', '.join(repr(c) for c in columns)}); missing {missing}: send each "
+            f"column ({every}); missing {shortened(missing, QUOTED_WORDS_LIMIT)}: send each "
             "column as an input of its own (shape [N] or [N, 1])"
         )
 
