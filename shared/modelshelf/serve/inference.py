@@ -23,9 +23,9 @@ these types and back; what the model is called with and what it answers is decid
 Codecs (``parameters.content_type`` on the request, else on the single input): ``np`` (default
 for one input): the tensor as an array, ``BYTES`` as ``str``; ``pd`` (default for several
 inputs): each input one DataFrame column named after it, each with its own dtype, ``BYTES`` as
-``str``; ``str``: a ``BYTES`` tensor as a list of ``str``. Every codec reads ``BYTES`` as UTF-8 text: an
-element that is not is a 400 naming it. JSON booleans in a numeric tensor are refused (Triton
-refuses them too), not read as 1 and 0.
+``str``; ``str``: a ``BYTES`` tensor as a list of ``str``. Every codec reads ``BYTES`` as UTF-8
+text: an element that is not is a 400 naming it. JSON booleans in a numeric tensor are refused
+(Triton refuses them too), not read as 1 and 0.
 
 Outputs: a requested output whose name is one of the server's methods (``predict``,
 ``predict_proba``, ``decision_function``, ``predict_log_proba``, ``transform``, XGBoost's
