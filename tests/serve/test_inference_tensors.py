@@ -129,3 +129,15 @@ def test_a_shape_of_more_dimensions_than_numpy_holds_is_a_400(source: str) -> No
             Tensor.from_values("x", "FP64", shape, [1.0, 2.0, 3.0, 4.0])
         else:
             Tensor.from_bytes("x", "FP64", shape, np.arange(4.0).tobytes())
+
+
+@pytest.mark.parametrize("datatype", ["INT64", "UINT8", "FP32", "FP16"])
+@pytest.mark.parametrize("length", [4, LONG])
+def test_a_boolean_in_numeric_data_is_refused_however_long(datatype: str, length: int) -> None:
+    """Short tensors look at every value's type; long ones only when numpy read a 1 or 0."""
+    values: list = [2] * (length - 1) + [False]
+    with pytest.raises(BadRequestError) as caught:
+        Tensor.from_values("x", datatype, [length], values)
+    assert f"element [{length - 1}] is false (a boolean)" in caught.value.message
+    numbers = Tensor.from_values("x", datatype, [length], [2] * (length - 1) + [0])
+    assert numbers.data.tolist()[-2:] == [2, 0]

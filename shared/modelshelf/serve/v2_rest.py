@@ -119,8 +119,7 @@ class V2Rest:
             fields = orjson.loads(document)
         except orjson.JSONDecodeError as exc:
             raise _not_json(document, exc) from None
-        # Booleans in numeric data are refused; a body that spells neither has none to look for.
-        return _request(fields, binary, b"true" in document or b"false" in document)
+        return _request(fields, binary)
 
     @staticmethod
     def reply(response: InferenceResponse, request: InferenceRequest, binary: bool) -> Reply:
@@ -198,9 +197,8 @@ def _parameters(fields: dict[str, Any], owner: str) -> dict[str, Any]:
     return parameters
 
 
-def _request(fields: Any, binary: Any, booleans: bool = True) -> tuple[InferenceRequest, bool]:
-    """The inference request and its ``binary_data_output`` flag; ``booleans``: whether the
-    JSON may hold ``true`` or ``false`` anywhere (``Tensor.from_values``' ``json_booleans``)."""
+def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
+    """The inference request and its ``binary_data_output`` flag."""
     if type(fields) is not dict:
         raise BadRequestError("the request must be a JSON object with inputs")
     inputs = fields.get("inputs")
@@ -232,9 +230,7 @@ def _request(fields: Any, binary: Any, booleans: bool = True) -> tuple[Inference
             tensor = Tensor.from_bytes(name, datatype, shape, binary[at : at + size], parameters)
             at += size
         elif "data" in spec:
-            tensor = Tensor.from_values(
-                name, datatype, shape, spec["data"], parameters, json_booleans=booleans
-            )
+            tensor = Tensor.from_values(name, datatype, shape, spec["data"], parameters)
         else:
             raise BadRequestError(f"input {name!r} has neither data nor binary_data_size")
         tensors.append(tensor)
