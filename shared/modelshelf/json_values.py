@@ -24,6 +24,7 @@ from modelshelf.inputs import quoted, shortened
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: The largest double, as messages quote it.
 _LARGEST_DOUBLE = "1.8e308"
+_LARGEST_DOUBLE_VALUE = 1.7976931348623157e308
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ def _integer(text: str) -> Any:
         value = int(text)
     except ValueError:  # more digits than the interpreter's limit
         return _LongInteger(text)
-    if abs(value) > 1.7976931348623157e308:
+    if abs(value) > _LARGEST_DOUBLE_VALUE:
         return _LongInteger(text)  # orjson reads such integers as doubles: infinity
     return value
 
@@ -88,10 +89,20 @@ def unreadable_value(body: bytes | str) -> UnreadableValue | None:
     return UnreadableValue(path, problem, document)
 
 
+def number_out_of_range(document: Any) -> UnreadableValue | None:
+    """The first integer of an already parsed body beyond a double's range (Python's ``json``
+    reads up to 4,300 digits; numpy and the models then refuse it: "int too large to convert
+    to float"), with its path; ``None`` when there is none."""
+    found = _first_unreadable(document, ())
+    return UnreadableValue(found[0], found[1], document) if found is not None else None
+
+
 def _first_unreadable(value: Any, path: tuple[str | int, ...]) -> Any:
     stack = [(value, path)]
     while stack:
         value, path = stack.pop()
+        if type(value) is int and abs(value) > _LARGEST_DOUBLE_VALUE:
+            value = _LongInteger(str(value))
         if isinstance(value, _LongInteger):
             return path, (
                 f"an integer of {value.digits} digits, out of range of every number type (a "

@@ -277,6 +277,12 @@ def unreadable_data_message(exc: Exception, current: Any) -> str:
     if notes:
         return f"the request's data could not be read: {notes[-1]}"
     body = current.get_json(silent=True) if current.is_json else None
+    if isinstance(exc, OverflowError):  # "int too large to convert to float": which one
+        from modelshelf.json_values import number_out_of_range
+
+        found = number_out_of_range(body)
+        if found is not None:
+            return found.message()
     data = body.get("data") if type(body) is dict else None
     rows = data.get("ndarray") if type(data) is dict else None
     try:

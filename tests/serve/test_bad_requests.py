@@ -181,6 +181,14 @@ BAD: dict[str, tuple[str, str, bytes | None, str, int, str]] = {
         400,
         "data.ndarray[0][2] is an integer of 5000 digits, out of range of every number type",
     ),
+    "an integer of 400 digits": (  # read by Python's json; numpy: "int too large to convert"
+        "POST",
+        PREDICT,
+        b'{"data": {"ndarray": [[1, 2, 3, -' + b"9" * 400 + b"]]}}",
+        JSON,
+        400,
+        "data.ndarray[0][3] is an integer of 400 digits, out of range of every number type",
+    ),
     "ndarray a number": (
         "POST",
         PREDICT,
