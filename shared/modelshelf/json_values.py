@@ -46,10 +46,16 @@ class UnreadableValue:
 
 
 class _LongInteger:
-    """An integer literal of more digits than Python converts (``sys.get_int_max_str_digits``)."""
+    """An integer beyond a double: its literal (any length: more digits than Python converts,
+    ``sys.get_int_max_str_digits``, included), or the parsed ``int``."""
 
-    def __init__(self, digits: str) -> None:
-        self.digits = len(digits.lstrip("-"))
+    def __init__(self, literal: str | int) -> None:
+        if isinstance(literal, int):  # str() of an int is quadratic, and limited: no text
+            size = abs(literal)
+            digits = int(size.bit_length() * math.log10(2)) + 1  # the count, or one more
+            self.digits = digits - 1 if 10 ** (digits - 1) > size else digits
+        else:
+            self.digits = len(literal.lstrip("-"))
 
 
 class _HugeNumber:
@@ -102,11 +108,11 @@ def _first_unreadable(value: Any, path: tuple[str | int, ...]) -> Any:
     while stack:
         value, path = stack.pop()
         if type(value) is int and abs(value) > _LARGEST_DOUBLE_VALUE:
-            value = _LongInteger(str(value))
+            value = _LongInteger(value)
         if isinstance(value, _LongInteger):
             return path, (
-                f"an integer of {value.digits} digits, out of range of every number type (a "
-                f"double reaches about {_LARGEST_DOUBLE}; a 64-bit integer 19 digits)"
+                f"an integer of {value.digits} digits, out of range of every number type "
+                f"(doubles reach about ±{_LARGEST_DOUBLE}, 64-bit integers 19 digits)"
             )
         if isinstance(value, _HugeNumber):
             return path, (
@@ -119,8 +125,8 @@ def _first_unreadable(value: Any, path: tuple[str | int, ...]) -> Any:
             continue
         if isinstance(value, dict):
             for key, item in reversed(list(value.items())):
-                if _SURROGATE.search(key):
-                    return (*path, key), "a key that is not UTF-8 text: send text as UTF-8"
+                if _SURROGATE.search(key):  # the key itself is no path a message can hold
+                    return path, f"an object whose key {quoted(key)} is not UTF-8 text"
                 stack.append((item, (*path, key)))
         elif isinstance(value, list):
             stack.extend((item, (*path, i)) for i, item in reversed(list(enumerate(value))))

@@ -1,0 +1,44 @@
+"""``json_values``: where a body a strict parser refused holds the value that was wrong."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+
+from modelshelf.json_values import number_out_of_range, unreadable_value
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"data": {"ndarray": [[1, -' + b"9" * 5000 + b"]]}}",
+            "data.ndarray[0][1] is an integer of 5000 digits, out of range of every number type",
+        ),
+        (b'{"inputs": [{"data": [1, 1e400]}]}', "inputs[0].data[1] is 1e400, a number out of"),
+        (b'{"strData": "ok\xff"}', "strData is not UTF-8 text ('ok\\udcff')"),
+        (b'{"a": ["\\ud800"]}', "a[0] is not UTF-8 text ('\\ud800')"),
+        (b'{"data": {"\xfe": 1}}', "data is an object whose key '\\udcfe' is not UTF-8 text"),
+        (b"[" + b"9" * 400 + b"]", "the body[0] is an integer of 400 digits"),
+    ],
+)
+def test_the_value_a_strict_parser_refused_is_named_by_its_path(body: bytes, message: str):
+    with pytest.raises(ValueError):  # what the servers' parsers say: no path, no element
+        orjson.loads(body)
+    found = unreadable_value(body)
+    assert found is not None and found.message().startswith(message), found
+    orjson.dumps(found.message())  # a message the error body can hold (no lone surrogates)
+
+
+@pytest.mark.parametrize("body", [b"{not json", b'{"a": 1}', b"[1e300, 12345678901234567890123]"])
+def test_a_body_without_such_a_value_is_left_to_the_parsers_words(body: bytes):
+    assert unreadable_value(body) is None
+
+
+def test_an_integer_python_read_but_no_double_holds_is_found_in_the_parsed_body():
+    document = json.loads('{"jsonData": {"rooms": 3, "area": ' + "9" * 400 + "}}")
+    found = number_out_of_range(document)
+    assert found is not None and found.message().startswith("jsonData.area is an integer of 400")
+    assert number_out_of_range({"rooms": [3, 2**64]}) is None
