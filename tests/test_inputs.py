@@ -12,12 +12,11 @@ from tests.models import FLATS, HOUSES, flats_pipeline, houses_pipeline, iris_fr
 
 from modelshelf.errors import BadRequestError
 from modelshelf.fitted_columns import learnt_text_columns
+from modelshelf.input_refusals import column_type_conflicts, refused_input_message
 from modelshelf.inputs import (
     _numbers_where_possible,
     as_2d_numbers,
     as_frame,
-    column_type_conflicts,
-    refused_input_message,
     typed_values,
 )
 
@@ -336,7 +335,7 @@ def test_a_refused_array_does_not_import_pandas():
     worker never imported (~0.3 s of CPU and tens of MB in each worker at its first 400)."""
     code = (
         "import sys, numpy as np\n"
-        "from modelshelf.inputs import refused_input_message\n"
+        "from modelshelf.input_refusals import refused_input_message\n"
         "refused = ValueError('contains NaN')\n"
         "print(refused_input_message('predict', refused, np.zeros((1, 2)), None))\n"
         "print('pandas' in sys.modules)\n"

@@ -56,7 +56,8 @@ from modelshelf.errors import (
     ModelshelfError,
     ServerFaultError,
 )
-from modelshelf.inputs import RowReader, refused_input_message
+from modelshelf.input_refusals import refused_input_message
+from modelshelf.inputs import RowReader
 from modelshelf.openmp import ProcessThreads, rows_of, single_threaded
 from modelshelf.redaction import redact_uri
 
