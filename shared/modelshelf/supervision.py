@@ -231,14 +231,18 @@ class Supervisor:
         started, signals_before = time.monotonic(), len(self.stop_signals)
         known = {child: child.processes() for child in children}
         first_waves = {child: first(child) if first else {child.pid} for child in children}
+        # Counted as signalled: only what was signalled, and of the processes that still ran
+        # (a child that had ended was counted in the first wave, not in the total: "4 of 3").
+        signalled: set[int] = set()
         for child in children:
             if child.poll() is None:
                 signal_all(first_waves[child], signal.SIGTERM)
+                signalled |= first_waves[child]
         logger.info(
             "stopping %s: SIGTERM to %d of %d processes first; SIGKILL after %.0f s",
             ", ".join(child.name for child in children),
-            len(set().union(*first_waves.values())),
-            len(set().union(*known.values())),
+            len(signalled),
+            len(signalled | set().union(*known.values())),
             self.grace_seconds,
         )
         #: with ``then_rest``: the first-wave processes the rest of each child waits for
