@@ -300,6 +300,10 @@ class GrpcConnection(asyncio.Protocol):
         elif kind == f.GOAWAY:
             if stream_id:
                 raise f.Http2Error(f.PROTOCOL_ERROR, f"a GOAWAY on stream {stream_id}, not 0")
+            if len(payload) < 8:  # last stream id and error code (RFC 9113 §6.8)
+                raise f.Http2Error(
+                    f.FRAME_SIZE_ERROR, f"a GOAWAY of {len(payload)} bytes; 8 or more"
+                )
             self.closing = True
             self._maybe_finish()
         elif kind == f.PRIORITY:
