@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelshelf import deferred_imports
-from modelshelf.serve import options
+from modelshelf.serve import listeners, options
+from modelshelf.serve.listeners import ListenerSlot
 from modelshelf.supervision import Child, Supervisor
 
 logger = logging.getLogger("modelshelf.serve")
@@ -174,9 +175,15 @@ def serve(args: argparse.Namespace) -> int:
     rest_sockets = RestSockets(
         http_socket, metrics_socket if metrics_in_worker else None, METRICS_ENDPOINT
     )
+    # Readiness waits for every gRPC worker to listen (``modelshelf.serve.listeners``).
+    listeners.expect(max(args.grpc_workers, 0))
     workers += [
-        Worker("grpc", (run_grpc_worker, user_model, metrics, args, annotations))
-        for _ in range(max(args.grpc_workers, 0))
+        Worker(
+            "grpc",
+            (run_grpc_worker, user_model, metrics, args, annotations, ListenerSlot(slot)),
+            listening=ListenerSlot(slot),
+        )
+        for slot in range(max(args.grpc_workers, 0))
     ]
     workers += [
         Worker(
@@ -234,6 +241,8 @@ class Worker:
     target_and_args: tuple
     respawn: bool = True
     signals_ready: bool = False  # the target's last argument: an event it sets once loaded
+    #: A gRPC worker's flag for readiness: cleared when it dies, set by its replacement.
+    listening: ListenerSlot | None = None
     child: Child | None = None
 
     def start(self, supervisor: Supervisor) -> Child:
@@ -278,6 +287,8 @@ class WorkerPool:
         assert child is not None  # run() found it ended
         logger.error("%s worker %d exited with %s", worker.name, child.pid, child.describe_exit())
         worker.child = None  # handled
+        if worker.listening is not None:
+            worker.listening.clear()  # not ready until the replacement listens
         if not worker.respawn:
             return self._give_up(f"the {worker.name} process cannot be replaced")
         if not child.is_ready():
