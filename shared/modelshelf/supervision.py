@@ -26,6 +26,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -306,7 +307,12 @@ def _forked(parent: int, target: Callable[..., object], *args: Any) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
-    target(*args)
+    try:
+        target(*args)
+    except ModelshelfError as exc:  # says what failed and what was expected: one line
+        logger.error("%s failed: %s", multiprocessing.current_process().name, exc)
+        logger.debug("where it failed", exc_info=exc)
+        sys.exit(1)  # the exit code of an exception left to multiprocessing
 
 
 def signal_all(pids: Iterable[int], signum: int) -> None:

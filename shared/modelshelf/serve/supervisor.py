@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelshelf import deferred_imports
+from modelshelf.errors import ModelshelfError
 from modelshelf.serve import listeners, options
 from modelshelf.serve.listeners import ListenerSlot
 from modelshelf.supervision import Child, Supervisor
@@ -69,6 +70,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         _exec_seldon(argv, reason)
     try:
         return serve(args)
+    except ModelshelfError as exc:
+        # Ours says what failed, on which (redacted) URI or setting, and what was expected: one
+        # line; the traceback would only bury it (at DEBUG for whoever wants it).
+        logger.error("modelshelf serve could not start %s: %s", args.interface_name, exc)
+        logger.debug("where it failed", exc_info=exc)
+        return 1
     except Exception:
         logger.exception("modelshelf serve could not start %s", args.interface_name)
         return 1
