@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from modelshelf.errors import BadRequestError, ConfigurationError
+from modelshelf.errors import BadRequestError
+from modelshelf.number_settings import env_number, whole_env_number
 from modelshelf.serve.inference import Answer
 from modelshelf.serve.ndarray import array_from_rows
 
@@ -72,20 +72,12 @@ class BatchSettings:
     def from_environment(cls) -> BatchSettings:
         """``MODELSHELF_MAX_BATCH_SIZE`` (rows, default 256; 1 turns batching off) and
         ``MODELSHELF_MAX_BATCH_TIME_MS`` (default 0: no added wait)."""
-        size_text = os.environ.get(MAX_BATCH_SIZE_VARIABLE, str(DEFAULT_MAX_BATCH_SIZE))
-        wait_text = os.environ.get(MAX_BATCH_TIME_VARIABLE, "0")
-        try:
-            size = int(size_text)
-        except ValueError:
-            size = 0
-        if size < 1:
-            raise ConfigurationError(MAX_BATCH_SIZE_VARIABLE, size_text, "a positive integer")
-        try:
-            wait = float(wait_text)
-        except ValueError:
-            wait = -1.0
-        if not 0 <= wait <= 60_000:
-            raise ConfigurationError(MAX_BATCH_TIME_VARIABLE, wait_text, "0 to 60000 (ms)")
+        size = whole_env_number(
+            MAX_BATCH_SIZE_VARIABLE, DEFAULT_MAX_BATCH_SIZE, "a positive integer"
+        )
+        wait = env_number(
+            MAX_BATCH_TIME_VARIABLE, 0.0, "0 to 60000 (ms)", zero=True, at_most=60_000
+        )
         return cls(size, wait / 1000)
 
 

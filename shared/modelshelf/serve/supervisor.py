@@ -230,14 +230,11 @@ def serve(args: argparse.Namespace) -> int:
 
 def max_worker_restarts() -> int:
     """``MODELSHELF_MAX_WORKER_RESTARTS``: replacements allowed within a minute."""
-    from modelshelf.errors import ConfigurationError
+    from modelshelf.number_settings import whole_env_number
 
-    text = os.environ.get(MAX_RESTARTS_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_RESTARTS
-    if not text.isdigit():
-        raise ConfigurationError(MAX_RESTARTS_ENV, text, "a number of restarts (0 or more)")
-    return int(text)
+    return whole_env_number(
+        MAX_RESTARTS_ENV, DEFAULT_MAX_RESTARTS, "a number of restarts (0 or more)", zero=True
+    )
 
 
 @dataclass
