@@ -156,6 +156,8 @@ class Batcher:
         self.queue.append(pending)
         self.rows_queued += len(pending.X)
         if self.rows_queued >= self.settings.max_rows:
+            self._drop_gone()  # only now: no per-request bookkeeping for a rare event
+        if self.rows_queued >= self.settings.max_rows:
             if self.scheduled is not None:
                 self.scheduled.cancel()
             self.scheduled = loop.call_soon(self.flush)
@@ -165,6 +167,14 @@ class Batcher:
                 loop.call_later(wait, self.flush) if wait > 0 else loop.call_soon(self.flush)
             )
         return pending.future
+
+    def _drop_gone(self) -> None:
+        """Queued requests whose client went away (their futures cancelled: a reset
+        connection or stream, a gRPC deadline) leave the queue, and their rows stop counting
+        toward ``MODELSHELF_MAX_BATCH_SIZE``: they cut the call short, flushing it before the
+        live requests that would have filled it arrived."""
+        self.queue = [pending for pending in self.queue if not pending.future.done()]
+        self.rows_queued = sum(len(pending.X) for pending in self.queue)
 
     def flush(self) -> None:
         queued, self.queue, self.rows_queued, self.scheduled = self.queue, [], 0, None
