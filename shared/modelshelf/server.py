@@ -322,8 +322,11 @@ class ModelServer(SeldonComponent):
             )
 
     def health_status(self) -> dict[str, Any]:
-        """Healthy only once the model is in memory (seldon's default says healthy at once)."""
-        if not self._ready:
+        """Healthy only once the model is in memory (seldon's default says healthy at once)
+        and, under ``modelshelf serve``, every port accepts (``serve.listeners``: gRPC's)."""
+        from modelshelf.serve.listeners import all_listening
+
+        if not self._ready or not all_listening():
             raise ModelNotReadyError()
         return {"status": "ready", "model_uri": redact_uri(self.model_uri)}
 

@@ -16,7 +16,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from microservice import log_tail
 
-READY_PATHS = ["/v2/health/ready", "/v2/models/iris/ready", "/v1/models/iris"]
+READY_PATHS = ["/v2/health/ready", "/v2/models/iris/ready", "/v1/models/iris", "/health/status"]
 
 
 def first_ready_answer(service, path: str, timeout: float = 90) -> None:
