@@ -111,6 +111,20 @@ def test_a_forked_callables_exit_code_and_readiness():
     assert not zombies_of(os.getpid())
 
 
+def test_the_stop_line_counts_only_the_processes_it_signals(caplog):
+    """A child that ended before the stop was counted in the first wave but not in the total:
+    "SIGTERM to 4 of 3 processes" at a server's shutdown."""
+    supervisor = Supervisor(grace_seconds=5)
+    ended = supervisor.start_command("ended", python("pass"))
+    running = supervisor.fork("running", _report_ready_then_wait, report_ready=True)
+    supervisor.wait_ready([running], lambda child: child.is_ready(), timeout=30)
+    ended.handle.wait()
+    with caplog.at_level("INFO", logger="modelshelf.supervision"):
+        supervisor.stop([ended, running])
+    assert "stopping ended, running: SIGTERM to 1 of 1 processes first" in caplog.text
+    assert not zombies_of(os.getpid())
+
+
 def _report_ready_then_wait(ready) -> None:
     ready.set()
     time.sleep(60)

@@ -26,6 +26,7 @@ __all__ = [
     "ModelNotReadyError",
     "ModelshelfError",
     "ServerFaultError",
+    "SettingError",
     "StorageAccessError",
     "StorageError",
     "StorageNotFoundError",
@@ -67,6 +68,17 @@ class ConfigurationError(ModelshelfError):
         self.value = redact_text(value) if isinstance(value, str) else value
         self.expected = expected
         super().__init__(f"parameter {parameter}={self.value!r} is not valid: expected {expected}")
+
+
+class SettingError(ConfigurationError):
+    """A number setting (``modelshelf.number_settings``) that is not a number the server can use:
+    names where it came from (an environment variable or a parameter), its value and what was
+    expected."""
+
+    def __init__(self, name: str, value: object, expected: str, source: str) -> None:
+        super().__init__(name, value, expected)
+        self.source = source
+        self.args = (f"{source} {name}={self.value!r} is not valid: expected {expected}",)
 
 
 class ModelLoadError(ModelshelfError):

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from modelshelf.errors import ConfigurationError
+from modelshelf.number_settings import whole_env_number
 from modelshelf.request_errors import BadRequestError, RequestRefusedError
 from modelshelf.seldon_payload import FEEDBACK_PATHS, PREDICT_PATHS, BodyChecks, unequal_rows
 
@@ -62,16 +61,7 @@ _REASONS = {
 
 def max_body_bytes() -> int:
     """``MODELSHELF_MAX_BODY_BYTES``: the largest request body read, in bytes."""
-    text = os.environ.get(MAX_BODY_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_BODY_BYTES
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigurationError(MAX_BODY_ENV, text, "a positive number of bytes")
-    return value
+    return whole_env_number(MAX_BODY_ENV, DEFAULT_MAX_BODY_BYTES, "a positive number of bytes")
 
 
 def too_large(size: int | None, limit: int) -> RequestRefusedError:

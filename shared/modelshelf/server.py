@@ -173,6 +173,8 @@ class ModelServer(SeldonComponent):
             if fast_path is None
             else bool_parameter("fast_path", fast_path)
         )
+        #: What set ``fast_path``: the parameter or the env var (the log and metadata say).
+        self.fast_path_set_by = FAST_PATH_ENV if fast_path is None else "fast_path"
         #: Per served method, what serves it (``custom["fast path"]`` in the metadata).
         self.fast_paths: dict[str, str] = {}
         if not model_uri:
@@ -301,7 +303,7 @@ class ModelServer(SeldonComponent):
             if method.name in self.fast_paths:  # serves as both: accelerated once
                 setattr(self, attribute, self.method)
                 continue
-            self.fast_paths[method.name] = "off (fast_path=false)"
+            self.fast_paths[method.name] = f"off ({self.fast_path_set_by}=false)"
             if not self.fast_path:
                 continue
             from modelshelf import accelerators
@@ -314,11 +316,18 @@ class ModelServer(SeldonComponent):
             else:
                 self.fast_paths[method.name] = "the framework's own call"
         if not self.fast_path:
-            logger.info("%s: the framework's own calls (fast_path=false)", type(self).__name__)
+            logger.info(
+                "%s: the framework's own calls (%s=false)",
+                type(self).__name__,
+                self.fast_path_set_by,
+            )
 
     def health_status(self) -> dict[str, Any]:
-        """Healthy only once the model is in memory (seldon's default says healthy at once)."""
-        if not self._ready:
+        """Healthy only once the model is in memory (seldon's default says healthy at once)
+        and, under ``modelshelf serve``, every port accepts (``serve.listeners``: gRPC's)."""
+        from modelshelf.serve.listeners import all_listening
+
+        if not self._ready or not all_listening():
             raise ModelNotReadyError()
         return {"status": "ready", "model_uri": redact_uri(self.model_uri)}
 
@@ -577,6 +586,7 @@ def _taking_fast_path(init: Callable[..., None]) -> Callable[..., None]:
         init(self, *args, **kw)
         if chosen is not None:
             self.fast_path = chosen
+            self.fast_path_set_by = "fast_path"
 
     signature = inspect.signature(init)
     extra = inspect.Parameter("fast_path", inspect.Parameter.KEYWORD_ONLY, default=None)

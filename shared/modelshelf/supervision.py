@@ -26,6 +26,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -231,14 +232,18 @@ class Supervisor:
         started, signals_before = time.monotonic(), len(self.stop_signals)
         known = {child: child.processes() for child in children}
         first_waves = {child: first(child) if first else {child.pid} for child in children}
+        # Counted as signalled: only what was signalled, and of the processes that still ran
+        # (a child that had ended was counted in the first wave, not in the total: "4 of 3").
+        signalled: set[int] = set()
         for child in children:
             if child.poll() is None:
                 signal_all(first_waves[child], signal.SIGTERM)
+                signalled |= first_waves[child]
         logger.info(
             "stopping %s: SIGTERM to %d of %d processes first; SIGKILL after %.0f s",
             ", ".join(child.name for child in children),
-            len(set().union(*first_waves.values())),
-            len(set().union(*known.values())),
+            len(signalled),
+            len(signalled | set().union(*known.values())),
             self.grace_seconds,
         )
         #: with ``then_rest``: the first-wave processes the rest of each child waits for
@@ -302,7 +307,12 @@ def _forked(parent: int, target: Callable[..., object], *args: Any) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
-    target(*args)
+    try:
+        target(*args)
+    except ModelshelfError as exc:  # says what failed and what was expected: one line
+        logger.error("%s failed: %s", multiprocessing.current_process().name, exc)
+        logger.debug("where it failed", exc_info=exc)
+        sys.exit(1)  # the exit code of an exception left to multiprocessing
 
 
 def signal_all(pids: Iterable[int], signum: int) -> None:

@@ -72,9 +72,10 @@ def test_off_serves_the_framework_s_own_call_and_says_so(forest, monkeypatch, ca
     with caplog.at_level(logging.INFO, logger="modelshelf.server"):
         off = cls(str(forest))
         off.load()
-    assert "fast_path=false" in caplog.text
+    # the env var turned it off, and is the one named (not the fast_path parameter)
+    assert "MODELSHELF_FAST_PATH=false" in caplog.text
     assert not isinstance(off.method.call, Accelerated)
-    assert off.init_metadata()["custom"]["fast path"] == "off (fast_path=false)"
+    assert off.init_metadata()["custom"]["fast path"] == "off (MODELSHELF_FAST_PATH=false)"
     monkeypatch.delenv(FAST_PATH_ENV)
     on = cls(str(forest))
     on.load()

@@ -182,6 +182,42 @@ def test_requests_of_clients_gone_while_queued_are_not_computed(forest_dir: Path
         assert (total - before[0], count - before[1]) == (2, 1)
 
 
+def test_rows_of_clients_gone_while_queued_do_not_cut_the_next_call_short(
+    forest_dir: Path,
+) -> None:
+    """A batch of 4 rows at most, a 3 s wait: a 2-row request queues and its client resets.
+    Two live 2-row requests then fill one call together. The gone rows counted until the
+    flush: the first live request made 4 and was served alone at once, the second alone 3 s
+    later -- no joined call."""
+    env = {"MODELSHELF_MAX_BATCH_TIME_MS": "3000", "MODELSHELF_MAX_BATCH_SIZE": "4"}
+    launch = sklearn_launch(forest_dir, "forest", method="predict_proba")
+    path = "/v2/models/forest/infer"
+    gone_body, *live_bodies = (_v2(_rows(1000 + i, 2)) for i in range(3))
+    with running(launch, [MODELSHELF], env=env) as (service,):
+        alone = [service.post(path, body) for body in live_bodies]
+        assert [r.status_code for r in alone] == [200] * 2, [r.text for r in alone]
+        before = batch_sizes(service)
+        gone = _raw_post(service.http_port, path, gone_body)
+        assert read_by_server(gone)  # queued, the wait not over
+        gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        gone.close()  # a reset
+        # A request answered afterwards: the server's loop has seen the reset by then.
+        assert service.get("/v2/health/live").status_code == 200
+        socks = []
+        try:
+            for body in live_bodies:
+                socks.append(_raw_post(service.http_port, path, body))
+                assert read_by_server(socks[-1])
+            answers = [_raw_answer(sock) for sock in socks]
+        finally:
+            for sock in socks:
+                sock.close()
+        assert answers == [(200, alone[0].content), (200, alone[1].content)]
+        assert wait_for(lambda: batch_sizes(service)[1] > before[1])
+        total, count = batch_sizes(service)
+        assert (total - before[0], count - before[1]) == (2, 1)  # one call of both
+
+
 def test_a_request_whose_100_continue_waited_behind_a_queued_one_is_not_timed_out(
     forest_dir: Path,
 ) -> None:

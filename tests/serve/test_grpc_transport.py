@@ -416,6 +416,7 @@ def test_an_oversize_frame_closes_the_connection(echo):
         (f.rst_stream(9, f.CANCEL), f.PROTOCOL_ERROR),  # a stream never opened (idle)
         (f.window_update(9, 100), f.PROTOCOL_ERROR),
         (f.frame(f.GOAWAY, 0, 1, bytes(8)), f.PROTOCOL_ERROR),
+        (f.frame(f.GOAWAY, 0, 0, bytes(7)), f.FRAME_SIZE_ERROR),  # RFC 9113 §6.8: 8 or more
         (f.frame(f.PRIORITY, 0, 0, bytes(5)), f.PROTOCOL_ERROR),
     ],
     ids=[
@@ -425,6 +426,7 @@ def test_an_oversize_frame_closes_the_connection(echo):
         "rst-on-idle",
         "window-on-idle",
         "goaway-on-a-stream",
+        "goaway-of-7-bytes",
         "priority-on-0",
     ],
 )

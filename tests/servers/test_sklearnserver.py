@@ -223,6 +223,15 @@ def test_fast_path_false_serves_scikit_learn(sklearn_models, iris_model):
         assert "fast_path=false" in svc.log()
 
 
+def test_fast_path_turned_off_by_the_env_var_names_the_env_var(sklearn_models):
+    params = seldon_parameters(model_uri=sklearn_models["iris"])
+    env = {"MODELSHELF_FAST_PATH": "false"}
+    with running_microservice(SERVER, params, env=env) as svc:
+        meta = svc.get("/api/v1.0/metadata").json()
+        assert meta["custom"]["fast path"] == "off (MODELSHELF_FAST_PATH=false)"
+        assert "framework's own calls (MODELSHELF_FAST_PATH=false)" in svc.log()
+
+
 def test_transform_on_a_model_without_transform_says_so(iris):
     response = iris.post("/transform-input", ndarray(rows(1)))
     assert response.status_code == 500, response.text

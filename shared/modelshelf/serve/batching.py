@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from modelshelf.errors import BadRequestError, ConfigurationError
+from modelshelf.errors import BadRequestError
+from modelshelf.number_settings import env_number, whole_env_number
 from modelshelf.serve.inference import Answer
 from modelshelf.serve.ndarray import array_from_rows
 
@@ -72,20 +72,12 @@ class BatchSettings:
     def from_environment(cls) -> BatchSettings:
         """``MODELSHELF_MAX_BATCH_SIZE`` (rows, default 256; 1 turns batching off) and
         ``MODELSHELF_MAX_BATCH_TIME_MS`` (default 0: no added wait)."""
-        size_text = os.environ.get(MAX_BATCH_SIZE_VARIABLE, str(DEFAULT_MAX_BATCH_SIZE))
-        wait_text = os.environ.get(MAX_BATCH_TIME_VARIABLE, "0")
-        try:
-            size = int(size_text)
-        except ValueError:
-            size = 0
-        if size < 1:
-            raise ConfigurationError(MAX_BATCH_SIZE_VARIABLE, size_text, "a positive integer")
-        try:
-            wait = float(wait_text)
-        except ValueError:
-            wait = -1.0
-        if not 0 <= wait <= 60_000:
-            raise ConfigurationError(MAX_BATCH_TIME_VARIABLE, wait_text, "0 to 60000 (ms)")
+        size = whole_env_number(
+            MAX_BATCH_SIZE_VARIABLE, DEFAULT_MAX_BATCH_SIZE, "a positive integer"
+        )
+        wait = env_number(
+            MAX_BATCH_TIME_VARIABLE, 0.0, "0 to 60000 (ms)", zero=True, at_most=60_000
+        )
         return cls(size, wait / 1000)
 
 
@@ -164,6 +156,8 @@ class Batcher:
         self.queue.append(pending)
         self.rows_queued += len(pending.X)
         if self.rows_queued >= self.settings.max_rows:
+            self._drop_gone()  # only now: no per-request bookkeeping for a rare event
+        if self.rows_queued >= self.settings.max_rows:
             if self.scheduled is not None:
                 self.scheduled.cancel()
             self.scheduled = loop.call_soon(self.flush)
@@ -173,6 +167,14 @@ class Batcher:
                 loop.call_later(wait, self.flush) if wait > 0 else loop.call_soon(self.flush)
             )
         return pending.future
+
+    def _drop_gone(self) -> None:
+        """Queued requests whose client went away (their futures cancelled: a reset
+        connection or stream, a gRPC deadline) leave the queue, and their rows stop counting
+        toward ``MODELSHELF_MAX_BATCH_SIZE``: they cut the call short, flushing it before the
+        live requests that would have filled it arrived."""
+        self.queue = [pending for pending in self.queue if not pending.future.done()]
+        self.rows_queued = sum(len(pending.X) for pending in self.queue)
 
     def flush(self) -> None:
         queued, self.queue, self.rows_queued, self.scheduled = self.queue, [], 0, None

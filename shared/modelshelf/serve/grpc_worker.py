@@ -49,6 +49,7 @@ from seldon_core.metrics import SeldonMetrics
 
 if TYPE_CHECKING:
     from modelshelf.serve.batching import Batcher
+    from modelshelf.serve.listeners import ListenerSlot
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +83,10 @@ def run_grpc_worker(
     metrics: SeldonMetrics,
     args: argparse.Namespace,
     annotations: dict[str, str],
+    listening: ListenerSlot | None = None,
 ) -> None:
-    """Serve gRPC on ``args.grpc_port`` (SO_REUSEPORT: every gRPC worker binds it) until SIGTERM."""
+    """Serve gRPC on ``args.grpc_port`` (SO_REUSEPORT: every gRPC worker binds it) until SIGTERM;
+    ``listening`` is set once the port accepts (``modelshelf.serve.listeners``: readiness)."""
     from grpc_reflection.v1alpha import reflection
 
     from modelshelf.serve.supervisor import load_user_model
@@ -113,12 +116,12 @@ def run_grpc_worker(
         services.append(SERVICE_NAME)
     reflection.enable_server_reflection([*services, reflection.SERVICE_NAME], server)
     if kind == "grpcio":
-        _serve_grpcio(server, args.grpc_port)
+        _serve_grpcio(server, args.grpc_port, listening)
     else:
-        _serve_http2(server, args.grpc_port)
+        _serve_http2(server, args.grpc_port, listening)
 
 
-def _serve_http2(server: Any, port: int) -> None:
+def _serve_http2(server: Any, port: int, listening: ListenerSlot | None) -> None:
     import asyncio
 
     import uvloop
@@ -129,6 +132,8 @@ def _serve_http2(server: Any, port: int) -> None:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         await server.start("0.0.0.0", port)
+        if listening is not None:
+            listening.set()
         logger.info("gRPC worker listening on 0.0.0.0:%d (modelshelf http2)", port)
         await stop.wait()
         await server.stop(GRACE_SECONDS)
@@ -136,7 +141,7 @@ def _serve_http2(server: Any, port: int) -> None:
     uvloop.run(serve())
 
 
-def _serve_grpcio(server: grpc.Server, port: int) -> None:
+def _serve_grpcio(server: grpc.Server, port: int, listening: ListenerSlot | None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -144,6 +149,8 @@ def _serve_grpcio(server: grpc.Server, port: int) -> None:
     if server.add_insecure_port(address) == 0:
         raise OSError(f"gRPC could not bind {address}")
     server.start()
+    if listening is not None:
+        listening.set()
     logger.info("gRPC worker listening on %s (grpcio)", address)
     while not stop.wait(1.0):
         pass

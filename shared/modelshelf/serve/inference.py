@@ -53,6 +53,7 @@ import orjson
 
 from modelshelf.errors import BadRequestError, ModelNotReadyError
 from modelshelf.inputs import QUOTED_WORDS_LIMIT, pandas_module, quoted, shortened
+from modelshelf.serve import listeners
 from modelshelf.serve.server_methods import (
     as_returned_caller,
     column_datatypes,
@@ -719,16 +720,22 @@ class InferenceCore:
 
     # ------------------------------------------------------------------ state
 
-    def ready(self) -> bool:
+    def model_ready(self) -> bool:
+        """The model is loaded: requests may be served."""
         ready = getattr(self.user_model, "ready", True)
         return bool(ready) if not callable(ready) else bool(ready())
+
+    def ready(self) -> bool:
+        """The readiness answers' "ready": the model is loaded and every port the server serves
+        accepts connections (``modelshelf.serve.listeners``: the gRPC port too)."""
+        return self.model_ready() and listeners.all_listening()
 
     def check(self, name: str, version: str | None = None, ready: bool = True) -> None:
         """404 unless ``name`` is this model and ``version``, when given, its version (a model
         without one has no versions to ask for); with ``ready``, 503 until it is ready."""
         if name != self.name or (version is not None and version != self.version):
             raise UnknownModelError(name, version, self.name)
-        if ready and not self.ready():
+        if ready and not self.model_ready():
             raise ModelNotReadyError()
 
     def server_metadata(self, extensions: Sequence[str] = ()) -> dict[str, Any]:

@@ -67,6 +67,8 @@ class KServeV1:
             if refused:
                 return refused
             self._check(name)
+            if not self.core.ready():  # every port accepts (gRPC's too)
+                raise ModelNotReadyError(f"Model with name {name} is not ready.")
             return json_reply(200, {"name": name, "ready": True})
         except Exception as exc:
             return _error(*error_answer(exc, f"KServe V1 {method} {path}", logger))
@@ -74,7 +76,7 @@ class KServeV1:
     def _check(self, name: str) -> None:
         if name != self.core.name:
             raise UnknownModelError(name, None, self.core.name)
-        if not self.core.ready():
+        if not self.core.model_ready():
             raise ModelNotReadyError(f"Model with name {name} is not ready.")
 
     def predict(self, body: bytes) -> Reply:

@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelshelf import deferred_imports
-from modelshelf.serve import options
+from modelshelf.errors import ModelshelfError
+from modelshelf.serve import listeners, options
+from modelshelf.serve.listeners import ListenerSlot
 from modelshelf.supervision import Child, Supervisor
 
 logger = logging.getLogger("modelshelf.serve")
@@ -68,6 +70,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         _exec_seldon(argv, reason)
     try:
         return serve(args)
+    except ModelshelfError as exc:
+        # Ours says what failed, on which (redacted) URI or setting, and what was expected: one
+        # line; the traceback would only bury it (at DEBUG for whoever wants it).
+        logger.error("modelshelf serve could not start %s: %s", args.interface_name, exc)
+        logger.debug("where it failed", exc_info=exc)
+        return 1
     except Exception:
         logger.exception("modelshelf serve could not start %s", args.interface_name)
         return 1
@@ -174,9 +182,15 @@ def serve(args: argparse.Namespace) -> int:
     rest_sockets = RestSockets(
         http_socket, metrics_socket if metrics_in_worker else None, METRICS_ENDPOINT
     )
+    # Readiness waits for every gRPC worker to listen (``modelshelf.serve.listeners``).
+    listeners.expect(max(args.grpc_workers, 0))
     workers += [
-        Worker("grpc", (run_grpc_worker, user_model, metrics, args, annotations))
-        for _ in range(max(args.grpc_workers, 0))
+        Worker(
+            "grpc",
+            (run_grpc_worker, user_model, metrics, args, annotations, ListenerSlot(slot)),
+            listening=ListenerSlot(slot),
+        )
+        for slot in range(max(args.grpc_workers, 0))
     ]
     workers += [
         Worker(
@@ -216,14 +230,11 @@ def serve(args: argparse.Namespace) -> int:
 
 def max_worker_restarts() -> int:
     """``MODELSHELF_MAX_WORKER_RESTARTS``: replacements allowed within a minute."""
-    from modelshelf.errors import ConfigurationError
+    from modelshelf.number_settings import whole_env_number
 
-    text = os.environ.get(MAX_RESTARTS_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_RESTARTS
-    if not text.isdigit():
-        raise ConfigurationError(MAX_RESTARTS_ENV, text, "a number of restarts (0 or more)")
-    return int(text)
+    return whole_env_number(
+        MAX_RESTARTS_ENV, DEFAULT_MAX_RESTARTS, "a number of restarts (0 or more)", zero=True
+    )
 
 
 @dataclass
@@ -234,6 +245,8 @@ class Worker:
     target_and_args: tuple
     respawn: bool = True
     signals_ready: bool = False  # the target's last argument: an event it sets once loaded
+    #: A gRPC worker's flag for readiness: cleared when it dies, set by its replacement.
+    listening: ListenerSlot | None = None
     child: Child | None = None
 
     def start(self, supervisor: Supervisor) -> Child:
@@ -278,6 +291,8 @@ class WorkerPool:
         assert child is not None  # run() found it ended
         logger.error("%s worker %d exited with %s", worker.name, child.pid, child.describe_exit())
         worker.child = None  # handled
+        if worker.listening is not None:
+            worker.listening.clear()  # not ready until the replacement listens
         if not worker.respawn:
             return self._give_up(f"the {worker.name} process cannot be replaced")
         if not child.is_ready():

@@ -93,7 +93,8 @@ class V2Rest:
                 if status_of(exc) != 503:
                     raise
                 return json_reply(503, {"name": name, "ready": False})
-            return json_reply(200, {"name": name, "ready": True})
+            ready = core.ready()  # and every port accepts (gRPC's too)
+            return json_reply(200 if ready else 503, {"name": name, "ready": ready})
         if not action:  # metadata answers while the model is not ready, as over gRPC
             core.check(name, version, ready=False)
             return json_reply(200, core.model_metadata())

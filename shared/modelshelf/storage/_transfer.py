@@ -13,14 +13,14 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from modelshelf.errors import ConfigurationError, StorageError, StorageUnreachableError
+from modelshelf.errors import StorageError, StorageUnreachableError
+from modelshelf.number_settings import env_number
 
 #: Read size; a read returns earlier with whatever one receive delivered.
 CHUNK = 1 << 20
@@ -57,18 +57,10 @@ class Limits:
 
 
 def positive_setting(name: str, default: float, zero: bool = False) -> float:
-    """The number in environment variable ``name`` (``default`` when unset or blank);
-    ``ConfigurationError`` unless it is positive (or 0, with ``zero``)."""
-    text = os.environ.get(name, "")
-    if not text.strip():
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value < 0 or (value == 0 and not zero):
-        raise ConfigurationError(name, text, "a positive number" + (" or 0" if zero else ""))
-    return value
+    """The number in environment variable ``name`` (``default`` when unset or blank): finite
+    and positive (or 0, with ``zero``), as ``modelshelf.number_settings`` reads every one."""
+    expected = "a finite positive number" + (" or 0" if zero else "")
+    return env_number(name, default, expected, zero=zero)
 
 
 class Budget:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import signal
 import socket
@@ -68,20 +67,10 @@ def client_min_speed() -> float:
 
 
 def _number_setting(name: str, default: float, expected: str, zero: bool = False) -> float:
-    """The finite number in environment variable ``name`` (``default`` when unset or blank),
-    above 0, or 0 too with ``zero``; else ``ConfigurationError`` saying ``expected``."""
-    from modelshelf.errors import ConfigurationError
+    """``modelshelf.number_settings.env_number``: finite, above 0 (or 0 too with ``zero``)."""
+    from modelshelf.number_settings import env_number
 
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value >= 0 if zero else value > 0) or value == math.inf:
-        raise ConfigurationError(name, text, expected)
-    return value
+    return env_number(name, default, expected, zero=zero)
 
 
 class HttpServer:

@@ -300,6 +300,10 @@ class GrpcConnection(asyncio.Protocol):
         elif kind == f.GOAWAY:
             if stream_id:
                 raise f.Http2Error(f.PROTOCOL_ERROR, f"a GOAWAY on stream {stream_id}, not 0")
+            if len(payload) < 8:  # last stream id and error code (RFC 9113 §6.8)
+                raise f.Http2Error(
+                    f.FRAME_SIZE_ERROR, f"a GOAWAY of {len(payload)} bytes; 8 or more"
+                )
             self.closing = True
             self._maybe_finish()
         elif kind == f.PRIORITY:
@@ -653,7 +657,10 @@ class GrpcConnection(asyncio.Protocol):
 
     def _answer_due(self, stream: _Stream, result: asyncio.Future) -> None:
         """A queued call's answer, unless its stream was reset or closed meanwhile (then the
-        future was cancelled: the batch left the request out)."""
+        future was cancelled: the batch left the request out), or already sent (its deadline's
+        timer found it ready: ``_deadline_passed``)."""
+        if stream.due is not result:
+            return
         stream.due = None
         if result.cancelled() or self._streams.get(stream.id) is not stream or self.closed:
             return
@@ -674,7 +681,13 @@ class GrpcConnection(asyncio.Protocol):
         as grpcio answers, and the batch leaves it out (``_cancel``); the client may not even
         be waiting (its own deadline, or none kept by a proxy), the work is useless."""
         stream.expiry = None
-        if stream.due is None or self._streams.get(stream.id) is not stream or self.closed:
+        due = stream.due
+        if due is None or self._streams.get(stream.id) is not stream or self.closed:
+            return
+        if due.done() and not due.cancelled():
+            # Computed in the pass the deadline passed in (its callback not yet run: the timer
+            # came first): the answer is sent, not thrown away for DEADLINE_EXCEEDED.
+            self._answer_due(stream, due)
             return
         self._answer_error(stream, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
 

@@ -1,0 +1,63 @@
+"""Start-up failures of ``modelshelf serve``: modelshelf's own errors are one ERROR line (what
+failed, the redacted URI, what was expected) and no traceback; anything else keeps its
+traceback. The exit code is 1 either way."""
+
+from __future__ import annotations
+
+import pickle
+
+from frontends import COMPONENTS, MODELSHELF
+
+from microservice import SERVERS, run_to_exit, seldon_parameters
+
+
+def error_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if " - ERROR:" in line]
+
+
+def serve_sklearn(model_uri: str) -> tuple[int, str]:
+    params = seldon_parameters(model_uri=model_uri)
+    result = run_to_exit(
+        [*MODELSHELF, "SKLearnServer", "--parameters", params, "--grpc-workers", "0"],
+        SERVERS / "sklearnserver",
+    )
+    return result.returncode, result.stdout
+
+
+def test_a_model_uri_that_does_not_exist_is_one_error_line(tmp_path):
+    code, log = serve_sklearn(str(tmp_path / "missing"))
+    assert code == 1, log
+    assert "Traceback" not in log
+    (line,) = error_lines(log)
+    assert f"could not start SKLearnServer: cannot download {tmp_path / 'missing'}" in line
+    assert "no such file or folder" in line
+
+
+def test_an_unreadable_pickle_is_one_error_line_saying_what_was_expected(tmp_path):
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(object())[:5])  # cut short
+    code, log = serve_sklearn(str(tmp_path))
+    assert code == 1, log
+    assert "Traceback" not in log
+    (line,) = error_lines(log)
+    assert f"cannot load the model from {tmp_path}" in line
+
+
+def test_a_typed_error_in_a_worker_is_one_line_with_the_uri_redacted():
+    uri = "https://models.example/iris?X-Amz-Signature=very-secret-value"
+    params = seldon_parameters(fail_load_uri=uri)
+    result = run_to_exit([*MODELSHELF, "CrashingModel", "--parameters", params], COMPONENTS)
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stdout
+    assert "very-secret-value" not in result.stdout
+    failed = [line for line in error_lines(result.stdout) if "rest failed" in line]
+    assert len(failed) == 1, result.stdout
+    assert "cannot load the model from https://models.example/iris" in failed[0]
+    assert "expected model.joblib" in failed[0]
+
+
+def test_an_unexpected_exception_keeps_its_traceback():
+    params = seldon_parameters(fail_load=True)
+    result = run_to_exit([*MODELSHELF, "CrashingModel", "--parameters", params], COMPONENTS)
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" in result.stdout
+    assert "RuntimeError: CrashingModel cannot load (fail_load)" in result.stdout
