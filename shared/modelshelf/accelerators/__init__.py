@@ -59,6 +59,7 @@ FAST_PATH_ENV = "MODELSHELF_FAST_PATH"
 ACCELERATORS: dict[str, tuple[str, ...]] = {
     "lightgbm": ("modelshelf.accelerators.lightgbm_booster",),
     "sklearn": (
+        "modelshelf.accelerators.sklearn_column_transformer",
         "modelshelf.accelerators.sklearn_forest",
         "modelshelf.accelerators.sklearn_hist_gradient_boosting",
         "modelshelf.accelerators.sklearn_linear",
