@@ -9,6 +9,7 @@ it over Seldon ``names`` + rows and V2 ``content_type: pd``."""
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -302,3 +303,69 @@ def test_modelshelf_serve_answers_scikit_learn_s_numbers(tmp_path, fast_path):
         assert "atlantis" in refused.text
         refused = service.post(f"/v2/models/{folder.name}/infer", v2_body(unknown))
         assert refused.status_code == 400, refused.text
+
+
+def random_frame(rng, rows: int, categories: dict, scales: dict) -> pd.DataFrame:
+    """Text columns drawn from ``categories``; number columns of ``scales`` (0: int64)."""
+    data: dict = {}
+    for name, values in categories.items():
+        data[name] = np.array(values, dtype=object)[rng.integers(len(values), size=rows)]
+    for name, scale in scales.items():
+        drawn = rng.standard_normal(rows) * (scale or 100)
+        data[name] = drawn if scale else drawn.round().astype(np.int64)
+    return pd.DataFrame(data)
+
+
+def test_random_pipelines_and_frames():
+    """Seeded fuzzing: 1-3 text columns of 1-15 categories, 1-3 number columns (int64 or
+    float64, scales up to 1e150) scaled or passed through, dense or sparse outputs
+    (``sparse_threshold`` 0 / 0.3 / 1, either encoder output), logistic or ridge; requests of
+    1 to 60 rows, now and then with an unknown category (scikit-learn's call)."""
+    rng = np.random.default_rng(2024)
+    for _ in range(12):
+        categories = {
+            f"t{i}": [f"t{i}-{j}" for j in range(int(rng.integers(1, 16)))]
+            for i in range(int(rng.integers(1, 4)))
+        }
+        scales = {
+            f"n{i}": float(10 ** rng.uniform(-3, 150)) if rng.integers(2) else 0.0
+            for i in range(int(rng.integers(1, 4)))
+        }
+        scaled = [n for n in scales if rng.integers(2)]
+        passed = [n for n in scales if n not in scaled]
+        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=bool(rng.integers(2)))
+        entries = [
+            ("text", encoder, list(categories)),
+            ("scaled", StandardScaler(with_mean=bool(rng.integers(2))), scaled),
+            ("passed", "passthrough", passed),
+        ]
+        threshold = float(rng.choice([0.0, 0.3, 1.0]))
+        columns = ColumnTransformer([e for e in entries if e[2]], sparse_threshold=threshold)
+        train = random_frame(rng, 200, categories, scales)
+        if rng.integers(2):
+            target = rng.integers(0, int(rng.integers(2, 4)), size=200)
+            model = Pipeline([("c", columns), ("f", LogisticRegression(max_iter=50))])
+            method = "predict_proba"
+        else:
+            target = rng.standard_normal(200)
+            model = Pipeline([("c", columns), ("f", Ridge())])
+            method = "predict"
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence, overflow: both sides alike
+            model.fit(train, target)
+            fast = accelerate(model, method, getattr(model, method))
+            assert isinstance(fast, Accelerated), model
+            build = matrix_builder(model.steps[0][1])
+            for _ in range(6):
+                X = random_frame(rng, int(rng.choice([1, 2, 7, 60])), categories, scales)
+                if rng.integers(4) == 0:
+                    X.loc[0, "t0"] = "unknown"
+                else:
+                    got, want = build(X), model.steps[0][1].transform(X)
+                    assert type(got) is type(want)
+                    if sp.issparse(want):
+                        for part in ("data", "indices", "indptr"):
+                            assert same_output(getattr(got, part), getattr(want, part)) is None
+                    else:
+                        assert same_output(got, want) is None
+                assert_same(outcome(fast, X), outcome(getattr(model, method), X))
