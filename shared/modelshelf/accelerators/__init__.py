@@ -15,8 +15,8 @@ product without scikit-learn's input checks) is judged on the set's bare Logisti
 features, 3 classes), which joined it for that: 1.86x req/s / 2.18x CPU for one row in the
 committed realistic run.
 ``sklearn_column_transformer`` (a one-hot pipeline's ColumnTransformer matrix built from the
-frame) is judged on the set's one-hot pipeline: 5.5x req/s / 8.1x server CPU for one Seldon row,
-3.7x / 4.3x for 100 rows (``bench/profiles/pipeline.md``, on vs off in one run).
+frame) is judged on the set's one-hot pipeline: 5.5-9.0x req/s / 8.1-8.7x server CPU for one
+Seldon row, 3.7-3.8x / 4.3-4.5x for 100 rows (``bench/profiles/pipeline.md``, on vs off in one run).
 
 Private APIs, each behind a load-time check with a fallback (the framework's own call):
 
