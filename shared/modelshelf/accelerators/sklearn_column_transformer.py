@@ -39,8 +39,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import sklearn  # this module is imported for scikit-learn's models only: both are loaded
+from scipy import sparse
 
-from modelshelf.accelerators.verify import Candidate
+from modelshelf.accelerators.verify import Candidate, same_output
 
 NAME = "the ColumnTransformer's matrix built from the frame's columns"
 METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
@@ -61,8 +63,7 @@ class UncoveredInputError(Exception):
 def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candidate | None:
     """The built matrix for a supported pipeline's ``method``, or ``None``."""
     if type(model).__name__ != "Pipeline" or method not in METHODS:
-        return None  # before importing anything: other models' start-up as it was
-    import sklearn
+        return None  # before importing sklearn.compose: other models' start-up as it was
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
@@ -213,7 +214,6 @@ def _one_hot(
 ) -> Callable[[list[Any], int], Any] | None:
     """The encoder's output for text values it learnt (``UncoveredInputError`` for any other value):
     dense where the encoder or the ColumnTransformer makes it dense."""
-    from scipy import sparse
 
     infrequent = encoder.min_frequency is not None or encoder.max_categories is not None
     if encoder.drop is not None or getattr(encoder, "drop_idx_", None) is not None or infrequent:
@@ -266,9 +266,6 @@ def _one_hot(
 
 def _sparse_interface(out: Any) -> Any:
     """The encoder's CSR in the interface scikit-learn's configuration asks for."""
-    import sklearn
-    from scipy import sparse
-
     if sklearn.get_config().get("sparse_interface", "spmatrix") == "spmatrix":
         return sparse.csr_matrix(out)
     return out
@@ -320,16 +317,10 @@ def _numbers(columns: list[Any], positions: list[int], n: int, dtype: Any) -> np
 
 
 def _sparse_hstack(parts: list[Any]) -> Any:
-    from scipy import sparse
-
     return sparse.hstack(parts).tocsr()
 
 
 def _matrix_difference(got: Any, want: Any) -> str | None:
-    from scipy import sparse
-
-    from modelshelf.accelerators.verify import same_output
-
     if sparse.issparse(got) or sparse.issparse(want):
         if type(got) is not type(want) or got.shape != want.shape:
             return f"{type(got).__name__} instead of {type(want).__name__}"
