@@ -212,9 +212,8 @@ def _piece(
 def _one_hot(
     encoder: Any, positions: list[int], sparse_output: bool
 ) -> Callable[[list[Any], int], Any] | None:
-    """The encoder's output for text values it learnt (``UncoveredInputError`` for any other value):
-    dense where the encoder or the ColumnTransformer makes it dense."""
-
+    """The encoder's output for text values it learnt (``UncoveredInputError`` for any other
+    value): dense where the encoder or the ColumnTransformer makes it dense."""
     infrequent = encoder.min_frequency is not None or encoder.max_categories is not None
     if encoder.drop is not None or getattr(encoder, "drop_idx_", None) is not None or infrequent:
         return None
@@ -222,12 +221,12 @@ def _one_hot(
         return None
     if len(encoder.categories_) != len(positions):
         return None
-    tables, offset, offsets = [], 0, []
+    tables: list[dict[str, int]] = []
+    offset = 0  # each column's first output column
     for categories in encoder.categories_:
         if categories.dtype != object or not all(type(c) is str for c in categories):
             return None
         tables.append({value: offset + i for i, value in enumerate(categories)})
-        offsets.append(offset)
         offset += len(categories)
     width, dense = offset, not (encoder.sparse_output and sparse_output)
     pairs = list(zip(positions, tables, strict=True))
@@ -303,8 +302,8 @@ def _passed(positions: list[int]) -> Callable[[list[Any], int], np.ndarray]:
 
 
 def _numbers(columns: list[Any], positions: list[int], n: int, dtype: Any) -> np.ndarray:
-    """The columns side by side as ``dtype``; ``UncoveredInputError`` unless each is finite int64 /
-    float64."""
+    """The columns side by side as ``dtype``; ``UncoveredInputError`` unless each is finite
+    int64 / float64."""
     out = np.empty((n, len(positions)), dtype=dtype)
     for j, position in enumerate(positions):
         column = columns[position]
