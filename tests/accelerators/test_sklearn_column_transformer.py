@@ -274,6 +274,10 @@ def test_the_server_serves_it_and_says_so(tmp_path):
     np.testing.assert_array_equal(
         on.predict(rows[NAMES].to_numpy().astype(str), NAMES), SERVED.predict_proba(rows)
     )
+    records = rows[NAMES].to_dict("records")  # jsonData: records, then columns
+    np.testing.assert_array_equal(on.predict(records, []), SERVED.predict_proba(rows))
+    by_column = rows[NAMES].to_dict("list")
+    np.testing.assert_array_equal(on.predict(by_column, []), SERVED.predict_proba(rows))
 
 
 @pytest.mark.parametrize("fast_path", ["true", "false"])
