@@ -438,3 +438,28 @@ def test_a_server_s_text_columns_are_used_for_its_refusals():
     refused = ValueError("ufunc 'isnan'")
     message = refused_input_message("predict_proba", refused, houses, None, frozenset({"city"}))
     assert "column 'city' holds a number (5.0 in row 0) where the model learnt text" in message
+
+
+@pytest.mark.parametrize("order", [COLUMNS, ["area", "city", "rooms", "kind"]])
+def test_a_frame_is_handed_over_in_the_model_s_order(order: list[str]) -> None:
+    """A frame (V2's pd codec) already in the model's order is the model's input as it is;
+    in another order, its columns in the model's order: the same dtypes, order and values as
+    selecting them, and the model's answers the same bits."""
+    sent = pd.DataFrame(
+        {
+            "city": np.array(["paris", "lyon"], dtype=object),
+            "kind": np.array(["flat", "house"], dtype=object),
+            "rooms": np.array([3, 1]),
+            "area": np.array([50.5, 18.25]),
+        }
+    )[order]
+    found = as_frame(sent, None, COLUMNS)
+    assert (found is sent) == (order == COLUMNS)
+    pd.testing.assert_frame_equal(found, sent[COLUMNS], check_exact=True)
+    assert list(found.dtypes) == list(sent[COLUMNS].dtypes)
+    pipeline = flats_pipeline()
+    flats = FLATS[["area", "code", "city", "rooms"]]
+    for frame in (FLATS, flats):
+        columns = [str(c) for c in pipeline.feature_names_in_]
+        answer = pipeline.predict_proba(as_frame(frame, None, columns))
+        assert answer.tobytes() == pipeline.predict_proba(frame[columns]).tobytes()

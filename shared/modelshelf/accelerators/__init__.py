@@ -14,6 +14,9 @@ a model of that set (README "Fast path" has the figures). ``sklearn_linear`` (li
 product without scikit-learn's input checks) is judged on the set's bare LogisticRegression (30
 features, 3 classes), which joined it for that: 1.86x req/s / 2.18x CPU for one row in the
 committed realistic run.
+``sklearn_column_transformer`` (a one-hot pipeline's ColumnTransformer matrix built from the
+frame) is judged on the set's one-hot pipeline: 5.5-9.0x req/s / 8.1-8.7x server CPU for one
+Seldon row, 3.7-3.8x / 4.3-4.5x for 100 rows (``bench/profiles/pipeline.md``, on vs off in one run).
 
 Private APIs, each behind a load-time check with a fallback (the framework's own call):
 
@@ -36,6 +39,11 @@ Private APIs, each behind a load-time check with a fallback (the framework's own
 * scikit-learn's ``LinearModel._decision_function``, in ``sklearn_linear``: compared by
   identity only (with scikit-learn's own, the regressors' ``predict`` is the plain product);
   another one, or none, means no candidate; then ``verify``.
+* pandas' ``DataFrame._get_column_array`` (a frame's stored column arrays) and scikit-learn's
+  ``_sklearn_output_config`` (the ``set_output`` choice, read only to refuse a configured
+  container), in ``sklearn_column_transformer``. Checked at load: without the pandas method each
+  column is read as its Series (public); the built matrix compared bit for bit with
+  ``ColumnTransformer.transform`` on the probe frames (else no candidate), then ``verify``.
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ FAST_PATH_ENV = "MODELSHELF_FAST_PATH"
 ACCELERATORS: dict[str, tuple[str, ...]] = {
     "lightgbm": ("modelshelf.accelerators.lightgbm_booster",),
     "sklearn": (
+        "modelshelf.accelerators.sklearn_column_transformer",
         "modelshelf.accelerators.sklearn_forest",
         "modelshelf.accelerators.sklearn_hist_gradient_boosting",
         "modelshelf.accelerators.sklearn_linear",
