@@ -25,7 +25,11 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 import models
 from microservice import SERVERS, seldon_parameters
 from modelshelf.accelerators import Accelerated, accelerate
-from modelshelf.accelerators.sklearn_column_transformer import candidate, matrix_builder
+from modelshelf.accelerators.sklearn_column_transformer import (
+    _column_reader,
+    candidate,
+    matrix_builder,
+)
 from modelshelf.accelerators.verify import same_output
 from modelshelf.frameworks.sklearn import SKLearnServer
 
@@ -114,7 +118,7 @@ def requests() -> list[pd.DataFrame]:
     for column, bad in [
         ("city", "atlantis"), ("code", "code-99"), ("kind", None), ("city", np.nan),
         ("kind", 3), ("area", np.nan), ("area", np.inf), ("rooms", -np.inf), ("area", "12"),
-        ("area", None), ("area", 1e308),
+        ("area", None), ("area", 1e308), ("kind", ["flat"]), ("city", {"x": 1}),
     ]:  # fmt: skip
         frame = table(5, 14)
         values = frame[column].tolist()
@@ -161,6 +165,19 @@ def test_the_built_matrix_is_the_column_transformer_s(label):
             assert got.flags.c_contiguous == want.flags.c_contiguous
         served += 1
     assert served == 4
+
+
+def test_columns_read_without_pandas_private_accessor_are_the_same():
+    """The public fallback (a Series per column) of ``_column_reader`` for a pandas without
+    ``DataFrame._get_column_array``: the same arrays."""
+    frame = table(6, 30)
+    names = frame.columns.tolist()
+    private = _column_reader(pd.DataFrame, names)(frame)
+    public = _column_reader(object, names)(frame)  # a frame type without the accessor
+    assert len(public) == len(private) == len(names)
+    for got, want in zip(public, private, strict=True):
+        assert type(got) is np.ndarray and got.dtype == want.dtype
+        assert same_output(got, want) is None
 
 
 @pytest.mark.parametrize("label", PIPELINES)

@@ -239,11 +239,14 @@ def _one_hot(
             if type(column) is not np.ndarray or column.dtype != object:
                 raise UncoveredInputError
             get = table.get
-            for i, value in enumerate(column):
-                index = get(value)
-                if index is None:
-                    raise UncoveredInputError
-                found[i, j] = index
+            try:
+                for i, value in enumerate(column):
+                    index = get(value)
+                    if index is None:
+                        raise UncoveredInputError
+                    found[i, j] = index
+            except TypeError:  # an unhashable cell (a list, a dict): scikit-learn's to refuse
+                raise UncoveredInputError from None
         return found
 
     def encoded(columns: list[Any], n: int) -> Any:
