@@ -17,6 +17,7 @@ import signal
 import socket
 from collections.abc import Sequence
 
+from modelshelf.number_settings import env_number
 from modelshelf.serve.http1.connection import DirectApp, HttpConnection
 from modelshelf.serve.http1.forwarded import TrustedProxies
 
@@ -53,7 +54,7 @@ def client_stall_seconds() -> float:
     before the server gives up on it. Not the keep-alive seconds (2 by default): a client on a
     lossy link can pause that long mid-body (TCP's retransmission backoff alone reaches 3 s),
     and nginx gives such clients 60 s."""
-    return _number_setting(STALL_ENV, DEFAULT_STALL_SECONDS, "a number of seconds > 0, e.g. 30")
+    return env_number(STALL_ENV, DEFAULT_STALL_SECONDS, "a number of seconds > 0, e.g. 30")
 
 
 def client_min_speed() -> float:
@@ -61,16 +62,9 @@ def client_min_speed() -> float:
     its first ``MODELSHELF_CLIENT_STALL_SECONDS`` are over (0: no minimum, only the stall
     rule). Without it a client sending a byte just before each stall timeout would hold its
     connection, and the body read so far, for good (slowloris on the body)."""
-    return _number_setting(
+    return env_number(
         MIN_SPEED_ENV, DEFAULT_MIN_SPEED, "bytes a second >= 0 (0: no minimum)", zero=True
     )
-
-
-def _number_setting(name: str, default: float, expected: str, zero: bool = False) -> float:
-    """``modelshelf.number_settings.env_number``: finite, above 0 (or 0 too with ``zero``)."""
-    from modelshelf.number_settings import env_number
-
-    return env_number(name, default, expected, zero=zero)
 
 
 class HttpServer:
