@@ -15,10 +15,10 @@ def error_lines(log: str) -> list[str]:
     return [line for line in log.splitlines() if " - ERROR:" in line]
 
 
-def serve_sklearn(model_uri: str) -> tuple[int, str]:
+def serve_sklearn(model_uri: str, *extra_args: str) -> tuple[int, str]:
     params = seldon_parameters(model_uri=model_uri)
     result = run_to_exit(
-        [*MODELSHELF, "SKLearnServer", "--parameters", params, "--grpc-workers", "0"],
+        [*MODELSHELF, "SKLearnServer", "--parameters", params, "--grpc-workers", "0", *extra_args],
         SERVERS / "sklearnserver",
     )
     return result.returncode, result.stdout
@@ -31,6 +31,16 @@ def test_a_model_uri_that_does_not_exist_is_one_error_line(tmp_path):
     (line,) = error_lines(log)
     assert f"could not start SKLearnServer: cannot download {tmp_path / 'missing'}" in line
     assert "no such file or folder" in line
+
+
+def test_the_traceback_of_a_typed_error_is_logged_at_debug(tmp_path):
+    code, log = serve_sklearn(str(tmp_path / "missing"), "--log-level", "DEBUG")
+    assert code == 1, log
+    (line,) = error_lines(log)
+    assert f"cannot download {tmp_path / 'missing'}" in line
+    after = log[log.index(line) :]
+    assert "DEBUG:  where it failed\nTraceback (most recent call last):" in after, log
+    assert f"StorageError: cannot download {tmp_path / 'missing'}" in after
 
 
 def test_an_unreadable_pickle_is_one_error_line_saying_what_was_expected(tmp_path):
