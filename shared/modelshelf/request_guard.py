@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from modelshelf.json_values import number_out_of_range, unreadable_value
 from modelshelf.number_settings import whole_env_number
 from modelshelf.request_errors import BadRequestError, RequestRefusedError
 from modelshelf.seldon_payload import FEEDBACK_PATHS, PREDICT_PATHS, BodyChecks, unequal_rows
@@ -212,8 +213,6 @@ def seldon_request_blueprint(component: Any) -> Any:
             except RecursionError:
                 raise too_deep("the body") from None
             except ValueError as exc:
-                from modelshelf.json_values import unreadable_value
-
                 found = unreadable_value(request.get_data())
                 if found is not None:  # a number beyond any type, text that is not UTF-8
                     raise BadRequestError(found.message()) from None
@@ -268,8 +267,6 @@ def unreadable_data_message(exc: Exception, current: Any) -> str:
         return f"the request's data could not be read: {notes[-1]}"
     body = current.get_json(silent=True) if current.is_json else None
     if isinstance(exc, OverflowError):  # "int too large to convert to float": which one
-        from modelshelf.json_values import number_out_of_range
-
         found = number_out_of_range(body)
         if found is not None:
             return found.message()
