@@ -310,7 +310,8 @@ def _forked(parent: int, target: Callable[..., object], *args: Any) -> None:
     try:
         target(*args)
     except ModelshelfError as exc:  # says what failed and what was expected: one line
-        logger.error("%s failed: %s", multiprocessing.current_process().name, exc)
+        hint = "; --log-level DEBUG logs its traceback" if exc.__cause__ is not None else ""
+        logger.error("%s failed: %s%s", multiprocessing.current_process().name, exc, hint)
         logger.debug("where it failed", exc_info=exc)
         sys.exit(1)  # the exit code of an exception left to multiprocessing
 

@@ -38,6 +38,7 @@ def test_the_traceback_of_a_typed_error_is_logged_at_debug(tmp_path):
     assert code == 1, log
     (line,) = error_lines(log)
     assert f"cannot download {tmp_path / 'missing'}" in line
+    assert "--log-level DEBUG" not in line  # ours alone: the traceback adds nothing to act on
     after = log[log.index(line) :]
     assert "DEBUG:  where it failed\nTraceback (most recent call last):" in after, log
     assert f"StorageError: cannot download {tmp_path / 'missing'}" in after
@@ -50,6 +51,7 @@ def test_an_unreadable_pickle_is_one_error_line_saying_what_was_expected(tmp_pat
     assert "Traceback" not in log
     (line,) = error_lines(log)
     assert f"cannot load the model from {tmp_path}" in line
+    assert line.endswith("; --log-level DEBUG logs its traceback")  # unpickling's error, quoted
 
 
 def test_a_typed_error_in_a_worker_is_one_line_with_the_uri_redacted():

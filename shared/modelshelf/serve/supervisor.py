@@ -72,8 +72,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return serve(args)
     except ModelshelfError as exc:
         # Ours says what failed, on which (redacted) URI or setting, and what was expected: one
-        # line; the traceback would only bury it (at DEBUG for whoever wants it).
-        logger.error("modelshelf serve could not start %s: %s", args.interface_name, exc)
+        # line; the traceback would only bury it (at DEBUG for whoever wants it; said when it
+        # holds a library's own error, e.g. unpickling's, that the line only quotes).
+        hint = "; --log-level DEBUG logs its traceback" if exc.__cause__ is not None else ""
+        logger.error("modelshelf serve could not start %s: %s%s", args.interface_name, exc, hint)
         logger.debug("where it failed", exc_info=exc)
         return 1
     except Exception:
