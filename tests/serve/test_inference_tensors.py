@@ -63,9 +63,12 @@ def test_long_float_tensor_refusals_are_400s_naming_the_element(bad: object, mes
 
 
 def test_booleans_are_looked_for_only_where_the_json_may_hold_them() -> None:
-    """gRPC's typed contents and a body without true/false skip the search."""
+    """gRPC's typed contents (``json_booleans=False``) hold no JSON booleans: no check, and
+    a True there is numpy's 1.0 (JSON's true in the same tensor is a 400)."""
     tensor = Tensor.from_values("x", "FP64", [2], [1, True], json_booleans=False)
     assert tensor.data.tolist() == [1.0, 1.0]
+    with pytest.raises(BadRequestError, match=r"element \[1\] is true"):
+        Tensor.from_values("x", "FP64", [2], [1, True])
 
 
 class RefusingModel:
