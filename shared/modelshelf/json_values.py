@@ -126,7 +126,9 @@ def _first_unreadable(value: Any, path: tuple[str | int, ...]) -> Any:
         if isinstance(value, dict):
             for key, item in reversed(list(value.items())):
                 if _SURROGATE.search(key):  # the key itself is no path a message can hold
-                    return path, f"an object whose key {quoted(key)} is not UTF-8 text"
+                    return path, (
+                        f"an object whose key {quoted(key)} is not UTF-8 text: send keys as UTF-8"
+                    )
                 stack.append((item, (*path, key)))
         elif isinstance(value, list):
             stack.extend((item, (*path, i)) for i, item in reversed(list(enumerate(value))))
