@@ -11,10 +11,10 @@ import time
 
 import grpc
 import pytest
-from frontends import MODELSHELF, finish, sklearn_launch, start
+from frontends import COMPONENTS, MODELSHELF, Launch, finish, running, sklearn_launch, start
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from microservice import log_tail
+from microservice import log_tail, wait_for_text
 
 READY_PATHS = ["/v2/health/ready", "/v2/models/iris/ready", "/v1/models/iris", "/health/status"]
 
@@ -59,3 +59,21 @@ def test_the_first_ready_answer_finds_the_grpc_port_listening(sklearn_models, pa
             assert stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=10).ready
     finally:
         finish(service)
+
+
+def test_ready_again_once_a_dead_grpc_workers_replacement_listens():
+    """The parent clears a dead gRPC worker's flag; its replacement (same slot) sets it again:
+    readiness does not stay false after a worker that was replaced."""
+    from google.protobuf import json_format
+    from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
+
+    crash = json_format.ParseDict({"jsonData": {"exit": 3}}, prediction_pb2.SeldonMessage())
+    with running(Launch("CrashingModel", COMPONENTS, grpc=True), [MODELSHELF]) as (service,):
+        assert service.get("/v2/health/ready").status_code == 200
+        channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+        with channel, pytest.raises(grpc.RpcError):  # the worker exits inside the call
+            prediction_pb2_grpc.ModelStub(channel).Predict(crash, timeout=30)
+        wait_for_text(service.log, "grpc worker replaced by")
+        first_ready_answer(service, "/v2/health/ready")
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", service.grpc_port)) == 0
