@@ -44,7 +44,7 @@ def test_the_traceback_of_a_typed_error_is_logged_at_debug(tmp_path):
     assert f"StorageError: cannot download {tmp_path / 'missing'}" in after
 
 
-def test_an_unreadable_pickle_is_one_error_line_saying_what_was_expected(tmp_path):
+def test_an_unreadable_pickle_is_one_error_line_pointing_to_its_traceback(tmp_path):
     (tmp_path / "model.pkl").write_bytes(pickle.dumps(object())[:5])  # cut short
     code, log = serve_sklearn(str(tmp_path))
     assert code == 1, log
