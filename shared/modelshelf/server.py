@@ -60,6 +60,7 @@ from modelshelf.input_refusals import refused_input_message
 from modelshelf.inputs import RowReader
 from modelshelf.openmp import ProcessThreads, rows_of, single_threaded
 from modelshelf.redaction import redact_uri
+from modelshelf.serve.listeners import all_listening
 
 logger = logging.getLogger(__name__)
 
@@ -325,8 +326,6 @@ class ModelServer(SeldonComponent):
     def health_status(self) -> dict[str, Any]:
         """Healthy only once the model is in memory (seldon's default says healthy at once)
         and, under ``modelshelf serve``, every port accepts (``serve.listeners``: gRPC's)."""
-        from modelshelf.serve.listeners import all_listening
-
         if not self._ready or not all_listening():
             raise ModelNotReadyError()
         return {"status": "ready", "model_uri": redact_uri(self.model_uri)}
