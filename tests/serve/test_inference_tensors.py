@@ -71,6 +71,32 @@ def test_booleans_are_looked_for_only_where_the_json_may_hold_them() -> None:
         Tensor.from_values("x", "FP64", [2], [1, True])
 
 
+def test_a_callable_is_asked_whether_the_json_holds_booleans_only_when_numbers_read_1_or_0():
+    """V2 REST passes whether its body holds ``true`` / ``false`` at all as a callable: asked
+    only when numpy read a 1 or a 0 in a long tensor, and its no spares the type scan."""
+    asked = []
+
+    def body_holds_booleans(answer: bool):
+        def ask() -> bool:
+            asked.append(answer)
+            return answer
+
+        return ask
+
+    Tensor.from_values("x", "FP64", [LONG], [0.5] * LONG, json_booleans=body_holds_booleans(True))
+    assert asked == []  # no 1 or 0: nothing to ask
+    values = [0.5] * (LONG - 1) + [True]
+    tensor = Tensor.from_values(
+        "x", "FP64", [LONG], values, json_booleans=body_holds_booleans(False)
+    )
+    assert asked == [False] and tensor.data[-1] == 1.0  # the body said no: no scan, no refusal
+    with pytest.raises(BadRequestError, match=rf"element \[{LONG - 1}\] is true"):
+        Tensor.from_values("x", "FP64", [LONG], values, json_booleans=body_holds_booleans(True))
+    with pytest.raises(BadRequestError, match=r"element \[1\] is false"):
+        Tensor.from_values("x", "INT64", [LONG], [1, False] + [2] * (LONG - 2),
+                           json_booleans=body_holds_booleans(True))  # fmt: skip
+
+
 class RefusingModel:
     """A user's class that refuses its input as a bad request, in its own words."""
 

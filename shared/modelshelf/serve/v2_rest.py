@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import logging
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -120,7 +121,7 @@ class V2Rest:
             fields = orjson.loads(document)
         except orjson.JSONDecodeError as exc:
             raise _not_json(document, exc) from None
-        return _request(fields, binary)
+        return _request(fields, binary, lambda: b"true" in document or b"false" in document)
 
     @staticmethod
     def reply(response: InferenceResponse, request: InferenceRequest, binary: bool) -> Reply:
@@ -198,8 +199,11 @@ def _parameters(fields: dict[str, Any], owner: str) -> dict[str, Any]:
     return parameters
 
 
-def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
-    """The inference request and its ``binary_data_output`` flag."""
+def _request(
+    fields: Any, binary: Any, json_booleans: Callable[[], bool]
+) -> tuple[InferenceRequest, bool]:
+    """The inference request and its ``binary_data_output`` flag; ``json_booleans`` says
+    whether the JSON may hold booleans at all (asked only where numbers read 1 or 0)."""
     if type(fields) is not dict:
         raise BadRequestError("the request must be a JSON object with inputs")
     inputs = fields.get("inputs")
@@ -231,7 +235,9 @@ def _request(fields: Any, binary: Any) -> tuple[InferenceRequest, bool]:
             tensor = Tensor.from_bytes(name, datatype, shape, binary[at : at + size], parameters)
             at += size
         elif "data" in spec:
-            tensor = Tensor.from_values(name, datatype, shape, spec["data"], parameters)
+            tensor = Tensor.from_values(
+                name, datatype, shape, spec["data"], parameters, json_booleans
+            )
         else:
             raise BadRequestError(f"input {name!r} has neither data nor binary_data_size")
         tensors.append(tensor)
