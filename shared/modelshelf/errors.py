@@ -61,24 +61,23 @@ class ModelshelfError(Exception):
 
 
 class ConfigurationError(ModelshelfError):
-    """A parameter or environment variable has a value the server cannot work with."""
+    """A parameter or environment variable has a value the server cannot work with; ``source``
+    says which kind the message names (``parameter``, ``environment variable``)."""
 
-    def __init__(self, parameter: str, value: object, expected: str) -> None:
+    def __init__(
+        self, parameter: str, value: object, expected: str, source: str = "parameter"
+    ) -> None:
         self.parameter = parameter
         self.value = redact_text(value) if isinstance(value, str) else value
         self.expected = expected
-        super().__init__(f"parameter {parameter}={self.value!r} is not valid: expected {expected}")
+        self.source = source
+        super().__init__(f"{source} {parameter}={self.value!r} is not valid: expected {expected}")
 
 
 class SettingError(ConfigurationError):
     """A number setting (``modelshelf.number_settings``) that is not a number the server can use:
     names where it came from (an environment variable or a parameter), its value and what was
     expected."""
-
-    def __init__(self, name: str, value: object, expected: str, source: str) -> None:
-        super().__init__(name, value, expected)
-        self.source = source
-        self.args = (f"{source} {name}={self.value!r} is not valid: expected {expected}",)
 
 
 class ModelLoadError(ModelshelfError):

@@ -725,7 +725,7 @@ def test_an_unknown_server_name_stops_the_server_naming_the_choices():
     try:
         assert service.process.wait(60) == 1
         log = service.log()
-        assert "MODELSHELF_GRPC_SERVER='grcpio' is not valid" in log
+        assert "environment variable MODELSHELF_GRPC_SERVER='grcpio' is not valid" in log
         assert "http2" in log and "grpcio" in log
         assert "restart" not in log.lower()  # refused by the parent, before any worker
     finally:

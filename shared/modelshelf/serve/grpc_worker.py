@@ -74,6 +74,7 @@ def grpc_server_kind() -> str:
             SERVER_ENV,
             kind,
             "http2 (the default: modelshelf's own single-threaded server) or grpcio (grpcio's)",
+            source="environment variable",
         )
     return kind
 
@@ -170,7 +171,10 @@ def max_message_bytes(annotations: dict[str, str]) -> int | None:
         size = int(text)
     except ValueError:
         raise ConfigurationError(
-            ANNOTATION_GRPC_MAX_MSG_SIZE, text, "a whole number of bytes, e.g. 104857600"
+            ANNOTATION_GRPC_MAX_MSG_SIZE,
+            text,
+            "a whole number of bytes, e.g. 104857600",
+            source="annotation",
         ) from None
     logger.info("Setting grpc max message and receive length to %d", size)
     return size

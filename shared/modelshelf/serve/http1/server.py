@@ -44,6 +44,7 @@ def http_server_kind() -> str:
             SERVER_ENV,
             kind,
             "modelshelf (the default: modelshelf's own HTTP/1.1 server) or uvicorn",
+            source="environment variable",
         )
     return kind
 
