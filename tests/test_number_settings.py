@@ -11,39 +11,104 @@ import pytest
 from microservice import BIN
 from modelshelf.errors import ConfigurationError, SettingError
 from modelshelf.number_settings import env_number, number_value, whole_env_number
+from modelshelf.persistence import period_from
 from modelshelf.request_guard import max_body_bytes
 from modelshelf.serve.batching import BatchSettings
 from modelshelf.serve.http1.server import client_min_speed, client_stall_seconds
 from modelshelf.serve.supervisor import max_worker_restarts
 from modelshelf.storage._archive import ArchiveLimits
+from modelshelf.storage._sync import concurrency
 from modelshelf.storage._transfer import Limits
 
 REFUSED = ["nan", "NaN", "inf", "-inf", "Infinity", "-1", "-0.5", "ten", "1,5", "0x10"]
 
-#: Every number setting, how the server reads it, and the values the README's table documents.
+#: Every number setting: how the server reads it, the value it holds (from what the reader
+#: returns), and the values the README's table documents with what each must read as.
 SETTINGS = {
-    "MODELSHELF_MAX_BODY_BYTES": (max_body_bytes, ["67108864", "1048576"]),
-    "MODELSHELF_MAX_WORKER_RESTARTS": (max_worker_restarts, ["10", "3", "0"]),
-    "MODELSHELF_MAX_BATCH_SIZE": (BatchSettings.from_environment, ["256", "1"]),
-    "MODELSHELF_MAX_BATCH_TIME_MS": (BatchSettings.from_environment, ["0", "2", "60000"]),
-    "MODELSHELF_CLIENT_STALL_SECONDS": (client_stall_seconds, ["30", "2", "0.5"]),
-    "MODELSHELF_CLIENT_MIN_SPEED": (client_min_speed, ["1024", "0", "2"]),
-    "MODELSHELF_DOWNLOAD_TIMEOUT": (Limits.from_environ, ["3600", "20"]),
-    "MODELSHELF_DOWNLOAD_CONNECT_TIMEOUT": (Limits.from_environ, ["10", "0.5"]),
-    "MODELSHELF_DOWNLOAD_MIN_SPEED": (Limits.from_environ, ["1024", "0"]),
-    "MODELSHELF_DOWNLOAD_SPEED_WINDOW": (Limits.from_environ, ["30"]),
-    "MODELSHELF_ARCHIVE_MAX_BYTES": (ArchiveLimits.from_environ, ["68719476736"]),
-    "MODELSHELF_ARCHIVE_MAX_RATIO": (ArchiveLimits.from_environ, ["100", "2.5"]),
-    "MODELSHELF_ARCHIVE_MAX_FILES": (ArchiveLimits.from_environ, ["10000"]),
+    "MODELSHELF_MAX_BODY_BYTES": (
+        max_body_bytes,
+        lambda read: read,
+        {"67108864": 67_108_864, "1048576": 1_048_576, "1e6": 1_000_000},
+    ),
+    "MODELSHELF_MAX_WORKER_RESTARTS": (
+        max_worker_restarts,
+        lambda read: read,
+        {"10": 10, "3": 3, "0": 0},
+    ),
+    "MODELSHELF_MAX_BATCH_SIZE": (
+        BatchSettings.from_environment,
+        lambda read: read.max_rows,
+        {"256": 256, "1": 1},
+    ),
+    "MODELSHELF_MAX_BATCH_TIME_MS": (
+        BatchSettings.from_environment,
+        lambda read: read.max_wait_seconds,
+        {"0": 0.0, "2": 0.002, "60000": 60.0},
+    ),
+    "MODELSHELF_CLIENT_STALL_SECONDS": (
+        client_stall_seconds,
+        lambda read: read,
+        {"30": 30.0, "2": 2.0, "0.5": 0.5},
+    ),
+    "MODELSHELF_CLIENT_MIN_SPEED": (
+        client_min_speed,
+        lambda read: read,
+        {"1024": 1024.0, "0": 0.0, "2": 2.0},
+    ),
+    "MODELSHELF_DOWNLOAD_TIMEOUT": (
+        Limits.from_environ,
+        lambda read: read.timeout,
+        {"3600": 3600.0, "20": 20.0},
+    ),
+    "MODELSHELF_DOWNLOAD_CONNECT_TIMEOUT": (
+        Limits.from_environ,
+        lambda read: read.connect_timeout,
+        {"10": 10.0, "0.5": 0.5},
+    ),
+    "MODELSHELF_DOWNLOAD_MIN_SPEED": (
+        Limits.from_environ,
+        lambda read: read.min_speed,
+        {"1024": 1024, "0": 0},
+    ),
+    "MODELSHELF_DOWNLOAD_SPEED_WINDOW": (
+        Limits.from_environ,
+        lambda read: read.speed_window,
+        {"30": 30.0},
+    ),
+    "MODELSHELF_DOWNLOAD_CONCURRENCY": (
+        concurrency,
+        lambda read: read,
+        {"10": 10, "1": 1, "1e1": 10},
+    ),
+    "MODELSHELF_ARCHIVE_MAX_BYTES": (
+        ArchiveLimits.from_environ,
+        lambda read: read.max_bytes,
+        {"68719476736": 68_719_476_736, "1e9": 1_000_000_000},
+    ),
+    "MODELSHELF_ARCHIVE_MAX_RATIO": (
+        ArchiveLimits.from_environ,
+        lambda read: read.max_ratio,
+        {"100": 100.0, "2.5": 2.5},
+    ),
+    "MODELSHELF_ARCHIVE_MAX_FILES": (
+        ArchiveLimits.from_environ,
+        lambda read: read.max_files,
+        {"10000": 10_000},
+    ),
+    "PERSISTENCE_PERIOD": (
+        period_from,
+        lambda read: read,
+        {"60": 60.0, "0.5": 0.5},
+    ),
 }
 
 
 @pytest.mark.parametrize("variable", sorted(SETTINGS))
 def test_documented_values_are_taken_and_nonsense_is_refused_naming_it(variable, monkeypatch):
-    read, documented = SETTINGS[variable]
-    for text in documented:
+    read, value_of, documented = SETTINGS[variable]
+    for text, expected in documented.items():
         monkeypatch.setenv(variable, text)
-        read()
+        assert value_of(read()) == expected, text
     for text in REFUSED:
         monkeypatch.setenv(variable, text)
         with pytest.raises(SettingError) as refused:
@@ -53,6 +118,22 @@ def test_documented_values_are_taken_and_nonsense_is_refused_naming_it(variable,
             refused.value
         )
         assert isinstance(refused.value, ConfigurationError)  # what callers already catch
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "MODELSHELF_ARCHIVE_MAX_BYTES",
+        "MODELSHELF_ARCHIVE_MAX_FILES",
+        "MODELSHELF_DOWNLOAD_CONCURRENCY",
+    ],
+)
+def test_a_count_is_whole_a_fraction_is_refused_not_rounded(variable, monkeypatch):
+    """``1.5`` archive bytes or files read as 1 (``int()`` of the number) before."""
+    read = SETTINGS[variable][0]
+    monkeypatch.setenv(variable, "1.5")
+    with pytest.raises(SettingError, match=rf"environment variable {variable}='1\.5'"):
+        read()
 
 
 def test_zero_only_where_the_setting_says_what_it_means(monkeypatch):

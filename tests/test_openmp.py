@@ -35,7 +35,10 @@ def test_threads_per_process_follow_cores_and_workers(monkeypatch):
     assert openmp.rest_workers() == 3
     monkeypatch.setenv("GUNICORN_WORKERS", "many")
     monkeypatch.setattr(sys, "argv", ["x"])
-    with pytest.raises(ConfigurationError, match="GUNICORN_WORKERS"):
+    with pytest.raises(ConfigurationError, match=r"^environment variable GUNICORN_WORKERS='many'"):
+        openmp.rest_workers()
+    monkeypatch.setattr(sys, "argv", ["modelshelf", "serve", "M", "--workers=some"])
+    with pytest.raises(ConfigurationError, match=r"^option --workers='some'"):
         openmp.rest_workers()
 
 

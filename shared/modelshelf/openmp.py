@@ -184,16 +184,17 @@ def rest_workers() -> int:
     """The REST workers of either front end: ``--workers N`` if given, else ``GUNICORN_WORKERS``
     (both front ends' default), else 1."""
     value: str | None = os.environ.get("GUNICORN_WORKERS")
+    name, source = "GUNICORN_WORKERS", "environment variable"
     argv = sys.argv[1:]
     for i, arg in enumerate(argv):
         if arg == "--workers" and i + 1 < len(argv):
-            value = argv[i + 1]
+            value, name, source = argv[i + 1], "--workers", "option"
         elif arg.startswith("--workers="):
-            value = arg.split("=", 1)[1]
+            value, name, source = arg.split("=", 1)[1], "--workers", "option"
     try:
         return max(1, int(value)) if value else 1
     except ValueError:
-        raise ConfigurationError("GUNICORN_WORKERS", value, "a whole number of workers") from None
+        raise ConfigurationError(name, value, "a whole number of workers", source) from None
 
 
 def rows_of(model_input: Any) -> int:

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelshelf.errors import ConfigurationError, ModelshelfError
+from modelshelf.number_settings import number_value
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +68,14 @@ def state_key(component: Any, environ: Mapping[str, str] = os.environ) -> str:
 
 
 def period_from(environ: Mapping[str, str] = os.environ) -> float:
-    """``PERSISTENCE_PERIOD`` in seconds (default 60)."""
-    text = environ.get(PERIOD_ENV, "")
+    """``PERSISTENCE_PERIOD`` in seconds (default 60), read by ``modelshelf.number_settings``'
+    rules (``inf`` and ``nan`` are refused like any other non-number)."""
+    text = environ.get(PERIOD_ENV, "").strip()
     if not text:
         return DEFAULT_PERIOD
-    try:
-        period = float(text)
-    except ValueError:
-        period = -1.0
-    if not period > 0:
-        raise ConfigurationError(PERIOD_ENV, text, "a number of seconds greater than 0")
-    return period
+    return number_value(
+        PERIOD_ENV, text, "a number of seconds > 0, e.g. 60", source="environment variable"
+    )
 
 
 def redis_client(environ: Mapping[str, str] = os.environ) -> Any:
@@ -89,7 +87,9 @@ def redis_client(environ: Mapping[str, str] = os.environ) -> Any:
     try:
         port = int(port_text)
     except ValueError:
-        raise ConfigurationError(PORT_ENV, port_text, "a TCP port number") from None
+        raise ConfigurationError(
+            PORT_ENV, port_text, "a TCP port number", source="environment variable"
+        ) from None
     return redis.Redis(
         host=host, port=port, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
     )

@@ -123,6 +123,7 @@ def test_modelshelf_front_end_is_the_default_and_takes_output_transformer():
 def test_a_wrong_variable_is_named_with_what_was_expected(env, named, expected):
     with pytest.raises(ConfigurationError) as caught:
         settings(**env)
+    assert str(caught.value).startswith("environment variable "), caught.value  # not "parameter"
     assert named in str(caught.value)
     assert expected in str(caught.value)
 

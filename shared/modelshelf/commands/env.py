@@ -84,15 +84,26 @@ def model_uri_from_parameters(environ: dict[str, str] | None = None) -> str:
     text = env.get("PREDICTIVE_UNIT_PARAMETERS", "")
     if not text:
         raise ConfigurationError(
-            "PREDICTIVE_UNIT_PARAMETERS", "", "a model argument, or the server's parameters"
+            "PREDICTIVE_UNIT_PARAMETERS",
+            "",
+            "a model argument, or the server's parameters",
+            source="environment variable",
         )
     try:
         parameters = json.loads(text)
         values = {p["name"]: p["value"] for p in parameters}
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigurationError(
-            "PREDICTIVE_UNIT_PARAMETERS", text, 'a JSON list of {"name", "value", "type"}'
+            "PREDICTIVE_UNIT_PARAMETERS",
+            text,
+            'a JSON list of {"name", "value", "type"}',
+            source="environment variable",
         ) from exc
     if not values.get("model_uri"):
-        raise ConfigurationError("PREDICTIVE_UNIT_PARAMETERS", text, "a model_uri parameter")
+        raise ConfigurationError(
+            "PREDICTIVE_UNIT_PARAMETERS",
+            text,
+            "a model_uri parameter",
+            source="environment variable",
+        )
     return str(values["model_uri"])

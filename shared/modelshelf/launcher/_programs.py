@@ -35,6 +35,7 @@ def conda_environment(environ: Mapping[str, str]) -> Path | None:
             "conda",
             f"a conda environment at {prefix} (named by "
             f"{record}) with bin/python: run before-run again",
+            source="environment variable",
         )
     return prefix
 
@@ -51,5 +52,6 @@ def seldon_microservice(bin_dir: Path | None = None) -> tuple[str, ...]:
             "MODELSHELF_FRONTEND",
             "seldon",
             "seldon-core-microservice on PATH (pip install seldon-core)",
+            source="environment variable",
         )
     return (found,)

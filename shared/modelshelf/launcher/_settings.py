@@ -72,11 +72,15 @@ class LaunchSettings:
                 environ.get("MODEL_NAME", ""),
                 "the Python class to serve, e.g. "
                 "SKLearnServer (a module of that name in the server folder defines it)",
+                source="environment variable",
             )
         service_type = environ.get("SERVICE_TYPE", "MODEL").strip().upper() or "MODEL"
         if service_type not in SERVICE_TYPES:
             raise ConfigurationError(
-                "SERVICE_TYPE", environ["SERVICE_TYPE"], "one of " + ", ".join(SERVICE_TYPES)
+                "SERVICE_TYPE",
+                environ["SERVICE_TYPE"],
+                "one of " + ", ".join(SERVICE_TYPES),
+                source="environment variable",
             )
         return cls(
             model_name=model_name,
@@ -100,7 +104,7 @@ class LaunchSettings:
         if before_run.exists():
             if not os.access(before_run, os.X_OK):
                 raise ConfigurationError(
-                    "before-run", str(before_run), "an executable file (chmod +x)"
+                    "before-run", str(before_run), "an executable file (chmod +x)", source="file"
                 )
             steps.append(Step(BEFORE_RUN, (str(before_run),), StopPolicy.GROUP))
         steps.append(self.frontend_step())

@@ -20,6 +20,8 @@ DEFAULT_PORTS = {
     "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": 6000,
 }
 DEFAULT_STOP_SECONDS = 9.0
+#: Every value read here comes from the environment: errors name it so.
+SOURCE = "environment variable"
 
 
 def api_types(value: str) -> tuple[str, ...]:
@@ -29,7 +31,7 @@ def api_types(value: str) -> tuple[str, ...]:
         return API_TYPES
     unknown = [part for part in found if part not in API_TYPES]
     if unknown:
-        raise ConfigurationError("API_TYPE", value, "REST, GRPC or REST,GRPC")
+        raise ConfigurationError("API_TYPE", value, "REST, GRPC or REST,GRPC", SOURCE)
     return found
 
 
@@ -40,7 +42,7 @@ def flag(name: str, value: str) -> bool:
         return False
     if text in ("1", "true"):
         return True
-    raise ConfigurationError(name, value, "0 or 1")
+    raise ConfigurationError(name, value, "0 or 1", SOURCE)
 
 
 def unit_parameters(value: str) -> str:
@@ -51,7 +53,7 @@ def unit_parameters(value: str) -> str:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigurationError(
-            "PREDICTIVE_UNIT_PARAMETERS", value, f"a JSON list ({exc.msg} at {exc.pos})"
+            "PREDICTIVE_UNIT_PARAMETERS", value, f"a JSON list ({exc.msg} at {exc.pos})", SOURCE
         ) from None
     if not isinstance(parsed, list) or not all(
         isinstance(item, dict) and "name" in item and "value" in item for item in parsed
@@ -60,6 +62,7 @@ def unit_parameters(value: str) -> str:
             "PREDICTIVE_UNIT_PARAMETERS",
             value,
             'a JSON list of {"name": …, "value": …, "type": …} objects',
+            SOURCE,
         )
     return text
 
@@ -70,7 +73,7 @@ def port(environ: Mapping[str, str], name: str) -> int:
     if not value:
         return DEFAULT_PORTS[name]
     if not value.isdigit() or not 0 < int(value) < 65536:
-        raise ConfigurationError(name, value, "a TCP port number, 1-65535")
+        raise ConfigurationError(name, value, "a TCP port number, 1-65535", SOURCE)
     return int(value)
 
 
@@ -83,7 +86,7 @@ def stop_seconds(value: str) -> float:
     except ValueError:
         seconds = -1.0
     if not 0 < seconds <= 3600:
-        raise ConfigurationError("MODELSHELF_STOP_SECONDS", value, "seconds, more than 0")
+        raise ConfigurationError("MODELSHELF_STOP_SECONDS", value, "seconds, more than 0", SOURCE)
     return seconds
 
 
@@ -93,9 +96,9 @@ def frontend(value: str) -> str:
     if text in ("", "auto"):
         return "modelshelf" if modelshelf_serve_available() else "seldon"
     if text not in FRONTENDS:
-        raise ConfigurationError("MODELSHELF_FRONTEND", value, "modelshelf, seldon or auto")
+        raise ConfigurationError("MODELSHELF_FRONTEND", value, "modelshelf, seldon or auto", SOURCE)
     if text == "modelshelf" and not modelshelf_serve_available():
         raise ConfigurationError(
-            "MODELSHELF_FRONTEND", value, "seldon: modelshelf serve is not installed here"
+            "MODELSHELF_FRONTEND", value, "seldon: modelshelf serve is not installed here", SOURCE
         )
     return text

@@ -163,7 +163,10 @@ def cache_root() -> Path:
             from modelshelf.errors import ConfigurationError
 
             raise ConfigurationError(
-                "MODELSHELF_MODEL_CACHE", configured, f"a writable folder ({exc.strerror})"
+                "MODELSHELF_MODEL_CACHE",
+                configured,
+                f"a writable folder ({exc.strerror})",
+                source="environment variable",
             ) from exc
         return root
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from modelshelf.errors import StorageError, UnsafeArchiveError
+from modelshelf.number_settings import whole_env_number
 from modelshelf.storage._transfer import positive_setting
 
 SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
@@ -51,8 +52,12 @@ class ArchiveLimits:
     @classmethod
     def from_environ(cls) -> ArchiveLimits:
         return cls(
-            max_bytes=int(positive_setting("MODELSHELF_ARCHIVE_MAX_BYTES", DEFAULT_MAX_BYTES)),
-            max_files=int(positive_setting("MODELSHELF_ARCHIVE_MAX_FILES", DEFAULT_MAX_FILES)),
+            max_bytes=whole_env_number(
+                "MODELSHELF_ARCHIVE_MAX_BYTES", DEFAULT_MAX_BYTES, "a whole number of bytes > 0"
+            ),
+            max_files=whole_env_number(
+                "MODELSHELF_ARCHIVE_MAX_FILES", DEFAULT_MAX_FILES, "a whole number of entries > 0"
+            ),
             max_ratio=positive_setting("MODELSHELF_ARCHIVE_MAX_RATIO", DEFAULT_MAX_RATIO),
         )
 

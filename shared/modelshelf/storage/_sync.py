@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from modelshelf import errors
 from modelshelf.errors import StorageError
+from modelshelf.number_settings import whole_env_number
 from modelshelf.storage import _archive
 from modelshelf.storage._transfer import Budget, Limits
 
@@ -133,16 +134,9 @@ class Progress:
 
 def concurrency() -> int:
     """How many files (or parts of a big file) download at once."""
-    value = os.environ.get("MODELSHELF_DOWNLOAD_CONCURRENCY", "10")
-    try:
-        count = int(value)
-    except ValueError:
-        count = 0
-    if count < 1:
-        from modelshelf.errors import ConfigurationError
-
-        raise ConfigurationError("MODELSHELF_DOWNLOAD_CONCURRENCY", value, "a positive integer")
-    return count
+    return whole_env_number(
+        "MODELSHELF_DOWNLOAD_CONCURRENCY", 10, "a whole number of downloads at once > 0"
+    )
 
 
 def safe_relpath(display: str, relpath: str) -> str:

@@ -1,0 +1,45 @@
+"""Errors about environment variables say "environment variable NAME=…", not "parameter NAME=…"
+(a parameter is the SeldonDeployment's: the wrong place to look)."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelshelf import persistence, storage
+from modelshelf.commands.env import model_uri_from_parameters
+from modelshelf.errors import ConfigurationError
+from modelshelf.launcher import _values
+
+PORT = "PREDICTIVE_UNIT_HTTP_SERVICE_PORT"
+
+READS = {
+    "API_TYPE": lambda: _values.api_types("SOAP"),
+    "PERSISTENCE": lambda: _values.flag("PERSISTENCE", "maybe"),
+    "PREDICTIVE_UNIT_PARAMETERS": lambda: _values.unit_parameters("[1]"),
+    PORT: lambda: _values.port({PORT: "http"}, PORT),
+    "MODELSHELF_STOP_SECONDS": lambda: _values.stop_seconds("soon"),
+    "MODELSHELF_FRONTEND": lambda: _values.frontend("nginx"),
+    "REDIS_SERVICE_PORT": lambda: persistence.redis_client({"REDIS_SERVICE_PORT": "redis"}),
+}
+
+
+@pytest.mark.parametrize("variable", sorted(READS))
+def test_a_bad_environment_variable_is_named_as_one(variable):
+    with pytest.raises(ConfigurationError) as refused:
+        READS[variable]()
+    assert str(refused.value).startswith(f"environment variable {variable}="), refused.value
+
+
+def test_an_unwritable_model_cache_is_named_as_an_environment_variable(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("MODELSHELF_MODEL_CACHE", str(tmp_path / "file" / "cache"))
+    with pytest.raises(ConfigurationError, match=r"^environment variable MODELSHELF_MODEL_CACHE="):
+        storage.cache_root()
+
+
+@pytest.mark.parametrize("text", ["", "{not json", "[]"])
+def test_modelshelf_env_names_predictive_unit_parameters_as_an_environment_variable(text):
+    with pytest.raises(
+        ConfigurationError, match=r"^environment variable PREDICTIVE_UNIT_PARAMETERS="
+    ):
+        model_uri_from_parameters({"PREDICTIVE_UNIT_PARAMETERS": text})
