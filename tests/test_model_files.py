@@ -1,9 +1,15 @@
 """Which file in a model folder is the model."""
 
+import pickle
+import struct
+
+import joblib
+import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from modelshelf.errors import ModelLoadError, ModelNotFoundError
-from modelshelf.model_files import find_model_file
+from modelshelf.model_files import find_model_file, load_pickled
 
 NAMES = ("model.joblib", "model.pkl")
 SUFFIXES = (".joblib", ".pkl")
@@ -54,3 +60,31 @@ def test_missing_explicit_file_lists_the_folder(tmp_path):
     touch(tmp_path, "a.pkl")
     with pytest.raises(ModelNotFoundError, match=r"'b\.pkl' not found.*\[a\.pkl\]"):
         find_model_file(tmp_path, NAMES, SUFFIXES, model_file="b.pkl")
+
+
+@pytest.mark.parametrize(
+    ("compress", "keep", "cause"),
+    [
+        (0, 3, struct.error),  # "unpack requires a buffer of 8 bytes"
+        (0, 0.5, IndexError),  # "index out of range": joblib's array reader, cut mid-array
+        (3, 0.5, pickle.UnpicklingError),  # joblib's zlib-compressed file, cut in half
+    ],
+)
+def test_a_truncated_pickle_names_the_file_and_what_was_expected(tmp_path, compress, keep, cause):
+    """A partial copy reached the client as ``struct.error: unpack requires a buffer of 8
+    bytes``, naming neither the file nor what was wrong with it."""
+    estimator = LogisticRegression().fit(np.arange(20.0).reshape(10, 2), np.arange(10) % 2)
+    whole = tmp_path / "whole.joblib"
+    joblib.dump(estimator, whole, compress=compress)
+    data = whole.read_bytes()
+    cut = data[: keep if isinstance(keep, int) else int(len(data) * keep)]
+    (tmp_path / "model.joblib").write_bytes(cut)
+    uri = "https://models.example/iris/model.joblib?X-Amz-Signature=very-secret-value"
+    with pytest.raises(ModelLoadError) as failed:
+        load_pickled(tmp_path / "model.joblib", uri)
+    message = str(failed.value)
+    assert message.startswith("cannot load the model from https://models.example/iris/model.joblib")
+    assert "very-secret-value" not in message
+    assert f"model.joblib ({len(cut)} bytes) looks truncated or corrupt" in message
+    assert "expected a complete pickle or joblib file" in message
+    assert isinstance(failed.value.__cause__, cause)  # unpickling's own error, kept

@@ -7,7 +7,11 @@ is an error that lists what the folder holds, so the user can set ``model_file``
 
 from __future__ import annotations
 
+import gzip
+import lzma
 import pickle
+import struct
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,21 +85,38 @@ def _listing(folder: Path) -> str:
 PICKLE_STARTS = (b"\x80", b"x", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x5d\x00", b"\x04\x22\x4d\x18")
 #: What unpickling raises on bytes that are no pickle (a text file: ``KeyError: 60``).
 NOT_A_PICKLE_ERRORS = (pickle.UnpicklingError, KeyError, EOFError, IndexError, ValueError)
+#: What unpickling (and joblib's decompressors) raise on a pickle cut short or damaged: a
+#: truncated header is ``struct.error: unpack requires a buffer of 8 bytes``, a truncated body
+#: ``UnpicklingError: pickle exhausted before end of frame`` or a bare ``EOFError``.
+CORRUPT_PICKLE_ERRORS = (
+    *NOT_A_PICKLE_ERRORS,
+    struct.error,
+    zlib.error,
+    lzma.LZMAError,
+    gzip.BadGzipFile,
+)
 
 
 def load_pickled(path: Path, uri: str | None = None) -> Any:
     """``joblib.load(path)``; a file that is no joblib or pickle file at all (a text file, an
     HTML error page saved under the model's name) is a ``ModelLoadError`` naming the file and
-    how it begins, not unpickling's ``KeyError: 60``."""
+    how it begins, not unpickling's ``KeyError: 60``; a pickle that breaks off or is damaged
+    (a partial copy) is one naming the file and saying so, not a bare ``EOFError``."""
     import joblib
 
     try:
         return joblib.load(path)
-    except NOT_A_PICKLE_ERRORS:
+    except CORRUPT_PICKLE_ERRORS as exc:
         with open(path, "rb") as handle:
             head = handle.read(16)
         if head.startswith(PICKLE_STARTS):
-            raise  # a pickle that fails for another reason: its own message says why
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise ModelLoadError(
+                uri or str(path),
+                f"{path.name} ({path.stat().st_size} bytes) looks truncated or corrupt ({reason}): "
+                "expected a complete pickle or joblib file, written with the same library "
+                "versions as this server's; copy it again",
+            ) from exc  # unpickling's error: at DEBUG with its traceback
         raise ModelLoadError(
             uri or str(path),
             f"{path.name} is not a joblib or pickle file (it begins {head!r}); save the model "

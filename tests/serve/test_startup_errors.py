@@ -51,6 +51,8 @@ def test_an_unreadable_pickle_is_one_error_line_pointing_to_its_traceback(tmp_pa
     assert "Traceback" not in log
     (line,) = error_lines(log)
     assert f"cannot load the model from {tmp_path}" in line
+    assert "model.pkl (5 bytes) looks truncated or corrupt" in line  # not a bare EOFError
+    assert "expected a complete pickle or joblib file" in line
     assert line.endswith("; --log-level DEBUG logs its traceback")  # unpickling's error, quoted
 
 
