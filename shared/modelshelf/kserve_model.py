@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from modelshelf.model_files import MODEL_MOUNT, storage_uri_location
+from modelshelf.number_settings import whole_env_number
 from modelshelf.request_errors import BadRequestError, ModelNotReadyError, ServerFaultError
 
 __all__ = ["InvalidInput", "Model", "ModelServer", "Storage", "model_server_arguments"]
@@ -244,9 +245,18 @@ def model_server_arguments(argv: Sequence[str] | None = None) -> argparse.Namesp
     are left for the model's own parser, as KServe's ``parse_known_args`` leaves them."""
     env = os.environ.get
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--http_port", type=int, default=int(env("HTTP_PORT", "8080")))
-    parser.add_argument("--grpc_port", type=int, default=int(env("GRPC_PORT", "8081")))
-    parser.add_argument("--workers", type=int, default=int(env("WORKERS", "1")))
+    port = "a TCP port number, 1-65535"
+    parser.add_argument(
+        "--http_port", type=int, default=whole_env_number("HTTP_PORT", 8080, port, at_most=65_535)
+    )
+    parser.add_argument(
+        "--grpc_port", type=int, default=whole_env_number("GRPC_PORT", 8081, port, at_most=65_535)
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=whole_env_number("WORKERS", 1, "a whole number of REST workers >= 1"),
+    )
     parser.add_argument("--model_name", default=env("MODEL_NAME", "model"))
     model_dir = env("MODEL_DIR") or storage_uri_location(env("STORAGE_URI")) or MODEL_MOUNT
     parser.add_argument("--model_dir", default=model_dir)

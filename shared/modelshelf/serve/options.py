@@ -15,6 +15,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from modelshelf.errors import ConfigurationError
+from modelshelf.number_settings import whole_env_number
+
 SERVICE_TYPES = (
     "MODEL",
     "ROUTER",
@@ -27,12 +30,46 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, str(default)))
+    """A whole number >= 0 from the environment (seldon-core's settings modelshelf accepts and
+    mostly ignores: 0 keeps seldon-core's meaning), by ``modelshelf.number_settings``' rules."""
+    return whole_env_number(name, default, "a whole number >= 0", zero=True)
+
+
+def _env_port(name: str, default: int) -> int:
+    return whole_env_number(name, default, "a TCP port number, 1-65535", at_most=65_535)
 
 
 def _port(seldon_env: str, kserve_env: str, default: int) -> int:
     """A port from Seldon's variable, else KServe images' (``HTTP_PORT``/``GRPC_PORT``)."""
-    return _env_int(seldon_env, _env_int(kserve_env, default))
+    return _env_port(seldon_env if os.environ.get(seldon_env, "").strip() else kserve_env, default)
+
+
+#: The worker counts: environment variable, option, default, the least allowed, and what a
+#: count means (GRPC_WORKERS=0 is documented: REST only, no gRPC server).
+WORKER_COUNTS = {
+    "workers": ("GUNICORN_WORKERS", "--workers", 1, 1, "a whole number of REST workers >= 1"),
+    "grpc_workers": (
+        "GRPC_WORKERS",
+        "--grpc-workers",
+        1,
+        0,
+        "a whole number of gRPC workers >= 0 (0: no gRPC server)",
+    ),
+}
+
+
+def _env_workers(attribute: str) -> int:
+    variable, _option, default, least, expected = WORKER_COUNTS[attribute]
+    return whole_env_number(variable, default, expected, zero=least == 0)
+
+
+def check_worker_counts(args: argparse.Namespace) -> None:
+    """A negative (or, for REST, zero) ``--workers`` / ``--grpc-workers`` is refused naming the
+    option; it was quietly served as 1 or 0 workers."""
+    for attribute, (_variable, option, _default, least, expected) in WORKER_COUNTS.items():
+        value = getattr(args, attribute)
+        if value < least:
+            raise ConfigurationError(option, str(value), expected, source="option")
 
 
 def env_flag(name: str) -> bool:
@@ -53,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--debug", nargs="?", type=bool, const=True, default=env_flag("SELDON_DEBUG")
     )
     parser.add_argument("--tracing", nargs="?", default=_env_int("TRACING", 0), const=1, type=int)
-    parser.add_argument("--workers", type=int, default=_env_int("GUNICORN_WORKERS", 1))
+    parser.add_argument("--workers", type=int, default=_env_workers("workers"))
     parser.add_argument("--threads", type=int, default=_env_int("GUNICORN_THREADS", 1))
     parser.add_argument("--max-requests", type=int, default=_env_int("GUNICORN_MAX_REQUESTS", 0))
     parser.add_argument(
@@ -74,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=_port("PREDICTIVE_UNIT_GRPC_SERVICE_PORT", "GRPC_PORT", 5000),
     )
     parser.add_argument(
-        "--metrics-port", type=int, default=_env_int("PREDICTIVE_UNIT_METRICS_SERVICE_PORT", 6000)
+        "--metrics-port", type=int, default=_env_port("PREDICTIVE_UNIT_METRICS_SERVICE_PORT", 6000)
     )
     parser.add_argument("--pidfile", default=None)
     parser.add_argument(
@@ -85,7 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=env_flag("GUNICORN_ACCESS_LOG"),
     )
     parser.add_argument("--grpc-threads", type=int, default=_env_int("GRPC_THREADS", 1))
-    parser.add_argument("--grpc-workers", type=int, default=_env_int("GRPC_WORKERS", 1))
+    parser.add_argument("--grpc-workers", type=int, default=_env_workers("grpc_workers"))
     # The Open Inference Protocol, KServe V1 and MLflow paths, and KServe runtimes' arguments.
     parser.add_argument(
         "--model-name",
@@ -108,6 +145,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
+    check_worker_counts(args)
     if args.model_name and args.model_name in (
         args.interface_name,
         args.interface_name.rpartition(".")[2],

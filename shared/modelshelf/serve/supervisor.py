@@ -59,7 +59,12 @@ RESTART_WINDOW = 60.0
 def main(argv: Sequence[str] | None = None) -> int:
     """``modelshelf serve`` / ``python -m modelshelf.serve``: parse, then serve until stopped."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = options.parse_args(argv)
+    try:
+        args = options.parse_args(argv)
+    except ModelshelfError as exc:  # a worker count or port variable that is no number: one line
+        _setup_logging("INFO")
+        logger.error("modelshelf serve could not start: %s", exc)
+        return 1
     return run(args, argv)
 
 
