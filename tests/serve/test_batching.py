@@ -96,15 +96,16 @@ def _at_once(url: str, requests: list[Request]) -> list[httpx.Response]:
 def _answers(responses: list[httpx.Response]) -> list[tuple[int, bytes]]:
     """Status and body, without the ``meta.metrics`` a Seldon answer carries when modelshelf's
     own counters are due (by time, not by request)."""
-    found = []
-    for response in responses:
-        body = response.content
-        if b'"metrics":' in body:
-            document = response.json()
-            document["meta"].pop("metrics")
-            body = json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-        found.append((response.status_code, body))
-    return found
+    return [(response.status_code, _without_metrics(response.content)) for response in responses]
+
+
+def _without_metrics(body: bytes) -> bytes:
+    """A Seldon answer without its ``meta.metrics``."""
+    if b'"metrics":' not in body:
+        return body
+    document = json.loads(body)
+    document["meta"].pop("metrics")
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
 
 
 def _one_by_one(service: Microservice, requests: list[Request]) -> list[httpx.Response]:
@@ -349,6 +350,33 @@ def test_requests_join_without_an_added_wait(forest_dir: Path) -> None:
         for _ in range(5):
             assert _answers(_at_once(service.url, requests * 2)) == alone * 2
         assert wait_for(lambda: batch_sizes(service)[1] > 0)
+
+
+def test_requests_pipelined_in_one_write_still_join(forest_dir: Path) -> None:
+    """Default settings. A connection's next request sent once its answer came is served at
+    once (``Batcher.follows_answer``; no joined call: the histogram stays empty), but requests
+    pipelined in one write arrive while the first one's model call runs: the other three join
+    one call, each answered as alone."""
+    launch = sklearn_launch(forest_dir, method="predict_proba")
+    path = "/api/v1.0/predictions"
+    bodies = [json.dumps(_seldon(_rows(700 + i, 1), COLUMNS)).encode() for i in range(4)]
+    head = f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    requests = [f"{head}Content-Length: {len(b)}\r\n\r\n".encode() + b for b in bodies]
+    with (
+        running(launch, [MODELSHELF]) as (service,),
+        socket.create_connection(("127.0.0.1", service.http_port), timeout=30) as sock,
+    ):
+        alone = [_without_metrics(service.post(path, json.loads(b)).content) for b in bodies]
+        reader = Reader(sock)
+        for _ in range(3):  # one at a time: served as they come
+            for request, answer in zip(requests, alone, strict=True):
+                sock.sendall(request)
+                status, _, body = reader.answer()
+                assert (status, _without_metrics(body)) == (200, answer)
+        assert batch_sizes(service) == (0, 0)
+        sock.sendall(b"".join(requests))
+        assert [_without_metrics(reader.answer()[2]) for _ in requests] == alone
+        assert wait_for(lambda: batch_sizes(service) == (3, 1)), batch_sizes(service)
 
 
 # ----------------------------------------------------------------- MLflow's /invocations
