@@ -93,8 +93,15 @@ def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candi
             got = build(probe)
         except UncoveredInputError:
             continue
-        if _matrix_difference(got, transformer.transform(probe)) is not None:
-            logger.warning("%s: built matrix differs from transform: no candidate", NAME)
+        difference = _matrix_difference(got, transformer.transform(probe))
+        if difference is not None:
+            logger.warning(
+                "%s: no candidate: on a probe frame of %d rows the built matrix differs from "
+                "ColumnTransformer.transform's (%s)",
+                NAME,
+                len(probe),
+                difference,
+            )
             return None
 
     def served(X: Any) -> Any:
