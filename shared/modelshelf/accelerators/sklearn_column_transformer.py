@@ -144,19 +144,18 @@ def matrix_builder(transformer: Any) -> Callable[[Any], Any] | None:
         pieces.append(piece)
     if not pieces:
         return None
-    expected = names
     read_columns = _column_reader(pd.DataFrame, names)
 
     def build(X: Any) -> Any:
         if type(X) is not pd.DataFrame or X.shape[1] != width or not len(X):
             raise UncoveredInputError
-        if X.columns.tolist() != expected:
+        if X.columns.tolist() != names:
             raise UncoveredInputError
         columns = read_columns(X)
         n = len(X)
         parts = [piece(columns, n) for piece in pieces]
         if sparse_output:
-            return _sparse_hstack(parts)
+            return sparse.hstack(parts).tocsr()
         return np.hstack(parts)
 
     return build
@@ -323,10 +322,6 @@ def _numbers(columns: list[Any], positions: list[int], n: int, dtype: Any) -> np
     if out.dtype.kind == "f" and not np.isfinite(out).all():
         raise UncoveredInputError
     return out
-
-
-def _sparse_hstack(parts: list[Any]) -> Any:
-    return sparse.hstack(parts).tocsr()
 
 
 def _matrix_difference(got: Any, want: Any) -> str | None:
