@@ -133,14 +133,19 @@ class Batcher:
 
     def follows_answer(self, client: Any) -> bool:
         """The next request of the connection whose request was last served alone, read at
-        least a loop pass after its answer was written, nothing queued: sent after that
-        answer came (HTTP/1.1 answers in order), so it did not arrive while the model ran and
-        can join nothing; served at once, as when ``idle``. A client at one connection
+        least a loop pass after its answer was written, nothing queued: served at once, as
+        when ``idle``. Usually sent after that answer came (HTTP/1.1 answers in order), so it
+        did not arrive while the model ran and can join nothing. A client at one connection
         whose next request beat the two passes (the client woken on this core) otherwise
         queued a call of one: a future and two more loop passes (~10 µs server CPU a request
         at one connection, measured on a one-row LogisticRegression). Requests pipelined in
-        the same read still queue and join; ``client`` is compared by identity (the
-        connection's own address object, not one a ``Forwarded`` header made)."""
+        the same read still queue and join (modelshelf's server dispatches them in that pass);
+        one pipelined in a later read, or any under uvicorn (which starts a connection's next
+        request once the answer is sent), is served alone, and requests of other connections
+        read in the same pass queue behind it: one more call, each answer the same.
+        ``client`` is compared by identity: the connection's own address tuple, made once
+        per connection by both servers; one made from ``X-Forwarded-For`` is new per
+        request, so behind a trusted proxy every request queues as before."""
         return (
             client is not None
             and client is self.answered
