@@ -3,6 +3,7 @@ against a serving process, each answer byte-equal to the one the request gets al
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import struct
@@ -29,6 +30,7 @@ from sklearn.ensemble import RandomForestClassifier
 from test_http1_server import Reader
 
 from microservice import SERVERS, Microservice, seldon_parameters
+from modelshelf.serve.batching import Batcher, BatchSettings, Pending
 
 COLUMNS = ["a", "b", "c", "d"]
 # A wait long enough that requests sent at once join on a loaded machine.
@@ -350,6 +352,45 @@ def test_requests_join_without_an_added_wait(forest_dir: Path) -> None:
         for _ in range(5):
             assert _answers(_at_once(service.url, requests * 2)) == alone * 2
         assert wait_for(lambda: batch_sizes(service)[1] > 0)
+
+
+def test_a_connection_s_request_after_its_answer_is_served_at_once_else_queued() -> None:
+    """``Batcher.follows_answer`` on the worker's real loop: a connection's next request read a
+    loop pass after its answer is served at once; in the same pass (pipelined in one read),
+    from another connection (an equal address, another object), with a request queued, after a
+    joined call's flush or with a wait configured, it queues."""
+
+    def pending() -> Pending:
+        return Pending(
+            ("v2", "predict"),
+            np.ones((1, 2)),
+            lambda X: (X.sum(axis=1), None),
+            lambda rows, context, first: (200, [], rows.tobytes()),
+            lambda exc: (500, [], str(exc).encode()),
+            asyncio.get_running_loop().create_future(),
+        )
+
+    async def scenario() -> None:
+        batcher = Batcher(BatchSettings(256, 0.0), None)
+        peer, other = tuple(["127.0.0.1", 40000]), tuple(["127.0.0.1", 40000])
+        batcher.served_alone(peer)
+        assert not batcher.follows_answer(peer)  # the same pass: it came with the first
+        await asyncio.sleep(0)  # one loop pass
+        assert not batcher.idle()
+        assert batcher.follows_answer(peer)
+        assert not batcher.follows_answer(other) and not batcher.follows_answer(None)
+        queued = pending()
+        batcher.enqueue(queued)
+        assert not batcher.follows_answer(peer)  # it would overtake the queued request
+        assert await queued.future == (200, [], np.array([2.0]).tobytes())
+        await asyncio.sleep(0)
+        assert not batcher.follows_answer(peer)  # the flush answered no one of its own
+        waiting = Batcher(BatchSettings(256, 0.05), None)
+        waiting.served_alone(peer)
+        await asyncio.sleep(0)
+        assert not waiting.follows_answer(peer)
+
+    asyncio.run(scenario())
 
 
 def test_requests_pipelined_in_one_write_still_join(forest_dir: Path) -> None:
