@@ -396,9 +396,8 @@ def test_a_connection_s_request_after_its_answer_is_served_at_once_else_queued()
 def test_requests_pipelined_in_one_write_still_join(forest_dir: Path) -> None:
     """Default settings. A connection's next request sent once its answer came joins nothing
     (the histogram stays empty; ``Batcher.follows_answer`` serves it at once, tested above),
-    but requests
-    pipelined in one write arrive while the first one's model call runs: the other three join
-    one call, each answered as alone."""
+    but requests pipelined in one write arrive while the first one's model call runs: the
+    other three join one call, each answered as alone."""
     launch = sklearn_launch(forest_dir, method="predict_proba")
     path = "/api/v1.0/predictions"
     bodies = [json.dumps(_seldon(_rows(700 + i, 1), COLUMNS)).encode() for i in range(4)]
