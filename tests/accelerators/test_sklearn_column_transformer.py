@@ -128,6 +128,23 @@ def requests() -> list[pd.DataFrame]:
     base = table(4, 15)
     found += [base[base.columns[::-1]], base.drop(columns="area"), base.assign(extra=1.0)]
     found += [base.astype({"area": "float32"}), base.astype({"city": "string"})]
+    # Other forms decoders and clients give: numpy's str_ in an object column, -0.0 and
+    # subnormals, integers past 2**53, a non-default index (served); bool, int32, nullable
+    # and object numbers, categories, bytes and booleans where text was learnt (scikit-learn's).
+    city = base["city"].to_numpy()
+    found += [
+        base.assign(city=np.array([np.str_(c) for c in city], dtype=object)),
+        base.assign(area=[-0.0, 0.0, 5e-324, -5e-324]),
+        base.assign(rooms=np.array([2**62, -(2**63), 2**53 + 1, 3])),
+        base.set_index(pd.Index([10, 3, 7, 1])),
+        base.assign(rooms=np.array([True, False, True, True])),
+        base.astype({"rooms": "int32"}),
+        base.astype({"rooms": "Int64"}),
+        base.astype({"area": object}),
+        base.astype({"city": "category"}),
+        base.assign(city=np.array([c.encode() for c in city], dtype=object)),
+        base.assign(city=np.array([True, *city[1:]], dtype=object)),
+    ]
     found += [base.to_numpy(), base.iloc[:0]]
     return found
 
