@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from modelshelf import persistence, storage
+from modelshelf import deferred_imports, persistence, storage
 from modelshelf.commands.env import model_uri_from_parameters
 from modelshelf.errors import ConfigurationError
 from modelshelf.launcher import _values
+from modelshelf.server import ModelServer
 
 PORT = "PREDICTIVE_UNIT_HTTP_SERVICE_PORT"
 
@@ -43,3 +44,24 @@ def test_modelshelf_env_names_predictive_unit_parameters_as_an_environment_varia
         ConfigurationError, match=r"^environment variable PREDICTIVE_UNIT_PARAMETERS="
     ):
         model_uri_from_parameters({"PREDICTIVE_UNIT_PARAMETERS": text})
+
+
+@pytest.mark.parametrize(
+    "variable, read",
+    [
+        ("MODELSHELF_FAST_PATH", lambda: ModelServer(model_uri="unused")),
+        ("MODELSHELF_DEFER_IMPORTS", deferred_imports.enabled),
+    ],
+)
+def test_a_bad_boolean_environment_variable_is_named_as_one(variable, read, monkeypatch):
+    monkeypatch.setenv(variable, "maybe")
+    with pytest.raises(ConfigurationError) as refused:
+        read()
+    assert str(refused.value) == (
+        f"environment variable {variable}='maybe' is not valid: expected true or false"
+    )
+
+
+def test_a_bad_fast_path_parameter_is_still_named_as_a_parameter():
+    with pytest.raises(ConfigurationError, match=r"^parameter fast_path='maybe' is not valid"):
+        ModelServer(model_uri="unused", fast_path="maybe")

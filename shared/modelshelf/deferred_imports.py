@@ -221,7 +221,9 @@ def enabled() -> bool:
     """``MODELSHELF_DEFER_IMPORTS`` (default true)."""
     from modelshelf.server import bool_parameter
 
-    return bool_parameter(DEFER_IMPORTS_ENV, os.environ.get(DEFER_IMPORTS_ENV, "true"))
+    return bool_parameter(
+        DEFER_IMPORTS_ENV, os.environ.get(DEFER_IMPORTS_ENV, "true"), "environment variable"
+    )
 
 
 @contextlib.contextmanager

@@ -170,7 +170,7 @@ class ModelServer(SeldonComponent):
         #: Whether ``load`` offers the served methods to ``modelshelf.accelerators``: the
         #: ``fast_path`` parameter (every server takes it), else ``MODELSHELF_FAST_PATH``.
         self.fast_path = (
-            bool_parameter(FAST_PATH_ENV, fast_path_default())
+            bool_parameter(FAST_PATH_ENV, fast_path_default(), "environment variable")
             if fast_path is None
             else bool_parameter("fast_path", fast_path)
         )
@@ -601,11 +601,12 @@ def _unique(texts: Any) -> list[str]:
     return list(dict.fromkeys(texts))
 
 
-def bool_parameter(parameter: str, value: bool | str) -> bool:
-    """A BOOL parameter; also accepts the words a STRING-typed parameter would carry."""
+def bool_parameter(parameter: str, value: bool | str, source: str = "parameter") -> bool:
+    """A BOOL parameter; also accepts the words a STRING-typed parameter would carry. ``source``
+    is what the error calls it (``environment variable`` for one read from the environment)."""
     if isinstance(value, bool):
         return value
     word = str(value).strip().lower()
     if word in _TRUE_WORDS or word in _FALSE_WORDS:
         return word in _TRUE_WORDS
-    raise ConfigurationError(parameter, value, "true or false")
+    raise ConfigurationError(parameter, value, "true or false", source)
