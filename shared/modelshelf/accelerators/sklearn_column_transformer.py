@@ -27,9 +27,11 @@ is the one ``accelerate`` verifies for it (``sklearn_linear`` for a dense matrix
 Refused at load (no candidate): subclasses of any of these classes; more than one step before
 the final estimator; metadata routing; ``transformer_weights``; any configured output container
 (``set_output``); OneHotEncoder with ``drop``, ``min_frequency`` / ``max_categories``, a dtype
-other than float64 or categories that are not all text; FunctionTransformers other than the one
-``'passthrough'`` becomes; columns selected by anything but a list of names or positions.
-Private API: ``_sklearn_output_config`` (the ``set_output`` choice), read only to refuse.
+other than float64 or categories that are not all text; FunctionTransformers other than the
+identity (no ``func``, ``validate`` or ``kw_args``: what ``'passthrough'`` becomes); columns
+selected by anything but a list of names or positions. Private APIs: pandas'
+``DataFrame._get_column_array`` (else each column's Series) and ``_sklearn_output_config`` (the
+``set_output`` choice, read only to refuse).
 """
 
 from __future__ import annotations
