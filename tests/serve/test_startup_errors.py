@@ -75,3 +75,19 @@ def test_an_unexpected_exception_keeps_its_traceback():
     assert result.returncode == 1, result.stdout
     assert "Traceback" in result.stdout
     assert "RuntimeError: CrashingModel cannot load (fail_load)" in result.stdout
+
+
+def test_a_bad_batch_setting_is_one_error_line_before_the_model_loads(tmp_path):
+    params = seldon_parameters(model_uri=str(tmp_path / "not-read"))
+    result = run_to_exit(
+        [*MODELSHELF, "SKLearnServer", "--parameters", params],
+        SERVERS / "sklearnserver",
+        env={"MODELSHELF_MAX_BATCH_SIZE": "nan"},
+    )
+    assert result.returncode == 1, result.stdout
+    (line,) = error_lines(result.stdout)  # not one per worker, nor a worker replaced
+    assert line.endswith(
+        "environment variable MODELSHELF_MAX_BATCH_SIZE='nan' is not valid: "
+        "expected a positive integer"
+    )
+    assert "cannot download" not in result.stdout  # refused before the model URI is read

@@ -141,8 +141,12 @@ def serve(args: argparse.Namespace) -> int:
             from seldon_core.wrapper import METRICS_ENDPOINT, get_rest_microservice
 
             import modelshelf.serve.batching
-            import modelshelf.serve.rest  # noqa: F401
+            import modelshelf.serve.rest
             from modelshelf.serve.metrics import QueueMetrics, WorkerMetrics
+
+            # A bad MODELSHELF_MAX_BATCH_SIZE or _MAX_BATCH_TIME_MS stops the start here, before
+            # the model loads, instead of failing every worker (one ERROR line each).
+            modelshelf.serve.batching.BatchSettings.from_environment()
 
             # The front end holds little garbage (~1,000 objects without the passes): frozen
             # now, uncollected, the collection after the load does not walk it.
