@@ -152,6 +152,17 @@ def test_modelshelf_frontend_seldon_runs_seldon_core_microservice():
         assert response.headers.get("server", "").startswith("gunicorn")
 
 
+def test_modelshelf_frontend_seldon_without_the_venv_on_path():
+    """``.venv/bin/modelshelf serve`` with the venv not activated: seldon-core-microservice is
+    the one beside the interpreter (it was a FileNotFoundError traceback)."""
+    launch = Launch("ScoringModel", COMPONENTS)
+    env = {"MODELSHELF_FRONTEND": "seldon", "PATH": "/usr/bin:/bin"}
+    with running(launch, [MODELSHELF], env=env) as (service,):
+        response = service.post("/api/v1.0/predictions", ND)
+        assert response.status_code == 200
+        assert response.headers.get("server", "").startswith("gunicorn")
+
+
 def test_a_class_names_that_raises_is_found_at_load_not_per_request():
     """seldon-core's wrapper answers every 2-D prediction with a 500 when ``class_names()``
     raises; modelshelf serve calls it once at load, says so in a WARNING, and answers without

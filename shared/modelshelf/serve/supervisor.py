@@ -485,8 +485,11 @@ def _setup_logging(level: str) -> None:
 
 
 def _exec_seldon(argv: Sequence[str], reason: str) -> None:
-    """Hand the process over to seldon-core-microservice (same arguments)."""
-    command = shutil.which("seldon-core-microservice") or "seldon-core-microservice"
+    """Hand the process over to seldon-core-microservice (same arguments): the one on ``PATH``,
+    else the one installed beside this interpreter (a venv's ``bin/modelshelf`` run without
+    activating the venv: ``PATH`` has no ``seldon-core-microservice``)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "seldon-core-microservice")
+    command = shutil.which("seldon-core-microservice") or beside
     args = ["TRANSFORMER" if a == "OUTPUT_TRANSFORMER" else a for a in argv]
     logger.info("%s: running seldon-core-microservice instead", reason)
     sys.stdout.flush()
