@@ -91,3 +91,19 @@ def test_a_bad_batch_setting_is_one_error_line_before_the_model_loads(tmp_path):
         "expected a positive integer"
     )
     assert "cannot download" not in result.stdout  # refused before the model URI is read
+
+
+def test_an_unknown_seldon_log_level_is_one_error_line(tmp_path):
+    params = seldon_parameters(model_uri=str(tmp_path / "not-read"))
+    result = run_to_exit(
+        [*MODELSHELF, "SKLearnServer", "--parameters", params],
+        SERVERS / "sklearnserver",
+        env={"SELDON_LOG_LEVEL": "LOUD"},
+    )
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stdout
+    (line,) = error_lines(result.stdout)
+    assert line.endswith(
+        "could not start: environment variable SELDON_LOG_LEVEL='LOUD' is not valid: "
+        "expected one of DEBUG, INFO, WARNING, WARN, ERROR, CRITICAL (any case)"
+    )

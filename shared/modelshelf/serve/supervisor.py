@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelshelf import deferred_imports
-from modelshelf.errors import ModelshelfError
+from modelshelf.errors import ConfigurationError, ModelshelfError
 from modelshelf.serve import listeners, options
 from modelshelf.serve.listeners import ListenerSlot
 from modelshelf.supervision import Child, Supervisor
@@ -61,8 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = options.parse_args(argv)
-    except ModelshelfError as exc:  # a worker count or port variable that is no number: one line
-        _setup_logging("INFO")
+        _log_level(args.log_level)
+    except ModelshelfError as exc:  # a worker count, port or log level that is wrong: one line
+        _configure_logging("INFO")
         logger.error("modelshelf serve could not start: %s", exc)
         return 1
     return run(args, argv)
@@ -478,8 +479,28 @@ def _listen(port: int) -> socket.socket:
     return sock
 
 
+#: The levels ``SELDON_LOG_LEVEL`` may name (any case), as seldon-core reads it: ``logging``'s.
+_LOG_LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL")
+
+
+def _log_level(level: str) -> str:
+    """``SELDON_LOG_LEVEL`` when set (it overrides ``--log-level``, as for seldon-core), else
+    ``level``; a name ``logging`` does not know stops the start as one line naming it (it was
+    ``logging``'s "Unknown level" traceback)."""
+    raw = os.environ.get("SELDON_LOG_LEVEL", "").strip()
+    if not raw:
+        return level
+    if raw.upper() not in _LOG_LEVEL_NAMES:
+        expected = f"one of {', '.join(_LOG_LEVEL_NAMES)} (any case)"
+        raise ConfigurationError("SELDON_LOG_LEVEL", raw, expected, source="environment variable")
+    return raw.upper()
+
+
 def _setup_logging(level: str) -> None:
-    level = os.environ.get("SELDON_LOG_LEVEL", level).upper()
+    _configure_logging(_log_level(level))
+
+
+def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT)
     logging.getLogger().setLevel(level)
 
