@@ -444,6 +444,19 @@ def test_a_number_in_a_column_learnt_as_text_is_named(houses):
         assert expected in answer.text and "in row 0) where the model learnt text" in answer.text
 
 
+@pytest.mark.parametrize(("cell", "value"), [("true", "true"), ("", None)], ids=["true", "empty"])
+def test_csv_reads_the_columns_learnt_as_text_as_text(houses, cell, value):
+    """pandas alone reads a city "true" as a boolean and an empty city cell (the column's only
+    one) as a float NaN: the encoder refused both (a 400, "ufunc 'isnan' not supported" for the
+    empty one). Read as text, the CSV row is answered as the same JSON row ("true", null)."""
+    csv = f"city,floor,area\n{cell},2,72.5\n".encode()
+    answer = houses.client.post("/invocations", content=csv, headers={"content-type": "text/csv"})
+    record = {"city": value, "floor": 2, "area": 72.5}
+    as_json = houses.client.post("/invocations", json={"dataframe_records": [record]})
+    assert answer.status_code == as_json.status_code == 200, (answer.text, as_json.text)
+    assert answer.json() == as_json.json()
+
+
 def test_text_in_a_number_column_is_named(houses):
     """scikit-learn's scaler says "could not convert string to float: 'big'"; the 400 names
     the column, the text and its row, and what the model expects, on every protocol."""

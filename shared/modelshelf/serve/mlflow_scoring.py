@@ -71,6 +71,8 @@ class MLflowScoring:
         #: ``True`` once the model has answered arrays and never anything else (``None``: no
         #: answer yet): only then do requests join a batch (``pending``).
         self.answers_arrays: bool | None = None
+        #: The columns a CSV body keeps as text (``csv_text_columns``), once the model is loaded.
+        self._csv_text_columns: frozenset[str] | None = None
 
     def handle(self, scope: dict, path: str, body: bytes) -> Reply:
         method = scope["method"]
@@ -104,7 +106,7 @@ class MLflowScoring:
         if mime == "application/json":
             X, names, params = json_input(body, self.objects_as_records)
         elif mime == "text/csv":
-            X, names = csv_input(body)
+            X, names = csv_input(body, self.csv_text_columns())
         else:
             got = content_type.decode("latin-1") if content_type else None
             message = (
@@ -113,6 +115,15 @@ class MLflowScoring:
             )
             return 415, _TEXT, message.encode()
         return self.answer(X, names, params)
+
+    def csv_text_columns(self) -> frozenset[str]:
+        """The loaded model's text columns (``csv_text_columns``), read once it is ready."""
+        if self._csv_text_columns is not None:
+            return self._csv_text_columns
+        found = csv_text_columns(self.core.user_model)
+        if self.core.ready():
+            self._csv_text_columns = found
+        return found
 
     def answer(self, X: Any, names: list[str], params: dict[str, Any] | None) -> Reply:
         """The model's answer to a read request, as ``{"predictions": …}``."""
@@ -243,11 +254,28 @@ def _objects(data: Any) -> list[dict] | None:
     return None
 
 
-def csv_input(body: bytes) -> tuple[Any, list[str]]:
-    """A ``text/csv`` body (header row, then rows) as a DataFrame."""
+def csv_text_columns(user_model: Any) -> frozenset[str]:
+    """The columns a server knows hold text: those its model learnt as text (scikit-learn's
+    ``text_columns``), else its MLflow signature's ``string`` columns. A CSV body keeps them as
+    text: pandas alone reads a category "true" as a boolean and an empty cell of a column with
+    no other value as a float NaN, which the model's encoder refuses (the same row as JSON,
+    ``"true"`` or ``null``, is answered)."""
+    learnt = getattr(user_model, "text_columns", None)
+    if learnt:
+        return frozenset(learnt)
+    reader = getattr(user_model, "reader", None)
+    types = getattr(reader, "column_types", None) or {}
+    return frozenset(name for name, kind in types.items() if kind == "string")
+
+
+def csv_input(body: bytes, text_columns: frozenset[str] = frozenset()) -> tuple[Any, list[str]]:
+    """A ``text/csv`` body (header row, then rows) as a DataFrame; ``text_columns`` are read as
+    text (an empty cell: a missing value, as JSON ``null``), as ``mlflow models serve`` reads a
+    signature's columns by their pandas types; the others as pandas infers them (a signature's
+    ``boolean`` column reads ``true`` / ``False`` as booleans)."""
     pd = pandas_module()
     try:
-        frame = pd.read_csv(io.BytesIO(body))
+        frame = pd.read_csv(io.BytesIO(body), dtype=dict.fromkeys(text_columns, str) or None)
     except Exception as exc:  # pandas raises several kinds for a bad table
         raise BadRequestError(
             "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid "
