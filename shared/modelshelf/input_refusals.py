@@ -79,11 +79,17 @@ def text_where_numbers(exc: BaseException, frame: Any, text_columns: Collection[
             continue
         for row, value in enumerate(values):
             if isinstance(value, str | bytes) and value == text:
+                held = _BOOLEAN_TEXT.get(value) or f"text ({quoted(value)}"
                 return (
-                    f"column {name!r} holds text ({quoted(value)} in row {row}) where the "
-                    "model expects numbers: send its values as numbers"
+                    f"column {name!r} holds {held} in row {row}) where the model expects "
+                    "numbers: send its values as numbers"
                 )
     return ""
+
+
+#: A JSON boolean as seldon-core's array of rows that mix text with other values holds it (its
+#: Python text): the client sent ``true``, not text, and is told so.
+_BOOLEAN_TEXT = {"True": "a boolean (true", "False": "a boolean (false"}
 
 
 def _unreadable_text(exc: BaseException) -> str | bytes | None:

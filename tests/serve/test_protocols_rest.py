@@ -491,6 +491,18 @@ def test_text_in_a_number_column_is_named(houses):
         assert "could not convert" not in answer.text
 
 
+def test_a_boolean_in_a_number_column_of_seldon_rows_is_named_as_a_boolean(houses):
+    """seldon-core's array of rows mixing text and other values holds ``true`` as "True": the
+    400 says the client sent a boolean, not text."""
+    payload = {"data": {"names": HOUSE_NAMES, "ndarray": [["oslo", 1, True]]}}
+    answer = houses.client.post("/api/v1.0/predictions", json=payload)
+    assert answer.status_code == 400, answer.text
+    assert (
+        "column 'area' holds a boolean (true in row 0) where the model expects numbers"
+        in answer.text
+    ), answer.text
+
+
 def test_a_huge_value_is_not_quoted_whole(houses):
     """A 10,000-character cell is quoted cut short in the 400 (and the log), whether the model
     or the V2 decoding refuses it."""
