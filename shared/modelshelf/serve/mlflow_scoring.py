@@ -121,7 +121,7 @@ class MLflowScoring:
         if self._csv_text_columns is not None:
             return self._csv_text_columns
         found = csv_text_columns(self.core.user_model)
-        if self.core.ready():
+        if self.core.model_ready():  # the model's, whether or not gRPC listens yet
             self._csv_text_columns = found
         return found
 
