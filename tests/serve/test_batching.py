@@ -358,6 +358,25 @@ def test_requests_join_without_an_added_wait(forest_dir: Path) -> None:
         assert joined, "no request joined another in 40 rounds of 16 clients at once"
 
 
+def test_rows_with_text_are_served_one_by_one_while_others_queue(tmp_path: Path) -> None:
+    """``names`` + string/number rows (a one-hot pipeline's input) never join: with a batch
+    wait every request is read while others queue, and each is answered on its own path, as
+    it is alone (none counted as joined)."""
+    import models
+
+    joblib.dump(models.flats_pipeline(), tmp_path / "model.joblib")
+    names = list(models.FLATS.columns)
+    rows = models.FLATS.astype(object).to_numpy().tolist()
+    requests = [("/api/v1.0/predictions", _seldon([rows[i % 8]], names)) for i in range(8)]
+    launch = sklearn_launch(tmp_path, method="predict_proba")
+    with running(launch, [MODELSHELF], env=BATCHING_ENV) as (service,):
+        alone = _answers(_one_by_one(service, requests))
+        assert all(status == 200 for status, _ in alone)
+        assert _answers(_at_once(service.url, requests * 2)) == alone * 2
+        time.sleep(1.5)  # batch sizes reach the metrics process once a second
+        assert batch_sizes(service) == (0, 0)
+
+
 def test_a_connection_s_request_after_its_answer_is_served_at_once_else_queued() -> None:
     """``Batcher.follows_answer`` on the worker's real loop: a connection's next request read a
     loop pass after its answer is served at once; in the same pass (pipelined in one read),

@@ -358,6 +358,16 @@ def _identical(own: Any, rows: np.ndarray) -> bool:
     return np.ascontiguousarray(own).tobytes() == np.ascontiguousarray(rows).tobytes()
 
 
+def _first_row_holds_text(rows: Any) -> bool:
+    """Whether Seldon rows are a table with text (``names`` + string/number rows, a pipeline's
+    input): such rows never join (``batchable_rows``), and turning them into an array first
+    made numpy write every value as text (~200 µs for 100 rows of 4, measured as the one-hot
+    pipeline's 100-row requests at 16 connections costing 0.76 against 0.55 ms of server CPU
+    with batching on and off in the realistic bench)."""
+    first = rows[0] if type(rows) is list and rows else None
+    return type(first) is list and str in set(map(type, first))
+
+
 def batchable_rows(X: Any) -> bool:
     """A 2-D numeric array: what joins without any per-content conversion."""
     return isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind in _NUMERIC_KINDS
@@ -451,8 +461,11 @@ class RestBatching:
                 app.check_body(path, request)
             except Exception as exc:
                 return app.flask_error(exc, path)
+        rows = data["ndarray"]
+        if _first_row_holds_text(rows):  # never joins: spare numpy's text array of it all
+            return app.call_decoded(app.predict, path, request, checked=True)
         try:
-            X = array_from_rows(data["ndarray"])
+            X = array_from_rows(rows)
         except Exception:
             X = None  # ragged, not numbers…: seldon-core's path answers (or refuses) it
         if X is None or not batchable_rows(X):
