@@ -195,14 +195,15 @@ def serve(args: argparse.Namespace) -> int:
         http_socket, metrics_socket if metrics_in_worker else None, METRICS_ENDPOINT
     )
     # Readiness waits for every gRPC worker to listen (``modelshelf.serve.listeners``).
-    listeners.expect(max(args.grpc_workers, 0))
+    slots = [ListenerSlot(index) for index in range(max(args.grpc_workers, 0))]
+    listeners.expect(len(slots))
     workers += [
         Worker(
             "grpc",
-            (run_grpc_worker, user_model, metrics, args, annotations, ListenerSlot(slot)),
-            listening=ListenerSlot(slot),
+            (run_grpc_worker, user_model, metrics, args, annotations, slot),
+            listening=slot,
         )
-        for slot in range(max(args.grpc_workers, 0))
+        for slot in slots
     ]
     workers += [
         Worker(
