@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickle
 
+import pytest
 from frontends import COMPONENTS, MODELSHELF
 
 from microservice import SERVERS, run_to_exit, seldon_parameters
@@ -77,33 +78,32 @@ def test_an_unexpected_exception_keeps_its_traceback():
     assert "RuntimeError: CrashingModel cannot load (fail_load)" in result.stdout
 
 
-def test_a_bad_batch_setting_is_one_error_line_before_the_model_loads(tmp_path):
+@pytest.mark.parametrize(
+    "variable, value, refusal",
+    [
+        (
+            "MODELSHELF_MAX_BATCH_SIZE",
+            "nan",
+            "environment variable MODELSHELF_MAX_BATCH_SIZE='nan' is not valid: "
+            "expected a positive integer",
+        ),
+        (
+            "SELDON_LOG_LEVEL",
+            "LOUD",
+            "could not start: environment variable SELDON_LOG_LEVEL='LOUD' is not valid: "
+            "expected one of DEBUG, INFO, WARNING, WARN, ERROR, CRITICAL (any case)",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_error_line_before_the_model_loads(tmp_path, variable, value, refusal):
     params = seldon_parameters(model_uri=str(tmp_path / "not-read"))
     result = run_to_exit(
         [*MODELSHELF, "SKLearnServer", "--parameters", params],
         SERVERS / "sklearnserver",
-        env={"MODELSHELF_MAX_BATCH_SIZE": "nan"},
-    )
-    assert result.returncode == 1, result.stdout
-    (line,) = error_lines(result.stdout)  # not one per worker, nor a worker replaced
-    assert line.endswith(
-        "environment variable MODELSHELF_MAX_BATCH_SIZE='nan' is not valid: "
-        "expected a positive integer"
-    )
-    assert "cannot download" not in result.stdout  # refused before the model URI is read
-
-
-def test_an_unknown_seldon_log_level_is_one_error_line(tmp_path):
-    params = seldon_parameters(model_uri=str(tmp_path / "not-read"))
-    result = run_to_exit(
-        [*MODELSHELF, "SKLearnServer", "--parameters", params],
-        SERVERS / "sklearnserver",
-        env={"SELDON_LOG_LEVEL": "LOUD"},
+        env={variable: value},
     )
     assert result.returncode == 1, result.stdout
     assert "Traceback" not in result.stdout
-    (line,) = error_lines(result.stdout)
-    assert line.endswith(
-        "could not start: environment variable SELDON_LOG_LEVEL='LOUD' is not valid: "
-        "expected one of DEBUG, INFO, WARNING, WARN, ERROR, CRITICAL (any case)"
-    )
+    (line,) = error_lines(result.stdout)  # not one per worker, nor a worker replaced
+    assert line.endswith(refusal)
+    assert "cannot download" not in result.stdout  # refused before the model URI is read
