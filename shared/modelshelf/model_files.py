@@ -115,7 +115,9 @@ def load_pickled(path: Path, uri: str | None = None) -> Any:
                 uri or str(path),
                 f"{path.name} ({path.stat().st_size} bytes) looks truncated or corrupt ({reason}): "
                 "expected a complete pickle or joblib file, written with the same library "
-                "versions as this server's; copy it again",
+                "versions as this server's: copy it again, or save it again with those versions "
+                "(an error raised while rebuilding the model, e.g. a ValueError, often means "
+                "other versions)",
             ) from exc  # unpickling's error: at DEBUG with its traceback
         raise ModelLoadError(
             uri or str(path),
