@@ -164,6 +164,16 @@ def assert_same(got, want) -> None:
         assert got == want
 
 
+def assert_same_matrix(got, want) -> None:
+    """``got`` is ``want`` bit for bit: the same type, and a CSR matrix's three arrays."""
+    assert type(got) is type(want)
+    if sp.issparse(want):
+        for part in ("data", "indices", "indptr"):
+            assert same_output(getattr(got, part), getattr(want, part)) is None, part
+    else:
+        assert same_output(got, want) is None
+
+
 @pytest.mark.parametrize("label", PIPELINES)
 def test_the_built_matrix_is_the_column_transformer_s(label):
     transformer = PIPELINES[label].steps[0][1]
@@ -171,13 +181,9 @@ def test_the_built_matrix_is_the_column_transformer_s(label):
     assert build is not None
     for X in requests()[:4]:
         got, want = build(X), transformer.transform(X)
-        assert type(got) is type(want)
-        if sp.issparse(want):
-            assert label.startswith("sparse")
-            for part in ("data", "indices", "indptr"):
-                assert same_output(getattr(got, part), getattr(want, part)) is None, part
-        else:
-            assert same_output(got, want) is None
+        assert_same_matrix(got, want)
+        assert sp.issparse(want) == label.startswith("sparse")
+        if not sp.issparse(want):
             assert got.flags.c_contiguous == want.flags.c_contiguous
 
 
@@ -396,11 +402,5 @@ def test_random_pipelines_and_frames():
                 if rng.integers(4) == 0:
                     X.loc[0, "t0"] = "unknown"
                 else:
-                    got, want = build(X), model.steps[0][1].transform(X)
-                    assert type(got) is type(want)
-                    if sp.issparse(want):
-                        for part in ("data", "indices", "indptr"):
-                            assert same_output(getattr(got, part), getattr(want, part)) is None
-                    else:
-                        assert same_output(got, want) is None
+                    assert_same_matrix(build(X), model.steps[0][1].transform(X))
                 assert_same(outcome(fast, X), outcome(getattr(model, method), X))
