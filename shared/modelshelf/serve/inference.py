@@ -848,7 +848,7 @@ class InferenceCore:
     ) -> Answer:
         """``method`` (default: the configured one) of the server on a decoded input;
         ``as_returned``: the model's own result (an MLflow model's DataFrame stays one)."""
-        if not self.ready():
+        if not self.model_ready():  # served once loaded, whether or not gRPC listens yet
             raise ModelNotReadyError()
         caller = self._callers.get(method or self.default_method)
         if as_returned and method in (None, self.default_method) and self._as_returned:
