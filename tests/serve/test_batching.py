@@ -303,6 +303,7 @@ def test_batching_off_with_batch_size_one(forest_dir: Path) -> None:
         alone = _one_by_one(service, requests)
         together = _at_once(service.url, requests)
         assert _answers(together) == _answers(alone)
+        time.sleep(1.5)  # batch sizes reach the metrics process once a second
         assert batch_sizes(service) == (0, 0)
 
 
