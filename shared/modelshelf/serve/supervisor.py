@@ -39,6 +39,7 @@ from typing import Any
 
 from modelshelf import deferred_imports
 from modelshelf.errors import ConfigurationError, ModelshelfError
+from modelshelf.number_settings import whole_env_number
 from modelshelf.serve import listeners, options
 from modelshelf.serve.listeners import ListenerSlot
 from modelshelf.supervision import Child, Supervisor
@@ -243,8 +244,6 @@ def serve(args: argparse.Namespace) -> int:
 
 def max_worker_restarts() -> int:
     """``MODELSHELF_MAX_WORKER_RESTARTS``: replacements allowed within a minute."""
-    from modelshelf.number_settings import whole_env_number
-
     return whole_env_number(
         MAX_RESTARTS_ENV, DEFAULT_MAX_RESTARTS, "a number of restarts (0 or more)", zero=True
     )
