@@ -127,6 +127,19 @@ def test_errors_are_redacted_when_made(monkeypatch):
     assert "pa55word" not in str(ConfigurationError("model_uri", SIGNED, "a URI"))
 
 
+def test_a_signed_query_after_a_local_path_is_hidden(tmp_path):
+    """A model_uri that is a local path with a signed query pasted after it (no ``scheme://``):
+    the download's error named the path with the signature (user trial)."""
+    from modelshelf.storage import download
+
+    missing = f"{tmp_path}/rf?X-Amz-Signature=abc123&X-Amz-Credential=AKIA%2Fs3cret&v=2"
+    with pytest.raises(StorageError) as failed:
+        download(missing, tmp_path / "out")
+    assert "abc123" not in str(failed.value) and "s3cret" not in str(failed.value)
+    assert f"{tmp_path}/rf?X-Amz-Signature=<redacted>" in str(failed.value)
+    assert redact_uri("/models/iris?v=2") == "/models/iris?v=2"  # other values stay
+
+
 @pytest.mark.parametrize("kind", [ModelLoadError, StorageError])
 def test_an_error_reads_the_credential_variables_once(kind, monkeypatch):
     """Redacting the URI, the reason and then the whole message again scanned the environment

@@ -54,14 +54,15 @@ def redact_uri(uri: str, values: Sequence[str] | None = None) -> str:
     """``uri`` with its user info, query values and fragment replaced by ``<redacted>``.
 
     Anything that is not a ``scheme://…`` URL (a local path, ``s3:bucket/key``) is returned as
-    it is, except for credential values (see ``redact_text``) it may contain. ``values``: the
+    it is, except for credential values and secret ``name=value`` pairs (a signed query pasted
+    after a local path: ``X-Amz-Signature=…``; see ``redact_text``) it may contain. ``values``: the
     ``credential_values()`` when the caller has them already (one scan of the environment
     per error, not one per part of its message).
     """
     if values is None:
         values = credential_values()
     if "://" not in uri:
-        return _redact_values(uri, values)
+        return _redact_values(_SECRET_PARAMETER.sub(_redacted_parameter, uri), values)
     try:
         parts = urlsplit(uri)
         port = parts.port
