@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from microservice import CLIENT_LIMITS
+
 PREFIX = os.environ.get("IMAGE_PREFIX", "localhost/modelshelf")
 TAG = os.environ.get("IMAGE_TAG", "dev")
 ENGINE = os.environ.get("CONTAINER_ENGINE", "podman")
@@ -49,7 +51,9 @@ class Container:
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.http_port}", timeout=30)
+        self.client = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.http_port}", timeout=30, limits=CLIENT_LIMITS
+        )
 
     def logs(self) -> str:
         result = engine("logs", self.name, check=False)

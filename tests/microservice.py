@@ -46,6 +46,12 @@ START_ATTEMPTS = 2
 #: and is reported at once; this only bounds a slow start, which on a 2-core machine running
 #: other suites and benchmarks (load average 10-19 seen) has taken 35 s for one model server.
 READY_TIMEOUT = 120
+#: Connections a suite's client keeps between requests. The servers close a keep-alive connection
+#: idle for 2 s (gunicorn's and ``modelshelf serve``'s default); httpx keeps one for 5 s, so a
+#: request sent just as the server closes it meets a reset (seen once in CI, after a fixture sat
+#: waiting for a second server). Dropping idle connections sooner than the server does is what a
+#: well-behaved client does.
+CLIENT_LIMITS = httpx.Limits(keepalive_expiry=1.0)
 
 
 class PortInUseError(RuntimeError):
@@ -87,7 +93,7 @@ class Microservice:
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client = httpx.Client(base_url=self.url, timeout=30)
+        self.client = httpx.Client(base_url=self.url, timeout=30, limits=CLIENT_LIMITS)
 
     @property
     def url(self) -> str:

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from microservice import REPO, free_port, seldon_parameters
+from microservice import CLIENT_LIMITS, REPO, free_port, seldon_parameters
 from redisserver import running_redis
 
 if os.environ.get("MODELSHELF_TEST_IMAGES") != "1":
@@ -66,7 +66,9 @@ def container(
     removed after."""
     name = f"modelshelf-template-{uuid.uuid4().hex[:8]}"
     engine("run", "-d", "--name", name, "--network", "host", *flags, tag, *args)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=30)
+    client = httpx.Client(
+        base_url=f"http://127.0.0.1:{http_port}", timeout=30, limits=CLIENT_LIMITS
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
