@@ -76,6 +76,18 @@ def direct_predict(conf: dict[str, Any], raw: Any) -> Any:
     return call if callable(call) else None
 
 
+def fitted_columns(loaded: LoadedModel) -> list[str] | None:
+    """The columns a model without input signature was fitted on (``feature_names_in_`` of the
+    flavor's model: scikit-learn's, a pipeline's, XGBoost's sklearn API), read once at load. A
+    model fitted on a DataFrame may select its columns by name (a ``ColumnTransformer``), so
+    it is given one, as ``mlflow models serve`` gives it; ``None`` with a signature (which
+    decides) or for a model fitted on an array (which keeps getting one)."""
+    if loaded.schema is not None:
+        return None
+    names = getattr(loaded.raw, "feature_names_in_", None)
+    return [str(name) for name in names] if names is not None and len(names) else None
+
+
 def mlflow_exception() -> type[Exception]:
     """MLflow's exception class (imported with the model, so a module lookup here)."""
     return sys.modules["mlflow.exceptions"].MlflowException

@@ -4,6 +4,7 @@ results as arrays for seldon-core."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from modelshelf.errors import BadRequestError
 from modelshelf.inputs import as_frame, typed_values
 
 SIGNATURE = "the model's signature"  # how input errors name the columns' source
+FITTED = "the columns the model was fitted on"  # ... for a model without signature
 #: Tensor dtypes ``modelshelf.inputs.typed_values`` casts to by name (the others: numpy's cast).
 _TENSOR_KINDS = {"float64", "float32", "int64", "int32"}
 
@@ -20,7 +22,9 @@ _TENSOR_KINDS = {"float64", "float32", "int64", "int32"}
 @dataclass(frozen=True)
 class RequestReader:
     """Reads a request's payload as the signature wants it, built once at load: a DataFrame
-    (``as_a_frame``) in ``columns``' order, each column cast to its ``column_types`` entry; or
+    (``as_a_frame``) in ``columns``' order, each column cast to its ``column_types`` entry
+    (``what`` says in a 400 where the columns come from; without a signature, the fitted ones
+    keep their ``text_columns`` text, as ``SKLearnServer`` does); or
     an array (or a mapping of named arrays) of the signature's tensor dtypes (``tensor_types``,
     name ``None`` for the one unnamed tensor). What JSON and seldon-core make of a value --
     ``3`` as ``3.0``, ``true`` as ``"True"`` in a row with text -- does not matter; a value
@@ -31,6 +35,8 @@ class RequestReader:
     column_types: dict[str, str] | None = None
     tensor_types: dict[str | None, np.dtype] | None = None
     optional: tuple[str, ...] = ()
+    what: str = SIGNATURE
+    text_columns: Collection[str] = ()
 
     def read(self, X: Any, names: Any) -> Any:
         if isinstance(X, bytes):
@@ -40,7 +46,15 @@ class RequestReader:
                 return [X]
             X = [[X]]
         if self.as_a_frame:
-            return as_frame(X, names, self.columns, SIGNATURE, self.column_types, self.optional)
+            return as_frame(
+                X,
+                names,
+                self.columns,
+                self.what,
+                self.column_types,
+                self.optional,
+                self.text_columns,
+            )
         if isinstance(X, dict):
             return self._named_tensors(X)
         try:

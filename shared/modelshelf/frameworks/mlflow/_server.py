@@ -11,10 +11,17 @@ from typing import Any
 from modelshelf import metadata as md
 from modelshelf.environment.model_location import model_folder
 from modelshelf.errors import ConfigurationError
+from modelshelf.fitted_columns import learnt_text_columns
 from modelshelf.frameworks.mlflow._description import describe_mlmodel
-from modelshelf.frameworks.mlflow._loading import load_mlflow_model
+from modelshelf.frameworks.mlflow._loading import fitted_columns, load_mlflow_model
 from modelshelf.frameworks.mlflow._methods import served_methods, takes_params
-from modelshelf.frameworks.mlflow._rows import RequestReader, as_array, scoring_payload
+from modelshelf.frameworks.mlflow._rows import (
+    FITTED,
+    SIGNATURE,
+    RequestReader,
+    as_array,
+    scoring_payload,
+)
 from modelshelf.frameworks.mlflow._signature import (
     column_types,
     input_names,
@@ -77,7 +84,12 @@ class MLFlowServer(ModelServer):
         self.method_name = chosen
         self.method: Method | None = None
         self.raw_model: Any = None  # the flavor's own model object (pyfunc's is self.model)
+        #: The columns a DataFrame input is built in: the signature's, or without one those
+        #: the model was fitted on (``fitted_columns``); ``None``: the request's own names.
         self.columns: list[str] | None = None
+        #: Without a signature, the fitted columns the model learnt as text (a CSV body and
+        #: seldon-core's rows of text keep them text); ``None`` otherwise.
+        self.text_columns: frozenset[str] | None = None
         #: The input names a V2 request must use (the signature's), or ``None``: any.
         self.signature_input_names: frozenset[str] | None = None
         self.as_frame = xtype == "DataFrame"
@@ -99,6 +111,10 @@ class MLFlowServer(ModelServer):
         loaded = load_mlflow_model(model_dir, self.model_uri)
         self.columns = schema_names(loaded.schema)
         self.signature_input_names = input_names(loaded.schema)
+        fitted = fitted_columns(loaded) if self.xtype != "ndarray" else None
+        if fitted is not None:  # no signature, fitted on a DataFrame: it gets one
+            self.columns = self.feature_names = fitted  # feature_names: V2 inputs by column
+            self.text_columns = learnt_text_columns(loaded.raw)
         self.as_frame = self.xtype == "DataFrame" or (self.xtype == "auto" and bool(self.columns))
         self.model = loaded.pyfunc if loaded.pyfunc is not None else loaded.raw
         self.raw_model = loaded.raw
@@ -114,6 +130,8 @@ class MLFlowServer(ModelServer):
             column_types(loaded.schema) if self.as_frame else None,
             tensor_types(loaded.schema),
             optional_columns(loaded.schema),
+            FITTED if fitted is not None else SIGNATURE,
+            self.text_columns or (),
         )
         self.check_params = params_check(loaded.params_schema)
         self._takes_params = takes_params(loaded, self.method_name)
