@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from frontends import COMPONENTS, MODELSHELF, Launch, running
+from frontends import COMPONENTS, MODELSHELF, SELDON, Launch, running
 from peer_servers import peer_bin
 
 from microservice import SERVERS, free_port, http_answers, running_process, seldon_parameters
@@ -338,3 +338,169 @@ def test_csv_reads_the_signatures_string_columns_as_text(typed_columns, csv_row,
     as_json = service.client.post("/invocations", json=split(row))
     assert theirs.status_code == ours.status_code == as_json.status_code == 200, ours.text
     assert ours.json() == theirs.json() == as_json.json()
+
+
+# ------------------------------------------- no signature: the columns the model was fitted on
+
+#: Rows of text and number columns; zip codes are text ("06000" is no number 6000).
+SHOPS = pd.DataFrame(
+    {
+        "city": ["paris", "lyon", "paris", "nice", "lyon", "nice", "paris", "lyon"],
+        "zip": ["75001", "69001", "06000", "06000", "69002", "06100", "75002", "69001"],
+        "rooms": np.array([3, 2, 4, 1, 5, 2, 3, 4], dtype=np.int64),
+        "area": [55.5, 40.0, 80.25, 20.0, 120.0, 35.5, 60.0, 90.0],
+    }
+)
+SHOPS_COLUMNS = list(SHOPS.columns)
+
+
+@pytest.fixture(scope="module")
+def sigless(tmp_path_factory):
+    """A pipeline whose ColumnTransformer selects its columns by name, fitted on a DataFrame
+    and saved without a signature (``predict_proba``: answers that show every column), served
+    by ``modelshelf serve`` and by ``seldon-core-microservice``; and MLflow's in-process pyfunc
+    answers to the frame."""
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    model = make_pipeline(
+        ColumnTransformer(
+            [
+                ("text", OneHotEncoder(handle_unknown="ignore"), ["city", "zip"]),
+                ("numbers", StandardScaler(), ["rooms", "area"]),
+            ]
+        ),
+        LogisticRegression(max_iter=1000),
+    ).fit(SHOPS, [1, 0, 1, 0, 1, 0, 0, 1])
+    folder = tmp_path_factory.mktemp("mlflow-sigless") / "shops"
+    mlflow.sklearn.save_model(
+        model,
+        folder,
+        pip_requirements=["scikit-learn", "numpy", "pandas"],
+        pyfunc_predict_fn="predict_proba",
+    )
+    expected = mlflow.pyfunc.load_model(str(folder)).predict(SHOPS).tolist()
+    launch = Launch("MLFlowServer", SERVERS / "mlflowserver", seldon_parameters(model_uri=folder))
+    with running(launch, [MODELSHELF, SELDON], timeout=180) as services:
+        yield services, expected
+
+
+def seldon_rows(frame: pd.DataFrame, names: list[str] | None = None) -> dict:
+    rows = json.loads(frame.to_json(orient="values"))
+    return {"data": {"ndarray": rows} if names is None else {"names": names, "ndarray": rows}}
+
+
+def seldon_answer(body: dict) -> list:
+    """A Seldon response's rows, sent as ``ndarray`` or (to ``jsonData``) as ``tensor``."""
+    data = body["data"]
+    if "ndarray" in data:
+        return data["ndarray"]
+    return np.reshape(data["tensor"]["values"], data["tensor"]["shape"]).tolist()
+
+
+def test_a_model_without_signature_gets_its_fitted_columns_over_seldon(sigless):
+    """Seldon ``names`` + ``ndarray`` (in another order than the fit's), rows without names,
+    and ``jsonData`` records reach the pipeline as a DataFrame in its fitted columns, on both
+    front ends, with MLflow's pyfunc answers to the frame (the names were a 400: "Specifying
+    the columns using strings is only supported for dataframes")."""
+    services, expected = sigless
+    reordered = list(reversed(SHOPS_COLUMNS))
+    bodies = {
+        "names": seldon_rows(SHOPS[reordered], reordered),
+        "no names": seldon_rows(SHOPS),
+        "jsonData": {"jsonData": json.loads(SHOPS.to_json(orient="records"))},
+    }
+    for service in services:
+        for case, payload in bodies.items():
+            answer = service.client.post("/api/v1.0/predictions", json=payload)
+            assert answer.status_code == 200, (case, answer.text)
+            assert seldon_answer(answer.json()) == expected, case
+
+
+def test_a_model_without_signature_gets_its_fitted_columns_over_v2_and_kserve_v1(sigless):
+    """V2: one input per column (in another order than the fit's), or one BYTES tensor of
+    rows; KServe V1 instances as records or rows: MLflow's pyfunc answers to the frame."""
+    (service, _), expected = sigless
+    (name,) = service.client.get("/v1/models").json()["models"]
+    datatypes = {"city": "BYTES", "zip": "BYTES", "rooms": "INT64", "area": "FP64"}
+    by_column = [
+        {"name": c, "datatype": datatypes[c], "shape": [len(SHOPS)], "data": SHOPS[c].tolist()}
+        for c in reversed(SHOPS_COLUMNS)
+    ]
+    rows = json.loads(SHOPS.to_json(orient="values"))
+    as_text = [str(value) for row in rows for value in row]
+    one_tensor = [
+        {"name": "rows", "datatype": "BYTES", "shape": list(SHOPS.shape), "data": as_text}
+    ]
+    for case, inputs in {"by column": by_column, "one tensor": one_tensor}.items():
+        answer = service.client.post(f"/v2/models/{name}/infer", json={"inputs": inputs})
+        assert answer.status_code == 200, (case, answer.text)
+        (output,) = answer.json()["outputs"]
+        assert output["shape"] == [len(SHOPS), 2], case
+        assert np.reshape(output["data"], output["shape"]).tolist() == expected, case
+    records = json.loads(SHOPS[list(reversed(SHOPS_COLUMNS))].to_json(orient="records"))
+    for case, instances in {"records": records, "rows": rows}.items():
+        answer = service.client.post(f"/v1/models/{name}:predict", json={"instances": instances})
+        assert answer.status_code == 200, (case, answer.text)
+        assert answer.json()["predictions"] == expected, case
+
+
+def test_a_model_without_signature_gets_its_fitted_columns_over_invocations(sigless):
+    """``/invocations``: MLflow's own client (``dataframe_split``), records and a CSV body,
+    whose zip codes stay text as the encoder learnt them: MLflow's pyfunc answers."""
+    from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+    (service, _), expected = sigless
+    client = ScoringServerClient("127.0.0.1", service.http_port)
+    assert client.invoke(SHOPS).get_predictions().to_numpy().tolist() == expected
+    records = {"dataframe_records": json.loads(SHOPS.to_json(orient="records"))}
+    answer = service.client.post("/invocations", json=records)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == expected
+    csv = SHOPS.to_csv(index=False).encode()
+    answer = service.client.post("/invocations", content=csv, headers={"content-type": "text/csv"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == expected
+
+
+def test_a_model_without_signature_refuses_names_it_was_not_fitted_on(sigless):
+    """Names that are not the fitted columns are a 400 naming the missing and the unexpected
+    ones, on every protocol (it was the model's own "Specifying the columns using strings"
+    refusal, or a guess by position); the server goes on serving."""
+    services, expected = sigless
+    renamed = ["city", "postcode", "rooms", "area"]
+    message = (
+        f"the column names do not match the columns the model was fitted on {SHOPS_COLUMNS}: "
+        "missing ['zip'], unexpected ['postcode']"
+    )
+    for service in services:
+        answer = service.client.post("/api/v1.0/predictions", json=seldon_rows(SHOPS, renamed))
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["status"]["info"] == message
+    service = services[0]
+    (name,) = service.client.get("/v1/models").json()["models"]
+    inputs = [
+        {
+            "name": new,
+            "datatype": "BYTES" if new in ("city", "postcode") else "FP64",
+            "shape": [len(SHOPS)],
+            "data": SHOPS[old].tolist(),
+        }
+        for new, old in zip(renamed, SHOPS_COLUMNS, strict=True)
+    ]
+    answer = service.client.post(f"/v2/models/{name}/infer", json={"inputs": inputs})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == message
+    split = {
+        "dataframe_split": {"columns": renamed, "data": json.loads(SHOPS.to_json(orient="values"))}
+    }
+    answer = service.client.post("/invocations", json=split)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error_code"] == "BAD_REQUEST"
+    assert answer.json()["message"] == message
+    answer = service.client.post("/api/v1.0/predictions", json=seldon_rows(SHOPS, SHOPS_COLUMNS))
+    assert seldon_answer(answer.json()) == expected
