@@ -227,6 +227,46 @@ def test_an_sklearn_model_without_signature_is_served_without_importing_mlflow(s
     assert_same_predictions(np.asarray(found["got"]), expected)
 
 
+@pytest.fixture(scope="module")
+def fitted_on_a_frame(tmp_path_factory):
+    """A pipeline whose ColumnTransformer selects its columns by name (``feature_names_in_``),
+    saved without a signature."""
+    import mlflow
+
+    from mlflow_corpus import homes_pipeline
+
+    folder = tmp_path_factory.mktemp("mlflow-sigless") / "homes"
+    mlflow.sklearn.save_model(homes_pipeline(), folder, pip_requirements=["scikit-learn"])
+    return folder
+
+
+def test_without_signature_the_fitted_columns_decide_the_input_at_load(saved, fitted_on_a_frame):
+    """No signature: xtype=auto gives a model fitted on a DataFrame one, in its fitted columns,
+    from rows with or without names (pyfunc's answers to the frame), and so does
+    xtype=DataFrame; xtype=ndarray still hands it the array (the model's own refusal). A model
+    fitted on an array keeps getting the array, with pyfunc's answers bit for bit."""
+    import mlflow.pyfunc
+
+    from mlflow_corpus import HOMES
+
+    expected = mlflow.pyfunc.load_model(str(fitted_on_a_frame)).predict(HOMES)
+    values = HOMES.to_numpy(dtype=object)
+    reordered = list(reversed(HOMES.columns))
+    for xtype in ("auto", "DataFrame"):
+        server = loaded(fitted_on_a_frame, xtype=xtype)
+        assert_same_predictions(server.predict(values), expected)
+        assert_same_predictions(server.predict(HOMES[reordered].to_numpy(), reordered), expected)
+    as_array = loaded(fitted_on_a_frame, xtype="ndarray")
+    with pytest.raises(BadRequestError, match="only supported for dataframes"):
+        as_array.predict(values, list(HOMES.columns))
+    folder = saved["root"] / "svc"
+    plain = loaded(folder)
+    X = rows(4)
+    assert type(plain.model_input(X, None)) is np.ndarray
+    pyfunc = mlflow.pyfunc.load_model(str(folder))
+    np.testing.assert_array_equal(plain.predict(X), pyfunc.predict(X), strict=True)
+
+
 @pytest.mark.parametrize("fast_path", [True, False, "false"])
 def test_sklearn_flavor_methods_are_scikit_learn_s_own(saved, fast_path):
     """A logistic regression's predict_fn (predict_proba here) is scikit-learn's own call

@@ -2,8 +2,10 @@
 methods pyfunc does not offer (``predict_proba``, ``decision_function``, ``transform``).
 
 The MLmodel signature decides the input form (``xtype=auto``: a DataFrame in the signature's
-column order when it names columns, else an array) and names the outputs; metadata comes from the
-MLmodel file without loading the model. The model's own packages are installed beforehand by the
+column order when it names columns, else an array) and names the outputs; without a signature, a
+model fitted on a DataFrame (``feature_names_in_``, read at load) gets one in its fitted columns,
+as ``mlflow models serve`` gives it a DataFrame. Metadata comes from the MLmodel file without
+loading the model. The model's own packages are installed beforehand by the
 environment builder (``before-run``); ``servers/mlflowserver/MLFlowServer.py`` activates that
 folder before this package is imported.
 
