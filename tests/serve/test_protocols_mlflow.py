@@ -355,12 +355,9 @@ SHOPS_COLUMNS = list(SHOPS.columns)
 
 
 @pytest.fixture(scope="module")
-def sigless(tmp_path_factory):
+def sigless_folder(tmp_path_factory):
     """A pipeline whose ColumnTransformer selects its columns by name, fitted on a DataFrame
-    and saved without a signature (``predict_proba``: answers that show every column), served
-    by ``modelshelf serve`` and by ``seldon-core-microservice``; and MLflow's in-process pyfunc
-    answers to the frame."""
-    import mlflow.pyfunc
+    and saved without a signature (``predict_proba``: answers that show every column)."""
     import mlflow.sklearn
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
@@ -383,8 +380,18 @@ def sigless(tmp_path_factory):
         pip_requirements=["scikit-learn", "numpy", "pandas"],
         pyfunc_predict_fn="predict_proba",
     )
-    expected = mlflow.pyfunc.load_model(str(folder)).predict(SHOPS).tolist()
-    launch = Launch("MLFlowServer", SERVERS / "mlflowserver", seldon_parameters(model_uri=folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sigless(sigless_folder):
+    """That model served by ``modelshelf serve`` and by ``seldon-core-microservice``, and
+    MLflow's in-process pyfunc answers to the frame."""
+    import mlflow.pyfunc
+
+    expected = mlflow.pyfunc.load_model(str(sigless_folder)).predict(SHOPS).tolist()
+    parameters = seldon_parameters(model_uri=sigless_folder)
+    launch = Launch("MLFlowServer", SERVERS / "mlflowserver", parameters)
     with running(launch, [MODELSHELF, SELDON], timeout=180) as services:
         yield services, expected
 
@@ -504,3 +511,18 @@ def test_a_model_without_signature_refuses_names_it_was_not_fitted_on(sigless):
     assert answer.json()["message"] == message
     answer = service.client.post("/api/v1.0/predictions", json=seldon_rows(SHOPS, SHOPS_COLUMNS))
     assert seldon_answer(answer.json()) == expected
+
+
+def test_a_model_without_signature_answers_invocations_as_mlflow_models_serve(sigless_folder):
+    """``mlflow models serve`` gives the model a DataFrame: the same answers on our
+    ``/invocations`` (ours were 400s: the model was handed an array)."""
+    frame = {
+        "dataframe_split": json.loads(SHOPS.to_json(orient="split", index=False)),
+        "dataframe_records": json.loads(SHOPS.to_json(orient="records")),
+    }
+    with beside_mlflow(sigless_folder) as (url, service):
+        for case, payload in frame.items():
+            theirs = httpx.post(f"{url}/invocations", json={case: payload}, timeout=60)
+            ours = service.client.post("/invocations", json={case: payload})
+            assert theirs.status_code == ours.status_code == 200, (case, ours.text, theirs.text)
+            assert ours.json() == theirs.json(), case
