@@ -49,11 +49,12 @@ class MLFlowServer(ModelServer):
     (alias ``predict_method``): ``predict`` through pyfunc, or a method of the flavor's model;
 
     Requests are read by the signature (``RequestReader``): each column or tensor cast to its
-    type. Params (the signature's params schema) come from a Seldon request's ``meta.params``,
-    or from another protocol through ``predict(..., params=...)`` (undeclared ones dropped
-    there, as ``mlflow models serve`` does). ``jsonData`` may also be
-    written as for ``mlflow models serve`` (``dataframe_split``, ``dataframe_records``,
-    ``inputs``, ``instances``, with ``params``).
+    type; without a signature, a model fitted on a DataFrame gets one in its fitted columns.
+    Params (the signature's params schema) come from a Seldon request's ``meta.params``, or
+    from another protocol through ``predict(..., params=...)`` (undeclared ones dropped there,
+    as ``mlflow models serve`` does). ``jsonData`` may also be written as for ``mlflow models
+    serve`` (``dataframe_split``, ``dataframe_records``, ``inputs``, ``instances``, with
+    ``params``).
     """
 
     framework_packages = ("mlflow", "mlflow-skinny", "numpy", "pandas", "scikit-learn", "xgboost")
