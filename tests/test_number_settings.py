@@ -68,7 +68,7 @@ SETTINGS = {
     "MODELSHELF_DOWNLOAD_MIN_SPEED": (
         Limits.from_environ,
         lambda read: read.min_speed,
-        {"1024": 1024, "0": 0},
+        {"1024": 1024, "0": 0, "0.5": 0.5, "1536.5": 1536.5},  # a rate: fractions kept
     ),
     "MODELSHELF_DOWNLOAD_SPEED_WINDOW": (
         Limits.from_environ,
