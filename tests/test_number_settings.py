@@ -11,7 +11,7 @@ import pytest
 from microservice import BIN
 from modelshelf.errors import ConfigurationError, SettingError
 from modelshelf.number_settings import env_number, number_value, whole_env_number
-from modelshelf.persistence import period_from
+from modelshelf.persistence import period_from, redis_client
 from modelshelf.request_guard import max_body_bytes
 from modelshelf.serve.batching import BatchSettings
 from modelshelf.serve.http1.server import client_min_speed, client_stall_seconds
@@ -68,7 +68,7 @@ SETTINGS = {
     "MODELSHELF_DOWNLOAD_MIN_SPEED": (
         Limits.from_environ,
         lambda read: read.min_speed,
-        {"1024": 1024, "0": 0},
+        {"1024": 1024, "0": 0, "0.5": 0.5, "1536.5": 1536.5},  # a rate: fractions kept
     ),
     "MODELSHELF_DOWNLOAD_SPEED_WINDOW": (
         Limits.from_environ,
@@ -94,6 +94,11 @@ SETTINGS = {
         ArchiveLimits.from_environ,
         lambda read: read.max_files,
         {"10000": 10_000},
+    ),
+    "REDIS_SERVICE_PORT": (
+        redis_client,
+        lambda read: read.connection_pool.connection_kwargs["port"],
+        {"6379": 6379, "16379": 16379, "65535": 65535},
     ),
     "PERSISTENCE_PERIOD": (
         period_from,
@@ -134,6 +139,18 @@ def test_a_count_is_whole_a_fraction_is_refused_not_rounded(variable, monkeypatc
     monkeypatch.setenv(variable, "1.5")
     with pytest.raises(SettingError, match=rf"environment variable {variable}='1\.5'"):
         read()
+
+
+@pytest.mark.parametrize("text", ["0", "65536", "6379.5"])
+def test_a_redis_port_outside_the_tcp_range_is_refused_naming_it(text, monkeypatch):
+    """``int()`` took 0, -1 and 70000: the error came at connect, without the variable."""
+    monkeypatch.setenv("REDIS_SERVICE_PORT", text)
+    with pytest.raises(SettingError) as refused:
+        redis_client()
+    assert str(refused.value) == (
+        f"environment variable REDIS_SERVICE_PORT={text!r} is not valid: "
+        "expected a TCP port number, 1-65535"
+    )
 
 
 def test_zero_only_where_the_setting_says_what_it_means(monkeypatch):

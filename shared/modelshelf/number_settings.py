@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 
 from modelshelf.errors import SettingError
 
@@ -67,11 +68,12 @@ def whole_env_number(
     *,
     zero: bool = False,
     at_most: int | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> int:
-    """A count (bytes, rows, files) from environment variable ``name``: as ``env_number``, and
-    whole (``1e6`` is 1000000; ``1.5`` is refused). Exact beyond 2**53: digits are read as an
-    integer, not through a float."""
-    text = os.environ.get(name, "").strip()
+    """A count (bytes, rows, files, a port) from environment variable ``name`` (in ``environ``,
+    by default the process's): as ``env_number``, and whole (``1e6`` is 1000000; ``1.5`` is
+    refused). Exact beyond 2**53: digits are read as an integer, not through a float."""
+    text = (os.environ if environ is None else environ).get(name, "").strip()
     if not text:
         return default
     try:

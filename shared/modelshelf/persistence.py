@@ -34,8 +34,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from modelshelf.errors import ConfigurationError, ModelshelfError
-from modelshelf.number_settings import number_value
+from modelshelf.errors import ModelshelfError
+from modelshelf.number_settings import number_value, whole_env_number
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +83,9 @@ def redis_client(environ: Mapping[str, str] = os.environ) -> Any:
     import redis
 
     host = environ.get(HOST_ENV) or DEFAULT_HOST
-    port_text = environ.get(PORT_ENV) or str(DEFAULT_PORT)
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ConfigurationError(
-            PORT_ENV, port_text, "a TCP port number", source="environment variable"
-        ) from None
+    # As every number setting is read (a port 0, -1 or 70000 was taken, to fail at connect).
+    expected = "a TCP port number, 1-65535"
+    port = whole_env_number(PORT_ENV, DEFAULT_PORT, expected, at_most=65_535, environ=environ)
     return redis.Redis(
         host=host, port=port, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
     )

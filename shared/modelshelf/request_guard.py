@@ -11,7 +11,10 @@ that object which
 * answers an unknown path with 404 and a wrong method with 405 (seldon-core's catch-all handler
   makes both a 500), a ``ValueError`` from reading the payload (a ragged ``ndarray``) with 400;
 * logs client errors at WARNING at most once a minute (with the last cause), not at ERROR once
-  per request.
+  per request;
+* answers a request that comes before the model is ready (``ModelNotReadyError``: a readiness
+  probe polling ``/health/status`` during a normal start) with seldon-core's 503 and body, logged
+  at INFO once per worker and then at DEBUG: seldon-core's handler logged an ERROR per poll.
 
 ``modelshelf serve`` applies the same checks on its fast path (``body_checks``) and the same size
 limit to every class. A user class opts in with ``model_error_handler = RequestGuard()``.
@@ -28,7 +31,7 @@ from typing import Any
 
 from modelshelf.json_values import number_out_of_range, unreadable_value
 from modelshelf.number_settings import whole_env_number
-from modelshelf.request_errors import BadRequestError, RequestRefusedError
+from modelshelf.request_errors import BadRequestError, ModelNotReadyError, RequestRefusedError
 from modelshelf.seldon_payload import FEEDBACK_PATHS, PREDICT_PATHS, BodyChecks, unequal_rows
 
 logger = logging.getLogger("modelshelf.requests")
@@ -113,6 +116,29 @@ class ClientErrorLog:
 
 
 CLIENT_ERRORS = ClientErrorLog()
+
+
+class NotReadyLog:
+    """Answers of "not ready yet" (503) in this process: the first at INFO, the rest at DEBUG.
+    During a start they are expected (a probe polls until ready); not an error."""
+
+    def __init__(self) -> None:
+        self.told = False
+
+    def record(self, method: str, path: str, cause: str) -> None:
+        level = logging.DEBUG if self.told else logging.INFO
+        self.told = True
+        logger.log(
+            level,
+            "not ready yet: %s %s answered 503 (%s) until the model is loaded and every port "
+            "listens; further such answers are logged at DEBUG",
+            method,
+            path,
+            cause,
+        )
+
+
+NOT_READY = NotReadyLog()
 
 
 class SeldonClientErrorFilter(logging.Filter):
@@ -226,6 +252,11 @@ def seldon_request_blueprint(component: Any) -> Any:
         if getattr(error, "allow", ()):
             response.headers["Allow"] = ", ".join(error.allow)
         return response
+
+    @blueprint.app_errorhandler(ModelNotReadyError)
+    def not_ready(error: ModelNotReadyError) -> Any:
+        NOT_READY.record(request.method, request.path, str(error))
+        return answer(error)  # seldon-core's status and body (its handler also logs an ERROR)
 
     @blueprint.app_errorhandler(ValueError)
     @blueprint.app_errorhandler(OverflowError)  # a JSON integer too large for a float

@@ -10,11 +10,12 @@ import socket
 import time
 
 import grpc
+import httpx
 import pytest
 from frontends import COMPONENTS, MODELSHELF, Launch, finish, running, sklearn_launch, start
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from microservice import log_tail, wait_for_text
+from microservice import log_tail, seldon_parameters, wait_for_text
 
 READY_PATHS = ["/v2/health/ready", "/v2/models/iris/ready", "/v1/models/iris", "/health/status"]
 
@@ -77,3 +78,45 @@ def test_ready_again_once_a_dead_grpc_workers_replacement_listens():
         first_ready_answer(service, "/v2/health/ready")
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", service.grpc_port)) == 0
+
+
+def test_health_status_before_ready_is_a_quiet_503(sklearn_models):
+    """A readiness probe polling ``/health/status`` during a normal start gets seldon's 503
+    not-ready answer, and the log gets one INFO line, not an ERROR per poll."""
+    params = seldon_parameters(model_uri=sklearn_models["iris"], grpc_load_seconds=5.0)
+    launch = Launch("LateGrpcSKLearnServer", COMPONENTS, params, grpc=True)
+    service = start(launch, MODELSHELF)
+    try:
+        wait_for_text(service.log, "gRPC worker loading late", timeout=60)
+        not_ready = []
+        deadline = time.monotonic() + 60
+        while (answer := _status_or_none(service)) is None or answer.status_code != 200:
+            assert time.monotonic() < deadline, log_tail(service.log_path)
+            assert service.process.poll() is None, log_tail(service.log_path)
+            if answer is not None:
+                not_ready.append(answer)
+            time.sleep(0.05)
+        log = service.log()
+    finally:
+        finish(service)
+    assert len(not_ready) >= 3, len(not_ready)  # polled while the gRPC worker loads (5 s)
+    for answer in not_ready:
+        assert answer.status_code == 503
+        assert answer.json() == {
+            "status": {
+                "code": -1,  # seldon-core's body, as it was
+                "info": "the model is not loaded yet",
+                "reason": "MICROSERVICE_NOT_READY",
+                "status": 1,
+            }
+        }
+    assert " - ERROR: " not in log, log
+    assert log.count("not ready yet") == 1, log
+
+
+def _status_or_none(service):
+    """``/health/status``'s answer, or None while the REST port does not answer yet."""
+    try:
+        return service.client.get("/health/status", timeout=5)
+    except httpx.HTTPError:
+        return None

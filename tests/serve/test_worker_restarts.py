@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import time
 
 import httpx
@@ -57,6 +58,27 @@ def test_a_worker_that_cannot_load_stops_the_server_without_retrying():
     assert result.returncode == 1, result.stdout
     assert "CrashingModel cannot load (fail_load)" in result.stdout
     assert "the rest worker died before it served" in result.stdout
+    assert "replaced by" not in result.stdout
+
+
+def test_a_grpc_worker_that_never_listens_stops_the_server_however_slowly_it_fails():
+    """The gRPC port is held by a socket without SO_REUSEPORT: every gRPC worker loads (7 s)
+    and then fails to bind. At 7 s an attempt the per-minute window never filled (10 allowed):
+    it was replaced for ever, the server live but never ready. Now it stops (exit 1) at once."""
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen(1)
+        grpc_port = holder.getsockname()[1]
+        params = seldon_parameters(load_seconds=7.0)
+        ports = ["--http-port", str(free_port()), "--metrics-port", str(free_port())]
+        ports += ["--grpc-port", str(grpc_port)]
+        command = [*MODELSHELF, "CrashingModel", "--parameters", params, "--grpc-workers", "1"]
+        result = run_to_exit([*command, *ports], COMPONENTS, timeout=45)
+    assert result.returncode == 1, result.stdout
+    assert "address already in use" in result.stdout
+    assert re.search(
+        r"stopping the server: the grpc worker \d+ died before it listened", result.stdout
+    )
     assert "replaced by" not in result.stdout
 
 

@@ -105,6 +105,24 @@ def test_a_trickle_ends_at_the_low_speed_limit(env):
     assert seconds < 30, seconds  # bounded: a trickle never ended before
 
 
+def test_a_fractional_low_speed_limit_is_kept_not_truncated_to_off(env):
+    """``MIN_SPEED=0.5`` (a byte every 2 s) was read as int 0: the check was off, and a byte
+    every 2.5 s ran until the overall deadline."""
+    env(
+        {
+            "MODELSHELF_DOWNLOAD_MIN_SPEED": "0.5",
+            "MODELSHELF_DOWNLOAD_SPEED_WINDOW": "4",
+            "MODELSHELF_DOWNLOAD_TIMEOUT": "20",
+        }
+    )
+    routes = {"/model.joblib": Route(MODEL, "trickle", interval=2.5)}
+    with (
+        lying_http_server(routes) as server,
+        pytest.raises(StorageUnreachableError, match=r"below 0\.5 bytes/s"),
+    ):
+        download(f"{server.url}/model.joblib")
+
+
 def test_the_overall_deadline_ends_a_download_that_is_slow_but_not_too_slow(env):
     env({"MODELSHELF_DOWNLOAD_TIMEOUT": "3", "MODELSHELF_DOWNLOAD_MIN_SPEED": "0"})
     with lying_http_server({"/model.joblib": Route(MODEL, "trickle", interval=0.2)}) as server:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import tarfile
@@ -333,3 +334,41 @@ def test_fetch_command_as_an_init_container(bucket, tmp_path, tree):
     assert len(lines) == 1 and f"s3://{BUCKET}/absent" in lines[0], failed.stderr
     assert "Traceback" not in failed.stderr
     assert secret not in failed.stderr + done.stderr
+
+
+@pytest.mark.parametrize(
+    "uri, redacted, without",
+    [
+        ("s3://AKIAKEY:{secret}@guarded/m", "s3://<redacted>@guarded/m", "s3://guarded/m"),
+        ("s3://AKIAKEY@guarded/m", "s3://<redacted>@guarded/m", "s3://guarded/m"),
+        ("s3:AKIAKEY:{secret}@guarded/m", "s3:<redacted>@guarded/m", "s3:guarded/m"),
+    ],
+)
+def test_credentials_in_an_s3_uri_are_refused_saying_where_they_go(
+    audited_s3, env, tmp_path, uri, redacted, without
+):
+    """They were taken as part of the bucket name: boto3's "ParamValidationError (endpoint …,
+    anonymous requests)", and nothing said the keys were never read."""
+    client = audited_s3.client()
+    client.create_bucket(Bucket="guarded")
+    client.put_object(Bucket="guarded", Key="m/model.joblib", Body=b"x")
+    secret = "uri-secret-c0ffee"
+    uri = uri.format(secret=secret)
+    env({"AWS_ENDPOINT_URL": audited_s3.endpoint})  # no AWS_* credentials: they are in the URI
+    before = audited_s3.log_size()
+    with pytest.raises(StorageAccessError) as caught:
+        download(uri)
+    message = str(caught.value)
+    assert message.startswith(f"cannot download {redacted}: credentials in the URI"), message
+    assert "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in message
+    assert message.endswith(f"write the URI without them: {without}")
+    assert secret not in message and "AKIAKEY" not in message
+    assert audited_s3.requests_since(before) == []  # refused before any request
+
+    environment = {**os.environ, "HOME": str(tmp_path)}
+    command = [str(BIN / "modelshelf"), "fetch", uri, str(tmp_path / "dest")]
+    failed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1
+    lines = [line for line in failed.stderr.splitlines() if line.startswith("modelshelf fetch:")]
+    assert len(lines) == 1 and "credentials in the URI" in lines[0], failed.stderr
+    assert "Traceback" not in failed.stderr and secret not in failed.stderr

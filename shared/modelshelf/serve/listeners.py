@@ -45,3 +45,7 @@ class ListenerSlot:
     def clear(self) -> None:
         if _flags is not None:
             _flags[self.index] = 0
+
+    def is_set(self) -> bool:
+        """Whether this slot's worker listens (or listened, until the parent clears it)."""
+        return _flags is None or bool(_flags[self.index])

@@ -14,9 +14,15 @@ are gone (SIGKILL for anything left after ``STOP_SECONDS``).
 A REST or gRPC worker that dies on its own (a model calling ``os._exit``, a segfault on one
 input) is replaced by a new fork, as gunicorn's arbiter does: one bad request no longer ends the
 server and resets every connection. The parent still stops the rest and exits 1, so the pod
-restarts, when a REST worker dies before it ever served (it could not load: a new one would not
-either), when the metrics process dies, or when workers keep dying: more than
+restarts, when a worker dies before it was ever ready -- a REST worker before it served, a gRPC
+worker before it listened (it could not load, or could not bind the port: a new one would fail
+the same way) --, when the metrics process dies, or when workers keep dying: more than
 ``MODELSHELF_MAX_WORKER_RESTARTS`` replacements within a minute.
+
+The window only counts deaths per minute, so it cannot stop workers that never get ready: a gRPC
+worker that loads for 7 s and then fails to bind was replaced ~8 times a minute, for ever, and
+the server stayed live but never ready. Giving up at the first such death leaves the retrying to
+Kubernetes, which backs off between restarts and reports CrashLoopBackOff.
 """
 
 from __future__ import annotations
@@ -303,12 +309,19 @@ class WorkerPool:
         assert child is not None  # run() found it ended
         logger.error("%s worker %d exited with %s", worker.name, child.pid, child.describe_exit())
         worker.child = None  # handled
+        listened = worker.listening is None or worker.listening.is_set()
         if worker.listening is not None:
             worker.listening.clear()  # not ready until the replacement listens
         if not worker.respawn:
             return self._give_up(f"the {worker.name} process cannot be replaced")
         if not child.is_ready():
             return self._give_up(f"the {worker.name} worker died before it served")
+        if not listened:
+            return self._give_up(
+                f"the {worker.name} worker {child.pid} died before it listened (it could not "
+                f"load or bind its port: {child.describe_exit()}, its error is logged above); "
+                "a new one would fail the same way"
+            )
         now = time.monotonic()
         while self.restarts and now - self.restarts[0] > RESTART_WINDOW:
             self.restarts.popleft()

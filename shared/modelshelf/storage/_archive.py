@@ -23,8 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from modelshelf.errors import StorageError, UnsafeArchiveError
-from modelshelf.number_settings import whole_env_number
-from modelshelf.storage._transfer import positive_setting
+from modelshelf.number_settings import env_number, whole_env_number
 
 SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 COPY_BUFFER = 1 << 20
@@ -58,7 +57,11 @@ class ArchiveLimits:
             max_files=whole_env_number(
                 "MODELSHELF_ARCHIVE_MAX_FILES", DEFAULT_MAX_FILES, "a whole number of entries > 0"
             ),
-            max_ratio=positive_setting("MODELSHELF_ARCHIVE_MAX_RATIO", DEFAULT_MAX_RATIO),
+            max_ratio=env_number(
+                "MODELSHELF_ARCHIVE_MAX_RATIO",
+                DEFAULT_MAX_RATIO,
+                "a number of bytes unpacked per archive byte > 0",
+            ),
         )
 
     def byte_cap(self, archive_size: int) -> tuple[int, str]:

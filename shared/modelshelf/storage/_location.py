@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from modelshelf.errors import StorageError
+from modelshelf.errors import StorageAccessError, StorageError
 from modelshelf.redaction import redact_uri as redact
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
@@ -108,12 +108,31 @@ def parse(uri: str) -> Location:
     return Location(uri, "local")
 
 
+#: Where each bucket store's credentials are read from (README, configuration table).
+_CREDENTIALS = {
+    "s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or another source boto3 reads: "
+    "AWS_SESSION_TOKEN, AWS_PROFILE, a web identity, a role), or rclone's "
+    "RCLONE_CONFIG_<REMOTE>_ACCESS_KEY_ID / _SECRET_ACCESS_KEY",
+    "gs": "GOOGLE_APPLICATION_CREDENTIALS (a service account key file; or google-auth's chain), "
+    "or rclone's RCLONE_CONFIG_<REMOTE>_SERVICE_ACCOUNT_CREDENTIALS",
+}
+
+
 def _bucket_location(
     uri: str, kind: str, rest: str, rclone: dict[str, str], remote: str
 ) -> Location:
     bucket, _, key = rest.lstrip("/").partition("/")
     if not bucket:
         raise StorageError(redact(uri), f"no bucket: expected {kind}://BUCKET/PATH")
+    if "@" in bucket:  # no bucket name holds "@": user info, which boto3 would take as the name
+        user_info = bucket.rpartition("@")[0] + "@"
+        without = uri.replace(user_info, "", 1)
+        raise StorageAccessError(
+            redact(uri.replace(user_info, "<redacted>@", 1)),  # the rclone form too
+            f"credentials in the URI (before '@') are not read: set {_CREDENTIALS[kind]} -- "
+            "e.g. from the Secret envSecretRefName or envFrom names -- and write the URI "
+            f"without them: {redact(without)}",
+        )
     return Location(
         uri, kind, bucket=bucket, key=key.strip("/"), rclone=rclone, rclone_remote=remote
     )

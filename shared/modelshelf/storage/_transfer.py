@@ -39,28 +39,28 @@ class Limits:
 
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    min_speed: int = DEFAULT_MIN_SPEED
+    min_speed: float = DEFAULT_MIN_SPEED  # bytes/s
     speed_window: float = DEFAULT_SPEED_WINDOW
 
     @classmethod
     def from_environ(cls) -> Limits:
+        seconds = "a number of seconds > 0"
         return cls(
-            timeout=positive_setting("MODELSHELF_DOWNLOAD_TIMEOUT", DEFAULT_TIMEOUT),
-            connect_timeout=positive_setting(
-                "MODELSHELF_DOWNLOAD_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT
+            timeout=env_number("MODELSHELF_DOWNLOAD_TIMEOUT", DEFAULT_TIMEOUT, seconds),
+            connect_timeout=env_number(
+                "MODELSHELF_DOWNLOAD_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT, seconds
             ),
-            min_speed=int(
-                positive_setting("MODELSHELF_DOWNLOAD_MIN_SPEED", DEFAULT_MIN_SPEED, zero=True)
+            # A rate, not a count: 0.5 is a byte every 2 s (int() made it 0, the check off).
+            min_speed=env_number(
+                "MODELSHELF_DOWNLOAD_MIN_SPEED",
+                DEFAULT_MIN_SPEED,
+                "a number of bytes per second (fractions too), or 0 to turn the check off",
+                zero=True,
             ),
-            speed_window=positive_setting("MODELSHELF_DOWNLOAD_SPEED_WINDOW", DEFAULT_SPEED_WINDOW),
+            speed_window=env_number(
+                "MODELSHELF_DOWNLOAD_SPEED_WINDOW", DEFAULT_SPEED_WINDOW, seconds
+            ),
         )
-
-
-def positive_setting(name: str, default: float, zero: bool = False) -> float:
-    """The number in environment variable ``name`` (``default`` when unset or blank): finite
-    and positive (or 0, with ``zero``), as ``modelshelf.number_settings`` reads every one."""
-    expected = "a finite positive number" + (" or 0" if zero else "")
-    return env_number(name, default, expected, zero=zero)
 
 
 class Budget:
@@ -108,7 +108,7 @@ class Budget:
     def slow_error(self, moved: int, seconds: float) -> StorageUnreachableError:
         return StorageUnreachableError(
             self.display,
-            f"{moved} bytes in {seconds:.0f} s, below {self.limits.min_speed} bytes/s "
+            f"{moved} bytes in {seconds:.0f} s, below {self.limits.min_speed:.10g} bytes/s "
             "(MODELSHELF_DOWNLOAD_MIN_SPEED over MODELSHELF_DOWNLOAD_SPEED_WINDOW): check the "
             "network, a proxy, and the endpoint's load",
         )
