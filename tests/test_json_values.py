@@ -7,7 +7,7 @@ import json
 import orjson
 import pytest
 
-from modelshelf.json_values import number_out_of_range, unreadable_value
+from modelshelf.json_values import number_out_of_range, refused_json_message, unreadable_value
 
 
 @pytest.mark.parametrize(
@@ -42,3 +42,28 @@ def test_an_integer_python_read_but_no_double_holds_is_found_in_the_parsed_body(
     found = number_out_of_range(document)
     assert found is not None and found.message().startswith("jsonData.area is an integer of 400")
     assert number_out_of_range({"rooms": [3, 2**64]}) is None
+
+
+def test_every_protocol_says_a_refused_body_in_one_wording():
+    """The adapters give their own "not JSON" words and, for V2, their own way of naming an
+    element; the value and its path are found the same way for all."""
+    huge = b'{"inputs": [{"name": "x", "data": [1, 1e400]}]}'
+    with pytest.raises(orjson.JSONDecodeError) as refused:
+        orjson.loads(huge)
+    assert refused_json_message(huge, refused.value, "not JSON").startswith(
+        "inputs[0].data[1] is 1e400, a number out of a double's range"
+    )
+
+    def element(found):
+        return f"input {found.document['inputs'][0]['name']!r}: {found.problem}"
+
+    said = refused_json_message(huge, refused.value, "not JSON", describe=element)
+    assert said.startswith("input 'x': 1e400, a number out of")
+    top = b"[" + b"9" * 400 + b"]"
+    assert refused_json_message(top, ValueError("x"), "not JSON", "the request").startswith(
+        "the request[0] is an integer of 400 digits"
+    )
+    with pytest.raises(orjson.JSONDecodeError) as refused:
+        orjson.loads(b"{not json")
+    said = refused_json_message(b"{not json", refused.value, "Unrecognized request format")
+    assert said == f"Unrecognized request format: {refused.value}"

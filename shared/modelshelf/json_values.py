@@ -5,8 +5,9 @@ it sits: an integer of 5,000 digits ("Exceeds the limit (4300 digits) for intege
 conversion… use sys.set_int_max_str_digits()", or orjson's "number is infinity when parsed as
 double"), a number beyond a double, a string that is not UTF-8 (raw bytes, a lone surrogate
 escape). ``unreadable_value`` parses such a body again, leniently, and finds the first such
-value and its path (``data.ndarray[0][1]``). Called only after a parser refused the body: a
-request that parses pays nothing.
+value and its path (``data.ndarray[0][1]``); ``refused_json_message`` is what every protocol's
+400 says about such a body. Called only after a parser refused the body: a request that parses
+pays nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +95,24 @@ def unreadable_value(body: bytes | str) -> UnreadableValue | None:
         return None
     path, problem = found
     return UnreadableValue(path, problem, document)
+
+
+def refused_json_message(
+    body: bytes | str,
+    exc: Exception,
+    not_json: str,
+    start: str = "the body",
+    describe: Callable[[UnreadableValue], str | None] | None = None,
+) -> str:
+    """What a 400 says about a body the protocol's parser refused with ``exc``: the value that
+    was wrong and its path (``describe`` may say it in the protocol's terms, ``input 'x':
+    element [0, 1] is …``; ``start`` names the top), else ``not_json`` and the parser's words.
+    One wording for every protocol; each adapter puts it in its own error body."""
+    found = unreadable_value(body)
+    if found is None:
+        return f"{not_json}: {exc}"
+    described = describe(found) if describe is not None else None
+    return described or found.message(start)
 
 
 def number_out_of_range(document: Any) -> UnreadableValue | None:
