@@ -7,7 +7,12 @@ import json
 import orjson
 import pytest
 
-from modelshelf.json_values import number_out_of_range, refused_json_message, unreadable_value
+from modelshelf.json_values import (
+    document_with_non_finite,
+    number_out_of_range,
+    refused_json_message,
+    unreadable_value,
+)
 
 
 @pytest.mark.parametrize(
@@ -67,3 +72,29 @@ def test_every_protocol_says_a_refused_body_in_one_wording():
         orjson.loads(b"{not json")
     said = refused_json_message(b"{not json", refused.value, "Unrecognized request format")
     assert said == f"Unrecognized request format: {refused.value}"
+
+
+def test_nan_and_infinity_are_named_only_where_the_parser_refused_them():
+    """orjson refuses NaN and ±Infinity (JSON has none); Python's json reads them as floats,
+    so behind it they are no refused value and another one is named."""
+    body = b'{"instances": [[1, NaN], [-Infinity, ' + b"9" * 400 + b"]]}"
+    found = unreadable_value(body)
+    assert found is not None and found.message().startswith(
+        "instances[0][1] is NaN, which JSON does not have (its numbers are finite): send null"
+    )
+    found = unreadable_value(body, non_finite_read=True)
+    assert found is not None and found.message().startswith(
+        "instances[1][1] is an integer of 400 digits"
+    )
+    said = refused_json_message(b"[Infinity]", ValueError("x"), "not JSON")
+    assert said.startswith("the body[0] is Infinity, which JSON does not have")
+    assert "send a finite number, or null for a missing value" in said
+
+
+def test_a_body_whose_only_fault_is_nan_is_read_as_python_reads_it():
+    document = document_with_non_finite(b'{"inputs": [[NaN, Infinity, -Infinity, 1]]}')
+    values = document["inputs"][0]
+    assert values[0] != values[0] and values[1:] == [float("inf"), float("-inf"), 1]
+    assert document_with_non_finite(b"[NaN, " + b"9" * 400 + b"]") is None
+    assert document_with_non_finite(b'["\xff", NaN]') is None
+    assert document_with_non_finite(b"[NaN,") is None

@@ -213,7 +213,9 @@ def seldon_request_blueprint(component: Any) -> Any:
             except RecursionError:
                 raise too_deep("the body") from None
             except ValueError as exc:  # a number beyond any type, text that is not UTF-8…
-                message = refused_json_message(request.get_data(), exc, "the body is not JSON")
+                message = refused_json_message(
+                    request.get_data(), exc, "the body is not JSON", non_finite_read=True
+                )
                 raise BadRequestError(message) from None
         checks.check(request.path, body)
 

@@ -642,6 +642,66 @@ def test_a_number_beyond_every_type_is_named_on_every_protocol(iris):
     assert "input 'x': element [0, 3] is 1e400, a number out of a double's range" in answer.text
 
 
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_literals_as_each_protocols_reference_server_reads_them(iris, literal):
+    """JSON has no NaN or Infinity. KServe's and MLServer's servers parse with orjson, which
+    refuses them: KServe V1 and V2 answer a 400 naming the literal and where it is (KServe V1
+    said "Unrecognized request format: unexpected character"), and what to send instead.
+    Seldon Core's and MLflow's servers parse with Python's json, which reads them as floats:
+    Seldon and /invocations hand them to the model (/invocations refused the body as not
+    JSON), whose refusal of them is the answer; null reaches the model everywhere."""
+    service, _ = iris
+    expected = "send null for a missing value" if literal == "NaN" else "send a finite number"
+    refused = [
+        (
+            "/v1/models/flowers:predict",
+            f'{{"instances": [[1, 2, 3, {literal}]]}}',
+            f"instances[0][3] is {literal}, which JSON does not have",
+        ),
+        (
+            "/v2/models/flowers/infer",
+            f'{{"inputs": [{{"name": "x", "datatype": "FP64", "shape": [1, 4], '
+            f'"data": [1, 2, {literal}, 4]}}]}}',
+            f"input 'x': element [0, 2] is {literal}, which JSON does not have",
+        ),
+    ]
+    for path, content, words in refused:
+        answer = service.client.post(
+            path, content=content.encode(), headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400, answer.text
+        assert words in answer.json()["error"] and expected in answer.json()["error"]
+        null = content.replace(literal, "null").encode()
+        answer = service.client.post(
+            path, content=null, headers={"content-type": "application/json"}
+        )
+        assert "Input X contains NaN" in answer.text, answer.text  # null: the model's NaN
+    model_words = "Input X contains NaN" if literal == "NaN" else "Input X contains infinity"
+    read = [
+        ("/api/v1.0/predictions", f'{{"data": {{"ndarray": [[1, {literal}, 3, 4]]}}}}'),
+        ("/invocations", f'{{"inputs": [[{literal}, 2, 3, 4]]}}'),
+        (
+            "/invocations",
+            f'{{"dataframe_split": {{"columns": ["a", "b", "c", "d"], '
+            f'"data": [[1, 2, {literal}, 4]]}}}}',
+        ),
+    ]
+    for path, content in read:
+        answer = service.client.post(
+            path, content=content.encode(), headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400, answer.text
+        assert model_words in answer.text, answer.text
+        # Where those protocols read the literal, another value's refusal names that value.
+        huge = content.replace(literal, f"{literal}, {'9' * 5000}", 1)
+        answer = service.client.post(
+            path, content=huge.encode(), headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400, answer.text
+        assert "is an integer of 5000 digits" in answer.text, answer.text
+    assert v2_infer(service, "flowers", {"inputs": [tensor("x", ROWS)]}).status_code == 200
+
+
 def test_pd_codec_strings_from_bytes(scoring):
     inputs = [
         {"name": "word", "datatype": "BYTES", "shape": [2], "data": ["ab", "cd"]},

@@ -28,7 +28,7 @@ import orjson
 
 from modelshelf.errors import BadRequestError
 from modelshelf.inputs import pandas_module
-from modelshelf.json_values import refused_json_message
+from modelshelf.json_values import document_with_non_finite, refused_json_message
 from modelshelf.serve.batching import Pending, batchable_rows
 from modelshelf.serve.inference import InferenceCore, error_answer
 from modelshelf.serve.ndarray import (
@@ -187,9 +187,12 @@ def json_input(
     with ``objects_as_records``, records and columns by name as a list of objects."""
     try:
         payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:  # mlflow's own words when no value is to blame
-        not_json = "Ensure that input is a valid JSON formatted string. Error"
-        raise BadRequestError(refused_json_message(body, exc, not_json)) from None
+    except orjson.JSONDecodeError as exc:
+        payload = document_with_non_finite(body)  # NaN, ±Infinity: mlflow's json.loads reads them
+        if payload is None:  # mlflow's own words when no value is to blame
+            not_json = "Ensure that input is a valid JSON formatted string. Error"
+            message = refused_json_message(body, exc, not_json, non_finite_read=True)
+            raise BadRequestError(message) from None
     if type(payload) is not dict:
         got = "a list" if type(payload) is list else f"{type(payload).__name__}"
         raise BadRequestError(
