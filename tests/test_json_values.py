@@ -9,6 +9,7 @@ import pytest
 
 from modelshelf.json_values import (
     document_with_non_finite,
+    not_utf8_message,
     number_out_of_range,
     refused_json_message,
     unreadable_value,
@@ -98,3 +99,19 @@ def test_a_body_whose_only_fault_is_nan_is_read_as_python_reads_it():
     assert document_with_non_finite(b"[NaN, " + b"9" * 400 + b"]") is None
     assert document_with_non_finite(b'["\xff", NaN]') is None
     assert document_with_non_finite(b"[NaN,") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b"\x89PNG\r\n", "byte 0x89 at offset 0 is not UTF-8 (invalid start byte)"),
+        (b'{"a": \xc3(', "byte 0xc3 at offset 6 is not UTF-8 (invalid continuation byte)"),
+        (b'{"a": "caf\xc3', "byte 0xc3 at offset 10 is not UTF-8 (unexpected end of data)"),
+    ],
+)
+def test_a_body_that_is_not_utf8_is_named_by_its_first_such_byte(body: bytes, said: str):
+    with pytest.raises(orjson.JSONDecodeError) as refused:
+        orjson.loads(body)
+    message = refused_json_message(body, refused.value, "not JSON")
+    assert message.startswith(f"the body is not UTF-8 JSON: {said}"), message
+    assert not_utf8_message(b'{"a": 1}') is None and not_utf8_message("\udcff") is None

@@ -119,14 +119,31 @@ def refused_json_message(
 ) -> str:
     """What a 400 says about a body the protocol's parser refused with ``exc``: the value that
     was wrong and its path (``describe`` may say it in the protocol's terms, ``input 'x':
-    element [0, 1] is …``; ``start`` names the top), else ``not_json`` and the parser's words.
-    One wording for every protocol; each adapter puts it in its own error body.
-    ``non_finite_read``: as for ``unreadable_value``."""
+    element [0, 1] is …``; ``start`` names the top), else the first byte that is not UTF-8
+    (orjson says "str is not valid UTF-8: surrogates not allowed" at char 0 whatever the
+    byte), else ``not_json`` and the parser's words. One wording for every protocol; each
+    adapter puts it in its own error body. ``non_finite_read``: as for ``unreadable_value``."""
     found = unreadable_value(body, non_finite_read)
     if found is None:
-        return f"{not_json}: {exc}"
+        return not_utf8_message(body) or f"{not_json}: {exc}"
     described = describe(found) if describe is not None else None
     return described or found.message(start)
+
+
+def not_utf8_message(body: bytes | str) -> str | None:
+    """Where ``body`` stops being UTF-8, as a 400 says it; ``None`` when it is UTF-8. JSON
+    between systems is UTF-8 (RFC 8259): an image or a Latin-1 file posted as JSON is told so,
+    with the byte and its offset to find it by."""
+    if not isinstance(body, bytes | bytearray):
+        return None
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (
+            f"the body is not UTF-8 JSON: byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start} is not UTF-8 ({exc.reason}); send JSON as UTF-8 text"
+        )
+    return None
 
 
 def document_with_non_finite(body: bytes | str) -> Any:

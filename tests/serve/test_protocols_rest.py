@@ -702,6 +702,34 @@ def test_nan_and_infinity_literals_as_each_protocols_reference_server_reads_them
     assert v2_infer(service, "flowers", {"inputs": [tensor("x", ROWS)]}).status_code == 200
 
 
+def test_a_body_that_is_not_utf8_is_said_so_with_the_byte_and_its_offset(iris):
+    """A PNG or a Latin-1 file posted as JSON: orjson said "str is not valid UTF-8: surrogates
+    not allowed" (at char 0, whatever the byte), Python's json "'utf-16-le' codec can't
+    decode…" for a body starting with 0xff 0xfe. Every protocol names the first byte that is
+    not UTF-8 and where it is, in its own error body; the server goes on serving."""
+    service, _ = iris
+    bodies = [
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "byte 0x89 at offset 0 is not UTF-8 (invalid start byte)"),
+        (b"\xff\xfe\x00\x81garbage", "byte 0xff at offset 0 is not UTF-8"),
+        ('{"instances": [[1, 2, 3, 4]], "x": é'.encode("latin-1"), "byte 0xe9 at offset 35"),
+    ]
+    paths = [
+        "/api/v1.0/predictions",
+        "/v2/models/flowers/infer",
+        "/v1/models/flowers:predict",
+        "/invocations",
+    ]
+    for path in paths:
+        for content, where in bodies:
+            answer = service.client.post(
+                path, content=content, headers={"content-type": "application/json"}
+            )
+            assert answer.status_code == 400, answer.text
+            assert f"the body is not UTF-8 JSON: {where}" in answer.text, (path, answer.text)
+            assert "surrogates" not in answer.text and "codec" not in answer.text
+    assert v2_infer(service, "flowers", {"inputs": [tensor("x", ROWS)]}).status_code == 200
+
+
 def test_pd_codec_strings_from_bytes(scoring):
     inputs = [
         {"name": "word", "datatype": "BYTES", "shape": [2], "data": ["ab", "cd"]},
