@@ -730,6 +730,37 @@ def test_a_body_that_is_not_utf8_is_said_so_with_the_byte_and_its_offset(iris):
     assert v2_infer(service, "flowers", {"inputs": [tensor("x", ROWS)]}).status_code == 200
 
 
+def test_a_models_long_refusal_is_cut_alike_on_every_protocol(iris):
+    """scikit-learn follows "Input X contains NaN." with ~400 characters of advice; the 400
+    quoted all of it (V2 cut numpy's words at 160). Every protocol now quotes the same 300
+    characters of it: its start, which says what was wrong, and its end."""
+    service, model = iris
+    with pytest.raises(ValueError) as refused:
+        model.predict_proba(np.array([[1, np.nan, 3, 4]]))
+    whole = str(refused.value)
+    assert len(whole) > 400 and whole.startswith("Input X contains NaN.")
+    words = whole[:149] + "…" + whole[-150:]
+    row = [1, None, 3, 4]
+    cases = [
+        ("/api/v1.0/predictions", {"data": {"ndarray": [row]}}, ("status", "info")),
+        (
+            "/v2/models/flowers/infer",
+            {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 4], "data": row}]},
+            ("error",),
+        ),
+        ("/v1/models/flowers:predict", {"instances": [row]}, ("error",)),
+        ("/invocations", {"inputs": [row]}, ("message",)),
+    ]
+    for path, payload, keys in cases:
+        answer = service.client.post(path, json=payload)
+        assert answer.status_code == 400, answer.text
+        message = answer.json()
+        for key in keys:
+            message = message[key]
+        assert f"predict_proba rejected the input: {words}" in message, (path, message)
+        assert whole not in message
+
+
 def test_pd_codec_strings_from_bytes(scoring):
     inputs = [
         {"name": "word", "datatype": "BYTES", "shape": [2], "data": ["ab", "cd"]},
