@@ -12,7 +12,12 @@ from tests.models import FLATS, HOUSES, flats_pipeline, houses_pipeline, iris_fr
 
 from modelshelf.errors import BadRequestError
 from modelshelf.fitted_columns import learnt_text_columns
-from modelshelf.input_refusals import column_type_conflicts, refused_input_message
+from modelshelf.input_refusals import (
+    FRAMEWORK_WORDS_LIMIT,
+    column_type_conflicts,
+    framework_words,
+    refused_input_message,
+)
 from modelshelf.inputs import (
     _numbers_where_possible,
     as_2d_numbers,
@@ -342,6 +347,31 @@ def test_a_refused_array_does_not_import_pandas():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == ["predict rejected the input: contains NaN", "False"]
+
+
+def test_a_frameworks_long_refusal_keeps_its_start_and_its_end():
+    """XGBoost lists every feature name twice before saying which it expected (~950
+    characters for 30 features), scikit-learn follows "Input X contains NaN." with ~400 of
+    advice: the 400 quotes 300 characters, the start and the end (which names the missing
+    features), as every refusal quoting a framework's words does; a native stack trace goes."""
+    import xgboost as xgb
+
+    columns = [f"feature_{i}" for i in range(30)]
+    frame = pd.DataFrame(np.random.default_rng(0).random((20, 30)), columns=columns)
+    model = xgb.XGBClassifier(n_estimators=2).fit(frame, np.arange(20) % 2)
+    renamed = frame.rename(columns={"feature_7": "feat_7"})
+    with pytest.raises(ValueError) as refused:
+        model.predict(renamed)
+    assert len(str(refused.value)) > 900
+    message = refused_input_message("predict", refused.value, renamed.to_numpy(), model)
+    words = message.removeprefix("predict rejected the input: ")
+    assert len(words) == FRAMEWORK_WORDS_LIMIT and words.startswith("feature_names mismatch")
+    assert "…" in words and words.endswith("the following fields: feat_7")
+    assert "expected feature_7 in input data" in words
+    short = ValueError("X has 3 features, but LogisticRegression is expecting 4 features.")
+    assert framework_words(short) == str(short)
+    native = ValueError("[10:00:00] data.cc:12: Check failed: rows\nStack trace:\n  [bt] (0) x")
+    assert framework_words(native) == "[10:00:00] data.cc:12: Check failed: rows"
 
 
 def refusal(model, frame: pd.DataFrame) -> Exception:

@@ -7,7 +7,13 @@ import json
 import orjson
 import pytest
 
-from modelshelf.json_values import number_out_of_range, unreadable_value
+from modelshelf.json_values import (
+    document_with_non_finite,
+    not_utf8_message,
+    number_out_of_range,
+    refused_json_message,
+    unreadable_value,
+)
 
 
 @pytest.mark.parametrize(
@@ -42,3 +48,70 @@ def test_an_integer_python_read_but_no_double_holds_is_found_in_the_parsed_body(
     found = number_out_of_range(document)
     assert found is not None and found.message().startswith("jsonData.area is an integer of 400")
     assert number_out_of_range({"rooms": [3, 2**64]}) is None
+
+
+def test_every_protocol_says_a_refused_body_in_one_wording():
+    """The adapters give their own "not JSON" words and, for V2, their own way of naming an
+    element; the value and its path are found the same way for all."""
+    huge = b'{"inputs": [{"name": "x", "data": [1, 1e400]}]}'
+    with pytest.raises(orjson.JSONDecodeError) as refused:
+        orjson.loads(huge)
+    assert refused_json_message(huge, refused.value, "not JSON").startswith(
+        "inputs[0].data[1] is 1e400, a number out of a double's range"
+    )
+
+    def element(found):
+        return f"input {found.document['inputs'][0]['name']!r}: {found.problem}"
+
+    said = refused_json_message(huge, refused.value, "not JSON", describe=element)
+    assert said.startswith("input 'x': 1e400, a number out of")
+    top = b"[" + b"9" * 400 + b"]"
+    assert refused_json_message(top, ValueError("x"), "not JSON", "the request").startswith(
+        "the request[0] is an integer of 400 digits"
+    )
+    with pytest.raises(orjson.JSONDecodeError) as refused:
+        orjson.loads(b"{not json")
+    said = refused_json_message(b"{not json", refused.value, "Unrecognized request format")
+    assert said == f"Unrecognized request format: {refused.value}"
+
+
+def test_nan_and_infinity_are_named_only_where_the_parser_refused_them():
+    """orjson refuses NaN and ±Infinity (JSON has none); Python's json reads them as floats,
+    so behind it they are no refused value and another one is named."""
+    body = b'{"instances": [[1, NaN], [-Infinity, ' + b"9" * 400 + b"]]}"
+    found = unreadable_value(body)
+    assert found is not None and found.message().startswith(
+        "instances[0][1] is NaN, which JSON does not have (its numbers are finite): send null"
+    )
+    found = unreadable_value(body, non_finite_read=True)
+    assert found is not None and found.message().startswith(
+        "instances[1][1] is an integer of 400 digits"
+    )
+    said = refused_json_message(b"[Infinity]", ValueError("x"), "not JSON")
+    assert said.startswith("the body[0] is Infinity, which JSON does not have")
+    assert "send a finite number, or null for a missing value" in said
+
+
+def test_a_body_whose_only_fault_is_nan_is_read_as_python_reads_it():
+    document = document_with_non_finite(b'{"inputs": [[NaN, Infinity, -Infinity, 1]]}')
+    values = document["inputs"][0]
+    assert values[0] != values[0] and values[1:] == [float("inf"), float("-inf"), 1]
+    assert document_with_non_finite(b"[NaN, " + b"9" * 400 + b"]") is None
+    assert document_with_non_finite(b'["\xff", NaN]') is None
+    assert document_with_non_finite(b"[NaN,") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b"\x89PNG\r\n", "byte 0x89 at offset 0 is not UTF-8 (invalid start byte)"),
+        (b'{"a": \xc3(', "byte 0xc3 at offset 6 is not UTF-8 (invalid continuation byte)"),
+        (b'{"a": "caf\xc3', "byte 0xc3 at offset 10 is not UTF-8 (unexpected end of data)"),
+    ],
+)
+def test_a_body_that_is_not_utf8_is_named_by_its_first_such_byte(body: bytes, said: str):
+    with pytest.raises(orjson.JSONDecodeError) as refused:
+        orjson.loads(body)
+    message = refused_json_message(body, refused.value, "not JSON")
+    assert message.startswith(f"the body is not UTF-8 JSON: {said}"), message
+    assert not_utf8_message(b'{"a": 1}') is None and not_utf8_message("\udcff") is None

@@ -1,6 +1,7 @@
 """Why a model refused a request's frame, said by the cells that tell more than its words: a
 JSON object or array in a cell, text where the model expects numbers, values of another kind than
-their column. Read only after a refusal: the request a model takes pays nothing.
+their column; else the framework's own words, cut (``framework_words``). Read only after a
+refusal: the request a model takes pays nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,23 @@ from typing import Any
 import numpy as np
 
 from modelshelf.inputs import quoted
+
+#: The most characters of a framework's words a 400 quotes: the sentence or two that say what
+#: was wrong (scikit-learn's "Input X contains NaN." and its advice, numpy's "could not convert
+#: string to float: '…'"), not XGBoost's two lists of every feature name (~950 characters for
+#: 30 features) or a client's huge value quoted whole.
+FRAMEWORK_WORDS_LIMIT = 300
+
+
+def framework_words(exc: BaseException, limit: int = FRAMEWORK_WORDS_LIMIT) -> str:
+    """What ``exc`` says, as a 400 quotes it: without the native stack trace XGBoost appends
+    and, beyond ``limit`` characters, its start and its end with "…" between them -- the end
+    is where XGBoost says which feature names it expected and scikit-learn where to read on."""
+    text = str(exc).split("Stack trace:", 1)[0].rstrip()
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (limit - 1 - head) :]}"
 
 
 def refused_input_message(
@@ -32,10 +50,12 @@ def refused_input_message(
     supported…"), said before them. ``text_columns`` are those the model learnt as text (a
     server's, kept from load), else read from ``model``. Looked for only after a refusal: the
     request that the model takes pays nothing (a check of every cell while decoding cost
-    ~100 µs on 1,000 rows of 3, ~45 % of building their frame)."""
+    ~100 µs on 1,000 rows of 3, ~45 % of building their frame). The framework's words are
+    cut by ``framework_words``."""
+    words = framework_words(exc)
     pd = sys.modules.get("pandas")  # no DataFrame exists before pandas is imported
     if pd is None or not isinstance(model_input, pd.DataFrame):
-        return f"{method} rejected the input: {exc}"  # a numpy model's worker: pandas stays out
+        return f"{method} rejected the input: {words}"  # a numpy model's worker: no pandas
     nested = nested_cell(model_input)
     if nested:
         return f"{method} rejected the input: {nested}"
@@ -48,8 +68,8 @@ def refused_input_message(
         return f"{method} rejected the input: {misplaced}"
     conflicts = column_type_conflicts(model_input, text_columns)
     if conflicts:
-        return f"{method} rejected the input: {conflicts} ({exc})"
-    return f"{method} rejected the input: {exc}"
+        return f"{method} rejected the input: {conflicts} ({words})"
+    return f"{method} rejected the input: {words}"
 
 
 #: What Python and numpy say when they cannot read text as a number, quoting the text last

@@ -4,9 +4,12 @@ orjson and Python's ``json`` refuse a body over one value without saying where i
 it sits: an integer of 5,000 digits ("Exceeds the limit (4300 digits) for integer string
 conversion… use sys.set_int_max_str_digits()", or orjson's "number is infinity when parsed as
 double"), a number beyond a double, a string that is not UTF-8 (raw bytes, a lone surrogate
-escape). ``unreadable_value`` parses such a body again, leniently, and finds the first such
-value and its path (``data.ndarray[0][1]``). Called only after a parser refused the body: a
-request that parses pays nothing.
+escape), and for orjson the literals ``NaN``, ``Infinity`` and ``-Infinity``, which JSON does
+not have but Python's ``json`` (so Seldon Core's and MLflow's servers) reads as floats.
+``unreadable_value`` parses such a body again, leniently, and finds the first such value and
+its path (``data.ndarray[0][1]``); ``refused_json_message`` is what every protocol's 400 says
+about such a body. Called only after a parser refused the body: a request that parses pays
+nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +69,13 @@ class _HugeNumber:
         self.text = text
 
 
+class _NonFinite:
+    """A ``NaN``, ``Infinity`` or ``-Infinity`` literal, where the parser refused it."""
+
+    def __init__(self, literal: str) -> None:
+        self.literal = literal
+
+
 def _integer(text: str) -> Any:
     try:
         value = int(text)
@@ -80,12 +91,15 @@ def _float(text: str) -> Any:
     return _HugeNumber(text) if math.isinf(value) else value
 
 
-def unreadable_value(body: bytes | str) -> UnreadableValue | None:
+def unreadable_value(body: bytes | str, non_finite_read: bool = False) -> UnreadableValue | None:
     """The first value of ``body`` that made a strict parser refuse it, with its path; ``None``
-    when there is none (the body is no JSON at all, or the parser's complaint was another)."""
+    when there is none (the body is no JSON at all, or the parser's complaint was another).
+    ``non_finite_read``: the parser read ``NaN`` and ``±Infinity`` (Python's ``json``), so they
+    are no such value; orjson refuses them."""
     text = body.decode("utf-8", "surrogateescape") if isinstance(body, bytes | bytearray) else body
+    constant = float if non_finite_read else _NonFinite
     try:
-        document = json.loads(text, parse_int=_integer, parse_float=_float)
+        document = json.loads(text, parse_int=_integer, parse_float=_float, parse_constant=constant)
     except (ValueError, RecursionError):
         return None
     found = _first_unreadable(document, ())
@@ -93,6 +107,55 @@ def unreadable_value(body: bytes | str) -> UnreadableValue | None:
         return None
     path, problem = found
     return UnreadableValue(path, problem, document)
+
+
+def refused_json_message(
+    body: bytes | str,
+    exc: Exception,
+    not_json: str,
+    start: str = "the body",
+    describe: Callable[[UnreadableValue], str | None] | None = None,
+    non_finite_read: bool = False,
+) -> str:
+    """What a 400 says about a body the protocol's parser refused with ``exc``: the value that
+    was wrong and its path (``describe`` may say it in the protocol's terms, ``input 'x':
+    element [0, 1] is …``; ``start`` names the top), else the first byte that is not UTF-8
+    (orjson says "str is not valid UTF-8: surrogates not allowed" at char 0 whatever the
+    byte), else ``not_json`` and the parser's words. One wording for every protocol; each
+    adapter puts it in its own error body. ``non_finite_read``: as for ``unreadable_value``."""
+    found = unreadable_value(body, non_finite_read)
+    if found is None:
+        return not_utf8_message(body) or f"{not_json}: {exc}"
+    described = describe(found) if describe is not None else None
+    return described or found.message(start)
+
+
+def not_utf8_message(body: bytes | str) -> str | None:
+    """Where ``body`` stops being UTF-8, as a 400 says it; ``None`` when it is UTF-8. JSON
+    between systems is UTF-8 (RFC 8259): an image or a Latin-1 file posted as JSON is told so,
+    with the byte and its offset to find it by."""
+    if not isinstance(body, bytes | bytearray):
+        return None
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (
+            f"the body is not UTF-8 JSON: byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start} is not UTF-8 ({exc.reason}); send JSON as UTF-8 text"
+        )
+    return None
+
+
+def document_with_non_finite(body: bytes | str) -> Any:
+    """``body`` as Python's ``json`` reads it, ``NaN`` and ``±Infinity`` as floats, when those
+    literals were all a strict parser refused (MLflow's scoring server reads them so: a body
+    from ``json.dumps`` of a frame with missing values); ``None`` otherwise."""
+    text = body.decode("utf-8", "surrogateescape") if isinstance(body, bytes | bytearray) else body
+    try:
+        document = json.loads(text, parse_int=_integer, parse_float=_float)
+    except (ValueError, RecursionError):
+        return None
+    return None if _first_unreadable(document, ()) is not None else document
 
 
 def number_out_of_range(document: Any) -> UnreadableValue | None:
@@ -118,6 +181,12 @@ def _first_unreadable(value: Any, path: tuple[str | int, ...]) -> Any:
             return path, (
                 f"{shortened(value.text)}, a number out of a double's range (about "
                 f"±{_LARGEST_DOUBLE})"
+            )
+        if isinstance(value, _NonFinite):
+            missing = "" if value.literal == "NaN" else "a finite number, or "
+            return path, (
+                f"{value.literal}, which JSON does not have (its numbers are finite): send "
+                f"{missing}null for a missing value (read as NaN)"
             )
         if isinstance(value, str):
             if _SURROGATE.search(value):  # shown as Python escapes: '\udcff'

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from modelshelf.json_values import number_out_of_range, unreadable_value
+from modelshelf.json_values import number_out_of_range, refused_json_message
 from modelshelf.number_settings import whole_env_number
 from modelshelf.request_errors import BadRequestError, ModelNotReadyError, RequestRefusedError
 from modelshelf.seldon_payload import FEEDBACK_PATHS, PREDICT_PATHS, BodyChecks, unequal_rows
@@ -238,11 +238,11 @@ def seldon_request_blueprint(component: Any) -> Any:
                     body = json.loads(request.get_data())  # null, or the parser's complaint
             except RecursionError:
                 raise too_deep("the body") from None
-            except ValueError as exc:
-                found = unreadable_value(request.get_data())
-                if found is not None:  # a number beyond any type, text that is not UTF-8
-                    raise BadRequestError(found.message()) from None
-                raise BadRequestError(f"the body is not JSON: {exc}") from None
+            except ValueError as exc:  # a number beyond any type, text that is not UTF-8…
+                message = refused_json_message(
+                    request.get_data(), exc, "the body is not JSON", non_finite_read=True
+                )
+                raise BadRequestError(message) from None
         checks.check(request.path, body)
 
     @blueprint.app_errorhandler(BadRequestError)

@@ -128,6 +128,24 @@ def test_same_status_and_predictions_as_mlflow_models_serve(both, case):
         assert ours.json()["message"]
 
 
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_literals_reach_the_model_as_mlflow_reads_them(both, literal):
+    """mlflow's scoring server reads a body with Python's json, which takes NaN and ±Infinity
+    (what ``json.dumps`` writes for a frame's missing values): ours refused such a body as
+    not JSON; now both hand the values to the model, whose refusal is the answer."""
+    url, service = both
+    split = FRAME.to_dict(orient="split")
+    split["data"][0][1] = "LITERAL"
+    content = body({"dataframe_split": split}).replace(b'"LITERAL"', literal.encode())
+    headers = {"content-type": JSON}
+    theirs = httpx.post(f"{url}/invocations", content=content, headers=headers, timeout=60)
+    ours = service.client.post("/invocations", content=content, headers=headers)
+    assert ours.status_code == theirs.status_code == 400, (ours.text, theirs.text)
+    words = "Input X contains NaN" if literal == "NaN" else "Input X contains infinity"
+    assert words in theirs.json()["stack_trace"], theirs.text  # its message names nothing
+    assert words in ours.json()["message"], ours.text
+
+
 def test_mlflows_own_client_and_probes(both):
     from mlflow.pyfunc.scoring_server.client import ScoringServerClient
 

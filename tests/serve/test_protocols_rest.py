@@ -642,6 +642,125 @@ def test_a_number_beyond_every_type_is_named_on_every_protocol(iris):
     assert "input 'x': element [0, 3] is 1e400, a number out of a double's range" in answer.text
 
 
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_literals_as_each_protocols_reference_server_reads_them(iris, literal):
+    """JSON has no NaN or Infinity. KServe's and MLServer's servers parse with orjson, which
+    refuses them: KServe V1 and V2 answer a 400 naming the literal and where it is (KServe V1
+    said "Unrecognized request format: unexpected character"), and what to send instead.
+    Seldon Core's and MLflow's servers parse with Python's json, which reads them as floats:
+    Seldon and /invocations hand them to the model (/invocations refused the body as not
+    JSON), whose refusal of them is the answer; null reaches the model everywhere."""
+    service, _ = iris
+    expected = "send null for a missing value" if literal == "NaN" else "send a finite number"
+    refused = [
+        (
+            "/v1/models/flowers:predict",
+            f'{{"instances": [[1, 2, 3, {literal}]]}}',
+            f"instances[0][3] is {literal}, which JSON does not have",
+        ),
+        (
+            "/v2/models/flowers/infer",
+            f'{{"inputs": [{{"name": "x", "datatype": "FP64", "shape": [1, 4], '
+            f'"data": [1, 2, {literal}, 4]}}]}}',
+            f"input 'x': element [0, 2] is {literal}, which JSON does not have",
+        ),
+    ]
+    for path, content, words in refused:
+        answer = service.client.post(
+            path, content=content.encode(), headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400, answer.text
+        assert words in answer.json()["error"] and expected in answer.json()["error"]
+        null = content.replace(literal, "null").encode()
+        answer = service.client.post(
+            path, content=null, headers={"content-type": "application/json"}
+        )
+        assert "Input X contains NaN" in answer.text, answer.text  # null: the model's NaN
+    model_words = "Input X contains NaN" if literal == "NaN" else "Input X contains infinity"
+    read = [
+        ("/api/v1.0/predictions", f'{{"data": {{"ndarray": [[1, {literal}, 3, 4]]}}}}'),
+        ("/invocations", f'{{"inputs": [[{literal}, 2, 3, 4]]}}'),
+        (
+            "/invocations",
+            f'{{"dataframe_split": {{"columns": ["a", "b", "c", "d"], '
+            f'"data": [[1, 2, {literal}, 4]]}}}}',
+        ),
+    ]
+    for path, content in read:
+        answer = service.client.post(
+            path, content=content.encode(), headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400, answer.text
+        assert model_words in answer.text, answer.text
+        # Where those protocols read the literal, another value's refusal names that value.
+        huge = content.replace(literal, f"{literal}, {'9' * 5000}", 1)
+        answer = service.client.post(
+            path, content=huge.encode(), headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400, answer.text
+        assert "is an integer of 5000 digits" in answer.text, answer.text
+    assert v2_infer(service, "flowers", {"inputs": [tensor("x", ROWS)]}).status_code == 200
+
+
+def test_a_body_that_is_not_utf8_is_said_so_with_the_byte_and_its_offset(iris):
+    """A PNG or a Latin-1 file posted as JSON: orjson said "str is not valid UTF-8: surrogates
+    not allowed" (at char 0, whatever the byte), Python's json "'utf-16-le' codec can't
+    decode…" for a body starting with 0xff 0xfe. Every protocol names the first byte that is
+    not UTF-8 and where it is, in its own error body; the server goes on serving."""
+    service, _ = iris
+    bodies = [
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "byte 0x89 at offset 0 is not UTF-8 (invalid start byte)"),
+        (b"\xff\xfe\x00\x81garbage", "byte 0xff at offset 0 is not UTF-8"),
+        ('{"instances": [[1, 2, 3, 4]], "x": é'.encode("latin-1"), "byte 0xe9 at offset 35"),
+    ]
+    paths = [
+        "/api/v1.0/predictions",
+        "/v2/models/flowers/infer",
+        "/v1/models/flowers:predict",
+        "/invocations",
+    ]
+    for path in paths:
+        for content, where in bodies:
+            answer = service.client.post(
+                path, content=content, headers={"content-type": "application/json"}
+            )
+            assert answer.status_code == 400, answer.text
+            assert f"the body is not UTF-8 JSON: {where}" in answer.text, (path, answer.text)
+            assert "surrogates" not in answer.text and "codec" not in answer.text
+    assert v2_infer(service, "flowers", {"inputs": [tensor("x", ROWS)]}).status_code == 200
+
+
+def test_a_models_long_refusal_is_cut_alike_on_every_protocol(iris):
+    """scikit-learn follows "Input X contains NaN." with ~400 characters of advice; the 400
+    quoted all of it (V2 cut numpy's words at 160). Every protocol now quotes the same 300
+    characters of it: its start, which says what was wrong, and its end."""
+    service, model = iris
+    with pytest.raises(ValueError) as refused:
+        model.predict_proba(np.array([[1, np.nan, 3, 4]]))
+    whole = str(refused.value)
+    assert len(whole) > 400 and whole.startswith("Input X contains NaN.")
+    words = whole[:149] + "…" + whole[-150:]
+    row = [1, None, 3, 4]
+    cases = [
+        ("/api/v1.0/predictions", {"data": {"ndarray": [row]}}, ("status", "info")),
+        (
+            "/v2/models/flowers/infer",
+            {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 4], "data": row}]},
+            ("error",),
+        ),
+        ("/v1/models/flowers:predict", {"instances": [row]}, ("error",)),
+        ("/invocations", {"inputs": [row]}, ("message",)),
+    ]
+    for path, payload, keys in cases:
+        answer = service.client.post(path, json=payload)
+        assert answer.status_code == 400, answer.text
+        message = answer.json()
+        for key in keys:
+            message = message[key]
+        assert f"predict_proba rejected the input: {words}" in message, (path, message)
+        assert whole not in message
+
+
 def test_pd_codec_strings_from_bytes(scoring):
     inputs = [
         {"name": "word", "datatype": "BYTES", "shape": [2], "data": ["ab", "cd"]},

@@ -52,6 +52,7 @@ import numpy as np
 import orjson
 
 from modelshelf.errors import BadRequestError, ModelNotReadyError
+from modelshelf.input_refusals import framework_words
 from modelshelf.inputs import QUOTED_WORDS_LIMIT, pandas_module, quoted, shortened
 from modelshelf.serve import listeners
 from modelshelf.serve.server_methods import (
@@ -450,8 +451,7 @@ def _refuse_unreadable_number(
                 f"{element_at(at, shape)} is {quoted(value)}, not a number"
             ) from None
     raise BadRequestError(
-        f"input {name!r}: data cannot be read as {datatype}: "
-        f"{shortened(str(exc), QUOTED_WORDS_LIMIT)}"
+        f"input {name!r}: data cannot be read as {datatype}: {framework_words(exc)}"
     ) from None
 
 

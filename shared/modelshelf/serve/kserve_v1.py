@@ -18,7 +18,7 @@ import orjson
 
 from modelshelf.errors import BadRequestError, ModelNotReadyError
 from modelshelf.inputs import pandas_module
-from modelshelf.json_values import unreadable_value
+from modelshelf.json_values import refused_json_message
 from modelshelf.serve.inference import (
     InferenceCore,
     UnknownModelError,
@@ -82,11 +82,9 @@ class KServeV1:
     def predict(self, body: bytes) -> Reply:
         try:
             payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            found = unreadable_value(body)
-            if found is not None:
-                raise BadRequestError(found.message()) from None
-            raise BadRequestError(f"Unrecognized request format: {exc}") from None
+        except orjson.JSONDecodeError as exc:  # KServe's own words when no value is to blame
+            message = refused_json_message(body, exc, "Unrecognized request format")
+            raise BadRequestError(message) from None
         if type(payload) is not dict:
             raise BadRequestError('Expected a JSON object with "instances" or "inputs"')
         keys = [key for key in ROW_KEYS if key in payload]

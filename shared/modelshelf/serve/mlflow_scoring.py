@@ -28,7 +28,7 @@ import orjson
 
 from modelshelf.errors import BadRequestError
 from modelshelf.inputs import pandas_module
-from modelshelf.json_values import unreadable_value
+from modelshelf.json_values import document_with_non_finite, refused_json_message
 from modelshelf.serve.batching import Pending, batchable_rows
 from modelshelf.serve.inference import InferenceCore, error_answer
 from modelshelf.serve.ndarray import (
@@ -188,12 +188,11 @@ def json_input(
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        found = unreadable_value(body)
-        if found is not None:
-            raise BadRequestError(found.message()) from None
-        raise BadRequestError(
-            f"Ensure that input is a valid JSON formatted string. Error: {exc}"
-        ) from None
+        payload = document_with_non_finite(body)  # NaN, ±Infinity: mlflow's json.loads reads them
+        if payload is None:  # mlflow's own words when no value is to blame
+            not_json = "Ensure that input is a valid JSON formatted string. Error"
+            message = refused_json_message(body, exc, not_json, non_finite_read=True)
+            raise BadRequestError(message) from None
     if type(payload) is not dict:
         got = "a list" if type(payload) is list else f"{type(payload).__name__}"
         raise BadRequestError(

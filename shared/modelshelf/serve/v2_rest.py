@@ -27,7 +27,7 @@ import orjson
 
 from modelshelf.errors import BadRequestError
 from modelshelf.inputs import quoted
-from modelshelf.json_values import unreadable_value
+from modelshelf.json_values import UnreadableValue, refused_json_message
 from modelshelf.serve.inference import (
     InferenceCore,
     InferenceRequest,
@@ -120,7 +120,10 @@ class V2Rest:
         try:
             fields = orjson.loads(document)
         except orjson.JSONDecodeError as exc:
-            raise _not_json(document, exc) from None
+            message = refused_json_message(
+                document, exc, "the request body is not JSON", "the request", _element_refused
+            )
+            raise BadRequestError(message) from None
         return _request(fields, binary, lambda: b"true" in document or b"false" in document)
 
     @staticmethod
@@ -269,23 +272,20 @@ def _request(
     return InferenceRequest(tensors, outputs, identifier, parameters), binary_default
 
 
-def _not_json(document: bytes, exc: Exception) -> BadRequestError:
-    """The 400 for a body orjson refused: the value that was wrong where one was (an input's
-    element: ``input 'x': element [0, 1] is …``), else orjson's words."""
-    found = unreadable_value(document)
-    if found is None:
-        return BadRequestError(f"the request body is not JSON: {exc}")
+def _element_refused(found: UnreadableValue) -> str | None:
+    """A refused value inside an input's ``data`` said as V2 names it: ``input 'x': element
+    [0, 1] is …``; ``None`` elsewhere in the body (said by its path)."""
     path = found.path
-    if len(path) > 3 and path[0] == "inputs" and path[2] == "data":
-        spec = found.document["inputs"][path[1]]
-        name, shape = spec.get("name"), spec.get("shape")
-        index = list(path[3:])
-        if len(index) == 1 and type(shape) is list and all(type(d) is int for d in shape):
-            element = element_at(index[0], shape)
-        else:
-            element = str(index)
-        return BadRequestError(f"input {quoted(name)}: element {element} is {found.problem}")
-    return BadRequestError(found.message("the request"))
+    if len(path) <= 3 or path[0] != "inputs" or path[2] != "data":
+        return None
+    spec = found.document["inputs"][path[1]]
+    name, shape = spec.get("name"), spec.get("shape")
+    index = list(path[3:])
+    if len(index) == 1 and type(shape) is list and all(type(d) is int for d in shape):
+        element = element_at(index[0], shape)
+    else:
+        element = str(index)
+    return f"input {quoted(name)}: element {element} is {found.problem}"
 
 
 def _check_flag(value: Any, name: str, output: str | None) -> None:
