@@ -193,8 +193,10 @@ def _matrix_builder(transformer: Any) -> Callable[[Any], Any]:
         raise NotReproducedError("the ColumnTransformer was fitted without column names")
     if transformer.transformer_weights is not None:
         raise NotReproducedError("the ColumnTransformer has transformer_weights")
-    if _output_configured(transformer):
-        raise NotReproducedError("the ColumnTransformer has a set_output container")
+    if _output_container(transformer) is not None:
+        raise NotReproducedError(
+            f"the ColumnTransformer's set_output(transform={_output_container(transformer)!r})"
+        )
     names = [str(n) for n in names]
     width = len(names)
     pieces: list[Callable[[list[np.ndarray], int], Any]] = []
@@ -210,8 +212,10 @@ def _matrix_builder(transformer: Any) -> Callable[[Any], Any]:
             continue  # scikit-learn skips empty selections and drops
         if isinstance(fitted, str):  # 'passthrough' is fitted as a FunctionTransformer
             raise NotReproducedError(f"transformer {entry!r} is {fitted!r}, not fitted")
-        if _output_configured(fitted):
-            raise NotReproducedError(f"transformer {entry!r} has a set_output container")
+        if _output_container(fitted) is not None:
+            raise NotReproducedError(
+                f"transformer {entry!r}: set_output(transform={_output_container(fitted)!r})"
+            )
         try:
             pieces.append(_piece(fitted, positions, sparse_output, names))
         except NotReproducedError as exc:
@@ -250,9 +254,10 @@ def _stored(column: Any) -> Any:
     return column.to_numpy() if isinstance(column.dtype, np.dtype) else column.array
 
 
-def _output_configured(estimator: Any) -> bool:
-    chosen = getattr(estimator, "_sklearn_output_config", None) or {}
-    return chosen.get("transform", "default") != "default"
+def _output_container(estimator: Any) -> str | None:
+    """The container ``set_output`` configured for ``estimator``, or ``None``."""
+    chosen = (getattr(estimator, "_sklearn_output_config", None) or {}).get("transform")
+    return None if chosen in (None, "default") else str(chosen)
 
 
 def _positions(columns: Any, names: Sequence[str]) -> list[int] | None:
