@@ -20,21 +20,22 @@ passthrough columns at their frame dtype (float64 if any is float64); pieces sid
 ``transformers_`` order (``np.hstack``'s dtype), or -- when ``sparse_output_`` was decided at
 fit -- the encoder's CSR (int32 indices, the configured sparse interface) and the dense pieces
 through ``scipy.sparse.hstack(...).tocsr()``, as ``ColumnTransformer._hstack`` does. At load
-each probe frame is built once: on those it serves the matrix is compared bit for bit with
+each probe frame is built once; on those it serves, the matrix is compared bit for bit with
 ``ColumnTransformer.transform`` (one call per dtype kind; else no candidate), then ``verify``
 compares the pipeline's answers on them. The frames it refuses are not handed to ``verify``:
-its call on them is the pipeline's own, so the comparison could not fail and called
-scikit-learn twice per frame (with the frames made once from their columns, ~2/3 of the load
-cost: ~0.12 -> ~0.04 s of CPU on the realistic bench's pipeline). The final estimator's call is the one
-``accelerate`` verifies for it (``sklearn_linear`` for a dense matrix) or its own; the load log
-has one line for both (the pipeline's, naming the final's call).
+its call on them is the pipeline's own, so comparing could not fail and called scikit-learn
+twice per frame (that, and the frames made once from their columns: ~0.12 -> ~0.04 s of CPU
+at load for the realistic bench's pipeline). The final estimator's call is the one
+``accelerate`` verifies for it (``sklearn_linear`` for a dense matrix) or its own; the load
+log says which in the pipeline's one line.
 
-Refused at load (no candidate, one INFO line naming the first thing not reproduced): subclasses of any of these classes; more than one step before
-the final estimator; metadata routing; ``transformer_weights``; any configured output container
-(``set_output``); OneHotEncoder with ``drop``, ``min_frequency`` / ``max_categories``, a dtype
-other than float64 or categories that are not all text; FunctionTransformers other than the
-identity (no ``func``, ``validate`` or ``kw_args``: what ``'passthrough'`` becomes); columns
-selected by anything but a list of names or positions. Private APIs: pandas'
+Refused at load (no candidate; one INFO line names the first thing not reproduced): subclasses
+of any of these classes; more than one step before the final estimator; metadata routing;
+``transformer_weights``; any configured output container (``set_output``); OneHotEncoder with
+``drop``, ``min_frequency`` / ``max_categories``, a dtype other than float64 or categories that
+are not all text; FunctionTransformers other than the identity (no ``func``, ``validate`` or
+``kw_args``: what ``'passthrough'`` becomes); columns selected by anything but a list of names
+or positions. Private APIs: pandas'
 ``DataFrame._get_column_array`` (else each column's Series) and ``_sklearn_output_config`` (the
 ``set_output`` choice, read only to refuse).
 """
