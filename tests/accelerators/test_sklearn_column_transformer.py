@@ -8,6 +8,7 @@ it over Seldon ``names`` + rows and V2 ``content_type: pd``."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ import scipy.sparse as sp
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
@@ -233,50 +235,136 @@ def test_unknown_categories_are_refused_as_scikit_learn_refuses_them():
         assert (want[0] is ValueError) == (handle_unknown == "error"), want
 
 
-def test_options_it_does_not_reproduce_get_no_candidate():
-    def with_encoder(**options) -> Pipeline:
-        return pipeline(
-            ColumnTransformer(
-                [("categories", OneHotEncoder(**options), ["city", "kind"])], remainder="drop"
-            )
+def with_encoder(**options) -> Pipeline:
+    return pipeline(
+        ColumnTransformer(
+            [("categories", OneHotEncoder(**options), ["city", "kind"])], remainder="drop"
         )
+    )
 
-    refused = [
-        with_encoder(drop="first"),
-        with_encoder(min_frequency=5),
-        with_encoder(max_categories=3),
-        with_encoder(dtype=np.float32),
-        pipeline(ColumnTransformer([("scaled", MinMaxScaler(), ["area"])])),
-        pipeline(
-            ColumnTransformer(
-                [("categories", OneHotEncoder(), ["city"]), ("numbers", "passthrough", ["area"])],
-                transformer_weights={"categories": 2.0},
-            )
-        ),
-        pipeline(ColumnTransformer([("categories", OneHotEncoder(), ["rooms"])])),
-    ]
-    as_frames = with_encoder(sparse_output=False)
-    as_frames.set_output(transform="pandas")
-    refused.append(as_frames)
 
-    class Shifted(StandardScaler):
-        def transform(self, X, copy=None):
-            return super().transform(X, copy) + 1.0
+class Shifted(StandardScaler):
+    def transform(self, X, copy=None):
+        return super().transform(X, copy) + 1.0
 
-    refused.append(pipeline(ColumnTransformer([("numbers", Shifted(), ["area", "rooms"])])))
-    three_steps = Pipeline(
+
+def as_frames() -> Pipeline:
+    model = with_encoder(sparse_output=False)
+    return model.set_output(transform="pandas")
+
+
+def three_steps() -> Pipeline:
+    return Pipeline(
         [
             ("columns", ColumnTransformer([("numbers", StandardScaler(), ["area"])])),
             ("again", StandardScaler()),
             ("final", LogisticRegression()),
         ]
     ).fit(TRAIN, CLASSES)
-    refused.append(three_steps)
-    for model in refused:
-        assert candidate(model, "predict_proba", model.predict_proba) is None, model
+
+
+#: Pipelines it does not reproduce, and the reason its INFO line gives (the first thing).
+NOT_REPRODUCED = {
+    "drop": (lambda: with_encoder(drop="first"), "OneHotEncoder with drop='first'"),
+    "min_frequency": (lambda: with_encoder(min_frequency=5), "with min_frequency=5"),
+    "max_categories": (lambda: with_encoder(max_categories=3), "with max_categories=3"),
+    "float32 encoder": (lambda: with_encoder(dtype=np.float32), "with dtype=float32"),
+    "numeric categories": (
+        lambda: pipeline(ColumnTransformer([("categories", OneHotEncoder(), ["rooms"])])),
+        "OneHotEncoder learnt categories int64 for column 'rooms' (e.g. 1)",
+    ),
+    "unsupported transformer": (
+        lambda: pipeline(ColumnTransformer([("scaled", MinMaxScaler(), ["area"])])),
+        "transformer 'scaled': a MinMaxScaler (only OneHotEncoder",
+    ),
+    "subclass": (
+        lambda: pipeline(ColumnTransformer([("numbers", Shifted(), ["area", "rooms"])])),
+        "transformer 'numbers': a subclass of StandardScaler (Shifted)",
+    ),
+    "weights": (
+        lambda: pipeline(
+            ColumnTransformer(
+                [("categories", OneHotEncoder(), ["city"]), ("numbers", "passthrough", ["area"])],
+                transformer_weights={"categories": 2.0},
+            )
+        ),
+        "the ColumnTransformer has transformer_weights",
+    ),
+    "slice selector": (
+        lambda: pipeline(ColumnTransformer([("numbers", StandardScaler(), slice(3, 5))])),
+        "transformer 'numbers' selects its columns by slice(3, 5, None) (only a list",
+    ),
+    "set_output": (as_frames, "the ColumnTransformer's set_output(transform='pandas')"),
+    "three steps": (three_steps, "3 steps (only a ColumnTransformer then the final estimator)"),
+    "no ColumnTransformer": (
+        lambda: Pipeline([("scaled", StandardScaler()), ("final", LogisticRegression())]).fit(
+            TRAIN[["rooms", "area"]], CLASSES
+        ),
+        "its first step 'scaled' is a StandardScaler, not a ColumnTransformer",
+    ),
+}
+
+
+@pytest.mark.parametrize("label", NOT_REPRODUCED)
+def test_what_it_does_not_reproduce_gets_no_candidate_and_one_line_saying_why(label, caplog):
+    make, reason = NOT_REPRODUCED[label]
+    model = make()
+    with caplog.at_level(logging.INFO):
+        assert accelerate(model, "predict_proba", model.predict_proba) is None
+    said = [
+        r for r in caplog.records if r.name == "modelshelf.accelerators.sklearn_column_transformer"
+    ]
+    assert len(said) == 1, caplog.text
+    assert said[0].levelno == logging.INFO
+    assert (
+        said[0]
+        .getMessage()
+        .startswith("Pipeline.predict_proba: the ColumnTransformer fast path declines: ")
+    ), said[0].getMessage()
+    assert reason in said[0].getMessage()
+
+
+def test_methods_it_does_not_serve_get_no_candidate_and_say_why(caplog):
     model = PIPELINES["dense, logistic (the realistic bench's)"]
-    assert candidate(model, "transform", model.predict) is None
-    assert candidate(model, "score_samples", model.predict) is None
+    with caplog.at_level(logging.INFO):
+        for method in ("transform", "score_samples"):
+            assert candidate(model, method, model.predict) is None
+    assert "Pipeline.transform: the ColumnTransformer fast path declines: transform is" in (
+        caplog.text
+    )
+    assert "Pipeline.score_samples: the ColumnTransformer fast path declines" in caplog.text
+
+
+def test_other_models_get_no_line_from_it(caplog):
+    """Only pipelines are its to decline: another model's load log is as it was."""
+    model = LogisticRegression(max_iter=500).fit(TRAIN[["rooms", "area"]], CLASSES)
+    with caplog.at_level(logging.INFO):
+        assert candidate(model, "predict_proba", model.predict_proba) is None
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize(
+    ("final", "says"),
+    [
+        (LogisticRegression(max_iter=500), "then LogisticRegression.predict_proba's fast path "
+         "(the linear model's product"),
+        (KNeighborsClassifier(), "then KNeighborsClassifier.predict_proba's own call"),
+    ],
+)  # fmt: skip
+def test_one_line_says_which_path_serves(final, says, caplog):
+    """The final estimator's own verdict is not logged on its own line (which read "the
+    framework's own call" just before the pipeline's accelerated line): the pipeline's line
+    says which call serves the matrix."""
+    model = pipeline(PIPELINES["dense, logistic (the realistic bench's)"].steps[0][1], final)
+    with caplog.at_level(logging.INFO):
+        assert isinstance(accelerate(model, "predict_proba", model.predict_proba), Accelerated)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        "Pipeline.predict_proba: the ColumnTransformer's matrix built from the frame's columns, "
+    ), lines
+    assert says in lines[0]
+    assert "bit-identical on" in lines[0]
 
 
 SERVED = pipeline(
@@ -324,6 +412,11 @@ def test_modelshelf_serve_answers_scikit_learn_s_numbers(tmp_path, fast_path):
     with running(launch, [MODELSHELF], env={"MODELSHELF_FAST_PATH": fast_path}) as (service,):
         said = service.get("/api/v1.0/metadata").json()["custom"]["fast path"]
         assert ("ColumnTransformer" in said) if fast_path == "true" else said.startswith("off")
+        if fast_path == "true":  # one line says what serves, the final step's call included
+            log = service.log()
+            assert "Pipeline.predict_proba: the ColumnTransformer's matrix built from the " in log
+            assert "then LogisticRegression.predict_proba's fast path (the linear model's" in log
+            assert "LogisticRegression.predict_proba: " not in log, log
         for frame in (table(1, 31), table(25, 32)):
             want = SERVED.predict_proba(frame)
             rows = frame[NAMES].to_numpy().tolist()
@@ -344,6 +437,35 @@ def test_modelshelf_serve_answers_scikit_learn_s_numbers(tmp_path, fast_path):
         assert "atlantis" in refused.text
         refused = service.post(f"/v2/models/{folder.name}/infer", v2_body(unknown))
         assert refused.status_code == 400, refused.text
+
+
+def test_modelshelf_serve_says_why_a_pipeline_gets_no_fast_path(tmp_path):
+    """A pipeline whose encoder learnt numbers: one INFO line in the server's log names it,
+    and scikit-learn's own call serves."""
+    model = pipeline(
+        ColumnTransformer(
+            [
+                ("categories", OneHotEncoder(handle_unknown="ignore"), ["city", "rooms"]),
+                ("numbers", StandardScaler(), ["area"]),
+            ]
+        )
+    )
+    folder = models.save(model, tmp_path / "pipeline")
+    launch = Launch("SKLearnServer", SERVERS / "sklearnserver", seldon_parameters(model_uri=folder))
+    with running(launch, [MODELSHELF], env={"MODELSHELF_FAST_PATH": "true"}) as (service,):
+        log = service.log()
+        reason = (
+            "Pipeline.predict_proba: the ColumnTransformer fast path declines: transformer "
+            "'categories': OneHotEncoder learnt categories int64 for column 'rooms'"
+        )
+        assert log.count(reason) == 1, log
+        said = service.get("/api/v1.0/metadata").json()["custom"]["fast path"]
+        assert said == "the framework's own call"
+        frame = table(3, 34)
+        rows = frame[NAMES].to_numpy().tolist()
+        answer = service.post("/api/v1.0/predictions", {"data": {"names": NAMES, "ndarray": rows}})
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_array_equal(answer.json()["data"]["ndarray"], model.predict_proba(frame))
 
 
 def random_frame(rng, rows: int, categories: dict, scales: dict) -> pd.DataFrame:
