@@ -458,15 +458,22 @@ def _as_datetimes(values: np.ndarray) -> np.ndarray:
 
 
 def _as_binary(values: np.ndarray) -> np.ndarray:
+    """Bytes as they are; text as base64, which may be split into lines (MLflow's own JSON
+    encoder, ``base64.encodebytes``, breaks it every 76 characters; its scoring server reads
+    it with ``decodebytes``). Other characters are refused, where ``decodebytes`` skips them."""
     found = np.empty(len(values), dtype=object)
     for i, value in enumerate(values):
         if isinstance(value, bytes):
             found[i] = value
             continue
+        text = str(value)
         try:
-            found[i] = base64.b64decode(str(value), validate=True)
+            found[i] = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            raise _NotOfTypeError(value) from None
+            try:
+                found[i] = base64.b64decode("".join(text.split()), validate=True)
+            except (binascii.Error, ValueError):
+                raise _NotOfTypeError(value) from None
     return found
 
 

@@ -39,13 +39,15 @@ class RequestReader:
     text_columns: Collection[str] = ()
 
     def read(self, X: Any, names: Any) -> Any:
-        if isinstance(X, bytes):
-            X = X.decode("utf-8", errors="replace")
+        if isinstance(X, bytes):  # seldon-core's binData: one binary column's value, as is
+            X = [[X]] if self._one_binary_column else X.decode("utf-8", errors="replace")
         if isinstance(X, str):  # seldon-core's strData
             if not self.as_a_frame:
                 return [X]
             X = [[X]]
         if self.as_a_frame:
+            if type(X) is np.ndarray and X.ndim == 1 and self.columns and len(self.columns) == 1:
+                X = X.reshape(-1, 1)  # one column's values (V2: one input named after it)
             return as_frame(
                 X,
                 names,
@@ -67,6 +69,16 @@ class RequestReader:
             (name, dtype), *_ = self.tensor_types.items()
             return _typed_tensor(arr, dtype, name or "input")
         return arr
+
+    @property
+    def _one_binary_column(self) -> bool:
+        """Whether the model takes one column, of bytes (``binary``)."""
+        return (
+            self.as_a_frame
+            and self.columns is not None
+            and len(self.columns) == 1
+            and (self.column_types or {}).get(self.columns[0]) == "binary"
+        )
 
     def _named_tensors(self, X: dict[str, Any]) -> dict[str, np.ndarray]:
         """``jsonData`` ``{name: values}`` for a signature of named tensors."""

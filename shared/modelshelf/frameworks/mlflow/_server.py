@@ -93,6 +93,7 @@ class MLFlowServer(ModelServer):
         self.text_columns: frozenset[str] | None = None
         #: The input names a V2 request must use (the signature's), or ``None``: any.
         self.signature_input_names: frozenset[str] | None = None
+        self.bytes_inputs: frozenset[str] = frozenset()
         self.as_frame = xtype == "DataFrame"
         self.reader = RequestReader(self.as_frame)
         self.check_params = params_check(None)
@@ -133,6 +134,10 @@ class MLFlowServer(ModelServer):
             optional_columns(loaded.schema),
             FITTED if fitted is not None else SIGNATURE,
             self.text_columns or (),
+        )
+        #: The signature's binary columns: V2 hands their BYTES over as bytes, not text.
+        self.bytes_inputs = frozenset(
+            name for name, kind in (self.reader.column_types or {}).items() if kind == "binary"
         )
         self.check_params = params_check(loaded.params_schema)
         self._takes_params = takes_params(loaded, self.method_name)
