@@ -24,7 +24,9 @@ class RequestReader:
     """Reads a request's payload as the signature wants it, built once at load: a DataFrame
     (``as_a_frame``) in ``columns``' order, each column cast to its ``column_types`` entry
     (``what`` says in a 400 where the columns come from; without a signature, the fitted ones
-    keep their ``text_columns`` text, as ``SKLearnServer`` does); or
+    keep their ``text_columns`` text, as ``SKLearnServer`` does); columns beyond them dropped
+    with ``drop_extra`` (a signature's, as MLflow drops them; a model that ignores them), else
+    refused by name; or
     an array (or a mapping of named arrays) of the signature's tensor dtypes (``tensor_types``,
     name ``None`` for the one unnamed tensor). What JSON and seldon-core make of a value --
     ``3`` as ``3.0``, ``true`` as ``"True"`` in a row with text -- does not matter; a value
@@ -37,6 +39,7 @@ class RequestReader:
     optional: tuple[str, ...] = ()
     what: str = SIGNATURE
     text_columns: Collection[str] = ()
+    drop_extra: bool = False
 
     def read(self, X: Any, names: Any) -> Any:
         if isinstance(X, bytes):  # seldon-core's binData: one binary column's value, as is
@@ -56,6 +59,7 @@ class RequestReader:
                 self.column_types,
                 self.optional,
                 self.text_columns,
+                self.drop_extra,
             )
         if isinstance(X, dict):
             return self._named_tensors(X)

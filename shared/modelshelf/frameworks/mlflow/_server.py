@@ -11,7 +11,7 @@ from typing import Any
 from modelshelf import metadata as md
 from modelshelf.environment.model_location import model_folder
 from modelshelf.errors import ConfigurationError
-from modelshelf.fitted_columns import learnt_text_columns
+from modelshelf.fitted_columns import ignores_extra_columns, learnt_text_columns
 from modelshelf.frameworks.mlflow._description import describe_mlmodel
 from modelshelf.frameworks.mlflow._loading import fitted_columns, load_mlflow_model
 from modelshelf.frameworks.mlflow._methods import served_methods, takes_params
@@ -134,6 +134,8 @@ class MLFlowServer(ModelServer):
             optional_columns(loaded.schema),
             FITTED if fitted is not None else SIGNATURE,
             self.text_columns or (),
+            # MLflow drops columns its signature lacks; without one, the model decides.
+            ignores_extra_columns(loaded.raw) if fitted is not None else True,
         )
         #: The signature's binary columns: V2 hands their BYTES over as bytes, not text.
         self.bytes_inputs = frozenset(
