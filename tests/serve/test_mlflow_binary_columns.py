@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
-from frontends import MODELSHELF, Launch, running
+from frontends import MODELSHELF, SELDON, Launch, running
 from test_protocols_mlflow import beside_mlflow
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
@@ -222,10 +222,9 @@ def test_v2_grpc_bytes_contents_and_raw_contents_are_the_bytes(served):
     assert texts(result.as_numpy("predict")) == expected["image"]
 
 
-def test_seldon_bindata_jsondata_and_ndarray(served):
+def seldon_answers_as_pyfunc(services: dict, expected: dict) -> None:
     """``binData``: the one binary column's bytes; ``jsonData`` records and ``names`` +
     ``ndarray`` rows: base64 text, as MLflow's JSON. The string column stays text."""
-    services, expected = served
     answer = services["image"].client.post("/api/v1.0/predictions", json={"binData": b64(PNG)})
     assert answer.status_code == 200, answer.text
     assert answer.json()["data"]["ndarray"] == expected["image"][:1]
@@ -238,6 +237,25 @@ def test_seldon_bindata_jsondata_and_ndarray(served):
         answer = services["captioned"].client.post("/api/v1.0/predictions", json=payload)
         assert answer.status_code == 200, answer.text
         assert answer.json()["data"]["ndarray"] == expected["captioned"]
+
+
+def test_seldon_bindata_jsondata_and_ndarray(served):
+    services, expected = served
+    seldon_answers_as_pyfunc(services, expected)
+
+
+def test_seldon_on_seldon_cores_own_server(served, folders):
+    """The same Seldon requests through ``seldon-core-microservice``."""
+    _, expected = served
+    launches = {
+        name: Launch("MLFlowServer", SERVERS / "mlflowserver", seldon_parameters(model_uri=folder))
+        for name, folder in folders.items()
+    }
+    with (
+        running(launches["captioned"], [SELDON], timeout=180) as (captioned,),
+        running(launches["image"], [SELDON], timeout=180) as (image,),
+    ):
+        seldon_answers_as_pyfunc({"captioned": captioned, "image": image}, expected)
 
 
 def test_invocations_answers_as_mlflow_models_serve(folders):
