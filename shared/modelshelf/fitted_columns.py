@@ -83,3 +83,17 @@ def _dtype_of_values(values: np.ndarray) -> np.dtype:
         return values.dtype
     found = np.asarray(values.tolist())
     return found.dtype if found.dtype.kind in "biuf" else values.dtype
+
+
+def ignores_extra_columns(model: Any) -> bool:
+    """Whether the model ignores columns it was not fitted on: a ``ColumnTransformer`` fitted on
+    a DataFrame (alone or a pipeline's first step) takes its columns by name from whatever
+    frame it is given, extra ones included (scikit-learn allows them). Other estimators fitted
+    on a DataFrame refuse a name they did not see ("Feature names unseen at fit time")."""
+    first = model
+    while hasattr(first, "steps") and first.steps:  # a Pipeline: its first step
+        first = first.steps[0][1]
+    return (
+        isinstance(getattr(first, "transformers_", None), list)
+        and getattr(first, "feature_names_in_", None) is not None
+    )

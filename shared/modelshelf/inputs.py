@@ -132,9 +132,12 @@ def as_frame(
     column_types: Mapping[str, str] | None = None,
     optional: Collection[str] = (),
     text_columns: Collection[str] = (),
+    drop_extra: bool = False,
 ) -> Any:
     """A DataFrame in ``columns``' order, from rows plus ``names`` or from ``jsonData`` (records
-    or a mapping of columns); names that do not match ``columns`` get a 400 naming both.
+    or a mapping of columns); names that do not match ``columns`` get a 400 naming both, except
+    with ``drop_extra`` (a model that ignores columns it does not use, as a ``ColumnTransformer``
+    selecting by name does): there names beyond ``columns`` are dropped, missing ones refused.
 
     ``column_types`` (column -> a ``COLUMN_TYPES`` key) casts each column to its declared type,
     whatever JSON or seldon-core made of it (seldon-core turns a row mixing strings and numbers
@@ -182,7 +185,7 @@ def as_frame(
             }
             return pd.DataFrame(typed, columns=wanted)
         if arr.dtype.kind in "OUS" and not column_types and given and _unique(given):
-            return _text_rows_frame(arr, given, columns, what, optional, text_columns)
+            return _text_rows_frame(arr, given, columns, what, optional, text_columns, drop_extra)
         frame = pd.DataFrame(arr, columns=given)
         if arr.dtype.kind in "OUS" and not column_types:
             frame = frame.apply(
@@ -192,7 +195,7 @@ def as_frame(
             )
     if not columns:
         return frame
-    _check_names(list(frame.columns), columns, what, bool(column_types), optional)
+    _check_names(list(frame.columns), columns, what, drop_extra or bool(column_types), optional)
     if optional:
         columns = [c for c in columns if c in frame.columns]
     if column_types and _is_records(X):
@@ -215,6 +218,7 @@ def _text_rows_frame(
     what: str,
     optional: Collection[str],
     text_columns: Collection[str] = (),
+    drop_extra: bool = False,
 ) -> Any:
     """Rows of text (seldon-core's array for rows that mix strings and numbers) as a frame in
     ``columns``' order, each column numbers where all its values read as numbers, else objects;
@@ -224,7 +228,7 @@ def _text_rows_frame(
     (same dtypes, same values), built from one object array per column: the frame of the whole
     array, ``apply`` and the reordering copy cost ~0.5 ms for a single row, most of a
     one-hot pipeline's overhead per request."""
-    _check_names(given, columns, what, False, optional)
+    _check_names(given, columns, what, drop_extra, optional)
     wanted = given
     if columns:
         wanted = [c for c in columns if c in given] if optional else columns
@@ -260,7 +264,9 @@ def _check_names(
         return
     refuse_repeated_names(given, columns, what)
     missing = [c for c in columns if c not in given and c not in optional]
-    extra = [] if extra_ok else [str(c) for c in given if c not in columns]
+    if extra_ok and not missing:  # any extra columns are dropped by the caller's selection
+        return
+    extra = [str(c) for c in given if c not in columns]  # named beside the missing: misspelt?
     if missing or extra:
         raise BadRequestError(
             f"the column names do not match {what} {columns}: missing {missing}, unexpected {extra}"
@@ -458,15 +464,22 @@ def _as_datetimes(values: np.ndarray) -> np.ndarray:
 
 
 def _as_binary(values: np.ndarray) -> np.ndarray:
+    """Bytes as they are; text as base64, which may be split into lines (MLflow's own JSON
+    encoder, ``base64.encodebytes``, breaks it every 76 characters; its scoring server reads
+    it with ``decodebytes``). Other characters are refused, where ``decodebytes`` skips them."""
     found = np.empty(len(values), dtype=object)
     for i, value in enumerate(values):
         if isinstance(value, bytes):
             found[i] = value
             continue
+        text = str(value)
         try:
-            found[i] = base64.b64decode(str(value), validate=True)
+            found[i] = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            raise _NotOfTypeError(value) from None
+            try:
+                found[i] = base64.b64decode("".join(text.split()), validate=True)
+            except (binascii.Error, ValueError):
+                raise _NotOfTypeError(value) from None
     return found
 
 

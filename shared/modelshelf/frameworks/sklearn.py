@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from modelshelf.errors import ConfigurationError
-from modelshelf.fitted_columns import learnt_text_columns
+from modelshelf.fitted_columns import ignores_extra_columns, learnt_text_columns
 from modelshelf.inputs import as_frame, as_texts, pandas_module
 from modelshelf.model_files import find_model_file, load_pickled
 from modelshelf.server import Method, ModelServer, output_names
@@ -44,6 +44,8 @@ class SKLearnServer(ModelServer):
         self.model_file = model_file
         self.takes_text = False
         self.text_columns: frozenset[str] = frozenset()
+        #: Columns beyond ``feature_names`` are dropped (the model ignores them), else refused.
+        self.drops_extra_columns = False
 
     def load_model(self, model_dir: Path) -> None:
         path = find_model_file(
@@ -57,6 +59,7 @@ class SKLearnServer(ModelServer):
         if self.feature_names is not None:  # requests become DataFrames (``model_input``)
             pandas_module()  # imported at load, not by the first request
             self.text_columns = learnt_text_columns(model)
+            self.drops_extra_columns = ignores_extra_columns(model)
         self.n_features = getattr(model, "n_features_in_", None)
         self.takes_text = _takes_text(model)
         self.method = Method(name, getattr(model, name), output_names(model, name))
@@ -74,7 +77,12 @@ class SKLearnServer(ModelServer):
             return as_texts(X)
         if self.feature_names is not None:
             return as_frame(
-                X, names, self.feature_names, "the model's features", text_columns=self.text_columns
+                X,
+                names,
+                self.feature_names,
+                "the model's features",
+                text_columns=self.text_columns,
+                drop_extra=self.drops_extra_columns,
             )
         return super().model_input(X, names)
 

@@ -162,6 +162,9 @@ class Tensor:
     shape: list[int]
     data: np.ndarray
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: ``BYTES`` elements that were JSON strings (V2 JSON ``data``), not bytes as sent (the
+    #: binary extension, gRPC): a model's binary column reads them as base64 (``decode_inputs``).
+    json_text: bool = False
 
     @classmethod
     def from_values(
@@ -208,6 +211,7 @@ class Tensor:
             _refuse_nesting(
                 name, f"nested {depth + 1} levels deep, its shape {shape} has {len(shape)}"
             )
+        json_text = False
         if datatype == "BYTES":
             array = np.empty(len(values), dtype=object)
             if values and type(values[0]) is bytes:  # gRPC's bytes_contents: bytes only
@@ -217,6 +221,7 @@ class Tensor:
                     array[:] = [v.encode() for v in values]
                 except AttributeError:
                     _refuse_bytes_element(name, shape, values)
+                json_text = True
         elif dtype.kind in "iub":  # numpy's cast would truncate 5.9, wrap 300, read "false"
             array = _exact_values(name, datatype, dtype, values, shape, json_booleans)
         else:
@@ -232,7 +237,7 @@ class Tensor:
                 _refuse_booleans(name, datatype, shape, values)
             if dtype.itemsize < 8 and np.count_nonzero(np.isinf(array)):  # did a cast overflow?
                 _refuse_overflow(name, datatype, shape, values, array)
-        return cls(name, datatype, shape, _shaped(name, array, shape), parameters or {})
+        return cls(name, datatype, shape, _shaped(name, array, shape), parameters or {}, json_text)
 
     @classmethod
     def from_bytes(
@@ -612,8 +617,11 @@ class Answer:
 # ------------------------------------------------------------------------------------- codecs
 
 
-def decode_inputs(request: InferenceRequest) -> tuple[Any, list[str]]:
-    """The request's inputs as the model takes them (``X``) and the feature names (``names``)."""
+def decode_inputs(
+    request: InferenceRequest, bytes_inputs: frozenset[str] = frozenset()
+) -> tuple[Any, list[str]]:
+    """The request's inputs as the model takes them (``X``) and the feature names (``names``).
+    ``BYTES`` inputs become text, except ``bytes_inputs`` (``_bytes_or_text``)."""
     inputs = request.inputs
     if not inputs:
         raise BadRequestError("the request has no inputs")
@@ -630,9 +638,11 @@ def decode_inputs(request: InferenceRequest) -> tuple[Any, list[str]]:
                 f"content_type np takes one input, got {len(inputs)}; use pd for named columns"
             )
         tensor = inputs[0]
-        return (_as_str(tensor) if tensor.datatype == "BYTES" else tensor.data), []
+        if tensor.datatype == "BYTES":
+            return _bytes_or_text(tensor, bytes_inputs), []
+        return tensor.data, []
     if content_type == "pd":
-        return _frame(inputs), [t.name for t in inputs]
+        return _frame(inputs, bytes_inputs), [t.name for t in inputs]
     if content_type == "str":
         if len(inputs) != 1 or inputs[0].datatype != "BYTES":
             raise BadRequestError("content_type str takes one BYTES input")
@@ -653,7 +663,20 @@ def _check_unique_names(inputs: list[Tensor]) -> None:
             )
 
 
-def _frame(inputs: list[Tensor]) -> Any:
+def _bytes_or_text(
+    tensor: Tensor, bytes_inputs: frozenset[str], array: np.ndarray | None = None
+) -> np.ndarray:
+    """A ``BYTES`` tensor's elements (or ``array``, its data reshaped) as text, or for one of
+    ``bytes_inputs`` (an MLflow signature's ``binary`` columns) as the bytes sent: from the
+    binary extension and gRPC as they are (a PNG is no UTF-8), from JSON as the text of its
+    strings, base64 that the model's reader decodes (JSON holds no raw bytes; MLflow's scoring
+    server and MLServer's MLflow runtime read a binary column's JSON as base64 too)."""
+    if tensor.name in bytes_inputs and not tensor.json_text:
+        return tensor.data if array is None else array
+    return _as_str(tensor, array)
+
+
+def _frame(inputs: list[Tensor], bytes_inputs: frozenset[str] = frozenset()) -> Any:
     pd = pandas_module()
     columns = {}
     rows = None
@@ -671,7 +694,9 @@ def _frame(inputs: list[Tensor]) -> Any:
                 f"input {tensor.name!r} has {len(data)} rows, the inputs before it {rows}"
             )
         rows = len(data)
-        columns[tensor.name] = _as_str(tensor, data) if tensor.datatype == "BYTES" else data
+        if tensor.datatype == "BYTES":
+            data = _bytes_or_text(tensor, bytes_inputs, data)
+        columns[tensor.name] = data
     return pd.DataFrame(columns)
 
 
@@ -719,6 +744,9 @@ class InferenceCore:
         #: The only input names the model takes, when it names them (an MLflow signature).
         declared = getattr(user_model, "signature_input_names", None)
         self._input_names = declared if isinstance(declared, frozenset) else None
+        #: The inputs the model takes as bytes, not text (an MLflow signature's binary columns).
+        raw = getattr(user_model, "bytes_inputs", None)
+        self._bytes_inputs = raw if isinstance(raw, frozenset) else frozenset()
         self._metadata: dict[str, Any] | None = None
         from modelshelf.metadata import package_versions
 
@@ -795,7 +823,7 @@ class InferenceCore:
     def plan(self, request: InferenceRequest) -> Plan:
         """What ``infer`` calls: the decoded input and the methods the outputs ask for (the
         batcher joins requests between the two halves)."""
-        X, names = decode_inputs(request)
+        X, names = decode_inputs(request, self._bytes_inputs)
         if not names and self._input_names is not None:
             self.refuse_unknown_input(request.inputs[0].name)
         if not names and request.inputs[0].name in self.column_inputs:

@@ -24,7 +24,9 @@ class RequestReader:
     """Reads a request's payload as the signature wants it, built once at load: a DataFrame
     (``as_a_frame``) in ``columns``' order, each column cast to its ``column_types`` entry
     (``what`` says in a 400 where the columns come from; without a signature, the fitted ones
-    keep their ``text_columns`` text, as ``SKLearnServer`` does); or
+    keep their ``text_columns`` text, as ``SKLearnServer`` does); columns beyond them dropped
+    with ``drop_extra`` (a signature's, as MLflow drops them; a model that ignores them), else
+    refused by name; or
     an array (or a mapping of named arrays) of the signature's tensor dtypes (``tensor_types``,
     name ``None`` for the one unnamed tensor). What JSON and seldon-core make of a value --
     ``3`` as ``3.0``, ``true`` as ``"True"`` in a row with text -- does not matter; a value
@@ -37,15 +39,18 @@ class RequestReader:
     optional: tuple[str, ...] = ()
     what: str = SIGNATURE
     text_columns: Collection[str] = ()
+    drop_extra: bool = False
 
     def read(self, X: Any, names: Any) -> Any:
-        if isinstance(X, bytes):
-            X = X.decode("utf-8", errors="replace")
+        if isinstance(X, bytes):  # seldon-core's binData: one binary column's value, as is
+            X = [[X]] if self._one_binary_column else X.decode("utf-8", errors="replace")
         if isinstance(X, str):  # seldon-core's strData
             if not self.as_a_frame:
                 return [X]
             X = [[X]]
         if self.as_a_frame:
+            if type(X) is np.ndarray and X.ndim == 1 and self.columns and len(self.columns) == 1:
+                X = X.reshape(-1, 1)  # one column's values (V2: one input named after it)
             return as_frame(
                 X,
                 names,
@@ -54,6 +59,7 @@ class RequestReader:
                 self.column_types,
                 self.optional,
                 self.text_columns,
+                self.drop_extra,
             )
         if isinstance(X, dict):
             return self._named_tensors(X)
@@ -67,6 +73,16 @@ class RequestReader:
             (name, dtype), *_ = self.tensor_types.items()
             return _typed_tensor(arr, dtype, name or "input")
         return arr
+
+    @property
+    def _one_binary_column(self) -> bool:
+        """Whether the model takes one column, of bytes (``binary``)."""
+        return (
+            self.as_a_frame
+            and self.columns is not None
+            and len(self.columns) == 1
+            and (self.column_types or {}).get(self.columns[0]) == "binary"
+        )
 
     def _named_tensors(self, X: dict[str, Any]) -> dict[str, np.ndarray]:
         """``jsonData`` ``{name: values}`` for a signature of named tensors."""

@@ -11,7 +11,7 @@ from typing import Any
 from modelshelf import metadata as md
 from modelshelf.environment.model_location import model_folder
 from modelshelf.errors import ConfigurationError
-from modelshelf.fitted_columns import learnt_text_columns
+from modelshelf.fitted_columns import ignores_extra_columns, learnt_text_columns
 from modelshelf.frameworks.mlflow._description import describe_mlmodel
 from modelshelf.frameworks.mlflow._loading import fitted_columns, load_mlflow_model
 from modelshelf.frameworks.mlflow._methods import served_methods, takes_params
@@ -93,6 +93,7 @@ class MLFlowServer(ModelServer):
         self.text_columns: frozenset[str] | None = None
         #: The input names a V2 request must use (the signature's), or ``None``: any.
         self.signature_input_names: frozenset[str] | None = None
+        self.bytes_inputs: frozenset[str] = frozenset()
         self.as_frame = xtype == "DataFrame"
         self.reader = RequestReader(self.as_frame)
         self.check_params = params_check(None)
@@ -133,6 +134,12 @@ class MLFlowServer(ModelServer):
             optional_columns(loaded.schema),
             FITTED if fitted is not None else SIGNATURE,
             self.text_columns or (),
+            # MLflow drops columns its signature lacks; without one, the model decides.
+            ignores_extra_columns(loaded.raw) if fitted is not None else True,
+        )
+        #: The signature's binary columns: V2 hands their BYTES over as bytes, not text.
+        self.bytes_inputs = frozenset(
+            name for name, kind in (self.reader.column_types or {}).items() if kind == "binary"
         )
         self.check_params = params_check(loaded.params_schema)
         self._takes_params = takes_params(loaded, self.method_name)
