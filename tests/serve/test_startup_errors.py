@@ -4,6 +4,7 @@ traceback. The exit code is 1 either way."""
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
@@ -106,4 +107,42 @@ def test_a_bad_setting_is_one_error_line_before_the_model_loads(tmp_path, variab
     assert "Traceback" not in result.stdout
     (line,) = error_lines(result.stdout)  # not one per worker, nor a worker replaced
     assert line.endswith(refusal)
+    assert "cannot download" not in result.stdout  # refused before the model URI is read
+
+
+@pytest.mark.parametrize(
+    "parameters, refusal",
+    [
+        (  # a typo in a SeldonDeployment's parameters: was __init__'s TypeError traceback
+            [
+                {"name": "model_uri", "value": "/not-read", "type": "STRING"},
+                {"name": "methd", "value": "predict", "type": "STRING"},
+            ],
+            "parameter methd='predict' is not valid: expected a parameter SKLearnServer takes "
+            "(model_uri, method, model_file, fast_path)",
+        ),
+        (  # no model_uri at all
+            [{"name": "method", "value": "predict", "type": "STRING"}],
+            "parameter model_uri is missing: SKLearnServer needs it (it takes model_uri, method, "
+            "model_file, fast_path); give it in --parameters, PREDICTIVE_UNIT_PARAMETERS or the "
+            "graph's parameters",
+        ),
+        (  # was seldon-core's SeldonMicroserviceException with no text: a bare traceback
+            [
+                {"name": "model_uri", "value": "/not-read", "type": "STRING"},
+                {"name": "fast_path", "value": "sometimes", "type": "BOOL"},
+            ],
+            "parameter fast_path='sometimes' is not valid: expected a BOOL: true or false",
+        ),
+    ],
+)
+def test_a_wrong_parameter_is_one_error_line_naming_it(parameters, refusal):
+    result = run_to_exit(
+        [*MODELSHELF, "SKLearnServer", "--parameters", json.dumps(parameters)],
+        SERVERS / "sklearnserver",
+    )
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stdout
+    (line,) = error_lines(result.stdout)
+    assert line.endswith(f"could not start SKLearnServer: {refusal}"), line
     assert "cannot download" not in result.stdout  # refused before the model URI is read

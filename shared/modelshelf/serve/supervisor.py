@@ -166,7 +166,9 @@ def serve(args: argparse.Namespace) -> int:
             queue = None if metrics_in_worker else multiprocessing.get_context("fork").Queue()
             metrics = WorkerMetrics() if queue is None else QueueMetrics(queue)
             user_class = options.import_user_class(args.interface_name)
-            user_model = user_class(**options.user_parameters(args.parameters))
+            user_model = options.build_user_model(
+                user_class, options.user_parameters(args.parameters)
+            )
             flask_app = get_rest_microservice(user_model, metrics)  # derives the metadata, once
     if args.grpc_workers > 0:  # gRPC is imported only for them (before the forks: shared)
         from modelshelf.serve.grpc_worker import (
