@@ -201,14 +201,19 @@ def is_mlflow_server(user_model: Any) -> bool:
     return any(cls.__name__ == "MLFlowServer" for cls in type(user_model).__mro__)
 
 
-def as_returned_caller(user_model: Any) -> ServedCall | None:
-    """An MLflow server's method without its conversion of the result to an array."""
+def as_returned_caller(user_model: Any) -> Callable[..., Any] | None:
+    """An MLflow server's method without its conversion of the result to an array, as
+    ``call(X, names, params=None)``: with params, the method its ``read_request`` makes of
+    them (checked against the signature), so a DataFrame answer stays one with params too."""
     if not is_mlflow_server(user_model):
         return None
     server = user_model
 
-    def call(X: Any, names: Any) -> Any:
-        return server.serve(server.method, server.model_input(X, names))
+    def call(X: Any, names: Any, params: dict[str, Any] | None = None) -> Any:
+        if params is None:
+            return server.serve(server.method, server.model_input(X, names))
+        method, model_input = server.read_request(X, names, None, params)
+        return server.serve(method, model_input)
 
     return call
 
