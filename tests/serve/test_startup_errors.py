@@ -146,3 +146,18 @@ def test_a_wrong_parameter_is_one_error_line_naming_it(parameters, refusal):
     (line,) = error_lines(result.stdout)
     assert line.endswith(f"could not start SKLearnServer: {refusal}"), line
     assert "cannot download" not in result.stdout  # refused before the model URI is read
+
+
+def test_seldon_cores_start_up_notices_are_not_logged_at_info(tmp_path):
+    """seldon-core's "Tensorflow is not installed" notice (11 lines) and Flask's whole
+    configuration were logged at INFO at every start, before the lines that matter; at DEBUG
+    they still are."""
+    model = tmp_path / "missing"  # the notices come before the model loads
+    code, log = serve_sklearn(str(model))
+    assert code == 1, log
+    assert "Tensorflow is not installed" not in log
+    assert "App Config" not in log
+    assert "Registering the custom error handler" not in log
+    assert f"cannot download {model}" in log
+    code, log = serve_sklearn(str(model), "--log-level", "DEBUG")
+    assert "Tensorflow is not installed" in log

@@ -515,9 +515,20 @@ def _setup_logging(level: str) -> None:
     _configure_logging(_log_level(level))
 
 
+#: seldon-core's INFO lines that say nothing a user acts on, each at every start: its
+#: "Tensorflow is not installed" notice (11 lines, mostly blank: 8 lines of a graph run's log
+#: per node), Flask's whole configuration on one ~1,200-character line, and "Registering the
+#: custom error handler...". Below INFO (``--log-level DEBUG``) they are logged as before.
+QUIET_SELDON_LOGGERS = ("seldon_core.imports_helper", "seldon_core.wrapper")
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT)
     logging.getLogger().setLevel(level)
+    number = logging.getLevelName(level)
+    quiet = number if number < logging.INFO else max(number, logging.WARNING)
+    for name in QUIET_SELDON_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
 
 
 def _exec_seldon(argv: Sequence[str], reason: str) -> None:
