@@ -73,6 +73,32 @@ def check_worker_counts(args: argparse.Namespace) -> None:
             raise ConfigurationError(option, str(value), expected, source="option")
 
 
+#: The port options, as ``check_ports`` names them.
+PORT_OPTIONS = {
+    "http_port": "--http-port",
+    "grpc_port": "--grpc-port",
+    "metrics_port": "--metrics-port",
+}
+
+
+def check_ports(args: argparse.Namespace) -> None:
+    """A port option outside 1-65535, or two ports the same, stops the start naming them; it
+    was the socket's ``OverflowError`` / "Address already in use" traceback, after the model
+    had loaded. (The environment's ports are checked as they are read, ``_env_port``.)"""
+    taken: dict[int, str] = {}
+    for attribute, option in PORT_OPTIONS.items():
+        value = getattr(args, attribute)
+        if not 0 <= value < 65_536:
+            expected = "a TCP port number, 1-65535 (0: any free port)"
+            raise ConfigurationError(option, str(value), expected, "option")
+        if value and value in taken and (attribute != "grpc_port" or args.grpc_workers > 0):
+            raise ConfigurationError(
+                option, str(value), f"a port other than {taken[value]}'s", "option"
+            )
+        if attribute != "grpc_port" or args.grpc_workers > 0:
+            taken[value] = option
+
+
 def env_flag(name: str) -> bool:
     """A flag from the environment as seldon-core reads one: ``1``, ``true`` or ``t`` (any case)
     is true, anything else false. Written here so reading options does not import seldon-core."""
@@ -147,6 +173,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_arguments(parser)
     args = parser.parse_args(argv)
     check_worker_counts(args)
+    check_ports(args)
     if args.model_name and args.model_name in (
         args.interface_name,
         args.interface_name.rpartition(".")[2],
@@ -272,5 +299,19 @@ def import_user_class(interface_name: str) -> type:
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
     module_name, _, class_name = interface_name.rpartition(".")
-    module = importlib.import_module(module_name or interface_name)
-    return getattr(module, class_name)
+    module_name = module_name or interface_name
+    expected = (
+        f"a module {module_name} (a file {module_name.replace('.', '/')}.py in the working "
+        f"directory {os.getcwd()}, or installed) defining the class {class_name}"
+    )
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or module_name.split(".")[0] != exc.name.split(".")[0]:
+            raise  # a module the class's own code imports: its traceback says which line
+        expected += f" ({exc})"
+        raise ConfigurationError("class", interface_name, expected, "argument") from None
+    found = getattr(module, class_name, None)
+    if not isinstance(found, type):
+        raise ConfigurationError("class", interface_name, expected, "argument")
+    return found

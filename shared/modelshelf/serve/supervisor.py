@@ -181,12 +181,12 @@ def serve(args: argparse.Namespace) -> int:
         # here, instead of failing each gRPC worker (restarted up to the limit).
         grpc_server_kind()
         max_message_bytes(annotations)
-    http_socket = _listen(args.http_port)
+    http_socket = _listen(args.http_port, "--http-port")
     # The metrics port is bound here, before any fork, as the REST port: a port in use stops
     # the server at start, and a scrape that comes as soon as REST is ready waits in the backlog
     # instead of being refused while the metrics process starts. With one worker it answers on
     # this socket itself (a replacement too); else the metrics process does.
-    metrics_socket = _listen(args.metrics_port)
+    metrics_socket = _listen(args.metrics_port, "--metrics-port")
     if args.pidfile:
         with open(args.pidfile, "w") as out:
             out.write(f"{os.getpid()}\n")
@@ -485,10 +485,15 @@ def _annotations() -> dict[str, str]:
     return load_annotations()
 
 
-def _listen(port: int) -> socket.socket:
+def _listen(port: int, option: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("0.0.0.0", port))
+    try:
+        sock.bind(("0.0.0.0", port))
+    except OSError as exc:  # in use, or not ours to take: one line naming it, not a traceback
+        sock.close()
+        expected = f"a port this process can listen on ({exc.strerror or exc})"
+        raise ConfigurationError(option, str(port), expected, "option") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
