@@ -13,6 +13,17 @@ def test_version_lists_modelshelf_and_seldon_core():
     assert "seldon-core 1.18.2" in out
 
 
+def test_version_lists_every_servers_framework():
+    """LightGBM (and the full ``mlflow`` beside ``mlflow-skinny``) were left out of the list."""
+    from importlib.metadata import version
+
+    out = subprocess.run(
+        [str(BIN / "modelshelf"), "version"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    for package in ("scikit-learn", "xgboost-cpu", "lightgbm", "mlflow-skinny", "mlflow"):
+        assert f"{package} {version(package)}" in out
+
+
 def test_unknown_command_exits_2_with_usage():
     result = subprocess.run([str(BIN / "modelshelf"), "nope"], capture_output=True, text=True)
     assert result.returncode == 2

@@ -544,3 +544,61 @@ def test_a_model_without_signature_answers_invocations_as_mlflow_models_serve(si
             ours = service.client.post("/invocations", json={case: payload})
             assert theirs.status_code == ours.status_code == 200, (case, ours.text, theirs.text)
             assert ours.json() == theirs.json(), case
+
+
+@pytest.fixture(scope="module")
+def params_frame_model(tmp_path_factory):
+    """A PythonModel with a params schema that answers a DataFrame (``mlflow_corpus``'s
+    ``Thresholded``)."""
+    import sys
+
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ParamSchema, ParamSpec
+
+    from mlflow_corpus import PYTHON_MODELS
+
+    root = tmp_path_factory.mktemp("mlflow-params-frame")
+    (root / "corpus_models.py").write_text(PYTHON_MODELS)
+    sys.path.insert(0, str(root))
+    try:
+        import corpus_models
+    finally:
+        sys.path.remove(str(root))
+    scores = pd.DataFrame({"score": [0.1, 0.55, 0.7, 0.95]})
+    params = ParamSchema(
+        [ParamSpec("threshold", "double", 0.5), ParamSpec("label", "string", "yes")]
+    )
+    folder = root / "thresholded"
+    mlflow.pyfunc.save_model(
+        folder,
+        python_model=corpus_models.Thresholded(),
+        code_paths=[str(root / "corpus_models.py")],
+        signature=ModelSignature(inputs=infer_signature(scores).inputs, params=params),
+        pip_requirements=["numpy", "pandas"],
+    )
+    return folder
+
+
+def test_a_dataframe_answer_with_params_is_records_as_mlflow_models_serve_gives_it(
+    params_frame_model,
+):
+    """With ``params``, ours answered the model's DataFrame as rows of values
+    (``[[1, "high"], …]``: the Seldon path's array), without them as records; `mlflow models
+    serve` gives records either way."""
+    records = [{"score": 0.1}, {"score": 0.9}]
+    payloads = [
+        {"dataframe_records": records},
+        {"dataframe_records": records, "params": {"threshold": 0.05, "label": "high"}},
+        {"dataframe_split": {"columns": ["score"], "data": [[0.1], [0.9]]}, "params": {}},
+        {"inputs": {"score": [0.1, 0.9]}, "params": {"label": "big"}},
+    ]
+    with beside_mlflow(params_frame_model) as (url, service):
+        for payload in payloads:
+            theirs = httpx.post(f"{url}/invocations", json=payload, timeout=60)
+            ours = service.client.post("/invocations", json=payload)
+            assert theirs.status_code == ours.status_code == 200, (payload, ours.text, theirs.text)
+            assert ours.json() == theirs.json(), payload
+        assert theirs.json() == {
+            "predictions": [{"above": 0, "label": "no"}, {"above": 1, "label": "big"}]
+        }

@@ -10,6 +10,7 @@ import sys
 import pytest
 from seldon_core.microservice import parse_parameters
 
+from modelshelf.errors import ConfigurationError
 from modelshelf.serve.options import user_parameters
 
 VALID = [
@@ -30,18 +31,53 @@ def test_parameters_typed_as_seldon_core_types_them() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
+    "bad, refusal",
     [
-        {"name": "workers", "value": "three", "type": "INT"},
-        {"name": "fast_path", "value": "maybe", "type": "BOOL"},
+        (
+            {"name": "workers", "value": "three", "type": "INT"},
+            "parameter workers='three' is not valid: expected a whole number (its type is INT)",
+        ),
+        (
+            {"name": "ratio", "value": "a lot", "type": "FLOAT"},
+            "parameter ratio='a lot' is not valid: expected a number (its type is FLOAT)",
+        ),
+        (
+            {"name": "fast_path", "value": "maybe", "type": "BOOL"},
+            "parameter fast_path='maybe' is not valid: expected a BOOL: true or false",
+        ),
+        (
+            {"name": "method", "value": "predict", "type": "TEXT"},
+            "parameter method='predict' is not valid: expected a type of STRING, INT, FLOAT, "
+            "DOUBLE, BOOL, got 'TEXT'",
+        ),
     ],
 )
-def test_bad_parameters_fail_with_seldon_cores_error(bad: dict) -> None:
-    with pytest.raises(Exception) as theirs:  # whatever seldon-core raises
+def test_a_bad_parameter_is_named_with_its_value_and_type(bad: dict, refusal: str) -> None:
+    # seldon-core's parse_parameters raises a SeldonMicroserviceException whose text is
+    # empty (or a bare KeyError 'TEXT'): a start-up traceback naming no parameter
+    with pytest.raises(Exception) as theirs:
         parse_parameters([bad])
-    with pytest.raises(theirs.type) as ours:
+    assert bad["name"] not in str(theirs.value)
+    with pytest.raises(ConfigurationError) as ours:
         user_parameters(json.dumps([bad]))
-    assert str(ours.value) == str(theirs.value)
+    assert str(ours.value) == refusal
+
+
+@pytest.mark.parametrize(
+    "text, detail",
+    [
+        ('[{"name": "model_uri", "value": "/m"', "Expecting ',' delimiter at 36"),
+        ('{"model_uri": "/m"}', "objects"),
+        ('[{"value": "/m", "type": "STRING"}]', "objects"),
+    ],
+)
+def test_parameters_that_are_not_a_list_of_parameters_are_refused(text: str, detail: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        user_parameters(text)
+    message = str(refused.value)
+    assert message.startswith("argument --parameters=")
+    assert 'expected a JSON list of {"name": …, "value": …, "type": …} objects' in message
+    assert detail in message
 
 
 def test_typing_parameters_does_not_import_seldon_cores_microservice() -> None:

@@ -77,3 +77,45 @@ def test_each_format_and_method_answers_as_lightgbm_on_both_front_ends(
             assert meta["platform"] == "lightgbm"
             assert meta["custom"]["method"] == method
             assert meta["custom"]["lightgbm version"] == lgb.__version__
+
+
+def test_v2_output_names_choose_lightgbms_methods(tmp_path):
+    """Over V2 (tritonclient), an output named after one of LightGBM's methods is that
+    method's answer, as XGBoost's are; with ``method=predict_raw`` the default output is
+    named ``predict_raw`` (it was ``predict``, holding raw scores) and the metadata lists
+    every method (it listed ``predict`` alone, and ``predict_raw`` was a 400)."""
+    import tritonclient.http as triton
+
+    model, X = _fit("iris")
+    model.booster_.save_model(tmp_path / "model.txt")
+    booster = lgb.Booster(model_file=str(tmp_path / "model.txt"))
+    expected = {
+        "predict_raw": booster.predict(X, raw_score=True),
+        "predict": booster.predict(X),
+        "predict_proba": booster.predict(X),
+        "predict_contrib": booster.predict(X, pred_contrib=True),
+        "predict_leaf": booster.predict(X, pred_leaf=True),
+    }
+    launch = Launch(
+        "LightGBMServer",
+        SERVERS / "lightgbmserver",
+        params(model_uri=str(tmp_path), method="predict_raw"),
+        extra_args=("--model-name", "iris"),
+    )
+    with running(launch, [MODELSHELF]) as (service,):
+        client = triton.InferenceServerClient(f"127.0.0.1:{service.http_port}")
+        tensor = triton.InferInput("x", list(X.shape), "FP64")
+        tensor.set_data_from_numpy(X)
+        result = client.infer("iris", [tensor])
+        assert [o["name"] for o in result.get_response()["outputs"]] == ["predict_raw"]
+        np.testing.assert_array_equal(result.as_numpy("predict_raw"), expected["predict_raw"])
+        wanted = [triton.InferRequestedOutput(name) for name in expected]
+        result = client.infer("iris", [tensor], outputs=wanted)
+        for name, value in expected.items():
+            np.testing.assert_array_equal(result.as_numpy(name), value, err_msg=name)
+        classes = ["class_0", "class_1", "class_2"]
+        assert result.get_output("predict_raw")["parameters"]["class_names"] == classes
+        metadata = client.get_model_metadata("iris")
+        outputs = {o["name"]: o["shape"] for o in metadata["outputs"]}
+        assert set(expected) | {"class_names"} == set(outputs)
+        assert outputs["predict_raw"] == outputs["predict_proba"] == [-1, 3]

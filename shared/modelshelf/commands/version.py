@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-PACKAGES = ("modelshelf", "seldon-core", "scikit-learn", "xgboost", "xgboost-cpu", "mlflow-skinny")
+from modelshelf.registry import SERVERS
+
+#: modelshelf, seldon-core and every server's framework (``registry.SERVERS``: LightGBM was
+#: missing from a hand-kept list), with the other builds of a framework a user may install.
+PACKAGES = tuple(
+    dict.fromkeys(
+        [
+            "modelshelf",
+            "seldon-core",
+            *(package for server in SERVERS for package in server.framework_packages),
+            "xgboost",
+            "mlflow",
+        ]
+    )
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

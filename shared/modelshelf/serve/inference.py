@@ -888,7 +888,10 @@ class InferenceCore:
             )
         names = list(names) if names is not None else []
         if params and self.takes_params:
-            data = self.user_model.predict(X, names, params=params)
+            if caller is self._as_returned:  # /invocations: a DataFrame stays one (records)
+                data = self._as_returned(X, names, params=params)
+            else:
+                data = self.user_model.predict(X, names, params=params)
             return Answer(data, output_names_of(self.user_model, data))
         data = caller(X, names)
         if self._publish_metrics is not None and hasattr(self.user_model, "metrics"):

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from modelshelf.errors import ConfigurationError
+from modelshelf.errors import ConfigurationError, ModelshelfError
 from modelshelf.number_settings import whole_env_number
 
 SERVICE_TYPES = (
@@ -70,6 +71,32 @@ def check_worker_counts(args: argparse.Namespace) -> None:
         value = getattr(args, attribute)
         if value < least:
             raise ConfigurationError(option, str(value), expected, source="option")
+
+
+#: The port options, as ``check_ports`` names them.
+PORT_OPTIONS = {
+    "http_port": "--http-port",
+    "grpc_port": "--grpc-port",
+    "metrics_port": "--metrics-port",
+}
+
+
+def check_ports(args: argparse.Namespace) -> None:
+    """A port option outside 1-65535, or two ports the same, stops the start naming them; it
+    was the socket's ``OverflowError`` / "Address already in use" traceback, after the model
+    had loaded. (The environment's ports are checked as they are read, ``_env_port``.)"""
+    taken: dict[int, str] = {}
+    for attribute, option in PORT_OPTIONS.items():
+        value = getattr(args, attribute)
+        if not 0 <= value < 65_536:
+            expected = "a TCP port number, 1-65535 (0: any free port)"
+            raise ConfigurationError(option, str(value), expected, "option")
+        if value and value in taken and (attribute != "grpc_port" or args.grpc_workers > 0):
+            raise ConfigurationError(
+                option, str(value), f"a port other than {taken[value]}'s", "option"
+            )
+        if attribute != "grpc_port" or args.grpc_workers > 0:
+            taken[value] = option
 
 
 def env_flag(name: str) -> bool:
@@ -146,6 +173,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_arguments(parser)
     args = parser.parse_args(argv)
     check_worker_counts(args)
+    check_ports(args)
     if args.model_name and args.model_name in (
         args.interface_name,
         args.interface_name.rpartition(".")[2],
@@ -168,32 +196,101 @@ def with_model_uri(parameters_json: str, model_dir: str) -> str:
 
 
 _CONVERSIONS: dict[str, Any] = {"STRING": str, "INT": int, "FLOAT": float, "DOUBLE": float}
+#: What a value of each type must be, for the error that refuses one.
+_READS = {"INT": "a whole number", "FLOAT": "a number", "DOUBLE": "a number", "STRING": "text"}
 _TRUE = frozenset({"y", "yes", "t", "true", "on", "1"})
 _FALSE = frozenset({"n", "no", "f", "false", "off", "0"})
 
 
 def user_parameters(parameters_json: str) -> dict[str, Any]:
     """``--parameters`` as keyword arguments, typed the way seldon-core's ``parse_parameters``
-    types them. Well-formed values are converted here: importing ``seldon_core.microservice``
-    (gunicorn, ``pkg_resources``, ``distutils``) was a tenth of every cold start. Anything else
-    goes to seldon-core's function, so its errors are seldon-core's."""
-    parameters = json.loads(parameters_json)
+    types them (without importing ``seldon_core.microservice``: gunicorn, ``pkg_resources``,
+    ``distutils`` were a tenth of every cold start). A list that is not JSON, or a value its
+    ``type`` cannot read, stops the start with one line naming the parameter, its value and
+    the type; seldon-core raised a ``SeldonMicroserviceException`` whose text is empty, so the
+    log held a bare traceback naming no parameter."""
+    expected = 'a JSON list of {"name": …, "value": …, "type": …} objects'
+    try:
+        parameters = json.loads(parameters_json)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            "--parameters", parameters_json, f"{expected} ({exc.msg} at {exc.pos})", "argument"
+        ) from None
+    if not isinstance(parameters, list) or not all(isinstance(p, dict) for p in parameters):
+        raise ConfigurationError("--parameters", parameters_json, expected, "argument")
     parsed: dict[str, Any] = {}
     for parameter in parameters:
-        kind, value = parameter.get("type"), parameter.get("value")
+        name, kind, value = parameter.get("name"), parameter.get("type"), parameter.get("value")
+        if type(name) is not str or not name:
+            raise ConfigurationError("--parameters", parameters_json, expected, "argument")
+        if kind == "BOOL":
+            text = value.lower() if type(value) is str else None
+            if text not in _TRUE and text not in _FALSE:
+                raise ConfigurationError(name, value, "a BOOL: true or false", "parameter")
+            parsed[name] = text in _TRUE
+            continue
+        convert = _CONVERSIONS.get(kind)  # type: ignore[arg-type]
+        if convert is None:
+            types = ", ".join([*_CONVERSIONS, "BOOL"])
+            raise ConfigurationError(name, value, f"a type of {types}, got {kind!r}", "parameter")
         try:
-            if kind == "BOOL":
-                text = value.lower() if type(value) is str else None
-                if text not in _TRUE and text not in _FALSE:
-                    raise ValueError(value)
-                parsed[parameter.get("name")] = text in _TRUE
-            else:
-                parsed[parameter.get("name")] = _CONVERSIONS[kind](value)
-        except (KeyError, TypeError, ValueError):
-            from seldon_core.microservice import parse_parameters
-
-            return parse_parameters(parameters)
+            parsed[name] = convert(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                name, value, f"{_READS[kind]} (its type is {kind})", "parameter"
+            ) from None
     return parsed
+
+
+def build_user_model(user_class: type, parameters: dict[str, Any]) -> Any:
+    """The served object, made from the parameters. A parameter the class does not take (a
+    typo: ``methd``) or one it needs and did not get (``model_uri``) stops the start with one
+    line naming it and the parameters the class takes, instead of ``__init__``'s
+    ``TypeError`` traceback; a ``TypeError`` raised inside ``__init__`` keeps its own."""
+    try:
+        signature = inspect.signature(user_class)
+    except (TypeError, ValueError):  # no signature to read: the class says it itself
+        return user_class(**parameters)
+    takes = [
+        p.name
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    every = ", ".join(takes) or "none"
+    try:
+        signature.bind(**parameters)
+    except TypeError:
+        open_ended = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        unknown = [] if open_ended else [n for n in parameters if n not in takes]
+        if unknown:
+            raise ConfigurationError(
+                unknown[0],
+                parameters[unknown[0]],
+                f"a parameter {user_class.__name__} takes ({every})",
+                "parameter",
+            ) from None
+        missing = [
+            p.name
+            for p in signature.parameters.values()
+            if p.default is p.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name not in parameters
+        ]
+        raise MissingParameterError(user_class.__name__, missing, every) from None
+    return user_class(**parameters)
+
+
+class MissingParameterError(ModelshelfError):
+    """A parameter the served class needs is not among ``--parameters`` (or
+    ``PREDICTIVE_UNIT_PARAMETERS``, the graph's ``parameters``)."""
+
+    def __init__(self, class_name: str, missing: list[str], takes: str) -> None:
+        self.missing = missing
+        super().__init__(
+            f"parameter {', '.join(missing) or '?'} is missing: {class_name} needs it (it takes "
+            f"{takes}); give it in --parameters, PREDICTIVE_UNIT_PARAMETERS or the graph's "
+            "parameters"
+        )
 
 
 def import_user_class(interface_name: str) -> type:
@@ -202,5 +299,19 @@ def import_user_class(interface_name: str) -> type:
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
     module_name, _, class_name = interface_name.rpartition(".")
-    module = importlib.import_module(module_name or interface_name)
-    return getattr(module, class_name)
+    module_name = module_name or interface_name
+    expected = (
+        f"a module {module_name} (a file {module_name.replace('.', '/')}.py in the working "
+        f"directory {os.getcwd()}, or installed) defining the class {class_name}"
+    )
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or module_name.split(".")[0] != exc.name.split(".")[0]:
+            raise  # a module the class's own code imports: its traceback says which line
+        expected += f" ({exc})"
+        raise ConfigurationError("class", interface_name, expected, "argument") from None
+    found = getattr(module, class_name, None)
+    if not isinstance(found, type):
+        raise ConfigurationError("class", interface_name, expected, "argument")
+    return found

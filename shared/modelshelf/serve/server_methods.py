@@ -3,7 +3,8 @@ Seldon metadata, and whether its ``predict`` takes MLflow's ``params``.
 
 The configured method is always the server's own ``predict`` (the call the Seldon protocol makes);
 our servers' other methods are built from what they loaded: scikit-learn's and an MLflow flavor
-model's methods, XGBoost's ``build_method``. A user's class offers ``predict`` only.
+model's methods, XGBoost's ``build_method``, LightGBM's ``predict`` options. A user's class
+offers ``predict`` only.
 
 This reaches into our servers' loaded state (``ModelServer.method`` / ``transform_method``,
 ``ModelServer._call_state``, ``XGBoostServer.booster`` for XGBoost's ``LoadedModel``), all inside
@@ -31,6 +32,8 @@ METHOD_NAMES = (
     "transform",
     "predict_margin",
     "predict_contribs",
+    "predict_raw",
+    "predict_contrib",
     "predict_leaf",
 )
 #: Methods with one column per class.
@@ -67,6 +70,7 @@ def method_callers(user_model: Any, default: str) -> dict[str, ServedCall]:
     builders = {
         "SKLearnServer": _sklearn_callers,
         "XGBoostServer": _xgboost_callers,
+        "LightGBMServer": _lightgbm_callers,
         "MLFlowServer": _mlflow_callers,
     }
     for cls in kind:
@@ -176,6 +180,27 @@ def _xgboost_callers(server: Any) -> dict[str, ServedCall]:
     }
 
 
+def _lightgbm_callers(server: Any) -> dict[str, ServedCall]:
+    """LightGBM's methods (``predict_raw``, ``predict_contrib``, ``predict_leaf``, and
+    ``predict_proba`` for a classifier) as LightGBMServer builds its configured one."""
+    from modelshelf.frameworks.lightgbm import OPTIONS
+    from modelshelf.server import Method
+
+    def builder(name: str) -> Callable[[], ServedCall]:
+        def build() -> ServedCall:
+            if server.method is not None and server.method.name == name:
+                return _served(server, server.method)
+            return _served(server, Method(name, server._call(name), server._output_names(name)))
+
+        return build
+
+    return {
+        name: _LazyCall(builder(name))
+        for name in OPTIONS
+        if name != "predict_proba" or server.classes
+    }
+
+
 def _mlflow_callers(server: Any) -> dict[str, ServedCall]:
     from modelshelf.frameworks.mlflow._server import METHODS
     from modelshelf.server import Method, output_names
@@ -201,14 +226,19 @@ def is_mlflow_server(user_model: Any) -> bool:
     return any(cls.__name__ == "MLFlowServer" for cls in type(user_model).__mro__)
 
 
-def as_returned_caller(user_model: Any) -> ServedCall | None:
-    """An MLflow server's method without its conversion of the result to an array."""
+def as_returned_caller(user_model: Any) -> Callable[..., Any] | None:
+    """An MLflow server's method without its conversion of the result to an array, as
+    ``call(X, names, params=None)``: with params, the method its ``read_request`` makes of
+    them (checked against the signature), so a DataFrame answer stays one with params too."""
     if not is_mlflow_server(user_model):
         return None
     server = user_model
 
-    def call(X: Any, names: Any) -> Any:
-        return server.serve(server.method, server.model_input(X, names))
+    def call(X: Any, names: Any, params: dict[str, Any] | None = None) -> Any:
+        if params is None:
+            return server.serve(server.method, server.model_input(X, names))
+        method, model_input = server.read_request(X, names, None, params)
+        return server.serve(method, model_input)
 
     return call
 
@@ -302,6 +332,9 @@ def known_output_names(user_model: Any, method: str) -> list[str] | None:
     served = getattr(user_model, "method", None)
     if getattr(served, "name", None) == method and getattr(served, "output_names", None):
         return [str(n) for n in served.output_names]
+    if any(cls.__name__ == "LightGBMServer" for cls in type(user_model).__mro__):
+        named = user_model._output_names(method) if method in _lightgbm_methods() else None
+        return [str(n) for n in named] if named else None
     model = getattr(user_model, "raw_model", None) or getattr(user_model, "model", None)
     if method in CLASS_METHODS:
         classes = getattr(model, "classes_", None)
@@ -309,6 +342,12 @@ def known_output_names(user_model: Any, method: str) -> list[str] | None:
         if classes is not None and np.ndim(classes) == 1 and not binary_scores:
             return [str(c) for c in classes]
     return None
+
+
+def _lightgbm_methods() -> Any:
+    from modelshelf.frameworks.lightgbm import OPTIONS
+
+    return OPTIONS
 
 
 def input_datatype(user_model: Any) -> str:

@@ -166,7 +166,9 @@ def serve(args: argparse.Namespace) -> int:
             queue = None if metrics_in_worker else multiprocessing.get_context("fork").Queue()
             metrics = WorkerMetrics() if queue is None else QueueMetrics(queue)
             user_class = options.import_user_class(args.interface_name)
-            user_model = user_class(**options.user_parameters(args.parameters))
+            user_model = options.build_user_model(
+                user_class, options.user_parameters(args.parameters)
+            )
             flask_app = get_rest_microservice(user_model, metrics)  # derives the metadata, once
     if args.grpc_workers > 0:  # gRPC is imported only for them (before the forks: shared)
         from modelshelf.serve.grpc_worker import (
@@ -179,12 +181,12 @@ def serve(args: argparse.Namespace) -> int:
         # here, instead of failing each gRPC worker (restarted up to the limit).
         grpc_server_kind()
         max_message_bytes(annotations)
-    http_socket = _listen(args.http_port)
+    http_socket = _listen(args.http_port, "--http-port")
     # The metrics port is bound here, before any fork, as the REST port: a port in use stops
     # the server at start, and a scrape that comes as soon as REST is ready waits in the backlog
     # instead of being refused while the metrics process starts. With one worker it answers on
     # this socket itself (a replacement too); else the metrics process does.
-    metrics_socket = _listen(args.metrics_port)
+    metrics_socket = _listen(args.metrics_port, "--metrics-port")
     if args.pidfile:
         with open(args.pidfile, "w") as out:
             out.write(f"{os.getpid()}\n")
@@ -483,10 +485,15 @@ def _annotations() -> dict[str, str]:
     return load_annotations()
 
 
-def _listen(port: int) -> socket.socket:
+def _listen(port: int, option: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("0.0.0.0", port))
+    try:
+        sock.bind(("0.0.0.0", port))
+    except OSError as exc:  # in use, or not ours to take: one line naming it, not a traceback
+        sock.close()
+        expected = f"a port this process can listen on ({exc.strerror or exc})"
+        raise ConfigurationError(option, str(port), expected, "option") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -513,9 +520,20 @@ def _setup_logging(level: str) -> None:
     _configure_logging(_log_level(level))
 
 
+#: seldon-core's INFO lines that say nothing a user acts on, each at every start: its
+#: "Tensorflow is not installed" notice (11 lines, mostly blank: 8 lines of a graph run's log
+#: per node), Flask's whole configuration on one ~1,200-character line, and "Registering the
+#: custom error handler...". Below INFO (``--log-level DEBUG``) they are logged as before.
+QUIET_SELDON_LOGGERS = ("seldon_core.imports_helper", "seldon_core.wrapper")
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT)
     logging.getLogger().setLevel(level)
+    number = logging.getLevelName(level)
+    quiet = number if number < logging.INFO else max(number, logging.WARNING)
+    for name in QUIET_SELDON_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
 
 
 def _exec_seldon(argv: Sequence[str], reason: str) -> None:
