@@ -419,9 +419,10 @@ def test_a_connection_s_request_after_its_answer_is_served_at_once_else_queued()
 
 
 def _slow_launch(forest_dir: Path, component: str, **parameters: object) -> Launch:
-    """A forest behind a test component of ``tests/serve/components`` whose model calls sleep."""
+    """A forest behind a test component of ``tests/serve/components`` whose model calls sleep;
+    kept-alive connections outlive the tests' waits (not the default 2 s)."""
     params = seldon_parameters(model_uri=forest_dir, method="predict_proba", **parameters)
-    return Launch(component, COMPONENTS, params)
+    return Launch(component, COMPONENTS, params, extra_args=("--keepalive", "30"))
 
 
 def _post_bytes(path: str, body: dict) -> bytes:
@@ -491,6 +492,37 @@ def test_requests_pipelined_in_one_write_still_join(forest_dir: Path) -> None:
         sock.sendall(b"".join(requests))
         assert [_without_metrics(reader.answer()[2]) for _ in requests] == alone
         assert wait_for(lambda: batch_sizes(service) == (3, 1)), batch_sizes(service)
+
+
+@pytest.mark.parametrize(
+    "forwarded", [b"", b"X-Forwarded-For: 203.0.113.7\r\n"], ids=["direct", "behind a proxy"]
+)
+def test_a_connection_s_request_after_its_answer_is_served_at_once_behind_a_proxy(
+    forest_dir: Path, forwarded: bytes
+) -> None:
+    """The same at one connection whether or not a trusted proxy (127.0.0.1, the default
+    ``FORWARDED_ALLOW_IPS``) names the client in ``X-Forwarded-For``: the connection's next
+    request, read after its slow answer was written, is served at once (``follows_answer``)
+    and the one pipelined with it queues behind it, so nothing joins. Keyed on the ``client``
+    (made anew per request from the header) the two queued and joined behind a proxy."""
+    launch = _slow_launch(forest_dir, "SlowSKLearnServer", sleep_seconds=0.5)
+    path = "/api/v1.0/predictions"
+    bodies = [_post_bytes(path, _seldon(_rows(950 + i, 1), COLUMNS)) for i in range(3)]
+    requests = [body.replace(b"\r\n\r\n", b"\r\n" + forwarded + b"\r\n", 1) for body in bodies]
+    with (
+        running(launch, [MODELSHELF]) as (service,),
+        socket.create_connection(("127.0.0.1", service.http_port), timeout=30) as sock,
+    ):
+        reader = Reader(sock)
+        sock.sendall(requests[0])
+        assert read_by_server(sock)  # its model call runs (half a second)
+        sock.sendall(requests[1] + requests[2])  # read in one pass after the answer is written
+        assert [reader.answer()[0] for _ in requests] == [200] * 3
+        # Batch sizes reach the metrics process once a second: none comes.
+        assert not wait_for(lambda: batch_sizes(service) != (0, 0), timeout=1.5)
+        sock.sendall(b"".join(requests))  # in one read: the first served, two queue and join
+        assert [reader.answer()[0] for _ in requests] == [200] * 3
+        assert wait_for(lambda: batch_sizes(service) == (2, 1)), batch_sizes(service)
 
 
 # ----------------------------------------------------------------- MLflow's /invocations
