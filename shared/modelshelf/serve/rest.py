@@ -11,7 +11,8 @@ statuses and bodies are the wrapper's.
 
 Every other request -- form-encoded or multipart bodies, ``?json=``, feedback, health status,
 metadata, ``/seldon.json``, unknown paths, CORS preflights, bodies orjson cannot read -- is handed
-unchanged to seldon-core's Flask app, called in-process through a small WSGI bridge.
+unchanged to seldon-core's Flask app, called in-process through a small WSGI bridge. Except
+``/health/status`` while a gRPC worker does not listen yet: 503 for every class (``not_listening``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,15 @@ from seldon_core.metrics import SeldonMetrics
 from seldon_core.utils import getenv_as_bool
 
 from modelshelf.redaction import redact_parameters
-from modelshelf.request_guard import CLIENT_ERRORS, body_checks, max_body_bytes, too_large
-from modelshelf.serve import protocol
+from modelshelf.request_errors import ModelNotReadyError
+from modelshelf.request_guard import (
+    CLIENT_ERRORS,
+    NOT_READY,
+    body_checks,
+    max_body_bytes,
+    too_large,
+)
+from modelshelf.serve import listeners, protocol
 from modelshelf.serve.http1.connection import content_length
 from modelshelf.serve.inference import InferenceCore
 from modelshelf.serve.protocol import without_fragments
@@ -43,6 +51,8 @@ JSON_OPTIONS = (
 )
 JSON_HEADERS = [(b"content-type", b"application/json")]
 PING_PATH = "/health/ping"
+#: seldon-core's readiness endpoints (its ``health_status``).
+STATUS_PATHS = frozenset({"/health/status", "/api/v1.0/health/status"})
 # orjson reads an integer beyond the 64-bit range (from 19 digits when negative, 20 otherwise)
 # as a float, Python's json as an int. 19 digits in a row send the body to Flask: translating
 # the body to find them costs about 25 µs for 1,000 rows, a regular expression 20 times that.
@@ -180,6 +190,8 @@ class SeldonRestApp:
                     return reply
         elif path == PING_PATH and method == "GET":
             return self.ping_reply
+        elif method == "GET" and path in STATUS_PATHS and not listeners.all_listening():
+            return self.not_listening(scope, body)
         elif method == "HEAD":
             # As GET (RFC 9110 9.3.2: the same fields, Content-Length included); the server
             # sends no body. Flask's HEAD answer has none, and routes of ours take no HEAD.
@@ -259,6 +271,21 @@ class SeldonRestApp:
         CLIENT_ERRORS.record(413, scope["path"], error.message)
         payload = orjson.dumps(error.to_dict()) + b"\n"
         return 413, [*self.json_headers, (b"connection", b"close")], payload
+
+    def not_listening(self, scope: dict, body: bytes) -> Reply:
+        """seldon-core's 503 "not ready" for its ``/health/status`` while a gRPC worker does
+        not listen yet (``serve.listeners``), for every class: a user's own ``health_status``
+        (or seldon-core's default, ready at once) knows nothing of our gRPC workers. Logged
+        as our classes' are (``NOT_READY``: once at INFO), through Flask for its headers."""
+        from flask import jsonify
+
+        error = ModelNotReadyError()
+        NOT_READY.record(scope["method"], scope["path"], str(error))
+        app = self.flask_app
+        with app.request_context(_environ(scope, body)):
+            response = jsonify(error.to_dict())
+            response.status_code = error.status_code
+            return _from_flask(app.process_response(response))
 
     # ------------------------------------------------------------------ Flask
     def flask_error(self, exc: Exception, path: str) -> Reply:
