@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from frontends import COMPONENTS, MODELSHELF, SELDON, Launch, finish, start
+from frontends import COMPONENTS, MODELSHELF, SELDON, Launch, finish, running, start
 from prometheus_client.parser import text_string_to_metric_families
 
 import models
@@ -346,3 +346,24 @@ def test_same_grpc_answers(pair):
         assert result.success, result.msg
         answers.append(json_format.MessageToDict(result.response))
     assert _without_timings(answers[0]) == _without_timings(answers[1])
+
+
+def test_a_class_with_its_own_error_pages_keeps_them():
+    """A class whose blueprint answers 404s itself, and serves a route of its own: both front
+    ends give its answers (``modelshelf serve`` makes an unknown path its 404 only for a class
+    that did not choose one)."""
+    launch = Launch("OwnErrorPagesModel", COMPONENTS)
+    with running(launch, [SELDON, MODELSHELF]) as (seldon, ours):
+        for method, path in [
+            ("GET", "/no/such/path"),
+            ("POST", "/no/such/path"),
+            ("GET", "/custom"),
+        ]:
+            expected = seldon.client.request(method, path)
+            found = ours.client.request(method, path)
+            assert _answer(found) == _answer(expected), (method, path, found.text)
+        assert _answer(ours.client.get("/no/such/path")) == (
+            404,
+            "application/json",
+            {"mine": "no such page"},
+        )
