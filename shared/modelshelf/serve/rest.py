@@ -367,14 +367,20 @@ def _unknown_path_test(flask_app: Any) -> Callable[[str], bool] | None:
             if code is not None or any(issubclass(c, HTTPException) for c in by_class):
                 return None
     url_map = flask_app.url_map
+    rules = [rule for rule in url_map.iter_rules() if rule.endpoint != "static"]
+    # A route's own path is served: a set lookup, not werkzeug's ~4 µs match (a user class's
+    # /health/status probes and /metadata come here).
+    served = frozenset(rule.rule for rule in rules if not rule.arguments)
     routes = Map(
-        [rule.empty() for rule in url_map.iter_rules() if rule.endpoint != "static"],
+        [rule.empty() for rule in rules],
         converters=url_map.converters,
         strict_slashes=url_map.strict_slashes,
         merge_slashes=url_map.merge_slashes,
     ).bind("")
 
     def unknown(path: str) -> bool:
+        if path in served:
+            return False
         try:
             routes.match(path)
         except NotFound:
