@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from frontends import (
+    COMPONENTS,
     MODELSHELF,
     Launch,
     batch_sizes,
@@ -29,7 +30,7 @@ from frontends import (
 from sklearn.ensemble import RandomForestClassifier
 from test_http1_server import Reader
 
-from microservice import SERVERS, Microservice, seldon_parameters
+from microservice import SERVERS, Microservice, seldon_parameters, wait_for_text
 from modelshelf.serve.batching import Batcher, BatchSettings, Pending
 
 COLUMNS = ["a", "b", "c", "d"]
@@ -417,6 +418,55 @@ def test_a_connection_s_request_after_its_answer_is_served_at_once_else_queued()
     asyncio.run(scenario())
 
 
+def _slow_launch(forest_dir: Path, component: str, **parameters: object) -> Launch:
+    """A forest behind a test component of ``tests/serve/components`` whose model calls sleep;
+    kept-alive connections outlive the tests' waits (not the default 2 s)."""
+    params = seldon_parameters(model_uri=forest_dir, method="predict_proba", **parameters)
+    return Launch(component, COMPONENTS, params, extra_args=("--keepalive", "30"))
+
+
+def _post_bytes(path: str, body: dict) -> bytes:
+    """One HTTP/1.1 POST of ``body`` (JSON), as sent on a kept-alive connection."""
+    payload = json.dumps(body).encode()
+    head = f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    return f"{head}Content-Length: {len(payload)}\r\n\r\n".encode() + payload
+
+
+def test_requests_read_while_a_failing_request_ran_still_join(forest_dir: Path) -> None:
+    """A request served at once whose call raises out of the app (its error cannot even be
+    written: the HTTP server answers a bare 500) ran the model all the same: requests that
+    arrived meanwhile on open connections queue and join, as after any other call. They were
+    served one at a time (the first alone, the second queued behind it), the batcher left
+    believing the model idle (``Batcher.busy`` never set)."""
+    launch = _slow_launch(forest_dir, "UnwritableErrorSKLearnServer", sleep_seconds=0.5)
+    path = "/api/v1.0/predictions"
+    failing = _seldon([[-999.0, 0.0, 0.0, 0.0]], COLUMNS)
+    others = [_post_bytes(path, _seldon(_rows(900 + i, 1), COLUMNS)) for i in range(2)]
+    with (
+        running(launch, [MODELSHELF]) as (service,),
+        socket.create_connection(("127.0.0.1", service.http_port), timeout=30) as one,
+        socket.create_connection(("127.0.0.1", service.http_port), timeout=30) as two,
+    ):
+        readers = [Reader(one), Reader(two)]
+        alone = []
+        for sock, reader, request in zip((one, two), readers, others, strict=True):
+            sock.sendall(request)  # accepted and read before the failing request comes
+            status, _, body = reader.answer()
+            alone.append((status, _without_metrics(body)))
+        assert batch_sizes(service) == (0, 0)
+        with _raw_post(service.http_port, path, failing) as first:
+            assert read_by_server(first)  # its model call runs (half a second)
+            one.sendall(others[0])
+            two.sendall(others[1])
+            assert _raw_answer(first)[0] == 500
+        answers = [
+            (status, _without_metrics(body)) for status, _, body in map(Reader.answer, readers)
+        ]
+        assert answers == alone
+        assert wait_for(lambda: batch_sizes(service) == (2, 1)), batch_sizes(service)
+        wait_for_text(service.log, "failed")  # the HTTP server's line for the bare 500
+
+
 def test_requests_pipelined_in_one_write_still_join(forest_dir: Path) -> None:
     """Default settings. A connection's next request sent once its answer came joins nothing
     (the histogram stays empty; ``Batcher.follows_answer`` serves it at once, tested above),
@@ -442,6 +492,37 @@ def test_requests_pipelined_in_one_write_still_join(forest_dir: Path) -> None:
         sock.sendall(b"".join(requests))
         assert [_without_metrics(reader.answer()[2]) for _ in requests] == alone
         assert wait_for(lambda: batch_sizes(service) == (3, 1)), batch_sizes(service)
+
+
+@pytest.mark.parametrize(
+    "forwarded", [b"", b"X-Forwarded-For: 203.0.113.7\r\n"], ids=["direct", "behind a proxy"]
+)
+def test_a_connection_s_request_after_its_answer_is_served_at_once_behind_a_proxy(
+    forest_dir: Path, forwarded: bytes
+) -> None:
+    """The same at one connection whether or not a trusted proxy (127.0.0.1, the default
+    ``FORWARDED_ALLOW_IPS``) names the client in ``X-Forwarded-For``: the connection's next
+    request, read after its slow answer was written, is served at once (``follows_answer``)
+    and the one pipelined with it queues behind it, so nothing joins. Keyed on the ``client``
+    (made anew per request from the header) the two queued and joined behind a proxy."""
+    launch = _slow_launch(forest_dir, "SlowSKLearnServer", sleep_seconds=0.5)
+    path = "/api/v1.0/predictions"
+    bodies = [_post_bytes(path, _seldon(_rows(950 + i, 1), COLUMNS)) for i in range(3)]
+    requests = [body.replace(b"\r\n\r\n", b"\r\n" + forwarded + b"\r\n", 1) for body in bodies]
+    with (
+        running(launch, [MODELSHELF]) as (service,),
+        socket.create_connection(("127.0.0.1", service.http_port), timeout=30) as sock,
+    ):
+        reader = Reader(sock)
+        sock.sendall(requests[0])
+        assert read_by_server(sock)  # its model call runs (half a second)
+        sock.sendall(requests[1] + requests[2])  # read in one pass after the answer is written
+        assert [reader.answer()[0] for _ in requests] == [200] * 3
+        # Batch sizes reach the metrics process once a second: none comes.
+        assert not wait_for(lambda: batch_sizes(service) != (0, 0), timeout=1.5)
+        sock.sendall(b"".join(requests))  # in one read: the first served, two queue and join
+        assert [reader.answer()[0] for _ in requests] == [200] * 3
+        assert wait_for(lambda: batch_sizes(service) == (2, 1)), batch_sizes(service)
 
 
 # ----------------------------------------------------------------- MLflow's /invocations

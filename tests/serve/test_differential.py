@@ -2,7 +2,8 @@
 
 For each class (our SKLearn, XGBoost and MLflow servers, and a small user class of every service
 type) both front ends run side by side; every case below goes to both and the
-status, the content type and the body (parsed JSON: same keys, equal numbers) must match.
+status, the content type and the body (parsed JSON: same keys, equal numbers) must match;
+but an unknown path, a 404 for every class on purpose (``UNKNOWN_PATHS``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from frontends import COMPONENTS, MODELSHELF, SELDON, Launch, finish, start
+from frontends import COMPONENTS, MODELSHELF, SELDON, Launch, finish, running, start
 from prometheus_client.parser import text_string_to_metric_families
 
 import models
@@ -131,9 +132,25 @@ CASES: dict[str, tuple] = {
     "metadata v1": ("GET", "/api/v1.0/metadata", {}),
     "seldon.json": ("GET", "/seldon.json", {}),
     "unknown path": ("GET", "/no/such/path", {}),
+    "POST to an unknown path": post("/no/such/path", ND),
     "GET on POST-only": ("GET", "/api/v1.0/predictions", {}),
     "PUT predict": ("PUT", "/predict", {"json": ND}),
 }
+
+#: The one answer ``modelshelf serve`` changes on purpose: a path no route serves is a 404 for
+#: every class, as our classes' guard answers it under seldon-core too. For a class without the
+#: guard seldon-core's catch-all handler makes it a 500 (text "404 Not Found", or for a POST
+#: "405 Method Not Allowed": its static files rule takes every path for GET), which a client
+#: cannot tell from a failing model.
+UNKNOWN_PATHS = frozenset({"unknown path", "POST to an unknown path"})
+
+
+def _not_found(method: str, path: str) -> tuple:
+    """Our guard's answer to a path no route serves."""
+    info = f"{method} {path}: Not Found"
+    status = {"code": -1, "info": info, "reason": "MICROSERVICE_NOT_FOUND", "status": 1}
+    return 404, "application/json", {"status": status}
+
 
 IRIS = SERVERS / "sklearnserver"
 LAUNCHES = {
@@ -274,7 +291,11 @@ def test_same_answer(pair, case):
     expected_call = BOTH.submit(seldon.client.request, method, path, **kwargs)
     found = ours.client.request(method, path, **kwargs)
     expected = expected_call.result()
-    assert _answer(found) == _answer(expected), (expected.text[:500], found.text[:500])
+    wanted = _answer(expected)
+    if case in UNKNOWN_PATHS and wanted[0] == 500:  # a class without our guard
+        assert "404 Not Found" in expected.text or "405 Method" in expected.text, expected.text
+        wanted = _not_found(method, path)
+    assert _answer(found) == wanted, (expected.text[:500], found.text[:500])
     for header in ("access-control-allow-origin",):
         assert found.headers.get(header) == expected.headers.get(header)
 
@@ -325,3 +346,24 @@ def test_same_grpc_answers(pair):
         assert result.success, result.msg
         answers.append(json_format.MessageToDict(result.response))
     assert _without_timings(answers[0]) == _without_timings(answers[1])
+
+
+def test_a_class_with_its_own_error_pages_keeps_them():
+    """A class whose blueprint answers 404s itself, and serves a route of its own: both front
+    ends give its answers (``modelshelf serve`` makes an unknown path its 404 only for a class
+    that did not choose one)."""
+    launch = Launch("OwnErrorPagesModel", COMPONENTS)
+    with running(launch, [SELDON, MODELSHELF]) as (seldon, ours):
+        for method, path in [
+            ("GET", "/no/such/path"),
+            ("POST", "/no/such/path"),
+            ("GET", "/custom"),
+        ]:
+            expected = seldon.client.request(method, path)
+            found = ours.client.request(method, path)
+            assert _answer(found) == _answer(expected), (method, path, found.text)
+        assert _answer(ours.client.get("/no/such/path")) == (
+            404,
+            "application/json",
+            {"mine": "no such page"},
+        )

@@ -114,9 +114,47 @@ def test_health_status_before_ready_is_a_quiet_503(sklearn_models):
     assert log.count("not ready yet") == 1, log
 
 
-def _status_or_none(service):
-    """``/health/status``'s answer, or None while the REST port does not answer yet."""
+@pytest.mark.parametrize("path", ["/health/status", "/api/v1.0/health/status"])
+def test_a_user_class_s_health_status_waits_for_the_grpc_port(path):
+    """A user's own class (seldon-core answers its ``/health/status`` itself): under
+    ``modelshelf serve`` it says ready only once the gRPC port listens, as our classes do,
+    with the same quiet 503 meanwhile. It answered 200 while the gRPC worker still loaded."""
+    launch = Launch("LateGrpcUserModel", COMPONENTS, seldon_parameters(grpc_load_seconds=5.0))
+    service = start(dataclasses.replace(launch, grpc=True), MODELSHELF)
     try:
-        return service.client.get("/health/status", timeout=5)
+        wait_for_text(service.log, "gRPC worker loading late", timeout=60)
+        not_ready = []
+        deadline = time.monotonic() + 60
+        while (answer := _status_or_none(service, path)) is None or answer.status_code != 200:
+            assert time.monotonic() < deadline, log_tail(service.log_path)
+            assert service.process.poll() is None, log_tail(service.log_path)
+            if answer is not None:
+                not_ready.append(answer)
+            time.sleep(0.05)
+        with socket.socket() as sock:  # at once: refused if the gRPC worker does not listen
+            assert sock.connect_ex(("127.0.0.1", service.grpc_port)) == 0
+        log = service.log()
+    finally:
+        finish(service)
+    assert len(not_ready) >= 3, len(not_ready)  # polled while the gRPC worker loads (5 s)
+    for answer in not_ready:
+        assert answer.status_code == 503
+        assert answer.json() == {
+            "status": {
+                "code": -1,
+                "info": "the model is not loaded yet",
+                "reason": "MICROSERVICE_NOT_READY",
+                "status": 1,
+            }
+        }
+        assert answer.headers["access-control-allow-origin"] == "*"  # flask-cors', as ever
+    assert " - ERROR: " not in log, log
+    assert log.count("not ready yet") == 1, log
+
+
+def _status_or_none(service, path="/health/status"):
+    """``path``'s answer (``/health/status``), or None while the REST port does not answer yet."""
+    try:
+        return service.client.get(path, timeout=5)
     except httpx.HTTPError:
         return None

@@ -118,7 +118,7 @@ class Batcher:
         self.report_due: asyncio.TimerHandle | None = None
         #: Non-zero from the end of a model call until two loop passes later (``_was_busy``).
         self.busy = 0
-        #: The connection (its ``client`` address object) of the request last served alone,
+        #: The connection (its ``server`` address object) of the request last served alone,
         #: and whether a loop pass has run since its answer was written (``follows_answer``).
         self.answered: Any = None
         self.answered_pass_over = False
@@ -131,7 +131,7 @@ class Batcher:
         request now can join nothing and is served at once (``served_alone`` after it)."""
         return not self.queue and not self.busy and self.settings.max_wait_seconds == 0
 
-    def follows_answer(self, client: Any) -> bool:
+    def follows_answer(self, connection: Any) -> bool:
         """The next request of the connection whose request was last served alone, read at
         least a loop pass after its answer was written, nothing queued: served at once, as
         when ``idle``. Usually sent after that answer came (HTTP/1.1 answers in order), so it
@@ -143,25 +143,26 @@ class Batcher:
         one pipelined in a later read, or any under uvicorn (which starts a connection's next
         request once the answer is sent), is served alone, and requests of other connections
         read in the same pass queue behind it: one more call, each answer the same.
-        ``client`` is compared by identity: the connection's own address tuple, made once
-        per connection by both servers; one made from ``X-Forwarded-For`` is new per
-        request, so behind a trusted proxy every request queues as before."""
+        ``connection`` is compared by identity: the scope's ``server`` (the connection's local
+        address tuple), made once per connection by both servers and never rewritten. Not
+        ``client``: behind a trusted proxy that is made from ``X-Forwarded-For`` anew for each
+        request, so every request of a one-connection client queued."""
         return (
-            client is not None
-            and client is self.answered
+            connection is not None
+            and connection is self.answered
             and self.answered_pass_over
             and not self.queue
             and self.settings.max_wait_seconds == 0
         )
 
-    def served_alone(self, client: Any = None) -> None:
+    def served_alone(self, connection: Any = None) -> None:
         """A request was just served outside the queue (``idle``): requests read in the next
         two loop passes arrived while it ran, and queue (but ``follows_answer``)."""
         loop = self.loop
         if loop is None or not loop.is_running():
             loop = self.loop = asyncio.get_running_loop()
         self._was_busy(loop)
-        self.answered = client
+        self.answered = connection
 
     def answer(self, alone: Callable[[], Any], queued: Callable[[], Any]) -> Any:
         """``alone()`` now when nothing can join (batching off, or idle: the requests read in
@@ -419,14 +420,17 @@ class RestBatching:
         mlflow = path == "/invocations"
         if not (seldon or mlflow or (path.startswith("/v2/models/") and path.endswith("/infer"))):
             return None
-        client = scope.get("client")
-        if batcher.idle() or batcher.follows_answer(client):
+        connection = scope.get("server")  # one object per connection (``follows_answer``)
+        if batcher.idle() or batcher.follows_answer(connection):
             # Nothing to join: the unbatched path, without a queue entry, future or closures (a
             # single request at one connection then pays ~nothing for batching; measured with
-            # the model stubbed: 2-3 µs less per V2 request, 5-6 µs per Seldon one).
-            reply = self.app.handle(scope, body)
-            batcher.served_alone(client)
-            return reply
+            # the model stubbed: 2-3 µs less per V2 request, 5-6 µs per Seldon one). A call
+            # that raises (the server answers a bare 500) ran the model all the same: the
+            # requests read meanwhile must still queue (``served_alone`` in ``finally``).
+            try:
+                return self.app.handle(scope, body)
+            finally:
+                batcher.served_alone(connection)
         if seldon:
             pending = self._seldon(scope, path, body)
         elif mlflow:  # rows of numbers, read by the MLflow adapter (``MLflowScoring.pending``)

@@ -4,7 +4,8 @@ The REST and metrics ports are bound by the parent before any fork, so they acce
 backlog) from the start; each gRPC worker binds the gRPC port itself (SO_REUSEPORT), after it
 has loaded the model -- milliseconds after REST already answered "ready". So every readiness
 answer (V2 ``/v2/health/ready`` and model ready, KServe V1 ``/v1/models/NAME``, gRPC
-``ServerReady`` / ``ModelReady``) also asks ``all_listening``: one flag per gRPC worker slot, in
+``ServerReady`` / ``ModelReady``, and Seldon's ``/health/status`` for every class, a user's own
+too: ``SeldonRestApp.not_listening``) also asks ``all_listening``: one flag per gRPC worker slot, in
 memory shared by the forks, set by the worker once its server listens and cleared by the parent
 when that worker dies (until its replacement listens). No gRPC worker: nothing to wait for.
 """

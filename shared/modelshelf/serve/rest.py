@@ -11,13 +11,17 @@ statuses and bodies are the wrapper's.
 
 Every other request -- form-encoded or multipart bodies, ``?json=``, feedback, health status,
 metadata, ``/seldon.json``, unknown paths, CORS preflights, bodies orjson cannot read -- is handed
-unchanged to seldon-core's Flask app, called in-process through a small WSGI bridge.
+unchanged to seldon-core's Flask app, called in-process through a small WSGI bridge. Except
+``/health/status`` while a gRPC worker does not listen yet: 503 for every class (``not_listening``);
+and for a class without our guard (``request_guard``), a path no route serves: 404, as the guard
+answers it (``not_found``), not seldon-core's 500.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,8 +32,16 @@ from seldon_core.metrics import SeldonMetrics
 from seldon_core.utils import getenv_as_bool
 
 from modelshelf.redaction import redact_parameters
-from modelshelf.request_guard import CLIENT_ERRORS, body_checks, max_body_bytes, too_large
-from modelshelf.serve import protocol
+from modelshelf.request_errors import ModelNotReadyError, RequestRefusedError
+from modelshelf.request_guard import (
+    CLIENT_ERRORS,
+    NOT_READY,
+    body_checks,
+    guarded,
+    max_body_bytes,
+    too_large,
+)
+from modelshelf.serve import listeners, protocol
 from modelshelf.serve.http1.connection import content_length
 from modelshelf.serve.inference import InferenceCore
 from modelshelf.serve.protocol import without_fragments
@@ -43,6 +55,8 @@ JSON_OPTIONS = (
 )
 JSON_HEADERS = [(b"content-type", b"application/json")]
 PING_PATH = "/health/ping"
+#: seldon-core's readiness endpoints (its ``health_status``).
+STATUS_PATHS = frozenset({"/health/status", "/api/v1.0/health/status"})
 # orjson reads an integer beyond the 64-bit range (from 19 digits when negative, 20 otherwise)
 # as a float, Python's json as an int. 19 digits in a row send the body to Flask: translating
 # the body to find them costs about 25 µs for 1,000 rows, a regular expression 20 times that.
@@ -129,6 +143,8 @@ class SeldonRestApp:
         self.predict = protocol.predict
         # Guarded classes (ours): Seldon bodies checked before seldon-core reads them.
         self.check_body = body_checks(user_model)
+        # Other classes: a path no route serves is our 404, not seldon-core's 500.
+        self.unknown_path = None if guarded(user_model) else _unknown_path_test(flask_app)
         self.max_body = max_body_bytes()
         self.json_headers = [*JSON_HEADERS, *_cors_headers(flask_app)]
         self.ping_reply: Reply = (
@@ -180,6 +196,8 @@ class SeldonRestApp:
                     return reply
         elif path == PING_PATH and method == "GET":
             return self.ping_reply
+        elif method == "GET" and path in STATUS_PATHS and not listeners.all_listening():
+            return self.not_listening(scope, body)
         elif method == "HEAD":
             # As GET (RFC 9110 9.3.2: the same fields, Content-Length included); the server
             # sends no body. Flask's HEAD answer has none, and routes of ours take no HEAD.
@@ -188,6 +206,8 @@ class SeldonRestApp:
             reply = self.protocols.handle(scope, body)
             if reply is not None:
                 return reply
+        if self.unknown_path is not None and self.unknown_path(path):
+            return self.not_found(scope, body)
         return self.call_flask(scope, body)
 
     @staticmethod
@@ -260,6 +280,36 @@ class SeldonRestApp:
         payload = orjson.dumps(error.to_dict()) + b"\n"
         return 413, [*self.json_headers, (b"connection", b"close")], payload
 
+    def not_listening(self, scope: dict, body: bytes) -> Reply:
+        """seldon-core's 503 "not ready" for its ``/health/status`` while a gRPC worker does
+        not listen yet (``serve.listeners``), for every class: a user's own ``health_status``
+        (or seldon-core's default, ready at once) knows nothing of our gRPC workers. Logged
+        as our classes' are (``NOT_READY``: once at INFO), through Flask for its headers."""
+        error = ModelNotReadyError()
+        NOT_READY.record(scope["method"], scope["path"], str(error))
+        return self.flask_answer(scope, body, error)
+
+    def not_found(self, scope: dict, body: bytes) -> Reply:
+        """404 for a path no route serves, as our classes' guard answers it
+        (``request_guard``), for a class without the guard: seldon-core's catch-all handler
+        made it a 500 with the text "404 Not Found" (405 for a POST: its static files rule
+        takes every path, for GET)."""
+        method, path = scope["method"], scope["path"]
+        error = RequestRefusedError(f"{method} {path}: Not Found", 404, "MICROSERVICE_NOT_FOUND")
+        CLIENT_ERRORS.record(404, path, error.message)
+        return self.flask_answer(scope, body, error)
+
+    def flask_answer(self, scope: dict, body: bytes, error: Any) -> Reply:
+        """``error`` (a ``SeldonMicroserviceException``) as Flask answers it to this request:
+        its JSON, status, and the headers Flask's after-request hooks add (flask-cors')."""
+        from flask import jsonify
+
+        app = self.flask_app
+        with app.request_context(_environ(scope, body)):
+            response = jsonify(error.to_dict())
+            response.status_code = error.status_code
+            return _from_flask(app.process_response(response))
+
     # ------------------------------------------------------------------ Flask
     def flask_error(self, exc: Exception, path: str) -> Reply:
         """The wrapper's answer to ``exc``: its handlers, the class's blueprint, its logging."""
@@ -298,6 +348,48 @@ class SeldonRestApp:
                 close()
         status_line, headers = started
         return int(status_line.split(" ", 1)[0]), _asgi_headers(headers), payload
+
+
+def _unknown_path_test(flask_app: Any) -> Callable[[str], bool] | None:
+    """``unknown(path)``: whether no route of the Flask app serves ``path`` (by any method),
+    its static files rule aside: seldon-core's app serves no files (it has no static folder)
+    but that rule takes every path for GET. ``None`` (Flask answers as before) when the app
+    serves files, or when the class registered its own handlers for HTTP errors (its
+    ``model_error_handler`` blueprint): then it answers unknown paths its own way."""
+    from werkzeug.exceptions import HTTPException, NotFound
+    from werkzeug.routing import Map
+
+    folder = flask_app.static_folder
+    if folder is not None and os.path.isdir(folder):
+        return None
+    for by_code in flask_app.error_handler_spec.values():
+        for code, by_class in by_code.items():
+            if code is not None or any(issubclass(c, HTTPException) for c in by_class):
+                return None
+    url_map = flask_app.url_map
+    rules = [rule for rule in url_map.iter_rules() if rule.endpoint != "static"]
+    # A route's own path is served: a set lookup, not werkzeug's ~4 µs match (a user class's
+    # /health/status probes and /metadata come here).
+    served = frozenset(rule.rule for rule in rules if not rule.arguments)
+    routes = Map(
+        [rule.empty() for rule in rules],
+        converters=url_map.converters,
+        strict_slashes=url_map.strict_slashes,
+        merge_slashes=url_map.merge_slashes,
+    ).bind("")
+
+    def unknown(path: str) -> bool:
+        if path in served:
+            return False
+        try:
+            routes.match(path)
+        except NotFound:
+            return True
+        except HTTPException:  # another method, a redirect: a path the app serves
+            return False
+        return False
+
+    return unknown
 
 
 def _cors_headers(flask_app: Any) -> Headers:
