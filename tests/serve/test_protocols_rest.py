@@ -1018,6 +1018,29 @@ def test_kserve_v1_objects_become_a_frame(frame_model):
     assert answer.json() == {"predictions": model.predict_proba(frame).tolist()}
 
 
+def test_a_record_lacking_a_key_is_named_on_every_protocol(frame_model):
+    """pandas makes a key one record lacks NaN, which scikit-learn blamed ("Input X contains
+    NaN"): the 400 names the record and the key; an explicit null stays the model's NaN."""
+    service, _ = frame_model
+    first, second = (dict(zip(IRIS_COLUMNS, row, strict=True)) for row in ROWS[:2].tolist())
+    del second["petal_width"]
+    requests = [
+        ("/api/v1.0/predictions", "jsonData"),
+        ("/v1/models/frame:predict", "instances"),
+        ("/invocations", "dataframe_records"),
+        ("/invocations", "instances"),
+    ]
+    for path, key in requests:
+        answer = service.client.post(path, json={key: [first, second]})
+        assert answer.status_code == 400, (path, answer.text)
+        assert "record 1 lacks 'petal_width'" in answer.text, (path, answer.text)
+        assert "NaN" not in answer.text, (path, answer.text)
+        nulled = {**second, "petal_width": None}
+        answer = service.client.post(path, json={key: [first, nulled]})
+        assert answer.status_code == 400, (path, answer.text)
+        assert "Input X contains NaN" in answer.text and "lacks" not in answer.text, answer.text
+
+
 @pytest.mark.parametrize(
     "body",
     [
