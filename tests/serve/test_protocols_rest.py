@@ -1000,6 +1000,23 @@ def test_kserve_v1_paths(iris):
     assert missing.status_code == 404 and "roses" in missing.json()["error"]
 
 
+def test_under_seldon_the_model_is_named_after_its_predictive_unit(sklearn_models):
+    """Every Seldon pod's model is the folder /mnt/models: without MODEL_NAME (or with the s2i
+    images' MODEL_NAME, the class) the V2 and KServe V1 paths use PREDICTIVE_UNIT_ID, as
+    MLServer under Seldon does; a MODEL_NAME that names the model wins."""
+    launch = sklearn_launch(sklearn_models["iris"])
+    unit = {"PREDICTIVE_UNIT_ID": "classifier", "MODEL_NAME": "SKLearnServer"}
+    with running(launch, [MODELSHELF], env=unit) as (service,):
+        assert service.client.get("/v2/models/classifier/ready").status_code == 200
+        assert service.client.get("/v2/models/classifier").json()["name"] == "classifier"
+        body = {"instances": ROWS[:1].tolist()}
+        assert service.client.post("/v1/models/classifier:predict", json=body).status_code == 200
+        assert service.client.get("/v2/models/iris/ready").status_code == 404
+    with running(launch, [MODELSHELF], env={**unit, "MODEL_NAME": "flowers"}) as (service,):
+        assert service.client.get("/v2/models/flowers/ready").status_code == 200
+        assert service.client.get("/v2/models/classifier/ready").status_code == 404
+
+
 def test_kserve_v1_predict_rows(iris):
     service, model = iris
     answer = service.client.post("/v1/models/flowers:predict", json={"instances": ROWS.tolist()})
