@@ -40,6 +40,8 @@ def refused_input_message(
     model_input: Any,
     model: Any,
     text_columns: Collection[str] | None = None,
+    request: Any = None,
+    optional: Collection[str] = (),
 ) -> str:
     """What a 400 says when ``method`` refused ``model_input`` with ``exc``, where the frame's
     cells tell more than the framework's words: a JSON object or array in a cell (scikit-learn:
@@ -51,11 +53,16 @@ def refused_input_message(
     server's, kept from load), else read from ``model``. Looked for only after a refusal: the
     request that the model takes pays nothing (a check of every cell while decoding cost
     ~100 µs on 1,000 rows of 3, ~45 % of building their frame). The framework's words are
-    cut by ``framework_words``."""
+    cut by ``framework_words``. A record of ``request`` (records as sent) that lacks one of
+    the frame's columns other than ``optional`` ones is said instead of them too: pandas
+    made the absent key NaN, which the model's words blame ("Input X contains NaN")."""
     words = framework_words(exc)
     pd = sys.modules.get("pandas")  # no DataFrame exists before pandas is imported
     if pd is None or not isinstance(model_input, pd.DataFrame):
         return f"{method} rejected the input: {words}"  # a numpy model's worker: no pandas
+    lacking = record_lacking_columns(request, model_input.columns, optional)
+    if lacking:
+        return f"{method} rejected the input: {lacking}"
     nested = nested_cell(model_input)
     if nested:
         return f"{method} rejected the input: {nested}"
@@ -70,6 +77,32 @@ def refused_input_message(
     if conflicts:
         return f"{method} rejected the input: {conflicts} ({words})"
     return f"{method} rejected the input: {words}"
+
+
+def record_lacking_columns(
+    request: Any, columns: Collection[Any], optional: Collection[str] = ()
+) -> str:
+    """The first record of ``request`` (a list of objects: Seldon's ``jsonData``, KServe V1
+    ``instances``, MLflow's ``dataframe_records``) lacking keys among ``columns`` that are not
+    ``optional``, as "record 1 lacks 'pw'"; "" when every record has them all or ``request``
+    holds no records. Other records hold those keys (a key no record holds is refused before
+    the model is called), so the frame has the columns and the model sees NaN in them."""
+    if isinstance(request, dict) and isinstance(request.get("dataframe_records"), list):
+        request = request["dataframe_records"]  # an MLflow scoring payload, read by the model
+    if not isinstance(request, list):
+        return ""
+    required = [str(c) for c in columns if c not in optional]
+    for row, record in enumerate(request):
+        if not isinstance(record, dict):
+            return ""
+        missing = [name for name in required if name not in record]
+        if missing:
+            named = ", ".join(repr(name) for name in missing)
+            return (
+                f"record {row} lacks {named}: expected every record to hold each of "
+                f"{required} (null for a missing value)"
+            )
+    return ""
 
 
 #: What Python and numpy say when they cannot read text as a number, quoting the text last

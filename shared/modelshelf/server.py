@@ -407,8 +407,10 @@ class ModelServer(SeldonComponent):
             raise SeldonNotImplementedError("no names for this output")
         return names
 
-    def serve(self, method: Method, model_input: Any) -> Any:
-        """Call ``method`` on a validated input, turning framework errors into 400 / 500."""
+    def serve(self, method: Method, model_input: Any, request: Any = None) -> Any:
+        """Call ``method`` on a validated input, turning framework errors into 400 / 500.
+        ``request`` is the payload ``model_input`` was read from: a refusal's 400 names a
+        record lacking a key (read only then; the request the model takes pays nothing)."""
         if not self._ready:
             raise ModelNotReadyError()
         if self.threads is not None:
@@ -419,7 +421,14 @@ class ModelServer(SeldonComponent):
             raise
         except INPUT_ERRORS as exc:
             message = refused_input_message(
-                method.name, exc, model_input, self.model, getattr(self, "text_columns", None)
+                method.name,
+                exc,
+                model_input,
+                self.model,
+                getattr(self, "text_columns", None),
+                request,
+                # MLflow's optional columns (``required=False``): absent from a record, NaN
+                getattr(getattr(self, "reader", None), "optional", ()),
             )
             raise BadRequestError(message) from exc
         except Exception as exc:
@@ -449,7 +458,7 @@ class ModelServer(SeldonComponent):
         if names is None:
             names = feature_names if feature_names is not None else features_names
         method, model_input = self.read_request(X, names, meta, params)
-        return self.model_output(self.serve(method, model_input))
+        return self.model_output(self.serve(method, model_input, X))
 
     def read_request(self, X: Any, names: Any, meta: Any, params: Any) -> tuple[Method, Any]:
         """The method one request calls and its input: here ``self.method`` on
@@ -499,7 +508,7 @@ class ModelServer(SeldonComponent):
                 f"{self.model_kind()} has no transform method, so it cannot serve as a "
                 "TRANSFORMER or OUTPUT_TRANSFORMER; deploy it as a MODEL"
             )
-        return self.model_output(self.serve(self.transform_method, self.model_input(X, names)))
+        return self.model_output(self.serve(self.transform_method, self.model_input(X, names), X))
 
     # ---------------------------------------------------------------- custom metrics
 

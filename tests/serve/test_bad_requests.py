@@ -482,6 +482,36 @@ def test_a_chunked_body_over_the_limit_is_refused(both, front_end):
     assert b"MODELSHELF_MAX_BODY_BYTES" in answer
 
 
+@pytest.mark.parametrize(
+    ("path", "expected_keys"),
+    [
+        ("/v2/models/iris/infer", {"error"}),
+        ("/v1/models/iris:predict", {"error"}),
+        ("/invocations", {"error_code", "message"}),
+        (PREDICT, {"status"}),
+    ],
+    ids=["v2", "kserve-v1", "mlflow", "seldon"],
+)
+def test_a_body_over_the_limit_gets_its_protocols_error_body(both, path, expected_keys):
+    """A 9 MB body over the 1 MiB limit: V2 and KServe V1 answer ``{"error": …}``, MLflow's
+    scoring protocol ``{"error_code", "message"}``, Seldon's paths its status body."""
+    size = 9_000_000
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {size}\r\n\r\n"
+    ).encode()
+    piece = b"1" * 65536
+    answer = _raw_request(both["modelshelf"].http_port, head, [piece] * (size // len(piece)))
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    found = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert set(found) == expected_keys, found
+    text = json.dumps(found)
+    assert "9,000,000 bytes is over the limit of 1,048,576 bytes" in text, found
+    assert "MODELSHELF_MAX_BODY_BYTES" in text, found
+    if path == "/invocations":
+        assert found["error_code"] == "BAD_REQUEST", found
+
+
 def _client_errors_counted(service) -> float:
     import httpx
 

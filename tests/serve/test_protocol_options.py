@@ -14,6 +14,7 @@ PORT_VARIABLES = (
     "HTTP_PORT",
     "GRPC_PORT",
     "MODEL_NAME",
+    "PREDICTIVE_UNIT_ID",
 )
 
 
@@ -59,3 +60,13 @@ def test_model_name_naming_the_class_is_seldons_meaning(monkeypatch):
     monkeypatch.setenv("MODEL_NAME", "SKLearnServer")
     assert options.parse_args(["SKLearnServer"]).model_name is None
     assert options.parse_args(["servers.SKLearnServer"]).model_name is None
+
+
+def test_model_name_under_seldon_is_the_predictive_units(monkeypatch):
+    """Each Seldon pod's model folder is /mnt/models: the unit's name tells the models apart."""
+    monkeypatch.setenv("PREDICTIVE_UNIT_ID", "classifier")
+    assert options.parse_args(["SKLearnServer"]).model_name == "classifier"
+    monkeypatch.setenv("MODEL_NAME", "SKLearnServer")  # s2i's class: the unit's name stays
+    assert options.parse_args(["SKLearnServer"]).model_name == "classifier"
+    monkeypatch.setenv("MODEL_NAME", "flowers")
+    assert options.parse_args(["SKLearnServer"]).model_name == "flowers"

@@ -602,3 +602,24 @@ def test_a_dataframe_answer_with_params_is_records_as_mlflow_models_serve_gives_
         assert theirs.json() == {
             "predictions": [{"above": 0, "label": "no"}, {"above": 1, "label": "big"}]
         }
+
+
+def test_an_xgboost_flavor_model_loads_without_the_xgb_extension_warning(tmp_path):
+    """MLflow saves xgboost-flavor models as ``model.xgb`` (its default ``model_format``), whose
+    extension XGBoost warned about at every start although it reads the format from the
+    content; the load's other warnings (here an unmet requirement) are still logged."""
+    import mlflow.xgboost
+    import xgboost
+
+    model = xgboost.XGBClassifier(n_estimators=3, max_depth=2, n_jobs=1)
+    model.fit(IRIS_X, np.arange(len(IRIS_X)) % 3)
+    folder = tmp_path / "xgb"
+    mlflow.xgboost.save_model(model, folder, pip_requirements=["xgboost", "no-such-wheel-xyz"])
+    launch = Launch("MLFlowServer", SERVERS / "mlflowserver", seldon_parameters(model_uri=folder))
+    with running(launch, [MODELSHELF], timeout=180) as (service,):
+        answer = service.post("/api/v1.0/predictions", {"data": {"ndarray": IRIS_X[:2].tolist()}})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["data"]["ndarray"] == model.predict(IRIS_X[:2]).tolist()
+        log = service.log()
+        assert "no-such-wheel-xyz" in log, log[-3000:]
+        assert "Unknown file format" not in log, log[-3000:]

@@ -1000,6 +1000,23 @@ def test_kserve_v1_paths(iris):
     assert missing.status_code == 404 and "roses" in missing.json()["error"]
 
 
+def test_under_seldon_the_model_is_named_after_its_predictive_unit(sklearn_models):
+    """Every Seldon pod's model is the folder /mnt/models: without MODEL_NAME (or with the s2i
+    images' MODEL_NAME, the class) the V2 and KServe V1 paths use PREDICTIVE_UNIT_ID, as
+    MLServer under Seldon does; a MODEL_NAME that names the model wins."""
+    launch = sklearn_launch(sklearn_models["iris"])
+    unit = {"PREDICTIVE_UNIT_ID": "classifier", "MODEL_NAME": "SKLearnServer"}
+    with running(launch, [MODELSHELF], env=unit) as (service,):
+        assert service.client.get("/v2/models/classifier/ready").status_code == 200
+        assert service.client.get("/v2/models/classifier").json()["name"] == "classifier"
+        body = {"instances": ROWS[:1].tolist()}
+        assert service.client.post("/v1/models/classifier:predict", json=body).status_code == 200
+        assert service.client.get("/v2/models/iris/ready").status_code == 404
+    with running(launch, [MODELSHELF], env={**unit, "MODEL_NAME": "flowers"}) as (service,):
+        assert service.client.get("/v2/models/flowers/ready").status_code == 200
+        assert service.client.get("/v2/models/classifier/ready").status_code == 404
+
+
 def test_kserve_v1_predict_rows(iris):
     service, model = iris
     answer = service.client.post("/v1/models/flowers:predict", json={"instances": ROWS.tolist()})
@@ -1016,6 +1033,29 @@ def test_kserve_v1_objects_become_a_frame(frame_model):
     answer = service.client.post("/v1/models/frame:predict", json={"instances": records})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"predictions": model.predict_proba(frame).tolist()}
+
+
+def test_a_record_lacking_a_key_is_named_on_every_protocol(frame_model):
+    """pandas makes a key one record lacks NaN, which scikit-learn blamed ("Input X contains
+    NaN"): the 400 names the record and the key; an explicit null stays the model's NaN."""
+    service, _ = frame_model
+    first, second = (dict(zip(IRIS_COLUMNS, row, strict=True)) for row in ROWS[:2].tolist())
+    del second["petal_width"]
+    requests = [
+        ("/api/v1.0/predictions", "jsonData"),
+        ("/v1/models/frame:predict", "instances"),
+        ("/invocations", "dataframe_records"),
+        ("/invocations", "instances"),
+    ]
+    for path, key in requests:
+        answer = service.client.post(path, json={key: [first, second]})
+        assert answer.status_code == 400, (path, answer.text)
+        assert "record 1 lacks 'petal_width'" in answer.text, (path, answer.text)
+        assert "NaN" not in answer.text, (path, answer.text)
+        nulled = {**second, "petal_width": None}
+        answer = service.client.post(path, json={key: [first, nulled]})
+        assert answer.status_code == 400, (path, answer.text)
+        assert "Input X contains NaN" in answer.text and "lacks" not in answer.text, answer.text
 
 
 @pytest.mark.parametrize(

@@ -718,7 +718,8 @@ class InferenceCore:
     """One loaded server object (ours or a user's ``SeldonComponent``) behind every protocol.
 
     Built in the serving process after ``load()``. ``model_name``: ``--model-name`` /
-    ``MODEL_NAME``, else the name the model's metadata gives, else the class's name.
+    ``MODEL_NAME``, else ``PREDICTIVE_UNIT_ID`` (Seldon's unit; ``options.parse_args``), else
+    the name the model's metadata gives, else the class's name.
     """
 
     def __init__(

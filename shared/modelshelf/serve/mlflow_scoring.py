@@ -45,6 +45,7 @@ CONTENT_TYPES = ("text/csv", "application/json")
 _ERROR_CODES = {
     400: "BAD_REQUEST",
     404: "RESOURCE_DOES_NOT_EXIST",
+    413: "BAD_REQUEST",  # a body over MODELSHELF_MAX_BODY_BYTES: the client's to make smaller
     501: "NOT_IMPLEMENTED",
     503: "TEMPORARILY_UNAVAILABLE",
 }

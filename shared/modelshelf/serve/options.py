@@ -155,7 +155,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model-name",
         "--model_name",
         default=env("MODEL_NAME") or None,
-        help="the name V2 / KServe V1 requests use (default: the model's own name)",
+        help=(
+            "the name V2 / KServe V1 requests use (default: PREDICTIVE_UNIT_ID, else the "
+            "model's own name)"
+        ),
     )
     parser.add_argument(
         "--model_dir",
@@ -181,6 +184,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         # MODEL_NAME naming the class is Seldon's s2i meaning (our images set it so), not a
         # name for the model: the model keeps its own.
         args.model_name = None
+    if not args.model_name:
+        # Under Seldon Core every pod's model is the folder /mnt/models, so its own name would
+        # be "models" in each: the predictive unit's name (the operator's and ``graph run``'s
+        # PREDICTIVE_UNIT_ID) tells the units apart, as MLServer under Seldon names its model.
+        args.model_name = os.environ.get("PREDICTIVE_UNIT_ID") or None
     if args.model_dir:
         args.parameters = with_model_uri(args.parameters, args.model_dir)
     return args

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from modelshelf.serve.inference import InferenceCore
+from modelshelf.serve.inference import InferenceCore, message_of, status_of
 
 Headers = list[tuple[bytes, bytes]]
 Reply = tuple[int, Headers, bytes]
@@ -56,4 +56,15 @@ class ProtocolRoutes:
             return self.v1.handle(scope, path, body)
         if path in MLFLOW_PATHS:
             return self.mlflow.handle(scope, path, body)
+        return None
+
+    def refusal(self, path: str, exc: Exception) -> Reply | None:
+        """``exc``, a request refused before its body was read (a body over
+        ``MODELSHELF_MAX_BODY_BYTES``: 413), in the error body of the protocol ``path`` is
+        one of (V2 and KServe V1 ``{"error": …}``, MLflow's ``error_code`` and ``message``);
+        ``None`` for Seldon's paths, whose status body the server keeps."""
+        if path in MLFLOW_PATHS:
+            return self.mlflow.error(exc)
+        if path.startswith(("/v2", "/v1/models")) or path == "/":
+            return json_reply(status_of(exc), {"error": message_of(exc)})
         return None

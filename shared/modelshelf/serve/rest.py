@@ -277,6 +277,9 @@ class SeldonRestApp:
         rest of the body is never read."""
         error = too_large(_content_length(scope), self.max_body)
         CLIENT_ERRORS.record(413, scope["path"], error.message)
+        found = self.protocols.refusal(scope["path"], error) if self.protocols else None
+        if found is not None:  # V2, KServe V1, MLflow: their own error bodies
+            return 413, [*found[1], (b"connection", b"close")], found[2]
         payload = orjson.dumps(error.to_dict()) + b"\n"
         return 413, [*self.json_headers, (b"connection", b"close")], payload
 

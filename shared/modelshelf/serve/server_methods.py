@@ -120,7 +120,7 @@ def _served(server: Any, method: Any, read: Callable[[Any, Any], Any] | None = N
     read = read or server.model_input
 
     def call(X: Any, names: Any) -> Any:
-        return server.model_output(server.serve(method, read(X, names)))
+        return server.model_output(server.serve(method, read(X, names), X))
 
     return call
 
@@ -236,9 +236,9 @@ def as_returned_caller(user_model: Any) -> Callable[..., Any] | None:
 
     def call(X: Any, names: Any, params: dict[str, Any] | None = None) -> Any:
         if params is None:
-            return server.serve(server.method, server.model_input(X, names))
+            return server.serve(server.method, server.model_input(X, names), X)
         method, model_input = server.read_request(X, names, None, params)
-        return server.serve(method, model_input)
+        return server.serve(method, model_input, X)
 
     return call
 

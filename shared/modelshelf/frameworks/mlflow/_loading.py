@@ -3,9 +3,12 @@ sklearn-flavor pickle, the unpickled estimator alone without MLflow."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pickle
 import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,7 +119,8 @@ def _load_pyfunc_and_raw(info: Any, model_dir: Path, uri: str) -> tuple[Any, Any
 
     if "python_function" in info.flavors:
         # Our own requirements check (unmet_requirements) replaces MLflow's slower one.
-        pyfunc = mlflow.pyfunc.load_model(str(model_dir), suppress_warnings=True)
+        with _without_xgb_extension_warning(info.flavors):
+            pyfunc = mlflow.pyfunc.load_model(str(model_dir), suppress_warnings=True)
         try:
             return pyfunc, pyfunc.get_raw_model()
         except (NotImplementedError, AttributeError):
@@ -127,7 +131,28 @@ def _load_pyfunc_and_raw(info: Any, model_dir: Path, uri: str) -> tuple[Any, Any
         except ImportError:
             continue
         if callable(getattr(module, "load_model", None)):
-            return None, module.load_model(str(model_dir))
+            with _without_xgb_extension_warning(info.flavors):
+                return None, module.load_model(str(model_dir))
     raise ModelLoadError(
         uri, f"no flavor of {sorted(info.flavors)} can be loaded by this server's mlflow"
     )
+
+
+#: What XGBoost says of a model file named ``model.xgb``, MLflow's name for its default
+#: ``model_format="xgb"``: XGBoost reads the format from the file's content whatever its name
+#: (the same model as from a buffer), so it is no news about the model.
+_XGB_EXTENSION_WARNING = r"(?s).*Unknown file format: `xgb`\. Using \w+ \(`\w+`\) as a guess"
+
+
+@contextlib.contextmanager
+def _without_xgb_extension_warning(flavors: dict[str, Any]) -> Iterator[None]:
+    """Loading, without XGBoost's warning about the ``.xgb`` extension when the MLmodel file
+    records that MLflow saved the model so (every xgboost-flavor model by default: it was a
+    misleading WARNING at each start); every other warning stays."""
+    xgboost_flavor = flavors.get("xgboost") or {}
+    if xgboost_flavor.get("model_format") != "xgb":
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_XGB_EXTENSION_WARNING, category=UserWarning)
+        yield
