@@ -176,6 +176,8 @@ def run_graph(args: argparse.Namespace) -> int:
             executor,
             ready=lambda: supervisor.exited() is None,
             metadata=lambda: _metadata(predictor, client),
+            deployment=predictor.deployment,
+            namespace=predictor.namespace,
         )
         return FrontDoor((args.host, args.port), handler)
 
