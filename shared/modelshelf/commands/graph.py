@@ -187,7 +187,8 @@ def run_graph(args: argparse.Namespace) -> int:
         front_door,
         lambda server: (
             f"graph {predictor.deployment}/{predictor.name} ready: "
-            f"POST http://{args.host}:{server.server_port}/api/v1.0/predictions"
+            f"POST http://{args.host}:{server.server_port}/api/v1.0/predictions "
+            f"(or /seldon/{predictor.namespace or 'NAMESPACE'}/{predictor.deployment}/api/v1.0/…)"
         ),
         lambda gone: (
             f"node {gone.node.name!r} stopped "
