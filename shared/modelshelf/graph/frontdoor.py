@@ -166,6 +166,9 @@ class GraphExecutor:
                 "response.meta.routing",
                 f"expected an object (node -> child index), got {routing!r}",
             )
+        for node in self.graph.walk():  # all checked before any node gets the feedback
+            if node.children:
+                self._feedback_children(node, routing.get(node.name, -1))
         answer = self._feedback(self.graph, feedback, routing)
         # Nothing in the graph takes feedback: an empty SeldonMessage, as a node without
         # send_feedback answers (the executor echoes the Feedback, which SeldonClient cannot parse).
