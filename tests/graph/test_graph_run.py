@@ -9,13 +9,18 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import joblib
 import numpy as np
 import pytest
+from google.protobuf import json_format
+from seldon_core.seldon_client import SeldonClient
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
@@ -31,6 +36,7 @@ from microservice import (
 from models import IRIS_X, IRIS_Y, assert_same_predictions, rows, save
 from modelshelf import cli
 from modelshelf.supervision import descendants
+from prometheus import sample, scrape
 
 SELDON = REPO / "manifests" / "seldon"
 READY_TIMEOUT = 150
@@ -382,3 +388,155 @@ def test_a_node_given_two_model_uris_is_refused_naming_both(tmp_path):
         "https://<redacted>@host/two?sig=<redacted>): give each NODE once"
     ) in error
     assert "pw" not in error and "secret" not in error
+
+
+# ---------------------------------------------------------------- feedback and the gateway prefix
+# Feedback and the gateway's /seldon/NAMESPACE/NAME/ prefix, asked with the real SeldonClient as a
+# user would through Istio or Ambassador. Two runs: the bandit graph (templates/router's
+# epsilon-greedy MyRouter over two GraphUnit models, see components/bandit-graph.yaml) and
+# scaler-graph.yaml (TRANSFORMER -> MODEL -> OUTPUT_TRANSFORMER). Which node got feedback is read
+# from each node's own metrics port (seldon_api_model_feedback_total), which the run's log names.
+
+COMPONENTS = Path(__file__).resolve().parent / "components"
+BANDIT = COMPONENTS / "bandit-graph.yaml"
+FEEDBACK_TOTAL = "seldon_api_model_feedback_total"
+
+
+@pytest.fixture(scope="module")
+def doors(tmp_path_factory, chain_models):
+    """The bandit graph and the scaler graph, running at once. graph run starts only modelshelf
+    images, so the bandit's images pick folders of a servers dir holding the test components."""
+    servers = tmp_path_factory.mktemp("servers")
+    (servers / "xgboostserver").mkdir()
+    shutil.copy(REPO / "templates" / "router" / "MyRouter.py", servers / "xgboostserver")
+    (servers / "sklearnserver").mkdir()
+    shutil.copy(COMPONENTS / "GraphUnit.py", servers / "sklearnserver")
+    contexts = {
+        "bandit": running_graph(BANDIT, f"--servers-dir={servers}"),
+        "scaler": running_graph(
+            SELDON / "scaler-graph.yaml",
+            *[f"--model-uri={name}={path}" for name, path in chain_models.items()],
+        ),
+    }
+    with entered_in_parallel(contexts) as running:
+        yield running
+
+
+def seldon_client(door, **options) -> SeldonClient:
+    return SeldonClient(
+        gateway_endpoint=f"127.0.0.1:{door.http_port}",
+        transport="rest",
+        client_return_type="proto",  # every answer must parse as a SeldonMessage
+        **options,
+    )
+
+
+def feedback_counts(door) -> dict[str, float]:
+    """Feedback requests each node has answered, from its metrics port named in the run's log."""
+    counts = {}
+    for node, port in re.findall(r"\[([\w-]+)\] started .* metrics (\d+),", door.log()):
+        page = scrape(SimpleNamespace(metrics_port=int(port), client=door.client))
+        counts[node] = sample(page, FEEDBACK_TOTAL, model_name=node) or 0.0
+    return counts
+
+
+def feedback_counts_become(door, expected: dict[str, float], timeout: float = 30) -> dict:
+    """The counts once they equal ``expected`` (a node's metrics may lag its answer), or as
+    they are at the deadline."""
+    deadline = time.monotonic() + timeout
+    while (counts := feedback_counts(door)) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return counts
+
+
+def client_answer(result) -> dict:
+    assert result.success, result.msg
+    return json_format.MessageToDict(result.response)
+
+
+def test_router_learns_from_feedback_sent_through_the_gateway(doors):
+    """epsilon 0: the router picks the best mean reward (ties: the first child). A reward of -1
+    for the branch it chose makes the other one the best; the feedback reached that branch's
+    model and the router, not the other model."""
+    door = doors["bandit"]
+    seldon = seldon_client(door, gateway="istio", namespace="models", deployment_name="bandit")
+    X = np.array([[1.0, 5.0]])
+    before = feedback_counts(door)
+    first = seldon.predict(data=X)
+    body = client_answer(first)
+    chosen = body["meta"]["routing"]["router"]
+    factor = {0: 2.0, 1: 3.0}
+    np.testing.assert_array_equal(answer_array(body), X * factor[chosen])
+
+    result = seldon.feedback(
+        prediction_request=first.request, prediction_response=first.response, reward=-1.0
+    )
+    client_answer(result)  # a SeldonMessage, from the router
+    rewarded = "double" if chosen == 0 else "triple"
+    expected = {**before, "router": before["router"] + 1, rewarded: before[rewarded] + 1}
+    assert feedback_counts_become(door, expected) == expected  # not the other model
+
+    body = client_answer(seldon.predict(data=X))
+    assert body["meta"]["routing"]["router"] == 1 - chosen
+    np.testing.assert_array_equal(answer_array(body), X * factor[1 - chosen])
+
+
+def test_feedback_goes_to_the_model_and_not_to_the_transformers(doors):
+    """scaler-graph's manifest has no namespace: any namespace, or none, reaches it."""
+    door = doors["scaler"]
+    seldon = seldon_client(door, gateway="ambassador", deployment_name="scaler-graph")
+    first = seldon.predict(data=rows(2))
+    client_answer(first)
+    before = feedback_counts(door)
+    assert set(before) == {"scaler-in", "scaler-out", "classifier"}
+    result = seldon.feedback(
+        prediction_request=first.request, prediction_response=first.response, reward=1.0
+    )
+    client_answer(result)
+    expected = {**before, "classifier": before["classifier"] + 1}
+    assert feedback_counts_become(door, expected) == expected
+    elsewhere = seldon_client(
+        door, gateway="istio", namespace="team-a", deployment_name="scaler-graph"
+    )
+    client_answer(elsewhere.predict(data=rows(1)))
+
+
+def test_another_deployment_or_namespace_is_not_found(doors):
+    door = doors["bandit"]
+    here = seldon_client(door, gateway="ambassador", namespace="models", deployment_name="bandit")
+    client_answer(here.predict(data=np.array([[0.0, 1.0]])))
+    for options in (
+        {"namespace": "models", "deployment_name": "scaler-graph"},
+        {"namespace": "staging", "deployment_name": "bandit"},  # the manifest says models
+        {"deployment_name": "other"},
+    ):
+        seldon = seldon_client(door, gateway="istio", **options)
+        result = seldon.predict(data=np.array([[0.0, 1.0]]))
+        assert not result.success and result.msg.startswith("404"), (options, result.msg)
+        assert not seldon.feedback(prediction_request=result.request, reward=1.0).success
+    response = door.post("/seldon/models/other/api/v1.0/predictions", {"data": {"ndarray": [[0]]}})
+    assert response.status_code == 404
+    assert "this front door serves models/bandit" in response.json()["status"]["info"]
+    response = door.post("/api/v1.0/predictions", {"data": {"ndarray": [[0.0, 1.0]]}})
+    assert response.status_code == 200, response.text  # no prefix: as before
+
+
+def test_feedback_naming_a_child_that_does_not_exist_is_refused(doors):
+    door = doors["bandit"]
+    before = feedback_counts(door)
+    feedback = {
+        "request": {"data": {"ndarray": [[0.0, 1.0]]}},
+        "response": {"data": {"ndarray": [[0.0, 2.0]]}, "meta": {"routing": {"router": 5}}},
+        "reward": 1.0,
+    }
+    response = door.post("/seldon/models/bandit/api/v1.0/feedback", feedback)
+    assert response.status_code == 400, response.text
+    assert response.json()["status"]["info"] == (
+        "response.meta.routing.router: 5 is not a child of 'router': expected -1 (all) or 0..1"
+    )
+    assert feedback_counts(door) == before
+    feedback["response"]["meta"]["routing"]["router"] = 1
+    response = door.post("/api/v1.0/feedback", {**feedback, "reward": "much"})
+    assert response.status_code == 400, response.text  # the node's own check, named
+    assert response.json()["status"]["info"].startswith("node 'triple': ")
+    assert feedback_counts(door) == before

@@ -176,6 +176,8 @@ def run_graph(args: argparse.Namespace) -> int:
             executor,
             ready=lambda: supervisor.exited() is None,
             metadata=lambda: _metadata(predictor, client),
+            deployment=predictor.deployment,
+            namespace=predictor.namespace,
         )
         return FrontDoor((args.host, args.port), handler)
 
@@ -185,7 +187,8 @@ def run_graph(args: argparse.Namespace) -> int:
         front_door,
         lambda server: (
             f"graph {predictor.deployment}/{predictor.name} ready: "
-            f"POST http://{args.host}:{server.server_port}/api/v1.0/predictions"
+            f"POST http://{args.host}:{server.server_port}/api/v1.0/predictions "
+            f"(or /seldon/{predictor.namespace or 'NAMESPACE'}/{predictor.deployment}/api/v1.0/…)"
         ),
         lambda gone: (
             f"node {gone.node.name!r} stopped "

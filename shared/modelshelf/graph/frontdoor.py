@@ -8,6 +8,13 @@ ROUTER's ``/route`` picks one child (``-1``: all of them), otherwise every child
 last an OUTPUT_TRANSFORMER's ``/transform-output``. A node that answers with an error stops the
 walk and its status code and message go back to the client, with the node's name in the message.
 The answer's ``meta`` carries ``puid``, ``requestPath`` (node -> image) and ``routing``.
+
+Feedback (``/api/v1.0/feedback``) goes down the graph as the executor sends it: a node's children
+first -- to the one child ``response.meta.routing[node]`` names (what a router chose), else to all
+of them -- then the node itself (``/send-feedback``) when it is a MODEL or a ROUTER or lists
+SEND_FEEDBACK, so a router learns which branch earned the reward. Requests may carry the gateway's
+prefix (``/seldon/NAMESPACE/NAME/`` or ``/seldon/NAME/``, as SeldonClient sends through Istio or
+Ambassador) when it names the deployment being run.
 """
 
 from __future__ import annotations
@@ -29,7 +36,17 @@ from modelshelf.graph.manifest import GraphNode
 logger = logging.getLogger(__name__)
 
 PREDICTION_PATHS = ("/api/v1.0/predictions", "/api/v0.1/predictions")
+FEEDBACK_PATHS = ("/api/v1.0/feedback", "/api/v0.1/feedback")
+GATEWAY_PREFIX = "/seldon/"
 _CONNECTION_ERRORS = (http.client.HTTPException, ConnectionError, OSError)
+
+
+class FeedbackError(ValueError):
+    """A feedback request the graph cannot deliver; ``field`` names what was wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
 
 
 class NodeError(Exception):
@@ -135,6 +152,60 @@ class GraphExecutor:
             answer_meta["routing"] = {**answer_meta.get("routing", {}), **routing}
         return {**answer, "meta": answer_meta}
 
+    def feedback(self, feedback: dict[str, Any]) -> dict[str, Any]:
+        """Deliver ``feedback`` to the graph's nodes; the answer is the top node's (else the
+        first answer from below it). Raises ``FeedbackError`` for a ``meta.routing`` that names no
+        child, ``NodeError`` for a node's error."""
+        response = feedback.get("response")
+        meta = response.get("meta") if isinstance(response, dict) else None
+        routing = meta.get("routing") if isinstance(meta, dict) else None
+        if routing is None:
+            routing = {}
+        if not isinstance(routing, dict):
+            raise FeedbackError(
+                "response.meta.routing",
+                f"expected an object (node -> child index), got {routing!r}",
+            )
+        for node in self.graph.walk():  # all checked before any node gets the feedback
+            if node.children:
+                self._feedback_children(node, routing.get(node.name, -1))
+        answer = self._feedback(self.graph, feedback, routing)
+        # Nothing in the graph takes feedback: an empty SeldonMessage, as a node without
+        # send_feedback answers (the executor echoes the Feedback, which SeldonClient cannot parse).
+        return answer if answer is not None else {"meta": {}}
+
+    def _feedback(
+        self, node: GraphNode, feedback: dict[str, Any], routing: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        answers: list[dict[str, Any] | None] = []
+        if node.children:
+            children = self._feedback_children(node, routing.get(node.name, -1))
+            if len(children) == 1:
+                answers = [self._feedback(children[0], feedback, routing)]
+            else:
+                futures = [
+                    self._pool.submit(self._feedback, child, feedback, routing)
+                    for child in children
+                ]
+                answers = [future.result() for future in futures]  # first error wins, in order
+        if node.type in ("MODEL", "ROUTER") or "SEND_FEEDBACK" in node.methods:
+            return self.client.post(node.name, "/send-feedback", feedback)
+        return next((answer for answer in answers if answer is not None), None)
+
+    @staticmethod
+    def _feedback_children(node: GraphNode, branch: Any) -> list[GraphNode]:
+        """The children that had the request: the routed one, or all (``-1`` / not routed)."""
+        valid = isinstance(branch, int) and not isinstance(branch, bool)
+        if valid and branch == -1:
+            return node.children
+        if valid and 0 <= branch < len(node.children):
+            return [node.children[branch]]
+        raise FeedbackError(
+            f"response.meta.routing.{node.name}",
+            f"{branch!r} is not a child of {node.name!r}: expected -1 (all) or "
+            f"0..{len(node.children) - 1}",
+        )
+
     def _predict(
         self,
         node: GraphNode,
@@ -234,17 +305,39 @@ class JsonAnsweringHandler(BaseHTTPRequestHandler):
         self.request_logger.debug("%s " + format, self.address_string(), *args)
 
 
+def gateway_path(path: str, deployment: str | None, namespace: str | None) -> str | None:
+    """``path`` without the gateway's ``/seldon/NAMESPACE/NAME`` (or ``/seldon/NAME``) prefix;
+    ``None`` when the prefix names another deployment (or, when ``namespace`` is known, another
+    namespace). A path without the prefix is returned as it is."""
+    if deployment is None or not path.startswith(GATEWAY_PREFIX):
+        return path
+    parts = path[len(GATEWAY_PREFIX) :].split("/", 2)
+    if len(parts) == 3 and parts[1] == deployment and namespace in (None, parts[0]):
+        return "/" + parts[2]
+    if parts[0] == deployment:
+        return "/" + "/".join(parts[1:])
+    return None
+
+
 def make_handler(
-    executor: GraphExecutor, ready: Callable[[], bool], metadata: Callable[[], Any]
+    executor: GraphExecutor,
+    ready: Callable[[], bool],
+    metadata: Callable[[], Any],
+    deployment: str | None = None,
+    namespace: str | None = None,
 ) -> type[BaseHTTPRequestHandler]:
-    """A request handler class bound to ``executor``."""
+    """A request handler class bound to ``executor``; with ``deployment``, paths may carry the
+    gateway's prefix for it (in ``namespace``, or any namespace when ``None``)."""
+    here = f"{namespace or '<any namespace>'}/{deployment}"
 
     class FrontDoorHandler(JsonAnsweringHandler):
         server_version = "modelshelf-graph"
 
         def do_POST(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path not in PREDICTION_PATHS:
+            path = self._path()
+            if path is None:
+                return
+            if path not in PREDICTION_PATHS and path not in FEEDBACK_PATHS:
                 self._send(404, _status(f"no such endpoint {path}", "NOT_FOUND"))
                 return
             try:
@@ -253,7 +346,12 @@ def make_handler(
                 self._send(400, _status(f"the request is not JSON: {exc}", "BAD_REQUEST"))
                 return
             try:
-                self._send(200, executor.predict(message))
+                if path in FEEDBACK_PATHS:
+                    self._send(200, executor.feedback(message))
+                else:
+                    self._send(200, executor.predict(message))
+            except FeedbackError as exc:
+                self._send(400, _status(str(exc), "BAD_FEEDBACK"))
             except NodeError as exc:
                 self._send(exc.status, error_body(exc))
             except Exception as exc:  # a bug here must still answer, and be logged
@@ -261,7 +359,9 @@ def make_handler(
                 self._send(500, _status(f"{type(exc).__name__}: {exc}", "GRAPH_ERROR"))
 
         def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
+            path = self._path()
+            if path is None:
+                return
             if path in ("/live", "/health/ping"):
                 self._send(200, {"status": "live"})
             elif path in ("/ready", "/health/status"):
@@ -271,6 +371,19 @@ def make_handler(
                 self._send(200, metadata())
             else:
                 self._send(404, _status(f"no such endpoint {path}", "NOT_FOUND"))
+
+        def _path(self) -> str | None:
+            """The request's path without the gateway prefix; ``None`` after answering 404
+            (the body drained, so the connection stays usable) when it names another deployment."""
+            raw = self.path.split("?", 1)[0]
+            path = gateway_path(raw, deployment, namespace)
+            if path is None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                info = f"no SeldonDeployment at {raw}: this front door serves {here}"
+                self._send(404, _status(info, "NOT_FOUND"))
+            return path
 
         def _message(self) -> Any:
             length = int(self.headers.get("Content-Length") or 0)

@@ -98,6 +98,8 @@ class Predictor:
     path: str
     labels: dict[str, str]
     graph: GraphNode
+    #: ``metadata.namespace``; ``None`` when the manifest leaves it to ``kubectl apply -n``.
+    namespace: str | None = None
 
     def nodes(self) -> list[GraphNode]:
         return list(self.graph.walk())
@@ -139,6 +141,7 @@ def read_predictor(
         path=path,
         labels={str(k): str(v) for k, v in (spec.get("labels") or {}).items()},
         graph=_node(spec["graph"], f"{path}.graph", containers),
+        namespace=deployment["metadata"].get("namespace") or None,
     )
 
 
