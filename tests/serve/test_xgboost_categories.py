@@ -114,6 +114,8 @@ def test_v2_bytes_column_through_tritonclient(served):
     services, model = served
     rows = [r for r in ROWS if r[0] is not None]  # BYTES has no null
     client = triton.InferenceServerClient(f"127.0.0.1:{services[1].http_port}")
+    inputs = client.get_model_metadata("paints")["inputs"]
+    assert [(i["name"], i["datatype"]) for i in inputs] == [("color", "BYTES"), ("size", "FP64")]
     for binary in (False, True):
         color = triton.InferInput("color", [len(rows)], "BYTES")
         color.set_data_from_numpy(np.array([r[0] for r in rows], dtype=object), binary)

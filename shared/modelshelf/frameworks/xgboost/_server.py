@@ -85,9 +85,12 @@ class XGBoostServer(ModelServer):
         # A model that stored its training categories takes them by name, as a DataFrame;
         # every other model the base's rows of numbers (read_rows None: the base's RowReader).
         self.categories = trained_categories(booster)
-        self.read_rows = (
+        reader = (
             CategoryFrameReader(self.feature_names, self.categories) if self.categories else None
         )
+        self.read_rows = reader
+        #: Columns of text categories: BYTES inputs in the V2 metadata.
+        self.text_input_columns = reader.text_columns if reader else frozenset()
         self.model = estimator if estimator is not None else booster
         self.model_path = path
         self.booster = booster
