@@ -27,7 +27,8 @@ class CategoryFrameReader(RowReader):
     column, KServe V1 instances or records) as the DataFrame the model expects.
 
     ``categories``: column -> its trained categories in code order, or ``None`` for a column
-    whose categories could not be read (it takes codes only)."""
+    whose categories could not be read: then every categorical column takes codes, in an array
+    of numbers (XGBoost refuses a DataFrame whose category column is not its categories)."""
 
     def __init__(
         self, feature_names: Sequence[str], categories: Mapping[str, Sequence[Any] | None]
@@ -41,6 +42,9 @@ class CategoryFrameReader(RowReader):
             if values is not None
         }
         self.unreadable = frozenset(name for name, values in categories.items() if values is None)
+        #: Whether rows become a DataFrame of categories; else (a column whose categories
+        #: cannot be read) an array of numbers, categories as codes.
+        self.takes_frames = not self.unreadable
         #: Columns of text categories: "12" there is a category, not the number 12.
         self.text_columns = (
             frozenset(
@@ -56,6 +60,15 @@ class CategoryFrameReader(RowReader):
         frame = as_frame(
             X, names, self.columns, "the model's features", text_columns=self.text_columns
         )
+        if self.unreadable:  # codes in every column, as XGBoost reads an array's values
+            return np.column_stack(
+                [
+                    self._codes_only(name, frame[name].to_numpy())
+                    if name in self.unreadable
+                    else typed_values(frame[name].to_numpy(), "float64", name)
+                    for name in self.columns
+                ]
+            )
         columns = {}
         for name in self.columns:
             values = frame[name].to_numpy()

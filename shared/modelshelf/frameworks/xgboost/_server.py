@@ -106,7 +106,7 @@ class XGBoostServer(ModelServer):
             class_names=self.class_labels,
             feature_names=self.feature_names or default_feature_names(self.n_features),
             linear=self.description["booster"] == "gblinear",
-            frames=bool(self.categories),
+            frames=reader is not None and reader.takes_frames,
         )
         self.method = build_method(self.method_name, loaded)
 
