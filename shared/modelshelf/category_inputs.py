@@ -74,8 +74,6 @@ class CategoryFrameReader(RowReader):
             values = frame[name].to_numpy()
             if name in self.dtypes:
                 columns[name] = self._categorical(name, values)
-            elif name in self.unreadable:
-                columns[name] = self._codes_only(name, values)
             else:
                 columns[name] = typed_values(values, "float64", name)
         return pd.DataFrame(columns, index=pd.RangeIndex(len(frame)), copy=False)

@@ -90,7 +90,9 @@ class XGBoostServer(ModelServer):
         )
         self.read_rows = reader
         #: Columns of text categories: BYTES inputs in the V2 metadata.
-        self.text_input_columns = reader.text_columns if reader else frozenset()
+        self.text_input_columns = (
+            reader.text_columns if reader and reader.takes_frames else frozenset()
+        )
         self.model = estimator if estimator is not None else booster
         self.model_path = path
         self.booster = booster
