@@ -359,10 +359,13 @@ def column_datatypes(user_model: Any, datatype_of: Callable[[Any], str]) -> dict
     ``ColumnTransformer``, at the start of a pipeline or alone -- the V2 datatype of each
     column its encoders reveal (``fitted_columns``); strings are ``BYTES``. Columns it does
     not reveal are absent (the caller's default: numbers). ``None`` for any other model: it
-    takes one array, named columns or not."""
+    takes one array, named columns or not (unless the server names its text columns:
+    ``text_input_columns``)."""
     found = learnt_column_dtypes(getattr(user_model, "model", None))
     if found is None:
-        return None
+        # A server that reads text columns itself (XGBoostServer's categories) names them.
+        text = getattr(user_model, "text_input_columns", None)
+        return dict.fromkeys(text, "BYTES") if text else None
     return {
         name: "BYTES" if dtype.kind in "OUS" else datatype_of(dtype)
         for name, dtype in found.items()

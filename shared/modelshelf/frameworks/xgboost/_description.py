@@ -6,6 +6,7 @@ process, which must not start OpenMP before it forks its workers.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -69,3 +70,35 @@ def output_spec(
     if method == "predict_leaf":
         return array_spec(None, None)
     return array_spec(names, len(names) if names else None)
+
+
+def trained_categories(booster: xgb.Booster) -> dict[str, list[Any] | None]:
+    """Each categorical feature's categories, by name, in the order of the codes the model was
+    trained with, as XGBoost (>= 3.1) stores them in the model (``get_categories``).
+
+    Read from the model's own JSON (``learner.gradient_booster.model.cats``), the stable form
+    XGBoost documents for them: ``Categories.to_arrow`` would need pyarrow, which the XGBoost
+    image does not install. Empty when no feature is categorical, or when the model stores no
+    categories (trained on codes, or saved by XGBoost < 3.1): its clients send codes. ``None``
+    for a feature whose text is not ASCII: XGBoost 3.2 stores as many UTF-8 bytes as there are
+    characters, so the text is cut short and its categories cannot be read back."""
+    names = booster.feature_names
+    types = booster.feature_types or []
+    if "c" not in types or not names or booster.get_categories().empty():
+        return {}
+    gradient_booster = json.loads(booster.save_raw("json"))["learner"]["gradient_booster"]
+    model = gradient_booster.get("model") or gradient_booster.get("gbtree", {}).get("model", {})
+    encodings = model.get("cats", {}).get("enc", [])
+    found: dict[str, list[Any] | None] = {}
+    for name, kind, encoding in zip(names, types, encodings, strict=False):
+        if kind != "c":
+            continue
+        if "offsets" not in encoding:  # numbers: as they are
+            found[name] = list(encoding.get("values", []))
+        elif all(0 <= value < 128 for value in encoding["values"]):  # ASCII text, by offsets
+            text = bytes(encoding["values"]).decode("ascii")
+            offsets = encoding["offsets"]
+            found[name] = [text[a:b] for a, b in itertools.pairwise(offsets)]
+        else:
+            found[name] = None
+    return found

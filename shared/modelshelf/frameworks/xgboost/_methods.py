@@ -38,6 +38,8 @@ class LoadedModel:
     feature_names: Sequence[str]
     #: A ``gblinear`` booster: values and margins through a ``DMatrix``.
     linear: bool = False
+    #: Requests come as DataFrames of categories (``modelshelf.category_inputs``).
+    frames: bool = False
 
 
 def build_method(name: str, model: LoadedModel) -> Method:
@@ -61,11 +63,14 @@ def build_method(name: str, model: LoadedModel) -> Method:
     value: Predict
     margin: Predict
     if model.linear:  # gblinear has no in-place prediction ("not supported by the current booster")
-        value = DMatrixPredictor(model.booster, model.missing)
-        margin = DMatrixPredictor(model.booster, model.missing, output_margin=True)
+        value = DMatrixPredictor(model.booster, model.missing, categorical=model.frames)
+        margin = DMatrixPredictor(
+            model.booster, model.missing, categorical=model.frames, output_margin=True
+        )
     else:
-        value = InplacePredictor(model.booster, "value", model.missing)
-        margin = InplacePredictor(model.booster, "margin", model.missing)
+        inplace = FrameInplacePredictor if model.frames else InplacePredictor
+        value = inplace(model.booster, "value", model.missing)
+        margin = inplace(model.booster, "margin", model.missing)
     class_names = model.class_names
     if name == "predict" and model.classes is not None:
         return Method(name, _labels(value, objective, model.classes), None)
@@ -81,7 +86,11 @@ def build_method(name: str, model: LoadedModel) -> Method:
         return Method(name, margin, class_names if model.num_class > 1 else None)
     contribs = name == "predict_contribs"
     call = DMatrixPredictor(
-        model.booster, model.missing, pred_contribs=contribs, pred_leaf=not contribs
+        model.booster,
+        model.missing,
+        categorical=model.frames,
+        pred_contribs=contribs,
+        pred_leaf=not contribs,
     )
     return Method(name, call, [*model.feature_names, "bias"] if contribs else None)
 
@@ -104,16 +113,32 @@ class InplacePredictor:
         )
 
 
+class FrameInplacePredictor(InplacePredictor):
+    """Values or margins of a DataFrame of categories: XGBoost reads the category columns'
+    codes against the categories it stored (its re-coding)."""
+
+    def __call__(self, X: Any) -> np.ndarray:
+        return self.booster.inplace_predict(
+            X, predict_type=self.predict_type, missing=self.missing, validate_features=False
+        )
+
+
 class DMatrixPredictor:
     """Through a ``DMatrix`` of the rows: SHAP contributions, leaf indices, and a linear
     booster's values or margins (``Booster.predict``'s ``options``)."""
 
-    def __init__(self, booster: xgb.Booster, missing: float, **options: bool) -> None:
+    def __init__(
+        self, booster: xgb.Booster, missing: float, categorical: bool = False, **options: bool
+    ) -> None:
         self.booster = booster
         self.missing = missing
+        self.categorical = categorical  # rows are a DataFrame of categories
         self.options = options
 
-    def __call__(self, X: np.ndarray) -> np.ndarray:
+    def __call__(self, X: Any) -> np.ndarray:
+        if self.categorical:
+            data = xgb.DMatrix(X, missing=self.missing, nthread=-1, enable_categorical=True)
+            return self.booster.predict(data, validate_features=False, **self.options)
         if X.dtype.kind in "biu":
             X = X.astype(np.float32)  # one rounding, as XGBoost's own conversion
         data = xgb.DMatrix(X, missing=self.missing, nthread=-1)  # the thread policy's count

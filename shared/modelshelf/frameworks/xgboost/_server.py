@@ -8,12 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from modelshelf.category_inputs import CategoryFrameReader
 from modelshelf.errors import ConfigurationError
 from modelshelf.frameworks.xgboost._description import (
     class_labels,
     default_feature_names,
     describe_booster,
     output_spec,
+    trained_categories,
 )
 from modelshelf.frameworks.xgboost._loading import (
     check_saved_version,
@@ -80,6 +82,17 @@ class XGBoostServer(ModelServer):
         self.threads.fit_to_trees(self.description["trees"])
         self.feature_names = booster.feature_names
         self.n_features = booster.num_features()
+        # A model that stored its training categories takes them by name, as a DataFrame;
+        # every other model the base's rows of numbers (read_rows None: the base's RowReader).
+        self.categories = trained_categories(booster)
+        reader = (
+            CategoryFrameReader(self.feature_names, self.categories) if self.categories else None
+        )
+        self.read_rows = reader
+        #: Columns of text categories: BYTES inputs in the V2 metadata.
+        self.text_input_columns = (
+            reader.text_columns if reader and reader.takes_frames else frozenset()
+        )
         self.model = estimator if estimator is not None else booster
         self.model_path = path
         self.booster = booster
@@ -95,6 +108,7 @@ class XGBoostServer(ModelServer):
             class_names=self.class_labels,
             feature_names=self.feature_names or default_feature_names(self.n_features),
             linear=self.description["booster"] == "gblinear",
+            frames=reader is not None and reader.takes_frames,
         )
         self.method = build_method(self.method_name, loaded)
 
@@ -113,6 +127,7 @@ class XGBoostServer(ModelServer):
             "saved by xgboost": self.saved_version or "",
             "best iteration": "" if self.best_iteration is None else str(self.best_iteration),
             "estimator": type(self.estimator).__name__ if self.estimator is not None else "",
+            "categorical features": ",".join(self.categories),
         }
         return {
             "objective": desc["objective"],
