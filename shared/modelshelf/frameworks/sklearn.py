@@ -105,9 +105,8 @@ def predict_proba_setting(environ: Mapping[str, str]) -> bool | None:
         return None
     if text.lower() in ("", "false", "true"):
         return text.lower() == "true"
-    raise SettingError(
-        PREDICT_PROBA, text, "true or false, as KServe's sklearnserver", "environment variable"
-    )
+    expected = "true (probabilities) or false (labels), as KServe's sklearnserver reads it"
+    raise SettingError(PREDICT_PROBA, text, expected, "environment variable")
 
 
 def _default_method(model: Any, predict_proba: bool | None = None) -> str:
