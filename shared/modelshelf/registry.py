@@ -37,6 +37,9 @@ class Server:
     description: str  #: the image's description label
     folder_note: str = ""  #: after the folder in the README's table
     system_packages: str = ""  #: Debian packages the image needs (apt-get install)
+    #: (name, value) pairs the KServe runtime's container env adds: KServe's own runtime's
+    #: defaults, so an InferenceService's env changes them as it does on KServe's runtime
+    kserve_env: tuple[tuple[str, str], ...] = ()
 
 
 SERVERS: tuple[Server, ...] = (
@@ -52,6 +55,9 @@ SERVERS: tuple[Server, ...] = (
         kserve_model_formats=("sklearn",),
         kserve_format_versions=("1",),
         kserve_description="scikit-learn pickles and joblib files (SKLearnServer)",
+        # KServe's sklearnserver answers labels unless PREDICT_PROBA is "true"; unset, ours
+        # would answer Seldon's default, probabilities, to the InferenceServices it takes over
+        kserve_env=(("PREDICT_PROBA", "false"),),
         description="scikit-learn model server for Seldon Core (SKLearnServer, Seldon protocol)",
     ),
     Server(

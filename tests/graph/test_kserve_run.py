@@ -135,7 +135,7 @@ RUNS = {
 
 def own_output(kind: str, model: object) -> np.ndarray:
     if kind.startswith("sklearn"):
-        return model.predict_proba(X)
+        return model.predict(X)  # the runtime's PREDICT_PROBA=false: labels, as KServe's server
     if kind == "xgboost":
         return model.predict_proba(X)[:, 1]  # the booster's own predict: P(class 1)
     if kind == "lightgbm":
@@ -191,14 +191,15 @@ def test_grpc_v2_reaches_the_predictor(services, models):
     tensor.set_data_from_numpy(X)
     result = client.infer("sklearn-iris-grpc", [tensor])
     output = result.get_response().outputs[0].name
-    assert_same_predictions(result.as_numpy(output), models["sklearn"][1].predict_proba(X))
+    labels = [value.decode() for value in result.as_numpy(output)]
+    assert labels == models["sklearn"][1].predict(X).tolist()
     client.close()
 
 
 def test_routing_by_host_and_path_as_kserves_ingress(services, models):
     door = services["sklearn-iris-v2"]
     body = {"instances": X.tolist()}
-    expected = models["sklearn"][1].predict_proba(X)
+    expected = models["sklearn"][1].predict(X)
     path = "/v1/models/sklearn-iris-v2:predict"
     by_host = door.client.post(
         path, json=body, headers={"Host": "sklearn-iris-v2.default.example.com"}
@@ -220,9 +221,17 @@ def test_transformer_in_front_of_the_predictor(services, models):
     answer = door.post("/v1/models/sklearn-iris-transformer:predict", {"instances": records})
     assert answer.status_code == 200, answer.text
     classes = ["setosa", "versicolor", "virginica"]
-    labels = [classes[i] for i in models["sklearn"][1].predict_proba(X).argmax(axis=1)]
+    probabilities = models["sklearn"][1].predict_proba(X)
+    labels = [classes[i] for i in probabilities.argmax(axis=1)]
     assert answer.json() == {"predictions": labels}
     assert "[transformer] started on" in door.log()
+    # the transformer takes the most probable class: PREDICT_PROBA=true in the predictor's env
+    # (the InferenceService's) overrides the runtime's false, as on KServe
+    port = re.search(r"\[predictor\] started on http (\d+)", door.log()).group(1)
+    path = "/v1/models/sklearn-iris-transformer:predict"
+    predictor = httpx.post(f"http://127.0.0.1:{port}{path}", json={"instances": X.tolist()})
+    assert predictor.status_code == 200, predictor.text
+    assert_same_predictions(np.array(predictor.json()["predictions"]), probabilities)
 
 
 def test_ready_reflects_every_component(services):

@@ -3,10 +3,12 @@ which method, which input form; requests, names, metadata and errors are ``model
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from modelshelf.errors import ConfigurationError
+from modelshelf.errors import ConfigurationError, SettingError
 from modelshelf.fitted_columns import ignores_extra_columns, learnt_text_columns
 from modelshelf.inputs import as_frame, as_texts, pandas_module
 from modelshelf.model_files import find_model_file, load_pickled
@@ -15,13 +17,16 @@ from modelshelf.server import Method, ModelServer, output_names
 MODEL_NAMES = ("model.joblib", "model.pkl", "model.pickle")
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
 METHODS = ("predict_proba", "predict", "decision_function", "predict_log_proba", "transform")
+#: KServe's sklearnserver answers ``predict`` unless this is ``true`` (its runtime sets ``false``).
+PREDICT_PROBA = "PREDICT_PROBA"
 
 
 class SKLearnServer(ModelServer):
     """Serves a fitted scikit-learn estimator or pipeline.
 
     Parameters (SeldonDeployment ``parameters``): ``model_uri``; ``method`` (default
-    ``predict_proba`` when the estimator has it, else ``predict``, else ``transform``);
+    ``predict_proba`` when the estimator has it, else ``predict``, else ``transform``; with
+    KServe's ``PREDICT_PROBA`` set, ``predict`` for ``false`` as KServe's sklearnserver answers);
     ``model_file`` when the folder holds several pickles.
     """
 
@@ -41,6 +46,8 @@ class SKLearnServer(ModelServer):
         if method and method not in METHODS:
             raise ConfigurationError("method", method, "one of " + ", ".join(METHODS))
         self.requested_method = method
+        #: KServe's choice between probabilities and labels; None (unset): Seldon's default.
+        self.predict_proba = predict_proba_setting(os.environ)
         self.model_file = model_file
         self.takes_text = False
         self.text_columns: frozenset[str] = frozenset()
@@ -53,7 +60,8 @@ class SKLearnServer(ModelServer):
         )
         self.model = model = load_pickled(path, self.model_uri)
         has = [m for m in METHODS if callable(getattr(model, m, None))]
-        name = self.check_method(self.requested_method or _default_method(model), has)
+        default = _default_method(model, self.predict_proba)
+        name = self.check_method(self.requested_method or default, has)
         self.model_path = path
         self.feature_names = _feature_names(model)
         if self.feature_names is not None:  # requests become DataFrames (``model_input``)
@@ -67,6 +75,15 @@ class SKLearnServer(ModelServer):
             self.transform_method = Method(
                 "transform", model.transform, output_names(model, "transform")
             )
+
+    def describe_model(self) -> dict[str, Any]:
+        """A classifier's ``predict`` (KServe's default) is one label a row: shape ``[-1]``, which
+        V2's metadata takes from here, not an unknown table."""
+        found = super().describe_model()
+        classes = getattr(self.model, "classes_", None)  # a list for a multi-output classifier
+        if found and self.method.name == "predict" and getattr(classes, "ndim", 0) == 1:
+            found["outputs"] = [{"messagetype": "ndarray", "schema": {"shape": [-1]}}]
+        return found
 
     def describe_custom(self) -> dict[str, str]:
         return {"estimator": type(self.model).__name__}
@@ -87,8 +104,24 @@ class SKLearnServer(ModelServer):
         return super().model_input(X, names)
 
 
-def _default_method(model: Any) -> str:
-    for name in ("predict_proba", "predict", "transform"):
+def predict_proba_setting(environ: Mapping[str, str]) -> bool | None:
+    """``PREDICT_PROBA`` as KServe's sklearnserver reads it: ``true`` (any case) probabilities,
+    ``false`` or empty labels; None when unset. Any other value (``1``, ``yes``, `` true``),
+    which KServe silently reads as false, stops the start rather than answer what was not meant.
+    """
+    text = environ.get(PREDICT_PROBA)
+    if text is None:
+        return None
+    if text.lower() in ("", "false", "true"):
+        return text.lower() == "true"
+    expected = "true (probabilities) or false (labels), as KServe's sklearnserver reads it"
+    raise SettingError(PREDICT_PROBA, text, expected, "environment variable")
+
+
+def _default_method(model: Any, predict_proba: bool | None = None) -> str:
+    """Seldon's default (``predict_proba``) unless ``PREDICT_PROBA`` said ``false``."""
+    first = ("predict",) if predict_proba is False else ("predict_proba", "predict")
+    for name in (*first, "transform"):
         if callable(getattr(model, name, None)):
             return name
     raise ConfigurationError(

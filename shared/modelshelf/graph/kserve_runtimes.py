@@ -50,6 +50,8 @@ class RuntimeRow:
     image: str
     formats: tuple[tuple[str, str], ...]
     description: str
+    #: the server's own variables (``registry.Server.kserve_env``), after the common ones
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
@@ -67,6 +69,7 @@ def row(server: registry.Server) -> RuntimeRow:
             for version in server.kserve_format_versions
         ),
         server.kserve_description,
+        server.kserve_env,
     )
 
 
@@ -109,6 +112,7 @@ def runtime(row: RuntimeRow, kind: str = "ClusterServingRuntime") -> dict[str, A
                         },
                         {"name": "PREDICTIVE_UNIT_METRICS_ENDPOINT", "value": METRICS_PATH},
                         {"name": "TMPDIR", "value": "/tmp"},
+                        *({"name": name, "value": value} for name, value in row.env),
                     ],
                     "ports": [{"containerPort": HTTP_PORT, "protocol": "TCP"}],
                     "securityContext": {
