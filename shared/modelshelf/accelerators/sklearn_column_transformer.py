@@ -87,7 +87,7 @@ def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candi
         logger.info("%s.%s: the ColumnTransformer fast path declines: %s",
                     type(model).__name__, method, exc)  # fmt: skip
         return None
-    probes = _probes(model)
+    probes = probe_frames(model)
     served_probes = _served_probes(transformer, build, probes)
     if served_probes is None:
         return None
@@ -438,7 +438,7 @@ def _matrix_difference(got: Any, want: Any) -> str | None:
     return same_output(got, want)
 
 
-def _probes(model: Any) -> list[Any]:
+def probe_frames(model: Any) -> list[Any]:
     """Frames in the fitted columns: learnt categories with numbers at several scales, one row
     and many; each value the fast path leaves to scikit-learn (unknown, None, NaN, a number
     where text was learnt, ±inf, text where numbers were learnt); columns reordered, missing
