@@ -68,9 +68,9 @@ def probe_request(server: Any) -> tuple[Any, list[str]]:
     if getattr(server, "takes_text", False):
         return np.array([[PROBE_TEXT]], dtype=object), []
     if getattr(model, "steps", None) and getattr(model.steps[0][1], "transformers_", None):
-        from modelshelf.accelerators.sklearn_column_transformer import probe_frames
+        from modelshelf.accelerators.sklearn_column_transformer import probe_row
 
-        frame = probe_frames(model)[0]  # one row of learnt categories and numbers
+        frame = probe_row(model)  # one row of learnt categories and numbers
         return frame, [str(c) for c in frame.columns]
     row = adversarial_rows(int(server.n_features))[0][:1]  # small finite numbers
     categories = getattr(server, "categories", None)
