@@ -46,10 +46,6 @@ def colored_classifier() -> lgb.LGBMClassifier:
     )
 
 
-def iris_rows() -> dict[str, object]:
-    return {"input-0": {"datatype": "FP64", "shape": [-1, 4]}}
-
-
 def iris_columns() -> list[dict[str, object]]:
     return [{"name": c, "datatype": "FP64", "shape": [-1, 1]} for c in IRIS_COLUMNS]
 
