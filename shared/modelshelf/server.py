@@ -158,6 +158,10 @@ class ModelServer(SeldonComponent):
     #: to params given to ``predict``.
     serves_params: ClassVar[bool] = False
 
+    #: Whether each method's V2 output is described from one probe call at load
+    #: (``serve.output_probe``): its datatype and shape are what a request gets.
+    probes_outputs: ClassVar[bool] = False
+
     predict_raw = _HiddenStub()
     transform_input_raw = _HiddenStub()
     transform_output_raw = _HiddenStub()
@@ -192,6 +196,11 @@ class ModelServer(SeldonComponent):
         self.feature_names: list[str] | None = None
         self.n_features: int | None = None
         self.read_rows: RowReader | None = None
+        #: For a model that takes named columns (fitted on a DataFrame), the dtype each column
+        #: takes (V2 metadata lists one input per column); set by ``load_model``.
+        self.column_dtypes: dict[str, np.dtype] | None = None
+        #: Per method, the V2 datatype and shape its answer to a probe row had (``load``).
+        self.probed_outputs: dict[str, tuple[str, list[int]]] = {}
         self.load_warnings: list[str] = []
         self.load_seconds: float | None = None
         self._model_dir: Path | None = None
@@ -283,6 +292,11 @@ class ModelServer(SeldonComponent):
         self.accelerate_methods()
         if self.read_rows is None:
             self.read_rows = RowReader(self.feature_names, self.n_features)
+        if self.probes_outputs:
+            from modelshelf.serve.output_probe import probe_outputs
+
+            with self._parent_threads():
+                self.probed_outputs = probe_outputs(self)
         self.load_warnings = _unique(f"{w.category.__name__}: {w.message}" for w in caught)
         for text in self.load_warnings:
             logger.warning("while loading %s: %s", redact_uri(self.model_uri), text)

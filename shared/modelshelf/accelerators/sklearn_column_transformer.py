@@ -87,7 +87,7 @@ def candidate(model: Any, method: str, reference: Callable[[Any], Any]) -> Candi
         logger.info("%s.%s: the ColumnTransformer fast path declines: %s",
                     type(model).__name__, method, exc)  # fmt: skip
         return None
-    probes = _probes(model)
+    probes = probe_frames(model)
     served_probes = _served_probes(transformer, build, probes)
     if served_probes is None:
         return None
@@ -438,14 +438,19 @@ def _matrix_difference(got: Any, want: Any) -> str | None:
     return same_output(got, want)
 
 
-def _probes(model: Any) -> list[Any]:
-    """Frames in the fitted columns: learnt categories with numbers at several scales, one row
-    and many; each value the fast path leaves to scikit-learn (unknown, None, NaN, a number
-    where text was learnt, ±inf, text where numbers were learnt); columns reordered, missing
-    and extra; the numbers as float32 and int64. Each frame is made once from its columns
-    (assigning columns to a frame cost most of their ~7 ms)."""
+def probe_row(model: Any) -> Any:
+    """The first of ``probe_frames``: one row of learnt categories and small numbers, alone
+    (the metadata's probe call, ``serve.output_probe``, needs no more)."""
     import pandas as pd
 
+    return pd.DataFrame(_drawer(model)[2](1))
+
+
+def _drawer(
+    model: Any,
+) -> tuple[list[str], dict[str, np.ndarray], Callable[..., dict[str, Any]]]:
+    """The fitted columns, the categories learnt for some, and ``drawn(rows, scale)``: columns
+    of random learnt categories and numbers at ``scale`` (seeded: the same each load)."""
     transformer = model.steps[0][1]
     names = [str(n) for n in transformer.feature_names_in_]
     learnt: dict[str, np.ndarray] = {}
@@ -465,6 +470,18 @@ def _probes(model: Any) -> list[Any]:
             for name in names
         }
 
+    return names, learnt, drawn
+
+
+def probe_frames(model: Any) -> list[Any]:
+    """Frames in the fitted columns: learnt categories with numbers at several scales, one row
+    and many; each value the fast path leaves to scikit-learn (unknown, None, NaN, a number
+    where text was learnt, ±inf, text where numbers were learnt); columns reordered, missing
+    and extra; the numbers as float32 and int64. Each frame is made once from its columns
+    (assigning columns to a frame cost most of their ~7 ms)."""
+    import pandas as pd
+
+    names, learnt, drawn = _drawer(model)
     probes = [
         pd.DataFrame(drawn(rows, scale))
         for rows, scale in ((1, 1.0), (16, 1.0), (16, 1e3), (300, 10.0), (1, 1e30))

@@ -28,6 +28,7 @@ class LightGBMServer(ModelServer):
     framework_packages = ("lightgbm", "scikit-learn", "numpy")
     platform = "lightgbm"
     uses_openmp = True
+    probes_outputs = True
 
     def __init__(self, model_uri: str, method: str = "predict", model_file: str = "") -> None:
         super().__init__(model_uri)
@@ -60,6 +61,9 @@ class LightGBMServer(ModelServer):
             categorical = [name for name, is_categorical in infos if is_categorical]
             self.categories = dict(zip(categorical, booster.pandas_categorical, strict=True))
             self.categorical = pandas_module().Categorical  # imported at load, not per request
+            self.column_dtypes = {  # a column each: its categories' type, else numbers
+                n: np.asarray(self.categories.get(n, [0.0])).dtype for n in self.feature_names
+            }
         name = self.method_name
         if name == "predict_proba":
             self.check_method(name, ["predict_proba"] if self.classes else ["predict"])

@@ -8,8 +8,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from modelshelf.errors import ConfigurationError, SettingError
-from modelshelf.fitted_columns import ignores_extra_columns, learnt_text_columns
+from modelshelf.fitted_columns import (
+    ignores_extra_columns,
+    learnt_column_dtypes,
+    learnt_text_columns,
+)
 from modelshelf.inputs import as_frame, as_texts, pandas_module
 from modelshelf.model_files import find_model_file, load_pickled
 from modelshelf.server import Method, ModelServer, output_names
@@ -35,6 +41,7 @@ class SKLearnServer(ModelServer):
     serves_transform = True
     #: HistGradientBoosting and others compute with OpenMP (threadpoolctl-visible pools).
     uses_openmp = True
+    probes_outputs = True
 
     def __init__(
         self,
@@ -68,6 +75,8 @@ class SKLearnServer(ModelServer):
             pandas_module()  # imported at load, not by the first request
             self.text_columns = learnt_text_columns(model)
             self.drops_extra_columns = ignores_extra_columns(model)
+            learnt = learnt_column_dtypes(model) or {}  # the rest: numbers
+            self.column_dtypes = {n: learnt.get(n, np.dtype("f8")) for n in self.feature_names}
         self.n_features = getattr(model, "n_features_in_", None)
         self.takes_text = _takes_text(model)
         self.method = Method(name, getattr(model, name), output_names(model, name))

@@ -59,6 +59,7 @@ from modelshelf.serve.server_methods import (
     as_returned_caller,
     column_datatypes,
     configured_method,
+    fitted_column_datatypes,
     input_datatype,
     known_output_names,
     method_callers,
@@ -749,6 +750,7 @@ class InferenceCore:
         raw = getattr(user_model, "bytes_inputs", None)
         self._bytes_inputs = raw if isinstance(raw, frozenset) else frozenset()
         self._metadata: dict[str, Any] | None = None
+        self._row_inputs: list[dict[str, Any]] = []
         from modelshelf.metadata import package_versions
 
         # Read once: importlib.metadata scans the installed packages on every call.
@@ -815,7 +817,7 @@ class InferenceCore:
         if len(request.inputs) != 1 or self.row_width is None:
             return None
         tensor = request.inputs[0]
-        (spec,) = self.model_metadata()["inputs"]
+        (spec,) = self.row_inputs
         return BadRequestError(
             f"input {tensor.name!r} ({tensor.datatype}, shape {tensor.shape}): {exc.message}; "
             f"this model takes {spec['datatype']} rows, shape {spec['shape']}"
@@ -903,9 +905,16 @@ class InferenceCore:
     def row_width(self) -> int | None:
         """The values per row when the model takes one input of rows, ``[-1, n]`` in its
         metadata (read once); ``None`` when it declares no such input."""
-        inputs = self.model_metadata()["inputs"]
+        inputs = self.row_inputs
         shape = inputs[0]["shape"] if len(inputs) == 1 else []
         return shape[1] if len(shape) == 2 and shape[1] > 0 else None
+
+    @property
+    def row_inputs(self) -> list[dict[str, Any]]:
+        """The metadata's inputs, except that a model fitted on a DataFrame has its one input
+        of rows here (its metadata lists its columns, the inputs it also takes by name)."""
+        self.model_metadata()
+        return self._row_inputs
 
     @functools.cached_property
     def column_inputs(self) -> frozenset[str]:
@@ -962,12 +971,18 @@ class InferenceCore:
         seldon = self.seldon_metadata
         datatype = input_datatype(self.user_model)
         inputs = []
+        self._row_inputs = []
         for i, spec in enumerate(seldon.get("inputs") or []):
             named = _named_columns(spec)
             types = column_datatypes(self.user_model, datatype_of) if named else None
             if named is None or types is None:
-                inputs.append(_tensor_spec(spec, f"input-{i}", datatype))
-                continue
+                rows = _tensor_spec(spec, f"input-{i}", datatype)
+                self._row_inputs.append(rows)
+                # A model fitted on a DataFrame takes rows too, but its columns by name.
+                types = fitted_column_datatypes(self.user_model, named, datatype_of)
+                if types is None:
+                    inputs.append(rows)
+                    continue
             # A model taking its columns one by one: one input each, as the pd codec takes
             # them, of the type its encoders reveal (strings as BYTES).
             for name in named:
@@ -975,8 +990,13 @@ class InferenceCore:
                 inputs.append(column)
         outputs = []
         described = seldon.get("outputs") or []
+        probed = getattr(self.user_model, "probed_outputs", None) or {}
         for name in self.methods:
-            if name == self.default_method and described:
+            own = described and "datatype" in described[0]  # the user's metadata.yaml says
+            if name in probed and not (name == self.default_method and own):
+                datatype, shape = probed[name]
+                spec = {"name": name, "datatype": datatype, "shape": list(shape)}
+            elif name == self.default_method and described:
                 spec = _tensor_spec(described[0], name, self._output_datatype(name))
                 spec["name"] = name
             else:

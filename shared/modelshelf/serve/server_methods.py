@@ -126,27 +126,27 @@ def _served(server: Any, method: Any, read: Callable[[Any, Any], Any] | None = N
 
 
 def _sklearn_callers(server: Any) -> dict[str, ServedCall]:
+    def builder(name: str) -> Callable[[], ServedCall]:
+        return lambda: _served(server, _sklearn_method(server, name))
+
+    return {name: _LazyCall(builder(name)) for name in _sklearn_method_names(server)}
+
+
+def _sklearn_method_names(server: Any) -> list[str]:
     from modelshelf.frameworks import sklearn as framework
+
+    return [name for name in framework.METHODS if callable(getattr(server.model, name, None))]
+
+
+def _sklearn_method(server: Any, name: str) -> Any:
+    """The served methods as the base class loaded them (accelerated where verified), any
+    other by the estimator's own call."""
     from modelshelf.server import Method, output_names
 
-    def builder(name: str) -> Callable[[], ServedCall]:
-        def build() -> ServedCall:
-            # the served methods as the base class loaded them (accelerated where verified),
-            # any other by the estimator's own call
-            for method in (server.method, server.transform_method):
-                if method is not None and method.name == name:
-                    return _served(server, method)
-            return _served(
-                server, Method(name, getattr(server.model, name), output_names(server.model, name))
-            )
-
-        return build
-
-    return {
-        name: _LazyCall(builder(name))
-        for name in framework.METHODS
-        if callable(getattr(server.model, name, None))
-    }
+    for method in (server.method, server.transform_method):
+        if method is not None and method.name == name:
+            return method
+    return Method(name, getattr(server.model, name), output_names(server.model, name))
 
 
 def _xgboost_callers(server: Any) -> dict[str, ServedCall]:
@@ -183,22 +183,37 @@ def _xgboost_callers(server: Any) -> dict[str, ServedCall]:
 def _lightgbm_callers(server: Any) -> dict[str, ServedCall]:
     """LightGBM's methods (``predict_raw``, ``predict_contrib``, ``predict_leaf``, and
     ``predict_proba`` for a classifier) as LightGBMServer builds its configured one."""
-    from modelshelf.frameworks.lightgbm import OPTIONS
-    from modelshelf.server import Method
 
     def builder(name: str) -> Callable[[], ServedCall]:
-        def build() -> ServedCall:
-            if server.method is not None and server.method.name == name:
-                return _served(server, server.method)
-            return _served(server, Method(name, server._call(name), server._output_names(name)))
+        return lambda: _served(server, _lightgbm_method(server, name))
 
-        return build
+    return {name: _LazyCall(builder(name)) for name in _lightgbm_method_names(server)}
 
-    return {
-        name: _LazyCall(builder(name))
-        for name in OPTIONS
-        if name != "predict_proba" or server.classes
-    }
+
+def _lightgbm_method_names(server: Any) -> list[str]:
+    from modelshelf.frameworks.lightgbm import OPTIONS
+
+    return [name for name in OPTIONS if name != "predict_proba" or server.classes]
+
+
+def _lightgbm_method(server: Any, name: str) -> Any:
+    from modelshelf.server import Method
+
+    if server.method is not None and server.method.name == name:
+        return server.method
+    return Method(name, server._call(name), server._output_names(name))
+
+
+def probed_methods(server: Any) -> dict[str, Any]:
+    """Each method a V2 output may name, as the ``Method`` its call serves, for the servers
+    whose outputs are described from a probe call at load (``serve.output_probe``):
+    scikit-learn's and LightGBM's. Empty for any other."""
+    for cls in type(server).__mro__:
+        if cls.__name__ == "SKLearnServer":
+            return {n: _sklearn_method(server, n) for n in _sklearn_method_names(server)}
+        if cls.__name__ == "LightGBMServer":
+            return {n: _lightgbm_method(server, n) for n in _lightgbm_method_names(server)}
+    return {}
 
 
 def _mlflow_callers(server: Any) -> dict[str, ServedCall]:
@@ -370,3 +385,15 @@ def column_datatypes(user_model: Any, datatype_of: Callable[[Any], str]) -> dict
         name: "BYTES" if dtype.kind in "OUS" else datatype_of(dtype)
         for name, dtype in found.items()
     }
+
+
+def fitted_column_datatypes(
+    user_model: Any, names: list[str] | None, datatype_of: Callable[[Any], str]
+) -> dict[str, str] | None:
+    """For a server whose model takes named columns (fitted on a DataFrame: its
+    ``column_dtypes``, set at load) the V2 datatype of each of ``names`` (text ``BYTES``);
+    ``None`` for any other, or when ``names`` are not its columns."""
+    dtypes = getattr(user_model, "column_dtypes", None)
+    if not isinstance(dtypes, dict) or not names or set(names) != set(dtypes):
+        return None
+    return {n: "BYTES" if d.kind in "OUS" else datatype_of(d) for n, d in dtypes.items()}
