@@ -76,6 +76,12 @@ def too_large(size: int | None, limit: int) -> RequestRefusedError:
     )
 
 
+def path_not_found(method: str, path: str) -> RequestRefusedError:
+    """The 404 for a path no route serves (for any method): the guard's, and ``modelshelf
+    serve``'s for a class without the guard (``SeldonRestApp.not_found``)."""
+    return RequestRefusedError(f"{method} {path}: Not Found", 404, _REASONS[404])
+
+
 def too_deep(where: str) -> BadRequestError:
     """The 400 for JSON nested beyond what Python's reader (its recursion limit) can read."""
     return BadRequestError(
@@ -324,7 +330,7 @@ def _method_not_allowed(method: str, path: str) -> RequestRefusedError:
         }
     )
     if not allowed:
-        return RequestRefusedError(f"{method} {path}: Not Found", 404, _REASONS[404])
+        return path_not_found(method, path)
     return RequestRefusedError(
         f"{method} {path}: Method Not Allowed (this path takes {', '.join(allowed)})",
         405,

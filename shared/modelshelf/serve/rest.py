@@ -32,13 +32,14 @@ from seldon_core.metrics import SeldonMetrics
 from seldon_core.utils import getenv_as_bool
 
 from modelshelf.redaction import redact_parameters
-from modelshelf.request_errors import ModelNotReadyError, RequestRefusedError
+from modelshelf.request_errors import ModelNotReadyError
 from modelshelf.request_guard import (
     CLIENT_ERRORS,
     NOT_READY,
     body_checks,
     guarded,
     max_body_bytes,
+    path_not_found,
     too_large,
 )
 from modelshelf.serve import listeners, protocol
@@ -297,9 +298,8 @@ class SeldonRestApp:
         (``request_guard``), for a class without the guard: seldon-core's catch-all handler
         made it a 500 with the text "404 Not Found" (405 for a POST: its static files rule
         takes every path, for GET)."""
-        method, path = scope["method"], scope["path"]
-        error = RequestRefusedError(f"{method} {path}: Not Found", 404, "MICROSERVICE_NOT_FOUND")
-        CLIENT_ERRORS.record(404, path, error.message)
+        error = path_not_found(scope["method"], scope["path"])
+        CLIENT_ERRORS.record(404, scope["path"], error.message)
         return self.flask_answer(scope, body, error)
 
     def flask_answer(self, scope: dict, body: bytes, error: Any) -> Reply:
