@@ -91,12 +91,13 @@ def check_ports(args: argparse.Namespace) -> None:
         if not 0 <= value < 65_536:
             expected = "a TCP port number, 1-65535 (0: any free port)"
             raise ConfigurationError(option, str(value), expected, "option")
-        if value and value in taken and (attribute != "grpc_port" or args.grpc_workers > 0):
+        if attribute == "grpc_port" and args.grpc_workers <= 0:
+            continue  # no gRPC worker binds it
+        if value and value in taken:
             raise ConfigurationError(
                 option, str(value), f"a port other than {taken[value]}'s", "option"
             )
-        if attribute != "grpc_port" or args.grpc_workers > 0:
-            taken[value] = option
+        taken[value] = option
 
 
 def env_flag(name: str) -> bool:
