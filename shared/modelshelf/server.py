@@ -159,7 +159,8 @@ class ModelServer(SeldonComponent):
     serves_params: ClassVar[bool] = False
 
     #: Whether each method's V2 output is described from one probe call at load
-    #: (``serve.output_probe``): its datatype and shape are what a request gets.
+    #: (``serve.output_probe``): its datatype and shape are what a request gets (the shape
+    #: also the Seldon metadata's, for an output without names).
     probes_outputs: ClassVar[bool] = False
 
     predict_raw = _HiddenStub()
@@ -355,7 +356,8 @@ class ModelServer(SeldonComponent):
 
     def describe_model(self) -> dict[str, Any]:
         """Metadata derived from the loaded model: its name, ``platform``, inputs (its columns),
-        outputs (the method's names) and ``custom`` (the method, the file, ``describe_custom``)."""
+        outputs (the method's names, else the shape its load-time probe answered: a
+        classifier's labels ``[-1]``) and ``custom`` (the method, the file, ``describe_custom``)."""
         if self.method is None:
             return {}
         names = self.method.output_names
@@ -364,11 +366,15 @@ class ModelServer(SeldonComponent):
             custom["fast path"] = self.fast_paths[self.method.name]
         if self.model_path is not None:
             custom["model file"] = self.model_path.name
+        output = md.array_spec(names, len(names) if names else None)
+        probed = self.probed_outputs.get(self.method.name)
+        if probed is not None and "schema" not in output:
+            output["schema"] = {"shape": probed[1]}
         return {
             "name": self.model_name(),
             "platform": self.platform,
             "inputs": [md.array_spec(self.feature_names, self.n_features)],
-            "outputs": [md.array_spec(names, len(names) if names else None)],
+            "outputs": [output],
             "custom": {**custom, **self.describe_custom()},
         }
 

@@ -85,15 +85,6 @@ class SKLearnServer(ModelServer):
                 "transform", model.transform, output_names(model, "transform")
             )
 
-    def describe_model(self) -> dict[str, Any]:
-        """A classifier's ``predict`` (KServe's default) is one label a row: shape ``[-1]``, which
-        V2's metadata takes from here, not an unknown table."""
-        found = super().describe_model()
-        classes = getattr(self.model, "classes_", None)  # a list for a multi-output classifier
-        if found and self.method.name == "predict" and getattr(classes, "ndim", 0) == 1:
-            found["outputs"] = [{"messagetype": "ndarray", "schema": {"shape": [-1]}}]
-        return found
-
     def describe_custom(self) -> dict[str, str]:
         return {"estimator": type(self.model).__name__}
 
