@@ -35,6 +35,9 @@ columns have names (classes, transform outputs) the output carries them as the p
 ``class_names`` (a list; adapters whose parameters are scalars, gRPC, send it as JSON text:
 ``parameter_value``), and a requested output named ``class_names`` is a ``BYTES`` tensor of them.
 Which methods a server class offers, and how each is called, is ``server_methods``' business.
+An MLflow model whose output signature names columns (``answer_columns``, read at load) answers
+its DataFrame one tensor a column instead, as MLServer's pandas codec (``frame_tensors``);
+outputs may name those columns.
 """
 
 from __future__ import annotations
