@@ -807,10 +807,14 @@ class InferenceCore:
         """``infer`` after ``plan``: the calls and the response (for a request the batcher
         planned and does not join, so that it is not decoded twice)."""
         try:
-            answers = {
-                m: self.call(plan.X, plan.names, m, plan.params, m == self.frame_method)
-                for m in plan.methods
-            }
+            frame = self.frame_method
+            if frame is None:
+                answers = {m: self.call(plan.X, plan.names, m, plan.params) for m in plan.methods}
+            else:  # an MLflow DataFrame answer stays one (``respond`` sends its columns)
+                answers = {
+                    m: self.call(plan.X, plan.names, m, plan.params, m == frame)
+                    for m in plan.methods
+                }
         except BadRequestError as exc:  # a try costs nothing until it catches
             named = self.named_input_error(request, exc)
             if named is None:
@@ -865,9 +869,10 @@ class InferenceCore:
         outputs: list[Tensor] = []
         class_names: list[str] | None = None
         columns = 0  # outputs that are columns of a DataFrame answer
+        frame = self.frame_method
         for method, answer in answers.items():
             class_names = class_names or answer.output_names
-            if method == self.frame_method and _is_frame(answer.data):
+            if frame is not None and method == frame and _is_frame(answer.data):
                 found = self._columns_asked(method, answer.data, wanted)
                 columns = len(found)
                 outputs.extend(found)
