@@ -237,13 +237,14 @@ def test_invocations_answer_records_as_mlflow_models_serve(folders):
 
 
 def test_concurrent_v2_requests_are_each_answered_as_alone(folders):
-    """16 clients at once, each 1-3 rows of one 2-D tensor (what the batcher joins): every
-    answer is its own rows' frame, column by column; Seldon requests to the same model still
-    join (batching stays on)."""
+    """16 clients at once, each 1-3 rows of one 2-D tensor (what the batcher joins), over V2
+    REST and gRPC: every answer is its own rows' frame, column by column; Seldon requests to
+    the same model still join (batching stays on)."""
     launch = Launch(
         "MLFlowServer",
         SERVERS / "mlflowserver",
         seldon_parameters(model_uri=folders["scores_tensor"]),
+        grpc=True,
         extra_args=("--model-name", "scores"),
     )
     rng = np.random.default_rng(11)
@@ -255,6 +256,13 @@ def test_concurrent_v2_requests_are_each_answered_as_alone(folders):
             for result, want in zip(found, expected, strict=True):
                 outputs = result.get_response()["outputs"]
                 assert_columns_of(result, want, outputs)
+            found = _at_once(service.grpc_port, requests, triton_grpc)
+            for result, want in zip(found, expected, strict=True):
+                outputs = [
+                    {"name": o.name, "datatype": o.datatype, "shape": list(o.shape)}
+                    for o in result.get_response().outputs
+                ]
+                assert_columns_of(result, want, outputs)
         seldon = [{"data": {"ndarray": rows.tolist()}} for rows in requests]
         answers = _seldon_at_once(service.url, seldon)
         assert [a.status_code for a in answers] == [200] * len(seldon)
@@ -264,19 +272,25 @@ def test_concurrent_v2_requests_are_each_answered_as_alone(folders):
         assert "adaptive batching is off" not in service.log()
 
 
-def _at_once(port: int, requests: list[np.ndarray]) -> list:
-    """Each request from its own tritonclient (JSON and binary in turn), released together."""
+def _at_once(port: int, requests: list[np.ndarray], module=triton_http) -> list:
+    """Each request from its own tritonclient (HTTP: JSON and binary in turn; or gRPC),
+    released together."""
     barrier = threading.Barrier(len(requests))
     found: list = [None] * len(requests)
 
     def send(index: int) -> None:
         rows = requests[index]
         binary = bool(index % 2)
-        client = triton_http.InferenceServerClient(f"127.0.0.1:{port}", network_timeout=60)
-        try:
-            tensor = triton_http.InferInput("rows", list(rows.shape), "FP64")
+        tensor = module.InferInput("rows", list(rows.shape), "FP64")
+        if module is triton_http:
+            client = module.InferenceServerClient(f"127.0.0.1:{port}", network_timeout=60)
             tensor.set_data_from_numpy(rows, binary_data=binary)
-            wanted = [triton_http.InferRequestedOutput(n, binary_data=binary) for n in COLUMNS]
+            wanted = [module.InferRequestedOutput(n, binary_data=binary) for n in COLUMNS]
+        else:
+            client = module.InferenceServerClient(f"127.0.0.1:{port}")
+            tensor.set_data_from_numpy(rows)
+            wanted = [module.InferRequestedOutput(n) for n in COLUMNS]
+        try:
             barrier.wait()
             found[index] = client.infer("scores", [tensor], outputs=wanted)
         finally:
