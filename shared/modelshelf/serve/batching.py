@@ -538,6 +538,8 @@ def v2_pending(
     answers; a refusal names the input as ``run_plan``'s does."""
     if plan.params or len(plan.methods) != 1 or not batchable_rows(plan.X):
         return None
+    if plan.methods[0] == core.frame_method:  # a DataFrame answer: served alone (see README)
+        return None
     method = plan.methods[0]
     names = plan.names
 

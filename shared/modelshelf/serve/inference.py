@@ -35,6 +35,9 @@ columns have names (classes, transform outputs) the output carries them as the p
 ``class_names`` (a list; adapters whose parameters are scalars, gRPC, send it as JSON text:
 ``parameter_value``), and a requested output named ``class_names`` is a ``BYTES`` tensor of them.
 Which methods a server class offers, and how each is called, is ``server_methods``' business.
+An MLflow model whose output signature names columns (``answer_columns``, read at load) answers
+its DataFrame one tensor a column instead, as MLServer's pandas codec (``frame_tensors``);
+outputs may name those columns.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from modelshelf.input_refusals import framework_words
 from modelshelf.inputs import QUOTED_WORDS_LIMIT, pandas_module, quoted, shortened
 from modelshelf.serve import listeners
 from modelshelf.serve.server_methods import (
+    answer_columns,
     as_returned_caller,
     column_datatypes,
     configured_method,
@@ -743,6 +747,12 @@ class InferenceCore:
         self.methods = tuple(self._callers)
         self.takes_params = takes_params(user_model)
         self._as_returned = as_returned_caller(user_model)
+        #: An MLflow model's output signature's columns (name -> V2 datatype), decided at load:
+        #: its ``predict`` answer stays a DataFrame (``frame_method``), one tensor a column.
+        self.answer_columns = answer_columns(user_model)
+        self.frame_method = (
+            self.default_method if self.answer_columns and self._as_returned else None
+        )
         #: The only input names the model takes, when it names them (an MLflow signature).
         declared = getattr(user_model, "signature_input_names", None)
         self._input_names = declared if isinstance(declared, frozenset) else None
@@ -800,7 +810,14 @@ class InferenceCore:
         """``infer`` after ``plan``: the calls and the response (for a request the batcher
         planned and does not join, so that it is not decoded twice)."""
         try:
-            answers = {m: self.call(plan.X, plan.names, m, plan.params) for m in plan.methods}
+            frame = self.frame_method
+            if frame is None:
+                answers = {m: self.call(plan.X, plan.names, m, plan.params) for m in plan.methods}
+            else:  # an MLflow DataFrame answer stays one (``respond`` sends its columns)
+                answers = {
+                    m: self.call(plan.X, plan.names, m, plan.params, m == frame)
+                    for m in plan.methods
+                }
         except BadRequestError as exc:  # a try costs nothing until it catches
             named = self.named_input_error(request, exc)
             if named is None:
@@ -835,11 +852,13 @@ class InferenceCore:
             self.refuse_flat_row(f"input {request.inputs[0].name!r}: shape {list(X.shape)}")
         wanted = [o.name for o in request.outputs] if request.outputs else []
         methods = [n for n in wanted if n != CLASS_NAMES_OUTPUT]
+        if self.answer_columns:  # a column of the DataFrame answer: its method's call
+            methods = [self.frame_method if n in self.answer_columns else n for n in methods]
         for name in methods:
             if name not in self._callers:
                 raise BadRequestError(
                     f"output {name!r} is not one this model gives; expected one of "
-                    + ", ".join([*self.methods, CLASS_NAMES_OUTPUT])
+                    + ", ".join([*self.methods, *self.answer_columns, CLASS_NAMES_OUTPUT])
                 )
         if not methods:
             methods = [self.default_method]
@@ -852,9 +871,16 @@ class InferenceCore:
         wanted = [o.name for o in request.outputs] if request.outputs else []
         outputs: list[Tensor] = []
         class_names: list[str] | None = None
+        columns = 0  # outputs that are columns of a DataFrame answer
+        frame = self.frame_method
         for method, answer in answers.items():
             class_names = class_names or answer.output_names
-            outputs.extend(_tensors(method, answer))
+            if frame is not None and method == frame and _is_frame(answer.data):
+                found = self._columns_asked(method, answer.data, wanted)
+                columns = len(found)
+                outputs.extend(found)
+            else:
+                outputs.extend(_tensors(method, answer))
         if CLASS_NAMES_OUTPUT in wanted:
             if not class_names:
                 raise BadRequestError(
@@ -867,7 +893,28 @@ class InferenceCore:
         if len(outputs) > 1:  # in the order they were asked for
             order = {name: i for i, name in enumerate(wanted)}
             outputs.sort(key=lambda t: order.get(t.name, len(order)))
-        return InferenceResponse(self.name, self.version, request.id, outputs)
+        response = InferenceResponse(self.name, self.version, request.id, outputs)
+        if columns and columns == len(outputs):  # MLServer's request codec of a DataFrame
+            response.parameters = {"content_type": "pd"}
+        return response
+
+    def _columns_asked(self, method: str, frame: Any, wanted: list[str]) -> list[Tensor]:
+        """The DataFrame answer's columns as tensors: those the request's outputs name, or all
+        when it names none of them (or the method itself). A named column the answer lacks is
+        the model's fault (its signature promised it): a 500 naming it."""
+        asked = [n for n in wanted if n in self.answer_columns] if wanted else []
+        if not asked or method in wanted:
+            return frame_tensors(frame)
+        answered = [str(c) for c in frame.columns]
+        missing = [n for n in asked if n not in answered]
+        if missing:
+            from modelshelf.errors import ServerFaultError
+
+            raise ServerFaultError(
+                f"{method} answered no column {missing[0]!r}, which its signature names; it "
+                f"answered {', '.join(map(repr, answered)) or 'none'}"
+            )
+        return frame_tensors(frame, frozenset(asked))
 
     def call(
         self,
@@ -992,6 +1039,10 @@ class InferenceCore:
         described = seldon.get("outputs") or []
         probed = getattr(self.user_model, "probed_outputs", None) or {}
         for name in self.methods:
+            if name == self.frame_method:  # one output a column, as the answer has them
+                for column, datatype in self.answer_columns.items():
+                    outputs.append({"name": column, "datatype": datatype, "shape": [-1, 1]})
+                continue
             own = described and "datatype" in described[0]  # the user's metadata.yaml says
             if name in probed and not (name == self.default_method and own):
                 datatype, shape = probed[name]
@@ -1076,6 +1127,42 @@ def _tensor_spec(spec: Any, name: str, datatype: str) -> dict[str, Any]:
     schema = spec.get("schema") or {}
     shape = schema.get("shape") or ([-1, len(schema["names"])] if schema.get("names") else [-1, -1])
     return {"name": name, "datatype": datatype, "shape": [int(d) for d in shape]}
+
+
+def _is_frame(data: Any) -> bool:
+    pd = sys.modules.get("pandas")  # a DataFrame answer means pandas is imported
+    return pd is not None and isinstance(data, pd.DataFrame)
+
+
+def frame_tensors(frame: Any, columns: frozenset[str] | None = None) -> list[Tensor]:
+    """An MLflow model's DataFrame answer as V2 outputs, as MLServer's pandas codec writes one:
+    a tensor per column (of ``columns``, when given), named after it, shape ``[N, 1]``, typed by
+    the column's dtype (pandas' nullable ``Int64`` / ``boolean`` without missing values as
+    their numpy type; datetimes and other non-numpy types as their text); a column of text is
+    ``BYTES`` with the parameter ``content_type: str``, as MLServer marks it."""
+    found = []
+    rows = len(frame)
+    for at, name in enumerate(frame.columns):
+        if columns is not None and str(name) not in columns:
+            continue
+        values = _column_values(frame.iloc[:, at])
+        tensor = Tensor.from_array(str(name), values.reshape(rows, 1))
+        if tensor.datatype == "BYTES" and all(type(v) is str for v in values.tolist()):
+            tensor.parameters["content_type"] = "str"
+        found.append(tensor)
+    return found
+
+
+def _column_values(series: Any) -> np.ndarray:
+    values = series.to_numpy()
+    if values.dtype.kind in "biuf":
+        return values
+    numpy_dtype = getattr(series.dtype, "numpy_dtype", None)  # pandas' masked dtypes
+    if numpy_dtype is not None and np.dtype(numpy_dtype).kind in "biuf" and not series.hasnans:
+        return series.to_numpy(dtype=numpy_dtype)
+    if values.dtype.kind == "O":
+        return values
+    return series.astype(str).to_numpy(dtype=object)
 
 
 def _tensors(method: str, answer: Answer) -> list[Tensor]:

@@ -258,6 +258,13 @@ def as_returned_caller(user_model: Any) -> Callable[..., Any] | None:
     return call
 
 
+def answer_columns(user_model: Any) -> dict[str, str]:
+    """The columns (name -> V2 datatype) an MLflow server's ``predict`` answers as a DataFrame,
+    from its output signature, read at load; empty for every other server."""
+    found = getattr(user_model, "answer_columns", None) if is_mlflow_server(user_model) else None
+    return dict(found) if isinstance(found, dict) else {}
+
+
 def takes_params(user_model: Any) -> bool:
     """Whether the server's ``predict`` takes MLflow's inference ``params``: it has the
     parameter and, for a modelshelf server (whose base ``predict`` has it for all), the class

@@ -11,7 +11,8 @@ from modelshelf import metadata as md
 from modelshelf.environment.model_location import registered_model
 from modelshelf.frameworks.mlflow._startup import read_mlmodel
 
-_MLFLOW_TO_TENSOR_TYPE = {
+#: MLflow column types as V2 datatypes (also the V2 answer's, ``_signature.answer_columns``).
+COLUMN_DATATYPES = {
     "boolean": "BOOL",
     "integer": "INT32",
     "long": "INT64",
@@ -79,6 +80,6 @@ def _tensor_specs(text: str | None, prefix: str) -> list[dict[str, Any]]:
                 datatype = "BYTES"
             found.append({"name": name, "datatype": datatype, "shape": tensor.get("shape", [-1])})
         else:
-            datatype = _MLFLOW_TO_TENSOR_TYPE.get(str(spec.get("type")), "BYTES")
+            datatype = COLUMN_DATATYPES.get(str(spec.get("type")), "BYTES")
             found.append({"name": name, "datatype": datatype, "shape": [-1]})
     return found

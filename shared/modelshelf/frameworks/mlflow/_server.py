@@ -23,6 +23,7 @@ from modelshelf.frameworks.mlflow._rows import (
     scoring_payload,
 )
 from modelshelf.frameworks.mlflow._signature import (
+    answer_columns,
     column_types,
     input_names,
     optional_columns,
@@ -94,6 +95,9 @@ class MLFlowServer(ModelServer):
         #: The input names a V2 request must use (the signature's), or ``None``: any.
         self.signature_input_names: frozenset[str] | None = None
         self.bytes_inputs: frozenset[str] = frozenset()
+        #: The output signature's columns (name -> V2 datatype) when ``predict`` is pyfunc's: its
+        #: DataFrame answer goes over V2 one tensor a column (``answer_columns``); else empty.
+        self.answer_columns: dict[str, str] = {}
         self.as_frame = xtype == "DataFrame"
         self.reader = RequestReader(self.as_frame)
         self.check_params = params_check(None)
@@ -143,6 +147,8 @@ class MLFlowServer(ModelServer):
         )
         self.check_params = params_check(loaded.params_schema)
         self._takes_params = takes_params(loaded, self.method_name)
+        if self._takes_params:  # pyfunc's predict: a flavor's own method answers arrays
+            self.answer_columns = answer_columns(loaded.output_schema)
         self.method, transform = served_methods(loaded, self.method_name, self.model_uri)
         if transform is not None:
             self.transform_method = transform

@@ -97,6 +97,20 @@ def schema_names(schema: Any) -> list[str] | None:
     return [str(n) for n in schema.input_names()]
 
 
+def answer_columns(schema: Any) -> dict[str, str]:
+    """The columns an output signature names, each with its V2 datatype: the DataFrame pyfunc's
+    ``predict`` answers, which V2 sends one tensor a column (as MLServer's MLflow runtime does);
+    empty for a tensor signature or none (the answer is one tensor, named after the method)."""
+    if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
+        return {}
+    from modelshelf.frameworks.mlflow._description import COLUMN_DATATYPES
+
+    return {
+        str(spec.name): COLUMN_DATATYPES.get(str(getattr(spec.type, "name", "")), "BYTES")
+        for spec in schema.inputs
+    }
+
+
 def input_names(schema: Any) -> frozenset[str] | None:
     """The names a signature gives its inputs (columns or named tensors); ``None`` when it
     names none (one unnamed tensor, or no signature): then any input name will do."""
