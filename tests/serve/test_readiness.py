@@ -80,46 +80,21 @@ def test_ready_again_once_a_dead_grpc_workers_replacement_listens():
             assert sock.connect_ex(("127.0.0.1", service.grpc_port)) == 0
 
 
-def test_health_status_before_ready_is_a_quiet_503(sklearn_models):
-    """A readiness probe polling ``/health/status`` during a normal start gets seldon's 503
-    not-ready answer, and the log gets one INFO line, not an ERROR per poll."""
-    params = seldon_parameters(model_uri=sklearn_models["iris"], grpc_load_seconds=5.0)
-    launch = Launch("LateGrpcSKLearnServer", COMPONENTS, params, grpc=True)
-    service = start(launch, MODELSHELF)
-    try:
-        wait_for_text(service.log, "gRPC worker loading late", timeout=60)
-        not_ready = []
-        deadline = time.monotonic() + 60
-        while (answer := _status_or_none(service)) is None or answer.status_code != 200:
-            assert time.monotonic() < deadline, log_tail(service.log_path)
-            assert service.process.poll() is None, log_tail(service.log_path)
-            if answer is not None:
-                not_ready.append(answer)
-            time.sleep(0.05)
-        log = service.log()
-    finally:
-        finish(service)
-    assert len(not_ready) >= 3, len(not_ready)  # polled while the gRPC worker loads (5 s)
-    for answer in not_ready:
-        assert answer.status_code == 503
-        assert answer.json() == {
-            "status": {
-                "code": -1,  # seldon-core's body, as it was
-                "info": "the model is not loaded yet",
-                "reason": "MICROSERVICE_NOT_READY",
-                "status": 1,
-            }
-        }
-    assert " - ERROR: " not in log, log
-    assert log.count("not ready yet") == 1, log
+#: seldon-core's not-ready body, which ``/health/status`` answers (503) until every port listens.
+NOT_READY = {
+    "status": {
+        "code": -1,
+        "info": "the model is not loaded yet",
+        "reason": "MICROSERVICE_NOT_READY",
+        "status": 1,
+    }
+}
 
 
-@pytest.mark.parametrize("path", ["/health/status", "/api/v1.0/health/status"])
-def test_a_user_class_s_health_status_waits_for_the_grpc_port(path):
-    """A user's own class (seldon-core answers its ``/health/status`` itself): under
-    ``modelshelf serve`` it says ready only once the gRPC port listens, as our classes do,
-    with the same quiet 503 meanwhile. It answered 200 while the gRPC worker still loaded."""
-    launch = Launch("LateGrpcUserModel", COMPONENTS, seldon_parameters(grpc_load_seconds=5.0))
+def not_ready_answers(launch: Launch, path: str) -> list[httpx.Response]:
+    """Start ``launch`` (its gRPC worker loads late) and poll ``path`` until it answers 200,
+    then the gRPC port must listen. The answers before: seldon-core's 503 not-ready body, and
+    the log one INFO line, not an ERROR per poll."""
     service = start(dataclasses.replace(launch, grpc=True), MODELSHELF)
     try:
         wait_for_text(service.log, "gRPC worker loading late", timeout=60)
@@ -139,17 +114,28 @@ def test_a_user_class_s_health_status_waits_for_the_grpc_port(path):
     assert len(not_ready) >= 3, len(not_ready)  # polled while the gRPC worker loads (5 s)
     for answer in not_ready:
         assert answer.status_code == 503
-        assert answer.json() == {
-            "status": {
-                "code": -1,
-                "info": "the model is not loaded yet",
-                "reason": "MICROSERVICE_NOT_READY",
-                "status": 1,
-            }
-        }
-        assert answer.headers["access-control-allow-origin"] == "*"  # flask-cors', as ever
+        assert answer.json() == NOT_READY  # seldon-core's body, as it was
     assert " - ERROR: " not in log, log
     assert log.count("not ready yet") == 1, log
+    return not_ready
+
+
+def test_health_status_before_ready_is_a_quiet_503(sklearn_models):
+    """A readiness probe polling ``/health/status`` during a normal start gets seldon's 503
+    not-ready answer, and the log gets one INFO line, not an ERROR per poll."""
+    params = seldon_parameters(model_uri=sklearn_models["iris"], grpc_load_seconds=5.0)
+    launch = Launch("LateGrpcSKLearnServer", COMPONENTS, params)
+    not_ready_answers(launch, "/health/status")
+
+
+@pytest.mark.parametrize("path", ["/health/status", "/api/v1.0/health/status"])
+def test_a_user_class_s_health_status_waits_for_the_grpc_port(path):
+    """A user's own class (seldon-core answers its ``/health/status`` itself): under
+    ``modelshelf serve`` it says ready only once the gRPC port listens, as our classes do,
+    with the same quiet 503 meanwhile. It answered 200 while the gRPC worker still loaded."""
+    launch = Launch("LateGrpcUserModel", COMPONENTS, seldon_parameters(grpc_load_seconds=5.0))
+    for answer in not_ready_answers(launch, path):
+        assert answer.headers["access-control-allow-origin"] == "*"  # flask-cors', as ever
 
 
 def _status_or_none(service, path="/health/status"):
