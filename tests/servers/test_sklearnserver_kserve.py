@@ -41,10 +41,11 @@ def image_env(model_uri: str = "/mnt/models", method: str = "") -> dict[str, str
     return {"MODEL_NAME": "SKLearnServer", "PREDICTIVE_UNIT_PARAMETERS": json.dumps(parameters)}
 
 
-def runtime_command(model_dir: Path, ports: tuple[int, int, int], **isvc_env: str):
+def runtime_command(model_dir: Path, ports: tuple[int, int, int], **isvc_env: str | None):
     """The runtime's container as KServe starts it: its args with ``{{.Name}}`` filled, the
     storage initializer's folder for /mnt/models and free ports; the image's ENV, the runtime's
-    env, then the InferenceService's (KServe merges the predictor's env over the runtime's)."""
+    env, then the InferenceService's (KServe merges the predictor's env over the runtime's; a
+    None here removes the variable, as a container without the runtime has none)."""
     (doc,) = crd.load_file(RUNTIME)
     (container,) = doc["spec"]["containers"]
     http_port, grpc_port, metrics_port = ports
@@ -61,12 +62,16 @@ def runtime_command(model_dir: Path, ports: tuple[int, int, int], **isvc_env: st
         args.append(arg)
     env = {**image_env(), **{v["name"]: str(v["value"]) for v in container["env"]}}
     env["PREDICTIVE_UNIT_METRICS_SERVICE_PORT"] = str(metrics_port)
-    env.update(isvc_env)
+    for name, value in isvc_env.items():
+        if value is None:
+            env.pop(name)
+        else:
+            env[name] = value
     return [str(BIN / "modelshelf"), "run", *args], env
 
 
 @contextlib.contextmanager
-def under_the_runtime(model_dir: Path, **isvc_env: str) -> Iterator[Microservice]:
+def under_the_runtime(model_dir: Path, **isvc_env: str | None) -> Iterator[Microservice]:
     ports = free_ports(3)
     command, env = runtime_command(model_dir, ports, **isvc_env)
     with running_command(
@@ -130,7 +135,7 @@ def test_the_runtime_answers_labels_over_v1_v2_and_in_the_metadata(sklearn_model
     ids=["true", "empty", "method-wins", "method-wins-true", "svc-true", "scaler"],
 )
 def test_predict_proba_and_method_choose_what_v1_answers(
-    sklearn_models, tmp_path, model, isvc_env, method, served
+    sklearn_models, model, isvc_env, method, served
 ):
     fitted = joblib.load(sklearn_models[model] / "model.joblib")
     env = dict(isvc_env)
@@ -163,18 +168,7 @@ def test_a_value_kserve_would_read_as_false_stops_the_start_in_one_line(tmp_path
 def test_unset_keeps_seldons_predict_proba_under_kserves_arguments(sklearn_models):
     """A custom container (no runtime env) or a Seldon deployment: today's default."""
     model = joblib.load(sklearn_models["iris"] / "model.joblib")
-    http_port, grpc_port, metrics_port = ports = free_ports(3)
-    command, env = runtime_command(sklearn_models["iris"], ports)
-    env.pop("PREDICT_PROBA")  # the runtime's; a custom container has none
-    with running_command(
-        command,
-        SERVERS / "sklearnserver",
-        env,
-        http_port,
-        grpc_port,
-        metrics_port,
-        health_path="/v2/health/ready",
-    ) as service:
+    with under_the_runtime(sklearn_models["iris"], PREDICT_PROBA=None) as service:
         answer = service.post(f"/v1/models/{NAME}:predict", {"instances": X.tolist()})
         assert_same_predictions(answer.json()["predictions"], model.predict_proba(X))
     assert np.asarray(answer.json()["predictions"]).shape == (3, 3)
