@@ -114,17 +114,23 @@ def test_v2_bytes_column_through_tritonclient(served):
     services, model = served
     rows = [r for r in ROWS if r[0] is not None]  # BYTES has no null
     client = triton.InferenceServerClient(f"127.0.0.1:{services[1].http_port}")
-    inputs = client.get_model_metadata("paints")["inputs"]
-    assert [(i["name"], i["datatype"]) for i in inputs] == [("color", "BYTES"), ("size", "FP64")]
-    for binary in (False, True):
-        color = triton.InferInput("color", [len(rows)], "BYTES")
-        color.set_data_from_numpy(np.array([r[0] for r in rows], dtype=object), binary)
-        size = triton.InferInput("size", [len(rows)], "FP64")
-        size.set_data_from_numpy(np.array([r[1] for r in rows], dtype=np.float64), binary)
-        result = client.infer("paints", [color, size])
-        np.testing.assert_allclose(
-            result.as_numpy("predict_proba"), expected(model, rows), rtol=1e-6
-        )
+    try:
+        inputs = client.get_model_metadata("paints")["inputs"]
+        assert [(i["name"], i["datatype"]) for i in inputs] == [
+            ("color", "BYTES"),
+            ("size", "FP64"),
+        ]
+        for binary in (False, True):
+            color = triton.InferInput("color", [len(rows)], "BYTES")
+            color.set_data_from_numpy(np.array([r[0] for r in rows], dtype=object), binary)
+            size = triton.InferInput("size", [len(rows)], "FP64")
+            size.set_data_from_numpy(np.array([r[1] for r in rows], dtype=np.float64), binary)
+            result = client.infer("paints", [color, size])
+            np.testing.assert_allclose(
+                result.as_numpy("predict_proba"), expected(model, rows), rtol=1e-6
+            )
+    finally:
+        client.close()
 
 
 def test_kserve_v1_instances_and_records(served):

@@ -104,18 +104,21 @@ def test_v2_output_names_choose_lightgbms_methods(tmp_path):
     )
     with running(launch, [MODELSHELF]) as (service,):
         client = triton.InferenceServerClient(f"127.0.0.1:{service.http_port}")
-        tensor = triton.InferInput("x", list(X.shape), "FP64")
-        tensor.set_data_from_numpy(X)
-        result = client.infer("iris", [tensor])
-        assert [o["name"] for o in result.get_response()["outputs"]] == ["predict_raw"]
-        np.testing.assert_array_equal(result.as_numpy("predict_raw"), expected["predict_raw"])
-        wanted = [triton.InferRequestedOutput(name) for name in expected]
-        result = client.infer("iris", [tensor], outputs=wanted)
-        for name, value in expected.items():
-            np.testing.assert_array_equal(result.as_numpy(name), value, err_msg=name)
-        classes = ["class_0", "class_1", "class_2"]
-        assert result.get_output("predict_raw")["parameters"]["class_names"] == classes
-        metadata = client.get_model_metadata("iris")
-        outputs = {o["name"]: o["shape"] for o in metadata["outputs"]}
-        assert set(expected) | {"class_names"} == set(outputs)
-        assert outputs["predict_raw"] == outputs["predict_proba"] == [-1, 3]
+        try:
+            tensor = triton.InferInput("x", list(X.shape), "FP64")
+            tensor.set_data_from_numpy(X)
+            result = client.infer("iris", [tensor])
+            assert [o["name"] for o in result.get_response()["outputs"]] == ["predict_raw"]
+            np.testing.assert_array_equal(result.as_numpy("predict_raw"), expected["predict_raw"])
+            wanted = [triton.InferRequestedOutput(name) for name in expected]
+            result = client.infer("iris", [tensor], outputs=wanted)
+            for name, value in expected.items():
+                np.testing.assert_array_equal(result.as_numpy(name), value, err_msg=name)
+            classes = ["class_0", "class_1", "class_2"]
+            assert result.get_output("predict_raw")["parameters"]["class_names"] == classes
+            metadata = client.get_model_metadata("iris")
+            outputs = {o["name"]: o["shape"] for o in metadata["outputs"]}
+            assert set(expected) | {"class_names"} == set(outputs)
+            assert outputs["predict_raw"] == outputs["predict_proba"] == [-1, 3]
+        finally:
+            client.close()
