@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from frontends import MODELSHELF, SELDON, running, sklearn_launch
-from test_protocols_mlflow import SHOPS, beside_mlflow
+from test_protocols_mlflow import SHOPS, beside_mlflow, seldon_answer, shops_pipeline
 
 import models
 
@@ -49,13 +49,6 @@ def v2_inputs(frame: pd.DataFrame) -> list[dict]:
     ]
 
 
-def predictions(body: dict) -> list:
-    data = body["data"]
-    if "ndarray" in data:
-        return data["ndarray"]
-    return np.reshape(data["tensor"]["values"], data["tensor"]["shape"]).tolist()
-
-
 @pytest.fixture(scope="module")
 def houses(tmp_path_factory):
     """The ColumnTransformer pipeline behind ``modelshelf serve`` and seldon-core's server."""
@@ -74,7 +67,7 @@ def test_a_column_transformer_pipeline_ignores_an_extra_column_on_every_protocol
         for payload in (seldon_rows(HOUSES_EXTRA), {"jsonData": records}):
             answer = service.client.post("/api/v1.0/predictions", json=payload)
             assert answer.status_code == 200, answer.text
-            np.testing.assert_allclose(predictions(answer.json()), expected)
+            np.testing.assert_allclose(seldon_answer(answer.json()), expected)
     service = services[0]
     (name,) = service.client.get("/v1/models").json()["models"]
     answer = service.client.post(
@@ -136,23 +129,6 @@ def save_mlflow(folder, model, frame, signature: bool) -> None:
     )
 
 
-def shops_pipeline():
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    return make_pipeline(
-        ColumnTransformer(
-            [
-                ("text", OneHotEncoder(handle_unknown="ignore"), ["city", "zip"]),
-                ("numbers", StandardScaler(), ["rooms", "area"]),
-            ]
-        ),
-        LogisticRegression(max_iter=1000),
-    ).fit(SHOPS, [1, 0, 1, 0, 1, 0, 0, 1])
-
-
 SHOPS_EXTRA = SHOPS.assign(note=["x"] * len(SHOPS))[["note", "city", "zip", "rooms", "area"]]
 
 
@@ -177,7 +153,7 @@ def test_mlflow_answers_an_extra_column_as_mlflow_models_serve(tmp_path, signatu
             assert ours.json() == theirs.json() == {"predictions": expected}
         answer = service.client.post("/api/v1.0/predictions", json=seldon_rows(SHOPS_EXTRA))
         assert answer.status_code == 200, answer.text
-        assert predictions(answer.json()) == expected
+        assert seldon_answer(answer.json()) == expected
         (name,) = service.client.get("/v1/models").json()["models"]
         answer = service.client.post(
             f"/v2/models/{name}/infer", json={"inputs": v2_inputs(SHOPS_EXTRA)}

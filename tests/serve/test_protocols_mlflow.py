@@ -372,17 +372,14 @@ SHOPS = pd.DataFrame(
 SHOPS_COLUMNS = list(SHOPS.columns)
 
 
-@pytest.fixture(scope="module")
-def sigless_folder(tmp_path_factory):
-    """A pipeline whose ColumnTransformer selects its columns by name, fitted on a DataFrame
-    and saved without a signature (``predict_proba``: answers that show every column)."""
-    import mlflow.sklearn
+def shops_pipeline():
+    """A pipeline whose ColumnTransformer selects its columns by name, fitted on SHOPS."""
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    model = make_pipeline(
+    return make_pipeline(
         ColumnTransformer(
             [
                 ("text", OneHotEncoder(handle_unknown="ignore"), ["city", "zip"]),
@@ -391,9 +388,17 @@ def sigless_folder(tmp_path_factory):
         ),
         LogisticRegression(max_iter=1000),
     ).fit(SHOPS, [1, 0, 1, 0, 1, 0, 0, 1])
+
+
+@pytest.fixture(scope="module")
+def sigless_folder(tmp_path_factory):
+    """``shops_pipeline`` saved without a signature (``predict_proba``: answers that show every
+    column)."""
+    import mlflow.sklearn
+
     folder = tmp_path_factory.mktemp("mlflow-sigless") / "shops"
     mlflow.sklearn.save_model(
-        model,
+        shops_pipeline(),
         folder,
         pip_requirements=["scikit-learn", "numpy", "pandas"],
         pyfunc_predict_fn="predict_proba",
