@@ -18,9 +18,7 @@ def learnt_column_dtypes(model: Any) -> dict[str, np.dtype] | None:
     start of a pipeline or alone -- the dtype of each column its encoders reveal. Columns it
     does not reveal are absent (their type is unknown). ``None`` for any other model: it takes
     one array, named columns or not."""
-    first = model
-    while hasattr(first, "steps") and first.steps:  # a Pipeline: its first step
-        first = first.steps[0][1]
+    first = _first_step(model)
     fitted = getattr(first, "transformers_", None)
     names = getattr(first, "feature_names_in_", None)
     if not isinstance(fitted, list):
@@ -90,10 +88,15 @@ def ignores_extra_columns(model: Any) -> bool:
     a DataFrame (alone or a pipeline's first step) takes its columns by name from whatever
     frame it is given, extra ones included (scikit-learn allows them). Other estimators fitted
     on a DataFrame refuse a name they did not see ("Feature names unseen at fit time")."""
-    first = model
-    while hasattr(first, "steps") and first.steps:  # a Pipeline: its first step
-        first = first.steps[0][1]
+    first = _first_step(model)
     return (
         isinstance(getattr(first, "transformers_", None), list)
         and getattr(first, "feature_names_in_", None) is not None
     )
+
+
+def _first_step(model: Any) -> Any:
+    """The model that first sees the input: a pipeline's first step (nested ones too)."""
+    while hasattr(model, "steps") and model.steps:
+        model = model.steps[0][1]
+    return model
