@@ -134,15 +134,17 @@ def test_concurrent_answers_equal_one_by_one_and_join(server: Microservice) -> N
     assert (total - before_sum) >= 2 * (count - before_count) > 0, (total, count)
 
 
+def _post_bytes(path: str, body: dict) -> bytes:
+    """One HTTP/1.1 POST of ``body`` (JSON), as sent on a kept-alive connection."""
+    payload = json.dumps(body).encode()
+    head = f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    return f"{head}Content-Length: {len(payload)}\r\n\r\n".encode() + payload
+
+
 def _raw_post(port: int, path: str, body: dict) -> socket.socket:
     """A connection that has sent one POST of ``body`` (JSON) and read nothing yet."""
-    payload = json.dumps(body).encode()
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(
-        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\n\r\n".encode()
-        + payload
-    )
+    sock.sendall(_post_bytes(path, body))
     return sock
 
 
@@ -425,13 +427,6 @@ def _slow_launch(forest_dir: Path, component: str, **parameters: object) -> Laun
     return Launch(component, COMPONENTS, params, extra_args=("--keepalive", "30"))
 
 
-def _post_bytes(path: str, body: dict) -> bytes:
-    """One HTTP/1.1 POST of ``body`` (JSON), as sent on a kept-alive connection."""
-    payload = json.dumps(body).encode()
-    head = f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-    return f"{head}Content-Length: {len(payload)}\r\n\r\n".encode() + payload
-
-
 def test_requests_read_while_a_failing_request_ran_still_join(forest_dir: Path) -> None:
     """A request served at once whose call raises out of the app (its error cannot even be
     written: the HTTP server answers a bare 500) ran the model all the same: requests that
@@ -474,14 +469,13 @@ def test_requests_pipelined_in_one_write_still_join(forest_dir: Path) -> None:
     other three join one call, each answered as alone."""
     launch = sklearn_launch(forest_dir, method="predict_proba")
     path = "/api/v1.0/predictions"
-    bodies = [json.dumps(_seldon(_rows(700 + i, 1), COLUMNS)).encode() for i in range(4)]
-    head = f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-    requests = [f"{head}Content-Length: {len(b)}\r\n\r\n".encode() + b for b in bodies]
+    bodies = [_seldon(_rows(700 + i, 1), COLUMNS) for i in range(4)]
+    requests = [_post_bytes(path, body) for body in bodies]
     with (
         running(launch, [MODELSHELF]) as (service,),
         socket.create_connection(("127.0.0.1", service.http_port), timeout=30) as sock,
     ):
-        alone = [_without_metrics(service.post(path, json.loads(b)).content) for b in bodies]
+        alone = [_without_metrics(service.post(path, body).content) for body in bodies]
         reader = Reader(sock)
         for _ in range(3):  # one at a time: served as they come
             for request, answer in zip(requests, alone, strict=True):
