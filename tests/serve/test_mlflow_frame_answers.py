@@ -99,15 +99,20 @@ def pyfunc_answer(folder, model_input) -> pd.DataFrame:
     return mlflow.pyfunc.load_model(str(folder)).predict(model_input)
 
 
-@pytest.fixture(scope="module")
-def served(folders):
-    launch = Launch(
+def scores_launch(folder) -> Launch:
+    """MLFlowServer on ``folder`` with gRPC, the model named ``scores``."""
+    return Launch(
         "MLFlowServer",
         SERVERS / "mlflowserver",
-        seldon_parameters(model_uri=folders["scores"]),
+        seldon_parameters(model_uri=folder),
         grpc=True,
         extra_args=("--model-name", "scores"),
     )
+
+
+@pytest.fixture(scope="module")
+def served(folders):
+    launch = scores_launch(folders["scores"])
     expected = pyfunc_answer(folders["scores"], pd.DataFrame(ROWS, columns=["a", "b"]))
     with running(launch, [MODELSHELF], timeout=180) as (service,):
         yield service, expected
@@ -240,13 +245,7 @@ def test_concurrent_v2_requests_are_each_answered_as_alone(folders):
     """16 clients at once, each 1-3 rows of one 2-D tensor (what the batcher joins), over V2
     REST and gRPC: every answer is its own rows' frame, column by column; Seldon requests to
     the same model still join (batching stays on)."""
-    launch = Launch(
-        "MLFlowServer",
-        SERVERS / "mlflowserver",
-        seldon_parameters(model_uri=folders["scores_tensor"]),
-        grpc=True,
-        extra_args=("--model-name", "scores"),
-    )
+    launch = scores_launch(folders["scores_tensor"])
     rng = np.random.default_rng(11)
     requests = [rng.normal(1, 2, size=(1 + i % 3, 2)).round(6) for i in range(16)]
     expected = [pyfunc_answer(folders["scores_tensor"], rows) for rows in requests]
