@@ -4,10 +4,12 @@ shape. The corpus tests serve each with MLFlowServer and compare with ``pyfunc.p
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -79,6 +81,17 @@ class DictOutput(PythonModel):
         values = np.asarray(model_input, dtype=float)
         return {"total": values.sum(axis=1).tolist(), "first": values[:, 0].tolist()}
 '''
+
+
+def written_module(folder: Path, name: str, code: str) -> ModuleType:
+    """``code`` written to ``folder/NAME.py`` and imported from there: a PythonModel's class
+    comes from a module the model's ``code_paths`` ship, not from the test's own."""
+    (folder / f"{name}.py").write_text(code)
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(folder))
 
 
 @dataclass
@@ -182,14 +195,9 @@ def build_corpus(root: Path) -> dict[str, CorpusModel]:
     # PythonModels: artifacts + code_paths, params, list and dict outputs
     work = root / "_sources"
     work.mkdir(exist_ok=True)
-    (work / "corpus_models.py").write_text(PYTHON_MODELS)
     (work / "corpus_scaling.py").write_text(SCALING_MODULE)
     (work / "factor.json").write_text(json.dumps({"factor": 3.0}))
-    sys.path.insert(0, str(work))
-    try:
-        import corpus_models
-    finally:
-        sys.path.remove(str(work))
+    corpus_models = written_module(work, "corpus_models", PYTHON_MODELS)
     array4 = IRIS_X[::15]
     mlflow.pyfunc.save_model(
         root / "python_artifacts",

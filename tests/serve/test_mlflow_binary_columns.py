@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 
 import grpc
 import httpx
@@ -28,6 +27,7 @@ from test_protocols_mlflow import beside_mlflow
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from microservice import SERVERS, seldon_parameters
+from mlflow_corpus import written_module
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -66,12 +66,7 @@ def save_models(root):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    (root / "binary_model_code.py").write_text(MODEL_CODE)
-    sys.path.insert(0, str(root))
-    try:
-        import binary_model_code
-    finally:
-        sys.path.remove(str(root))
+    binary_model_code = written_module(root, "binary_model_code", MODEL_CODE)
     folders = {}
     for name, columns in {
         "captioned": [ColSpec("binary", "image"), ColSpec("string", "caption")],

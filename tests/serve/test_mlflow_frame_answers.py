@@ -12,7 +12,6 @@ Without the columns of the signature, V2 sent the whole frame as one ``predict``
 
 from __future__ import annotations
 
-import sys
 import threading
 
 import httpx
@@ -25,6 +24,7 @@ from frontends import MODELSHELF, Launch, batch_sizes, running, wait_for
 from test_protocols_mlflow import beside_mlflow
 
 from microservice import SERVERS, seldon_parameters
+from mlflow_corpus import written_module
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -62,12 +62,7 @@ def save_models(root):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
-    (root / "frame_model_code.py").write_text(MODEL_CODE)
-    sys.path.insert(0, str(root))
-    try:
-        import frame_model_code
-    finally:
-        sys.path.remove(str(root))
+    frame_model_code = written_module(root, "frame_model_code", MODEL_CODE)
     kinds = {"FP64": "double", "BOOL": "boolean", "BYTES": "string", "INT64": "long"}
     outputs = Schema([ColSpec(kinds[datatype], name) for name, datatype in COLUMNS.items()])
     inputs = {

@@ -555,21 +555,14 @@ def test_a_model_without_signature_answers_invocations_as_mlflow_models_serve(si
 def params_frame_model(tmp_path_factory):
     """A PythonModel with a params schema that answers a DataFrame (``mlflow_corpus``'s
     ``Thresholded``)."""
-    import sys
-
     import mlflow.pyfunc
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ParamSchema, ParamSpec
 
-    from mlflow_corpus import PYTHON_MODELS
+    from mlflow_corpus import PYTHON_MODELS, written_module
 
     root = tmp_path_factory.mktemp("mlflow-params-frame")
-    (root / "corpus_models.py").write_text(PYTHON_MODELS)
-    sys.path.insert(0, str(root))
-    try:
-        import corpus_models
-    finally:
-        sys.path.remove(str(root))
+    corpus_models = written_module(root, "corpus_models", PYTHON_MODELS)
     scores = pd.DataFrame({"score": [0.1, 0.55, 0.7, 0.95]})
     params = ParamSchema(
         [ParamSpec("threshold", "double", 0.5), ParamSpec("label", "string", "yes")]
