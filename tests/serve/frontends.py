@@ -140,6 +140,24 @@ def batch_sizes(service: Microservice) -> tuple[float, float]:
     return total, count
 
 
+def released_together(count: int, send: Callable[[int, threading.Barrier], object]) -> list:
+    """``send(index, barrier)`` for every index in a thread of its own, each passing
+    ``barrier`` just before its request so that all are sent at once: what each returned."""
+    barrier = threading.Barrier(count)
+    found: list = [None] * count
+
+    def run(index: int) -> None:
+        found[index] = send(index, barrier)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(answer is not None for answer in found), found
+    return found
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 10) -> bool:
     """Whether ``condition()`` holds within ``timeout`` seconds (checked every 0.1 s)."""
     event = threading.Event()

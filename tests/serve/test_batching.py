@@ -23,6 +23,7 @@ from frontends import (
     Launch,
     batch_sizes,
     read_by_server,
+    released_together,
     running,
     sklearn_launch,
     wait_for,
@@ -78,22 +79,14 @@ Request = tuple[str, dict]
 
 def _at_once(url: str, requests: list[Request]) -> list[httpx.Response]:
     """Every request from its own client and thread, released together."""
-    barrier = threading.Barrier(len(requests))
-    found: list[httpx.Response | None] = [None] * len(requests)
 
-    def send(index: int) -> None:
+    def send(index: int, barrier: threading.Barrier) -> httpx.Response:
         path, body = requests[index]
         with httpx.Client(base_url=url, timeout=60) as client:
             barrier.wait()
-            found[index] = client.post(path, json=body)
+            return client.post(path, json=body)
 
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert all(r is not None for r in found)
-    return found  # type: ignore[return-value]
+    return released_together(len(requests), send)
 
 
 def _answers(responses: list[httpx.Response]) -> list[tuple[int, bytes]]:

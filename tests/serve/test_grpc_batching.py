@@ -21,7 +21,15 @@ import grpc
 import joblib
 import numpy as np
 import pytest
-from frontends import MODELSHELF, batch_sizes, read_by_server, running, sklearn_launch, wait_for
+from frontends import (
+    MODELSHELF,
+    batch_sizes,
+    read_by_server,
+    released_together,
+    running,
+    sklearn_launch,
+    wait_for,
+)
 from sklearn.ensemble import RandomForestClassifier
 from test_grpc_transport import RawConnection
 from tritonclient.grpc import service_pb2
@@ -241,26 +249,18 @@ def _without_metrics(method: str, outcome: Outcome) -> Outcome:
 
 def _calls_at_once(service: Microservice, calls: list[tuple[str, bytes]]) -> list[Outcome]:
     """Every call from its own channel (connection) and thread, released together."""
-    barrier = threading.Barrier(len(calls))
-    found: list[Outcome | None] = [None] * len(calls)
 
-    def send(index: int) -> None:
+    def send(index: int, barrier: threading.Barrier) -> Outcome:
         method, request = calls[index]
         address = f"127.0.0.1:{service.grpc_port}"
         with grpc.insecure_channel(address, options=OWN_CONNECTION) as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
             barrier.wait()
-            found[index] = _call(channel, request, method)
+            return _call(channel, request, method)
 
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert all(outcome is not None for outcome in found)
+    found = released_together(len(calls), send)
     return [
-        _without_metrics(method, outcome)  # type: ignore[arg-type]
-        for (method, _), outcome in zip(calls, found, strict=True)
+        _without_metrics(method, outcome) for (method, _), outcome in zip(calls, found, strict=True)
     ]
 
 

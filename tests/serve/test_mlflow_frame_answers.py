@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
-from frontends import MODELSHELF, Launch, batch_sizes, running, wait_for
+from frontends import MODELSHELF, Launch, batch_sizes, released_together, running, wait_for
 from test_protocols_mlflow import beside_mlflow
 
 from microservice import SERVERS, seldon_parameters
@@ -269,10 +269,8 @@ def test_concurrent_v2_requests_are_each_answered_as_alone(folders):
 def _at_once(port: int, requests: list[np.ndarray], module=triton_http) -> list:
     """Each request from its own tritonclient (HTTP: JSON and binary in turn; or gRPC),
     released together."""
-    barrier = threading.Barrier(len(requests))
-    found: list = [None] * len(requests)
 
-    def send(index: int) -> None:
+    def send(index: int, barrier: threading.Barrier) -> object:
         rows = requests[index]
         binary = bool(index % 2)
         tensor = module.InferInput("rows", list(rows.shape), "FP64")
@@ -286,31 +284,17 @@ def _at_once(port: int, requests: list[np.ndarray], module=triton_http) -> list:
             wanted = [module.InferRequestedOutput(n) for n in COLUMNS]
         try:
             barrier.wait()
-            found[index] = client.infer("scores", [tensor], outputs=wanted)
+            return client.infer("scores", [tensor], outputs=wanted)
         finally:
             client.close()
 
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert all(r is not None for r in found)
-    return found
+    return released_together(len(requests), send)
 
 
 def _seldon_at_once(url: str, bodies: list[dict]) -> list[httpx.Response]:
-    barrier = threading.Barrier(len(bodies))
-    found: list = [None] * len(bodies)
-
-    def send(index: int) -> None:
+    def send(index: int, barrier: threading.Barrier) -> httpx.Response:
         with httpx.Client(base_url=url, timeout=60) as client:
             barrier.wait()
-            found[index] = client.post("/api/v1.0/predictions", json=bodies[index])
+            return client.post("/api/v1.0/predictions", json=bodies[index])
 
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return found
+    return released_together(len(bodies), send)
