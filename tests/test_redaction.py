@@ -7,7 +7,14 @@ import json
 import pytest
 
 from modelshelf.errors import ConfigurationError, ModelLoadError, StorageError
-from modelshelf.redaction import credential_values, redact_parameters, redact_text, redact_uri
+from modelshelf.redaction import (
+    credential_values,
+    redact_parameter_list,
+    redact_parameters,
+    redact_text,
+    redact_uri,
+    secret_name,
+)
 
 SIGNED = (
     "https://reader:pa55word@bucket.s3.amazonaws.com:8443/models/iris/model.joblib"
@@ -160,3 +167,43 @@ def test_an_error_reads_the_credential_variables_once(kind, monkeypatch):
     text = str(error)
     assert "wJalrXUtnFEMI" not in text and "pa55word" not in text and "abc123" not in text
     assert text.count("X-Amz-Signature=<redacted>") == 2
+
+
+@pytest.mark.parametrize(
+    "name, secret",
+    [
+        ("password", True),
+        ("db_password", True),
+        ("api_token", True),
+        ("apikey", True),
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("RCLONE_CONFIG_S3_SECRET_ACCESS_KEY", True),
+        ("model_uri", False),
+        ("method", False),
+        ("GOOGLE_APPLICATION_CREDENTIALS", False),  # a file's path, which helps a reader
+        ("MODELSHELF_DOWNLOAD_MIN_SPEED", False),
+    ],
+)
+def test_secret_names(name, secret):
+    assert secret_name(name) is secret
+
+
+def test_a_secret_settings_value_is_never_shown_by_its_error():
+    error = ConfigurationError("db_password", "hunter2-plain", "a whole number")
+    assert "hunter2" not in str(error)
+    assert error.value == "<redacted>"
+    assert "'60'" in str(ConfigurationError("timeout", "60", "a number > 0"))
+
+
+def test_a_parameter_lists_secret_values_are_redacted_the_rest_kept():
+    listed = json.dumps(
+        [
+            {"name": "token", "value": "abc123456", "type": "STRING"},
+            {"name": "method", "value": "predict", "type": "STRING"},
+        ]
+    )
+    shown = json.loads(redact_parameter_list(listed))
+    assert [entry["value"] for entry in shown] == ["<redacted>", "predict"]
+    assert (
+        redact_parameter_list("not json https://u:p@host/x") == "not json https://<redacted>@host/x"
+    )

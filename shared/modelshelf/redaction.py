@@ -17,7 +17,15 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-__all__ = ["MARK", "credential_values", "redact_parameters", "redact_text", "redact_uri"]
+__all__ = [
+    "MARK",
+    "credential_values",
+    "redact_parameter_list",
+    "redact_parameters",
+    "redact_text",
+    "redact_uri",
+    "secret_name",
+]
 
 MARK = "<redacted>"
 
@@ -111,6 +119,33 @@ def redact_parameters(query: str) -> str:
         if value and _SECRET_QUERY_NAME.fullmatch(unquote_plus(name)):
             pairs[index] = f"{name}={MARK}"
     return "&".join(pairs)
+
+
+def secret_name(name: str) -> bool:
+    """Whether a setting called ``name`` holds a secret (``password``, ``db_token``,
+    ``apikey``, ``AWS_SECRET_ACCESS_KEY``…): its whole value is never shown, whatever it
+    looks like (a parameter's value need not be a URL or a known credential)."""
+    upper = name.upper()
+    if _SECRET_VARIABLE.search(upper):
+        return not _PATH_VARIABLE.search(upper)
+    return _SECRET_QUERY_NAME.fullmatch(name) is not None
+
+
+def redact_parameter_list(parameters_json: str) -> str:
+    """A ``--parameters`` / ``PREDICTIVE_UNIT_PARAMETERS`` list as an error quotes it: the value of
+    every entry whose name is a secret's (``secret_name``) replaced by ``<redacted>``, the rest
+    through ``redact_text``. Text that is not such a list goes through ``redact_text`` only."""
+    try:
+        parameters = json.loads(parameters_json)
+    except ValueError:
+        return redact_text(parameters_json)
+    if not isinstance(parameters, list):
+        return redact_text(parameters_json)
+    for entry in parameters:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if isinstance(name, str) and secret_name(name) and entry.get("value") not in (None, ""):
+            entry["value"] = MARK
+    return redact_text(json.dumps(parameters, separators=(",", ":")))
 
 
 def _redacted_parameter(match: re.Match) -> str:

@@ -151,6 +151,44 @@ def test_a_wrong_parameter_is_one_error_line_naming_it(parameters, refusal):
     assert "cannot download" not in result.stdout  # refused before the model URI is read
 
 
+SECRET = "hunter2-not-for-logs"
+
+
+@pytest.mark.parametrize(
+    "parameters, refusal",
+    [
+        (  # a secret parameter's value that its type cannot read: named, its value not shown
+            [
+                {"name": "model_uri", "value": "/not-read", "type": "STRING"},
+                {"name": "db_password", "value": SECRET, "type": "INT"},
+            ],
+            "parameter db_password='<redacted>' is not valid: expected a whole number (its "
+            "type is INT)",
+        ),
+        (  # an entry without a name: the whole list is quoted, the secret's value redacted
+            [
+                {"name": "api_token", "value": SECRET, "type": "STRING"},
+                {"value": "predict", "type": "STRING"},
+            ],
+            'argument --parameters=\'[{"name":"api_token","value":"<redacted>",'
+            '"type":"STRING"},{"value":"predict","type":"STRING"}]\' is not '
+            'valid: expected a JSON list of {"name": …, "value": …, "type": …} objects',
+        ),
+    ],
+)
+def test_a_secret_parameter_s_value_stays_out_of_the_start_up_error(parameters, refusal):
+    """Start-up errors quote the parameters they refuse; a password or token among them (a
+    user's class may take one) was quoted too."""
+    result = run_to_exit(
+        [*MODELSHELF, "SKLearnServer", "--parameters", json.dumps(parameters)],
+        SERVERS / "sklearnserver",
+    )
+    assert result.returncode == 1, result.stdout
+    (line,) = error_lines(result.stdout)
+    assert line.endswith(f"could not start SKLearnServer: {refusal}"), line
+    assert SECRET not in result.stdout
+
+
 def test_seldon_cores_start_up_notices_are_not_logged_at_info(tmp_path):
     """seldon-core's "Tensorflow is not installed" notice (11 lines) and Flask's whole
     configuration were logged at INFO at every start, before the lines that matter; at DEBUG

@@ -18,6 +18,7 @@ from typing import Any
 
 from modelshelf.errors import ConfigurationError, ModelshelfError
 from modelshelf.number_settings import whole_env_number
+from modelshelf.redaction import redact_parameter_list
 
 SERVICE_TYPES = (
     "MODEL",
@@ -222,16 +223,14 @@ def user_parameters(parameters_json: str) -> dict[str, Any]:
     try:
         parameters = json.loads(parameters_json)
     except json.JSONDecodeError as exc:
-        raise ConfigurationError(
-            "--parameters", parameters_json, f"{expected} ({exc.msg} at {exc.pos})", "argument"
-        ) from None
+        raise _refused_list(parameters_json, f"{expected} ({exc.msg} at {exc.pos})") from None
     if not isinstance(parameters, list) or not all(isinstance(p, dict) for p in parameters):
-        raise ConfigurationError("--parameters", parameters_json, expected, "argument")
+        raise _refused_list(parameters_json, expected)
     parsed: dict[str, Any] = {}
     for parameter in parameters:
         name, kind, value = parameter.get("name"), parameter.get("type"), parameter.get("value")
         if type(name) is not str or not name:
-            raise ConfigurationError("--parameters", parameters_json, expected, "argument")
+            raise _refused_list(parameters_json, expected)
         if kind == "BOOL":
             text = value.lower() if type(value) is str else None
             if text not in _TRUE and text not in _FALSE:
@@ -249,6 +248,14 @@ def user_parameters(parameters_json: str) -> dict[str, Any]:
                 name, value, f"{_READS[kind]} (its type is {kind})", "parameter"
             ) from None
     return parsed
+
+
+def _refused_list(parameters_json: str, expected: str) -> ConfigurationError:
+    """The error for a ``--parameters`` list that cannot be read: it quotes the list, with the
+    values of secret parameters (``password``…) redacted."""
+    return ConfigurationError(
+        "--parameters", redact_parameter_list(parameters_json), expected, "argument"
+    )
 
 
 def build_user_model(user_class: type, parameters: dict[str, Any]) -> Any:
