@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from modelshelf.errors import ConfigurationError, SettingError
+from modelshelf.errors import ConfigurationError
 from modelshelf.fitted_columns import (
     ignores_extra_columns,
     learnt_column_dtypes,
@@ -115,7 +115,7 @@ def predict_proba_setting(environ: Mapping[str, str]) -> bool | None:
     if text.lower() in ("", "false", "true"):
         return text.lower() == "true"
     expected = "true (probabilities) or false (labels), as KServe's sklearnserver reads it"
-    raise SettingError(PREDICT_PROBA, text, expected, "environment variable")
+    raise ConfigurationError(PREDICT_PROBA, text, expected, source="environment variable")
 
 
 def _default_method(model: Any, predict_proba: bool | None = None) -> str:
