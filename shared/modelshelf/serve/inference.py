@@ -810,14 +810,12 @@ class InferenceCore:
         """``infer`` after ``plan``: the calls and the response (for a request the batcher
         planned and does not join, so that it is not decoded twice)."""
         try:
+            # An MLflow DataFrame answer stays one (``respond`` sends its columns); without
+            # such a method (``frame_method`` None) no method is called as returned.
             frame = self.frame_method
-            if frame is None:
-                answers = {m: self.call(plan.X, plan.names, m, plan.params) for m in plan.methods}
-            else:  # an MLflow DataFrame answer stays one (``respond`` sends its columns)
-                answers = {
-                    m: self.call(plan.X, plan.names, m, plan.params, m == frame)
-                    for m in plan.methods
-                }
+            answers = {
+                m: self.call(plan.X, plan.names, m, plan.params, m == frame) for m in plan.methods
+            }
         except BadRequestError as exc:  # a try costs nothing until it catches
             named = self.named_input_error(request, exc)
             if named is None:
