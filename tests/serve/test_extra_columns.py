@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from frontends import MODELSHELF, SELDON, running, sklearn_launch
-from test_protocols_mlflow import SHOPS, beside_mlflow, seldon_answer, shops_pipeline
+from test_protocols_mlflow import (
+    SHOPS,
+    beside_mlflow,
+    seldon_answer,
+    seldon_rows,
+    shops_pipeline,
+)
 
 import models
 
@@ -25,15 +31,6 @@ pytestmark = pytest.mark.timeout(600)
 HOUSES_EXTRA = models.HOUSES.assign(note=["a", "b", "c", "d", "e", "f", "g", "h"])[
     ["city", "note", "floor", "area"]
 ]
-
-
-def seldon_rows(frame: pd.DataFrame) -> dict:
-    return {
-        "data": {
-            "names": list(frame.columns),
-            "ndarray": json.loads(frame.to_json(orient="values")),
-        }
-    }
 
 
 def v2_inputs(frame: pd.DataFrame) -> list[dict]:
@@ -64,7 +61,10 @@ def test_a_column_transformer_pipeline_ignores_an_extra_column_on_every_protocol
     assert expected == model.predict_proba(models.HOUSES).tolist()
     records = json.loads(HOUSES_EXTRA.to_json(orient="records"))
     for service in services:
-        for payload in (seldon_rows(HOUSES_EXTRA), {"jsonData": records}):
+        for payload in (
+            seldon_rows(HOUSES_EXTRA, list(HOUSES_EXTRA.columns)),
+            {"jsonData": records},
+        ):
             answer = service.client.post("/api/v1.0/predictions", json=payload)
             assert answer.status_code == 200, answer.text
             np.testing.assert_allclose(seldon_answer(answer.json()), expected)
@@ -89,7 +89,9 @@ def test_a_missing_column_is_still_refused_by_name(houses):
         "missing ['area'], unexpected ['note']"
     )
     for service in services:
-        answer = service.client.post("/api/v1.0/predictions", json=seldon_rows(renamed))
+        answer = service.client.post(
+            "/api/v1.0/predictions", json=seldon_rows(renamed, list(renamed.columns))
+        )
         assert answer.status_code == 400, answer.text
         assert answer.json()["status"]["info"] == message
     answer = services[0].client.post("/v2/models/houses/infer", json={"inputs": v2_inputs(renamed)})
@@ -106,7 +108,9 @@ def test_a_model_that_checks_feature_names_refuses_an_extra_one(tmp_path):
         model.predict_proba(frame)
     folder = models.save(model, tmp_path / "iris")
     with running(sklearn_launch(folder, "iris"), [MODELSHELF]) as (service,):
-        answer = service.client.post("/api/v1.0/predictions", json=seldon_rows(frame))
+        answer = service.client.post(
+            "/api/v1.0/predictions", json=seldon_rows(frame, list(frame.columns))
+        )
     assert answer.status_code == 400, answer.text
     assert answer.json()["status"]["info"] == (
         f"the column names do not match the model's features {models.IRIS_COLUMNS}: "
@@ -151,7 +155,9 @@ def test_mlflow_answers_an_extra_column_as_mlflow_models_serve(tmp_path, signatu
             ours = service.client.post("/invocations", json=payload)
             assert theirs.status_code == ours.status_code == 200, (ours.text, theirs.text)
             assert ours.json() == theirs.json() == {"predictions": expected}
-        answer = service.client.post("/api/v1.0/predictions", json=seldon_rows(SHOPS_EXTRA))
+        answer = service.client.post(
+            "/api/v1.0/predictions", json=seldon_rows(SHOPS_EXTRA, list(SHOPS_EXTRA.columns))
+        )
         assert answer.status_code == 200, answer.text
         assert seldon_answer(answer.json()) == expected
         (name,) = service.client.get("/v1/models").json()["models"]
