@@ -199,10 +199,8 @@ def _matrix_builder(transformer: Any) -> Callable[[Any], Any]:
         raise NotReproducedError("the ColumnTransformer was fitted without column names")
     if transformer.transformer_weights is not None:
         raise NotReproducedError("the ColumnTransformer has transformer_weights")
-    if _output_container(transformer) is not None:
-        raise NotReproducedError(
-            f"the ColumnTransformer's set_output(transform={_output_container(transformer)!r})"
-        )
+    if (container := _output_container(transformer)) is not None:
+        raise NotReproducedError(f"the ColumnTransformer's set_output(transform={container!r})")
     names = [str(n) for n in names]
     width = len(names)
     pieces: list[Callable[[list[np.ndarray], int], Any]] = []
@@ -218,10 +216,8 @@ def _matrix_builder(transformer: Any) -> Callable[[Any], Any]:
             continue  # scikit-learn skips empty selections and drops
         if isinstance(fitted, str):  # 'passthrough' is fitted as a FunctionTransformer
             raise NotReproducedError(f"transformer {entry!r} is {fitted!r}, not fitted")
-        if _output_container(fitted) is not None:
-            raise NotReproducedError(
-                f"transformer {entry!r}: set_output(transform={_output_container(fitted)!r})"
-            )
+        if (container := _output_container(fitted)) is not None:
+            raise NotReproducedError(f"transformer {entry!r}: set_output(transform={container!r})")
         try:
             pieces.append(_piece(fitted, positions, sparse_output, names))
         except NotReproducedError as exc:
