@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelshelf.errors import BadRequestError, ModelNotReadyError
+from modelshelf.errors import BadRequestError, ModelNotReadyError, ServerFaultError
 from modelshelf.input_refusals import framework_words
 from modelshelf.inputs import QUOTED_WORDS_LIMIT, pandas_module, quoted, shortened
 from modelshelf.serve import listeners
@@ -906,8 +906,6 @@ class InferenceCore:
         answered = [str(c) for c in frame.columns]
         missing = [n for n in asked if n not in answered]
         if missing:
-            from modelshelf.errors import ServerFaultError
-
             raise ServerFaultError(
                 f"{method} answered no column {missing[0]!r}, which its signature names; it "
                 f"answered {', '.join(map(repr, answered)) or 'none'}"
@@ -1173,8 +1171,6 @@ def _tensors(method: str, answer: Answer) -> list[Tensor]:
     if pd is not None and isinstance(data, pd.Series):
         data = data.to_numpy()
     if isinstance(data, dict):
-        from modelshelf.errors import ServerFaultError
-
         raise ServerFaultError(f"{method} answered a mapping, which is not a tensor")
     return [Tensor.from_array(method, data, parameters)]
 
