@@ -191,9 +191,7 @@ def _lightgbm_callers(server: Any) -> dict[str, ServedCall]:
 
 
 def _lightgbm_method_names(server: Any) -> list[str]:
-    from modelshelf.frameworks.lightgbm import OPTIONS
-
-    return [name for name in OPTIONS if name != "predict_proba" or server.classes]
+    return [name for name in _lightgbm_methods() if name != "predict_proba" or server.classes]
 
 
 def _lightgbm_method(server: Any, name: str) -> Any:
@@ -367,6 +365,7 @@ def known_output_names(user_model: Any, method: str) -> list[str] | None:
 
 
 def _lightgbm_methods() -> Any:
+    """LightGBM's ``predict`` options (imported when a LightGBM server asks)."""
     from modelshelf.frameworks.lightgbm import OPTIONS
 
     return OPTIONS
