@@ -91,12 +91,17 @@ def _float(text: str) -> Any:
     return _HugeNumber(text) if math.isinf(value) else value
 
 
+def _lenient_text(body: bytes | str) -> str:
+    """``body`` as text, bytes that are not UTF-8 kept as lone surrogates (``_SURROGATE``)."""
+    return body.decode("utf-8", "surrogateescape") if isinstance(body, bytes | bytearray) else body
+
+
 def unreadable_value(body: bytes | str, non_finite_read: bool = False) -> UnreadableValue | None:
     """The first value of ``body`` that made a strict parser refuse it, with its path; ``None``
     when there is none (the body is no JSON at all, or the parser's complaint was another).
     ``non_finite_read``: the parser read ``NaN`` and ``±Infinity`` (Python's ``json``), so they
     are no such value; orjson refuses them."""
-    text = body.decode("utf-8", "surrogateescape") if isinstance(body, bytes | bytearray) else body
+    text = _lenient_text(body)
     constant = float if non_finite_read else _NonFinite
     try:
         document = json.loads(text, parse_int=_integer, parse_float=_float, parse_constant=constant)
@@ -150,7 +155,7 @@ def document_with_non_finite(body: bytes | str) -> Any:
     """``body`` as Python's ``json`` reads it, ``NaN`` and ``±Infinity`` as floats, when those
     literals were all a strict parser refused (MLflow's scoring server reads them so: a body
     from ``json.dumps`` of a frame with missing values); ``None`` otherwise."""
-    text = body.decode("utf-8", "surrogateescape") if isinstance(body, bytes | bytearray) else body
+    text = _lenient_text(body)
     try:
         document = json.loads(text, parse_int=_integer, parse_float=_float)
     except (ValueError, RecursionError):
