@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BadRequestError",
     "ConfigurationError",
+    "MissingParameterError",
     "ModelLoadError",
     "ModelNotFoundError",
     "ModelNotReadyError",
@@ -80,6 +81,19 @@ class SettingError(ConfigurationError):
     """A number setting (``modelshelf.number_settings``) that is not a number the server can use:
     names where it came from (an environment variable or a parameter), its value and what was
     expected."""
+
+
+class MissingParameterError(ModelshelfError):
+    """A parameter the served class needs is not among ``--parameters`` (or
+    ``PREDICTIVE_UNIT_PARAMETERS``, the graph's ``parameters``)."""
+
+    def __init__(self, class_name: str, missing: list[str], takes: str) -> None:
+        self.missing = missing
+        super().__init__(
+            f"parameter {', '.join(missing) or '?'} is missing: {class_name} needs it (it takes "
+            f"{takes}); give it in --parameters, PREDICTIVE_UNIT_PARAMETERS or the graph's "
+            "parameters"
+        )
 
 
 class ModelLoadError(ModelshelfError):

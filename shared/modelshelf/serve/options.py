@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from modelshelf.errors import ConfigurationError, ModelshelfError
+from modelshelf.errors import ConfigurationError, MissingParameterError
 from modelshelf.number_settings import whole_env_number
 from modelshelf.redaction import redact_parameter_list
 
@@ -294,19 +294,6 @@ def build_user_model(user_class: type, parameters: dict[str, Any]) -> Any:
         ]
         raise MissingParameterError(user_class.__name__, missing, every) from None
     return user_class(**parameters)
-
-
-class MissingParameterError(ModelshelfError):
-    """A parameter the served class needs is not among ``--parameters`` (or
-    ``PREDICTIVE_UNIT_PARAMETERS``, the graph's ``parameters``)."""
-
-    def __init__(self, class_name: str, missing: list[str], takes: str) -> None:
-        self.missing = missing
-        super().__init__(
-            f"parameter {', '.join(missing) or '?'} is missing: {class_name} needs it (it takes "
-            f"{takes}); give it in --parameters, PREDICTIVE_UNIT_PARAMETERS or the graph's "
-            "parameters"
-        )
 
 
 def import_user_class(interface_name: str) -> type:
