@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from modelshelf.redaction import MARK, credential_values, redact_text, redact_uri, secret_name
+from modelshelf.redaction import credential_values, redact_text, redact_uri, shown_setting
 
 if TYPE_CHECKING:
     from modelshelf.request_errors import BadRequestError, ModelNotReadyError, ServerFaultError
@@ -69,8 +69,7 @@ class ConfigurationError(ModelshelfError):
         self, parameter: str, value: object, expected: str, source: str = "parameter"
     ) -> None:
         self.parameter = parameter
-        if secret_name(parameter) and value not in (None, ""):
-            value = MARK  # a password parameter, a *_TOKEN variable: never its value
+        value = shown_setting(parameter, value)  # a password parameter, a *_TOKEN variable
         self.value = redact_text(value) if isinstance(value, str) else value
         self.expected = expected
         self.source = source

@@ -25,6 +25,7 @@ __all__ = [
     "redact_text",
     "redact_uri",
     "secret_name",
+    "shown_setting",
 ]
 
 MARK = "<redacted>"
@@ -131,6 +132,12 @@ def secret_name(name: str) -> bool:
     return _SECRET_QUERY_NAME.fullmatch(name) is not None
 
 
+def shown_setting(name: str, value: object) -> object:
+    """``value`` as an error may show the setting ``name``: ``<redacted>`` for a secret's
+    (``secret_name``) that is set, else as it is."""
+    return MARK if secret_name(name) and value not in (None, "") else value
+
+
 def redact_parameter_list(parameters_json: str) -> str:
     """A ``--parameters`` / ``PREDICTIVE_UNIT_PARAMETERS`` list as an error quotes it: the value of
     every entry whose name is a secret's (``secret_name``) replaced by ``<redacted>``, the rest
@@ -143,8 +150,8 @@ def redact_parameter_list(parameters_json: str) -> str:
         return redact_text(parameters_json)
     for entry in parameters:
         name = entry.get("name") if isinstance(entry, dict) else None
-        if isinstance(name, str) and secret_name(name) and entry.get("value") not in (None, ""):
-            entry["value"] = MARK
+        if isinstance(name, str) and "value" in entry:
+            entry["value"] = shown_setting(name, entry["value"])
     return redact_text(json.dumps(parameters, separators=(",", ":")))
 
 
