@@ -540,3 +540,10 @@ def test_feedback_naming_a_child_that_does_not_exist_is_refused(doors):
     assert response.status_code == 400, response.text  # the node's own check, named
     assert response.json()["status"]["info"].startswith("node 'triple': ")
     assert feedback_counts(door) == before
+    # the same feedback with a reward it reads reaches the router and 'triple': the counts move
+    # when a feedback is taken, so the two refused ones above were not (a reward of 0 is not
+    # counted by seldon-core's metrics)
+    response = door.post("/api/v1.0/feedback", {**feedback, "reward": 1.0})
+    assert response.status_code == 200, response.text
+    expected = {**before, "router": before["router"] + 1, "triple": before["triple"] + 1}
+    assert feedback_counts_become(door, expected) == expected
