@@ -250,8 +250,28 @@ def test_v2_an_input_the_signature_does_not_name_is_refused(both):
             {"dataframe_split": {"columns": ["a"], "data": [[1.0]]}},
             "the column names do not match the model's signature",
         ),
+        (  # pandas failed on these deep inside: a 500 ("'int' object has no attribute 'keys'")
+            {"inputs": [{"sepal_length": 5.1}, 5]},
+            "inputs must be all objects (records) or all rows, not a mix",
+        ),
+        (
+            {"dataframe_records": [{"sepal_length": 5.1}, [1.0]]},
+            "dataframe_records must be all objects (records) or all rows, not a mix",
+        ),
+        (
+            {"instances": [{"sepal_length": 5.1}, "x"]},
+            "instances must be all objects (records) or all rows, not a mix",
+        ),
     ],
-    ids=["ragged inputs", "ragged instances", "flat inputs", "unknown column"],
+    ids=[
+        "ragged inputs",
+        "ragged instances",
+        "flat inputs",
+        "unknown column",
+        "mixed inputs",
+        "mixed records",
+        "mixed instances",
+    ],
 )
 def test_invocations_errors_use_mlflows_words(both, payload, words):
     """/invocations is MLflow's protocol: its 400s name its fields (inputs, instances,

@@ -218,6 +218,10 @@ def json_input(
             frame = pandas_module().DataFrame(
                 data=data.get("data"), columns=data.get("columns"), index=data.get("index")
             )
+        elif type(data) is list and data and _mixed_records(data):
+            raise BadRequestError(
+                f"Invalid input. {key} must be all objects (records) or all rows, not a mix"
+            )
         elif objects_as_records and (records := _objects(data)) is not None:
             return records, [], params
         elif key == "dataframe_records":
@@ -237,6 +241,14 @@ def json_input(
             f"Invalid input. {key} could not be read as a table: {rows_error_text(exc)}"
         ) from None
     return frame, [str(c) for c in frame.columns], params
+
+
+def _mixed_records(data: list) -> bool:
+    """Records (a first object) with other values among them: pandas fails on them deep
+    inside (an AttributeError, which was a 500); MLflow's scoring server answers 400. Lists of
+    rows are not scanned (that would cost every request): a row list holding an object is
+    refused by the row reader."""
+    return type(data[0]) is dict and not all(type(row) is dict for row in data)
 
 
 def _objects(data: Any) -> list[dict] | None:
